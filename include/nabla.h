@@ -1,0 +1,320 @@
+/* nabla: neural networks built on backpropagation and Jacobians.
+ *
+ * One public header. Conventions (see DESIGN.md):
+ *  - every public symbol starts with nb_;
+ *  - fallible calls return nb_status (NB_OK == 0) or NULL, and nb_last_error()
+ *    gives a thread-local message saying what was wrong;
+ *  - the library never aborts, exits or prints;
+ *  - nb_*_free(NULL) is a no-op.
+ *
+ * Element type: nb_real is float, or double when NB_DOUBLE is defined (the
+ * checking build, target nabla_f64, used by the gradient-check tests).
+ */
+#ifndef NABLA_H
+#define NABLA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NB_VERSION "0.1.0"
+#define NB_MAX_RANK 8
+
+#ifdef NB_DOUBLE
+typedef double nb_real;
+#else
+typedef float nb_real;
+#endif
+
+typedef enum nb_status {
+    NB_OK = 0,
+    NB_ERR_ARG,         /* a bad argument: NULL, out of range, wrong kind of node */
+    NB_ERR_SHAPE,       /* shapes that do not fit together */
+    NB_ERR_NOMEM,       /* an allocation failed */
+    NB_ERR_TOO_LARGE,   /* a result would exceed a size limit (e.g. a Jacobian) */
+    NB_ERR_IO,          /* a file could not be opened, read or written */
+    NB_ERR_FORMAT,      /* a file's contents are malformed */
+    NB_ERR_NUMERIC,     /* a non-finite value where a finite one was required */
+    NB_ERR_UNSUPPORTED  /* not differentiable, or not implemented for this case */
+} nb_status;
+
+/* The message of the last failure on this thread ("" if none). */
+const char *nb_last_error(void);
+/* The name of a status code, e.g. "shape error". */
+const char *nb_status_name(nb_status s);
+const char *nb_version(void);
+/* "float32" or "float64": the element type this library was built with. */
+const char *nb_precision(void);
+/* Threads used by the compute kernels (OpenMP and BLAS); process-wide, like
+ * OpenBLAS's own setting. n <= 0 restores the default. */
+void nb_set_num_threads(int n);
+int nb_get_num_threads(void);
+
+/* ------------------------------------------------------------------ tensor */
+
+/* A dense, contiguous, row-major tensor. Fields are public and read-only for
+ * users except data[], which may be written. */
+typedef struct nb_tensor {
+    int rank;
+    int64_t shape[NB_MAX_RANK];
+    int64_t size;      /* product of shape (1 for rank 0) */
+    nb_real *data;
+    int owns_data;     /* internal: whether nb_tensor_free frees data */
+} nb_tensor;
+
+/* A zero-filled tensor. NULL on failure (bad shape, overflow, no memory). */
+nb_tensor *nb_tensor_new(int rank, const int64_t *shape);
+/* A tensor holding a copy of data (size elements). */
+nb_tensor *nb_tensor_from(int rank, const int64_t *shape, const nb_real *data);
+nb_tensor *nb_tensor_clone(const nb_tensor *t);
+void nb_tensor_free(nb_tensor *t);
+/* Writes "(2, 3, 4)" into buf. Returns buf. */
+char *nb_shape_str(int rank, const int64_t *shape, char *buf, size_t n);
+/* Product of shape with overflow check: -1 if it overflows or a dim < 0. */
+int64_t nb_shape_size(int rank, const int64_t *shape);
+
+/* ------------------------------------------------------------------ graph */
+
+/* A graph is defined once, then run many times: define inputs and parameters,
+ * combine them with ops, call nb_forward, then nb_backward / nb_vjp / nb_jvp /
+ * nb_jacobian. Buffers live in the graph; running allocates nothing once the
+ * buffers have grown to the largest batch seen. */
+typedef struct nb_graph nb_graph;
+typedef struct nb_node nb_node;
+
+nb_graph *nb_graph_new(void);
+void nb_graph_free(nb_graph *g);
+
+/* Leaves. The name is copied (at most 63 chars). The value is zero-filled;
+ * write it through nb_value(node)->data. */
+nb_node *nb_input(nb_graph *g, const char *name, int rank, const int64_t *shape);
+nb_node *nb_param(nb_graph *g, const char *name, int rank, const int64_t *shape);
+
+/* Change an input's shape (usually its batch size). Shapes of all nodes are
+ * inferred again by the next nb_forward; buffers only grow. */
+nb_status nb_input_reshape(nb_node *input, int rank, const int64_t *shape);
+
+/* The node's value (valid after nb_forward, or any time for leaves) and the
+ * gradient of the last nb_backward (NULL where none was computed). */
+nb_tensor *nb_value(nb_node *n);
+nb_tensor *nb_grad(nb_node *n);
+const char *nb_node_name(const nb_node *n);
+const char *nb_node_op(const nb_node *n); /* "input", "param", "matmul", ... */
+nb_graph *nb_node_graph(const nb_node *n);
+int nb_graph_size(const nb_graph *g);
+nb_node *nb_graph_node(nb_graph *g, int i);          /* in creation order */
+nb_node *nb_graph_find(nb_graph *g, const char *name);
+void nb_node_set_name(nb_node *n, const char *name);
+int nb_is_param(const nb_node *n);
+/* Whether nb_backward computes this leaf's gradient (params: 1, inputs: 0). */
+void nb_set_requires_grad(nb_node *leaf, int on);
+/* Training mode (dropout active) or inference mode (default). */
+void nb_graph_set_training(nb_graph *g, int training, uint64_t seed);
+/* NaN/Inf guard: when on, nb_forward and nb_backward fail with NB_ERR_NUMERIC
+ * naming the first node whose value or gradient is not finite. */
+void nb_graph_set_check_numerics(nb_graph *g, int on);
+
+/* -------------------------------------------------------------------- ops */
+/* Each returns a new node in its inputs' graph, or NULL (with nb_last_error)
+ * when the shapes do not fit or an input is NULL, so that a whole expression
+ * can be written first and checked once at the end. */
+
+/* Elementwise with NumPy broadcasting. */
+nb_node *nb_add(nb_node *a, nb_node *b);
+nb_node *nb_sub(nb_node *a, nb_node *b);
+nb_node *nb_mul(nb_node *a, nb_node *b);
+nb_node *nb_div(nb_node *a, nb_node *b);
+/* Elementwise, one input. */
+nb_node *nb_neg(nb_node *x);
+nb_node *nb_exp(nb_node *x);
+nb_node *nb_log(nb_node *x);
+nb_node *nb_sqrt(nb_node *x);
+nb_node *nb_abs(nb_node *x);
+nb_node *nb_pow(nb_node *x, double p);
+nb_node *nb_scale(nb_node *x, double s); /* s * x */
+nb_node *nb_sigmoid(nb_node *x);
+nb_node *nb_tanh(nb_node *x);
+nb_node *nb_relu(nb_node *x);
+nb_node *nb_leaky_relu(nb_node *x, double slope);
+nb_node *nb_elu(nb_node *x, double alpha);
+nb_node *nb_softplus(nb_node *x);
+nb_node *nb_gelu(nb_node *x); /* exact: x * Phi(x) */
+/* Over the last axis. */
+nb_node *nb_softmax(nb_node *x);
+nb_node *nb_log_softmax(nb_node *x);
+/* a (..., m, k) @ b (..., k, n): 2-D, or batched with broadcast batch dims. */
+nb_node *nb_matmul(nb_node *a, nb_node *b);
+/* Permutation of axes; perm NULL reverses them (the 2-D transpose). */
+nb_node *nb_transpose(nb_node *x, const int *perm);
+/* One dim may be -1 (inferred). */
+nb_node *nb_reshape(nb_node *x, int rank, const int64_t *shape);
+/* (N, ...) -> (N, prod(...)). */
+nb_node *nb_flatten(nb_node *x);
+/* Over the given axes (negative counts from the end); naxes 0 = all axes. */
+nb_node *nb_sum(nb_node *x, int naxes, const int *axes, int keepdims);
+nb_node *nb_mean(nb_node *x, int naxes, const int *axes, int keepdims);
+
+typedef enum { NB_PAD_VALID = 0, NB_PAD_SAME = 1 } nb_padding;
+typedef struct nb_conv2d_opts {
+    int stride;   /* 1 if 0 */
+    int dilation; /* 1 if 0 */
+    nb_padding padding;
+} nb_conv2d_opts;
+/* x (N,H,W,C_in), kernel (f_h,f_w,C_in,C_out), bias (C_out) or NULL.
+ * 'same' pads as TensorFlow: out = ceil(in/stride), the odd pixel at the end. */
+nb_node *nb_conv2d(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts);
+/* x (N,H,W,C); stride 0 means stride = size. Average pooling counts only the
+ * real (unpadded) pixels, as TensorFlow does. */
+nb_node *nb_max_pool2d(nb_node *x, int size, int stride, nb_padding padding);
+nb_node *nb_avg_pool2d(nb_node *x, int size, int stride, nb_padding padding);
+/* Inverted dropout: in training mode zeroes with probability rate and scales
+ * the rest by 1/(1-rate); identity in inference mode. */
+nb_node *nb_dropout(nb_node *x, double rate);
+
+/* Losses: scalars, mean over the batch (PyTorch's and Keras's default). */
+nb_node *nb_mse_loss(nb_node *pred, nb_node *target);          /* mean of (p-t)^2 over all elements */
+nb_node *nb_bce_logits_loss(nb_node *logits, nb_node *target); /* mean over all elements */
+/* logits (N,C); labels (N) holding class indices 0..C-1 (as nb_real). */
+nb_node *nb_cce_logits_loss(nb_node *logits, nb_node *labels);
+/* logits (N,C); target (N,C) probabilities or one-hot rows. */
+nb_node *nb_cce_logits_probs_loss(nb_node *logits, nb_node *target);
+
+/* --------------------------------------------------------------- autodiff */
+
+/* Computes every node's value. */
+nb_status nb_forward(nb_graph *g);
+/* Reverse mode from a scalar: after a forward, fills nb_grad() of every
+ * parameter and of every input with requires_grad, with dloss/dleaf. */
+nb_status nb_backward(nb_node *loss);
+/* Vector-Jacobian products, batched: seeds has shape (K,) + out.shape; for
+ * each of the nwrt nodes, results[i] gets a new tensor of shape
+ * (K,) + wrt[i].shape with results[i][k] = seeds[k] . d out / d wrt[i].
+ * One backward pass serves all K seeds. Runs the forward pass first. */
+nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const *wrt,
+                 nb_tensor **results);
+/* Jacobian-vector products, batched: tangents[i] has shape (K,) + wrt[i].shape;
+ * result gets shape (K,) + out.shape, result[k] = sum_i dout/dwrt[i] . t_i[k].
+ * Runs the forward pass first. */
+nb_status nb_jvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *const *tangents,
+                 nb_tensor **result);
+
+/* -------------------------------------------------------------- jacobians */
+
+typedef enum { NB_JAC_AUTO = 0, NB_JAC_REV, NB_JAC_FWD, NB_JAC_NUMERIC } nb_jac_mode;
+typedef struct nb_jacobian_opts {
+    nb_jac_mode mode;
+    int per_example;   /* out (N,o...), wrt (N,i...) -> J (N,o...,i...) */
+    int64_t chunk;     /* seeds/tangents per pass; 0 = automatic */
+    size_t max_bytes;  /* refuse a Jacobian larger than this; 0 = 2 GiB */
+    double eps;        /* numeric: central-difference step; 0 = 1e-6 (1e-3 in float) */
+} nb_jacobian_opts;
+/* J = d out / d wrt with shape out.shape + wrt.shape (per_example: see above).
+ * wrt may be any node for REV/FWD; NUMERIC needs a leaf. Runs the forward pass. */
+nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, nb_tensor **J);
+const char *nb_jac_mode_name(nb_jac_mode m);
+
+typedef struct nb_gradcheck_opts {
+    double eps, atol, rtol; /* 0 = PyTorch's gradcheck defaults 1e-6, 1e-5, 1e-3 */
+} nb_gradcheck_opts;
+typedef struct nb_gradcheck_result {
+    int ok;                 /* both modes within |a - n| <= atol + rtol |n| */
+    double max_err_rev;     /* max |a - n| of reverse mode */
+    double max_err_fwd;     /* max |a - n| of forward mode */
+    double worst_ratio;     /* max |a-n| / (atol + rtol |n|); <= 1 passes */
+    int64_t worst_flat;     /* flat index into J of the worst element */
+    int64_t worst_index[2 * NB_MAX_RANK];
+    int worst_rank;
+    double worst_analytic, worst_numeric;
+    nb_jac_mode worst_mode;
+    double max_abs_jacobian; /* to show the Jacobian was not all zero */
+} nb_gradcheck_result;
+/* Compares the reverse- and forward-mode Jacobians of out w.r.t. the leaf wrt
+ * with central differences. Returns NB_OK when the check could run (read
+ * res->ok for the verdict). */
+nb_status nb_gradcheck(nb_node *out, nb_node *wrt, const nb_gradcheck_opts *opts,
+                       nb_gradcheck_result *res);
+
+/* The gradient check of every op on random inputs (the `nabla gradcheck`
+ * table). Calls report(row, user) once per case; returns the failure count
+ * or -1 on error. */
+typedef struct nb_opcheck_row {
+    const char *op;
+    const char *case_name;
+    const char *wrt;
+    char shape[96];
+    nb_gradcheck_result r;
+} nb_opcheck_row;
+int nb_opcheck_all(uint64_t seed, const nb_gradcheck_opts *opts,
+                   void (*report)(const nb_opcheck_row *row, void *user), void *user);
+
+/* --------------------------------------------------------------------- io */
+/* Every reader checks each size it reads against the real length of the data
+ * and against overflow before allocating; a malformed file gives
+ * NB_ERR_FORMAT with a message naming the file, the field and the reason.
+ * The *_parse functions read from memory (what the fuzz targets call). */
+
+/* IDX (the MNIST format), raw or gzip-compressed (detected by its magic).
+ * Any IDX element type becomes nb_real; the tensor's shape is the file's. */
+nb_status nb_idx_read(const char *path, nb_tensor **out);
+nb_status nb_idx_parse(const void *data, size_t len, nb_tensor **out);
+
+/* NumPy .npy, version 1-3, C order; dtypes <f4 <f8 |u1 |i1 <i4 <i8 (and
+ * big-endian variants) read; written as <f4 (float build) or <f8. */
+nb_status nb_npy_read(const char *path, nb_tensor **out);
+nb_status nb_npy_parse(const void *data, size_t len, nb_tensor **out);
+nb_status nb_npy_write(const char *path, const nb_tensor *t);
+
+/* CSV of numbers with an optional header line: out gets shape (rows, cols).
+ * header_names (may be NULL) receives a malloc'ed array of ncols malloc'ed
+ * strings (free with nb_csv_free_names), or NULL when there is no header. */
+nb_status nb_csv_read(const char *path, int has_header, nb_tensor **out, char ***header_names);
+nb_status nb_csv_parse(const void *data, size_t len, int has_header, nb_tensor **out, char ***header_names);
+void nb_csv_free_names(char **names, int64_t ncols);
+
+/* safetensors: named tensors plus string metadata (__metadata__). F32, F64,
+ * F16, BF16 and integer dtypes are read (converted to nb_real); F32 or F64 is
+ * written. Writing is atomic: a temporary file, fsync, rename, fsync of the
+ * directory, so a crash leaves either the old file or the new one. */
+typedef struct nb_safetensors nb_safetensors;
+nb_safetensors *nb_safetensors_new(void);
+void nb_safetensors_free(nb_safetensors *st);
+nb_status nb_safetensors_read(const char *path, nb_safetensors **out);
+nb_status nb_safetensors_parse(const void *data, size_t len, nb_safetensors **out);
+/* Serialises to a malloc'ed buffer (free with free()). */
+nb_status nb_safetensors_serialize(const nb_safetensors *st, int write_f64, void **data, size_t *len);
+nb_status nb_safetensors_write(const char *path, const nb_safetensors *st, int write_f64);
+/* Adds a copy of t under name (replacing a tensor of that name). */
+nb_status nb_safetensors_add(nb_safetensors *st, const char *name, const nb_tensor *t);
+nb_status nb_safetensors_set_meta(nb_safetensors *st, const char *key, const char *value);
+const char *nb_safetensors_meta(const nb_safetensors *st, const char *key); /* NULL if absent */
+const nb_tensor *nb_safetensors_get(const nb_safetensors *st, const char *name);
+int nb_safetensors_count(const nb_safetensors *st);
+const char *nb_safetensors_name(const nb_safetensors *st, int i);
+
+/* Writes a file atomically (temporary file + fsync + rename + directory
+ * fsync): used by every writer above. */
+nb_status nb_write_file_atomic(const char *path, const void *data, size_t len);
+/* Reads a whole file (malloc'ed; free with free()), refusing files larger
+ * than max_bytes (0 = no limit). */
+nb_status nb_read_file(const char *path, size_t max_bytes, void **data, size_t *len);
+
+/* ---- more sections (nn) go here ---- */
+
+/* ------------------------------------------------------------------ random */
+
+/* A small, explicit random generator (xoshiro256**): no hidden global state. */
+typedef struct nb_rng { uint64_t s[4]; } nb_rng;
+void nb_rng_seed(nb_rng *r, uint64_t seed);
+uint64_t nb_rng_next(nb_rng *r);
+double nb_rng_uniform(nb_rng *r);   /* [0, 1) */
+double nb_rng_normal(nb_rng *r);    /* N(0, 1) */
+void nb_tensor_fill_uniform(nb_tensor *t, nb_rng *r, double lo, double hi);
+void nb_tensor_fill_normal(nb_tensor *t, nb_rng *r, double mean, double std);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NABLA_H */

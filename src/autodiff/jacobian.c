@@ -1,0 +1,257 @@
+/* Full Jacobians J = d out / d wrt, shape out.shape + wrt.shape, with
+ * J[o..., i...] = d out[o...] / d wrt[i...] (PyTorch's, JAX's and
+ * TensorFlow's convention), by
+ *   reverse mode: row o of J is the VJP of the seed e_o; K rows per pass;
+ *   forward mode: column i of J is the JVP of the tangent e_i; K per pass;
+ *   central differences: column i is (out(x + eps e_i) - out(x - eps e_i)) / 2 eps.
+ * Per-example (batch) Jacobians, out (N, o...) and wrt (N, i...): since example
+ * n's output depends on example n's input only, one seed e_o set in every
+ * example at once gives row o of all N Jacobians: o passes instead of N*o,
+ * and the N*N cross terms are never formed. */
+#include "../core/internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+const char *nb_jac_mode_name(nb_jac_mode m)
+{
+    switch (m) {
+    case NB_JAC_AUTO: return "auto";
+    case NB_JAC_REV: return "rev";
+    case NB_JAC_FWD: return "fwd";
+    case NB_JAC_NUMERIC: return "numeric";
+    }
+    return "?";
+}
+
+typedef struct {
+    nb_node *out, *wrt;
+    int64_t N;     /* examples (1 unless per_example) */
+    int64_t O, I;  /* per-example sizes of out and wrt */
+    int64_t chunk;
+} jac_job;
+
+static double human_bytes(double b, const char **unit)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    int u = 0;
+    while (b >= 1024 && u < 5) b /= 1024, u++;
+    *unit = units[u];
+    return b;
+}
+
+static nb_status jac_shape(const jac_job *j, const nb_jacobian_opts *o, int *rank, int64_t *shape)
+{
+    const nb_tensor *y = &j->out->value, *x = &j->wrt->value;
+    int skip = o->per_example ? 1 : 0;
+    *rank = y->rank + x->rank - skip;
+    if (*rank > NB_MAX_RANK) {
+        return nb_fail(NB_ERR_TOO_LARGE, "jacobian: rank %d + %d exceeds %d; reshape or use per_example", y->rank,
+                       x->rank - skip, NB_MAX_RANK);
+    }
+    int r = 0;
+    for (int d = 0; d < y->rank; d++) shape[r++] = y->shape[d];
+    for (int d = skip; d < x->rank; d++) shape[r++] = x->shape[d];
+    int64_t elems = nb_shape_size(*rank, shape);
+    size_t limit = o->max_bytes ? o->max_bytes : (size_t)2 << 30;
+    double bytes = (double)j->N * (double)j->O * (double)j->I * (double)sizeof(nb_real);
+    if (elems < 0 || bytes > (double)limit) {
+        char s1[96], s2[96];
+        const char *u1, *u2;
+        double h = human_bytes(bytes, &u1), l = human_bytes((double)limit, &u2);
+        return nb_fail(NB_ERR_TOO_LARGE,
+                       "jacobian: d %s%s / d %s%s would need %.0f elements (%.1f %s), over the limit of %.1f %s; "
+                       "raise max_bytes, take a per-example Jacobian, or use nb_vjp/nb_jvp for products",
+                       j->out->name, NB_SHAPE_STR(y, s1), j->wrt->name, NB_SHAPE_STR(x, s2),
+                       (double)j->N * (double)j->O * (double)j->I, h, u1, l, u2);
+    }
+    return NB_OK;
+}
+
+/* Seeds/tangents per pass: enough to amortise the pass, few enough that
+ * the stacked buffers of every node stay near 256 MiB. */
+static int64_t auto_chunk(nb_graph *g, int64_t rows)
+{
+    double per = 0;
+    for (int i = 0; i < g->n; i++) per += (double)g->nodes[i]->value.size;
+    per *= sizeof(nb_real);
+    int64_t k = per > 0 ? (int64_t)((256.0 * 1024 * 1024) / per) : rows;
+    if (k < 1) k = 1;
+    return k < rows ? k : rows;
+}
+
+static nb_status jac_rev(const jac_job *j, nb_real *J)
+{
+    int64_t N = j->N, O = j->O, I = j->I;
+    nb_real *seeds = nb_calloc_real(j->chunk * N * O);
+    if (!seeds) return NB_ERR_NOMEM;
+    nb_status s = NB_OK;
+    for (int64_t o0 = 0; o0 < O && !s; o0 += j->chunk) {
+        int64_t K = O - o0 < j->chunk ? O - o0 : j->chunk;
+        memset(seeds, 0, (size_t)(K * N * O) * sizeof(nb_real));
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t n = 0; n < N; n++) seeds[(k * N + n) * O + o0 + k] = 1;
+        s = nb_vjp_raw(j->out, K, seeds, 1, &j->wrt);
+        if (s) break;
+        /* adj[k, n, i] = J[n, o0 + k, i] */
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t n = 0; n < N; n++) {
+                nb_real *dst = J + (n * O + o0 + k) * I;
+                if (j->wrt->mark) memcpy(dst, j->wrt->adj + (k * N + n) * I, (size_t)I * sizeof(nb_real));
+                else memset(dst, 0, (size_t)I * sizeof(nb_real));
+            }
+    }
+    nb_free(seeds);
+    return s;
+}
+
+static nb_status jac_fwd(const jac_job *j, nb_real *J)
+{
+    int64_t N = j->N, O = j->O, I = j->I;
+    nb_real *tangents = nb_calloc_real(j->chunk * N * I);
+    if (!tangents) return NB_ERR_NOMEM;
+    nb_status s = NB_OK;
+    for (int64_t i0 = 0; i0 < I && !s; i0 += j->chunk) {
+        int64_t K = I - i0 < j->chunk ? I - i0 : j->chunk;
+        memset(tangents, 0, (size_t)(K * N * I) * sizeof(nb_real));
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t n = 0; n < N; n++) tangents[(k * N + n) * I + i0 + k] = 1;
+        const nb_real *t = tangents;
+        s = nb_jvp_raw(j->out, K, 1, &j->wrt, &t);
+        if (s) break;
+        /* tan[k, n, o] = J[n, o, i0 + k] */
+        bool live = j->out->mark && j->out->tan_set;
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t o = 0; o < O; o++)
+                    J[(n * O + o) * I + i0 + k] = live ? j->out->tan[(k * N + n) * O + o] : 0;
+    }
+    nb_free(tangents);
+    return s;
+}
+
+static nb_status jac_numeric(const jac_job *j, double eps, nb_real *J)
+{
+    nb_graph *g = j->out->graph;
+    int64_t N = j->N, O = j->O, I = j->I;
+    if (j->wrt->kind == NB_KIND_OP)
+        return nb_fail(NB_ERR_ARG, "jacobian: the numeric mode needs an input or parameter, '%s' is an op output",
+                       j->wrt->name);
+    nb_real *plus = nb_calloc_real(N * O + N);
+    if (!plus) return NB_ERR_NOMEM;
+    nb_real *orig = plus + N * O; /* x[n, i] before perturbing, restored exactly */
+    nb_real *x = j->wrt->value.data;
+    const nb_real *y = j->out->value.data;
+    nb_status s = NB_OK;
+    for (int64_t i = 0; i < I && !s; i++) {
+        for (int64_t n = 0; n < N; n++) orig[n] = x[n * I + i], x[n * I + i] = orig[n] + (nb_real)eps;
+        if ((s = nb_forward(g))) break;
+        memcpy(plus, y, (size_t)(N * O) * sizeof(nb_real));
+        for (int64_t n = 0; n < N; n++) x[n * I + i] = orig[n] - (nb_real)eps;
+        s = nb_forward(g);
+        for (int64_t n = 0; n < N; n++) x[n * I + i] = orig[n];
+        if (s) break;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t o = 0; o < O; o++)
+                J[(n * O + o) * I + i] = (nb_real)(((double)plus[n * O + o] - (double)y[n * O + o]) / (2 * eps));
+    }
+    nb_free(plus);
+    if (!s) s = nb_forward(g); /* leave the graph at the unperturbed point */
+    return s;
+}
+
+nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, nb_tensor **J)
+{
+    static const nb_jacobian_opts defaults = {0};
+    const nb_jacobian_opts *o = opts ? opts : &defaults;
+    if (!out || !wrt || !J) return nb_fail(NB_ERR_ARG, "jacobian: out, wrt and J must not be NULL");
+    if (out->graph != wrt->graph) return nb_fail(NB_ERR_ARG, "jacobian: out and wrt are in different graphs");
+    *J = NULL;
+    nb_status s = nb_forward(out->graph);
+    if (s) return s;
+    jac_job j = {out, wrt, 1, out->value.size, wrt->value.size, 0};
+    if (o->per_example) {
+        if (out->value.rank < 1 || wrt->value.rank < 1 || out->value.shape[0] != wrt->value.shape[0])
+            return nb_fail(NB_ERR_SHAPE, "jacobian: per-example needs out and wrt with the same first (batch) "
+                                         "dimension");
+        j.N = out->value.shape[0];
+        j.O = j.N ? out->value.size / j.N : 0;
+        j.I = j.N ? wrt->value.size / j.N : 0;
+    }
+    int rank;
+    int64_t shape[NB_MAX_RANK];
+    if ((s = jac_shape(&j, o, &rank, shape))) return s;
+    nb_jac_mode mode = o->mode;
+    if (mode == NB_JAC_AUTO) mode = j.O <= j.I ? NB_JAC_REV : NB_JAC_FWD;
+    int64_t rows = mode == NB_JAC_REV ? j.O : j.I;
+    j.chunk = o->chunk > 0 ? (o->chunk < rows ? o->chunk : rows) : auto_chunk(out->graph, rows);
+    if (j.chunk < 1) j.chunk = 1;
+    nb_tensor *t = nb_tensor_new(rank, shape);
+    if (!t) return NB_ERR_NOMEM;
+    if (j.O > 0 && j.I > 0) {
+        if (mode == NB_JAC_REV) s = jac_rev(&j, t->data);
+        else if (mode == NB_JAC_FWD) s = jac_fwd(&j, t->data);
+        else s = jac_numeric(&j, o->eps > 0 ? o->eps : (sizeof(nb_real) == 8 ? 1e-6 : 1e-3), t->data);
+    }
+    if (s) {
+        nb_tensor_free(t);
+        return s;
+    }
+    *J = t;
+    return NB_OK;
+}
+
+/* ------------------------------------------------------------ gradcheck */
+
+static void unflatten(int64_t flat, const nb_tensor *t, int64_t *idx)
+{
+    for (int d = t->rank - 1; d >= 0; d--) {
+        idx[d] = t->shape[d] ? flat % t->shape[d] : 0;
+        flat = t->shape[d] ? flat / t->shape[d] : 0;
+    }
+}
+
+nb_status nb_gradcheck(nb_node *out, nb_node *wrt, const nb_gradcheck_opts *opts, nb_gradcheck_result *res)
+{
+    if (!res) return nb_fail(NB_ERR_ARG, "gradcheck: result is NULL");
+    memset(res, 0, sizeof *res);
+    double eps = opts && opts->eps > 0 ? opts->eps : 1e-6;
+    double atol = opts && opts->atol > 0 ? opts->atol : 1e-5;
+    double rtol = opts && opts->rtol > 0 ? opts->rtol : 1e-3;
+    nb_tensor *Jn = NULL, *Jm[2] = {NULL, NULL};
+    nb_jacobian_opts jo = {NB_JAC_NUMERIC, 0, 0, 0, eps};
+    nb_status s = nb_jacobian(out, wrt, &jo, &Jn);
+    for (int m = 0; m < 2 && !s; m++) {
+        jo.mode = m == 0 ? NB_JAC_REV : NB_JAC_FWD;
+        s = nb_jacobian(out, wrt, &jo, &Jm[m]);
+    }
+    if (s) goto done;
+    res->ok = 1;
+    res->worst_flat = -1;
+    for (int m = 0; m < 2; m++) {
+        double *max_err = m == 0 ? &res->max_err_rev : &res->max_err_fwd;
+        for (int64_t i = 0; i < Jn->size; i++) {
+            double a = Jm[m]->data[i], n = Jn->data[i], err = fabs(a - n);
+            double ratio = err / (atol + rtol * fabs(n));
+            if (!isfinite(a) || !isfinite(n)) ratio = INFINITY;
+            if (err > *max_err || !isfinite(err)) *max_err = err;
+            if (fabs(a) > res->max_abs_jacobian) res->max_abs_jacobian = fabs(a);
+            if (ratio > res->worst_ratio || res->worst_flat < 0) {
+                res->worst_ratio = ratio;
+                res->worst_flat = i;
+                res->worst_analytic = a;
+                res->worst_numeric = n;
+                res->worst_mode = m == 0 ? NB_JAC_REV : NB_JAC_FWD;
+            }
+            if (!(ratio <= 1)) res->ok = 0;
+        }
+    }
+    res->worst_rank = Jn->rank;
+    if (res->worst_flat >= 0) unflatten(res->worst_flat, Jn, res->worst_index);
+done:
+    nb_tensor_free(Jn);
+    nb_tensor_free(Jm[0]);
+    nb_tensor_free(Jm[1]);
+    return s;
+}

@@ -1,0 +1,48 @@
+/* nabla gradcheck: the gradient check of every op, one row per (op, input). */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void print_row(const nb_opcheck_row *row, void *user)
+{
+    int *n = user;
+    (*n)++;
+    char where[64] = "";
+    const nb_gradcheck_result *r = &row->r;
+    int off = 0;
+    for (int d = 0; d < r->worst_rank && off < (int)sizeof where - 8; d++)
+        off += snprintf(where + off, sizeof where - (size_t)off, d ? ",%lld" : "[%lld", (long long)r->worst_index[d]);
+    if (r->worst_rank) snprintf(where + off, sizeof where - (size_t)off, "]");
+    printf("%-12s %-26s %-4s %-14s %10.2e %10.2e %7.3f  %-16s %s\n", row->op, row->case_name, row->wrt, row->shape,
+           r->max_err_rev, r->max_err_fwd, r->worst_ratio, where, r->ok ? "ok" : "FAIL");
+}
+
+int cmd_gradcheck(int argc, char **argv)
+{
+    unsigned long long seed = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
+        else {
+            printf("usage: nabla gradcheck [--seed S]\n\n"
+                   "Checks every op's reverse-mode (VJP) and forward-mode (JVP) Jacobian against central\n"
+                   "differences on random inputs. Pass: |analytic - numeric| <= atol + rtol |numeric|.\n");
+            return strcmp(argv[i], "--help") ? 2 : 0;
+        }
+    }
+    /* In float the step and tolerances follow the precision: eps ~ cbrt(ulp). */
+    nb_gradcheck_opts o = {1e-6, 1e-5, 1e-3};
+    if (!strcmp(nb_precision(), "float32")) o = (nb_gradcheck_opts){1e-2, 1e-2, 1e-2};
+    printf("gradient check in %s: eps %g, atol %g, rtol %g\n", nb_precision(), o.eps, o.atol, o.rtol);
+    printf("%-12s %-26s %-4s %-14s %10s %10s %7s  %-16s %s\n", "op", "case", "wrt", "shape", "err(rev)",
+           "err(fwd)", "ratio", "worst J index", "");
+    int rows = 0;
+    int failures = nb_opcheck_all(seed, &o, print_row, &rows);
+    if (failures < 0) {
+        fprintf(stderr, "nabla gradcheck: %s\n", nb_last_error());
+        return 1;
+    }
+    printf("%d checks, %d passed, %d failed\n", rows, rows - failures, failures);
+    return failures ? 1 : 0;
+}

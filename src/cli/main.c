@@ -1,0 +1,38 @@
+/* nabla: the command-line tool. One file per command; this one dispatches. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const cli_command commands[] = {
+    {"gradcheck", "check every op's VJP and JVP against finite differences", cmd_gradcheck},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: nabla <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n  nabla --version      print the version\n  nabla <command> --help\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("nabla %s (%s)\n", nb_version(), nb_precision());
+        return 0;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "nabla: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,68 @@
+/* Thread-local error messages, versions and thread settings. */
+#include "internal.h"
+
+#include <stdio.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef NB_HAVE_CBLAS
+void openblas_set_num_threads(int n);
+#endif
+
+static _Thread_local char nb_error_message[512];
+
+nb_status nb_fail(nb_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(nb_error_message, sizeof nb_error_message, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void nb_clear_error(void) { nb_error_message[0] = '\0'; }
+
+const char *nb_last_error(void) { return nb_error_message; }
+
+const char *nb_status_name(nb_status s)
+{
+    switch (s) {
+    case NB_OK: return "ok";
+    case NB_ERR_ARG: return "bad argument";
+    case NB_ERR_SHAPE: return "shape error";
+    case NB_ERR_NOMEM: return "out of memory";
+    case NB_ERR_TOO_LARGE: return "too large";
+    case NB_ERR_IO: return "i/o error";
+    case NB_ERR_FORMAT: return "format error";
+    case NB_ERR_NUMERIC: return "numerical error";
+    case NB_ERR_UNSUPPORTED: return "unsupported";
+    }
+    return "unknown status";
+}
+
+const char *nb_version(void) { return NB_VERSION; }
+
+const char *nb_precision(void) { return sizeof(nb_real) == 8 ? "float64" : "float32"; }
+
+/* Process-wide, as the BLAS's own thread count is. */
+static int nb_threads_requested = 0;
+
+void nb_set_num_threads(int n)
+{
+    nb_threads_requested = n > 0 ? n : 0;
+#ifdef _OPENMP
+    omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
+#endif
+#ifdef NB_HAVE_CBLAS
+    openblas_set_num_threads(n > 0 ? n : 0);
+#endif
+}
+
+int nb_get_num_threads(void)
+{
+#ifdef _OPENMP
+    return nb_threads_requested > 0 ? nb_threads_requested : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}

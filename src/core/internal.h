@@ -1,0 +1,147 @@
+/* Internal definitions shared by the library's parts: the node, the op
+ * descriptor, error reporting and small helpers. Not installed. */
+#ifndef NB_INTERNAL_H
+#define NB_INTERNAL_H
+
+#include "nabla.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- errors */
+
+/* Sets the thread-local message (printf-style) and returns status. */
+nb_status nb_fail(nb_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+
+    ;
+void nb_clear_error(void);
+
+/* ---------------------------------------------------------------- memory */
+
+void *nb_alloc(size_t bytes);            /* 64-byte aligned, NULL + error on failure */
+void *nb_calloc_real(int64_t count);     /* zeroed nb_real array */
+void nb_free(void *p);
+/* Grows *buf to hold count nb_reals (never shrinks). */
+nb_status nb_reserve(nb_real **buf, int64_t *cap, int64_t count);
+/* Bytes, same rule. */
+nb_status nb_reserve_bytes(void **buf, size_t *cap, size_t bytes);
+
+/* ------------------------------------------------------------------ ops */
+
+typedef struct nb_op nb_op;
+
+/* Attributes of an op, one struct for all (small, plain data). */
+typedef struct nb_attrs {
+    double scalar;        /* pow exponent, scale factor, slope, alpha, dropout rate */
+    int axes[NB_MAX_RANK];/* sum/mean axes (normalised), transpose perm */
+    int naxes;
+    int keepdims;
+    int stride, dilation, size;
+    nb_padding padding;
+    int pad_top, pad_left;/* resolved at shape inference */
+    int64_t reshape[NB_MAX_RANK];
+    int reshape_rank;
+} nb_attrs;
+
+enum { NB_KIND_INPUT, NB_KIND_PARAM, NB_KIND_OP };
+
+struct nb_node {
+    nb_graph *graph;
+    int id;
+    int kind;
+    const nb_op *op;
+    char name[64];
+    int ninputs;
+    nb_node *in[4];
+    nb_attrs at;
+    nb_tensor value;       /* shape + data; data capacity in value_cap */
+    int64_t value_cap;
+    nb_tensor grad;        /* gradient of the last nb_backward (K = 1) */
+    int64_t grad_cap;
+    nb_real *adj;          /* adjoints during a reverse pass: (K,) + shape */
+    int64_t adj_cap;
+    bool adj_set;          /* adj holds data (else treat as zero) */
+    nb_real *tan;          /* tangents during a forward-mode pass: (K,) + shape */
+    int64_t tan_cap;
+    bool tan_set;
+    void *ws;              /* op workspace saved by forward for vjp/jvp */
+    size_t ws_cap;
+    bool requires_grad;    /* leaves: whether nb_backward fills the gradient */
+    bool mark;             /* scratch flag for passes */
+};
+
+struct nb_graph {
+    nb_node **nodes;
+    int n, cap;
+    bool training;
+    bool check_numerics;
+    uint64_t seed;
+    uint64_t step;         /* forward passes run, for dropout masks */
+    bool shapes_dirty;
+};
+
+/* The op descriptor: one per op, in the op's own file. The Jacobian of each
+ * op is written as math in a comment beside its functions.
+ *  infer:   sets n->value.rank/shape from inputs and attributes (or fails);
+ *  forward: computes n->value.data from the inputs' values;
+ *  vjp:     for input i, dx (+)= dy . d y / d x_i for K stacked seeds
+ *           (dy: K x |y|, dx: K x |x_i|); accumulate says += instead of =;
+ *  jvp:     dy = sum_i d y / d x_i . dx_i for K stacked tangents; dxs[i] is
+ *           NULL where that input's tangent is zero. */
+struct nb_op {
+    const char *name;
+    int ninputs;
+    nb_status (*infer)(nb_node *n);
+    nb_status (*forward)(nb_node *n);
+    nb_status (*vjp)(nb_node *n, int i, int64_t K, const nb_real *dy, nb_real *dx, bool accumulate);
+    nb_status (*jvp)(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy);
+    /* Inputs that carry no derivative (labels). Bit i set = input i. */
+    unsigned nondiff_mask;
+};
+
+/* Creates an op node (checks inputs for NULL, runs infer). */
+nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, const nb_attrs *at);
+/* Shape of a tensor from another. */
+void nb_tensor_set_shape(nb_tensor *t, int rank, const int64_t *shape);
+/* Re-infers all shapes and grows value buffers. */
+nb_status nb_graph_prepare(nb_graph *g);
+/* Node workspace of at least bytes (kept between forward and backward). */
+void *nb_node_workspace(nb_node *n, size_t bytes);
+/* With check_numerics on: NB_ERR_NUMERIC naming the node if x has a NaN/Inf. */
+nb_status nb_graph_check_value(const nb_node *n, const nb_real *x, int64_t count, const char *what);
+
+#define NB_SHAPE_STR(t, buf) nb_shape_str((t)->rank, (t)->shape, buf, sizeof(buf))
+
+/* y = acc ? y + v : v, the write rule of every VJP. */
+#define NB_PUT(acc, y, v) ((y) = (acc) ? (y) + (v) : (v))
+
+
+
+/* Passes on raw buffers (autodiff.c), used by the Jacobian code:
+ * seeds K x |out| -> adjoints in wrt[i]->adj (valid where wrt[i]->mark);
+ * tangents[i] K x |wrt[i]| -> out->tan (valid where out->mark). */
+nb_status nb_vjp_raw(nb_node *out, int64_t K, const nb_real *seeds, int nwrt, nb_node *const *wrt);
+nb_status nb_jvp_raw(nb_node *out, int64_t K, int nwrt, nb_node *const *wrt, const nb_real *const *tangents);
+
+/* Math functions of the element type: RE(exp)(x) is expf or exp. */
+#ifdef NB_DOUBLE
+#define RE(fn) fn
+#else
+#define RE(fn) fn##f
+#endif
+
+/* Row-major GEMM, C = alpha op(A) op(B) + beta C, op(A) M x K, op(B) K x N
+ * (kernels/gemm.c: CBLAS when available, else the built-in kernel). */
+void nb_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A,
+             int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc);
+/* The built-in GEMM alone (for tests and benchmarks). */
+void nb_gemm_builtin(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, nb_real alpha,
+                     const nb_real *A, int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C,
+                     int64_t ldc);
+/* Shape inference shared by elementwise ops: output shape = input 0's. */
+nb_status nb_infer_same_shape(nb_node *n);
+#endif

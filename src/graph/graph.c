@@ -1,0 +1,236 @@
+/* The graph: nodes in creation order (a topological order, since an op's
+ * inputs exist before it), shape inference, buffers and the forward pass. */
+#include "../core/internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+nb_graph *nb_graph_new(void)
+{
+    nb_graph *g = calloc(1, sizeof *g);
+    if (!g) nb_fail(NB_ERR_NOMEM, "graph: out of memory");
+    return g;
+}
+
+static void node_free(nb_node *n)
+{
+    nb_free(n->value.data);
+    nb_free(n->grad.data);
+    nb_free(n->adj);
+    nb_free(n->tan);
+    nb_free(n->ws);
+    free(n);
+}
+
+void nb_graph_free(nb_graph *g)
+{
+    if (!g) return;
+    for (int i = 0; i < g->n; i++) node_free(g->nodes[i]);
+    free(g->nodes);
+    free(g);
+}
+
+static nb_node *node_add(nb_graph *g, int kind, const char *name)
+{
+    if (g->n == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 32;
+        nb_node **p = realloc(g->nodes, (size_t)cap * sizeof *p);
+        if (!p) {
+            nb_fail(NB_ERR_NOMEM, "graph: out of memory");
+            return NULL;
+        }
+        g->nodes = p;
+        g->cap = cap;
+    }
+    nb_node *n = calloc(1, sizeof *n);
+    if (!n) {
+        nb_fail(NB_ERR_NOMEM, "graph: out of memory");
+        return NULL;
+    }
+    n->graph = g;
+    n->id = g->n;
+    n->kind = kind;
+    if (name) snprintf(n->name, sizeof n->name, "%s", name);
+    g->nodes[g->n++] = n;
+    g->shapes_dirty = true;
+    return n;
+}
+
+static nb_status value_alloc(nb_node *n)
+{
+    if (n->value.size < 0) return nb_fail(NB_ERR_SHAPE, "%s: shape overflows", n->name);
+    nb_status s = nb_reserve(&n->value.data, &n->value_cap, n->value.size);
+    n->value.owns_data = 0;
+    return s;
+}
+
+static nb_node *leaf_new(nb_graph *g, int kind, const char *name, int rank, const int64_t *shape)
+{
+    if (!g) {
+        nb_fail(NB_ERR_ARG, "%s: graph is NULL", name ? name : "leaf");
+        return NULL;
+    }
+    if (rank < 0 || rank > NB_MAX_RANK || (rank && !shape) || nb_shape_size(rank, shape) < 0) {
+        nb_fail(NB_ERR_SHAPE, "%s: invalid shape (rank %d)", name ? name : "leaf", rank);
+        return NULL;
+    }
+    nb_node *n = node_add(g, kind, name);
+    if (!n) return NULL;
+    nb_tensor_set_shape(&n->value, rank, shape);
+    n->requires_grad = kind == NB_KIND_PARAM;
+    if (value_alloc(n) != NB_OK) {
+        g->n--;
+        node_free(n);
+        return NULL;
+    }
+    if (!name) snprintf(n->name, sizeof n->name, "%s%d", kind == NB_KIND_PARAM ? "param" : "input", n->id);
+    return n;
+}
+
+nb_node *nb_input(nb_graph *g, const char *name, int rank, const int64_t *shape)
+{
+    return leaf_new(g, NB_KIND_INPUT, name, rank, shape);
+}
+
+nb_node *nb_param(nb_graph *g, const char *name, int rank, const int64_t *shape)
+{
+    return leaf_new(g, NB_KIND_PARAM, name, rank, shape);
+}
+
+nb_status nb_input_reshape(nb_node *n, int rank, const int64_t *shape)
+{
+    if (!n || n->kind == NB_KIND_OP) return nb_fail(NB_ERR_ARG, "input_reshape: not a leaf node");
+    if (rank < 0 || rank > NB_MAX_RANK || nb_shape_size(rank, shape) < 0)
+        return nb_fail(NB_ERR_SHAPE, "%s: invalid shape", n->name);
+    int64_t old = n->value.size;
+    nb_tensor_set_shape(&n->value, rank, shape);
+    nb_status s = value_alloc(n);
+    if (s) return s;
+    if (n->value.size > old)
+        memset(n->value.data + old, 0, (size_t)(n->value.size - old) * sizeof(nb_real));
+    n->graph->shapes_dirty = true;
+    return NB_OK;
+}
+
+nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, const nb_attrs *at)
+{
+    for (int i = 0; i < ninputs; i++)
+        if (!inputs[i]) {
+            /* Keep the first message: it says what went wrong upstream. */
+            if (!nb_last_error()[0]) nb_fail(NB_ERR_ARG, "%s: input %d is NULL", op->name, i);
+            return NULL;
+        }
+    nb_graph *g = inputs[0]->graph;
+    for (int i = 1; i < ninputs; i++)
+        if (inputs[i]->graph != g) {
+            nb_fail(NB_ERR_ARG, "%s: inputs belong to different graphs", op->name);
+            return NULL;
+        }
+    nb_node *n = node_add(g, NB_KIND_OP, NULL);
+    if (!n) return NULL;
+    n->op = op;
+    n->ninputs = ninputs;
+    for (int i = 0; i < ninputs; i++) n->in[i] = inputs[i];
+    if (at) n->at = *at;
+    snprintf(n->name, sizeof n->name, "%s%d", op->name, n->id);
+    if (op->infer(n) != NB_OK || value_alloc(n) != NB_OK) {
+        g->n--;
+        node_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+nb_status nb_graph_prepare(nb_graph *g)
+{
+    if (!g->shapes_dirty) return NB_OK;
+    for (int i = 0; i < g->n; i++) {
+        nb_node *n = g->nodes[i];
+        if (n->kind != NB_KIND_OP) continue;
+        nb_status s = n->op->infer(n);
+        if (s) return s;
+        s = value_alloc(n);
+        if (s) return s;
+    }
+    g->shapes_dirty = false;
+    return NB_OK;
+}
+
+void *nb_node_workspace(nb_node *n, size_t bytes)
+{
+    if (nb_reserve_bytes(&n->ws, &n->ws_cap, bytes) != NB_OK) return NULL;
+    return n->ws;
+}
+
+static nb_status check_finite(const nb_node *n, const nb_real *x, int64_t count, const char *what)
+{
+    for (int64_t i = 0; i < count; i++)
+        if (!isfinite(x[i]))
+            return nb_fail(NB_ERR_NUMERIC, "check_numerics: %s of node '%s' (op %s) element %lld is %s",
+                           what, n->name, nb_node_op(n), (long long)i, isnan(x[i]) ? "NaN" : "Inf");
+    return NB_OK;
+}
+
+nb_status nb_graph_check_value(const nb_node *n, const nb_real *x, int64_t count, const char *what)
+{
+    return n->graph->check_numerics ? check_finite(n, x, count, what) : NB_OK;
+}
+
+nb_status nb_forward(nb_graph *g)
+{
+    if (!g) return nb_fail(NB_ERR_ARG, "forward: graph is NULL");
+    nb_status s = nb_graph_prepare(g);
+    if (s) return s;
+    g->step++;
+    for (int i = 0; i < g->n; i++) {
+        nb_node *n = g->nodes[i];
+        if (n->kind != NB_KIND_OP) {
+            if (g->check_numerics && (s = check_finite(n, n->value.data, n->value.size, "value")))
+                return s;
+            continue;
+        }
+        s = n->op->forward(n);
+        if (s) return s;
+        if (g->check_numerics && (s = check_finite(n, n->value.data, n->value.size, "forward value")))
+            return s;
+    }
+    return NB_OK;
+}
+
+nb_tensor *nb_value(nb_node *n) { return n ? &n->value : NULL; }
+nb_tensor *nb_grad(nb_node *n) { return n && n->grad.data ? &n->grad : NULL; }
+const char *nb_node_name(const nb_node *n) { return n ? n->name : ""; }
+const char *nb_node_op(const nb_node *n)
+{
+    if (!n) return "";
+    return n->kind == NB_KIND_INPUT ? "input" : n->kind == NB_KIND_PARAM ? "param" : n->op->name;
+}
+nb_graph *nb_node_graph(const nb_node *n) { return n ? n->graph : NULL; }
+int nb_graph_size(const nb_graph *g) { return g ? g->n : 0; }
+nb_node *nb_graph_node(nb_graph *g, int i) { return g && i >= 0 && i < g->n ? g->nodes[i] : NULL; }
+nb_node *nb_graph_find(nb_graph *g, const char *name)
+{
+    for (int i = 0; g && name && i < g->n; i++)
+        if (strcmp(g->nodes[i]->name, name) == 0) return g->nodes[i];
+    return NULL;
+}
+void nb_node_set_name(nb_node *n, const char *name)
+{
+    if (n && name) snprintf(n->name, sizeof n->name, "%s", name);
+}
+int nb_is_param(const nb_node *n) { return n && n->kind == NB_KIND_PARAM; }
+void nb_set_requires_grad(nb_node *n, int on)
+{
+    if (n && n->kind != NB_KIND_OP) n->requires_grad = on != 0;
+}
+void nb_graph_set_training(nb_graph *g, int training, uint64_t seed)
+{
+    if (!g) return;
+    g->training = training != 0;
+    g->seed = seed;
+}
+void nb_graph_set_check_numerics(nb_graph *g, int on)
+{
+    if (g) g->check_numerics = on != 0;
+}

@@ -1,0 +1,172 @@
+/* Elementwise ops of two inputs with NumPy broadcasting: y = a (op) b.
+ *
+ * Shapes align from the right; a dimension of 1 (or a missing one) is
+ * stretched. Jacobian: dy[o]/da[j] = da(o) if a's broadcast index of o is j,
+ * else 0, where da = dy/da pointwise (add 1, sub 1, mul b, div 1/b) and
+ * db likewise (add 1, sub -1, mul a, div -a/b^2). Hence
+ *   VJP: dA[j] = sum over o mapping to j of dY[o] da(o)  (a sum over the
+ *        broadcast axes), and the same for b;
+ *   JVP: dY[o] = da(o) dA[ia(o)] + db(o) dB[ib(o)]. */
+#include "../core/internal.h"
+
+enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV };
+
+/* Strides of y, a and b in y's index space (0 on broadcast axes). */
+typedef struct {
+    int rank;
+    int64_t shape[NB_MAX_RANK];
+    int64_t sy[NB_MAX_RANK], sa[NB_MAX_RANK], sb[NB_MAX_RANK];
+} bcast_plan;
+
+static void strides_in(const nb_tensor *t, int rank, const int64_t *shape, int64_t *st)
+{
+    int64_t s = 1;
+    for (int d = rank - 1; d >= 0; d--) {
+        int td = d - (rank - t->rank);
+        int64_t dim = td >= 0 ? t->shape[td] : 1;
+        st[d] = dim == 1 ? 0 : s; /* a stretched axis does not move */
+        s *= dim;
+    }
+}
+
+static void plan_make(const nb_tensor *y, const nb_tensor *a, const nb_tensor *b, bcast_plan *p)
+{
+    p->rank = y->rank > 0 ? y->rank : 1;
+    for (int d = 0; d < p->rank; d++) p->shape[d] = y->rank > 0 ? y->shape[d] : 1;
+    nb_tensor y1 = *y;
+    if (y->rank == 0) y1.rank = 1, y1.shape[0] = 1;
+    strides_in(&y1, p->rank, p->shape, p->sy);
+    strides_in(a, p->rank, p->shape, p->sa);
+    strides_in(b, p->rank, p->shape, p->sb);
+}
+
+/* Runs BODY for every output position, with iy, ia, ib the flat offsets. */
+#define BCAST_FOR(p, BODY)                                                                        \
+    do {                                                                                          \
+        const int R_ = (p)->rank;                                                                 \
+        int64_t idx_[NB_MAX_RANK] = {0};                                                          \
+        int64_t oy_ = 0, oa_ = 0, ob_ = 0;                                                        \
+        const int64_t inner_ = (p)->shape[R_ - 1];                                                \
+        const int64_t say_ = (p)->sa[R_ - 1], sby_ = (p)->sb[R_ - 1], syy_ = (p)->sy[R_ - 1];      \
+        bool empty_ = false;                                                                      \
+        for (int d_ = 0; d_ < R_; d_++) empty_ |= (p)->shape[d_] == 0;                            \
+        while (!empty_) {                                                                         \
+            for (int64_t t_ = 0; t_ < inner_; t_++) {                                             \
+                const int64_t iy = oy_ + t_ * syy_, ia = oa_ + t_ * say_, ib = ob_ + t_ * sby_;   \
+                BODY;                                                                             \
+            }                                                                                     \
+            int d_ = R_ - 2;                                                                      \
+            for (; d_ >= 0; d_--) {                                                               \
+                idx_[d_]++;                                                                       \
+                oy_ += (p)->sy[d_], oa_ += (p)->sa[d_], ob_ += (p)->sb[d_];                       \
+                if (idx_[d_] < (p)->shape[d_]) break;                                             \
+                oy_ -= (p)->sy[d_] * idx_[d_], oa_ -= (p)->sa[d_] * idx_[d_];                     \
+                ob_ -= (p)->sb[d_] * idx_[d_];                                                    \
+                idx_[d_] = 0;                                                                     \
+            }                                                                                     \
+            if (d_ < 0) break;                                                                    \
+        }                                                                                         \
+    } while (0)
+
+static nb_status binary_infer(nb_node *n)
+{
+    const nb_tensor *a = &n->in[0]->value, *b = &n->in[1]->value;
+    int rank = a->rank > b->rank ? a->rank : b->rank;
+    int64_t shape[NB_MAX_RANK];
+    for (int d = 0; d < rank; d++) {
+        int da = d - (rank - a->rank), db = d - (rank - b->rank);
+        int64_t x = da >= 0 ? a->shape[da] : 1, y = db >= 0 ? b->shape[db] : 1;
+        if (x != y && x != 1 && y != 1) {
+            char s1[96], s2[96];
+            return nb_fail(NB_ERR_SHAPE, "%s: shapes %s and %s do not broadcast (axis %d: %lld vs %lld)",
+                           n->op->name, NB_SHAPE_STR(a, s1), NB_SHAPE_STR(b, s2), d, (long long)x,
+                           (long long)y);
+        }
+        shape[d] = x == 1 ? y : x;
+    }
+    nb_tensor_set_shape(&n->value, rank, shape);
+    return NB_OK;
+}
+
+static int op_code(const nb_node *n) { return (int)n->at.scalar; }
+
+static nb_status binary_forward(nb_node *n)
+{
+    bcast_plan p;
+    const nb_real *a = n->in[0]->value.data, *b = n->in[1]->value.data;
+    nb_real *y = n->value.data;
+    plan_make(&n->value, &n->in[0]->value, &n->in[1]->value, &p);
+    switch (op_code(n)) {
+    case OP_ADD: BCAST_FOR(&p, y[iy] = a[ia] + b[ib]); break;
+    case OP_SUB: BCAST_FOR(&p, y[iy] = a[ia] - b[ib]); break;
+    case OP_MUL: BCAST_FOR(&p, y[iy] = a[ia] * b[ib]); break;
+    case OP_DIV: BCAST_FOR(&p, y[iy] = a[ia] / b[ib]); break;
+    }
+    return NB_OK;
+}
+
+/* dy/da (which = 0) or dy/db (which = 1) at one position. */
+static inline nb_real partial(int code, int which, nb_real a, nb_real b)
+{
+    switch (code) {
+    case OP_ADD: return 1;
+    case OP_SUB: return which ? -1 : 1;
+    case OP_MUL: return which ? a : b;
+    default: return which ? -a / (b * b) : 1 / b;
+    }
+}
+
+static nb_status binary_vjp(nb_node *n, int which, int64_t K, const nb_real *dy, nb_real *dx, bool acc)
+{
+    bcast_plan p;
+    const nb_tensor *A = &n->in[0]->value, *B = &n->in[1]->value;
+    const nb_real *a = A->data, *b = B->data;
+    int64_t my = n->value.size, mx = n->in[which]->value.size;
+    int code = op_code(n);
+    plan_make(&n->value, A, B, &p);
+    for (int64_t k = 0; k < K; k++) {
+        const nb_real *g = dy + k * my;
+        nb_real *r = dx + k * mx;
+        if (!acc) memset(r, 0, (size_t)mx * sizeof(nb_real));
+        if (which == 0)
+            BCAST_FOR(&p, r[ia] += g[iy] * partial(code, 0, a[ia], b[ib]));
+        else
+            BCAST_FOR(&p, r[ib] += g[iy] * partial(code, 1, a[ia], b[ib]));
+    }
+    return NB_OK;
+}
+
+static nb_status binary_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)
+{
+    bcast_plan p;
+    const nb_tensor *A = &n->in[0]->value, *B = &n->in[1]->value;
+    const nb_real *a = A->data, *b = B->data;
+    int64_t my = n->value.size, ma = A->size, mb = B->size;
+    int code = op_code(n);
+    plan_make(&n->value, A, B, &p);
+    for (int64_t k = 0; k < K; k++) {
+        nb_real *r = dy + k * my;
+        const nb_real *ta = dxs[0] ? dxs[0] + k * ma : NULL, *tb = dxs[1] ? dxs[1] + k * mb : NULL;
+        BCAST_FOR(&p, r[iy] = (ta ? partial(code, 0, a[ia], b[ib]) * ta[ia] : 0) +
+                              (tb ? partial(code, 1, a[ia], b[ib]) * tb[ib] : 0));
+    }
+    return NB_OK;
+}
+
+static const nb_op add_op = {"add", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0};
+static const nb_op sub_op = {"sub", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0};
+static const nb_op mul_op = {"mul", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0};
+static const nb_op div_op = {"div", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0};
+
+static nb_node *binary_new(const nb_op *op, int code, nb_node *a, nb_node *b)
+{
+    nb_attrs at = {0};
+    at.scalar = code;
+    nb_node *in[2] = {a, b};
+    return nb_node_op_new(op, 2, in, &at);
+}
+
+nb_node *nb_add(nb_node *a, nb_node *b) { return binary_new(&add_op, OP_ADD, a, b); }
+nb_node *nb_sub(nb_node *a, nb_node *b) { return binary_new(&sub_op, OP_SUB, a, b); }
+nb_node *nb_mul(nb_node *a, nb_node *b) { return binary_new(&mul_op, OP_MUL, a, b); }
+nb_node *nb_div(nb_node *a, nb_node *b) { return binary_new(&div_op, OP_DIV, a, b); }

@@ -1,0 +1,158 @@
+/* Matrix product, 2-D or batched: C (..., m, n) = A (..., m, k) B (..., k, n),
+ * batch dimensions broadcast as NumPy's matmul does.
+ *
+ * Jacobian (one batch entry): dC[i,j]/dA[p,q] = [i == p] B[q,j] and
+ * dC[i,j]/dB[p,q] = A[i,p] [q == j]: a 4-D tensor with mostly zeros. So
+ *   VJP: dA = dC B^T (m x n . n x k), dB = A^T dC (k x m . m x n);
+ *   JVP: dC = dA B + A dB.
+ * Broadcast batch entries accumulate their VJPs. */
+#include "../core/internal.h"
+
+typedef struct {
+    int64_t m, k, n, batch;
+    int brank;
+    int64_t bshape[NB_MAX_RANK];
+    int64_t astride[NB_MAX_RANK], bstride[NB_MAX_RANK]; /* in matrices, 0 if broadcast */
+} mm_plan;
+
+static nb_status mm_plan_make(const nb_node *n, mm_plan *p, int64_t *out_shape, int *out_rank)
+{
+    const nb_tensor *A = &n->in[0]->value, *B = &n->in[1]->value;
+    char s1[96], s2[96];
+    if (A->rank < 2 || B->rank < 2)
+        return nb_fail(NB_ERR_SHAPE, "matmul: both inputs need rank >= 2, got %s and %s", NB_SHAPE_STR(A, s1),
+                       NB_SHAPE_STR(B, s2));
+    p->m = A->shape[A->rank - 2], p->k = A->shape[A->rank - 1], p->n = B->shape[B->rank - 1];
+    if (B->shape[B->rank - 2] != p->k)
+        return nb_fail(NB_ERR_SHAPE, "matmul: shapes %s and %s do not match (%lld != %lld)", NB_SHAPE_STR(A, s1),
+                       NB_SHAPE_STR(B, s2), (long long)p->k, (long long)B->shape[B->rank - 2]);
+    int ra = A->rank - 2, rb = B->rank - 2, r = ra > rb ? ra : rb;
+    int64_t sa = 1, sb = 1;
+    p->brank = r;
+    p->batch = 1;
+    for (int d = r - 1; d >= 0; d--) {
+        int da = d - (r - ra), db = d - (r - rb);
+        int64_t x = da >= 0 ? A->shape[da] : 1, y = db >= 0 ? B->shape[db] : 1;
+        if (x != y && x != 1 && y != 1)
+            return nb_fail(NB_ERR_SHAPE, "matmul: batch dimensions of %s and %s do not broadcast",
+                           NB_SHAPE_STR(A, s1), NB_SHAPE_STR(B, s2));
+        p->bshape[d] = x == 1 ? y : x;
+        p->astride[d] = x == 1 ? 0 : sa;
+        p->bstride[d] = y == 1 ? 0 : sb;
+        sa *= x, sb *= y;
+        p->batch *= p->bshape[d];
+    }
+    if (out_shape) {
+        for (int d = 0; d < r; d++) out_shape[d] = p->bshape[d];
+        out_shape[r] = p->m, out_shape[r + 1] = p->n;
+        *out_rank = r + 2;
+    }
+    return NB_OK;
+}
+
+/* Matrix offsets (in matrices) of A and B for flat batch index t. */
+static void mm_offsets(const mm_plan *p, int64_t t, int64_t *ia, int64_t *ib)
+{
+    *ia = *ib = 0;
+    for (int d = p->brank - 1; d >= 0; d--) {
+        int64_t i = t % p->bshape[d];
+        t /= p->bshape[d];
+        *ia += i * p->astride[d];
+        *ib += i * p->bstride[d];
+    }
+}
+
+static nb_status matmul_infer(nb_node *n)
+{
+    mm_plan p;
+    int64_t shape[NB_MAX_RANK + 2];
+    int rank;
+    nb_status s = mm_plan_make(n, &p, shape, &rank);
+    if (s) return s;
+    if (rank > NB_MAX_RANK) return nb_fail(NB_ERR_SHAPE, "matmul: rank too large");
+    nb_tensor_set_shape(&n->value, rank, shape);
+    return NB_OK;
+}
+
+static nb_status matmul_forward(nb_node *n)
+{
+    mm_plan p;
+    mm_plan_make(n, &p, NULL, NULL);
+    const nb_real *A = n->in[0]->value.data, *B = n->in[1]->value.data;
+    nb_real *C = n->value.data;
+    for (int64_t t = 0; t < p.batch; t++) {
+        int64_t ia, ib;
+        mm_offsets(&p, t, &ia, &ib);
+        nb_gemm(false, false, p.m, p.n, p.k, 1, A + ia * p.m * p.k, p.k, B + ib * p.k * p.n, p.n, 0,
+                C + t * p.m * p.n, p.n);
+    }
+    return NB_OK;
+}
+
+static nb_status matmul_vjp(nb_node *n, int which, int64_t K, const nb_real *dC, nb_real *dX, bool acc)
+{
+    mm_plan p;
+    mm_plan_make(n, &p, NULL, NULL);
+    const nb_real *A = n->in[0]->value.data, *B = n->in[1]->value.data;
+    int64_t mc = n->value.size, mx = n->in[which]->value.size;
+    if (which == 0 && p.batch == 1) {
+        /* All K seeds at once: (K m) x n . n x k. */
+        nb_gemm(false, true, K * p.m, p.k, p.n, 1, dC, p.n, B, p.n, acc ? 1 : 0, dX, p.k);
+        return NB_OK;
+    }
+    for (int64_t s = 0; s < K; s++) {
+        const nb_real *g = dC + s * mc;
+        nb_real *r = dX + s * mx;
+        if (!acc) memset(r, 0, (size_t)mx * sizeof(nb_real));
+        for (int64_t t = 0; t < p.batch; t++) {
+            int64_t ia, ib;
+            mm_offsets(&p, t, &ia, &ib);
+            const nb_real *gt = g + t * p.m * p.n;
+            if (which == 0) /* dA[ia] += dC B^T */
+                nb_gemm(false, true, p.m, p.k, p.n, 1, gt, p.n, B + ib * p.k * p.n, p.n, 1, r + ia * p.m * p.k,
+                        p.k);
+            else /* dB[ib] += A^T dC */
+                nb_gemm(true, false, p.k, p.n, p.m, 1, A + ia * p.m * p.k, p.k, gt, p.n, 1, r + ib * p.k * p.n,
+                        p.n);
+        }
+    }
+    return NB_OK;
+}
+
+static nb_status matmul_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dC)
+{
+    mm_plan p;
+    mm_plan_make(n, &p, NULL, NULL);
+    const nb_real *A = n->in[0]->value.data, *B = n->in[1]->value.data;
+    int64_t mc = n->value.size, ma = n->in[0]->value.size, mb = n->in[1]->value.size;
+    if (dxs[0] && !dxs[1] && p.batch == 1) { /* dC = dA B for all K at once */
+        nb_gemm(false, false, K * p.m, p.n, p.k, 1, dxs[0], p.k, B, p.n, 0, dC, p.n);
+        return NB_OK;
+    }
+    for (int64_t s = 0; s < K; s++) {
+        nb_real *r = dC + s * mc;
+        for (int64_t t = 0; t < p.batch; t++) {
+            int64_t ia, ib;
+            mm_offsets(&p, t, &ia, &ib);
+            nb_real *rt = r + t * p.m * p.n;
+            nb_real beta = 0;
+            if (dxs[0]) {
+                nb_gemm(false, false, p.m, p.n, p.k, 1, dxs[0] + s * ma + ia * p.m * p.k, p.k, B + ib * p.k * p.n,
+                        p.n, 0, rt, p.n);
+                beta = 1;
+            }
+            if (dxs[1])
+                nb_gemm(false, false, p.m, p.n, p.k, 1, A + ia * p.m * p.k, p.k, dxs[1] + s * mb + ib * p.k * p.n,
+                        p.n, beta, rt, p.n);
+        }
+    }
+    return NB_OK;
+}
+
+static const nb_op matmul_op = {"matmul", 2, matmul_infer, matmul_forward, matmul_vjp, matmul_jvp, 0};
+
+nb_node *nb_matmul(nb_node *a, nb_node *b)
+{
+    nb_node *in[2] = {a, b};
+    return nb_node_op_new(&matmul_op, 2, in, NULL);
+}

@@ -1,0 +1,132 @@
+/* Elementwise ops of one input, y_i = f(x_i).
+ *
+ * Jacobian: dy/dx = diag(f'(x)), a (shape + shape) tensor that is zero off
+ * the diagonal. So the VJP is dx = dy * f'(x) and the JVP is dy = f'(x) * dx,
+ * both elementwise. Each op below gives f (FWD, from x and attribute a) and
+ * f' (DER, from x, y = f(x) and a). */
+#include "../core/internal.h"
+
+#include <math.h>
+
+nb_status nb_infer_same_shape(nb_node *n)
+{
+    nb_tensor_set_shape(&n->value, n->in[0]->value.rank, n->in[0]->value.shape);
+    return NB_OK;
+}
+
+#define PAR_FOR _Pragma("omp parallel for simd schedule(static) if (count > 32768)")
+
+#define UNARY_OP(NAME, FWD, DER)                                                                  \
+    static nb_status NAME##_forward(nb_node *n)                                                   \
+    {                                                                                             \
+        const nb_real *xs = n->in[0]->value.data;                                                 \
+        nb_real *ys = n->value.data;                                                              \
+        const nb_real a = (nb_real)n->at.scalar;                                                  \
+        const int64_t count = n->value.size;                                                      \
+        (void)a;                                                                                  \
+        PAR_FOR for (int64_t i = 0; i < count; i++)                                               \
+        {                                                                                         \
+            const nb_real x = xs[i];                                                              \
+            ys[i] = (FWD);                                                                        \
+        }                                                                                         \
+        return NB_OK;                                                                             \
+    }                                                                                             \
+    static nb_status NAME##_vjp(nb_node *n, int in, int64_t K, const nb_real *dy, nb_real *dx,   \
+                                bool acc)                                                         \
+    {                                                                                             \
+        const nb_real *xs = n->in[0]->value.data, *ys = n->value.data;                            \
+        const nb_real a = (nb_real)n->at.scalar;                                                  \
+        const int64_t m = n->value.size;                                                          \
+        (void)a;                                                                                  \
+        for (int64_t k = 0; k < K; k++) {                                                         \
+            const nb_real *g = dy + k * m;                                                        \
+            nb_real *r = dx + k * m;                                                              \
+            const int64_t count = m;                                                              \
+            PAR_FOR for (int64_t i = 0; i < count; i++)                                           \
+            {                                                                                     \
+                const nb_real x = xs[i], y = ys[i];                                               \
+                (void)x, (void)y;                                                                 \
+                NB_PUT(acc, r[i], g[i] * (DER));                                                  \
+            }                                                                                     \
+        }                                                                                         \
+        return NB_OK;                                                                             \
+    }                                                                                             \
+    static nb_status NAME##_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)          \
+    {                                                                                             \
+        const nb_real *xs = n->in[0]->value.data, *ys = n->value.data;                            \
+        const nb_real a = (nb_real)n->at.scalar;                                                  \
+        const int64_t m = n->value.size;                                                          \
+        (void)a;                                                                                  \
+        for (int64_t k = 0; k < K; k++) {                                                         \
+            const nb_real *t = dxs[0] + k * m;                                                    \
+            nb_real *r = dy + k * m;                                                              \
+            const int64_t count = m;                                                              \
+            PAR_FOR for (int64_t i = 0; i < count; i++)                                           \
+            {                                                                                     \
+                const nb_real x = xs[i], y = ys[i];                                               \
+                (void)x, (void)y;                                                                 \
+                r[i] = (DER) * t[i];                                                              \
+            }                                                                                     \
+        }                                                                                         \
+        return NB_OK;                                                                             \
+    }                                                                                             \
+    static const nb_op NAME##_op = {#NAME, 1, nb_infer_same_shape, NAME##_forward, NAME##_vjp,    \
+                                    NAME##_jvp, 0};
+
+static nb_node *unary_new(const nb_op *op, nb_node *x, double a)
+{
+    nb_attrs at = {0};
+    at.scalar = a;
+    return nb_node_op_new(op, 1, &x, &at);
+}
+
+/* A zero tangent input gives a zero output tangent: handled in jvp_or_zero. */
+#define ONE ((nb_real)1)
+#define HALF ((nb_real)0.5)
+
+/* neg: f = -x, f' = -1 */
+UNARY_OP(neg, -x, -ONE)
+/* exp: f' = e^x = y */
+UNARY_OP(exp, RE(exp)(x), y)
+/* log: f' = 1/x */
+UNARY_OP(log, RE(log)(x), ONE / x)
+/* sqrt: f' = 1/(2 sqrt x) = 1/(2y) */
+UNARY_OP(sqrt, RE(sqrt)(x), HALF / y)
+/* abs: f' = sign(x) (0 at the kink x = 0, as PyTorch) */
+UNARY_OP(abs, RE(fabs)(x), (nb_real)((x > 0) - (x < 0)))
+/* pow by a scalar a: f' = a x^(a-1) */
+UNARY_OP(pow, RE(pow)(x, a), a == 0 ? 0 : a * RE(pow)(x, a - ONE))
+/* scale by a: f' = a */
+UNARY_OP(scale, a * x, a)
+/* sigmoid: f' = s (1 - s); computed without overflow for large |x| */
+UNARY_OP(sigmoid, x >= 0 ? ONE / (ONE + RE(exp)(-x)) : RE(exp)(x) / (ONE + RE(exp)(x)), y * (ONE - y))
+/* tanh: f' = 1 - y^2 */
+UNARY_OP(tanh, RE(tanh)(x), ONE - y * y)
+/* relu: f' = [x > 0] (0 at the kink, as PyTorch) */
+UNARY_OP(relu, x > 0 ? x : 0, (nb_real)(x > 0))
+/* leaky_relu with slope a: f' = 1 if x > 0 else a */
+UNARY_OP(leaky_relu, x > 0 ? x : a * x, x > 0 ? ONE : a)
+/* elu with alpha a: f = a (e^x - 1) for x <= 0, f' = y + a there */
+UNARY_OP(elu, x > 0 ? x : a * RE(expm1)(x), x > 0 ? ONE : y + a)
+/* softplus: f = log(1 + e^x) = max(x,0) + log1p(e^-|x|), f' = sigmoid(x) */
+UNARY_OP(softplus, (x > 0 ? x : 0) + RE(log1p)(RE(exp)(-RE(fabs)(x))),
+         x >= 0 ? ONE / (ONE + RE(exp)(-x)) : RE(exp)(x) / (ONE + RE(exp)(x)))
+/* gelu (exact): f = x Phi(x), f' = Phi(x) + x phi(x) */
+UNARY_OP(gelu, HALF * x * (ONE + RE(erf)(x * (nb_real)0.70710678118654752440)),
+         HALF * (ONE + RE(erf)(x * (nb_real)0.70710678118654752440)) +
+             x * (nb_real)0.39894228040143267794 * RE(exp)(-HALF * x * x))
+
+nb_node *nb_neg(nb_node *x) { return unary_new(&neg_op, x, 0); }
+nb_node *nb_exp(nb_node *x) { return unary_new(&exp_op, x, 0); }
+nb_node *nb_log(nb_node *x) { return unary_new(&log_op, x, 0); }
+nb_node *nb_sqrt(nb_node *x) { return unary_new(&sqrt_op, x, 0); }
+nb_node *nb_abs(nb_node *x) { return unary_new(&abs_op, x, 0); }
+nb_node *nb_pow(nb_node *x, double p) { return unary_new(&pow_op, x, p); }
+nb_node *nb_scale(nb_node *x, double s) { return unary_new(&scale_op, x, s); }
+nb_node *nb_sigmoid(nb_node *x) { return unary_new(&sigmoid_op, x, 0); }
+nb_node *nb_tanh(nb_node *x) { return unary_new(&tanh_op, x, 0); }
+nb_node *nb_relu(nb_node *x) { return unary_new(&relu_op, x, 0); }
+nb_node *nb_leaky_relu(nb_node *x, double slope) { return unary_new(&leaky_relu_op, x, slope); }
+nb_node *nb_elu(nb_node *x, double alpha) { return unary_new(&elu_op, x, alpha); }
+nb_node *nb_softplus(nb_node *x) { return unary_new(&softplus_op, x, 0); }
+nb_node *nb_gelu(nb_node *x) { return unary_new(&gelu_op, x, 0); }
