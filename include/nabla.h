@@ -43,6 +43,9 @@ typedef enum nb_status {
 
 /* The message of the last failure on this thread ("" if none). */
 const char *nb_last_error(void);
+/* Sets this thread's message (printf-style) and returns s: for code built on
+ * nabla that reports errors the same way. */
+nb_status nb_set_error(nb_status s, const char *fmt, ...);
 /* The name of a status code, e.g. "shape error". */
 const char *nb_status_name(nb_status s);
 const char *nb_version(void);
@@ -301,7 +304,184 @@ nb_status nb_write_file_atomic(const char *path, const void *data, size_t len);
  * than max_bytes (0 = no limit). */
 nb_status nb_read_file(const char *path, size_t max_bytes, void **data, size_t *len);
 
-/* ---- more sections (nn) go here ---- */
+/* --------------------------------------------------------------------- nn */
+/* Layers, the sequential model and its text spec, initialisers, optimisers
+ * and the training loop. Parameters are named "<layer index>.kernel" and
+ * "<layer index>.bias" in Keras layouts: dense kernel (in, out), conv kernel
+ * (f_h, f_w, C_in, C_out), bias (out). */
+
+typedef enum nb_activation {
+    NB_ACT_NONE = 0, NB_ACT_RELU, NB_ACT_SIGMOID, NB_ACT_TANH, NB_ACT_SOFTMAX, NB_ACT_LOG_SOFTMAX,
+    NB_ACT_LEAKY_RELU, NB_ACT_ELU, NB_ACT_SOFTPLUS, NB_ACT_GELU
+} nb_activation;
+const char *nb_activation_name(nb_activation a);
+
+typedef enum nb_layer_kind {
+    NB_LAYER_DENSE, NB_LAYER_CONV2D, NB_LAYER_MAXPOOL, NB_LAYER_AVGPOOL, NB_LAYER_FLATTEN,
+    NB_LAYER_DROPOUT, NB_LAYER_ACTIVATION
+} nb_layer_kind;
+
+/* One line of a spec. Unused fields are 0. */
+typedef struct nb_layer_spec {
+    nb_layer_kind kind;
+    int units;            /* dense units, conv filters */
+    int size;             /* conv kernel size, pool size */
+    int stride;           /* conv (1 if 0), pool (size if 0) */
+    int dilation;         /* conv (1 if 0) */
+    nb_padding padding;
+    nb_activation act;
+    double rate;          /* dropout */
+} nb_layer_spec;
+
+/* Parses a spec ("conv2d 32 3 relu; maxpool 2; flatten; dense 10"): one layer
+ * per line or ';', '#' comments. *layers is malloc'ed (free with free()). */
+nb_status nb_spec_parse(const char *spec, nb_layer_spec **layers, int *nlayers);
+/* Writes a spec line for a layer ("conv2d 32 3 relu stride=2"). */
+char *nb_layer_spec_str(const nb_layer_spec *l, char *buf, size_t n);
+
+typedef struct nb_model nb_model;
+
+/* input_shape excludes the batch dimension, e.g. {28, 28, 1} or {784}. */
+nb_model *nb_model_new(int input_rank, const int64_t *input_shape);
+void nb_model_free(nb_model *m);
+/* Appends a layer; fails with a message naming the layer and the shapes if it
+ * does not fit the output of the previous one. */
+nb_status nb_model_add(nb_model *m, const nb_layer_spec *layer);
+nb_status nb_model_dense(nb_model *m, int units, nb_activation act);
+nb_status nb_model_neuron(nb_model *m, nb_activation act); /* dense 1: y = g(x^T w + b) */
+nb_status nb_model_conv2d(nb_model *m, int filters, int size, nb_activation act, int stride, nb_padding pad);
+nb_status nb_model_maxpool(nb_model *m, int size, int stride);
+nb_status nb_model_avgpool(nb_model *m, int size, int stride);
+nb_status nb_model_flatten(nb_model *m);
+nb_status nb_model_dropout(nb_model *m, double rate);
+nb_status nb_model_activation(nb_model *m, nb_activation act);
+/* A model from a spec and an input shape (e.g. "28,28,1" parsed by the caller). */
+nb_status nb_model_from_spec(const char *spec, int input_rank, const int64_t *input_shape, nb_model **out);
+/* Parses "28,28,1" (or "28x28x1") into a shape. */
+nb_status nb_shape_parse(const char *text, int *rank, int64_t *shape);
+/* The spec text of the model (layers joined by "; "), owned by the model. */
+const char *nb_model_spec(const nb_model *m);
+
+int nb_model_num_layers(const nb_model *m);
+const nb_layer_spec *nb_model_layer(const nb_model *m, int i);
+/* Output shape of layer i without the batch dimension; rank returned. */
+int nb_model_layer_shape(const nb_model *m, int i, int64_t *shape);
+int nb_model_input_shape(const nb_model *m, int64_t *shape);
+int64_t nb_model_num_params(const nb_model *m);
+/* Parameter tensors, in layer order (kernel, then bias). */
+int nb_model_param_count(const nb_model *m);
+nb_node *nb_model_param(nb_model *m, int i);
+nb_node *nb_model_find_param(nb_model *m, const char *name);
+/* Keras's model.summary(): a layer table with output shapes and parameter counts. */
+nb_status nb_model_summary(const nb_model *m, char *buf, size_t n);
+
+typedef enum { NB_INIT_GLOROT_UNIFORM = 0, NB_INIT_HE_UNIFORM, NB_INIT_HE_NORMAL, NB_INIT_TORCH_DEFAULT } nb_init;
+/* Kernels by the initialiser, biases zero (Keras), except NB_INIT_TORCH_DEFAULT
+ * which draws biases uniformly in +-1/sqrt(fan_in) as PyTorch does. */
+nb_status nb_model_init(nb_model *m, nb_init init, uint64_t seed);
+
+/* The model's graph, built for a batch size (rebuilt shapes only as needed). */
+typedef enum { NB_LOSS_CCE = 0, NB_LOSS_MSE, NB_LOSS_BCE } nb_loss_kind;
+nb_graph *nb_model_graph(nb_model *m);
+nb_node *nb_model_input(nb_model *m);   /* (N, input_shape...) */
+nb_node *nb_model_output(nb_model *m);  /* the last layer's output */
+nb_node *nb_model_logits(nb_model *m);  /* output before a final softmax/sigmoid */
+/* Target and loss nodes for a loss (created on first use): target is (N)
+ * class indices for CCE, else the output's shape. */
+nb_status nb_model_loss(nb_model *m, nb_loss_kind kind, nb_node **target, nb_node **loss);
+/* Sets the batch size of the input (and target). */
+nb_status nb_model_set_batch(nb_model *m, int64_t batch);
+/* Runs the model on x (N, input_shape...): out gets a new tensor with the
+ * output (probabilities when the spec ends in softmax, else raw outputs). */
+nb_status nb_model_predict(nb_model *m, const nb_tensor *x, int64_t batch, nb_tensor **out);
+
+/* Model files (safetensors, see DESIGN.md): weights plus nabla.spec and
+ * nabla.input metadata. Saving is atomic. */
+nb_status nb_model_save(nb_model *m, const char *path);
+nb_status nb_model_load(const char *path, nb_model **out);
+/* Into an existing safetensors (for checkpoints that add optimiser state). */
+nb_status nb_model_export(nb_model *m, nb_safetensors *st);
+nb_status nb_model_import(const nb_safetensors *st, nb_model **out);
+
+/* Optimisers, formulas and defaults as PyTorch's (torch.optim). */
+typedef enum { NB_OPT_SGD = 0, NB_OPT_ADAM, NB_OPT_ADAMW, NB_OPT_RMSPROP } nb_optimizer;
+typedef enum { NB_SCHED_CONSTANT = 0, NB_SCHED_STEP, NB_SCHED_EXPONENTIAL, NB_SCHED_COSINE } nb_schedule;
+typedef struct nb_optim_opts {
+    nb_optimizer kind;
+    double lr;             /* required, > 0 */
+    double momentum;       /* SGD, RMSprop */
+    int nesterov;          /* SGD */
+    double beta1, beta2;   /* Adam(W): 0.9, 0.999 if 0 */
+    double eps;            /* Adam(W), RMSprop: 1e-8 if 0 (Keras uses 1e-7) */
+    double alpha;          /* RMSprop smoothing: 0.99 if 0 */
+    double weight_decay;   /* L2 added to the gradient; AdamW: decoupled (0.01 if < 0) */
+    double clip_norm;      /* clip the global gradient L2 norm to this, if > 0 */
+    nb_schedule schedule;  /* applied per epoch by nb_optim_set_epoch */
+    int step_size;         /* STEP: epochs between decays */
+    double gamma;          /* STEP, EXPONENTIAL: decay factor */
+    int total_epochs;      /* COSINE: T_max */
+    double min_lr;         /* COSINE: eta_min */
+} nb_optim_opts;
+typedef struct nb_optim nb_optim;
+/* Validates the options (a learning rate of 0, negative or NaN is refused). */
+nb_status nb_optim_new(nb_model *m, const nb_optim_opts *opts, nb_optim **out);
+void nb_optim_free(nb_optim *o);
+/* One update of every trainable parameter from its gradient. */
+nb_status nb_optim_step(nb_optim *o);
+/* Sets the learning rate from the schedule for a (0-based) epoch. */
+void nb_optim_set_epoch(nb_optim *o, int epoch);
+double nb_optim_lr(const nb_optim *o);
+const char *nb_optimizer_name(nb_optimizer k);
+/* Optimiser state as named tensors ("optim.<param>.m", ...) for checkpoints. */
+nb_status nb_optim_export(const nb_optim *o, nb_safetensors *st);
+nb_status nb_optim_import(nb_optim *o, const nb_safetensors *st);
+
+/* A labelled data set: x (N, ...), y (N) class indices or (N, k) targets. */
+typedef struct nb_dataset {
+    nb_tensor *x, *y;
+} nb_dataset;
+/* Fashion-MNIST / MNIST from a directory of the four IDX files:
+ * x (N,28,28,1) scaled to [0,1], y (N). split: "train" or "test". */
+nb_status nb_dataset_load_mnist(const char *dir, const char *split, nb_dataset *out);
+/* A CSV file whose column label_col (negative counts from the end) is the target. */
+nb_status nb_dataset_load_csv(const char *path, int label_col, nb_dataset *out);
+void nb_dataset_free(nb_dataset *d);
+/* Moves the last fraction of d into val (Keras's validation_split). */
+nb_status nb_dataset_split(nb_dataset *d, double fraction, nb_dataset *val);
+nb_status nb_dataset_subset(const nb_dataset *d, int64_t start, int64_t count, nb_dataset *out);
+
+typedef struct nb_epoch_stats {
+    int epoch;            /* 0-based */
+    int64_t batches_done, batches_total;
+    int64_t step;         /* optimiser steps so far */
+    double loss, accuracy;         /* training, running mean over the epoch */
+    double val_loss, val_accuracy; /* NaN when there is no validation set */
+    double seconds, images_per_second;
+    double lr;
+} nb_epoch_stats;
+
+typedef struct nb_train_opts {
+    int epochs;
+    int64_t batch;
+    nb_loss_kind loss;
+    uint64_t seed;         /* shuffling and dropout */
+    int shuffle;           /* 1 to shuffle every epoch (default behaviour of the CLI) */
+    int start_epoch;       /* resuming: epochs already done */
+    int64_t start_step;
+    /* Called after every batch (may be NULL) and after every epoch; a
+     * non-zero return stops training (nb_train returns NB_OK). */
+    int (*on_batch)(const nb_epoch_stats *s, void *user);
+    int (*on_epoch)(const nb_epoch_stats *s, nb_optim *o, void *user);
+    void *user;
+} nb_train_opts;
+/* Minibatch training. A NaN or infinite loss stops it with NB_ERR_NUMERIC
+ * and a message naming the step and suggesting a smaller learning rate. */
+nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_dataset *val,
+                   const nb_train_opts *opts);
+/* Mean loss and accuracy (accuracy for class labels; NaN otherwise). When
+ * confusion is not NULL it receives a C x C matrix (true row, predicted col). */
+nb_status nb_evaluate(nb_model *m, const nb_dataset *d, nb_loss_kind loss, int64_t batch, double *loss_out,
+                      double *accuracy, int64_t *confusion);
 
 /* ------------------------------------------------------------------ random */
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 static const cli_command commands[] = {
+    {"train", "train a model on a data set (the main job)", cmd_train},
     {"gradcheck", "check every op's VJP and JVP against finite differences", cmd_gradcheck},
 };
 

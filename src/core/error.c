@@ -20,6 +20,15 @@ nb_status nb_fail(nb_status status, const char *fmt, ...)
     return status;
 }
 
+nb_status nb_set_error(nb_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(nb_error_message, sizeof nb_error_message, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
 void nb_clear_error(void) { nb_error_message[0] = '\0'; }
 
 const char *nb_last_error(void) { return nb_error_message; }

@@ -60,7 +60,7 @@ struct nb_node {
     nb_attrs at;
     nb_tensor value;       /* shape + data; data capacity in value_cap */
     int64_t value_cap;
-    nb_tensor grad;        /* gradient of the last nb_backward (K = 1) */
+    nb_tensor grad;        /* view of adj after nb_backward (K = 1); owns nothing */
     int64_t grad_cap;
     nb_real *adj;          /* adjoints during a reverse pass: (K,) + shape */
     int64_t adj_cap;
@@ -107,6 +107,10 @@ struct nb_op {
 nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, const nb_attrs *at);
 /* Shape of a tensor from another. */
 void nb_tensor_set_shape(nb_tensor *t, int rank, const int64_t *shape);
+/* Removes the most recently created node (undoing a failed layer). */
+void nb_graph_pop(nb_graph *g);
+/* Forward pass over the nodes up to and including last (creation order). */
+nb_status nb_forward_upto(nb_node *last);
 /* Re-infers all shapes and grows value buffers. */
 nb_status nb_graph_prepare(nb_graph *g);
 /* Node workspace of at least bytes (kept between forward and backward). */
@@ -142,6 +146,24 @@ void nb_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, nb_rea
 void nb_gemm_builtin(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, nb_real alpha,
                      const nb_real *A, int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C,
                      int64_t ldc);
+
+/* Sliding windows over NHWC images (kernels/im2col.c), shared by conv2d and
+ * pooling. One spatial axis: nb_window_dim gives the output size and the
+ * padding before it by TensorFlow's rule (valid: out = (in - eff)/s + 1 with
+ * eff = (f-1)d + 1, -1 when eff > in; same: out = ceil(in/s), total pad
+ * max((out-1)s + eff - in, 0), before = total/2, the odd pixel after).
+ * nb_im2col writes, per image and output pixel (i,j), one row of fh*fw*C
+ * values x[ih = i*s + p*d - pt, iw = j*s + q*d - pl, c] ordered (p, q, c),
+ * zero where (ih, iw) lies in the padding; nb_col2im is its transpose: it
+ * scatter-adds such rows back into the images (overwriting x first unless
+ * accumulate). Both run over nimg images stacked contiguously. */
+typedef struct nb_window {
+    int64_t H, W, C, OH, OW;
+    int fh, fw, stride, dilation, pad_top, pad_left;
+} nb_window;
+int64_t nb_window_dim(int64_t in, int f, int stride, int dilation, nb_padding padding, int *pad_before);
+void nb_im2col(const nb_window *w, int64_t nimg, const nb_real *x, nb_real *cols);
+void nb_col2im(const nb_window *w, int64_t nimg, const nb_real *cols, nb_real *x, bool accumulate);
 /* Shape inference shared by elementwise ops: output shape = input 0's. */
 nb_status nb_infer_same_shape(nb_node *n);
 #endif

@@ -16,7 +16,6 @@ nb_graph *nb_graph_new(void)
 static void node_free(nb_node *n)
 {
     nb_free(n->value.data);
-    nb_free(n->grad.data);
     nb_free(n->adj);
     nb_free(n->tan);
     nb_free(n->ws);
@@ -180,10 +179,16 @@ nb_status nb_graph_check_value(const nb_node *n, const nb_real *x, int64_t count
 nb_status nb_forward(nb_graph *g)
 {
     if (!g) return nb_fail(NB_ERR_ARG, "forward: graph is NULL");
+    return g->n ? nb_forward_upto(g->nodes[g->n - 1]) : NB_OK;
+}
+
+nb_status nb_forward_upto(nb_node *last)
+{
+    nb_graph *g = last->graph;
     nb_status s = nb_graph_prepare(g);
     if (s) return s;
     g->step++;
-    for (int i = 0; i < g->n; i++) {
+    for (int i = 0; i <= last->id; i++) {
         nb_node *n = g->nodes[i];
         if (n->kind != NB_KIND_OP) {
             if (g->check_numerics && (s = check_finite(n, n->value.data, n->value.size, "value")))
@@ -196,6 +201,11 @@ nb_status nb_forward(nb_graph *g)
             return s;
     }
     return NB_OK;
+}
+
+void nb_graph_pop(nb_graph *g)
+{
+    if (g && g->n > 0) node_free(g->nodes[--g->n]);
 }
 
 nb_tensor *nb_value(nb_node *n) { return n ? &n->value : NULL; }

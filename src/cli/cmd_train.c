@@ -1,0 +1,282 @@
+/* nabla train: train a model on a data set, checkpointing every epoch. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *usage_text =
+    "usage: nabla train --data fashion-mnist|mnist|DIR|FILE.csv --model SPEC|FILE [options]\n"
+    "\n"
+    "  --data D          fashion-mnist (Debian's dataset-fashion-mnist), mnist, a directory of\n"
+    "                    IDX files, or a CSV file with a header (the label in --label-col)\n"
+    "  --model M         a spec ('conv2d 32 3 relu; maxpool 2; flatten; dense 10'), a spec file,\n"
+    "                    or a .safetensors model to continue training\n"
+    "  --input SHAPE     input shape without the batch, e.g. 28,28,1 (default: from the data)\n"
+    "  --epochs E        epochs (default 1)            --batch B     batch size (default 128)\n"
+    "  --optimizer O     sgd | adam | adamw | rmsprop (default adam)\n"
+    "  --lr A            learning rate (default 1e-3; 0.01 for sgd)\n"
+    "  --momentum M      sgd/rmsprop momentum           --nesterov     Nesterov momentum\n"
+    "  --weight-decay W  L2 (decoupled for adamw)       --clip-norm C  clip the gradient norm\n"
+    "  --schedule S      constant | step | exp | cosine (per epoch; --gamma, --step-size, --min-lr)\n"
+    "  --loss L          cce | mse | bce (default cce)  --label-col K  CSV label column (default -1)\n"
+    "  --init I          glorot | he | he-normal | torch (default glorot, as Keras)\n"
+    "  --seed S          seed of weights, shuffling and dropout (default 1)\n"
+    "  --val-split F     fraction of training data held out for validation (default 0.1)\n"
+    "  --limit N         use only the first N training examples\n"
+    "  --threads T       compute threads (default: all cores)\n"
+    "  --out FILE        model file, written atomically after every epoch (default model.safetensors)\n"
+    "  --resume          continue from the checkpoint in --out\n"
+    "  --no-test         skip the final test-set evaluation\n"
+    "  --check-numerics  stop at the first op that produces NaN/Inf, naming it\n"
+    "  --quiet           no per-epoch output\n";
+
+typedef struct {
+    const char *data, *model, *input, *out, *loss_name, *optimizer, *schedule, *init;
+    int epochs, resume, no_test, quiet, check_numerics, label_col;
+    long long batch, limit, threads, seed, step_size;
+    double lr, momentum, weight_decay, clip_norm, val_split, gamma, min_lr;
+    int nesterov;
+} train_args;
+
+typedef struct {
+    const train_args *a;
+    nb_model *m;
+    int tty;
+    double last_draw;
+    int failed;
+} train_ctx;
+
+static int parse_args(int argc, char **argv, train_args *a)
+{
+    *a = (train_args){.out = "model.safetensors", .optimizer = "adam", .loss_name = "cce", .schedule = "constant",
+                      .init = "glorot", .epochs = 1, .batch = 128, .seed = 1, .lr = NAN, .val_split = 0.1,
+                      .label_col = -1, .gamma = 0.1, .step_size = 1};
+    for (int i = 1; i < argc; i++) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long long n;
+        double d;
+#define STR(name, field) if (!strcmp(k, name)) { if (!v) goto missing; a->field = v; i++; continue; }
+#define NUM(name, field) if (!strcmp(k, name)) { if (!v || !cli_parse_double(v, &d)) goto bad; a->field = d; i++; continue; }
+#define INT(name, field, lo, hi) if (!strcmp(k, name)) { if (!v || !cli_parse_int(v, lo, hi, &n)) goto bad; a->field = n; i++; continue; }
+#define FLAG(name, field) if (!strcmp(k, name)) { a->field = 1; continue; }
+        STR("--data", data) STR("--model", model) STR("--input", input) STR("--out", out)
+        STR("--loss", loss_name) STR("--optimizer", optimizer) STR("--schedule", schedule) STR("--init", init)
+        INT("--epochs", epochs, 1, 1000000) INT("--batch", batch, 1, 1 << 20) INT("--limit", limit, 1, 1LL << 40)
+        INT("--threads", threads, 1, 1024) INT("--seed", seed, 0, 1LL << 62) INT("--step-size", step_size, 1, 1 << 30)
+        INT("--label-col", label_col, -1000000, 1000000)
+        NUM("--lr", lr) NUM("--momentum", momentum) NUM("--weight-decay", weight_decay) NUM("--clip-norm", clip_norm)
+        NUM("--val-split", val_split) NUM("--gamma", gamma) NUM("--min-lr", min_lr)
+        FLAG("--resume", resume) FLAG("--no-test", no_test) FLAG("--quiet", quiet) FLAG("--nesterov", nesterov)
+        FLAG("--check-numerics", check_numerics)
+        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+        return cli_usage_error("train", "unknown option '%s'", k);
+    missing:
+        return cli_usage_error("train", "option '%s' needs a value", k);
+    bad:
+        if (!strcmp(k, "--batch") && v && !strcmp(v, "0"))
+            return cli_usage_error("train", "--batch must be at least 1, got '%s'", v);
+        return cli_usage_error("train", "bad value for %s", k);
+    }
+    if (!a->data || !a->model) return cli_usage_error("train", "%s", "--data and --model are required");
+    if (!(a->val_split >= 0 && a->val_split < 1)) return cli_usage_error("train", "%s", "--val-split must be in [0, 1)");
+    return -1;
+}
+
+static int parse_optim(const train_args *a, nb_optim_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    const char *names[] = {"sgd", "adam", "adamw", "rmsprop"};
+    int k = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(a->optimizer, names[i])) k = i;
+    if (k < 0) return cli_usage_error("train", "unknown optimizer '%s' (sgd, adam, adamw, rmsprop)", a->optimizer);
+    o->kind = (nb_optimizer)k;
+    o->lr = isnan(a->lr) ? (k == NB_OPT_SGD ? 0.01 : 1e-3) : a->lr;
+    o->momentum = a->momentum, o->nesterov = a->nesterov, o->clip_norm = a->clip_norm;
+    o->weight_decay = a->weight_decay;
+    if (k == NB_OPT_ADAMW && a->weight_decay == 0) o->weight_decay = -1; /* PyTorch's default 0.01 */
+    const char *sn[] = {"constant", "step", "exp", "cosine"};
+    int sk = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(a->schedule, sn[i])) sk = i;
+    if (sk < 0) return cli_usage_error("train", "unknown schedule '%s' (constant, step, exp, cosine)", a->schedule);
+    o->schedule = (nb_schedule)sk;
+    o->gamma = a->gamma, o->step_size = (int)a->step_size, o->total_epochs = a->epochs, o->min_lr = a->min_lr;
+    return -1;
+}
+
+static void fmt_eta(double s, char *buf, size_t n)
+{
+    if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%.0fs", s);
+}
+
+static int on_batch(const nb_epoch_stats *s, void *user)
+{
+    train_ctx *c = user;
+    if (!c->tty || c->a->quiet) return 0;
+    if (s->batches_done != s->batches_total && s->seconds - c->last_draw < 0.1) return 0;
+    c->last_draw = s->seconds;
+    int width = 24, done = (int)(width * s->batches_done / s->batches_total);
+    char bar[32], eta[32];
+    for (int i = 0; i < width; i++) bar[i] = i < done ? '=' : i == done ? '>' : ' ';
+    bar[width] = '\0';
+    double left = s->batches_done ? s->seconds * (double)(s->batches_total - s->batches_done) / (double)s->batches_done : 0;
+    fmt_eta(left, eta, sizeof eta);
+    fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld loss %.4f acc %.4f %.0f img/s ETA %s   ", s->epoch + 1,
+            c->a->epochs, bar, (long long)s->batches_done, (long long)s->batches_total, s->loss, s->accuracy,
+            s->images_per_second, eta);
+    fflush(stderr);
+    return 0;
+}
+
+static nb_status save_checkpoint(train_ctx *c, nb_optim *o, const nb_epoch_stats *s)
+{
+    nb_safetensors *st = nb_safetensors_new();
+    if (!st) return NB_ERR_NOMEM;
+    char buf[64];
+    nb_status r = nb_model_export(c->m, st);
+    if (!r) r = nb_optim_export(o, st);
+    snprintf(buf, sizeof buf, "%d", s->epoch + 1);
+    if (!r) r = nb_safetensors_set_meta(st, "nabla.epoch", buf);
+    snprintf(buf, sizeof buf, "%lld", (long long)s->step);
+    if (!r) r = nb_safetensors_set_meta(st, "nabla.step", buf);
+    if (!r) r = nb_safetensors_set_meta(st, "nabla.optimizer", c->a->optimizer);
+    if (!r) r = nb_safetensors_write(c->a->out, st, 0);
+    nb_safetensors_free(st);
+    return r;
+}
+
+static int on_epoch(const nb_epoch_stats *s, nb_optim *o, void *user)
+{
+    train_ctx *c = user;
+    if (!c->a->quiet) {
+        if (c->tty) fprintf(stderr, "\r%*s\r", 110, "");
+        printf("epoch %d/%d: loss %.4f acc %.4f", s->epoch + 1, c->a->epochs, s->loss, s->accuracy);
+        if (!isnan(s->val_loss)) printf(" | val_loss %.4f val_acc %.4f", s->val_loss, s->val_accuracy);
+        printf(" | %.1f s, %.0f img/s, lr %.3g\n", s->seconds, s->images_per_second, s->lr);
+        fflush(stdout);
+    }
+    if (save_checkpoint(c, o, s)) {
+        c->failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_args a;
+    int r = parse_args(argc, argv, &a);
+    if (r >= 0) return r;
+    nb_optim_opts oo;
+    if ((r = parse_optim(&a, &oo)) >= 0) return r;
+    nb_loss_kind loss = !strcmp(a.loss_name, "cce") ? NB_LOSS_CCE : !strcmp(a.loss_name, "mse") ? NB_LOSS_MSE
+                        : !strcmp(a.loss_name, "bce") ? NB_LOSS_BCE : (nb_loss_kind)-1;
+    if ((int)loss < 0) return cli_usage_error("train", "unknown loss '%s' (cce, mse, bce)", a.loss_name);
+    nb_init init = !strcmp(a.init, "glorot") ? NB_INIT_GLOROT_UNIFORM : !strcmp(a.init, "he") ? NB_INIT_HE_UNIFORM
+                   : !strcmp(a.init, "he-normal") ? NB_INIT_HE_NORMAL : !strcmp(a.init, "torch") ? NB_INIT_TORCH_DEFAULT
+                   : (nb_init)-1;
+    if ((int)init < 0) return cli_usage_error("train", "unknown init '%s' (glorot, he, he-normal, torch)", a.init);
+    if (a.threads) nb_set_num_threads((int)a.threads);
+
+    nb_dataset train = {0}, val = {0}, test = {0};
+    nb_model *m = NULL;
+    nb_optim *o = NULL;
+    nb_safetensors *ckpt = NULL;
+    int rc = 1;
+    if (cli_load_data(a.data, "train", a.label_col, &train)) {
+        cli_fail("train", "loading the training data");
+        goto done;
+    }
+    if (a.limit && a.limit < train.x->shape[0]) {
+        nb_dataset sub;
+        if (nb_dataset_subset(&train, 0, a.limit, &sub)) goto fail;
+        nb_dataset_free(&train);
+        train = sub;
+    }
+    if (nb_dataset_split(&train, a.val_split, &val)) goto fail;
+    int start_epoch = 0;
+    long long start_step = 0;
+    if (a.resume) {
+        if (nb_safetensors_read(a.out, &ckpt) || nb_model_import(ckpt, &m)) {
+            cli_fail("train", "--resume: reading the checkpoint");
+            goto done;
+        }
+        const char *e = nb_safetensors_meta(ckpt, "nabla.epoch"), *st = nb_safetensors_meta(ckpt, "nabla.step");
+        long long ev = 0;
+        if (!e || !st || !cli_parse_int(e, 0, 1000000, &ev) || !cli_parse_int(st, 0, 1LL << 62, &start_step)) {
+            fprintf(stderr, "nabla train: --resume: '%s' has no epoch/step metadata (not a training checkpoint)\n",
+                    a.out);
+            goto done;
+        }
+        start_epoch = (int)ev;
+    } else {
+        if (cli_load_model(a.model, a.input, &train, &m)) {
+            cli_fail("train", "building the model");
+            goto done;
+        }
+        if (!(cli_is_file(a.model) && strstr(a.model, ".safetensors")) && nb_model_init(m, init, (uint64_t)a.seed))
+            goto fail;
+    }
+    nb_graph_set_check_numerics(nb_model_graph(m), a.check_numerics);
+    if (nb_optim_new(m, &oo, &o)) {
+        cli_fail("train", "optimizer");
+        goto done;
+    }
+    if (ckpt && nb_optim_import(o, ckpt)) {
+        cli_fail("train", "--resume");
+        goto done;
+    }
+    train_ctx ctx = {&a, m, isatty(2) && !getenv("NB_NO_PROGRESS"), 0, 0};
+    nb_train_opts to = {.epochs = a.epochs, .batch = a.batch, .loss = loss, .seed = (uint64_t)a.seed, .shuffle = 1,
+                        .start_epoch = start_epoch, .start_step = start_step, .on_batch = on_batch,
+                        .on_epoch = on_epoch, .user = &ctx};
+    if (!a.quiet) {
+        printf("training %s on %s: %lld examples (%lld validation), %lld parameters, %s lr %g, batch %lld, %d "
+               "threads\n",
+               nb_model_spec(m), a.data, (long long)train.x->shape[0], (long long)(val.x ? val.x->shape[0] : 0),
+               (long long)nb_model_num_params(m), nb_optimizer_name(oo.kind), oo.lr, a.batch, nb_get_num_threads());
+        if (start_epoch) printf("resuming after epoch %d (step %lld)\n", start_epoch, start_step);
+        fflush(stdout);
+    }
+    nb_status s = nb_train(m, o, &train, val.x ? &val : NULL, &to);
+    if (ctx.failed) {
+        cli_fail("train", "writing the checkpoint");
+        goto done;
+    }
+    if (s) {
+        if (ctx.tty) fprintf(stderr, "\n");
+        cli_fail("train", NULL);
+        goto done;
+    }
+    if (!a.no_test && strstr(a.data, ".csv") == NULL) {
+        double tl, ta;
+        if (cli_load_data(a.data, "test", a.label_col, &test) ||
+            nb_evaluate(m, &test, loss, 256, &tl, &ta, NULL)) {
+            cli_fail("train", "test evaluation");
+            goto done;
+        }
+        printf("test: loss %.4f accuracy %.4f (%lld images)\n", tl, ta, (long long)test.x->shape[0]);
+    }
+    if (!a.quiet) printf("saved %s\n", a.out);
+    rc = 0;
+    goto done;
+fail:
+    cli_fail("train", NULL);
+done:
+    nb_safetensors_free(ckpt);
+    nb_optim_free(o);
+    nb_model_free(m);
+    nb_dataset_free(&train);
+    nb_dataset_free(&val);
+    nb_dataset_free(&test);
+    return rc;
+}

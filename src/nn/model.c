@@ -1,0 +1,457 @@
+/* The sequential model: layers as graph builders. Each layer appends its
+ * parameters and ops to the model's graph as soon as it is added, so a layer
+ * that does not fit is refused at once with the shapes in the message. */
+#include "nn_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+nb_model *nb_model_new(int input_rank, const int64_t *input_shape)
+{
+    if (input_rank < 1 || input_rank > NB_MAX_RANK - 1 || !input_shape) {
+        nb_fail(NB_ERR_ARG, "model: input rank must be 1..%d (e.g. 28,28,1 or 784)", NB_MAX_RANK - 1);
+        return NULL;
+    }
+    for (int d = 0; d < input_rank; d++)
+        if (input_shape[d] < 1 || input_shape[d] > (1 << 24)) {
+            nb_fail(NB_ERR_ARG, "model: input dimension %d is %lld, must be 1..%d", d, (long long)input_shape[d],
+                    1 << 24);
+            return NULL;
+        }
+    nb_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        nb_fail(NB_ERR_NOMEM, "model: out of memory");
+        return NULL;
+    }
+    m->in_rank = input_rank;
+    memcpy(m->in_shape, input_shape, sizeof(int64_t) * (size_t)input_rank);
+    m->batch = 1;
+    m->g = nb_graph_new();
+    int64_t shape[NB_MAX_RANK] = {1};
+    memcpy(shape + 1, input_shape, sizeof(int64_t) * (size_t)input_rank);
+    m->input = m->g ? nb_input(m->g, "input", input_rank + 1, shape) : NULL;
+    if (!m->input) {
+        nb_model_free(m);
+        return NULL;
+    }
+    m->output = m->logits = m->input;
+    return m;
+}
+
+void nb_model_free(nb_model *m)
+{
+    if (!m) return;
+    nb_graph_free(m->g);
+    free(m->layers);
+    free(m->spec);
+    free(m);
+}
+
+static nb_node *activate(nb_node *x, nb_activation a)
+{
+    switch (a) {
+    case NB_ACT_NONE: return x;
+    case NB_ACT_RELU: return nb_relu(x);
+    case NB_ACT_SIGMOID: return nb_sigmoid(x);
+    case NB_ACT_TANH: return nb_tanh(x);
+    case NB_ACT_SOFTMAX: return nb_softmax(x);
+    case NB_ACT_LOG_SOFTMAX: return nb_log_softmax(x);
+    case NB_ACT_LEAKY_RELU: return nb_leaky_relu(x, 0.01);
+    case NB_ACT_ELU: return nb_elu(x, 1.0);
+    case NB_ACT_SOFTPLUS: return nb_softplus(x);
+    case NB_ACT_GELU: return nb_gelu(x);
+    }
+    nb_fail(NB_ERR_ARG, "unknown activation %d", (int)a);
+    return NULL;
+}
+
+static nb_node *add_param(nb_model *m, int layer, const char *what, int rank, const int64_t *shape)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%d.%s", layer, what);
+    if (m->nparams == NB_MODEL_MAX_PARAMS) {
+        nb_fail(NB_ERR_ARG, "model: more than %d parameter tensors", NB_MODEL_MAX_PARAMS);
+        return NULL;
+    }
+    nb_node *p = nb_param(m->g, name, rank, shape);
+    if (p) m->params[m->nparams++] = p;
+    return p;
+}
+
+/* Layer idx on input x: the nodes it adds; *pre gets the value before the
+ * layer's activation (the logits of a final softmax). */
+static nb_node *build_layer(nb_model *m, int idx, const nb_layer_spec *l, nb_node *x, nb_node **pre)
+{
+    const nb_tensor *v = nb_value(x);
+    char s[96], lb[96];
+    nb_layer_spec_str(l, lb, sizeof lb);
+    nb_node *z = NULL;
+    switch (l->kind) {
+    case NB_LAYER_DENSE: {
+        if (v->rank != 2) {
+            nb_fail(NB_ERR_SHAPE, "layer %d (%s): dense needs a flat input (N, features), got %s; add 'flatten' before it",
+                    idx, lb, NB_SHAPE_STR(v, s));
+            return NULL;
+        }
+        int64_t ks[2] = {v->shape[1], l->units}, bs[1] = {l->units};
+        nb_node *k = add_param(m, idx, "kernel", 2, ks), *b = add_param(m, idx, "bias", 1, bs);
+        z = nb_add(nb_matmul(x, k), b);
+        break;
+    }
+    case NB_LAYER_CONV2D: {
+        if (v->rank != 4) {
+            nb_fail(NB_ERR_SHAPE, "layer %d (%s): conv2d needs an image input (N, H, W, C), got %s", idx, lb,
+                    NB_SHAPE_STR(v, s));
+            return NULL;
+        }
+        int64_t ks[4] = {l->size, l->size, v->shape[3], l->units}, bs[1] = {l->units};
+        nb_node *k = add_param(m, idx, "kernel", 4, ks), *b = add_param(m, idx, "bias", 1, bs);
+        nb_conv2d_opts o = {l->stride ? l->stride : 1, l->dilation ? l->dilation : 1, l->padding};
+        z = k && b ? nb_conv2d(x, k, b, &o) : NULL;
+        break;
+    }
+    case NB_LAYER_MAXPOOL:
+    case NB_LAYER_AVGPOOL:
+        if (v->rank != 4) {
+            nb_fail(NB_ERR_SHAPE, "layer %d (%s): pooling needs an image input (N, H, W, C), got %s", idx, lb,
+                    NB_SHAPE_STR(v, s));
+            return NULL;
+        }
+        z = l->kind == NB_LAYER_MAXPOOL ? nb_max_pool2d(x, l->size, l->stride, l->padding)
+                                        : nb_avg_pool2d(x, l->size, l->stride, l->padding);
+        break;
+    case NB_LAYER_FLATTEN: z = nb_flatten(x); break;
+    case NB_LAYER_DROPOUT: z = nb_dropout(x, l->rate); break;
+    case NB_LAYER_ACTIVATION: z = x; break;
+    }
+    if (!z) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", nb_last_error());
+        nb_fail(NB_ERR_SHAPE, "layer %d (%s) on input %s: %s", idx, lb, NB_SHAPE_STR(v, s), msg);
+        return NULL;
+    }
+    *pre = z;
+    return activate(z, l->act);
+}
+
+nb_status nb_model_add(nb_model *m, const nb_layer_spec *l)
+{
+    if (!m || !l) return nb_fail(NB_ERR_ARG, "model_add: NULL argument");
+    if (m->loss) return nb_fail(NB_ERR_ARG, "model_add: the model's loss is already built; add layers first");
+    nb_clear_error();
+    int idx = m->nlayers;
+    int graph_n = nb_graph_size(m->g), nparams = m->nparams;
+    nb_node *pre = NULL, *y = build_layer(m, idx, l, m->output, &pre);
+    if (!y) {
+        /* Drop what the failed layer added, so the model stays usable. */
+        while (nb_graph_size(m->g) > graph_n) nb_graph_pop(m->g);
+        m->nparams = nparams;
+        return NB_ERR_SHAPE;
+    }
+    if (m->nlayers == m->cap) {
+        int cap = m->cap ? m->cap * 2 : 8;
+        nb_layer_spec *q = realloc(m->layers, (size_t)cap * sizeof *q);
+        if (!q) return nb_fail(NB_ERR_NOMEM, "model: out of memory");
+        m->layers = q, m->cap = cap;
+    }
+    if (m->nlayers == NB_MODEL_MAX_LAYERS) return nb_fail(NB_ERR_ARG, "model: too many layers");
+    m->layers[m->nlayers] = *l;
+    m->layer_out[m->nlayers] = y;
+    m->nlayers++;
+    m->logits = (l->act == NB_ACT_SOFTMAX || l->act == NB_ACT_SIGMOID) ? pre : y;
+    m->output = y;
+    free(m->spec);
+    m->spec = NULL;
+    return NB_OK;
+}
+
+nb_status nb_model_dense(nb_model *m, int units, nb_activation act)
+{
+    nb_layer_spec l = {.kind = NB_LAYER_DENSE, .units = units, .act = act};
+    if (units < 1) return nb_fail(NB_ERR_ARG, "dense: units must be >= 1, got %d", units);
+    return nb_model_add(m, &l);
+}
+nb_status nb_model_neuron(nb_model *m, nb_activation act) { return nb_model_dense(m, 1, act); }
+nb_status nb_model_conv2d(nb_model *m, int filters, int size, nb_activation act, int stride, nb_padding pad)
+{
+    nb_layer_spec l = {.kind = NB_LAYER_CONV2D, .units = filters, .size = size, .stride = stride, .act = act,
+                       .padding = pad};
+    if (filters < 1 || size < 1 || stride < 0)
+        return nb_fail(NB_ERR_ARG, "conv2d: filters and size must be >= 1, stride >= 0");
+    return nb_model_add(m, &l);
+}
+nb_status nb_model_maxpool(nb_model *m, int size, int stride)
+{
+    nb_layer_spec l = {.kind = NB_LAYER_MAXPOOL, .size = size, .stride = stride};
+    return nb_model_add(m, &l);
+}
+nb_status nb_model_avgpool(nb_model *m, int size, int stride)
+{
+    nb_layer_spec l = {.kind = NB_LAYER_AVGPOOL, .size = size, .stride = stride};
+    return nb_model_add(m, &l);
+}
+nb_status nb_model_flatten(nb_model *m)
+{
+    nb_layer_spec l = {.kind = NB_LAYER_FLATTEN};
+    return nb_model_add(m, &l);
+}
+nb_status nb_model_dropout(nb_model *m, double rate)
+{
+    nb_layer_spec l = {.kind = NB_LAYER_DROPOUT, .rate = rate};
+    if (!(rate >= 0 && rate < 1)) return nb_fail(NB_ERR_ARG, "dropout: rate must be in [0, 1), got %g", rate);
+    return nb_model_add(m, &l);
+}
+nb_status nb_model_activation(nb_model *m, nb_activation act)
+{
+    nb_layer_spec l = {.kind = NB_LAYER_ACTIVATION, .act = act};
+    return nb_model_add(m, &l);
+}
+
+nb_status nb_model_from_spec(const char *spec, int input_rank, const int64_t *input_shape, nb_model **out)
+{
+    if (!out) return nb_fail(NB_ERR_ARG, "model_from_spec: out is NULL");
+    *out = NULL;
+    nb_layer_spec *layers;
+    int n;
+    nb_status s = nb_spec_parse(spec, &layers, &n);
+    if (s) return s;
+    nb_model *m = nb_model_new(input_rank, input_shape);
+    if (!m) {
+        free(layers);
+        return NB_ERR_ARG;
+    }
+    for (int i = 0; i < n && !s; i++) s = nb_model_add(m, &layers[i]);
+    free(layers);
+    if (s) {
+        nb_model_free(m);
+        return s;
+    }
+    *out = m;
+    return NB_OK;
+}
+
+const char *nb_model_spec(const nb_model *cm)
+{
+    nb_model *m = (nb_model *)cm;
+    if (!m) return "";
+    if (!m->spec) {
+        size_t cap = (size_t)m->nlayers * 96 + 1, u = 0;
+        m->spec = malloc(cap);
+        if (!m->spec) return "";
+        m->spec[0] = '\0';
+        for (int i = 0; i < m->nlayers; i++) {
+            char b[96];
+            nb_layer_spec_str(&m->layers[i], b, sizeof b);
+            u += (size_t)snprintf(m->spec + u, cap - u, "%s%s", i ? "; " : "", b);
+        }
+    }
+    return m->spec;
+}
+
+int nb_model_num_layers(const nb_model *m) { return m ? m->nlayers : 0; }
+const nb_layer_spec *nb_model_layer(const nb_model *m, int i)
+{
+    return m && i >= 0 && i < m->nlayers ? &m->layers[i] : NULL;
+}
+int nb_model_layer_shape(const nb_model *m, int i, int64_t *shape)
+{
+    if (!m || i < 0 || i >= m->nlayers) return -1;
+    const nb_tensor *v = &m->layer_out[i]->value;
+    for (int d = 1; d < v->rank; d++) shape[d - 1] = v->shape[d];
+    return v->rank - 1;
+}
+int nb_model_input_shape(const nb_model *m, int64_t *shape)
+{
+    if (!m) return -1;
+    memcpy(shape, m->in_shape, sizeof(int64_t) * (size_t)m->in_rank);
+    return m->in_rank;
+}
+int64_t nb_model_num_params(const nb_model *m)
+{
+    int64_t n = 0;
+    for (int i = 0; m && i < m->nparams; i++) n += m->params[i]->value.size;
+    return n;
+}
+int nb_model_param_count(const nb_model *m) { return m ? m->nparams : 0; }
+nb_node *nb_model_param(nb_model *m, int i) { return m && i >= 0 && i < m->nparams ? m->params[i] : NULL; }
+nb_node *nb_model_find_param(nb_model *m, const char *name)
+{
+    for (int i = 0; m && name && i < m->nparams; i++)
+        if (!strcmp(m->params[i]->name, name)) return m->params[i];
+    return NULL;
+}
+nb_graph *nb_model_graph(nb_model *m) { return m ? m->g : NULL; }
+nb_node *nb_model_input(nb_model *m) { return m ? m->input : NULL; }
+nb_node *nb_model_output(nb_model *m) { return m ? m->output : NULL; }
+nb_node *nb_model_logits(nb_model *m) { return m ? m->logits : NULL; }
+
+nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
+{
+    if (!m || !buf) return nb_fail(NB_ERR_ARG, "summary: NULL argument");
+    size_t u = 0;
+#define PUT(...) (u += (size_t)snprintf(buf + (u < n ? u : n), u < n ? n - u : 0, __VA_ARGS__))
+    char s[96];
+    PUT("%-4s %-34s %-22s %12s\n", "#", "Layer", "Output shape", "Param #");
+    PUT("%.*s\n", 75, "===========================================================================");
+    int64_t in_shape[NB_MAX_RANK + 1] = {-1};
+    memcpy(in_shape + 1, m->in_shape, sizeof(int64_t) * (size_t)m->in_rank);
+    PUT("%-4s %-34s %-22s %12d\n", "", "input", nb_shape_str(m->in_rank + 1, in_shape, s, sizeof s), 0);
+    int p = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        char lb[96];
+        int64_t count = 0;
+        char pre[8];
+        snprintf(pre, sizeof pre, "%d.", i);
+        for (; p < m->nparams && !strncmp(m->params[p]->name, pre, strlen(pre)); p++) count += m->params[p]->value.size;
+        nb_tensor v = m->layer_out[i]->value;
+        v.shape[0] = -1;
+        PUT("%-4d %-34s %-22s %12lld\n", i, nb_layer_spec_str(&m->layers[i], lb, sizeof lb), NB_SHAPE_STR(&v, s),
+            (long long)count);
+    }
+    PUT("%.*s\n", 75, "===========================================================================");
+    int64_t total = nb_model_num_params(m);
+    PUT("Total params: %lld (%.2f KiB as float32)\n", (long long)total, (double)total * 4 / 1024);
+#undef PUT
+    /* -1 prints as the batch dimension; make it read "N". */
+    for (char *q = buf; (q = strstr(q, "(-1")) != NULL;) memcpy(q, "(N ", 3), memmove(q + 2, q + 3, strlen(q + 3) + 1);
+    return NB_OK;
+}
+
+/* ------------------------------------------------------------ init */
+
+nb_status nb_model_init(nb_model *m, nb_init init, uint64_t seed)
+{
+    if (!m) return nb_fail(NB_ERR_ARG, "init: model is NULL");
+    nb_rng r;
+    nb_rng_seed(&r, seed);
+    for (int i = 0; i < m->nparams; i++) {
+        nb_tensor *t = &m->params[i]->value;
+        bool is_bias = t->rank == 1;
+        /* fan_in, fan_out as Keras: receptive field times channels. */
+        int64_t rf = 1;
+        for (int d = 0; d + 2 < t->rank; d++) rf *= t->shape[d];
+        double fan_in = t->rank >= 2 ? (double)(rf * t->shape[t->rank - 2]) : 1;
+        double fan_out = t->rank >= 2 ? (double)(rf * t->shape[t->rank - 1]) : 1;
+        if (is_bias) {
+            /* The bias fan_in is that of its kernel, the previous param. */
+            const nb_tensor *k = i > 0 ? &m->params[i - 1]->value : t;
+            int64_t krf = 1;
+            for (int d = 0; d + 2 < k->rank; d++) krf *= k->shape[d];
+            fan_in = k->rank >= 2 ? (double)(krf * k->shape[k->rank - 2]) : 1;
+            if (init == NB_INIT_TORCH_DEFAULT) {
+                double b = 1 / sqrt(fan_in);
+                nb_tensor_fill_uniform(t, &r, -b, b);
+            } else {
+                memset(t->data, 0, (size_t)t->size * sizeof(nb_real));
+            }
+            continue;
+        }
+        double limit;
+        switch (init) {
+        case NB_INIT_HE_UNIFORM: limit = sqrt(6 / fan_in); nb_tensor_fill_uniform(t, &r, -limit, limit); break;
+        case NB_INIT_HE_NORMAL: nb_tensor_fill_normal(t, &r, 0, sqrt(2 / fan_in)); break;
+        case NB_INIT_TORCH_DEFAULT: /* kaiming_uniform(a = sqrt 5): bound 1/sqrt(fan_in) */
+            limit = 1 / sqrt(fan_in);
+            nb_tensor_fill_uniform(t, &r, -limit, limit);
+            break;
+        default: limit = sqrt(6 / (fan_in + fan_out)); nb_tensor_fill_uniform(t, &r, -limit, limit); break;
+        }
+    }
+    return NB_OK;
+}
+
+/* ------------------------------------------------------------ running */
+
+nb_status nb_model_set_batch(nb_model *m, int64_t batch)
+{
+    if (!m || batch < 1) return nb_fail(NB_ERR_ARG, "set_batch: batch must be >= 1, got %lld", (long long)batch);
+    if (batch == m->batch) return NB_OK;
+    nb_tensor *v = &m->input->value;
+    int64_t shape[NB_MAX_RANK];
+    memcpy(shape, v->shape, sizeof shape);
+    shape[0] = batch;
+    nb_status s = nb_input_reshape(m->input, v->rank, shape);
+    if (!s && m->target) {
+        v = &m->target->value;
+        memcpy(shape, v->shape, sizeof shape);
+        shape[0] = batch;
+        s = nb_input_reshape(m->target, v->rank, shape);
+    }
+    if (!s) m->batch = batch;
+    return s;
+}
+
+nb_status nb_model_loss(nb_model *m, nb_loss_kind kind, nb_node **target, nb_node **loss)
+{
+    if (!m) return nb_fail(NB_ERR_ARG, "loss: model is NULL");
+    if (m->nlayers == 0) return nb_fail(NB_ERR_ARG, "loss: the model has no layers");
+    if (!m->loss || m->loss_kind != kind) {
+        if (m->loss) return nb_fail(NB_ERR_ARG, "loss: this model already has a %s loss", kind ? "different" : "CCE");
+        const nb_tensor *o = &m->output->value;
+        char s[96];
+        if (kind == NB_LOSS_CCE) {
+            if (o->rank != 2)
+                return nb_fail(NB_ERR_SHAPE, "loss cce: needs an output (N, classes), got %s", NB_SHAPE_STR(o, s));
+            int64_t ts[1] = {m->batch};
+            m->target = nb_input(m->g, "~labels", 1, ts);
+            m->loss = nb_cce_logits_loss(m->logits, m->target);
+        } else {
+            m->target = nb_input(m->g, "~target", o->rank, o->shape);
+            nb_node *z = m->output;
+            if (kind == NB_LOSS_BCE) {
+                const nb_layer_spec *last = &m->layers[m->nlayers - 1];
+                /* From logits when the model ends in a sigmoid (stable), else
+                 * its output is taken as logits. */
+                z = last->act == NB_ACT_SIGMOID ? m->logits : m->output;
+                m->loss = nb_bce_logits_loss(z, m->target);
+            } else {
+                m->loss = nb_mse_loss(z, m->target);
+            }
+        }
+        if (!m->loss) return NB_ERR_SHAPE;
+        m->loss_kind = kind;
+    }
+    if (target) *target = m->target;
+    if (loss) *loss = m->loss;
+    return NB_OK;
+}
+
+nb_status nb_model_predict(nb_model *m, const nb_tensor *x, int64_t batch, nb_tensor **out)
+{
+    if (!m || !x || !out) return nb_fail(NB_ERR_ARG, "predict: NULL argument");
+    *out = NULL;
+    char s1[96], s2[96];
+    bool ok = x->rank == m->in_rank + 1;
+    for (int d = 0; ok && d < m->in_rank; d++) ok = x->shape[d + 1] == m->in_shape[d];
+    if (!ok) {
+        int64_t want[NB_MAX_RANK] = {-1};
+        memcpy(want + 1, m->in_shape, sizeof(int64_t) * (size_t)m->in_rank);
+        return nb_fail(NB_ERR_SHAPE, "predict: input has shape %s, the model takes %s (N first)", NB_SHAPE_STR(x, s1),
+                       nb_shape_str(m->in_rank + 1, want, s2, sizeof s2));
+    }
+    int64_t N = x->shape[0], row = N ? x->size / N : 0;
+    if (batch < 1) batch = 256;
+    nb_graph_set_training(m->g, 0, 0);
+    const nb_tensor *o = &m->output->value;
+    int64_t oshape[NB_MAX_RANK];
+    memcpy(oshape, o->shape, sizeof oshape);
+    oshape[0] = N;
+    nb_tensor *res = nb_tensor_new(o->rank, oshape);
+    if (!res) return NB_ERR_NOMEM;
+    int64_t orow = N ? res->size / N : 0;
+    nb_status s = NB_OK;
+    for (int64_t i = 0; i < N && !s; i += batch) {
+        int64_t b = N - i < batch ? N - i : batch;
+        if ((s = nb_model_set_batch(m, b))) break;
+        memcpy(m->input->value.data, x->data + i * row, (size_t)(b * row) * sizeof(nb_real));
+        if ((s = nb_forward_upto(m->output))) break;
+        memcpy(res->data + i * orow, m->output->value.data, (size_t)(b * orow) * sizeof(nb_real));
+    }
+    if (s) {
+        nb_tensor_free(res);
+        return s;
+    }
+    *out = res;
+    return NB_OK;
+}

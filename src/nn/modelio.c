@@ -1,0 +1,108 @@
+/* Model files: safetensors with Keras-layout weights named
+ * "<layer>.kernel" / "<layer>.bias" and the metadata nabla.spec, nabla.input
+ * and nabla.format (DESIGN.md). */
+#include "nn_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+nb_status nb_shape_parse(const char *text, int *rank, int64_t *shape)
+{
+    if (!text || !rank || !shape) return nb_fail(NB_ERR_ARG, "shape: NULL argument");
+    int r = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || v < 1 || v > (1 << 24))
+            return nb_fail(NB_ERR_FORMAT, "shape '%s': expected positive integers separated by commas, e.g. 28,28,1",
+                           text);
+        if (r == NB_MAX_RANK - 1) return nb_fail(NB_ERR_FORMAT, "shape '%s': at most %d dimensions", text, NB_MAX_RANK - 1);
+        shape[r++] = v;
+        p = end;
+        while (*p == ' ') p++;
+        if (*p == ',' || *p == 'x') p++;
+        else if (*p) return nb_fail(NB_ERR_FORMAT, "shape '%s': unexpected '%c'", text, *p);
+    }
+    if (r == 0) return nb_fail(NB_ERR_FORMAT, "shape '%s' is empty", text);
+    *rank = r;
+    return NB_OK;
+}
+
+nb_status nb_model_export(nb_model *m, nb_safetensors *st)
+{
+    if (!m || !st) return nb_fail(NB_ERR_ARG, "model export: NULL argument");
+    nb_status s = NB_OK;
+    for (int i = 0; i < m->nparams && !s; i++) s = nb_safetensors_add(st, m->params[i]->name, &m->params[i]->value);
+    char input[256];
+    size_t u = 0;
+    for (int d = 0; d < m->in_rank; d++)
+        u += (size_t)snprintf(input + u, sizeof input - u, d ? ",%lld" : "%lld", (long long)m->in_shape[d]);
+    if (!s) s = nb_safetensors_set_meta(st, "nabla.spec", nb_model_spec(m));
+    if (!s) s = nb_safetensors_set_meta(st, "nabla.input", input);
+    if (!s) s = nb_safetensors_set_meta(st, "nabla.format", "1");
+    return s;
+}
+
+nb_status nb_model_save(nb_model *m, const char *path)
+{
+    nb_safetensors *st = nb_safetensors_new();
+    if (!st) return NB_ERR_NOMEM;
+    nb_status s = nb_model_export(m, st);
+    if (!s) s = nb_safetensors_write(path, st, 0);
+    nb_safetensors_free(st);
+    return s;
+}
+
+nb_status nb_model_import(const nb_safetensors *st, nb_model **out)
+{
+    if (!st || !out) return nb_fail(NB_ERR_ARG, "model import: NULL argument");
+    *out = NULL;
+    const char *spec = nb_safetensors_meta(st, "nabla.spec"), *input = nb_safetensors_meta(st, "nabla.input");
+    if (!spec || !input)
+        return nb_fail(NB_ERR_FORMAT, "model file: no nabla.spec / nabla.input metadata (is it a nabla model? "
+                                      "a plain safetensors file needs --model SPEC and --input to be read)");
+    int rank;
+    int64_t shape[NB_MAX_RANK];
+    nb_status s = nb_shape_parse(input, &rank, shape);
+    if (s) return s;
+    nb_model *m;
+    if ((s = nb_model_from_spec(spec, rank, shape, &m))) return s;
+    for (int i = 0; i < m->nparams; i++) {
+        nb_tensor *v = &m->params[i]->value;
+        const nb_tensor *t = nb_safetensors_get(st, m->params[i]->name);
+        char s1[96], s2[96];
+        if (!t) {
+            nb_model_free(m);
+            return nb_fail(NB_ERR_FORMAT, "model file: the spec needs '%s' %s, the file has none", m->params[i]->name,
+                           NB_SHAPE_STR(v, s1));
+        }
+        bool same = t->rank == v->rank;
+        for (int d = 0; same && d < v->rank; d++) same = t->shape[d] == v->shape[d];
+        if (!same) {
+            nb_model_free(m);
+            return nb_fail(NB_ERR_FORMAT, "model file: '%s' has shape %s, the spec needs %s", m->params[i]->name,
+                           NB_SHAPE_STR(t, s1), NB_SHAPE_STR(v, s2));
+        }
+        memcpy(v->data, t->data, (size_t)v->size * sizeof(nb_real));
+    }
+    *out = m;
+    return NB_OK;
+}
+
+nb_status nb_model_load(const char *path, nb_model **out)
+{
+    nb_safetensors *st;
+    nb_status s = nb_safetensors_read(path, &st);
+    if (s) return s;
+    s = nb_model_import(st, out);
+    nb_safetensors_free(st);
+    if (s) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", nb_last_error());
+        nb_fail(s, "'%s': %s", path, msg);
+    }
+    return s;
+}

@@ -1,0 +1,25 @@
+/* Internal to src/nn: the model's representation. */
+#ifndef NB_NN_INTERNAL_H
+#define NB_NN_INTERNAL_H
+
+#include "../core/internal.h"
+
+enum { NB_MODEL_MAX_LAYERS = 1024, NB_MODEL_MAX_PARAMS = 2 * NB_MODEL_MAX_LAYERS };
+
+struct nb_model {
+    int in_rank;
+    int64_t in_shape[NB_MAX_RANK];
+    nb_layer_spec *layers;
+    int nlayers, cap;
+    nb_node *layer_out[NB_MODEL_MAX_LAYERS];
+    nb_graph *g;
+    nb_node *input, *output, *logits;
+    nb_node *params[NB_MODEL_MAX_PARAMS];
+    int nparams;
+    nb_node *target, *loss;
+    nb_loss_kind loss_kind;
+    int64_t batch;
+    char *spec; /* cached text of nb_model_spec */
+};
+
+#endif

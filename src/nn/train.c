@@ -1,0 +1,199 @@
+/* The training loop (minibatch gradient descent: forward, loss, backward,
+ * optimiser step) and evaluation. Buffers are the graph's: once the first
+ * batch has run, an epoch allocates nothing. */
+#include "nn_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Checks that d fits the model and the loss's target; returns row sizes. */
+static nb_status check_data(nb_model *m, const nb_dataset *d, const char *what, int64_t *xrow, int64_t *yrow)
+{
+    char s1[96], s2[96];
+    if (!d || !d->x || !d->y) return nb_fail(NB_ERR_ARG, "%s data: missing images or labels", what);
+    int64_t n = d->x->rank ? d->x->shape[0] : 0;
+    if (n < 1) return nb_fail(NB_ERR_ARG, "%s data: no examples", what);
+    if (d->y->rank < 1 || d->y->shape[0] != n)
+        return nb_fail(NB_ERR_SHAPE, "%s data: %lld inputs but %lld targets", what, (long long)n,
+                       (long long)(d->y->rank ? d->y->shape[0] : 0));
+    bool ok = d->x->rank == m->in_rank + 1;
+    for (int i = 0; ok && i < m->in_rank; i++) ok = d->x->shape[i + 1] == m->in_shape[i];
+    if (!ok) {
+        int64_t want[NB_MAX_RANK] = {n};
+        memcpy(want + 1, m->in_shape, sizeof(int64_t) * (size_t)m->in_rank);
+        return nb_fail(NB_ERR_SHAPE, "%s data: inputs have shape %s, the model takes %s", what, NB_SHAPE_STR(d->x, s1),
+                       nb_shape_str(m->in_rank + 1, want, s2, sizeof s2));
+    }
+    *xrow = d->x->size / n;
+    *yrow = d->y->size / n;
+    int64_t trow = m->target->value.shape[0] ? m->target->value.size / m->target->value.shape[0] : 0;
+    if (*yrow != trow)
+        return nb_fail(NB_ERR_SHAPE, "%s data: targets have %lld values per example, the loss needs %lld (%s)", what,
+                       (long long)*yrow, (long long)trow,
+                       m->loss_kind == NB_LOSS_CCE ? "one class index" : "one per model output");
+    if (m->loss_kind == NB_LOSS_CCE) {
+        int64_t classes = m->logits->value.shape[1];
+        for (int64_t i = 0; i < n; i++) {
+            nb_real v = d->y->data[i];
+            if (!(v >= 0 && v < (nb_real)classes) || v != (nb_real)(int64_t)v)
+                return nb_fail(NB_ERR_ARG, "%s data: label %lld is %g, the model has classes 0..%lld", what,
+                               (long long)i, (double)v, (long long)classes - 1);
+        }
+    }
+    return NB_OK;
+}
+
+/* Loads rows idx[0..b) (or start..start+b when idx is NULL) into the graph. */
+static nb_status load_batch(nb_model *m, const nb_dataset *d, const int64_t *idx, int64_t start, int64_t b,
+                            int64_t xrow, int64_t yrow)
+{
+    nb_status s = nb_model_set_batch(m, b);
+    if (s) return s;
+    nb_real *x = m->input->value.data, *y = m->target->value.data;
+    for (int64_t i = 0; i < b; i++) {
+        int64_t r = idx ? idx[start + i] : start + i;
+        memcpy(x + i * xrow, d->x->data + r * xrow, (size_t)xrow * sizeof(nb_real));
+        memcpy(y + i * yrow, d->y->data + r * yrow, (size_t)yrow * sizeof(nb_real));
+    }
+    return NB_OK;
+}
+
+/* Correct predictions in the loaded batch (CCE: argmax; BCE: logit > 0). */
+static int64_t count_correct(nb_model *m, int64_t b, int64_t *confusion)
+{
+    const nb_tensor *z = &m->logits->value;
+    const nb_real *y = m->target->value.data;
+    int64_t correct = 0;
+    if (m->loss_kind == NB_LOSS_CCE) {
+        int64_t C = z->shape[1];
+        for (int64_t i = 0; i < b; i++) {
+            const nb_real *r = z->data + i * C;
+            int64_t best = 0;
+            for (int64_t c = 1; c < C; c++)
+                if (r[c] > r[best]) best = c;
+            int64_t t = (int64_t)y[i];
+            correct += best == t;
+            if (confusion) confusion[t * C + best]++;
+        }
+    } else if (m->loss_kind == NB_LOSS_BCE) {
+        int64_t per = z->size / b;
+        for (int64_t i = 0; i < b * per; i++) correct += (z->data[i] > 0) == (y[i] > (nb_real)0.5);
+        return correct / (per ? per : 1);
+    }
+    return correct;
+}
+
+nb_status nb_evaluate(nb_model *m, const nb_dataset *d, nb_loss_kind kind, int64_t batch, double *loss_out,
+                      double *accuracy, int64_t *confusion)
+{
+    if (!m) return nb_fail(NB_ERR_ARG, "evaluate: model is NULL");
+    nb_node *loss;
+    int64_t xrow, yrow;
+    nb_status s = nb_model_loss(m, kind, NULL, &loss);
+    if (s || (s = check_data(m, d, "evaluation", &xrow, &yrow))) return s;
+    if (batch < 1) batch = 256;
+    bool was_training = m->g->training;
+    m->g->training = false;
+    int64_t n = d->x->shape[0], correct = 0;
+    if (confusion) {
+        int64_t C = m->logits->value.shape[1];
+        memset(confusion, 0, (size_t)(C * C) * sizeof(int64_t));
+    }
+    double total = 0;
+    for (int64_t i = 0; i < n && !s; i += batch) {
+        int64_t b = n - i < batch ? n - i : batch;
+        if ((s = load_batch(m, d, NULL, i, b, xrow, yrow)) || (s = nb_forward_upto(loss))) break;
+        total += (double)loss->value.data[0] * (double)b;
+        correct += count_correct(m, b, confusion);
+    }
+    m->g->training = was_training;
+    if (s) return s;
+    if (loss_out) *loss_out = total / (double)n;
+    if (accuracy) *accuracy = kind == NB_LOSS_MSE ? NAN : (double)correct / (double)n;
+    return NB_OK;
+}
+
+/* The permutation of epoch e depends on (seed, e) alone, so a resumed run
+ * sees the same batches as an uninterrupted one. */
+static void epoch_permutation(int64_t *idx, int64_t n, uint64_t seed, int epoch, int shuffle)
+{
+    for (int64_t i = 0; i < n; i++) idx[i] = i;
+    if (!shuffle) return;
+    nb_rng r;
+    nb_rng_seed(&r, seed * 0x9E3779B97F4A7C15ull + (uint64_t)epoch + 1);
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(nb_rng_next(&r) % (uint64_t)(i + 1));
+        int64_t t = idx[i];
+        idx[i] = idx[j], idx[j] = t;
+    }
+}
+
+nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_dataset *val,
+                   const nb_train_opts *opts)
+{
+    if (!m || !o || !opts) return nb_fail(NB_ERR_ARG, "train: NULL argument");
+    if (opts->epochs < 1) return nb_fail(NB_ERR_ARG, "train: epochs must be >= 1, got %d", opts->epochs);
+    if (opts->batch < 1) return nb_fail(NB_ERR_ARG, "train: batch size must be >= 1, got %lld", (long long)opts->batch);
+    nb_node *loss;
+    int64_t xrow, yrow, vx, vy;
+    nb_status s = nb_model_loss(m, opts->loss, NULL, &loss);
+    if (s || (s = check_data(m, train, "training", &xrow, &yrow))) return s;
+    if (val && val->x && (s = check_data(m, val, "validation", &vx, &vy))) return s;
+    int64_t n = train->x->shape[0];
+    int64_t *idx = malloc((size_t)n * sizeof *idx);
+    if (!idx) return nb_fail(NB_ERR_NOMEM, "train: out of memory");
+    int64_t nbatches = (n + opts->batch - 1) / opts->batch, step = opts->start_step;
+    int stop = 0;
+    for (int e = opts->start_epoch; e < opts->epochs && !s && !stop; e++) {
+        nb_optim_set_epoch(o, e);
+        epoch_permutation(idx, n, opts->seed, e, opts->shuffle);
+        nb_epoch_stats st = {e, 0, nbatches, step, 0, 0, NAN, NAN, 0, 0, nb_optim_lr(o)};
+        double t0 = now_seconds(), loss_sum = 0;
+        int64_t seen = 0, correct = 0;
+        for (int64_t bi = 0; bi < nbatches && !stop; bi++) {
+            int64_t start = bi * opts->batch, b = n - start < opts->batch ? n - start : opts->batch;
+            if ((s = load_batch(m, train, idx, start, b, xrow, yrow))) break;
+            /* Dropout masks follow (seed, step): the same after a resume. */
+            nb_graph_set_training(m->g, 1, opts->seed);
+            m->g->step = (uint64_t)step;
+            if ((s = nb_forward_upto(loss))) break;
+            double l = loss->value.data[0];
+            if (!isfinite(l)) {
+                s = nb_fail(NB_ERR_NUMERIC,
+                            "training diverged: the loss is %s at step %lld (epoch %d, batch %lld); "
+                            "try a smaller learning rate than %g",
+                            isnan(l) ? "NaN" : "infinite", (long long)step + 1, e + 1, (long long)bi + 1, nb_optim_lr(o));
+                break;
+            }
+            correct += count_correct(m, b, NULL);
+            if ((s = nb_backward(loss)) || (s = nb_optim_step(o))) break;
+            step++;
+            seen += b;
+            loss_sum += l * (double)b;
+            st.batches_done = bi + 1;
+            st.step = step;
+            st.loss = loss_sum / (double)seen;
+            st.accuracy = opts->loss == NB_LOSS_MSE ? NAN : (double)correct / (double)seen;
+            st.seconds = now_seconds() - t0;
+            st.images_per_second = st.seconds > 0 ? (double)seen / st.seconds : 0;
+            if (opts->on_batch && opts->on_batch(&st, opts->user)) stop = 1;
+        }
+        if (s) break;
+        nb_graph_set_training(m->g, 0, opts->seed);
+        if (val && val->x && (s = nb_evaluate(m, val, opts->loss, 256, &st.val_loss, &st.val_accuracy, NULL))) break;
+        st.seconds = now_seconds() - t0;
+        if (opts->on_epoch && opts->on_epoch(&st, o, opts->user)) stop = 1;
+    }
+    nb_graph_set_training(m->g, 0, opts->seed);
+    free(idx);
+    return s;
+}
