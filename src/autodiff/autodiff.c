@@ -10,18 +10,21 @@
 
 #include <stdlib.h>
 
-/* mark = node lies on a path from one of the sources to out. */
+/* mark = node lies on a path from one of the sources to out. The two flag
+ * arrays live in the graph so that a training step allocates nothing. */
 static void mark_paths(nb_graph *g, nb_node *out, bool (*is_source)(const nb_node *, void *), void *user,
                        bool stop_at_sources)
 {
-    bool *from = calloc((size_t)g->n, sizeof *from);
-    bool *to = calloc((size_t)g->n, sizeof *to);
-    if (!from || !to) { /* fall back to marking everything: slower, still right */
-        for (int i = 0; i < g->n; i++) g->nodes[i]->mark = i <= out->id;
-        free(from);
-        free(to);
-        return;
+    if (g->flags_cap < 2 * g->n) {
+        bool *p = realloc(g->flags, (size_t)(2 * g->n) * sizeof *p);
+        if (!p) { /* fall back to marking everything: slower, still right */
+            for (int i = 0; i < g->n; i++) g->nodes[i]->mark = i <= out->id;
+            return;
+        }
+        g->flags = p, g->flags_cap = 2 * g->n;
     }
+    bool *from = g->flags, *to = g->flags + g->n;
+    memset(g->flags, 0, (size_t)(2 * g->n) * sizeof *from);
     for (int i = 0; i <= out->id; i++) {
         nb_node *n = g->nodes[i];
         if (is_source(n, user)) {
@@ -39,8 +42,6 @@ static void mark_paths(nb_graph *g, nb_node *out, bool (*is_source)(const nb_nod
             if (!(n->op->nondiff_mask & (1u << j))) to[n->in[j]->id] = true;
     }
     for (int i = 0; i < g->n; i++) g->nodes[i]->mark = from[i] && to[i];
-    free(from);
-    free(to);
 }
 
 static void invalidate_grads(nb_graph *g)

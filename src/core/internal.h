@@ -82,6 +82,8 @@ struct nb_graph {
     uint64_t seed;
     uint64_t step;         /* forward passes run, for dropout masks */
     bool shapes_dirty;
+    bool *flags;           /* scratch of the autodiff passes (2 per node) */
+    int flags_cap;
 };
 
 /* The op descriptor: one per op, in the op's own file. The Jacobian of each

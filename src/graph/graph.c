@@ -27,6 +27,7 @@ void nb_graph_free(nb_graph *g)
     if (!g) return;
     for (int i = 0; i < g->n; i++) node_free(g->nodes[i]);
     free(g->nodes);
+    free(g->flags);
     free(g);
 }
 
