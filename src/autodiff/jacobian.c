@@ -131,9 +131,19 @@ static nb_status jac_fwd(const jac_job *j, nb_real *J)
     return s;
 }
 
+/* A forward pass that redraws nothing: it runs at the given step (the one of
+ * the last forward pass), so random ops (dropout) reuse their draws and a
+ * Jacobian differentiates the function that was evaluated. */
+static nb_status forward_at_step(nb_graph *g, uint64_t step)
+{
+    g->step = step - 1; /* nb_forward counts it back up */
+    return nb_forward(g);
+}
+
 static nb_status jac_numeric(const jac_job *j, double eps, nb_real *J)
 {
     nb_graph *g = j->out->graph;
+    const uint64_t step = g->step;
     int64_t N = j->N, O = j->O, I = j->I;
     if (j->wrt->kind == NB_KIND_OP)
         return nb_fail(NB_ERR_ARG, "jacobian: the numeric mode needs an input or parameter, '%s' is an op output",
@@ -146,10 +156,10 @@ static nb_status jac_numeric(const jac_job *j, double eps, nb_real *J)
     nb_status s = NB_OK;
     for (int64_t i = 0; i < I && !s; i++) {
         for (int64_t n = 0; n < N; n++) orig[n] = x[n * I + i], x[n * I + i] = orig[n] + (nb_real)eps;
-        if ((s = nb_forward(g))) break;
+        if ((s = forward_at_step(g, step))) break;
         memcpy(plus, y, (size_t)(N * O) * sizeof(nb_real));
         for (int64_t n = 0; n < N; n++) x[n * I + i] = orig[n] - (nb_real)eps;
-        s = nb_forward(g);
+        s = forward_at_step(g, step);
         for (int64_t n = 0; n < N; n++) x[n * I + i] = orig[n];
         if (s) break;
         for (int64_t n = 0; n < N; n++)
@@ -157,7 +167,7 @@ static nb_status jac_numeric(const jac_job *j, double eps, nb_real *J)
                 J[(n * O + o) * I + i] = (nb_real)(((double)plus[n * O + o] - (double)y[n * O + o]) / (2 * eps));
     }
     nb_free(plus);
-    if (!s) s = nb_forward(g); /* leave the graph at the unperturbed point */
+    if (!s) s = forward_at_step(g, step); /* leave the graph at the unperturbed point */
     return s;
 }
 
@@ -168,7 +178,8 @@ nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, 
     if (!out || !wrt || !J) return nb_fail(NB_ERR_ARG, "jacobian: out, wrt and J must not be NULL");
     if (out->graph != wrt->graph) return nb_fail(NB_ERR_ARG, "jacobian: out and wrt are in different graphs");
     *J = NULL;
-    nb_status s = nb_forward(out->graph);
+    /* At the step of the last forward pass (the first if none ran yet). */
+    nb_status s = forward_at_step(out->graph, out->graph->step ? out->graph->step : 1);
     if (s) return s;
     jac_job j = {out, wrt, 1, out->value.size, wrt->value.size, 0};
     if (o->per_example) {

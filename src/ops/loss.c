@@ -1,0 +1,385 @@
+/* Losses: each maps its inputs to a scalar L (rank 0), a mean over the batch
+ * or over all elements. With one output, the Jacobian of L with respect to
+ * an input is a row vector g = dL/dx (the gradient), so for seeds dy (K x 1)
+ * and tangents dx (K x |x|):
+ *   VJP: dx[k] = dy[k] g;    JVP: dy[k] = <g, dx[k]>.
+ * Each op below gives g. */
+#include "../core/internal.h"
+
+#include <math.h>
+
+#define PAR_THRESHOLD 32768
+
+static nb_status scalar_out(nb_node *n)
+{
+    nb_tensor_set_shape(&n->value, 0, NULL);
+    return NB_OK;
+}
+
+/* Both inputs the same shape (mse, bce, cce with probabilities). */
+static nb_status infer_same_inputs(nb_node *n, const char *what0, const char *what1)
+{
+    const nb_tensor *a = &n->in[0]->value, *b = &n->in[1]->value;
+    bool same = a->rank == b->rank;
+    for (int d = 0; same && d < a->rank; d++) same = a->shape[d] == b->shape[d];
+    if (!same) {
+        char s1[96], s2[96];
+        return nb_fail(NB_ERR_SHAPE, "%s: %s '%s' of shape %s and %s '%s' of shape %s must have the same shape",
+                       n->op->name, what0, n->in[0]->name, NB_SHAPE_STR(a, s1), what1, n->in[1]->name,
+                       NB_SHAPE_STR(b, s2));
+    }
+    return scalar_out(n);
+}
+
+/* Scalar output, so dy holds one number per seed: dx[k] (+)= dy[k] * g. The
+ * gradient g is given elementwise by the expression G of index j. */
+#define SCALAR_VJP(K, dy, dx, m, acc, G)                                                                          \
+    for (int64_t k_ = 0; k_ < (K); k_++) {                                                                        \
+        const nb_real s_ = (dy)[k_];                                                                              \
+        nb_real *r_ = (dx) + k_ * (m);                                                                            \
+        const int64_t m_ = (m);                                                                                   \
+        _Pragma("omp parallel for simd schedule(static) if (m_ > PAR_THRESHOLD)")                                 \
+        for (int64_t j = 0; j < m_; j++) NB_PUT(acc, r_[j], s_ * (G));                                            \
+    }
+
+/* ----------------------------------------------------------------- mse */
+/* L = (1/n) sum_j (p_j - t_j)^2, n = |p|.
+ * dL/dp_j = 2 (p_j - t_j) / n;  dL/dt_j = -2 (p_j - t_j) / n. */
+
+static nb_status mse_infer(nb_node *n) { return infer_same_inputs(n, "pred", "target"); }
+
+static nb_status mse_forward(nb_node *n)
+{
+    const nb_real *p = n->in[0]->value.data, *t = n->in[1]->value.data;
+    const int64_t m = n->in[0]->value.size;
+    double acc = 0;
+#pragma omp parallel for simd reduction(+ : acc) schedule(static) if (m > PAR_THRESHOLD)
+    for (int64_t j = 0; j < m; j++) {
+        const double d = (double)p[j] - (double)t[j];
+        acc += d * d;
+    }
+    n->value.data[0] = (nb_real)(acc / (double)m);
+    return NB_OK;
+}
+
+static nb_status mse_vjp(nb_node *n, int i, int64_t K, const nb_real *dy, nb_real *dx, bool acc)
+{
+    const nb_real *p = n->in[0]->value.data, *t = n->in[1]->value.data;
+    const int64_t m = n->in[0]->value.size;
+    const nb_real c = (nb_real)((i == 0 ? 2.0 : -2.0) / (double)m);
+    SCALAR_VJP(K, dy, dx, m, acc, c * (p[j] - t[j]))
+    return NB_OK;
+}
+
+static nb_status mse_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)
+{
+    const nb_real *p = n->in[0]->value.data, *t = n->in[1]->value.data;
+    const int64_t m = n->in[0]->value.size;
+    for (int64_t k = 0; k < K; k++) {
+        const nb_real *dp = dxs[0] ? dxs[0] + k * m : NULL, *dt = dxs[1] ? dxs[1] + k * m : NULL;
+        double acc = 0;
+        for (int64_t j = 0; j < m; j++)
+            acc += ((double)p[j] - (double)t[j]) * ((dp ? dp[j] : 0) - (dt ? dt[j] : 0));
+        dy[k] = (nb_real)(2.0 * acc / (double)m);
+    }
+    return NB_OK;
+}
+
+static const nb_op mse_op = {"mse_loss", 2, mse_infer, mse_forward, mse_vjp, mse_jvp, 0};
+
+nb_node *nb_mse_loss(nb_node *pred, nb_node *target)
+{
+    nb_node *in[2] = {pred, target};
+    return nb_node_op_new(&mse_op, 2, in, NULL);
+}
+
+/* ----------------------------------------------------------------- bce */
+/* Binary cross-entropy on logits z with targets t in [0, 1]:
+ *   L = (1/n) sum_j l_j,  l_j = -t log sigma(z) - (1 - t) log(1 - sigma(z))
+ *                             = max(z, 0) - z t + log(1 + exp(-|z|))  (stable form).
+ * dL/dz_j = (sigma(z_j) - t_j) / n;  dL/dt_j = -z_j / n. */
+
+static inline nb_real sigmoid(nb_real z)
+{
+    return z >= 0 ? 1 / (1 + RE(exp)(-z)) : RE(exp)(z) / (1 + RE(exp)(z));
+}
+
+static nb_status bce_infer(nb_node *n) { return infer_same_inputs(n, "logits", "target"); }
+
+static nb_status bce_forward(nb_node *n)
+{
+    const nb_real *z = n->in[0]->value.data, *t = n->in[1]->value.data;
+    const int64_t m = n->in[0]->value.size;
+    double acc = 0;
+#pragma omp parallel for reduction(+ : acc) schedule(static) if (m > PAR_THRESHOLD)
+    for (int64_t j = 0; j < m; j++) {
+        const nb_real x = z[j];
+        acc += (double)((x > 0 ? x : 0) - x * t[j] + RE(log1p)(RE(exp)(-RE(fabs)(x))));
+    }
+    n->value.data[0] = (nb_real)(acc / (double)m);
+    return NB_OK;
+}
+
+static nb_status bce_vjp(nb_node *n, int i, int64_t K, const nb_real *dy, nb_real *dx, bool acc)
+{
+    const nb_real *z = n->in[0]->value.data, *t = n->in[1]->value.data;
+    const int64_t m = n->in[0]->value.size;
+    const nb_real inv = (nb_real)(1.0 / (double)m);
+    if (i == 0) {
+        SCALAR_VJP(K, dy, dx, m, acc, inv * (sigmoid(z[j]) - t[j]))
+    } else {
+        SCALAR_VJP(K, dy, dx, m, acc, -inv * z[j])
+    }
+    return NB_OK;
+}
+
+static nb_status bce_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)
+{
+    const nb_real *z = n->in[0]->value.data, *t = n->in[1]->value.data;
+    const int64_t m = n->in[0]->value.size;
+    for (int64_t k = 0; k < K; k++) {
+        const nb_real *dz = dxs[0] ? dxs[0] + k * m : NULL, *dt = dxs[1] ? dxs[1] + k * m : NULL;
+        double acc = 0;
+        for (int64_t j = 0; j < m; j++) {
+            if (dz) acc += (double)((sigmoid(z[j]) - t[j]) * dz[j]);
+            if (dt) acc -= (double)(z[j] * dt[j]);
+        }
+        dy[k] = (nb_real)(acc / (double)m);
+    }
+    return NB_OK;
+}
+
+static const nb_op bce_op = {"bce_logits_loss", 2, bce_infer, bce_forward, bce_vjp, bce_jvp, 0};
+
+nb_node *nb_bce_logits_loss(nb_node *logits, nb_node *target)
+{
+    nb_node *in[2] = {logits, target};
+    return nb_node_op_new(&bce_op, 2, in, NULL);
+}
+
+/* --------------------------------------------------- cce (class indices) */
+/* Logits z (N, C), labels y (N) with y_i in 0..C-1:
+ *   L = (1/N) sum_i (lse(z_i) - z_{i, y_i}),   lse(v) = log sum_c exp(v_c),
+ * i.e. the mean of -log softmax(z_i)[y_i].
+ * dL/dz_{i,c} = (s_{i,c} - [c = y_i]) / N,  s_i = softmax(z_i).
+ * The labels are indices, not variables: no derivative (nondiff_mask).
+ * Workspace: s (N x C), then the labels as int32 (N). */
+
+static nb_status logits_2d(const nb_node *n)
+{
+    const nb_tensor *z = &n->in[0]->value;
+    if (z->rank != 2) {
+        char b[96];
+        return nb_fail(NB_ERR_SHAPE, "%s: logits '%s' must have shape (N, C), got %s", n->op->name, n->in[0]->name,
+                       NB_SHAPE_STR(z, b));
+    }
+    return NB_OK;
+}
+
+static nb_status cce_infer(nb_node *n)
+{
+    nb_status s = logits_2d(n);
+    if (s) return s;
+    const nb_tensor *z = &n->in[0]->value, *y = &n->in[1]->value;
+    if (y->rank != 1 || y->shape[0] != z->shape[0]) {
+        char b1[96], b2[96];
+        return nb_fail(NB_ERR_SHAPE, "cce_logits_loss: labels '%s' of shape %s do not fit logits '%s' of shape %s: "
+                       "expected (%lld,), one class index per row",
+                       n->in[1]->name, NB_SHAPE_STR(y, b1), n->in[0]->name, NB_SHAPE_STR(z, b2),
+                       (long long)z->shape[0]);
+    }
+    return scalar_out(n);
+}
+
+/* log sum_c exp(v_c), shifted by the max; writes exp(v_c - lse) to s. */
+static nb_real row_softmax(const nb_real *v, nb_real *s, int64_t C)
+{
+    nb_real m = v[0];
+    for (int64_t c = 1; c < C; c++) m = v[c] > m ? v[c] : m;
+    nb_real sum = 0;
+    for (int64_t c = 0; c < C; c++) sum += (s[c] = RE(exp)(v[c] - m));
+    const nb_real inv = 1 / sum;
+    for (int64_t c = 0; c < C; c++) s[c] *= inv;
+    return m + RE(log)(sum);
+}
+
+static nb_status cce_forward(nb_node *n)
+{
+    const nb_real *z = n->in[0]->value.data, *y = n->in[1]->value.data;
+    const int64_t N = n->in[0]->value.shape[0], C = n->in[0]->value.shape[1];
+    const char *name = n->op->name;
+    if (C == 0) return nb_fail(NB_ERR_SHAPE, "%s: logits '%s' have no classes (C = 0)", name, n->in[0]->name);
+    if (C > INT32_MAX) return nb_fail(NB_ERR_TOO_LARGE, "%s: %lld classes is too many", name, (long long)C);
+    nb_real *s = nb_node_workspace(n, (size_t)(N * C) * sizeof(nb_real) + (size_t)N * sizeof(int32_t) + 1);
+    if (!s) return NB_ERR_NOMEM;
+    int32_t *lab = (int32_t *)(s + N * C);
+    for (int64_t i = 0; i < N; i++) {
+        const nb_real v = y[i];
+        if (!(v >= 0 && v <= (nb_real)(C - 1)))
+            return nb_fail(NB_ERR_ARG, "%s: label %g at row %lld is out of range 0..%lld", name, (double)v,
+                           (long long)i, (long long)(C - 1));
+        if (v != RE(floor)(v))
+            return nb_fail(NB_ERR_ARG, "%s: label %g at row %lld is not an integer class index (0..%lld)", name,
+                           (double)v, (long long)i, (long long)(C - 1));
+        lab[i] = (int32_t)v;
+    }
+    double acc = 0;
+    const int64_t count = N * C;
+    (void)count;
+#pragma omp parallel for reduction(+ : acc) schedule(static) if (count > PAR_THRESHOLD)
+    for (int64_t i = 0; i < N; i++) {
+        const nb_real lse = row_softmax(z + i * C, s + i * C, C);
+        acc += (double)(lse - z[i * C + lab[i]]);
+    }
+    n->value.data[0] = (nb_real)(acc / (double)N);
+    return NB_OK;
+}
+
+static nb_status cce_vjp(nb_node *n, int i, int64_t K, const nb_real *dy, nb_real *dx, bool acc)
+{
+    if (i != 0) return nb_fail(NB_ERR_UNSUPPORTED, "%s: labels are class indices and have no gradient", n->op->name);
+    const int64_t N = n->in[0]->value.shape[0], C = n->in[0]->value.shape[1];
+    const nb_real *s = n->ws;
+    const int32_t *lab = (const int32_t *)(s + N * C);
+    const nb_real inv = (nb_real)(1.0 / (double)N);
+    const int64_t count = N * C;
+    (void)count;
+    for (int64_t k = 0; k < K; k++) {
+        const nb_real g = dy[k] * inv;
+        nb_real *r = dx + k * N * C;
+#pragma omp parallel for schedule(static) if (count > PAR_THRESHOLD)
+        for (int64_t row = 0; row < N; row++) {
+            const nb_real *sr = s + row * C;
+            nb_real *rr = r + row * C;
+            for (int64_t c = 0; c < C; c++) NB_PUT(acc, rr[c], g * sr[c]);
+            rr[lab[row]] -= g;
+        }
+    }
+    return NB_OK;
+}
+
+static nb_status cce_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)
+{
+    const int64_t N = n->in[0]->value.shape[0], C = n->in[0]->value.shape[1];
+    const nb_real *s = n->ws;
+    const int32_t *lab = (const int32_t *)(s + N * C);
+    for (int64_t k = 0; k < K; k++) {
+        double acc = 0;
+        if (dxs[0]) {
+            const nb_real *t = dxs[0] + k * N * C;
+            for (int64_t row = 0; row < N; row++) {
+                const nb_real *sr = s + row * C, *tr = t + row * C;
+                nb_real a = 0;
+                for (int64_t c = 0; c < C; c++) a += sr[c] * tr[c];
+                acc += (double)(a - tr[lab[row]]);
+            }
+        }
+        dy[k] = (nb_real)(acc / (double)N);
+    }
+    return NB_OK;
+}
+
+static const nb_op cce_op = {"cce_logits_loss", 2, cce_infer, cce_forward, cce_vjp, cce_jvp, 1u << 1};
+
+nb_node *nb_cce_logits_loss(nb_node *logits, nb_node *labels)
+{
+    nb_node *in[2] = {logits, labels};
+    return nb_node_op_new(&cce_op, 2, in, NULL);
+}
+
+/* ----------------------------------------------- cce (probability targets) */
+/* Logits z (N, C), targets t (N, C):
+ *   L = -(1/N) sum_i sum_c t_{i,c} l_{i,c},   l_i = log_softmax(z_i) = z_i - lse(z_i).
+ * With T_i = sum_c t_{i,c} (1 for probability rows):
+ *   dL/dz_{i,c} = (T_i s_{i,c} - t_{i,c}) / N,   dL/dt_{i,c} = -l_{i,c} / N.
+ * Workspace: s (N x C), then l (N x C). */
+
+static nb_status cce_probs_infer(nb_node *n)
+{
+    nb_status s = logits_2d(n);
+    return s ? s : infer_same_inputs(n, "logits", "target");
+}
+
+static nb_status cce_probs_forward(nb_node *n)
+{
+    const nb_real *z = n->in[0]->value.data, *t = n->in[1]->value.data;
+    const int64_t N = n->in[0]->value.shape[0], C = n->in[0]->value.shape[1];
+    if (C == 0) return nb_fail(NB_ERR_SHAPE, "%s: logits '%s' have no classes (C = 0)", n->op->name, n->in[0]->name);
+    nb_real *s = nb_node_workspace(n, 2 * (size_t)(N * C) * sizeof(nb_real) + 1);
+    if (!s) return NB_ERR_NOMEM;
+    nb_real *l = s + N * C;
+    double acc = 0;
+    const int64_t count = N * C;
+    (void)count;
+#pragma omp parallel for reduction(+ : acc) schedule(static) if (count > PAR_THRESHOLD)
+    for (int64_t i = 0; i < N; i++) {
+        const nb_real lse = row_softmax(z + i * C, s + i * C, C);
+        nb_real a = 0;
+        for (int64_t c = 0; c < C; c++) {
+            l[i * C + c] = z[i * C + c] - lse;
+            a += t[i * C + c] * l[i * C + c];
+        }
+        acc -= (double)a;
+    }
+    n->value.data[0] = (nb_real)(acc / (double)N);
+    return NB_OK;
+}
+
+static nb_status cce_probs_vjp(nb_node *n, int i, int64_t K, const nb_real *dy, nb_real *dx, bool acc)
+{
+    const int64_t N = n->in[0]->value.shape[0], C = n->in[0]->value.shape[1];
+    const nb_real *s = n->ws, *l = s + N * C, *t = n->in[1]->value.data;
+    const nb_real inv = (nb_real)(1.0 / (double)N);
+    const int64_t count = N * C;
+    (void)count;
+    for (int64_t k = 0; k < K; k++) {
+        const nb_real g = dy[k] * inv;
+        nb_real *r = dx + k * N * C;
+        if (i == 1) {
+#pragma omp parallel for simd schedule(static) if (count > PAR_THRESHOLD)
+            for (int64_t j = 0; j < count; j++) NB_PUT(acc, r[j], -g * l[j]);
+            continue;
+        }
+#pragma omp parallel for schedule(static) if (count > PAR_THRESHOLD)
+        for (int64_t row = 0; row < N; row++) {
+            const nb_real *sr = s + row * C, *tr = t + row * C;
+            nb_real *rr = r + row * C;
+            nb_real T = 0;
+            for (int64_t c = 0; c < C; c++) T += tr[c];
+            for (int64_t c = 0; c < C; c++) NB_PUT(acc, rr[c], g * (T * sr[c] - tr[c]));
+        }
+    }
+    return NB_OK;
+}
+
+static nb_status cce_probs_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)
+{
+    const int64_t N = n->in[0]->value.shape[0], C = n->in[0]->value.shape[1];
+    const nb_real *s = n->ws, *l = s + N * C, *t = n->in[1]->value.data;
+    for (int64_t k = 0; k < K; k++) {
+        const nb_real *dz = dxs[0] ? dxs[0] + k * N * C : NULL, *dt = dxs[1] ? dxs[1] + k * N * C : NULL;
+        double acc = 0;
+        for (int64_t row = 0; row < N; row++) {
+            const nb_real *sr = s + row * C, *tr = t + row * C, *lr = l + row * C;
+            nb_real T = 0, a = 0;
+            if (dz) {
+                for (int64_t c = 0; c < C; c++) T += tr[c];
+                for (int64_t c = 0; c < C; c++) a += (T * sr[c] - tr[c]) * dz[row * C + c];
+            }
+            if (dt)
+                for (int64_t c = 0; c < C; c++) a -= lr[c] * dt[row * C + c];
+            acc += (double)a;
+        }
+        dy[k] = (nb_real)(acc / (double)N);
+    }
+    return NB_OK;
+}
+
+static const nb_op cce_probs_op = {"cce_logits_probs_loss", 2, cce_probs_infer, cce_probs_forward, cce_probs_vjp,
+                                   cce_probs_jvp, 0};
+
+nb_node *nb_cce_logits_probs_loss(nb_node *logits, nb_node *target)
+{
+    nb_node *in[2] = {logits, target};
+    return nb_node_op_new(&cce_probs_op, 2, in, NULL);
+}

@@ -1,0 +1,128 @@
+/* Softmax and log-softmax over the last axis, row by row (a row = the C
+ * entries of one position of the leading axes).
+ *
+ * softmax: s_c = exp(x_c - m) / sum_j exp(x_j - m), m = max_j x_j (the shift
+ * leaves s unchanged and keeps exp from overflowing). Per row the Jacobian is
+ *   ds_c/dx_j = s_c ([c = j] - s_j),   i.e. J = diag(s) - s s^T
+ * (symmetric), and rows do not mix. So
+ *   VJP: dx = J^T dy = s * (dy - <dy, s>);
+ *   JVP: dy = J dx   = s * (dx - <dx, s>).
+ * log_softmax: l_c = x_c - m - log sum_j exp(x_j - m). Per row
+ *   dl_c/dx_j = [c = j] - s_j,   i.e. J = I - 1 s^T, so
+ *   VJP: dx = J^T dy = dy - s * sum(dy);
+ *   JVP: dy = J dx   = dx - <s, dx> (the same for every c). */
+#include "../core/internal.h"
+
+#include <math.h>
+
+static nb_status softmax_infer(nb_node *n)
+{
+    const nb_tensor *x = &n->in[0]->value;
+    if (x->rank < 1)
+        return nb_fail(NB_ERR_SHAPE, "%s: input '%s' is a scalar; it needs at least one axis", n->op->name,
+                       n->in[0]->name);
+    nb_tensor_set_shape(&n->value, x->rank, x->shape);
+    return NB_OK;
+}
+
+/* Rows and row length C of the node's value. */
+static void rows_of(const nb_node *n, int64_t *rows, int64_t *C)
+{
+    *C = n->value.shape[n->value.rank - 1];
+    *rows = *C ? n->value.size / *C : 0;
+}
+
+/* One row: y = softmax(x) (logp false) or log_softmax(x) (logp true). */
+static void row_forward(const nb_real *x, nb_real *y, int64_t C, bool logp)
+{
+    nb_real m = x[0];
+    for (int64_t c = 1; c < C; c++) m = x[c] > m ? x[c] : m;
+    nb_real sum = 0;
+    if (logp) {
+        for (int64_t c = 0; c < C; c++) sum += RE(exp)(x[c] - m);
+        const nb_real lse = m + RE(log)(sum);
+        for (int64_t c = 0; c < C; c++) y[c] = x[c] - lse;
+    } else {
+        for (int64_t c = 0; c < C; c++) sum += (y[c] = RE(exp)(x[c] - m));
+        const nb_real inv = 1 / sum;
+        for (int64_t c = 0; c < C; c++) y[c] *= inv;
+    }
+}
+
+static bool is_log(const nb_node *n);
+
+static nb_status softmax_forward(nb_node *n)
+{
+    int64_t rows, C;
+    rows_of(n, &rows, &C);
+    const nb_real *x = n->in[0]->value.data;
+    nb_real *y = n->value.data;
+    const bool logp = is_log(n);
+    const int64_t count = rows * C;
+    (void)count;
+#pragma omp parallel for schedule(static) if (count > 32768)
+    for (int64_t r = 0; r < rows; r++) row_forward(x + r * C, y + r * C, C, logp);
+    return NB_OK;
+}
+
+/* s of row r, from the saved output: y itself, or exp(y) for log_softmax. */
+static inline nb_real s_at(const nb_real *y, int64_t j, bool logp) { return logp ? RE(exp)(y[j]) : y[j]; }
+
+static nb_status softmax_vjp(nb_node *n, int in, int64_t K, const nb_real *dy, nb_real *dx, bool acc)
+{
+    int64_t rows, C;
+    rows_of(n, &rows, &C);
+    const nb_real *y = n->value.data;
+    const bool logp = is_log(n);
+    const int64_t total = K * rows, count = total * C;
+    (void)count;
+#pragma omp parallel for schedule(static) if (count > 32768)
+    for (int64_t kr = 0; kr < total; kr++) {
+        const int64_t r = kr % rows;
+        const nb_real *g = dy + kr * C, *yr = y + r * C;
+        nb_real *out = dx + kr * C;
+        nb_real dot = 0;
+        if (logp) {
+            for (int64_t c = 0; c < C; c++) dot += g[c];
+            for (int64_t c = 0; c < C; c++) NB_PUT(acc, out[c], g[c] - RE(exp)(yr[c]) * dot);
+        } else {
+            for (int64_t c = 0; c < C; c++) dot += g[c] * yr[c];
+            for (int64_t c = 0; c < C; c++) NB_PUT(acc, out[c], yr[c] * (g[c] - dot));
+        }
+    }
+    return NB_OK;
+}
+
+static nb_status softmax_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)
+{
+    int64_t rows, C;
+    rows_of(n, &rows, &C);
+    const nb_real *y = n->value.data;
+    const bool logp = is_log(n);
+    const int64_t total = K * rows, count = total * C;
+    if (!dxs[0]) {
+        memset(dy, 0, (size_t)count * sizeof(nb_real));
+        return NB_OK;
+    }
+#pragma omp parallel for schedule(static) if (count > 32768)
+    for (int64_t kr = 0; kr < total; kr++) {
+        const int64_t r = kr % rows;
+        const nb_real *t = dxs[0] + kr * C, *yr = y + r * C;
+        nb_real *out = dy + kr * C;
+        nb_real dot = 0;
+        for (int64_t c = 0; c < C; c++) dot += s_at(yr, c, logp) * t[c];
+        if (logp)
+            for (int64_t c = 0; c < C; c++) out[c] = t[c] - dot;
+        else
+            for (int64_t c = 0; c < C; c++) out[c] = yr[c] * (t[c] - dot);
+    }
+    return NB_OK;
+}
+
+static const nb_op softmax_op = {"softmax", 1, softmax_infer, softmax_forward, softmax_vjp, softmax_jvp, 0};
+static const nb_op log_softmax_op = {"log_softmax", 1, softmax_infer, softmax_forward, softmax_vjp, softmax_jvp, 0};
+
+static bool is_log(const nb_node *n) { return n->op == &log_softmax_op; }
+
+nb_node *nb_softmax(nb_node *x) { return nb_node_op_new(&softmax_op, 1, &x, NULL); }
+nb_node *nb_log_softmax(nb_node *x) { return nb_node_op_new(&log_softmax_op, 1, &x, NULL); }
