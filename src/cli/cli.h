@@ -13,6 +13,12 @@ typedef struct {
 
 int cmd_gradcheck(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_summary(int argc, char **argv);
+int cmd_jacobian(int argc, char **argv);
+int cmd_grad(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 /* Prints "nabla CMD: WHAT: <nb_last_error()>" to stderr; returns 1. */
 int cli_fail(const char *cmd, const char *what);
@@ -28,5 +34,12 @@ nb_status cli_load_data(const char *name, const char *split, int label_col, nb_d
 /* A model from a .safetensors file, a spec file, or spec text; the input
  * shape from --input or else from the data. */
 nb_status cli_load_model(const char *model, const char *input, const nb_dataset *data, nb_model **out);
+
+/* input.c: a model input from a .npy or IDX file, fitted to the model's input
+ * shape ((N, input...), (N, H, W) for one channel, or one example without N);
+ * integer-typed files with values > 1 are divided by 255 (*scaled set). */
+nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, int *scaled);
+/* A trained model from a .safetensors file, with a clear message if it is missing. */
+nb_status cli_load_trained_model(const char *path, nb_model **out);
 
 #endif

@@ -6,7 +6,13 @@
 
 static const cli_command commands[] = {
     {"train", "train a model on a data set (the main job)", cmd_train},
+    {"eval", "loss, accuracy, per-class accuracy and confusion matrix of a model", cmd_eval},
+    {"predict", "run a model on inputs (.npy or IDX), write probabilities as .npy", cmd_predict},
+    {"summary", "a model's layers, output shapes and parameter counts", cmd_summary},
+    {"jacobian", "the Jacobian of a model's output w.r.t. its input or a parameter", cmd_jacobian},
+    {"grad", "the gradient of the mean loss w.r.t. every parameter", cmd_grad},
     {"gradcheck", "check every op's VJP and JVP against finite differences", cmd_gradcheck},
+    {"demo", "lecture demos: 'demo gd' (gradient descent on f(x) = 2x^2)", cmd_demo},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,116 @@
+/* Model inputs from files, shared by predict, jacobian and grad: a .npy or an
+ * IDX file (raw or gzip), fitted to the model's input shape.
+ *
+ * Shapes accepted, for a model taking (N, d1, ..., dk):
+ *   (N, d1, ..., dk)            as is;
+ *   (N, H, W)                   when the model takes (N, H, W, 1): one channel added;
+ *   (d1, ..., dk)               one example, taken as N = 1.
+ * Scaling rule: when the file's element type is an integer type (npy u1 i1 i4
+ * i8 b1, IDX ubyte/sbyte/short/int) and some value is > 1, every value is
+ * divided by 255 (raw 0..255 pixels, as the model was trained on [0, 1]).
+ * Floating-point files are never scaled. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+/* Whether the file's element type is an integer type; -1 if unknown. */
+static int file_is_integer(const char *path, int *is_npy)
+{
+    unsigned char head[1024];
+    gzFile f = gzopen(path, "rb"); /* reads gzip and plain files alike */
+    if (!f) return -1;
+    int n = gzread(f, head, (unsigned)sizeof head - 1);
+    gzclose(f);
+    if (n < 4) return -1;
+    head[n] = '\0';
+    *is_npy = n >= 10 && !memcmp(head, "\x93NUMPY", 6);
+    if (*is_npy) {
+        const char *d = strstr((const char *)head + 10, "descr");
+        if (!d) return -1;
+        d = strchr(d + 5, ':');
+        if (!d) return -1;
+        d = strpbrk(d, "'\"");
+        if (!d || !d[1] || !d[2]) return -1;
+        char kind = d[1] == '<' || d[1] == '>' || d[1] == '|' || d[1] == '=' ? d[2] : d[1];
+        return kind == 'u' || kind == 'i' || kind == 'b';
+    }
+    /* IDX: 0 0 type rank; 0x08 ubyte, 0x09 sbyte, 0x0B short, 0x0C int, 0x0D float, 0x0E double. */
+    if (head[0] || head[1]) return -1;
+    return head[2] >= 0x08 && head[2] <= 0x0C;
+}
+
+static const char *model_shape_str(const nb_model *m, char *buf, size_t n)
+{
+    int64_t s[NB_MAX_RANK] = {-1};
+    int r = nb_model_input_shape(m, s + 1);
+    nb_shape_str(r + 1, s, buf, n);
+    char *p = strstr(buf, "(-1");
+    if (p) memcpy(p, "(N ", 3), memmove(p + 2, p + 3, strlen(p + 3) + 1);
+    return buf;
+}
+
+nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, int *scaled)
+{
+    *out = NULL;
+    if (scaled) *scaled = 0;
+    if (!cli_is_file(path)) return nb_set_error(NB_ERR_IO, "input '%s': no such file", path);
+    int is_npy = 0, integer = file_is_integer(path, &is_npy);
+    nb_tensor *t = NULL;
+    nb_status s = is_npy ? nb_npy_read(path, &t) : nb_idx_read(path, &t);
+    if (s) return s;
+    int64_t want[NB_MAX_RANK];
+    int r = nb_model_input_shape(m, want);
+    int64_t shape[NB_MAX_RANK];
+    int rank = 0;
+    int ok = t->rank == r + 1;
+    for (int d = 0; ok && d < r; d++) ok = t->shape[d + 1] == want[d];
+    if (ok) {
+        rank = t->rank;
+        memcpy(shape, t->shape, sizeof shape);
+    } else if (r == 3 && want[2] == 1 && t->rank == 3 && t->shape[1] == want[0] && t->shape[2] == want[1]) {
+        rank = 4;
+        shape[0] = t->shape[0], shape[1] = want[0], shape[2] = want[1], shape[3] = 1;
+    } else {
+        ok = t->rank == r;
+        for (int d = 0; ok && d < r; d++) ok = t->shape[d] == want[d];
+        if (!ok) {
+            char s1[96], s2[96];
+            nb_shape_str(t->rank, t->shape, s1, sizeof s1);
+            model_shape_str(m, s2, sizeof s2);
+            nb_tensor_free(t);
+            return nb_set_error(NB_ERR_SHAPE, "input '%s' has shape %s, the model takes %s%s", path, s1, s2,
+                                r == 3 && want[2] == 1 ? " (or (N, H, W) for its one channel)" : "");
+        }
+        rank = r + 1;
+        shape[0] = 1;
+        memcpy(shape + 1, want, sizeof(int64_t) * (size_t)r);
+    }
+    if (t->rank < 1 || shape[0] < 1) {
+        nb_tensor_free(t);
+        return nb_set_error(NB_ERR_SHAPE, "input '%s' holds no examples", path);
+    }
+    nb_tensor *x = nb_tensor_from(rank, shape, t->data);
+    nb_tensor_free(t);
+    if (!x) return NB_ERR_NOMEM;
+    if (integer == 1) {
+        nb_real mx = 0;
+        for (int64_t i = 0; i < x->size; i++)
+            if (x->data[i] > mx) mx = x->data[i];
+        if (mx > 1) {
+            for (int64_t i = 0; i < x->size; i++) x->data[i] = (nb_real)(x->data[i] / 255.0);
+            if (scaled) *scaled = 1;
+        }
+    }
+    *out = x;
+    return NB_OK;
+}
+
+nb_status cli_load_trained_model(const char *path, nb_model **out)
+{
+    *out = NULL;
+    if (!cli_is_file(path)) return nb_set_error(NB_ERR_IO, "model '%s': no such file", path);
+    return nb_model_load(path, out);
+}

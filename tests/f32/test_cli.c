@@ -1,0 +1,359 @@
+/* The nabla CLI, run as a program: demo gd, summary, and eval / predict /
+ * jacobian / grad on a tiny model trained for one epoch on 512 Fashion-MNIST
+ * images, plus the errors of bad inputs (exit code != 0 and a message). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "nabla.h"
+
+#define CLI NB_BINARY_DIR "/nabla"
+#define TMP NB_BINARY_DIR "/cli_test_"
+#define FASHION "/usr/share/datasets/fashion-mnist"
+
+static char out[1 << 16];
+
+/* Runs a shell command with stderr merged into stdout; returns its exit code. */
+static int run(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int contains(const char *needle)
+{
+    if (strstr(out, needle)) return 1;
+    print_error("expected '%s' in the output:\n%s\n", needle, out);
+    return 0;
+}
+
+/* The x column (2nd field) of the demo's table row for a step. */
+static int demo_x(int step, char *x, size_t n)
+{
+    for (const char *line = out; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        int k;
+        char buf[64];
+        if (sscanf(line, "%d %63s", &k, buf) == 2 && k == step) {
+            snprintf(x, n, "%s", buf);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void test_demo_gd_converges(void **state)
+{
+    (void)state;
+    assert_int_equal(run(CLI " demo gd --lr 0.1"), 0);
+    const char *want[] = {"1", "0.6", "0.36", "0.216", "0.1296", "0.07776", "0.046656"};
+    for (int k = 0; k < 7; k++) {
+        char x[64];
+        assert_true(demo_x(k, x, sizeof x));
+        assert_string_equal(x, want[k]);
+    }
+    assert_true(contains("converging"));
+    assert_null(strstr(out, "diverging"));
+}
+
+static void test_demo_gd_diverges(void **state)
+{
+    (void)state;
+    assert_int_equal(run(CLI " demo gd --lr 1 --steps 5"), 0);
+    const char *want[] = {"1", "-3", "9", "-27", "81", "-243"};
+    for (int k = 0; k < 6; k++) {
+        char x[64];
+        assert_true(demo_x(k, x, sizeof x));
+        assert_string_equal(x, want[k]);
+    }
+    assert_true(contains("diverging: |x| grows because |1 - 4 alpha|"));
+    assert_true(contains("converges for 0 < alpha < 0.5"));
+    /* f'(1) = 4 from autodiff, f(1) = 2. */
+    assert_true(contains("     0              1              2              4"));
+    assert_int_equal(run(CLI " demo gd --lr abc"), 2);
+    assert_int_equal(run(CLI " demo nope"), 2);
+    assert_int_equal(run(CLI " demo gd --help"), 0);
+    assert_true(contains("usage: nabla demo gd"));
+}
+
+static void test_summary_mnist_cnn(void **state)
+{
+    (void)state;
+    assert_int_equal(run(CLI " summary --model 'conv2d 32 3 relu; conv2d 64 3 relu; maxpool 2; flatten; "
+                             "dense 128 relu; dense 10' --input 28,28,1"),
+                     0);
+    assert_true(contains("Total params: 1199882"));
+    /* Per-layer counts, in order, at the end of the rows 0..5. */
+    const long long want[] = {320, 18496, 0, 0, 1179776, 1290};
+    int found = 0;
+    for (const char *line = out; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        int idx;
+        if (sscanf(line, "%d ", &idx) != 1 || idx != found) continue;
+        const char *end = strchr(line, '\n');
+        const char *q = end ? end : line + strlen(line);
+        while (q > line && q[-1] == ' ') q--;
+        while (q > line && q[-1] >= '0' && q[-1] <= '9') q--;
+        assert_int_equal(strtoll(q, NULL, 10), want[found]);
+        found++;
+    }
+    assert_int_equal(found, 6);
+    assert_true(contains("(N, 24, 24, 64)"));
+    /* A spec that does not fit, and a missing --input. */
+    assert_int_equal(run(CLI " summary --model 'dense 10' --input 28,28,1"), 1);
+    assert_true(contains("flatten"));
+    assert_int_equal(run(CLI " summary --model 'dense 10'"), 1);
+    assert_true(contains("--input"));
+    assert_int_equal(run(CLI " summary"), 2);
+}
+
+/* ------------------------------------------------------- a trained model */
+
+#define MODEL TMP "tiny.safetensors"
+#define XF TMP "x.npy"     /* 3 images, float (3, 28, 28, 1) in [0, 1] */
+#define XU8 TMP "x_u8.npy" /* the same 3 images as uint8 (3, 28, 28) */
+#define Y TMP "y.npy"
+enum { N = 3 };
+
+static int have_data;
+
+/* A .npy of dtype |u1 written byte by byte (nb_npy_write writes floats only). */
+static void write_u8_npy(const char *path, const unsigned char *v, int n, int h, int w)
+{
+    char hdr[128];
+    int len = snprintf(hdr, sizeof hdr, "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, %d, %d), }", n, h, w);
+    int total = 10 + len + 1, pad = (64 - total % 64) % 64;
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    unsigned short hl = (unsigned short)(len + pad + 1);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc(hl & 0xff, f), fputc(hl >> 8, f);
+    fwrite(hdr, 1, (size_t)len, f);
+    for (int i = 0; i < pad; i++) fputc(' ', f);
+    fputc('\n', f);
+    fwrite(v, 1, (size_t)n * h * w, f);
+    fclose(f);
+}
+
+static int setup_model(void **state)
+{
+    (void)state;
+    struct stat st;
+    have_data = stat(FASHION "/t10k-images-idx3-ubyte.gz", &st) == 0;
+    if (!have_data) return 0;
+    if (run(CLI " train --data fashion-mnist --model 'conv2d 4 3 relu; maxpool 2; flatten; dense 10' --limit 512 "
+                "--epochs 1 --batch 64 --no-test --quiet --out " MODEL))
+        return -1;
+    nb_dataset d = {0};
+    if (nb_dataset_load_mnist(FASHION, "test", &d)) return -1;
+    int64_t xs[4] = {N, 28, 28, 1}, ys[1] = {N};
+    nb_tensor *x = nb_tensor_from(4, xs, d.x->data), *y = nb_tensor_from(1, ys, d.y->data);
+    unsigned char u8[N * 28 * 28];
+    for (int i = 0; i < N * 28 * 28; i++) u8[i] = (unsigned char)lrint(d.x->data[i] * 255);
+    int bad = !x || !y || nb_npy_write(XF, x) || nb_npy_write(Y, y);
+    nb_tensor_free(x);
+    nb_tensor_free(y);
+    nb_dataset_free(&d);
+    write_u8_npy(XU8, u8, N, 28, 28);
+    return bad ? -1 : 0;
+}
+
+static nb_tensor *read_npy(const char *path)
+{
+    nb_tensor *t = NULL;
+    assert_int_equal(nb_npy_read(path, &t), NB_OK);
+    return t;
+}
+
+static void test_eval(void **state)
+{
+    (void)state;
+    if (!have_data) skip();
+    assert_int_equal(run(CLI " eval --model " MODEL " --data fashion-mnist --limit 1000"), 0);
+    assert_true(contains("accuracy"));
+    assert_true(contains("confusion matrix (rows: true class, columns: predicted class)"));
+    assert_true(contains("9 Ankle boot"));
+    assert_true(contains("0 T-shirt/top"));
+    /* The per-class example counts add up to the 1000 evaluated. */
+    long long total = 0;
+    const char *p = strstr(out, "class ");
+    assert_non_null(p);
+    for (int c = 0; c < 10; c++) {
+        p = strchr(p, '\n') + 1;
+        const char *q = p + 14; /* past "c name" */
+        total += strtoll(q, NULL, 10);
+    }
+    assert_int_equal(total, 1000);
+    assert_int_equal(run(CLI " eval --model " MODEL " --data fashion-mnist --split dev"), 2);
+    assert_int_equal(run(CLI " eval --model " TMP "missing.safetensors --data fashion-mnist"), 1);
+    assert_true(contains("missing.safetensors"));
+}
+
+static void test_predict(void **state)
+{
+    (void)state;
+    if (!have_data) skip();
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF " -o " TMP "p.npy"), 0);
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " XU8 " -o " TMP "p8.npy"), 0);
+    assert_true(contains("scaled by 1/255"));
+    nb_tensor *p = read_npy(TMP "p.npy"), *p8 = read_npy(TMP "p8.npy");
+    assert_int_equal(p->rank, 2);
+    assert_int_equal(p->shape[0], N);
+    assert_int_equal(p->shape[1], 10);
+    for (int i = 0; i < N; i++) {
+        double s = 0;
+        for (int c = 0; c < 10; c++) {
+            double v = p->data[i * 10 + c];
+            assert_true(v > 0 && v < 1);
+            s += v;
+            /* uint8 / 255 equals the float data set up to rounding. */
+            assert_true(fabs(v - p8->data[i * 10 + c]) < 1e-5);
+        }
+        assert_true(fabs(s - 1) < 1e-5);
+    }
+    nb_tensor_free(p);
+    nb_tensor_free(p8);
+    /* The raw IDX file works too (first rows equal). */
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " FASHION "/t10k-images-idx3-ubyte.gz -o " TMP
+                             "pidx.npy --batch 500"),
+                     0);
+    nb_tensor *pi = read_npy(TMP "pidx.npy");
+    assert_int_equal(pi->shape[0], 10000);
+    nb_tensor *pf = read_npy(TMP "p.npy");
+    for (int i = 0; i < N * 10; i++) assert_true(fabs(pi->data[i] - pf->data[i]) < 1e-5);
+    nb_tensor_free(pi);
+    nb_tensor_free(pf);
+    /* Bad inputs: a wrong shape, a missing file, missing options. */
+    int64_t ws[2] = {2, 5};
+    nb_tensor *w = nb_tensor_new(2, ws);
+    assert_int_equal(nb_npy_write(TMP "wrong.npy", w), NB_OK);
+    nb_tensor_free(w);
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " TMP "wrong.npy -o " TMP "q.npy"), 1);
+    assert_true(contains("(2, 5)"));
+    assert_true(contains("the model takes (N, 28, 28, 1)"));
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " TMP "nothere.npy -o " TMP "q.npy"), 1);
+    assert_true(contains("nothere.npy"));
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF), 2);
+    assert_int_equal(run(CLI " predict --bogus"), 2);
+}
+
+static void test_jacobian(void **state)
+{
+    (void)state;
+    if (!have_data) skip();
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " -o " TMP "J.npy"), 0);
+    assert_true(contains("(3, 10, 3, 28, 28, 1)"));
+    assert_true(contains("mode auto"));
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --per-example --mode fwd -o " TMP "Jp.npy"),
+                     0);
+    nb_tensor *J = read_npy(TMP "J.npy"), *P = read_npy(TMP "Jp.npy");
+    const int64_t js[6] = {N, 10, N, 28, 28, 1}, ps[5] = {N, 10, 28, 28, 1};
+    assert_int_equal(J->rank, 6);
+    assert_memory_equal(J->shape, js, sizeof js);
+    assert_int_equal(P->rank, 5);
+    assert_memory_equal(P->shape, ps, sizeof ps);
+    /* J[n, o, m, i] = P[n, o, i] when m == n, else 0; and not all zero. */
+    const int64_t I = 28 * 28;
+    double maxabs = 0;
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < 10; o++)
+            for (int m = 0; m < N; m++)
+                for (int64_t i = 0; i < I; i++) {
+                    double j = J->data[((n * 10 + o) * N + m) * I + i];
+                    double want = m == n ? P->data[(n * 10 + o) * I + i] : 0;
+                    if (fabs(j - want) > 1e-5 * (1 + fabs(want))) fail_msg("J[%d,%d,%d,%lld] = %g, want %g", n, o, m, (long long)i, j, want);
+                    if (fabs(j) > maxabs) maxabs = fabs(j);
+                }
+    assert_true(maxabs > 1e-3);
+    nb_tensor_free(J);
+    nb_tensor_free(P);
+    /* With respect to a parameter: shape out.shape + kernel.shape. */
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --wrt 0.kernel -o " TMP "Jk.npy"), 0);
+    nb_tensor *K = read_npy(TMP "Jk.npy");
+    const int64_t ks[6] = {N, 10, 3, 3, 1, 4};
+    assert_int_equal(K->rank, 6);
+    assert_memory_equal(K->shape, ks, sizeof ks);
+    nb_tensor_free(K);
+    /* Errors: an unknown parameter, per-example w.r.t. a parameter, a bad mode. */
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --wrt 7.kernel -o " TMP "Jx.npy"), 1);
+    assert_true(contains("7.kernel"));
+    assert_true(contains("0.kernel"));
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --wrt 0.bias --per-example -o " TMP "Jx.npy"),
+                     2);
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --mode sideways -o " TMP "Jx.npy"), 2);
+}
+
+static void test_grad(void **state)
+{
+    (void)state;
+    if (!have_data) skip();
+    assert_int_equal(run(CLI " grad --model " MODEL " --input " XF " --labels " Y " --loss cce -o " TMP
+                             "g.safetensors"),
+                     0);
+    nb_model *m = NULL;
+    nb_safetensors *g = NULL;
+    assert_int_equal(nb_model_load(MODEL, &m), NB_OK);
+    assert_int_equal(nb_safetensors_read(TMP "g.safetensors", &g), NB_OK);
+    assert_int_equal(nb_safetensors_count(g), nb_model_param_count(m));
+    for (int i = 0; i < nb_model_param_count(m); i++) {
+        nb_node *p = nb_model_param(m, i);
+        const nb_tensor *t = nb_safetensors_get(g, nb_node_name(p)), *v = nb_value(p);
+        assert_non_null(t);
+        assert_int_equal(t->rank, v->rank);
+        assert_memory_equal(t->shape, v->shape, sizeof(int64_t) * (size_t)v->rank);
+        double mx = 0;
+        for (int64_t j = 0; j < t->size; j++) mx = fmax(mx, fabs(t->data[j]));
+        assert_true(mx > 1e-6);
+    }
+    nb_safetensors_free(g);
+    nb_model_free(m);
+    /* Labels out of range, labels of the wrong shape, an unknown loss. */
+    int64_t ls[1] = {N};
+    nb_tensor *bad = nb_tensor_new(1, ls);
+    bad->data[0] = 1, bad->data[1] = 10, bad->data[2] = 0;
+    assert_int_equal(nb_npy_write(TMP "ybad.npy", bad), NB_OK);
+    nb_tensor_free(bad);
+    assert_int_equal(run(CLI " grad --model " MODEL " --input " XF " --labels " TMP "ybad.npy -o " TMP "g2.safetensors"),
+                     1);
+    assert_true(contains("label 10"));
+    assert_int_equal(run(CLI " grad --model " MODEL " --input " XF " --labels " Y " --loss mse -o " TMP "g2.safetensors"),
+                     1);
+    assert_true(contains("(3, 10)"));
+    assert_int_equal(run(CLI " grad --model " MODEL " --input " XF " --labels " Y " --loss hinge -o " TMP "g2.safetensors"),
+                     2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest basic[] = {
+        cmocka_unit_test(test_demo_gd_converges),
+        cmocka_unit_test(test_demo_gd_diverges),
+        cmocka_unit_test(test_summary_mnist_cnn),
+    };
+    const struct CMUnitTest trained[] = {
+        cmocka_unit_test(test_eval),
+        cmocka_unit_test(test_predict),
+        cmocka_unit_test(test_jacobian),
+        cmocka_unit_test(test_grad),
+    };
+    int f = cmocka_run_group_tests(basic, NULL, NULL);
+    return f + cmocka_run_group_tests(trained, setup_model, NULL);
+}
