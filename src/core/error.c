@@ -5,9 +5,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#ifdef NB_HAVE_CBLAS
-void openblas_set_num_threads(int n);
-#endif
 
 static _Thread_local char nb_error_message[512];
 
@@ -61,9 +58,6 @@ void nb_set_num_threads(int n)
     nb_threads_requested = n > 0 ? n : 0;
 #ifdef _OPENMP
     omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
-#endif
-#ifdef NB_HAVE_CBLAS
-    openblas_set_num_threads(n > 0 ? n : 0);
 #endif
 }
 

@@ -133,6 +133,19 @@ nb_status nb_graph_check_value(const nb_node *n, const nb_real *x, int64_t count
 nb_status nb_vjp_raw(nb_node *out, int64_t K, const nb_real *seeds, int nwrt, nb_node *const *wrt);
 nb_status nb_jvp_raw(nb_node *out, int64_t K, int nwrt, nb_node *const *wrt, const nb_real *const *tangents);
 
+/* Threads: the one OpenMP team does all parallel work (the BLAS runs on one
+ * thread inside it), so no two thread pools fight over the cores. */
+#ifdef _OPENMP
+#include <omp.h>
+static inline int nb_thread_id(void) { return omp_get_thread_num(); }
+static inline int nb_team_size(void) { return omp_get_num_threads(); }
+static inline int nb_max_team(void) { return omp_get_max_threads(); }
+#else
+static inline int nb_thread_id(void) { return 0; }
+static inline int nb_team_size(void) { return 1; }
+static inline int nb_max_team(void) { return 1; }
+#endif
+
 /* Math functions of the element type: RE(exp)(x) is expf or exp. */
 #ifdef NB_DOUBLE
 #define RE(fn) fn
@@ -144,6 +157,10 @@ nb_status nb_jvp_raw(nb_node *out, int64_t K, int nwrt, nb_node *const *wrt, con
  * (kernels/gemm.c: CBLAS when available, else the built-in kernel). */
 void nb_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A,
              int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc);
+/* The same product on the calling thread only: for use inside parallel
+ * regions (convolution works on images in parallel, one GEMM per group). */
+void nb_gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A,
+                    int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc);
 /* The built-in GEMM alone (for tests and benchmarks). */
 void nb_gemm_builtin(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, nb_real alpha,
                      const nb_real *A, int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C,

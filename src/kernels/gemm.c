@@ -1,28 +1,41 @@
 /* GEMM: the one place that knows how matrix products meet the hardware.
- * CBLAS (OpenBLAS) when built with it; otherwise a blocked, OpenMP-parallel
- * kernel that the compiler vectorises. Row-major throughout. */
+ * CBLAS (OpenBLAS) when built with it, else a blocked kernel the compiler
+ * vectorises. Row-major throughout.
+ *
+ * Threads: OpenBLAS is kept on one thread and nb_gemm splits C into one
+ * block of rows (or columns) per OpenMP thread. With a single thread pool,
+ * convolution can run its per-image GEMMs inside its own parallel region
+ * (nb_gemm_serial) and no spinning BLAS threads steal the cores from it. */
 #include "../core/internal.h"
 
 #ifdef NB_HAVE_CBLAS
 #include <cblas.h>
+#include <threads.h>
+void openblas_set_num_threads(int n);
+static once_flag blas_once = ONCE_FLAG_INIT;
+static void blas_single_thread(void) { openblas_set_num_threads(1); }
 #endif
 
 /* Element (i, j) of op(X) for a row-major X with leading dimension ld. */
 #define AT(X, trans, ld, i, j) ((trans) ? (X)[(j) * (ld) + (i)] : (X)[(i) * (ld) + (j)])
 
-void nb_gemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A,
-                     int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc)
+static void scale_c(int64_t M, int64_t N, nb_real beta, nb_real *C, int64_t ldc)
 {
-    enum { BK = 256, BN = 512 };
-    /* C = beta C first, so the blocked loops only accumulate. */
-#pragma omp parallel for schedule(static) if (M * N > 4096)
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
+}
+
+/* Serial blocked kernel: C = beta C, then C += alpha op(A) op(B) in K x N
+ * blocks, the innermost loop running along a row of C and of B. */
+static void builtin_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A,
+                           int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc)
+{
+    enum { BK = 256, BN = 512 };
+    scale_c(M, N, beta, C, ldc);
     for (int64_t k0 = 0; k0 < K; k0 += BK) {
         int64_t k1 = k0 + BK < K ? k0 + BK : K;
         for (int64_t j0 = 0; j0 < N; j0 += BN) {
             int64_t j1 = j0 + BN < N ? j0 + BN : N;
-#pragma omp parallel for schedule(static) if (M * (j1 - j0) * (k1 - k0) > 65536)
             for (int64_t i = 0; i < M; i++) {
                 nb_real *c = C + i * ldc;
                 for (int64_t k = k0; k < k1; k++) {
@@ -41,18 +54,18 @@ void nb_gemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real 
     }
 }
 
-void nb_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A, int64_t lda,
-             const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc)
+void nb_gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A, int64_t lda,
+                    const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
+        scale_c(M, N, beta, C, ldc);
         return;
     }
 #ifdef NB_HAVE_CBLAS
     if (M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX && lda <= INT32_MAX && ldb <= INT32_MAX &&
         ldc <= INT32_MAX) {
+        call_once(&blas_once, blas_single_thread);
 #ifdef NB_DOUBLE
         cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
                     (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
@@ -63,5 +76,53 @@ void nb_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, c
         return;
     }
 #endif
-    nb_gemm_builtin(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    builtin_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* Splits C into one block per thread along its longer side. Blocks are
+ * multiples of 16 rows/columns so that every thread runs full micro-tiles. */
+static void gemm_split(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A,
+                       int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc,
+                       void (*kernel)(bool, bool, int64_t, int64_t, int64_t, nb_real, const nb_real *, int64_t,
+                                      const nb_real *, int64_t, nb_real, nb_real *, int64_t))
+{
+    const bool by_rows = M >= N;
+    const int64_t len = by_rows ? M : N;
+#pragma omp parallel
+    {
+        const int T = nb_team_size(), t = nb_thread_id();
+        int64_t step = (len + T - 1) / T;
+        step = (step + 15) / 16 * 16;
+        const int64_t i0 = t * step, i1 = i0 + step < len ? i0 + step : len;
+        if (i0 < i1) {
+            if (by_rows)
+                kernel(ta, tb, i1 - i0, N, K, alpha, ta ? A + i0 : A + i0 * lda, lda, B, ldb, beta, C + i0 * ldc, ldc);
+            else
+                kernel(ta, tb, M, i1 - i0, K, alpha, A, lda, tb ? B + i0 * ldb : B + i0, ldb, beta, C + i0, ldc);
+        }
+    }
+}
+
+void nb_gemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A,
+                     int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    gemm_split(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, builtin_serial);
+}
+
+void nb_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A, int64_t lda,
+             const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    /* Small products, or calls from inside a parallel region: one thread. */
+    const double flops = 2.0 * (double)M * (double)N * (double)(K > 0 ? K : 1);
+    if (flops < 4e6 || nb_max_team() < 2
+#ifdef _OPENMP
+        || omp_in_parallel()
+#endif
+    ) {
+        nb_gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    gemm_split(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nb_gemm_serial);
 }

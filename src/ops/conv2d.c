@@ -23,8 +23,8 @@
  *   VJP b: db[o] = sum_{n,i,j} dY[n,i,j,o]
  * and for tangents (dX, dK, db), by linearity:
  *   JVP:   dY = conv(dX, k) + conv(x, dK) + db = im2col(dX) Kmat + cols dK + 1 db^T.
- * K stacked seeds share Kmat, so for x the K*N seed images form one batch
- * (one GEMM); for k each seed is one GEMM against the saved cols. */
+ * K stacked seeds share Kmat, so for x the K*N seed images form one batch;
+ * for k each group of images is lowered once and serves every seed. */
 #include "../core/internal.h"
 
 #include <limits.h>
@@ -93,71 +93,78 @@ static nb_status conv2d_infer(nb_node *n)
     return NB_OK;
 }
 
-/* Bytes of cols (rounded up to 64 so the scratch after it stays aligned). */
-static nb_status cols_bytes(const conv_plan *c, size_t *bytes)
+/* Work is split by images: each thread of the one OpenMP team takes a
+ * contiguous range of images and walks it in groups of G, lowering a group
+ * with im2col into its own small cols buffer (about 1 MiB, so it is still in
+ * cache when the GEMM reads it) and running a single-threaded GEMM on it.
+ * Nothing is kept between forward and backward: the kernel VJP lowers x
+ * again, which costs a few percent of its GEMM and saves the whole-batch
+ * cols buffer (85 MB for the second layer of mnist_cnn at batch 128). */
+typedef struct {
+    int64_t G;        /* images per group */
+    int64_t rows;     /* output pixels per image */
+    int64_t img;      /* input values per image */
+    size_t per_thread;/* reals of scratch per thread */
+    int T;            /* threads */
+} conv_split;
+
+static nb_status conv_split_make(const conv_plan *c, int64_t extra_reals, conv_split *sp)
 {
-    if (c->M > 0 && c->P > (int64_t)(SIZE_MAX / 2 / sizeof(nb_real)) / c->M)
-        return nb_fail(NB_ERR_TOO_LARGE, "conv2d: the im2col buffer (%lld x %lld) is too large", (long long)c->M,
-                       (long long)c->P);
-    *bytes = ((size_t)(c->M * c->P) * sizeof(nb_real) + 63) / 64 * 64;
+    sp->rows = c->w.OH * c->w.OW;
+    sp->img = c->w.H * c->w.W * c->w.C;
+    const int64_t per_img = sp->rows * c->P;
+    sp->G = per_img > 0 ? ((int64_t)1 << 18) / per_img : 1; /* ~1 MiB of float */
+    if (sp->G < 1) sp->G = 1;
+    sp->T = nb_max_team();
+    if (per_img > 0 && sp->G > (INT64_MAX / 4 - extra_reals) / per_img)
+        return nb_fail(NB_ERR_TOO_LARGE, "conv2d: im2col buffer too large");
+    sp->per_thread = (size_t)(sp->G * per_img + extra_reals + 16) / 16 * 16;
+    if (sp->per_thread > SIZE_MAX / sizeof(nb_real) / (size_t)sp->T)
+        return nb_fail(NB_ERR_TOO_LARGE, "conv2d: im2col buffer too large");
     return NB_OK;
 }
 
-/* Scratch of `bytes` after the cols that the forward pass left at the start
- * of the workspace; growing it keeps cols. */
-static void *conv_scratch(nb_node *n, const conv_plan *c, size_t bytes)
+static nb_real *conv_scratch(nb_node *n, const conv_split *sp)
 {
-    size_t keep = 0;
-    if (cols_bytes(c, &keep) || bytes > SIZE_MAX / 2 - keep) return NULL;
-    const size_t need = keep + (bytes ? bytes : 64);
-    if (!n->ws || need > n->ws_cap) {
-        void *p = nb_alloc(need);
-        if (!p) return NULL;
-        if (n->ws) memcpy(p, n->ws, keep < n->ws_cap ? keep : n->ws_cap);
-        nb_free(n->ws);
-        n->ws = p;
-        n->ws_cap = need;
-    }
-    return (char *)n->ws + keep;
+    nb_real *ws = nb_node_workspace(n, sp->per_thread * (size_t)sp->T * sizeof(nb_real));
+    if (!ws) nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the per-thread im2col buffers");
+    return ws;
 }
 
-/* How many of `total` images one im2col buffer holds: all of them when they
- * fit in the larger of the forward's cols and 64 MiB, else fewer. */
-static int64_t image_chunk(const conv_plan *c, int64_t total)
+/* This thread's share [*i0, *i1) of `total` images. */
+static void thread_range(int64_t total, int64_t *i0, int64_t *i1)
 {
-    size_t keep = 0;
-    cols_bytes(c, &keep);
-    const size_t budget = keep > ((size_t)64 << 20) ? keep : ((size_t)64 << 20);
-    const size_t per = (size_t)(c->w.OH * c->w.OW * c->P) * sizeof(nb_real);
-    if (per == 0) return total > 0 ? total : 1;
-    int64_t k = (int64_t)(budget / per);
-    if (k < 1) k = 1;
-    return k < total ? k : total;
+    const int T = nb_team_size(), t = nb_thread_id();
+    *i0 = total * t / T;
+    *i1 = total * (t + 1) / T;
 }
 
 static nb_status conv2d_forward(nb_node *n)
 {
     conv_plan c;
     conv_plan_get(n, &c);
-    size_t bytes = 0;
-    nb_status s = cols_bytes(&c, &bytes);
-    if (s) return s;
-    nb_real *cols = nb_node_workspace(n, bytes ? bytes : 64);
-    if (!cols)
-        return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the im2col buffer (%lld x %lld)", (long long)c.M,
-                       (long long)c.P);
-    nb_im2col(&c.w, c.N, n->in[0]->value.data, cols);
+    conv_split sp;
+    nb_status s = conv_split_make(&c, 0, &sp);
+    nb_real *ws = s ? NULL : conv_scratch(n, &sp);
+    if (!ws) return s ? s : NB_ERR_NOMEM;
+    const nb_real *x = n->in[0]->value.data, *k = n->in[1]->value.data;
+    const nb_real *b = n->ninputs == 3 ? n->in[2]->value.data : NULL;
     nb_real *y = n->value.data;
-    const int64_t M = c.M, O = c.O;
-    nb_real beta = 0;
-    if (n->ninputs == 3) { /* Y = 1 b^T first; the GEMM then adds cols Kmat */
-        const nb_real *b = n->in[2]->value.data;
-#pragma omp parallel for schedule(static) if (M * O > 32768)
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t o = 0; o < O; o++) y[m * O + o] = b[o];
-        beta = 1;
+    const int64_t O = c.O, P = c.P;
+#pragma omp parallel
+    {
+        int64_t i0, i1;
+        thread_range(c.N, &i0, &i1);
+        nb_real *cols = ws + (size_t)nb_thread_id() * sp.per_thread;
+        for (int64_t i = i0; i < i1; i += sp.G) {
+            const int64_t g = i1 - i < sp.G ? i1 - i : sp.G, m = g * sp.rows;
+            nb_real *yg = y + i * sp.rows * O;
+            nb_im2col(&c.w, g, x + i * sp.img, cols);
+            if (b) /* Y = 1 b^T, then the GEMM adds cols Kmat */
+                for (int64_t r = 0; r < m; r++) memcpy(yg + r * O, b, (size_t)O * sizeof(nb_real));
+            nb_gemm_serial(false, false, m, O, P, 1, cols, P, k, O, b ? 1 : 0, yg, O);
+        }
     }
-    nb_gemm(false, false, M, O, c.P, 1, cols, c.P, n->in[1]->value.data, O, beta, y, O);
     return NB_OK;
 }
 
@@ -168,7 +175,7 @@ static nb_status bias_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_re
 {
     enum { NBLK = 64 };
     const int64_t M = c->M, O = c->O, nblk = M < NBLK ? M : NBLK;
-    double *part = conv_scratch(n, c, (size_t)(NBLK * (O > 0 ? O : 1)) * sizeof(double));
+    double *part = nb_node_workspace(n, (size_t)(NBLK * (O > 0 ? O : 1)) * sizeof(double));
     if (!part) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the bias gradient");
     for (int64_t k = 0; k < K; k++) {
         const nb_real *g = dy + k * M * O;
@@ -190,67 +197,114 @@ static nb_status bias_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_re
     return NB_OK;
 }
 
-static nb_status conv2d_vjp(nb_node *n, int which, int64_t K, const nb_real *dy, nb_real *dx, bool acc)
+/* dK[k] = cols^T dY[k]: every thread sums its images into its own partial
+ * (K x P x O), then the partials are added in thread order. */
+static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_real *dy, nb_real *dk, bool acc)
 {
-    conv_plan c;
-    conv_plan_get(n, &c);
-    const nb_real *kmat = n->in[1]->value.data;
-    if (which == 1) { /* dK = cols^T dY, one GEMM per seed */
-        const nb_real *cols = n->ws;
-        for (int64_t k = 0; k < K; k++)
-            nb_gemm(true, false, c.P, c.O, c.M, 1, cols, c.P, dy + k * c.M * c.O, c.O, acc ? 1 : 0,
-                    dx + k * c.P * c.O, c.O);
-        return NB_OK;
+    conv_split sp;
+    const int64_t PO = c->P * c->O;
+    if (K > (INT64_MAX / 4) / (PO ? PO : 1)) return nb_fail(NB_ERR_TOO_LARGE, "conv2d: too many seeds");
+    nb_status s = conv_split_make(c, K * PO, &sp);
+    nb_real *ws = s ? NULL : conv_scratch(n, &sp);
+    if (!ws) return s ? s : NB_ERR_NOMEM;
+    const nb_real *x = n->in[0]->value.data;
+    const int64_t O = c->O, P = c->P, M = c->M;
+    int used = 1;
+#pragma omp parallel
+    {
+        const int t = nb_thread_id();
+        if (t == 0) used = nb_team_size();
+        int64_t i0, i1;
+        thread_range(c->N, &i0, &i1);
+        nb_real *part = ws + (size_t)t * sp.per_thread, *cols = part + K * PO;
+        memset(part, 0, (size_t)(K * PO) * sizeof(nb_real));
+        for (int64_t i = i0; i < i1; i += sp.G) {
+            const int64_t g = i1 - i < sp.G ? i1 - i : sp.G, m = g * sp.rows;
+            nb_im2col(&c->w, g, x + i * sp.img, cols);
+            for (int64_t k = 0; k < K; k++)
+                nb_gemm_serial(true, false, P, O, m, 1, cols, P, dy + k * M * O + i * sp.rows * O, O, 1,
+                               part + k * PO, O);
+        }
     }
-    if (which == 2) return bias_vjp(n, &c, K, dy, dx, acc);
-    /* dX = col2im(dY Kmat^T), the K*N seed images as one batch. */
-    const int64_t total = K * c.N, rows = c.w.OH * c.w.OW, img = c.w.H * c.w.W * c.w.C;
-    if (total == 0) return NB_OK;
-    const int64_t chunk = image_chunk(&c, total);
-    nb_real *dcols = conv_scratch(n, &c, (size_t)(chunk * rows * c.P) * sizeof(nb_real));
-    if (!dcols) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the input gradient's im2col buffer");
-    for (int64_t s0 = 0; s0 < total; s0 += chunk) {
-        const int64_t cnt = total - s0 < chunk ? total - s0 : chunk;
-        nb_gemm(false, true, cnt * rows, c.P, c.O, 1, dy + s0 * rows * c.O, c.O, kmat, c.O, 0, dcols, c.P);
-        nb_col2im(&c.w, cnt, dcols, dx + s0 * img, acc);
+    const int64_t total = K * PO;
+#pragma omp parallel for schedule(static) if (total > 32768)
+    for (int64_t e = 0; e < total; e++) {
+        nb_real v = 0;
+        for (int t = 0; t < used; t++) v += ws[(size_t)t * sp.per_thread + (size_t)e];
+        NB_PUT(acc, dk[e], v);
     }
     return NB_OK;
 }
 
+/* dX = col2im(dY Kmat^T): the K*N seed images split among the threads. */
+static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_real *dy, nb_real *dx, bool acc)
+{
+    conv_split sp;
+    nb_status s = conv_split_make(c, 0, &sp);
+    nb_real *ws = s ? NULL : conv_scratch(n, &sp);
+    if (!ws) return s ? s : NB_ERR_NOMEM;
+    const nb_real *kmat = n->in[1]->value.data;
+    const int64_t O = c->O, P = c->P, total = K * c->N;
+#pragma omp parallel
+    {
+        int64_t i0, i1;
+        thread_range(total, &i0, &i1);
+        nb_real *dcols = ws + (size_t)nb_thread_id() * sp.per_thread;
+        for (int64_t i = i0; i < i1; i += sp.G) {
+            const int64_t g = i1 - i < sp.G ? i1 - i : sp.G;
+            nb_gemm_serial(false, true, g * sp.rows, P, O, 1, dy + i * sp.rows * O, O, kmat, O, 0, dcols, P);
+            nb_col2im(&c->w, g, dcols, dx + i * sp.img, acc);
+        }
+    }
+    return NB_OK;
+}
+
+static nb_status conv2d_vjp(nb_node *n, int which, int64_t K, const nb_real *dy, nb_real *dx, bool acc)
+{
+    conv_plan c;
+    conv_plan_get(n, &c);
+    if (c.N == 0 || K == 0) return NB_OK;
+    if (which == 0) return input_vjp(n, &c, K, dy, dx, acc);
+    if (which == 1) return kernel_vjp(n, &c, K, dy, dx, acc);
+    return bias_vjp(n, &c, K, dy, dx, acc);
+}
+
+/* dY[k] = 1 db[k]^T + im2col(x) dK[k] + im2col(dX[k]) Kmat, by image groups. */
 static nb_status conv2d_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)
 {
     conv_plan c;
     conv_plan_get(n, &c);
-    const int64_t M = c.M, O = c.O;
-    bool init = false;
-    if (n->ninputs == 3 && dxs[2]) { /* dY = 1 db^T */
-        const nb_real *db = dxs[2];
-#pragma omp parallel for collapse(2) schedule(static) if (K * M * O > 32768)
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t m = 0; m < M; m++)
-                for (int64_t o = 0; o < O; o++) dy[(k * M + m) * O + o] = db[k * O + o];
-        init = true;
-    }
-    if (dxs[1]) { /* += cols dK */
-        for (int64_t k = 0; k < K; k++)
-            nb_gemm(false, false, M, O, c.P, 1, n->ws, c.P, dxs[1] + k * c.P * O, O, init ? 1 : 0, dy + k * M * O,
-                    O);
-        init = true;
-    }
-    if (dxs[0]) { /* += im2col(dX) Kmat */
-        const int64_t total = K * c.N, rows = c.w.OH * c.w.OW, img = c.w.H * c.w.W * c.w.C;
-        const int64_t chunk = image_chunk(&c, total);
-        nb_real *cols = total ? conv_scratch(n, &c, (size_t)(chunk * rows * c.P) * sizeof(nb_real)) : NULL;
-        if (total && !cols) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the tangent's im2col buffer");
-        for (int64_t s0 = 0; s0 < total; s0 += chunk) {
-            const int64_t cnt = total - s0 < chunk ? total - s0 : chunk;
-            nb_im2col(&c.w, cnt, dxs[0] + s0 * img, cols);
-            nb_gemm(false, false, cnt * rows, O, c.P, 1, cols, c.P, n->in[1]->value.data, O, init ? 1 : 0,
-                    dy + s0 * rows * O, O);
+    conv_split sp;
+    nb_status s = conv_split_make(&c, 0, &sp);
+    nb_real *ws = s ? NULL : conv_scratch(n, &sp);
+    if (!ws) return s ? s : NB_ERR_NOMEM;
+    const nb_real *x = n->in[0]->value.data, *kmat = n->in[1]->value.data;
+    const nb_real *db = n->ninputs == 3 ? dxs[2] : NULL;
+    const int64_t O = c.O, P = c.P, M = c.M;
+    for (int64_t k = 0; k < K; k++) {
+        const nb_real *dK = dxs[1] ? dxs[1] + k * P * O : NULL, *dX = dxs[0] ? dxs[0] + k * c.N * sp.img : NULL;
+        nb_real *yk = dy + k * M * O;
+#pragma omp parallel
+        {
+            int64_t i0, i1;
+            thread_range(c.N, &i0, &i1);
+            nb_real *cols = ws + (size_t)nb_thread_id() * sp.per_thread;
+            for (int64_t i = i0; i < i1; i += sp.G) {
+                const int64_t g = i1 - i < sp.G ? i1 - i : sp.G, m = g * sp.rows;
+                nb_real *yg = yk + i * sp.rows * O;
+                for (int64_t r = 0; r < m; r++)
+                    for (int64_t o = 0; o < O; o++) yg[r * O + o] = db ? db[k * O + o] : 0;
+                if (dK) {
+                    nb_im2col(&c.w, g, x + i * sp.img, cols);
+                    nb_gemm_serial(false, false, m, O, P, 1, cols, P, dK, O, 1, yg, O);
+                }
+                if (dX) {
+                    nb_im2col(&c.w, g, dX + i * sp.img, cols);
+                    nb_gemm_serial(false, false, m, O, P, 1, cols, P, kmat, O, 1, yg, O);
+                }
+            }
         }
-        init = true;
     }
-    if (!init) memset(dy, 0, (size_t)(K * M * O) * sizeof(nb_real));
     return NB_OK;
 }
 
