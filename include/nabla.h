@@ -215,7 +215,9 @@ typedef struct nb_jacobian_opts {
     double eps;        /* numeric: central-difference step; 0 = 1e-6 (1e-3 in float) */
 } nb_jacobian_opts;
 /* J = d out / d wrt with shape out.shape + wrt.shape (per_example: see above).
- * wrt may be any node for REV/FWD; NUMERIC needs a leaf. Runs the forward pass. */
+ * wrt may be any node for REV/FWD; NUMERIC needs a leaf. Runs the forward pass,
+ * after checking the size from the shapes alone: NB_ERR_TOO_LARGE (its message
+ * gives the bytes needed) returns before any pass or large allocation. */
 nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, nb_tensor **J);
 const char *nb_jac_mode_name(nb_jac_mode m);
 

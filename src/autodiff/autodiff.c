@@ -78,12 +78,17 @@ static nb_status reverse_sweep(nb_node *out, int64_t K)
             x->adj_set = true;
         }
     }
-    /* Nodes on no path the seeds reach have a zero adjoint, not garbage. */
+    /* Nodes on no path the seeds reach have a zero adjoint, not garbage.
+     * Leaves are checked here: the loop above only checks op nodes, and a
+     * leaf's adjoint (a parameter's gradient) is the one a user reads. */
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
         if (n->mark && !n->adj_set) {
             memset(n->adj, 0, (size_t)(K * n->value.size) * sizeof(nb_real));
             n->adj_set = true;
+        } else if (n->mark && n->kind != NB_KIND_OP) {
+            nb_status s = nb_graph_check_value(n, n->adj, K * n->value.size, "gradient");
+            if (s) return s;
         }
     }
     return NB_OK;

@@ -61,10 +61,10 @@ static nb_status jac_shape(const jac_job *j, const nb_jacobian_opts *o, int *ran
         const char *u1, *u2;
         double h = human_bytes(bytes, &u1), l = human_bytes((double)limit, &u2);
         return nb_fail(NB_ERR_TOO_LARGE,
-                       "jacobian: d %s%s / d %s%s would need %.0f elements (%.1f %s), over the limit of %.1f %s; "
-                       "raise max_bytes, take a per-example Jacobian, or use nb_vjp/nb_jvp for products",
+                       "jacobian: d %s%s / d %s%s would need %.0f elements, %.0f bytes (%.1f %s), over the limit "
+                       "of %.1f %s; raise max_bytes, take a per-example Jacobian, or use nb_vjp/nb_jvp for products",
                        j->out->name, NB_SHAPE_STR(y, s1), j->wrt->name, NB_SHAPE_STR(x, s2),
-                       (double)j->N * (double)j->O * (double)j->I, h, u1, l, u2);
+                       (double)j->N * (double)j->O * (double)j->I, bytes, h, u1, l, u2);
     }
     return NB_OK;
 }
@@ -178,8 +178,8 @@ nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, 
     if (!out || !wrt || !J) return nb_fail(NB_ERR_ARG, "jacobian: out, wrt and J must not be NULL");
     if (out->graph != wrt->graph) return nb_fail(NB_ERR_ARG, "jacobian: out and wrt are in different graphs");
     *J = NULL;
-    /* At the step of the last forward pass (the first if none ran yet). */
-    nb_status s = forward_at_step(out->graph, out->graph->step ? out->graph->step : 1);
+    /* Shapes first: a Jacobian too large to hold is refused before any pass runs. */
+    nb_status s = nb_graph_prepare(out->graph);
     if (s) return s;
     jac_job j = {out, wrt, 1, out->value.size, wrt->value.size, 0};
     if (o->per_example) {
@@ -193,6 +193,8 @@ nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, 
     int rank;
     int64_t shape[NB_MAX_RANK];
     if ((s = jac_shape(&j, o, &rank, shape))) return s;
+    /* At the step of the last forward pass (the first if none ran yet). */
+    if ((s = forward_at_step(out->graph, out->graph->step ? out->graph->step : 1))) return s;
     nb_jac_mode mode = o->mode;
     if (mode == NB_JAC_AUTO) mode = j.O <= j.I ? NB_JAC_REV : NB_JAC_FWD;
     int64_t rows = mode == NB_JAC_REV ? j.O : j.I;
