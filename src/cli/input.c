@@ -112,5 +112,11 @@ nb_status cli_load_trained_model(const char *path, nb_model **out)
 {
     *out = NULL;
     if (!cli_is_file(path)) return nb_set_error(NB_ERR_IO, "model '%s': no such file", path);
-    return nb_model_load(path, out);
+    nb_status s = nb_model_load(path, out);
+    if (s) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", nb_last_error());
+        nb_set_error(s, "model '%s' is not a model file written by 'nabla train' (.safetensors): %s", path, msg);
+    }
+    return s;
 }
