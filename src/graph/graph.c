@@ -127,6 +127,8 @@ nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, co
             nb_fail(NB_ERR_ARG, "%s: inputs belong to different graphs", op->name);
             return NULL;
         }
+    /* Inputs reshaped since the last pass: infer their shapes first. */
+    if (g->shapes_dirty && nb_graph_prepare(g) != NB_OK) return NULL;
     nb_node *n = node_add(g, NB_KIND_OP, NULL);
     if (!n) return NULL;
     n->op = op;

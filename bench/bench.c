@@ -1,0 +1,186 @@
+/* nabla's side of the benchmark (bench/run.sh prints it beside PyTorch's).
+ * Each figure is the median of several timed repetitions after a warm-up.
+ * Output: one "key value" line per figure, read by bench/run.sh.
+ * Usage: bench [threads] */
+#include "nabla.h"
+/* In-tree: the benchmark calls the internal GEMM directly. */
+#include "../src/core/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef NB_HAVE_CBLAS
+#include <cblas.h>
+void openblas_set_num_threads(int n);
+#endif
+
+static const char *CNN = "conv2d 32 3 relu; conv2d 64 3 relu; maxpool 2; flatten; dense 128 relu; dense 10";
+static const int64_t IMG[3] = {28, 28, 1};
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "bench: %s: %s\n", what, nb_last_error());
+    exit(1);
+}
+
+/* A model with random weights and a batch of Fashion-MNIST images. */
+static nb_model *cnn(int64_t batch, nb_dataset *d)
+{
+    nb_model *m;
+    if (nb_model_from_spec(CNN, 3, IMG, &m) || nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 1)) die("model");
+    if (nb_model_set_batch(m, batch)) die("batch");
+    memcpy(nb_value(nb_model_input(m))->data, d->x->data, (size_t)(batch * 784) * sizeof(nb_real));
+    return m;
+}
+
+/* Training steps per second at this batch: forward, backward, SGD step. */
+static double train_ips(nb_dataset *d, int64_t batch, int steps, int reps)
+{
+    nb_model *m = cnn(batch, d);
+    nb_node *target, *loss;
+    if (nb_model_loss(m, NB_LOSS_CCE, &target, &loss)) die("loss");
+    memcpy(nb_value(target)->data, d->y->data, (size_t)batch * sizeof(nb_real));
+    nb_optim *o;
+    nb_optim_opts oo = {.kind = NB_OPT_SGD, .lr = 0.01, .momentum = 0.9};
+    if (nb_optim_new(m, &oo, &o)) die("optim");
+    double t[16];
+    for (int r = -1; r < reps; r++) {
+        double t0 = now();
+        for (int s = 0; s < steps; s++)
+            if (nb_forward(nb_model_graph(m)) || nb_backward(loss) || nb_optim_step(o)) die("step");
+        if (r >= 0) t[r] = (double)(batch * steps) / (now() - t0);
+    }
+    nb_optim_free(o);
+    nb_model_free(m);
+    return median(t, reps);
+}
+
+static double infer_ips(nb_dataset *d, int64_t batch, int steps, int reps)
+{
+    nb_model *m = cnn(batch, d);
+    double t[16];
+    for (int r = -1; r < reps; r++) {
+        double t0 = now();
+        for (int s = 0; s < steps; s++)
+            if (nb_forward(nb_model_graph(m))) die("forward");
+        if (r >= 0) t[r] = (double)(batch * steps) / (now() - t0);
+    }
+    nb_model_free(m);
+    return median(t, reps);
+}
+
+/* Seconds for the (10, 1, 28, 28, 1) Jacobian of the logits w.r.t. one
+ * image, or the per-example (64, 10, 28, 28, 1) Jacobians of a batch. */
+static double jacobian_seconds(nb_dataset *d, int64_t batch, int per_example, int reps)
+{
+    nb_model *m = cnn(batch, d);
+    nb_jacobian_opts jo = {.mode = NB_JAC_AUTO, .per_example = per_example};
+    double t[16];
+    for (int r = -1; r < reps; r++) {
+        nb_tensor *J;
+        double t0 = now();
+        if (nb_jacobian(nb_model_output(m), nb_model_input(m), &jo, &J)) die("jacobian");
+        if (r >= 0) t[r] = now() - t0;
+        nb_tensor_free(J);
+    }
+    nb_model_free(m);
+    return median(t, reps);
+}
+
+static double gemm_gflops(int64_t M, int64_t N, int64_t K, int reps, int reference)
+{
+    nb_real *a = calloc((size_t)(M * K), sizeof *a), *b = calloc((size_t)(K * N), sizeof *b),
+            *c = calloc((size_t)(M * N), sizeof *c);
+    for (int64_t i = 0; i < M * K; i++) a[i] = (nb_real)((i % 7) - 3) / 7;
+    for (int64_t i = 0; i < K * N; i++) b[i] = (nb_real)((i % 5) - 2) / 5;
+    double t[16];
+    for (int r = -1; r < reps; r++) {
+        double t0 = now();
+#ifdef NB_HAVE_CBLAS
+        if (reference)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1, a, (int)K, b, (int)N, 0,
+                        c, (int)N);
+        else
+#endif
+            nb_gemm(false, false, M, N, K, 1, a, K, b, N, 0, c, N);
+        if (r >= 0) t[r] = 2.0 * (double)M * (double)N * (double)K / (now() - t0) / 1e9;
+    }
+    free(a), free(b), free(c);
+    return median(t, reps);
+}
+
+/* Peak resident memory growth (KiB) of building the CNN and running 3
+ * training steps at batch 128, from /proc/self/status. */
+static long status_kib(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, strlen(key))) v = atol(line + strlen(key) + 1);
+    if (f) fclose(f);
+    return v;
+}
+
+static void peak_memory(nb_dataset *d)
+{
+    long base = status_kib("VmRSS");
+    train_ips(d, 128, 3, 1);
+    printf("train_b128_peak_mib %.1f\n", (double)(status_kib("VmHWM") - base) / 1024);
+}
+
+int main(int argc, char **argv)
+{
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    if (argc > 2 && !strcmp(argv[2], "peak")) {
+        nb_set_num_threads(threads);
+        nb_dataset d;
+        int64_t n = 128;
+        if (nb_dataset_load_mnist("/usr/share/datasets/fashion-mnist", "test", &d)) die("data");
+        nb_dataset small;
+        if (nb_dataset_subset(&d, 0, n, &small)) die("subset");
+        nb_dataset_free(&d);
+        peak_memory(&small);
+        nb_dataset_free(&small);
+        return 0;
+    }
+    nb_set_num_threads(threads);
+    nb_dataset all;
+    if (nb_dataset_load_mnist("/usr/share/datasets/fashion-mnist", "test", &all)) die("data");
+    printf("threads %d\n", threads);
+#ifdef NB_HAVE_CBLAS
+    openblas_set_num_threads(threads);
+    printf("sgemm_square_gflops %.1f\n", gemm_gflops(2048, 2048, 2048, 5, 1));
+#endif
+    printf("gemm_conv2_gflops %.1f\n", gemm_gflops(128 * 576, 64, 288, 5, 0));
+    printf("gemm_dense1_gflops %.1f\n", gemm_gflops(128, 128, 9216, 9, 0));
+    printf("train_b128_ips %.1f\n", train_ips(&all, 128, 8, 5));
+    printf("train_b32_ips %.1f\n", train_ips(&all, 32, 24, 5));
+    printf("infer_b128_ips %.1f\n", infer_ips(&all, 128, 16, 5));
+    printf("jacobian_one_s %.6f\n", jacobian_seconds(&all, 1, 0, 9));
+    printf("jacobian_per_example64_s %.6f\n", jacobian_seconds(&all, 64, 1, 5));
+    nb_set_num_threads(1);
+    printf("train_b128_1thread_ips %.1f\n", train_ips(&all, 128, 4, 3));
+    nb_dataset_free(&all);
+    return 0;
+}

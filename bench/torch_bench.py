@@ -1,0 +1,144 @@
+"""PyTorch's side of the benchmark: the same network, batch sizes, threads and
+measurements as bench/bench.c. Prints "key value" lines. Run with Debian's
+python3-torch: /usr/bin/python3 bench/torch_bench.py THREADS [peak|epoch]"""
+import gzip
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def idx(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load(split):
+    x = idx(f"{FASHION}/{split}-images-idx3-ubyte.gz").astype(np.float32) / 255
+    y = idx(f"{FASHION}/{split}-labels-idx1-ubyte.gz").astype(np.int64)
+    return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
+
+
+def cnn():
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def timed(fn, reps):
+    fn()  # warm-up
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+def train_ips(x, y, batch, steps, reps):
+    model = cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    xb, yb = x[:batch], y[:batch]
+
+    def run():
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+    return batch * steps / timed(run, reps)
+
+
+def infer_ips(x, batch, steps, reps):
+    model = cnn().eval()
+    xb = x[:batch]
+
+    def run():
+        with torch.no_grad():
+            for _ in range(steps):
+                model(xb)
+    return batch * steps / timed(run, reps)
+
+
+def jacobian_one(x, reps):
+    model = cnn()
+    x1 = x[:1].clone()
+    return timed(lambda: torch.autograd.functional.jacobian(model, x1, vectorize=True), reps)
+
+
+def per_example(x, reps):
+    """The best of PyTorch 1.13's ways: 10 batched VJPs (one backward per logit)."""
+    model = cnn()
+    xb = x[:64].clone().requires_grad_(True)
+
+    def run():
+        out = model(xb)
+        rows = []
+        for k in range(10):
+            g, = torch.autograd.grad(out[:, k].sum(), xb, retain_graph=k < 9)
+            rows.append(g)
+        return torch.stack(rows, 1)
+    return timed(run, reps)
+
+
+def status_kib(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return -1
+
+
+def epoch_seconds():
+    x, y = load("train")
+    model = cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(1)
+    t0 = time.perf_counter()
+    perm = torch.randperm(len(x), generator=g)
+    for i in range(0, len(x), 128):
+        idx_ = perm[i:i + 128]
+        opt.zero_grad()
+        loss = loss_fn(model(x[idx_]), y[idx_])
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def main():
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    mode = sys.argv[2] if len(sys.argv) > 2 else "all"
+    torch.set_num_threads(threads)
+    print("torch_version", torch.__version__)
+    if mode == "epoch":
+        print("epoch_s %.3f" % epoch_seconds())
+        return
+    x, y = load("t10k")
+    if mode == "peak":
+        xb, yb = x[:128].clone(), y[:128].clone()
+        del x, y
+        base = status_kib("VmRSS")
+        train_ips(xb, yb, 128, 3, 1)
+        print("train_b128_peak_mib %.1f" % ((status_kib("VmHWM") - base) / 1024))
+        return
+    print("train_b128_ips %.1f" % train_ips(x, y, 128, 8, 5))
+    print("train_b32_ips %.1f" % train_ips(x, y, 32, 24, 5))
+    print("infer_b128_ips %.1f" % infer_ips(x, 128, 16, 5))
+    print("jacobian_one_s %.6f" % jacobian_one(x, 9))
+    print("jacobian_per_example64_s %.6f" % per_example(x, 5))
+    torch.set_num_threads(1)
+    print("train_b128_1thread_ips %.1f" % train_ips(x, y, 128, 4, 3))
+
+
+if __name__ == "__main__":
+    main()
