@@ -269,7 +269,9 @@ static nb_status conv2d_vjp(nb_node *n, int which, int64_t K, const nb_real *dy,
     return bias_vjp(n, &c, K, dy, dx, acc);
 }
 
-/* dY[k] = 1 db[k]^T + im2col(x) dK[k] + im2col(dX[k]) Kmat, by image groups. */
+/* dY[k] = 1 db[k]^T + im2col(x) dK[k] + im2col(dX[k]) Kmat. The K*N tangent
+ * images are split among the threads like one batch; a group never crosses
+ * from one tangent k to the next, so it has one dK[k] and one db[k]. */
 static nb_status conv2d_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)
 {
     conv_plan c;
@@ -279,30 +281,30 @@ static nb_status conv2d_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
     nb_real *ws = s ? NULL : conv_scratch(n, &sp);
     if (!ws) return s ? s : NB_ERR_NOMEM;
     const nb_real *x = n->in[0]->value.data, *kmat = n->in[1]->value.data;
-    const nb_real *db = n->ninputs == 3 ? dxs[2] : NULL;
-    const int64_t O = c.O, P = c.P, M = c.M;
-    for (int64_t k = 0; k < K; k++) {
-        const nb_real *dK = dxs[1] ? dxs[1] + k * P * O : NULL, *dX = dxs[0] ? dxs[0] + k * c.N * sp.img : NULL;
-        nb_real *yk = dy + k * M * O;
+    const nb_real *db = n->ninputs == 3 ? dxs[2] : NULL, *dK = dxs[1], *dX = dxs[0];
+    const int64_t O = c.O, P = c.P, N = c.N, total = K * N;
 #pragma omp parallel
-        {
-            int64_t i0, i1;
-            thread_range(c.N, &i0, &i1);
-            nb_real *cols = ws + (size_t)nb_thread_id() * sp.per_thread;
-            for (int64_t i = i0; i < i1; i += sp.G) {
-                const int64_t g = i1 - i < sp.G ? i1 - i : sp.G, m = g * sp.rows;
-                nb_real *yg = yk + i * sp.rows * O;
-                for (int64_t r = 0; r < m; r++)
-                    for (int64_t o = 0; o < O; o++) yg[r * O + o] = db ? db[k * O + o] : 0;
-                if (dK) {
-                    nb_im2col(&c.w, g, x + i * sp.img, cols);
-                    nb_gemm_serial(false, false, m, O, P, 1, cols, P, dK, O, 1, yg, O);
-                }
-                if (dX) {
-                    nb_im2col(&c.w, g, dX + i * sp.img, cols);
-                    nb_gemm_serial(false, false, m, O, P, 1, cols, P, kmat, O, 1, yg, O);
-                }
+    {
+        int64_t i0, i1;
+        thread_range(total, &i0, &i1);
+        nb_real *cols = ws + (size_t)nb_thread_id() * sp.per_thread;
+        for (int64_t i = i0; i < i1;) {
+            const int64_t k = i / N, img = i % N;
+            int64_t g = i1 - i < sp.G ? i1 - i : sp.G;
+            if (g > N - img) g = N - img;
+            const int64_t m = g * sp.rows;
+            nb_real *yg = dy + i * sp.rows * O;
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t o = 0; o < O; o++) yg[r * O + o] = db ? db[k * O + o] : 0;
+            if (dK) {
+                nb_im2col(&c.w, g, x + img * sp.img, cols);
+                nb_gemm_serial(false, false, m, O, P, 1, cols, P, dK + k * P * O, O, 1, yg, O);
             }
+            if (dX) {
+                nb_im2col(&c.w, g, dX + i * sp.img, cols);
+                nb_gemm_serial(false, false, m, O, P, 1, cols, P, kmat, O, 1, yg, O);
+            }
+            i += g;
         }
     }
     return NB_OK;
