@@ -149,6 +149,15 @@ nb_status nb_model_add(nb_model *m, const nb_layer_spec *l)
         m->nparams = nparams;
         return NB_ERR_SHAPE;
     }
+    /* Op nodes are named "<layer>.<op>" (e.g. "4.matmul", "4.relu"), so a
+     * NaN guard or a gradient names the layer it comes from. */
+    for (int i = graph_n; i < nb_graph_size(m->g); i++) {
+        nb_node *node = nb_graph_node(m->g, i);
+        if (node->kind != NB_KIND_OP) continue;
+        char name[64];
+        snprintf(name, sizeof name, "%d.%s", idx, node->op->name);
+        nb_node_set_name(node, name);
+    }
     if (m->nlayers == m->cap) {
         int cap = m->cap ? m->cap * 2 : 8;
         nb_layer_spec *q = realloc(m->layers, (size_t)cap * sizeof *q);
