@@ -165,6 +165,7 @@ typedef struct nb_conv2d_opts {
     int stride;   /* 1 if 0 */
     int dilation; /* 1 if 0 */
     nb_padding padding;
+    int relu;     /* 1: the node is relu(conv2d(...)), fused (no separate pre-activation node) */
 } nb_conv2d_opts;
 /* x (N,H,W,C_in), kernel (f_h,f_w,C_in,C_out), bias (C_out) or NULL.
  * 'same' pads as TensorFlow: out = ceil(in/stride), the odd pixel at the end. */
@@ -484,6 +485,76 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
  * confusion is not NULL it receives a C x C matrix (true row, predicted col). */
 nb_status nb_evaluate(nb_model *m, const nb_dataset *d, nb_loss_kind loss, int64_t batch, double *loss_out,
                       double *accuracy, int64_t *confusion);
+
+/* -------------------------------------------------------------------- viz */
+/* Pictures of Jacobians, gradients and kernels: 8-bit images written as PNG
+ * (libpng), colour maps, heatmaps, a small built-in 5x7 bitmap font for
+ * labels, and line plots written as SVG. */
+
+/* An 8-bit image, row-major, channels 1 (gray) or 3 (RGB) per pixel. */
+typedef struct nb_image {
+    int width, height, channels;
+    unsigned char *pixels; /* width * height * channels bytes */
+} nb_image;
+/* A new image filled with the colour rgb (gray: rgb[0]); NULL on failure. */
+nb_image *nb_image_new(int width, int height, int channels, const unsigned char rgb[3]);
+void nb_image_free(nb_image *im);
+/* Writes pixels (height rows of width * channels bytes; channels 1 or 3) as
+ * an 8-bit PNG. */
+nb_status nb_png_write(const char *path, int width, int height, int channels, const unsigned char *pixels);
+nb_status nb_image_write_png(const char *path, const nb_image *im);
+
+typedef enum {
+    NB_CMAP_DIVERGING = 0, /* blue (t = 0) - white (t = 0.5) - red (t = 1) */
+    NB_CMAP_SEQUENTIAL,    /* dark violet - blue - teal - green - yellow */
+    NB_CMAP_GRAY           /* black - white */
+} nb_colormap;
+/* The colour at t in [0, 1] (clamped; NaN gives mid gray). */
+void nb_colormap_rgb(nb_colormap map, double t, unsigned char rgb[3]);
+/* A rows x cols array as an RGB image, each value one sx x sy block. Values
+ * map to colours over [lo, hi]; when lo >= hi the range is the data's own.
+ * The diverging map is centred on zero: v maps to t = 0.5 + 0.5 v / L with
+ * L = max(|lo|, |hi|), so 0 is always white and signs keep their colours. */
+nb_status nb_heatmap(const nb_real *data, int64_t rows, int64_t cols, nb_colormap map, double lo, double hi,
+                     int sx, int sy, nb_image **out);
+/* Copies src into dst with its top-left corner at (x, y), clipped (an RGB
+ * dst takes a gray src as gray RGB). */
+void nb_image_paste(nb_image *dst, const nb_image *src, int x, int y);
+void nb_image_fill_rect(nb_image *im, int x, int y, int w, int h, const unsigned char rgb[3]);
+/* Tiles in a grid of ncols columns, each cell as large as the largest tile,
+ * gap pixels between cells and around them, on a background colour. */
+nb_status nb_image_grid(nb_image *const *tiles, int ntiles, int ncols, int gap, const unsigned char bg[3],
+                        nb_image **out);
+/* Text in the built-in 5x7 font (ASCII 32..126; others drawn as '?'; g j p q
+ * y descend 2 rows), each font pixel a scale x scale block, (x, y) the
+ * top-left corner; '\n' starts a new line (10 rows). nb_text_width and
+ * nb_text_height: the size in pixels of what nb_image_text would draw. */
+void nb_image_text(nb_image *im, int x, int y, const char *text, int scale, const unsigned char rgb[3]);
+int nb_text_width(const char *text, int scale);
+int nb_text_height(const char *text, int scale);
+/* A horizontal colour bar from lo to hi (w x h pixels) with its end values
+ * and, for the diverging map, 0 labelled below: at most w x (h + 10 scale). */
+nb_status nb_colorbar(nb_image *im, int x, int y, int w, int h, nb_colormap map, double lo, double hi, int scale);
+
+/* Line plots as SVG: axes with ticks and numbers, several series with a
+ * legend, a title and axis labels. */
+typedef struct nb_plot_series {
+    const char *label;      /* legend text (NULL: not in the legend) */
+    const double *x, *y;    /* n points; x NULL means 0, 1, ..., n-1 */
+    int n;
+    const char *color;      /* an SVG colour; NULL picks from a palette */
+    int markers;            /* 1: a dot at every point */
+    int dashed;
+} nb_plot_series;
+typedef struct nb_plot {
+    const char *title, *xlabel, *ylabel;
+    const nb_plot_series *series;
+    int nseries;
+    double xmin, xmax, ymin, ymax; /* axis range; lo >= hi: from the data */
+    int width, height;             /* of one plot in pixels; 0: 560 x 400 */
+} nb_plot;
+/* Writes nplots plots side by side into one SVG file (atomically). */
+nb_status nb_svg_plot(const char *path, const nb_plot *plots, int nplots);
 
 /* ------------------------------------------------------------------ random */
 

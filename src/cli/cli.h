@@ -19,6 +19,8 @@ int cmd_summary(int argc, char **argv);
 int cmd_jacobian(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_saliency(int argc, char **argv);
+int cmd_filters(int argc, char **argv);
 
 /* Prints "nabla CMD: WHAT: <nb_last_error()>" to stderr; returns 1. */
 int cli_fail(const char *cmd, const char *what);
@@ -41,5 +43,20 @@ nb_status cli_load_model(const char *model, const char *input, const nb_dataset 
 nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, int *scaled);
 /* A trained model from a .safetensors file, with a clear message if it is missing. */
 nb_status cli_load_trained_model(const char *path, nb_model **out);
+
+/* plots.c: pictures drawn as a side job of jacobian, demo gd and train. */
+/* A rows x cols matrix as a diverging heatmap PNG with a title and a colour bar. */
+nb_status cli_matrix_png(const char *path, const nb_real *data, int64_t rows, int64_t cols, const char *title,
+                         const char *subtitle);
+/* The iterates x_0..x_{n-1} of gradient descent over the curve f(x) = 2x^2, as SVG. */
+nb_status cli_gd_svg(const char *path, const double *xs, int n, double alpha);
+/* Loss and accuracy per epoch (training and validation), recorded by on_epoch. */
+typedef struct {
+    int n, cap;
+    double *v; /* n rows of epoch, loss, accuracy, val_loss, val_accuracy */
+} cli_curves;
+int cli_curves_add(cli_curves *c, const nb_epoch_stats *s);
+nb_status cli_curves_svg(const char *path, const cli_curves *c);
+void cli_curves_free(cli_curves *c);
 
 #endif

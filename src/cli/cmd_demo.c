@@ -9,10 +9,11 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *usage_text =
-    "usage: nabla demo gd [--lr ALPHA] [--x0 X] [--steps K]\n"
+    "usage: nabla demo gd [--lr ALPHA] [--x0 X] [--steps K] [--plot gd.svg]\n"
     "\n"
     "Gradient descent on f(x) = 2x^2, the lecture's 1-D example: x := x - alpha f'(x).\n"
     "f'(x) is computed by nabla's autodiff (a graph f = 2 * pow(x, 2) and nb_backward),\n"
@@ -22,12 +23,14 @@ static const char *usage_text =
     "\n"
     "  --lr ALPHA   learning rate alpha (default 0.1)\n"
     "  --x0 X       starting point (default 1)\n"
-    "  --steps K    number of steps (default 10)\n";
+    "  --steps K    number of steps (default 10)\n"
+    "  --plot F     draw the path of x over the curve f(x) = 2x^2 as an SVG file\n";
 
 static int demo_gd(int argc, char **argv)
 {
     double alpha = 0.1, x = 1;
     long long steps = 10;
+    const char *plot = NULL;
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
@@ -40,6 +43,9 @@ static int demo_gd(int argc, char **argv)
         } else if (!strcmp(k, "--x0")) {
             if (!v || !cli_parse_double(v, &x) || !isfinite(x))
                 return cli_usage_error("demo", "bad value for %s (a number, e.g. 1)", k);
+        } else if (!strcmp(k, "--plot")) {
+            if (!v) return cli_usage_error("demo", "%s", "--plot needs a file name");
+            plot = v;
         } else if (!strcmp(k, "--steps")) {
             if (!v || !cli_parse_int(v, 0, 1000000, &steps))
                 return cli_usage_error("demo", "bad value for %s (an integer 0..1000000)", k);
@@ -62,7 +68,12 @@ static int demo_gd(int argc, char **argv)
            1 - 4 * alpha);
     printf("%6s %14s %14s %14s\n", "step", "x", "f(x)", "f'(x)");
     double x0 = x;
-    int rc = 0;
+    int rc = 0, npath = 0;
+    double *path = plot ? malloc((size_t)(steps + 1) * sizeof *path) : NULL;
+    if (plot && !path) {
+        nb_graph_free(g);
+        return cli_usage_error("demo", "%s", "out of memory for --plot");
+    }
     for (long long k = 0; k <= steps; k++) {
         nb_value(xn)->data[0] = (nb_real)x;
         if (nb_forward(g) || nb_backward(f)) {
@@ -71,6 +82,7 @@ static int demo_gd(int argc, char **argv)
         }
         double fx = nb_value(f)->data[0], dfx = nb_grad(xn)->data[0];
         printf("%6lld %14g %14g %14g\n", k, x, fx, dfx);
+        if (path) path[npath++] = x;
         if (k == steps) break;
         x = x - alpha * dfx;
         if (!isfinite(x)) {
@@ -79,6 +91,8 @@ static int demo_gd(int argc, char **argv)
         }
     }
     nb_graph_free(g);
+    if (!rc && plot && cli_gd_svg(plot, path, npath, alpha)) rc = cli_fail("demo", "writing --plot");
+    free(path);
     if (rc) return rc;
     double r = fabs(1 - 4 * alpha);
     printf("\n");

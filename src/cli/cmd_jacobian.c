@@ -30,6 +30,8 @@ static const char *usage_text =
     "  --of O           logits (default) | output\n"
     "  --eps E          numeric mode's step (default 1e-3 in float)\n"
     "  -o, --out J      the output .npy file\n"
+    "  --png P          also (or instead of -o) draw J as a PNG heatmap: rows = output elements,\n"
+    "                   columns = wrt elements, blue < 0 < red, white = 0, with a colour bar\n"
     "\n"
     "The shape, mode and time taken go to stderr.\n";
 
@@ -42,7 +44,7 @@ static double now_s(void)
 
 int cmd_jacobian(int argc, char **argv)
 {
-    const char *model = NULL, *input = NULL, *out = NULL, *wrt_name = "input", *mode_name = "auto", *of = "logits";
+    const char *model = NULL, *input = NULL, *out = NULL, *png = NULL, *wrt_name = "input", *mode_name = "auto", *of = "logits";
     int per_example = 0;
     double eps = 0;
     for (int i = 1; i < argc; i++) {
@@ -56,7 +58,7 @@ int cmd_jacobian(int argc, char **argv)
             continue;
         }
         int known = !strcmp(k, "--model") || !strcmp(k, "--input") || !strcmp(k, "-o") || !strcmp(k, "--out") ||
-                    !strcmp(k, "--wrt") || !strcmp(k, "--mode") || !strcmp(k, "--of") || !strcmp(k, "--eps");
+                    !strcmp(k, "--wrt") || !strcmp(k, "--mode") || !strcmp(k, "--of") || !strcmp(k, "--eps") || !strcmp(k, "--png");
         if (!known) return cli_usage_error("jacobian", "unknown option '%s'", k);
         if (!v) return cli_usage_error("jacobian", "option '%s' needs a value", k);
         i++;
@@ -66,10 +68,12 @@ int cmd_jacobian(int argc, char **argv)
         else if (!strcmp(k, "--wrt")) wrt_name = v;
         else if (!strcmp(k, "--mode")) mode_name = v;
         else if (!strcmp(k, "--of")) of = v;
+        else if (!strcmp(k, "--png")) png = v;
         else if (!cli_parse_double(v, &eps) || !(eps > 0))
             return cli_usage_error("jacobian", "--eps must be a number > 0, got '%s'", v);
     }
-    if (!model || !input || !out) return cli_usage_error("jacobian", "%s", "--model, --input and -o are required");
+    if (!model || !input || (!out && !png))
+        return cli_usage_error("jacobian", "%s", "--model, --input and -o (or --png) are required");
     nb_jacobian_opts jo = {0};
     jo.eps = eps;
     jo.per_example = per_example;
@@ -126,7 +130,19 @@ int cmd_jacobian(int argc, char **argv)
     int64_t O = yv->size, I = wv->size;
     if (per_example) O /= yv->shape[0], I /= wv->shape[0];
     const char *used = jo.mode != NB_JAC_AUTO ? nb_jac_mode_name(jo.mode) : O <= I ? "auto -> rev" : "auto -> fwd";
-    if (nb_npy_write(out, J)) {
+    if (png) {
+        char t[160], sub[160], a[64], b[64];
+        int64_t cols = per_example ? I : wv->size, rows = J->size / cols;
+        snprintf(t, sizeof t, "d %s %s / d %s %s%s", of, nb_shape_str(yv->rank, yv->shape, a, sizeof a), wrt_name,
+                 nb_shape_str(wv->rank, wv->shape, b, sizeof b), per_example ? " per example" : "");
+        snprintf(sub, sizeof sub, "rows: %lld output elements, columns: %lld %s elements", (long long)rows,
+                 (long long)cols, wrt_name);
+        if (cli_matrix_png(png, J->data, rows, cols, t, sub)) {
+            cli_fail("jacobian", "drawing --png");
+            goto done;
+        }
+    }
+    if (out && nb_npy_write(out, J)) {
         cli_fail("jacobian", "writing the Jacobian");
         goto done;
     }
@@ -134,7 +150,7 @@ int cmd_jacobian(int argc, char **argv)
     fprintf(stderr, "jacobian d %s %s / d %s %s%s: shape %s, mode %s, %.3f s; wrote %s\n",
             !strcmp(of, "logits") ? "logits" : "output", nb_shape_str(yv->rank, yv->shape, s1, sizeof s1),
             wrt_name, nb_shape_str(wv->rank, wv->shape, s2, sizeof s2), per_example ? " per example" : "",
-            nb_shape_str(J->rank, J->shape, s3, sizeof s3), used, dt, out);
+            nb_shape_str(J->rank, J->shape, s3, sizeof s3), used, dt, out ? out : png);
     rc = 0;
 done:
     nb_tensor_free(J);

@@ -31,10 +31,11 @@ static const char *usage_text =
     "  --resume          continue from the checkpoint in --out\n"
     "  --no-test         skip the final test-set evaluation\n"
     "  --check-numerics  stop at the first op that produces NaN/Inf, naming it\n"
-    "  --quiet           no per-epoch output\n";
+    "  --quiet           no per-epoch output\n"
+    "  --plot F.svg      draw loss and accuracy per epoch (training and validation) as SVG\n";
 
 typedef struct {
-    const char *data, *model, *input, *out, *loss_name, *optimizer, *schedule, *init;
+    const char *data, *model, *input, *out, *plot, *loss_name, *optimizer, *schedule, *init;
     int epochs, resume, no_test, quiet, check_numerics, label_col;
     long long batch, limit, threads, seed, step_size;
     double lr, momentum, weight_decay, clip_norm, val_split, gamma, min_lr;
@@ -47,6 +48,7 @@ typedef struct {
     int tty;
     double last_draw;
     int failed;
+    cli_curves *curves; /* for --plot */
 } train_ctx;
 
 static int parse_args(int argc, char **argv, train_args *a)
@@ -63,7 +65,7 @@ static int parse_args(int argc, char **argv, train_args *a)
 #define INT(name, field, lo, hi) if (!strcmp(k, name)) { if (!v || !cli_parse_int(v, lo, hi, &n)) goto bad; a->field = n; i++; continue; }
 #define FLAG(name, field) if (!strcmp(k, name)) { a->field = 1; continue; }
         STR("--data", data) STR("--model", model) STR("--input", input) STR("--out", out)
-        STR("--loss", loss_name) STR("--optimizer", optimizer) STR("--schedule", schedule) STR("--init", init)
+        STR("--loss", loss_name) STR("--optimizer", optimizer) STR("--schedule", schedule) STR("--init", init) STR("--plot", plot)
         INT("--epochs", epochs, 1, 1000000) INT("--batch", batch, 1, 1 << 20) INT("--limit", limit, 1, 1LL << 40)
         INT("--threads", threads, 1, 1024) INT("--seed", seed, 0, 1LL << 62) INT("--step-size", step_size, 1, 1 << 30)
         INT("--label-col", label_col, -1000000, 1000000)
@@ -157,6 +159,11 @@ static nb_status save_checkpoint(train_ctx *c, nb_optim *o, const nb_epoch_stats
 static int on_epoch(const nb_epoch_stats *s, nb_optim *o, void *user)
 {
     train_ctx *c = user;
+    if (c->a->plot && cli_curves_add(c->curves, s)) {
+        nb_set_error(NB_ERR_NOMEM, "--plot: out of memory");
+        c->failed = 1;
+        return 1;
+    }
     if (!c->a->quiet) {
         if (c->tty) fprintf(stderr, "\r%*s\r", 110, "");
         printf("epoch %d/%d: loss %.4f acc %.4f", s->epoch + 1, c->a->epochs, s->loss, s->accuracy);
@@ -191,6 +198,7 @@ int cmd_train(int argc, char **argv)
     nb_model *m = NULL;
     nb_optim *o = NULL;
     nb_safetensors *ckpt = NULL;
+    cli_curves curves = {0};
     int rc = 1;
     if (cli_load_data(a.data, "train", a.label_col, &train)) {
         cli_fail("train", "loading the training data");
@@ -235,7 +243,7 @@ int cmd_train(int argc, char **argv)
         cli_fail("train", "--resume");
         goto done;
     }
-    train_ctx ctx = {&a, m, isatty(2) && !getenv("NB_NO_PROGRESS"), 0, 0};
+    train_ctx ctx = {&a, m, isatty(2) && !getenv("NB_NO_PROGRESS"), 0, 0, &curves};
     nb_train_opts to = {.epochs = a.epochs, .batch = a.batch, .loss = loss, .seed = (uint64_t)a.seed, .shuffle = 1,
                         .start_epoch = start_epoch, .start_step = start_step, .on_batch = on_batch,
                         .on_epoch = on_epoch, .user = &ctx};
@@ -267,11 +275,19 @@ int cmd_train(int argc, char **argv)
         printf("test: loss %.4f accuracy %.4f (%lld images)\n", tl, ta, (long long)test.x->shape[0]);
     }
     if (!a.quiet) printf("saved %s\n", a.out);
+    if (a.plot) {
+        if (cli_curves_svg(a.plot, &curves)) {
+            cli_fail("train", "writing --plot");
+            goto done;
+        }
+        if (!a.quiet) printf("plotted %s\n", a.plot);
+    }
     rc = 0;
     goto done;
 fail:
     cli_fail("train", NULL);
 done:
+    cli_curves_free(&curves);
     nb_safetensors_free(ckpt);
     nb_optim_free(o);
     nb_model_free(m);

@@ -12,6 +12,8 @@ static const cli_command commands[] = {
     {"jacobian", "the Jacobian of a model's output w.r.t. its input or a parameter", cmd_jacobian},
     {"grad", "the gradient of the mean loss w.r.t. every parameter", cmd_grad},
     {"gradcheck", "check every op's VJP and JVP against finite differences", cmd_gradcheck},
+    {"saliency", "test images beside d(predicted logit)/d(input), as a PNG grid", cmd_saliency},
+    {"filters", "a convolution layer's kernels as a PNG", cmd_filters},
     {"demo", "lecture demos: 'demo gd' (gradient descent on f(x) = 2x^2)", cmd_demo},
 };
 

@@ -1,0 +1,267 @@
+/* Line plots written as SVG text: axes with "nice" ticks (1, 2 or 5 times a
+ * power of ten), numbers, grid lines, several series, a legend, a title and
+ * axis labels. Several plots can sit side by side in one file. */
+#include "../core/internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = 1;
+            return;
+        }
+        if (b->s && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap <= b->len + (size_t)n) cap *= 2;
+        char *q = realloc(b->s, cap);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->s = q, b->cap = cap;
+    }
+}
+
+/* Text with &, <, > and quotes escaped. */
+static void sb_text(sbuf *b, const char *t)
+{
+    for (; t && *t; t++) {
+        switch (*t) {
+        case '&': sb_printf(b, "&amp;"); break;
+        case '<': sb_printf(b, "&lt;"); break;
+        case '>': sb_printf(b, "&gt;"); break;
+        case '"': sb_printf(b, "&quot;"); break;
+        default: sb_printf(b, "%c", *t);
+        }
+    }
+}
+
+static const char *palette[] = {"#1f5fa8", "#d1495b", "#2a9d5c", "#e8a33d", "#7b4fa0", "#3a3a3a"};
+
+/* A tick step of 1, 2 or 5 times a power of ten giving about 5 intervals. */
+static double nice_step(double range)
+{
+    double raw = range / 5, p = pow(10, floor(log10(raw))), f = raw / p;
+    return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * p;
+}
+
+static void fmt_tick(double v, double step, char *buf, size_t n)
+{
+    v = round(v / step) * step;
+    if (fabs(v) < step * 1e-9) v = 0;
+    int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
+    if (fabs(v) >= 1e6 || (v != 0 && fabs(v) < 1e-4)) snprintf(buf, n, "%.3g", v);
+    else snprintf(buf, n, "%.*f", dec > 10 ? 10 : dec, v);
+}
+
+/* Data range of one axis over all series (finite values only). */
+static void data_range(const nb_plot *p, int axis, double *lo, double *hi)
+{
+    *lo = INFINITY, *hi = -INFINITY;
+    for (int s = 0; s < p->nseries; s++) {
+        const nb_plot_series *se = &p->series[s];
+        for (int i = 0; i < se->n; i++) {
+            double v = axis == 0 ? (se->x ? se->x[i] : i) : se->y[i];
+            if (isfinite(v)) *lo = fmin(*lo, v), *hi = fmax(*hi, v);
+        }
+    }
+    if (!(*lo <= *hi)) *lo = 0, *hi = 1;
+    if (*lo == *hi) {
+        double d = fabs(*lo) > 0 ? fabs(*lo) * 0.1 : 1;
+        *lo -= d, *hi += d;
+    }
+}
+
+static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, double H)
+{
+    const double ml = 72, mr = 24, mt = p->title ? 44 : 20, mb = p->xlabel ? 58 : 36;
+    const double px0 = ox + ml, px1 = ox + W - mr, py0 = mt, py1 = H - mb;
+    double xlo, xhi, ylo, yhi;
+    if (p->xmin < p->xmax) xlo = p->xmin, xhi = p->xmax;
+    else data_range(p, 0, &xlo, &xhi);
+    double xstep = nice_step(xhi - xlo);
+    if (!(p->xmin < p->xmax)) xlo = floor(xlo / xstep + 1e-9) * xstep, xhi = ceil(xhi / xstep - 1e-9) * xstep;
+    if (p->ymin < p->ymax) ylo = p->ymin, yhi = p->ymax;
+    else data_range(p, 1, &ylo, &yhi);
+    double ystep = nice_step(yhi - ylo);
+    if (!(p->ymin < p->ymax)) ylo = floor(ylo / ystep + 1e-9) * ystep, yhi = ceil(yhi / ystep - 1e-9) * ystep;
+#define SX(v) (px0 + ((v) - xlo) / (xhi - xlo) * (px1 - px0))
+#define SY(v) (py1 - ((v) - ylo) / (yhi - ylo) * (py1 - py0))
+    sb_printf(b, "<g class=\"plot\">\n");
+    sb_printf(b, "<clipPath id=\"area%d\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath>\n", id,
+              px0, py0, px1 - px0, py1 - py0);
+    sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ffffff\" stroke=\"none\"/>\n", px0,
+              py0, px1 - px0, py1 - py0);
+    /* grid lines and ticks with numbers */
+    char num[48];
+    for (double v = ceil(xlo / xstep - 1e-9) * xstep; v <= xhi + xstep * 1e-9; v += xstep) {
+        double x = SX(v);
+        fmt_tick(v, xstep, num, sizeof num);
+        sb_printf(b, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", x, py0,
+                  x, py1);
+        sb_printf(b, "<line class=\"tick\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", x, py1, x,
+                  py1 + 5);
+        sb_printf(b, "<text class=\"xtick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"12\">%s</text>\n", x,
+                  py1 + 19, num);
+    }
+    for (double v = ceil(ylo / ystep - 1e-9) * ystep; v <= yhi + ystep * 1e-9; v += ystep) {
+        double y = SY(v);
+        fmt_tick(v, ystep, num, sizeof num);
+        sb_printf(b, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", px0, y,
+                  px1, y);
+        sb_printf(b, "<line class=\"tick\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", px0 - 5, y,
+                  px0, y);
+        sb_printf(b, "<text class=\"ytick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"12\">%s</text>\n",
+                  px0 - 8, y + 4, num);
+    }
+    /* the series, clipped to the plot area */
+    for (int s = 0; s < p->nseries; s++) {
+        const nb_plot_series *se = &p->series[s];
+        const char *col = se->color ? se->color : palette[s % 6];
+        sb_printf(b, "<polyline class=\"series\" data-label=\"");
+        sb_text(b, se->label ? se->label : "");
+        sb_printf(b, "\" clip-path=\"url(#area%d)\" fill=\"none\" stroke=\"%s\" stroke-width=\"2.2\"%s "
+                     "stroke-linejoin=\"round\" points=\"", id, col, se->dashed ? " stroke-dasharray=\"7 4\"" : "");
+        int first = 1;
+        for (int i = 0; i < se->n; i++) {
+            double xv = se->x ? se->x[i] : i, yv = se->y[i];
+            if (!isfinite(xv) || !isfinite(yv)) continue;
+            /* clamp far-away points so a diverging series still draws */
+            double X = fmax(-1e5, fmin(1e5, SX(xv))), Y = fmax(-1e5, fmin(1e5, SY(yv)));
+            sb_printf(b, "%s%.2f,%.2f", first ? "" : " ", X, Y);
+            first = 0;
+        }
+        sb_printf(b, "\"/>\n");
+        if (se->markers)
+            for (int i = 0; i < se->n; i++) {
+                double xv = se->x ? se->x[i] : i, yv = se->y[i];
+                if (!isfinite(xv) || !isfinite(yv)) continue;
+                sb_printf(b, "<circle class=\"marker\" clip-path=\"url(#area%d)\" cx=\"%.2f\" cy=\"%.2f\" r=\"4\" "
+                             "fill=\"%s\" stroke=\"#ffffff\" stroke-width=\"1\"/>\n", id,
+                          fmax(-1e5, fmin(1e5, SX(xv))), fmax(-1e5, fmin(1e5, SY(yv))), col);
+            }
+    }
+    /* axes box */
+    sb_printf(b, "<rect class=\"axes\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+                 "stroke=\"#333\"/>\n", px0, py0, px1 - px0, py1 - py0);
+    /* legend, top right inside the plot area */
+    int nleg = 0, maxlen = 0;
+    for (int s = 0; s < p->nseries; s++)
+        if (p->series[s].label) {
+            nleg++;
+            int l = (int)strlen(p->series[s].label);
+            if (l > maxlen) maxlen = l;
+        }
+    if (nleg) {
+        /* the corner (top right, bottom right, top left, bottom left) that
+         * covers the fewest data points */
+        double lw = 44 + maxlen * 7.2, lh = 10 + nleg * 19, lx = px1 - lw - 8, ly = py0 + 8;
+        long best = -1;
+        for (int corner = 0; corner < 4; corner++) {
+            double cx = corner < 2 ? px1 - lw - 8 : px0 + 8, cy = corner % 2 == 0 ? py0 + 8 : py1 - lh - 8;
+            long hits = 0;
+            for (int q = 0; q < p->nseries; q++)
+                for (int i = 0; i < p->series[q].n; i++) {
+                    double X = SX(p->series[q].x ? p->series[q].x[i] : i), Y = SY(p->series[q].y[i]);
+                    hits += X >= cx - 6 && X <= cx + lw + 6 && Y >= cy - 6 && Y <= cy + lh + 6;
+                }
+            if (best < 0 || hits < best) best = hits, lx = cx, ly = cy;
+        }
+        sb_printf(b, "<g class=\"legend\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ffffff\" "
+                     "fill-opacity=\"0.9\" stroke=\"#999\"/>\n", lx, ly, lw, lh);
+        int k = 0;
+        for (int s = 0; s < p->nseries; s++) {
+            const nb_plot_series *se = &p->series[s];
+            if (!se->label) continue;
+            double yy = ly + 15 + k * 19;
+            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2.5\"%s/>\n",
+                      lx + 8, yy, lx + 32, yy, se->color ? se->color : palette[s % 6],
+                      se->dashed ? " stroke-dasharray=\"7 4\"" : "");
+            sb_printf(b, "<text class=\"legend-text\" x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", lx + 38, yy + 4);
+            sb_text(b, se->label);
+            sb_printf(b, "</text>\n");
+            k++;
+        }
+        sb_printf(b, "</g>\n");
+    }
+    if (p->title) {
+        sb_printf(b, "<text class=\"title\" x=\"%.1f\" y=\"26\" text-anchor=\"middle\" font-size=\"16\" "
+                     "font-weight=\"bold\">", (px0 + px1) / 2);
+        sb_text(b, p->title);
+        sb_printf(b, "</text>\n");
+    }
+    if (p->xlabel) {
+        sb_printf(b, "<text class=\"xlabel\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">",
+                  (px0 + px1) / 2, H - 14);
+        sb_text(b, p->xlabel);
+        sb_printf(b, "</text>\n");
+    }
+    if (p->ylabel) {
+        double cx = ox + 18, cy = (py0 + py1) / 2;
+        sb_printf(b, "<text class=\"ylabel\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\" "
+                     "transform=\"rotate(-90 %.1f %.1f)\">", cx, cy, cx, cy);
+        sb_text(b, p->ylabel);
+        sb_printf(b, "</text>\n");
+    }
+    sb_printf(b, "</g>\n");
+#undef SX
+#undef SY
+}
+
+nb_status nb_svg_plot(const char *path, const nb_plot *plots, int nplots)
+{
+    if (!path || !plots || nplots < 1) return nb_fail(NB_ERR_ARG, "svg_plot: NULL path or no plots");
+    double W = 0, H = 0;
+    for (int i = 0; i < nplots; i++) {
+        const nb_plot *p = &plots[i];
+        if (p->nseries < 0 || (p->nseries && !p->series))
+            return nb_fail(NB_ERR_ARG, "svg_plot: plot %d: bad series array", i);
+        for (int s = 0; s < p->nseries; s++)
+            if (p->series[s].n < 0 || (p->series[s].n && !p->series[s].y))
+                return nb_fail(NB_ERR_ARG, "svg_plot: plot %d series %d: no y values", i, s);
+        W += p->width > 0 ? p->width : 560;
+        H = fmax(H, p->height > 0 ? p->height : 400);
+    }
+    sbuf b = {0};
+    sb_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                  "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+                  "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" fill=\"#222\">\n"
+                  "<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n", W, H, W, H);
+    double ox = 0;
+    for (int i = 0; i < nplots; i++) {
+        double w = plots[i].width > 0 ? plots[i].width : 560;
+        render(&b, &plots[i], i, ox, w, H);
+        ox += w;
+    }
+    sb_printf(&b, "</svg>\n");
+    if (b.oom) {
+        free(b.s);
+        return nb_fail(NB_ERR_NOMEM, "svg_plot: out of memory writing '%s'", path);
+    }
+    nb_status s = nb_write_file_atomic(path, b.s, b.len);
+    free(b.s);
+    return s;
+}

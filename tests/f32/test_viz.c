@@ -1,0 +1,286 @@
+/* Pictures: colour maps, heatmaps, the font and PNG writing in the library;
+ * then every picture command of the CLI on a tiny model trained here, its
+ * PNG read back with libpng and its SVG parsed as text. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "nabla.h"
+
+static char dir[256];
+
+/* Runs a command line in which every "@" stands for the test directory and
+ * a leading "nabla" for the built CLI. */
+static void sh(const char *line)
+{
+    char cmd[2048];
+    size_t n = (size_t)snprintf(cmd, sizeof cmd, "%s", NB_BINARY_DIR "/nabla");
+    for (const char *p = line + strlen("nabla"); *p && n + 300 < sizeof cmd; p++)
+        if (*p == '@') n += (size_t)snprintf(cmd + n, sizeof cmd - n, "%s", dir);
+        else cmd[n++] = *p, cmd[n] = '\0';
+    int st = system(cmd);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) print_error("command failed: %s\n", cmd);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Reads a PNG as RGB (malloc'ed); fails the test if it cannot. */
+static unsigned char *read_png(const char *path, int *w, int *h)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    int ok = png_image_begin_read_from_file(&im, path);
+    if (!ok) print_error("%s: %s\n", path, im.message);
+    assert_true(ok != 0);
+    im.format = PNG_FORMAT_RGB;
+    unsigned char *px = malloc(PNG_IMAGE_SIZE(im));
+    assert_non_null(px);
+    assert_true(png_image_finish_read(&im, NULL, px, 0, NULL) != 0);
+    *w = (int)im.width, *h = (int)im.height;
+    return px;
+}
+
+static const unsigned char *pix(const unsigned char *px, int w, int x, int y) { return px + ((size_t)y * w + x) * 3; }
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *buf = malloc(1 << 20);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static int count(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+/* Number of "x,y" pairs in the points of the polyline whose label starts with label. */
+static int points_of(const char *svg, const char *label)
+{
+    char key[128];
+    snprintf(key, sizeof key, "data-label=\"%s", label);
+    const char *p = strstr(svg, key);
+    assert_non_null(p);
+    p = strstr(p, "points=\"");
+    assert_non_null(p);
+    p += 8;
+    int n = 0;
+    for (; *p && *p != '"'; p++) n += *p == ',';
+    return n;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/nabla_viz_XXXXXX");
+    if (!mkdtemp(dir)) return -1;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "%s train --data fashion-mnist --model 'conv2d 4 3 relu; maxpool 2; flatten; dense 10' --limit 512 "
+             "--epochs 2 --no-test --threads 2 --out %s/m.safetensors --plot %s/curves.svg --quiet",
+             NB_BINARY_DIR "/nabla", dir, dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_colormaps(void **state)
+{
+    (void)state;
+    unsigned char c[3];
+    nb_colormap_rgb(NB_CMAP_DIVERGING, 0.5, c);
+    assert_true(c[0] == 255 && c[1] == 255 && c[2] == 255);
+    nb_colormap_rgb(NB_CMAP_DIVERGING, 0, c);
+    assert_true(c[2] > c[0]); /* blue end */
+    nb_colormap_rgb(NB_CMAP_DIVERGING, 1, c);
+    assert_true(c[0] > c[2]); /* red end */
+    nb_colormap_rgb(NB_CMAP_GRAY, 0, c);
+    assert_true(c[0] == 0);
+    /* centred on zero: 0 is white whatever the (asymmetric) data range */
+    nb_real d[3] = {-1, 0, 4};
+    nb_image *im = NULL;
+    assert_int_equal(nb_heatmap(d, 1, 3, NB_CMAP_DIVERGING, 0, 0, 2, 3, &im), NB_OK);
+    assert_int_equal(im->width, 6);
+    assert_int_equal(im->height, 3);
+    const unsigned char *z = im->pixels + 2 * 3;
+    assert_true(z[0] == 255 && z[1] == 255 && z[2] == 255);
+    assert_true(im->pixels[2] > im->pixels[0]); /* -1: bluish */
+    const unsigned char *r = im->pixels + 5 * 3;
+    assert_true(r[0] == 180 && r[1] == 30 && r[2] == 40); /* 4 = max: full red */
+    nb_image_free(im);
+    assert_int_equal(nb_heatmap(d, 1, 3, NB_CMAP_DIVERGING, 0, 0, 100000, 1, &im), NB_ERR_TOO_LARGE);
+    assert_null(im);
+}
+
+static void test_font_and_png(void **state)
+{
+    (void)state;
+    static const unsigned char white[3] = {255, 255, 255}, black[3] = {0, 0, 0};
+    assert_int_equal(nb_text_width("Ab", 1), 11);
+    assert_int_equal(nb_text_width("Ab", 2), 22);
+    assert_int_equal(nb_text_height("x\ny", 1), 19);
+    nb_image *im = nb_image_new(40, 20, 3, white);
+    assert_non_null(im);
+    nb_image_text(im, 1, 1, "T", 1, black);
+    /* T: the top bar is 5 pixels wide, the stem in the middle column */
+    for (int x = 1; x <= 5; x++) assert_int_equal(im->pixels[(1 * 40 + x) * 3], 0);
+    assert_int_equal(im->pixels[(5 * 40 + 3) * 3], 0);
+    assert_int_equal(im->pixels[(5 * 40 + 1) * 3], 255);
+    char path[512];
+    snprintf(path, sizeof path, "%s/t.png", dir);
+    assert_int_equal(nb_image_write_png(path, im), NB_OK);
+    int w, h;
+    unsigned char *px = read_png(path, &w, &h);
+    assert_int_equal(w, 40);
+    assert_int_equal(h, 20);
+    assert_int_equal(pix(px, w, 3, 1)[0], 0);
+    assert_int_equal(pix(px, w, 30, 10)[0], 255);
+    free(px);
+    assert_int_equal(nb_image_write_png("/nonexistent-dir/x.png", im), NB_ERR_IO);
+    assert_non_null(strstr(nb_last_error(), "/nonexistent-dir/x.png"));
+    nb_image_free(im);
+}
+
+static void test_saliency(void **state)
+{
+    (void)state;
+    sh("nabla saliency --model @/m.safetensors --data fashion-mnist --count 16 -o @/sal.png >/dev/null");
+    char path[512];
+    snprintf(path, sizeof path, "%s/sal.png", dir);
+    int w, h;
+    unsigned char *px = read_png(path, &w, &h);
+    /* 4 columns of (2 x 112 + 4 + 16) pixels plus a gap; 4 rows */
+    assert_int_equal(w, 4 * (228 + 16) + 16);
+    assert_true(h > 4 * 152 && h < 1000);
+    /* the first test image (black background) at the first tile */
+    const unsigned char *p = pix(px, w, 18, 97 + 16 + 2);
+    assert_true(p[0] < 60 && p[1] < 60 && p[2] < 60);
+    /* the title's first letter is dark ink on white */
+    int ink = 0;
+    for (int y = 14; y < 35; y++)
+        for (int x = 16; x < 31; x++) ink += pix(px, w, x, y)[0] < 100;
+    assert_true(ink > 20);
+    assert_true(pix(px, w, w - 2, 2)[0] == 255); /* background */
+    free(px);
+}
+
+static void test_filters(void **state)
+{
+    (void)state;
+    sh("nabla filters --model @/m.safetensors -o @/f.png >/dev/null");
+    char path[512];
+    snprintf(path, sizeof path, "%s/f.png", dir);
+    int w, h;
+    unsigned char *px = read_png(path, &w, &h);
+    assert_true(w >= 360 && h > 150);
+    /* kernel 0's centre weight: a colour, not the white background (a
+     * trained weight is never exactly 0) */
+    const unsigned char *c = pix(px, w, 13 + 31, 104 + 31);
+    assert_false(c[0] == 255 && c[1] == 255 && c[2] == 255);
+    /* the grey frame around tile 0 */
+    assert_int_equal(pix(px, w, 12, 104)[0], 170);
+    free(px);
+}
+
+static void test_jacobian_png(void **state)
+{
+    (void)state;
+    int64_t shape[4] = {1, 28, 28, 1};
+    nb_tensor *x = nb_tensor_new(4, shape);
+    assert_non_null(x);
+    for (int i = 0; i < 784; i++) x->data[i] = (float)((i * 37) % 101) / 100.0f;
+    char path[512];
+    snprintf(path, sizeof path, "%s/x.npy", dir);
+    assert_int_equal(nb_npy_write(path, x), NB_OK);
+    nb_tensor_free(x);
+    sh("nabla jacobian --model @/m.safetensors --input @/x.npy --png @/J.png 2>/dev/null");
+    snprintf(path, sizeof path, "%s/J.png", dir);
+    int w, h;
+    unsigned char *px = read_png(path, &w, &h);
+    /* rows: 10 logits at 32 px, columns: 784 inputs at 1 px */
+    assert_int_equal(w, 784 + 32);
+    assert_int_equal(h, 62 + 320 + 2 + 80);
+    int coloured = 0;
+    for (int x2 = 16; x2 < 16 + 784; x2++) {
+        const unsigned char *p = pix(px, w, x2, 62 + 5);
+        coloured += !(p[0] == 255 && p[1] == 255 && p[2] == 255);
+    }
+    assert_true(coloured > 100);
+    /* colour bar: blue at the left, white at the centre, red at the right */
+    int by = 62 + 320 + 14 + 7;
+    assert_true(pix(px, w, 17, by)[2] > pix(px, w, 17, by)[0]);
+    assert_true(pix(px, w, 16 + 150, by)[1] >= 250);
+    assert_true(pix(px, w, 16 + 298, by)[0] > pix(px, w, 16 + 298, by)[2]);
+    free(px);
+}
+
+static void test_gd_svg(void **state)
+{
+    (void)state;
+    sh("nabla demo gd --lr 0.1 --steps 10 --plot @/gd.svg >/dev/null");
+    char path[512];
+    snprintf(path, sizeof path, "%s/gd.svg", dir);
+    char *svg = slurp(path);
+    assert_non_null(strstr(svg, "<svg"));
+    assert_non_null(strstr(svg, "</svg>"));
+    assert_int_equal(count(svg, "<polyline class=\"series\""), 2);
+    assert_int_equal(points_of(svg, "x_k"), 11); /* x_0 .. x_10 */
+    assert_int_equal(count(svg, "class=\"marker\""), 11);
+    assert_int_equal(points_of(svg, "f(x) = 2x^2"), 201);
+    assert_non_null(strstr(svg, "class=\"xlabel\" x="));
+    assert_non_null(strstr(svg, ">f(x)</text>"));
+    assert_non_null(strstr(svg, "class=\"legend-text\""));
+    assert_non_null(strstr(svg, "alpha = 0.1</text>"));
+    assert_true(count(svg, "class=\"xtick\"") >= 3 && count(svg, "class=\"ytick\"") >= 3);
+    free(svg);
+}
+
+static void test_train_svg(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/curves.svg", dir);
+    char *svg = slurp(path);
+    assert_int_equal(count(svg, "class=\"plot\""), 2);
+    assert_int_equal(count(svg, "<polyline class=\"series\""), 4); /* train/val x loss/accuracy */
+    assert_int_equal(points_of(svg, "training"), 2);                 /* 2 epochs */
+    assert_int_equal(points_of(svg, "validation"), 2);
+    assert_non_null(strstr(svg, ">Loss per epoch</text>"));
+    assert_non_null(strstr(svg, ">Accuracy per epoch</text>"));
+    assert_int_equal(count(svg, ">epoch</text>"), 2);
+    assert_int_equal(count(svg, "class=\"legend-text\""), 4);
+    free(svg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_colormaps),  cmocka_unit_test(test_font_and_png), cmocka_unit_test(test_saliency),
+        cmocka_unit_test(test_filters),    cmocka_unit_test(test_jacobian_png), cmocka_unit_test(test_gd_svg),
+        cmocka_unit_test(test_train_svg),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
