@@ -165,11 +165,13 @@ typedef struct nb_conv2d_opts {
     int stride;   /* 1 if 0 */
     int dilation; /* 1 if 0 */
     nb_padding padding;
-    int relu;     /* 1: the node is relu(conv2d(...)), fused (no separate pre-activation node) */
 } nb_conv2d_opts;
 /* x (N,H,W,C_in), kernel (f_h,f_w,C_in,C_out), bias (C_out) or NULL.
  * 'same' pads as TensorFlow: out = ceil(in/stride), the odd pixel at the end. */
 nb_node *nb_conv2d(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts);
+/* relu(conv2d(...)) as one node: the ReLU runs in the same pass over each
+ * block of the output (no separate pre-activation tensor is stored). */
+nb_node *nb_conv2d_relu(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts);
 /* x (N,H,W,C); stride 0 means stride = size. Average pooling counts only the
  * real (unpadded) pixels, as TensorFlow does. */
 nb_node *nb_max_pool2d(nb_node *x, int size, int stride, nb_padding padding);

@@ -79,6 +79,20 @@ static nb_node *case_reuse(nb_graph *g, nb_rng *r)
 }
 
 /* ---- more ops append their cases here ---- */
+static nb_node *case_conv_relu(nb_graph *g, nb_rng *r)
+{
+    /* Fused conv2d + ReLU, kept away from the kink even for float's large
+     * step: output channel 0 is always > 0.1 (positive kernel and bias on a
+     * positive input), channel 1 always < -0.1, so both sides of the mask
+     * are checked. */
+    nb_node *x = X("x", 0.5, 1, 2, 5, 5, 2), *k = X("k", 0.1, 1, 3, 3, 2, 2), *b = X("b", 0.1, 0.5, 2);
+    nb_tensor *kv = nb_value(k), *bv = nb_value(b);
+    for (int64_t i = 1; i < kv->size; i += 2) kv->data[i] = -kv->data[i];
+    bv->data[1] = -bv->data[1];
+    nb_conv2d_opts o = {1, 1, NB_PAD_SAME};
+    return nb_conv2d_relu(x, k, b, &o);
+}
+
 /* conv2d and pooling (ops/conv2d.c, ops/pool.c). Odd sizes with 'same' and
  * stride 2 make TensorFlow's asymmetric padding (the odd pixel at the
  * bottom/right) show. */
@@ -266,6 +280,7 @@ static const op_case cases[] = {
     {"dense", "tanh(AW+b)", case_dense},
     {"graph", "x reused: x*x+exp(x)", case_reuse},
     /* ---- more ops append their table rows here ---- */
+    {"conv2d", "same 3x3 + fused relu", case_conv_relu},
     {"conv2d", "valid 3x3 +bias C_in 3", case_conv_valid},
     {"conv2d", "valid 3x2 C_in 1", case_conv_valid_c1},
     {"conv2d", "same 3x3 +bias C_in 1", case_conv_same},

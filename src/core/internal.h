@@ -45,6 +45,7 @@ typedef struct nb_attrs {
     int pad_top, pad_left;/* resolved at shape inference */
     int64_t reshape[NB_MAX_RANK];
     int reshape_rank;
+    int fused_relu;       /* conv2d: y = relu(z), the ReLU applied in the same pass */
 } nb_attrs;
 
 enum { NB_KIND_INPUT, NB_KIND_PARAM, NB_KIND_OP };

@@ -108,6 +108,11 @@ static nb_node *build_layer(nb_model *m, int idx, const nb_layer_spec *l, nb_nod
         int64_t ks[4] = {l->size, l->size, v->shape[3], l->units}, bs[1] = {l->units};
         nb_node *k = add_param(m, idx, "kernel", 4, ks), *b = add_param(m, idx, "bias", 1, bs);
         nb_conv2d_opts o = {l->stride ? l->stride : 1, l->dilation ? l->dilation : 1, l->padding};
+        if (l->act == NB_ACT_RELU) { /* fused: one pass, no pre-activation tensor */
+            z = k && b ? nb_conv2d_relu(x, k, b, &o) : NULL;
+            if (z) return *pre = z;
+            break;
+        }
         z = k && b ? nb_conv2d(x, k, b, &o) : NULL;
         break;
     }

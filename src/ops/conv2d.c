@@ -24,7 +24,12 @@
  * and for tangents (dX, dK, db), by linearity:
  *   JVP:   dY = conv(dX, k) + conv(x, dK) + db = im2col(dX) Kmat + cols dK + 1 db^T.
  * K stacked seeds share Kmat, so for x the K*N seed images form one batch;
- * for k each group of images is lowered once and serves every seed. */
+ * for k each group of images is lowered once and serves every seed.
+ *
+ * Fused ReLU (opts.relu): y = relu(z) with z the convolution above. Then
+ * dy/dz = diag([y > 0]), so every VJP first masks the seed, dZ = dY * [y > 0],
+ * and the JVP masks its result; the mask is applied to one image group at a
+ * time, in cache, and no separate z is stored. */
 #include "../core/internal.h"
 
 #include <limits.h>
@@ -163,9 +168,20 @@ static nb_status conv2d_forward(nb_node *n)
             if (b) /* Y = 1 b^T, then the GEMM adds cols Kmat */
                 for (int64_t r = 0; r < m; r++) memcpy(yg + r * O, b, (size_t)O * sizeof(nb_real));
             nb_gemm_serial(false, false, m, O, P, 1, cols, P, k, O, b ? 1 : 0, yg, O);
+            if (n->at.fused_relu)
+                for (int64_t r = 0; r < m * O; r++) yg[r] = yg[r] > 0 ? yg[r] : 0;
         }
     }
     return NB_OK;
+}
+
+/* dZ = dY * [y > 0] for one group of `count` values (fused ReLU), or dY. */
+static const nb_real *relu_masked(const nb_node *n, const nb_real *dy, const nb_real *y, int64_t count,
+                                  nb_real *scratch)
+{
+    if (!n->at.fused_relu) return dy;
+    for (int64_t r = 0; r < count; r++) scratch[r] = y[r] > 0 ? dy[r] : 0;
+    return scratch;
 }
 
 /* db[k, o] (+)= sum_m dY[k, m, o]. Rows are summed in 64 fixed blocks (in
@@ -177,6 +193,8 @@ static nb_status bias_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_re
     const int64_t M = c->M, O = c->O, nblk = M < NBLK ? M : NBLK;
     double *part = nb_node_workspace(n, (size_t)(NBLK * (O > 0 ? O : 1)) * sizeof(double));
     if (!part) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the bias gradient");
+    const nb_real *y = n->value.data;
+    const bool relu = n->at.fused_relu;
     for (int64_t k = 0; k < K; k++) {
         const nb_real *g = dy + k * M * O;
 #pragma omp parallel for schedule(static) if (M * O > 32768)
@@ -184,8 +202,11 @@ static nb_status bias_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_re
             double *a = part + b * O;
             for (int64_t o = 0; o < O; o++) a[o] = 0;
             for (int64_t m = M * b / nblk; m < M * (b + 1) / nblk; m++) {
-                const nb_real *row = g + m * O;
-                for (int64_t o = 0; o < O; o++) a[o] += row[o];
+                const nb_real *row = g + m * O, *yr = y + m * O;
+                if (relu)
+                    for (int64_t o = 0; o < O; o++) a[o] += yr[o] > 0 ? row[o] : 0;
+                else
+                    for (int64_t o = 0; o < O; o++) a[o] += row[o];
             }
         }
         for (int64_t o = 0; o < O; o++) {
@@ -205,9 +226,11 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
     const int64_t PO = c->P * c->O;
     if (K > (INT64_MAX / 4) / (PO ? PO : 1)) return nb_fail(NB_ERR_TOO_LARGE, "conv2d: too many seeds");
     nb_status s = conv_split_make(c, K * PO, &sp);
+    const int64_t mask_reals = n->at.fused_relu ? sp.G * sp.rows * c->O : 0;
+    if (!s && mask_reals) s = conv_split_make(c, K * PO + mask_reals, &sp);
     nb_real *ws = s ? NULL : conv_scratch(n, &sp);
     if (!ws) return s ? s : NB_ERR_NOMEM;
-    const nb_real *x = n->in[0]->value.data;
+    const nb_real *x = n->in[0]->value.data, *y = n->value.data;
     const int64_t O = c->O, P = c->P, M = c->M;
     int used = 1;
 #pragma omp parallel
@@ -216,14 +239,15 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
         if (t == 0) used = nb_team_size();
         int64_t i0, i1;
         thread_range(c->N, &i0, &i1);
-        nb_real *part = ws + (size_t)t * sp.per_thread, *cols = part + K * PO;
+        nb_real *part = ws + (size_t)t * sp.per_thread, *masked = part + K * PO, *cols = masked + mask_reals;
         memset(part, 0, (size_t)(K * PO) * sizeof(nb_real));
         for (int64_t i = i0; i < i1; i += sp.G) {
             const int64_t g = i1 - i < sp.G ? i1 - i : sp.G, m = g * sp.rows;
             nb_im2col(&c->w, g, x + i * sp.img, cols);
-            for (int64_t k = 0; k < K; k++)
-                nb_gemm_serial(true, false, P, O, m, 1, cols, P, dy + k * M * O + i * sp.rows * O, O, 1,
-                               part + k * PO, O);
+            for (int64_t k = 0; k < K; k++) {
+                const nb_real *dz = relu_masked(n, dy + k * M * O + i * sp.rows * O, y + i * sp.rows * O, m * O, masked);
+                nb_gemm_serial(true, false, P, O, m, 1, cols, P, dz, O, 1, part + k * PO, O);
+            }
         }
     }
     const int64_t total = K * PO;
@@ -241,19 +265,25 @@ static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_r
 {
     conv_split sp;
     nb_status s = conv_split_make(c, 0, &sp);
+    const int64_t mask_reals = n->at.fused_relu ? sp.G * sp.rows * c->O : 0;
+    if (!s && mask_reals) s = conv_split_make(c, mask_reals, &sp);
     nb_real *ws = s ? NULL : conv_scratch(n, &sp);
     if (!ws) return s ? s : NB_ERR_NOMEM;
-    const nb_real *kmat = n->in[1]->value.data;
-    const int64_t O = c->O, P = c->P, total = K * c->N;
+    const nb_real *kmat = n->in[1]->value.data, *y = n->value.data;
+    const int64_t O = c->O, P = c->P, N = c->N, total = K * N;
 #pragma omp parallel
     {
         int64_t i0, i1;
         thread_range(total, &i0, &i1);
-        nb_real *dcols = ws + (size_t)nb_thread_id() * sp.per_thread;
-        for (int64_t i = i0; i < i1; i += sp.G) {
-            const int64_t g = i1 - i < sp.G ? i1 - i : sp.G;
-            nb_gemm_serial(false, true, g * sp.rows, P, O, 1, dy + i * sp.rows * O, O, kmat, O, 0, dcols, P);
+        nb_real *masked = ws + (size_t)nb_thread_id() * sp.per_thread, *dcols = masked + mask_reals;
+        for (int64_t i = i0; i < i1;) {
+            /* A group stays within one seed k, so its images' y are contiguous. */
+            int64_t g = i1 - i < sp.G ? i1 - i : sp.G;
+            if (g > N - i % N) g = N - i % N;
+            const nb_real *dz = relu_masked(n, dy + i * sp.rows * O, y + (i % N) * sp.rows * O, g * sp.rows * O, masked);
+            nb_gemm_serial(false, true, g * sp.rows, P, O, 1, dz, O, kmat, O, 0, dcols, P);
             nb_col2im(&c->w, g, dcols, dx + i * sp.img, acc);
+            i += g;
         }
     }
     return NB_OK;
@@ -304,6 +334,10 @@ static nb_status conv2d_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
                 nb_im2col(&c.w, g, dX + i * sp.img, cols);
                 nb_gemm_serial(false, false, m, O, P, 1, cols, P, kmat, O, 1, yg, O);
             }
+            if (n->at.fused_relu) {
+                const nb_real *yv = n->value.data + img * sp.rows * O;
+                for (int64_t r = 0; r < m * O; r++) yg[r] = yv[r] > 0 ? yg[r] : 0;
+            }
             i += g;
         }
     }
@@ -312,12 +346,13 @@ static nb_status conv2d_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
 
 static const nb_op conv2d_op = {"conv2d", 3, conv2d_infer, conv2d_forward, conv2d_vjp, conv2d_jvp, 0};
 
-nb_node *nb_conv2d(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts)
+static nb_node *conv2d_new(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts, int relu)
 {
     nb_attrs at = {0};
     at.stride = opts && opts->stride ? opts->stride : 1;
     at.dilation = opts && opts->dilation ? opts->dilation : 1;
     at.padding = opts ? opts->padding : NB_PAD_VALID;
+    at.fused_relu = relu;
     if (at.stride < 1 || at.dilation < 1) {
         nb_fail(NB_ERR_ARG, "conv2d: stride (%d) and dilation (%d) must be >= 1 (0 means 1)", at.stride,
                 at.dilation);
@@ -329,4 +364,14 @@ nb_node *nb_conv2d(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_o
     }
     nb_node *in[3] = {x, kernel, bias};
     return nb_node_op_new(&conv2d_op, bias ? 3 : 2, in, &at);
+}
+
+nb_node *nb_conv2d(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts)
+{
+    return conv2d_new(x, kernel, bias, opts, 0);
+}
+
+nb_node *nb_conv2d_relu(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts)
+{
+    return conv2d_new(x, kernel, bias, opts, 1);
 }
