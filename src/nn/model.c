@@ -315,7 +315,7 @@ nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
     for (int i = 0; i < m->nlayers; i++) {
         char lb[96];
         int64_t count = 0;
-        char pre[8];
+        char pre[16];
         snprintf(pre, sizeof pre, "%d.", i);
         for (; p < m->nparams && !strncmp(m->params[p]->name, pre, strlen(pre)); p++) count += m->params[p]->value.size;
         nb_tensor v = m->layer_out[i]->value;
