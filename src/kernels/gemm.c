@@ -1,20 +1,52 @@
 /* GEMM: the one place that knows how matrix products meet the hardware.
- * CBLAS (OpenBLAS) when built with it, else a blocked kernel the compiler
- * vectorises. Row-major throughout.
+ * For float on CPUs with AVX-512, our own packed kernel (sgemm_avx512.c);
+ * else CBLAS (OpenBLAS) when built with it, else a blocked kernel the
+ * compiler vectorises. Row-major throughout.
  *
  * Threads: OpenBLAS is kept on one thread and nb_gemm splits C into one
  * block of rows (or columns) per OpenMP thread. With a single thread pool,
  * convolution can run its per-image GEMMs inside its own parallel region
  * (nb_gemm_serial) and no spinning BLAS threads steal the cores from it. */
 #include "../core/internal.h"
+#include "sgemm_avx512.h"
+
+#include <stdlib.h>
+#include <threads.h>
 
 #ifdef NB_HAVE_CBLAS
 #include <cblas.h>
-#include <threads.h>
 void openblas_set_num_threads(int n);
 static once_flag blas_once = ONCE_FLAG_INIT;
 static void blas_single_thread(void) { openblas_set_num_threads(1); }
 #endif
+
+/* The kernel behind nb_gemm_serial, chosen once per process. By default:
+ * for float, the AVX-512 kernel (sgemm_avx512.c) when the CPU has AVX-512,
+ * else OpenBLAS when built with it, else the built-in kernel; for double,
+ * OpenBLAS when built with it, else the built-in kernel. The environment
+ * variable NB_GEMM=openblas|builtin|avx512 overrides that choice (for
+ * benchmarks and comparisons); a choice this build or CPU cannot run falls
+ * back to the default. */
+enum { BACKEND_BUILTIN, BACKEND_OPENBLAS, BACKEND_AVX512 };
+static once_flag backend_once = ONCE_FLAG_INIT;
+static int backend; /* written once, under call_once */
+
+static void pick_backend(void)
+{
+    bool avx512 = false, blas = false;
+#ifdef NB_HAVE_SGEMM_AVX512
+    avx512 = nb_sgemm_avx512_usable();
+#endif
+#ifdef NB_HAVE_CBLAS
+    blas = true;
+#endif
+    backend = avx512 ? BACKEND_AVX512 : blas ? BACKEND_OPENBLAS : BACKEND_BUILTIN;
+    const char *env = getenv("NB_GEMM");
+    if (!env) return;
+    if (!strcmp(env, "builtin")) backend = BACKEND_BUILTIN;
+    else if (!strcmp(env, "openblas") && blas) backend = BACKEND_OPENBLAS;
+    else if (!strcmp(env, "avx512") && avx512) backend = BACKEND_AVX512;
+}
 
 /* Element (i, j) of op(X) for a row-major X with leading dimension ld. */
 #define AT(X, trans, ld, i, j) ((trans) ? (X)[(j) * (ld) + (i)] : (X)[(i) * (ld) + (j)])
@@ -62,9 +94,16 @@ void nb_gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real a
         scale_c(M, N, beta, C, ldc);
         return;
     }
+    call_once(&backend_once, pick_backend);
+#ifdef NB_HAVE_SGEMM_AVX512
+    if (backend == BACKEND_AVX512) {
+        nb_sgemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
 #ifdef NB_HAVE_CBLAS
-    if (M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX && lda <= INT32_MAX && ldb <= INT32_MAX &&
-        ldc <= INT32_MAX) {
+    if (backend == BACKEND_OPENBLAS && M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX && lda <= INT32_MAX &&
+        ldb <= INT32_MAX && ldc <= INT32_MAX) {
         call_once(&blas_once, blas_single_thread);
 #ifdef NB_DOUBLE
         cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
