@@ -425,6 +425,59 @@ static void test_divergence_is_reported(void **state)
     nb_dataset_free(&test);
 }
 
+
+/* A Dense network on a CSV table: classification (two classes on either side
+ * of a plane) and regression (y = 2 x0 - x1 + 0.5), both from a header CSV. */
+static void write_csv(const char *path, int regression)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "x0,x1,x2,%s\n", regression ? "y" : "label");
+    nb_rng r;
+    nb_rng_seed(&r, regression ? 11 : 12);
+    for (int i = 0; i < 600; i++) {
+        double x0 = nb_rng_uniform(&r) * 2 - 1, x1 = nb_rng_uniform(&r) * 2 - 1, x2 = nb_rng_uniform(&r) * 2 - 1;
+        double y = regression ? 2 * x0 - x1 + 0.5 : (x0 + x1 - x2 > 0);
+        fprintf(f, "%.6f,%.6f,%.6f,%g\n", x0, x1, x2, y);
+    }
+    fclose(f);
+}
+
+static void test_csv_tasks(void **state)
+{
+    (void)state;
+    const char *path = NB_BINARY_DIR "/test_nn_table.csv";
+    const int64_t in[1] = {3};
+    for (int regression = 0; regression <= 1; regression++) {
+        write_csv(path, regression);
+        nb_dataset d, val;
+        assert_int_equal(nb_dataset_load_csv(path, -1, &d), NB_OK);
+        assert_int_equal(d.x->shape[0], 600);
+        assert_int_equal(d.x->shape[1], 3);
+        assert_int_equal(nb_dataset_split(&d, 0.2, &val), NB_OK);
+        assert_int_equal(val.x->shape[0], 120);
+        nb_model *m;
+        assert_int_equal(nb_model_from_spec(regression ? "dense 16 tanh; dense 1" : "dense 16 relu; dense 2", 1, in, &m),
+                         NB_OK);
+        assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 2), NB_OK);
+        nb_optim *o;
+        nb_optim_opts oo = {.kind = NB_OPT_ADAM, .lr = 1e-2};
+        assert_int_equal(nb_optim_new(m, &oo, &o), NB_OK);
+        nb_loss_kind kind = regression ? NB_LOSS_MSE : NB_LOSS_CCE;
+        nb_train_opts to = {.epochs = 60, .batch = 32, .loss = kind, .seed = 1, .shuffle = 1};
+        assert_int_equal(nb_train(m, o, &d, &val, &to), NB_OK);
+        double loss, acc;
+        assert_int_equal(nb_evaluate(m, &val, kind, 64, &loss, &acc, NULL), NB_OK);
+        if (regression) assert_true(loss < 1e-3);
+        else assert_true(acc > 0.95);
+        nb_optim_free(o);
+        nb_model_free(m);
+        nb_dataset_free(&d);
+        nb_dataset_free(&val);
+    }
+    remove(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -435,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_train_real_data),
         cmocka_unit_test(test_resume_is_bit_identical),
         cmocka_unit_test(test_divergence_is_reported),
+        cmocka_unit_test(test_csv_tasks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
