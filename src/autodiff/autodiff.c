@@ -53,6 +53,7 @@ static void invalidate_grads(nb_graph *g)
 static nb_status reverse_sweep(nb_node *out, int64_t K)
 {
     nb_graph *g = out->graph;
+    nb_threads_apply();
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
         n->adj_set = false;
@@ -214,6 +215,7 @@ nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const 
 nb_status nb_jvp_raw(nb_node *out, int64_t K, int nwrt, nb_node *const *wrt, const nb_real *const *tangents)
 {
     nb_graph *g = out->graph;
+    nb_threads_apply();
     node_set set = {nwrt, wrt};
     mark_paths(g, out, in_set, &set, true);
     for (int i = 0; i < g->n; i++) g->nodes[i]->tan_set = false;

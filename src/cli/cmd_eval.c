@@ -33,6 +33,14 @@ static int is_fashion(const char *data)
     return strstr(low, "fashion") != NULL;
 }
 
+
+/* "3 Dress" (with class names) or "3", into buf. */
+static const char *class_label(char *buf, size_t n, int64_t c, const char *const *names)
+{
+    if (names) snprintf(buf, n, "%lld %s", (long long)c, names[c]);
+    else snprintf(buf, n, "%lld", (long long)c);
+    return buf;
+}
 static int digits(long long v)
 {
     int d = 1;
@@ -121,8 +129,7 @@ int cmd_eval(int argc, char **argv)
     int lw = digits((long long)C - 1) + (names ? 1 + 11 : 0);
     if (lw < 11) lw = 11; /* "true \\ pred" */
     char label[64];
-#define LABEL(c) (names ? snprintf(label, sizeof label, "%lld %s", (long long)(c), names[c]) \
-                        : snprintf(label, sizeof label, "%lld", (long long)(c)), label)
+#define LABEL(c) class_label(label, sizeof label, (c), names)
     printf("%-*s %8s %8s %9s\n", lw, "class", "examples", "correct", "accuracy");
     for (int64_t c = 0; c < C; c++) {
         int64_t tot = 0;

@@ -1,5 +1,6 @@
 /* nabla train: train a model on a data set, checkpointing every epoch. */
 #include "cli.h"
+#include "cli_args.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -60,6 +61,8 @@ static int parse_args(int argc, char **argv, train_args *a)
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long long n;
         double d;
+        if (!strcmp(k, "--lr") && v && cli_parse_double(v, &d) && !(d > 0 && isfinite(d)))
+            return cli_usage_error("train", "--lr must be a positive finite number, got '%s'", v);
 #define STR(name, field) if (!strcmp(k, name)) { if (!v) goto missing; a->field = v; i++; continue; }
 #define NUM(name, field) if (!strcmp(k, name)) { if (!v || !cli_parse_double(v, &d)) goto bad; a->field = d; i++; continue; }
 #define INT(name, field, lo, hi) if (!strcmp(k, name)) { if (!v || !cli_parse_int(v, lo, hi, &n)) goto bad; a->field = n; i++; continue; }
@@ -178,20 +181,43 @@ static int on_epoch(const nb_epoch_stats *s, nb_optim *o, void *user)
     return 0;
 }
 
+/* Everything cmd_train checks before touching a file: -1 if the arguments
+ * are valid, else the exit code (0 after --help, 2 after a usage error). */
+static int check_args(int argc, char **argv, train_args *a, nb_optim_opts *oo, nb_loss_kind *loss_out,
+                      nb_init *init_out)
+{
+    int r = parse_args(argc, argv, a);
+    if (r >= 0) return r;
+    if ((r = parse_optim(a, oo)) >= 0) return r;
+    nb_loss_kind loss = !strcmp(a->loss_name, "cce") ? NB_LOSS_CCE : !strcmp(a->loss_name, "mse") ? NB_LOSS_MSE
+                        : !strcmp(a->loss_name, "bce") ? NB_LOSS_BCE : (nb_loss_kind)-1;
+    if ((int)loss < 0) return cli_usage_error("train", "unknown loss '%s' (cce, mse, bce)", a->loss_name);
+    nb_init init = !strcmp(a->init, "glorot") ? NB_INIT_GLOROT_UNIFORM : !strcmp(a->init, "he") ? NB_INIT_HE_UNIFORM
+                   : !strcmp(a->init, "he-normal") ? NB_INIT_HE_NORMAL : !strcmp(a->init, "torch") ? NB_INIT_TORCH_DEFAULT
+                   : (nb_init)-1;
+    if ((int)init < 0) return cli_usage_error("train", "unknown init '%s' (glorot, he, he-normal, torch)", a->init);
+    *loss_out = loss;
+    *init_out = init;
+    return -1;
+}
+
+int cmd_train_check_args(int argc, char **argv)
+{
+    train_args a;
+    nb_optim_opts oo;
+    nb_loss_kind loss;
+    nb_init init;
+    return check_args(argc, argv, &a, &oo, &loss, &init);
+}
+
 int cmd_train(int argc, char **argv)
 {
     train_args a;
-    int r = parse_args(argc, argv, &a);
-    if (r >= 0) return r;
     nb_optim_opts oo;
-    if ((r = parse_optim(&a, &oo)) >= 0) return r;
-    nb_loss_kind loss = !strcmp(a.loss_name, "cce") ? NB_LOSS_CCE : !strcmp(a.loss_name, "mse") ? NB_LOSS_MSE
-                        : !strcmp(a.loss_name, "bce") ? NB_LOSS_BCE : (nb_loss_kind)-1;
-    if ((int)loss < 0) return cli_usage_error("train", "unknown loss '%s' (cce, mse, bce)", a.loss_name);
-    nb_init init = !strcmp(a.init, "glorot") ? NB_INIT_GLOROT_UNIFORM : !strcmp(a.init, "he") ? NB_INIT_HE_UNIFORM
-                   : !strcmp(a.init, "he-normal") ? NB_INIT_HE_NORMAL : !strcmp(a.init, "torch") ? NB_INIT_TORCH_DEFAULT
-                   : (nb_init)-1;
-    if ((int)init < 0) return cli_usage_error("train", "unknown init '%s' (glorot, he, he-normal, torch)", a.init);
+    nb_loss_kind loss;
+    nb_init init;
+    int r = check_args(argc, argv, &a, &oo, &loss, &init);
+    if (r >= 0) return r;
     if (a.threads) nb_set_num_threads((int)a.threads);
 
     nb_dataset train = {0}, val = {0}, test = {0};

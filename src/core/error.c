@@ -50,8 +50,20 @@ const char *nb_version(void) { return NB_VERSION; }
 
 const char *nb_precision(void) { return sizeof(nb_real) == 8 ? "float64" : "float32"; }
 
-/* Process-wide, as the BLAS's own thread count is. */
-static int nb_threads_requested = 0;
+/* Process-wide, as the BLAS's own thread count is. OpenMP keeps its thread
+ * count per thread (omp_set_num_threads sets the caller's only), so the
+ * passes call nb_threads_apply() to carry it into threads the caller
+ * started: a model trained in a new pthread then uses the same count (and
+ * gets the same bits) as one trained in the thread that set it. */
+static _Atomic int nb_threads_requested = 0;
+
+void nb_threads_apply(void)
+{
+#ifdef _OPENMP
+    int n = nb_threads_requested;
+    if (n > 0 && omp_get_max_threads() != n) omp_set_num_threads(n);
+#endif
+}
 
 void nb_set_num_threads(int n)
 {

@@ -119,6 +119,9 @@ nb_status nb_graph_prepare(nb_graph *g);
 /* Node workspace of at least bytes (kept between forward and backward). */
 void *nb_node_workspace(nb_node *n, size_t bytes);
 /* With check_numerics on: NB_ERR_NUMERIC naming the node if x has a NaN/Inf. */
+/* Applies nb_set_num_threads's count to the calling thread's OpenMP
+ * thread count (error.c); called at the start of every pass. */
+void nb_threads_apply(void);
 nb_status nb_graph_check_value(const nb_node *n, const nb_real *x, int64_t count, const char *what);
 
 #define NB_SHAPE_STR(t, buf) nb_shape_str((t)->rank, (t)->shape, buf, sizeof(buf))

@@ -188,6 +188,7 @@ nb_status nb_forward(nb_graph *g)
 nb_status nb_forward_upto(nb_node *last)
 {
     nb_graph *g = last->graph;
+    nb_threads_apply();
     nb_status s = nb_graph_prepare(g);
     if (s) return s;
     g->step++;

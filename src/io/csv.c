@@ -230,7 +230,7 @@ static nb_status csv_parse_named(const char *name, const void *data, size_t len,
                             S.line, col, ncols);
                 goto fail;
             }
-            nb_real v;
+            nb_real v = 0; /* set by csv_number; initialised for gcc -O3 -Wmaybe-uninitialized */
             if ((s = csv_number(&S, col, &v))) goto fail;
             if (nvals == cap) {
                 size_t ncap = cap ? cap * 2 : 256;

@@ -18,7 +18,7 @@ typedef struct npy_lex {
 } npy_lex;
 
 typedef struct npy_dtype {
-    char descr[24];
+    char descr[32];
     char kind; /* 'f', 'i', 'u', 'b' */
     int size;  /* bytes per element */
     int big;   /* big-endian data */
@@ -275,7 +275,7 @@ static nb_status npy_parse_named(const char *name, const void *data, size_t len,
     }
     if (hlen > len - hstart)
         return nb_fail(NB_ERR_FORMAT, "%s: header length: %zu bytes, but only %zu follow", name, hlen, len - hstart);
-    npy_dtype dt;
+    npy_dtype dt = {0};
     int rank = 0;
     int64_t shape[NB_MAX_RANK];
     nb_status s = npy_parse_dict(name, p + hstart, p + hstart + hlen, &dt, &rank, shape);

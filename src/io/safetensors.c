@@ -18,6 +18,8 @@
 
 #define ST_MAX_HEADER (100u * 1000u * 1000u) /* 100 MB */
 #define ST_MAX_NAME 255
+#define ST_MAX_DEPTH 16          /* JSON nesting: a valid header needs 3 */
+#define ST_MAX_VALUES (1 << 22)  /* JSON values in the header (~64 bytes each in cJSON) */
 #define ST_MAX_EXACT 9007199254740992.0 /* 2^53: larger JSON numbers are not exact */
 
 typedef struct st_entry {
@@ -370,6 +372,36 @@ static void st_convert(const st_desc *d, const unsigned char *src, nb_real *dst,
     }
 }
 
+/* Bounds what cJSON may build before it builds anything: the nesting depth
+ * (a valid header needs 3: the root, a tensor, its shape) and the number of
+ * JSON values (each costs cJSON about 64 bytes, so "[0,0,0,..." could
+ * otherwise cost 30 times the header's size). A scan of the bytes outside
+ * strings; the parse itself still validates everything. */
+static nb_status st_prescan(const char *fname, const char *h, size_t n)
+{
+    int depth = 0, in_str = 0;
+    uint64_t values = 1;
+    for (size_t i = 0; i < n; i++) {
+        char c = h[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+            continue;
+        }
+        if (c == '"') in_str = 1;
+        else if (c == '{' || c == '[') {
+            if (++depth > ST_MAX_DEPTH)
+                return nb_fail(NB_ERR_FORMAT, "%s: header: JSON nested deeper than %d levels at byte %zu", fname,
+                               ST_MAX_DEPTH, i);
+        } else if (c == '}' || c == ']') depth--;
+        else if (c == ',' || c == ':') {
+            if (++values > ST_MAX_VALUES)
+                return nb_fail(NB_ERR_FORMAT, "%s: header: more than %d JSON values", fname, ST_MAX_VALUES);
+        }
+    }
+    return NB_OK;
+}
+
 static nb_status st_parse_named(const char *fname, const void *data, size_t len, nb_safetensors **out)
 {
     if (out) *out = NULL;
@@ -386,6 +418,10 @@ static nb_status st_parse_named(const char *fname, const void *data, size_t len,
         return nb_fail(NB_ERR_FORMAT, "%s: header length: %" PRIu64 " bytes, but only %zu follow", fname, hlen,
                        len - 8);
     const char *hdr = (const char *)p + 8;
+    nb_status pre = st_prescan(fname, hdr, (size_t)hlen);
+    if (pre) return pre;
+    /* The parse-end pointer, never cJSON_GetErrorPtr(): that one is a
+     * process-wide global that another thread's parse may overwrite. */
     const char *hend = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &hend, 0);
     if (!root) {

@@ -316,8 +316,8 @@ nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
         char lb[96];
         int64_t count = 0;
         char pre[16];
-        snprintf(pre, sizeof pre, "%d.", i);
-        for (; p < m->nparams && !strncmp(m->params[p]->name, pre, strlen(pre)); p++) count += m->params[p]->value.size;
+        const size_t plen = (size_t)snprintf(pre, sizeof pre, "%d.", i); /* < 16: an int has <= 11 characters */
+        for (; p < m->nparams && !strncmp(m->params[p]->name, pre, plen); p++) count += m->params[p]->value.size;
         nb_tensor v = m->layer_out[i]->value;
         v.shape[0] = -1;
         PUT("%-4d %-34s %-22s %12lld\n", i, nb_layer_spec_str(&m->layers[i], lb, sizeof lb), NB_SHAPE_STR(&v, s),

@@ -29,6 +29,11 @@ static int parse_act(const char *t, nb_activation *a)
     return 0;
 }
 
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
 static int parse_int(const char *t, int lo, int hi, int *out)
 {
     char *end;
@@ -147,12 +152,18 @@ nb_status nb_spec_parse(const char *spec, nb_layer_spec **layers, int *nlayers)
         buf[len] = '\0';
         char *tok[MAX_TOKENS];
         int ntok = 0;
-        for (char *t = strtok(buf, " \t\r\v\f"); t; t = strtok(NULL, " \t\r\v\f")) {
+        /* Split on blanks in place (not strtok: its hidden state is shared
+         * between threads). */
+        for (char *t = buf;;) {
+            while (*t && is_blank(*t)) t++;
+            if (!*t) break;
             if (ntok == MAX_TOKENS) {
                 free(out);
                 return nb_fail(NB_ERR_FORMAT, "spec line %d: too many words", entry_line);
             }
             tok[ntok++] = t;
+            while (*t && !is_blank(*t)) t++;
+            if (*t) *t++ = '\0';
         }
         if (ntok == 0) continue;
         if (too_long) {

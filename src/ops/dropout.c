@@ -23,6 +23,7 @@ typedef struct {
     int active;
 } drop_header;
 
+/* cppcheck-suppress invalidPointerCast ; ws is malloc'ed (aligned) and MASK_OFFSET a multiple of sizeof(nb_real): these bytes are only ever nb_real */
 static nb_real *mask_of(nb_node *n) { return (nb_real *)((char *)n->ws + MASK_OFFSET); }
 
 static bool mask_active(const nb_node *n) { return n->ws && ((const drop_header *)n->ws)->active; }
@@ -69,6 +70,7 @@ static nb_status dropout_forward(nb_node *n)
         }
         /* branch-free: the keep/drop pattern is random, a branch would miss */
         for (int64_t j = lo; j < hi; j++) {
+            /* cppcheck-suppress uninitvar ; bits[0, hi - lo) were all written by the loop above */
             mask[j] = keep * (nb_real)(bits[j - lo] >= threshold);
             y[j] = mask[j] * x[j];
         }

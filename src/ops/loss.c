@@ -200,6 +200,7 @@ static nb_real row_softmax(const nb_real *v, nb_real *s, int64_t C)
     for (int64_t c = 0; c < C; c++) sum += (s[c] = RE(exp)(v[c] - m));
     const nb_real inv = 1 / sum;
     for (int64_t c = 0; c < C; c++) s[c] *= inv;
+    /* cppcheck-suppress invalidFunctionArg ; C >= 1 (callers check), so sum >= exp(0) = 1 */
     return m + RE(log)(sum);
 }
 
@@ -212,6 +213,7 @@ static nb_status cce_forward(nb_node *n)
     if (C > INT32_MAX) return nb_fail(NB_ERR_TOO_LARGE, "%s: %lld classes is too many", name, (long long)C);
     nb_real *s = nb_node_workspace(n, (size_t)(N * C) * sizeof(nb_real) + (size_t)N * sizeof(int32_t) + 1);
     if (!s) return NB_ERR_NOMEM;
+    /* cppcheck-suppress invalidPointerCast ; malloc'ed workspace: these bytes are only ever int32 labels */
     int32_t *lab = (int32_t *)(s + N * C);
     for (int64_t i = 0; i < N; i++) {
         const nb_real v = y[i];
@@ -240,6 +242,7 @@ static nb_status cce_vjp(nb_node *n, int i, int64_t K, const nb_real *dy, nb_rea
     if (i != 0) return nb_fail(NB_ERR_UNSUPPORTED, "%s: labels are class indices and have no gradient", n->op->name);
     const int64_t N = n->in[0]->value.shape[0], C = n->in[0]->value.shape[1];
     const nb_real *s = n->ws;
+    /* cppcheck-suppress invalidPointerCast ; malloc'ed workspace: these bytes are only ever int32 labels */
     const int32_t *lab = (const int32_t *)(s + N * C);
     const nb_real inv = (nb_real)(1.0 / (double)N);
     const int64_t count = N * C;
@@ -262,6 +265,7 @@ static nb_status cce_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy
 {
     const int64_t N = n->in[0]->value.shape[0], C = n->in[0]->value.shape[1];
     const nb_real *s = n->ws;
+    /* cppcheck-suppress invalidPointerCast ; malloc'ed workspace: these bytes are only ever int32 labels */
     const int32_t *lab = (const int32_t *)(s + N * C);
     for (int64_t k = 0; k < K; k++) {
         double acc = 0;

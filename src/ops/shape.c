@@ -18,7 +18,7 @@
     do {                                                                                                          \
         const nb_tensor *X_ = &(n)->in[0]->value, *Y_ = &(n)->value;                                              \
         const int R_ = Y_->rank;                                                                                  \
-        int64_t xs_[NB_MAX_RANK], st_[NB_MAX_RANK], idx_[NB_MAX_RANK] = {0};                                      \
+        int64_t xs_[NB_MAX_RANK] = {0}, st_[NB_MAX_RANK], idx_[NB_MAX_RANK] = {0};                                    \
         int64_t s_ = 1;                                                                                           \
         for (int d_ = X_->rank - 1; d_ >= 0; d_--) xs_[d_] = s_, s_ *= X_->shape[d_];                             \
         for (int d_ = 0; d_ < R_; d_++) st_[d_] = xs_[(n)->at.axes[d_]];                                          \

@@ -40,6 +40,7 @@ static void row_forward(const nb_real *x, nb_real *y, int64_t C, bool logp)
     nb_real sum = 0;
     if (logp) {
         for (int64_t c = 0; c < C; c++) sum += RE(exp)(x[c] - m);
+        /* cppcheck-suppress invalidFunctionArg ; C >= 1 (rows_of gives no rows when C = 0), so sum >= exp(0) = 1 */
         const nb_real lse = m + RE(log)(sum);
         for (int64_t c = 0; c < C; c++) y[c] = x[c] - lse;
     } else {

@@ -1,0 +1,540 @@
+/* The table of bad inputs (docs/bad-inputs.md): every row is one test here,
+ * asserting the exact message nabla answers (from the library's
+ * nb_last_error(), or the CLI's stderr) and that nothing is lost or
+ * written where it should not be. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "f32/nb_test_util.h"
+
+static char dir[1024];  /* a temporary directory for the whole program */
+static char data[1100]; /* a small valid IDX data set (8x8 images, 10 classes) */
+
+static const char *path_in(const char *name)
+{
+    static char p[4][1200];
+    static int k;
+    k = (k + 1) % 4;
+    tu_fmt(p[k], sizeof p[k], "%s/%s", dir, name);
+    return p[k];
+}
+
+/* Asserts that text contains want, printing both when it does not. */
+#define assert_has(text, want)                                                                                        \
+    do {                                                                                                              \
+        const char *t_ = (text), *w_ = (want);                                                                        \
+        if (!strstr(t_, w_) || getenv("NB_SHOW")) fprintf(stderr, "expected:\n  %s\ngot:\n  %s\n", w_, t_);           \
+        assert_non_null(strstr(t_, w_));                                                                              \
+    } while (0)
+
+static void put(const char *name, const void *bytes, size_t n)
+{
+    assert_int_equal(tu_write(path_in(name), bytes, n), 0);
+}
+
+static void le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* A safetensors file from a header string and n zero bytes of data. */
+static void put_st(const char *name, const char *json, size_t n)
+{
+    size_t h = strlen(json), total = 8 + h + n;
+    unsigned char *b = calloc(1, total);
+    le64(b, h);
+    memcpy(b + 8, json, h);
+    put(name, b, total);
+    free(b);
+}
+
+/* A .npy v1 file with the given dict and n zero bytes of data. */
+static void put_npy(const char *name, const char *magic, const char *dict, size_t n)
+{
+    char hdr[128];
+    memset(hdr, ' ', sizeof hdr);
+    size_t d = strlen(dict);
+    memcpy(hdr, dict, d);
+    hdr[117] = '\n'; /* 10 + 118 = 128 bytes before the data */
+    size_t total = 10 + 118 + n;
+    unsigned char *b = calloc(1, total);
+    memcpy(b, magic, 6);
+    b[6] = 1, b[7] = 0, b[8] = 118, b[9] = 0;
+    memcpy(b + 10, hdr, 118);
+    put(name, b, total);
+    free(b);
+}
+
+static nb_status read_tensor(const char *name, nb_tensor **t)
+{
+    const char *p = path_in(name);
+    size_t n = strlen(p);
+    if (n > 4 && !strcmp(p + n - 4, ".npy")) return nb_npy_read(p, t);
+    if (n > 4 && !strcmp(p + n - 4, ".csv")) return nb_csv_read(p, 1, t, NULL);
+    return nb_idx_read(p, t);
+}
+
+/* Reading name fails with FORMAT, nothing is returned, and the message
+ * starts with the path and contains want. */
+static void expect_read_error(const char *name, const char *want)
+{
+    nb_tensor *t = (nb_tensor *)1;
+    assert_int_equal(read_tensor(name, &t), NB_ERR_FORMAT);
+    assert_null(t);
+    assert_has(nb_last_error(), path_in(name));
+    assert_has(nb_last_error(), want);
+}
+
+static void expect_st_error(const char *name, const char *want)
+{
+    nb_safetensors *st = (nb_safetensors *)1;
+    assert_int_equal(nb_safetensors_read(path_in(name), &st), NB_ERR_FORMAT);
+    assert_null(st);
+    assert_has(nb_last_error(), want);
+}
+
+/* ------------------------------------------------------------ wrong magic */
+
+static void test_wrong_magic(void **state)
+{
+    (void)state;
+    unsigned char idx[11] = {0x01, 0x02, 0x08, 0x01, 0, 0, 0, 3, 'a', 'b', 'c'};
+    put("magic.idx", idx, sizeof idx);
+    expect_read_error("magic.idx", "magic.idx: magic: bytes 01 02 are not 00 00: not an IDX file");
+    put_npy("magic.npy", "\x93NUMPX", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 24);
+    expect_read_error("magic.npy", "magic.npy: magic: not a .npy file (it does not start with \\x93NUMPY)");
+}
+
+/* --------------------------------------------------------- truncated file */
+
+static void test_truncated(void **state)
+{
+    (void)state;
+    unsigned char idx[8 + 4 + 4] = {0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 3, 'a', 'b', 'c', 'd'};
+    put("trunc.idx", idx, sizeof idx);
+    expect_read_error("trunc.idx",
+                      "trunc.idx: dims: header says shape (2, 3) of 1-byte elements = 6 bytes, but the file holds 4 "
+                      "bytes of data");
+    put_npy("trunc.npy", "\x93NUMPY", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 19);
+    expect_read_error("trunc.npy", "trunc.npy: header says shape (2, 3) of <f4 = 24 bytes, but the file holds 19 "
+                                   "bytes of data");
+    /* safetensors cut in the data, and cut in the 8-byte length */
+    put_st("trunc.safetensors", "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 10);
+    expect_st_error("trunc.safetensors", "trunc.safetensors: header: tensor 'w': field 'data_offsets': end 16 is "
+                                         "past the end of the data (10 bytes)");
+    put("short.safetensors", "\x10\x00\x00", 3);
+    expect_st_error("short.safetensors",
+                    "short.safetensors: header length: the file holds 3 bytes, fewer than the 8 of the length");
+}
+
+/* --------------------------------------------- shape/offset mismatch, sizes */
+
+static void test_shape_offset_mismatch(void **state)
+{
+    (void)state;
+    put_st("mismatch.safetensors", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}", 24);
+    expect_st_error("mismatch.safetensors", "mismatch.safetensors: header: tensor 'w': shape (2, 3) of F32 = 24 "
+                                            "bytes, but data_offsets [0, 20] span 20 bytes");
+    put_st("overlap.safetensors",
+           "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+           "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+           12);
+    expect_st_error("overlap.safetensors", "overlap.safetensors: header: tensors 'a' [0, 8] and 'b' [4, 12] overlap");
+}
+
+/* A header claiming 2^40 elements is refused before any allocation. */
+static void test_huge_claims(void **state)
+{
+    (void)state;
+    unsigned char idx[13] = {0, 0, 0x08, 3, 0, 1, 0, 0, 0, 1, 0, 0, 'x'};
+    idx[3] = 2;
+    put("huge.idx", idx, 4 + 8 + 1);
+    expect_read_error("huge.idx", "huge.idx: dims: header says shape (65536, 65536) of 1-byte elements = 4294967296 "
+                                  "bytes, but the file holds 1 bytes of data");
+    put_npy("huge.npy", "\x93NUMPY", "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }", 8);
+    expect_read_error("huge.npy", "huge.npy: header says shape (1099511627776,) of <f4 = 4398046511104 bytes, but "
+                                  "the file holds 8 bytes of data");
+    put_st("huge.safetensors",
+           "{\"w\":{\"dtype\":\"F32\",\"shape\":[1048576,1048576],\"data_offsets\":[0,4398046511104]}}", 8);
+    expect_st_error("huge.safetensors", "huge.safetensors: header: tensor 'w': field 'data_offsets': end "
+                                        "4398046511104 is past the end of the data (8 bytes)");
+    unsigned char hl[10] = {0, 0, 0, 0, 0, 1, 0, 0, '{', '}'}; /* header length 2^40 */
+    put("hlen.safetensors", hl, sizeof hl);
+    expect_st_error("hlen.safetensors",
+                    "hlen.safetensors: header length: 1099511627776 bytes is more than the limit of 100000000");
+}
+
+/* Nesting is bounded before cJSON sees the header. */
+static void test_deep_json(void **state)
+{
+    (void)state;
+    char *json = malloc(4001);
+    memset(json, '[', 2000);
+    memset(json + 2000, ']', 2000);
+    json[4000] = '\0';
+    put_st("deep.safetensors", json, 0);
+    free(json);
+    expect_st_error("deep.safetensors", "deep.safetensors: header: JSON nested deeper than 16 levels at byte 16");
+}
+
+/* ---------------------------------------------------------- unknown dtype */
+
+static void test_unknown_dtype(void **state)
+{
+    (void)state;
+    put_st("dtype.safetensors", "{\"w\":{\"dtype\":\"F8\",\"shape\":[2],\"data_offsets\":[0,2]}}", 2);
+    expect_st_error("dtype.safetensors", "dtype.safetensors: header: tensor 'w': field 'dtype': 'F8' is not "
+                                         "supported (F64 F32 F16 BF16 I64 I32 I16 I8 U64 U32 U16 U8 BOOL are)");
+    put_npy("dtype.npy", "\x93NUMPY", "{'descr': '<c8', 'fortran_order': False, 'shape': (2, 3), }", 48);
+    expect_read_error("dtype.npy", "dtype.npy: header: field 'descr': dtype '<c8' is not supported (supported: <f2 "
+                                   "<f4 <f8 |u1 <u2 <u4 <u8 |i1 <i2 <i4 <i8 |b1, or '>' for big-endian)");
+    unsigned char idx[9] = {0, 0, 0x0A, 1, 0, 0, 0, 1, 7};
+    put("dtype.idx", idx, sizeof idx);
+    expect_read_error("dtype.idx", "dtype.idx: type: 0x0a is not an IDX type (0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, "
+                                   "0x0D f32, 0x0E f64)");
+}
+
+/* ------------------------------------------------------------- CSV errors */
+
+static void test_bad_csv(void **state)
+{
+    (void)state;
+    const char ragged[] = "a,b,label\n1,2,0\n3,4\n";
+    put("ragged.csv", ragged, sizeof ragged - 1);
+    expect_read_error("ragged.csv", "ragged.csv: line 3 has 2 fields, expected 3");
+    const char word[] = "a,b,label\n1,two,0\n";
+    put("word.csv", word, sizeof word - 1);
+    nb_tensor *t = NULL;
+    assert_int_equal(read_tensor("word.csv", &t), NB_ERR_FORMAT);
+    assert_has(nb_last_error(), "word.csv: line 2, column 2: 'two' is not a number");
+}
+
+/* ------------------------------------------------------- CLI-level inputs */
+
+static int cli(char **out, const tu_run_opts *o, ...)
+{
+    const char *args[48];
+    int n = 0;
+    va_list ap;
+    va_start(ap, o);
+    for (const char *a; n < 47 && (a = va_arg(ap, const char *));) args[n++] = a;
+    va_end(ap);
+    args[n] = NULL;
+    return tu_run_cli(args, out, o);
+}
+#define CLI(out, ...) cli(out, NULL, __VA_ARGS__, (const char *)NULL)
+
+static void test_labels_out_of_range(void **state)
+{
+    (void)state;
+    char d[1100], *out;
+    tu_fmt(d, sizeof d, "%s/badlabels", dir);
+    mkdir(d, 0755);
+    tu_write_dataset(d, "train", 64, 64, 8, 8, 10, 5); /* labels 5..14 */
+    int rc = CLI(&out, "train", "--data", d, "--model", "flatten; dense 10", "--val-split", "0", "--out",
+                 path_in("labels.safetensors"), "--no-test");
+    assert_int_equal(rc, 1);
+    assert_has(out, "nabla train: training data: label 5 is 10, the model has classes 0..9");
+    assert_int_equal(access(path_in("labels.safetensors"), F_OK), -1);
+    free(out);
+}
+
+static void test_count_mismatch(void **state)
+{
+    (void)state;
+    char d[1100], *out;
+    tu_fmt(d, sizeof d, "%s/counts", dir);
+    mkdir(d, 0755);
+    tu_write_dataset(d, "train", 64, 60, 8, 8, 10, 0);
+    int rc = CLI(&out, "train", "--data", d, "--model", "flatten; dense 10", "--no-test");
+    assert_int_equal(rc, 1);
+    char want[3000];
+    tu_fmt(want, sizeof want,
+             "nabla train: loading the training data: data: 64 images in '%s/train-images-idx3-ubyte' but 60 labels "
+             "in '%s/train-labels-idx1-ubyte'",
+             d, d);
+    assert_has(out, want);
+    free(out);
+}
+
+static void test_spec_does_not_fit(void **state)
+{
+    (void)state;
+    char *out;
+    int rc = CLI(&out, "train", "--data", data, "--model", "conv2d 4 30; flatten; dense 10", "--no-test");
+    assert_int_equal(rc, 1);
+    assert_has(out, "nabla train: building the model: layer 0 (conv2d 4 30) on input (1, 8, 8, 1): conv2d: kernel "
+                    "30x30 larger than input 8x8 (padding 'valid')");
+    free(out);
+    nb_model *m = (nb_model *)1;
+    int64_t in[3] = {28, 28, 1};
+    assert_int_equal(nb_model_from_spec("flatten; conv2d 4 3", 3, in, &m), NB_ERR_SHAPE);
+    assert_null(m);
+    assert_has(nb_last_error(), "layer 1 (conv2d 4 3): conv2d needs an image input (N, H, W, C), got (1, 784)");
+}
+
+static void test_bad_learning_rate(void **state)
+{
+    (void)state;
+    const char *bad[] = {"0", "-1", "nan", "inf", "-0"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *out, want[128];
+        int rc = CLI(&out, "train", "--data", data, "--model", "flatten; dense 10", "--lr", bad[i], "--out",
+                     path_in("lr.safetensors"));
+        assert_int_equal(rc, 2);
+        tu_fmt(want, sizeof want, "nabla train: --lr must be a positive finite number, got '%s'", bad[i]);
+        assert_has(out, want);
+        free(out);
+    }
+    assert_int_equal(access(path_in("lr.safetensors"), F_OK), -1);
+    /* the library refuses it too */
+    nb_model *m;
+    int64_t in[1] = {4};
+    assert_int_equal(nb_model_from_spec("dense 2", 1, in, &m), NB_OK);
+    nb_optim *o = (nb_optim *)1;
+    nb_optim_opts oo = {.kind = NB_OPT_SGD, .lr = NAN};
+    assert_int_equal(nb_optim_new(m, &oo, &o), NB_ERR_ARG);
+    assert_has(nb_last_error(), "optimizer: the learning rate must be a positive number, got nan (try 1e-3)");
+    nb_model_free(m);
+}
+
+static void test_batch_zero(void **state)
+{
+    (void)state;
+    char *out;
+    int rc = CLI(&out, "train", "--data", data, "--model", "flatten; dense 10", "--batch", "0");
+    assert_int_equal(rc, 2);
+    assert_has(out, "nabla train: --batch must be at least 1, got '0'");
+    free(out);
+}
+
+static void test_output_in_missing_dir(void **state)
+{
+    (void)state;
+    char *out;
+    const char *o = path_in("no/such/dir/m.safetensors");
+    int rc = CLI(&out, "train", "--data", data, "--model", "flatten; dense 10", "--out", o, "--quiet");
+    assert_int_equal(rc, 1);
+    char want[1400];
+    tu_fmt(want, sizeof want,
+             "nabla train: writing the checkpoint: cannot write '%s': No such file or directory (does the directory "
+             "exist?)",
+             o);
+    assert_has(out, want);
+    free(out);
+}
+
+static void test_output_in_readonly_dir(void **state)
+{
+    (void)state;
+    char ro[1100], o[1200], *out;
+    tu_fmt(ro, sizeof ro, "%s/readonly", dir);
+    mkdir(ro, 0755);
+    tu_fmt(o, sizeof o, "%s/m.safetensors", ro);
+    chmod(ro, 0555);
+    tu_run_opts opts = {.drop_root = 1}; /* root may write anywhere */
+    int rc = cli(&out, &opts, "train", "--data", data, "--model", "flatten; dense 10", "--out", o, "--quiet",
+                 (const char *)NULL);
+    assert_int_equal(rc, 1);
+    char want[1400];
+    tu_fmt(want, sizeof want, "nabla train: writing the checkpoint: cannot write '%s': Permission denied", o);
+    assert_has(out, want);
+    free(out);
+    assert_int_equal(access(o, F_OK), -1);
+    chmod(ro, 0755);
+}
+
+/* A full disk while writing a checkpoint: RLIMIT_FSIZE below the file's
+ * size makes write() fail with EFBIG, as ENOSPC would. The previous
+ * checkpoint survives byte for byte and no temporary file is left. */
+static void test_full_disk_during_checkpoint(void **state)
+{
+    (void)state;
+    char *out;
+    const char *ck = path_in("full/ck.safetensors");
+    mkdir(path_in("full"), 0755);
+    int rc = CLI(&out, "train", "--data", data, "--model", "flatten; dense 10", "--out", ck, "--quiet", "--no-test");
+    assert_int_equal(rc, 0);
+    free(out);
+    size_t n0;
+    char *before = tu_read(ck, &n0);
+    assert_non_null(before);
+    tu_run_opts lim = {.fsize_limit = 1024};
+    rc = cli(&out, &lim, "train", "--data", data, "--model", "flatten; dense 10", "--out", ck, "--quiet",
+             "--no-test", "--resume", "--epochs", "3", (const char *)NULL);
+    assert_int_equal(rc, 1);
+    char want[1400];
+    tu_fmt(want, sizeof want, "nabla train: writing the checkpoint: cannot write '%s': File too large", ck);
+    assert_has(out, want);
+    free(out);
+    size_t n1;
+    char *after = tu_read(ck, &n1);
+    assert_non_null(after);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    nb_model *m = NULL;
+    assert_int_equal(nb_model_load(ck, &m), NB_OK);
+    nb_model_free(m);
+    char cmd[1400];
+    tu_fmt(cmd, sizeof cmd, "ls '%s' | grep -c tmp", path_in("full"));
+    FILE *p = popen(cmd, "r");
+    int tmps = -1;
+    assert_int_equal(fscanf(p, "%d", &tmps), 1);
+    pclose(p);
+    assert_int_equal(tmps, 0);
+    free(before);
+    free(after);
+}
+
+/* ---------------------------------------------------- non-finite numbers */
+
+/* A model file for 8x8 inputs whose parameter `param` gets value v at
+ * element 0 (or everywhere when all). */
+static void save_model(const char *file, const char *spec, const char *param, float v, int all)
+{
+    nb_model *m;
+    int64_t in[3] = {8, 8, 1};
+    assert_int_equal(nb_model_from_spec(spec, 3, in, &m), NB_OK);
+    assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 3), NB_OK);
+    nb_tensor *t = nb_value(nb_model_find_param(m, param));
+    assert_non_null(t);
+    for (int64_t i = 0; i < (all ? t->size : 1); i++) t->data[i] = v;
+    assert_int_equal(nb_model_save(m, file), NB_OK);
+    nb_model_free(m);
+}
+
+static void test_nan_in_weights(void **state)
+{
+    (void)state;
+    char *out;
+    const char *f = path_in("nanw.safetensors");
+    save_model(f, "conv2d 2 3 relu; flatten; dense 10", "2.kernel", NAN, 0);
+    int rc = CLI(&out, "train", "--data", data, "--model", f, "--out", path_in("nanw-out.safetensors"), "--quiet",
+                 "--check-numerics");
+    assert_int_equal(rc, 1);
+    assert_has(out, "nabla train: check_numerics: value of node '2.kernel' (op param) element 0 is NaN");
+    free(out);
+    /* without the guard, the loss says so at the first step */
+    rc = CLI(&out, "train", "--data", data, "--model", f, "--out", path_in("nanw-out.safetensors"), "--quiet");
+    assert_int_equal(rc, 1);
+    assert_has(out, "nabla train: training diverged: the loss is NaN at step 1 (epoch 1, batch 1); try a smaller "
+                    "learning rate than 0.001");
+    free(out);
+    assert_int_equal(access(path_in("nanw-out.safetensors"), F_OK), -1);
+}
+
+/* Finite weights whose products overflow: the guard names the first op
+ * and its layer in the forward pass. */
+static void test_overflow_forward(void **state)
+{
+    (void)state;
+    char *out;
+    const char *f = path_in("big.safetensors");
+    save_model(f, "conv2d 2 3 relu; flatten; dense 10", "0.kernel", 3e38f, 1);
+    int rc = CLI(&out, "train", "--data", data, "--model", f, "--out", path_in("big-out.safetensors"), "--quiet",
+                 "--check-numerics");
+    assert_int_equal(rc, 1);
+    assert_has(out, "nabla train: check_numerics: forward value of node '0.conv2d' (op conv2d) element 0 is Inf");
+    free(out);
+}
+
+/* Inf in the inputs (a CSV cell 'inf'). */
+static void test_inf_in_inputs(void **state)
+{
+    (void)state;
+    char *out;
+    const char csv[] = "a,b,c,label\n1,2,3,0\n4,inf,6,1\n7,8,9,0\n1,1,1,1\n";
+    put("inf.csv", csv, sizeof csv - 1);
+    int rc = CLI(&out, "train", "--data", path_in("inf.csv"), "--model", "dense 2", "--val-split", "0", "--out",
+                 path_in("inf-out.safetensors"), "--quiet", "--check-numerics", "--batch", "4", "--seed", "1");
+    assert_int_equal(rc, 1);
+    assert_has(out, "nabla train: check_numerics: value of node 'input' (op input) element ");
+    assert_has(out, " is Inf");
+    free(out);
+}
+
+/* A forward pass that is finite and a backward pass that is not: zero
+ * images make layer 1's output 0 and the logits finite, but dL/dA1 =
+ * g W2^T overflows; the guard names the node and layer in the backward
+ * pass. */
+static void test_overflow_backward(void **state)
+{
+    (void)state;
+    char d[1100], *out;
+    tu_fmt(d, sizeof d, "%s/zeros", dir);
+    mkdir(d, 0755);
+    unsigned char zeros[16 * 64] = {0}, labels[16] = {0};
+    uint32_t idims[3] = {16, 8, 8}, ldims[1] = {16};
+    char p[1200];
+    tu_fmt(p, sizeof p, "%s/train-images-idx3-ubyte", d);
+    tu_write_idx_u8(p, 3, idims, zeros);
+    tu_fmt(p, sizeof p, "%s/train-labels-idx1-ubyte", d);
+    tu_write_idx_u8(p, 1, ldims, labels);
+    /* 2.kernel (4 x 10): column 0 is -3e38, the others +3e38, so with label
+     * 0 every term of g W2^T has the same sign. */
+    nb_model *m;
+    int64_t in[3] = {8, 8, 1};
+    const char *f = path_in("bwd.safetensors");
+    assert_int_equal(nb_model_from_spec("flatten; dense 4; dense 10", 3, in, &m), NB_OK);
+    assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 3), NB_OK);
+    nb_tensor *w = nb_value(nb_model_find_param(m, "2.kernel"));
+    for (int64_t i = 0; i < w->size; i++) w->data[i] = i % 10 == 0 ? -3e38f : 3e38f;
+    assert_int_equal(nb_model_save(m, f), NB_OK);
+    nb_model_free(m);
+    int rc = CLI(&out, "train", "--data", d, "--model", f, "--out", path_in("bwd-out.safetensors"), "--quiet",
+                 "--check-numerics", "--batch", "1", "--val-split", "0", "--no-test", "--optimizer", "sgd");
+    assert_int_equal(rc, 1);
+    assert_has(out, "nabla train: check_numerics: gradient of node '1.add' (op add) element 0 is Inf");
+    assert_has(out, " is Inf");
+    free(out);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    tu_mkdtemp(dir, sizeof dir, "bad");
+    tu_fmt(data, sizeof data, "%s/data", dir);
+    mkdir(data, 0755);
+    tu_write_dataset(data, "train", 64, 64, 8, 8, 10, 0);
+    tu_write_dataset(data, "t10k", 32, 32, 8, 8, 10, 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tu_rm_rf(dir);
+    return 0;
+}
+
+int main(void)
+{
+    nb_set_num_threads(1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wrong_magic),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_shape_offset_mismatch),
+        cmocka_unit_test(test_huge_claims),
+        cmocka_unit_test(test_deep_json),
+        cmocka_unit_test(test_unknown_dtype),
+        cmocka_unit_test(test_bad_csv),
+        cmocka_unit_test(test_labels_out_of_range),
+        cmocka_unit_test(test_count_mismatch),
+        cmocka_unit_test(test_spec_does_not_fit),
+        cmocka_unit_test(test_bad_learning_rate),
+        cmocka_unit_test(test_batch_zero),
+        cmocka_unit_test(test_output_in_missing_dir),
+        cmocka_unit_test(test_output_in_readonly_dir),
+        cmocka_unit_test(test_full_disk_during_checkpoint),
+        cmocka_unit_test(test_nan_in_weights),
+        cmocka_unit_test(test_overflow_forward),
+        cmocka_unit_test(test_inf_in_inputs),
+        cmocka_unit_test(test_overflow_backward),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
