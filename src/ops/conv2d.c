@@ -184,15 +184,17 @@ static const nb_real *relu_masked(const nb_node *n, const nb_real *dy, const nb_
     return scratch;
 }
 
-/* db[k, o] (+)= sum_m dY[k, m, o]. Rows are summed in 64 fixed blocks (in
- * double, in parallel) and the blocks then in order, so the result does not
- * depend on the number of threads. */
+/* db[k, o] (+)= sum_m dZ[k, m, o]. Rows are summed in 64 fixed blocks (in
+ * parallel) and the blocks then in order, so the result does not depend on
+ * the number of threads. Inside a block, runs of 256 rows are summed in the
+ * element type (a vectorised loop over the channels) and added to a double. */
 static nb_status bias_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_real *dy, nb_real *db, bool acc)
 {
-    enum { NBLK = 64 };
-    const int64_t M = c->M, O = c->O, nblk = M < NBLK ? M : NBLK;
-    double *part = nb_node_workspace(n, (size_t)(NBLK * (O > 0 ? O : 1)) * sizeof(double));
+    enum { NBLK = 64, RUN = 256 };
+    const int64_t M = c->M, O = c->O > 0 ? c->O : 1, nblk = M < NBLK ? M : NBLK;
+    double *part = nb_node_workspace(n, (size_t)(NBLK * O) * (sizeof(double) + sizeof(nb_real)));
     if (!part) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the bias gradient");
+    nb_real *runs = (nb_real *)(part + NBLK * O);
     const nb_real *y = n->value.data;
     const bool relu = n->at.fused_relu;
     for (int64_t k = 0; k < K; k++) {
@@ -200,19 +202,26 @@ static nb_status bias_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_re
 #pragma omp parallel for schedule(static) if (M * O > 32768)
         for (int64_t b = 0; b < nblk; b++) {
             double *a = part + b * O;
+            nb_real *f = runs + b * O;
             for (int64_t o = 0; o < O; o++) a[o] = 0;
-            for (int64_t m = M * b / nblk; m < M * (b + 1) / nblk; m++) {
-                const nb_real *row = g + m * O, *yr = y + m * O;
-                if (relu)
-                    for (int64_t o = 0; o < O; o++) a[o] += yr[o] > 0 ? row[o] : 0;
-                else
-                    for (int64_t o = 0; o < O; o++) a[o] += row[o];
+            const int64_t m1 = M * (b + 1) / nblk;
+            for (int64_t m0 = M * b / nblk; m0 < m1; m0 += RUN) {
+                const int64_t end = m0 + RUN < m1 ? m0 + RUN : m1;
+                for (int64_t o = 0; o < O; o++) f[o] = 0;
+                for (int64_t m = m0; m < end; m++) {
+                    const nb_real *row = g + m * O, *yr = y + m * O;
+                    if (relu)
+                        for (int64_t o = 0; o < O; o++) f[o] += yr[o] > 0 ? row[o] : 0;
+                    else
+                        for (int64_t o = 0; o < O; o++) f[o] += row[o];
+                }
+                for (int64_t o = 0; o < O; o++) a[o] += f[o];
             }
         }
-        for (int64_t o = 0; o < O; o++) {
+        for (int64_t o = 0; o < c->O; o++) {
             double sum = 0;
             for (int64_t b = 0; b < nblk; b++) sum += part[b * O + o];
-            NB_PUT(acc, db[k * O + o], (nb_real)sum);
+            NB_PUT(acc, db[k * c->O + o], (nb_real)sum);
         }
     }
     return NB_OK;

@@ -65,34 +65,46 @@ static nb_status pool_infer(nb_node *n)
 
 /* ------------------------------------------------------------------- max */
 
+/* The argmax of each output is stored as an int32 offset inside its image
+ * (or -1), so the selection below is branch-free and vectorises: the window
+ * is scanned pixel by pixel, all C channels at once. A NaN wins, so NaNs
+ * propagate as in PyTorch. */
 static nb_status max_pool_forward(nb_node *n)
 {
     nb_window w;
     pool_window(n, &w);
-    const int64_t N = n->value.shape[0], C = w.C, OH = w.OH, OW = w.OW;
-    int64_t *arg = nb_node_workspace(n, (size_t)(n->value.size > 0 ? n->value.size : 1) * sizeof(int64_t));
+    const int64_t N = n->value.shape[0], C = w.C, OH = w.OH, OW = w.OW, ix = w.H * w.W * C;
+    if (ix > INT32_MAX) return nb_fail(NB_ERR_TOO_LARGE, "max_pool2d: images of %lld values are too large", (long long)ix);
+    int32_t *arg = nb_node_workspace(n, (size_t)(n->value.size > 0 ? n->value.size : 1) * sizeof(int32_t));
     if (!arg) return nb_fail(NB_ERR_NOMEM, "max_pool2d: no memory for the argmax indices");
     const nb_real *x = n->in[0]->value.data;
     nb_real *y = n->value.data;
 #pragma omp parallel for collapse(2) schedule(static) if (n->value.size > 16384)
     for (int64_t b = 0; b < N; b++) {
         for (int64_t i = 0; i < OH; i++) {
+            const nb_real *xb = x + b * ix;
             for (int64_t j = 0; j < OW; j++) {
                 const int64_t o = ((b * OH + i) * OW + j) * C;
                 nb_real *yo = y + o;
-                int64_t *ao = arg + o, h0, h1, w0, w1;
+                int32_t *ao = arg + o;
+                int64_t h0, h1, w0, w1;
                 window_range(&w, i, j, &h0, &h1, &w0, &w1);
                 if (h0 >= h1 || w0 >= w1) { /* no real pixel (cannot happen with TF's padding) */
                     for (int64_t c = 0; c < C; c++) yo[c] = 0, ao[c] = -1;
                     continue;
                 }
-                const int64_t first = ((b * w.H + h0) * w.W + w0) * C;
-                for (int64_t c = 0; c < C; c++) yo[c] = x[first + c], ao[c] = first + c;
+                const int32_t first = (int32_t)((h0 * w.W + w0) * C);
+                for (int64_t c = 0; c < C; c++) yo[c] = xb[first + c], ao[c] = first + (int32_t)c;
                 for (int64_t h = h0; h < h1; h++)
                     for (int64_t v = w0; v < w1; v++) {
-                        const int64_t off = ((b * w.H + h) * w.W + v) * C;
-                        for (int64_t c = 0; c < C; c++)
-                            if (x[off + c] > yo[c]) yo[c] = x[off + c], ao[c] = off + c;
+                        const int32_t off = (int32_t)((h * w.W + v) * C);
+                        const nb_real *xs = xb + off;
+                        for (int64_t c = 0; c < C; c++) {
+                            const nb_real xv = xs[c];
+                            const bool take = xv > yo[c] || xv != xv;
+                            yo[c] = take ? xv : yo[c];
+                            ao[c] = take ? off + (int32_t)c : ao[c];
+                        }
                     }
             }
         }
@@ -104,13 +116,13 @@ static nb_status max_pool_vjp(nb_node *n, int which, int64_t K, const nb_real *d
 {
     const int64_t N = n->value.shape[0], mx = n->in[0]->value.size, my = n->value.size;
     const int64_t ix = N ? mx / N : 0, iy = N ? my / N : 0; /* per image */
-    const int64_t *arg = n->ws;
+    const int32_t *arg = n->ws;
 #pragma omp parallel for collapse(2) schedule(static) if (K * mx > 16384)
     for (int64_t k = 0; k < K; k++) {
         for (int64_t b = 0; b < N; b++) {
-            nb_real *d = dx + k * mx;
+            nb_real *d = dx + k * mx + b * ix;
             const nb_real *g = dy + k * my;
-            if (!acc) memset(d + b * ix, 0, (size_t)ix * sizeof(nb_real));
+            if (!acc) memset(d, 0, (size_t)ix * sizeof(nb_real));
             for (int64_t o = b * iy; o < (b + 1) * iy; o++)
                 if (arg[o] >= 0) d[arg[o]] += g[o];
         }
@@ -120,12 +132,14 @@ static nb_status max_pool_vjp(nb_node *n, int which, int64_t K, const nb_real *d
 
 static nb_status max_pool_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)
 {
-    const int64_t mx = n->in[0]->value.size, my = n->value.size;
-    const int64_t *arg = n->ws;
+    const int64_t N = n->value.shape[0], mx = n->in[0]->value.size, my = n->value.size;
+    const int64_t ix = N ? mx / N : 0, iy = N ? my / N : 1;
+    const int32_t *arg = n->ws;
     const nb_real *t = dxs[0];
 #pragma omp parallel for collapse(2) schedule(static) if (K * my > 16384)
     for (int64_t k = 0; k < K; k++)
-        for (int64_t o = 0; o < my; o++) dy[k * my + o] = arg[o] >= 0 ? t[k * mx + arg[o]] : 0;
+        for (int64_t o = 0; o < my; o++)
+            dy[k * my + o] = arg[o] >= 0 ? t[k * mx + (o / iy) * ix + arg[o]] : 0;
     return NB_OK;
 }
 
