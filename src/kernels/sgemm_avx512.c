@@ -200,9 +200,11 @@ NB_AVX512 static inline void store_row(float *c, __m512 lo, __m512 hi, __mmask16
 }
 
 /* C[0..mr) x [0..nr) (mode as store_row) from kc steps of the panels a
- * (kc x MR) and b (kc x NR, aligned). */
-NB_AVX512 static void micro_kernel(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
-                                   int64_t ldc, int mr, int nr, float alpha, float beta, int mode)
+ * (kc x MR) and b (kc x NR, aligned); wide: nr > 16, else the right half of
+ * the tile is neither computed nor stored. */
+NB_AVX512 static inline __attribute__((always_inline)) void
+micro_body(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c, int64_t ldc, int mr,
+           int nr, float alpha, float beta, int mode, const bool wide)
 {
 #define NB_DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps();
     NB_ROWS(NB_DECL)
@@ -210,15 +212,15 @@ NB_AVX512 static void micro_kernel(int64_t kc, const float *restrict a, const fl
     if (mode != 0)
         for (int i = 0; i < mr; i++) {
             _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-            _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
+            if (wide) _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
         }
     for (int64_t k = 0; k < kc; k++) {
-        const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+        const __m512 b0 = _mm512_load_ps(b), b1 = wide ? _mm512_load_ps(b + 16) : b0;
 #define NB_FMA(i)                                                                                                  \
     {                                                                                                              \
         const __m512 ai = _mm512_set1_ps(a[i]);                                                                    \
         c##i##a = _mm512_fmadd_ps(ai, b0, c##i##a);                                                                \
-        c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);                                                                \
+        if (wide) c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);                                                      \
     }
         NB_ROWS(NB_FMA)
 #undef NB_FMA
@@ -231,6 +233,15 @@ NB_AVX512 static void micro_kernel(int64_t kc, const float *restrict a, const fl
     if (i < mr) store_row(c + (int64_t)i * ldc, c##i##a, c##i##b, m0, m1, va, vb, mode);
     NB_ROWS(NB_STORE)
 #undef NB_STORE
+}
+
+NB_AVX512 static void micro_kernel(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+                                   int64_t ldc, int mr, int nr, float alpha, float beta, int mode)
+{
+    if (nr > 16)
+        micro_body(kc, a, b, c, ldc, mr, nr, alpha, beta, mode, true);
+    else
+        micro_body(kc, a, b, c, ldc, mr, nr, alpha, beta, mode, false);
 }
 
 /* ------------------------------------------------------------- driver */
