@@ -45,7 +45,11 @@ typedef enum nb_status {
 const char *nb_last_error(void);
 /* Sets this thread's message (printf-style) and returns s: for code built on
  * nabla that reports errors the same way. */
-nb_status nb_set_error(nb_status s, const char *fmt, ...);
+nb_status nb_set_error(nb_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 /* The name of a status code, e.g. "shape error". */
 const char *nb_status_name(nb_status s);
 const char *nb_version(void);

@@ -8,15 +8,6 @@
 
 static _Thread_local char nb_error_message[512];
 
-nb_status nb_fail(nb_status status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(nb_error_message, sizeof nb_error_message, fmt, ap);
-    va_end(ap);
-    return status;
-}
-
 nb_status nb_set_error(nb_status status, const char *fmt, ...)
 {
     va_list ap;

@@ -11,13 +11,9 @@
 
 /* ---------------------------------------------------------------- errors */
 
-/* Sets the thread-local message (printf-style) and returns status. */
-nb_status nb_fail(nb_status status, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-
-    ;
+/* Sets the thread-local message (printf-style) and returns status: the
+ * library's name for the public nb_set_error. */
+#define nb_fail nb_set_error
 void nb_clear_error(void);
 
 /* ---------------------------------------------------------------- memory */
