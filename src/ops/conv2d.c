@@ -194,6 +194,7 @@ static nb_status bias_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_re
     const int64_t M = c->M, O = c->O > 0 ? c->O : 1, nblk = M < NBLK ? M : NBLK;
     double *part = nb_node_workspace(n, (size_t)(NBLK * O) * (sizeof(double) + sizeof(nb_real)));
     if (!part) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the bias gradient");
+    /* cppcheck-suppress invalidPointerCast ; one malloc'ed workspace: NBLK*O doubles, then nb_reals (8-byte aligned), each part only ever accessed as its own type */
     nb_real *runs = (nb_real *)(part + NBLK * O);
     const nb_real *y = n->value.data;
     const bool relu = n->at.fused_relu;
