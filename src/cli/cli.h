@@ -29,6 +29,9 @@ int cli_usage_error(const char *cmd, const char *fmt, const char *arg);
 int cli_parse_double(const char *s, double *out);
 int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 int cli_is_file(const char *path);
+/* 1 if path's directory exists and is writable, else prints why and returns 0
+ * (so a long run does not fail at its first checkpoint). */
+int cli_check_output(const char *cmd, const char *option, const char *path);
 /* "fashion-mnist" -> its Debian directory; other names unchanged. */
 const char *cli_data_dir(const char *name);
 /* A data set by name (fashion-mnist, mnist, a directory of IDX files, a .csv). */

@@ -218,6 +218,8 @@ int cmd_train(int argc, char **argv)
     nb_init init;
     int r = check_args(argc, argv, &a, &oo, &loss, &init);
     if (r >= 0) return r;
+    if (!cli_check_output("train", "--out", a.out) || (a.plot && !cli_check_output("train", "--plot", a.plot)))
+        return 1;
     if (a.threads) nb_set_num_threads((int)a.threads);
 
     nb_dataset train = {0}, val = {0}, test = {0};

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int cli_fail(const char *cmd, const char *what)
 {
@@ -59,6 +60,25 @@ static int ends_with(const char *s, const char *suffix)
 {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && !strcmp(s + a - b, suffix);
+}
+
+int cli_check_output(const char *cmd, const char *option, const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (!is_dir(dir)) {
+        fprintf(stderr, "nabla %s: %s '%s': the directory '%s' does not exist (create it first)\n", cmd, option, path,
+                dir);
+        return 0;
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+        fprintf(stderr, "nabla %s: %s '%s': the directory '%s' is not writable\n", cmd, option, path, dir);
+        return 0;
+    }
+    return 1;
 }
 
 const char *cli_data_dir(const char *name)
