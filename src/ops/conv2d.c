@@ -144,6 +144,19 @@ static void thread_range(int64_t total, int64_t *i0, int64_t *i1)
     *i1 = total * (t + 1) / T;
 }
 
+/* Y rows of one block (m output pixels, already lowered into cols):
+ * bias, GEMM, fused ReLU. */
+static void forward_block(const nb_node *n, const conv_plan *c, const nb_real *cols, int64_t m, nb_real *yb)
+{
+    const nb_real *k = n->in[1]->value.data, *b = n->ninputs == 3 ? n->in[2]->value.data : NULL;
+    const int64_t O = c->O;
+    if (b) /* Y = 1 b^T, then the GEMM adds cols Kmat */
+        for (int64_t r = 0; r < m; r++) memcpy(yb + r * O, b, (size_t)O * sizeof(nb_real));
+    nb_gemm_serial(false, false, m, O, c->P, 1, cols, c->P, k, O, b ? 1 : 0, yb, O);
+    if (n->at.fused_relu)
+        for (int64_t r = 0; r < m * O; r++) yb[r] = yb[r] > 0 ? yb[r] : 0;
+}
+
 static nb_status conv2d_forward(nb_node *n)
 {
     conv_plan c;
@@ -152,24 +165,35 @@ static nb_status conv2d_forward(nb_node *n)
     nb_status s = conv_split_make(&c, 0, &sp);
     nb_real *ws = s ? NULL : conv_scratch(n, &sp);
     if (!ws) return s ? s : NB_ERR_NOMEM;
-    const nb_real *x = n->in[0]->value.data, *k = n->in[1]->value.data;
-    const nb_real *b = n->ninputs == 3 ? n->in[2]->value.data : NULL;
+    const nb_real *x = n->in[0]->value.data;
     nb_real *y = n->value.data;
-    const int64_t O = c.O, P = c.P;
+    /* Fewer images than twice the threads (a Jacobian of one image, say):
+     * split every image into S bands of output rows, so no thread idles. */
+    const int64_t T = sp.T, OW = c.w.OW;
+    int64_t S = c.N > 0 && c.N < 2 * T ? (2 * T + c.N - 1) / c.N : 1;
+    if (S > c.w.OH) S = c.w.OH > 0 ? c.w.OH : 1;
 #pragma omp parallel
     {
         int64_t i0, i1;
-        thread_range(c.N, &i0, &i1);
         nb_real *cols = ws + (size_t)nb_thread_id() * sp.per_thread;
-        for (int64_t i = i0; i < i1; i += sp.G) {
-            const int64_t g = i1 - i < sp.G ? i1 - i : sp.G, m = g * sp.rows;
-            nb_real *yg = y + i * sp.rows * O;
-            nb_im2col(&c.w, g, x + i * sp.img, cols);
-            if (b) /* Y = 1 b^T, then the GEMM adds cols Kmat */
-                for (int64_t r = 0; r < m; r++) memcpy(yg + r * O, b, (size_t)O * sizeof(nb_real));
-            nb_gemm_serial(false, false, m, O, P, 1, cols, P, k, O, b ? 1 : 0, yg, O);
-            if (n->at.fused_relu)
-                for (int64_t r = 0; r < m * O; r++) yg[r] = yg[r] > 0 ? yg[r] : 0;
+        if (S == 1) {
+            thread_range(c.N, &i0, &i1);
+            for (int64_t i = i0; i < i1; i += sp.G) {
+                const int64_t g = i1 - i < sp.G ? i1 - i : sp.G;
+                nb_im2col(&c.w, g, x + i * sp.img, cols);
+                forward_block(n, &c, cols, g * sp.rows, y + i * sp.rows * c.O);
+            }
+        } else {
+            thread_range(c.N * S, &i0, &i1);
+            for (int64_t u = i0; u < i1; u++) {
+                const int64_t img = u / S, part = u % S;
+                const int64_t r0 = c.w.OH * part / S, r1 = c.w.OH * (part + 1) / S;
+                nb_window band = c.w; /* output rows r0..r1 of this image */
+                band.OH = r1 - r0;
+                band.pad_top = c.w.pad_top - (int)(r0 * c.w.stride);
+                nb_im2col(&band, 1, x + img * sp.img, cols);
+                forward_block(n, &c, cols, band.OH * OW, y + (img * sp.rows + r0 * OW) * c.O);
+            }
         }
     }
     return NB_OK;
