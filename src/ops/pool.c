@@ -117,6 +117,34 @@ static nb_status max_pool_vjp(nb_node *n, int which, int64_t K, const nb_real *d
     const int64_t N = n->value.shape[0], mx = n->in[0]->value.size, my = n->value.size;
     const int64_t ix = N ? mx / N : 0, iy = N ? my / N : 0; /* per image */
     const int32_t *arg = n->ws;
+    nb_window w;
+    pool_window(n, &w);
+    /* Windows that tile the image exactly (stride = size, no padding, no
+     * leftover rows): every pixel is written once, g at the argmax and 0
+     * elsewhere, in one pass and without zeroing dx first. */
+    const bool tiles = !acc && w.stride == w.fh && w.pad_top == 0 && w.pad_left == 0 && w.OH * w.fh == w.H &&
+                       w.OW * w.fw == w.W;
+    if (tiles) {
+        const int64_t C = w.C, f = w.fh;
+#pragma omp parallel for collapse(2) schedule(static) if (K * mx > 16384)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t b = 0; b < N; b++) {
+                nb_real *d = dx + k * mx + b * ix;
+                const nb_real *g = dy + k * my + b * iy;
+                const int32_t *a = arg + b * iy;
+                for (int64_t i = 0; i < w.OH; i++)
+                    for (int64_t j = 0; j < w.OW; j++) {
+                        const int64_t o = (i * w.OW + j) * C;
+                        for (int64_t h = i * f; h < (i + 1) * f; h++)
+                            for (int64_t v = j * f; v < (j + 1) * f; v++) {
+                                const int32_t at = (int32_t)((h * w.W + v) * C);
+                                nb_real *dp = d + at;
+                                for (int64_t c = 0; c < C; c++) dp[c] = a[o + c] == at + (int32_t)c ? g[o + c] : 0;
+                            }
+                    }
+            }
+        return NB_OK;
+    }
 #pragma omp parallel for collapse(2) schedule(static) if (K * mx > 16384)
     for (int64_t k = 0; k < K; k++) {
         for (int64_t b = 0; b < N; b++) {
