@@ -18,9 +18,11 @@ if /usr/bin/python3 -c 'import torch' 2>/dev/null; then have_torch=1; fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), threads $threads"
 ./build-bench/nabla_bench "$threads" > "$out/nabla.txt"
 ./build-bench/nabla_bench "$threads" peak >> "$out/nabla.txt"
+./build-bench/nabla_bench 1 onethread >> "$out/nabla.txt"
 if [ $have_torch = 1 ]; then
   /usr/bin/python3 bench/torch_bench.py "$threads" > "$out/torch.txt"
   /usr/bin/python3 bench/torch_bench.py "$threads" peak >> "$out/torch.txt"
+  /usr/bin/python3 bench/torch_bench.py 1 onethread >> "$out/torch.txt"
 fi
 
 # One epoch of Fashion-MNIST (60000 images, batch 128, SGD momentum 0.9):
