@@ -32,6 +32,9 @@ int cli_is_file(const char *path);
 /* 1 if path's directory exists and is writable, else prints why and returns 0
  * (so a long run does not fail at its first checkpoint). */
 int cli_check_output(const char *cmd, const char *option, const char *path);
+/* Fashion-MNIST's ten class names when the data set's name says fashion and
+ * there are 10 classes, else NULL. */
+const char *const *cli_class_names(const char *data, int64_t classes);
 /* "fashion-mnist" -> its Debian directory; other names unchanged. */
 const char *cli_data_dir(const char *name);
 /* A data set by name (fashion-mnist, mnist, a directory of IDX files, a .csv). */

@@ -2,7 +2,6 @@
  * matrix on a data set. */
 #include "cli.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,17 +20,6 @@ static const char *usage_text =
     "  --limit N      evaluate only the first N examples\n"
     "  --label-col K  CSV label column (default -1, the last)\n";
 
-static const char *fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                        "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
-
-static int is_fashion(const char *data)
-{
-    char low[512];
-    size_t i = 0;
-    for (; data[i] && i + 1 < sizeof low; i++) low[i] = (char)tolower((unsigned char)data[i]);
-    low[i] = '\0';
-    return strstr(low, "fashion") != NULL;
-}
 
 
 /* "3 Dress" (with class names) or "3", into buf. */
@@ -119,7 +107,7 @@ int cmd_eval(int argc, char **argv)
         goto done;
     }
     int64_t n = d.x->shape[0];
-    const char *const *names = C == 10 && is_fashion(data) ? fashion_names : NULL;
+    const char *const *names = cli_class_names(data, C);
     printf("model %s: %s\n", model, nb_model_spec(m));
     printf("data %s (%s split): %lld examples\n", data, split, (long long)n);
     printf("loss %.4f  accuracy %.4f (%lld/%lld correct)\n\n", loss, acc, (long long)(acc * (double)n + 0.5),

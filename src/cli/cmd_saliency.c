@@ -25,12 +25,10 @@ static const char *usage_text =
     "  --scale S     pixels per input pixel (default 4)\n"
     "  -o, --out F   the PNG file (default saliency.png)\n";
 
-static const char *fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                        "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
-
 static void class_name(const char *data, int64_t k, char *buf, size_t n)
 {
-    if (strstr(data, "fashion") && k >= 0 && k < 10) snprintf(buf, n, "%s", fashion_names[k]);
+    const char *const *names = cli_class_names(data, 10);
+    if (names && k >= 0 && k < 10) snprintf(buf, n, "%s", names[k]);
     else snprintf(buf, n, "%lld", (long long)k);
 }
 

@@ -1,6 +1,7 @@
 /* Helpers shared by the CLI commands: argument parsing, data sets, models. */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -79,6 +80,18 @@ int cli_check_output(const char *cmd, const char *option, const char *path)
         return 0;
     }
     return 1;
+}
+
+static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                              "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+const char *const *cli_class_names(const char *data, int64_t classes)
+{
+    char low[512];
+    size_t i = 0;
+    for (; data && data[i] && i + 1 < sizeof low; i++) low[i] = (char)tolower((unsigned char)data[i]);
+    low[i] = '\0';
+    return classes == 10 && strstr(low, "fashion") ? fashion_names : NULL;
 }
 
 const char *cli_data_dir(const char *name)
