@@ -207,6 +207,8 @@ nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const 
                  nb_tensor **results);
 /* Jacobian-vector products, batched: tangents[i] has shape (K,) + wrt[i].shape;
  * result gets shape (K,) + out.shape, result[k] = sum_i dout/dwrt[i] . t_i[k].
+ * A node listed twice gets the sum of its tangents; no wrt node may depend on
+ * another (a tangent given for a node replaces the one flowing into it).
  * Runs the forward pass first. */
 nb_status nb_jvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *const *tangents,
                  nb_tensor **result);
@@ -216,7 +218,8 @@ nb_status nb_jvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *c
 typedef enum { NB_JAC_AUTO = 0, NB_JAC_REV, NB_JAC_FWD, NB_JAC_NUMERIC } nb_jac_mode;
 typedef struct nb_jacobian_opts {
     nb_jac_mode mode;
-    int per_example;   /* out (N,o...), wrt (N,i...) -> J (N,o...,i...) */
+    int per_example;   /* out (N,o...), wrt (N,i...) -> J (N,o...,i...); assumes example n's
+                        * output depends on example n's input only (no op mixes the batch) */
     int64_t chunk;     /* seeds/tangents per pass; 0 = automatic */
     size_t max_bytes;  /* refuse a Jacobian larger than this; 0 = 2 GiB */
     double eps;        /* numeric: central-difference step; 0 = 1e-6 (1e-3 in float) */
@@ -452,7 +455,8 @@ typedef struct nb_dataset {
 /* Fashion-MNIST / MNIST from a directory of the four IDX files:
  * x (N,28,28,1) scaled to [0,1], y (N). split: "train" or "test". */
 nb_status nb_dataset_load_mnist(const char *dir, const char *split, nb_dataset *out);
-/* A CSV file whose column label_col (negative counts from the end) is the target. */
+/* A CSV file with a header line whose column label_col (negative counts from
+ * the end) is the target; the other columns are the inputs. */
 nb_status nb_dataset_load_csv(const char *path, int label_col, nb_dataset *out);
 void nb_dataset_free(nb_dataset *d);
 /* Moves the last fraction of d into val (Keras's validation_split). */

@@ -224,6 +224,10 @@ nb_status nb_jvp_raw(nb_node *out, int64_t K, int nwrt, nb_node *const *wrt, con
         if (!n->mark) continue;
         if (n->value.size > 0 && K > INT64_MAX / n->value.size)
             return nb_fail(NB_ERR_TOO_LARGE, "jvp: too many tangents");
+        if (n->tan_set) { /* the same node twice: its tangents add up */
+            for (int64_t i = 0; i < K * n->value.size; i++) n->tan[i] += tangents[w][i];
+            continue;
+        }
         nb_status s = nb_reserve(&n->tan, &n->tan_cap, K * n->value.size);
         if (s) return s;
         memcpy(n->tan, tangents[w], (size_t)(K * n->value.size) * sizeof(nb_real));

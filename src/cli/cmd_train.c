@@ -29,7 +29,8 @@ static const char *usage_text =
     "  --limit N         use only the first N training examples\n"
     "  --threads T       compute threads (default: all cores)\n"
     "  --out FILE        model file, written atomically after every epoch (default model.safetensors)\n"
-    "  --resume          continue from the checkpoint in --out\n"
+    "  --resume          continue from the checkpoint in --out (its model and optimizer state;\n"
+    "                    --model is then not read; --optimizer must be the checkpoint's)\n"
     "  --no-test         skip the final test-set evaluation\n"
     "  --check-numerics  stop at the first op that produces NaN/Inf, naming it\n"
     "  --quiet           no per-epoch output\n"
@@ -153,7 +154,6 @@ static nb_status save_checkpoint(train_ctx *c, nb_optim *o, const nb_epoch_stats
     if (!r) r = nb_safetensors_set_meta(st, "nabla.epoch", buf);
     snprintf(buf, sizeof buf, "%lld", (long long)s->step);
     if (!r) r = nb_safetensors_set_meta(st, "nabla.step", buf);
-    if (!r) r = nb_safetensors_set_meta(st, "nabla.optimizer", c->a->optimizer);
     if (!r) r = nb_safetensors_write(c->a->out, st, 0);
     nb_safetensors_free(st);
     return r;

@@ -104,9 +104,13 @@ nb_status nb_input_reshape(nb_node *n, int rank, const int64_t *shape)
     if (rank < 0 || rank > NB_MAX_RANK || nb_shape_size(rank, shape) < 0)
         return nb_fail(NB_ERR_SHAPE, "%s: invalid shape", n->name);
     int64_t old = n->value.size;
+    nb_tensor before = n->value;
     nb_tensor_set_shape(&n->value, rank, shape);
     nb_status s = value_alloc(n);
-    if (s) return s;
+    if (s) { /* keep the node consistent with its buffer */
+        n->value = before;
+        return s;
+    }
     if (n->value.size > old)
         memset(n->value.data + old, 0, (size_t)(n->value.size - old) * sizeof(nb_real));
     n->graph->shapes_dirty = true;

@@ -117,7 +117,10 @@ static nb_tensor *rows_of(const nb_tensor *t, int64_t start, int64_t count)
 nb_status nb_dataset_subset(const nb_dataset *d, int64_t start, int64_t count, nb_dataset *out)
 {
     if (!d || !d->x || !d->y || !out) return nb_fail(NB_ERR_ARG, "subset: NULL argument");
-    int64_t n = d->x->shape[0];
+    int64_t n = d->x->rank ? d->x->shape[0] : 0;
+    if (d->y->rank < 1 || d->y->shape[0] != n)
+        return nb_fail(NB_ERR_SHAPE, "subset: %lld inputs but %lld targets", (long long)n,
+                       (long long)(d->y->rank ? d->y->shape[0] : 0));
     if (start < 0 || count < 0 || start > n || count > n - start)
         return nb_fail(NB_ERR_ARG, "subset: rows %lld..%lld out of 0..%lld", (long long)start,
                        (long long)(start + count), (long long)n);

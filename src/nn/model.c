@@ -144,6 +144,13 @@ nb_status nb_model_add(nb_model *m, const nb_layer_spec *l)
 {
     if (!m || !l) return nb_fail(NB_ERR_ARG, "model_add: NULL argument");
     if (m->loss) return nb_fail(NB_ERR_ARG, "model_add: the model's loss is already built; add layers first");
+    if (m->nlayers == NB_MODEL_MAX_LAYERS) return nb_fail(NB_ERR_ARG, "model: more than %d layers", NB_MODEL_MAX_LAYERS);
+    if (m->nlayers == m->cap) { /* room first, so that nothing fails after the layer is built */
+        int cap = m->cap ? m->cap * 2 : 8;
+        nb_layer_spec *q = realloc(m->layers, (size_t)cap * sizeof *q);
+        if (!q) return nb_fail(NB_ERR_NOMEM, "model: out of memory");
+        m->layers = q, m->cap = cap;
+    }
     nb_clear_error();
     int idx = m->nlayers;
     int graph_n = nb_graph_size(m->g), nparams = m->nparams;
@@ -163,13 +170,6 @@ nb_status nb_model_add(nb_model *m, const nb_layer_spec *l)
         snprintf(name, sizeof name, "%d.%s", idx, node->op->name);
         nb_node_set_name(node, name);
     }
-    if (m->nlayers == m->cap) {
-        int cap = m->cap ? m->cap * 2 : 8;
-        nb_layer_spec *q = realloc(m->layers, (size_t)cap * sizeof *q);
-        if (!q) return nb_fail(NB_ERR_NOMEM, "model: out of memory");
-        m->layers = q, m->cap = cap;
-    }
-    if (m->nlayers == NB_MODEL_MAX_LAYERS) return nb_fail(NB_ERR_ARG, "model: too many layers");
     m->layers[m->nlayers] = *l;
     m->layer_out[m->nlayers] = y;
     m->nlayers++;
@@ -302,7 +302,7 @@ nb_node *nb_model_logits(nb_model *m) { return m ? m->logits : NULL; }
 
 nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
 {
-    if (!m || !buf) return nb_fail(NB_ERR_ARG, "summary: NULL argument");
+    if (!m || !buf || n == 0) return nb_fail(NB_ERR_ARG, "summary: NULL argument or empty buffer");
     size_t u = 0;
 #define PUT(...) (u += (size_t)snprintf(buf + (u < n ? u : n), u < n ? n - u : 0, __VA_ARGS__))
     char s[96];
@@ -402,6 +402,8 @@ nb_status nb_model_loss(nb_model *m, nb_loss_kind kind, nb_node **target, nb_nod
     if (m->nlayers == 0) return nb_fail(NB_ERR_ARG, "loss: the model has no layers");
     if (!m->loss || m->loss_kind != kind) {
         if (m->loss) return nb_fail(NB_ERR_ARG, "loss: this model already has a %s loss", kind ? "different" : "CCE");
+        nb_status ps = nb_graph_prepare(m->g); /* the output's shape at the current batch */
+        if (ps) return ps;
         const nb_tensor *o = &m->output->value;
         char s[96];
         if (kind == NB_LOSS_CCE) {

@@ -180,6 +180,8 @@ nb_status nb_optim_export(const nb_optim *o, nb_safetensors *st)
             nb_status s = nb_safetensors_add(st, name, &t);
             if (s) return s;
         }
+    nb_status s = nb_safetensors_set_meta(st, "nabla.optimizer", nb_optimizer_name(o->o.kind));
+    if (s) return s;
     /* The step count, exact in a double up to 2^53. */
     nb_real steps[2] = {(nb_real)(o->t >> 24), (nb_real)(o->t & 0xFFFFFF)};
     nb_tensor t = {1, {2}, 2, steps, 0};
@@ -189,6 +191,12 @@ nb_status nb_optim_export(const nb_optim *o, nb_safetensors *st)
 nb_status nb_optim_import(nb_optim *o, const nb_safetensors *st)
 {
     if (!o || !st) return nb_fail(NB_ERR_ARG, "optimizer import: NULL argument");
+    /* Adam's m, RMSprop's square average and SGD's momentum share names:
+     * state written by another optimiser must not be taken for ours. */
+    const char *kind = nb_safetensors_meta(st, "nabla.optimizer");
+    if (kind && strcmp(kind, nb_optimizer_name(o->o.kind)))
+        return nb_fail(NB_ERR_FORMAT, "checkpoint: its optimizer state is %s's, not %s's (resume with --optimizer %s)",
+                       kind, nb_optimizer_name(o->o.kind), kind);
     char name[128];
     for (int i = 0; i < o->m->nparams; i++)
         for (int j = 0; j < 2; j++) {
@@ -202,6 +210,9 @@ nb_status nb_optim_import(nb_optim *o, const nb_safetensors *st)
         }
     const nb_tensor *t = nb_safetensors_get(st, "optim.step");
     if (!t || t->size != 2) return nb_fail(NB_ERR_FORMAT, "checkpoint: optim.step is missing");
-    o->t = ((int64_t)t->data[0] << 24) + (int64_t)t->data[1];
+    const double hi = t->data[0], lo = t->data[1];
+    if (!(hi >= 0 && hi < 16777216 && lo >= 0 && lo < 16777216) || hi != (int64_t)hi || lo != (int64_t)lo)
+        return nb_fail(NB_ERR_FORMAT, "checkpoint: optim.step holds (%g, %g), not a step count", hi, lo);
+    o->t = ((int64_t)hi << 24) + (int64_t)lo;
     return NB_OK;
 }

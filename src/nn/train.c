@@ -67,8 +67,9 @@ static nb_status load_batch(nb_model *m, const nb_dataset *d, const int64_t *idx
     return NB_OK;
 }
 
-/* Correct predictions in the loaded batch (CCE: argmax; BCE: logit > 0). */
-static int64_t count_correct(nb_model *m, int64_t b, int64_t *confusion)
+/* Correct predictions in the loaded batch (CCE: argmax; BCE: logit > 0,
+ * counted per output element and returned in examples' worth). */
+static double count_correct(nb_model *m, int64_t b, int64_t *confusion)
 {
     const nb_tensor *z = &m->logits->value;
     const nb_real *y = m->target->value.data;
@@ -87,9 +88,9 @@ static int64_t count_correct(nb_model *m, int64_t b, int64_t *confusion)
     } else if (m->loss_kind == NB_LOSS_BCE) {
         int64_t per = z->size / b;
         for (int64_t i = 0; i < b * per; i++) correct += (z->data[i] > 0) == (y[i] > (nb_real)0.5);
-        return correct / (per ? per : 1);
+        return (double)correct / (double)(per ? per : 1);
     }
-    return correct;
+    return (double)correct;
 }
 
 nb_status nb_evaluate(nb_model *m, const nb_dataset *d, nb_loss_kind kind, int64_t batch, double *loss_out,
@@ -103,7 +104,8 @@ nb_status nb_evaluate(nb_model *m, const nb_dataset *d, nb_loss_kind kind, int64
     if (batch < 1) batch = 256;
     bool was_training = m->g->training;
     m->g->training = false;
-    int64_t n = d->x->shape[0], correct = 0;
+    int64_t n = d->x->shape[0];
+    double correct = 0;
     if (confusion) {
         int64_t C = m->logits->value.shape[1];
         memset(confusion, 0, (size_t)(C * C) * sizeof(int64_t));
@@ -118,7 +120,7 @@ nb_status nb_evaluate(nb_model *m, const nb_dataset *d, nb_loss_kind kind, int64
     m->g->training = was_training;
     if (s) return s;
     if (loss_out) *loss_out = total / (double)n;
-    if (accuracy) *accuracy = kind == NB_LOSS_MSE ? NAN : (double)correct / (double)n;
+    if (accuracy) *accuracy = kind == NB_LOSS_MSE ? NAN : correct / (double)n;
     return NB_OK;
 }
 
@@ -158,7 +160,8 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
         epoch_permutation(idx, n, opts->seed, e, opts->shuffle);
         nb_epoch_stats st = {e, 0, nbatches, step, 0, 0, NAN, NAN, 0, 0, nb_optim_lr(o)};
         double t0 = now_seconds(), loss_sum = 0;
-        int64_t seen = 0, correct = 0;
+        int64_t seen = 0;
+        double correct = 0;
         for (int64_t bi = 0; bi < nbatches && !stop; bi++) {
             int64_t start = bi * opts->batch, b = n - start < opts->batch ? n - start : opts->batch;
             if ((s = load_batch(m, train, idx, start, b, xrow, yrow))) break;
@@ -182,7 +185,7 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
             st.batches_done = bi + 1;
             st.step = step;
             st.loss = loss_sum / (double)seen;
-            st.accuracy = opts->loss == NB_LOSS_MSE ? NAN : (double)correct / (double)seen;
+            st.accuracy = opts->loss == NB_LOSS_MSE ? NAN : correct / (double)seen;
             st.seconds = now_seconds() - t0;
             st.images_per_second = st.seconds > 0 ? (double)seen / st.seconds : 0;
             if (opts->on_batch && opts->on_batch(&st, opts->user)) stop = 1;

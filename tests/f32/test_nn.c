@@ -478,6 +478,65 @@ static void test_csv_tasks(void **state)
     remove(path);
 }
 
+/* Regressions found in review: each asserts the behaviour the header promises. */
+static void test_loss_after_set_batch_and_bce_accuracy(void **state)
+{
+    (void)state;
+    const int64_t in[1] = {4};
+    nb_model *m;
+    assert_int_equal(nb_model_from_spec("dense 3", 1, in, &m), NB_OK);
+    assert_int_equal(nb_model_set_batch(m, 8), NB_OK);
+    nb_node *target;
+    /* The MSE target takes the output's shape at the current batch. */
+    assert_int_equal(nb_model_loss(m, NB_LOSS_MSE, &target, NULL), NB_OK);
+    assert_int_equal(nb_value(target)->shape[0], 8);
+    assert_int_equal(nb_value(target)->shape[1], 3);
+    nb_model_free(m);
+
+    /* BCE accuracy counts elements: 9 of 10 right is 0.9 at any batch size. */
+    const int64_t one[1] = {1}, xs[2] = {10, 1};
+    nb_dataset d = {nb_tensor_new(2, xs), nb_tensor_new(2, xs)};
+    for (int i = 0; i < 10; i++) d.x->data[i] = (nb_real)(i - 4.5), d.y->data[i] = i >= 5;
+    d.y->data[0] = 1; /* one wrong */
+    for (int64_t batch = 1; batch <= 10; batch += 3) {
+        assert_int_equal(nb_model_from_spec("dense 1", 1, one, &m), NB_OK);
+        nb_value(nb_model_param(m, 0))->data[0] = 1;
+        nb_value(nb_model_param(m, 1))->data[0] = 0;
+        double loss, acc;
+        assert_int_equal(nb_evaluate(m, &d, NB_LOSS_BCE, batch, &loss, &acc, NULL), NB_OK);
+        assert_true(fabs(acc - 0.9) < 1e-12);
+        nb_model_free(m);
+    }
+    /* A data set whose targets do not match its inputs is refused. */
+    nb_dataset bad = {d.x, NULL}, sub;
+    const int64_t five[2] = {5, 1};
+    bad.y = nb_tensor_new(2, five);
+    assert_int_equal(nb_dataset_subset(&bad, 0, 3, &sub), NB_ERR_SHAPE);
+    nb_tensor_free(bad.y);
+    nb_dataset_free(&d);
+}
+
+static void test_resume_with_another_optimizer_is_refused(void **state)
+{
+    (void)state;
+    const int64_t in[1] = {3};
+    nb_model *m;
+    assert_int_equal(nb_model_from_spec("dense 2", 1, in, &m), NB_OK);
+    nb_optim *adam, *rms;
+    nb_optim_opts a = {.kind = NB_OPT_ADAM, .lr = 1e-3}, r = {.kind = NB_OPT_RMSPROP, .lr = 1e-3};
+    assert_int_equal(nb_optim_new(m, &a, &adam), NB_OK);
+    assert_int_equal(nb_optim_new(m, &r, &rms), NB_OK);
+    nb_safetensors *st = nb_safetensors_new();
+    assert_int_equal(nb_optim_export(adam, st), NB_OK);
+    assert_int_equal(nb_optim_import(rms, st), NB_ERR_FORMAT);
+    assert_non_null(strstr(nb_last_error(), "--optimizer adam"));
+    assert_int_equal(nb_optim_import(adam, st), NB_OK);
+    nb_safetensors_free(st);
+    nb_optim_free(adam);
+    nb_optim_free(rms);
+    nb_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +548,8 @@ int main(void)
         cmocka_unit_test(test_resume_is_bit_identical),
         cmocka_unit_test(test_divergence_is_reported),
         cmocka_unit_test(test_csv_tasks),
+        cmocka_unit_test(test_loss_after_set_batch_and_bce_accuracy),
+        cmocka_unit_test(test_resume_with_another_optimizer_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

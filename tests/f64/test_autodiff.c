@@ -582,9 +582,30 @@ static void test_check_numerics_backward(void **state)
     nb_graph_free(g);
 }
 
+
+/* A node listed twice in nb_jvp gets the sum of its tangents: J (t1 + t2). */
+static void test_jvp_repeated_wrt_adds_tangents(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    const int64_t s2[1] = {2}, k2[2] = {1, 2};
+    const double xv[2] = {1.5, -2};
+    nb_node *x = leaf(g, 0, "x", 1, s2, xv), *y = nb_mul(x, x);
+    nb_tensor *t1 = nb_tensor_new(2, k2), *t2 = nb_tensor_new(2, k2), *r;
+    t1->data[0] = 1, t1->data[1] = 0.5, t2->data[0] = 2, t2->data[1] = -1;
+    nb_node *wrt[2] = {x, x};
+    const nb_tensor *ts[2] = {t1, t2};
+    assert_ok(nb_jvp(y, 2, wrt, ts, &r));
+    NEAR(r->data[0], 2 * 1.5 * (1 + 2), TIGHT);
+    NEAR(r->data[1], 2 * -2.0 * (0.5 - 1), TIGHT);
+    nb_tensor_free(t1), nb_tensor_free(t2), nb_tensor_free(r);
+    nb_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_jvp_repeated_wrt_adds_tangents),
         cmocka_unit_test(test_square_backward),
         cmocka_unit_test(test_accumulation),
         cmocka_unit_test(test_scalar_loss_gradient),
