@@ -13,16 +13,8 @@
 #include <string.h>
 
 #include "nabla.h"
+#include "nb_test_f64.h"
 
-#define NEAR(a, b, tol) near_impl((double)(a), (double)(b), (tol), #a, #b, __FILE__, __LINE__)
-static void near_impl(double a, double b, double tol, const char *ea, const char *eb, const char *file, int line)
-{
-    double scale = fabs(b) > 1 ? fabs(b) : 1;
-    if (!(fabs(a - b) <= tol * scale)) {
-        print_error("%s = %.17g, %s = %.17g: |diff| %.3g > %.3g\n", ea, a, eb, b, fabs(a - b), tol * scale);
-        _fail(file, line);
-    }
-}
 
 static const double TIGHT = 1e-12;
 

@@ -13,37 +13,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#define NEAR(a, b, tol) near_impl((a), (b), (tol), #a, #b, __FILE__, __LINE__)
-static void near_impl(double a, double b, double tol, const char *ea, const char *eb, const char *file, int line)
-{
-    double scale = fabs(b) > 1 ? fabs(b) : 1;
-    if (!(fabs(a - b) <= tol * scale)) {
-        print_error("%s = %.17g, %s = %.17g: |diff| %.3g > %.3g\n", ea, a, eb, b, fabs(a - b), tol * scale);
-        _fail(file, line);
-    }
-}
-
-/* Runs cmd, returns its whole stdout (malloc'ed) and exit status. */
-static char *run(const char *cmd, int *status)
-{
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    size_t got;
-    while ((got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += got;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-    }
-    buf[len] = '\0';
-    *status = pclose(p);
-    return buf;
-}
+#include "nb_test_f64.h"
 
 /* The number after the last '=' on the line whose text (after leading
  * blanks) starts with key followed by " =" or ":". Fails if absent. */
@@ -77,7 +47,7 @@ static void test_chain_rule(void **state)
 {
     (void)state;
     int status;
-    char *out = run(NB_BINARY_DIR "/examples/chain_rule", &status);
+    char *out = run_capture(NB_BINARY_DIR "/examples/chain_rule", &status);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     assert_non_null(strstr(out, "match: yes"));

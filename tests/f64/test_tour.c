@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "nb_test_f64.h"
 #include <sys/wait.h>
 
 /* Runs an example; returns its stdout (malloc'ed) after asserting exit 0. */
@@ -18,21 +20,8 @@ static char *run_example(const char *name)
 {
     char cmd[512];
     snprintf(cmd, sizeof cmd, "%s/examples/%s", NB_BINARY_DIR, name);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, len = 0, got;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    while ((got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += got;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-    }
-    buf[len] = '\0';
-    int st = pclose(p);
+    int st;
+    char *buf = run_capture(cmd, &st);
     if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) print_error("%s exited with %d:\n%s\n", name, st, buf);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     assert_non_null(strstr(buf, "all self-checks passed"));
