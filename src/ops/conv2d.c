@@ -109,11 +109,14 @@ typedef struct {
     int64_t G;        /* images per group */
     int64_t rows;     /* output pixels per image */
     int64_t img;      /* input values per image */
+    int64_t mask;     /* reals of one group's ReLU-masked seeds (0 if unused) */
     size_t per_thread;/* reals of scratch per thread */
     int T;            /* threads */
 } conv_split;
 
-static nb_status conv_split_make(const conv_plan *c, int64_t extra_reals, conv_split *sp)
+/* Per thread: extra_reals of the caller's, then (mask) one group's masked
+ * seeds, then one group's cols. */
+static nb_status conv_split_make(const conv_plan *c, int64_t extra_reals, bool mask, conv_split *sp)
 {
     sp->rows = c->w.OH * c->w.OW;
     sp->img = c->w.H * c->w.W * c->w.C;
@@ -121,18 +124,23 @@ static nb_status conv_split_make(const conv_plan *c, int64_t extra_reals, conv_s
     sp->G = per_img > 0 ? ((int64_t)1 << 18) / per_img : 1; /* ~1 MiB of float */
     if (sp->G < 1) sp->G = 1;
     sp->T = nb_max_team();
-    if (per_img > 0 && sp->G > (INT64_MAX / 4 - extra_reals) / per_img)
+    sp->mask = mask ? sp->G * sp->rows * c->O : 0;
+    if (per_img > 0 && sp->G > (INT64_MAX / 4 - extra_reals - sp->mask) / per_img)
         return nb_fail(NB_ERR_TOO_LARGE, "conv2d: im2col buffer too large");
-    sp->per_thread = (size_t)(sp->G * per_img + extra_reals + 16) / 16 * 16;
+    sp->per_thread = (size_t)(sp->G * per_img + extra_reals + sp->mask + 16) / 16 * 16;
     if (sp->per_thread > SIZE_MAX / sizeof(nb_real) / (size_t)sp->T)
         return nb_fail(NB_ERR_TOO_LARGE, "conv2d: im2col buffer too large");
     return NB_OK;
 }
 
-static nb_real *conv_scratch(nb_node *n, const conv_split *sp)
+/* Plans the split and returns the node's scratch for it (NULL with *s set). */
+static nb_real *conv_scratch(nb_node *n, const conv_plan *c, int64_t extra_reals, bool mask, conv_split *sp,
+                             nb_status *s)
 {
+    *s = conv_split_make(c, extra_reals, mask, sp);
+    if (*s) return NULL;
     nb_real *ws = nb_node_workspace(n, sp->per_thread * (size_t)sp->T * sizeof(nb_real));
-    if (!ws) nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the per-thread im2col buffers");
+    if (!ws) *s = nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the per-thread im2col buffers");
     return ws;
 }
 
@@ -162,9 +170,9 @@ static nb_status conv2d_forward(nb_node *n)
     conv_plan c;
     conv_plan_get(n, &c);
     conv_split sp;
-    nb_status s = conv_split_make(&c, 0, &sp);
-    nb_real *ws = s ? NULL : conv_scratch(n, &sp);
-    if (!ws) return s ? s : NB_ERR_NOMEM;
+    nb_status s;
+    nb_real *ws = conv_scratch(n, &c, 0, false, &sp, &s);
+    if (!ws) return s;
     const nb_real *x = n->in[0]->value.data;
     nb_real *y = n->value.data;
     /* Fewer images than twice the threads (a Jacobian of one image, say):
@@ -259,11 +267,9 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
     conv_split sp;
     const int64_t PO = c->P * c->O;
     if (K > (INT64_MAX / 4) / (PO ? PO : 1)) return nb_fail(NB_ERR_TOO_LARGE, "conv2d: too many seeds");
-    nb_status s = conv_split_make(c, K * PO, &sp);
-    const int64_t mask_reals = n->at.fused_relu ? sp.G * sp.rows * c->O : 0;
-    if (!s && mask_reals) s = conv_split_make(c, K * PO + mask_reals, &sp);
-    nb_real *ws = s ? NULL : conv_scratch(n, &sp);
-    if (!ws) return s ? s : NB_ERR_NOMEM;
+    nb_status s;
+    nb_real *ws = conv_scratch(n, c, K * PO, n->at.fused_relu, &sp, &s);
+    if (!ws) return s;
     const nb_real *x = n->in[0]->value.data, *y = n->value.data;
     const int64_t O = c->O, P = c->P, M = c->M;
     int used = 1;
@@ -273,7 +279,7 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
         if (t == 0) used = nb_team_size();
         int64_t i0, i1;
         thread_range(c->N, &i0, &i1);
-        nb_real *part = ws + (size_t)t * sp.per_thread, *masked = part + K * PO, *cols = masked + mask_reals;
+        nb_real *part = ws + (size_t)t * sp.per_thread, *masked = part + K * PO, *cols = masked + sp.mask;
         memset(part, 0, (size_t)(K * PO) * sizeof(nb_real));
         for (int64_t i = i0; i < i1; i += sp.G) {
             const int64_t g = i1 - i < sp.G ? i1 - i : sp.G, m = g * sp.rows;
@@ -298,18 +304,16 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
 static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_real *dy, nb_real *dx, bool acc)
 {
     conv_split sp;
-    nb_status s = conv_split_make(c, 0, &sp);
-    const int64_t mask_reals = n->at.fused_relu ? sp.G * sp.rows * c->O : 0;
-    if (!s && mask_reals) s = conv_split_make(c, mask_reals, &sp);
-    nb_real *ws = s ? NULL : conv_scratch(n, &sp);
-    if (!ws) return s ? s : NB_ERR_NOMEM;
+    nb_status s;
+    nb_real *ws = conv_scratch(n, c, 0, n->at.fused_relu, &sp, &s);
+    if (!ws) return s;
     const nb_real *kmat = n->in[1]->value.data, *y = n->value.data;
     const int64_t O = c->O, P = c->P, N = c->N, total = K * N;
 #pragma omp parallel
     {
         int64_t i0, i1;
         thread_range(total, &i0, &i1);
-        nb_real *masked = ws + (size_t)nb_thread_id() * sp.per_thread, *dcols = masked + mask_reals;
+        nb_real *masked = ws + (size_t)nb_thread_id() * sp.per_thread, *dcols = masked + sp.mask;
         for (int64_t i = i0; i < i1;) {
             /* A group stays within one seed k, so its images' y are contiguous. */
             int64_t g = i1 - i < sp.G ? i1 - i : sp.G;
@@ -341,9 +345,9 @@ static nb_status conv2d_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
     conv_plan c;
     conv_plan_get(n, &c);
     conv_split sp;
-    nb_status s = conv_split_make(&c, 0, &sp);
-    nb_real *ws = s ? NULL : conv_scratch(n, &sp);
-    if (!ws) return s ? s : NB_ERR_NOMEM;
+    nb_status s;
+    nb_real *ws = conv_scratch(n, &c, 0, false, &sp, &s);
+    if (!ws) return s;
     const nb_real *x = n->in[0]->value.data, *kmat = n->in[1]->value.data;
     const nb_real *db = n->ninputs == 3 ? dxs[2] : NULL, *dK = dxs[1], *dX = dxs[0];
     const int64_t O = c.O, P = c.P, N = c.N, total = K * N;

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "nabla.h"
+
 /* |a - b| <= tol * max(1, |b|): absolute near zero, relative elsewhere. */
 #define NEAR(a, b, tol) near_impl((double)(a), (double)(b), (tol), #a, #b, __FILE__, __LINE__)
 static inline void near_impl(double a, double b, double tol, const char *ea, const char *eb, const char *file,
@@ -37,6 +39,23 @@ static inline char *run_capture(const char *cmd, int *status)
     buf[len] = '\0';
     *status = pclose(p);
     return buf;
+}
+
+/* An input (param 0) or parameter (param 1) holding vals (zeros if NULL). */
+static inline nb_node *leaf(nb_graph *g, int param, const char *name, int rank, const int64_t *shape, const double *vals)
+{
+    nb_node *n = param ? nb_param(g, name, rank, shape) : nb_input(g, name, rank, shape);
+    assert_non_null(n);
+    if (vals)
+        for (int64_t i = 0; i < nb_value(n)->size; i++) nb_value(n)->data[i] = vals[i];
+    return n;
+}
+
+static inline void assert_shape(const nb_tensor *t, int rank, const int64_t *shape)
+{
+    assert_non_null(t);
+    assert_int_equal(t->rank, rank);
+    for (int d = 0; d < rank; d++) assert_int_equal(t->shape[d], shape[d]);
 }
 
 #endif

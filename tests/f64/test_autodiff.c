@@ -18,22 +18,6 @@
 
 static const double TIGHT = 1e-12;
 
-static nb_node *leaf(nb_graph *g, int param, const char *name, int rank, const int64_t *shape, const double *vals)
-{
-    nb_node *n = param ? nb_param(g, name, rank, shape) : nb_input(g, name, rank, shape);
-    assert_non_null(n);
-    if (vals)
-        for (int64_t i = 0; i < nb_value(n)->size; i++) nb_value(n)->data[i] = vals[i];
-    return n;
-}
-
-static void assert_shape(const nb_tensor *t, int rank, const int64_t *shape)
-{
-    assert_non_null(t);
-    assert_int_equal(t->rank, rank);
-    for (int d = 0; d < rank; d++) assert_int_equal(t->shape[d], shape[d]);
-}
-
 static void assert_ok(nb_status s)
 {
     if (s != NB_OK) print_error("%s: %s\n", nb_status_name(s), nb_last_error());
