@@ -1,7 +1,7 @@
 /* nabla's side of the benchmark (bench/run.sh prints it beside PyTorch's).
  * Each figure is the median of several timed repetitions after a warm-up.
  * Output: one "key value" line per figure, read by bench/run.sh.
- * Usage: bench [threads] */
+ * Usage: bench [threads] [onethread|peak|jacobian] */
 #include "nabla.h"
 /* In-tree: the benchmark calls the internal GEMM directly. */
 #include "../src/core/internal.h"
@@ -175,6 +175,12 @@ int main(int argc, char **argv)
     nb_set_num_threads(threads);
     nb_dataset all;
     if (nb_dataset_load_mnist("/usr/share/datasets/fashion-mnist", "test", &all)) die("data");
+    if (argc > 2 && !strcmp(argv[2], "jacobian")) { /* the Jacobian figures alone, for profiling */
+        printf("jacobian_one_s %.6f\n", jacobian_seconds(&all, 1, 0, 9));
+        printf("jacobian_per_example64_s %.6f\n", jacobian_seconds(&all, 64, 1, 5));
+        nb_dataset_free(&all);
+        return 0;
+    }
     printf("threads %d\n", threads);
 #ifdef NB_HAVE_CBLAS
     openblas_set_num_threads(threads);

@@ -166,6 +166,34 @@ void nb_gemm_builtin(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
                      const nb_real *A, int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C,
                      int64_t ldc);
 
+/* Mostly-zero left operands (kernels/sparse_rows.c). After a max pool and a
+ * ReLU most of a convolution's output gradient is zero, and the product
+ * dZ Kmat^T need only touch its non-zeros. nb_sparse_rows holds an m x k
+ * matrix in compressed rows: row r's non-zeros are val[start[r] ..
+ * start[r+1]) in columns col[...], ascending. */
+typedef struct nb_sparse_rows {
+    int64_t rows, nnz;
+    int32_t *start; /* rows + 1 */
+    int32_t *col;   /* nnz */
+    nb_real *val;   /* nnz */
+} nb_sparse_rows;
+/* Compresses A (m x k, row-major) keeping A[r,c] where it is non-zero and,
+ * when gate is given (m x k too), gate[r,c] > 0 (a fused ReLU's mask).
+ * start needs m + 1 entries, col and val cap + 16 each (vector kernels store
+ * whole vectors past the last kept entry); returns false, with s unspecified, as soon as more than cap non-zeros would be needed, so a
+ * caller can bound the density it accepts and keep its dense path. */
+bool nb_sparse_rows_compress(int64_t m, int64_t k, const nb_real *a, const nb_real *gate, int64_t cap,
+                             nb_sparse_rows *s);
+/* C (rows x n, leading dimension ldc) = S B with B k x n (leading dimension
+ * ldb): each row of C sums the rows of B its non-zeros pick, scaled. */
+void nb_sparse_rows_matmul(const nb_sparse_rows *s, int64_t n, const nb_real *B, int64_t ldb, nb_real *C,
+                           int64_t ldc);
+/* The portable loops behind both (what the vector kernels are tested against). */
+bool nb_sparse_rows_compress_portable(int64_t m, int64_t k, const nb_real *a, const nb_real *gate, int64_t cap,
+                                      nb_sparse_rows *s);
+void nb_sparse_rows_matmul_portable(const nb_sparse_rows *s, int64_t n, const nb_real *B, int64_t ldb, nb_real *C,
+                                    int64_t ldc);
+
 /* Sliding windows over NHWC images (kernels/im2col.c), shared by conv2d and
  * pooling. One spatial axis: nb_window_dim gives the output size and the
  * padding before it by TensorFlow's rule (valid: out = (in - eff)/s + 1 with

@@ -300,12 +300,62 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
     return NB_OK;
 }
 
+/* The sparse path of the input VJP: a block's dZ is compressed (with the
+ * ReLU's mask) when at most SPARSE_DENSITY of it is non-zero, and dcols =
+ * dZ Kmat^T is then formed from the non-zeros alone (kernels/sparse_rows.c).
+ * Behind a 2x2 max pool at most a quarter of dZ can be non-zero. */
+#define SPARSE_DENSITY 0.5
+
+typedef struct {
+    int64_t cap;   /* most non-zeros of one group's dZ taken sparse */
+    int64_t reals; /* scratch per thread: Kmat^T, val, then col and start */
+} sparse_plan;
+
+static void sparse_plan_make(const conv_plan *c, int64_t m, sparse_plan *p)
+{
+    p->cap = (int64_t)((double)(m * c->O) * SPARSE_DENSITY);
+    const int64_t ints = (p->cap + 16) + (m + 1), isz = (int64_t)sizeof(int32_t), rsz = (int64_t)sizeof(nb_real);
+    p->reals = (c->O * c->P + 15) / 16 * 16 + (p->cap + 16 + 15) / 16 * 16 + (ints * isz + rsz - 1) / rsz;
+    p->reals = (p->reals + 15) / 16 * 16;
+}
+
+/* This thread's Kmat^T (O x P: the row a non-zero of dZ picks) and sparse
+ * rows, laid out in its scratch as sparse_plan says. */
+static nb_real *sparse_layout(const conv_plan *c, const sparse_plan *p, nb_real *scratch, nb_sparse_rows *s)
+{
+    s->val = scratch + (c->O * c->P + 15) / 16 * 16;
+    s->col = (int32_t *)(void *)(s->val + (p->cap + 16 + 15) / 16 * 16);
+    s->start = s->col + p->cap + 16;
+    return scratch;
+}
+
+/* dcols (m x P) = dZ Kmat^T for one group, dZ = dY * [y > 0] with a fused
+ * ReLU: from the non-zeros when dZ is sparse enough, else a masked copy and
+ * a GEMM. */
+static void input_vjp_block(const nb_node *n, const conv_plan *c, const sparse_plan *sparse, int64_t m,
+                            const nb_real *dy, const nb_real *y, nb_real *scratch, nb_real *masked, nb_real *dcols)
+{
+    const int64_t O = c->O, P = c->P;
+    nb_sparse_rows s;
+    const nb_real *kmat_t = sparse_layout(c, sparse, scratch, &s);
+    const int64_t cap = (int64_t)((double)(m * O) * SPARSE_DENSITY); /* <= sparse->cap: m <= G rows */
+    if (nb_sparse_rows_compress(m, O, dy, n->at.fused_relu ? y : NULL, cap, &s)) {
+        nb_sparse_rows_matmul(&s, P, kmat_t, P, dcols, P);
+        return;
+    }
+    const nb_real *dz = relu_masked(n, dy, y, m * O, masked);
+    nb_gemm_serial(false, true, m, P, O, 1, dz, O, n->in[1]->value.data, O, 0, dcols, P);
+}
+
 /* dX = col2im(dY Kmat^T): the K*N seed images split among the threads. */
 static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_real *dy, nb_real *dx, bool acc)
 {
     conv_split sp;
     nb_status s;
-    nb_real *ws = conv_scratch(n, c, 0, n->at.fused_relu, &sp, &s);
+    sparse_plan sparse;
+    if ((s = conv_split_make(c, 0, false, &sp))) return s; /* for G and rows */
+    sparse_plan_make(c, sp.G * sp.rows, &sparse);
+    nb_real *ws = conv_scratch(n, c, sparse.reals, n->at.fused_relu, &sp, &s);
     if (!ws) return s;
     const nb_real *kmat = n->in[1]->value.data, *y = n->value.data;
     const int64_t O = c->O, P = c->P, N = c->N, total = K * N;
@@ -313,13 +363,16 @@ static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_r
     {
         int64_t i0, i1;
         thread_range(total, &i0, &i1);
-        nb_real *masked = ws + (size_t)nb_thread_id() * sp.per_thread, *dcols = masked + sp.mask;
+        nb_real *scratch = ws + (size_t)nb_thread_id() * sp.per_thread, *masked = scratch + sparse.reals,
+                *dcols = masked + sp.mask, *kmat_t = scratch;
+        for (int64_t p = 0; p < P; p++) /* Kmat^T (O x P): the rows a non-zero of dZ picks */
+            for (int64_t o = 0; o < O; o++) kmat_t[o * P + p] = kmat[p * O + o];
         for (int64_t i = i0; i < i1;) {
             /* A group stays within one seed k, so its images' y are contiguous. */
             int64_t g = i1 - i < sp.G ? i1 - i : sp.G;
             if (g > N - i % N) g = N - i % N;
-            const nb_real *dz = relu_masked(n, dy + i * sp.rows * O, y + (i % N) * sp.rows * O, g * sp.rows * O, masked);
-            nb_gemm_serial(false, true, g * sp.rows, P, O, 1, dz, O, kmat, O, 0, dcols, P);
+            input_vjp_block(n, c, &sparse, g * sp.rows, dy + i * sp.rows * O, y + (i % N) * sp.rows * O, scratch,
+                            masked, dcols);
             nb_col2im(&c->w, g, dcols, dx + i * sp.img, acc);
             i += g;
         }
