@@ -25,9 +25,11 @@ static void mark_paths(nb_graph *g, nb_node *out, bool (*is_source)(const nb_nod
     }
     bool *from = g->flags, *to = g->flags + g->n;
     memset(g->flags, 0, (size_t)(2 * g->n) * sizeof *from);
+    for (int i = 0; i < g->n; i++) g->nodes[i]->source = false;
     for (int i = 0; i <= out->id; i++) {
         nb_node *n = g->nodes[i];
         if (is_source(n, user)) {
+            n->source = true;
             from[i] = true;
             if (stop_at_sources) continue;
         }
@@ -46,7 +48,16 @@ static void mark_paths(nb_graph *g, nb_node *out, bool (*is_source)(const nb_nod
 
 static void invalidate_grads(nb_graph *g)
 {
-    for (int i = 0; i < g->n; i++) g->nodes[i]->grad.data = NULL;
+    for (int i = 0; i < g->n; i++) g->nodes[i]->grad.data = NULL, g->nodes[i]->adj_via = NULL;
+}
+
+void nb_adjoint_resolve(nb_node *x)
+{
+    nb_node *p = x->adj_via;
+    if (!p) return;
+    x->adj_via = NULL;
+    /* cannot fail: the pool's VJP only reads and writes buffers it has */
+    (void)p->op->vjp(p, x->adj_via_input, x->adj_via_k, p->adj, x->adj, false);
 }
 
 /* Runs the reverse sweep for K seeds already written to out->adj. */
@@ -56,7 +67,7 @@ static nb_status reverse_sweep(nb_node *out, int64_t K)
     nb_threads_apply();
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
-        n->adj_set = false;
+        n->adj_set = false, n->adj_via = NULL;
         if (!n->mark) continue;
         if (n->value.size > 0 && K > INT64_MAX / n->value.size)
             return nb_fail(NB_ERR_TOO_LARGE, "reverse pass: %lld seeds overflow", (long long)K);
@@ -67,13 +78,20 @@ static nb_status reverse_sweep(nb_node *out, int64_t K)
     for (int i = out->id; i >= 0; i--) {
         nb_node *n = g->nodes[i];
         if (!n->mark || n->kind != NB_KIND_OP || !n->adj_set) continue;
-        nb_status s = nb_graph_check_value(n, n->adj, K * n->value.size, "gradient");
+        /* (a deferred adjoint was checked in its holder) */
+        nb_status s = n->adj_via ? NB_OK : nb_graph_check_value(n, n->adj, K * n->value.size, "gradient");
         if (s) return s;
         for (int j = 0; j < n->ninputs; j++) {
             nb_node *x = n->in[j];
             if (!x->mark || (n->op->nondiff_mask & (1u << j))) continue;
             if (!n->op->vjp)
                 return nb_fail(NB_ERR_UNSUPPORTED, "%s: op %s has no VJP", n->name, n->op->name);
+            if (!x->adj_set && !x->source && n->op->vjp_defer && n->op->vjp_defer(n, j)) {
+                x->adj_via = n, x->adj_via_input = j, x->adj_via_k = K;
+                x->adj_set = true;
+                continue;
+            }
+            nb_adjoint_resolve(x); /* a second consumer adds to it: make it whole first */
             s = n->op->vjp(n, j, K, n->adj, x->adj, x->adj_set);
             if (s) return s;
             x->adj_set = true;

@@ -62,6 +62,10 @@ struct nb_node {
     nb_real *adj;          /* adjoints during a reverse pass: (K,) + shape */
     int64_t adj_cap;
     bool adj_set;          /* adj holds data (else treat as zero) */
+    nb_node *adj_via;      /* adj deferred: still held by this consumer (see vjp_defer) */
+    int adj_via_input;     /* ... as its input number adj_via_input, */
+    int64_t adj_via_k;     /* ... for this many seeds */
+    bool source;           /* a source (wrt node) of the current pass */
     nb_real *tan;          /* tangents during a forward-mode pass: (K,) + shape */
     int64_t tan_cap;
     bool tan_set;
@@ -90,7 +94,15 @@ struct nb_graph {
  *  vjp:     for input i, dx (+)= dy . d y / d x_i for K stacked seeds
  *           (dy: K x |y|, dx: K x |x_i|); accumulate says += instead of =;
  *  jvp:     dy = sum_i d y / d x_i . dx_i for K stacked tangents; dxs[i] is
- *           NULL where that input's tangent is zero. */
+ *           NULL where that input's tangent is zero;
+ *  vjp_defer (optional): whether the reverse pass may skip writing input i's
+ *           adjoint and leave it with this node (x->adj_via), for x's own
+ *           VJP to read in the form it needs. Only max pooling into a
+ *           convolution does: the pooled adjoint is a quarter the size and
+ *           the convolution gathers its rows (nb_max_pool_adjoint_rows)
+ *           instead of reading a dense, three-quarters-zero tensor. Anything
+ *           else that needs x's adjoint resolves it first
+ *           (nb_adjoint_resolve: the ordinary vjp, run late). */
 struct nb_op {
     const char *name;
     int ninputs;
@@ -100,7 +112,20 @@ struct nb_op {
     nb_status (*jvp)(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy);
     /* Inputs that carry no derivative (labels). Bit i set = input i. */
     unsigned nondiff_mask;
+    bool (*vjp_defer)(const nb_node *n, int i);
 };
+
+/* Writes a deferred adjoint (x->adj_via set) into x->adj as the deferring
+ * op's vjp would have; no-op otherwise (autodiff.c). */
+void nb_adjoint_resolve(nb_node *x);
+/* Rows [r0, r0 + m) of seed k's adjoint of a max pool's input x (rows: the
+ * pixels of x, image-major, C values each) computed from the pool's own
+ * adjoint: dx[r, c] = dy[o, c] where the pool's window o took its maximum
+ * from (r, c), else 0; times [y[o, c] > 0] when gate_positive (the mask of
+ * a ReLU fused into x, whose value at the argmax is y[o, c]). For a pool
+ * with stride = window (the only case it defers, pool.c). */
+void nb_max_pool_adjoint_rows(const nb_node *pool, int64_t k, int64_t r0, int64_t m, bool gate_positive,
+                              nb_real *out);
 
 /* Creates an op node (checks inputs for NULL, runs infer). */
 nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, const nb_attrs *at);

@@ -193,6 +193,10 @@ nb_status nb_forward_upto(nb_node *last)
 {
     nb_graph *g = last->graph;
     nb_threads_apply();
+    /* A deferred gradient (nb_adjoint_resolve) would be formed from values
+     * this pass overwrites: it is dropped, as nabla.h says at nb_grad. */
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i]->adj_via) g->nodes[i]->adj_via = NULL, g->nodes[i]->grad.data = NULL;
     nb_status s = nb_graph_prepare(g);
     if (s) return s;
     g->step++;
@@ -217,7 +221,12 @@ void nb_graph_pop(nb_graph *g)
 }
 
 nb_tensor *nb_value(nb_node *n) { return n ? &n->value : NULL; }
-nb_tensor *nb_grad(nb_node *n) { return n && n->grad.data ? &n->grad : NULL; }
+nb_tensor *nb_grad(nb_node *n)
+{
+    if (!n || !n->grad.data) return NULL;
+    nb_adjoint_resolve(n); /* written on first request if its consumer deferred it */
+    return &n->grad;
+}
 const char *nb_node_name(const nb_node *n) { return n ? n->name : ""; }
 const char *nb_node_op(const nb_node *n)
 {

@@ -153,10 +153,10 @@ static nb_status binary_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
     return NB_OK;
 }
 
-static const nb_op add_op = {"add", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0};
-static const nb_op sub_op = {"sub", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0};
-static const nb_op mul_op = {"mul", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0};
-static const nb_op div_op = {"div", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0};
+static const nb_op add_op = {"add", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL};
+static const nb_op sub_op = {"sub", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL};
+static const nb_op mul_op = {"mul", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL};
+static const nb_op div_op = {"div", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL};
 
 static nb_node *binary_new(const nb_op *op, int code, nb_node *a, nb_node *b)
 {

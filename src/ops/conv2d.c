@@ -216,6 +216,20 @@ static const nb_real *relu_masked(const nb_node *n, const nb_real *dy, const nb_
     return scratch;
 }
 
+/* Rows [r0, r0 + m) (output pixels, image-major) of seed k's dZ: dY masked
+ * as above, where dY is the node's adjoint dy (K x M x O) or, when the max
+ * pool reading this convolution deferred it (n->adj_via), gathered from the
+ * pool's adjoint with the same mask. Either dy's own rows or scratch. */
+static const nb_real *dz_rows(const nb_node *n, const conv_plan *c, const nb_real *dy, int64_t k, int64_t r0,
+                              int64_t m, nb_real *scratch)
+{
+    if (n->adj_via) {
+        nb_max_pool_adjoint_rows(n->adj_via, k, r0, m, n->at.fused_relu, scratch);
+        return scratch;
+    }
+    return relu_masked(n, dy + (k * c->M + r0) * c->O, n->value.data + r0 * c->O, m * c->O, scratch);
+}
+
 /* db[k, o] (+)= sum_m dZ[k, m, o]. Rows are summed in 64 fixed blocks (in
  * parallel) and the blocks then in order, so the result does not depend on
  * the number of threads. Inside a block, runs of 256 rows are summed in the
@@ -223,15 +237,13 @@ static const nb_real *relu_masked(const nb_node *n, const nb_real *dy, const nb_
 static nb_status bias_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_real *dy, nb_real *db, bool acc)
 {
     enum { NBLK = 64, RUN = 256 };
-    const int64_t M = c->M, O = c->O > 0 ? c->O : 1, nblk = M < NBLK ? M : NBLK;
-    double *part = nb_node_workspace(n, (size_t)(NBLK * O) * (sizeof(double) + sizeof(nb_real)));
+    const int64_t M = c->M, O = c->O > 0 ? c->O : 1, nblk = M < NBLK ? M : NBLK, T = nb_max_team();
+    double *part = nb_node_workspace(n, (size_t)(NBLK * O) * (sizeof(double) + sizeof(nb_real)) +
+                                            (size_t)(T * RUN * O) * sizeof(nb_real));
     if (!part) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the bias gradient");
     /* cppcheck-suppress invalidPointerCast ; one malloc'ed workspace: NBLK*O doubles, then nb_reals (8-byte aligned), each part only ever accessed as its own type */
-    nb_real *runs = (nb_real *)(part + NBLK * O);
-    const nb_real *y = n->value.data;
-    const bool relu = n->at.fused_relu;
+    nb_real *runs = (nb_real *)(part + NBLK * O), *rows = runs + NBLK * O; /* rows: RUN x O per thread */
     for (int64_t k = 0; k < K; k++) {
-        const nb_real *g = dy + k * M * O;
 #pragma omp parallel for schedule(static) if (M * O > 32768)
         for (int64_t b = 0; b < nblk; b++) {
             double *a = part + b * O;
@@ -240,14 +252,10 @@ static nb_status bias_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_re
             const int64_t m1 = M * (b + 1) / nblk;
             for (int64_t m0 = M * b / nblk; m0 < m1; m0 += RUN) {
                 const int64_t end = m0 + RUN < m1 ? m0 + RUN : m1;
+                const nb_real *dz = dz_rows(n, c, dy, k, m0, end - m0, rows + nb_thread_id() * RUN * O);
                 for (int64_t o = 0; o < O; o++) f[o] = 0;
-                for (int64_t m = m0; m < end; m++) {
-                    const nb_real *row = g + m * O, *yr = y + m * O;
-                    if (relu)
-                        for (int64_t o = 0; o < O; o++) f[o] += yr[o] > 0 ? row[o] : 0;
-                    else
-                        for (int64_t o = 0; o < O; o++) f[o] += row[o];
-                }
+                for (int64_t m = 0; m < end - m0; m++)
+                    for (int64_t o = 0; o < O; o++) f[o] += dz[m * O + o];
                 for (int64_t o = 0; o < O; o++) a[o] += f[o];
             }
         }
@@ -268,10 +276,10 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
     const int64_t PO = c->P * c->O;
     if (K > (INT64_MAX / 4) / (PO ? PO : 1)) return nb_fail(NB_ERR_TOO_LARGE, "conv2d: too many seeds");
     nb_status s;
-    nb_real *ws = conv_scratch(n, c, K * PO, n->at.fused_relu, &sp, &s);
+    nb_real *ws = conv_scratch(n, c, K * PO, n->at.fused_relu || n->adj_via, &sp, &s);
     if (!ws) return s;
-    const nb_real *x = n->in[0]->value.data, *y = n->value.data;
-    const int64_t O = c->O, P = c->P, M = c->M;
+    const nb_real *x = n->in[0]->value.data;
+    const int64_t O = c->O, P = c->P;
     int used = 1;
 #pragma omp parallel
     {
@@ -285,7 +293,7 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
             const int64_t g = i1 - i < sp.G ? i1 - i : sp.G, m = g * sp.rows;
             nb_im2col(&c->w, g, x + i * sp.img, cols);
             for (int64_t k = 0; k < K; k++) {
-                const nb_real *dz = relu_masked(n, dy + k * M * O + i * sp.rows * O, y + i * sp.rows * O, m * O, masked);
+                const nb_real *dz = dz_rows(n, c, dy, k, i * sp.rows, m, masked);
                 nb_gemm_serial(true, false, P, O, m, 1, cols, P, dz, O, 1, part + k * PO, O);
             }
         }
@@ -332,18 +340,21 @@ static nb_real *sparse_layout(const conv_plan *c, const sparse_plan *p, nb_real 
 /* dcols (m x P) = dZ Kmat^T for one group, dZ = dY * [y > 0] with a fused
  * ReLU: from the non-zeros when dZ is sparse enough, else a masked copy and
  * a GEMM. */
-static void input_vjp_block(const nb_node *n, const conv_plan *c, const sparse_plan *sparse, int64_t m,
-                            const nb_real *dy, const nb_real *y, nb_real *scratch, nb_real *masked, nb_real *dcols)
+static void input_vjp_block(const nb_node *n, const conv_plan *c, const sparse_plan *sparse, const nb_real *dy,
+                            int64_t k, int64_t r0, int64_t m, nb_real *scratch, nb_real *masked, nb_real *dcols)
 {
     const int64_t O = c->O, P = c->P;
     nb_sparse_rows s;
     const nb_real *kmat_t = sparse_layout(c, sparse, scratch, &s);
     const int64_t cap = (int64_t)((double)(m * O) * SPARSE_DENSITY); /* <= sparse->cap: m <= G rows */
-    if (nb_sparse_rows_compress(m, O, dy, n->at.fused_relu ? y : NULL, cap, &s)) {
+    /* The mask goes into the compression unless dZ is gathered (and masked) anyway. */
+    const nb_real *a = n->adj_via ? dz_rows(n, c, dy, k, r0, m, masked) : dy + (k * c->M + r0) * O;
+    const nb_real *gate = !n->adj_via && n->at.fused_relu ? n->value.data + r0 * O : NULL;
+    if (nb_sparse_rows_compress(m, O, a, gate, cap, &s)) {
         nb_sparse_rows_matmul(&s, P, kmat_t, P, dcols, P);
         return;
     }
-    const nb_real *dz = relu_masked(n, dy, y, m * O, masked);
+    const nb_real *dz = n->adj_via ? a : dz_rows(n, c, dy, k, r0, m, masked);
     nb_gemm_serial(false, true, m, P, O, 1, dz, O, n->in[1]->value.data, O, 0, dcols, P);
 }
 
@@ -355,9 +366,9 @@ static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_r
     sparse_plan sparse;
     if ((s = conv_split_make(c, 0, false, &sp))) return s; /* for G and rows */
     sparse_plan_make(c, sp.G * sp.rows, &sparse);
-    nb_real *ws = conv_scratch(n, c, sparse.reals, n->at.fused_relu, &sp, &s);
+    nb_real *ws = conv_scratch(n, c, sparse.reals, n->at.fused_relu || n->adj_via, &sp, &s);
     if (!ws) return s;
-    const nb_real *kmat = n->in[1]->value.data, *y = n->value.data;
+    const nb_real *kmat = n->in[1]->value.data;
     const int64_t O = c->O, P = c->P, N = c->N, total = K * N;
 #pragma omp parallel
     {
@@ -371,9 +382,73 @@ static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_r
             /* A group stays within one seed k, so its images' y are contiguous. */
             int64_t g = i1 - i < sp.G ? i1 - i : sp.G;
             if (g > N - i % N) g = N - i % N;
-            input_vjp_block(n, c, &sparse, g * sp.rows, dy + i * sp.rows * O, y + (i % N) * sp.rows * O, scratch,
-                            masked, dcols);
+            input_vjp_block(n, c, &sparse, dy, i / N, (i % N) * sp.rows, g * sp.rows, scratch, masked, dcols);
             nb_col2im(&c->w, g, dcols, dx + i * sp.img, acc);
+            i += g;
+        }
+    }
+    return NB_OK;
+}
+
+/* The input VJP for single-channel images (C = 1, the first layer of a
+ * grayscale network). Here P = fh*fw is tiny (9) and dcols = dZ Kmat^T
+ * would be a GEMM with N = 9 columns, most of every register tile wasted.
+ * Its transpose is a good GEMM shape instead: dcols^T (P x m) = Kmat (P x O)
+ * dZ^T, with the m pixels of a group along N. Then, since with one channel
+ * column t = (p,q) of dcols is the plane of tap t,
+ *   dX[n, i*s + p*d - pt, j*s + q*d - pl] += dcols^T[t, (n,i,j)]
+ * adds fh*fw shifted planes into the image (contiguous rows when s = 1).
+ * Groups of about 64 Ki values of dZ keep the masked copy and dcols^T in L2. */
+static void add_tap_planes(const nb_window *w, const nb_real *dcols_t, int64_t m, int64_t img, nb_real *dxi)
+{
+    const int64_t s = w->stride, d = w->dilation;
+    for (int p = 0; p < w->fh; p++)
+        for (int q = 0; q < w->fw; q++) {
+            const nb_real *plane = dcols_t + (p * w->fw + q) * m + img * w->OH * w->OW;
+            /* output columns j with 0 <= j*s + q*d - pl < W */
+            const int64_t off = (int64_t)q * d - w->pad_left;
+            int64_t j0 = off < 0 ? (-off + s - 1) / s : 0, j1 = (w->W - 1 - off) / s + 1;
+            if (w->W - 1 - off < 0) j1 = 0;
+            if (j1 > w->OW) j1 = w->OW;
+            for (int64_t i = 0; i < w->OH; i++) {
+                const int64_t h = i * s + (int64_t)p * d - w->pad_top;
+                if (h < 0 || h >= w->H) continue;
+                nb_real *row = dxi + h * w->W;
+                const nb_real *src = plane + i * w->OW;
+                if (s == 1)
+                    for (int64_t j = j0; j < j1; j++) row[j + off] += src[j];
+                else
+                    for (int64_t j = j0; j < j1; j++) row[j * s + off] += src[j];
+            }
+        }
+}
+
+static nb_status input_vjp_single_channel(nb_node *n, const conv_plan *c, int64_t K, const nb_real *dy, nb_real *dx,
+                                          bool accumulate)
+{
+    const int64_t O = c->O, P = c->P, N = c->N, rows = c->w.OH * c->w.OW, img = c->w.H * c->w.W;
+    int64_t G = rows * O > 0 ? 65536 / (rows * O) : 1;
+    if (G < 1) G = 1;
+    const int64_t per_thread = (G * rows * (O + P) + 15) / 16 * 16;
+    nb_real *ws = nb_node_workspace(n, (size_t)(nb_max_team() * per_thread) * sizeof(nb_real));
+    if (!ws) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the input gradient");
+    const nb_real *kmat = n->in[1]->value.data;
+#pragma omp parallel
+    {
+        int64_t i0, i1;
+        thread_range(K * N, &i0, &i1);
+        nb_real *masked = ws + nb_thread_id() * per_thread, *dcols_t = masked + G * rows * O;
+        for (int64_t i = i0; i < i1;) {
+            int64_t g = i1 - i < G ? i1 - i : G; /* a group stays within one seed: its y are contiguous */
+            if (g > N - i % N) g = N - i % N;
+            const int64_t m = g * rows;
+            const nb_real *dz = dz_rows(n, c, dy, i / N, (i % N) * rows, m, masked);
+            nb_gemm_serial(false, true, P, m, O, 1, kmat, O, dz, O, 0, dcols_t, m);
+            for (int64_t b = 0; b < g; b++) {
+                nb_real *dxi = dx + (i + b) * img;
+                if (!accumulate) memset(dxi, 0, (size_t)img * sizeof(nb_real));
+                add_tap_planes(&c->w, dcols_t, m, b, dxi);
+            }
             i += g;
         }
     }
@@ -385,7 +460,8 @@ static nb_status conv2d_vjp(nb_node *n, int which, int64_t K, const nb_real *dy,
     conv_plan c;
     conv_plan_get(n, &c);
     if (c.N == 0 || K == 0) return NB_OK;
-    if (which == 0) return input_vjp(n, &c, K, dy, dx, acc);
+    if (which == 0)
+        return c.w.C == 1 ? input_vjp_single_channel(n, &c, K, dy, dx, acc) : input_vjp(n, &c, K, dy, dx, acc);
     if (which == 1) return kernel_vjp(n, &c, K, dy, dx, acc);
     return bias_vjp(n, &c, K, dy, dx, acc);
 }
@@ -435,7 +511,7 @@ static nb_status conv2d_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
     return NB_OK;
 }
 
-static const nb_op conv2d_op = {"conv2d", 3, conv2d_infer, conv2d_forward, conv2d_vjp, conv2d_jvp, 0};
+static const nb_op conv2d_op = {"conv2d", 3, conv2d_infer, conv2d_forward, conv2d_vjp, conv2d_jvp, 0, NULL};
 
 static nb_node *conv2d_new(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts, int relu)
 {

@@ -117,7 +117,7 @@ static nb_status dropout_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real
     return NB_OK;
 }
 
-static const nb_op dropout_op = {"dropout", 1, nb_infer_same_shape, dropout_forward, dropout_vjp, dropout_jvp, 0};
+static const nb_op dropout_op = {"dropout", 1, nb_infer_same_shape, dropout_forward, dropout_vjp, dropout_jvp, 0, NULL};
 
 nb_node *nb_dropout(nb_node *x, double rate)
 {

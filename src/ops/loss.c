@@ -85,7 +85,7 @@ static nb_status mse_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy
     return NB_OK;
 }
 
-static const nb_op mse_op = {"mse_loss", 2, mse_infer, mse_forward, mse_vjp, mse_jvp, 0};
+static const nb_op mse_op = {"mse_loss", 2, mse_infer, mse_forward, mse_vjp, mse_jvp, 0, NULL};
 
 nb_node *nb_mse_loss(nb_node *pred, nb_node *target)
 {
@@ -149,7 +149,7 @@ static nb_status bce_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy
     return NB_OK;
 }
 
-static const nb_op bce_op = {"bce_logits_loss", 2, bce_infer, bce_forward, bce_vjp, bce_jvp, 0};
+static const nb_op bce_op = {"bce_logits_loss", 2, bce_infer, bce_forward, bce_vjp, bce_jvp, 0, NULL};
 
 nb_node *nb_bce_logits_loss(nb_node *logits, nb_node *target)
 {
@@ -283,7 +283,7 @@ static nb_status cce_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy
     return NB_OK;
 }
 
-static const nb_op cce_op = {"cce_logits_loss", 2, cce_infer, cce_forward, cce_vjp, cce_jvp, 1u << 1};
+static const nb_op cce_op = {"cce_logits_loss", 2, cce_infer, cce_forward, cce_vjp, cce_jvp, 1u << 1, NULL};
 
 nb_node *nb_cce_logits_loss(nb_node *logits, nb_node *labels)
 {
@@ -380,7 +380,7 @@ static nb_status cce_probs_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_re
 }
 
 static const nb_op cce_probs_op = {"cce_logits_probs_loss", 2, cce_probs_infer, cce_probs_forward, cce_probs_vjp,
-                                   cce_probs_jvp, 0};
+                                   cce_probs_jvp, 0, NULL};
 
 nb_node *nb_cce_logits_probs_loss(nb_node *logits, nb_node *target)
 {

@@ -149,7 +149,7 @@ static nb_status matmul_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
     return NB_OK;
 }
 
-static const nb_op matmul_op = {"matmul", 2, matmul_infer, matmul_forward, matmul_vjp, matmul_jvp, 0};
+static const nb_op matmul_op = {"matmul", 2, matmul_infer, matmul_forward, matmul_vjp, matmul_jvp, 0, NULL};
 
 nb_node *nb_matmul(nb_node *a, nb_node *b)
 {

@@ -120,8 +120,8 @@ static nb_status softmax_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real
     return NB_OK;
 }
 
-static const nb_op softmax_op = {"softmax", 1, softmax_infer, softmax_forward, softmax_vjp, softmax_jvp, 0};
-static const nb_op log_softmax_op = {"log_softmax", 1, softmax_infer, softmax_forward, softmax_vjp, softmax_jvp, 0};
+static const nb_op softmax_op = {"softmax", 1, softmax_infer, softmax_forward, softmax_vjp, softmax_jvp, 0, NULL};
+static const nb_op log_softmax_op = {"log_softmax", 1, softmax_infer, softmax_forward, softmax_vjp, softmax_jvp, 0, NULL};
 
 static bool is_log(const nb_node *n) { return n->op == &log_softmax_op; }
 

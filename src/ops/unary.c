@@ -71,7 +71,7 @@ nb_status nb_infer_same_shape(nb_node *n)
         return NB_OK;                                                                             \
     }                                                                                             \
     static const nb_op NAME##_op = {#NAME, 1, nb_infer_same_shape, NAME##_forward, NAME##_vjp,    \
-                                    NAME##_jvp, 0};
+                                    NAME##_jvp, 0, NULL};
 
 static nb_node *unary_new(const nb_op *op, nb_node *x, double a)
 {

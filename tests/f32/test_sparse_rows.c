@@ -219,7 +219,10 @@ static void test_conv2d_input_vjp(void **state)
     (void)state;
     conv_case(3, 12, 32, 64, 3, 1, NB_PAD_VALID); /* conv2 of mnist_cnn, smaller images */
     conv_case(2, 9, 3, 17, 3, 2, NB_PAD_SAME);    /* stride, padding, odd channel counts */
-    conv_case(1, 7, 1, 5, 5, 1, NB_PAD_SAME);
+    conv_case(1, 7, 1, 5, 5, 1, NB_PAD_SAME);    /* one input channel: the transposed GEMM and tap planes */
+    conv_case(3, 28, 1, 32, 3, 1, NB_PAD_VALID); /* conv1 of mnist_cnn */
+    conv_case(2, 10, 1, 7, 3, 2, NB_PAD_SAME);
+    conv_case(2, 9, 1, 3, 2, 3, NB_PAD_VALID);   /* stride > window: pixels no window reads */
 }
 
 int main(void)

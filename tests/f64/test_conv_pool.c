@@ -328,6 +328,10 @@ static const conv_cfg conv_cfgs[] = {
     {"valid s3", 1, 8, 7, 2, 2, 3, 1, 3, 1, NB_PAD_VALID, 1},
     {"valid d2", 1, 7, 6, 2, 3, 2, 2, 1, 2, NB_PAD_VALID, 1},
     {"same d2 s2", 1, 5, 5, 3, 3, 3, 1, 2, 2, NB_PAD_SAME, 0},
+    /* one input channel: the input VJP's transposed GEMM and tap planes */
+    {"same d2 C_in 1", 2, 6, 7, 1, 3, 2, 3, 1, 2, NB_PAD_SAME, 1},
+    {"same s2 d2 even C_in 1", 1, 7, 6, 1, 2, 4, 2, 2, 2, NB_PAD_SAME, 0},
+    {"valid s3 C_in 1", 1, 8, 9, 1, 2, 2, 4, 3, 1, NB_PAD_VALID, 1},
 };
 
 static void check_all_leaves(nb_graph *g, nb_node *out, const char *what)
@@ -477,6 +481,67 @@ static void test_stacked_seeds(void **state)
     nb_graph_free(g);
 }
 
+/* A max pool with stride = window leaves its input's adjoint with itself
+ * (the convolution before it gathers the rows it needs). The gradient a user
+ * reads of that convolution must still be the dense one: nb_grad after
+ * nb_backward equals nb_vjp with the convolution as wrt (a source, never
+ * deferred), and the next nb_forward drops it. A second consumer of the
+ * convolution makes the pass write the adjoint out first: gradcheck. */
+static void test_deferred_pool_adjoint(void **state)
+{
+    (void)state;
+    nb_rng r;
+    nb_rng_seed(&r, 5);
+    for (int relu = 0; relu < 2; relu++) {
+        nb_graph *g = nb_graph_new();
+        const int64_t cin = relu ? 1 : 2; /* one channel: the single-channel input VJP gathers too */
+        nb_node *x = nb_input(g, "x", 4, (int64_t[]){2, 7, 8, cin});
+        nb_node *k = nb_param(g, "k", 4, (int64_t[]){3, 3, cin, 4});
+        nb_node *b = nb_param(g, "b", 1, (int64_t[]){4});
+        fill_distinct(nb_value(x), &r), fill(nb_value(k), &r), fill(nb_value(b), &r);
+        nb_conv2d_opts o = {1, 1, NB_PAD_SAME};
+        nb_node *c = relu ? nb_conv2d_relu(x, k, b, &o) : nb_conv2d(x, k, b, &o);
+        nb_node *w = nb_param(g, "w", 4, (int64_t[]){1, 4, 4, 4});
+        fill(nb_value(w), &r);
+        nb_node *pool = nb_max_pool2d(c, 2, 0, NB_PAD_SAME);
+        nb_node *loss = nb_sum(nb_mul(nb_tanh(pool), w), 0, NULL, 0);
+        assert_non_null(loss);
+        assert_int_equal(nb_forward(g), NB_OK);
+        assert_int_equal(nb_backward(loss), NB_OK);
+        assert_non_null(nb_grad(c));
+        nb_tensor *gc = nb_tensor_clone(nb_grad(c)); /* the next pass invalidates the view */
+        nb_tensor *one = nb_tensor_new(1, (int64_t[]){1}), *dense = NULL;
+        one->data[0] = 1;
+        assert_int_equal(nb_vjp(loss, one, 1, &c, &dense), NB_OK);
+        int nonzero = 0;
+        assert_int_equal(dense->size, gc->size);
+        for (int64_t i = 0; i < gc->size; i++) {
+            assert_close(gc->data[i], dense->data[i], 0);
+            nonzero += gc->data[i] != 0;
+        }
+        assert_true(nonzero > 0 && nonzero <= nb_value(pool)->size); /* one per window and channel */
+        assert_int_equal(nb_backward(loss), NB_OK);
+        assert_int_equal(nb_forward(g), NB_OK);
+        assert_null(nb_grad(c)); /* dropped: it would be formed from the new values */
+        nb_tensor_free(one), nb_tensor_free(dense), nb_tensor_free(gc);
+        check_all_leaves(g, loss, relu ? "conv relu -> pool" : "conv -> pool");
+        nb_graph_free(g);
+    }
+    /* The convolution read by the pool and by an op made before the pool,
+     * whose VJP the reverse pass runs after the pool deferred. */
+    nb_graph *g = nb_graph_new();
+    nb_node *x = nb_input(g, "x", 4, (int64_t[]){1, 6, 6, 1});
+    nb_node *k = nb_param(g, "k", 4, (int64_t[]){3, 3, 1, 3});
+    fill_distinct(nb_value(x), &r), fill(nb_value(k), &r);
+    nb_node *c = nb_conv2d_relu(x, k, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_SAME});
+    nb_node *sq = nb_sum(nb_mul(c, c), 0, NULL, 0);
+    nb_node *p = nb_sum(nb_tanh(nb_max_pool2d(c, 2, 0, NB_PAD_VALID)), 0, NULL, 0);
+    nb_node *loss = nb_add(p, sq);
+    assert_non_null(loss);
+    check_all_leaves(g, loss, "conv -> pool and conv -> square");
+    nb_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -492,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_conv_gradcheck),
         cmocka_unit_test(test_pool_gradcheck),
         cmocka_unit_test(test_stacked_seeds),
+        cmocka_unit_test(test_deferred_pool_adjoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
