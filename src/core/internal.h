@@ -126,6 +126,12 @@ void nb_adjoint_resolve(nb_node *x);
  * with stride = window (the only case it defers, pool.c). */
 void nb_max_pool_adjoint_rows(const nb_node *pool, int64_t k, int64_t r0, int64_t m, bool gate_positive,
                               nb_real *out);
+/* The same rows as compressed sparse rows, straight from the pool's arrays
+ * (no dense rows written); false if more than cap non-zeros (col and val
+ * hold cap + 16). */
+struct nb_sparse_rows;
+bool nb_max_pool_adjoint_sparse(const nb_node *pool, int64_t k, int64_t r0, int64_t m, bool gate_positive,
+                                int64_t cap, struct nb_sparse_rows *s);
 
 /* Creates an op node (checks inputs for NULL, runs infer). */
 nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, const nb_attrs *at);
@@ -213,6 +219,14 @@ bool nb_sparse_rows_compress(int64_t m, int64_t k, const nb_real *a, const nb_re
  * ldb): each row of C sums the rows of B its non-zeros pick, scaled. */
 void nb_sparse_rows_matmul(const nb_sparse_rows *s, int64_t n, const nb_real *B, int64_t ldb, nb_real *C,
                            int64_t ldc);
+/* One row of a compression by selection (a max pool's routing): keeps
+ * column c where sel[c] == base + c and, when gate is given, gate[c] > 0,
+ * appending val[c] to out and c to col; returns how many. out and col need
+ * k + 16 entries of room (vector kernels store whole vectors). */
+int64_t nb_sparse_row_select(int64_t k, const nb_real *val, const int32_t *sel, int32_t base, const nb_real *gate,
+                             int32_t *col, nb_real *out);
+int64_t nb_sparse_row_select_portable(int64_t k, const nb_real *val, const int32_t *sel, int32_t base,
+                                      const nb_real *gate, int32_t *col, nb_real *out);
 /* The portable loops behind both (what the vector kernels are tested against). */
 bool nb_sparse_rows_compress_portable(int64_t m, int64_t k, const nb_real *a, const nb_real *gate, int64_t cap,
                                       nb_sparse_rows *s);

@@ -60,6 +60,27 @@ void nb_sparse_rows_matmul_portable(const nb_sparse_rows *s, int64_t n, const nb
     }
 }
 
+int64_t nb_sparse_row_select_portable(int64_t k, const nb_real *val, const int32_t *sel, int32_t base,
+                                      const nb_real *gate, int32_t *col, nb_real *out)
+{
+    int64_t cnt = 0;
+    for (int64_t c = 0; c < k; c++) {
+        if (sel[c] != base + (int32_t)c || (gate && !(gate[c] > 0))) continue;
+        col[cnt] = (int32_t)c;
+        out[cnt++] = val[c];
+    }
+    return cnt;
+}
+
+int64_t nb_sparse_row_select(int64_t k, const nb_real *val, const int32_t *sel, int32_t base, const nb_real *gate,
+                             int32_t *col, nb_real *out)
+{
+#ifdef NB_HAVE_SPARSE_ROWS_AVX512
+    if (avx512()) return nb_sparse_row_select_avx512(k, val, sel, base, gate, col, out);
+#endif
+    return nb_sparse_row_select_portable(k, val, sel, base, gate, col, out);
+}
+
 bool nb_sparse_rows_compress(int64_t m, int64_t k, const nb_real *a, const nb_real *gate, int64_t cap,
                              nb_sparse_rows *s)
 {

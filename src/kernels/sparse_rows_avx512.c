@@ -54,6 +54,25 @@ NB_AVX512 bool nb_sparse_rows_compress_avx512(int64_t m, int64_t k, const float 
     return true;
 }
 
+NB_AVX512 int64_t nb_sparse_row_select_avx512(int64_t k, const float *val, const int32_t *sel, int32_t base,
+                                              const float *gate, int32_t *col, float *out)
+{
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 zero = _mm512_setzero_ps();
+    int64_t cnt = 0;
+    for (int64_t c = 0; c < k; c += 16) {
+        const __mmask16 live = k - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - c)) - 1);
+        const __m512i idx = _mm512_add_epi32(iota, _mm512_set1_epi32((int)c));
+        const __m512i want = _mm512_add_epi32(idx, _mm512_set1_epi32(base));
+        __mmask16 keep = _mm512_mask_cmpeq_epi32_mask(live, _mm512_maskz_loadu_epi32(live, sel + c), want);
+        if (gate) keep = _mm512_mask_cmp_ps_mask(keep, _mm512_maskz_loadu_ps(live, gate + c), zero, _CMP_GT_OQ);
+        _mm512_storeu_ps(out + cnt, _mm512_maskz_compress_ps(keep, _mm512_maskz_loadu_ps(live, val + c)));
+        _mm512_storeu_si512(col + cnt, _mm512_maskz_compress_epi32(keep, idx));
+        cnt += __builtin_popcount(keep);
+    }
+    return cnt;
+}
+
 /* Rows of C, columns [0, 16 W) of this block (masks mk[w] cut the last). */
 static NB_AVX512_INLINE void rows_block(const nb_sparse_rows *s, const int W, const float *B, int64_t ldb,
                                         float *C, int64_t ldc, const __mmask16 *mk)

@@ -12,6 +12,8 @@ struct nb_sparse_rows;
 bool nb_sparse_rows_avx512_usable(void);
 bool nb_sparse_rows_compress_avx512(int64_t m, int64_t k, const float *a, const float *gate, int64_t cap,
                                     struct nb_sparse_rows *s);
+int64_t nb_sparse_row_select_avx512(int64_t k, const float *val, const int32_t *sel, int32_t base, const float *gate,
+                                    int32_t *col, float *out);
 void nb_sparse_rows_matmul_avx512(const struct nb_sparse_rows *s, int64_t n, const float *B, int64_t ldb,
                                   float *C, int64_t ldc);
 #endif

@@ -152,6 +152,23 @@ static void thread_range(int64_t total, int64_t *i0, int64_t *i1)
     *i1 = total * (t + 1) / T;
 }
 
+/* The K*N seed images of a VJP as units of (a group of up to G images, a
+ * seed k), the seed varying fastest: consecutive units of a thread read the
+ * same images' values and masks (y, a max pool's argmax), which stay in
+ * cache across the K seeds instead of being read K times from memory. */
+typedef struct {
+    int64_t k, img, g; /* seed, first image, images */
+} seed_group;
+
+static int64_t seed_groups(int64_t K, int64_t N, int64_t G) { return K * ((N + G - 1) / G); }
+
+static seed_group seed_group_at(int64_t u, int64_t K, int64_t N, int64_t G)
+{
+    seed_group sg = {u % K, u / K * G, 0};
+    sg.g = N - sg.img < G ? N - sg.img : G;
+    return sg;
+}
+
 /* Y rows of one block (m output pixels, already lowered into cols):
  * bias, GEMM, fused ReLU. */
 static void forward_block(const nb_node *n, const conv_plan *c, const nb_real *cols, int64_t m, nb_real *yb)
@@ -347,14 +364,16 @@ static void input_vjp_block(const nb_node *n, const conv_plan *c, const sparse_p
     nb_sparse_rows s;
     const nb_real *kmat_t = sparse_layout(c, sparse, scratch, &s);
     const int64_t cap = (int64_t)((double)(m * O) * SPARSE_DENSITY); /* <= sparse->cap: m <= G rows */
-    /* The mask goes into the compression unless dZ is gathered (and masked) anyway. */
-    const nb_real *a = n->adj_via ? dz_rows(n, c, dy, k, r0, m, masked) : dy + (k * c->M + r0) * O;
-    const nb_real *gate = !n->adj_via && n->at.fused_relu ? n->value.data + r0 * O : NULL;
-    if (nb_sparse_rows_compress(m, O, a, gate, cap, &s)) {
+    /* Compressed from the max pool's arrays where it deferred, else from dY
+     * with the ReLU's mask as the gate. */
+    const bool compressed = n->adj_via ? nb_max_pool_adjoint_sparse(n->adj_via, k, r0, m, n->at.fused_relu, cap, &s)
+                                   : nb_sparse_rows_compress(m, O, dy + (k * c->M + r0) * O,
+                                                             n->at.fused_relu ? n->value.data + r0 * O : NULL, cap, &s);
+    if (compressed) {
         nb_sparse_rows_matmul(&s, P, kmat_t, P, dcols, P);
         return;
     }
-    const nb_real *dz = n->adj_via ? a : dz_rows(n, c, dy, k, r0, m, masked);
+    const nb_real *dz = dz_rows(n, c, dy, k, r0, m, masked);
     nb_gemm_serial(false, true, m, P, O, 1, dz, O, n->in[1]->value.data, O, 0, dcols, P);
 }
 
@@ -369,22 +388,19 @@ static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_r
     nb_real *ws = conv_scratch(n, c, sparse.reals, n->at.fused_relu || n->adj_via, &sp, &s);
     if (!ws) return s;
     const nb_real *kmat = n->in[1]->value.data;
-    const int64_t O = c->O, P = c->P, N = c->N, total = K * N;
+    const int64_t O = c->O, P = c->P, N = c->N;
 #pragma omp parallel
     {
-        int64_t i0, i1;
-        thread_range(total, &i0, &i1);
+        int64_t u0, u1;
+        thread_range(seed_groups(K, N, sp.G), &u0, &u1);
         nb_real *scratch = ws + (size_t)nb_thread_id() * sp.per_thread, *masked = scratch + sparse.reals,
                 *dcols = masked + sp.mask, *kmat_t = scratch;
         for (int64_t p = 0; p < P; p++) /* Kmat^T (O x P): the rows a non-zero of dZ picks */
             for (int64_t o = 0; o < O; o++) kmat_t[o * P + p] = kmat[p * O + o];
-        for (int64_t i = i0; i < i1;) {
-            /* A group stays within one seed k, so its images' y are contiguous. */
-            int64_t g = i1 - i < sp.G ? i1 - i : sp.G;
-            if (g > N - i % N) g = N - i % N;
-            input_vjp_block(n, c, &sparse, dy, i / N, (i % N) * sp.rows, g * sp.rows, scratch, masked, dcols);
-            nb_col2im(&c->w, g, dcols, dx + i * sp.img, acc);
-            i += g;
+        for (int64_t u = u0; u < u1; u++) {
+            const seed_group sg = seed_group_at(u, K, N, sp.G);
+            input_vjp_block(n, c, &sparse, dy, sg.k, sg.img * sp.rows, sg.g * sp.rows, scratch, masked, dcols);
+            nb_col2im(&c->w, sg.g, dcols, dx + (sg.k * N + sg.img) * sp.img, acc);
         }
     }
     return NB_OK;
@@ -435,21 +451,19 @@ static nb_status input_vjp_single_channel(nb_node *n, const conv_plan *c, int64_
     const nb_real *kmat = n->in[1]->value.data;
 #pragma omp parallel
     {
-        int64_t i0, i1;
-        thread_range(K * N, &i0, &i1);
+        int64_t u0, u1;
+        thread_range(seed_groups(K, N, G), &u0, &u1);
         nb_real *masked = ws + nb_thread_id() * per_thread, *dcols_t = masked + G * rows * O;
-        for (int64_t i = i0; i < i1;) {
-            int64_t g = i1 - i < G ? i1 - i : G; /* a group stays within one seed: its y are contiguous */
-            if (g > N - i % N) g = N - i % N;
-            const int64_t m = g * rows;
-            const nb_real *dz = dz_rows(n, c, dy, i / N, (i % N) * rows, m, masked);
+        for (int64_t u = u0; u < u1; u++) {
+            const seed_group sg = seed_group_at(u, K, N, G);
+            const int64_t m = sg.g * rows;
+            const nb_real *dz = dz_rows(n, c, dy, sg.k, sg.img * rows, m, masked);
             nb_gemm_serial(false, true, P, m, O, 1, kmat, O, dz, O, 0, dcols_t, m);
-            for (int64_t b = 0; b < g; b++) {
-                nb_real *dxi = dx + (i + b) * img;
+            for (int64_t b = 0; b < sg.g; b++) {
+                nb_real *dxi = dx + (sg.k * N + sg.img + b) * img;
                 if (!accumulate) memset(dxi, 0, (size_t)img * sizeof(nb_real));
                 add_tap_planes(&c->w, dcols_t, m, b, dxi);
             }
-            i += g;
         }
     }
     return NB_OK;

@@ -170,29 +170,89 @@ static bool max_pool_vjp_defer(const nb_node *n, int i)
     return i == 0 && n->at.stride == n->at.size && n->ws && x->kind == NB_KIND_OP && !strcmp(x->op->name, "conv2d");
 }
 
+/* Walks the pixels r0, r0 + 1, ... of a pool's input (image-major) with
+ * the window holding each (stride = window), without dividing per pixel:
+ * the deferred adjoint is read once per pixel of the convolution. */
+typedef struct {
+    int64_t b, h, x, p; /* image, row, column, pixel inside the image */
+    int64_t i, j, jr;   /* window row and column, x + pad_left = j*s + jr */
+} pool_walk;
+
+static void walk_at(const nb_window *w, int64_t r, pool_walk *t)
+{
+    const int64_t HW = w->H * w->W;
+    t->b = r / HW, t->p = r % HW, t->h = t->p / w->W, t->x = t->p % w->W;
+    t->i = (t->h + w->pad_top) / w->stride;
+    t->j = (t->x + w->pad_left) / w->stride, t->jr = (t->x + w->pad_left) % w->stride;
+}
+
+static void walk_next(const nb_window *w, pool_walk *t)
+{
+    t->p++;
+    if (++t->x < w->W) {
+        if (++t->jr == w->stride) t->jr = 0, t->j++;
+        return;
+    }
+    t->x = 0, t->j = w->pad_left / w->stride, t->jr = w->pad_left % w->stride;
+    if (++t->h == w->H) t->h = 0, t->p = 0, t->b++;
+    t->i = (t->h + w->pad_top) / w->stride;
+}
+
+/* Offset of the pixel's window in the pool's output, or -1 if none reads it. */
+static int64_t walk_window(const nb_window *w, const pool_walk *t)
+{
+    return t->i < w->OH && t->j < w->OW ? ((t->b * w->OH + t->i) * w->OW + t->j) * w->C : -1;
+}
+
 void nb_max_pool_adjoint_rows(const nb_node *pool, int64_t k, int64_t r0, int64_t m, bool gate_positive,
                               nb_real *out)
 {
     nb_window w;
     pool_window(pool, &w);
-    const int64_t C = w.C, HW = w.H * w.W, s = w.stride, my = pool->value.size;
+    const int64_t C = w.C;
     const int32_t *arg = pool->ws;
-    const nb_real *g = pool->adj + k * my, *y = pool->value.data;
-    for (int64_t r = r0; r < r0 + m; r++) {
-        nb_real *dst = out + (r - r0) * C;
-        const int64_t b = r / HW, p = r % HW, i = (p / w.W + w.pad_top) / s, j = (p % w.W + w.pad_left) / s;
-        if (i >= w.OH || j >= w.OW) { /* a pixel no window reads */
+    const nb_real *g = pool->adj + k * pool->value.size, *y = pool->value.data;
+    pool_walk t;
+    walk_at(&w, r0, &t);
+    for (int64_t r = 0; r < m; r++, walk_next(&w, &t)) {
+        nb_real *dst = out + r * C;
+        const int64_t o = walk_window(&w, &t);
+        if (o < 0) {
             for (int64_t c = 0; c < C; c++) dst[c] = 0;
             continue;
         }
-        const int64_t o = ((b * w.OH + i) * w.OW + j) * C;
-        const int32_t at = (int32_t)(p * C), *a = arg + o;
+        const int32_t at = (int32_t)(t.p * C), *a = arg + o;
         const nb_real *go = g + o, *yo = y + o;
         if (gate_positive)
             for (int64_t c = 0; c < C; c++) dst[c] = a[c] == at + (int32_t)c && yo[c] > 0 ? go[c] : 0;
         else
             for (int64_t c = 0; c < C; c++) dst[c] = a[c] == at + (int32_t)c ? go[c] : 0;
     }
+}
+
+bool nb_max_pool_adjoint_sparse(const nb_node *pool, int64_t k, int64_t r0, int64_t m, bool gate_positive,
+                                int64_t cap, nb_sparse_rows *s)
+{
+    nb_window w;
+    pool_window(pool, &w);
+    const int64_t C = w.C;
+    const int32_t *arg = pool->ws;
+    const nb_real *g = pool->adj + k * pool->value.size, *y = pool->value.data;
+    int64_t nnz = 0;
+    s->rows = m;
+    pool_walk t;
+    walk_at(&w, r0, &t);
+    for (int64_t r = 0; r < m; r++, walk_next(&w, &t)) {
+        s->start[r] = (int32_t)nnz;
+        const int64_t o = walk_window(&w, &t);
+        if (o < 0) continue;
+        if (nnz + C > cap) return false;
+        nnz += nb_sparse_row_select(C, g + o, arg + o, (int32_t)(t.p * C), gate_positive ? y + o : NULL, s->col + nnz,
+                                    s->val + nnz);
+    }
+    s->start[m] = (int32_t)nnz;
+    s->nnz = nnz;
+    return true;
 }
 
 static nb_status max_pool_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)

@@ -5,9 +5,11 @@
  * (every register-block count W = 1..8, tails, several blocks), leading
  * dimensions wider than n (the padding of C must stay untouched), B and C
  * against guard pages, NaN and -0 in the values, NaN in the gate, and the
- * capacity limit hit and not hit. Then conv2d's input VJP, with a seed
- * that is 85% zeros (the sparse path) and one with none (the GEMM), stacked
- * in one call, against the definition of the VJP in double. */
+ * capacity limit hit and not hit; the compression by selection against its
+ * portable loop. Then conv2d's input VJP, with a seed that is 85% zeros (the
+ * sparse path) and one with none (the GEMM), stacked in one call, against
+ * the definition of the VJP in double; and behind a max pool, compressed
+ * from the pool's arrays, against the dense adjoint. */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -214,6 +216,71 @@ static void conv_case(int64_t N, int64_t H, int64_t C, int64_t O, int f, int str
     nb_graph_free(g);
 }
 
+/* Compression by selection (a max pool's routing) against the portable loop. */
+static void test_select(void **state)
+{
+    (void)state;
+    static float val[80], gate[80], out_fast[96], out_ref[96];
+    static int32_t sel[80], col_fast[96], col_ref[96];
+    for (int64_t k = 1; k <= 80; k++)
+        for (int gated = 0; gated < 2; gated++) {
+            const int32_t base = (int32_t)(k * 7);
+            for (int64_t c = 0; c < k; c++) {
+                val[c] = uniform(), gate[c] = uniform();
+                sel[c] = (uniform() > 0.3f ? base + (int32_t)c : base + (int32_t)c + 1); /* ~35% selected */
+            }
+            gate[0] = NAN;
+            const float *g = gated ? gate : NULL;
+            const int64_t n_ref = nb_sparse_row_select_portable(k, val, sel, base, g, col_ref, out_ref);
+            const int64_t n_fast = nb_sparse_row_select(k, val, sel, base, g, col_fast, out_fast);
+            assert_int_equal(n_fast, n_ref);
+            assert_memory_equal(col_fast, col_ref, (size_t)n_ref * sizeof(int32_t));
+            assert_memory_equal(out_fast, out_ref, (size_t)n_ref * sizeof(float));
+            for (int64_t e = 0; e < n_ref; e++) assert_int_equal(sel[col_ref[e]], base + col_ref[e]);
+        }
+}
+
+/* A max pool after the convolution keeps the convolution's adjoint and the
+ * input VJP compresses it from the pool's arrays. With the convolution also
+ * a wrt node (a source, never deferred) the pass writes it dense instead:
+ * the input gradients must agree. */
+static void pool_case(int64_t N, int64_t H, int64_t C, int64_t O)
+{
+    nb_graph *g = nb_graph_new();
+    const int64_t xs[4] = {N, H, H, C}, ks[4] = {3, 3, C, O}, bs[1] = {O};
+    nb_node *x = nb_input(g, "x", 4, xs), *kn = nb_param(g, "k", 4, ks), *b = nb_param(g, "b", 1, bs);
+    nb_node *c = nb_conv2d_relu(x, kn, b, NULL), *y = nb_max_pool2d(c, 2, 0, NB_PAD_VALID);
+    assert_non_null(y);
+    for (int64_t i = 0; i < nb_value(x)->size; i++) nb_value(x)->data[i] = uniform();
+    for (int64_t i = 0; i < nb_value(kn)->size; i++) nb_value(kn)->data[i] = uniform();
+    for (int64_t i = 0; i < O; i++) nb_value(b)->data[i] = uniform() / 4;
+    assert_int_equal(nb_forward(g), NB_OK);
+    const nb_tensor *yv = nb_value(y);
+    const int64_t ss[5] = {3, yv->shape[0], yv->shape[1], yv->shape[2], yv->shape[3]};
+    nb_tensor *seeds = nb_tensor_new(5, ss);
+    for (int64_t i = 0; i < seeds->size; i++) seeds->data[i] = uniform();
+    nb_tensor *routed = NULL, *dense[2] = {NULL, NULL};
+    nb_node *both[2] = {x, c};
+    assert_int_equal(nb_vjp(y, seeds, 1, &x, &routed), NB_OK);
+    assert_int_equal(nb_vjp(y, seeds, 2, both, dense), NB_OK);
+    double worst = 0, scale = 0;
+    for (int64_t i = 0; i < routed->size; i++) {
+        worst = fmax(worst, fabs((double)routed->data[i] - dense[0]->data[i]));
+        scale = fmax(scale, fabs((double)dense[0]->data[i]));
+    }
+    assert_true(scale > 0);
+    assert_true(worst <= 1e-5 * scale);
+    nb_tensor_free(seeds), nb_tensor_free(routed), nb_tensor_free(dense[0]), nb_tensor_free(dense[1]);
+    nb_graph_free(g);
+}
+
+static void test_pool_routed_vjp(void **state)
+{
+    (void)state;
+    pool_case(3, 14, 32, 64); /* conv2 of mnist_cnn on smaller images */
+    pool_case(2, 11, 1, 16);  /* one channel; odd size: a row and column no window reads */
+}
+
 static void test_conv2d_input_vjp(void **state)
 {
     (void)state;
@@ -230,7 +297,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compress),
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_select),
         cmocka_unit_test(test_conv2d_input_vjp),
+        cmocka_unit_test(test_pool_routed_vjp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
