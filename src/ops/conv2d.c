@@ -445,6 +445,8 @@ static nb_status input_vjp_single_channel(nb_node *n, const conv_plan *c, int64_
     const int64_t O = c->O, P = c->P, N = c->N, rows = c->w.OH * c->w.OW, img = c->w.H * c->w.W;
     int64_t G = rows * O > 0 ? 65536 / (rows * O) : 1;
     if (G < 1) G = 1;
+    if (rows > 0 && O + P > (INT64_MAX / 4 / nb_max_team()) / rows / G)
+        return nb_fail(NB_ERR_TOO_LARGE, "conv2d: input gradient buffers too large");
     const int64_t per_thread = (G * rows * (O + P) + 15) / 16 * 16;
     nb_real *ws = nb_node_workspace(n, (size_t)(nb_max_team() * per_thread) * sizeof(nb_real));
     if (!ws) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the input gradient");
