@@ -107,7 +107,8 @@ nb_status nb_input_reshape(nb_node *input, int rank, const int64_t *shape);
 /* The node's value (valid after nb_forward, or any time for leaves) and the
  * gradient of the last nb_backward (NULL where none was computed). The
  * gradient of a convolution read by a max pool is formed only when asked
- * for, from the pool's: ask before the next nb_forward, which drops it. */
+ * for, from the pool's: ask before the next nb_forward or change of shapes,
+ * which drop it (and not from two threads at once: asking writes it). */
 nb_tensor *nb_value(nb_node *n);
 nb_tensor *nb_grad(nb_node *n);
 const char *nb_node_name(const nb_node *n);

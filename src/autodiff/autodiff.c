@@ -15,6 +15,7 @@
 static void mark_paths(nb_graph *g, nb_node *out, bool (*is_source)(const nb_node *, void *), void *user,
                        bool stop_at_sources)
 {
+    for (int i = 0; i < g->n; i++) g->nodes[i]->source = i <= out->id && is_source(g->nodes[i], user);
     if (g->flags_cap < 2 * g->n) {
         bool *p = realloc(g->flags, (size_t)(2 * g->n) * sizeof *p);
         if (!p) { /* fall back to marking everything: slower, still right */
@@ -25,11 +26,9 @@ static void mark_paths(nb_graph *g, nb_node *out, bool (*is_source)(const nb_nod
     }
     bool *from = g->flags, *to = g->flags + g->n;
     memset(g->flags, 0, (size_t)(2 * g->n) * sizeof *from);
-    for (int i = 0; i < g->n; i++) g->nodes[i]->source = false;
     for (int i = 0; i <= out->id; i++) {
         nb_node *n = g->nodes[i];
-        if (is_source(n, user)) {
-            n->source = true;
+        if (n->source) {
             from[i] = true;
             if (stop_at_sources) continue;
         }

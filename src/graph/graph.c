@@ -148,9 +148,19 @@ nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, co
     return n;
 }
 
+/* A deferred gradient (nb_adjoint_resolve) would be formed from the pool's
+ * argmax and shapes as they are when it is asked for: a forward pass or new
+ * shapes change them, so it is dropped first, as nabla.h says at nb_grad. */
+static void drop_deferred_grads(nb_graph *g)
+{
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i]->adj_via) g->nodes[i]->adj_via = NULL, g->nodes[i]->grad.data = NULL;
+}
+
 nb_status nb_graph_prepare(nb_graph *g)
 {
     if (!g->shapes_dirty) return NB_OK;
+    drop_deferred_grads(g);
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
         if (n->kind != NB_KIND_OP) continue;
@@ -193,10 +203,7 @@ nb_status nb_forward_upto(nb_node *last)
 {
     nb_graph *g = last->graph;
     nb_threads_apply();
-    /* A deferred gradient (nb_adjoint_resolve) would be formed from values
-     * this pass overwrites: it is dropped, as nabla.h says at nb_grad. */
-    for (int i = 0; i < g->n; i++)
-        if (g->nodes[i]->adj_via) g->nodes[i]->adj_via = NULL, g->nodes[i]->grad.data = NULL;
+    drop_deferred_grads(g);
     nb_status s = nb_graph_prepare(g);
     if (s) return s;
     g->step++;

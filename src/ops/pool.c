@@ -238,6 +238,7 @@ bool nb_max_pool_adjoint_sparse(const nb_node *pool, int64_t k, int64_t r0, int6
     const int64_t C = w.C;
     const int32_t *arg = pool->ws;
     const nb_real *g = pool->adj + k * pool->value.size, *y = pool->value.data;
+    if (cap > INT32_MAX - 16) return false; /* offsets in start are int32 */
     int64_t nnz = 0;
     s->rows = m;
     pool_walk t;

@@ -523,6 +523,13 @@ static void test_deferred_pool_adjoint(void **state)
         assert_int_equal(nb_backward(loss), NB_OK);
         assert_int_equal(nb_forward(g), NB_OK);
         assert_null(nb_grad(c)); /* dropped: it would be formed from the new values */
+        /* ... and by new shapes (a larger batch: forming it would overrun the old buffers) */
+        assert_int_equal(nb_backward(loss), NB_OK);
+        assert_int_equal(nb_input_reshape(x, 4, (int64_t[]){5, 7, 8, cin}), NB_OK);
+        assert_non_null(nb_relu(loss)); /* a new node infers the new shapes */
+        assert_null(nb_grad(c));
+        assert_int_equal(nb_input_reshape(x, 4, (int64_t[]){2, 7, 8, cin}), NB_OK);
+        fill_distinct(nb_value(x), &r); /* (the reshapes do not keep the values) */
         nb_tensor_free(one), nb_tensor_free(dense), nb_tensor_free(gc);
         check_all_leaves(g, loss, relu ? "conv relu -> pool" : "conv -> pool");
         nb_graph_free(g);
