@@ -105,10 +105,13 @@ nb_node *nb_param(nb_graph *g, const char *name, int rank, const int64_t *shape)
 nb_status nb_input_reshape(nb_node *input, int rank, const int64_t *shape);
 
 /* The node's value (valid after nb_forward, or any time for leaves) and the
- * gradient of the last nb_backward (NULL where none was computed). The
- * gradient of a convolution read by a max pool is formed only when asked
- * for, from the pool's: ask before the next nb_forward or change of shapes,
- * which drop it (and not from two threads at once: asking writes it). */
+ * gradient of the last nb_backward (NULL where none was computed, or when
+ * the last nb_backward failed). Other passes (nb_vjp, nb_jvp, nb_jacobian)
+ * keep their adjoints apart and leave it as it is, so a Jacobian may run
+ * between nb_backward and nb_optim_step. The gradient of a convolution
+ * read by a max pool is formed only when asked for, from the pool's: ask
+ * before the next nb_forward or change of shapes, which drop it (and not
+ * from two threads at once: asking writes it). */
 nb_tensor *nb_value(nb_node *n);
 nb_tensor *nb_grad(nb_node *n);
 const char *nb_node_name(const nb_node *n);
@@ -200,7 +203,9 @@ nb_node *nb_cce_logits_probs_loss(nb_node *logits, nb_node *target);
 /* Computes every node's value. */
 nb_status nb_forward(nb_graph *g);
 /* Reverse mode from a scalar: after a forward, fills nb_grad() of every
- * parameter and of every input with requires_grad, with dloss/dleaf. */
+ * parameter and of every input with requires_grad, with dloss/dleaf.
+ * NB_ERR_ARG unless the last nb_forward completed (not failed, not older
+ * than a new node or shape); the same holds for the passes of nb_jacobian. */
 nb_status nb_backward(nb_node *loss);
 /* Vector-Jacobian products, batched: seeds has shape (K,) + out.shape; for
  * each of the nwrt nodes, results[i] gets a new tensor of shape
@@ -441,7 +446,8 @@ typedef struct nb_optim nb_optim;
 /* Validates the options (a learning rate of 0, negative or NaN is refused). */
 nb_status nb_optim_new(nb_model *m, const nb_optim_opts *opts, nb_optim **out);
 void nb_optim_free(nb_optim *o);
-/* One update of every trainable parameter from its gradient. */
+/* One update of every trainable parameter from its gradient. NB_ERR_ARG,
+ * changing nothing, unless the last nb_backward completed. */
 nb_status nb_optim_step(nb_optim *o);
 /* Sets the learning rate from the schedule for a (0-based) epoch. */
 void nb_optim_set_epoch(nb_optim *o, int epoch);

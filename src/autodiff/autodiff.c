@@ -45,55 +45,82 @@ static void mark_paths(nb_graph *g, nb_node *out, bool (*is_source)(const nb_nod
     for (int i = 0; i < g->n; i++) g->nodes[i]->mark = from[i] && to[i];
 }
 
+/* The gradients of the last nb_backward stop being readable (a new backward
+ * pass is about to overwrite them). */
 static void invalidate_grads(nb_graph *g)
 {
-    for (int i = 0; i < g->n; i++) g->nodes[i]->grad.data = NULL, g->nodes[i]->adj_via = NULL;
+    g->grads_valid = false;
+    for (int i = 0; i < g->n; i++) g->nodes[i]->grad.data = NULL, g->nodes[i]->adjs[NB_PASS_GRAD].via = NULL;
 }
 
-void nb_adjoint_resolve(nb_node *x)
+void nb_adjoint_resolve(nb_node *x, int pass)
 {
-    nb_node *p = x->adj_via;
+    nb_adjoint *a = &x->adjs[pass];
+    nb_node *p = a->via;
     if (!p) return;
-    x->adj_via = NULL;
+    a->via = NULL;
+    const int running = x->graph->pass;
+    x->graph->pass = pass;
     /* cannot fail: the pool's VJP only reads and writes buffers it has */
-    (void)p->op->vjp(p, x->adj_via_input, x->adj_via_k, p->adj, x->adj, false);
+    (void)p->op->vjp(p, a->via_input, a->via_k, p->adjs[pass].data, a->data, false);
+    x->graph->pass = running;
 }
 
-/* Runs the reverse sweep for K seeds already written to out->adj. */
-static nb_status reverse_sweep(nb_node *out, int64_t K)
+/* The forward pass the reverse pass differentiates must have run to
+ * completion over out (not failed halfway, not older than new shapes or
+ * nodes): the ops' VJPs read what it saved (masks, labels, argmaxes). */
+static nb_status check_forward_done(const char *who, const nb_node *out)
+{
+    const nb_graph *g = out->graph;
+    if (g->shapes_dirty)
+        return nb_fail(NB_ERR_ARG, "%s: run nb_forward first (shapes or nodes changed since the last one)", who);
+    if (g->forward_done < out->id)
+        return nb_fail(NB_ERR_ARG,
+                       "%s: the last nb_forward did not complete up to '%s'%s; fix that and run nb_forward again",
+                       who, out->name, g->forward_done < 0 ? " (it failed)" : "");
+    return NB_OK;
+}
+
+/* Runs the reverse sweep of pass `pass` for K seeds already written to
+ * out's adjoint. */
+static nb_status reverse_sweep(nb_node *out, int64_t K, int pass)
 {
     nb_graph *g = out->graph;
     nb_threads_apply();
+    g->pass = pass;
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
-        n->adj_set = false, n->adj_via = NULL;
+        nb_adjoint *a = &n->adjs[pass];
+        a->set = false, a->via = NULL;
         if (!n->mark) continue;
         if (n->value.size > 0 && K > INT64_MAX / n->value.size)
             return nb_fail(NB_ERR_TOO_LARGE, "reverse pass: %lld seeds overflow", (long long)K);
-        nb_status s = nb_reserve(&n->adj, &n->adj_cap, K * n->value.size);
+        nb_status s = nb_reserve(&a->data, &a->cap, K * n->value.size);
         if (s) return s;
     }
-    out->adj_set = true;
+    out->adjs[pass].set = true;
     for (int i = out->id; i >= 0; i--) {
         nb_node *n = g->nodes[i];
-        if (!n->mark || n->kind != NB_KIND_OP || !n->adj_set) continue;
+        const nb_adjoint *an = &n->adjs[pass];
+        if (!n->mark || n->kind != NB_KIND_OP || !an->set) continue;
         /* (a deferred adjoint was checked in its holder) */
-        nb_status s = n->adj_via ? NB_OK : nb_graph_check_value(n, n->adj, K * n->value.size, "gradient");
+        nb_status s = an->via ? NB_OK : nb_graph_check_value(n, an->data, K * n->value.size, "gradient");
         if (s) return s;
         for (int j = 0; j < n->ninputs; j++) {
             nb_node *x = n->in[j];
+            nb_adjoint *ax = &x->adjs[pass];
             if (!x->mark || (n->op->nondiff_mask & (1u << j))) continue;
             if (!n->op->vjp)
                 return nb_fail(NB_ERR_UNSUPPORTED, "%s: op %s has no VJP", n->name, n->op->name);
-            if (!x->adj_set && !x->source && n->op->vjp_defer && n->op->vjp_defer(n, j)) {
-                x->adj_via = n, x->adj_via_input = j, x->adj_via_k = K;
-                x->adj_set = true;
+            if (!ax->set && !x->source && n->op->vjp_defer && n->op->vjp_defer(n, j)) {
+                ax->via = n, ax->via_input = j, ax->via_k = K;
+                ax->set = true;
                 continue;
             }
-            nb_adjoint_resolve(x); /* a second consumer adds to it: make it whole first */
-            s = n->op->vjp(n, j, K, n->adj, x->adj, x->adj_set);
+            nb_adjoint_resolve(x, pass); /* a second consumer adds to it: make it whole first */
+            s = n->op->vjp(n, j, K, an->data, ax->data, ax->set);
             if (s) return s;
-            x->adj_set = true;
+            ax->set = true;
         }
     }
     /* Nodes on no path the seeds reach have a zero adjoint, not garbage.
@@ -101,11 +128,12 @@ static nb_status reverse_sweep(nb_node *out, int64_t K)
      * leaf's adjoint (a parameter's gradient) is the one a user reads. */
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
-        if (n->mark && !n->adj_set) {
-            memset(n->adj, 0, (size_t)(K * n->value.size) * sizeof(nb_real));
-            n->adj_set = true;
+        nb_adjoint *a = &n->adjs[pass];
+        if (n->mark && !a->set) {
+            memset(a->data, 0, (size_t)(K * n->value.size) * sizeof(nb_real));
+            a->set = true;
         } else if (n->mark && n->kind != NB_KIND_OP) {
-            nb_status s = nb_graph_check_value(n, n->adj, K * n->value.size, "gradient");
+            nb_status s = nb_graph_check_value(n, a->data, K * n->value.size, "gradient");
             if (s) return s;
         }
     }
@@ -122,33 +150,35 @@ nb_status nb_backward(nb_node *loss)
 {
     if (!loss) return nb_fail(NB_ERR_ARG, "backward: loss node is NULL");
     nb_graph *g = loss->graph;
-    if (g->shapes_dirty) return nb_fail(NB_ERR_ARG, "backward: run nb_forward first (shapes changed)");
+    invalidate_grads(g);
+    nb_status s = check_forward_done("backward", loss);
+    if (s) return s;
     if (loss->value.size != 1) {
         char b[96];
         return nb_fail(NB_ERR_SHAPE, "backward: loss '%s' must be a scalar, has shape %s; use nb_vjp for seeds",
                        loss->name, NB_SHAPE_STR(&loss->value, b));
     }
-    invalidate_grads(g);
     mark_paths(g, loss, leaf_requires_grad, NULL, false);
     loss->mark = true;
-    nb_status s = nb_reserve(&loss->adj, &loss->adj_cap, 1);
-    if (s) return s;
-    loss->adj[0] = 1;
-    s = reverse_sweep(loss, 1);
-    if (s) return s;
+    nb_adjoint *al = &loss->adjs[NB_PASS_GRAD];
+    if ((s = nb_reserve(&al->data, &al->cap, 1))) return s;
+    al->data[0] = 1;
+    if ((s = reverse_sweep(loss, 1, NB_PASS_GRAD))) return s;
     /* Every node on a path, and every leaf asking for one, gets its gradient. */
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
+        nb_adjoint *a = &n->adjs[NB_PASS_GRAD];
         if (!n->mark && n->kind != NB_KIND_OP && n->requires_grad) {
-            if ((s = nb_reserve(&n->adj, &n->adj_cap, n->value.size))) return s;
-            memset(n->adj, 0, (size_t)n->value.size * sizeof(nb_real));
-            n->mark = true;
+            if ((s = nb_reserve(&a->data, &a->cap, n->value.size))) return s;
+            memset(a->data, 0, (size_t)n->value.size * sizeof(nb_real));
+            a->set = n->mark = true;
         }
         if (!n->mark) continue;
         n->grad = n->value;
-        n->grad.data = n->adj;
+        n->grad.data = a->data;
         n->grad.owns_data = 0;
     }
+    g->grads_valid = true;
     return NB_OK;
 }
 
@@ -193,16 +223,17 @@ static nb_status check_nodes(const char *who, nb_node *out, int nwrt, nb_node *c
 nb_status nb_vjp_raw(nb_node *out, int64_t K, const nb_real *seeds, int nwrt, nb_node *const *wrt)
 {
     nb_graph *g = out->graph;
-    invalidate_grads(g);
+    nb_status s = check_forward_done("vjp", out);
+    if (s) return s;
     node_set set = {nwrt, wrt};
     mark_paths(g, out, in_set, &set, false);
     out->mark = true;
     if (out->value.size > 0 && K > INT64_MAX / out->value.size)
         return nb_fail(NB_ERR_TOO_LARGE, "vjp: too many seeds");
-    nb_status s = nb_reserve(&out->adj, &out->adj_cap, K * out->value.size);
-    if (s) return s;
-    memcpy(out->adj, seeds, (size_t)(K * out->value.size) * sizeof(nb_real));
-    return reverse_sweep(out, K);
+    nb_adjoint *a = &out->adjs[NB_PASS_SCRATCH];
+    if ((s = nb_reserve(&a->data, &a->cap, K * out->value.size))) return s;
+    memcpy(a->data, seeds, (size_t)(K * out->value.size) * sizeof(nb_real));
+    return reverse_sweep(out, K, NB_PASS_SCRATCH);
 }
 
 nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const *wrt, nb_tensor **results)
@@ -224,7 +255,7 @@ nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const 
             return NB_ERR_NOMEM;
         }
         if (wrt[i]->mark)
-            memcpy(results[i]->data, wrt[i]->adj, (size_t)results[i]->size * sizeof(nb_real));
+            memcpy(results[i]->data, wrt[i]->adjs[NB_PASS_SCRATCH].data, (size_t)results[i]->size * sizeof(nb_real));
     }
     return NB_OK;
 }
@@ -232,6 +263,8 @@ nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const 
 nb_status nb_jvp_raw(nb_node *out, int64_t K, int nwrt, nb_node *const *wrt, const nb_real *const *tangents)
 {
     nb_graph *g = out->graph;
+    nb_status s0 = check_forward_done("jvp", out);
+    if (s0) return s0;
     nb_threads_apply();
     node_set set = {nwrt, wrt};
     mark_paths(g, out, in_set, &set, true);

@@ -98,7 +98,7 @@ static nb_status jac_rev(const jac_job *j, nb_real *J)
         for (int64_t k = 0; k < K; k++)
             for (int64_t n = 0; n < N; n++) {
                 nb_real *dst = J + (n * O + o0 + k) * I;
-                if (j->wrt->mark) memcpy(dst, j->wrt->adj + (k * N + n) * I, (size_t)I * sizeof(nb_real));
+                if (j->wrt->mark) memcpy(dst, j->wrt->adjs[NB_PASS_SCRATCH].data + (k * N + n) * I, (size_t)I * sizeof(nb_real));
                 else memset(dst, 0, (size_t)I * sizeof(nb_real));
             }
     }

@@ -7,6 +7,9 @@
 #endif
 
 static _Thread_local char nb_error_message[512];
+/* The most recent message that was not about a NULL input: the likely
+ * cause of a NULL handed on through a chain of calls. */
+static _Thread_local char nb_error_cause[512];
 
 nb_status nb_set_error(nb_status status, const char *fmt, ...)
 {
@@ -14,10 +17,24 @@ nb_status nb_set_error(nb_status status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(nb_error_message, sizeof nb_error_message, fmt, ap);
     va_end(ap);
+    memcpy(nb_error_cause, nb_error_message, sizeof nb_error_cause);
     return status;
 }
 
-void nb_clear_error(void) { nb_error_message[0] = '\0'; }
+/* nb_tanh(nb_add(nb_matmul(x, w), b)) with a bad matmul hands NULL to add
+ * and then to tanh: each says its own input was NULL and names the earlier
+ * error, which is then most likely why. */
+nb_status nb_fail_null_input(const char *who, int i)
+{
+    if (nb_error_cause[0])
+        snprintf(nb_error_message, sizeof nb_error_message, "%s: input %d is NULL (the last error before it: %.400s)",
+                 who, i, nb_error_cause);
+    else
+        snprintf(nb_error_message, sizeof nb_error_message, "%s: input %d is NULL", who, i);
+    return NB_ERR_ARG;
+}
+
+void nb_clear_error(void) { nb_error_message[0] = nb_error_cause[0] = '\0'; }
 
 const char *nb_last_error(void) { return nb_error_message; }
 

@@ -15,6 +15,9 @@
  * library's name for the public nb_set_error. */
 #define nb_fail nb_set_error
 void nb_clear_error(void);
+/* NB_ERR_ARG "WHO: input I is NULL", naming the last earlier error (the
+ * likely cause when calls are chained). */
+nb_status nb_fail_null_input(const char *who, int i);
 
 /* ---------------------------------------------------------------- memory */
 
@@ -36,6 +39,7 @@ typedef struct nb_attrs {
     int axes[NB_MAX_RANK];/* sum/mean axes (normalised), transpose perm */
     int naxes;
     int keepdims;
+    bool all_axes;        /* sum/mean of everything: axes follow the input's rank at every inference */
     int stride, dilation, size;
     nb_padding padding;
     int pad_top, pad_left;/* resolved at shape inference */
@@ -45,6 +49,21 @@ typedef struct nb_attrs {
 } nb_attrs;
 
 enum { NB_KIND_INPUT, NB_KIND_PARAM, NB_KIND_OP };
+
+/* Reverse passes keep their adjoints apart by kind, so that a Jacobian or a
+ * VJP run between nb_backward and the optimiser step leaves the gradients
+ * of the backward pass as they were (the optimiser reads those). */
+enum { NB_PASS_GRAD, NB_PASS_SCRATCH, NB_PASS_COUNT };
+
+/* One node's adjoint in one pass: (K,) + the node's shape. */
+typedef struct nb_adjoint {
+    nb_real *data;
+    int64_t cap;
+    bool set;          /* data holds the adjoint (else it is zero) */
+    nb_node *via;      /* deferred: still held by this consumer (see vjp_defer) */
+    int via_input;     /* ... as its input number via_input, */
+    int64_t via_k;     /* ... for this many seeds */
+} nb_adjoint;
 
 struct nb_node {
     nb_graph *graph;
@@ -57,14 +76,8 @@ struct nb_node {
     nb_attrs at;
     nb_tensor value;       /* shape + data; data capacity in value_cap */
     int64_t value_cap;
-    nb_tensor grad;        /* view of adj after nb_backward (K = 1); owns nothing */
-    int64_t grad_cap;
-    nb_real *adj;          /* adjoints during a reverse pass: (K,) + shape */
-    int64_t adj_cap;
-    bool adj_set;          /* adj holds data (else treat as zero) */
-    nb_node *adj_via;      /* adj deferred: still held by this consumer (see vjp_defer) */
-    int adj_via_input;     /* ... as its input number adj_via_input, */
-    int64_t adj_via_k;     /* ... for this many seeds */
+    nb_tensor grad;        /* the last nb_backward's gradient: a view of adjs[NB_PASS_GRAD] */
+    nb_adjoint adjs[NB_PASS_COUNT]; /* adjoints, one set per kind of reverse pass */
     bool source;           /* a source (wrt node) of the current pass */
     nb_real *tan;          /* tangents during a forward-mode pass: (K,) + shape */
     int64_t tan_cap;
@@ -83,6 +96,9 @@ struct nb_graph {
     uint64_t seed;
     uint64_t step;         /* forward passes run, for dropout masks */
     bool shapes_dirty;
+    int forward_done;      /* id of the last node the last forward pass computed; -1 if it failed */
+    bool grads_valid;      /* the last nb_backward completed (nb_grad and the optimiser read it) */
+    int pass;              /* NB_PASS_*: the reverse pass running (or that ran last) */
     bool *flags;           /* scratch of the autodiff passes (2 per node) */
     int flags_cap;
 };
@@ -115,9 +131,11 @@ struct nb_op {
     bool (*vjp_defer)(const nb_node *n, int i);
 };
 
-/* Writes a deferred adjoint (x->adj_via set) into x->adj as the deferring
- * op's vjp would have; no-op otherwise (autodiff.c). */
-void nb_adjoint_resolve(nb_node *x);
+/* The node's adjoint in the reverse pass running now (g->pass). */
+static inline nb_adjoint *nb_adjoint_of(const nb_node *n) { return (nb_adjoint *)&n->adjs[n->graph->pass]; }
+/* Writes a deferred adjoint (via set) of pass `pass` into its data as the
+ * deferring op's vjp would have; no-op otherwise (autodiff.c). */
+void nb_adjoint_resolve(nb_node *x, int pass);
 /* Rows [r0, r0 + m) of seed k's adjoint of a max pool's input x (rows: the
  * pixels of x, image-major, C values each) computed from the pool's own
  * adjoint: dx[r, c] = dy[o, c] where the pool's window o took its maximum

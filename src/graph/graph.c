@@ -10,13 +10,14 @@ nb_graph *nb_graph_new(void)
 {
     nb_graph *g = calloc(1, sizeof *g);
     if (!g) nb_fail(NB_ERR_NOMEM, "graph: out of memory");
+    else g->forward_done = -1;
     return g;
 }
 
 static void node_free(nb_node *n)
 {
     nb_free(n->value.data);
-    nb_free(n->adj);
+    for (int p = 0; p < NB_PASS_COUNT; p++) nb_free(n->adjs[p].data);
     nb_free(n->tan);
     nb_free(n->ws);
     free(n);
@@ -101,8 +102,10 @@ nb_node *nb_param(nb_graph *g, const char *name, int rank, const int64_t *shape)
 nb_status nb_input_reshape(nb_node *n, int rank, const int64_t *shape)
 {
     if (!n || n->kind == NB_KIND_OP) return nb_fail(NB_ERR_ARG, "input_reshape: not a leaf node");
-    if (rank < 0 || rank > NB_MAX_RANK || nb_shape_size(rank, shape) < 0)
-        return nb_fail(NB_ERR_SHAPE, "%s: invalid shape", n->name);
+    if (rank < 0 || rank > NB_MAX_RANK || (rank > 0 && !shape))
+        return nb_fail(NB_ERR_SHAPE, "%s: invalid shape (rank %d%s)", n->name, rank,
+                       rank > 0 && !shape ? " with a NULL shape" : "");
+    if (nb_shape_size(rank, shape) < 0) return nb_fail(NB_ERR_SHAPE, "%s: invalid shape", n->name);
     int64_t old = n->value.size;
     nb_tensor before = n->value;
     nb_tensor_set_shape(&n->value, rank, shape);
@@ -121,8 +124,7 @@ nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, co
 {
     for (int i = 0; i < ninputs; i++)
         if (!inputs[i]) {
-            /* Keep the first message: it says what went wrong upstream. */
-            if (!nb_last_error()[0]) nb_fail(NB_ERR_ARG, "%s: input %d is NULL", op->name, i);
+            nb_fail_null_input(op->name, i);
             return NULL;
         }
     nb_graph *g = inputs[0]->graph;
@@ -153,8 +155,11 @@ nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, co
  * shapes change them, so it is dropped first, as nabla.h says at nb_grad. */
 static void drop_deferred_grads(nb_graph *g)
 {
-    for (int i = 0; i < g->n; i++)
-        if (g->nodes[i]->adj_via) g->nodes[i]->adj_via = NULL, g->nodes[i]->grad.data = NULL;
+    for (int i = 0; i < g->n; i++) {
+        nb_node *n = g->nodes[i];
+        for (int p = 0; p < NB_PASS_COUNT; p++)
+            if (n->adjs[p].via) n->adjs[p].via = NULL, n->grad.data = p == NB_PASS_GRAD ? NULL : n->grad.data;
+    }
 }
 
 nb_status nb_graph_prepare(nb_graph *g)
@@ -204,6 +209,7 @@ nb_status nb_forward_upto(nb_node *last)
     nb_graph *g = last->graph;
     nb_threads_apply();
     drop_deferred_grads(g);
+    g->forward_done = -1; /* until this pass completes */
     nb_status s = nb_graph_prepare(g);
     if (s) return s;
     g->step++;
@@ -219,6 +225,7 @@ nb_status nb_forward_upto(nb_node *last)
         if (g->check_numerics && (s = check_finite(n, n->value.data, n->value.size, "forward value")))
             return s;
     }
+    g->forward_done = last->id;
     return NB_OK;
 }
 
@@ -231,7 +238,7 @@ nb_tensor *nb_value(nb_node *n) { return n ? &n->value : NULL; }
 nb_tensor *nb_grad(nb_node *n)
 {
     if (!n || !n->grad.data) return NULL;
-    nb_adjoint_resolve(n); /* written on first request if its consumer deferred it */
+    nb_adjoint_resolve(n, NB_PASS_GRAD); /* written on first request if its consumer deferred it */
     return &n->grad;
 }
 const char *nb_node_name(const nb_node *n) { return n ? n->name : ""; }

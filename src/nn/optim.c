@@ -111,6 +111,15 @@ nb_status nb_optim_step(nb_optim *o)
     if (!o) return nb_fail(NB_ERR_ARG, "optimizer step: NULL optimizer");
     nb_model *m = o->m;
     const nb_optim_opts *p = &o->o;
+    /* A step without the gradients of a completed backward pass would
+     * silently change nothing (or apply old gradients): refuse it. */
+    if (!m->g->grads_valid)
+        return nb_fail(NB_ERR_ARG, "optimizer step: no gradients (the last nb_backward failed or none ran since the "
+                                   "graph changed); run nb_forward and nb_backward first");
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i]->requires_grad && !nb_grad(m->params[i]))
+            return nb_fail(NB_ERR_ARG, "optimizer step: parameter '%s' has no gradient; run nb_backward first",
+                           m->params[i]->name);
     double clip = 1;
     if (p->clip_norm > 0) {
         double norm = global_grad_norm(m);

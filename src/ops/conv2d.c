@@ -235,13 +235,14 @@ static const nb_real *relu_masked(const nb_node *n, const nb_real *dy, const nb_
 
 /* Rows [r0, r0 + m) (output pixels, image-major) of seed k's dZ: dY masked
  * as above, where dY is the node's adjoint dy (K x M x O) or, when the max
- * pool reading this convolution deferred it (n->adj_via), gathered from the
- * pool's adjoint with the same mask. Either dy's own rows or scratch. */
+ * pool reading this convolution deferred it (the adjoint's `via`), gathered
+ * from the pool's adjoint with the same mask. Either dy's own rows or scratch. */
 static const nb_real *dz_rows(const nb_node *n, const conv_plan *c, const nb_real *dy, int64_t k, int64_t r0,
                               int64_t m, nb_real *scratch)
 {
-    if (n->adj_via) {
-        nb_max_pool_adjoint_rows(n->adj_via, k, r0, m, n->at.fused_relu, scratch);
+    const nb_node *pool = nb_adjoint_of(n)->via;
+    if (pool) {
+        nb_max_pool_adjoint_rows(pool, k, r0, m, n->at.fused_relu, scratch);
         return scratch;
     }
     return relu_masked(n, dy + (k * c->M + r0) * c->O, n->value.data + r0 * c->O, m * c->O, scratch);
@@ -293,7 +294,7 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
     const int64_t PO = c->P * c->O;
     if (K > (INT64_MAX / 4) / (PO ? PO : 1)) return nb_fail(NB_ERR_TOO_LARGE, "conv2d: too many seeds");
     nb_status s;
-    nb_real *ws = conv_scratch(n, c, K * PO, n->at.fused_relu || n->adj_via, &sp, &s);
+    nb_real *ws = conv_scratch(n, c, K * PO, n->at.fused_relu || nb_adjoint_of(n)->via, &sp, &s);
     if (!ws) return s;
     const nb_real *x = n->in[0]->value.data;
     const int64_t O = c->O, P = c->P;
@@ -366,9 +367,10 @@ static void input_vjp_block(const nb_node *n, const conv_plan *c, const sparse_p
     const int64_t cap = (int64_t)((double)(m * O) * SPARSE_DENSITY); /* <= sparse->cap: m <= G rows */
     /* Compressed from the max pool's arrays where it deferred, else from dY
      * with the ReLU's mask as the gate. */
-    const bool compressed = n->adj_via ? nb_max_pool_adjoint_sparse(n->adj_via, k, r0, m, n->at.fused_relu, cap, &s)
-                                   : nb_sparse_rows_compress(m, O, dy + (k * c->M + r0) * O,
-                                                             n->at.fused_relu ? n->value.data + r0 * O : NULL, cap, &s);
+    const nb_node *pool = nb_adjoint_of(n)->via;
+    const bool compressed = pool ? nb_max_pool_adjoint_sparse(pool, k, r0, m, n->at.fused_relu, cap, &s)
+                                 : nb_sparse_rows_compress(m, O, dy + (k * c->M + r0) * O,
+                                                           n->at.fused_relu ? n->value.data + r0 * O : NULL, cap, &s);
     if (compressed) {
         nb_sparse_rows_matmul(&s, P, kmat_t, P, dcols, P);
         return;
@@ -385,7 +387,7 @@ static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_r
     sparse_plan sparse;
     if ((s = conv_split_make(c, 0, false, &sp))) return s; /* for G and rows */
     sparse_plan_make(c, sp.G * sp.rows, &sparse);
-    nb_real *ws = conv_scratch(n, c, sparse.reals, n->at.fused_relu || n->adj_via, &sp, &s);
+    nb_real *ws = conv_scratch(n, c, sparse.reals, n->at.fused_relu || nb_adjoint_of(n)->via, &sp, &s);
     if (!ws) return s;
     const nb_real *kmat = n->in[1]->value.data;
     const int64_t O = c->O, P = c->P, N = c->N;
@@ -475,7 +477,13 @@ static nb_status conv2d_vjp(nb_node *n, int which, int64_t K, const nb_real *dy,
 {
     conv_plan c;
     conv_plan_get(n, &c);
-    if (c.N == 0 || K == 0) return NB_OK;
+    if (c.N == 0 || K == 0) {
+        /* No images: the kernel's and bias's adjoints are zero (their
+         * buffers hold the last pass's otherwise); the input's is empty. */
+        const int64_t size = n->in[which]->value.size;
+        if (!acc && which > 0) memset(dx, 0, (size_t)(K * size) * sizeof(nb_real));
+        return NB_OK;
+    }
     if (which == 0)
         return c.w.C == 1 ? input_vjp_single_channel(n, &c, K, dy, dx, acc) : input_vjp(n, &c, K, dy, dx, acc);
     if (which == 1) return kernel_vjp(n, &c, K, dy, dx, acc);

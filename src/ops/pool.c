@@ -211,7 +211,7 @@ void nb_max_pool_adjoint_rows(const nb_node *pool, int64_t k, int64_t r0, int64_
     pool_window(pool, &w);
     const int64_t C = w.C;
     const int32_t *arg = pool->ws;
-    const nb_real *g = pool->adj + k * pool->value.size, *y = pool->value.data;
+    const nb_real *g = nb_adjoint_of(pool)->data + k * pool->value.size, *y = pool->value.data;
     pool_walk t;
     walk_at(&w, r0, &t);
     for (int64_t r = 0; r < m; r++, walk_next(&w, &t)) {
@@ -237,7 +237,7 @@ bool nb_max_pool_adjoint_sparse(const nb_node *pool, int64_t k, int64_t r0, int6
     pool_window(pool, &w);
     const int64_t C = w.C;
     const int32_t *arg = pool->ws;
-    const nb_real *g = pool->adj + k * pool->value.size, *y = pool->value.data;
+    const nb_real *g = nb_adjoint_of(pool)->data + k * pool->value.size, *y = pool->value.data;
     if (cap > INT32_MAX - 16) return false; /* offsets in start are int32 */
     int64_t nnz = 0;
     s->rows = m;

@@ -119,6 +119,10 @@ static void broadcast_into(const red_plan *p, const nb_real *dy, nb_real *dx, nb
 static nb_status red_infer(nb_node *n)
 {
     const nb_tensor *x = &n->in[0]->value;
+    if (n->at.all_axes) { /* the input may have been reshaped to another rank */
+        n->at.naxes = x->rank;
+        for (int d = 0; d < x->rank; d++) n->at.axes[d] = d;
+    }
     bool reduced[NB_MAX_RANK] = {false};
     for (int a = 0; a < n->at.naxes; a++) {
         if (n->at.axes[a] >= x->rank) {
@@ -186,9 +190,8 @@ static nb_node *red_new(const nb_op *op, nb_node *x, int naxes, const int *axes,
                 naxes > 0 && !axes ? " or axes is NULL" : "");
         return NULL;
     }
-    if (naxes == 0) { /* all axes */
-        for (int d = 0; d < rank; d++) at.axes[d] = d;
-        at.naxes = rank;
+    if (naxes == 0) { /* all axes, whatever the rank at inference (red_infer) */
+        at.all_axes = true;
     } else {
         bool seen[NB_MAX_RANK] = {false};
         for (int a = 0; a < naxes; a++) {
