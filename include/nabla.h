@@ -200,8 +200,11 @@ nb_node *nb_cce_logits_probs_loss(nb_node *logits, nb_node *target);
 
 /* --------------------------------------------------------------- autodiff */
 
-/* Computes every node's value. */
+/* Computes every node's value. Each pass takes the random key after the
+ * last one's (dropout draws new masks); nb_forward_key names the key, so
+ * that two passes with one key draw the same masks (as JAX's PRNG keys). */
 nb_status nb_forward(nb_graph *g);
+nb_status nb_forward_key(nb_graph *g, uint64_t key);
 /* Reverse mode from a scalar: after a forward, fills nb_grad() of every
  * parameter and of every input with requires_grad, with dloss/dleaf.
  * NB_ERR_ARG unless the last nb_forward completed (not failed, not older

@@ -10,60 +10,104 @@
 
 #include <stdlib.h>
 
-/* mark = node lies on a path from one of the sources to out. The two flag
- * arrays live in the graph so that a training step allocates nothing. */
-static void mark_paths(nb_graph *g, nb_node *out, bool (*is_source)(const nb_node *, void *), void *user,
+/* ------------------------------------------------------------ pass state */
+
+void nb_pass_free(nb_pass *p)
+{
+    for (int i = 0; i < p->cap; i++) nb_free(p->adj[i].data), nb_free(p->tan[i].data);
+    free(p->adj), free(p->tan), free(p->on_path), free(p->source), free(p->from), free(p->to);
+    memset(p, 0, sizeof *p);
+}
+
+/* arr grown to cap entries of elem bytes, the new ones zero (NULL if out
+ * of memory; arr is then unchanged). */
+static void *grown(void *arr, size_t elem, int old, int cap)
+{
+    char *q = realloc(arr, (size_t)cap * elem);
+    if (q) memset(q + (size_t)old * elem, 0, (size_t)(cap - old) * elem);
+    return q;
+}
+
+#define GROW_ARRAY(a)                                                                                                \
+    do {                                                                                                           \
+        void *q_ = grown((a), sizeof *(a), old, cap);                                                              \
+        if (!q_) return nb_fail(NB_ERR_NOMEM, "autodiff: out of memory for the pass state of %d nodes", g->n);     \
+        (a) = q_;                                                                                                  \
+    } while (0)
+
+/* The pass of that kind, covering every node of g. Arrays grow one by one;
+ * cap is raised only when all have grown. */
+static nb_status pass_get(nb_graph *g, int kind, nb_pass **out)
+{
+    nb_pass *p = &g->passes[kind];
+    if (p->cap < g->n) {
+        const int cap = g->n > 2 * p->cap ? g->n : 2 * p->cap, old = p->cap;
+        GROW_ARRAY(p->adj);
+        GROW_ARRAY(p->tan);
+        GROW_ARRAY(p->on_path);
+        GROW_ARRAY(p->source);
+        GROW_ARRAY(p->from);
+        GROW_ARRAY(p->to);
+        p->cap = cap;
+    }
+    *out = p;
+    return NB_OK;
+}
+
+/* on_path[i] = node i lies on a path from one of the sources to out
+ * (through differentiable inputs only); with stop_at_sources, paths do not
+ * run through a source (forward mode: a source's tangent is given). */
+static void mark_paths(nb_pass *p, nb_node *out, bool (*is_source)(const nb_node *, void *), void *user,
                        bool stop_at_sources)
 {
-    for (int i = 0; i < g->n; i++) g->nodes[i]->source = i <= out->id && is_source(g->nodes[i], user);
-    if (g->flags_cap < 2 * g->n) {
-        bool *p = realloc(g->flags, (size_t)(2 * g->n) * sizeof *p);
-        if (!p) { /* fall back to marking everything: slower, still right */
-            for (int i = 0; i < g->n; i++) g->nodes[i]->mark = i <= out->id;
-            return;
-        }
-        g->flags = p, g->flags_cap = 2 * g->n;
-    }
-    bool *from = g->flags, *to = g->flags + g->n;
-    memset(g->flags, 0, (size_t)(2 * g->n) * sizeof *from);
+    nb_graph *g = out->graph;
+    for (int i = 0; i < g->n; i++) p->source[i] = i <= out->id && is_source(g->nodes[i], user);
+    memset(p->from, 0, (size_t)g->n * sizeof(bool));
+    memset(p->to, 0, (size_t)g->n * sizeof(bool));
     for (int i = 0; i <= out->id; i++) {
         nb_node *n = g->nodes[i];
-        if (n->source) {
-            from[i] = true;
+        if (p->source[i]) {
+            p->from[i] = true;
             if (stop_at_sources) continue;
         }
-        for (int j = 0; j < n->ninputs && !from[i]; j++)
-            if (!(n->op->nondiff_mask & (1u << j)) && from[n->in[j]->id]) from[i] = true;
+        for (int j = 0; j < n->ninputs && !p->from[i]; j++)
+            if (!(n->op->nondiff_mask & (1u << j)) && p->from[n->in[j]->id]) p->from[i] = true;
     }
-    to[out->id] = true;
+    p->to[out->id] = true;
     for (int i = out->id; i >= 0; i--) {
         nb_node *n = g->nodes[i];
-        if (!to[i]) continue;
+        if (!p->to[i]) continue;
         for (int j = 0; j < n->ninputs; j++)
-            if (!(n->op->nondiff_mask & (1u << j))) to[n->in[j]->id] = true;
+            if (!(n->op->nondiff_mask & (1u << j))) p->to[n->in[j]->id] = true;
     }
-    for (int i = 0; i < g->n; i++) g->nodes[i]->mark = from[i] && to[i];
+    for (int i = 0; i < g->n; i++) p->on_path[i] = p->from[i] && p->to[i];
 }
+
+/* ----------------------------------------------------------- reverse mode */
 
 /* The gradients of the last nb_backward stop being readable (a new backward
  * pass is about to overwrite them). */
 static void invalidate_grads(nb_graph *g)
 {
     g->grads_valid = false;
-    for (int i = 0; i < g->n; i++) g->nodes[i]->grad.data = NULL, g->nodes[i]->adjs[NB_PASS_GRAD].via = NULL;
+    nb_pass *p = &g->passes[NB_PASS_GRAD];
+    for (int i = 0; i < g->n; i++) g->nodes[i]->grad.data = NULL;
+    for (int i = 0; i < p->cap; i++) p->adj[i].via = NULL;
 }
 
 void nb_adjoint_resolve(nb_node *x, int pass)
 {
-    nb_adjoint *a = &x->adjs[pass];
+    nb_graph *g = x->graph;
+    if (x->id >= g->passes[pass].cap) return;
+    nb_adjoint *a = &g->passes[pass].adj[x->id];
     nb_node *p = a->via;
     if (!p) return;
     a->via = NULL;
-    const int running = x->graph->pass;
-    x->graph->pass = pass;
+    const int running = g->pass;
+    g->pass = pass;
     /* cannot fail: the pool's VJP only reads and writes buffers it has */
-    (void)p->op->vjp(p, a->via_input, a->via_k, p->adjs[pass].data, a->data, false);
-    x->graph->pass = running;
+    (void)p->op->vjp(p, a->via_input, a->via_k, g->passes[pass].adj[p->id].data, a->data, false);
+    g->pass = running;
 }
 
 /* The forward pass the reverse pass differentiates must have run to
@@ -81,43 +125,43 @@ static nb_status check_forward_done(const char *who, const nb_node *out)
     return NB_OK;
 }
 
-/* Runs the reverse sweep of pass `pass` for K seeds already written to
- * out's adjoint. */
-static nb_status reverse_sweep(nb_node *out, int64_t K, int pass)
+/* Runs the reverse sweep of pass p (of kind `kind`, paths marked) for K
+ * seeds already written to out's adjoint. */
+static nb_status reverse_sweep(nb_pass *p, int kind, nb_node *out, int64_t K)
 {
     nb_graph *g = out->graph;
     nb_threads_apply();
-    g->pass = pass;
+    g->pass = kind;
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
-        nb_adjoint *a = &n->adjs[pass];
+        nb_adjoint *a = &p->adj[i];
         a->set = false, a->via = NULL;
-        if (!n->mark) continue;
+        if (!p->on_path[i]) continue;
         if (n->value.size > 0 && K > INT64_MAX / n->value.size)
             return nb_fail(NB_ERR_TOO_LARGE, "reverse pass: %lld seeds overflow", (long long)K);
         nb_status s = nb_reserve(&a->data, &a->cap, K * n->value.size);
         if (s) return s;
     }
-    out->adjs[pass].set = true;
+    p->adj[out->id].set = true;
     for (int i = out->id; i >= 0; i--) {
         nb_node *n = g->nodes[i];
-        const nb_adjoint *an = &n->adjs[pass];
-        if (!n->mark || n->kind != NB_KIND_OP || !an->set) continue;
+        const nb_adjoint *an = &p->adj[i];
+        if (!p->on_path[i] || n->kind != NB_KIND_OP || !an->set) continue;
         /* (a deferred adjoint was checked in its holder) */
         nb_status s = an->via ? NB_OK : nb_graph_check_value(n, an->data, K * n->value.size, "gradient");
         if (s) return s;
         for (int j = 0; j < n->ninputs; j++) {
             nb_node *x = n->in[j];
-            nb_adjoint *ax = &x->adjs[pass];
-            if (!x->mark || (n->op->nondiff_mask & (1u << j))) continue;
+            nb_adjoint *ax = &p->adj[x->id];
+            if (!p->on_path[x->id] || (n->op->nondiff_mask & (1u << j))) continue;
             if (!n->op->vjp)
                 return nb_fail(NB_ERR_UNSUPPORTED, "%s: op %s has no VJP", n->name, n->op->name);
-            if (!ax->set && !x->source && n->op->vjp_defer && n->op->vjp_defer(n, j)) {
+            if (!ax->set && !p->source[x->id] && n->op->vjp_defer && n->op->vjp_defer(n, j)) {
                 ax->via = n, ax->via_input = j, ax->via_k = K;
                 ax->set = true;
                 continue;
             }
-            nb_adjoint_resolve(x, pass); /* a second consumer adds to it: make it whole first */
+            nb_adjoint_resolve(x, kind); /* a second consumer adds to it: make it whole first */
             s = n->op->vjp(n, j, K, an->data, ax->data, ax->set);
             if (s) return s;
             ax->set = true;
@@ -128,11 +172,11 @@ static nb_status reverse_sweep(nb_node *out, int64_t K, int pass)
      * leaf's adjoint (a parameter's gradient) is the one a user reads. */
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
-        nb_adjoint *a = &n->adjs[pass];
-        if (n->mark && !a->set) {
+        nb_adjoint *a = &p->adj[i];
+        if (p->on_path[i] && !a->set) {
             memset(a->data, 0, (size_t)(K * n->value.size) * sizeof(nb_real));
             a->set = true;
-        } else if (n->mark && n->kind != NB_KIND_OP) {
+        } else if (p->on_path[i] && n->kind != NB_KIND_OP) {
             nb_status s = nb_graph_check_value(n, a->data, K * n->value.size, "gradient");
             if (s) return s;
         }
@@ -158,22 +202,24 @@ nb_status nb_backward(nb_node *loss)
         return nb_fail(NB_ERR_SHAPE, "backward: loss '%s' must be a scalar, has shape %s; use nb_vjp for seeds",
                        loss->name, NB_SHAPE_STR(&loss->value, b));
     }
-    mark_paths(g, loss, leaf_requires_grad, NULL, false);
-    loss->mark = true;
-    nb_adjoint *al = &loss->adjs[NB_PASS_GRAD];
+    nb_pass *p;
+    if ((s = pass_get(g, NB_PASS_GRAD, &p))) return s;
+    mark_paths(p, loss, leaf_requires_grad, NULL, false);
+    p->on_path[loss->id] = true;
+    nb_adjoint *al = &p->adj[loss->id];
     if ((s = nb_reserve(&al->data, &al->cap, 1))) return s;
     al->data[0] = 1;
-    if ((s = reverse_sweep(loss, 1, NB_PASS_GRAD))) return s;
+    if ((s = reverse_sweep(p, NB_PASS_GRAD, loss, 1))) return s;
     /* Every node on a path, and every leaf asking for one, gets its gradient. */
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
-        nb_adjoint *a = &n->adjs[NB_PASS_GRAD];
-        if (!n->mark && n->kind != NB_KIND_OP && n->requires_grad) {
+        nb_adjoint *a = &p->adj[i];
+        if (!p->on_path[i] && n->kind != NB_KIND_OP && n->requires_grad) {
             if ((s = nb_reserve(&a->data, &a->cap, n->value.size))) return s;
             memset(a->data, 0, (size_t)n->value.size * sizeof(nb_real));
-            a->set = n->mark = true;
+            a->set = p->on_path[i] = true;
         }
-        if (!n->mark) continue;
+        if (!p->on_path[i]) continue;
         n->grad = n->value;
         n->grad.data = a->data;
         n->grad.owns_data = 0;
@@ -225,15 +271,17 @@ nb_status nb_vjp_raw(nb_node *out, int64_t K, const nb_real *seeds, int nwrt, nb
     nb_graph *g = out->graph;
     nb_status s = check_forward_done("vjp", out);
     if (s) return s;
+    nb_pass *p;
+    if ((s = pass_get(g, NB_PASS_SCRATCH, &p))) return s;
     node_set set = {nwrt, wrt};
-    mark_paths(g, out, in_set, &set, false);
-    out->mark = true;
+    mark_paths(p, out, in_set, &set, false);
+    p->on_path[out->id] = true;
     if (out->value.size > 0 && K > INT64_MAX / out->value.size)
         return nb_fail(NB_ERR_TOO_LARGE, "vjp: too many seeds");
-    nb_adjoint *a = &out->adjs[NB_PASS_SCRATCH];
+    nb_adjoint *a = &p->adj[out->id];
     if ((s = nb_reserve(&a->data, &a->cap, K * out->value.size))) return s;
     memcpy(a->data, seeds, (size_t)(K * out->value.size) * sizeof(nb_real));
-    return reverse_sweep(out, K, NB_PASS_SCRATCH);
+    return reverse_sweep(p, NB_PASS_SCRATCH, out, K);
 }
 
 nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const *wrt, nb_tensor **results)
@@ -254,50 +302,53 @@ nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const 
             for (int j = 0; j < i; j++) nb_tensor_free(results[j]), results[j] = NULL;
             return NB_ERR_NOMEM;
         }
-        if (wrt[i]->mark)
-            memcpy(results[i]->data, wrt[i]->adjs[NB_PASS_SCRATCH].data, (size_t)results[i]->size * sizeof(nb_real));
+        const nb_real *adj = nb_pass_adjoint(wrt[i], NB_PASS_SCRATCH);
+        if (adj) memcpy(results[i]->data, adj, (size_t)results[i]->size * sizeof(nb_real));
     }
     return NB_OK;
 }
 
+/* ----------------------------------------------------------- forward mode */
+
 nb_status nb_jvp_raw(nb_node *out, int64_t K, int nwrt, nb_node *const *wrt, const nb_real *const *tangents)
 {
     nb_graph *g = out->graph;
-    nb_status s0 = check_forward_done("jvp", out);
-    if (s0) return s0;
+    nb_pass *p;
+    nb_status s = check_forward_done("jvp", out);
+    if (s || (s = pass_get(g, NB_PASS_SCRATCH, &p))) return s;
     nb_threads_apply();
     node_set set = {nwrt, wrt};
-    mark_paths(g, out, in_set, &set, true);
-    for (int i = 0; i < g->n; i++) g->nodes[i]->tan_set = false;
+    mark_paths(p, out, in_set, &set, true);
+    for (int i = 0; i < g->n; i++) p->tan[i].set = false;
     for (int w = 0; w < nwrt; w++) {
         nb_node *n = wrt[w];
-        if (!n->mark) continue;
+        nb_tangent *t = &p->tan[n->id];
+        if (!p->on_path[n->id]) continue;
         if (n->value.size > 0 && K > INT64_MAX / n->value.size)
             return nb_fail(NB_ERR_TOO_LARGE, "jvp: too many tangents");
-        if (n->tan_set) { /* the same node twice: its tangents add up */
-            for (int64_t i = 0; i < K * n->value.size; i++) n->tan[i] += tangents[w][i];
+        if (t->set) { /* the same node twice: its tangents add up */
+            for (int64_t i = 0; i < K * n->value.size; i++) t->data[i] += tangents[w][i];
             continue;
         }
-        nb_status s = nb_reserve(&n->tan, &n->tan_cap, K * n->value.size);
-        if (s) return s;
-        memcpy(n->tan, tangents[w], (size_t)(K * n->value.size) * sizeof(nb_real));
-        n->tan_set = true;
+        if ((s = nb_reserve(&t->data, &t->cap, K * n->value.size))) return s;
+        memcpy(t->data, tangents[w], (size_t)(K * n->value.size) * sizeof(nb_real));
+        t->set = true;
     }
     nb_real *dxs[4];
     for (int i = 0; i <= out->id; i++) {
         nb_node *n = g->nodes[i];
-        if (!n->mark || n->tan_set || n->kind != NB_KIND_OP) continue;
-        nb_status s = nb_reserve(&n->tan, &n->tan_cap, K * n->value.size);
-        if (s) return s;
+        nb_tangent *t = &p->tan[i];
+        if (!p->on_path[i] || t->set || n->kind != NB_KIND_OP) continue;
+        if ((s = nb_reserve(&t->data, &t->cap, K * n->value.size))) return s;
         for (int j = 0; j < n->ninputs; j++) {
-            nb_node *x = n->in[j];
-            dxs[j] = (x->mark && x->tan_set && !(n->op->nondiff_mask & (1u << j))) ? x->tan : NULL;
+            const nb_tangent *tx = &p->tan[n->in[j]->id];
+            bool live = p->on_path[n->in[j]->id] && tx->set && !(n->op->nondiff_mask & (1u << j));
+            dxs[j] = live ? tx->data : NULL;
         }
         if (!n->op->jvp) return nb_fail(NB_ERR_UNSUPPORTED, "%s: op %s has no JVP", n->name, n->op->name);
-        s = n->op->jvp(n, K, dxs, n->tan);
-        if (s) return s;
-        n->tan_set = true;
-        if ((s = nb_graph_check_value(n, n->tan, K * n->value.size, "tangent"))) return s;
+        if ((s = n->op->jvp(n, K, dxs, t->data))) return s;
+        t->set = true;
+        if ((s = nb_graph_check_value(n, t->data, K * n->value.size, "tangent"))) return s;
     }
     return NB_OK;
 }
@@ -321,7 +372,7 @@ nb_status nb_jvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *c
     memcpy(shape + 1, out->value.shape, sizeof(int64_t) * (size_t)out->value.rank);
     *result = nb_tensor_new(out->value.rank + 1, shape);
     if (!*result) return NB_ERR_NOMEM;
-    if (out->mark && out->tan_set)
-        memcpy((*result)->data, out->tan, (size_t)(*result)->size * sizeof(nb_real));
+    const nb_real *tan = nb_pass_tangent(out, NB_PASS_SCRATCH);
+    if (tan) memcpy((*result)->data, tan, (size_t)(*result)->size * sizeof(nb_real));
     return NB_OK;
 }

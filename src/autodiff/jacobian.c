@@ -95,10 +95,11 @@ static nb_status jac_rev(const jac_job *j, nb_real *J)
         s = nb_vjp_raw(j->out, K, seeds, 1, &j->wrt);
         if (s) break;
         /* adj[k, n, i] = J[n, o0 + k, i] */
+        const nb_real *adj = nb_pass_adjoint(j->wrt, NB_PASS_SCRATCH);
         for (int64_t k = 0; k < K; k++)
             for (int64_t n = 0; n < N; n++) {
                 nb_real *dst = J + (n * O + o0 + k) * I;
-                if (j->wrt->mark) memcpy(dst, j->wrt->adjs[NB_PASS_SCRATCH].data + (k * N + n) * I, (size_t)I * sizeof(nb_real));
+                if (adj) memcpy(dst, adj + (k * N + n) * I, (size_t)I * sizeof(nb_real));
                 else memset(dst, 0, (size_t)I * sizeof(nb_real));
             }
     }
@@ -121,11 +122,11 @@ static nb_status jac_fwd(const jac_job *j, nb_real *J)
         s = nb_jvp_raw(j->out, K, 1, &j->wrt, &t);
         if (s) break;
         /* tan[k, n, o] = J[n, o, i0 + k] */
-        bool live = j->out->mark && j->out->tan_set;
+        const nb_real *tan = nb_pass_tangent(j->out, NB_PASS_SCRATCH);
         for (int64_t k = 0; k < K; k++)
             for (int64_t n = 0; n < N; n++)
                 for (int64_t o = 0; o < O; o++)
-                    J[(n * O + o) * I + i0 + k] = live ? j->out->tan[(k * N + n) * O + o] : 0;
+                    J[(n * O + o) * I + i0 + k] = tan ? tan[(k * N + n) * O + o] : 0;
     }
     nb_free(tangents);
     return s;
@@ -136,14 +137,13 @@ static nb_status jac_fwd(const jac_job *j, nb_real *J)
  * Jacobian differentiates the function that was evaluated. */
 static nb_status forward_at_step(nb_graph *g, uint64_t step)
 {
-    g->step = step - 1; /* nb_forward counts it back up */
-    return nb_forward(g);
+    return g->n ? nb_forward_keyed(g->nodes[g->n - 1], step) : NB_OK;
 }
 
 static nb_status jac_numeric(const jac_job *j, double eps, nb_real *J)
 {
     nb_graph *g = j->out->graph;
-    const uint64_t step = g->step;
+    const uint64_t step = g->key;
     int64_t N = j->N, O = j->O, I = j->I;
     if (j->wrt->kind == NB_KIND_OP)
         return nb_fail(NB_ERR_ARG, "jacobian: the numeric mode needs an input or parameter, '%s' is an op output",
@@ -194,7 +194,7 @@ nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, 
     int64_t shape[NB_MAX_RANK];
     if ((s = jac_shape(&j, o, &rank, shape))) return s;
     /* At the step of the last forward pass (the first if none ran yet). */
-    if ((s = forward_at_step(out->graph, out->graph->step ? out->graph->step : 1))) return s;
+    if ((s = forward_at_step(out->graph, out->graph->key ? out->graph->key : 1))) return s;
     nb_jac_mode mode = o->mode;
     if (mode == NB_JAC_AUTO) mode = j.O <= j.I ? NB_JAC_REV : NB_JAC_FWD;
     int64_t rows = mode == NB_JAC_REV ? j.O : j.I;

@@ -65,6 +65,28 @@ typedef struct nb_adjoint {
     int64_t via_k;     /* ... for this many seeds */
 } nb_adjoint;
 
+/* One node's tangent in a forward-mode pass: (K,) + the node's shape. */
+typedef struct nb_tangent {
+    nb_real *data;
+    int64_t cap;
+    bool set;
+} nb_tangent;
+
+/* The state of one kind of pass over a graph, indexed by node id and kept
+ * apart from the nodes (autodiff/autodiff.c owns it): the adjoints of a
+ * reverse pass, the tangents of a forward-mode pass, which nodes are on a
+ * path from the pass's sources to its output, and which are sources.
+ * Arrays cover `cap` nodes and grow with the graph; buffers only grow, so
+ * a training loop allocates nothing once they fit. */
+typedef struct nb_pass {
+    int cap;
+    nb_adjoint *adj;
+    nb_tangent *tan;
+    bool *on_path;
+    bool *source;
+    bool *from, *to;   /* scratch of the path marking */
+} nb_pass;
+
 struct nb_node {
     nb_graph *graph;
     int id;
@@ -76,16 +98,10 @@ struct nb_node {
     nb_attrs at;
     nb_tensor value;       /* shape + data; data capacity in value_cap */
     int64_t value_cap;
-    nb_tensor grad;        /* the last nb_backward's gradient: a view of adjs[NB_PASS_GRAD] */
-    nb_adjoint adjs[NB_PASS_COUNT]; /* adjoints, one set per kind of reverse pass */
-    bool source;           /* a source (wrt node) of the current pass */
-    nb_real *tan;          /* tangents during a forward-mode pass: (K,) + shape */
-    int64_t tan_cap;
-    bool tan_set;
+    nb_tensor grad;        /* the last nb_backward's gradient: a view of its pass's adjoint */
     void *ws;              /* op workspace saved by forward for vjp/jvp */
     size_t ws_cap;
     bool requires_grad;    /* leaves: whether nb_backward fills the gradient */
-    bool mark;             /* scratch flag for passes */
 };
 
 struct nb_graph {
@@ -94,13 +110,12 @@ struct nb_graph {
     bool training;
     bool check_numerics;
     uint64_t seed;
-    uint64_t step;         /* forward passes run, for dropout masks */
+    uint64_t key;          /* random key of the last forward pass: dropout masks are drawn from (seed, key) */
     bool shapes_dirty;
     int forward_done;      /* id of the last node the last forward pass computed; -1 if it failed */
     bool grads_valid;      /* the last nb_backward completed (nb_grad and the optimiser read it) */
     int pass;              /* NB_PASS_*: the reverse pass running (or that ran last) */
-    bool *flags;           /* scratch of the autodiff passes (2 per node) */
-    int flags_cap;
+    nb_pass passes[NB_PASS_COUNT];
 };
 
 /* The op descriptor: one per op, in the op's own file. The Jacobian of each
@@ -131,8 +146,27 @@ struct nb_op {
     bool (*vjp_defer)(const nb_node *n, int i);
 };
 
-/* The node's adjoint in the reverse pass running now (g->pass). */
-static inline nb_adjoint *nb_adjoint_of(const nb_node *n) { return (nb_adjoint *)&n->adjs[n->graph->pass]; }
+/* The node's adjoint in the reverse pass running now (g->pass): for the
+ * ops that read a deferred adjoint during their VJP. */
+static inline nb_adjoint *nb_adjoint_of(const nb_node *n) { return &n->graph->passes[n->graph->pass].adj[n->id]; }
+/* After a pass of that kind: whether n was on a path from its sources to
+ * its output, and then its adjoint or tangent (NULL if it has none). */
+static inline bool nb_pass_on_path(const nb_node *n, int kind)
+{
+    const nb_pass *p = &n->graph->passes[kind];
+    return n->id < p->cap && p->on_path[n->id];
+}
+static inline const nb_real *nb_pass_adjoint(const nb_node *n, int kind)
+{
+    return nb_pass_on_path(n, kind) ? n->graph->passes[kind].adj[n->id].data : NULL;
+}
+static inline const nb_real *nb_pass_tangent(const nb_node *n, int kind)
+{
+    const nb_pass *p = &n->graph->passes[kind];
+    return nb_pass_on_path(n, kind) && p->tan[n->id].set ? p->tan[n->id].data : NULL;
+}
+/* Frees a pass's buffers and arrays (graph.c, at nb_graph_free). */
+void nb_pass_free(nb_pass *p);
 /* Writes a deferred adjoint (via set) of pass `pass` into its data as the
  * deferring op's vjp would have; no-op otherwise (autodiff.c). */
 void nb_adjoint_resolve(nb_node *x, int pass);
@@ -157,8 +191,13 @@ nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, co
 void nb_tensor_set_shape(nb_tensor *t, int rank, const int64_t *shape);
 /* Removes the most recently created node (undoing a failed layer). */
 void nb_graph_pop(nb_graph *g);
-/* Forward pass over the nodes up to and including last (creation order). */
+/* Forward pass over the nodes up to and including last (creation order),
+ * with the random key after the last pass's. */
 nb_status nb_forward_upto(nb_node *last);
+/* The same with an explicit random key: a pass with the key of an earlier
+ * one draws the same dropout masks (the Jacobians' and the training loop's
+ * way to evaluate one function several times). */
+nb_status nb_forward_keyed(nb_node *last, uint64_t key);
 /* Re-infers all shapes and grows value buffers. */
 nb_status nb_graph_prepare(nb_graph *g);
 /* Node workspace of at least bytes (kept between forward and backward). */

@@ -17,8 +17,6 @@ nb_graph *nb_graph_new(void)
 static void node_free(nb_node *n)
 {
     nb_free(n->value.data);
-    for (int p = 0; p < NB_PASS_COUNT; p++) nb_free(n->adjs[p].data);
-    nb_free(n->tan);
     nb_free(n->ws);
     free(n);
 }
@@ -28,7 +26,7 @@ void nb_graph_free(nb_graph *g)
     if (!g) return;
     for (int i = 0; i < g->n; i++) node_free(g->nodes[i]);
     free(g->nodes);
-    free(g->flags);
+    for (int p = 0; p < NB_PASS_COUNT; p++) nb_pass_free(&g->passes[p]);
     free(g);
 }
 
@@ -155,11 +153,12 @@ nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, co
  * shapes change them, so it is dropped first, as nabla.h says at nb_grad. */
 static void drop_deferred_grads(nb_graph *g)
 {
-    for (int i = 0; i < g->n; i++) {
-        nb_node *n = g->nodes[i];
-        for (int p = 0; p < NB_PASS_COUNT; p++)
-            if (n->adjs[p].via) n->adjs[p].via = NULL, n->grad.data = p == NB_PASS_GRAD ? NULL : n->grad.data;
-    }
+    for (int p = 0; p < NB_PASS_COUNT; p++)
+        for (int i = 0; i < g->n && i < g->passes[p].cap; i++)
+            if (g->passes[p].adj[i].via) {
+                g->passes[p].adj[i].via = NULL;
+                if (p == NB_PASS_GRAD) g->nodes[i]->grad.data = NULL;
+            }
 }
 
 nb_status nb_graph_prepare(nb_graph *g)
@@ -204,7 +203,16 @@ nb_status nb_forward(nb_graph *g)
     return g->n ? nb_forward_upto(g->nodes[g->n - 1]) : NB_OK;
 }
 
-nb_status nb_forward_upto(nb_node *last)
+nb_status nb_forward_key(nb_graph *g, uint64_t key)
+{
+    if (!g) return nb_fail(NB_ERR_ARG, "forward: graph is NULL");
+    g->key = key;
+    return g->n ? nb_forward_keyed(g->nodes[g->n - 1], key) : NB_OK;
+}
+
+nb_status nb_forward_upto(nb_node *last) { return nb_forward_keyed(last, last->graph->key + 1); }
+
+nb_status nb_forward_keyed(nb_node *last, uint64_t key)
 {
     nb_graph *g = last->graph;
     nb_threads_apply();
@@ -212,7 +220,7 @@ nb_status nb_forward_upto(nb_node *last)
     g->forward_done = -1; /* until this pass completes */
     nb_status s = nb_graph_prepare(g);
     if (s) return s;
-    g->step++;
+    g->key = key;
     for (int i = 0; i <= last->id; i++) {
         nb_node *n = g->nodes[i];
         if (n->kind != NB_KIND_OP) {

@@ -167,8 +167,7 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
             if ((s = load_batch(m, train, idx, start, b, xrow, yrow))) break;
             /* Dropout masks follow (seed, step): the same after a resume. */
             nb_graph_set_training(m->g, 1, opts->seed);
-            m->g->step = (uint64_t)step;
-            if ((s = nb_forward_upto(loss))) break;
+            if ((s = nb_forward_keyed(loss, (uint64_t)step + 1))) break;
             double l = loss->value.data[0];
             if (!isfinite(l)) {
                 s = nb_fail(NB_ERR_NUMERIC,

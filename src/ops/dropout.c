@@ -7,9 +7,10 @@
  * forward pass is kept in the node workspace, so that the backward and
  * forward-mode passes differentiate the very function that was evaluated.
  *
- * The mask comes from nb_rngs seeded from (graph seed, graph step, node id,
- * chunk of the tensor): reproducible for a given seed whatever the thread
- * count, different at every step and for every dropout node. */
+ * The mask comes from nb_rngs seeded from (graph seed, the forward pass's
+ * random key, node id, chunk of the tensor): reproducible for a given seed
+ * whatever the thread count, different at every key (each nb_forward takes
+ * the next; nb_forward_key names one) and for every dropout node. */
 #include "../core/internal.h"
 
 /* Workspace: a header saying whether the last forward applied a mask, then
@@ -50,7 +51,7 @@ static nb_status dropout_forward(nb_node *n)
     if (!nb_node_workspace(n, MASK_OFFSET + (size_t)m * sizeof(nb_real))) return NB_ERR_NOMEM;
     ((drop_header *)n->ws)->active = 1;
     nb_real *mask = mask_of(n);
-    const uint64_t base = mix(mix(g->seed, g->step), (uint64_t)n->id);
+    const uint64_t base = mix(mix(g->seed, g->key), (uint64_t)n->id);
     /* keep when a uniform 32-bit integer is >= rate * 2^32 (two per draw) */
     const uint64_t threshold = (uint64_t)(rate * 4294967296.0);
     const nb_real keep = (nb_real)(1.0 / (1.0 - rate));

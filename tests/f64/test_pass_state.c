@@ -264,6 +264,37 @@ static void test_null_input_sets_its_own_message(void **state)
     nb_graph_free(g);
 }
 
+/* Dropout draws its mask from (seed, the pass's random key): one key, one
+ * mask; nb_forward takes the next key; nb_forward_key names one. */
+static void test_dropout_random_key(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    int64_t s64[1] = {64};
+    nb_node *x = leaf(g, 0, "x", 1, s64, NULL), *y = nb_dropout(x, 0.5);
+    assert_non_null(y);
+    for (int i = 0; i < 64; i++) nb_value(x)->data[i] = 1;
+    nb_graph_set_training(g, 1, 42);
+    double m1[64], m2[64];
+    assert_ok(nb_forward_key(g, 7));
+    memcpy(m1, nb_value(y)->data, sizeof m1);
+    assert_ok(nb_forward(g)); /* key 8: another mask */
+    memcpy(m2, nb_value(y)->data, sizeof m2);
+    int same = 0, kept = 0;
+    for (int i = 0; i < 64; i++) same += m1[i] == m2[i], kept += m1[i] != 0;
+    assert_true(same < 64);
+    assert_true(kept > 10 && kept < 54);
+    assert_ok(nb_forward_key(g, 7)); /* key 7 again: the first mask */
+    for (int i = 0; i < 64; i++) NEAR(nb_value(y)->data[i], m1[i], 0);
+    /* A Jacobian differentiates the function of the last pass's mask. */
+    nb_tensor *J = NULL;
+    assert_ok(nb_jacobian(y, x, NULL, &J));
+    for (int i = 0; i < 64; i++) NEAR(J->data[i * 64 + i], m1[i], TIGHT);
+    nb_tensor_free(J);
+    for (int i = 0; i < 64; i++) NEAR(nb_value(y)->data[i], m1[i], 0);
+    nb_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_reduce_all_axes_after_reshape),
         cmocka_unit_test(test_reshape_null_shape),
         cmocka_unit_test(test_null_input_sets_its_own_message),
+        cmocka_unit_test(test_dropout_random_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
