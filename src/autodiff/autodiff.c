@@ -95,13 +95,34 @@ static void invalidate_grads(nb_graph *g)
     for (int i = 0; i < p->cap; i++) p->adj[i].via = NULL;
 }
 
+/* Whether x's adjoint in that pass is deferred, and still in the epoch it
+ * was deferred in (else it is dropped: the pool's argmax or the shapes it
+ * would be formed from have changed). */
+static bool deferred_live(nb_node *x, int pass)
+{
+    nb_graph *g = x->graph;
+    if (x->id >= g->passes[pass].cap) return false;
+    nb_adjoint *a = &g->passes[pass].adj[x->id];
+    if (!a->via) return false;
+    if (a->via_epoch == g->epoch) return true;
+    a->via = NULL, a->set = false;
+    if (pass == NB_PASS_GRAD) x->grad.data = NULL;
+    return false;
+}
+
+nb_tensor *nb_grad(nb_node *n)
+{
+    if (!n || !n->grad.data) return NULL;
+    nb_adjoint_resolve(n, NB_PASS_GRAD); /* written on first request if its consumer deferred it */
+    return n->grad.data ? &n->grad : NULL;
+}
+
 void nb_adjoint_resolve(nb_node *x, int pass)
 {
     nb_graph *g = x->graph;
-    if (x->id >= g->passes[pass].cap) return;
+    if (!deferred_live(x, pass)) return;
     nb_adjoint *a = &g->passes[pass].adj[x->id];
     nb_node *p = a->via;
-    if (!p) return;
     a->via = NULL;
     const int running = g->pass;
     g->pass = pass;
@@ -157,7 +178,7 @@ static nb_status reverse_sweep(nb_pass *p, int kind, nb_node *out, int64_t K)
             if (!n->op->vjp)
                 return nb_fail(NB_ERR_UNSUPPORTED, "%s: op %s has no VJP", n->name, n->op->name);
             if (!ax->set && !p->source[x->id] && n->op->vjp_defer && n->op->vjp_defer(n, j)) {
-                ax->via = n, ax->via_input = j, ax->via_k = K;
+                ax->via = n, ax->via_input = j, ax->via_k = K, ax->via_epoch = g->epoch;
                 ax->set = true;
                 continue;
             }

@@ -63,6 +63,7 @@ typedef struct nb_adjoint {
     nb_node *via;      /* deferred: still held by this consumer (see vjp_defer) */
     int via_input;     /* ... as its input number via_input, */
     int64_t via_k;     /* ... for this many seeds */
+    uint64_t via_epoch;/* ... in this graph epoch (a later one has other argmaxes or shapes) */
 } nb_adjoint;
 
 /* One node's tangent in a forward-mode pass: (K,) + the node's shape. */
@@ -112,6 +113,7 @@ struct nb_graph {
     uint64_t seed;
     uint64_t key;          /* random key of the last forward pass: dropout masks are drawn from (seed, key) */
     bool shapes_dirty;
+    uint64_t epoch;        /* counts forward passes and shape changes: what a deferred adjoint depends on */
     int forward_done;      /* id of the last node the last forward pass computed; -1 if it failed */
     bool grads_valid;      /* the last nb_backward completed (nb_grad and the optimiser read it) */
     int pass;              /* NB_PASS_*: the reverse pass running (or that ran last) */

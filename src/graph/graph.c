@@ -150,21 +150,12 @@ nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, co
 
 /* A deferred gradient (nb_adjoint_resolve) would be formed from the pool's
  * argmax and shapes as they are when it is asked for: a forward pass or new
- * shapes change them, so it is dropped first, as nabla.h says at nb_grad. */
-static void drop_deferred_grads(nb_graph *g)
-{
-    for (int p = 0; p < NB_PASS_COUNT; p++)
-        for (int i = 0; i < g->n && i < g->passes[p].cap; i++)
-            if (g->passes[p].adj[i].via) {
-                g->passes[p].adj[i].via = NULL;
-                if (p == NB_PASS_GRAD) g->nodes[i]->grad.data = NULL;
-            }
-}
-
+ * shapes change them, so both start a new epoch, and autodiff drops a
+ * deferred gradient of an older one (as nabla.h says at nb_grad). */
 nb_status nb_graph_prepare(nb_graph *g)
 {
     if (!g->shapes_dirty) return NB_OK;
-    drop_deferred_grads(g);
+    g->epoch++;
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
         if (n->kind != NB_KIND_OP) continue;
@@ -216,7 +207,7 @@ nb_status nb_forward_keyed(nb_node *last, uint64_t key)
 {
     nb_graph *g = last->graph;
     nb_threads_apply();
-    drop_deferred_grads(g);
+    g->epoch++;
     g->forward_done = -1; /* until this pass completes */
     nb_status s = nb_graph_prepare(g);
     if (s) return s;
@@ -243,12 +234,6 @@ void nb_graph_pop(nb_graph *g)
 }
 
 nb_tensor *nb_value(nb_node *n) { return n ? &n->value : NULL; }
-nb_tensor *nb_grad(nb_node *n)
-{
-    if (!n || !n->grad.data) return NULL;
-    nb_adjoint_resolve(n, NB_PASS_GRAD); /* written on first request if its consumer deferred it */
-    return &n->grad;
-}
 const char *nb_node_name(const nb_node *n) { return n ? n->name : ""; }
 const char *nb_node_op(const nb_node *n)
 {
