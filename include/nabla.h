@@ -541,12 +541,15 @@ nb_status nb_image_grid(nb_image *const *tiles, int ntiles, int ncols, int gap, 
 /* Text in the built-in 5x7 font (ASCII 32..126; others drawn as '?'; g j p q
  * y descend 2 rows), each font pixel a scale x scale block, (x, y) the
  * top-left corner; '\n' starts a new line (10 rows). nb_text_width and
- * nb_text_height: the size in pixels of what nb_image_text would draw. */
+ * nb_text_height: the size in pixels of what nb_image_text would draw
+ * (INT_MAX when it does not fit an int). Drawing functions clip to the
+ * image: any int position and size is safe, nothing outside is touched. */
 void nb_image_text(nb_image *im, int x, int y, const char *text, int scale, const unsigned char rgb[3]);
 int nb_text_width(const char *text, int scale);
 int nb_text_height(const char *text, int scale);
 /* A horizontal colour bar from lo to hi (w x h pixels) with its end values
- * and, for the diverging map, 0 labelled below: at most w x (h + 10 scale). */
+ * and, for the diverging map, 0 labelled below: at most w x (h + 10 scale).
+ * x, y (either sign), w, h and scale at most 2^24. */
 nb_status nb_colorbar(nb_image *im, int x, int y, int w, int h, nb_colormap map, double lo, double hi, int scale);
 
 /* Line plots as SVG: axes with ticks and numbers, several series with a

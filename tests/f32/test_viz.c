@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include <limits.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +165,102 @@ static void test_font_and_png(void **state)
     nb_image_free(im);
 }
 
+/* Every pixel of im equals rgb (channels 3). */
+static int all_pixels(const nb_image *im, const unsigned char rgb[3])
+{
+    for (int i = 0; i < im->width * im->height; i++)
+        if (memcmp(im->pixels + 3 * i, rgb, 3) != 0) return 0;
+    return 1;
+}
+
+/* Coordinates and sizes at the ends of int: clipped in 64 bits, never a
+ * signed overflow (the sanitizer build aborts on one). */
+static void test_image_extreme_coordinates(void **state)
+{
+    (void)state;
+    static const unsigned char white[3] = {255, 255, 255}, black[3] = {0, 0, 0}, red[3] = {200, 0, 0};
+    nb_image *im = nb_image_new(8, 6, 3, white);
+    assert_non_null(im);
+    /* fill_rect: far right, far left, negative sizes: nothing drawn */
+    nb_image_fill_rect(im, INT_MAX - 2, 0, 10, 10, black);
+    nb_image_fill_rect(im, 0, INT_MAX, 10, INT_MAX, black);
+    nb_image_fill_rect(im, INT_MIN, 0, -1, 6, black);
+    nb_image_fill_rect(im, 0, INT_MIN, 8, -5, black);
+    nb_image_fill_rect(im, 2, 2, -5, -5, black);
+    nb_image_fill_rect(im, INT_MIN, INT_MIN, INT_MAX, INT_MAX, black); /* ends at (-1, -1) */
+    assert_true(all_pixels(im, white));
+    /* a width of INT_MAX from x = 5: columns 5..7 of rows 1..2 */
+    nb_image_fill_rect(im, 5, 1, INT_MAX, 2, red);
+    for (int y = 0; y < 6; y++)
+        for (int x = 0; x < 8; x++)
+            assert_int_equal(im->pixels[(y * 8 + x) * 3], x >= 5 && (y == 1 || y == 2) ? 200 : 255);
+    /* from far left over everything */
+    nb_image_fill_rect(im, -5, -1, INT_MAX, INT_MAX, black);
+    assert_true(all_pixels(im, black));
+
+    /* paste: off every edge at the ends of int, then a clipped corner */
+    nb_image *src = nb_image_new(3, 2, 3, red);
+    assert_non_null(src);
+    nb_image_fill_rect(im, 0, 0, 8, 6, white);
+    nb_image_paste(im, src, INT_MAX, 0);
+    nb_image_paste(im, src, 0, INT_MAX);
+    nb_image_paste(im, src, INT_MAX - 1, INT_MAX - 1);
+    nb_image_paste(im, src, INT_MIN, INT_MIN);
+    nb_image_paste(im, src, -3, 0);
+    assert_true(all_pixels(im, white));
+    nb_image_paste(im, src, 6, 5);
+    for (int y = 0; y < 6; y++)
+        for (int x = 0; x < 8; x++) assert_int_equal(im->pixels[(y * 8 + x) * 3], x >= 6 && y == 5 ? 200 : 255);
+    nb_image_free(src);
+
+    /* text: sizes that do not fit an int saturate at INT_MAX */
+    assert_int_equal(nb_text_width("Ab", INT_MAX), INT_MAX);
+    assert_int_equal(nb_text_width("Ab", INT_MAX / 11), 11 * (INT_MAX / 11));
+    assert_int_equal(nb_text_height("x\ny", INT_MAX), INT_MAX);
+    assert_int_equal(nb_text_height("x", INT_MAX / 9), 9 * (INT_MAX / 9));
+    /* T's first font pixel at scale INT_MAX covers the whole image; the
+     * rest lies outside it */
+    nb_image_fill_rect(im, 0, 0, 8, 6, white);
+    nb_image_text(im, 0, 0, "TT\nTT", INT_MAX, black);
+    assert_true(all_pixels(im, black));
+    nb_image_fill_rect(im, 0, 0, 8, 6, white);
+    nb_image_text(im, INT_MAX, INT_MAX, "TT\nTT", 3, black);
+    nb_image_text(im, INT_MAX - 5, 0, "TT\nTT", INT_MAX, black);
+    nb_image_text(im, INT_MIN, INT_MIN, "TT\nTT", INT_MAX, black);
+    assert_true(all_pixels(im, white));
+    /* a T at (-1, -1) scale 1: its top bar is off the image, the stem is
+     * column 1 */
+    nb_image_text(im, -1, -1, "T", 1, black);
+    for (int y = 0; y < 6; y++) assert_int_equal(im->pixels[(y * 8 + 1) * 3], 0);
+    assert_int_equal(im->pixels[(0 * 8 + 0) * 3], 255);
+
+    /* colour bars placed or scaled beyond what int arithmetic can hold are
+     * refused, and nothing is drawn */
+    nb_image_fill_rect(im, 0, 0, 8, 6, white);
+    assert_int_equal(nb_colorbar(im, INT_MAX - 1, 0, 100, 4, NB_CMAP_DIVERGING, -1, 1, 1), NB_ERR_ARG);
+    assert_non_null(strstr(nb_last_error(), "colorbar: "));
+    assert_non_null(strstr(nb_last_error(), "16777216"));
+    assert_int_equal(nb_colorbar(im, 0, 0, 10, 4, NB_CMAP_DIVERGING, -1, 1, INT_MAX), NB_ERR_ARG);
+    assert_int_equal(nb_colorbar(im, 0, INT_MIN, 10, 4, NB_CMAP_GRAY, 0, 1, 1), NB_ERR_ARG);
+    assert_int_equal(nb_colorbar(im, 0, 0, INT_MAX, INT_MAX, NB_CMAP_GRAY, 0, 1, 1), NB_ERR_ARG);
+    assert_true(all_pixels(im, white));
+    assert_int_equal(nb_colorbar(im, 1, 1, 6, 2, NB_CMAP_GRAY, 0, 1, 1), NB_OK);
+    assert_int_equal(im->pixels[(1 * 8 + 1) * 3], 0);   /* black end */
+    assert_int_equal(im->pixels[(2 * 8 + 6) * 3], 255); /* white end */
+    assert_int_equal(im->pixels[(0 * 8 + 3) * 3], 40);  /* frame */
+
+    /* a grid whose gap does not fit an int */
+    nb_image *grid = (nb_image *)1;
+    assert_int_equal(nb_image_grid(&im, 1, 1, INT_MAX - 3, white, &grid), NB_ERR_TOO_LARGE);
+    assert_null(grid);
+    assert_non_null(strstr(nb_last_error(), "image_grid: "));
+    assert_int_equal(nb_image_grid(&im, 1, 1, 2, white, &grid), NB_OK);
+    assert_int_equal(grid->width, 12);
+    assert_int_equal(grid->height, 10);
+    nb_image_free(grid);
+    nb_image_free(im);
+}
+
 static void test_saliency(void **state)
 {
     (void)state;
@@ -281,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_colormaps),  cmocka_unit_test(test_font_and_png), cmocka_unit_test(test_saliency),
         cmocka_unit_test(test_filters),    cmocka_unit_test(test_jacobian_png), cmocka_unit_test(test_gd_svg),
         cmocka_unit_test(test_train_svg),
+        cmocka_unit_test(test_image_extreme_coordinates),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
