@@ -524,8 +524,9 @@ typedef enum {
 } nb_colormap;
 /* The colour at t in [0, 1] (clamped; NaN gives mid gray). */
 void nb_colormap_rgb(nb_colormap map, double t, unsigned char rgb[3]);
-/* A rows x cols array as an RGB image, each value one sx x sy block. Values
- * map to colours over [lo, hi]; when lo >= hi the range is the data's own.
+/* A rows x cols array (both at least 1) as an RGB image, each value one
+ * sx x sy block. Values map to colours over [lo, hi]; when lo >= hi the
+ * range is the data's own.
  * The diverging map is centred on zero: v maps to t = 0.5 + 0.5 v / L with
  * L = max(|lo|, |hi|), so 0 is always white and signs keep their colours. */
 nb_status nb_heatmap(const nb_real *data, int64_t rows, int64_t cols, nb_colormap map, double lo, double hi,

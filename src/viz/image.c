@@ -89,7 +89,11 @@ nb_status nb_heatmap(const nb_real *data, int64_t rows, int64_t cols, nb_colorma
     if (!data) return nb_fail(NB_ERR_ARG, "heatmap: NULL data");
     if (sx < 1) sx = 1;
     if (sy < 1) sy = 1;
-    if (rows < 1 || cols < 1 || cols > NB_IMAGE_MAX_SIDE / sx || rows > NB_IMAGE_MAX_SIDE / sy)
+    if (rows < 1 || cols < 1)
+        return nb_fail(NB_ERR_ARG,
+                       "heatmap: %lld rows x %lld columns: nothing to draw (pass at least 1 row and 1 column)",
+                       (long long)rows, (long long)cols);
+    if (cols > NB_IMAGE_MAX_SIDE / sx || rows > NB_IMAGE_MAX_SIDE / sy)
         return nb_fail(NB_ERR_TOO_LARGE, "heatmap: %lldx%lld values at %dx%d pixels each exceed the %d-pixel limit",
                        (long long)rows, (long long)cols, sx, sy, NB_IMAGE_MAX_SIDE);
     if (!(lo < hi)) {

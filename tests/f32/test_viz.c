@@ -261,6 +261,27 @@ static void test_image_extreme_coordinates(void **state)
     nb_image_free(im);
 }
 
+/* Zero (or negative) rows or columns: its own message, not the pixel limit. */
+static void test_heatmap_empty(void **state)
+{
+    (void)state;
+    nb_real d[3] = {1, 2, 3};
+    nb_image *im = (nb_image *)1;
+    assert_int_equal(nb_heatmap(d, 0, 3, NB_CMAP_DIVERGING, 0, 0, 1, 1, &im), NB_ERR_ARG);
+    assert_null(im);
+    assert_string_equal(nb_last_error(),
+                        "heatmap: 0 rows x 3 columns: nothing to draw (pass at least 1 row and 1 column)");
+    assert_int_equal(nb_heatmap(d, 3, 0, NB_CMAP_GRAY, 0, 1, 4, 4, &im), NB_ERR_ARG);
+    assert_string_equal(nb_last_error(),
+                        "heatmap: 3 rows x 0 columns: nothing to draw (pass at least 1 row and 1 column)");
+    assert_int_equal(nb_heatmap(d, -1, 3, NB_CMAP_GRAY, 0, 1, 4, 4, &im), NB_ERR_ARG);
+    assert_non_null(strstr(nb_last_error(), "-1 rows x 3 columns: nothing to draw"));
+    assert_null(strstr(nb_last_error(), "limit"));
+    assert_int_equal(nb_heatmap(d, 1, 3, NB_CMAP_GRAY, 0, 1, 1, 1, &im), NB_OK);
+    assert_int_equal(im->width, 3);
+    nb_image_free(im);
+}
+
 static void test_saliency(void **state)
 {
     (void)state;
@@ -379,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_filters),    cmocka_unit_test(test_jacobian_png), cmocka_unit_test(test_gd_svg),
         cmocka_unit_test(test_train_svg),
         cmocka_unit_test(test_image_extreme_coordinates),
+        cmocka_unit_test(test_heatmap_empty),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
