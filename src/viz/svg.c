@@ -45,18 +45,79 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
     }
 }
 
-/* Text with &, <, > and quotes escaped. */
+/* The length of the UTF-8 sequence at u when it is well formed and XML 1.0
+ * can hold the character (no overlong forms, surrogates, U+FFFE, U+FFFF or
+ * values past U+10FFFF); 0 otherwise. u[0] >= 0x80. */
+static int utf8_len(const unsigned char *u)
+{
+    unsigned lead = u[0];
+    int len;
+    if (lead >= 0xC2 && lead <= 0xDF) len = 2;
+    else if (lead >= 0xE0 && lead <= 0xEF) len = 3;
+    else if (lead >= 0xF0 && lead <= 0xF4) len = 4;
+    else return 0; /* a continuation byte, or a lead no valid sequence has */
+    unsigned long cp = lead & (0x7Fu >> len);
+    for (int k = 1; k < len; k++) {
+        if ((u[k] & 0xC0) != 0x80) return 0; /* also stops at the terminating NUL */
+        cp = cp << 6 | (u[k] & 0x3Fu);
+    }
+    static const unsigned long lowest[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < lowest[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0xFFFE || cp == 0xFFFF) return 0;
+    return len;
+}
+
+/* User text as XML character data or as an attribute value (either
+ * quote): &, <, >, " and ' escaped; tab, newline and carriage return as
+ * character references (attributes keep them too); what XML 1.0 cannot hold
+ * (other control characters, bytes that are not UTF-8) as U+FFFD. The file
+ * stays well-formed whatever the caller passes. */
 static void sb_text(sbuf *b, const char *t)
 {
-    for (; t && *t; t++) {
-        switch (*t) {
-        case '&': sb_printf(b, "&amp;"); break;
-        case '<': sb_printf(b, "&lt;"); break;
-        case '>': sb_printf(b, "&gt;"); break;
-        case '"': sb_printf(b, "&quot;"); break;
-        default: sb_printf(b, "%c", *t);
+    const unsigned char *u = (const unsigned char *)t;
+    while (u && *u) {
+        const char *esc = NULL;
+        int len = 1;
+        switch (*u) {
+        case '&': esc = "&amp;"; break;
+        case '<': esc = "&lt;"; break;
+        case '>': esc = "&gt;"; break;
+        case '"': esc = "&quot;"; break;
+        case '\'': esc = "&apos;"; break;
+        case '\t': esc = "&#9;"; break;
+        case '\n': esc = "&#10;"; break;
+        case '\r': esc = "&#13;"; break;
+        default:
+            if (*u < 0x20) esc = "\xEF\xBF\xBD";
+            else if (*u >= 0x80 && !(len = utf8_len(u))) esc = "\xEF\xBF\xBD", len = 1;
         }
+        if (esc) sb_printf(b, "%s", esc);
+        else sb_printf(b, "%.*s", len, (const char *)u);
+        u += len;
     }
+}
+
+/* A colour as SVG takes it, and nothing that could leave its attribute:
+ * #rgb, #rgba, #rrggbb or #rrggbbaa; a keyword of 1 to 32 ASCII letters (red,
+ * steelblue, none, currentColor); or rgb(), rgba(), hsl() or hsla() of
+ * digits, '.', ',', '%', '+', '-' and spaces. */
+static int plausible_color(const char *c)
+{
+    size_t n = strlen(c), k = 0;
+    if (c[0] == '#') {
+        if (n != 4 && n != 5 && n != 7 && n != 9) return 0;
+        for (size_t i = 1; i < n; i++)
+            if (!strchr("0123456789abcdefABCDEF", c[i])) return 0;
+        return 1;
+    }
+    while ((c[k] >= 'a' && c[k] <= 'z') || (c[k] >= 'A' && c[k] <= 'Z')) k++;
+    if (k == n) return n >= 1 && n <= 32;
+    if (n > 64 || c[k] != '(' || c[n - 1] != ')') return 0;
+    if (!((k == 3 && (!strncmp(c, "rgb", 3) || !strncmp(c, "hsl", 3))) ||
+          (k == 4 && (!strncmp(c, "rgba", 4) || !strncmp(c, "hsla", 4)))))
+        return 0;
+    for (size_t i = k + 1; i + 1 < n; i++)
+        if (!strchr("0123456789.,%+- ", c[i])) return 0;
+    return 1;
 }
 
 static const char *palette[] = {"#1f5fa8", "#d1495b", "#2a9d5c", "#e8a33d", "#7b4fa0", "#3a3a3a"};
@@ -143,8 +204,10 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
         const char *col = se->color ? se->color : palette[s % 6];
         sb_printf(b, "<polyline class=\"series\" data-label=\"");
         sb_text(b, se->label ? se->label : "");
-        sb_printf(b, "\" clip-path=\"url(#area%d)\" fill=\"none\" stroke=\"%s\" stroke-width=\"2.2\"%s "
-                     "stroke-linejoin=\"round\" points=\"", id, col, se->dashed ? " stroke-dasharray=\"7 4\"" : "");
+        sb_printf(b, "\" clip-path=\"url(#area%d)\" fill=\"none\" stroke=\"", id);
+        sb_text(b, col);
+        sb_printf(b, "\" stroke-width=\"2.2\"%s stroke-linejoin=\"round\" points=\"",
+                  se->dashed ? " stroke-dasharray=\"7 4\"" : "");
         int first = 1;
         for (int i = 0; i < se->n; i++) {
             double xv = se->x ? se->x[i] : i, yv = se->y[i];
@@ -159,9 +222,11 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
             for (int i = 0; i < se->n; i++) {
                 double xv = se->x ? se->x[i] : i, yv = se->y[i];
                 if (!isfinite(xv) || !isfinite(yv)) continue;
-                sb_printf(b, "<circle class=\"marker\" clip-path=\"url(#area%d)\" cx=\"%.2f\" cy=\"%.2f\" r=\"4\" "
-                             "fill=\"%s\" stroke=\"#ffffff\" stroke-width=\"1\"/>\n", id,
-                          fmax(-1e5, fmin(1e5, SX(xv))), fmax(-1e5, fmin(1e5, SY(yv))), col);
+                sb_printf(b, "<circle class=\"marker\" clip-path=\"url(#area%d)\" cx=\"%.2f\" cy=\"%.2f\" r=\"4\" ", id,
+                          fmax(-1e5, fmin(1e5, SX(xv))), fmax(-1e5, fmin(1e5, SY(yv))));
+                sb_printf(b, "fill=\"");
+                sb_text(b, col);
+                sb_printf(b, "\" stroke=\"#ffffff\" stroke-width=\"1\"/>\n");
             }
     }
     /* axes box */
@@ -197,9 +262,9 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
             const nb_plot_series *se = &p->series[s];
             if (!se->label) continue;
             double yy = ly + 15 + k * 19;
-            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2.5\"%s/>\n",
-                      lx + 8, yy, lx + 32, yy, se->color ? se->color : palette[s % 6],
-                      se->dashed ? " stroke-dasharray=\"7 4\"" : "");
+            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"", lx + 8, yy, lx + 32, yy);
+            sb_text(b, se->color ? se->color : palette[s % 6]);
+            sb_printf(b, "\" stroke-width=\"2.5\"%s/>\n", se->dashed ? " stroke-dasharray=\"7 4\"" : "");
             sb_printf(b, "<text class=\"legend-text\" x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", lx + 38, yy + 4);
             sb_text(b, se->label);
             sb_printf(b, "</text>\n");
@@ -239,9 +304,16 @@ nb_status nb_svg_plot(const char *path, const nb_plot *plots, int nplots)
         const nb_plot *p = &plots[i];
         if (p->nseries < 0 || (p->nseries && !p->series))
             return nb_fail(NB_ERR_ARG, "svg_plot: plot %d: bad series array", i);
-        for (int s = 0; s < p->nseries; s++)
-            if (p->series[s].n < 0 || (p->series[s].n && !p->series[s].y))
+        for (int s = 0; s < p->nseries; s++) {
+            const nb_plot_series *se = &p->series[s];
+            if (se->n < 0 || (se->n && !se->y))
                 return nb_fail(NB_ERR_ARG, "svg_plot: plot %d series %d: no y values", i, s);
+            if (se->color && !plausible_color(se->color))
+                return nb_fail(NB_ERR_ARG,
+                               "svg_plot: plot %d series %d: color '%.40s%s' is not a colour: use #rrggbb, #rgb, a "
+                               "name such as steelblue, rgb(r, g, b), or NULL for the palette",
+                               i, s, se->color, strlen(se->color) > 40 ? "..." : "");
+        }
         W += p->width > 0 ? p->width : 560;
         H = fmax(H, p->height > 0 ? p->height : 400);
     }

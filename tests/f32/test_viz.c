@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <limits.h>
 #include <png.h>
 #include <stdio.h>
@@ -282,6 +283,180 @@ static void test_heatmap_empty(void **state)
     nb_image_free(im);
 }
 
+/* A small well-formedness check of an XML document: UTF-8 without the
+ * control characters XML forbids, one root element, tags nested and closed,
+ * attributes quoted, unique and free of '<', and '&' only in the five named
+ * entities or character references. Returns NULL when well formed, or what
+ * is wrong. */
+static const char *xml_check(const char *doc)
+{
+    const unsigned char *u = (const unsigned char *)doc;
+    for (size_t i = 0; u[i];) {
+        unsigned c = u[i];
+        int len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (!len || (c < 0x20 && c != '\t' && c != '\n' && c != '\r')) return "a byte XML does not allow";
+        unsigned cp = len == 1 ? c : c & (0x7F >> len);
+        for (int k = 1; k < len; k++) {
+            if ((u[i + k] & 0xC0) != 0x80) return "bad UTF-8";
+            cp = cp << 6 | (u[i + k] & 0x3F);
+        }
+        static const unsigned lowest[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < lowest[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0xFFFE || cp == 0xFFFF)
+            return "bad UTF-8";
+        i += (size_t)len;
+    }
+    const char *p = doc;
+    if (!strncmp(p, "<?xml", 5)) {
+        p = strstr(p, "?>");
+        if (!p) return "unterminated declaration";
+        p += 2;
+    }
+    char stack[64][32];
+    int depth = 0, roots = 0;
+    for (;;) {
+        /* character data up to the next tag */
+        while (*p && *p != '<') {
+            if (*p == '&') {
+                const char *e = strchr(p, ';');
+                if (!e || e - p > 10) return "a bare '&' in text";
+                if (strncmp(p, "&amp;", 5) && strncmp(p, "&lt;", 4) && strncmp(p, "&gt;", 4) &&
+                    strncmp(p, "&quot;", 6) && strncmp(p, "&apos;", 6) && strncmp(p, "&#", 2))
+                    return "an unknown entity in text";
+            }
+            if (depth == 0 && !strchr(" \t\r\n", *p)) return "text outside the root element";
+            p++;
+        }
+        if (!*p) break;
+        p++;
+        int closing = *p == '/';
+        if (closing) p++;
+        char name[32];
+        size_t n = 0;
+        while (*p && (isalnum((unsigned char)*p) || strchr("-_:.", *p)) && n < sizeof name - 1) name[n++] = *p++;
+        name[n] = '\0';
+        if (!n) return "a '<' that does not start a tag";
+        if (closing) {
+            while (*p == ' ') p++;
+            if (*p != '>') return "a bad closing tag";
+            if (!depth || strcmp(stack[depth - 1], name)) return "a closing tag that does not match";
+            depth--, p++;
+            continue;
+        }
+        char attrs[32][32];
+        int nattr = 0;
+        for (;;) {
+            int space = 0;
+            while (*p && strchr(" \t\r\n", *p)) p++, space = 1;
+            if (*p == '>' || (p[0] == '/' && p[1] == '>')) break;
+            if (!space) return "attributes not separated by white space";
+            n = 0;
+            char an[32];
+            while (*p && (isalnum((unsigned char)*p) || strchr("-_:.", *p)) && n < sizeof an - 1) an[n++] = *p++;
+            an[n] = '\0';
+            if (!n || *p != '=' || (p[1] != '"' && p[1] != '\'')) return "a bad attribute";
+            for (int a = 0; a < nattr; a++)
+                if (!strcmp(attrs[a], an)) return "a duplicate attribute";
+            if (nattr < 32) memcpy(attrs[nattr++], an, sizeof an);
+            char q = p[1];
+            p += 2;
+            while (*p && *p != q) {
+                if (*p == '<') return "a '<' in an attribute value";
+                if (*p == '&' && strncmp(p, "&amp;", 5) && strncmp(p, "&lt;", 4) && strncmp(p, "&gt;", 4) &&
+                    strncmp(p, "&quot;", 6) && strncmp(p, "&apos;", 6) && strncmp(p, "&#", 2))
+                    return "a bare '&' in an attribute value";
+                p++;
+            }
+            if (!*p) return "an unterminated attribute value";
+            p++;
+        }
+        if (depth == 0 && roots++) return "more than one root element";
+        if (*p == '/') {
+            p += 2;
+        } else {
+            if (depth == 64) return "nested too deep";
+            memcpy(stack[depth++], name, sizeof name);
+            p++;
+        }
+    }
+    return depth ? "an unclosed element" : roots != 1 ? "no root element" : NULL;
+}
+
+static void assert_well_formed(const char *path)
+{
+    char *svg = slurp(path);
+    const char *why = xml_check(svg);
+    if (why) print_error("%s is not well-formed XML: %s\n", path, why);
+    assert_null(why);
+    free(svg);
+    /* and, where it is installed, libxml2's own parser agrees */
+    if (access("/usr/bin/xmllint", X_OK) == 0) {
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "/usr/bin/xmllint --noout '%s'", path);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
+/* User text (titles, labels, legend names) is escaped wherever it reaches
+ * the SVG; a colour that is not a colour is refused before anything is
+ * written. */
+static void test_svg_user_text(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/esc.svg", dir);
+    double y[3] = {1, 3, 2};
+    const char *attack = "\"/><script>alert(1)</script><x a=\"";
+    nb_plot_series se[3] = {{.label = attack, .y = y, .n = 3, .color = "#1f5fa8", .markers = 1},
+                            {.label = "a<b & \"c\" 'd'", .y = y, .n = 3, .color = "rgb(10, 20, 30)"},
+                            {.label = "ctl\x01\x1f tab\there bad\xff\xc0\xaf utf-8 \xc3\xa9", .y = y, .n = 3}};
+    nb_plot p = {.title = "</text><script>t</script>", .xlabel = "x & 'y'", .ylabel = "<ylabel/>",
+                 .series = se, .nseries = 3};
+
+    const char *bad[] = {"\"/><script>", "red\" onload=\"x", "", "#12345", "#ggg", "rgb(1,2,3)<", "url(#a)",
+                         "rgb(1;2;3)", "verylongcolournamethatisnotacolourname"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        se[0].color = bad[i];
+        assert_int_equal(nb_svg_plot(path, &p, 1), NB_ERR_ARG);
+        assert_non_null(strstr(nb_last_error(), "svg_plot: plot 0 series 0: color '"));
+        assert_non_null(strstr(nb_last_error(), "#rrggbb"));
+        assert_int_equal(access(path, F_OK), -1);
+    }
+    /* the colour is also refused in a legend-less series */
+    se[0].color = "#1f5fa8", se[2].color = "x>y";
+    assert_int_equal(nb_svg_plot(path, &p, 1), NB_ERR_ARG);
+    assert_non_null(strstr(nb_last_error(), "series 2: color 'x>y'"));
+    assert_int_equal(access(path, F_OK), -1);
+
+    const char *good[] = {"#abc",      "#A1B2C3", "#a1b2c3d4", "steelblue", "rgb(10%, 20%, 30%)",
+                          "hsla(120, 50%, 50%, 0.5)"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        se[2].color = good[i];
+        assert_int_equal(nb_svg_plot(path, &p, 1), NB_OK);
+        assert_well_formed(path);
+        char *svg = slurp(path);
+        char want[64];
+        snprintf(want, sizeof want, "stroke=\"%s\"", good[i]);
+        assert_non_null(strstr(svg, want));
+        free(svg);
+    }
+    char *svg = slurp(path);
+    assert_null(strstr(svg, "<script"));
+    assert_null(strstr(svg, "<x "));
+    assert_null(strstr(svg, "<ylabel"));
+    assert_non_null(strstr(svg, "data-label=\"&quot;/&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;x a=&quot;\""));
+    assert_non_null(strstr(svg, ">&quot;/&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;x a=&quot;</text>"));
+    assert_non_null(strstr(svg, ">a&lt;b &amp; &quot;c&quot; &apos;d&apos;</text>"));
+    assert_non_null(strstr(svg, ">&lt;/text&gt;&lt;script&gt;t&lt;/script&gt;</text>"));
+    assert_non_null(strstr(svg, ">x &amp; &apos;y&apos;</text>"));
+    assert_non_null(strstr(svg, ">&lt;ylabel/&gt;</text>"));
+    /* control characters and bytes that are not UTF-8 become U+FFFD; tabs
+     * are kept as a character reference, valid UTF-8 as it is */
+    assert_non_null(strstr(svg, ">ctl\xef\xbf\xbd\xef\xbf\xbd tab&#9;here bad\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd "
+                                "utf-8 \xc3\xa9</text>"));
+    assert_non_null(strstr(svg, "stroke=\"rgb(10, 20, 30)\""));
+    free(svg);
+}
+
 static void test_saliency(void **state)
 {
     (void)state;
@@ -401,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_train_svg),
         cmocka_unit_test(test_image_extreme_coordinates),
         cmocka_unit_test(test_heatmap_empty),
+        cmocka_unit_test(test_svg_user_text),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
