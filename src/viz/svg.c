@@ -129,6 +129,20 @@ static double nice_step(double range)
     return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * p;
 }
 
+/* The ticks at multiples of step within [lo, hi]: how many (at most 100) and,
+ * in *k0, the first one's multiple. None when step is not a positive finite
+ * number or is too fine for the magnitude of the range (multiples past 1e15
+ * could not be told apart in a double, and stepping would never advance). */
+static int tick_count(double lo, double hi, double step, double *k0)
+{
+    *k0 = 0;
+    if (!(step > 0) || !isfinite(step)) return 0;
+    double a = ceil(lo / step - 1e-9), z = floor(hi / step + 1e-9);
+    if (!(fabs(a) <= 1e15 && fabs(z) <= 1e15 && z >= a && z - a < 100)) return 0;
+    *k0 = a;
+    return (int)(z - a) + 1;
+}
+
 static void fmt_tick(double v, double step, char *buf, size_t n)
 {
     v = round(v / step) * step;
@@ -150,7 +164,8 @@ static void data_range(const nb_plot *p, int axis, double *lo, double *hi)
         }
     }
     if (!(*lo <= *hi)) *lo = 0, *hi = 1;
-    if (*lo == *hi) {
+    /* equal, or too close for their magnitude to draw ticks between */
+    if (!(*hi - *lo > 1e-12 * fmax(fabs(*lo), fabs(*hi))) || *hi - *lo < 1e-300) {
         double d = fabs(*lo) > 0 ? fabs(*lo) * 0.1 : 1;
         *lo -= d, *hi += d;
     }
@@ -164,11 +179,13 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
     if (p->xmin < p->xmax) xlo = p->xmin, xhi = p->xmax;
     else data_range(p, 0, &xlo, &xhi);
     double xstep = nice_step(xhi - xlo);
-    if (!(p->xmin < p->xmax)) xlo = floor(xlo / xstep + 1e-9) * xstep, xhi = ceil(xhi / xstep - 1e-9) * xstep;
+    if (!(p->xmin < p->xmax) && xstep > 0 && isfinite(xstep))
+        xlo = floor(xlo / xstep + 1e-9) * xstep, xhi = ceil(xhi / xstep - 1e-9) * xstep;
     if (p->ymin < p->ymax) ylo = p->ymin, yhi = p->ymax;
     else data_range(p, 1, &ylo, &yhi);
     double ystep = nice_step(yhi - ylo);
-    if (!(p->ymin < p->ymax)) ylo = floor(ylo / ystep + 1e-9) * ystep, yhi = ceil(yhi / ystep - 1e-9) * ystep;
+    if (!(p->ymin < p->ymax) && ystep > 0 && isfinite(ystep))
+        ylo = floor(ylo / ystep + 1e-9) * ystep, yhi = ceil(yhi / ystep - 1e-9) * ystep;
 #define SX(v) (px0 + ((v) - xlo) / (xhi - xlo) * (px1 - px0))
 #define SY(v) (py1 - ((v) - ylo) / (yhi - ylo) * (py1 - py0))
     sb_printf(b, "<g class=\"plot\">\n");
@@ -178,8 +195,9 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
               py0, px1 - px0, py1 - py0);
     /* grid lines and ticks with numbers */
     char num[48];
-    for (double v = ceil(xlo / xstep - 1e-9) * xstep; v <= xhi + xstep * 1e-9; v += xstep) {
-        double x = SX(v);
+    double k0;
+    for (int i = 0, nt = tick_count(xlo, xhi, xstep, &k0); i < nt; i++) {
+        double v = (k0 + i) * xstep, x = SX(v);
         fmt_tick(v, xstep, num, sizeof num);
         sb_printf(b, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", x, py0,
                   x, py1);
@@ -188,8 +206,8 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
         sb_printf(b, "<text class=\"xtick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"12\">%s</text>\n", x,
                   py1 + 19, num);
     }
-    for (double v = ceil(ylo / ystep - 1e-9) * ystep; v <= yhi + ystep * 1e-9; v += ystep) {
-        double y = SY(v);
+    for (int i = 0, nt = tick_count(ylo, yhi, ystep, &k0); i < nt; i++) {
+        double v = (k0 + i) * ystep, y = SY(v);
         fmt_tick(v, ystep, num, sizeof num);
         sb_printf(b, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", px0, y,
                   px1, y);

@@ -457,6 +457,53 @@ static void test_svg_user_text(void **state)
     free(svg);
 }
 
+/* nb_svg_plot in a child process stopped after a few seconds (a plot that
+ * loops forever also grows its buffer without end): its status, or -1 when
+ * it did not finish. */
+static int svg_plot_bounded(const char *path, const nb_plot *p)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(5);
+        _exit(nb_svg_plot(path, p, 1) == NB_OK ? 0 : 1);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* An axis range too narrow for its magnitude (steps below the resolution of
+ * a double) draws a bounded number of ticks instead of looping forever. */
+static void test_svg_narrow_range(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/narrow.svg", dir);
+    double x[2] = {0, 1}, y[2] = {1e16, 1e16 + 2};
+    nb_plot_series se = {.label = "narrow", .x = x, .y = y, .n = 2};
+    nb_plot p = {.series = &se, .nseries = 1};
+    assert_int_equal(svg_plot_bounded(path, &p), 0);
+    assert_well_formed(path);
+    char *svg = slurp(path);
+    int yt = count(svg, "class=\"ytick\"");
+    assert_true(yt >= 2 && yt <= 50);
+    assert_int_equal(points_of(svg, "narrow"), 2);
+    free(svg);
+    /* ranges given explicitly: too narrow for the magnitude, and one whose
+     * tick step underflows to 0 */
+    double xs[2] = {0, 1}, ys[2] = {1, 2};
+    nb_plot_series s2 = {.label = "explicit", .x = xs, .y = ys, .n = 2};
+    nb_plot q = {.series = &s2, .nseries = 1, .xmin = 1e16, .xmax = 1e16 + 2, .ymin = 0, .ymax = 5e-324};
+    assert_int_equal(svg_plot_bounded(path, &q), 0);
+    assert_well_formed(path);
+    svg = slurp(path);
+    assert_true(count(svg, "class=\"xtick\"") <= 50 && count(svg, "class=\"ytick\"") <= 50);
+    assert_int_equal(points_of(svg, "explicit"), 2);
+    free(svg);
+}
+
 static void test_saliency(void **state)
 {
     (void)state;
@@ -577,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_image_extreme_coordinates),
         cmocka_unit_test(test_heatmap_empty),
         cmocka_unit_test(test_svg_user_text),
+        cmocka_unit_test(test_svg_narrow_range),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
