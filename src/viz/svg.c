@@ -251,14 +251,14 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
     sb_printf(b, "<rect class=\"axes\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
                  "stroke=\"#333\"/>\n", px0, py0, px1 - px0, py1 - py0);
     /* legend, top right inside the plot area */
-    int nleg = 0, maxlen = 0;
+    double nleg = 0, maxlen = 0; /* doubles: no int to overflow */
     for (int s = 0; s < p->nseries; s++)
         if (p->series[s].label) {
             nleg++;
-            int l = (int)strlen(p->series[s].label);
+            double l = (double)strlen(p->series[s].label);
             if (l > maxlen) maxlen = l;
         }
-    if (nleg) {
+    if (nleg > 0) {
         /* the corner (top right, bottom right, top left, bottom left) that
          * covers the fewest data points */
         double lw = 44 + maxlen * 7.2, lh = 10 + nleg * 19, lx = px1 - lw - 8, ly = py0 + 8;
@@ -275,7 +275,7 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
         }
         sb_printf(b, "<g class=\"legend\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ffffff\" "
                      "fill-opacity=\"0.9\" stroke=\"#999\"/>\n", lx, ly, lw, lh);
-        int k = 0;
+        double k = 0;
         for (int s = 0; s < p->nseries; s++) {
             const nb_plot_series *se = &p->series[s];
             if (!se->label) continue;
