@@ -372,7 +372,8 @@ nb_status nb_model_dropout(nb_model *m, double rate);
 nb_status nb_model_activation(nb_model *m, nb_activation act);
 /* A model from a spec and an input shape (e.g. "28,28,1" parsed by the caller). */
 nb_status nb_model_from_spec(const char *spec, int input_rank, const int64_t *input_shape, nb_model **out);
-/* Parses "28,28,1" (or "28x28x1") into a shape. */
+/* Parses "28,28,1" (or "28x28x1") into a shape: at most NB_MAX_RANK - 1
+ * dimensions, each 1..2^24. */
 nb_status nb_shape_parse(const char *text, int *rank, int64_t *shape);
 /* The spec text of the model (layers joined by "; "), owned by the model. */
 const char *nb_model_spec(const nb_model *m);

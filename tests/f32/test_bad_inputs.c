@@ -313,6 +313,32 @@ static void test_batch_zero(void **state)
     free(out);
 }
 
+static void test_input_dim_over_limit(void **state)
+{
+    (void)state;
+    char *out;
+    int rc = CLI(&out, "summary", "--model", "dense 10", "--input", "16777217");
+    assert_int_equal(rc, 1);
+    assert_has(out, "nabla summary: building the model: shape '16777217': dimension 16777217 is larger than the "
+                    "limit of 16777216 (2^24)");
+    free(out);
+    /* the library: the limit itself is accepted, one past it (or past
+     * long long) names the limit, zero or a word still asks for positive
+     * integers */
+    int rank = 0;
+    int64_t shape[NB_MAX_RANK];
+    assert_int_equal(nb_shape_parse("16777216,1", &rank, shape), NB_OK);
+    assert_int_equal(rank, 2);
+    assert_int_equal(shape[0], 16777216);
+    assert_int_equal(nb_shape_parse("28,99999999999999999999999", &rank, shape), NB_ERR_FORMAT);
+    assert_has(nb_last_error(), "shape '28,99999999999999999999999': dimension 99999999999999999999999 is larger "
+                                "than the limit of 16777216 (2^24)");
+    assert_int_equal(nb_shape_parse("28,0", &rank, shape), NB_ERR_FORMAT);
+    assert_has(nb_last_error(), "shape '28,0': expected positive integers separated by commas, e.g. 28,28,1");
+    assert_int_equal(nb_shape_parse("-3", &rank, shape), NB_ERR_FORMAT);
+    assert_has(nb_last_error(), "shape '-3': expected positive integers separated by commas, e.g. 28,28,1");
+}
+
 static void test_output_in_missing_dir(void **state)
 {
     (void)state;
@@ -527,6 +553,7 @@ int main(void)
         cmocka_unit_test(test_spec_does_not_fit),
         cmocka_unit_test(test_bad_learning_rate),
         cmocka_unit_test(test_batch_zero),
+        cmocka_unit_test(test_input_dim_over_limit),
         cmocka_unit_test(test_output_in_missing_dir),
         cmocka_unit_test(test_output_in_readonly_dir),
         cmocka_unit_test(test_full_disk_during_checkpoint),
