@@ -80,7 +80,9 @@ nb_tensor *nb_tensor_clone(const nb_tensor *t);
 void nb_tensor_free(nb_tensor *t);
 /* Writes "(2, 3, 4)" into buf. Returns buf. */
 char *nb_shape_str(int rank, const int64_t *shape, char *buf, size_t n);
-/* Product of shape with overflow check: -1 if it overflows or a dim < 0. */
+/* Product of shape with overflow check: -1 when a dimension is negative or
+ * the product of the nonzero dimensions overflows (wherever a zero stands,
+ * as in NumPy); otherwise the product, 0 when a dimension is 0. */
 int64_t nb_shape_size(int rank, const int64_t *shape);
 
 /* ------------------------------------------------------------------ graph */
