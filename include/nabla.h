@@ -80,7 +80,9 @@ nb_tensor *nb_tensor_clone(const nb_tensor *t);
 void nb_tensor_free(nb_tensor *t);
 /* Writes "(2, 3, 4)" into buf. Returns buf. */
 char *nb_shape_str(int rank, const int64_t *shape, char *buf, size_t n);
-/* Product of shape with overflow check: -1 if it overflows or a dim < 0. */
+/* Product of shape with overflow check: -1 when a dimension is negative or
+ * the product of the nonzero dimensions overflows (wherever a zero stands,
+ * as in NumPy); otherwise the product, 0 when a dimension is 0. */
 int64_t nb_shape_size(int rank, const int64_t *shape);
 
 /* ------------------------------------------------------------------ graph */
@@ -380,7 +382,8 @@ nb_status nb_model_dropout(nb_model *m, double rate);
 nb_status nb_model_activation(nb_model *m, nb_activation act);
 /* A model from a spec and an input shape (e.g. "28,28,1" parsed by the caller). */
 nb_status nb_model_from_spec(const char *spec, int input_rank, const int64_t *input_shape, nb_model **out);
-/* Parses "28,28,1" (or "28x28x1") into a shape. */
+/* Parses "28,28,1" (or "28x28x1") into a shape: at most NB_MAX_RANK - 1
+ * dimensions, each 1..2^24. */
 nb_status nb_shape_parse(const char *text, int *rank, int64_t *shape);
 /* The spec text of the model (layers joined by "; "), owned by the model. */
 const char *nb_model_spec(const nb_model *m);
@@ -533,8 +536,9 @@ typedef enum {
 } nb_colormap;
 /* The colour at t in [0, 1] (clamped; NaN gives mid gray). */
 void nb_colormap_rgb(nb_colormap map, double t, unsigned char rgb[3]);
-/* A rows x cols array as an RGB image, each value one sx x sy block. Values
- * map to colours over [lo, hi]; when lo >= hi the range is the data's own.
+/* A rows x cols array (both at least 1) as an RGB image, each value one
+ * sx x sy block. Values map to colours over [lo, hi]; when lo >= hi the
+ * range is the data's own.
  * The diverging map is centred on zero: v maps to t = 0.5 + 0.5 v / L with
  * L = max(|lo|, |hi|), so 0 is always white and signs keep their colours. */
 nb_status nb_heatmap(const nb_real *data, int64_t rows, int64_t cols, nb_colormap map, double lo, double hi,
@@ -550,12 +554,15 @@ nb_status nb_image_grid(nb_image *const *tiles, int ntiles, int ncols, int gap, 
 /* Text in the built-in 5x7 font (ASCII 32..126; others drawn as '?'; g j p q
  * y descend 2 rows), each font pixel a scale x scale block, (x, y) the
  * top-left corner; '\n' starts a new line (10 rows). nb_text_width and
- * nb_text_height: the size in pixels of what nb_image_text would draw. */
+ * nb_text_height: the size in pixels of what nb_image_text would draw
+ * (INT_MAX when it does not fit an int). Drawing functions clip to the
+ * image: any int position and size is safe, nothing outside is touched. */
 void nb_image_text(nb_image *im, int x, int y, const char *text, int scale, const unsigned char rgb[3]);
 int nb_text_width(const char *text, int scale);
 int nb_text_height(const char *text, int scale);
 /* A horizontal colour bar from lo to hi (w x h pixels) with its end values
- * and, for the diverging map, 0 labelled below: at most w x (h + 10 scale). */
+ * and, for the diverging map, 0 labelled below: at most w x (h + 10 scale).
+ * x, y (either sign), w, h and scale at most 2^24. */
 nb_status nb_colorbar(nb_image *im, int x, int y, int w, int h, nb_colormap map, double lo, double hi, int scale);
 
 /* Line plots as SVG: axes with ticks and numbers, several series with a

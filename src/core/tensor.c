@@ -57,13 +57,22 @@ nb_status nb_reserve_bytes(void **buf, size_t *cap, size_t bytes)
 int64_t nb_shape_size(int rank, const int64_t *shape)
 {
     if (rank < 0 || rank > NB_MAX_RANK) return -1;
+    /* The product of the nonzero dimensions must fit, wherever a zero
+     * stands (NumPy's rule): then every partial product a caller forms
+     * (strides, flattened rows, reduced counts) fits too, and (2^40, 2^40, 0)
+     * and (0, 2^40, 2^40) get the same answer. */
     int64_t n = 1;
+    int zero = 0;
     for (int i = 0; i < rank; i++) {
         if (shape[i] < 0) return -1;
-        if (shape[i] != 0 && n > INT64_MAX / shape[i]) return -1;
+        if (shape[i] == 0) {
+            zero = 1;
+            continue;
+        }
+        if (n > INT64_MAX / shape[i]) return -1;
         n *= shape[i];
     }
-    return n;
+    return zero ? 0 : n;
 }
 
 char *nb_shape_str(int rank, const int64_t *shape, char *buf, size_t n)

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Largest dimension a parsed shape takes. */
+#define NB_SHAPE_DIM_MAX (1 << 24)
+
 nb_status nb_shape_parse(const char *text, int *rank, int64_t *shape)
 {
     if (!text || !rank || !shape) return nb_fail(NB_ERR_ARG, "shape: NULL argument");
@@ -16,9 +19,12 @@ nb_status nb_shape_parse(const char *text, int *rank, int64_t *shape)
         char *end;
         errno = 0;
         long long v = strtoll(p, &end, 10);
-        if (end == p || errno || v < 1 || v > (1 << 24))
+        if (end == p || (errno && errno != ERANGE) || v < 1)
             return nb_fail(NB_ERR_FORMAT, "shape '%s': expected positive integers separated by commas, e.g. 28,28,1",
                            text);
+        if (errno == ERANGE || v > NB_SHAPE_DIM_MAX)
+            return nb_fail(NB_ERR_FORMAT, "shape '%s': dimension %.*s is larger than the limit of %d (2^24)", text,
+                           (int)(end - p > 40 ? 40 : end - p), p, NB_SHAPE_DIM_MAX);
         if (r == NB_MAX_RANK - 1) return nb_fail(NB_ERR_FORMAT, "shape '%s': at most %d dimensions", text, NB_MAX_RANK - 1);
         shape[r++] = v;
         p = end;

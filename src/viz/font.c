@@ -5,6 +5,8 @@
  * letters) and a line is 10 rows. */
 #include "../core/internal.h"
 
+#include <limits.h>
+
 static const unsigned char glyphs[95][7] = {
     {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}, /* ' ' */
     {0x04, 0x04, 0x04, 0x04, 0x04, 0x00, 0x04}, /* ! */
@@ -117,52 +119,65 @@ static const struct {
 
 enum { ADVANCE = 6, LINE = 10, GLYPH_W = 5, GLYPH_H = 7, FULL_H = 9 };
 
-static void put_block(nb_image *im, int x, int y, int s, const unsigned char rgb[3])
-{
-    nb_image_fill_rect(im, x, y, s, s, rgb);
-}
-
 void nb_image_text(nb_image *im, int x, int y, const char *text, int scale, const unsigned char rgb[3])
 {
     if (!im || !text || !rgb) return;
     if (scale < 1) scale = 1;
-    int cx = x, cy = y;
+    /* Positions in 64 bits: far-off or huge text never overflows an int. A
+     * line is left once it runs off the right edge, the text once it runs
+     * off the bottom, so the sums stay small. */
+    int64_t cx = x, cy = y;
     for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
         if (*p == '\n') {
-            cx = x, cy += LINE * scale;
+            cx = x, cy += (int64_t)LINE * scale;
             continue;
         }
+        if (cy >= im->height) break;
+        if (cx >= im->width) continue;
         int ch = *p >= 32 && *p <= 126 ? *p : '?';
         const unsigned char *g = glyphs[ch - 32];
         int rows = GLYPH_H;
         for (size_t d = 0; d < sizeof descenders / sizeof descenders[0]; d++)
             if (descenders[d].c == ch) g = descenders[d].rows, rows = FULL_H;
         for (int r = 0; r < rows; r++)
-            for (int c = 0; c < GLYPH_W; c++)
-                if (g[r] & (0x10 >> c)) put_block(im, cx + c * scale, cy + r * scale, scale, rgb);
-        cx += ADVANCE * scale;
+            for (int c = 0; c < GLYPH_W; c++) {
+                int64_t bx = cx + (int64_t)c * scale, by = cy + (int64_t)r * scale;
+                /* blocks off the image are skipped; the others start in
+                 * (-scale, width) x (-scale, height), inside an int */
+                if (!(g[r] & (0x10 >> c)) || bx >= im->width || by >= im->height || bx + scale <= 0 || by + scale <= 0)
+                    continue;
+                nb_image_fill_rect(im, (int)bx, (int)by, scale, scale, rgb);
+            }
+        cx += (int64_t)ADVANCE * scale;
     }
 }
+
+/* n font pixels at scale (n >= 0, scale >= 1) as screen pixels, INT_MAX
+ * when they do not fit an int. */
+static int scaled(int64_t n, int scale) { return n > INT_MAX / scale ? INT_MAX : (int)(n * scale); }
 
 int nb_text_width(const char *text, int scale)
 {
     if (!text) return 0;
     if (scale < 1) scale = 1;
-    int best = 0, cur = 0;
+    int64_t best = 0, cur = 0;
     for (const char *p = text; *p; p++) {
         if (*p == '\n') cur = 0;
         else cur++;
         if (cur > best) best = cur;
     }
     /* the last letter's trailing blank column is not part of the text */
-    return best ? (best * ADVANCE - 1) * scale : 0;
+    if (!best) return 0;
+    if (best > INT_MAX) return INT_MAX;
+    return scaled(best * ADVANCE - 1, scale);
 }
 
 int nb_text_height(const char *text, int scale)
 {
     if (!text) return 0;
     if (scale < 1) scale = 1;
-    int lines = 1;
+    int64_t lines = 1;
     for (const char *p = text; *p; p++) lines += *p == '\n';
-    return ((lines - 1) * LINE + FULL_H) * scale;
+    if (lines > INT_MAX) return INT_MAX;
+    return scaled((lines - 1) * LINE + FULL_H, scale);
 }

@@ -8,6 +8,8 @@
 /* Largest side of an image made here: keeps width * height * 3 far from
  * overflow and pictures viewable. */
 #define NB_IMAGE_MAX_SIDE 16384
+/* Largest coordinate, size or scale nb_colorbar takes (2^24). */
+#define NB_COLORBAR_MAX (1 << 24)
 
 nb_image *nb_image_new(int width, int height, int channels, const unsigned char rgb[3])
 {
@@ -87,7 +89,11 @@ nb_status nb_heatmap(const nb_real *data, int64_t rows, int64_t cols, nb_colorma
     if (!data) return nb_fail(NB_ERR_ARG, "heatmap: NULL data");
     if (sx < 1) sx = 1;
     if (sy < 1) sy = 1;
-    if (rows < 1 || cols < 1 || cols > NB_IMAGE_MAX_SIDE / sx || rows > NB_IMAGE_MAX_SIDE / sy)
+    if (rows < 1 || cols < 1)
+        return nb_fail(NB_ERR_ARG,
+                       "heatmap: %lld rows x %lld columns: nothing to draw (pass at least 1 row and 1 column)",
+                       (long long)rows, (long long)cols);
+    if (cols > NB_IMAGE_MAX_SIDE / sx || rows > NB_IMAGE_MAX_SIDE / sy)
         return nb_fail(NB_ERR_TOO_LARGE, "heatmap: %lldx%lld values at %dx%d pixels each exceed the %d-pixel limit",
                        (long long)rows, (long long)cols, sx, sy, NB_IMAGE_MAX_SIDE);
     if (!(lo < hi)) {
@@ -111,15 +117,25 @@ nb_status nb_heatmap(const nb_real *data, int64_t rows, int64_t cols, nb_colorma
     return NB_OK;
 }
 
+/* The half-open range [lo, hi) of 0..limit covered by a span of len starting
+ * at start, in 64 bits so that no int sum can overflow; empty when lo >= hi. */
+static void clip_span(int start, int64_t len, int limit, int *lo, int *hi)
+{
+    int64_t a = start, b = (int64_t)start + len;
+    *lo = (int)(a < 0 ? 0 : a > limit ? limit : a);
+    *hi = (int)(b < 0 ? 0 : b > limit ? limit : b);
+}
+
 void nb_image_paste(nb_image *dst, const nb_image *src, int x, int y)
 {
     if (!dst || !src) return;
-    for (int r = 0; r < src->height; r++) {
-        int dy = y + r;
-        if (dy < 0 || dy >= dst->height) continue;
-        for (int c = 0; c < src->width; c++) {
-            int dx = x + c;
-            if (dx < 0 || dx >= dst->width) continue;
+    int x0, x1, y0, y1;
+    clip_span(x, src->width, dst->width, &x0, &x1);
+    clip_span(y, src->height, dst->height, &y0, &y1);
+    for (int dy = y0; dy < y1; dy++) {
+        int64_t r = (int64_t)dy - y;
+        for (int dx = x0; dx < x1; dx++) {
+            int64_t c = (int64_t)dx - x;
             const unsigned char *s = src->pixels + ((size_t)r * (size_t)src->width + (size_t)c) * (size_t)src->channels;
             unsigned char *d = dst->pixels + ((size_t)dy * (size_t)dst->width + (size_t)dx) * (size_t)dst->channels;
             if (dst->channels == src->channels) memcpy(d, s, (size_t)src->channels);
@@ -131,9 +147,10 @@ void nb_image_paste(nb_image *dst, const nb_image *src, int x, int y)
 
 void nb_image_fill_rect(nb_image *im, int x, int y, int w, int h, const unsigned char rgb[3])
 {
-    if (!im || !rgb) return;
-    int x0 = x < 0 ? 0 : x, y0 = y < 0 ? 0 : y;
-    int x1 = x + w > im->width ? im->width : x + w, y1 = y + h > im->height ? im->height : y + h;
+    if (!im || !rgb || w <= 0 || h <= 0) return;
+    int x0, x1, y0, y1;
+    clip_span(x, w, im->width, &x0, &x1);
+    clip_span(y, h, im->height, &y0, &y1);
     for (int r = y0; r < y1; r++)
         for (int c = x0; c < x1; c++) {
             unsigned char *d = im->pixels + ((size_t)r * (size_t)im->width + (size_t)c) * (size_t)im->channels;
@@ -157,8 +174,8 @@ nb_status nb_image_grid(nb_image *const *tiles, int ntiles, int ncols, int gap, 
         if (tiles[i]->width > cw) cw = tiles[i]->width;
         if (tiles[i]->height > ch) ch = tiles[i]->height;
     }
-    int nrows = (ntiles + ncols - 1) / ncols;
-    int64_t W = (int64_t)ncols * (cw + gap) + gap, H = (int64_t)nrows * (ch + gap) + gap;
+    int64_t nrows = ((int64_t)ntiles + ncols - 1) / ncols;
+    int64_t W = (int64_t)ncols * ((int64_t)cw + gap) + gap, H = nrows * ((int64_t)ch + gap) + gap;
     if (W > NB_IMAGE_MAX_SIDE || H > NB_IMAGE_MAX_SIDE)
         return nb_fail(NB_ERR_TOO_LARGE, "image_grid: %d tiles of %dx%d make a %lldx%lld image (limit %d per side)",
                        ntiles, cw, ch, (long long)W, (long long)H, NB_IMAGE_MAX_SIDE);
@@ -175,6 +192,14 @@ nb_status nb_colorbar(nb_image *im, int x, int y, int w, int h, nb_colormap map,
     if (!im) return nb_fail(NB_ERR_ARG, "colorbar: NULL image");
     if (w < 2 || h < 1) return nb_fail(NB_ERR_ARG, "colorbar: size %dx%d too small", w, h);
     if (scale < 1) scale = 1;
+    /* Far beyond any image (NB_IMAGE_MAX_SIDE), and small enough that the
+     * sums below, label widths included, stay within an int. */
+    if (x < -NB_COLORBAR_MAX || x > NB_COLORBAR_MAX || y < -NB_COLORBAR_MAX || y > NB_COLORBAR_MAX ||
+        w > NB_COLORBAR_MAX || h > NB_COLORBAR_MAX || scale > NB_COLORBAR_MAX)
+        return nb_fail(NB_ERR_ARG,
+                       "colorbar: at (%d, %d), %dx%d at scale %d is out of range: x, y (either sign), width, height "
+                       "and scale must be at most %d",
+                       x, y, w, h, scale, NB_COLORBAR_MAX);
     if (map == NB_CMAP_DIVERGING) {
         double L = fmax(fabs(lo), fabs(hi));
         lo = -L, hi = L;

@@ -45,18 +45,79 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
     }
 }
 
-/* Text with &, <, > and quotes escaped. */
+/* The length of the UTF-8 sequence at u when it is well formed and XML 1.0
+ * can hold the character (no overlong forms, surrogates, U+FFFE, U+FFFF or
+ * values past U+10FFFF); 0 otherwise. u[0] >= 0x80. */
+static int utf8_len(const unsigned char *u)
+{
+    unsigned lead = u[0];
+    int len;
+    if (lead >= 0xC2 && lead <= 0xDF) len = 2;
+    else if (lead >= 0xE0 && lead <= 0xEF) len = 3;
+    else if (lead >= 0xF0 && lead <= 0xF4) len = 4;
+    else return 0; /* a continuation byte, or a lead no valid sequence has */
+    unsigned long cp = lead & (0x7Fu >> len);
+    for (int k = 1; k < len; k++) {
+        if ((u[k] & 0xC0) != 0x80) return 0; /* also stops at the terminating NUL */
+        cp = cp << 6 | (u[k] & 0x3Fu);
+    }
+    static const unsigned long lowest[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < lowest[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0xFFFE || cp == 0xFFFF) return 0;
+    return len;
+}
+
+/* User text as XML character data or as an attribute value (either
+ * quote): &, <, >, " and ' escaped; tab, newline and carriage return as
+ * character references (attributes keep them too); what XML 1.0 cannot hold
+ * (other control characters, bytes that are not UTF-8) as U+FFFD. The file
+ * stays well-formed whatever the caller passes. */
 static void sb_text(sbuf *b, const char *t)
 {
-    for (; t && *t; t++) {
-        switch (*t) {
-        case '&': sb_printf(b, "&amp;"); break;
-        case '<': sb_printf(b, "&lt;"); break;
-        case '>': sb_printf(b, "&gt;"); break;
-        case '"': sb_printf(b, "&quot;"); break;
-        default: sb_printf(b, "%c", *t);
+    const unsigned char *u = (const unsigned char *)t;
+    while (u && *u) {
+        const char *esc = NULL;
+        int len = 1;
+        switch (*u) {
+        case '&': esc = "&amp;"; break;
+        case '<': esc = "&lt;"; break;
+        case '>': esc = "&gt;"; break;
+        case '"': esc = "&quot;"; break;
+        case '\'': esc = "&apos;"; break;
+        case '\t': esc = "&#9;"; break;
+        case '\n': esc = "&#10;"; break;
+        case '\r': esc = "&#13;"; break;
+        default:
+            if (*u < 0x20) esc = "\xEF\xBF\xBD";
+            else if (*u >= 0x80 && !(len = utf8_len(u))) esc = "\xEF\xBF\xBD", len = 1;
         }
+        if (esc) sb_printf(b, "%s", esc);
+        else sb_printf(b, "%.*s", len, (const char *)u);
+        u += len;
     }
+}
+
+/* A colour as SVG takes it, and nothing that could leave its attribute:
+ * #rgb, #rgba, #rrggbb or #rrggbbaa; a keyword of 1 to 32 ASCII letters (red,
+ * steelblue, none, currentColor); or rgb(), rgba(), hsl() or hsla() of
+ * digits, '.', ',', '%', '+', '-' and spaces. */
+static int plausible_color(const char *c)
+{
+    size_t n = strlen(c), k = 0;
+    if (c[0] == '#') {
+        if (n != 4 && n != 5 && n != 7 && n != 9) return 0;
+        for (size_t i = 1; i < n; i++)
+            if (!strchr("0123456789abcdefABCDEF", c[i])) return 0;
+        return 1;
+    }
+    while ((c[k] >= 'a' && c[k] <= 'z') || (c[k] >= 'A' && c[k] <= 'Z')) k++;
+    if (k == n) return n >= 1 && n <= 32;
+    if (n > 64 || c[k] != '(' || c[n - 1] != ')') return 0;
+    if (!((k == 3 && (!strncmp(c, "rgb", 3) || !strncmp(c, "hsl", 3))) ||
+          (k == 4 && (!strncmp(c, "rgba", 4) || !strncmp(c, "hsla", 4)))))
+        return 0;
+    for (size_t i = k + 1; i + 1 < n; i++)
+        if (!strchr("0123456789.,%+- ", c[i])) return 0;
+    return 1;
 }
 
 static const char *palette[] = {"#1f5fa8", "#d1495b", "#2a9d5c", "#e8a33d", "#7b4fa0", "#3a3a3a"};
@@ -66,6 +127,20 @@ static double nice_step(double range)
 {
     double raw = range / 5, p = pow(10, floor(log10(raw))), f = raw / p;
     return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * p;
+}
+
+/* The ticks at multiples of step within [lo, hi]: how many (at most 100) and,
+ * in *k0, the first one's multiple. None when step is not a positive finite
+ * number or is too fine for the magnitude of the range (multiples past 1e15
+ * could not be told apart in a double, and stepping would never advance). */
+static int tick_count(double lo, double hi, double step, double *k0)
+{
+    *k0 = 0;
+    if (!(step > 0) || !isfinite(step)) return 0;
+    double a = ceil(lo / step - 1e-9), z = floor(hi / step + 1e-9);
+    if (!(fabs(a) <= 1e15 && fabs(z) <= 1e15 && z >= a && z - a < 100)) return 0;
+    *k0 = a;
+    return (int)(z - a) + 1;
 }
 
 static void fmt_tick(double v, double step, char *buf, size_t n)
@@ -89,7 +164,8 @@ static void data_range(const nb_plot *p, int axis, double *lo, double *hi)
         }
     }
     if (!(*lo <= *hi)) *lo = 0, *hi = 1;
-    if (*lo == *hi) {
+    /* equal, or too close for their magnitude to draw ticks between */
+    if (!(*hi - *lo > 1e-12 * fmax(fabs(*lo), fabs(*hi))) || *hi - *lo < 1e-300) {
         double d = fabs(*lo) > 0 ? fabs(*lo) * 0.1 : 1;
         *lo -= d, *hi += d;
     }
@@ -103,11 +179,13 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
     if (p->xmin < p->xmax) xlo = p->xmin, xhi = p->xmax;
     else data_range(p, 0, &xlo, &xhi);
     double xstep = nice_step(xhi - xlo);
-    if (!(p->xmin < p->xmax)) xlo = floor(xlo / xstep + 1e-9) * xstep, xhi = ceil(xhi / xstep - 1e-9) * xstep;
+    if (!(p->xmin < p->xmax) && xstep > 0 && isfinite(xstep))
+        xlo = floor(xlo / xstep + 1e-9) * xstep, xhi = ceil(xhi / xstep - 1e-9) * xstep;
     if (p->ymin < p->ymax) ylo = p->ymin, yhi = p->ymax;
     else data_range(p, 1, &ylo, &yhi);
     double ystep = nice_step(yhi - ylo);
-    if (!(p->ymin < p->ymax)) ylo = floor(ylo / ystep + 1e-9) * ystep, yhi = ceil(yhi / ystep - 1e-9) * ystep;
+    if (!(p->ymin < p->ymax) && ystep > 0 && isfinite(ystep))
+        ylo = floor(ylo / ystep + 1e-9) * ystep, yhi = ceil(yhi / ystep - 1e-9) * ystep;
 #define SX(v) (px0 + ((v) - xlo) / (xhi - xlo) * (px1 - px0))
 #define SY(v) (py1 - ((v) - ylo) / (yhi - ylo) * (py1 - py0))
     sb_printf(b, "<g class=\"plot\">\n");
@@ -117,8 +195,9 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
               py0, px1 - px0, py1 - py0);
     /* grid lines and ticks with numbers */
     char num[48];
-    for (double v = ceil(xlo / xstep - 1e-9) * xstep; v <= xhi + xstep * 1e-9; v += xstep) {
-        double x = SX(v);
+    double k0;
+    for (int i = 0, nt = tick_count(xlo, xhi, xstep, &k0); i < nt; i++) {
+        double v = (k0 + i) * xstep, x = SX(v);
         fmt_tick(v, xstep, num, sizeof num);
         sb_printf(b, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", x, py0,
                   x, py1);
@@ -127,8 +206,8 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
         sb_printf(b, "<text class=\"xtick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"12\">%s</text>\n", x,
                   py1 + 19, num);
     }
-    for (double v = ceil(ylo / ystep - 1e-9) * ystep; v <= yhi + ystep * 1e-9; v += ystep) {
-        double y = SY(v);
+    for (int i = 0, nt = tick_count(ylo, yhi, ystep, &k0); i < nt; i++) {
+        double v = (k0 + i) * ystep, y = SY(v);
         fmt_tick(v, ystep, num, sizeof num);
         sb_printf(b, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", px0, y,
                   px1, y);
@@ -143,8 +222,10 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
         const char *col = se->color ? se->color : palette[s % 6];
         sb_printf(b, "<polyline class=\"series\" data-label=\"");
         sb_text(b, se->label ? se->label : "");
-        sb_printf(b, "\" clip-path=\"url(#area%d)\" fill=\"none\" stroke=\"%s\" stroke-width=\"2.2\"%s "
-                     "stroke-linejoin=\"round\" points=\"", id, col, se->dashed ? " stroke-dasharray=\"7 4\"" : "");
+        sb_printf(b, "\" clip-path=\"url(#area%d)\" fill=\"none\" stroke=\"", id);
+        sb_text(b, col);
+        sb_printf(b, "\" stroke-width=\"2.2\"%s stroke-linejoin=\"round\" points=\"",
+                  se->dashed ? " stroke-dasharray=\"7 4\"" : "");
         int first = 1;
         for (int i = 0; i < se->n; i++) {
             double xv = se->x ? se->x[i] : i, yv = se->y[i];
@@ -159,23 +240,25 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
             for (int i = 0; i < se->n; i++) {
                 double xv = se->x ? se->x[i] : i, yv = se->y[i];
                 if (!isfinite(xv) || !isfinite(yv)) continue;
-                sb_printf(b, "<circle class=\"marker\" clip-path=\"url(#area%d)\" cx=\"%.2f\" cy=\"%.2f\" r=\"4\" "
-                             "fill=\"%s\" stroke=\"#ffffff\" stroke-width=\"1\"/>\n", id,
-                          fmax(-1e5, fmin(1e5, SX(xv))), fmax(-1e5, fmin(1e5, SY(yv))), col);
+                sb_printf(b, "<circle class=\"marker\" clip-path=\"url(#area%d)\" cx=\"%.2f\" cy=\"%.2f\" r=\"4\" ", id,
+                          fmax(-1e5, fmin(1e5, SX(xv))), fmax(-1e5, fmin(1e5, SY(yv))));
+                sb_printf(b, "fill=\"");
+                sb_text(b, col);
+                sb_printf(b, "\" stroke=\"#ffffff\" stroke-width=\"1\"/>\n");
             }
     }
     /* axes box */
     sb_printf(b, "<rect class=\"axes\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
                  "stroke=\"#333\"/>\n", px0, py0, px1 - px0, py1 - py0);
     /* legend, top right inside the plot area */
-    int nleg = 0, maxlen = 0;
+    double nleg = 0, maxlen = 0; /* doubles: no int to overflow */
     for (int s = 0; s < p->nseries; s++)
         if (p->series[s].label) {
             nleg++;
-            int l = (int)strlen(p->series[s].label);
+            double l = (double)strlen(p->series[s].label);
             if (l > maxlen) maxlen = l;
         }
-    if (nleg) {
+    if (nleg > 0) {
         /* the corner (top right, bottom right, top left, bottom left) that
          * covers the fewest data points */
         double lw = 44 + maxlen * 7.2, lh = 10 + nleg * 19, lx = px1 - lw - 8, ly = py0 + 8;
@@ -192,14 +275,14 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
         }
         sb_printf(b, "<g class=\"legend\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ffffff\" "
                      "fill-opacity=\"0.9\" stroke=\"#999\"/>\n", lx, ly, lw, lh);
-        int k = 0;
+        double k = 0;
         for (int s = 0; s < p->nseries; s++) {
             const nb_plot_series *se = &p->series[s];
             if (!se->label) continue;
             double yy = ly + 15 + k * 19;
-            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2.5\"%s/>\n",
-                      lx + 8, yy, lx + 32, yy, se->color ? se->color : palette[s % 6],
-                      se->dashed ? " stroke-dasharray=\"7 4\"" : "");
+            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"", lx + 8, yy, lx + 32, yy);
+            sb_text(b, se->color ? se->color : palette[s % 6]);
+            sb_printf(b, "\" stroke-width=\"2.5\"%s/>\n", se->dashed ? " stroke-dasharray=\"7 4\"" : "");
             sb_printf(b, "<text class=\"legend-text\" x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", lx + 38, yy + 4);
             sb_text(b, se->label);
             sb_printf(b, "</text>\n");
@@ -239,9 +322,16 @@ nb_status nb_svg_plot(const char *path, const nb_plot *plots, int nplots)
         const nb_plot *p = &plots[i];
         if (p->nseries < 0 || (p->nseries && !p->series))
             return nb_fail(NB_ERR_ARG, "svg_plot: plot %d: bad series array", i);
-        for (int s = 0; s < p->nseries; s++)
-            if (p->series[s].n < 0 || (p->series[s].n && !p->series[s].y))
+        for (int s = 0; s < p->nseries; s++) {
+            const nb_plot_series *se = &p->series[s];
+            if (se->n < 0 || (se->n && !se->y))
                 return nb_fail(NB_ERR_ARG, "svg_plot: plot %d series %d: no y values", i, s);
+            if (se->color && !plausible_color(se->color))
+                return nb_fail(NB_ERR_ARG,
+                               "svg_plot: plot %d series %d: color '%.40s%s' is not a colour: use #rrggbb, #rgb, a "
+                               "name such as steelblue, rgb(r, g, b), or NULL for the palette",
+                               i, s, se->color, strlen(se->color) > 40 ? "..." : "");
+        }
         W += p->width > 0 ? p->width : 560;
         H = fmax(H, p->height > 0 ? p->height : 400);
     }

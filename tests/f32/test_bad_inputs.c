@@ -169,6 +169,74 @@ static void test_huge_claims(void **state)
                     "hlen.safetensors: header length: 1099511627776 bytes is more than the limit of 100000000");
 }
 
+/* Shapes with a zero dimension: size 0 wherever the zero stands, provided
+ * the other dimensions' product fits (NumPy's rule), so that any partial
+ * product a caller forms fits too; otherwise refused whatever the order.
+ * Before, (0, 2^40, 2^40) was size 0 and (2^40, 2^40, 0) refused, and a
+ * graph input of the first overflowed in flatten and mean. */
+static void test_zero_dim_shapes(void **state)
+{
+    (void)state;
+    const int64_t T20 = (int64_t)1 << 20, T40 = (int64_t)1 << 40;
+    const int64_t fits[3][3] = {{T20, T20, 0}, {0, T20, T20}, {T20, 0, T20}};
+    const int64_t huge[3][3] = {{T40, T40, 0}, {0, T40, T40}, {T40, 0, T40}};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(nb_shape_size(3, fits[i]), 0);
+        assert_int_equal(nb_shape_size(3, huge[i]), -1);
+    }
+    const int64_t over[2] = {T40, T40}, neg_then_zero[3] = {T40, -1, 0}, zero_then_neg[3] = {0, 5, -1};
+    assert_int_equal(nb_shape_size(2, over), -1);
+    assert_int_equal(nb_shape_size(3, neg_then_zero), -1);
+    assert_int_equal(nb_shape_size(3, zero_then_neg), -1);
+    const int64_t most[3] = {INT64_MAX, 1, 0}, just_over[3] = {0, INT64_MAX / 2 + 1, 2}, six[2] = {2, 3};
+    assert_int_equal(nb_shape_size(3, most), 0);
+    assert_int_equal(nb_shape_size(3, just_over), -1);
+    assert_int_equal(nb_shape_size(2, six), 6);
+    assert_int_equal(nb_shape_size(0, NULL), 1);
+
+    /* callers: an empty tensor has a buffer of size 0; a huge one is refused */
+    nb_tensor *t = nb_tensor_new(3, fits[0]);
+    assert_non_null(t);
+    assert_int_equal(t->size, 0);
+    assert_int_equal(t->shape[0], T20);
+    assert_non_null(t->data);
+    nb_tensor_free(t);
+    assert_null(nb_tensor_new(3, huge[1]));
+    assert_has(nb_last_error(), "tensor: shape has a negative dimension or overflows");
+    /* a graph input of such a shape is refused up front: flatten and mean
+     * of it overflowed an int64_t before */
+    nb_graph *g = nb_graph_new();
+    assert_non_null(g);
+    assert_null(nb_input(g, "x", 3, huge[1]));
+    assert_has(nb_last_error(), "x: invalid shape (rank 3)");
+    nb_node *x = nb_input(g, "y", 3, fits[1]);
+    assert_non_null(x);
+    int axes[2] = {1, 2};
+    nb_node *f = nb_flatten(x), *m = nb_mean(x, 2, axes, 0);
+    assert_non_null(f);
+    assert_non_null(m);
+    assert_int_equal(nb_forward(g), NB_OK);
+    assert_int_equal(nb_value(f)->rank, 2);
+    assert_int_equal(nb_value(f)->shape[1], T40);
+    assert_int_equal(nb_value(f)->size, 0);
+    nb_graph_free(g);
+
+    /* .npy files: an empty array reads as one; one whose other dimensions
+     * overflow is refused like any other too-large claim */
+    put_npy("empty.npy", "\x93NUMPY", "{'descr': '<f4', 'fortran_order': False, 'shape': (1048576, 1048576, 0), }",
+            0);
+    t = NULL;
+    assert_int_equal(read_tensor("empty.npy", &t), NB_OK);
+    assert_non_null(t);
+    assert_int_equal(t->rank, 3);
+    assert_int_equal(t->size, 0);
+    nb_tensor_free(t);
+    put_npy("hugeempty.npy", "\x93NUMPY",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 1099511627776, 1099511627776), }", 0);
+    expect_read_error("hugeempty.npy", "hugeempty.npy: header: shape (0, 1099511627776, 1099511627776) of <f4 has "
+                                       "too many elements");
+}
+
 /* Nesting is bounded before cJSON sees the header. */
 static void test_deep_json(void **state)
 {
@@ -311,6 +379,32 @@ static void test_batch_zero(void **state)
     assert_int_equal(rc, 2);
     assert_has(out, "nabla train: --batch must be at least 1, got '0'");
     free(out);
+}
+
+static void test_input_dim_over_limit(void **state)
+{
+    (void)state;
+    char *out;
+    int rc = CLI(&out, "summary", "--model", "dense 10", "--input", "16777217");
+    assert_int_equal(rc, 1);
+    assert_has(out, "nabla summary: building the model: shape '16777217': dimension 16777217 is larger than the "
+                    "limit of 16777216 (2^24)");
+    free(out);
+    /* the library: the limit itself is accepted, one past it (or past
+     * long long) names the limit, zero or a word still asks for positive
+     * integers */
+    int rank = 0;
+    int64_t shape[NB_MAX_RANK];
+    assert_int_equal(nb_shape_parse("16777216,1", &rank, shape), NB_OK);
+    assert_int_equal(rank, 2);
+    assert_int_equal(shape[0], 16777216);
+    assert_int_equal(nb_shape_parse("28,99999999999999999999999", &rank, shape), NB_ERR_FORMAT);
+    assert_has(nb_last_error(), "shape '28,99999999999999999999999': dimension 99999999999999999999999 is larger "
+                                "than the limit of 16777216 (2^24)");
+    assert_int_equal(nb_shape_parse("28,0", &rank, shape), NB_ERR_FORMAT);
+    assert_has(nb_last_error(), "shape '28,0': expected positive integers separated by commas, e.g. 28,28,1");
+    assert_int_equal(nb_shape_parse("-3", &rank, shape), NB_ERR_FORMAT);
+    assert_has(nb_last_error(), "shape '-3': expected positive integers separated by commas, e.g. 28,28,1");
 }
 
 static void test_output_in_missing_dir(void **state)
@@ -519,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_shape_offset_mismatch),
         cmocka_unit_test(test_huge_claims),
+        cmocka_unit_test(test_zero_dim_shapes),
         cmocka_unit_test(test_deep_json),
         cmocka_unit_test(test_unknown_dtype),
         cmocka_unit_test(test_bad_csv),
@@ -527,6 +622,7 @@ int main(void)
         cmocka_unit_test(test_spec_does_not_fit),
         cmocka_unit_test(test_bad_learning_rate),
         cmocka_unit_test(test_batch_zero),
+        cmocka_unit_test(test_input_dim_over_limit),
         cmocka_unit_test(test_output_in_missing_dir),
         cmocka_unit_test(test_output_in_readonly_dir),
         cmocka_unit_test(test_full_disk_during_checkpoint),
