@@ -1,6 +1,6 @@
 /* Ops at the edges of the float range, in the float build: softmax,
  * log_softmax and the losses on logits up to 1e30 in magnitude (values and
- * gradients). */
+ * gradients), and NaN / Inf through relu and the fused conv2d + relu. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -173,6 +173,155 @@ static void test_bce_large_logits(void **state)
     }
 }
 
+/* relu: NaN stays NaN (as leaky_relu, max pool and PyTorch), +Inf stays,
+ * -Inf and -0 give +0. The derivative is [x > 0], 0 at NaN, and the
+ * gradient is gated rather than multiplied: a NaN or Inf seed where x <= 0
+ * gives 0, as in the fused conv2d + relu. 37 values, so the vectorised
+ * loop and its tail both see every kind. */
+static void test_relu_nan_propagates(void **state)
+{
+    (void)state;
+    enum { M = 37 };
+    double xv[M];
+    for (int i = 0; i < M; i++) xv[i] = (i % 3 == 0 ? -1 : 1) * (0.5 + i);
+    xv[1] = NAN, xv[18] = NAN, xv[35] = NAN, xv[4] = INFINITY, xv[5] = -INFINITY, xv[6] = -0.0;
+    nb_graph *g = nb_graph_new();
+    nb_node *x = input_with(g, "x", SHAPE(M), xv);
+    nb_node *y = nb_relu(x);
+    assert_int_equal(nb_forward(g), NB_OK);
+    for (int i = 0; i < M; i++) {
+        const double v = nb_value(y)->data[i];
+        if (isnan(xv[i])) {
+            if (!isnan(v)) fail_msg("relu(NaN) at %d gave %g, want NaN", i, v);
+        } else {
+            const double want = xv[i] > 0 ? xv[i] : 0;
+            if (!(v == want) || signbit(v)) fail_msg("relu(%g) at %d gave %g, want %g", xv[i], i, v, want);
+        }
+    }
+    /* VJP with seeds of ones and of NaN; JVP with tangents of ones and of NaN. */
+    for (int kind = 0; kind < 2; kind++) {
+        const nb_real seed = kind ? (nb_real)NAN : 1;
+        nb_tensor *S = nb_tensor_new(SHAPE(1, M)), *R = NULL, *T = nb_tensor_new(SHAPE(1, M)), *D = NULL;
+        for (int i = 0; i < M; i++) S->data[i] = T->data[i] = seed;
+        assert_int_equal(nb_vjp(y, S, 1, &x, &R), NB_OK);
+        const nb_tensor *tt = T;
+        assert_int_equal(nb_jvp(y, 1, &x, &tt, &D), NB_OK);
+        for (int i = 0; i < M; i++) {
+            const bool pass = xv[i] > 0; /* false at NaN */
+            for (int w = 0; w < 2; w++) {
+                const double v = (w ? D : R)->data[i];
+                if (pass ? !(v == seed || (isnan(v) && kind)) : v != 0)
+                    fail_msg("relu %s at x = %g with seed %g gave %g", w ? "JVP" : "VJP", xv[i], (double)seed, v);
+            }
+        }
+        nb_tensor_free(S), nb_tensor_free(R), nb_tensor_free(T), nb_tensor_free(D);
+    }
+    nb_graph_free(g);
+}
+
+static uint32_t lcg(uint32_t *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
+static int same(double a, double b, double tol)
+{
+    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b);
+    if (isinf(a) || isinf(b)) return a == b;
+    return fabs(a - b) <= tol * (1 + fabs(b));
+}
+
+/* The fused conv2d + relu against relu(conv2d(...)) with a NaN and an Inf in
+ * the input: the same values (NaN in every output whose window covers the
+ * NaN pixel, and only there), and the same VJP and JVP. Threads 1 and 2, and
+ * a large enough output that the vectorised ReLU loop runs. */
+static void test_conv2d_relu_nan_propagates(void **state)
+{
+    (void)state;
+    for (int threads = 1; threads <= 2; threads++) {
+        nb_set_num_threads(threads);
+        enum { N = 2, H = 7, W = 7, C = 3, F = 3, O = 8, OH = H - F + 1 };
+        nb_graph *g = nb_graph_new();
+        nb_node *x = nb_input(g, "x", SHAPE(N, H, W, C)), *k = nb_param(g, "k", SHAPE(F, F, C, O)),
+                *b = nb_param(g, "b", SHAPE(O));
+        uint32_t s = 7;
+        for (int64_t i = 0; i < nb_value(x)->size; i++) nb_value(x)->data[i] = (nb_real)(lcg(&s) % 2001) / 1000 - 1;
+        for (int64_t i = 0; i < nb_value(k)->size; i++)
+            nb_value(k)->data[i] = (nb_real)((lcg(&s) % 1000) + 1) / 1000 * (lcg(&s) % 2 ? 1 : -1);
+        for (int o = 0; o < O; o++) nb_value(b)->data[o] = (nb_real)(o % 2 ? 0.2 : -0.3);
+        const int nh = 3, nw = 2, ih = 5, iw = 4;
+        nb_value(x)->data[((0 * H + nh) * W + nw) * C + 1] = (nb_real)NAN;
+        nb_value(x)->data[((1 * H + ih) * W + iw) * C + 2] = (nb_real)INFINITY;
+        nb_node *fused = nb_conv2d_relu(x, k, b, NULL), *plain = nb_relu(nb_conv2d(x, k, b, NULL));
+        /* behind a max pool, whose adjoint the fused convolution reads with its gate */
+        nb_node *pf = nb_max_pool2d(fused, 2, 0, NB_PAD_VALID), *pp = nb_max_pool2d(plain, 2, 0, NB_PAD_VALID);
+        assert_non_null(pf);
+        assert_non_null(pp);
+        assert_int_equal(nb_forward(g), NB_OK);
+        const nb_tensor *yf = nb_value(fused), *yp = nb_value(plain);
+        int nans = 0, infs = 0;
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < OH; i++)
+                for (int j = 0; j < OH; j++)
+                    for (int o = 0; o < O; o++) {
+                        const int64_t e = ((n * OH + i) * OH + j) * O + o;
+                        const double vf = yf->data[e], vp = yp->data[e];
+                        const bool covers = n == 0 && i <= nh && nh < i + F && j <= nw && nw < j + F;
+                        if (covers != (bool)isnan(vf))
+                            fail_msg("fused conv2d+relu (%d threads) at (%d,%d,%d,%d) = %g", threads, n, i, j, o, vf);
+                        if (!same(vf, vp, 0)) fail_msg("fused %g != relu(conv2d) %g at %lld", vf, vp, (long long)e);
+                        nans += isnan(vf), infs += isinf(vf);
+                    }
+        assert_int_equal(nans, 9 * O);
+        assert_true(infs > 0);
+        /* VJP with respect to x, k and b; JVP from tangents of x and k. */
+        nb_tensor *S = nb_tensor_new(SHAPE(1, N, OH, OH, O));
+        for (int64_t i = 0; i < S->size; i++) S->data[i] = (nb_real)((int)(lcg(&s) % 200) - 100) / 100;
+        nb_node *wrt[3] = {x, k, b};
+        nb_tensor *rf[3] = {0}, *rp[3] = {0};
+        assert_int_equal(nb_vjp(fused, S, 3, wrt, rf), NB_OK);
+        assert_int_equal(nb_vjp(plain, S, 3, wrt, rp), NB_OK);
+        for (int w = 0; w < 3; w++) {
+            for (int64_t i = 0; i < rf[w]->size; i++)
+                if (!same(rf[w]->data[i], rp[w]->data[i], 1e-5))
+                    fail_msg("VJP %d (%d threads) at %lld: fused %g, relu(conv2d) %g", w, threads, (long long)i,
+                             (double)rf[w]->data[i], (double)rp[w]->data[i]);
+            nb_tensor_free(rf[w]), nb_tensor_free(rp[w]);
+        }
+        for (int64_t i = 0; i < nb_value(pf)->size; i++)
+            if (!same(nb_value(pf)->data[i], nb_value(pp)->data[i], 0))
+                fail_msg("max pool of fused %g != of relu(conv2d) %g", (double)nb_value(pf)->data[i],
+                         (double)nb_value(pp)->data[i]);
+        nb_tensor *SP = nb_tensor_new(SHAPE(1, N, OH / 2, OH / 2, O));
+        for (int64_t i = 0; i < SP->size; i++) SP->data[i] = (nb_real)((int)(lcg(&s) % 200) - 100) / 100;
+        assert_int_equal(nb_vjp(pf, SP, 3, wrt, rf), NB_OK);
+        assert_int_equal(nb_vjp(pp, SP, 3, wrt, rp), NB_OK);
+        for (int w = 0; w < 3; w++) {
+            for (int64_t i = 0; i < rf[w]->size; i++)
+                if (!same(rf[w]->data[i], rp[w]->data[i], 1e-5))
+                    fail_msg("pooled VJP %d (%d threads) at %lld: fused %g, relu(conv2d) %g", w, threads,
+                             (long long)i, (double)rf[w]->data[i], (double)rp[w]->data[i]);
+            nb_tensor_free(rf[w]), nb_tensor_free(rp[w]);
+        }
+        nb_tensor_free(SP);
+        nb_tensor *tx = nb_tensor_new(SHAPE(1, N, H, W, C)), *tk = nb_tensor_new(SHAPE(1, F, F, C, O));
+        for (int64_t i = 0; i < tx->size; i++) tx->data[i] = (nb_real)((int)(lcg(&s) % 200) - 100) / 100;
+        for (int64_t i = 0; i < tk->size; i++) tk->data[i] = (nb_real)((int)(lcg(&s) % 200) - 100) / 100;
+        const nb_tensor *tan[2] = {tx, tk};
+        nb_tensor *jf = NULL, *jp = NULL;
+        assert_int_equal(nb_jvp(fused, 2, wrt, tan, &jf), NB_OK);
+        assert_int_equal(nb_jvp(plain, 2, wrt, tan, &jp), NB_OK);
+        for (int64_t i = 0; i < jf->size; i++)
+            if (!same(jf->data[i], jp->data[i], 1e-5))
+                fail_msg("JVP (%d threads) at %lld: fused %g, relu(conv2d) %g", threads, (long long)i,
+                         (double)jf->data[i], (double)jp->data[i]);
+        nb_tensor_free(jf), nb_tensor_free(jp), nb_tensor_free(tx), nb_tensor_free(tk), nb_tensor_free(S);
+        nb_graph_free(g);
+    }
+    nb_set_num_threads(1);
+}
+
 int main(void)
 {
     nb_set_num_threads(1);
@@ -182,6 +331,8 @@ int main(void)
         cmocka_unit_test(test_cce_equal_large_logits),
         cmocka_unit_test(test_cce_mixed_large_logits),
         cmocka_unit_test(test_bce_large_logits),
+        cmocka_unit_test(test_relu_nan_propagates),
+        cmocka_unit_test(test_conv2d_relu_nan_propagates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
