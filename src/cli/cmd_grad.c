@@ -58,7 +58,7 @@ static int report_nonfinite(nb_model *m, nb_loss_kind kind, const nb_tensor *x, 
     }
     const double lv = nb_value(loss)->data[0];
     if (!reported && !isfinite(lv)) {
-        fprintf(stderr, "nabla grad: warning: the loss is %g\n", lv);
+        fprintf(stderr, "nabla grad: warning: the loss is %s\n", isnan(lv) ? "nan" : lv > 0 ? "inf" : "-inf");
         reported = 1;
     }
     return reported;
@@ -170,7 +170,8 @@ int cmd_grad(int argc, char **argv)
         goto done;
     }
     char lv[64];
-    snprintf(lv, sizeof lv, "%.9g", (double)nb_value(loss)->data[0]);
+    const double loss_v = nb_value(loss)->data[0];
+    snprintf(lv, sizeof lv, "%.9g", isnan(loss_v) ? NAN : loss_v); /* "nan", never "-nan" */
     printf("loss (%s, mean over %lld examples): %s\n", loss_name, (long long)N, lv);
     printf("%-12s %-18s %12s %12s\n", "parameter", "shape", "max |grad|", "L2 norm");
     for (int i = 0; i < nb_model_param_count(m); i++) {

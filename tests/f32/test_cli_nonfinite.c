@@ -223,6 +223,28 @@ static void test_grad_reports_nonfinite(void **state)
     assert_true(isnan(nb_safetensors_get(g, "3.bias")->data[4]));
     nb_safetensors_free(g);
     free(out);
+    /* Finite logits 3e38 apart: the loss overflows to inf, all else finite. */
+    nb_model *m;
+    int64_t in[3] = {HW, HW, 1};
+    assert_int_equal(nb_model_from_spec("flatten; dense 2", 3, in, &m), NB_OK);
+    assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 3), NB_OK);
+    nb_tensor *k = nb_value(nb_model_find_param(m, "1.kernel")), *b = nb_value(nb_model_find_param(m, "1.bias"));
+    memset(k->data, 0, (size_t)k->size * sizeof(nb_real));
+    b->data[0] = 3e38f, b->data[1] = -3e38f;
+    assert_int_equal(nb_model_save(m, path_in("far.safetensors")), NB_OK);
+    nb_model_free(m);
+    const int64_t ones[1] = {N};
+    nb_tensor *y1 = nb_tensor_new(1, ones);
+    for (int i = 0; i < N; i++) y1->data[i] = 1;
+    assert_int_equal(nb_npy_write(path_in("y1.npy"), y1), NB_OK);
+    nb_tensor_free(y1);
+    rc = CLI(&out, "grad", "--model", path_in("far.safetensors"), "--input", path_in("xc.npy"), "--labels",
+             path_in("y1.npy"), "--loss", "cce", "-o", path_in("g4.safetensors"));
+    assert_has(out, "loss (cce, mean over 5 examples): inf\n");
+    assert_has(out, "nabla grad: warning: the loss is inf\n");
+    assert_null(strstr(out, "examples have"));
+    assert_int_equal(rc, 3);
+    free(out);
     /* Clean: exit 0. */
     rc = CLI(&out, "grad", "--model", path_in("m.safetensors"), "--input", path_in("xc.npy"), "--labels",
              path_in("y.npy"), "--loss", "cce", "-o", path_in("g3.safetensors"));
