@@ -1,6 +1,7 @@
 /* nabla grad: the gradient of the mean loss over a batch with respect to
  * every parameter, saved as safetensors under the parameters' names. */
 #include "cli.h"
+#include "nonfinite.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -20,7 +21,48 @@ static const char *usage_text =
     "                mse, bce: targets of the output's shape (N, outputs...)\n"
     "  --loss L      cce (softmax cross-entropy on the logits, default) | mse | bce\n"
     "                (bce on the logits when the model ends in sigmoid)\n"
-    "  -o, --out G   the output .safetensors file\n";
+    "  -o, --out G   the output .safetensors file\n"
+    "\n"
+    "NaN and Inf: inputs holding them are not refused. When an example's input, labels or\n"
+    "the output the loss reads hold NaN or Inf, a warning on stderr names it (from 0, with\n"
+    "the counts); non-finite gradients are named too. The file is written all the same and\n"
+    "the exit status is 3 instead of 0 (1: an error, nothing written; 2: a usage error).\n";
+
+/* The examples whose input, labels or loss input (the logits for cce, and for
+ * bce after a final sigmoid; else the output) hold NaN or Inf, then the
+ * parameters with non-finite gradients, on stderr. 1 if anything was
+ * reported (a NaN loss with all of these finite is reported too). */
+static int report_nonfinite(nb_model *m, nb_loss_kind kind, const nb_tensor *x, const nb_tensor *y, nb_node *loss)
+{
+    const int L = nb_model_num_layers(m);
+    const nb_activation last = L ? nb_model_layer(m, L - 1)->act : NB_ACT_NONE;
+    const int on_logits = kind == NB_LOSS_CCE || (kind == NB_LOSS_BCE && last == NB_ACT_SIGMOID);
+    const cli_rows rows[3] = {{"input", x, 0},
+                              {"labels", y, 0},
+                              {on_logits ? "logits" : "output",
+                               nb_value(on_logits ? nb_model_logits(m) : nb_model_output(m)), 1}};
+    fflush(stdout); /* the table first, where both go to one file */
+    int reported = cli_report_nonfinite("grad", x->shape[0], 3, rows) > 0;
+    char line[512];
+    size_t u = 0;
+    for (int i = 0; i < nb_model_param_count(m); i++) {
+        nb_node *p = nb_model_param(m, i);
+        const nb_tensor *g = nb_grad(p);
+        char c[64];
+        if (!cli_nonfinite_str(g->data, g->size, c, sizeof c) || u >= sizeof line) continue;
+        u += (size_t)snprintf(line + u, sizeof line - u, "%s%s (%s)", u ? ", " : "", nb_node_name(p), c);
+    }
+    if (u) {
+        fprintf(stderr, "nabla grad: warning: non-finite gradients: %s\n", line);
+        reported = 1;
+    }
+    const double lv = nb_value(loss)->data[0];
+    if (!reported && !isfinite(lv)) {
+        fprintf(stderr, "nabla grad: warning: the loss is %s\n", isnan(lv) ? "nan" : lv > 0 ? "inf" : "-inf");
+        reported = 1;
+    }
+    return reported;
+}
 
 int cmd_grad(int argc, char **argv)
 {
@@ -128,7 +170,8 @@ int cmd_grad(int argc, char **argv)
         goto done;
     }
     char lv[64];
-    snprintf(lv, sizeof lv, "%.9g", (double)nb_value(loss)->data[0]);
+    const double loss_v = nb_value(loss)->data[0];
+    snprintf(lv, sizeof lv, "%.9g", isnan(loss_v) ? NAN : loss_v); /* "nan", never "-nan" */
     printf("loss (%s, mean over %lld examples): %s\n", loss_name, (long long)N, lv);
     printf("%-12s %-18s %12s %12s\n", "parameter", "shape", "max |grad|", "L2 norm");
     for (int i = 0; i < nb_model_param_count(m); i++) {
@@ -142,7 +185,7 @@ int cmd_grad(int argc, char **argv)
         double mx = 0, ss = 0;
         for (int64_t j = 0; j < g->size; j++) {
             double a = fabs((double)g->data[j]);
-            if (a > mx) mx = a;
+            if (a > mx || a != a) mx = a; /* a NaN sticks: NaN > mx is false */
             ss += a * a;
         }
         printf("%-12s %-18s %12.4g %12.4g\n", nb_node_name(p), nb_shape_str(g->rank, g->shape, s1, sizeof s1), mx,
@@ -159,6 +202,10 @@ int cmd_grad(int argc, char **argv)
     }
     printf("wrote %s: %d gradients\n", out, nb_model_param_count(m));
     rc = 0;
+    if (report_nonfinite(m, kind, x, y, loss)) {
+        fprintf(stderr, "nabla grad: wrote %s all the same (exit status 3)\n", out);
+        rc = CLI_EXIT_NONFINITE;
+    }
 done:
     nb_safetensors_free(st);
     nb_tensor_free(x);

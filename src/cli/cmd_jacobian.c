@@ -1,6 +1,7 @@
 /* nabla jacobian: the Jacobian of a model's output with respect to its input
  * or one of its parameters, written as .npy. */
 #include "cli.h"
+#include "nonfinite.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -33,7 +34,13 @@ static const char *usage_text =
     "  --png P          also (or instead of -o) draw J as a PNG heatmap: rows = output elements,\n"
     "                   columns = wrt elements, blue < 0 < red, white = 0, with a colour bar\n"
     "\n"
-    "The shape, mode and time taken go to stderr.\n";
+    "The shape, mode and time taken go to stderr.\n"
+    "\n"
+    "NaN and Inf: inputs holding them are not refused. When an example's input, output or\n"
+    "Jacobian rows hold NaN or Inf, a warning on stderr names it (from 0, with the counts),\n"
+    "J is written all the same, and the exit status is 3 instead of 0. Such an example's\n"
+    "block of J means nothing even where it is finite: relu's derivative at NaN is taken\n"
+    "as 0, so paths through a NaN contribute 0.\n";
 
 static double now_s(void)
 {
@@ -152,6 +159,17 @@ int cmd_jacobian(int argc, char **argv)
             wrt_name, nb_shape_str(wv->rank, wv->shape, s2, sizeof s2), per_example ? " per example" : "",
             nb_shape_str(J->rank, J->shape, s3, sizeof s3), used, dt, out ? out : png);
     rc = 0;
+    /* Examples whose input, output (the differentiated node's value at x) or
+     * rows of J are not finite; J's leading axis is the output's batch. */
+    const cli_rows rows[3] = {{"input", x, 0},
+                              {!strcmp(of, "logits") ? "logits" : "output", yv, 1},
+                              {"Jacobian", J, 1}};
+    if (cli_report_nonfinite("jacobian", x->shape[0], 3, rows)) {
+        fprintf(stderr, "nabla jacobian: wrote %s all the same; the blocks of J of those examples mean nothing where "
+                        "their %s are not finite (exit status 3)\n",
+                out ? out : png, rows[1].name);
+        rc = CLI_EXIT_NONFINITE;
+    }
 done:
     nb_tensor_free(J);
     nb_tensor_free(x);

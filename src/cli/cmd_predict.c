@@ -1,6 +1,7 @@
 /* nabla predict: run a model on inputs from a file, write its outputs as
  * probabilities to a .npy file. */
 #include "cli.h"
+#include "nonfinite.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -28,7 +29,13 @@ static const char *usage_text =
     "  --input X     the inputs (.npy or IDX)\n"
     "  -o, --out P   the output .npy file\n"
     "  --batch B     examples per forward pass (default 256)\n"
-    "  --raw         write the model's output without the softmax\n";
+    "  --raw         write the model's output without the softmax\n"
+    "\n"
+    "NaN and Inf: inputs holding them are not refused; they go through the model as in\n"
+    "PyTorch (NaN stays NaN, through relu too) and every example keeps its row in the file.\n"
+    "When an example's input or output holds NaN or Inf, a warning on stderr names it (from\n"
+    "0, with the counts in its input and output), and the exit status is 3 instead of 0\n"
+    "(1: an error, nothing written; 2: a usage error).\n";
 
 int cmd_predict(int argc, char **argv)
 {
@@ -104,6 +111,12 @@ int cmd_predict(int argc, char **argv)
     printf("wrote %s: shape %s, %s%s\n", out, nb_shape_str(y->rank, y->shape, s, sizeof s), what,
            scaled ? "; integer input scaled by 1/255" : "");
     rc = 0;
+    const cli_rows rows[2] = {{"input", x, 0}, {"output", y, 1}};
+    if (cli_report_nonfinite("predict", x->shape[0], 2, rows)) {
+        fprintf(stderr, "nabla predict: wrote %s all the same: those examples' rows hold NaN or Inf (exit status 3)\n",
+                out);
+        rc = CLI_EXIT_NONFINITE;
+    }
 done:
     nb_tensor_free(x);
     nb_tensor_free(y);

@@ -26,10 +26,13 @@
  * K stacked seeds share Kmat, so for x the K*N seed images form one batch;
  * for k each group of images is lowered once and serves every seed.
  *
- * Fused ReLU (opts.relu): y = relu(z) with z the convolution above. Then
- * dy/dz = diag([y > 0]), so every VJP first masks the seed, dZ = dY * [y > 0],
- * and the JVP masks its result; the mask is applied to one image group at a
- * time, in cache, and no separate z is stored. */
+ * Fused ReLU (opts.relu): y = relu(z) with z the convolution above, z <= 0 ?
+ * 0 : z, so a NaN in z (from a NaN in x or k) stays NaN in y, as in nb_relu.
+ * Then dy/dz = diag([y > 0]) (0 at NaN, as nb_relu's [z > 0]), so every VJP
+ * first masks the seed, dZ = y > 0 ? dY : 0 (a gate, not a product: a NaN
+ * seed where y <= 0 gives 0), and the JVP masks its result the same way; the
+ * mask is applied to one image group at a time, in cache, and no separate z
+ * is stored. */
 #include "../core/internal.h"
 
 #include <limits.h>
@@ -178,8 +181,8 @@ static void forward_block(const nb_node *n, const conv_plan *c, const nb_real *c
     if (b) /* Y = 1 b^T, then the GEMM adds cols Kmat */
         for (int64_t r = 0; r < m; r++) memcpy(yb + r * O, b, (size_t)O * sizeof(nb_real));
     nb_gemm_serial(false, false, m, O, c->P, 1, cols, c->P, k, O, b ? 1 : 0, yb, O);
-    if (n->at.fused_relu)
-        for (int64_t r = 0; r < m * O; r++) yb[r] = yb[r] > 0 ? yb[r] : 0;
+    if (n->at.fused_relu) /* NaN <= 0 is false: NaN stays NaN, as in nb_relu */
+        for (int64_t r = 0; r < m * O; r++) yb[r] = yb[r] <= 0 ? 0 : yb[r];
 }
 
 static nb_status conv2d_forward(nb_node *n)

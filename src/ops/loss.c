@@ -96,7 +96,11 @@ nb_node *nb_mse_loss(nb_node *pred, nb_node *target)
 /* ----------------------------------------------------------------- bce */
 /* Binary cross-entropy on logits z with targets t in [0, 1]:
  *   L = (1/n) sum_j l_j,  l_j = -t log sigma(z) - (1 - t) log(1 - sigma(z))
- *                             = max(z, 0) - z t + log(1 + exp(-|z|))  (stable form).
+ *                             = max(z, 0) - z t + log(1 + exp(-|z|))  (stable form),
+ * with max(z, 0) - z t formed as z (1 - t) for z > 0 and -z t otherwise: for
+ * a large z and t near 1, z - z t would cancel two large rounded terms
+ * (z = 1e8, t = 1 - 2^-24 in float: 8 or 0 for 5.96), while 1 - t is exact
+ * for t in [1/2, 1] and z (1 - t) is then one rounding.
  * dL/dz_j = (sigma(z_j) - t_j) / n;  dL/dt_j = -z_j / n. */
 
 static inline nb_real sigmoid(nb_real z)
@@ -114,7 +118,7 @@ static nb_status bce_forward(nb_node *n)
 #pragma omp parallel for reduction(+ : acc) schedule(static) if (m > PAR_THRESHOLD)
     for (int64_t j = 0; j < m; j++) {
         const nb_real x = z[j];
-        acc += (double)((x > 0 ? x : 0) - x * t[j] + RE(log1p)(RE(exp)(-RE(fabs)(x))));
+        acc += (double)((x > 0 ? x * (1 - t[j]) : -x * t[j]) + RE(log1p)(RE(exp)(-RE(fabs)(x))));
     }
     n->value.data[0] = (nb_real)(acc / (double)m);
     return NB_OK;
@@ -160,7 +164,8 @@ nb_node *nb_bce_logits_loss(nb_node *logits, nb_node *target)
 /* --------------------------------------------------- cce (class indices) */
 /* Logits z (N, C), labels y (N) with y_i in 0..C-1:
  *   L = (1/N) sum_i (lse(z_i) - z_{i, y_i}),   lse(v) = log sum_c exp(v_c),
- * i.e. the mean of -log softmax(z_i)[y_i].
+ * i.e. the mean of -log softmax(z_i)[y_i], computed per row as
+ * (m_i - z_{i, y_i}) + log sum_c exp(z_{i,c} - m_i), m_i = max_c z_{i,c}.
  * dL/dz_{i,c} = (s_{i,c} - [c = y_i]) / N,  s_i = softmax(z_i).
  * The labels are indices, not variables: no derivative (nondiff_mask).
  * Workspace: s (N x C), then the labels as int32 (N). */
@@ -191,8 +196,12 @@ static nb_status cce_infer(nb_node *n)
     return scalar_out(n);
 }
 
-/* log sum_c exp(v_c), shifted by the max; writes exp(v_c - lse) to s. */
-static nb_real row_softmax(const nb_real *v, nb_real *s, int64_t C)
+/* One row's softmax, written to s, with lse(v) = m + lsum split into the max
+ * m = max_c v_c (*max) and lsum = log sum_c exp(v_c - m) in [0, log C] (the
+ * return value). The two are never added: callers form (v_c - m) - lsum, or
+ * (m - v_c) + lsum, so logits of any size keep full precision (m + lsum
+ * rounds to m's precision: for [1e7, 1e7] in float, to 1e7, losing log 2). */
+static nb_real row_softmax(const nb_real *v, nb_real *s, int64_t C, nb_real *max)
 {
     nb_real m = v[0];
     for (int64_t c = 1; c < C; c++) m = v[c] > m ? v[c] : m;
@@ -200,8 +209,9 @@ static nb_real row_softmax(const nb_real *v, nb_real *s, int64_t C)
     for (int64_t c = 0; c < C; c++) sum += (s[c] = RE(exp)(v[c] - m));
     const nb_real inv = 1 / sum;
     for (int64_t c = 0; c < C; c++) s[c] *= inv;
+    *max = m;
     /* cppcheck-suppress invalidFunctionArg ; C >= 1 (callers check), so sum >= exp(0) = 1 */
-    return m + RE(log)(sum);
+    return RE(log)(sum);
 }
 
 static nb_status cce_forward(nb_node *n)
@@ -230,8 +240,9 @@ static nb_status cce_forward(nb_node *n)
     (void)count;
 #pragma omp parallel for reduction(+ : acc) schedule(static) if (count > PAR_THRESHOLD)
     for (int64_t i = 0; i < N; i++) {
-        const nb_real lse = row_softmax(z + i * C, s + i * C, C);
-        acc += (double)(lse - z[i * C + lab[i]]);
+        nb_real m;
+        const nb_real lsum = row_softmax(z + i * C, s + i * C, C, &m);
+        acc += (double)((m - z[i * C + lab[i]]) + lsum);
     }
     n->value.data[0] = (nb_real)(acc / (double)N);
     return NB_OK;
@@ -293,7 +304,8 @@ nb_node *nb_cce_logits_loss(nb_node *logits, nb_node *labels)
 
 /* ----------------------------------------------- cce (probability targets) */
 /* Logits z (N, C), targets t (N, C):
- *   L = -(1/N) sum_i sum_c t_{i,c} l_{i,c},   l_i = log_softmax(z_i) = z_i - lse(z_i).
+ *   L = -(1/N) sum_i sum_c t_{i,c} l_{i,c},   l_i = log_softmax(z_i) = z_i - lse(z_i),
+ * computed as l_{i,c} = (z_{i,c} - m_i) - log sum_j exp(z_{i,j} - m_i).
  * With T_i = sum_c t_{i,c} (1 for probability rows):
  *   dL/dz_{i,c} = (T_i s_{i,c} - t_{i,c}) / N,   dL/dt_{i,c} = -l_{i,c} / N.
  * Workspace: s (N x C), then l (N x C). */
@@ -317,10 +329,11 @@ static nb_status cce_probs_forward(nb_node *n)
     (void)count;
 #pragma omp parallel for reduction(+ : acc) schedule(static) if (count > PAR_THRESHOLD)
     for (int64_t i = 0; i < N; i++) {
-        const nb_real lse = row_softmax(z + i * C, s + i * C, C);
+        nb_real m;
+        const nb_real lsum = row_softmax(z + i * C, s + i * C, C, &m);
         nb_real a = 0;
         for (int64_t c = 0; c < C; c++) {
-            l[i * C + c] = z[i * C + c] - lse;
+            l[i * C + c] = (z[i * C + c] - m) - lsum;
             a += t[i * C + c] * l[i * C + c];
         }
         acc -= (double)a;

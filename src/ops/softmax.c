@@ -7,7 +7,11 @@
  * (symmetric), and rows do not mix. So
  *   VJP: dx = J^T dy = s * (dy - <dy, s>);
  *   JVP: dy = J dx   = s * (dx - <dx, s>).
- * log_softmax: l_c = x_c - m - log sum_j exp(x_j - m). Per row
+ * log_softmax: l_c = (x_c - m) - log sum_j exp(x_j - m), in that order: x_c - m
+ * is one rounding of the exact difference (exactly 0 at the max) and the log
+ * of the sum lies in [0, log C], so l_c keeps full precision for logits of any
+ * size. x_c - (m + log sum) would first round m + log sum to m's precision:
+ * for [1e7, 1e7] in float that gives -1 instead of -log 2. Per row
  *   dl_c/dx_j = [c = j] - s_j,   i.e. J = I - 1 s^T, so
  *   VJP: dx = J^T dy = dy - s * sum(dy);
  *   JVP: dy = J dx   = dx - <s, dx> (the same for every c). */
@@ -41,8 +45,8 @@ static void row_forward(const nb_real *x, nb_real *y, int64_t C, bool logp)
     if (logp) {
         for (int64_t c = 0; c < C; c++) sum += RE(exp)(x[c] - m);
         /* cppcheck-suppress invalidFunctionArg ; C >= 1 (rows_of gives no rows when C = 0), so sum >= exp(0) = 1 */
-        const nb_real lse = m + RE(log)(sum);
-        for (int64_t c = 0; c < C; c++) y[c] = x[c] - lse;
+        const nb_real lsum = RE(log)(sum);
+        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) - lsum;
     } else {
         for (int64_t c = 0; c < C; c++) sum += (y[c] = RE(exp)(x[c] - m));
         const nb_real inv = 1 / sum;

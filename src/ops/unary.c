@@ -3,7 +3,10 @@
  * Jacobian: dy/dx = diag(f'(x)), a (shape + shape) tensor that is zero off
  * the diagonal. So the VJP is dx = dy * f'(x) and the JVP is dy = f'(x) * dx,
  * both elementwise. Each op below gives f (FWD, from x and attribute a) and
- * f' (DER, from x, y = f(x) and a). */
+ * f' (DER, from x, y = f(x) and a); an op whose f' is 0 or 1 may instead give
+ * the product itself (CHAIN, from x, y, a and the seed or tangent element g),
+ * as a gate that selects g rather than multiplying it, so that a NaN or Inf
+ * in g where f' = 0 gives 0 (relu, like its fused form in conv2d). */
 #include "../core/internal.h"
 
 #include <math.h>
@@ -16,7 +19,7 @@ nb_status nb_infer_same_shape(nb_node *n)
 
 #define PAR_FOR _Pragma("omp parallel for simd schedule(static) if (count > 32768)")
 
-#define UNARY_OP(NAME, FWD, DER)                                                                  \
+#define UNARY_OP_CHAIN(NAME, FWD, CHAIN)                                                          \
     static nb_status NAME##_forward(nb_node *n)                                                   \
     {                                                                                             \
         const nb_real *xs = n->in[0]->value.data;                                                 \
@@ -31,7 +34,7 @@ nb_status nb_infer_same_shape(nb_node *n)
         }                                                                                         \
         return NB_OK;                                                                             \
     }                                                                                             \
-    static nb_status NAME##_vjp(nb_node *n, int in, int64_t K, const nb_real *dy, nb_real *dx,   \
+    static nb_status NAME##_vjp(nb_node *n, int in, int64_t K, const nb_real *dy, nb_real *dx,    \
                                 bool acc)                                                         \
     {                                                                                             \
         const nb_real *xs = n->in[0]->value.data, *ys = n->value.data;                            \
@@ -39,14 +42,14 @@ nb_status nb_infer_same_shape(nb_node *n)
         const int64_t m = n->value.size;                                                          \
         (void)a;                                                                                  \
         for (int64_t k = 0; k < K; k++) {                                                         \
-            const nb_real *g = dy + k * m;                                                        \
+            const nb_real *gs = dy + k * m;                                                       \
             nb_real *r = dx + k * m;                                                              \
             const int64_t count = m;                                                              \
             PAR_FOR for (int64_t i = 0; i < count; i++)                                           \
             {                                                                                     \
-                const nb_real x = xs[i], y = ys[i];                                               \
+                const nb_real x = xs[i], y = ys[i], g = gs[i];                                    \
                 (void)x, (void)y;                                                                 \
-                NB_PUT(acc, r[i], g[i] * (DER));                                                  \
+                NB_PUT(acc, r[i], (CHAIN));                                                       \
             }                                                                                     \
         }                                                                                         \
         return NB_OK;                                                                             \
@@ -58,20 +61,22 @@ nb_status nb_infer_same_shape(nb_node *n)
         const int64_t m = n->value.size;                                                          \
         (void)a;                                                                                  \
         for (int64_t k = 0; k < K; k++) {                                                         \
-            const nb_real *t = dxs[0] + k * m;                                                    \
+            const nb_real *ts = dxs[0] + k * m;                                                   \
             nb_real *r = dy + k * m;                                                              \
             const int64_t count = m;                                                              \
             PAR_FOR for (int64_t i = 0; i < count; i++)                                           \
             {                                                                                     \
-                const nb_real x = xs[i], y = ys[i];                                               \
+                const nb_real x = xs[i], y = ys[i], g = ts[i];                                    \
                 (void)x, (void)y;                                                                 \
-                r[i] = (DER) * t[i];                                                              \
+                r[i] = (CHAIN);                                                                   \
             }                                                                                     \
         }                                                                                         \
         return NB_OK;                                                                             \
     }                                                                                             \
     static const nb_op NAME##_op = {#NAME, 1, nb_infer_same_shape, NAME##_forward, NAME##_vjp,    \
                                     NAME##_jvp, 0, NULL};
+
+#define UNARY_OP(NAME, FWD, DER) UNARY_OP_CHAIN(NAME, FWD, g * (DER))
 
 static nb_node *unary_new(const nb_op *op, nb_node *x, double a)
 {
@@ -102,8 +107,12 @@ UNARY_OP(scale, a * x, a)
 UNARY_OP(sigmoid, x >= 0 ? ONE / (ONE + RE(exp)(-x)) : RE(exp)(x) / (ONE + RE(exp)(x)), y * (ONE - y))
 /* tanh: f' = 1 - y^2 */
 UNARY_OP(tanh, RE(tanh)(x), ONE - y * y)
-/* relu: f' = [x > 0] (0 at the kink, as PyTorch) */
-UNARY_OP(relu, x > 0 ? x : 0, (nb_real)(x > 0))
+/* relu: f = max(x, 0) with NaN kept: x <= 0 is false for NaN, so NaN stays NaN
+ * (as in leaky_relu, max pool and PyTorch; mapping it to 0 would hide a bad
+ * input), and -0 gives +0. One compare, vectorised as a mask.
+ * f' = [x > 0]: 0 at the kink, as PyTorch, and 0 at NaN; applied as a gate,
+ * dx = x > 0 ? dy : 0, the same as conv2d's fused ReLU. */
+UNARY_OP_CHAIN(relu, x <= 0 ? 0 : x, x > 0 ? g : 0)
 /* leaky_relu with slope a: f' = 1 if x > 0 else a */
 UNARY_OP(leaky_relu, x > 0 ? x : a * x, x > 0 ? ONE : a)
 /* elu with alpha a: f = a (e^x - 1) for x <= 0, f' = y + a there */

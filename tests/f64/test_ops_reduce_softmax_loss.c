@@ -125,6 +125,28 @@ static void test_softmax_large_logits_stable(void **state)
     nb_graph_free(g);
 }
 
+/* In double too, log_softmax and the CCE losses subtract the max before
+ * adding the log of the sum: for [v, v] with v = 1e17 (ulp 16), v + log 2
+ * rounds to v and x - (m + log sum) would give 0. */
+static void test_log_softmax_cce_huge_logits(void **state)
+{
+    (void)state;
+    const double vs[4] = {1e17, -1e17, 1e300, -1e300};
+    for (int i = 0; i < 4; i++) {
+        const double v = vs[i];
+        nb_graph *g = nb_graph_new();
+        nb_node *z = input_with(g, "z", SHAPE(1, 2), (const double[]){v, v});
+        nb_node *y = input_with(g, "y", SHAPE(1), (const double[]){1});
+        nb_node *t = input_with(g, "t", SHAPE(1, 2), (const double[]){0, 1});
+        nb_node *l = nb_log_softmax(z), *La = nb_cce_logits_loss(z, y), *Lb = nb_cce_logits_probs_loss(z, t);
+        assert_int_equal(nb_forward(g), NB_OK);
+        for (int c = 0; c < 2; c++) assert_close(nb_value(l)->data[c], -log(2.0), 1e-15);
+        assert_close(nb_value(La)->data[0], log(2.0), 1e-15);
+        assert_close(nb_value(Lb)->data[0], log(2.0), 1e-15);
+        nb_graph_free(g);
+    }
+}
+
 static void test_softmax_scalar_refused(void **state)
 {
     (void)state;
@@ -572,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_softmax_123_values_and_jacobian),
         cmocka_unit_test(test_log_softmax_jacobian),
         cmocka_unit_test(test_softmax_large_logits_stable),
+        cmocka_unit_test(test_log_softmax_cce_huge_logits),
         cmocka_unit_test(test_softmax_scalar_refused),
         cmocka_unit_test(test_cce_labels_value_and_gradient),
         cmocka_unit_test(test_cce_probs_matches_labels_on_onehot),
