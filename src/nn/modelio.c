@@ -56,6 +56,17 @@ nb_status nb_model_save(nb_model *m, const char *path)
     return s;
 }
 
+/* The index of the layer that parameter name ("<layer>.<what>") belongs to
+ * and that layer's spec line, for messages. */
+static void param_layer(const nb_model *m, const char *name, int *idx, char *line, size_t n)
+{
+    *idx = (int)strtol(name, NULL, 10);
+    if (*idx >= 0 && *idx < m->nlayers) nb_layer_spec_str(&m->layers[*idx], line, n);
+    else snprintf(line, n, "?");
+}
+
+#define NOT_TOGETHER "the weights and the spec do not belong together"
+
 nb_status nb_model_import(const nb_safetensors *st, nb_model **out)
 {
     if (!st || !out) return nb_fail(NB_ERR_ARG, "model import: NULL argument");
@@ -70,23 +81,34 @@ nb_status nb_model_import(const nb_safetensors *st, nb_model **out)
     if (s) return s;
     nb_model *m;
     if ((s = nb_model_from_spec(spec, rank, shape, &m))) return s;
-    for (int i = 0; i < m->nparams; i++) {
-        nb_tensor *v = &m->params[i]->value;
-        const nb_tensor *t = nb_safetensors_get(st, m->params[i]->name);
-        char s1[96], s2[96];
+    /* Messages are formatted before m is freed. */
+    for (int i = 0; i < m->nparams && !s; i++) {
+        const nb_node *p = m->params[i];
+        const nb_tensor *v = &p->value, *t = nb_safetensors_get(st, p->name);
+        char s1[96], s2[96], line[96];
+        int layer;
         if (!t) {
-            nb_model_free(m);
-            return nb_fail(NB_ERR_FORMAT, "model file: the spec needs '%s' %s, the file has none", m->params[i]->name,
-                           NB_SHAPE_STR(v, s1));
+            param_layer(m, p->name, &layer, line, sizeof line);
+            s = nb_fail(NB_ERR_FORMAT,
+                        "model file: nabla.spec (layer %d, %s) needs '%s' of shape %s, the file has no such tensor: "
+                        NOT_TOGETHER, layer, line, p->name, NB_SHAPE_STR(v, s1));
+            break;
         }
         bool same = t->rank == v->rank;
         for (int d = 0; same && d < v->rank; d++) same = t->shape[d] == v->shape[d];
         if (!same) {
-            nb_model_free(m);
-            return nb_fail(NB_ERR_FORMAT, "model file: '%s' has shape %s, the spec needs %s", m->params[i]->name,
-                           NB_SHAPE_STR(t, s1), NB_SHAPE_STR(v, s2));
+            param_layer(m, p->name, &layer, line, sizeof line);
+            s = nb_fail(NB_ERR_FORMAT, "model file: '%s' has shape %s, but nabla.spec (layer %d, %s) needs %s: " NOT_TOGETHER,
+                        p->name, NB_SHAPE_STR(t, s1), layer, line, NB_SHAPE_STR(v, s2));
         }
-        memcpy(v->data, t->data, (size_t)v->size * sizeof(nb_real));
+    }
+    for (int i = 0; i < m->nparams && !s; i++) {
+        nb_tensor *v = &m->params[i]->value;
+        memcpy(v->data, nb_safetensors_get(st, m->params[i]->name)->data, (size_t)v->size * sizeof(nb_real));
+    }
+    if (s) {
+        nb_model_free(m);
+        return s;
     }
     *out = m;
     return NB_OK;

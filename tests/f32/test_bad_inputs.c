@@ -390,6 +390,93 @@ static void test_full_disk_during_checkpoint(void **state)
     free(after);
 }
 
+/* ------------------------------------------ model files that do not fit */
+
+/* A model file for inputs of shape (4): spec with Glorot weights (seed 3). */
+static void save_small(const char *file, const char *spec)
+{
+    nb_model *m;
+    int64_t in[1] = {4};
+    assert_int_equal(nb_model_from_spec(spec, 1, in, &m), NB_OK);
+    assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 3), NB_OK);
+    assert_int_equal(nb_model_save(m, file), NB_OK);
+    nb_model_free(m);
+}
+
+/* Rewrites a model file with its nabla.spec replaced by spec (when not
+ * NULL) and a tensor of shape (2) named extra added (when not NULL). */
+static void edit_model_file(const char *file, const char *spec, const char *extra)
+{
+    nb_safetensors *st;
+    assert_int_equal(nb_safetensors_read(file, &st), NB_OK);
+    if (spec) assert_int_equal(nb_safetensors_set_meta(st, "nabla.spec", spec), NB_OK);
+    if (extra) {
+        int64_t s[1] = {2};
+        nb_tensor *t = nb_tensor_new(1, s);
+        assert_int_equal(nb_safetensors_add(st, extra, t), NB_OK);
+        nb_tensor_free(t);
+    }
+    assert_int_equal(nb_safetensors_write(file, st, 0), NB_OK);
+    nb_safetensors_free(st);
+}
+
+/* An input file x.npy of shape (n, dims...) filled with 0.25. */
+static const char *put_x(const char *name, int rank, const int64_t *shape)
+{
+    nb_tensor *x = nb_tensor_new(rank, shape);
+    for (int64_t i = 0; i < x->size; i++) x->data[i] = 0.25f;
+    assert_int_equal(nb_npy_write(path_in(name), x), NB_OK);
+    nb_tensor_free(x);
+    return path_in(name);
+}
+
+/* Loading file fails with status (library and the CLI's predict and
+ * summary, exit 1), the message says want, and predict writes nothing. */
+static void expect_model_refused(const char *file_, nb_status status, const char *want)
+{
+    char file[1200];
+    tu_fmt(file, sizeof file, "%s", file_);
+    nb_model *m = (nb_model *)1;
+    assert_int_equal(nb_model_load(file, &m), status);
+    assert_null(m);
+    char full[1400];
+    tu_fmt(full, sizeof full, "'%s': %s", file, want);
+    assert_has(nb_last_error(), full);
+    char *out;
+    const int64_t xs[2] = {2, 4};
+    const char *x = put_x("x4.npy", 2, xs), *p = path_in("refused-p.npy");
+    int rc = CLI(&out, "predict", "--model", file, "--input", x, "-o", p);
+    assert_int_equal(rc, 1);
+    assert_has(out, "nabla predict: loading the model: ");
+    assert_has(out, full);
+    assert_int_equal(access(p, F_OK), -1);
+    free(out);
+    rc = CLI(&out, "summary", "--model", file);
+    assert_int_equal(rc, 1);
+    assert_has(out, "nabla summary: building the model: ");
+    assert_has(out, full);
+    free(out);
+}
+
+/* The tensors are those of 'dense 8 relu; dense 3', nabla.spec was changed
+ * (the message used to be formatted from the freed model). */
+static void test_model_file_spec_mismatch(void **state)
+{
+    (void)state;
+    char f[1200];
+    tu_fmt(f, sizeof f, "%s", path_in("respec.safetensors")); /* path_in's buffers rotate */
+    save_small(f, "dense 8 relu; dense 3");
+    edit_model_file(f, "dense 8 relu; dense 4", NULL);
+    expect_model_refused(f, NB_ERR_FORMAT,
+                         "model file: '1.kernel' has shape (8, 3), but nabla.spec (layer 1, dense 4) needs (8, 4): "
+                         "the weights and the spec do not belong together");
+    save_small(f, "dense 8 relu; dense 3");
+    edit_model_file(f, "dense 8 relu; dense 3; dense 2", NULL);
+    expect_model_refused(f, NB_ERR_FORMAT,
+                         "model file: nabla.spec (layer 2, dense 2) needs '2.kernel' of shape (3, 2), the file has no "
+                         "such tensor: the weights and the spec do not belong together");
+}
+
 /* ---------------------------------------------------- non-finite numbers */
 
 /* A model file for 8x8 inputs whose parameter `param` gets value v at
@@ -534,6 +621,7 @@ int main(void)
         cmocka_unit_test(test_overflow_forward),
         cmocka_unit_test(test_inf_in_inputs),
         cmocka_unit_test(test_overflow_backward),
+        cmocka_unit_test(test_model_file_spec_mismatch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
