@@ -67,6 +67,32 @@ static void param_layer(const nb_model *m, const char *name, int *idx, char *lin
 
 #define NOT_TOGETHER "the weights and the spec do not belong together"
 
+/* Every tensor of st is a parameter of m or optimiser state ("optim.*",
+ * which nb_optim_import checks itself). */
+static nb_status check_no_extra_tensors(const nb_model *m, const nb_safetensors *st)
+{
+    const char *first = NULL;
+    int extra = 0;
+    for (int i = 0; i < nb_safetensors_count(st); i++) {
+        const char *name = nb_safetensors_name(st, i);
+        if (!strncmp(name, "optim.", 6)) continue;
+        bool known = false;
+        for (int j = 0; j < m->nparams && !known; j++) known = !strcmp(m->params[j]->name, name);
+        if (known) continue;
+        if (!first) first = name;
+        extra++;
+    }
+    if (!extra) return NB_OK;
+    char more[48] = "", params[160];
+    if (extra > 1) snprintf(more, sizeof more, " (and %d more)", extra - 1);
+    if (m->nparams)
+        snprintf(params, sizeof params, "parameters %.60s to %.60s", m->params[0]->name, m->params[m->nparams - 1]->name);
+    else
+        snprintf(params, sizeof params, "no parameters");
+    return nb_fail(NB_ERR_FORMAT, "model file: tensor '%.100s'%s is not a parameter of nabla.spec (%d layer%s, %s): " NOT_TOGETHER,
+                   first, more, m->nlayers, m->nlayers == 1 ? "" : "s", params);
+}
+
 nb_status nb_model_import(const nb_safetensors *st, nb_model **out)
 {
     if (!st || !out) return nb_fail(NB_ERR_ARG, "model import: NULL argument");
@@ -81,7 +107,8 @@ nb_status nb_model_import(const nb_safetensors *st, nb_model **out)
     if (s) return s;
     nb_model *m;
     if ((s = nb_model_from_spec(spec, rank, shape, &m))) return s;
-    /* Messages are formatted before m is freed. */
+    /* Every parameter present with its shape, nothing else. Messages are
+     * formatted before m is freed. */
     for (int i = 0; i < m->nparams && !s; i++) {
         const nb_node *p = m->params[i];
         const nb_tensor *v = &p->value, *t = nb_safetensors_get(st, p->name);
@@ -102,6 +129,7 @@ nb_status nb_model_import(const nb_safetensors *st, nb_model **out)
                         p->name, NB_SHAPE_STR(t, s1), layer, line, NB_SHAPE_STR(v, s2));
         }
     }
+    if (!s) s = check_no_extra_tensors(m, st);
     for (int i = 0; i < m->nparams && !s; i++) {
         nb_tensor *v = &m->params[i]->value;
         memcpy(v->data, nb_safetensors_get(st, m->params[i]->name)->data, (size_t)v->size * sizeof(nb_real));

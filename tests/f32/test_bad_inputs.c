@@ -477,6 +477,40 @@ static void test_model_file_spec_mismatch(void **state)
                          "such tensor: the weights and the spec do not belong together");
 }
 
+/* A tensor that is no parameter of the spec is refused, by name; optimiser
+ * state ("optim.*", in checkpoints) is not. */
+static void test_model_file_extra_tensor(void **state)
+{
+    (void)state;
+    char f[1200];
+    tu_fmt(f, sizeof f, "%s", path_in("extra.safetensors")); /* path_in's buffers rotate */
+    save_small(f, "dense 8 relu; dense 3");
+    edit_model_file(f, NULL, "9.kernel");
+    expect_model_refused(f, NB_ERR_FORMAT,
+                         "model file: tensor '9.kernel' is not a parameter of nabla.spec (2 layers, parameters "
+                         "0.kernel to 1.bias): the weights and the spec do not belong together");
+    edit_model_file(f, NULL, "foo");
+    expect_model_refused(f, NB_ERR_FORMAT,
+                         "model file: tensor '9.kernel' (and 1 more) is not a parameter of nabla.spec (2 layers, "
+                         "parameters 0.kernel to 1.bias): the weights and the spec do not belong together");
+    save_small(f, "dense 8 relu; dense 3");
+    edit_model_file(f, NULL, "foo");
+    expect_model_refused(f, NB_ERR_FORMAT,
+                         "model file: tensor 'foo' is not a parameter of nabla.spec (2 layers, parameters 0.kernel "
+                         "to 1.bias): the weights and the spec do not belong together");
+    save_small(f, "flatten");
+    edit_model_file(f, NULL, "0.kernel");
+    expect_model_refused(f, NB_ERR_FORMAT,
+                         "model file: tensor '0.kernel' is not a parameter of nabla.spec (1 layer, no parameters): "
+                         "the weights and the spec do not belong together");
+    save_small(f, "dense 8 relu; dense 3");
+    edit_model_file(f, NULL, "optim.0.kernel.m");
+    nb_model *m = NULL;
+    assert_int_equal(nb_model_load(f, &m), NB_OK);
+    assert_non_null(m);
+    nb_model_free(m);
+}
+
 /* ---------------------------------------------------- non-finite numbers */
 
 /* A model file for 8x8 inputs whose parameter `param` gets value v at
@@ -622,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_inf_in_inputs),
         cmocka_unit_test(test_overflow_backward),
         cmocka_unit_test(test_model_file_spec_mismatch),
+        cmocka_unit_test(test_model_file_extra_tensor),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
