@@ -413,10 +413,19 @@ nb_status nb_model_predict(nb_model *m, const nb_tensor *x, int64_t batch, nb_te
 /* Model files (safetensors, see DESIGN.md): weights plus nabla.spec and
  * nabla.input metadata. Saving is atomic. */
 nb_status nb_model_save(nb_model *m, const char *path);
-nb_status nb_model_load(const char *path, nb_model **out);
+/* Loading refuses (NB_ERR_FORMAT, naming the tensor) a file whose tensors do
+ * not fit its nabla.spec: a parameter missing or of another shape, or a
+ * tensor that is no parameter of the spec (optimiser state, "optim.*", is
+ * allowed); and (NB_ERR_NUMERIC, with the counts) a parameter holding NaN or
+ * Inf, unless flags has NB_LOAD_ALLOW_NONFINITE (to inspect a diverged
+ * model). */
+enum { NB_LOAD_ALLOW_NONFINITE = 1 };
+nb_status nb_model_load(const char *path, nb_model **out); /* flags 0 */
+nb_status nb_model_load_flags(const char *path, unsigned flags, nb_model **out);
 /* Into an existing safetensors (for checkpoints that add optimiser state). */
 nb_status nb_model_export(nb_model *m, nb_safetensors *st);
-nb_status nb_model_import(const nb_safetensors *st, nb_model **out);
+nb_status nb_model_import(const nb_safetensors *st, nb_model **out); /* flags 0 */
+nb_status nb_model_import_flags(const nb_safetensors *st, unsigned flags, nb_model **out);
 
 /* Optimisers, formulas and defaults as PyTorch's (torch.optim). */
 typedef enum { NB_OPT_SGD = 0, NB_OPT_ADAM, NB_OPT_ADAMW, NB_OPT_RMSPROP } nb_optimizer;

@@ -28,13 +28,16 @@ static const char *usage_text =
     "  --input X     the inputs (.npy or IDX)\n"
     "  -o, --out P   the output .npy file\n"
     "  --batch B     examples per forward pass (default 256)\n"
-    "  --raw         write the model's output without the softmax\n";
+    "  --raw         write the model's output without the softmax\n"
+    "  --allow-nonfinite  load a model whose weights hold NaN or Inf (refused otherwise), e.g.\n"
+    "                to see what a diverged model outputs\n";
 
 int cmd_predict(int argc, char **argv)
 {
     const char *model = NULL, *input = NULL, *out = NULL;
     long long batch = 256;
     int raw = 0;
+    unsigned flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
@@ -43,6 +46,10 @@ int cmd_predict(int argc, char **argv)
         }
         if (!strcmp(k, "--raw")) {
             raw = 1;
+            continue;
+        }
+        if (!strcmp(k, "--allow-nonfinite")) {
+            flags |= NB_LOAD_ALLOW_NONFINITE;
             continue;
         }
         int known = !strcmp(k, "--model") || !strcmp(k, "--input") || !strcmp(k, "-o") || !strcmp(k, "--out") ||
@@ -61,7 +68,7 @@ int cmd_predict(int argc, char **argv)
     nb_model *m = NULL;
     nb_tensor *x = NULL, *y = NULL;
     int rc = 1, scaled = 0;
-    if (cli_load_trained_model(model, &m)) {
+    if (cli_load_trained_model_flags(model, flags, &m)) {
         cli_fail("predict", "loading the model");
         goto done;
     }

@@ -93,10 +93,31 @@ static nb_status check_no_extra_tensors(const nb_model *m, const nb_safetensors 
                    first, more, m->nlayers, m->nlayers == 1 ? "" : "s", params);
 }
 
-nb_status nb_model_import(const nb_safetensors *st, nb_model **out)
+/* Refuses a parameter holding NaN or Inf (unless allowed): such weights
+ * make every output NaN, silently. */
+static nb_status check_finite(const nb_node *p)
+{
+    const nb_tensor *v = &p->value;
+    int64_t nan = 0, inf = 0;
+    for (int64_t j = 0; j < v->size; j++) {
+        const nb_real x = v->data[j];
+        if (x != x) nan++;
+        else if (x - x != 0) inf++;
+    }
+    if (!nan && !inf) return NB_OK;
+    return nb_fail(NB_ERR_NUMERIC,
+                   "model file: '%s' holds %lld non-finite value%s (%lld NaN, %lld infinite) of its %lld: the model "
+                   "would compute NaN; retrain it (e.g. with a smaller learning rate) or use an earlier checkpoint",
+                   p->name, (long long)(nan + inf), nan + inf == 1 ? "" : "s", (long long)nan, (long long)inf,
+                   (long long)v->size);
+}
+
+nb_status nb_model_import_flags(const nb_safetensors *st, unsigned flags, nb_model **out)
 {
     if (!st || !out) return nb_fail(NB_ERR_ARG, "model import: NULL argument");
     *out = NULL;
+    if (flags & ~(unsigned)NB_LOAD_ALLOW_NONFINITE)
+        return nb_fail(NB_ERR_ARG, "model import: unknown flags 0x%x", flags & ~(unsigned)NB_LOAD_ALLOW_NONFINITE);
     const char *spec = nb_safetensors_meta(st, "nabla.spec"), *input = nb_safetensors_meta(st, "nabla.input");
     if (!spec || !input)
         return nb_fail(NB_ERR_FORMAT, "model file: no nabla.spec / nabla.input metadata (is it a nabla model? "
@@ -107,8 +128,8 @@ nb_status nb_model_import(const nb_safetensors *st, nb_model **out)
     if (s) return s;
     nb_model *m;
     if ((s = nb_model_from_spec(spec, rank, shape, &m))) return s;
-    /* Every parameter present with its shape, nothing else. Messages are
-     * formatted before m is freed. */
+    /* The structure first (every parameter present with its shape, nothing
+     * else), then the values. Messages are formatted before m is freed. */
     for (int i = 0; i < m->nparams && !s; i++) {
         const nb_node *p = m->params[i];
         const nb_tensor *v = &p->value, *t = nb_safetensors_get(st, p->name);
@@ -133,6 +154,7 @@ nb_status nb_model_import(const nb_safetensors *st, nb_model **out)
     for (int i = 0; i < m->nparams && !s; i++) {
         nb_tensor *v = &m->params[i]->value;
         memcpy(v->data, nb_safetensors_get(st, m->params[i]->name)->data, (size_t)v->size * sizeof(nb_real));
+        if (!(flags & NB_LOAD_ALLOW_NONFINITE)) s = check_finite(m->params[i]);
     }
     if (s) {
         nb_model_free(m);
@@ -142,12 +164,16 @@ nb_status nb_model_import(const nb_safetensors *st, nb_model **out)
     return NB_OK;
 }
 
-nb_status nb_model_load(const char *path, nb_model **out)
+nb_status nb_model_import(const nb_safetensors *st, nb_model **out) { return nb_model_import_flags(st, 0, out); }
+
+nb_status nb_model_load_flags(const char *path, unsigned flags, nb_model **out)
 {
+    if (!out) return nb_fail(NB_ERR_ARG, "model load: NULL argument");
+    *out = NULL;
     nb_safetensors *st;
     nb_status s = nb_safetensors_read(path, &st);
     if (s) return s;
-    s = nb_model_import(st, out);
+    s = nb_model_import_flags(st, flags, out);
     nb_safetensors_free(st);
     if (s) {
         char msg[512];
@@ -156,3 +182,5 @@ nb_status nb_model_load(const char *path, nb_model **out)
     }
     return s;
 }
+
+nb_status nb_model_load(const char *path, nb_model **out) { return nb_model_load_flags(path, 0, out); }

@@ -511,6 +511,57 @@ static void test_model_file_extra_tensor(void **state)
     nb_model_free(m);
 }
 
+/* Weights holding NaN or Inf are refused with the tensor and the counts,
+ * unless asked for (--allow-nonfinite), e.g. to look at a diverged model. */
+static void test_model_file_nonfinite(void **state)
+{
+    (void)state;
+    char f[1200];
+    tu_fmt(f, sizeof f, "%s", path_in("nonfinite.safetensors")); /* path_in's buffers rotate */
+    save_small(f, "dense 8 relu; dense 3");
+    nb_model *m;
+    assert_int_equal(nb_model_load(f, &m), NB_OK);
+    nb_tensor *k = nb_value(nb_model_find_param(m, "1.kernel"));
+    k->data[0] = NAN, k->data[5] = INFINITY, k->data[7] = -INFINITY;
+    assert_int_equal(nb_model_save(m, f), NB_OK);
+    nb_model_free(m);
+    expect_model_refused(f, NB_ERR_NUMERIC,
+                         "model file: '1.kernel' holds 3 non-finite values (1 NaN, 2 infinite) of its 24: the model "
+                         "would compute NaN; retrain it (e.g. with a smaller learning rate) or use an earlier checkpoint");
+    /* the library's flag */
+    assert_int_equal(nb_model_load_flags(f, NB_LOAD_ALLOW_NONFINITE, &m), NB_OK);
+    k = nb_value(nb_model_find_param(m, "1.kernel"));
+    assert_true(isnan(k->data[0]) && isinf(k->data[5]) && k->data[7] < 0);
+    nb_model_free(m);
+    assert_int_equal(nb_model_load_flags(f, 2, &m), NB_ERR_ARG);
+    assert_null(m);
+    char *out;
+    const int64_t xs[2] = {2, 4};
+    const char *x = put_x("x4.npy", 2, xs), *p = path_in("nonfinite-p.npy");
+    int rc = CLI(&out, "predict", "--model", f, "--input", x, "-o", p);
+    assert_has(out, "; to load it anyway (to inspect it), pass --allow-nonfinite");
+    free(out);
+    rc = CLI(&out, "predict", "--model", f, "--input", x, "-o", p, "--allow-nonfinite");
+    assert_int_equal(rc, 0);
+    free(out);
+    nb_tensor *y = NULL;
+    assert_int_equal(nb_npy_read(p, &y), NB_OK);
+    assert_int_equal(y->size, 6);
+    nb_tensor_free(y);
+    rc = CLI(&out, "summary", "--model", f, "--allow-nonfinite");
+    assert_int_equal(rc, 0);
+    assert_has(out, "Total params: 67");
+    free(out);
+    rc = CLI(&out, "summary", "--model", f);
+    assert_has(out, "nabla summary: building the model: ");
+    assert_has(out, "; to load it anyway (to inspect it), pass --allow-nonfinite to nabla summary, predict or train");
+    free(out);
+    /* Checked after the structure: a NaN in a tensor the spec has no place
+     * for is reported as that. */
+    edit_model_file(f, "dense 8 relu; dense 3; dense 2", NULL);
+    expect_model_refused(f, NB_ERR_FORMAT, "model file: nabla.spec (layer 2, dense 2) needs '2.kernel'");
+}
+
 /* ---------------------------------------------------- non-finite numbers */
 
 /* A model file for 8x8 inputs whose parameter `param` gets value v at
@@ -534,18 +585,50 @@ static void test_nan_in_weights(void **state)
     char *out;
     const char *f = path_in("nanw.safetensors");
     save_model(f, "conv2d 2 3 relu; flatten; dense 10", "2.kernel", NAN, 0);
-    int rc = CLI(&out, "train", "--data", data, "--model", f, "--out", path_in("nanw-out.safetensors"), "--quiet",
-                 "--check-numerics");
+    /* refused when loaded, unless --allow-nonfinite */
+    int rc = CLI(&out, "train", "--data", data, "--model", f, "--out", path_in("nanw-out.safetensors"), "--quiet");
+    assert_int_equal(rc, 1);
+    assert_has(out, "model file: '2.kernel' holds 1 non-finite value (1 NaN, 0 infinite) of its 720");
+    free(out);
+    rc = CLI(&out, "train", "--data", data, "--model", f, "--out", path_in("nanw-out.safetensors"), "--quiet",
+             "--check-numerics", "--allow-nonfinite");
     assert_int_equal(rc, 1);
     assert_has(out, "nabla train: check_numerics: value of node '2.kernel' (op param) element 0 is NaN");
     free(out);
     /* without the guard, the loss says so at the first step */
-    rc = CLI(&out, "train", "--data", data, "--model", f, "--out", path_in("nanw-out.safetensors"), "--quiet");
+    rc = CLI(&out, "train", "--data", data, "--model", f, "--out", path_in("nanw-out.safetensors"), "--quiet",
+             "--allow-nonfinite");
     assert_int_equal(rc, 1);
     assert_has(out, "nabla train: training diverged: the loss is NaN at step 1 (epoch 1, batch 1); try a smaller "
                     "learning rate than 0.001");
     free(out);
     assert_int_equal(access(path_in("nanw-out.safetensors"), F_OK), -1);
+    /* --resume of a checkpoint whose weights went NaN */
+    char ck[1200];
+    tu_fmt(ck, sizeof ck, "%s", path_in("nanw-ck.safetensors"));
+    rc = CLI(&out, "train", "--data", data, "--model", "flatten; dense 10", "--out", ck, "--quiet", "--no-test");
+    assert_int_equal(rc, 0);
+    free(out);
+    nb_safetensors *st;
+    assert_int_equal(nb_safetensors_read(ck, &st), NB_OK);
+    nb_tensor *k = nb_tensor_clone(nb_safetensors_get(st, "1.kernel"));
+    k->data[3] = NAN;
+    assert_int_equal(nb_safetensors_add(st, "1.kernel", k), NB_OK);
+    assert_int_equal(nb_safetensors_write(ck, st, 0), NB_OK);
+    nb_tensor_free(k);
+    nb_safetensors_free(st);
+    rc = CLI(&out, "train", "--data", data, "--model", "flatten; dense 10", "--out", ck, "--quiet", "--no-test",
+             "--resume", "--epochs", "2");
+    assert_int_equal(rc, 1);
+    assert_has(out, "nabla train: --resume: reading the checkpoint: model file: '1.kernel' holds 1 non-finite value "
+                    "(1 NaN, 0 infinite) of its 640: ");
+    assert_has(out, "; to load it anyway (to inspect it), pass --allow-nonfinite to nabla summary, predict or train");
+    free(out);
+    rc = CLI(&out, "train", "--data", data, "--model", "flatten; dense 10", "--out", ck, "--quiet", "--no-test",
+             "--resume", "--epochs", "2", "--allow-nonfinite", "--check-numerics");
+    assert_int_equal(rc, 1);
+    assert_has(out, "nabla train: check_numerics: value of node '1.kernel' (op param) element 3 is NaN");
+    free(out);
 }
 
 /* Finite weights whose products overflow: the guard names the first op
@@ -657,6 +740,7 @@ int main(void)
         cmocka_unit_test(test_overflow_backward),
         cmocka_unit_test(test_model_file_spec_mismatch),
         cmocka_unit_test(test_model_file_extra_tensor),
+        cmocka_unit_test(test_model_file_nonfinite),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
