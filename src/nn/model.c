@@ -396,12 +396,23 @@ nb_status nb_model_set_batch(nb_model *m, int64_t batch)
     return s;
 }
 
+static const char *loss_name(nb_loss_kind k)
+{
+    return k == NB_LOSS_CCE ? "CCE" : k == NB_LOSS_MSE ? "MSE" : k == NB_LOSS_BCE ? "BCE" : "?";
+}
+
 nb_status nb_model_loss(nb_model *m, nb_loss_kind kind, nb_node **target, nb_node **loss)
 {
     if (!m) return nb_fail(NB_ERR_ARG, "loss: model is NULL");
     if (m->nlayers == 0) return nb_fail(NB_ERR_ARG, "loss: the model has no layers");
+    if ((unsigned)kind > NB_LOSS_BCE)
+        return nb_fail(NB_ERR_ARG, "loss: unknown loss kind %d (NB_LOSS_CCE, NB_LOSS_MSE or NB_LOSS_BCE)", (int)kind);
     if (!m->loss || m->loss_kind != kind) {
-        if (m->loss) return nb_fail(NB_ERR_ARG, "loss: this model already has a %s loss", kind ? "different" : "CCE");
+        if (m->loss)
+            return nb_fail(NB_ERR_ARG,
+                           "loss: this model already has a loss, %s, and cannot have a second (%s): build another "
+                           "model (from the same spec or file) for it",
+                           loss_name(m->loss_kind), loss_name(kind));
         nb_status ps = nb_graph_prepare(m->g); /* the output's shape at the current batch */
         if (ps) return ps;
         const nb_tensor *o = &m->output->value;

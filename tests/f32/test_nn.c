@@ -537,6 +537,40 @@ static void test_resume_with_another_optimizer_is_refused(void **state)
     nb_model_free(m);
 }
 
+/* A model has one loss; asking for another names the one it has. */
+static void test_second_loss_names_the_first(void **state)
+{
+    (void)state;
+    const int64_t in[1] = {4};
+    const nb_loss_kind kinds[3] = {NB_LOSS_CCE, NB_LOSS_MSE, NB_LOSS_BCE};
+    const char *names[3] = {"CCE", "MSE", "BCE"};
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+            nb_model *m;
+            assert_int_equal(nb_model_from_spec("dense 3", 1, in, &m), NB_OK);
+            nb_node *l1, *l2;
+            assert_int_equal(nb_model_loss(m, kinds[a], NULL, &l1), NB_OK);
+            if (a == b) { /* the same loss again is the same node */
+                assert_int_equal(nb_model_loss(m, kinds[b], NULL, &l2), NB_OK);
+                assert_ptr_equal(l1, l2);
+            } else {
+                assert_int_equal(nb_model_loss(m, kinds[b], NULL, &l2), NB_ERR_ARG);
+                char want[256];
+                snprintf(want, sizeof want,
+                         "loss: this model already has a loss, %s, and cannot have a second (%s): build another model "
+                         "(from the same spec or file) for it",
+                         names[a], names[b]);
+                assert_string_equal(nb_last_error(), want);
+            }
+            nb_model_free(m);
+        }
+    nb_model *m;
+    assert_int_equal(nb_model_from_spec("dense 3", 1, in, &m), NB_OK);
+    assert_int_equal(nb_model_loss(m, (nb_loss_kind)7, NULL, NULL), NB_ERR_ARG);
+    assert_non_null(strstr(nb_last_error(), "unknown loss kind 7"));
+    nb_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_csv_tasks),
         cmocka_unit_test(test_loss_after_set_batch_and_bce_accuracy),
         cmocka_unit_test(test_resume_with_another_optimizer_is_refused),
+        cmocka_unit_test(test_second_loss_names_the_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
