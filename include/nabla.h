@@ -351,7 +351,9 @@ typedef struct nb_layer_spec {
 /* Parses a spec ("conv2d 32 3 relu; maxpool 2; flatten; dense 10"): one layer
  * per line or ';', '#' comments. *layers is malloc'ed (free with free()). */
 nb_status nb_spec_parse(const char *spec, nb_layer_spec **layers, int *nlayers);
-/* Writes a spec line for a layer ("conv2d 32 3 relu stride=2"). */
+/* Writes a spec line for a layer ("conv2d 32 3 relu stride=2") that
+ * nb_spec_parse reads back as the same layer (a bare identity layer is
+ * "linear"; "none", written by older versions, is read as it too). */
 char *nb_layer_spec_str(const nb_layer_spec *l, char *buf, size_t n);
 
 typedef struct nb_model nb_model;
@@ -360,7 +362,9 @@ typedef struct nb_model nb_model;
 nb_model *nb_model_new(int input_rank, const int64_t *input_shape);
 void nb_model_free(nb_model *m);
 /* Appends a layer; fails with a message naming the layer and the shapes if it
- * does not fit the output of the previous one. */
+ * does not fit the output of the previous one, or (NB_ERR_ARG) if the spec
+ * grammar cannot write it (out of nb_spec_parse's ranges, an activation on a
+ * layer that takes none). */
 nb_status nb_model_add(nb_model *m, const nb_layer_spec *layer);
 nb_status nb_model_dense(nb_model *m, int units, nb_activation act);
 nb_status nb_model_neuron(nb_model *m, nb_activation act); /* dense 1: y = g(x^T w + b) */

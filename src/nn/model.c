@@ -145,6 +145,9 @@ nb_status nb_model_add(nb_model *m, const nb_layer_spec *l)
     if (!m || !l) return nb_fail(NB_ERR_ARG, "model_add: NULL argument");
     if (m->loss) return nb_fail(NB_ERR_ARG, "model_add: the model's loss is already built; add layers first");
     if (m->nlayers == NB_MODEL_MAX_LAYERS) return nb_fail(NB_ERR_ARG, "model: more than %d layers", NB_MODEL_MAX_LAYERS);
+    char why[160];
+    if (!nb_layer_spec_check(l, why, sizeof why)) /* its spec line must read back as it (model files) */
+        return nb_fail(NB_ERR_ARG, "layer %d: %s", m->nlayers, why);
     if (m->nlayers == m->cap) { /* room first, so that nothing fails after the layer is built */
         int cap = m->cap ? m->cap * 2 : 8;
         nb_layer_spec *q = realloc(m->layers, (size_t)cap * sizeof *q);

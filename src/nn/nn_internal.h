@@ -22,4 +22,8 @@ struct nb_model {
     char *spec; /* cached text of nb_model_spec */
 };
 
+/* 1 if the layer is one the spec grammar can write and read back (kind,
+ * activation, ranges as nb_spec_parse's); else 0 with the reason in why. */
+int nb_layer_spec_check(const nb_layer_spec *l, char *why, size_t n);
+
 #endif

@@ -341,12 +341,50 @@ static void test_grad(void **state)
                      2);
 }
 
+/* A small CSV task: 4 features, 3 classes, 60 rows. */
+static void write_csv3(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "a,b,c,d,label\n");
+    for (int i = 0; i < 60; i++) {
+        int c = i % 3;
+        fprintf(f, "%g,%g,%g,%g,%d\n", c == 0 ? 1.0 : 0.1 * (i % 7), c == 1 ? 1.0 : 0.05 * (i % 5),
+                c == 2 ? 1.0 : 0.02 * (i % 11), 0.3, c);
+    }
+    fclose(f);
+}
+
+/* train writes a model with a bare linear layer that summary, predict and
+ * --resume read back (it used to write the spec line 'none'). */
+static void test_linear_layer_model_file(void **state)
+{
+    (void)state;
+    write_csv3(TMP "three.csv");
+    assert_int_equal(run(CLI " train --data " TMP "three.csv --model 'dense 8 relu; linear; dense 3' --epochs 1 "
+                             "--no-test --quiet --val-split 0 --out " TMP "linear.safetensors"),
+                     0);
+    assert_int_equal(run(CLI " summary --model " TMP "linear.safetensors"), 0);
+    assert_true(contains("model: dense 8 relu; linear; dense 3"));
+    int64_t xs[2] = {2, 4};
+    nb_tensor *x = nb_tensor_new(2, xs);
+    for (int i = 0; i < 8; i++) x->data[i] = (nb_real)(0.1 * i);
+    assert_int_equal(nb_npy_write(TMP "x4.npy", x), NB_OK);
+    nb_tensor_free(x);
+    assert_int_equal(run(CLI " predict --model " TMP "linear.safetensors --input " TMP "x4.npy -o " TMP "plin.npy"), 0);
+    assert_true(contains("shape (2, 3)"));
+    assert_int_equal(run(CLI " train --data " TMP "three.csv --model 'dense 8 relu; linear; dense 3' --epochs 2 "
+                             "--no-test --quiet --val-split 0 --resume --out " TMP "linear.safetensors"),
+                     0);
+}
+
 int main(void)
 {
     const struct CMUnitTest basic[] = {
         cmocka_unit_test(test_demo_gd_converges),
         cmocka_unit_test(test_demo_gd_diverges),
         cmocka_unit_test(test_summary_mnist_cnn),
+        cmocka_unit_test(test_linear_layer_model_file),
     };
     const struct CMUnitTest trained[] = {
         cmocka_unit_test(test_eval),

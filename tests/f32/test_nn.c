@@ -571,6 +571,117 @@ static void test_second_loss_names_the_first(void **state)
     nb_model_free(m);
 }
 
+/* Every layer nabla can hold prints as a spec line that parses back to the
+ * same layer and prints the same again: every kind, every activation, every
+ * option (a saved model's nabla.spec must load). */
+static void expect_round_trip(const nb_layer_spec *l)
+{
+    char s1[128], s2[128];
+    nb_layer_spec_str(l, s1, sizeof s1);
+    nb_layer_spec *p;
+    int n;
+    if (nb_spec_parse(s1, &p, &n) != NB_OK) fail_msg("'%s' does not parse: %s", s1, nb_last_error());
+    assert_int_equal(n, 1);
+    nb_layer_spec_str(p, s2, sizeof s2);
+    if (strcmp(s1, s2)) fail_msg("'%s' parses and prints as '%s'", s1, s2);
+    assert_int_equal(p->kind, l->kind);
+    assert_int_equal(p->act, l->act);
+    assert_int_equal(p->units, l->units);
+    assert_int_equal(p->size, l->size);
+    assert_int_equal(p->padding, l->padding);
+    assert_memory_equal(&p->rate, &l->rate, sizeof p->rate); /* bit for bit */
+    if (l->kind == NB_LAYER_CONV2D) {
+        assert_int_equal(p->stride ? p->stride : 1, l->stride ? l->stride : 1);
+        assert_int_equal(p->dilation ? p->dilation : 1, l->dilation ? l->dilation : 1);
+    } else if (l->kind == NB_LAYER_MAXPOOL || l->kind == NB_LAYER_AVGPOOL) {
+        assert_int_equal(p->stride ? p->stride : p->size, l->stride ? l->stride : l->size);
+    }
+    free(p);
+}
+
+static void test_spec_print_parse_fixed_point(void **state)
+{
+    (void)state;
+    const nb_layer_kind with_act[3] = {NB_LAYER_DENSE, NB_LAYER_CONV2D, NB_LAYER_ACTIVATION};
+    for (int k = 0; k < 3; k++)
+        for (int a = NB_ACT_NONE; a <= NB_ACT_GELU; a++) {
+            nb_layer_spec l = {.kind = with_act[k], .act = (nb_activation)a};
+            if (l.kind != NB_LAYER_ACTIVATION) l.units = 7, l.size = l.kind == NB_LAYER_CONV2D ? 3 : 0;
+            expect_round_trip(&l);
+        }
+    const int strides[] = {0, 1, 2, 3, 5}, dilations[] = {0, 1, 2, 4}, sizes[] = {1, 2, 3};
+    for (int si = 0; si < 3; si++)
+        for (int st = 0; st < 5; st++)
+            for (int pad = 0; pad < 2; pad++) {
+                for (int d = 0; d < 4; d++) {
+                    nb_layer_spec c = {.kind = NB_LAYER_CONV2D, .units = 4, .size = sizes[si], .stride = strides[st],
+                                       .dilation = dilations[d], .padding = pad ? NB_PAD_SAME : NB_PAD_VALID,
+                                       .act = NB_ACT_RELU};
+                    expect_round_trip(&c);
+                }
+                for (int kind = NB_LAYER_MAXPOOL; kind <= NB_LAYER_AVGPOOL; kind++) {
+                    nb_layer_spec p = {.kind = (nb_layer_kind)kind, .size = sizes[si], .stride = strides[st],
+                                       .padding = pad ? NB_PAD_SAME : NB_PAD_VALID};
+                    expect_round_trip(&p);
+                }
+            }
+    nb_layer_spec f = {.kind = NB_LAYER_FLATTEN};
+    expect_round_trip(&f);
+    const double rates[] = {0, 0.1, 0.5, 0.25, 1.0 / 3, 0.123456789, 1e-7, 0.999999999, 0x1.fffffffffffffp-1};
+    for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+        nb_layer_spec d = {.kind = NB_LAYER_DROPOUT, .rate = rates[i]};
+        expect_round_trip(&d);
+    }
+    /* A whole model: its spec builds the same model again, also through a
+     * file (train --model 'dense 8 relu; linear; dense 3' used to write
+     * 'none', which nothing could load). */
+    const int64_t in[1] = {5};
+    nb_model *m, *m2;
+    assert_int_equal(nb_model_from_spec("dense 8 relu; linear; dense 3; dropout 0.3; sigmoid", 1, in, &m), NB_OK);
+    assert_string_equal(nb_model_spec(m), "dense 8 relu; linear; dense 3; dropout 0.3; sigmoid");
+    assert_int_equal(nb_model_from_spec(nb_model_spec(m), 1, in, &m2), NB_OK);
+    assert_string_equal(nb_model_spec(m2), nb_model_spec(m));
+    nb_model_free(m2);
+    assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 1), NB_OK);
+    const char *path = NB_BINARY_DIR "/test_nn_linear.safetensors";
+    assert_int_equal(nb_model_save(m, path), NB_OK);
+    assert_int_equal(nb_model_load(path, &m2), NB_OK);
+    assert_string_equal(nb_model_spec(m2), nb_model_spec(m));
+    assert_int_equal(nb_model_num_params(m2), nb_model_num_params(m));
+    nb_model_free(m2);
+    remove(path);
+    nb_model_free(m);
+    /* A layer the grammar cannot write is refused when added, not saved
+     * into a file that cannot be read. */
+    const int64_t img[3] = {8, 8, 2};
+    assert_int_equal(nb_model_from_spec("conv2d 2 1", 3, img, &m), NB_OK);
+    const nb_layer_spec bad[] = {
+        {.kind = NB_LAYER_MAXPOOL, .size = 2, .act = NB_ACT_RELU},
+        {.kind = NB_LAYER_FLATTEN, .act = NB_ACT_SOFTMAX},
+        {.kind = NB_LAYER_CONV2D, .units = 1 << 21, .size = 1},
+        {.kind = NB_LAYER_CONV2D, .units = 2, .size = 1, .dilation = -1},
+        {.kind = NB_LAYER_AVGPOOL, .size = 2, .stride = 5000},
+        {.kind = NB_LAYER_ACTIVATION, .act = (nb_activation)99},
+        {.kind = (nb_layer_kind)42},
+    };
+    const char *why[] = {"layer 1: maxpool takes no activation (add a 'relu' layer after it)",
+                         "layer 1: flatten takes no activation (add a 'softmax' layer after it)",
+                         "layer 1: conv2d units must be 1..1048576, got 2097152",
+                         "layer 1: conv2d dilation must be 1..1024 (or 0 for the default), got -1",
+                         "layer 1: avgpool stride must be 1..1024 (or 0 for the default), got 5000",
+                         "layer 1: unknown activation 99", "layer 1: unknown layer kind 42"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(nb_model_add(m, &bad[i]), NB_ERR_ARG);
+        assert_string_equal(nb_last_error(), why[i]);
+    }
+    assert_int_equal(nb_model_num_layers(m), 1);
+    nb_model_free(m);
+    /* Files written before the fix say 'none': they load, as 'linear'. */
+    assert_int_equal(nb_model_from_spec("dense 8 relu; none; dense 3 none", 1, in, &m), NB_OK);
+    assert_string_equal(nb_model_spec(m), "dense 8 relu; linear; dense 3");
+    nb_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -585,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_loss_after_set_batch_and_bce_accuracy),
         cmocka_unit_test(test_resume_with_another_optimizer_is_refused),
         cmocka_unit_test(test_second_loss_names_the_first),
+        cmocka_unit_test(test_spec_print_parse_fixed_point),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
