@@ -404,14 +404,24 @@ typedef enum { NB_LOSS_CCE = 0, NB_LOSS_MSE, NB_LOSS_BCE } nb_loss_kind;
 nb_graph *nb_model_graph(nb_model *m);
 nb_node *nb_model_input(nb_model *m);   /* (N, input_shape...) */
 nb_node *nb_model_output(nb_model *m);  /* the last layer's output */
-nb_node *nb_model_logits(nb_model *m);  /* output before a final softmax/sigmoid */
+/* The model's output activation: the activation of its last layer, looking
+ * through dropout and linear layers (identities in inference), e.g. softmax
+ * for 'dense 10 softmax; dropout 0.2'; NB_ACT_NONE for 'dense 10'. */
+nb_activation nb_model_output_activation(const nb_model *m);
+/* The logits: the input of the output activation when it is softmax or
+ * sigmoid, else the output (log_softmax: its output, before any dropout).
+ * The CCE loss and the BCE loss of a sigmoid read these, so a dropout after
+ * a final softmax/sigmoid leaves them unchanged; a softmax or sigmoid
+ * followed by a layer that computes is an ordinary layer. */
+nb_node *nb_model_logits(nb_model *m);
 /* Target and loss nodes for a loss (created on first use): target is (N)
  * class indices for CCE, else the output's shape. */
 nb_status nb_model_loss(nb_model *m, nb_loss_kind kind, nb_node **target, nb_node **loss);
 /* Sets the batch size of the input (and target). */
 nb_status nb_model_set_batch(nb_model *m, int64_t batch);
-/* Runs the model on x (N, input_shape...): out gets a new tensor with the
- * output (probabilities when the spec ends in softmax, else raw outputs). */
+/* Runs the model on x (N, input_shape...) in inference mode: out gets a new
+ * tensor with the output (probabilities when the output activation is
+ * softmax, see nb_model_output_activation; else raw outputs). */
 nb_status nb_model_predict(nb_model *m, const nb_tensor *x, int64_t batch, nb_tensor **out);
 
 /* Model files (safetensors, see DESIGN.md): weights plus nabla.spec and

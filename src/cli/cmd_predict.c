@@ -15,8 +15,10 @@ static const char *usage_text =
     "Probabilities: a classifier whose last layer has no softmax (e.g. '... dense 10', trained\n"
     "with the cce loss on logits) gets a softmax over its last axis applied here; a model that\n"
     "ends in softmax or sigmoid already outputs probabilities and is written as is; log_softmax\n"
-    "is exponentiated. Any other output (one unit without sigmoid, relu, tanh, ...) is not a\n"
-    "classifier's logits and is written unchanged. --raw writes the output unchanged always.\n"
+    "is exponentiated. The last layer is the last one that is not dropout or linear (both are\n"
+    "the identity here), so '... dense 10 softmax; dropout 0.2' ends in softmax. Any other\n"
+    "output (one unit without sigmoid, relu, tanh, ...) is not a classifier's logits and is\n"
+    "written unchanged. --raw writes the output unchanged always.\n"
     "\n"
     "Input: .npy (any dtype nabla reads) or an IDX file (raw or .gz), of shape\n"
     "(N, input...) as the model takes, or (N, H, W) for an image model with one channel\n"
@@ -80,8 +82,9 @@ int cmd_predict(int argc, char **argv)
         cli_fail("predict", "running the model");
         goto done;
     }
-    int L = nb_model_num_layers(m);
-    nb_activation last = L ? nb_model_layer(m, L - 1)->act : NB_ACT_NONE;
+    /* The last layer's activation, through dropout and linear layers (the
+     * identity here): 'dense 3 softmax; dropout 0.1' ends in softmax. */
+    nb_activation last = nb_model_output_activation(m);
     int64_t C = y->rank >= 2 ? y->shape[y->rank - 1] : 1;
     const char *what = "the model's output (unchanged)";
     if (!raw && last == NB_ACT_SOFTMAX) what = "probabilities (the model ends in softmax)";

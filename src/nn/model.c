@@ -176,7 +176,18 @@ nb_status nb_model_add(nb_model *m, const nb_layer_spec *l)
     m->layers[m->nlayers] = *l;
     m->layer_out[m->nlayers] = y;
     m->nlayers++;
-    m->logits = (l->act == NB_ACT_SOFTMAX || l->act == NB_ACT_SIGMOID) ? pre : y;
+    /* The output activation is the last layer's, looking through layers
+     * that are identities in inference (dropout, linear). A final softmax or
+     * sigmoid has its input as the logits, log_softmax its output; the
+     * losses read those, so a dropout after them (on probabilities) leaves
+     * the losses as they are. Anywhere else they are ordinary layers. */
+    const bool identity = l->kind == NB_LAYER_DROPOUT || (l->kind == NB_LAYER_ACTIVATION && l->act == NB_ACT_NONE);
+    if (!identity) {
+        m->out_act = l->act;
+        m->logits = (l->act == NB_ACT_SOFTMAX || l->act == NB_ACT_SIGMOID) ? pre : y;
+    } else if (m->out_act != NB_ACT_SOFTMAX && m->out_act != NB_ACT_SIGMOID && m->out_act != NB_ACT_LOG_SOFTMAX) {
+        m->logits = y; /* a dropout on logits is part of them */
+    }
     m->output = y;
     free(m->spec);
     m->spec = NULL;
@@ -302,6 +313,7 @@ nb_graph *nb_model_graph(nb_model *m) { return m ? m->g : NULL; }
 nb_node *nb_model_input(nb_model *m) { return m ? m->input : NULL; }
 nb_node *nb_model_output(nb_model *m) { return m ? m->output : NULL; }
 nb_node *nb_model_logits(nb_model *m) { return m ? m->logits : NULL; }
+nb_activation nb_model_output_activation(const nb_model *m) { return m ? m->out_act : NB_ACT_NONE; }
 
 nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
 {
@@ -430,10 +442,9 @@ nb_status nb_model_loss(nb_model *m, nb_loss_kind kind, nb_node **target, nb_nod
             m->target = nb_input(m->g, "~target", o->rank, o->shape);
             nb_node *z = m->output;
             if (kind == NB_LOSS_BCE) {
-                const nb_layer_spec *last = &m->layers[m->nlayers - 1];
-                /* From logits when the model ends in a sigmoid (stable), else
-                 * its output is taken as logits. */
-                z = last->act == NB_ACT_SIGMOID ? m->logits : m->output;
+                /* From logits when the model's output activation is a sigmoid
+                 * (stable), else its output is taken as logits. */
+                z = m->out_act == NB_ACT_SIGMOID ? m->logits : m->output;
                 m->loss = nb_bce_logits_loss(z, m->target);
             } else {
                 m->loss = nb_mse_loss(z, m->target);

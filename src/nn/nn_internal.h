@@ -14,6 +14,7 @@ struct nb_model {
     nb_node *layer_out[NB_MODEL_MAX_LAYERS];
     nb_graph *g;
     nb_node *input, *output, *logits;
+    nb_activation out_act; /* nb_model_output_activation */
     nb_node *params[NB_MODEL_MAX_PARAMS];
     int nparams;
     nb_node *target, *loss;

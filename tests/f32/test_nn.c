@@ -571,6 +571,9 @@ static void test_second_loss_names_the_first(void **state)
     nb_model_free(m);
 }
 
+/* Prints why to stderr (cmocka's fail_msg may not show it), then fails. */
+#define FAIL(...) (fprintf(stderr, __VA_ARGS__), fprintf(stderr, "\n"), fail())
+
 /* Every layer nabla can hold prints as a spec line that parses back to the
  * same layer and prints the same again: every kind, every activation, every
  * option (a saved model's nabla.spec must load). */
@@ -580,10 +583,10 @@ static void expect_round_trip(const nb_layer_spec *l)
     nb_layer_spec_str(l, s1, sizeof s1);
     nb_layer_spec *p;
     int n;
-    if (nb_spec_parse(s1, &p, &n) != NB_OK) fail_msg("'%s' does not parse: %s", s1, nb_last_error());
+    if (nb_spec_parse(s1, &p, &n) != NB_OK) FAIL("'%s' does not parse: %s", s1, nb_last_error());
     assert_int_equal(n, 1);
     nb_layer_spec_str(p, s2, sizeof s2);
-    if (strcmp(s1, s2)) fail_msg("'%s' parses and prints as '%s'", s1, s2);
+    if (strcmp(s1, s2)) FAIL("'%s' parses and prints as '%s'", s1, s2);
     assert_int_equal(p->kind, l->kind);
     assert_int_equal(p->act, l->act);
     assert_int_equal(p->units, l->units);
@@ -682,6 +685,122 @@ static void test_spec_print_parse_fixed_point(void **state)
     nb_model_free(m);
 }
 
+/* Copies every parameter of a into the parameter of b with the same name. */
+static void copy_params(nb_model *a, nb_model *b)
+{
+    assert_int_equal(nb_model_param_count(a), nb_model_param_count(b));
+    for (int i = 0; i < nb_model_param_count(a); i++) {
+        nb_node *p = nb_model_param(a, i), *q = nb_model_find_param(b, nb_node_name(p));
+        assert_non_null(q);
+        assert_int_equal(nb_value(p)->size, nb_value(q)->size);
+        memcpy(nb_value(q)->data, nb_value(p)->data, (size_t)nb_value(p)->size * sizeof(nb_real));
+    }
+}
+
+/* Loss of m on x (N, 4) and targets y, in training mode (dropout on, seed
+ * 7); the gradient of its parameter gname goes to grad. */
+static double train_loss(nb_model *m, nb_loss_kind kind, const nb_real *x, const nb_real *y, int64_t N, int64_t ny,
+                         const char *gname, nb_real *grad, int64_t gsize)
+{
+    nb_node *target, *loss;
+    assert_int_equal(nb_model_set_batch(m, N), NB_OK);
+    assert_int_equal(nb_model_loss(m, kind, &target, &loss), NB_OK);
+    memcpy(nb_value(nb_model_input(m))->data, x, (size_t)(N * 4) * sizeof(nb_real));
+    memcpy(nb_value(target)->data, y, (size_t)(N * ny) * sizeof(nb_real));
+    nb_graph_set_training(nb_model_graph(m), 1, 7);
+    assert_int_equal(nb_forward(nb_model_graph(m)), NB_OK);
+    assert_int_equal(nb_backward(loss), NB_OK);
+    nb_tensor *g = nb_grad(nb_model_find_param(m, gname));
+    assert_non_null(g);
+    assert_int_equal(g->size, gsize);
+    memcpy(grad, g->data, (size_t)gsize * sizeof(nb_real));
+    nb_graph_set_training(nb_model_graph(m), 0, 7);
+    return nb_value(loss)->data[0];
+}
+
+/* A softmax (sigmoid) is the model's output activation when only identity
+ * layers (dropout, linear) follow it: predict gives its probabilities once
+ * and the loss is computed from its logits, as without the dropout.
+ * Anywhere else it is an ordinary layer. */
+static void test_final_activation_before_dropout(void **state)
+{
+    (void)state;
+    const int64_t in[1] = {4}, N = 6, xs[2] = {6, 4};
+    nb_real x[24], labels[6] = {0, 1, 2, 2, 1, 0}, bin[6] = {1, 0, 1, 1, 0, 0};
+    for (int i = 0; i < 24; i++) x[i] = (nb_real)(0.3 * sin(1.7 * i) + 0.1 * (i % 5));
+    nb_tensor *X = nb_tensor_from(2, xs, x);
+    const char *with[] = {"dense 8 relu; dense 3 softmax; dropout 0.4", "dense 8 relu; dense 3 softmax; linear; dropout 0.5",
+                          "dense 8 relu; dense 3; softmax; dropout 0.4", "dense 8 tanh; dense 1 sigmoid; dropout 0.5"};
+    const char *without[] = {"dense 8 relu; dense 3 softmax", "dense 8 relu; dense 3 softmax",
+                             "dense 8 relu; dense 3; softmax", "dense 8 tanh; dense 1 sigmoid"};
+    for (int t = 0; t < 4; t++) {
+        nb_model *a, *b;
+        assert_int_equal(nb_model_from_spec(with[t], 1, in, &a), NB_OK);
+        assert_int_equal(nb_model_from_spec(without[t], 1, in, &b), NB_OK);
+        assert_int_equal(nb_model_init(a, NB_INIT_GLOROT_UNIFORM, 11), NB_OK);
+        copy_params(a, b);
+        const int classes = t == 3 ? 1 : 3;
+        assert_int_equal(nb_model_output_activation(a), classes == 3 ? NB_ACT_SOFTMAX : NB_ACT_SIGMOID);
+        assert_int_equal(nb_model_output_activation(b), nb_model_output_activation(a));
+        /* predict: the same probabilities (dropout is the identity there) */
+        nb_tensor *pa, *pb;
+        assert_int_equal(nb_model_predict(a, X, 4, &pa), NB_OK);
+        assert_int_equal(nb_model_predict(b, X, 4, &pb), NB_OK);
+        assert_int_equal(pa->size, N * classes);
+        for (int64_t i = 0; i < pa->size; i++) assert_true(fabs(pa->data[i] - pb->data[i]) < 1e-7);
+        if (classes == 3)
+            for (int64_t r = 0; r < N; r++)
+                assert_true(fabs(pa->data[3 * r] + pa->data[3 * r + 1] + pa->data[3 * r + 2] - 1) < 1e-6);
+        /* training: the same loss and gradient, from the same logits */
+        nb_loss_kind kind = classes == 3 ? NB_LOSS_CCE : NB_LOSS_BCE;
+        nb_real ga[24], gb[24];
+        double la = train_loss(a, kind, x, classes == 3 ? labels : bin, N, 1, "1.kernel", ga, 8 * classes);
+        double lb = train_loss(b, kind, x, classes == 3 ? labels : bin, N, 1, "1.kernel", gb, 8 * classes);
+        double want = 0; /* the loss from the probabilities, by hand */
+        for (int64_t r = 0; r < N; r++)
+            want -= classes == 3 ? log(pb->data[3 * r + (int)labels[r]])
+                                 : (bin[r] ? log(pb->data[r]) : log(1 - pb->data[r]));
+        want /= (double)N;
+        if (fabs(la - want) > 1e-5 || fabs(lb - want) > 1e-5)
+            FAIL("'%s': loss %.7g, without the dropout %.7g, by hand %.7g", with[t], la, lb, want);
+        double gmax = 0;
+        for (int i = 0; i < 8 * classes; i++) {
+            assert_true(fabs(ga[i] - gb[i]) < 1e-6);
+            gmax = fmax(gmax, fabs(gb[i]));
+        }
+        assert_true(gmax > 1e-4);
+        /* evaluation too */
+        nb_dataset d = {nb_tensor_clone(X), nb_tensor_new(classes == 3 ? 1 : 2, (int64_t[]){N, 1})};
+        memcpy(d.y->data, classes == 3 ? labels : bin, sizeof labels);
+        double ea, eb;
+        assert_int_equal(nb_evaluate(a, &d, kind, 4, &ea, NULL, NULL), NB_OK);
+        assert_int_equal(nb_evaluate(b, &d, kind, 4, &eb, NULL, NULL), NB_OK);
+        assert_true(fabs(ea - want) < 1e-5 && fabs(eb - want) < 1e-5);
+        nb_dataset_free(&d);
+        nb_tensor_free(pa);
+        nb_tensor_free(pb);
+        nb_model_free(a);
+        nb_model_free(b);
+    }
+    /* A softmax followed by a layer that computes is an ordinary layer: the
+     * logits are the last layer's output. */
+    nb_model *m;
+    assert_int_equal(nb_model_from_spec("dense 3 softmax; dense 3", 1, in, &m), NB_OK);
+    assert_ptr_equal(nb_model_logits(m), nb_model_output(m));
+    assert_int_equal(nb_model_output_activation(m), NB_ACT_NONE);
+    nb_model_free(m);
+    /* A dropout on logits stays part of them (PyTorch's order). */
+    assert_int_equal(nb_model_from_spec("dense 3; dropout 0.5", 1, in, &m), NB_OK);
+    assert_ptr_equal(nb_model_logits(m), nb_model_output(m));
+    nb_model_free(m);
+    assert_int_equal(nb_model_from_spec("dense 3 log_softmax; dropout 0.5", 1, in, &m), NB_OK);
+    assert_int_equal(nb_model_output_activation(m), NB_ACT_LOG_SOFTMAX);
+    assert_ptr_not_equal(nb_model_logits(m), nb_model_output(m));
+    assert_string_equal(nb_node_op(nb_model_logits(m)), "log_softmax");
+    nb_model_free(m);
+    nb_tensor_free(X);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -697,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_resume_with_another_optimizer_is_refused),
         cmocka_unit_test(test_second_loss_names_the_first),
         cmocka_unit_test(test_spec_print_parse_fixed_point),
+        cmocka_unit_test(test_final_activation_before_dropout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
