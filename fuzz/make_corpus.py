@@ -100,7 +100,8 @@ put("model_import", "bad_reshaped", mi(AUTO | RESHAPE, 8, "dense 8 relu; dense 3
 put("model_import", "bad_extra", mi(AUTO, 0, "dense 8 relu; dense 3", "4", [("9.kernel", [2, 2]), ("foo", [1])], vals))
 put("model_import", "bad_replaced", mi(AUTO, 0, "dense 8 relu; dense 3", "4", [("1.bias", [4])], vals))
 put("model_import", "bad_nonfinite", mi(AUTO, 0, "dense 4; dense 2", "3", values=bytes([128, 255, 254, 253, 140])))
-put("model_import", "nonfinite_allowed", mi(AUTO | ALLOW, 0, "dense 4; dense 2", "3", values=bytes([128, 255, 254, 253])))
+put("model_import", "nonfinite_allowed",
+    mi(AUTO | ALLOW, 0, "dense 4; dense 2", "3", values=bytes([128, 255, 254, 253])))
 put("model_import", "bad_no_input", mi(AUTO | NO_INPUT, 0, "dense 2", "2"))
 put("model_import", "bad_spec", mi(AUTO, 0, "conv2d 2 3; dense 2", "5,5,1"))
 put("model_import", "no_params", mi(AUTO, 0, "flatten; relu", "2,2"))

@@ -108,7 +108,10 @@ nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, i
     return NB_OK;
 }
 
-nb_status cli_load_trained_model(const char *path, nb_model **out) { return cli_load_trained_model_flags(path, 0, out); }
+nb_status cli_load_trained_model(const char *path, nb_model **out)
+{
+    return cli_load_trained_model_flags(path, 0, out);
+}
 
 nb_status cli_load_trained_model_flags(const char *path, unsigned flags, nb_model **out)
 {

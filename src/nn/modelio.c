@@ -4,6 +4,7 @@
 #include "nn_internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -86,10 +87,12 @@ static nb_status check_no_extra_tensors(const nb_model *m, const nb_safetensors 
     char more[48] = "", params[160];
     if (extra > 1) snprintf(more, sizeof more, " (and %d more)", extra - 1);
     if (m->nparams)
-        snprintf(params, sizeof params, "parameters %.60s to %.60s", m->params[0]->name, m->params[m->nparams - 1]->name);
+        snprintf(params, sizeof params, "parameters %.60s to %.60s", m->params[0]->name,
+                 m->params[m->nparams - 1]->name);
     else
         snprintf(params, sizeof params, "no parameters");
-    return nb_fail(NB_ERR_FORMAT, "model file: tensor '%.100s'%s is not a parameter of nabla.spec (%d layer%s, %s): " NOT_TOGETHER,
+    return nb_fail(NB_ERR_FORMAT,
+                   "model file: tensor '%.100s'%s is not a parameter of nabla.spec (%d layer%s, %s): " NOT_TOGETHER,
                    first, more, m->nlayers, m->nlayers == 1 ? "" : "s", params);
 }
 
@@ -100,9 +103,8 @@ static nb_status check_finite(const nb_node *p)
     const nb_tensor *v = &p->value;
     int64_t nan = 0, inf = 0;
     for (int64_t j = 0; j < v->size; j++) {
-        const nb_real x = v->data[j];
-        if (x != x) nan++;
-        else if (x - x != 0) inf++;
+        nan += isnan(v->data[j]) != 0;
+        inf += isinf(v->data[j]) != 0;
     }
     if (!nan && !inf) return NB_OK;
     return nb_fail(NB_ERR_NUMERIC,
@@ -146,8 +148,9 @@ nb_status nb_model_import_flags(const nb_safetensors *st, unsigned flags, nb_mod
         for (int d = 0; same && d < v->rank; d++) same = t->shape[d] == v->shape[d];
         if (!same) {
             param_layer(m, p->name, &layer, line, sizeof line);
-            s = nb_fail(NB_ERR_FORMAT, "model file: '%s' has shape %s, but nabla.spec (layer %d, %s) needs %s: " NOT_TOGETHER,
-                        p->name, NB_SHAPE_STR(t, s1), layer, line, NB_SHAPE_STR(v, s2));
+            s = nb_fail(NB_ERR_FORMAT,
+                        "model file: '%s' has shape %s, but nabla.spec (layer %d, %s) needs %s: " NOT_TOGETHER, p->name,
+                        NB_SHAPE_STR(t, s1), layer, line, NB_SHAPE_STR(v, s2));
         }
     }
     if (!s) s = check_no_extra_tensors(m, st);

@@ -212,14 +212,19 @@ int nb_layer_spec_check(const nb_layer_spec *l, char *why, size_t n)
     if ((l->kind == NB_LAYER_DENSE || l->kind == NB_LAYER_CONV2D) && (l->units < 1 || l->units > MAX_UNITS))
         return snprintf(why, n, "%s units must be 1..%d, got %d", k, MAX_UNITS, l->units), 0;
     if (l->kind == NB_LAYER_CONV2D || l->kind == NB_LAYER_MAXPOOL || l->kind == NB_LAYER_AVGPOOL) {
-        if (l->size < 1 || l->size > MAX_SIZE) return snprintf(why, n, "%s size must be 1..%d, got %d", k, MAX_SIZE, l->size), 0;
+        if (l->size < 1 || l->size > MAX_SIZE)
+            return snprintf(why, n, "%s size must be 1..%d, got %d", k, MAX_SIZE, l->size), 0;
         if (l->stride < 0 || l->stride > MAX_SIZE)
-            return snprintf(why, n, "%s stride must be 1..%d (or 0 for the default), got %d", k, MAX_SIZE, l->stride), 0;
+            return snprintf(why, n, "%s stride must be 1..%d (or 0 for the default), got %d", k, MAX_SIZE,
+                            l->stride),
+                   0;
         if (l->padding != NB_PAD_VALID && l->padding != NB_PAD_SAME)
             return snprintf(why, n, "%s padding must be valid or same, got %d", k, (int)l->padding), 0;
     }
     if (l->kind == NB_LAYER_CONV2D && (l->dilation < 0 || l->dilation > MAX_SIZE))
-        return snprintf(why, n, "conv2d dilation must be 1..%d (or 0 for the default), got %d", MAX_SIZE, l->dilation), 0;
+        return snprintf(why, n, "conv2d dilation must be 1..%d (or 0 for the default), got %d", MAX_SIZE,
+                        l->dilation),
+               0;
     if (l->kind == NB_LAYER_DROPOUT && !(l->rate >= 0 && l->rate < 1))
         return snprintf(why, n, "dropout rate must be in [0, 1), got %g", l->rate), 0;
     return 1;

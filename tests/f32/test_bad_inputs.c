@@ -527,7 +527,8 @@ static void test_model_file_nonfinite(void **state)
     nb_model_free(m);
     expect_model_refused(f, NB_ERR_NUMERIC,
                          "model file: '1.kernel' holds 3 non-finite values (1 NaN, 2 infinite) of its 24: the model "
-                         "would compute NaN; retrain it (e.g. with a smaller learning rate) or use an earlier checkpoint");
+                         "would compute NaN; retrain it (e.g. with a smaller learning rate) or use an earlier "
+                         "checkpoint");
     /* the library's flag */
     assert_int_equal(nb_model_load_flags(f, NB_LOAD_ALLOW_NONFINITE, &m), NB_OK);
     k = nb_value(nb_model_find_param(m, "1.kernel"));

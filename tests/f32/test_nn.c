@@ -729,7 +729,8 @@ static void test_final_activation_before_dropout(void **state)
     nb_real x[24], labels[6] = {0, 1, 2, 2, 1, 0}, bin[6] = {1, 0, 1, 1, 0, 0};
     for (int i = 0; i < 24; i++) x[i] = (nb_real)(0.3 * sin(1.7 * i) + 0.1 * (i % 5));
     nb_tensor *X = nb_tensor_from(2, xs, x);
-    const char *with[] = {"dense 8 relu; dense 3 softmax; dropout 0.4", "dense 8 relu; dense 3 softmax; linear; dropout 0.5",
+    const char *with[] = {"dense 8 relu; dense 3 softmax; dropout 0.4",
+                          "dense 8 relu; dense 3 softmax; linear; dropout 0.5",
                           "dense 8 relu; dense 3; softmax; dropout 0.4", "dense 8 tanh; dense 1 sigmoid; dropout 0.5"};
     const char *without[] = {"dense 8 relu; dense 3 softmax", "dense 8 relu; dense 3 softmax",
                              "dense 8 relu; dense 3; softmax", "dense 8 tanh; dense 1 sigmoid"};
