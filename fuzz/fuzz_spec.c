@@ -1,5 +1,6 @@
-/* libFuzzer target: the model spec grammar (nb_spec_parse), then, for specs
- * that parse and stay small, nb_model_from_spec on the input shape 28,28,1
+/* libFuzzer target: the model spec grammar (nb_spec_parse; every layer must
+ * print as a line that parses back to it), then, for specs that parse and
+ * stay small, nb_model_from_spec on the input shape 28,28,1
  * and one forward pass of a batch of one. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -57,10 +58,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     if (!layers || n < 1) abort();
-    for (int i = 0; i < n; i++) { /* every layer prints back */
-        char buf[128];
+    for (int i = 0; i < n; i++) { /* every layer prints as a line that parses back to it */
+        char buf[128], again[128];
         nb_layer_spec_str(&layers[i], buf, sizeof buf);
         if (!buf[0]) abort();
+        nb_layer_spec *l2 = NULL;
+        int n2 = 0;
+        if (nb_spec_parse(buf, &l2, &n2) != NB_OK || n2 != 1) abort();
+        nb_layer_spec_str(l2, again, sizeof again);
+        if (strcmp(buf, again) || l2->kind != layers[i].kind || l2->act != layers[i].act ||
+            memcmp(&l2->rate, &layers[i].rate, sizeof l2->rate))
+            abort();
+        free(l2);
     }
     if (small_enough(layers, n)) {
         const int64_t in[3] = {28, 28, 1};

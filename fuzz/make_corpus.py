@@ -11,7 +11,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 fixtures = os.path.join(here, "..", "tests", "data", "io")
 
 
-for t in ["idx", "npy", "csv", "safetensors"]:
+for t in ["idx", "npy", "csv", "safetensors", "model_import"]:
     os.makedirs(os.path.join(here, "corpus", t), exist_ok=True)
 
 
@@ -74,3 +74,42 @@ h = json.dumps({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
                 "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}).encode()
 put("safetensors", "bad_overlap.safetensors", struct.pack("<Q", len(h)) + h + b"\0" * 16)
 put("safetensors", "bad_truncated.safetensors", bad[:-3])
+
+
+# fuzz_model_import: byte 0 flags, byte 1 selector, then SPEC\0INPUT\0,
+# the number of extra tensors and their records (NAME\0 RANK DIMS...),
+# then value bytes (see fuzz/fuzz_model_import.c).
+def mi(flags, sel, spec, shape, extras=(), values=b""):
+    b = bytes([flags, sel]) + spec.encode() + b"\0" + shape.encode() + b"\0" + bytes([len(extras)])
+    for name, dims in extras:
+        b += name.encode() + b"\0" + bytes([len(dims)] + list(dims))
+    return b + values
+
+
+AUTO, MISSING, RESHAPE, OPTIM, ALLOW, NO_INPUT = 4, 8, 16, 32, 2, 64
+vals = bytes(range(100, 160, 3))
+put("model_import", "mlp", mi(AUTO, 0, "dense 8 relu; dense 3", "4", values=vals))
+put("model_import", "cnn", mi(AUTO, 0, "conv2d 2 3 relu; maxpool 2; flatten; dense 3 softmax; dropout 0.1", "6,6,1",
+                              values=vals))
+put("model_import", "cnn_options", mi(AUTO, 0, "conv2d 2 3 tanh stride=2 padding=same dilation=2; avgpool 2 stride=1 "
+                                      "padding=same; flatten; dense 2 sigmoid", "7,7,2", values=vals))
+put("model_import", "linear_none", mi(AUTO, 0, "dense 5 relu; linear; none; dense 2 none", "3", values=vals))
+put("model_import", "optim_state", mi(AUTO | OPTIM, 0, "dense 3", "2", values=vals))
+put("model_import", "bad_missing", mi(AUTO | MISSING, 1, "dense 8 relu; dense 3", "4", values=vals))
+put("model_import", "bad_reshaped", mi(AUTO | RESHAPE, 8, "dense 8 relu; dense 3", "4", values=vals))
+put("model_import", "bad_extra", mi(AUTO, 0, "dense 8 relu; dense 3", "4", [("9.kernel", [2, 2]), ("foo", [1])], vals))
+put("model_import", "bad_replaced", mi(AUTO, 0, "dense 8 relu; dense 3", "4", [("1.bias", [4])], vals))
+put("model_import", "bad_nonfinite", mi(AUTO, 0, "dense 4; dense 2", "3", values=bytes([128, 255, 254, 253, 140])))
+put("model_import", "nonfinite_allowed",
+    mi(AUTO | ALLOW, 0, "dense 4; dense 2", "3", values=bytes([128, 255, 254, 253])))
+put("model_import", "bad_no_input", mi(AUTO | NO_INPUT, 0, "dense 2", "2"))
+put("model_import", "bad_spec", mi(AUTO, 0, "conv2d 2 3; dense 2", "5,5,1"))
+put("model_import", "no_params", mi(AUTO, 0, "flatten; relu", "2,2"))
+put("model_import", "raw_model",
+    bytes([1, 0]) + st([("0.kernel", "F32", [2, 2], struct.pack("<4f", 1, 2, 3, 4)),
+                        ("0.bias", "F32", [2], struct.pack("<2f", 0.5, -1))],
+                       {"nabla.spec": "dense 2", "nabla.input": "2", "nabla.format": "1"}))
+put("model_import", "raw_bad_nan",
+    bytes([1, 0]) + st([("0.kernel", "F32", [2, 1], struct.pack("<2f", 1, float("nan"))),
+                        ("0.bias", "F32", [1], struct.pack("<f", 0.5))],
+                       {"nabla.spec": "dense 1 sigmoid", "nabla.input": "2", "nabla.format": "1"}))

@@ -361,7 +361,9 @@ typedef struct nb_layer_spec {
 /* Parses a spec ("conv2d 32 3 relu; maxpool 2; flatten; dense 10"): one layer
  * per line or ';', '#' comments. *layers is malloc'ed (free with free()). */
 nb_status nb_spec_parse(const char *spec, nb_layer_spec **layers, int *nlayers);
-/* Writes a spec line for a layer ("conv2d 32 3 relu stride=2"). */
+/* Writes a spec line for a layer ("conv2d 32 3 relu stride=2") that
+ * nb_spec_parse reads back as the same layer (a bare identity layer is
+ * "linear"; "none", written by older versions, is read as it too). */
 char *nb_layer_spec_str(const nb_layer_spec *l, char *buf, size_t n);
 
 typedef struct nb_model nb_model;
@@ -370,7 +372,9 @@ typedef struct nb_model nb_model;
 nb_model *nb_model_new(int input_rank, const int64_t *input_shape);
 void nb_model_free(nb_model *m);
 /* Appends a layer; fails with a message naming the layer and the shapes if it
- * does not fit the output of the previous one. */
+ * does not fit the output of the previous one, or (NB_ERR_ARG) if the spec
+ * grammar cannot write it (out of nb_spec_parse's ranges, an activation on a
+ * layer that takes none). */
 nb_status nb_model_add(nb_model *m, const nb_layer_spec *layer);
 nb_status nb_model_dense(nb_model *m, int units, nb_activation act);
 nb_status nb_model_neuron(nb_model *m, nb_activation act); /* dense 1: y = g(x^T w + b) */
@@ -411,23 +415,42 @@ typedef enum { NB_LOSS_CCE = 0, NB_LOSS_MSE, NB_LOSS_BCE } nb_loss_kind;
 nb_graph *nb_model_graph(nb_model *m);
 nb_node *nb_model_input(nb_model *m);   /* (N, input_shape...) */
 nb_node *nb_model_output(nb_model *m);  /* the last layer's output */
-nb_node *nb_model_logits(nb_model *m);  /* output before a final softmax/sigmoid */
+/* The model's output activation: the activation of its last layer, looking
+ * through dropout and linear layers (identities in inference), e.g. softmax
+ * for 'dense 10 softmax; dropout 0.2'; NB_ACT_NONE for 'dense 10'. */
+nb_activation nb_model_output_activation(const nb_model *m);
+/* The logits: the input of the output activation when it is softmax or
+ * sigmoid, else the output (log_softmax: its output, before any dropout).
+ * The CCE loss and the BCE loss of a sigmoid read these, so a dropout after
+ * a final softmax/sigmoid leaves them unchanged; a softmax or sigmoid
+ * followed by a layer that computes is an ordinary layer. */
+nb_node *nb_model_logits(nb_model *m);
 /* Target and loss nodes for a loss (created on first use): target is (N)
  * class indices for CCE, else the output's shape. */
 nb_status nb_model_loss(nb_model *m, nb_loss_kind kind, nb_node **target, nb_node **loss);
 /* Sets the batch size of the input (and target). */
 nb_status nb_model_set_batch(nb_model *m, int64_t batch);
-/* Runs the model on x (N, input_shape...): out gets a new tensor with the
- * output (probabilities when the spec ends in softmax, else raw outputs). */
+/* Runs the model on x (N, input_shape...) in inference mode: out gets a new
+ * tensor with the output (probabilities when the output activation is
+ * softmax, see nb_model_output_activation; else raw outputs). */
 nb_status nb_model_predict(nb_model *m, const nb_tensor *x, int64_t batch, nb_tensor **out);
 
 /* Model files (safetensors, see DESIGN.md): weights plus nabla.spec and
  * nabla.input metadata. Saving is atomic. */
 nb_status nb_model_save(nb_model *m, const char *path);
-nb_status nb_model_load(const char *path, nb_model **out);
+/* Loading refuses (NB_ERR_FORMAT, naming the tensor) a file whose tensors do
+ * not fit its nabla.spec: a parameter missing or of another shape, or a
+ * tensor that is no parameter of the spec (optimiser state, "optim.*", is
+ * allowed); and (NB_ERR_NUMERIC, with the counts) a parameter holding NaN or
+ * Inf, unless flags has NB_LOAD_ALLOW_NONFINITE (to inspect a diverged
+ * model). */
+enum { NB_LOAD_ALLOW_NONFINITE = 1 };
+nb_status nb_model_load(const char *path, nb_model **out); /* flags 0 */
+nb_status nb_model_load_flags(const char *path, unsigned flags, nb_model **out);
 /* Into an existing safetensors (for checkpoints that add optimiser state). */
 nb_status nb_model_export(nb_model *m, nb_safetensors *st);
-nb_status nb_model_import(const nb_safetensors *st, nb_model **out);
+nb_status nb_model_import(const nb_safetensors *st, nb_model **out); /* flags 0 */
+nb_status nb_model_import_flags(const nb_safetensors *st, unsigned flags, nb_model **out);
 
 /* Optimisers, formulas and defaults as PyTorch's (torch.optim). */
 typedef enum { NB_OPT_SGD = 0, NB_OPT_ADAM, NB_OPT_ADAMW, NB_OPT_RMSPROP } nb_optimizer;

@@ -42,6 +42,13 @@ nb_status cli_load_data(const char *name, const char *split, int label_col, nb_d
 /* A model from a .safetensors file, a spec file, or spec text; the input
  * shape from --input or else from the data. */
 nb_status cli_load_model(const char *model, const char *input, const nb_dataset *data, nb_model **out);
+/* As cli_load_model with nb_model_load_flags's flags (NB_LOAD_ALLOW_NONFINITE
+ * for --allow-nonfinite). */
+nb_status cli_load_model_flags(const char *model, const char *input, const nb_dataset *data, unsigned flags,
+                               nb_model **out);
+/* After a model failed to load with status s: a model refused for NaN/Inf
+ * weights gets the hint of --allow-nonfinite appended to its message. */
+void cli_hint_nonfinite(nb_status s);
 
 /* input.c: a model input from a .npy or IDX file, fitted to the model's input
  * shape ((N, input...), (N, H, W) for one channel, or one example without N);
@@ -49,6 +56,7 @@ nb_status cli_load_model(const char *model, const char *input, const nb_dataset 
 nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, int *scaled);
 /* A trained model from a .safetensors file, with a clear message if it is missing. */
 nb_status cli_load_trained_model(const char *path, nb_model **out);
+nb_status cli_load_trained_model_flags(const char *path, unsigned flags, nb_model **out);
 
 /* plots.c: pictures drawn as a side job of jacobian, demo gd and train. */
 /* A rows x cols matrix as a diverging heatmap PNG with a title and a colour bar. */

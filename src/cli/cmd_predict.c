@@ -16,8 +16,10 @@ static const char *usage_text =
     "Probabilities: a classifier whose last layer has no softmax (e.g. '... dense 10', trained\n"
     "with the cce loss on logits) gets a softmax over its last axis applied here; a model that\n"
     "ends in softmax or sigmoid already outputs probabilities and is written as is; log_softmax\n"
-    "is exponentiated. Any other output (one unit without sigmoid, relu, tanh, ...) is not a\n"
-    "classifier's logits and is written unchanged. --raw writes the output unchanged always.\n"
+    "is exponentiated. The last layer is the last one that is not dropout or linear (both are\n"
+    "the identity here), so '... dense 10 softmax; dropout 0.2' ends in softmax. Any other\n"
+    "output (one unit without sigmoid, relu, tanh, ...) is not a classifier's logits and is\n"
+    "written unchanged. --raw writes the output unchanged always.\n"
     "\n"
     "Input: .npy (any dtype nabla reads) or an IDX file (raw or .gz), of shape\n"
     "(N, input...) as the model takes, or (N, H, W) for an image model with one channel\n"
@@ -30,6 +32,8 @@ static const char *usage_text =
     "  -o, --out P   the output .npy file\n"
     "  --batch B     examples per forward pass (default 256)\n"
     "  --raw         write the model's output without the softmax\n"
+    "  --allow-nonfinite  load a model whose weights hold NaN or Inf (refused otherwise), e.g.\n"
+    "                to see what a diverged model outputs\n"
     "\n"
     "NaN and Inf: inputs holding them are not refused; they go through the model as in\n"
     "PyTorch (NaN stays NaN, through relu too) and every example keeps its row in the file.\n"
@@ -42,6 +46,7 @@ int cmd_predict(int argc, char **argv)
     const char *model = NULL, *input = NULL, *out = NULL;
     long long batch = 256;
     int raw = 0;
+    unsigned flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
@@ -50,6 +55,10 @@ int cmd_predict(int argc, char **argv)
         }
         if (!strcmp(k, "--raw")) {
             raw = 1;
+            continue;
+        }
+        if (!strcmp(k, "--allow-nonfinite")) {
+            flags |= NB_LOAD_ALLOW_NONFINITE;
             continue;
         }
         int known = !strcmp(k, "--model") || !strcmp(k, "--input") || !strcmp(k, "-o") || !strcmp(k, "--out") ||
@@ -68,7 +77,7 @@ int cmd_predict(int argc, char **argv)
     nb_model *m = NULL;
     nb_tensor *x = NULL, *y = NULL;
     int rc = 1, scaled = 0;
-    if (cli_load_trained_model(model, &m)) {
+    if (cli_load_trained_model_flags(model, flags, &m)) {
         cli_fail("predict", "loading the model");
         goto done;
     }
@@ -80,8 +89,9 @@ int cmd_predict(int argc, char **argv)
         cli_fail("predict", "running the model");
         goto done;
     }
-    int L = nb_model_num_layers(m);
-    nb_activation last = L ? nb_model_layer(m, L - 1)->act : NB_ACT_NONE;
+    /* The last layer's activation, through dropout and linear layers (the
+     * identity here): 'dense 3 softmax; dropout 0.1' ends in softmax. */
+    nb_activation last = nb_model_output_activation(m);
     int64_t C = y->rank >= 2 ? y->shape[y->rank - 1] : 1;
     const char *what = "the model's output (unchanged)";
     if (!raw && last == NB_ACT_SOFTMAX) what = "probabilities (the model ends in softmax)";

@@ -13,16 +13,22 @@ static const char *usage_text =
     "  --model M      a model file (.safetensors), a spec file, or spec text, e.g.\n"
     "                 'conv2d 32 3 relu; conv2d 64 3 relu; maxpool 2; flatten; dense 128 relu; dense 10'\n"
     "  --input SHAPE  input shape without the batch, e.g. 28,28,1 (needed for a spec;\n"
-    "                 a .safetensors model carries its own)\n";
+    "                 a .safetensors model carries its own)\n"
+    "  --allow-nonfinite  load a model file whose weights hold NaN or Inf (refused otherwise)\n";
 
 int cmd_summary(int argc, char **argv)
 {
     const char *model = NULL, *input = NULL;
+    unsigned flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
             fputs(usage_text, stdout);
             return 0;
+        }
+        if (!strcmp(k, "--allow-nonfinite")) {
+            flags |= NB_LOAD_ALLOW_NONFINITE;
+            continue;
         }
         if (strcmp(k, "--model") && strcmp(k, "--input")) return cli_usage_error("summary", "unknown option '%s'", k);
         if (!v) return cli_usage_error("summary", "option '%s' needs a value", k);
@@ -32,7 +38,7 @@ int cmd_summary(int argc, char **argv)
     }
     if (!model) return cli_usage_error("summary", "%s", "--model is required");
     nb_model *m = NULL;
-    if (cli_load_model(model, input, NULL, &m)) return cli_fail("summary", "building the model");
+    if (cli_load_model_flags(model, input, NULL, flags, &m)) return cli_fail("summary", "building the model");
     size_t n = 4096 + (size_t)nb_model_num_layers(m) * 256;
     char *buf = malloc(n);
     int rc = 0;

@@ -33,12 +33,14 @@ static const char *usage_text =
     "                    --model is then not read; --optimizer must be the checkpoint's)\n"
     "  --no-test         skip the final test-set evaluation\n"
     "  --check-numerics  stop at the first op that produces NaN/Inf, naming it\n"
+    "  --allow-nonfinite load a model (or --resume a checkpoint) whose weights hold NaN or Inf\n"
+    "                    (refused otherwise), e.g. to see --check-numerics name the tensor\n"
     "  --quiet           no per-epoch output\n"
     "  --plot F.svg      draw loss and accuracy per epoch (training and validation) as SVG\n";
 
 typedef struct {
     const char *data, *model, *input, *out, *plot, *loss_name, *optimizer, *schedule, *init;
-    int epochs, resume, no_test, quiet, check_numerics, label_col;
+    int epochs, resume, no_test, quiet, check_numerics, label_col, allow_nonfinite;
     long long batch, limit, threads, seed, step_size;
     double lr, momentum, weight_decay, clip_norm, val_split, gamma, min_lr;
     int nesterov;
@@ -76,7 +78,7 @@ static int parse_args(int argc, char **argv, train_args *a)
         NUM("--lr", lr) NUM("--momentum", momentum) NUM("--weight-decay", weight_decay) NUM("--clip-norm", clip_norm)
         NUM("--val-split", val_split) NUM("--gamma", gamma) NUM("--min-lr", min_lr)
         FLAG("--resume", resume) FLAG("--no-test", no_test) FLAG("--quiet", quiet) FLAG("--nesterov", nesterov)
-        FLAG("--check-numerics", check_numerics)
+        FLAG("--check-numerics", check_numerics) FLAG("--allow-nonfinite", allow_nonfinite)
         if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
             fputs(usage_text, stdout);
             return 0;
@@ -242,7 +244,10 @@ int cmd_train(int argc, char **argv)
     int start_epoch = 0;
     long long start_step = 0;
     if (a.resume) {
-        if (nb_safetensors_read(a.out, &ckpt) || nb_model_import(ckpt, &m)) {
+        nb_status s = nb_safetensors_read(a.out, &ckpt);
+        if (!s) s = nb_model_import_flags(ckpt, a.allow_nonfinite ? NB_LOAD_ALLOW_NONFINITE : 0, &m);
+        if (s) {
+            cli_hint_nonfinite(s);
             cli_fail("train", "--resume: reading the checkpoint");
             goto done;
         }
@@ -255,7 +260,7 @@ int cmd_train(int argc, char **argv)
         }
         start_epoch = (int)ev;
     } else {
-        if (cli_load_model(a.model, a.input, &train, &m)) {
+        if (cli_load_model_flags(a.model, a.input, &train, a.allow_nonfinite ? NB_LOAD_ALLOW_NONFINITE : 0, &m)) {
             cli_fail("train", "building the model");
             goto done;
         }

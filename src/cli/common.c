@@ -116,9 +116,28 @@ nb_status cli_load_data(const char *name, const char *split, int label_col, nb_d
     return nb_dataset_load_mnist(dir, split, out);
 }
 
+void cli_hint_nonfinite(nb_status s)
+{
+    if (s != NB_ERR_NUMERIC) return;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", nb_last_error());
+    nb_set_error(s, "%s; to load it anyway (to inspect it), pass --allow-nonfinite to nabla summary, predict or train",
+                 msg);
+}
+
 nb_status cli_load_model(const char *model, const char *input, const nb_dataset *data, nb_model **out)
 {
-    if (cli_is_file(model) && ends_with(model, ".safetensors")) return nb_model_load(model, out);
+    return cli_load_model_flags(model, input, data, 0, out);
+}
+
+nb_status cli_load_model_flags(const char *model, const char *input, const nb_dataset *data, unsigned flags,
+                               nb_model **out)
+{
+    if (cli_is_file(model) && ends_with(model, ".safetensors")) {
+        nb_status s = nb_model_load_flags(model, flags, out);
+        cli_hint_nonfinite(s);
+        return s;
+    }
     char *spec = NULL;
     if (cli_is_file(model)) {
         void *buf;

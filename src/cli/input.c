@@ -110,10 +110,17 @@ nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, i
 
 nb_status cli_load_trained_model(const char *path, nb_model **out)
 {
+    return cli_load_trained_model_flags(path, 0, out);
+}
+
+nb_status cli_load_trained_model_flags(const char *path, unsigned flags, nb_model **out)
+{
     *out = NULL;
     if (!cli_is_file(path)) return nb_set_error(NB_ERR_IO, "model '%s': no such file", path);
-    nb_status s = nb_model_load(path, out);
-    if (s) {
+    nb_status s = nb_model_load_flags(path, flags, out);
+    if (s == NB_ERR_NUMERIC) { /* a model file, with unusable weights */
+        cli_hint_nonfinite(s);
+    } else if (s) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", nb_last_error());
         nb_set_error(s, "model '%s' is not a model file written by 'nabla train' (.safetensors): %s", path, msg);

@@ -145,6 +145,9 @@ nb_status nb_model_add(nb_model *m, const nb_layer_spec *l)
     if (!m || !l) return nb_fail(NB_ERR_ARG, "model_add: NULL argument");
     if (m->loss) return nb_fail(NB_ERR_ARG, "model_add: the model's loss is already built; add layers first");
     if (m->nlayers == NB_MODEL_MAX_LAYERS) return nb_fail(NB_ERR_ARG, "model: more than %d layers", NB_MODEL_MAX_LAYERS);
+    char why[160];
+    if (!nb_layer_spec_check(l, why, sizeof why)) /* its spec line must read back as it (model files) */
+        return nb_fail(NB_ERR_ARG, "layer %d: %s", m->nlayers, why);
     if (m->nlayers == m->cap) { /* room first, so that nothing fails after the layer is built */
         int cap = m->cap ? m->cap * 2 : 8;
         nb_layer_spec *q = realloc(m->layers, (size_t)cap * sizeof *q);
@@ -173,7 +176,18 @@ nb_status nb_model_add(nb_model *m, const nb_layer_spec *l)
     m->layers[m->nlayers] = *l;
     m->layer_out[m->nlayers] = y;
     m->nlayers++;
-    m->logits = (l->act == NB_ACT_SOFTMAX || l->act == NB_ACT_SIGMOID) ? pre : y;
+    /* The output activation is the last layer's, looking through layers
+     * that are identities in inference (dropout, linear). A final softmax or
+     * sigmoid has its input as the logits, log_softmax its output; the
+     * losses read those, so a dropout after them (on probabilities) leaves
+     * the losses as they are. Anywhere else they are ordinary layers. */
+    const bool identity = l->kind == NB_LAYER_DROPOUT || (l->kind == NB_LAYER_ACTIVATION && l->act == NB_ACT_NONE);
+    if (!identity) {
+        m->out_act = l->act;
+        m->logits = (l->act == NB_ACT_SOFTMAX || l->act == NB_ACT_SIGMOID) ? pre : y;
+    } else if (m->out_act != NB_ACT_SOFTMAX && m->out_act != NB_ACT_SIGMOID && m->out_act != NB_ACT_LOG_SOFTMAX) {
+        m->logits = y; /* a dropout on logits is part of them */
+    }
     m->output = y;
     free(m->spec);
     m->spec = NULL;
@@ -299,6 +313,7 @@ nb_graph *nb_model_graph(nb_model *m) { return m ? m->g : NULL; }
 nb_node *nb_model_input(nb_model *m) { return m ? m->input : NULL; }
 nb_node *nb_model_output(nb_model *m) { return m ? m->output : NULL; }
 nb_node *nb_model_logits(nb_model *m) { return m ? m->logits : NULL; }
+nb_activation nb_model_output_activation(const nb_model *m) { return m ? m->out_act : NB_ACT_NONE; }
 
 nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
 {
@@ -396,12 +411,23 @@ nb_status nb_model_set_batch(nb_model *m, int64_t batch)
     return s;
 }
 
+static const char *loss_name(nb_loss_kind k)
+{
+    return k == NB_LOSS_CCE ? "CCE" : k == NB_LOSS_MSE ? "MSE" : k == NB_LOSS_BCE ? "BCE" : "?";
+}
+
 nb_status nb_model_loss(nb_model *m, nb_loss_kind kind, nb_node **target, nb_node **loss)
 {
     if (!m) return nb_fail(NB_ERR_ARG, "loss: model is NULL");
     if (m->nlayers == 0) return nb_fail(NB_ERR_ARG, "loss: the model has no layers");
+    if ((unsigned)kind > NB_LOSS_BCE)
+        return nb_fail(NB_ERR_ARG, "loss: unknown loss kind %d (NB_LOSS_CCE, NB_LOSS_MSE or NB_LOSS_BCE)", (int)kind);
     if (!m->loss || m->loss_kind != kind) {
-        if (m->loss) return nb_fail(NB_ERR_ARG, "loss: this model already has a %s loss", kind ? "different" : "CCE");
+        if (m->loss)
+            return nb_fail(NB_ERR_ARG,
+                           "loss: this model already has a loss, %s, and cannot have a second (%s): build another "
+                           "model (from the same spec or file) for it",
+                           loss_name(m->loss_kind), loss_name(kind));
         nb_status ps = nb_graph_prepare(m->g); /* the output's shape at the current batch */
         if (ps) return ps;
         const nb_tensor *o = &m->output->value;
@@ -416,10 +442,9 @@ nb_status nb_model_loss(nb_model *m, nb_loss_kind kind, nb_node **target, nb_nod
             m->target = nb_input(m->g, "~target", o->rank, o->shape);
             nb_node *z = m->output;
             if (kind == NB_LOSS_BCE) {
-                const nb_layer_spec *last = &m->layers[m->nlayers - 1];
-                /* From logits when the model ends in a sigmoid (stable), else
-                 * its output is taken as logits. */
-                z = last->act == NB_ACT_SIGMOID ? m->logits : m->output;
+                /* From logits when the model's output activation is a sigmoid
+                 * (stable), else its output is taken as logits. */
+                z = m->out_act == NB_ACT_SIGMOID ? m->logits : m->output;
                 m->loss = nb_bce_logits_loss(z, m->target);
             } else {
                 m->loss = nb_mse_loss(z, m->target);

@@ -14,6 +14,7 @@ struct nb_model {
     nb_node *layer_out[NB_MODEL_MAX_LAYERS];
     nb_graph *g;
     nb_node *input, *output, *logits;
+    nb_activation out_act; /* nb_model_output_activation */
     nb_node *params[NB_MODEL_MAX_PARAMS];
     int nparams;
     nb_node *target, *loss;
@@ -21,5 +22,9 @@ struct nb_model {
     int64_t batch;
     char *spec; /* cached text of nb_model_spec */
 };
+
+/* 1 if the layer is one the spec grammar can write and read back (kind,
+ * activation, ranges as nb_spec_parse's); else 0 with the reason in why. */
+int nb_layer_spec_check(const nb_layer_spec *l, char *why, size_t n);
 
 #endif

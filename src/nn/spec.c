@@ -4,7 +4,7 @@
  *   conv2d FILTERS SIZE [ACT] [stride=S] [padding=valid|same] [dilation=D]
  *   maxpool SIZE [stride=S] [padding=..]    avgpool SIZE [stride=S] [padding=..]
  *   flatten | dense UNITS [ACT] | neuron [ACT] | dropout RATE | ACT */
-#include "../core/internal.h"
+#include "nn_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -25,7 +25,8 @@ static int parse_act(const char *t, nb_activation *a)
 {
     for (int i = 1; i < (int)(sizeof act_names / sizeof act_names[0]); i++)
         if (!strcmp(t, act_names[i])) return *a = (nb_activation)i, 1;
-    if (!strcmp(t, "linear")) return *a = NB_ACT_NONE, 1;
+    /* "none": what nabla wrote for a bare linear layer before it wrote "linear" */
+    if (!strcmp(t, "linear") || !strcmp(t, "none")) return *a = NB_ACT_NONE, 1;
     return 0;
 }
 
@@ -112,7 +113,7 @@ static int parse_layer(char **tok, int ntok, nb_layer_spec *l, char *why, size_t
     } else {
         return snprintf(why, n,
                         "unknown layer '%s' (expected conv2d, maxpool, avgpool, flatten, dense, neuron, dropout or "
-                        "an activation: relu sigmoid tanh softmax log_softmax leaky_relu elu softplus gelu)",
+                        "an activation: relu sigmoid tanh softmax log_softmax leaky_relu elu softplus gelu linear)",
                         kw),
                0;
     }
@@ -199,6 +200,36 @@ nb_status nb_spec_parse(const char *spec, nb_layer_spec **layers, int *nlayers)
     return NB_OK;
 }
 
+int nb_layer_spec_check(const nb_layer_spec *l, char *why, size_t n)
+{
+    static const char *kinds[] = {"dense", "conv2d", "maxpool", "avgpool", "flatten", "dropout", "activation"};
+    if ((unsigned)l->kind > NB_LAYER_ACTIVATION) return snprintf(why, n, "unknown layer kind %d", (int)l->kind), 0;
+    const char *k = kinds[l->kind];
+    if ((unsigned)l->act >= sizeof act_names / sizeof act_names[0])
+        return snprintf(why, n, "unknown activation %d", (int)l->act), 0;
+    if (l->act && l->kind != NB_LAYER_DENSE && l->kind != NB_LAYER_CONV2D && l->kind != NB_LAYER_ACTIVATION)
+        return snprintf(why, n, "%s takes no activation (add a '%s' layer after it)", k, act_names[l->act]), 0;
+    if ((l->kind == NB_LAYER_DENSE || l->kind == NB_LAYER_CONV2D) && (l->units < 1 || l->units > MAX_UNITS))
+        return snprintf(why, n, "%s units must be 1..%d, got %d", k, MAX_UNITS, l->units), 0;
+    if (l->kind == NB_LAYER_CONV2D || l->kind == NB_LAYER_MAXPOOL || l->kind == NB_LAYER_AVGPOOL) {
+        if (l->size < 1 || l->size > MAX_SIZE)
+            return snprintf(why, n, "%s size must be 1..%d, got %d", k, MAX_SIZE, l->size), 0;
+        if (l->stride < 0 || l->stride > MAX_SIZE)
+            return snprintf(why, n, "%s stride must be 1..%d (or 0 for the default), got %d", k, MAX_SIZE,
+                            l->stride),
+                   0;
+        if (l->padding != NB_PAD_VALID && l->padding != NB_PAD_SAME)
+            return snprintf(why, n, "%s padding must be valid or same, got %d", k, (int)l->padding), 0;
+    }
+    if (l->kind == NB_LAYER_CONV2D && (l->dilation < 0 || l->dilation > MAX_SIZE))
+        return snprintf(why, n, "conv2d dilation must be 1..%d (or 0 for the default), got %d", MAX_SIZE,
+                        l->dilation),
+               0;
+    if (l->kind == NB_LAYER_DROPOUT && !(l->rate >= 0 && l->rate < 1))
+        return snprintf(why, n, "dropout rate must be in [0, 1), got %g", l->rate), 0;
+    return 1;
+}
+
 char *nb_layer_spec_str(const nb_layer_spec *l, char *buf, size_t n)
 {
     size_t u = 0;
@@ -210,8 +241,17 @@ char *nb_layer_spec_str(const nb_layer_spec *l, char *buf, size_t n)
     case NB_LAYER_MAXPOOL: PUT("maxpool %d", l->size); break;
     case NB_LAYER_AVGPOOL: PUT("avgpool %d", l->size); break;
     case NB_LAYER_FLATTEN: PUT("flatten"); break;
-    case NB_LAYER_DROPOUT: PUT("dropout %g", l->rate); break;
-    case NB_LAYER_ACTIVATION: PUT("%s", nb_activation_name(l->act)); break;
+    case NB_LAYER_DROPOUT: {
+        /* The shortest text that reads back as the same double. */
+        char r[40];
+        for (int digits = 6; digits <= 17; digits++) {
+            snprintf(r, sizeof r, "%.*g", digits, l->rate);
+            if (strtod(r, NULL) == l->rate) break;
+        }
+        PUT("dropout %s", r);
+        break;
+    }
+    case NB_LAYER_ACTIVATION: PUT("%s", l->act == NB_ACT_NONE ? "linear" : nb_activation_name(l->act)); break;
     }
     if ((l->kind == NB_LAYER_DENSE || l->kind == NB_LAYER_CONV2D) && l->act) PUT(" %s", nb_activation_name(l->act));
     if (l->kind == NB_LAYER_CONV2D || l->kind == NB_LAYER_MAXPOOL || l->kind == NB_LAYER_AVGPOOL) {

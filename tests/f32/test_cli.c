@@ -341,12 +341,97 @@ static void test_grad(void **state)
                      2);
 }
 
+/* A small CSV task: 4 features, 3 classes, 60 rows. */
+static void write_csv3(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "a,b,c,d,label\n");
+    for (int i = 0; i < 60; i++) {
+        int c = i % 3;
+        fprintf(f, "%g,%g,%g,%g,%d\n", c == 0 ? 1.0 : 0.1 * (i % 7), c == 1 ? 1.0 : 0.05 * (i % 5),
+                c == 2 ? 1.0 : 0.02 * (i % 11), 0.3, c);
+    }
+    fclose(f);
+}
+
+/* train writes a model with a bare linear layer that summary, predict and
+ * --resume read back (it used to write the spec line 'none'). */
+static void test_linear_layer_model_file(void **state)
+{
+    (void)state;
+    write_csv3(TMP "three.csv");
+    assert_int_equal(run(CLI " train --data " TMP "three.csv --model 'dense 8 relu; linear; dense 3' --epochs 1 "
+                             "--no-test --quiet --val-split 0 --out " TMP "linear.safetensors"),
+                     0);
+    assert_int_equal(run(CLI " summary --model " TMP "linear.safetensors"), 0);
+    assert_true(contains("model: dense 8 relu; linear; dense 3"));
+    int64_t xs[2] = {2, 4};
+    nb_tensor *x = nb_tensor_new(2, xs);
+    for (int i = 0; i < 8; i++) x->data[i] = (nb_real)(0.1 * i);
+    assert_int_equal(nb_npy_write(TMP "x4.npy", x), NB_OK);
+    nb_tensor_free(x);
+    assert_int_equal(run(CLI " predict --model " TMP "linear.safetensors --input " TMP "x4.npy -o " TMP "plin.npy"), 0);
+    assert_true(contains("shape (2, 3)"));
+    assert_int_equal(run(CLI " train --data " TMP "three.csv --model 'dense 8 relu; linear; dense 3' --epochs 2 "
+                             "--no-test --quiet --val-split 0 --resume --out " TMP "linear.safetensors"),
+                     0);
+}
+
+/* predict on a model whose softmax is followed by dropout writes the
+ * softmax's probabilities, once (it used to apply a second softmax). */
+static void test_predict_softmax_then_dropout(void **state)
+{
+    (void)state;
+    const char *specs[] = {"dense 8 relu; dense 3 softmax; dropout 0.1", "dense 8 relu; dense 3 softmax; linear",
+                           "dense 8 relu; dense 3 log_softmax; dropout 0.2", "dense 8 relu; dense 3; dropout 0.2"};
+    const int64_t in[1] = {4}, xs[2] = {5, 4};
+    nb_tensor *x = nb_tensor_new(2, xs);
+    for (int i = 0; i < 20; i++) x->data[i] = (nb_real)(0.2 * (i % 7) - 0.5);
+    assert_int_equal(nb_npy_write(TMP "xsd.npy", x), NB_OK);
+    for (int t = 0; t < 4; t++) {
+        nb_model *m;
+        assert_int_equal(nb_model_from_spec(specs[t], 1, in, &m), NB_OK);
+        assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 5), NB_OK);
+        /* large weights, so that a second softmax would be far off */
+        nb_tensor *k = nb_value(nb_model_find_param(m, "1.kernel"));
+        for (int64_t i = 0; i < k->size; i++) k->data[i] *= 4;
+        assert_int_equal(nb_model_save(m, TMP "sd.safetensors"), NB_OK);
+        nb_tensor *ref;
+        assert_int_equal(nb_model_predict(m, x, 0, &ref), NB_OK);
+        nb_model_free(m);
+        assert_int_equal(run(CLI " predict --model " TMP "sd.safetensors --input " TMP "xsd.npy -o " TMP "psd.npy"), 0);
+        nb_tensor *p = read_npy(TMP "psd.npy");
+        assert_int_equal(p->size, 15);
+        for (int r = 0; r < 5; r++) {
+            double sum = 0, z[3], mx = -1e30, zs = 0;
+            for (int c = 0; c < 3; c++) mx = fmax(mx, ref->data[3 * r + c]);
+            for (int c = 0; c < 3; c++) zs += z[c] = exp(ref->data[3 * r + c] - mx);
+            for (int c = 0; c < 3; c++) {
+                double v = p->data[3 * r + c], want = ref->data[3 * r + c]; /* softmax: as is */
+                if (t == 2) want = exp(want);                               /* log_softmax: exp */
+                if (t == 3) want = z[c] / zs;                               /* logits: softmax */
+                if (fabs(v - want) > 1e-5) print_error("'%s': row %d class %d: %g, want %g\n", specs[t], r, c, v, want);
+                assert_true(fabs(v - want) < 1e-5);
+                sum += v;
+            }
+            assert_true(fabs(sum - 1) < 1e-5);
+        }
+        if (t < 2) assert_true(contains("probabilities (the model ends in softmax)"));
+        nb_tensor_free(p);
+        nb_tensor_free(ref);
+    }
+    nb_tensor_free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest basic[] = {
         cmocka_unit_test(test_demo_gd_converges),
         cmocka_unit_test(test_demo_gd_diverges),
         cmocka_unit_test(test_summary_mnist_cnn),
+        cmocka_unit_test(test_linear_layer_model_file),
+        cmocka_unit_test(test_predict_softmax_then_dropout),
     };
     const struct CMUnitTest trained[] = {
         cmocka_unit_test(test_eval),

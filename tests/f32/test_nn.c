@@ -537,6 +537,271 @@ static void test_resume_with_another_optimizer_is_refused(void **state)
     nb_model_free(m);
 }
 
+/* A model has one loss; asking for another names the one it has. */
+static void test_second_loss_names_the_first(void **state)
+{
+    (void)state;
+    const int64_t in[1] = {4};
+    const nb_loss_kind kinds[3] = {NB_LOSS_CCE, NB_LOSS_MSE, NB_LOSS_BCE};
+    const char *names[3] = {"CCE", "MSE", "BCE"};
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+            nb_model *m;
+            assert_int_equal(nb_model_from_spec("dense 3", 1, in, &m), NB_OK);
+            nb_node *l1, *l2;
+            assert_int_equal(nb_model_loss(m, kinds[a], NULL, &l1), NB_OK);
+            if (a == b) { /* the same loss again is the same node */
+                assert_int_equal(nb_model_loss(m, kinds[b], NULL, &l2), NB_OK);
+                assert_ptr_equal(l1, l2);
+            } else {
+                assert_int_equal(nb_model_loss(m, kinds[b], NULL, &l2), NB_ERR_ARG);
+                char want[256];
+                snprintf(want, sizeof want,
+                         "loss: this model already has a loss, %s, and cannot have a second (%s): build another model "
+                         "(from the same spec or file) for it",
+                         names[a], names[b]);
+                assert_string_equal(nb_last_error(), want);
+            }
+            nb_model_free(m);
+        }
+    nb_model *m;
+    assert_int_equal(nb_model_from_spec("dense 3", 1, in, &m), NB_OK);
+    assert_int_equal(nb_model_loss(m, (nb_loss_kind)7, NULL, NULL), NB_ERR_ARG);
+    assert_non_null(strstr(nb_last_error(), "unknown loss kind 7"));
+    nb_model_free(m);
+}
+
+/* Prints why to stderr (cmocka's fail_msg may not show it), then fails. */
+#define FAIL(...) (fprintf(stderr, __VA_ARGS__), fprintf(stderr, "\n"), fail())
+
+/* Every layer nabla can hold prints as a spec line that parses back to the
+ * same layer and prints the same again: every kind, every activation, every
+ * option (a saved model's nabla.spec must load). */
+static void expect_round_trip(const nb_layer_spec *l)
+{
+    char s1[128], s2[128];
+    nb_layer_spec_str(l, s1, sizeof s1);
+    nb_layer_spec *p;
+    int n;
+    if (nb_spec_parse(s1, &p, &n) != NB_OK) FAIL("'%s' does not parse: %s", s1, nb_last_error());
+    assert_int_equal(n, 1);
+    nb_layer_spec_str(p, s2, sizeof s2);
+    if (strcmp(s1, s2)) FAIL("'%s' parses and prints as '%s'", s1, s2);
+    assert_int_equal(p->kind, l->kind);
+    assert_int_equal(p->act, l->act);
+    assert_int_equal(p->units, l->units);
+    assert_int_equal(p->size, l->size);
+    assert_int_equal(p->padding, l->padding);
+    assert_memory_equal(&p->rate, &l->rate, sizeof p->rate); /* bit for bit */
+    if (l->kind == NB_LAYER_CONV2D) {
+        assert_int_equal(p->stride ? p->stride : 1, l->stride ? l->stride : 1);
+        assert_int_equal(p->dilation ? p->dilation : 1, l->dilation ? l->dilation : 1);
+    } else if (l->kind == NB_LAYER_MAXPOOL || l->kind == NB_LAYER_AVGPOOL) {
+        assert_int_equal(p->stride ? p->stride : p->size, l->stride ? l->stride : l->size);
+    }
+    free(p);
+}
+
+static void test_spec_print_parse_fixed_point(void **state)
+{
+    (void)state;
+    const nb_layer_kind with_act[3] = {NB_LAYER_DENSE, NB_LAYER_CONV2D, NB_LAYER_ACTIVATION};
+    for (int k = 0; k < 3; k++)
+        for (int a = NB_ACT_NONE; a <= NB_ACT_GELU; a++) {
+            nb_layer_spec l = {.kind = with_act[k], .act = (nb_activation)a};
+            if (l.kind != NB_LAYER_ACTIVATION) l.units = 7, l.size = l.kind == NB_LAYER_CONV2D ? 3 : 0;
+            expect_round_trip(&l);
+        }
+    const int strides[] = {0, 1, 2, 3, 5}, dilations[] = {0, 1, 2, 4}, sizes[] = {1, 2, 3};
+    for (int si = 0; si < 3; si++)
+        for (int st = 0; st < 5; st++)
+            for (int pad = 0; pad < 2; pad++) {
+                for (int d = 0; d < 4; d++) {
+                    nb_layer_spec c = {.kind = NB_LAYER_CONV2D, .units = 4, .size = sizes[si], .stride = strides[st],
+                                       .dilation = dilations[d], .padding = pad ? NB_PAD_SAME : NB_PAD_VALID,
+                                       .act = NB_ACT_RELU};
+                    expect_round_trip(&c);
+                }
+                for (int kind = NB_LAYER_MAXPOOL; kind <= NB_LAYER_AVGPOOL; kind++) {
+                    nb_layer_spec p = {.kind = (nb_layer_kind)kind, .size = sizes[si], .stride = strides[st],
+                                       .padding = pad ? NB_PAD_SAME : NB_PAD_VALID};
+                    expect_round_trip(&p);
+                }
+            }
+    nb_layer_spec f = {.kind = NB_LAYER_FLATTEN};
+    expect_round_trip(&f);
+    const double rates[] = {0, 0.1, 0.5, 0.25, 1.0 / 3, 0.123456789, 1e-7, 0.999999999, 0x1.fffffffffffffp-1};
+    for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+        nb_layer_spec d = {.kind = NB_LAYER_DROPOUT, .rate = rates[i]};
+        expect_round_trip(&d);
+    }
+    /* A whole model: its spec builds the same model again, also through a
+     * file (train --model 'dense 8 relu; linear; dense 3' used to write
+     * 'none', which nothing could load). */
+    const int64_t in[1] = {5};
+    nb_model *m, *m2;
+    assert_int_equal(nb_model_from_spec("dense 8 relu; linear; dense 3; dropout 0.3; sigmoid", 1, in, &m), NB_OK);
+    assert_string_equal(nb_model_spec(m), "dense 8 relu; linear; dense 3; dropout 0.3; sigmoid");
+    assert_int_equal(nb_model_from_spec(nb_model_spec(m), 1, in, &m2), NB_OK);
+    assert_string_equal(nb_model_spec(m2), nb_model_spec(m));
+    nb_model_free(m2);
+    assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 1), NB_OK);
+    const char *path = NB_BINARY_DIR "/test_nn_linear.safetensors";
+    assert_int_equal(nb_model_save(m, path), NB_OK);
+    assert_int_equal(nb_model_load(path, &m2), NB_OK);
+    assert_string_equal(nb_model_spec(m2), nb_model_spec(m));
+    assert_int_equal(nb_model_num_params(m2), nb_model_num_params(m));
+    nb_model_free(m2);
+    remove(path);
+    nb_model_free(m);
+    /* A layer the grammar cannot write is refused when added, not saved
+     * into a file that cannot be read. */
+    const int64_t img[3] = {8, 8, 2};
+    assert_int_equal(nb_model_from_spec("conv2d 2 1", 3, img, &m), NB_OK);
+    const nb_layer_spec bad[] = {
+        {.kind = NB_LAYER_MAXPOOL, .size = 2, .act = NB_ACT_RELU},
+        {.kind = NB_LAYER_FLATTEN, .act = NB_ACT_SOFTMAX},
+        {.kind = NB_LAYER_CONV2D, .units = 1 << 21, .size = 1},
+        {.kind = NB_LAYER_CONV2D, .units = 2, .size = 1, .dilation = -1},
+        {.kind = NB_LAYER_AVGPOOL, .size = 2, .stride = 5000},
+        {.kind = NB_LAYER_ACTIVATION, .act = (nb_activation)99},
+        {.kind = (nb_layer_kind)42},
+    };
+    const char *why[] = {"layer 1: maxpool takes no activation (add a 'relu' layer after it)",
+                         "layer 1: flatten takes no activation (add a 'softmax' layer after it)",
+                         "layer 1: conv2d units must be 1..1048576, got 2097152",
+                         "layer 1: conv2d dilation must be 1..1024 (or 0 for the default), got -1",
+                         "layer 1: avgpool stride must be 1..1024 (or 0 for the default), got 5000",
+                         "layer 1: unknown activation 99", "layer 1: unknown layer kind 42"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(nb_model_add(m, &bad[i]), NB_ERR_ARG);
+        assert_string_equal(nb_last_error(), why[i]);
+    }
+    assert_int_equal(nb_model_num_layers(m), 1);
+    nb_model_free(m);
+    /* Files written before the fix say 'none': they load, as 'linear'. */
+    assert_int_equal(nb_model_from_spec("dense 8 relu; none; dense 3 none", 1, in, &m), NB_OK);
+    assert_string_equal(nb_model_spec(m), "dense 8 relu; linear; dense 3");
+    nb_model_free(m);
+}
+
+/* Copies every parameter of a into the parameter of b with the same name. */
+static void copy_params(nb_model *a, nb_model *b)
+{
+    assert_int_equal(nb_model_param_count(a), nb_model_param_count(b));
+    for (int i = 0; i < nb_model_param_count(a); i++) {
+        nb_node *p = nb_model_param(a, i), *q = nb_model_find_param(b, nb_node_name(p));
+        assert_non_null(q);
+        assert_int_equal(nb_value(p)->size, nb_value(q)->size);
+        memcpy(nb_value(q)->data, nb_value(p)->data, (size_t)nb_value(p)->size * sizeof(nb_real));
+    }
+}
+
+/* Loss of m on x (N, 4) and targets y, in training mode (dropout on, seed
+ * 7); the gradient of its parameter gname goes to grad. */
+static double train_loss(nb_model *m, nb_loss_kind kind, const nb_real *x, const nb_real *y, int64_t N, int64_t ny,
+                         const char *gname, nb_real *grad, int64_t gsize)
+{
+    nb_node *target, *loss;
+    assert_int_equal(nb_model_set_batch(m, N), NB_OK);
+    assert_int_equal(nb_model_loss(m, kind, &target, &loss), NB_OK);
+    memcpy(nb_value(nb_model_input(m))->data, x, (size_t)(N * 4) * sizeof(nb_real));
+    memcpy(nb_value(target)->data, y, (size_t)(N * ny) * sizeof(nb_real));
+    nb_graph_set_training(nb_model_graph(m), 1, 7);
+    assert_int_equal(nb_forward(nb_model_graph(m)), NB_OK);
+    assert_int_equal(nb_backward(loss), NB_OK);
+    nb_tensor *g = nb_grad(nb_model_find_param(m, gname));
+    assert_non_null(g);
+    assert_int_equal(g->size, gsize);
+    memcpy(grad, g->data, (size_t)gsize * sizeof(nb_real));
+    nb_graph_set_training(nb_model_graph(m), 0, 7);
+    return nb_value(loss)->data[0];
+}
+
+/* A softmax (sigmoid) is the model's output activation when only identity
+ * layers (dropout, linear) follow it: predict gives its probabilities once
+ * and the loss is computed from its logits, as without the dropout.
+ * Anywhere else it is an ordinary layer. */
+static void test_final_activation_before_dropout(void **state)
+{
+    (void)state;
+    const int64_t in[1] = {4}, N = 6, xs[2] = {6, 4};
+    nb_real x[24], labels[6] = {0, 1, 2, 2, 1, 0}, bin[6] = {1, 0, 1, 1, 0, 0};
+    for (int i = 0; i < 24; i++) x[i] = (nb_real)(0.3 * sin(1.7 * i) + 0.1 * (i % 5));
+    nb_tensor *X = nb_tensor_from(2, xs, x);
+    const char *with[] = {"dense 8 relu; dense 3 softmax; dropout 0.4",
+                          "dense 8 relu; dense 3 softmax; linear; dropout 0.5",
+                          "dense 8 relu; dense 3; softmax; dropout 0.4", "dense 8 tanh; dense 1 sigmoid; dropout 0.5"};
+    const char *without[] = {"dense 8 relu; dense 3 softmax", "dense 8 relu; dense 3 softmax",
+                             "dense 8 relu; dense 3; softmax", "dense 8 tanh; dense 1 sigmoid"};
+    for (int t = 0; t < 4; t++) {
+        nb_model *a, *b;
+        assert_int_equal(nb_model_from_spec(with[t], 1, in, &a), NB_OK);
+        assert_int_equal(nb_model_from_spec(without[t], 1, in, &b), NB_OK);
+        assert_int_equal(nb_model_init(a, NB_INIT_GLOROT_UNIFORM, 11), NB_OK);
+        copy_params(a, b);
+        const int classes = t == 3 ? 1 : 3;
+        assert_int_equal(nb_model_output_activation(a), classes == 3 ? NB_ACT_SOFTMAX : NB_ACT_SIGMOID);
+        assert_int_equal(nb_model_output_activation(b), nb_model_output_activation(a));
+        /* predict: the same probabilities (dropout is the identity there) */
+        nb_tensor *pa, *pb;
+        assert_int_equal(nb_model_predict(a, X, 4, &pa), NB_OK);
+        assert_int_equal(nb_model_predict(b, X, 4, &pb), NB_OK);
+        assert_int_equal(pa->size, N * classes);
+        for (int64_t i = 0; i < pa->size; i++) assert_true(fabs(pa->data[i] - pb->data[i]) < 1e-7);
+        if (classes == 3)
+            for (int64_t r = 0; r < N; r++)
+                assert_true(fabs(pa->data[3 * r] + pa->data[3 * r + 1] + pa->data[3 * r + 2] - 1) < 1e-6);
+        /* training: the same loss and gradient, from the same logits */
+        nb_loss_kind kind = classes == 3 ? NB_LOSS_CCE : NB_LOSS_BCE;
+        nb_real ga[24], gb[24];
+        double la = train_loss(a, kind, x, classes == 3 ? labels : bin, N, 1, "1.kernel", ga, 8 * classes);
+        double lb = train_loss(b, kind, x, classes == 3 ? labels : bin, N, 1, "1.kernel", gb, 8 * classes);
+        double want = 0; /* the loss from the probabilities, by hand */
+        for (int64_t r = 0; r < N; r++)
+            want -= classes == 3 ? log(pb->data[3 * r + (int)labels[r]])
+                                 : (bin[r] ? log(pb->data[r]) : log(1 - pb->data[r]));
+        want /= (double)N;
+        if (fabs(la - want) > 1e-5 || fabs(lb - want) > 1e-5)
+            FAIL("'%s': loss %.7g, without the dropout %.7g, by hand %.7g", with[t], la, lb, want);
+        double gmax = 0;
+        for (int i = 0; i < 8 * classes; i++) {
+            assert_true(fabs(ga[i] - gb[i]) < 1e-6);
+            gmax = fmax(gmax, fabs(gb[i]));
+        }
+        assert_true(gmax > 1e-4);
+        /* evaluation too */
+        nb_dataset d = {nb_tensor_clone(X), nb_tensor_new(classes == 3 ? 1 : 2, (int64_t[]){N, 1})};
+        memcpy(d.y->data, classes == 3 ? labels : bin, sizeof labels);
+        double ea, eb;
+        assert_int_equal(nb_evaluate(a, &d, kind, 4, &ea, NULL, NULL), NB_OK);
+        assert_int_equal(nb_evaluate(b, &d, kind, 4, &eb, NULL, NULL), NB_OK);
+        assert_true(fabs(ea - want) < 1e-5 && fabs(eb - want) < 1e-5);
+        nb_dataset_free(&d);
+        nb_tensor_free(pa);
+        nb_tensor_free(pb);
+        nb_model_free(a);
+        nb_model_free(b);
+    }
+    /* A softmax followed by a layer that computes is an ordinary layer: the
+     * logits are the last layer's output. */
+    nb_model *m;
+    assert_int_equal(nb_model_from_spec("dense 3 softmax; dense 3", 1, in, &m), NB_OK);
+    assert_ptr_equal(nb_model_logits(m), nb_model_output(m));
+    assert_int_equal(nb_model_output_activation(m), NB_ACT_NONE);
+    nb_model_free(m);
+    /* A dropout on logits stays part of them (PyTorch's order). */
+    assert_int_equal(nb_model_from_spec("dense 3; dropout 0.5", 1, in, &m), NB_OK);
+    assert_ptr_equal(nb_model_logits(m), nb_model_output(m));
+    nb_model_free(m);
+    assert_int_equal(nb_model_from_spec("dense 3 log_softmax; dropout 0.5", 1, in, &m), NB_OK);
+    assert_int_equal(nb_model_output_activation(m), NB_ACT_LOG_SOFTMAX);
+    assert_ptr_not_equal(nb_model_logits(m), nb_model_output(m));
+    assert_string_equal(nb_node_op(nb_model_logits(m)), "log_softmax");
+    nb_model_free(m);
+    nb_tensor_free(X);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +815,9 @@ int main(void)
         cmocka_unit_test(test_csv_tasks),
         cmocka_unit_test(test_loss_after_set_batch_and_bce_accuracy),
         cmocka_unit_test(test_resume_with_another_optimizer_is_refused),
+        cmocka_unit_test(test_second_loss_names_the_first),
+        cmocka_unit_test(test_spec_print_parse_fixed_point),
+        cmocka_unit_test(test_final_activation_before_dropout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
