@@ -148,10 +148,13 @@ static nb_status jac_numeric(const jac_job *j, double eps, nb_real *J)
     if (j->wrt->kind == NB_KIND_OP)
         return nb_fail(NB_ERR_ARG, "jacobian: the numeric mode needs an input or parameter, '%s' is an op output",
                        j->wrt->name);
-    nb_real *plus = nb_calloc_real(N * O + N);
+    nb_real *plus = nb_calloc_real(2 * N * O + N);
     if (!plus) return NB_ERR_NOMEM;
-    nb_real *orig = plus + N * O; /* x[n, i] before perturbing, restored exactly */
+    nb_real *minus = plus + N * O;
+    nb_real *orig = minus + N * O; /* x[n, i] before perturbing, restored exactly */
     nb_real *x = j->wrt->value.data;
+    /* Both outputs are copied before x is restored: out may be wrt itself
+     * (d x / d x), whose value is the buffer being perturbed. */
     const nb_real *y = j->out->value.data;
     nb_status s = NB_OK;
     for (int64_t i = 0; i < I && !s; i++) {
@@ -160,11 +163,13 @@ static nb_status jac_numeric(const jac_job *j, double eps, nb_real *J)
         memcpy(plus, y, (size_t)(N * O) * sizeof(nb_real));
         for (int64_t n = 0; n < N; n++) x[n * I + i] = orig[n] - (nb_real)eps;
         s = forward_at_step(g, step);
+        memcpy(minus, y, (size_t)(N * O) * sizeof(nb_real));
         for (int64_t n = 0; n < N; n++) x[n * I + i] = orig[n];
         if (s) break;
         for (int64_t n = 0; n < N; n++)
             for (int64_t o = 0; o < O; o++)
-                J[(n * O + o) * I + i] = (nb_real)(((double)plus[n * O + o] - (double)y[n * O + o]) / (2 * eps));
+                J[(n * O + o) * I + i] =
+                    (nb_real)(((double)plus[n * O + o] - (double)minus[n * O + o]) / (2 * eps));
     }
     nb_free(plus);
     if (!s) s = forward_at_step(g, step); /* leave the graph at the unperturbed point */

@@ -322,6 +322,42 @@ static void test_wrt_intermediate(void **state)
     nb_graph_free(m.g);
 }
 
+/* A leaf with respect to itself: d x / d x = I in every mode. The numeric
+ * mode once read the output after restoring x (the output is x's own
+ * buffer) and gave 0.5 on the diagonal; nb_gradcheck(x, x) then failed. */
+static void test_wrt_itself(void **state)
+{
+    (void)state;
+    const double xv[6] = {0.5, -1.25, 2, 0, 3, -0.1};
+    int64_t xs[2] = {2, 3};
+    nb_graph *g = nb_graph_new();
+    nb_node *x = leaf(g, 0, "x", 2, xs, xv), *w = leaf(g, 1, "w", 2, xs, xv);
+    for (int m = 0; m < 3; m++) {
+        for (int per = 0; per < 2; per++) {
+            nb_node *nodes[2] = {x, w};
+            for (int v = 0; v < 2; v++) {
+                nb_tensor *J = jac(nodes[v], nodes[v], MODES[m], per && v == 0);
+                int64_t n = per && v == 0 ? 3 : 6;
+                assert_int_equal(J->size, (per && v == 0 ? 2 : 1) * n * n);
+                for (int64_t i = 0; i < J->size; i++) {
+                    int64_t r = (i / n) % n, c = i % n;
+                    NEAR(J->data[i], r == c, tol_of(MODES[m]));
+                }
+                nb_tensor_free(J);
+                for (int i = 0; i < 6; i++) assert_true(nb_value(nodes[v])->data[i] == xv[i]);
+            }
+        }
+    }
+    nb_gradcheck_result res;
+    assert_int_equal(nb_gradcheck(x, x, NULL, &res), NB_OK);
+    assert_int_equal(res.ok, 1);
+    NEAR(res.max_abs_jacobian, 1, TIGHT);
+    assert_true(res.max_err_rev < 1e-8);
+    assert_int_equal(nb_gradcheck(w, w, NULL, &res), NB_OK);
+    assert_int_equal(res.ok, 1);
+    nb_graph_free(g);
+}
+
 /* ------------------------------------------------ per-example Jacobians */
 
 static void check_per_example(int64_t l0, int64_t l2, uint64_t seed)
@@ -492,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_independent_input),
         cmocka_unit_test(test_mlp_modes_agree),
         cmocka_unit_test(test_wrt_intermediate),
+        cmocka_unit_test(test_wrt_itself),
         cmocka_unit_test(test_per_example),
         cmocka_unit_test(test_too_large),
         cmocka_unit_test(test_max_bytes),
