@@ -225,7 +225,8 @@ typedef struct nb_jacobian_opts {
                         * output depends on example n's input only (no op mixes the batch) */
     int64_t chunk;     /* seeds/tangents per pass; 0 = automatic */
     size_t max_bytes;  /* refuse a Jacobian larger than this; 0 = 2 GiB */
-    double eps;        /* numeric: central-difference step; 0 = 1e-6 (1e-3 in float) */
+    double eps;        /* numeric: central-difference step; 0 = nb_gradcheck_defaults' eps,
+                        * 1e-6 (1e-3 in float) */
 } nb_jacobian_opts;
 /* J = d out / d wrt with shape out.shape + wrt.shape (per_example: see above).
  * wrt may be any node for REV/FWD; NUMERIC needs a leaf. Runs the forward pass,
@@ -235,8 +236,13 @@ nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, 
 const char *nb_jac_mode_name(nb_jac_mode m);
 
 typedef struct nb_gradcheck_opts {
-    double eps, atol, rtol; /* 0 = PyTorch's gradcheck defaults 1e-6, 1e-5, 1e-3 */
+    double eps, atol, rtol; /* 0 = the precision's default (nb_gradcheck_defaults) */
 } nb_gradcheck_opts;
+/* The values that zeros in nb_gradcheck_opts (and nb_jacobian_opts' eps)
+ * stand for, by precision: in double PyTorch's gradcheck defaults, eps 1e-6,
+ * atol 1e-5, rtol 1e-3; in float eps 1e-3, atol 1e-3, rtol 1e-2 (a step of
+ * 1e-6 would be lost in float's rounding). */
+void nb_gradcheck_defaults(nb_gradcheck_opts *o);
 typedef struct nb_gradcheck_result {
     int ok;                 /* both modes within |a - n| <= atol + rtol |n| */
     double max_err_rev;     /* max |a - n| of reverse mode */

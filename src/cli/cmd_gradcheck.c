@@ -31,9 +31,9 @@ int cmd_gradcheck(int argc, char **argv)
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
     }
-    /* In float the step and tolerances follow the precision: eps ~ cbrt(ulp). */
-    nb_gradcheck_opts o = {1e-6, 1e-5, 1e-3};
-    if (!strcmp(nb_precision(), "float32")) o = (nb_gradcheck_opts){1e-2, 1e-2, 1e-2};
+    /* The library's defaults, which follow the precision (eps ~ cbrt(ulp)). */
+    nb_gradcheck_opts o;
+    nb_gradcheck_defaults(&o);
     printf("gradient check in %s: eps %g, atol %g, rtol %g\n", nb_precision(), o.eps, o.atol, o.rtol);
     printf("%-12s %-26s %-4s %-14s %10s %10s %7s  %-16s %s\n", "op", "case", "wrt", "shape", "err(rev)",
            "err(fwd)", "ratio", "worst J index", "");
