@@ -94,14 +94,14 @@ static int report_compare(const nb_tensor *Ja, const nb_tensor *Jn, const nb_ten
     printf("  %lld (%.1f%%) at a kink or tie for this eps (relu at 0, equal values in a max pool's window):\n"
            "    central differences are not a derivative there; left out below\n",
            (long long)nkinks, cols ? 100.0 * (double)nkinks / (double)cols : 0.0);
-    if (!off) {
+    if (!off || worst_k < 0) {
         printf("  no other %s elements: nothing to compare. At a small eps float's rounding makes the one-sided\n"
                "  differences disagree everywhere, at a large one the steps straddle kinks: try another --eps\n",
                wrt_name);
         return 1;
     }
     char at[160] = "";
-    int64_t idx[2 * NB_MAX_RANK], flat = worst_k;
+    int64_t idx[2 * NB_MAX_RANK] = {0}, flat = worst_k;
     for (int d = Ja->rank - 1; d >= 0; d--) idx[d] = flat % Ja->shape[d], flat /= Ja->shape[d];
     size_t u = 0;
     for (int d = 0; d < Ja->rank && u < sizeof at; d++)
