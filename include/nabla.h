@@ -235,7 +235,8 @@ typedef struct nb_jacobian_opts {
                         * output depends on example n's input only (no op mixes the batch) */
     int64_t chunk;     /* seeds/tangents per pass; 0 = automatic */
     size_t max_bytes;  /* refuse a Jacobian larger than this; 0 = 2 GiB */
-    double eps;        /* numeric: central-difference step; 0 = 1e-6 (1e-3 in float) */
+    double eps;        /* numeric: central-difference step; 0 = nb_gradcheck_defaults' eps,
+                        * 1e-6 (1e-3 in float) */
 } nb_jacobian_opts;
 /* J = d out / d wrt with shape out.shape + wrt.shape (per_example: see above).
  * wrt may be any node for REV/FWD; NUMERIC needs a leaf. Runs the forward pass,
@@ -245,8 +246,13 @@ nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, 
 const char *nb_jac_mode_name(nb_jac_mode m);
 
 typedef struct nb_gradcheck_opts {
-    double eps, atol, rtol; /* 0 = PyTorch's gradcheck defaults 1e-6, 1e-5, 1e-3 */
+    double eps, atol, rtol; /* 0 = the precision's default (nb_gradcheck_defaults) */
 } nb_gradcheck_opts;
+/* The values that zeros in nb_gradcheck_opts (and nb_jacobian_opts' eps)
+ * stand for, by precision: in double PyTorch's gradcheck defaults, eps 1e-6,
+ * atol 1e-5, rtol 1e-3; in float eps 1e-3, atol 1e-3, rtol 1e-2 (a step of
+ * 1e-6 would be lost in float's rounding). */
+void nb_gradcheck_defaults(nb_gradcheck_opts *o);
 typedef struct nb_gradcheck_result {
     int ok;                 /* both modes within |a - n| <= atol + rtol |n| */
     double max_err_rev;     /* max |a - n| of reverse mode */
@@ -258,12 +264,36 @@ typedef struct nb_gradcheck_result {
     double worst_analytic, worst_numeric;
     nb_jac_mode worst_mode;
     double max_abs_jacobian; /* to show the Jacobian was not all zero */
+    int64_t kinks;          /* elements of wrt at a kink or tie for this eps (nb_jacobian_kinks) */
+    int ok_off_kinks;       /* the verdict on the Jacobian's other columns (= ok when kinks is 0) */
 } nb_gradcheck_result;
 /* Compares the reverse- and forward-mode Jacobians of out w.r.t. the leaf wrt
  * with central differences. Returns NB_OK when the check could run (read
  * res->ok for the verdict). */
 nb_status nb_gradcheck(nb_node *out, nb_node *wrt, const nb_gradcheck_opts *opts,
                        nb_gradcheck_result *res);
+
+/* Kinks and ties: relu (and abs, leaky relu) at 0, equal values in a max
+ * pool's window. There the function has no derivative; central differences
+ * give the mean of the two one-sided slopes, which an analytic Jacobian
+ * (one of them, or a subgradient) does not match, at any eps. Images with a
+ * flat background (pixels exactly 0) put a trained CNN's max pools at ties.
+ *
+ * nb_jacobian_kinks computes the numeric Jacobian as nb_jacobian does
+ * (opts: per_example, max_bytes, eps; mode is ignored) and marks each
+ * element i of wrt where the one-sided differences of some output o
+ * disagree, i.e. the step straddles a non-differentiable point:
+ *   |(f(x + h e_i) - f(x)) / h - (f(x) - f(x - h e_i)) / h| / 2 > atol + rtol |central_o|
+ * (half the jump is how far the kink can move the central difference from
+ * the derivative on either side). No op-specific test: it finds any kink,
+ * at the cost of one forward pass more than the numeric Jacobian. A smooth
+ * point with curvature |f''| above about 2 (atol + rtol |f'|) / h is
+ * flagged too; a smaller eps tells it from a kink. atol, rtol: 0 = those of
+ * nb_gradcheck_defaults. J (may be NULL: kinks only, no size limit) gets the
+ * numeric Jacobian; kinks (may be NULL) a tensor of wrt's shape, 1 at a
+ * kink, else 0; nkinks (may be NULL) their count. */
+nb_status nb_jacobian_kinks(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, double atol, double rtol,
+                            nb_tensor **J, nb_tensor **kinks, int64_t *nkinks);
 
 /* The gradient check of every op on random inputs (the `nabla gradcheck`
  * table). Calls report(row, user) once per case; returns the failure count

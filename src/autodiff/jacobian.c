@@ -41,6 +41,31 @@ static double human_bytes(double b, const char **unit)
     return b;
 }
 
+/* The one place for the numeric defaults of nb_jacobian and nb_gradcheck.
+ * Central differences err by eps^2 |f'''| / 6 (truncation) plus about
+ * ulp(f) / eps (rounding), least near eps = cbrt(ulp): in double PyTorch's
+ * gradcheck defaults; in float (ulp 1.2e-7) a step of 1e-3, with
+ * tolerances above its rounding error of ~1e-4 (over 20 seeds of the op
+ * table the worst ratio is 0.3; with eps 1e-6 float's rounding is most of
+ * the difference). */
+void nb_gradcheck_defaults(nb_gradcheck_opts *o)
+{
+    if (!o) return;
+    if (sizeof(nb_real) == 8) *o = (nb_gradcheck_opts){1e-6, 1e-5, 1e-3};
+    else *o = (nb_gradcheck_opts){1e-3, 1e-3, 1e-2};
+}
+
+/* opts' fields, zeros (or no opts) replaced by the defaults. */
+static nb_gradcheck_opts gradcheck_opts_or_defaults(const nb_gradcheck_opts *opts)
+{
+    nb_gradcheck_opts d;
+    nb_gradcheck_defaults(&d);
+    if (opts && opts->eps > 0) d.eps = opts->eps;
+    if (opts && opts->atol > 0) d.atol = opts->atol;
+    if (opts && opts->rtol > 0) d.rtol = opts->rtol;
+    return d;
+}
+
 static nb_status jac_shape(const jac_job *j, const nb_jacobian_opts *o, int *rank, int64_t *shape)
 {
     const nb_tensor *y = &j->out->value, *x = &j->wrt->value;
@@ -140,7 +165,24 @@ static nb_status forward_at_step(nb_graph *g, uint64_t step)
     return g->n ? nb_forward_keyed(g->nodes[g->n - 1], step) : NB_OK;
 }
 
-static nb_status jac_numeric(const jac_job *j, double eps, nb_real *J)
+/* Kink detection during the numeric Jacobian (see nb_jacobian_kinks). */
+typedef struct {
+    double atol, rtol;
+    nb_real *flags; /* N x I: 1 where wrt[n, i] sits at a kink for this eps, else 0 */
+    int64_t count;
+} kink_job;
+
+/* Column i of J (all N examples' element i perturbed at once) from
+ *   f+ = out(x + h+ e_i), f0 = out(x), f- = out(x - h- e_i),
+ * with h+ and h- the steps float or double really took (x + eps rounds):
+ *   J[., i] = (f+ - f-) / (h+ + h-).
+ * With kk, also the one-sided slopes d+ = (f+ - f0) / h+ and
+ * d- = (f0 - f-) / h-: where f is differentiable they agree up to
+ * eps |f''| and rounding; across a kink (relu at 0) or a tie (equal values
+ * in a max pool's window) they differ by the jump in slope, whatever eps,
+ * and the central difference is their mean, which is no derivative. J may
+ * be NULL (kinks only). */
+static nb_status jac_numeric(const jac_job *j, double eps, nb_real *J, kink_job *kk)
 {
     nb_graph *g = j->out->graph;
     const uint64_t step = g->key;
@@ -148,36 +190,81 @@ static nb_status jac_numeric(const jac_job *j, double eps, nb_real *J)
     if (j->wrt->kind == NB_KIND_OP)
         return nb_fail(NB_ERR_ARG, "jacobian: the numeric mode needs an input or parameter, '%s' is an op output",
                        j->wrt->name);
-    nb_real *plus = nb_calloc_real(N * O + N);
-    if (!plus) return NB_ERR_NOMEM;
-    nb_real *orig = plus + N * O; /* x[n, i] before perturbing, restored exactly */
+    nb_real *plus = nb_calloc_real(3 * N * O + N);
+    double *h = nb_alloc((size_t)(2 * N) * sizeof(double) + 1);
+    if (!plus || !h) {
+        nb_free(plus), nb_free(h);
+        return NB_ERR_NOMEM;
+    }
+    nb_real *minus = plus + N * O, *y0 = minus + N * O;
+    nb_real *orig = y0 + N * O; /* x[n, i] before perturbing, restored exactly */
     nb_real *x = j->wrt->value.data;
+    /* Every output is copied before x changes again: out may be wrt itself
+     * (d x / d x), whose value is the buffer being perturbed. */
     const nb_real *y = j->out->value.data;
+    memcpy(y0, y, (size_t)(N * O) * sizeof(nb_real)); /* nb_jacobian ran the forward pass at x */
+    if (kk) kk->count = 0;
     nb_status s = NB_OK;
     for (int64_t i = 0; i < I && !s; i++) {
-        for (int64_t n = 0; n < N; n++) orig[n] = x[n * I + i], x[n * I + i] = orig[n] + (nb_real)eps;
-        if ((s = forward_at_step(g, step))) break;
+        for (int64_t n = 0; n < N; n++) {
+            nb_real xv = x[n * I + i], xp = (nb_real)((double)xv + eps), xm = (nb_real)((double)xv - eps);
+            h[2 * n] = (double)xp - (double)xv, h[2 * n + 1] = (double)xv - (double)xm;
+            /* NaN or Inf: no step is taken, whatever eps; the column is NaN
+             * (or nothing) as the analytic one is, and the caller reports it */
+            if (!isfinite((double)xv)) h[2 * n] = h[2 * n + 1] = eps;
+            else if (!(h[2 * n] > 0 && h[2 * n + 1] > 0)) {
+                s = nb_fail(NB_ERR_ARG,
+                            "jacobian: the numeric step eps %g is lost in %s's rounding at %s element %lld "
+                            "(value %g); use a larger eps",
+                            eps, nb_precision(), j->wrt->name, (long long)(n * I + i), (double)xv);
+                break;
+            }
+            orig[n] = xv;
+        }
+        if (s) break;
+        for (int64_t n = 0; n < N; n++) x[n * I + i] = (nb_real)(orig[n] + h[2 * n]);
+        if ((s = forward_at_step(g, step))) {
+            for (int64_t n = 0; n < N; n++) x[n * I + i] = orig[n];
+            break;
+        }
         memcpy(plus, y, (size_t)(N * O) * sizeof(nb_real));
-        for (int64_t n = 0; n < N; n++) x[n * I + i] = orig[n] - (nb_real)eps;
+        for (int64_t n = 0; n < N; n++) x[n * I + i] = (nb_real)(orig[n] - h[2 * n + 1]);
         s = forward_at_step(g, step);
+        memcpy(minus, y, (size_t)(N * O) * sizeof(nb_real));
         for (int64_t n = 0; n < N; n++) x[n * I + i] = orig[n];
         if (s) break;
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t o = 0; o < O; o++)
-                J[(n * O + o) * I + i] = (nb_real)(((double)plus[n * O + o] - (double)y[n * O + o]) / (2 * eps));
+        for (int64_t n = 0; n < N; n++) {
+            const double hp = h[2 * n], hm = h[2 * n + 1];
+            bool kink = false;
+            for (int64_t o = 0; o < O; o++) {
+                const double fp = plus[n * O + o], fm = minus[n * O + o], f0 = y0[n * O + o];
+                const double c = (fp - fm) / (hp + hm);
+                if (J) J[(n * O + o) * I + i] = (nb_real)c;
+                /* Half the jump is what the kink can move c away from
+                 * either one-sided slope (the analytic value is one of
+                 * them or between): flag it when that exceeds the
+                 * gradient check's tolerance. */
+                if (kk && !kink && fabs((fp - f0) / hp - (f0 - fm) / hm) / 2 > kk->atol + kk->rtol * fabs(c))
+                    kink = true;
+            }
+            if (kk) {
+                kk->flags[n * I + i] = kink;
+                kk->count += kink;
+            }
+        }
     }
     nb_free(plus);
-    if (!s) s = forward_at_step(g, step); /* leave the graph at the unperturbed point */
-    return s;
+    nb_free(h);
+    nb_status s2 = forward_at_step(g, step); /* leave the graph at the unperturbed point */
+    return s ? s : s2;
 }
 
-nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, nb_tensor **J)
+/* The Jacobian, and kinks when kk is given (numeric mode only). J NULL:
+ * kinks only, without the size limit of J. */
+static nb_status jacobian_impl(nb_node *out, nb_node *wrt, const nb_jacobian_opts *o, nb_tensor **J,
+                               kink_job *kk, nb_tensor **kinks)
 {
-    static const nb_jacobian_opts defaults = {0};
-    const nb_jacobian_opts *o = opts ? opts : &defaults;
-    if (!out || !wrt || !J) return nb_fail(NB_ERR_ARG, "jacobian: out, wrt and J must not be NULL");
     if (out->graph != wrt->graph) return nb_fail(NB_ERR_ARG, "jacobian: out and wrt are in different graphs");
-    *J = NULL;
     /* Shapes first: a Jacobian too large to hold is refused before any pass runs. */
     nb_status s = nb_graph_prepare(out->graph);
     if (s) return s;
@@ -190,29 +277,68 @@ nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, 
         j.O = j.N ? out->value.size / j.N : 0;
         j.I = j.N ? wrt->value.size / j.N : 0;
     }
-    int rank;
+    int rank = 0;
     int64_t shape[NB_MAX_RANK];
-    if ((s = jac_shape(&j, o, &rank, shape))) return s;
+    if (J && (s = jac_shape(&j, o, &rank, shape))) return s;
     /* At the step of the last forward pass (the first if none ran yet). */
     if ((s = forward_at_step(out->graph, out->graph->key ? out->graph->key : 1))) return s;
-    nb_jac_mode mode = o->mode;
+    nb_jac_mode mode = kk ? NB_JAC_NUMERIC : o->mode;
     if (mode == NB_JAC_AUTO) mode = j.O <= j.I ? NB_JAC_REV : NB_JAC_FWD;
     int64_t rows = mode == NB_JAC_REV ? j.O : j.I;
     j.chunk = o->chunk > 0 ? (o->chunk < rows ? o->chunk : rows) : auto_chunk(out->graph, rows);
     if (j.chunk < 1) j.chunk = 1;
-    nb_tensor *t = nb_tensor_new(rank, shape);
-    if (!t) return NB_ERR_NOMEM;
+    nb_tensor *t = J ? nb_tensor_new(rank, shape) : NULL, *k = NULL;
+    if (J && !t) return NB_ERR_NOMEM;
+    if (kk) {
+        if (!(k = nb_tensor_new(wrt->value.rank, wrt->value.shape))) {
+            nb_tensor_free(t);
+            return NB_ERR_NOMEM;
+        }
+        kk->flags = k->data;
+        kk->count = 0;
+    }
     if (j.O > 0 && j.I > 0) {
         if (mode == NB_JAC_REV) s = jac_rev(&j, t->data);
         else if (mode == NB_JAC_FWD) s = jac_fwd(&j, t->data);
-        else s = jac_numeric(&j, o->eps > 0 ? o->eps : (sizeof(nb_real) == 8 ? 1e-6 : 1e-3), t->data);
+        else {
+            double eps = o->eps > 0 ? o->eps : gradcheck_opts_or_defaults(NULL).eps;
+            s = jac_numeric(&j, eps, t ? t->data : NULL, kk);
+        }
     }
     if (s) {
         nb_tensor_free(t);
+        nb_tensor_free(k);
         return s;
     }
-    *J = t;
+    if (J) *J = t;
+    if (kinks) *kinks = k;
+    else nb_tensor_free(k);
     return NB_OK;
+}
+
+nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, nb_tensor **J)
+{
+    static const nb_jacobian_opts defaults = {0};
+    if (!out || !wrt || !J) return nb_fail(NB_ERR_ARG, "jacobian: out, wrt and J must not be NULL");
+    *J = NULL;
+    return jacobian_impl(out, wrt, opts ? opts : &defaults, J, NULL, NULL);
+}
+
+nb_status nb_jacobian_kinks(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, double atol, double rtol,
+                            nb_tensor **J, nb_tensor **kinks, int64_t *nkinks)
+{
+    static const nb_jacobian_opts defaults = {0};
+    if (J) *J = NULL;
+    if (kinks) *kinks = NULL;
+    if (nkinks) *nkinks = 0;
+    if (!out || !wrt) return nb_fail(NB_ERR_ARG, "jacobian kinks: out and wrt must not be NULL");
+    if (!(atol >= 0 && rtol >= 0))
+        return nb_fail(NB_ERR_ARG, "jacobian kinks: atol %g and rtol %g must be >= 0 (0 = the defaults)", atol, rtol);
+    nb_gradcheck_opts d = gradcheck_opts_or_defaults(&(nb_gradcheck_opts){0, atol, rtol});
+    kink_job kk = {d.atol, d.rtol, NULL, 0};
+    nb_status s = jacobian_impl(out, wrt, opts ? opts : &defaults, J, &kk, kinks);
+    if (!s && nkinks) *nkinks = kk.count;
+    return s;
 }
 
 /* ------------------------------------------------------------ gradcheck */
@@ -229,19 +355,20 @@ nb_status nb_gradcheck(nb_node *out, nb_node *wrt, const nb_gradcheck_opts *opts
 {
     if (!res) return nb_fail(NB_ERR_ARG, "gradcheck: result is NULL");
     memset(res, 0, sizeof *res);
-    double eps = opts && opts->eps > 0 ? opts->eps : 1e-6;
-    double atol = opts && opts->atol > 0 ? opts->atol : 1e-5;
-    double rtol = opts && opts->rtol > 0 ? opts->rtol : 1e-3;
-    nb_tensor *Jn = NULL, *Jm[2] = {NULL, NULL};
+    const nb_gradcheck_opts d = gradcheck_opts_or_defaults(opts);
+    const double eps = d.eps, atol = d.atol, rtol = d.rtol;
+    nb_tensor *Jn = NULL, *Jm[2] = {NULL, NULL}, *kinks = NULL;
     nb_jacobian_opts jo = {NB_JAC_NUMERIC, 0, 0, 0, eps};
-    nb_status s = nb_jacobian(out, wrt, &jo, &Jn);
+    nb_status s = nb_jacobian_kinks(out, wrt, &jo, atol, rtol, &Jn, &kinks, &res->kinks);
     for (int m = 0; m < 2 && !s; m++) {
         jo.mode = m == 0 ? NB_JAC_REV : NB_JAC_FWD;
         s = nb_jacobian(out, wrt, &jo, &Jm[m]);
     }
     if (s) goto done;
     res->ok = 1;
+    res->ok_off_kinks = 1;
     res->worst_flat = -1;
+    const int64_t I = kinks->size; /* J's columns: wrt's elements */
     for (int m = 0; m < 2; m++) {
         double *max_err = m == 0 ? &res->max_err_rev : &res->max_err_fwd;
         for (int64_t i = 0; i < Jn->size; i++) {
@@ -257,13 +384,17 @@ nb_status nb_gradcheck(nb_node *out, nb_node *wrt, const nb_gradcheck_opts *opts
                 res->worst_numeric = n;
                 res->worst_mode = m == 0 ? NB_JAC_REV : NB_JAC_FWD;
             }
-            if (!(ratio <= 1)) res->ok = 0;
+            if (!(ratio <= 1)) {
+                res->ok = 0;
+                if (!(kinks->data[I ? i % I : 0] != 0)) res->ok_off_kinks = 0;
+            }
         }
     }
     res->worst_rank = Jn->rank;
     if (res->worst_flat >= 0) unflatten(res->worst_flat, Jn, res->worst_index);
 done:
     nb_tensor_free(Jn);
+    nb_tensor_free(kinks);
     nb_tensor_free(Jm[0]);
     nb_tensor_free(Jm[1]);
     return s;

@@ -301,6 +301,68 @@ static void test_jacobian(void **state)
     assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --mode sideways -o " TMP "Jx.npy"), 2);
 }
 
+/* The numerical Jacobian of a trained CNN on Fashion-MNIST: the images' flat
+ * black background (pixels exactly 0) puts max pools at ties and ReLUs at 0,
+ * where central differences give no derivative. --compare and --mode
+ * numeric count those inputs and compare backprop on the others. */
+static double number_after(const char *needle)
+{
+    const char *p = strstr(out, needle);
+    if (!p) fail_msg("expected '%s' in the output:\n%s", needle, out);
+    return strtod(p + strlen(needle), NULL);
+}
+
+static void test_jacobian_compare(void **state)
+{
+    (void)state;
+    if (!have_data) skip();
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --per-example --compare --kinks " TMP
+                             "K.npy"),
+                     0);
+    assert_true(contains("compare rev with central differences (eps 0.001), per example"));
+    assert_true(contains("agree: rev mode matches central differences within 0.05 away from kinks"));
+    double all = number_after("  all 2352 input elements: ");
+    const char *k = strstr(out, "input elements: ");
+    assert_non_null(k);
+    long long kinks = strtoll(strchr(k, '\n') + 1, NULL, 10);
+    assert_true(contains(") at a kink or tie for this eps"));
+    char want[64];
+    snprintf(want, sizeof want, "  the other %lld: ", 2352 - kinks);
+    double off = number_after(want);
+    /* Some inputs sit at kinks, and they carry the difference. */
+    assert_true(kinks > 0 && kinks < 2352);
+    assert_true(off < 0.05);
+    assert_true(all > 2 * off);
+    /* The mask: wrt's shape, 0 or 1, as many ones as reported. */
+    nb_tensor *K = read_npy(TMP "K.npy");
+    const int64_t xs[4] = {N, 28, 28, 1};
+    assert_int_equal(K->rank, 4);
+    assert_memory_equal(K->shape, xs, sizeof xs);
+    long long ones = 0;
+    for (int64_t i = 0; i < K->size; i++) {
+        assert_true(K->data[i] == 0 || K->data[i] == 1);
+        ones += K->data[i] == 1;
+    }
+    assert_int_equal(ones, kinks);
+    nb_tensor_free(K);
+    /* The same count from the numeric mode, and the same advice. */
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --per-example --mode numeric -o " TMP
+                             "Jn.npy"),
+                     0);
+    snprintf(want, sizeof want, "numeric: %lld of 2352 input elements", kinks);
+    assert_true(contains(want));
+    assert_true(contains("sit at a kink or tie for eps 0.001"));
+    assert_true(contains("--compare"));
+    /* A tolerance nothing meets: exit 1 and say so. */
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --per-example --compare --tol 1e-9"), 1);
+    assert_true(contains("DIFFER"));
+    /* Option errors. */
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --compare --mode numeric"), 2);
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --kinks " TMP "K2.npy -o " TMP "J2.npy"), 2);
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --tol 0.1 -o " TMP "J2.npy"), 2);
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --compare --tol -1"), 2);
+}
+
 static void test_grad(void **state)
 {
     (void)state;
@@ -437,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_eval),
         cmocka_unit_test(test_predict),
         cmocka_unit_test(test_jacobian),
+        cmocka_unit_test(test_jacobian_compare),
         cmocka_unit_test(test_grad),
     };
     int f = cmocka_run_group_tests(basic, NULL, NULL);

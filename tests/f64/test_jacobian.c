@@ -322,6 +322,42 @@ static void test_wrt_intermediate(void **state)
     nb_graph_free(m.g);
 }
 
+/* A leaf with respect to itself: d x / d x = I in every mode. The numeric
+ * mode once read the output after restoring x (the output is x's own
+ * buffer) and gave 0.5 on the diagonal; nb_gradcheck(x, x) then failed. */
+static void test_wrt_itself(void **state)
+{
+    (void)state;
+    const double xv[6] = {0.5, -1.25, 2, 0, 3, -0.1};
+    int64_t xs[2] = {2, 3};
+    nb_graph *g = nb_graph_new();
+    nb_node *x = leaf(g, 0, "x", 2, xs, xv), *w = leaf(g, 1, "w", 2, xs, xv);
+    for (int m = 0; m < 3; m++) {
+        for (int per = 0; per < 2; per++) {
+            nb_node *nodes[2] = {x, w};
+            for (int v = 0; v < 2; v++) {
+                nb_tensor *J = jac(nodes[v], nodes[v], MODES[m], per && v == 0);
+                int64_t n = per && v == 0 ? 3 : 6;
+                assert_int_equal(J->size, (per && v == 0 ? 2 : 1) * n * n);
+                for (int64_t i = 0; i < J->size; i++) {
+                    int64_t r = (i / n) % n, c = i % n;
+                    NEAR(J->data[i], r == c, tol_of(MODES[m]));
+                }
+                nb_tensor_free(J);
+                for (int i = 0; i < 6; i++) assert_true(nb_value(nodes[v])->data[i] == xv[i]);
+            }
+        }
+    }
+    nb_gradcheck_result res;
+    assert_int_equal(nb_gradcheck(x, x, NULL, &res), NB_OK);
+    assert_int_equal(res.ok, 1);
+    NEAR(res.max_abs_jacobian, 1, TIGHT);
+    assert_true(res.max_err_rev < 1e-8);
+    assert_int_equal(nb_gradcheck(w, w, NULL, &res), NB_OK);
+    assert_int_equal(res.ok, 1);
+    nb_graph_free(g);
+}
+
 /* ------------------------------------------------ per-example Jacobians */
 
 static void check_per_example(int64_t l0, int64_t l2, uint64_t seed)
@@ -475,10 +511,233 @@ static void test_gradcheck_catches_mismatch(void **state)
     NEAR(res.max_err_fwd, 0.5, LOOSE);
     assert_true(res.worst_ratio > 1);
     NEAR(res.max_abs_jacobian, 1, TIGHT);
+    /* ... and says that the failing column is a kink. */
+    assert_int_equal(res.kinks, 1);
+    assert_int_equal(res.ok_off_kinks, 1);
 
     assert_int_equal(nb_gradcheck(a, x, NULL, &res), NB_OK);
     assert_int_equal(res.ok, 1);
+    assert_int_equal(res.kinks, 1); /* a kink, though a symmetric one */
+    assert_int_equal(res.ok_off_kinks, 1);
     NEAR(res.max_abs_jacobian, 1, TIGHT);
+    nb_graph_free(g);
+}
+
+/* ------------------------------------------------------ kinks and ties */
+
+static nb_tensor *kinks_of(nb_node *out, nb_node *wrt, double eps, int per_example, int64_t *count)
+{
+    nb_jacobian_opts o = {0};
+    o.eps = eps;
+    o.per_example = per_example;
+    nb_tensor *K = NULL, *J = NULL, *Jn = NULL;
+    nb_status s = nb_jacobian_kinks(out, wrt, &o, 0, 0, &J, &K, count);
+    if (s) print_error("nb_jacobian_kinks: %s\n", nb_last_error());
+    assert_int_equal(s, NB_OK);
+    assert_shape(K, nb_value(wrt)->rank, nb_value(wrt)->shape);
+    /* Its Jacobian is nb_jacobian's numeric one, exactly. */
+    o.mode = NB_JAC_NUMERIC;
+    assert_int_equal(nb_jacobian(out, wrt, &o, &Jn), NB_OK);
+    assert_int_equal(J->size, Jn->size);
+    for (int64_t i = 0; i < J->size; i++) assert_true(J->data[i] == Jn->data[i]);
+    nb_tensor_free(J), nb_tensor_free(Jn);
+    /* Without J: the same flags. */
+    nb_tensor *K2 = NULL;
+    int64_t c2 = -1;
+    assert_int_equal(nb_jacobian_kinks(out, wrt, &o, 0, 0, NULL, &K2, &c2), NB_OK);
+    assert_int_equal(c2, *count);
+    assert_memory_equal(K2->data, K->data, (size_t)K->size * sizeof(nb_real));
+    nb_tensor_free(K2);
+    return K;
+}
+
+static void assert_flags(const nb_tensor *K, const int *want, int64_t n)
+{
+    assert_int_equal(K->size, n);
+    for (int64_t i = 0; i < n; i++) {
+        if (K->data[i] != want[i]) print_error("kink flag %lld: %g, want %d\n", (long long)i, K->data[i], want[i]);
+        assert_true(K->data[i] == want[i]);
+    }
+}
+
+/* A max pool whose window holds two equal maxima: perturbing either one
+ * moves the max with slope 1 one way and 0 the other; central differences
+ * give 0.5 and reverse mode 1 (the first) and 0. The one-sided test flags
+ * exactly those two inputs, and the gradient check fails only there. */
+static void test_kinks_pool_tie(void **state)
+{
+    (void)state;
+    const double xv[8] = {1, 1, 0.2, 0.3, /* second window: no tie */ 0.1, 0.9, 0.4, -0.2};
+    int64_t xs[4] = {1, 2, 4, 1};
+    nb_graph *g = nb_graph_new();
+    nb_node *x = leaf(g, 0, "x", 4, xs, xv);
+    nb_node *y = nb_max_pool2d(x, 2, 0, NB_PAD_VALID);
+    assert_non_null(y);
+    int64_t count = -1;
+    nb_tensor *K = kinks_of(y, x, 0, 0, &count);
+    /* x is (1, 2, 4, 1): rows 1 1 0.2 0.3 and 0.1 0.9 0.4 -0.2, windows {1 1 0.1 0.9}, {0.2 0.3 0.4 -0.2}. */
+    const int want[8] = {1, 1, 0, 0, 0, 0, 0, 0};
+    assert_int_equal(count, 2);
+    assert_flags(K, want, 8);
+    nb_tensor_free(K);
+    nb_gradcheck_result res;
+    assert_int_equal(nb_gradcheck(y, x, NULL, &res), NB_OK);
+    assert_int_equal(res.ok, 0);
+    assert_int_equal(res.kinks, 2);
+    assert_int_equal(res.ok_off_kinks, 1);
+    NEAR(res.worst_numeric, 0.5, LOOSE);
+    nb_graph_free(g);
+}
+
+/* relu(x W + b) with a pre-activation exactly 0 (1*1 + 2*(-0.5) + 0): every
+ * leaf element feeding that unit is at a kink, the others are not. */
+static void test_kinks_dense_relu(void **state)
+{
+    (void)state;
+    const double xv[2] = {1, 2}, wv[4] = {1, 0.5, -0.5, 0.25}, bv[2] = {0, 0.25};
+    int64_t xs[2] = {1, 2}, ws[2] = {2, 2}, bs[1] = {2};
+    nb_graph *g = nb_graph_new();
+    nb_node *x = leaf(g, 0, "x", 2, xs, xv), *w = leaf(g, 1, "w", 2, ws, wv), *b = leaf(g, 1, "b", 1, bs, bv);
+    nb_node *z = nb_add(nb_matmul(x, w), b), *y = nb_relu(z);
+    assert_non_null(y);
+    int64_t count = -1;
+    nb_tensor *K = kinks_of(y, x, 0, 0, &count);
+    assert_true(nb_value(z)->data[0] == 0);
+    NEAR(nb_value(z)->data[1], 1.25, TIGHT);
+    assert_int_equal(count, 2);
+    assert_flags(K, (const int[]){1, 1}, 2);
+    nb_tensor_free(K);
+    K = kinks_of(y, w, 0, 0, &count); /* w[p, q] feeds unit q */
+    assert_int_equal(count, 2);
+    assert_flags(K, (const int[]){1, 0, 1, 0}, 4);
+    nb_tensor_free(K);
+    K = kinks_of(y, b, 0, 0, &count);
+    assert_int_equal(count, 1);
+    assert_flags(K, (const int[]){1, 0}, 2);
+    nb_tensor_free(K);
+    /* Below the kink the output is smooth: z (no relu) has none. */
+    K = kinks_of(z, w, 0, 0, &count);
+    assert_int_equal(count, 0);
+    nb_tensor_free(K);
+    nb_gradcheck_result res;
+    assert_int_equal(nb_gradcheck(y, b, NULL, &res), NB_OK);
+    assert_int_equal(res.ok, 0);
+    assert_int_equal(res.kinks, 1);
+    assert_int_equal(res.ok_off_kinks, 1);
+    nb_graph_free(g);
+}
+
+/* "At a kink for this eps": relu at 1e-4 is straddled by a step of 1e-3,
+ * not by 1e-6. Per example, a flag belongs to its own example. A smooth
+ * function has none. */
+static void test_kinks_eps_per_example_smooth(void **state)
+{
+    (void)state;
+    const double xv[6] = {1e-4, -0.5, 0.7, 0.3, 0, 0};
+    int64_t xs[2] = {2, 3};
+    nb_graph *g = nb_graph_new();
+    nb_node *x = leaf(g, 0, "x", 2, xs, xv);
+    nb_node *y = nb_relu(x);
+    assert_non_null(y);
+    int64_t count = -1;
+    nb_tensor *K = kinks_of(y, x, 1e-3, 0, &count);
+    assert_int_equal(count, 3);
+    assert_flags(K, (const int[]){1, 0, 0, 0, 1, 1}, 6);
+    nb_tensor_free(K);
+    K = kinks_of(y, x, 1e-6, 1, &count);
+    assert_int_equal(count, 2);
+    assert_flags(K, (const int[]){0, 0, 0, 0, 1, 1}, 6);
+    nb_tensor_free(K);
+    nb_graph_free(g);
+
+    mlp m;
+    mlp_build(&m, 3, 4, 5, 2, 17);
+    nb_node *wrt[3] = {m.A, m.W1, m.b2};
+    for (int i = 0; i < 3; i++) {
+        K = kinks_of(m.out, wrt[i], 0, 0, &count);
+        assert_int_equal(count, 0);
+        nb_tensor_free(K);
+    }
+    K = kinks_of(m.out, m.A, 0, 1, &count);
+    assert_int_equal(count, 0);
+    nb_tensor_free(K);
+    nb_graph_free(m.g);
+}
+
+/* The trained CNN's case in miniature: a model (conv2d 1x1 relu, max pool,
+ * dense) on an all-black 4x4 image. Every pixel maps to relu(0.5), so every
+ * pool window holds a 4-way tie and all 16 pixels are at a tie; one
+ * brighter pixel makes its window's maximum unique and its 4 pixels smooth. */
+static void test_kinks_model_black_background(void **state)
+{
+    (void)state;
+    int64_t in[3] = {4, 4, 1};
+    nb_model *m = NULL;
+    assert_int_equal(nb_model_from_spec("conv2d 1 1 relu; maxpool 2; flatten; dense 1", 3, in, &m), NB_OK);
+    assert_int_equal(nb_model_set_batch(m, 1), NB_OK);
+    nb_value(nb_model_find_param(m, "0.kernel"))->data[0] = 1;
+    nb_value(nb_model_find_param(m, "0.bias"))->data[0] = 0.5;
+    const double w[4] = {1, -2, 3, 0.5};
+    for (int i = 0; i < 4; i++) nb_value(nb_model_find_param(m, "3.kernel"))->data[i] = w[i];
+    nb_value(nb_model_find_param(m, "3.bias"))->data[0] = 0;
+    nb_node *x = nb_model_input(m), *y = nb_model_logits(m);
+    nb_graph_set_training(nb_model_graph(m), 0, 0);
+    for (int i = 0; i < 16; i++) nb_value(x)->data[i] = 0;
+    int64_t count = -1;
+    nb_tensor *K = kinks_of(y, x, 0, 0, &count);
+    NEAR(nb_value(y)->data[0], 0.5 * (1 - 2 + 3 + 0.5), TIGHT);
+    assert_int_equal(count, 16);
+    nb_tensor_free(K);
+    nb_gradcheck_result res;
+    assert_int_equal(nb_gradcheck(y, x, NULL, &res), NB_OK);
+    assert_int_equal(res.ok, 0);
+    assert_int_equal(res.kinks, 16);
+
+    nb_value(x)->data[0] = 0.3; /* pixel (0, 0): window 0's maximum is now unique */
+    K = kinks_of(y, x, 0, 0, &count);
+    assert_int_equal(count, 12);
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) assert_true(K->data[r * 4 + c] == !(r < 2 && c < 2));
+    nb_tensor_free(K);
+    assert_int_equal(nb_gradcheck(y, x, NULL, &res), NB_OK);
+    assert_int_equal(res.ok, 0);
+    assert_int_equal(res.kinks, 12);
+    assert_int_equal(res.ok_off_kinks, 1); /* the columns of window 0 check out */
+    nb_model_free(m);
+}
+
+/* Bad arguments, and a step lost in rounding (1e12 + 1e-6 == 1e12): an
+ * error saying what to do, not a silent zero derivative. */
+static void test_kinks_errors(void **state)
+{
+    (void)state;
+    const double xv[2] = {1e12, 1};
+    int64_t xs[1] = {2};
+    nb_graph *g = nb_graph_new();
+    nb_node *x = leaf(g, 0, "x", 1, xs, xv);
+    nb_node *y = nb_scale(x, 2);
+    assert_non_null(y);
+    nb_tensor *K = (nb_tensor *)&K, *J = (nb_tensor *)&J;
+    int64_t c = 7;
+    assert_int_equal(nb_jacobian_kinks(NULL, x, NULL, 0, 0, &J, &K, &c), NB_ERR_ARG);
+    assert_null(J);
+    assert_null(K);
+    assert_int_equal(c, 0);
+    assert_int_equal(nb_jacobian_kinks(y, x, NULL, -1, 0, &J, &K, &c), NB_ERR_ARG);
+    assert_non_null(strstr(nb_last_error(), "atol"));
+    assert_int_equal(nb_jacobian_kinks(y, x, NULL, 0, 0, &J, &K, &c), NB_ERR_ARG);
+    assert_null(J);
+    assert_non_null(strstr(nb_last_error(), "larger eps"));
+    nb_jacobian_opts o = {0};
+    o.mode = NB_JAC_NUMERIC;
+    assert_int_equal(nb_jacobian(y, x, &o, &J), NB_ERR_ARG);
+    assert_null(J);
+    assert_true(nb_value(x)->data[0] == 1e12); /* x restored */
+    o.eps = 1e-3; /* above 1e12's ulp of 1.2e-4 */
+    assert_int_equal(nb_jacobian(y, x, &o, &J), NB_OK);
+    NEAR(J->data[0], 2, 1e-6);
+    NEAR(J->data[3], 2, 1e-6);
+    nb_tensor_free(J);
     nb_graph_free(g);
 }
 
@@ -492,11 +751,17 @@ int main(void)
         cmocka_unit_test(test_independent_input),
         cmocka_unit_test(test_mlp_modes_agree),
         cmocka_unit_test(test_wrt_intermediate),
+        cmocka_unit_test(test_wrt_itself),
         cmocka_unit_test(test_per_example),
         cmocka_unit_test(test_too_large),
         cmocka_unit_test(test_max_bytes),
         cmocka_unit_test(test_gradcheck_ok),
         cmocka_unit_test(test_gradcheck_catches_mismatch),
+        cmocka_unit_test(test_kinks_pool_tie),
+        cmocka_unit_test(test_kinks_dense_relu),
+        cmocka_unit_test(test_kinks_eps_per_example_smooth),
+        cmocka_unit_test(test_kinks_model_black_background),
+        cmocka_unit_test(test_kinks_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
