@@ -4,7 +4,7 @@
  * Usage: bench [threads] [onethread|peak|jacobian] */
 #include "nabla.h"
 /* In-tree: the benchmark calls the internal GEMM directly. */
-#include "../src/core/internal.h"
+#include "../src/kernels/kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,18 +6,12 @@
  * of a node y gets adj(x_i) += adj(y) . dy/dx_i (the chain rule, right to
  * left). Forward: tan(wrt) = tangents; for nodes first to last,
  * tan(y) = sum_i dy/dx_i . tan(x_i). Only nodes on a path wrt -> out work. */
-#include "../core/internal.h"
+#include "autodiff_internal.h"
 
 #include <stdlib.h>
 
 /* ------------------------------------------------------------ pass state */
 
-void nb_pass_free(nb_pass *p)
-{
-    for (int i = 0; i < p->cap; i++) nb_free(p->adj[i].data), nb_free(p->tan[i].data);
-    free(p->adj), free(p->tan), free(p->on_path), free(p->source), free(p->from), free(p->to);
-    memset(p, 0, sizeof *p);
-}
 
 /* arr grown to cap entries of elem bytes, the new ones zero (NULL if out
  * of memory; arr is then unchanged). */

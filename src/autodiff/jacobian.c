@@ -8,7 +8,7 @@
  * n's output depends on example n's input only, one seed e_o set in every
  * example at once gives row o of all N Jacobians: o passes instead of N*o,
  * and the N*N cross terms are never formed. */
-#include "../core/internal.h"
+#include "autodiff_internal.h"
 
 #include <math.h>
 #include <stdio.h>

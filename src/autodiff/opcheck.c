@@ -3,7 +3,7 @@
  * (relu at 0, max-pool ties) and checks the reverse- and forward-mode
  * Jacobians of its output against central differences, for every leaf whose
  * name does not start with '~' (labels and other constants). */
-#include "../core/internal.h"
+#include "autodiff_internal.h"
 
 #include <stdio.h>
 

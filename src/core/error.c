@@ -1,5 +1,5 @@
 /* Thread-local error messages, versions and thread settings. */
-#include "internal.h"
+#include "core.h"
 
 #include <stdio.h>
 #ifdef _OPENMP

@@ -1,5 +1,5 @@
 /* xoshiro256** seeded through splitmix64: explicit state, no globals. */
-#include "internal.h"
+#include "core.h"
 
 #include <math.h>
 

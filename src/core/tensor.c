@@ -1,5 +1,5 @@
 /* Tensors: shape bookkeeping and aligned storage. */
-#include "internal.h"
+#include "core.h"
 
 #include <inttypes.h>
 #include <stdio.h>

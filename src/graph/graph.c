@@ -1,6 +1,6 @@
 /* The graph: nodes in creation order (a topological order, since an op's
  * inputs exist before it), shape inference, buffers and the forward pass. */
-#include "../core/internal.h"
+#include "graph.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +19,13 @@ static void node_free(nb_node *n)
     nb_free(n->value.data);
     nb_free(n->ws);
     free(n);
+}
+
+void nb_pass_free(nb_pass *p)
+{
+    for (int i = 0; i < p->cap; i++) nb_free(p->adj[i].data), nb_free(p->tan[i].data);
+    free(p->adj), free(p->tan), free(p->on_path), free(p->source), free(p->from), free(p->to);
+    memset(p, 0, sizeof *p);
 }
 
 void nb_graph_free(nb_graph *g)

@@ -4,7 +4,7 @@
 #ifndef NB_IO_INTERNAL_H
 #define NB_IO_INTERNAL_H
 
-#include "../core/internal.h"
+#include "../core/core.h"
 
 #include <stdint.h>
 #include <string.h>

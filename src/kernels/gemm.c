@@ -7,7 +7,7 @@
  * block of rows (or columns) per OpenMP thread. With a single thread pool,
  * convolution can run its per-image GEMMs inside its own parallel region
  * (nb_gemm_serial) and no spinning BLAS threads steal the cores from it. */
-#include "../core/internal.h"
+#include "kernels.h"
 #include "sgemm_avx512.h"
 
 #include <stdlib.h>

@@ -7,7 +7,7 @@
  * values, which keeps C = 1 (the first layer of an image network) fast too.
  * col2im is the transpose map: it adds every row back onto the pixels it was
  * read from, so col2im(dcols) is the VJP of im2col. */
-#include "../core/internal.h"
+#include "kernels.h"
 
 int64_t nb_window_dim(int64_t in, int f, int stride, int dilation, nb_padding padding, int *pad_before)
 {

@@ -11,7 +11,7 @@
  * product with a block of dcols's row held in registers while the row's
  * non-zeros stream past (no read-modify-write to memory per non-zero).
  * The portable loops below are the reference and the fallback. */
-#include "../core/internal.h"
+#include "kernels.h"
 #include "sparse_rows_avx512.h"
 
 #include <threads.h>

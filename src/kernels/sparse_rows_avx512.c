@@ -14,7 +14,7 @@
  * adds W FMAs of the B row it names, and the row is stored once. Two sets
  * of accumulators take alternate non-zeros so the FMA latency is hidden
  * even for W = 4. */
-#include "../core/internal.h"
+#include "kernels.h"
 #include "sparse_rows_avx512.h"
 
 #ifdef NB_HAVE_SPARSE_ROWS_AVX512

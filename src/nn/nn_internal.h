@@ -2,7 +2,7 @@
 #ifndef NB_NN_INTERNAL_H
 #define NB_NN_INTERNAL_H
 
-#include "../core/internal.h"
+#include "../graph/graph.h"
 
 enum { NB_MODEL_MAX_LAYERS = 1024, NB_MODEL_MAX_PARAMS = 2 * NB_MODEL_MAX_LAYERS };
 

@@ -7,7 +7,7 @@
  *   VJP: dA[j] = sum over o mapping to j of dY[o] da(o)  (a sum over the
  *        broadcast axes), and the same for b;
  *   JVP: dY[o] = da(o) dA[ia(o)] + db(o) dB[ib(o)]. */
-#include "../core/internal.h"
+#include "ops_internal.h"
 
 enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV };
 

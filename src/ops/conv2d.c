@@ -33,7 +33,7 @@
  * seed where y <= 0 gives 0), and the JVP masks its result the same way; the
  * mask is applied to one image group at a time, in cache, and no separate z
  * is stored. */
-#include "../core/internal.h"
+#include "ops_internal.h"
 
 #include <limits.h>
 

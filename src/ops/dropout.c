@@ -11,7 +11,7 @@
  * random key, node id, chunk of the tensor): reproducible for a given seed
  * whatever the thread count, different at every key (each nb_forward takes
  * the next; nb_forward_key names one) and for every dropout node. */
-#include "../core/internal.h"
+#include "ops_internal.h"
 
 /* Workspace: a header saying whether the last forward applied a mask, then
  * the mask (|x| values), 64 bytes in so it stays aligned. */

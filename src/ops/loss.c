@@ -4,7 +4,7 @@
  * and tangents dx (K x |x|):
  *   VJP: dx[k] = dy[k] g;    JVP: dy[k] = <g, dx[k]>.
  * Each op below gives g. */
-#include "../core/internal.h"
+#include "ops_internal.h"
 
 #include <math.h>
 

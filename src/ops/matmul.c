@@ -6,7 +6,7 @@
  *   VJP: dA = dC B^T (m x n . n x k), dB = A^T dC (k x m . m x n);
  *   JVP: dC = dA B + A dB.
  * Broadcast batch entries accumulate their VJPs. */
-#include "../core/internal.h"
+#include "ops_internal.h"
 
 typedef struct {
     int64_t m, k, n, batch;

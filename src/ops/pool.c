@@ -18,7 +18,7 @@
  *   JVP: y is linear in x, so dy = avgpool(dx).
  * Both VJPs scatter within one image only, so they run in parallel over the
  * K*N stacked seed images without races. */
-#include "../core/internal.h"
+#include "ops_internal.h"
 
 #include <limits.h>
 

@@ -8,7 +8,7 @@
  * one c in every column, in the row its position projects to. So
  *   VJP: dx[i] = c dy[proj(i)]       (a broadcast of dy back over R);
  *   JVP: dy[o] = c sum_{proj(i)=o} dx[i]  (the same reduction, on dx). */
-#include "../core/internal.h"
+#include "ops_internal.h"
 
 /* Input viewed with, for every axis, the stride of the output along it
  * (0 on reduced axes). Rank 0 is viewed as (1,). */

@@ -5,7 +5,7 @@
  * where i is the element o was taken from and 0 elsewhere, so
  *   VJP: dx = P^T dy (the inverse permutation; for reshape a plain copy);
  *   JVP: dy = P dx (the same move as the forward pass). */
-#include "../core/internal.h"
+#include "ops_internal.h"
 
 #include <stdio.h>
 

@@ -15,7 +15,7 @@
  *   dl_c/dx_j = [c = j] - s_j,   i.e. J = I - 1 s^T, so
  *   VJP: dx = J^T dy = dy - s * sum(dy);
  *   JVP: dy = J dx   = dx - <s, dx> (the same for every c). */
-#include "../core/internal.h"
+#include "ops_internal.h"
 
 #include <math.h>
 

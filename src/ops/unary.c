@@ -7,7 +7,7 @@
  * the product itself (CHAIN, from x, y, a and the seed or tangent element g),
  * as a gate that selects g rather than multiplying it, so that a NaN or Inf
  * in g where f' = 0 gives 0 (relu, like its fused form in conv2d). */
-#include "../core/internal.h"
+#include "ops_internal.h"
 
 #include <math.h>
 

@@ -3,7 +3,7 @@
  * g, j, p, q and y have descenders: two more rows below the baseline, in a
  * second table. Each character advances 6 columns (one blank column between
  * letters) and a line is 10 rows. */
-#include "../core/internal.h"
+#include "../core/core.h"
 
 #include <limits.h>
 

@@ -1,5 +1,5 @@
 /* Images in memory, colour maps, heatmaps, grids and colour bars. */
-#include "../core/internal.h"
+#include "../core/core.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* Line plots written as SVG text: axes with "nice" ticks (1, 2 or 5 times a
  * power of ten), numbers, grid lines, several series, a legend, a title and
  * axis labels. Several plots can sit side by side in one file. */
-#include "../core/internal.h"
+#include "../core/core.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -20,7 +20,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "kernels/kernels.h"
 #include "kernels/sgemm_avx512.h"
 
 typedef void gemm_fn(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *, int64_t,

@@ -24,7 +24,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "kernels/kernels.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1Du;
 static float uniform(void) /* in [-1, 1) */
