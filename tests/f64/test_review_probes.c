@@ -1,0 +1,325 @@
+/* Cold-review probes of the pass-state change (per-kind pass objects,
+ * completed forwards, deferred adjoints by epoch, random keys): passes in
+ * unusual orders through the public API (nb_graph_pop, internal, for id
+ * reuse), each asserting values. Tests that found a defect say what
+ * happened before its fix. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/internal.h" /* nb_graph_pop, for the id-reuse probe */
+#include "nabla.h"
+#include "nb_test_f64.h"
+
+static const double TIGHT = 1e-12;
+
+static void assert_ok(nb_status s)
+{
+    if (s != NB_OK) print_error("%s: %s\n", nb_status_name(s), nb_last_error());
+    assert_int_equal(s, NB_OK);
+}
+
+static double l1(const nb_tensor *t)
+{
+    double a = 0;
+    for (int64_t i = 0; i < t->size; i++) a += fabs(t->data[i]);
+    return a;
+}
+
+/* A conv2d read by a 2x2 max pool (stride 2: its adjoint is deferred),
+ * then a loss that is not linear in the pool (so the adjoint is not
+ * trivially constant). */
+typedef struct {
+    nb_graph *g;
+    nb_node *x, *k, *b, *conv, *pool, *loss;
+} conv_net;
+
+static void conv_net_build(conv_net *c, int64_t N)
+{
+    c->g = nb_graph_new();
+    assert_non_null(c->g);
+    int64_t xs[4] = {N, 6, 6, 2}, ks[4] = {3, 3, 2, 3}, bs[1] = {3};
+    c->x = leaf(c->g, 0, "x", 4, xs, NULL);
+    c->k = leaf(c->g, 1, "k", 4, ks, NULL);
+    c->b = leaf(c->g, 1, "b", 1, bs, NULL);
+    for (int64_t i = 0; i < nb_value(c->x)->size; i++) nb_value(c->x)->data[i] = sin(0.37 * (double)i + 0.1);
+    for (int64_t i = 0; i < 54; i++) nb_value(c->k)->data[i] = 0.2 * cos(0.91 * (double)i);
+    for (int i = 0; i < 3; i++) nb_value(c->b)->data[i] = 0.01 * (i + 1);
+    c->conv = nb_conv2d(c->x, c->k, c->b, NULL);
+    c->pool = nb_max_pool2d(c->conv, 2, 2, NB_PAD_VALID);
+    c->loss = nb_sum(nb_mul(c->pool, c->pool), 0, NULL, 0);
+    assert_non_null(c->loss);
+}
+
+/* dloss/dconv by a VJP with conv as its source (a source is never deferred). */
+static nb_tensor *conv_adjoint_by_vjp(conv_net *c)
+{
+    nb_tensor *seed = nb_tensor_new(1, (int64_t[1]){1}), *res = NULL;
+    seed->data[0] = 1;
+    assert_ok(nb_vjp(c->loss, seed, 1, &c->conv, &res));
+    nb_tensor_free(seed);
+    return res;
+}
+
+static void assert_same(const nb_tensor *a, const nb_real *ref, int64_t n, double tol)
+{
+    assert_non_null(a);
+    assert_int_equal(a->size, n);
+    for (int64_t i = 0; i < n; i++) NEAR(a->data[i], ref[i], tol);
+}
+
+/* A small model with a conv, a max pool, dropout in training mode: the
+ * gradients of nb_backward survive every kind of Jacobian, and the step
+ * applies exactly them. */
+static void test_jacobians_between_backward_and_step(void **state)
+{
+    (void)state;
+    int64_t in[3] = {6, 6, 1};
+    nb_model *m = NULL;
+    assert_ok(nb_model_from_spec("conv2d 3 3 relu; maxpool 2; flatten; dropout 0.3; dense 4", 3, in, &m));
+    assert_ok(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 3));
+    nb_node *target = NULL, *loss = NULL;
+    assert_ok(nb_model_loss(m, NB_LOSS_CCE, &target, &loss));
+    assert_ok(nb_model_set_batch(m, 3));
+    nb_node *x = nb_model_input(m);
+    for (int64_t i = 0; i < nb_value(x)->size; i++) nb_value(x)->data[i] = sin(0.7 * (double)i);
+    for (int i = 0; i < 3; i++) nb_value(target)->data[i] = i;
+    nb_graph *g = nb_model_graph(m);
+    nb_graph_set_training(g, 1, 5);
+    assert_ok(nb_forward(g));
+    const double loss0 = nb_value(loss)->data[0];
+    assert_ok(nb_backward(loss));
+    const int np = nb_model_param_count(m);
+    double *before[8] = {0}, *w0[8] = {0};
+    for (int p = 0; p < np; p++) {
+        nb_tensor *gp = nb_grad(nb_model_param(m, p));
+        assert_non_null(gp);
+        before[p] = malloc((size_t)gp->size * sizeof(double));
+        memcpy(before[p], gp->data, (size_t)gp->size * sizeof(double));
+        w0[p] = malloc((size_t)gp->size * sizeof(double));
+        memcpy(w0[p], nb_value(nb_model_param(m, p))->data, (size_t)gp->size * sizeof(double));
+    }
+    nb_node *k0 = nb_model_find_param(m, "0.kernel"), *out = nb_model_output(m);
+    nb_tensor *Js[4] = {0};
+    for (int mode = NB_JAC_REV; mode <= NB_JAC_NUMERIC; mode++) {
+        nb_jacobian_opts o = {0};
+        o.mode = (nb_jac_mode)mode;
+        assert_ok(nb_jacobian(out, k0, &o, &Js[mode]));
+    }
+    nb_jacobian_opts pe = {0};
+    pe.per_example = 1;
+    nb_tensor *Jpe = NULL;
+    assert_ok(nb_jacobian(out, x, &pe, &Jpe));
+    assert_true(l1(Jpe) > 1e-6);
+    nb_tensor_free(Jpe);
+    /* The three agree (same mask as the forward): rev == fwd, numeric close. */
+    assert_true(l1(Js[NB_JAC_REV]) > 1e-6);
+    for (int64_t i = 0; i < Js[NB_JAC_REV]->size; i++) {
+        NEAR(Js[NB_JAC_FWD]->data[i], Js[NB_JAC_REV]->data[i], 1e-10);
+        NEAR(Js[NB_JAC_NUMERIC]->data[i], Js[NB_JAC_REV]->data[i], 1e-5);
+    }
+    for (int mode = 0; mode < 4; mode++) nb_tensor_free(Js[mode]);
+    NEAR(nb_value(loss)->data[0], loss0, 0); /* the graph is left at the pass it followed */
+    nb_optim_opts oo = {0};
+    oo.kind = NB_OPT_SGD;
+    oo.lr = 0.25;
+    nb_optim *o = NULL;
+    assert_ok(nb_optim_new(m, &oo, &o));
+    assert_ok(nb_optim_step(o));
+    for (int p = 0; p < np; p++) {
+        const nb_tensor *v = nb_value(nb_model_param(m, p));
+        for (int64_t i = 0; i < v->size; i++) NEAR(v->data[i], w0[p][i] - 0.25 * before[p][i], TIGHT);
+        free(before[p]);
+        free(w0[p]);
+    }
+    nb_optim_free(o);
+    nb_model_free(m);
+}
+
+/* The graph grows after a pass (both pass objects reallocate their arrays):
+ * gradients read before stay, and the passes after it are right. */
+static void test_graph_grows_and_ids_reused(void **state)
+{
+    (void)state;
+    conv_net c;
+    conv_net_build(&c, 2);
+    assert_ok(nb_forward(c.g));
+    nb_tensor *ref = conv_adjoint_by_vjp(&c);
+    assert_ok(nb_backward(c.loss));
+    double gk[54];
+    memcpy(gk, nb_grad(c.k)->data, sizeof gk);
+    assert_same(nb_grad(c.conv), ref->data, ref->size, TIGHT); /* resolved now */
+    /* Grow by many nodes: both pass objects reallocate their arrays. */
+    nb_node *t = c.loss;
+    for (int i = 0; i < 100; i++) t = nb_scale(t, 1.0);
+    assert_non_null(t);
+    assert_same(nb_grad(c.conv), ref->data, ref->size, TIGHT);
+    assert_same(nb_grad(c.k), gk, 54, TIGHT);
+    assert_ok(nb_forward(c.g));
+    nb_tensor *r2 = conv_adjoint_by_vjp(&c);
+    assert_same(r2, ref->data, ref->size, TIGHT);
+    nb_tensor_free(r2);
+    assert_ok(nb_backward(t));
+    assert_same(nb_grad(c.k), gk, 54, 1e-10);
+    assert_same(nb_grad(c.conv), ref->data, ref->size, 1e-10);
+    nb_tensor_free(ref);
+    nb_graph_free(c.g);
+}
+
+/* Batch 0 through the deferred path, and K = 0 seeds and tangents. */
+static void test_batch0_and_k0(void **state)
+{
+    (void)state;
+    conv_net c;
+    conv_net_build(&c, 2);
+    assert_ok(nb_forward(c.g));
+    assert_ok(nb_backward(c.loss));
+    assert_true(l1(nb_grad(c.k)) > 1e-6);
+    int64_t xs0[4] = {0, 6, 6, 2};
+    assert_ok(nb_input_reshape(c.x, 4, xs0));
+    assert_ok(nb_forward(c.g));
+    assert_ok(nb_backward(c.loss));
+    NEAR(l1(nb_grad(c.k)), 0, 0);
+    NEAR(l1(nb_grad(c.b)), 0, 0);
+    nb_tensor *gc = nb_grad(c.conv);
+    assert_non_null(gc);
+    assert_int_equal(gc->size, 0);
+    /* Back to 2 images; K = 0 seeds and tangents. */
+    int64_t xs2[4] = {2, 6, 6, 2};
+    assert_ok(nb_input_reshape(c.x, 4, xs2));
+    assert_ok(nb_forward(c.g));
+    nb_tensor *seed = nb_tensor_new(1, (int64_t[1]){0}), *res[2] = {0};
+    nb_node *wrt[2] = {c.k, c.conv};
+    assert_ok(nb_vjp(c.loss, seed, 2, wrt, res));
+    assert_int_equal(res[0]->shape[0], 0);
+    assert_int_equal(res[0]->size, 0);
+    assert_int_equal(res[1]->size, 0);
+    nb_tensor_free(res[0]);
+    nb_tensor_free(res[1]);
+    nb_tensor_free(seed);
+    nb_tensor *tan = nb_tensor_new(5, (int64_t[5]){0, 3, 3, 2, 3}), *jr = NULL;
+    const nb_tensor *tl = tan;
+    assert_ok(nb_jvp(c.pool, 1, &c.k, &tl, &jr));
+    assert_int_equal(jr->shape[0], 0);
+    assert_int_equal(jr->size, 0);
+    nb_tensor_free(jr);
+    nb_tensor_free(tan);
+    nb_graph_free(c.g);
+}
+
+/* nb_jvp after nb_vjp and the reverse: <v, J t> computed both ways. */
+static void test_jvp_vjp_interleaved(void **state)
+{
+    (void)state;
+    conv_net c;
+    conv_net_build(&c, 2);
+    assert_ok(nb_forward(c.g));
+    const int64_t O = nb_value(c.pool)->size;
+    nb_tensor *v = nb_tensor_new(5, (int64_t[5]){1, 2, 2, 2, 3});
+    assert_int_equal(v->size, O);
+    for (int64_t i = 0; i < O; i++) v->data[i] = cos(0.3 * (double)i);
+    nb_tensor *t = nb_tensor_new(5, (int64_t[5]){1, 3, 3, 2, 3});
+    for (int i = 0; i < 54; i++) t->data[i] = sin(1.3 * i);
+    const nb_tensor *tl = t;
+    double a[2], bb[2];
+    for (int round = 0; round < 2; round++) {
+        nb_tensor *vj = NULL, *jt = NULL;
+        if (round == 0) {
+            assert_ok(nb_vjp(c.pool, v, 1, &c.k, &vj));
+            assert_ok(nb_jvp(c.pool, 1, &c.k, &tl, &jt));
+        } else {
+            assert_ok(nb_jvp(c.pool, 1, &c.k, &tl, &jt));
+            assert_ok(nb_vjp(c.pool, v, 1, &c.k, &vj));
+        }
+        double s1 = 0, s2 = 0;
+        for (int i = 0; i < 54; i++) s1 += vj->data[i] * t->data[i];
+        for (int64_t i = 0; i < O; i++) s2 += v->data[i] * jt->data[i];
+        a[round] = s1, bb[round] = s2;
+        NEAR(s1, s2, 1e-10);
+        assert_true(fabs(s1) > 1e-6);
+        nb_tensor_free(vj);
+        nb_tensor_free(jt);
+    }
+    NEAR(a[0], a[1], TIGHT);
+    NEAR(bb[0], bb[1], TIGHT);
+    nb_tensor_free(v);
+    nb_tensor_free(t);
+    nb_graph_free(c.g);
+}
+
+/* Threads: the same thread count twice gives bit-identical gradients and
+ * Jacobians (docs/design.md: reductions are summed in an order that depends
+ * on the thread count only); 1 and 2 threads agree to rounding. */
+static void test_threads_deterministic(void **state)
+{
+    (void)state;
+    double *res[3][3];
+    int64_t sizes[3];
+    for (int th = 0; th < 3; th++) {
+        nb_set_num_threads(th == 0 ? 1 : 2);
+        int64_t in[3] = {12, 12, 4};
+        nb_model *m = NULL;
+        assert_ok(nb_model_from_spec("conv2d 16 3 relu; maxpool 2; conv2d 16 3; maxpool 2; flatten; dropout 0.25; "
+                                     "dense 5",
+                                     3, in, &m));
+        assert_ok(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 11));
+        nb_node *target = NULL, *loss = NULL;
+        assert_ok(nb_model_loss(m, NB_LOSS_CCE, &target, &loss));
+        assert_ok(nb_model_set_batch(m, 16));
+        nb_node *x = nb_model_input(m);
+        for (int64_t i = 0; i < nb_value(x)->size; i++) nb_value(x)->data[i] = sin(0.013 * (double)(i * i % 977));
+        for (int i = 0; i < 16; i++) nb_value(target)->data[i] = i % 5;
+        nb_graph *g = nb_model_graph(m);
+        nb_graph_set_training(g, 1, 9);
+        assert_ok(nb_forward(g));
+        assert_ok(nb_backward(loss));
+        nb_tensor *gk = nb_grad(nb_model_find_param(m, "0.kernel"));
+        nb_tensor *gc = nb_grad(nb_graph_find(g, "2.conv2d"));
+        assert_non_null(gk);
+        assert_non_null(gc);
+        nb_tensor *J = NULL;
+        nb_jacobian_opts pe = {0};
+        pe.per_example = 1;
+        assert_ok(nb_jacobian(nb_model_output(m), x, &pe, &J));
+        const nb_tensor *ts[3] = {gk, gc, J};
+        for (int i = 0; i < 3; i++) {
+            sizes[i] = ts[i]->size;
+            res[th][i] = malloc((size_t)ts[i]->size * sizeof(double));
+            memcpy(res[th][i], ts[i]->data, (size_t)ts[i]->size * sizeof(double));
+        }
+        assert_true(l1(gc) > 1e-6);
+        nb_tensor_free(J);
+        nb_model_free(m);
+    }
+    nb_set_num_threads(0);
+    for (int i = 0; i < 3; i++) {
+        assert_memory_equal(res[1][i], res[2][i], (size_t)sizes[i] * sizeof(double));
+        double worst = 0;
+        for (int64_t j = 0; j < sizes[i]; j++) {
+            double d = fabs(res[0][i][j] - res[1][i][j]) / (1e-300 + fabs(res[0][i][j]) + 1e-12);
+            if (d > worst) worst = d;
+        }
+        print_message("threads 1 vs 2, result %d: worst relative difference %.3g\n", i, worst);
+        for (int64_t j = 0; j < sizes[i]; j++) NEAR(res[0][i][j], res[1][i][j], 1e-12);
+        for (int th = 0; th < 3; th++) free(res[th][i]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_jacobians_between_backward_and_step),
+        cmocka_unit_test(test_graph_grows_and_ids_reused),
+        cmocka_unit_test(test_batch0_and_k0),
+        cmocka_unit_test(test_jvp_vjp_interleaved),
+        cmocka_unit_test(test_threads_deterministic),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
