@@ -114,7 +114,8 @@ struct nb_graph {
     uint64_t key;          /* random key of the last forward pass: dropout masks are drawn from (seed, key) */
     bool shapes_dirty;
     uint64_t epoch;        /* counts forward passes and shape changes: what a deferred adjoint depends on */
-    int forward_done;      /* id of the last node the last forward pass computed; -1 if it failed */
+    int forward_done;      /* id of the last node the last forward pass computed; -1 if it failed or
+                            * shapes were re-inferred since (nb_graph_prepare) */
     bool grads_valid;      /* the last nb_backward completed (nb_grad and the optimiser read it) */
     int pass;              /* NB_PASS_*: the reverse pass running (or that ran last) */
     nb_pass passes[NB_PASS_COUNT];

@@ -156,6 +156,11 @@ nb_status nb_graph_prepare(nb_graph *g)
 {
     if (!g->shapes_dirty) return NB_OK;
     g->epoch++;
+    /* What the last forward saved (labels, argmaxes, masks) is for the old
+     * shapes: clearing shapes_dirty must not make it look current to the
+     * reverse passes (a caller may prepare and then fail before a forward,
+     * as nb_jacobian does when its checks refuse). */
+    g->forward_done = -1;
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
         if (n->kind != NB_KIND_OP) continue;

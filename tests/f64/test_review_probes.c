@@ -75,6 +75,39 @@ static void assert_same(const nb_tensor *a, const nb_real *ref, int64_t n, doubl
     for (int64_t i = 0; i < n; i++) NEAR(a->data[i], ref[i], tol);
 }
 
+/* A Jacobian whose checks fail after it re-inferred the shapes (per-example
+ * with a parameter as wrt) must not make the stale forward look complete:
+ * nb_backward then ran the CCE VJP at the new batch over the old batch's
+ * label workspace (heap overflow). */
+static void test_backward_refused_after_failed_jacobian_reshape(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    int64_t xs[2] = {2, 3}, ws[2] = {3, 4}, ys[1] = {2};
+    nb_node *x = leaf(g, 0, "x", 2, xs, NULL), *w = leaf(g, 1, "w", 2, ws, NULL), *y = leaf(g, 0, "y", 1, ys, NULL);
+    for (int i = 0; i < 12; i++) nb_value(w)->data[i] = 0.1 * (i - 5);
+    for (int i = 0; i < 6; i++) nb_value(x)->data[i] = 0.3 * i;
+    nb_node *z = nb_matmul(x, w), *loss = nb_cce_logits_loss(z, y);
+    assert_non_null(loss);
+    assert_ok(nb_forward(g));
+    assert_ok(nb_backward(loss));
+    int64_t xs8[2] = {64, 3}, ys8[1] = {64};
+    assert_ok(nb_input_reshape(x, 2, xs8));
+    assert_ok(nb_input_reshape(y, 1, ys8));
+    for (int i = 0; i < 64; i++) nb_value(y)->data[i] = 3;
+    for (int i = 0; i < 192; i++) nb_value(x)->data[i] = 0.01 * (i % 17);
+    nb_jacobian_opts o = {0};
+    o.per_example = 1;
+    nb_tensor *J = NULL;
+    assert_int_not_equal(nb_jacobian(z, w, &o, &J), NB_OK); /* w has no batch dimension */
+    assert_null(J);
+    assert_int_equal(nb_backward(loss), NB_ERR_ARG);
+    assert_ok(nb_forward(g));
+    assert_ok(nb_backward(loss));
+    assert_true(l1(nb_grad(w)) > 1e-6);
+    nb_graph_free(g);
+}
+
 /* A small model with a conv, a max pool, dropout in training mode: the
  * gradients of nb_backward survive every kind of Jacobian, and the step
  * applies exactly them. */
@@ -315,6 +348,7 @@ static void test_threads_deterministic(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_backward_refused_after_failed_jacobian_reshape),
         cmocka_unit_test(test_jacobians_between_backward_and_step),
         cmocka_unit_test(test_graph_grows_and_ids_reused),
         cmocka_unit_test(test_batch0_and_k0),
