@@ -235,7 +235,12 @@ nb_status nb_forward_keyed(nb_node *last, uint64_t key)
 
 void nb_graph_pop(nb_graph *g)
 {
-    if (g && g->n > 0) node_free(g->nodes[--g->n]);
+    if (!g || g->n == 0) return;
+    node_free(g->nodes[--g->n]);
+    /* A deferred adjoint may be held by the node just freed (a max pool's
+     * `via`), and its id will be given to the next node: a new epoch drops
+     * every deferred adjoint instead of resolving through freed memory. */
+    g->epoch++;
 }
 
 nb_tensor *nb_value(nb_node *n) { return n ? &n->value : NULL; }

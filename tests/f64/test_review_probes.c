@@ -206,6 +206,32 @@ static void test_graph_grows_and_ids_reused(void **state)
     nb_graph_free(c.g);
 }
 
+/* nb_graph_pop (what a failed model layer does) of a pool whose VJP
+ * deferred its input's adjoint, and new nodes in the freed ids: nb_grad of
+ * the conv must not run the freed pool's VJP (before: heap-use-after-free
+ * in nb_adjoint_resolve, since a pop started no new epoch). */
+static void test_grad_after_pop_of_deferring_pool(void **state)
+{
+    (void)state;
+    conv_net c;
+    conv_net_build(&c, 1);
+    assert_ok(nb_forward(c.g));
+    assert_ok(nb_backward(c.loss));
+    /* Remove loss, mul, pool (newest first) and build others in their ids. */
+    for (int i = 0; i < 3; i++) nb_graph_pop(c.g);
+    nb_node *p2 = nb_avg_pool2d(c.conv, 2, 2, NB_PAD_VALID);
+    assert_non_null(p2);
+    nb_tensor *gc = nb_grad(c.conv);
+    assert_null(gc); /* dropped: the pool that held it is gone */
+    nb_node *loss = nb_sum(p2, 0, NULL, 0);
+    assert_ok(nb_forward(c.g));
+    assert_ok(nb_backward(loss));
+    gc = nb_grad(c.conv);
+    assert_non_null(gc);
+    for (int64_t i = 0; i < gc->size; i++) NEAR(gc->data[i], 0.25, TIGHT);
+    nb_graph_free(c.g);
+}
+
 /* Batch 0 through the deferred path, and K = 0 seeds and tangents. */
 static void test_batch0_and_k0(void **state)
 {
@@ -351,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_backward_refused_after_failed_jacobian_reshape),
         cmocka_unit_test(test_jacobians_between_backward_and_step),
         cmocka_unit_test(test_graph_grows_and_ids_reused),
+        cmocka_unit_test(test_grad_after_pop_of_deferring_pool),
         cmocka_unit_test(test_batch0_and_k0),
         cmocka_unit_test(test_jvp_vjp_interleaved),
         cmocka_unit_test(test_threads_deterministic),
