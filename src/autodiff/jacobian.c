@@ -193,8 +193,9 @@ nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, 
     int rank;
     int64_t shape[NB_MAX_RANK];
     if ((s = jac_shape(&j, o, &rank, shape))) return s;
-    /* At the step of the last forward pass (the first if none ran yet). */
-    if ((s = forward_at_step(out->graph, out->graph->key ? out->graph->key : 1))) return s;
+    /* At the key of the last forward pass (the first if none ran yet; 0 is
+     * a key too: nb_forward_key(g, 0)). */
+    if ((s = nb_forward_again(out->graph))) return s;
     nb_jac_mode mode = o->mode;
     if (mode == NB_JAC_AUTO) mode = j.O <= j.I ? NB_JAC_REV : NB_JAC_FWD;
     int64_t rows = mode == NB_JAC_REV ? j.O : j.I;

@@ -202,11 +202,16 @@ nb_status nb_forward(nb_graph *g)
 nb_status nb_forward_key(nb_graph *g, uint64_t key)
 {
     if (!g) return nb_fail(NB_ERR_ARG, "forward: graph is NULL");
-    g->key = key;
+    g->key = key, g->keyed = true;
     return g->n ? nb_forward_keyed(g->nodes[g->n - 1], key) : NB_OK;
 }
 
 nb_status nb_forward_upto(nb_node *last) { return nb_forward_keyed(last, last->graph->key + 1); }
+
+nb_status nb_forward_again(nb_graph *g)
+{
+    return g->n ? nb_forward_keyed(g->nodes[g->n - 1], g->keyed ? g->key : g->key + 1) : NB_OK;
+}
 
 nb_status nb_forward_keyed(nb_node *last, uint64_t key)
 {
@@ -216,7 +221,7 @@ nb_status nb_forward_keyed(nb_node *last, uint64_t key)
     g->forward_done = -1; /* until this pass completes */
     nb_status s = nb_graph_prepare(g);
     if (s) return s;
-    g->key = key;
+    g->key = key, g->keyed = true;
     for (int i = 0; i <= last->id; i++) {
         nb_node *n = g->nodes[i];
         if (n->kind != NB_KIND_OP) {

@@ -108,6 +108,40 @@ static void test_backward_refused_after_failed_jacobian_reshape(void **state)
     nb_graph_free(g);
 }
 
+/* Dropout in training mode after nb_forward_key(g, 0): the Jacobian
+ * differentiates that pass's mask and leaves its values (before: key 0 was
+ * taken for "no forward yet" and the Jacobian ran at key 1, another mask). */
+static void test_jacobian_after_forward_key_zero(void **state)
+{
+    (void)state;
+    for (int which = 0; which < 2; which++) {
+        const uint64_t key = which == 0 ? 0 : UINT64_MAX; /* UINT64_MAX: nb_forward then wraps to 0 */
+        nb_graph *g = nb_graph_new();
+        int64_t s64[1] = {64};
+        nb_node *x = leaf(g, 0, "x", 1, s64, NULL), *y = nb_dropout(x, 0.5);
+        for (int i = 0; i < 64; i++) nb_value(x)->data[i] = 1;
+        nb_graph_set_training(g, 1, 42);
+        if (which == 0) {
+            assert_ok(nb_forward_key(g, key));
+        } else {
+            assert_ok(nb_forward_key(g, key));
+            assert_ok(nb_forward(g));
+        }
+        double m[64];
+        memcpy(m, nb_value(y)->data, sizeof m);
+        for (int mode = NB_JAC_REV; mode <= NB_JAC_NUMERIC; mode++) {
+            nb_jacobian_opts o = {0};
+            o.mode = (nb_jac_mode)mode;
+            nb_tensor *J = NULL;
+            assert_ok(nb_jacobian(y, x, &o, &J));
+            for (int i = 0; i < 64; i++) NEAR(J->data[i * 64 + i], m[i], 1e-6);
+            nb_tensor_free(J);
+            for (int i = 0; i < 64; i++) NEAR(nb_value(y)->data[i], m[i], 0);
+        }
+        nb_graph_free(g);
+    }
+}
+
 /* A small model with a conv, a max pool, dropout in training mode: the
  * gradients of nb_backward survive every kind of Jacobian, and the step
  * applies exactly them. */
@@ -375,6 +409,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backward_refused_after_failed_jacobian_reshape),
+        cmocka_unit_test(test_jacobian_after_forward_key_zero),
         cmocka_unit_test(test_jacobians_between_backward_and_step),
         cmocka_unit_test(test_graph_grows_and_ids_reused),
         cmocka_unit_test(test_grad_after_pop_of_deferring_pool),
