@@ -112,8 +112,11 @@ nb_status nb_input_reshape(nb_node *input, int rank, const int64_t *shape);
  * keep their adjoints apart and leave it as it is, so a Jacobian may run
  * between nb_backward and nb_optim_step. The gradient of a convolution
  * read by a max pool is formed only when asked for, from the pool's: ask
- * before the next nb_forward or change of shapes, which drop it (and not
- * from two threads at once: asking writes it). */
+ * before the next nb_forward, re-inference of shapes (after
+ * nb_input_reshape or new nodes) or a layer that nb_model_add removes
+ * again, which drop it (nb_vjp, nb_jvp and nb_jacobian form it before their
+ * own forward pass, so it survives them); and not from two threads at
+ * once: asking writes it. */
 nb_tensor *nb_value(nb_node *n);
 nb_tensor *nb_grad(nb_node *n);
 const char *nb_node_name(const nb_node *n);

@@ -178,6 +178,7 @@ nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, 
     if (!out || !wrt || !J) return nb_fail(NB_ERR_ARG, "jacobian: out, wrt and J must not be NULL");
     if (out->graph != wrt->graph) return nb_fail(NB_ERR_ARG, "jacobian: out and wrt are in different graphs");
     *J = NULL;
+    nb_grads_settle(out->graph); /* the forward passes below would drop them */
     /* Shapes first: a Jacobian too large to hold is refused before any pass runs. */
     nb_status s = nb_graph_prepare(out->graph);
     if (s) return s;

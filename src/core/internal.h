@@ -174,6 +174,11 @@ void nb_pass_free(nb_pass *p);
 /* Writes a deferred adjoint (via set) of pass `pass` into its data as the
  * deferring op's vjp would have; no-op otherwise (autodiff.c). */
 void nb_adjoint_resolve(nb_node *x, int pass);
+/* Resolves every deferred adjoint of the last nb_backward while it can
+ * still be formed: before a forward pass that nb_vjp, nb_jvp or
+ * nb_jacobian run themselves, which would drop it (nabla.h: those passes
+ * leave nb_grad as it is). */
+void nb_grads_settle(nb_graph *g);
 /* Rows [r0, r0 + m) of seed k's adjoint of a max pool's input x (rows: the
  * pixels of x, image-major, C values each) computed from the pool's own
  * adjoint: dx[r, c] = dy[o, c] where the pool's window o took its maximum

@@ -75,6 +75,90 @@ static void assert_same(const nb_tensor *a, const nb_real *ref, int64_t n, doubl
     for (int64_t i = 0; i < n; i++) NEAR(a->data[i], ref[i], tol);
 }
 
+/* nb_grad of a conv2d whose adjoint the max pool deferred equals the VJP
+ * with the conv as source, asked directly and after nb_vjp / nb_jvp
+ * (before: NULL, since their own forward pass started a new epoch and
+ * dropped it, while nabla.h says they leave nb_grad as it is). */
+static void test_deferred_conv_grad_after_vjp_jvp(void **state)
+{
+    (void)state;
+    conv_net c;
+    conv_net_build(&c, 2);
+    assert_ok(nb_forward(c.g));
+    nb_tensor *ref = conv_adjoint_by_vjp(&c); /* (1, N, 4, 4, 3) */
+    assert_true(l1(ref) > 1e-3);
+    assert_ok(nb_backward(c.loss));
+    assert_same(nb_grad(c.conv), ref->data, ref->size, TIGHT);
+    /* Again, this time with a VJP and a JVP before asking. */
+    assert_ok(nb_backward(c.loss));
+    nb_tensor *r2 = conv_adjoint_by_vjp(&c);
+    nb_tensor_free(r2);
+    nb_tensor *t = nb_tensor_new(5, (int64_t[5]){1, 3, 3, 2, 3}), *jr = NULL;
+    for (int i = 0; i < 54; i++) t->data[i] = 1;
+    const nb_tensor *tl = t;
+    assert_ok(nb_jvp(c.loss, 1, &c.k, &tl, &jr));
+    nb_tensor_free(jr);
+    nb_tensor_free(t);
+    nb_tensor *gc = nb_grad(c.conv);
+    assert_non_null(gc); /* nabla.h: other passes leave nb_grad as it is */
+    assert_same(gc, ref->data, ref->size, TIGHT);
+    nb_tensor_free(ref);
+    nb_graph_free(c.g);
+}
+
+/* The same with a Jacobian between nb_backward and nb_grad (before: NULL). */
+static void test_deferred_conv_grad_after_jacobian(void **state)
+{
+    (void)state;
+    conv_net c;
+    conv_net_build(&c, 1);
+    assert_ok(nb_forward(c.g));
+    nb_tensor *ref = conv_adjoint_by_vjp(&c);
+    assert_ok(nb_forward(c.g));
+    assert_ok(nb_backward(c.loss));
+    double gk[54];
+    memcpy(gk, nb_grad(c.k)->data, sizeof gk);
+    nb_tensor *J = NULL;
+    assert_ok(nb_jacobian(c.pool, c.b, NULL, &J));
+    nb_tensor_free(J);
+    assert_same(nb_grad(c.k), gk, 54, TIGHT);
+    nb_tensor *gc = nb_grad(c.conv);
+    assert_non_null(gc); /* nabla.h: a Jacobian leaves nb_grad as it is */
+    assert_same(gc, ref->data, ref->size, TIGHT);
+    nb_tensor_free(ref);
+    nb_graph_free(c.g);
+}
+
+/* A reshape alone (no re-inference yet) keeps the deferred gradient whole;
+ * a Jacobian at the new batch after it keeps it too. */
+static void test_deferred_conv_grad_after_reshape(void **state)
+{
+    (void)state;
+    conv_net c;
+    conv_net_build(&c, 2);
+    assert_ok(nb_forward(c.g));
+    nb_tensor *ref = conv_adjoint_by_vjp(&c);
+    assert_ok(nb_backward(c.loss));
+    int64_t xs3[4] = {3, 6, 6, 2};
+    assert_ok(nb_input_reshape(c.x, 4, xs3));
+    nb_tensor *J = NULL;
+    assert_ok(nb_jacobian(c.loss, c.b, NULL, &J));
+    nb_tensor_free(J);
+    assert_same(nb_grad(c.conv), ref->data, ref->size, TIGHT);
+    int64_t xs1[4] = {1, 6, 6, 2};
+    assert_ok(nb_input_reshape(c.x, 4, xs1));
+    for (int64_t i = 0; i < 72; i++) nb_value(c.x)->data[i] = sin(0.37 * (double)i + 0.1); /* image 0 again */
+    assert_int_equal(nb_backward(c.loss), NB_ERR_ARG); /* stale forward refused */
+    assert_ok(nb_forward(c.g));
+    assert_ok(nb_backward(c.loss));
+    assert_ok(nb_input_reshape(c.x, 4, xs3)); /* no inference yet: still the batch-1 gradient */
+    nb_tensor *gc = nb_grad(c.conv);
+    assert_non_null(gc);
+    assert_same(gc, ref->data, ref->size / 2, TIGHT); /* image 0 of the same inputs */
+    nb_tensor_free(ref);
+    nb_graph_free(c.g);
+}
+
 /* A Jacobian whose checks fail after it re-inferred the shapes (per-example
  * with a parameter as wrt) must not make the stale forward look complete:
  * nb_backward then ran the CCE VJP at the new batch over the old batch's
@@ -208,6 +292,30 @@ static void test_jacobians_between_backward_and_step(void **state)
     }
     nb_optim_free(o);
     nb_model_free(m);
+}
+
+/* Two graphs interleaved: pass state is per graph. */
+static void test_two_graphs(void **state)
+{
+    (void)state;
+    conv_net a, b;
+    conv_net_build(&a, 2);
+    conv_net_build(&b, 1);
+    for (int64_t i = 0; i < nb_value(b.x)->size; i++) nb_value(b.x)->data[i] *= -0.5;
+    assert_ok(nb_forward(a.g));
+    nb_tensor *ra = conv_adjoint_by_vjp(&a);
+    assert_ok(nb_forward(b.g));
+    nb_tensor *rb = conv_adjoint_by_vjp(&b);
+    assert_ok(nb_backward(a.loss));
+    assert_ok(nb_backward(b.loss));
+    nb_tensor *rb2 = conv_adjoint_by_vjp(&b);
+    nb_tensor_free(rb2);
+    assert_same(nb_grad(a.conv), ra->data, ra->size, TIGHT);
+    assert_same(nb_grad(b.conv), rb->data, rb->size, TIGHT);
+    nb_tensor_free(ra);
+    nb_tensor_free(rb);
+    nb_graph_free(a.g);
+    nb_graph_free(b.g);
 }
 
 /* The graph grows after a pass (both pass objects reallocate their arrays):
@@ -408,9 +516,13 @@ static void test_threads_deterministic(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deferred_conv_grad_after_vjp_jvp),
+        cmocka_unit_test(test_deferred_conv_grad_after_jacobian),
+        cmocka_unit_test(test_deferred_conv_grad_after_reshape),
         cmocka_unit_test(test_backward_refused_after_failed_jacobian_reshape),
         cmocka_unit_test(test_jacobian_after_forward_key_zero),
         cmocka_unit_test(test_jacobians_between_backward_and_step),
+        cmocka_unit_test(test_two_graphs),
         cmocka_unit_test(test_graph_grows_and_ids_reused),
         cmocka_unit_test(test_grad_after_pop_of_deferring_pool),
         cmocka_unit_test(test_batch0_and_k0),
