@@ -319,7 +319,7 @@ nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const 
     if (s) return s;
     if (!results) return nb_fail(NB_ERR_ARG, "vjp: results is NULL");
     nb_grads_settle(out->graph); /* its forward pass would drop them */
-    if ((s = nb_forward(out->graph))) return s;
+    if ((s = nb_forward_again(out->graph))) return s; /* the last pass's key: the same dropout masks */
     int64_t K = -1;
     if ((s = check_stacked("vjp seeds", seeds, out, &K))) return s;
     if ((s = nb_vjp_raw(out, K, seeds->data, nwrt, wrt))) return s;
@@ -389,7 +389,7 @@ nb_status nb_jvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *c
     if (s) return s;
     if (!result || (nwrt && !tangents)) return nb_fail(NB_ERR_ARG, "jvp: result or tangents is NULL");
     nb_grads_settle(out->graph);
-    if ((s = nb_forward(out->graph))) return s;
+    if ((s = nb_forward_again(out->graph))) return s;
     int64_t K = -1;
     const nb_real *tdata[64];
     if (nwrt > 64) return nb_fail(NB_ERR_ARG, "jvp: at most 64 wrt nodes");

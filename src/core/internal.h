@@ -209,7 +209,7 @@ nb_status nb_forward_upto(nb_node *last);
 nb_status nb_forward_keyed(nb_node *last, uint64_t key);
 /* A forward pass over the whole graph with the key of the last one (the
  * first key if none ran): it redraws nothing, so a pass that differentiates
- * "the last forward" (a Jacobian) sees its dropout masks. Key 0 is a key
+ * "the last forward" (nb_jacobian, nb_vjp, nb_jvp) sees its dropout masks. Key 0 is a key
  * like any other (nb_forward_key(g, 0)). */
 nb_status nb_forward_again(nb_graph *g);
 /* Re-infers all shapes and grows value buffers. */

@@ -226,6 +226,41 @@ static void test_jacobian_after_forward_key_zero(void **state)
     }
 }
 
+/* Dropout in training mode: nb_vjp and nb_jvp after nb_forward differentiate
+ * that forward's mask, as nb_jacobian does (before: they ran nb_forward,
+ * which took the next key, drew a new mask and changed the values). */
+static void test_vjp_jvp_differentiate_the_last_forward(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    int64_t s64[1] = {64};
+    nb_node *x = leaf(g, 0, "x", 1, s64, NULL), *y = nb_dropout(x, 0.5);
+    for (int i = 0; i < 64; i++) nb_value(x)->data[i] = 1 + 0.01 * i;
+    nb_graph_set_training(g, 1, 3);
+    assert_ok(nb_forward(g));
+    double yv[64], m[64];
+    memcpy(yv, nb_value(y)->data, sizeof yv);
+    for (int i = 0; i < 64; i++) m[i] = yv[i] / nb_value(x)->data[i];
+    nb_tensor *ones = nb_tensor_new(2, (int64_t[2]){1, 64}), *r = NULL;
+    for (int i = 0; i < 64; i++) ones->data[i] = 1;
+    assert_ok(nb_vjp(y, ones, 1, &x, &r));
+    for (int i = 0; i < 64; i++) NEAR(r->data[i], m[i], TIGHT);
+    for (int i = 0; i < 64; i++) NEAR(nb_value(y)->data[i], yv[i], 0);
+    nb_tensor_free(r);
+    const nb_tensor *tl = ones;
+    assert_ok(nb_jvp(y, 1, &x, &tl, &r));
+    for (int i = 0; i < 64; i++) NEAR(r->data[i], m[i], TIGHT);
+    for (int i = 0; i < 64; i++) NEAR(nb_value(y)->data[i], yv[i], 0);
+    nb_tensor_free(r);
+    /* And the Jacobian after them still sees the mask of the last nb_forward. */
+    nb_tensor *J = NULL;
+    assert_ok(nb_jacobian(y, x, NULL, &J));
+    for (int i = 0; i < 64; i++) NEAR(J->data[i * 64 + i], m[i], TIGHT);
+    nb_tensor_free(J);
+    nb_tensor_free(ones);
+    nb_graph_free(g);
+}
+
 /* A small model with a conv, a max pool, dropout in training mode: the
  * gradients of nb_backward survive every kind of Jacobian, and the step
  * applies exactly them. */
@@ -521,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_deferred_conv_grad_after_reshape),
         cmocka_unit_test(test_backward_refused_after_failed_jacobian_reshape),
         cmocka_unit_test(test_jacobian_after_forward_key_zero),
+        cmocka_unit_test(test_vjp_jvp_differentiate_the_last_forward),
         cmocka_unit_test(test_jacobians_between_backward_and_step),
         cmocka_unit_test(test_two_graphs),
         cmocka_unit_test(test_graph_grows_and_ids_reused),
