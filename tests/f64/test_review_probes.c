@@ -548,6 +548,21 @@ static void test_threads_deterministic(void **state)
     }
 }
 
+/* A message that wraps the last one (as the file readers do on NB_ERR_NOMEM:
+ * nb_fail(s, "%s: %s", name, nb_last_error())) keeps it whole (before:
+ * vsnprintf wrote over the argument it was reading, "f.npy: f.npy: ory
+ * allocating 123 bytes"). */
+static void test_error_wrapping_the_last_message(void **state)
+{
+    (void)state;
+    nb_set_error(NB_ERR_NOMEM, "out of memory allocating %d bytes", 123);
+    assert_int_equal(nb_set_error(NB_ERR_NOMEM, "%s: %s", "f.npy", nb_last_error()), NB_ERR_NOMEM);
+    assert_string_equal(nb_last_error(), "f.npy: out of memory allocating 123 bytes");
+    /* and a NULL input after it names it as the cause */
+    assert_null(nb_relu(NULL));
+    assert_non_null(strstr(nb_last_error(), "f.npy: out of memory allocating 123 bytes"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -564,6 +579,7 @@ int main(void)
         cmocka_unit_test(test_batch0_and_k0),
         cmocka_unit_test(test_jvp_vjp_interleaved),
         cmocka_unit_test(test_threads_deterministic),
+        cmocka_unit_test(test_error_wrapping_the_last_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
