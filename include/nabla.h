@@ -112,8 +112,11 @@ nb_status nb_input_reshape(nb_node *input, int rank, const int64_t *shape);
  * keep their adjoints apart and leave it as it is, so a Jacobian may run
  * between nb_backward and nb_optim_step. The gradient of a convolution
  * read by a max pool is formed only when asked for, from the pool's: ask
- * before the next nb_forward or change of shapes, which drop it (and not
- * from two threads at once: asking writes it). */
+ * before the next nb_forward, re-inference of shapes (after
+ * nb_input_reshape or new nodes) or a layer that nb_model_add removes
+ * again, which drop it (nb_vjp, nb_jvp and nb_jacobian form it before their
+ * own forward pass, so it survives them); and not from two threads at
+ * once: asking writes it. */
 nb_tensor *nb_value(nb_node *n);
 nb_tensor *nb_grad(nb_node *n);
 const char *nb_node_name(const nb_node *n);
@@ -215,14 +218,16 @@ nb_status nb_backward(nb_node *loss);
 /* Vector-Jacobian products, batched: seeds has shape (K,) + out.shape; for
  * each of the nwrt nodes, results[i] gets a new tensor of shape
  * (K,) + wrt[i].shape with results[i][k] = seeds[k] . d out / d wrt[i].
- * One backward pass serves all K seeds. Runs the forward pass first. */
+ * One backward pass serves all K seeds. Runs the forward pass first, with
+ * the random key of the last one (as nb_jacobian does): in training mode
+ * it differentiates the dropout masks of the nb_forward it follows. */
 nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const *wrt,
                  nb_tensor **results);
 /* Jacobian-vector products, batched: tangents[i] has shape (K,) + wrt[i].shape;
  * result gets shape (K,) + out.shape, result[k] = sum_i dout/dwrt[i] . t_i[k].
  * A node listed twice gets the sum of its tangents; no wrt node may depend on
  * another (a tangent given for a node replaces the one flowing into it).
- * Runs the forward pass first. */
+ * Runs the forward pass first, with the key of the last one (as nb_vjp). */
 nb_status nb_jvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *const *tangents,
                  nb_tensor **result);
 

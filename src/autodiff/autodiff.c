@@ -125,6 +125,14 @@ void nb_adjoint_resolve(nb_node *x, int pass)
     g->pass = running;
 }
 
+void nb_grads_settle(nb_graph *g)
+{
+    if (!g->grads_valid) return;
+    const nb_pass *p = &g->passes[NB_PASS_GRAD];
+    for (int i = 0; i < g->n && i < p->cap; i++)
+        if (p->adj[i].via) nb_adjoint_resolve(g->nodes[i], NB_PASS_GRAD);
+}
+
 /* The forward pass the reverse pass differentiates must have run to
  * completion over out (not failed halfway, not older than new shapes or
  * nodes): the ops' VJPs read what it saved (masks, labels, argmaxes). */
@@ -304,7 +312,8 @@ nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const 
     nb_status s = check_nodes("vjp", out, nwrt, wrt);
     if (s) return s;
     if (!results) return nb_fail(NB_ERR_ARG, "vjp: results is NULL");
-    if ((s = nb_forward(out->graph))) return s;
+    nb_grads_settle(out->graph); /* its forward pass would drop them */
+    if ((s = nb_forward_again(out->graph))) return s; /* the last pass's key: the same dropout masks */
     int64_t K = -1;
     if ((s = check_stacked("vjp seeds", seeds, out, &K))) return s;
     if ((s = nb_vjp_raw(out, K, seeds->data, nwrt, wrt))) return s;
@@ -373,7 +382,8 @@ nb_status nb_jvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *c
     nb_status s = check_nodes("jvp", out, nwrt, wrt);
     if (s) return s;
     if (!result || (nwrt && !tangents)) return nb_fail(NB_ERR_ARG, "jvp: result or tangents is NULL");
-    if ((s = nb_forward(out->graph))) return s;
+    nb_grads_settle(out->graph);
+    if ((s = nb_forward_again(out->graph))) return s;
     int64_t K = -1;
     const nb_real *tdata[64];
     if (nwrt > 64) return nb_fail(NB_ERR_ARG, "jvp: at most 64 wrt nodes");

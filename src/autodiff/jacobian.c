@@ -265,6 +265,7 @@ static nb_status jacobian_impl(nb_node *out, nb_node *wrt, const nb_jacobian_opt
                                kink_job *kk, nb_tensor **kinks)
 {
     if (out->graph != wrt->graph) return nb_fail(NB_ERR_ARG, "jacobian: out and wrt are in different graphs");
+    nb_grads_settle(out->graph); /* the forward passes below would drop them */
     /* Shapes first: a Jacobian too large to hold is refused before any pass runs. */
     nb_status s = nb_graph_prepare(out->graph);
     if (s) return s;
@@ -280,8 +281,9 @@ static nb_status jacobian_impl(nb_node *out, nb_node *wrt, const nb_jacobian_opt
     int rank = 0;
     int64_t shape[NB_MAX_RANK];
     if (J && (s = jac_shape(&j, o, &rank, shape))) return s;
-    /* At the step of the last forward pass (the first if none ran yet). */
-    if ((s = forward_at_step(out->graph, out->graph->key ? out->graph->key : 1))) return s;
+    /* At the key of the last forward pass (the first if none ran yet; 0 is
+     * a key too: nb_forward_key(g, 0)). */
+    if ((s = nb_forward_again(out->graph))) return s;
     nb_jac_mode mode = kk ? NB_JAC_NUMERIC : o->mode;
     if (mode == NB_JAC_AUTO) mode = j.O <= j.I ? NB_JAC_REV : NB_JAC_FWD;
     int64_t rows = mode == NB_JAC_REV ? j.O : j.I;

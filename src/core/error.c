@@ -13,11 +13,16 @@ static _Thread_local char nb_error_cause[512];
 
 nb_status nb_set_error(nb_status status, const char *fmt, ...)
 {
+    /* Formatted apart first: callers wrap the last message in a new one
+     * (nb_fail(s, "%s: %s", name, nb_last_error())), and vsnprintf into the
+     * buffer an argument points to overwrites what it is still reading. */
+    char msg[sizeof nb_error_message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(nb_error_message, sizeof nb_error_message, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    memcpy(nb_error_cause, nb_error_message, sizeof nb_error_cause);
+    memcpy(nb_error_message, msg, sizeof msg);
+    memcpy(nb_error_cause, msg, sizeof msg);
     return status;
 }
 

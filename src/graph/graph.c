@@ -163,6 +163,11 @@ nb_status nb_graph_prepare(nb_graph *g)
 {
     if (!g->shapes_dirty) return NB_OK;
     g->epoch++;
+    /* What the last forward saved (labels, argmaxes, masks) is for the old
+     * shapes: clearing shapes_dirty must not make it look current to the
+     * reverse passes (a caller may prepare and then fail before a forward,
+     * as nb_jacobian does when its checks refuse). */
+    g->forward_done = -1;
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
         if (n->kind != NB_KIND_OP) continue;
@@ -204,11 +209,16 @@ nb_status nb_forward(nb_graph *g)
 nb_status nb_forward_key(nb_graph *g, uint64_t key)
 {
     if (!g) return nb_fail(NB_ERR_ARG, "forward: graph is NULL");
-    g->key = key;
+    g->key = key, g->keyed = true;
     return g->n ? nb_forward_keyed(g->nodes[g->n - 1], key) : NB_OK;
 }
 
 nb_status nb_forward_upto(nb_node *last) { return nb_forward_keyed(last, last->graph->key + 1); }
+
+nb_status nb_forward_again(nb_graph *g)
+{
+    return g->n ? nb_forward_keyed(g->nodes[g->n - 1], g->keyed ? g->key : g->key + 1) : NB_OK;
+}
 
 nb_status nb_forward_keyed(nb_node *last, uint64_t key)
 {
@@ -218,7 +228,7 @@ nb_status nb_forward_keyed(nb_node *last, uint64_t key)
     g->forward_done = -1; /* until this pass completes */
     nb_status s = nb_graph_prepare(g);
     if (s) return s;
-    g->key = key;
+    g->key = key, g->keyed = true;
     for (int i = 0; i <= last->id; i++) {
         nb_node *n = g->nodes[i];
         if (n->kind != NB_KIND_OP) {
@@ -237,7 +247,12 @@ nb_status nb_forward_keyed(nb_node *last, uint64_t key)
 
 void nb_graph_pop(nb_graph *g)
 {
-    if (g && g->n > 0) node_free(g->nodes[--g->n]);
+    if (!g || g->n == 0) return;
+    node_free(g->nodes[--g->n]);
+    /* A deferred adjoint may be held by the node just freed (a max pool's
+     * `via`), and its id will be given to the next node: a new epoch drops
+     * every deferred adjoint instead of resolving through freed memory. */
+    g->epoch++;
 }
 
 nb_tensor *nb_value(nb_node *n) { return n ? &n->value : NULL; }

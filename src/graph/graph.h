@@ -90,9 +90,11 @@ struct nb_graph {
     bool check_numerics;
     uint64_t seed;
     uint64_t key;          /* random key of the last forward pass: dropout masks are drawn from (seed, key) */
+    bool keyed;            /* a forward pass has taken a key (else key is 0 and no pass has one yet) */
     bool shapes_dirty;
     uint64_t epoch;        /* counts forward passes and shape changes: what a deferred adjoint depends on */
-    int forward_done;      /* id of the last node the last forward pass computed; -1 if it failed */
+    int forward_done;      /* id of the last node the last forward pass computed; -1 if it failed or
+                            * shapes were re-inferred since (nb_graph_prepare) */
     bool grads_valid;      /* the last nb_backward completed (nb_grad and the optimiser read it) */
     int pass;              /* NB_PASS_*: the reverse pass running (or that ran last) */
     nb_pass passes[NB_PASS_COUNT];
@@ -159,6 +161,11 @@ nb_status nb_forward_upto(nb_node *last);
  * one draws the same dropout masks (the Jacobians' and the training loop's
  * way to evaluate one function several times). */
 nb_status nb_forward_keyed(nb_node *last, uint64_t key);
+/* A forward pass over the whole graph with the key of the last one (the
+ * first key if none ran): it redraws nothing, so a pass that differentiates
+ * "the last forward" (nb_jacobian, nb_vjp, nb_jvp) sees its dropout masks.
+ * Key 0 is a key like any other (nb_forward_key(g, 0)). */
+nb_status nb_forward_again(nb_graph *g);
 /* Re-infers all shapes and grows value buffers. */
 nb_status nb_graph_prepare(nb_graph *g);
 /* Node workspace of at least bytes (kept between forward and backward). */
