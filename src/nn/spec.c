@@ -71,6 +71,18 @@ const char *nb_layer_kind_usage(nb_layer_kind k)
     return usages[k];
 }
 
+/* 1 if word names an activation (with *a set), without touching the
+ * thread's last error as a failed nb_activation_parse would. */
+static int is_activation(const char *word, nb_activation *a)
+{
+    int n;
+    const char *const *names = nb_activation_names(&n);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(word, names[i])) return *a = (nb_activation)i, 1;
+    if (!strcmp(word, "none")) return *a = NB_ACT_NONE, 1; /* older files' "linear" */
+    return 0;
+}
+
 /* Every first word the grammar reads (keywords, aliases, activations), for
  * "did you mean"; n gets the count. */
 static int first_words(const char **w)
@@ -79,7 +91,9 @@ static int first_words(const char **w)
     for (int k = 0; k < NB_LAYER_KIND_COUNT; k++) {
         const nb_layer_type *t = nb_layer_type_of((nb_layer_kind)k);
         if (t->act_is_keyword) {
-            for (int a = 0; a <= NB_ACT_GELU && n < MAX_WORDS; a++) w[n++] = nb_activation_name((nb_activation)a);
+            int na;
+            const char *const *names = nb_activation_names(&na);
+            for (int a = 0; a < na && n < MAX_WORDS; a++) w[n++] = names[a];
             continue;
         }
         if (n < MAX_WORDS) w[n++] = t->keyword;
@@ -97,11 +111,7 @@ static const nb_layer_type *find_kind(const char *word, nb_layer_spec *l, int *f
         *first = -1;
         if (t->match) *first = t->match(word, l);
         else if (t->act_is_keyword) {
-            int n;
-            const char *const *names = nb_activation_names(&n);
-            for (int a = 0; a < n && *first < 0; a++)
-                if (!strcmp(word, names[a])) l->act = (nb_activation)a, *first = 0;
-            if (!strcmp(word, "none")) l->act = NB_ACT_NONE, *first = 0; /* older files' "linear" */
+            if (is_activation(word, &l->act)) *first = 0;
         } else {
             if (!strcmp(word, t->keyword)) *first = 0;
             for (int i = 0; t->aliases && t->aliases[i] && *first < 0; i++)
@@ -170,7 +180,7 @@ static int fits_later(const nb_layer_type *t, const nb_layer_arg *a, const char 
     if (strchr(word, '=')) return 1;
     for (const nb_layer_arg *b = a + 1; b < t->args + t->nargs; b++) {
         nb_activation act;
-        if (b->type == NB_ARG_ACT && nb_activation_parse(word, &act) == NB_OK) return 1;
+        if (b->type == NB_ARG_ACT && is_activation(word, &act)) return 1;
     }
     return 0;
 }
@@ -211,8 +221,9 @@ static int unknown_layer(const char *kw, char *why, size_t n)
         if (!t->act_is_keyword) u += (size_t)snprintf(why + u, n - u, " %s", t->keyword);
     }
     if (u < n) u += (size_t)snprintf(why + u, n - u, "; activations:");
-    for (int a = 0; a <= NB_ACT_GELU && u < n; a++)
-        u += (size_t)snprintf(why + u, n - u, " %s", nb_activation_name((nb_activation)a));
+    int na;
+    const char *const *names = nb_activation_names(&na);
+    for (int a = 0; a < na && u < n; a++) u += (size_t)snprintf(why + u, n - u, " %s", names[a]);
     if (u < n) snprintf(why + u, n - u, ")");
     return 0;
 }
@@ -361,7 +372,9 @@ int nb_layer_spec_check(const nb_layer_spec *l, char *why, size_t n)
 {
     const nb_layer_type *t = nb_layer_type_of(l->kind);
     if (!t) return snprintf(why, n, "unknown layer kind %d", (int)l->kind), 0;
-    if ((unsigned)l->act > NB_ACT_GELU) return snprintf(why, n, "unknown activation %d", (int)l->act), 0;
+    int na;
+    nb_activation_names(&na);
+    if ((unsigned)l->act >= (unsigned)na) return snprintf(why, n, "unknown activation %d", (int)l->act), 0;
     int takes_act = t->act_is_keyword;
     for (int i = 0; i < t->nargs; i++) takes_act |= t->args[i].type == NB_ARG_ACT;
     if (l->act && !takes_act)

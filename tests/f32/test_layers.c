@@ -303,6 +303,16 @@ static void test_spec_errors(void **state)
         if (getenv("NB_SHOW")) printf("%s\n", nb_last_error());
         assert_string_equal(nb_last_error(), why[i]);
     }
+    /* A spec that parses leaves the last error as it was (the probes for a
+     * missing argument are quiet). */
+    nb_loss_kind lk;
+    assert_int_equal(nb_loss_parse("hinge", &lk), NB_ERR_ARG);
+    nb_layer_spec *l;
+    int n;
+    assert_int_equal(nb_spec_parse("conv2d 32 3 relu stride=2; neuron; dense 4 softmax", &l, &n), NB_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(nb_last_error(), "unknown loss 'hinge' (cce, mse, bce)");
+    free(l);
 }
 
 int main(void)
