@@ -54,13 +54,15 @@ void nb_model_free(nb_model *m)
 static nb_node *build_layer(nb_model *m, int idx, const nb_layer_spec *l, nb_node *x, nb_node **pre)
 {
     char lb[96];
-    nb_layer_ctx c = {.m = m, .index = idx, .line = nb_layer_spec_str(l, lb, sizeof lb), .type = nb_layer_type_of(l->kind)};
+    nb_layer_ctx c = {
+        .m = m, .index = idx, .line = nb_layer_spec_str(l, lb, sizeof lb), .type = nb_layer_type_of(l->kind)};
     nb_node *y = c.type->build(&c, l, x, pre);
     if (!y && !c.reported) {
         char msg[512], s[96];
         snprintf(msg, sizeof msg, "%s", nb_last_error());
         nb_fail(NB_ERR_SHAPE, "layer %d (%s) on input %s: %s", idx, lb, NB_SHAPE_STR(nb_value(x), s), msg);
     }
+    /* cppcheck-suppress returnDanglingLifetime ; y is a graph node, c only lent to build */
     return y;
 }
 

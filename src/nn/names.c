@@ -14,8 +14,10 @@ static int edit_distance(const char *a, const char *b)
     enum { L = 64 };
     int la = (int)strnlen(a, L - 1), lb = (int)strnlen(b, L - 1);
     int d[L][L];
-    for (int i = 0; i <= la; i++) d[i][0] = i;
-    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (int j = 0; j <= lb; j++)
+        d[0][j] = j;
     for (int i = 1; i <= la; i++)
         for (int j = 1; j <= lb; j++) {
             int cost = a[i - 1] != b[j - 1];
@@ -59,7 +61,10 @@ typedef struct {
     int naliases;
 } name_list;
 
-static const char *name_of(const name_list *l, int v) { return v >= 0 && v < l->n ? l->names[v] : "?"; }
+static const char *name_of(const name_list *l, int v)
+{
+    return v >= 0 && v < l->n ? l->names[v] : "?";
+}
 
 static nb_status parse_name(const name_list *l, const char *text, int *out)
 {
@@ -78,19 +83,20 @@ static nb_status parse_name(const name_list *l, const char *text, int *out)
 }
 
 /* Defines nb_<prefix>_name and nb_<prefix>_parse for an enumeration type. */
-#define NAMES(prefix, type, what_text, alias_n, alias_v, nalias, ...)                                   \
-    static const char *const prefix##_names[] = {__VA_ARGS__};                                          \
-    static const name_list prefix##_list = {what_text, prefix##_names,                                  \
-                                            (int)(sizeof prefix##_names / sizeof prefix##_names[0]),    \
-                                            alias_n, alias_v, nalias};                                  \
-    const char *nb_##prefix##_name(type v) { return name_of(&prefix##_list, (int)v); }                  \
-    nb_status nb_##prefix##_parse(const char *text, type *out)                                          \
-    {                                                                                                   \
-        int v = 0;                                                                                      \
-        nb_status s = out ? parse_name(&prefix##_list, text, &v)                                        \
-                          : nb_fail(NB_ERR_ARG, "%s: NULL output", what_text);                          \
-        if (!s) *out = (type)v;                                                                         \
-        return s;                                                                                       \
+#define NAMES(prefix, type, what_text, alias_n, alias_v, nalias, ...)                                                  \
+    static const char *const prefix##_names[] = {__VA_ARGS__};                                                         \
+    static const name_list prefix##_list = {                                                                           \
+        what_text, prefix##_names, (int)(sizeof prefix##_names / sizeof prefix##_names[0]), alias_n, alias_v, nalias}; \
+    const char *nb_##prefix##_name(type v)                                                                             \
+    {                                                                                                                  \
+        return name_of(&prefix##_list, (int)v);                                                                        \
+    }                                                                                                                  \
+    nb_status nb_##prefix##_parse(const char *text, type *out)                                                         \
+    {                                                                                                                  \
+        int v = 0;                                                                                                     \
+        nb_status s = out ? parse_name(&prefix##_list, text, &v) : nb_fail(NB_ERR_ARG, "%s: NULL output", what_text);  \
+        if (!s) *out = (type)v;                                                                                        \
+        return s;                                                                                                      \
     }
 
 /* "none": what nabla wrote for a bare identity layer before "linear". */
@@ -104,8 +110,7 @@ NAMES(activation, nb_activation, "activation", act_alias_names, act_alias_values
       "tanh", "softmax", "log_softmax", "leaky_relu", "elu", "softplus", "gelu")
 NAMES(loss, nb_loss_kind, "loss", NULL, NULL, 0, "cce", "mse", "bce")
 NAMES(optimizer, nb_optimizer, "optimizer", NULL, NULL, 0, "sgd", "adam", "adamw", "rmsprop")
-NAMES(schedule, nb_schedule, "schedule", sched_alias_names, sched_alias_values, 1, "constant", "step", "exp",
-      "cosine")
+NAMES(schedule, nb_schedule, "schedule", sched_alias_names, sched_alias_values, 1, "constant", "step", "exp", "cosine")
 NAMES(jac_mode, nb_jac_mode, "Jacobian mode", NULL, NULL, 0, "auto", "rev", "fwd", "numeric")
 NAMES(init, nb_init, "initialiser", NULL, NULL, 0, "glorot", "he", "he-normal", "torch")
 

@@ -18,14 +18,21 @@ static int is_blank(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
-static int *int_at(nb_layer_spec *l, size_t field) { return (int *)(void *)((char *)l + field); }
-static int int_of(const nb_layer_spec *l, size_t field) { return *(const int *)(const void *)((const char *)l + field); }
+static int *int_at(nb_layer_spec *l, size_t field)
+{
+    return (int *)(void *)((char *)l + field);
+}
+static int int_of(const nb_layer_spec *l, size_t field)
+{
+    return *(const int *)(const void *)((const char *)l + field);
+}
 
 /* The arguments' lower-case names in messages ("conv2d filters must be"). */
 static void lower(const char *s, char *out, size_t n)
 {
     size_t i = 0;
-    for (; s[i] && i + 1 < n; i++) out[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
+    for (; s[i] && i + 1 < n; i++)
+        out[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
     out[i] = '\0';
 }
 
@@ -50,9 +57,12 @@ void nb_layer_usage(const nb_layer_type *t, char *buf, size_t n)
     PUT("%s", t->act_is_keyword ? "ACT" : t->keyword);
     for (int i = 0; i < t->nargs; i++) {
         const nb_layer_arg *a = &t->args[i];
-        if (!(a->flags & NB_ARG_KEY)) PUT(a->flags & NB_ARG_OPTIONAL ? " [%s]" : " %s", a->name);
-        else if (a->type == NB_ARG_PADDING) PUT(" [%s=valid|same]", a->name);
-        else PUT(" [%s=%s]", a->name, a->meta ? a->meta : "V");
+        if (!(a->flags & NB_ARG_KEY))
+            PUT(a->flags & NB_ARG_OPTIONAL ? " [%s]" : " %s", a->name);
+        else if (a->type == NB_ARG_PADDING)
+            PUT(" [%s=valid|same]", a->name);
+        else
+            PUT(" [%s=%s]", a->name, a->meta ? a->meta : "V");
     }
 #undef PUT
 }
@@ -61,7 +71,8 @@ static char usages[NB_LAYER_KIND_COUNT][160]; /* written once, under call_once *
 static once_flag usages_once = ONCE_FLAG_INIT;
 static void make_usages(void)
 {
-    for (int k = 0; k < NB_LAYER_KIND_COUNT; k++) nb_layer_usage(nb_layer_type_of((nb_layer_kind)k), usages[k], 160);
+    for (int k = 0; k < NB_LAYER_KIND_COUNT; k++)
+        nb_layer_usage(nb_layer_type_of((nb_layer_kind)k), usages[k], 160);
 }
 
 const char *nb_layer_kind_usage(nb_layer_kind k)
@@ -93,11 +104,13 @@ static int first_words(const char **w)
         if (t->act_is_keyword) {
             int na;
             const char *const *names = nb_activation_names(&na);
-            for (int a = 0; a < na && n < MAX_WORDS; a++) w[n++] = names[a];
+            for (int a = 0; a < na && n < MAX_WORDS; a++)
+                w[n++] = names[a];
             continue;
         }
         if (n < MAX_WORDS) w[n++] = t->keyword;
-        for (int i = 0; t->aliases && t->aliases[i] && n < MAX_WORDS; i++) w[n++] = t->aliases[i];
+        for (int i = 0; t->aliases && t->aliases[i] && n < MAX_WORDS; i++)
+            w[n++] = t->aliases[i];
     }
     return n;
 }
@@ -109,7 +122,8 @@ static const nb_layer_type *find_kind(const char *word, nb_layer_spec *l, int *f
     for (int k = 0; k < NB_LAYER_KIND_COUNT; k++) {
         const nb_layer_type *t = nb_layer_type_of((nb_layer_kind)k);
         *first = -1;
-        if (t->match) *first = t->match(word, l);
+        if (t->match)
+            *first = t->match(word, l);
         else if (t->act_is_keyword) {
             if (is_activation(word, &l->act)) *first = 0;
         } else {
@@ -136,8 +150,7 @@ static int parse_value(const nb_layer_type *t, const nb_layer_arg *a, const char
             errno = 0;
             long h = strtol(v, &end, 10), w = *end == 'x' ? strtol(end + 1, &end, 10) : -1;
             if (errno || *end || h != w || h < a->lo || h > a->hi)
-                return snprintf(why, n, "kernel %s must be one number (square kernels), e.g. 3, not '%s'", name, v),
-                       0;
+                return snprintf(why, n, "kernel %s must be one number (square kernels), e.g. 3, not '%s'", name, v), 0;
             *int_at(l, a->field) = (int)h;
             return 1;
         }
@@ -203,7 +216,8 @@ static const nb_layer_arg *find_key(const nb_layer_type *t, const char *word, si
     size_t u = (size_t)snprintf(why, n, "unknown option '%s'", key);
     if (close && u < n) u += (size_t)snprintf(why + u, n - u, "; did you mean '%s'?", close);
     if (u < n) u += (size_t)snprintf(why + u, n - u, " (%s takes", t->keyword);
-    for (int i = 0; i < nk && u < n; i++) u += (size_t)snprintf(why + u, n - u, "%s %s", i ? "," : "", keys[i]);
+    for (int i = 0; i < nk && u < n; i++)
+        u += (size_t)snprintf(why + u, n - u, "%s %s", i ? "," : "", keys[i]);
     if (u < n) snprintf(why + u, n - u, ")");
     return NULL;
 }
@@ -223,7 +237,8 @@ static int unknown_layer(const char *kw, char *why, size_t n)
     if (u < n) u += (size_t)snprintf(why + u, n - u, "; activations:");
     int na;
     const char *const *names = nb_activation_names(&na);
-    for (int a = 0; a < na && u < n; a++) u += (size_t)snprintf(why + u, n - u, " %s", names[a]);
+    for (int a = 0; a < na && u < n; a++)
+        u += (size_t)snprintf(why + u, n - u, " %s", names[a]);
     if (u < n) snprintf(why + u, n - u, ")");
     return 0;
 }
@@ -270,11 +285,13 @@ static int split_words(char *buf, char **tok)
 {
     int ntok = 0;
     for (char *t = buf;;) {
-        while (*t && is_blank(*t)) t++;
+        while (*t && is_blank(*t))
+            t++;
         if (!*t) break;
         if (ntok == MAX_TOKENS) return -1;
         tok[ntok++] = t;
-        while (*t && !is_blank(*t)) t++;
+        while (*t && !is_blank(*t))
+            t++;
         if (*t) *t++ = '\0';
     }
     return ntok;
@@ -305,23 +322,30 @@ nb_status nb_spec_parse(const char *spec, nb_layer_spec **layers, int *nlayers)
         size_t len = 0;
         int too_long = 0, entry_line = line;
         for (; *p && *p != ';' && *p != '\n' && *p != '#'; p++)
-            if (len + 1 < sizeof buf) buf[len++] = *p;
-            else too_long = 1;
+            if (len + 1 < sizeof buf)
+                buf[len++] = *p;
+            else
+                too_long = 1;
         if (*p == '#')
-            while (*p && *p != '\n') p++;
+            while (*p && *p != '\n')
+                p++;
         if (*p == '\n') line++;
         if (*p) p++;
         buf[len] = '\0';
         int ntok = split_words(buf, tok);
         if (ntok == 0) continue;
-        if (ntok < 0) s = nb_fail(NB_ERR_FORMAT, "spec line %d: too many words", entry_line);
+        if (ntok < 0)
+            s = nb_fail(NB_ERR_FORMAT, "spec line %d: too many words", entry_line);
         else if (too_long)
             s = nb_fail(NB_ERR_FORMAT, "spec line %d: longer than %d characters", entry_line, MAX_LINE - 1);
-        else if (n == MAX_LAYERS) s = nb_fail(NB_ERR_FORMAT, "spec: more than %d layers", MAX_LAYERS);
-        else if (!grow(&out, n, &cap)) s = nb_fail(NB_ERR_NOMEM, "spec: out of memory");
+        else if (n == MAX_LAYERS)
+            s = nb_fail(NB_ERR_FORMAT, "spec: more than %d layers", MAX_LAYERS);
+        else if (!grow(&out, n, &cap))
+            s = nb_fail(NB_ERR_NOMEM, "spec: out of memory");
         else if (!parse_layer(tok, ntok, &out[n], why, sizeof why))
             s = nb_fail(NB_ERR_FORMAT, "spec layer %d (line %d, '%s'): %s", n, entry_line, tok[0], why);
-        else n++;
+        else
+            n++;
     }
     if (!s && n == 0)
         s = nb_fail(NB_ERR_FORMAT, "spec: no layers (example: 'conv2d 32 3 relu; maxpool 2; flatten; dense 10')");
@@ -347,8 +371,8 @@ static int check_arg(const nb_layer_type *t, const nb_layer_arg *a, const nb_lay
         if (v >= a->lo && v <= a->hi) return 1;
         if (a->flags & NB_ARG_KEY) {
             if (v == 0) return 1;
-            return snprintf(why, n, "%s %s must be %.0f..%.0f (or 0 for the default), got %d", t->keyword, name,
-                            a->lo, a->hi, v),
+            return snprintf(why, n, "%s %s must be %.0f..%.0f (or 0 for the default), got %d", t->keyword, name, a->lo,
+                            a->hi, v),
                    0;
         }
         return snprintf(why, n, "%s %s must be %.0f..%.0f, got %d", t->keyword, name, a->lo, a->hi, v), 0;
@@ -376,7 +400,8 @@ int nb_layer_spec_check(const nb_layer_spec *l, char *why, size_t n)
     nb_activation_names(&na);
     if ((unsigned)l->act >= (unsigned)na) return snprintf(why, n, "unknown activation %d", (int)l->act), 0;
     int takes_act = t->act_is_keyword;
-    for (int i = 0; i < t->nargs; i++) takes_act |= t->args[i].type == NB_ARG_ACT;
+    for (int i = 0; i < t->nargs; i++)
+        takes_act |= t->args[i].type == NB_ARG_ACT;
     if (l->act && !takes_act)
         return snprintf(why, n, "%s takes no activation (add a '%s' layer after it)", t->keyword,
                         nb_activation_name(l->act)),
@@ -408,7 +433,8 @@ static size_t print_arg(const nb_layer_arg *a, const nb_layer_spec *l, char *buf
             snprintf(r, sizeof r, "%.*g", digits, v);
             if (strtod(r, NULL) == v) break;
         }
-        return a->flags & NB_ARG_KEY ? (size_t)snprintf(buf, n, " %s=%s", a->name, r) : (size_t)snprintf(buf, n, " %s", r);
+        return a->flags & NB_ARG_KEY ? (size_t)snprintf(buf, n, " %s=%s", a->name, r)
+                                     : (size_t)snprintf(buf, n, " %s", r);
     }
     case NB_ARG_ACT: {
         nb_activation v = *(const nb_activation *)(const void *)field;
@@ -417,9 +443,8 @@ static size_t print_arg(const nb_layer_arg *a, const nb_layer_spec *l, char *buf
                                      : (size_t)snprintf(buf, n, " %s", nb_activation_name(v));
     }
     case NB_ARG_PADDING:
-        return *(const nb_padding *)(const void *)field == NB_PAD_SAME
-                   ? (size_t)snprintf(buf, n, " %s=same", a->name)
-                   : 0;
+        return *(const nb_padding *)(const void *)field == NB_PAD_SAME ? (size_t)snprintf(buf, n, " %s=same", a->name)
+                                                                       : 0;
     }
     return 0;
 }
@@ -430,6 +455,7 @@ char *nb_layer_spec_str(const nb_layer_spec *l, char *buf, size_t n)
     const nb_layer_type *t = nb_layer_type_of(l->kind);
     if (!t) return buf;
     size_t u = (size_t)snprintf(buf, n, "%s", t->act_is_keyword ? nb_activation_name(l->act) : t->keyword);
-    for (int i = 0; i < t->nargs; i++) u += print_arg(&t->args[i], l, buf + (u < n ? u : n), u < n ? n - u : 0);
+    for (int i = 0; i < t->nargs; i++)
+        u += print_arg(&t->args[i], l, buf + (u < n ? u : n), u < n ? n - u : 0);
     return buf;
 }

@@ -7,7 +7,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* after the headers it needs */
 
 #include <math.h>
 #include <stdio.h>
@@ -95,13 +96,15 @@ static void test_every_kind_builds(void **state)
         if (nb_model_from_spec(ex, e->in_rank, e->in, &m)) FAIL("'%s' does not build: %s", ex, nb_last_error());
         int64_t shape[8];
         assert_int_equal(nb_model_layer_shape(m, 0, shape), e->out_rank);
-        for (int d = 0; d < e->out_rank; d++) assert_int_equal(shape[d], e->out[d]);
+        for (int d = 0; d < e->out_rank; d++)
+            assert_int_equal(shape[d], e->out[d]);
         assert_int_equal(nb_model_param_count(m), e->nparams);
         for (int p = 0; p < e->nparams; p++) {
             nb_node *q = nb_model_param(m, p);
             assert_string_equal(nb_node_name(q), e->names[p]);
             assert_int_equal(nb_value(q)->rank, e->ranks[p]);
-            for (int d = 0; d < e->ranks[p]; d++) assert_int_equal(nb_value(q)->shape[d], e->shapes[p][d]);
+            for (int d = 0; d < e->ranks[p]; d++)
+                assert_int_equal(nb_value(q)->shape[d], e->shapes[p][d]);
         }
         nb_model_free(m);
     }
@@ -110,7 +113,8 @@ static void test_every_kind_builds(void **state)
     assert_int_equal(nb_model_from_spec("dense 7 tanh; relu; dense 3; dropout 0.5; neuron", 1, in, &m), NB_OK);
     const char *names[] = {"0.kernel", "0.bias", "2.kernel", "2.bias", "4.kernel", "4.bias"};
     assert_int_equal(nb_model_param_count(m), 6);
-    for (int p = 0; p < 6; p++) assert_string_equal(nb_node_name(nb_model_param(m, p)), names[p]);
+    for (int p = 0; p < 6; p++)
+        assert_string_equal(nb_node_name(nb_model_param(m, p)), names[p]);
     assert_string_equal(nb_model_spec(m), "dense 7 tanh; relu; dense 3; dropout 0.5; dense 1");
     nb_model_free(m);
 }
@@ -130,14 +134,19 @@ static void test_every_kind_initialises(void **state)
             assert_int_equal(nb_model_init(m, torch ? NB_INIT_TORCH_DEFAULT : NB_INIT_GLOROT_UNIFORM, 5), NB_OK);
             const nb_tensor *K = nb_value(nb_model_param(m, 0)), *b = nb_value(nb_model_param(m, 1));
             double rf = 1;
-            for (int d = 0; d + 2 < K->rank; d++) rf *= (double)K->shape[d];
+            for (int d = 0; d + 2 < K->rank; d++)
+                rf *= (double)K->shape[d];
             double fan_in = rf * (double)K->shape[K->rank - 2], fan_out = rf * (double)K->shape[K->rank - 1];
             double klim = torch ? 1 / sqrt(fan_in) : sqrt(6 / (fan_in + fan_out)), kmax = 0, bmax = 0;
-            for (int64_t i = 0; i < K->size; i++) kmax = fmax(kmax, fabs(K->data[i]));
-            for (int64_t i = 0; i < b->size; i++) bmax = fmax(bmax, fabs(b->data[i]));
+            for (int64_t i = 0; i < K->size; i++)
+                kmax = fmax(kmax, fabs(K->data[i]));
+            for (int64_t i = 0; i < b->size; i++)
+                bmax = fmax(bmax, fabs(b->data[i]));
             assert_true(kmax > klim / 4 && kmax <= klim);
-            if (torch) assert_true(bmax > 0 && bmax <= 1 / sqrt(fan_in));
-            else assert_true(bmax == 0);
+            if (torch)
+                assert_true(bmax > 0 && bmax <= 1 / sqrt(fan_in));
+            else
+                assert_true(bmax == 0);
             nb_model_free(m);
         }
     }
@@ -149,10 +158,12 @@ static unsigned long long checksum(nb_model *m)
     unsigned long long h = 1469598103934665603ULL;
     for (int i = 0; i < nb_model_param_count(m); i++) {
         nb_node *p = nb_model_param(m, i);
-        for (const char *c = nb_node_name(p); *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+        for (const char *c = nb_node_name(p); *c; c++)
+            h = (h ^ (unsigned char)*c) * 1099511628211ULL;
         const nb_tensor *v = nb_value(p);
         const unsigned char *bytes = (const unsigned char *)v->data;
-        for (size_t j = 0; j < (size_t)v->size * sizeof(nb_real); j++) h = (h ^ bytes[j]) * 1099511628211ULL;
+        for (size_t j = 0; j < (size_t)v->size * sizeof(nb_real); j++)
+            h = (h ^ bytes[j]) * 1099511628211ULL;
     }
     return h;
 }
@@ -183,15 +194,15 @@ static void test_weights_as_before_the_table(void **state)
 }
 
 /* Every name parses back to its value; out of range is "?". */
-#define ROUND_TRIP(prefix, type, count)                                                                 \
-    do {                                                                                                \
-        for (int v = 0; v < (count); v++) {                                                             \
-            type got = (type)-1;                                                                        \
-            assert_int_equal(nb_##prefix##_parse(nb_##prefix##_name((type)v), &got), NB_OK);            \
-            assert_int_equal((int)got, v);                                                              \
-        }                                                                                               \
-        assert_string_equal(nb_##prefix##_name((type)(count)), "?");                                    \
-        assert_string_equal(nb_##prefix##_name((type)-1), "?");                                         \
+#define ROUND_TRIP(prefix, type, count)                                                                                \
+    do {                                                                                                               \
+        for (int v = 0; v < (count); v++) {                                                                            \
+            type got = (type)-1;                                                                                       \
+            assert_int_equal(nb_##prefix##_parse(nb_##prefix##_name((type)v), &got), NB_OK);                           \
+            assert_int_equal((int)got, v);                                                                             \
+        }                                                                                                              \
+        assert_string_equal(nb_##prefix##_name((type)(count)), "?");                                                   \
+        assert_string_equal(nb_##prefix##_name((type)-1), "?");                                                        \
     } while (0)
 
 static void test_names_round_trip(void **state)
@@ -234,10 +245,12 @@ static void test_names_did_you_mean(void **state)
     assert_string_equal(nb_last_error(), "unknown loss 'hinge' (cce, mse, bce)");
     nb_schedule s;
     assert_int_equal(nb_schedule_parse("cosin", &s), NB_ERR_ARG);
-    assert_string_equal(nb_last_error(), "unknown schedule 'cosin'; did you mean 'cosine'? (constant, step, exp, cosine)");
+    assert_string_equal(nb_last_error(),
+                        "unknown schedule 'cosin'; did you mean 'cosine'? (constant, step, exp, cosine)");
     nb_jac_mode j;
     assert_int_equal(nb_jac_mode_parse("reverse", &j), NB_ERR_ARG);
-    assert_string_equal(nb_last_error(), "unknown Jacobian mode 'reverse'; did you mean 'rev'? (auto, rev, fwd, numeric)");
+    assert_string_equal(nb_last_error(),
+                        "unknown Jacobian mode 'reverse'; did you mean 'rev'? (auto, rev, fwd, numeric)");
     nb_init i;
     assert_int_equal(nb_init_parse("xavier", &i), NB_ERR_ARG);
     assert_string_equal(nb_last_error(), "unknown initialiser 'xavier' (glorot, he, he-normal, torch)");
@@ -260,18 +273,9 @@ static void test_spec_errors(void **state)
 {
     (void)state;
     const char *spec[] = {
-        "conv2d 32 relu",
-        "conv2d 32",
-        "conv2d 32 3 relu, maxpool 2",
-        "dens 10",
-        "dense 10 rleu",
-        "conv2d 8 3 strid=2",
-        "flatten; flatten x=1",
-        "conv2d 8 3x5",
-        "maxpool 2 padding=full",
-        "dropout 1.5",
-        "dense 10 relu extra",
-        "lstm 32",
+        "conv2d 32 relu",         "conv2d 32",          "conv2d 32 3 relu, maxpool 2", "dens 10",
+        "dense 10 rleu",          "conv2d 8 3 strid=2", "flatten; flatten x=1",        "conv2d 8 3x5",
+        "maxpool 2 padding=full", "dropout 1.5",        "dense 10 relu extra",         "lstm 32",
     };
     const char *why[] = {
         "spec layer 0 (line 1, 'conv2d'): missing SIZE before 'relu' (usage: conv2d FILTERS SIZE [ACT] [stride=S] "
@@ -318,9 +322,12 @@ static void test_spec_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_kind_parses_and_prints), cmocka_unit_test(test_every_kind_builds),
-        cmocka_unit_test(test_every_kind_initialises),       cmocka_unit_test(test_weights_as_before_the_table),
-        cmocka_unit_test(test_names_round_trip),             cmocka_unit_test(test_names_did_you_mean),
+        cmocka_unit_test(test_every_kind_parses_and_prints),
+        cmocka_unit_test(test_every_kind_builds),
+        cmocka_unit_test(test_every_kind_initialises),
+        cmocka_unit_test(test_weights_as_before_the_table),
+        cmocka_unit_test(test_names_round_trip),
+        cmocka_unit_test(test_names_did_you_mean),
         cmocka_unit_test(test_spec_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

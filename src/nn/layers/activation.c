@@ -26,7 +26,10 @@ static nb_node *build(nb_layer_ctx *c, const nb_layer_spec *l, nb_node *x, nb_no
     return nb_layer_finish(x, l->act, pre);
 }
 
-static int identity(const nb_layer_spec *l) { return l->act == NB_ACT_NONE; }
+static int identity(const nb_layer_spec *l)
+{
+    return l->act == NB_ACT_NONE;
+}
 
 const nb_layer_type nb_layer_activation = {
     .kind = NB_LAYER_ACTIVATION,

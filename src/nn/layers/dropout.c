@@ -12,7 +12,10 @@ static nb_node *build(nb_layer_ctx *c, const nb_layer_spec *l, nb_node *x, nb_no
     return nb_layer_finish(nb_dropout(x, l->rate), NB_ACT_NONE, pre);
 }
 
-static int identity(const nb_layer_spec *l) { return 1; }
+static int identity(const nb_layer_spec *l)
+{
+    return 1;
+}
 
 const nb_layer_type nb_layer_dropout = {
     .kind = NB_LAYER_DROPOUT,

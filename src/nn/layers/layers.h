@@ -28,12 +28,12 @@ enum {
 };
 
 typedef struct nb_layer_arg {
-    const char *name;  /* positional: its placeholder in the usage, FILTERS; key: the key, stride */
-    const char *meta;  /* a key's value in the usage: "S" (NULL: the type's values, valid|same) */
+    const char *name; /* positional: its placeholder in the usage, FILTERS; key: the key, stride */
+    const char *meta; /* a key's value in the usage: "S" (NULL: the type's values, valid|same) */
     nb_arg_type type;
-    size_t field;      /* offsetof(nb_layer_spec, the field it fills) */
-    unsigned flags;    /* NB_ARG_* */
-    double lo, hi;     /* the range accepted when parsing */
+    size_t field;   /* offsetof(nb_layer_spec, the field it fills) */
+    unsigned flags; /* NB_ARG_* */
+    double lo, hi;  /* the range accepted when parsing */
     /* Keys: a field left at 0 takes the default, and a value equal to the
      * default is not printed. The default is def, or the value of the field
      * at def_field when that is not 0 (a pool's stride is its size). */
@@ -56,21 +56,21 @@ typedef struct nb_layer_param_decl {
 typedef struct nb_layer_ctx {
     nb_model *m;
     int index;
-    const char *line;     /* the layer's spec line, for messages */
+    const char *line; /* the layer's spec line, for messages */
     const struct nb_layer_type *type;
-    int reported;         /* set by nb_layer_refuse: the message names the layer already */
+    int reported; /* set by nb_layer_refuse: the message names the layer already */
 } nb_layer_ctx;
 
 typedef struct nb_layer_type {
     nb_layer_kind kind;
-    const char *keyword;           /* the spec's first word */
-    const char *const *aliases;    /* other first words it reads (NULL-terminated, or NULL) */
-    int act_is_keyword;            /* the first word is an activation (bare activation layers) */
-    const nb_layer_arg *args;      /* positional ones first, in order; then keys */
+    const char *keyword;        /* the spec's first word */
+    const char *const *aliases; /* other first words it reads (NULL-terminated, or NULL) */
+    int act_is_keyword;         /* the first word is an activation (bare activation layers) */
+    const nb_layer_arg *args;   /* positional ones first, in order; then keys */
     int nargs;
-    const nb_layer_param_decl *params;  /* in the order build creates them */
+    const nb_layer_param_decl *params; /* in the order build creates them */
     int nparams;
-    const char *example;           /* a spec line using its options, for tests and docs */
+    const char *example; /* a spec line using its options, for tests and docs */
     /* Optional: -1 if word is not this kind's, else the index of the first
      * argument the words after it fill (presetting the others in l); when
      * NULL, the keyword and aliases match and the words fill from 0. */

@@ -8,8 +8,14 @@ enum { MAX_SIZE = 1024 };
 
 static const nb_layer_arg args[] = {
     {.name = "SIZE", .type = NB_ARG_INT, .field = offsetof(nb_layer_spec, size), .lo = 1, .hi = MAX_SIZE},
-    {.name = "stride", .meta = "S", .type = NB_ARG_INT, .field = offsetof(nb_layer_spec, stride),
-     .flags = NB_ARG_KEY, .lo = 1, .hi = MAX_SIZE, .def_field = offsetof(nb_layer_spec, size)},
+    {.name = "stride",
+     .meta = "S",
+     .type = NB_ARG_INT,
+     .field = offsetof(nb_layer_spec, stride),
+     .flags = NB_ARG_KEY,
+     .lo = 1,
+     .hi = MAX_SIZE,
+     .def_field = offsetof(nb_layer_spec, size)},
     {.name = "padding", .type = NB_ARG_PADDING, .field = offsetof(nb_layer_spec, padding), .flags = NB_ARG_KEY},
 };
 
