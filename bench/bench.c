@@ -147,6 +147,9 @@ static void print_choices(void)
             if (ch.seconds[k] > 0) printf(" %s=%.1fus", nb_gemm_kernel_name((nb_gemm_kernel)k), 1e6 * ch.seconds[k]);
         printf("\n");
     }
+    char spec[2048];
+    nb_gemm_choices_spec(spec, sizeof spec);
+    printf("gemm_spec %s\n", spec);
 }
 
 /* GFLOP/s of each kernel and of the chosen one (nb_gemm_serial) at the

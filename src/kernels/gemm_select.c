@@ -314,3 +314,27 @@ void nb_gemm_class_choice(int cls, nb_gemm_choice *out)
     if (cls >= 0 && cls < NB_GEMM_NCLASSES && atomic_load_explicit(&used[cls], memory_order_acquire))
         *out = info[cls];
 }
+
+size_t nb_gemm_choices_spec(char *out, size_t n)
+{
+    call_once(&init_once, init);
+    size_t len = 0;
+    char key[32], item[48];
+    for (int c = -1; c < NB_GEMM_NCLASSES; c++) {
+        int w;
+        if (c < 0) {
+            w = snprintf(item, sizeof item, "fixed");
+        } else {
+            const int p = policy[c];
+            if (!atomic_load_explicit(&used[c], memory_order_acquire) || p == POLICY_FIXED) continue;
+            nb_gemm_class_key(c, key);
+            /* auto: what was measured; a named kernel: itself (where it cannot run, fixed decides anyway) */
+            const nb_gemm_kernel k = p == POLICY_AUTO ? info[c].kernel : (nb_gemm_kernel)p;
+            w = snprintf(item, sizeof item, ",%s=%s", key, nb_gemm_kernel_name(k));
+        }
+        if (n > 0 && len < n - 1) snprintf(out + len, n - len, "%s", item);
+        len += (size_t)w;
+    }
+    if (n > 0 && len >= n) out[n - 1] = 0;
+    return len;
+}

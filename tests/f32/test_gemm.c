@@ -361,6 +361,32 @@ static void test_measured_choice(void **state)
     nb_gemm_select_reset(NULL, NULL, NULL);
 }
 
+/* nb_gemm_choices_spec: another process given it runs the same kernels. */
+static void test_choices_spec(void **state)
+{
+    (void)state;
+    fake f;
+    if (!setup_fake(&f, 0.5)) skip();
+    nb_gemm_select_reset("auto", fake_trial, &f);
+    assert_int_equal(nb_gemm_kernel_for(TA, TB, M0, N0, K0, 0), f.rival);
+    char spec[256], key[32], want[128];
+    const size_t len = nb_gemm_choices_spec(spec, sizeof spec);
+    nb_gemm_class_key(nb_gemm_class_of(TA, TB, M0, N0, K0), key);
+    snprintf(want, sizeof want, "fixed,%s=%s", key, nb_gemm_kernel_name(f.rival));
+    assert_string_equal(spec, want);
+    assert_int_equal(len, strlen(want));
+    char small[8];
+    assert_int_equal(nb_gemm_choices_spec(small, sizeof small), len); /* cut, NUL-terminated */
+    assert_string_equal(small, "fixed,n");
+    const int calls = total_calls(&f);
+    nb_gemm_select_reset(spec, fake_trial, &f);
+    assert_null(nb_gemm_spec_problem());
+    assert_int_equal(nb_gemm_kernel_for(TA, TB, 700, N0, K0, 0), f.rival);
+    assert_int_equal(nb_gemm_kernel_for(true, false, M0, N0, K0, 0), nb_gemm_fixed_kernel(true, false, M0, N0, K0));
+    assert_int_equal(total_calls(&f), calls);
+    nb_gemm_select_reset(NULL, NULL, NULL);
+}
+
 /* Fixed and named kernels: nothing measured; per-class items. */
 static void test_fixed_and_named(void **state)
 {
@@ -491,6 +517,7 @@ int main(void)
         cmocka_unit_test(test_guard_pages),  cmocka_unit_test(test_empty_k),
         cmocka_unit_test(test_concurrent),   cmocka_unit_test(test_pick),
         cmocka_unit_test(test_measured_choice), cmocka_unit_test(test_fixed_and_named),
+        cmocka_unit_test(test_choices_spec),
         cmocka_unit_test(test_spec_problems), cmocka_unit_test(test_class_keys),
         cmocka_unit_test(test_decided_once), cmocka_unit_test(test_auto_real),
     };
