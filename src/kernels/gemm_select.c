@@ -35,6 +35,7 @@ enum {
 };
 static const double TRIAL_FLOPS = 4e6;  /* one trial repeats a small product up to this */
 static const double SHRINK_FLOPS = 4e7; /* a larger product is shrunk (within its buckets) */
+static const double MAX_FLOPS = 1e9;    /* and past this, shrunk regardless (a few ms a trial) */
 static const int64_t EDGES[NB_GEMM_BUCKETS - 1] = {2, 8, 32, 128, 512, 2048};
 
 static once_flag init_once = ONCE_FLAG_INIT;
@@ -179,18 +180,24 @@ static double now(void)
 }
 
 /* The measured shape: the first product's, its longest side halved while
- * it is over SHRINK_FLOPS and the side stays in its bucket. */
+ * it is over SHRINK_FLOPS and the side stays in its bucket, then, past
+ * MAX_FLOPS (all three sides in the top bucket), halved regardless: sides
+ * of a thousand or more show a kernel's full speed anyway. */
 static void shrink(int64_t *M, int64_t *N, int64_t *K)
 {
     int64_t *d[3] = {M, N, K};
-    for (;;) {
-        if (2.0 * (double)*M * (double)*N * (double)*K <= SHRINK_FLOPS) return;
+    for (bool within = true;;) {
+        const double flops = 2.0 * (double)*M * (double)*N * (double)*K;
+        if (flops <= (within ? SHRINK_FLOPS : MAX_FLOPS)) return;
         int longest = -1;
         for (int i = 0; i < 3; i++) {
             const int64_t half = (*d[i] + 1) / 2;
-            if (bucket(half) == bucket(*d[i]) && (longest < 0 || *d[i] > *d[longest])) longest = i;
+            if ((!within || bucket(half) == bucket(*d[i])) && (longest < 0 || *d[i] > *d[longest])) longest = i;
         }
-        if (longest < 0) return;
+        if (longest < 0) {
+            within = false;
+            continue;
+        }
         *d[longest] = (*d[longest] + 1) / 2;
     }
 }
@@ -282,7 +289,7 @@ static bool measure(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real b
 /* The first product of class cls: decides (auto) or records (otherwise). */
 static void first_use(int cls, bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real beta)
 {
-    if (lock_ok) mtx_lock(&lock);
+    mtx_lock(&lock);
     if (!atomic_load_explicit(&used[cls], memory_order_acquire)) {
         nb_gemm_choice c = {.used = true, .M = M, .N = N, .K = K};
         const int p = policy[cls];
@@ -293,15 +300,18 @@ static void first_use(int cls, bool ta, bool tb, int64_t M, int64_t N, int64_t K
         info[cls] = c;
         atomic_store_explicit(&used[cls], true, memory_order_release);
     }
-    if (lock_ok) mtx_unlock(&lock);
+    mtx_unlock(&lock);
 }
 
 nb_gemm_kernel nb_gemm_kernel_for(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real beta)
 {
     call_once(&init_once, init);
     const int cls = nb_gemm_class_of(ta, tb, M, N, K);
-    if (!atomic_load_explicit(&used[cls], memory_order_acquire)) first_use(cls, ta, tb, M, N, K, beta);
     const int p = policy[cls];
+    if (!lock_ok) /* (no mutex: nothing measured, nothing recorded) */
+        return p >= 0 && nb_gemm_kernel_usable((nb_gemm_kernel)p, tb, M) ? (nb_gemm_kernel)p
+                                                                         : nb_gemm_fixed_kernel(ta, tb, M, N, K);
+    if (!atomic_load_explicit(&used[cls], memory_order_acquire)) first_use(cls, ta, tb, M, N, K, beta);
     if (p == POLICY_AUTO) return info[cls].kernel;
     if (p >= 0 && nb_gemm_kernel_usable((nb_gemm_kernel)p, tb, M)) return (nb_gemm_kernel)p;
     return nb_gemm_fixed_kernel(ta, tb, M, N, K);

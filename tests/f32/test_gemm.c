@@ -268,8 +268,7 @@ static double fake_trial(void *ctx, nb_gemm_kernel k, int round, bool ta, bool t
     fake *f = ctx;
     atomic_fetch_add(&f->calls[k], 1);
     assert_true(nb_gemm_kernel_usable(k, tb, M));
-    assert_true(2.0 * (double)M * N * K <= 4e7 || nb_gemm_class_of(ta, tb, (M + 1) / 2, N, K) !=
-                                                      nb_gemm_class_of(ta, tb, M, N, K));
+    assert_true(2.0 * (double)M * N * K <= 1e9); /* the shrunk shape */
     if (round == f->odd_round && (int)k == f->odd_kernel) return f->odd;
     return k == f->fixed ? 1.0 : k == f->rival ? f->challenger : 10.0;
 }
@@ -341,6 +340,14 @@ static void test_measured_choice(void **state)
     assert_int_equal(c.kernel, f.rival);
     assert_true(c.seconds[f.fixed] == 1.0 && c.seconds[f.rival] == 0.8);
     assert_int_equal(c.M, M0), assert_int_equal(c.N, N0), assert_int_equal(c.K, K0); /* 21 MFLOP: not shrunk */
+    /* A huge product is measured shrunk: within its buckets, then to 1 GFLOP. */
+    assert_int_equal(nb_gemm_kernel_for(false, true, 300, 20000, 20000, 0), f.rival);
+    nb_gemm_class_choice(nb_gemm_class_of(false, true, 300, 20000, 20000), &c);
+    /* 300 -> 150, 20000 -> 2500 within the buckets (1.9 GFLOP), then the first longest side: N 1250 */
+    assert_int_equal(c.M, 150), assert_int_equal(c.N, 1250), assert_int_equal(c.K, 2500);
+    assert_int_equal(nb_gemm_kernel_for(false, false, 8192, 8192, 8192, 0), f.rival);
+    nb_gemm_class_choice(nb_gemm_class_of(false, false, 8192, 8192, 8192), &c);
+    assert_true(2.0 * (double)c.M * c.N * c.K <= 1e9 && c.M >= 512 && c.N >= 512 && c.K >= 512);
     /* A class not used yet has no record. */
     nb_gemm_class_choice(nb_gemm_class_of(true, true, 5, 5, 5), &c);
     assert_false(c.used);
