@@ -154,7 +154,7 @@ static void print_choices(void)
 
 /* GFLOP/s of each kernel and of the chosen one (nb_gemm_serial) at the
  * network's per-thread products, one thread: rounds alternate the kernels
- * (paired), medians of 15 rounds. */
+ * (paired), medians of 21 rounds. */
 static void gemm_kernels(void)
 {
     static const struct {
@@ -170,7 +170,7 @@ static void gemm_kernels(void)
         {"dense1_dW", true, false, 9216, 128, 64, 0},     {"dense1_dX", false, true, 64, 9216, 128, 0},
         {"dense1_one", false, false, 1, 128, 9216, 0},
     };
-    enum { ROUNDS = 15, NK = NB_GEMM_NKERNELS + 1 };
+    enum { ROUNDS = 21, NK = NB_GEMM_NKERNELS + 1 };
     for (size_t s = 0; s < sizeof S / sizeof S[0]; s++) {
         const int64_t M = S[s].M, N = S[s].N, K = S[s].K, lda = S[s].ta ? M : K, ldb = S[s].tb ? K : N;
         nb_real *a = calloc((size_t)(M * K), sizeof *a), *b = calloc((size_t)(K * N), sizeof *b),
@@ -194,7 +194,7 @@ static void gemm_kernels(void)
                 if (r >= 0) t[k][r] = flops * reps / (now() - t0) / 1e9;
             }
         const nb_gemm_kernel chosen = nb_gemm_kernel_for(S[s].ta, S[s].tb, M, N, K, S[s].beta);
-        printf("gemm_gflops %-13s %c%c %5lldx%5lldx%5lld", S[s].name, S[s].ta ? 't' : 'n', S[s].tb ? 't' : 'n',
+        printf("gemm_gflops %-13s %c%c %lldx%lldx%lld", S[s].name, S[s].ta ? 't' : 'n', S[s].tb ? 't' : 'n',
                (long long)M, (long long)N, (long long)K);
         for (int k = 0; k < NK; k++)
             if (k == NB_GEMM_NKERNELS || nb_gemm_kernel_usable((nb_gemm_kernel)k, S[s].tb, M))
