@@ -4,7 +4,7 @@
 #ifndef NB_AUTODIFF_INTERNAL_H
 #define NB_AUTODIFF_INTERNAL_H
 
-#include "../graph/graph.h"
+#include "../ops/ops_internal.h"
 
 /* Writes a deferred adjoint (via set) of pass `pass` into its data as the
  * deferring op's vjp would have; no-op otherwise (autodiff.c). */

@@ -125,8 +125,13 @@ nb_status nb_input_reshape(nb_node *n, int rank, const int64_t *shape)
     return NB_OK;
 }
 
-nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, const nb_attrs *at)
+nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, const void *attrs)
 {
+    if (op->attrs_size > NB_ATTRS_BYTES) { /* NB_ATTRS_FIT in the op's file prevents this */
+        nb_fail(NB_ERR_TOO_LARGE, "%s: attributes of %zu bytes do not fit a node (%d)", op->name, op->attrs_size,
+                NB_ATTRS_BYTES);
+        return NULL;
+    }
     for (int i = 0; i < ninputs; i++)
         if (!inputs[i]) {
             nb_fail_null_input(op->name, i);
@@ -145,7 +150,7 @@ nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, co
     n->op = op;
     n->ninputs = ninputs;
     for (int i = 0; i < ninputs; i++) n->in[i] = inputs[i];
-    if (at) n->at = *at;
+    if (attrs) memcpy(n->attrs.bytes, attrs, op->attrs_size);
     snprintf(n->name, sizeof n->name, "%s%d", op->name, n->id);
     if (op->infer(n) != NB_OK || value_alloc(n) != NB_OK) {
         g->n--;

@@ -37,6 +37,18 @@
 
 #include <limits.h>
 
+/* Attributes: stride, dilation and padding as asked, the padding resolved
+ * at each shape inference, and whether a ReLU is fused. */
+typedef struct conv2d_attrs {
+    int stride, dilation;
+    nb_padding padding;
+    int pad_top, pad_left; /* resolved by conv2d_infer */
+    bool fused_relu;       /* y = relu(z), the ReLU applied in the same pass */
+} conv2d_attrs;
+NB_ATTRS_FIT(conv2d_attrs);
+
+static conv2d_attrs *conv_at(const nb_node *n) { return (conv2d_attrs *)nb_node_attrs_c(n); }
+
 typedef struct {
     nb_window w;
     int64_t N, O, P, M; /* batch, output channels, window length, output pixels */
@@ -48,8 +60,8 @@ static void conv_plan_get(const nb_node *n, conv_plan *c)
     c->N = x->shape[0];
     c->w.H = x->shape[1], c->w.W = x->shape[2], c->w.C = x->shape[3];
     c->w.fh = (int)k->shape[0], c->w.fw = (int)k->shape[1];
-    c->w.stride = n->at.stride, c->w.dilation = n->at.dilation;
-    c->w.pad_top = n->at.pad_top, c->w.pad_left = n->at.pad_left;
+    c->w.stride = conv_at(n)->stride, c->w.dilation = conv_at(n)->dilation;
+    c->w.pad_top = conv_at(n)->pad_top, c->w.pad_left = conv_at(n)->pad_left;
     c->w.OH = n->value.shape[1], c->w.OW = n->value.shape[2];
     c->O = k->shape[3];
     c->P = (int64_t)c->w.fh * c->w.fw * c->w.C;
@@ -77,12 +89,12 @@ static nb_status conv2d_infer(nb_node *n)
             return nb_fail(NB_ERR_SHAPE, "conv2d: bias has shape %s, expected (%lld,) to match C_out of kernel %s",
                            NB_SHAPE_STR(b, s1), (long long)k->shape[3], NB_SHAPE_STR(k, s2));
     }
-    const int fh = (int)k->shape[0], fw = (int)k->shape[1], s = n->at.stride, d = n->at.dilation;
+    const int fh = (int)k->shape[0], fw = (int)k->shape[1], s = conv_at(n)->stride, d = conv_at(n)->dilation;
     if ((int64_t)(fh - 1) * d + 1 > INT_MAX / 2 || (int64_t)(fw - 1) * d + 1 > INT_MAX / 2)
         return nb_fail(NB_ERR_SHAPE, "conv2d: kernel %dx%d with dilation %d spans too many pixels", fh, fw, d);
     int pt, pl;
-    const int64_t OH = nb_window_dim(x->shape[1], fh, s, d, n->at.padding, &pt);
-    const int64_t OW = nb_window_dim(x->shape[2], fw, s, d, n->at.padding, &pl);
+    const int64_t OH = nb_window_dim(x->shape[1], fh, s, d, conv_at(n)->padding, &pt);
+    const int64_t OW = nb_window_dim(x->shape[2], fw, s, d, conv_at(n)->padding, &pl);
     if (OH < 0 || OW < 0) {
         if (d == 1)
             return nb_fail(NB_ERR_SHAPE, "conv2d: kernel %dx%d larger than input %lldx%lld (padding 'valid')", fh,
@@ -93,7 +105,7 @@ static nb_status conv2d_infer(nb_node *n)
                        fh, fw, d, (long long)(fh - 1) * d + 1, (long long)(fw - 1) * d + 1,
                        (long long)x->shape[1], (long long)x->shape[2]);
     }
-    n->at.pad_top = pt, n->at.pad_left = pl;
+    conv_at(n)->pad_top = pt, conv_at(n)->pad_left = pl;
     const int64_t shape[4] = {x->shape[0], OH, OW, k->shape[3]};
     if (nb_shape_size(4, shape) < 0 || nb_shape_size(3, shape) < 0)
         return nb_fail(NB_ERR_TOO_LARGE, "conv2d: output shape overflows");
@@ -181,7 +193,7 @@ static void forward_block(const nb_node *n, const conv_plan *c, const nb_real *c
     if (b) /* Y = 1 b^T, then the GEMM adds cols Kmat */
         for (int64_t r = 0; r < m; r++) memcpy(yb + r * O, b, (size_t)O * sizeof(nb_real));
     nb_gemm_serial(false, false, m, O, c->P, 1, cols, c->P, k, O, b ? 1 : 0, yb, O);
-    if (n->at.fused_relu) /* NaN <= 0 is false: NaN stays NaN, as in nb_relu */
+    if (conv_at(n)->fused_relu) /* NaN <= 0 is false: NaN stays NaN, as in nb_relu */
         for (int64_t r = 0; r < m * O; r++) yb[r] = yb[r] <= 0 ? 0 : yb[r];
 }
 
@@ -231,7 +243,7 @@ static nb_status conv2d_forward(nb_node *n)
 static const nb_real *relu_masked(const nb_node *n, const nb_real *dy, const nb_real *y, int64_t count,
                                   nb_real *scratch)
 {
-    if (!n->at.fused_relu) return dy;
+    if (!conv_at(n)->fused_relu) return dy;
     for (int64_t r = 0; r < count; r++) scratch[r] = y[r] > 0 ? dy[r] : 0;
     return scratch;
 }
@@ -245,7 +257,7 @@ static const nb_real *dz_rows(const nb_node *n, const conv_plan *c, const nb_rea
 {
     const nb_node *pool = nb_adjoint_of(n)->via;
     if (pool) {
-        nb_max_pool_adjoint_rows(pool, k, r0, m, n->at.fused_relu, scratch);
+        nb_max_pool_adjoint_rows(pool, k, r0, m, conv_at(n)->fused_relu, scratch);
         return scratch;
     }
     return relu_masked(n, dy + (k * c->M + r0) * c->O, n->value.data + r0 * c->O, m * c->O, scratch);
@@ -265,7 +277,7 @@ static nb_status bias_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_re
     /* cppcheck-suppress invalidPointerCast ; one malloc'ed workspace: NBLK*O doubles, then nb_reals (8-byte aligned), each part only ever accessed as its own type */
     nb_real *runs = (nb_real *)(part + NBLK * O), *rows = runs + NBLK * O; /* rows: RUN x O per thread */
     for (int64_t k = 0; k < K; k++) {
-#pragma omp parallel for schedule(static) if (M * O > 32768)
+#pragma omp parallel for schedule(static) if (M * O > NB_PAR_MAP)
         for (int64_t b = 0; b < nblk; b++) {
             double *a = part + b * O;
             nb_real *f = runs + b * O;
@@ -297,7 +309,7 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
     const int64_t PO = c->P * c->O;
     if (K > (INT64_MAX / 4) / (PO ? PO : 1)) return nb_fail(NB_ERR_TOO_LARGE, "conv2d: too many seeds");
     nb_status s;
-    nb_real *ws = conv_scratch(n, c, K * PO, n->at.fused_relu || nb_adjoint_of(n)->via, &sp, &s);
+    nb_real *ws = conv_scratch(n, c, K * PO, conv_at(n)->fused_relu || nb_adjoint_of(n)->via, &sp, &s);
     if (!ws) return s;
     const nb_real *x = n->in[0]->value.data;
     const int64_t O = c->O, P = c->P;
@@ -320,7 +332,7 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
         }
     }
     const int64_t total = K * PO;
-#pragma omp parallel for schedule(static) if (total > 32768)
+#pragma omp parallel for schedule(static) if (total > NB_PAR_MAP)
     for (int64_t e = 0; e < total; e++) {
         nb_real v = 0;
         for (int t = 0; t < used; t++) v += ws[(size_t)t * sp.per_thread + (size_t)e];
@@ -371,9 +383,9 @@ static void input_vjp_block(const nb_node *n, const conv_plan *c, const sparse_p
     /* Compressed from the max pool's arrays where it deferred, else from dY
      * with the ReLU's mask as the gate. */
     const nb_node *pool = nb_adjoint_of(n)->via;
-    const bool compressed = pool ? nb_max_pool_adjoint_sparse(pool, k, r0, m, n->at.fused_relu, cap, &s)
+    const bool compressed = pool ? nb_max_pool_adjoint_sparse(pool, k, r0, m, conv_at(n)->fused_relu, cap, &s)
                                  : nb_sparse_rows_compress(m, O, dy + (k * c->M + r0) * O,
-                                                           n->at.fused_relu ? n->value.data + r0 * O : NULL, cap, &s);
+                                                           conv_at(n)->fused_relu ? n->value.data + r0 * O : NULL, cap, &s);
     if (compressed) {
         nb_sparse_rows_matmul(&s, P, kmat_t, P, dcols, P);
         return;
@@ -390,7 +402,7 @@ static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_r
     sparse_plan sparse;
     if ((s = conv_split_make(c, 0, false, &sp))) return s; /* for G and rows */
     sparse_plan_make(c, sp.G * sp.rows, &sparse);
-    nb_real *ws = conv_scratch(n, c, sparse.reals, n->at.fused_relu || nb_adjoint_of(n)->via, &sp, &s);
+    nb_real *ws = conv_scratch(n, c, sparse.reals, conv_at(n)->fused_relu || nb_adjoint_of(n)->via, &sp, &s);
     if (!ws) return s;
     const nb_real *kmat = n->in[1]->value.data;
     const int64_t O = c->O, P = c->P, N = c->N;
@@ -528,7 +540,7 @@ static nb_status conv2d_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
                 nb_im2col(&c.w, g, dX + i * sp.img, cols);
                 nb_gemm_serial(false, false, m, O, P, 1, cols, P, kmat, O, 1, yg, O);
             }
-            if (n->at.fused_relu) {
+            if (conv_at(n)->fused_relu) {
                 const nb_real *yv = n->value.data + img * sp.rows * O;
                 for (int64_t r = 0; r < m * O; r++) yg[r] = yv[r] > 0 ? yg[r] : 0;
             }
@@ -538,15 +550,83 @@ static nb_status conv2d_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
     return NB_OK;
 }
 
-static const nb_op conv2d_op = {"conv2d", 3, conv2d_infer, conv2d_forward, conv2d_vjp, conv2d_jvp, 0, NULL};
+/* Gradient-check cases. Odd sizes with 'same' and stride 2 make TensorFlow's
+ * asymmetric padding (the odd pixel at the bottom/right) show. */
+static nb_node *conv_case(nb_graph *g, nb_rng *r, nb_node *x, int fh, int fw, int64_t cout, int bias,
+                          nb_conv2d_opts o)
+{
+    if (!x) return NULL;
+    nb_node *k = NB_CHECK_X("k", -1, 1, fh, fw, nb_value(x)->shape[3], cout);
+    nb_node *b = bias ? NB_CHECK_X("b", -1, 1, cout) : NULL;
+    return nb_conv2d(x, k, b, &o);
+}
+static nb_node *case_conv_relu(nb_graph *g, nb_rng *r)
+{
+    /* Fused conv2d + ReLU, kept away from the kink even for float's large
+     * step: output channel 0 is always > 0.1 (positive kernel and bias on a
+     * positive input), channel 1 always < -0.1, so both sides of the mask
+     * are checked. */
+    nb_node *x = NB_CHECK_X("x", 0.5, 1, 2, 5, 5, 2), *k = NB_CHECK_X("k", 0.1, 1, 3, 3, 2, 2);
+    nb_node *b = NB_CHECK_X("b", 0.1, 0.5, 2);
+    if (!k || !b) return NULL;
+    nb_tensor *kv = nb_value(k), *bv = nb_value(b);
+    for (int64_t i = 1; i < kv->size; i += 2) kv->data[i] = -kv->data[i];
+    bv->data[1] = -bv->data[1];
+    nb_conv2d_opts o = {1, 1, NB_PAD_SAME};
+    return nb_conv2d_relu(x, k, b, &o);
+}
+#define CONV_CASE(fn, x, fh, fw, cout, bias, s, d, pad)                                                          \
+    static nb_node *case_##fn(nb_graph *g, nb_rng *r)                                                          \
+    {                                                                                                          \
+        return conv_case(g, r, x, fh, fw, cout, bias, (nb_conv2d_opts){s, d, pad});                            \
+    }
+CONV_CASE(conv_valid, NB_CHECK_X("x", -1, 1, 2, 5, 5, 3), 3, 3, 2, 1, 1, 1, NB_PAD_VALID)
+CONV_CASE(conv_valid_c1, NB_CHECK_X("x", -1, 1, 2, 5, 4, 1), 3, 2, 3, 0, 1, 1, NB_PAD_VALID)
+CONV_CASE(conv_same, NB_CHECK_X("x", -1, 1, 1, 5, 6, 1), 3, 3, 2, 1, 1, 1, NB_PAD_SAME)
+CONV_CASE(conv_same_even, NB_CHECK_X("x", -1, 1, 1, 4, 5, 3), 2, 2, 2, 0, 1, 1, NB_PAD_SAME)
+CONV_CASE(conv_stride2_same, NB_CHECK_X("x", -1, 1, 1, 7, 6, 2), 4, 3, 2, 1, 2, 1, NB_PAD_SAME)
+CONV_CASE(conv_stride2_valid, NB_CHECK_X("x", -1, 1, 2, 7, 6, 1), 3, 3, 2, 0, 2, 1, NB_PAD_VALID)
+CONV_CASE(conv_dilation2, NB_CHECK_X("x", -1, 1, 1, 7, 6, 2), 3, 2, 2, 1, 1, 2, NB_PAD_VALID)
+CONV_CASE(conv_dilation2_same, NB_CHECK_X("x", -1, 1, 1, 5, 5, 3), 3, 3, 1, 0, 2, 2, NB_PAD_SAME)
+static nb_node *case_conv_tanh_conv(nb_graph *g, nb_rng *r)
+{
+    /* Two layers: the second conv's x-VJP feeds the first's; tanh is smooth. */
+    nb_node *h = nb_tanh(conv_case(g, r, NB_CHECK_X("x", -1, 1, 2, 6, 6, 1), 3, 3, 2, 1, (nb_conv2d_opts){1, 1, 0}));
+    nb_node *k2 = NB_CHECK_X("k2", -1, 1, 2, 2, 2, 2);
+    return nb_conv2d(h, k2, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_SAME});
+}
+static const nb_op_case conv2d_cases[] = {
+    {"same 3x3 + fused relu", case_conv_relu},
+    {"valid 3x3 +bias C_in 3", case_conv_valid},
+    {"valid 3x2 C_in 1", case_conv_valid_c1},
+    {"same 3x3 +bias C_in 1", case_conv_same},
+    {"same 2x2 C_in 3", case_conv_same_even},
+    {"same 4x3 s2 7x6 +bias", case_conv_stride2_same},
+    {"valid 3x3 s2 7x6", case_conv_stride2_valid},
+    {"valid 3x2 d2 +bias", case_conv_dilation2},
+    {"same 3x3 s2 d2", case_conv_dilation2_same},
+    {"conv-tanh-conv", case_conv_tanh_conv},
+};
+
+const nb_op nb_op_conv2d = {
+    .name = "conv2d",
+    .ninputs = 3, /* the bias is optional: 2 without it */
+    .attrs_size = sizeof(conv2d_attrs),
+    .infer = conv2d_infer,
+    .forward = conv2d_forward,
+    .vjp = conv2d_vjp,
+    .jvp = conv2d_jvp,
+    .cases = conv2d_cases,
+    .ncases = NB_COUNT(conv2d_cases),
+};
 
 static nb_node *conv2d_new(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts, int relu)
 {
-    nb_attrs at = {0};
+    conv2d_attrs at = {0};
     at.stride = opts && opts->stride ? opts->stride : 1;
     at.dilation = opts && opts->dilation ? opts->dilation : 1;
     at.padding = opts ? opts->padding : NB_PAD_VALID;
-    at.fused_relu = relu;
+    at.fused_relu = relu != 0;
     if (at.stride < 1 || at.dilation < 1) {
         nb_fail(NB_ERR_ARG, "conv2d: stride (%d) and dilation (%d) must be >= 1 (0 means 1)", at.stride,
                 at.dilation);
@@ -557,7 +637,7 @@ static nb_node *conv2d_new(nb_node *x, nb_node *kernel, nb_node *bias, const nb_
         return NULL;
     }
     nb_node *in[3] = {x, kernel, bias};
-    return nb_node_op_new(&conv2d_op, bias ? 3 : 2, in, &at);
+    return nb_node_op_new(&nb_op_conv2d, bias ? 3 : 2, in, &at);
 }
 
 nb_node *nb_conv2d(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts)
