@@ -44,10 +44,6 @@ typedef struct nb_adjoint {
     nb_real *data;
     int64_t cap;
     bool set;          /* data holds the adjoint (else it is zero) */
-    nb_node *via;      /* deferred: still held by this consumer (see vjp_defer) */
-    int via_input;     /* ... as its input number via_input, */
-    int64_t via_k;     /* ... for this many seeds */
-    uint64_t via_epoch;/* ... in this graph epoch (a later one has other argmaxes or shapes) */
 } nb_adjoint;
 
 /* One node's tangent in a forward-mode pass: (K,) + the node's shape. */
@@ -87,8 +83,11 @@ struct nb_node {
     nb_tensor value;       /* shape + data; data capacity in value_cap */
     int64_t value_cap;
     nb_tensor grad;        /* the last nb_backward's gradient: a view of its pass's adjoint */
-    void *ws;              /* op workspace saved by forward for vjp/jvp */
+    void *ws;              /* op scratch (and for most ops what forward saves for vjp/jvp) */
     size_t ws_cap;
+    void *saved;           /* what forward saves for vjp/jvp when ws is the op's scratch (an argmax) */
+    size_t saved_cap;
+    nb_node *fused_into;   /* computed inside this node (a graph pass fused it): no value of its own */
     bool requires_grad;    /* leaves: whether nb_backward fills the gradient */
 };
 
@@ -101,11 +100,9 @@ struct nb_graph {
     uint64_t key;          /* random key of the last forward pass: dropout masks are drawn from (seed, key) */
     bool keyed;            /* a forward pass has taken a key (else key is 0 and no pass has one yet) */
     bool shapes_dirty;
-    uint64_t epoch;        /* counts forward passes and shape changes: what a deferred adjoint depends on */
     int forward_done;      /* id of the last node the last forward pass computed; -1 if it failed or
                             * shapes were re-inferred since (nb_graph_prepare) */
     bool grads_valid;      /* the last nb_backward completed (nb_grad and the optimiser read it) */
-    int pass;              /* NB_PASS_*: the reverse pass running (or that ran last) */
     nb_pass passes[NB_PASS_COUNT];
 };
 
@@ -121,15 +118,7 @@ struct nb_graph {
  *  jvp:     dy = sum_i d y / d x_i . dx_i for K stacked tangents; dxs[i] is
  *           NULL where that input's tangent is zero;
  *  nondiff_mask: inputs that carry no derivative (labels), bit i = input i;
- *  cases, ncases: its gradient-check cases (at least one);
- *  vjp_defer (optional): whether the reverse pass may skip writing input i's
- *           adjoint and leave it with this node (x->adj_via), for x's own
- *           VJP to read in the form it needs. Only max pooling into a
- *           convolution does: the pooled adjoint is a quarter the size and
- *           the convolution gathers its rows (nb_max_pool_adjoint_rows)
- *           instead of reading a dense, three-quarters-zero tensor. Anything
- *           else that needs x's adjoint resolves it first
- *           (nb_adjoint_resolve: the ordinary vjp, run late). */
+ *  cases, ncases: its gradient-check cases (at least one). */
 struct nb_op {
     const char *name;
     int ninputs;
@@ -141,16 +130,12 @@ struct nb_op {
     unsigned nondiff_mask;
     const nb_op_case *cases;
     int ncases;
-    bool (*vjp_defer)(const nb_node *n, int i);
 };
 
 /* The node's attribute struct, to be cast by the op's typed accessor. */
 static inline void *nb_node_attrs(nb_node *n) { return n->attrs.bytes; }
 static inline const void *nb_node_attrs_c(const nb_node *n) { return n->attrs.bytes; }
 
-/* The node's adjoint in the reverse pass running now (g->pass): for the
- * ops that read a deferred adjoint during their VJP. */
-static inline nb_adjoint *nb_adjoint_of(const nb_node *n) { return &n->graph->passes[n->graph->pass].adj[n->id]; }
 /* After a pass of that kind: whether n was on a path from its sources to
  * its output, and then its adjoint or tangent (NULL if it has none). */
 static inline bool nb_pass_on_path(const nb_node *n, int kind)
@@ -189,8 +174,17 @@ nb_status nb_forward_keyed(nb_node *last, uint64_t key);
 nb_status nb_forward_again(nb_graph *g);
 /* Re-infers all shapes and grows value buffers. */
 nb_status nb_graph_prepare(nb_graph *g);
-/* Node workspace of at least bytes (kept between forward and backward). */
+/* Node workspace of at least bytes (kept between forward and backward;
+ * its contents are lost when it grows). */
 void *nb_node_workspace(nb_node *n, size_t bytes);
+/* A second buffer of at least bytes, for an op whose VJP also needs ws as
+ * scratch: what its forward saves (contents lost when it grows). */
+void *nb_node_saved(nb_node *n, size_t bytes);
+/* Marks n as computed inside `into` (a fusion pass: into computes what n's
+ * consumer would from n's value): n keeps its shape, for what reads layer
+ * shapes, but is no longer computed and holds no value buffer. Popping
+ * `into` makes n an ordinary node again. */
+void nb_node_fuse_into(nb_node *n, nb_node *into);
 /* With check_numerics on: NB_ERR_NUMERIC naming the node if x has a NaN/Inf. */
 nb_status nb_graph_check_value(const nb_node *n, const nb_real *x, int64_t count, const char *what);
 

@@ -2,6 +2,7 @@
  * parameters and ops to the model's graph as soon as it is added, so a layer
  * that does not fit is refused at once with the shapes in the message. */
 #include "nn_internal.h"
+#include "../ops/ops_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -123,6 +124,10 @@ static nb_node *build_layer(nb_model *m, int idx, const nb_layer_spec *l, nb_nod
                     NB_SHAPE_STR(v, s));
             return NULL;
         }
+        /* A max pool right after a convolution, windows not overlapping:
+         * one fused op (no full convolution output, a sparse dZ built
+         * directly); the convolution's node keeps its shape. */
+        if (l->kind == NB_LAYER_MAXPOOL && (z = nb_fuse_conv2d_maxpool(x, l->size, l->stride, l->padding))) break;
         z = l->kind == NB_LAYER_MAXPOOL ? nb_max_pool2d(x, l->size, l->stride, l->padding)
                                         : nb_avg_pool2d(x, l->size, l->stride, l->padding);
         break;

@@ -29,6 +29,7 @@ NB_OP(div)
 NB_OP(matmul)
 /* conv2d.c */
 NB_OP(conv2d)
+NB_OP(conv2d_relu_maxpool)
 /* pool.c */
 NB_OP(max_pool2d)
 NB_OP(avg_pool2d)

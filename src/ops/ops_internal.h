@@ -38,6 +38,10 @@ nb_real nb_softmax_row(const nb_real *v, nb_real *s, int64_t C, nb_real *max);
 /* A leaf input `name` of the given shape, uniform in [lo, hi) from r. */
 nb_node *nb_check_leaf(nb_graph *g, nb_rng *r, const char *name, int rank, const int64_t *shape, double lo,
                        double hi);
+/* A leaf of distinct, well-separated values: start + 0.1 (a shuffle of
+ * 0, 1, ...) + a jitter in [0, 0.02), so no step of the gradient check
+ * (<= 1e-2) reorders two of them (a max pool's argmax stays where it is). */
+nb_node *nb_check_ramp_leaf(nb_graph *g, nb_rng *r, const char *name, int rank, const int64_t *shape, double start);
 /* Shapes written inline: NB_CHECK_X("x", -1, 1, 2, 3) is a (2, 3) leaf in
  * [-1, 1); the case builder's arguments must be named g and r. */
 #define NB_SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
@@ -52,18 +56,47 @@ static inline nb_real nb_sigmoid_stable(nb_real x)
     return x >= 0 ? (nb_real)1 / ((nb_real)1 + RE(exp)(-x)) : RE(exp)(x) / ((nb_real)1 + RE(exp)(x));
 }
 
-/* Rows [r0, r0 + m) of seed k's adjoint of a max pool's input x (rows: the
- * pixels of x, image-major, C values each) computed from the pool's own
- * adjoint: dx[r, c] = dy[o, c] where the pool's window o took its maximum
- * from (r, c), else 0; times [y[o, c] > 0] when gate_positive (the mask of
- * a ReLU fused into x, whose value at the argmax is y[o, c]). For a pool
- * with stride = window (the only case it defers, pool.c). */
-void nb_max_pool_adjoint_rows(const nb_node *pool, int64_t k, int64_t r0, int64_t m, bool gate_positive,
+/* The graph pass that fuses a max pool into the convolution before it
+ * (conv2d.c): when conv is a conv2d node (with or without its fused ReLU)
+ * that is the last node of its graph, and the pool's windows tile without
+ * overlap (stride 0 or = size, padding 'valid'), returns a new
+ * conv2d_relu_maxpool node on conv's inputs, computing what
+ * max_pool2d(conv) would, and marks conv as fused into it (nb_node_fuse_into:
+ * conv keeps its shape but is no longer computed). Else NULL, with no error
+ * set unless the new node could not be made. */
+nb_node *nb_fuse_conv2d_maxpool(nb_node *conv, int size, int stride, nb_padding padding);
+
+/* ------------------------------------------ max pooling's routing (pool.c) */
+
+/* y[c] = max over the window rows [h0, h1) and columns [w0, w1) of one
+ * image's x (NHWC, W columns, C channels), the first maximum on ties and a
+ * NaN winning; ao[c] = its offset inside the image. xb holds the image's
+ * rows from h_first on (a band of it, or all of it with h_first = 0). */
+void nb_max_pool_window(const nb_real *xb, int64_t h_first, int64_t W, int64_t C, int64_t h0, int64_t h1, int64_t w0,
+                        int64_t w1, nb_real *yo, int32_t *ao);
+
+/* How a max pool with stride = window routes its adjoint to its input z:
+ * the window w over z (H, W, C: z's image; OH, OW: the pooled), the argmax
+ * of every pooled value (an offset inside its image), the pooled values y
+ * and K stacked seeds dy of |y| = ysize values each. What
+ * conv2d_relu_maxpool's VJP reads to form the convolution's dZ directly. */
+typedef struct nb_pool_route {
+    nb_window w;
+    const int32_t *arg;
+    const nb_real *y, *dy;
+    int64_t ysize;
+} nb_pool_route;
+
+/* Rows [r0, r0 + m) of seed k's adjoint of z (rows: the pixels of z,
+ * image-major, C values each): dz[r, c] = dy[o, c] where window o took its
+ * maximum from (r, c), else 0; times [y[o, c] > 0] when gate_positive (a
+ * ReLU before the pool, whose value at the argmax is y[o, c]). */
+void nb_max_pool_adjoint_rows(const nb_pool_route *p, int64_t k, int64_t r0, int64_t m, bool gate_positive,
                               nb_real *out);
-/* The same rows as compressed sparse rows, straight from the pool's arrays
+/* The same rows as compressed sparse rows, straight from the route's arrays
  * (no dense rows written); false if more than cap non-zeros (col and val
  * hold cap + 16). */
-bool nb_max_pool_adjoint_sparse(const nb_node *pool, int64_t k, int64_t r0, int64_t m, bool gate_positive,
+bool nb_max_pool_adjoint_sparse(const nb_pool_route *p, int64_t k, int64_t r0, int64_t m, bool gate_positive,
                                 int64_t cap, struct nb_sparse_rows *s);
 
 #endif

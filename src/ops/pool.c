@@ -76,6 +76,25 @@ static nb_status pool_infer(nb_node *n)
 
 /* ------------------------------------------------------------------- max */
 
+void nb_max_pool_window(const nb_real *xb, int64_t h_first, int64_t W, int64_t C, int64_t h0, int64_t h1, int64_t w0,
+                        int64_t w1, nb_real *yo, int32_t *ao)
+{
+    const nb_real *xr = xb - h_first * W * C; /* xr + offset in the image = the value */
+    const int32_t first = (int32_t)((h0 * W + w0) * C);
+    for (int64_t c = 0; c < C; c++) yo[c] = xr[first + c], ao[c] = first + (int32_t)c;
+    for (int64_t h = h0; h < h1; h++)
+        for (int64_t v = w0; v < w1; v++) {
+            const int32_t off = (int32_t)((h * W + v) * C);
+            const nb_real *xs = xr + off;
+            for (int64_t c = 0; c < C; c++) {
+                const nb_real xv = xs[c];
+                const bool take = xv > yo[c] || xv != xv;
+                yo[c] = take ? xv : yo[c];
+                ao[c] = take ? off + (int32_t)c : ao[c];
+            }
+        }
+}
+
 /* The argmax of each output is stored as an int32 offset inside its image
  * (or -1), so the selection below is branch-free and vectorises: the window
  * is scanned pixel by pixel, all C channels at once. A NaN wins, so NaNs
@@ -104,19 +123,7 @@ static nb_status max_pool_forward(nb_node *n)
                     for (int64_t c = 0; c < C; c++) yo[c] = 0, ao[c] = -1;
                     continue;
                 }
-                const int32_t first = (int32_t)((h0 * w.W + w0) * C);
-                for (int64_t c = 0; c < C; c++) yo[c] = xb[first + c], ao[c] = first + (int32_t)c;
-                for (int64_t h = h0; h < h1; h++)
-                    for (int64_t v = w0; v < w1; v++) {
-                        const int32_t off = (int32_t)((h * w.W + v) * C);
-                        const nb_real *xs = xb + off;
-                        for (int64_t c = 0; c < C; c++) {
-                            const nb_real xv = xs[c];
-                            const bool take = xv > yo[c] || xv != xv;
-                            yo[c] = take ? xv : yo[c];
-                            ao[c] = take ? off + (int32_t)c : ao[c];
-                        }
-                    }
+                nb_max_pool_window(xb, 0, w.W, C, h0, h1, w0, w1, yo, ao);
             }
         }
     }
@@ -169,21 +176,9 @@ static nb_status max_pool_vjp(nb_node *n, int which, int64_t K, const nb_real *d
     return NB_OK;
 }
 
-/* Deferring the VJP (nb_op.vjp_defer): when the windows do not overlap
- * (stride = window, so every x value is the maximum of at most one window)
- * and x comes from a convolution, its adjoint is left with the pool and the
- * convolution gathers the rows it needs (nb_max_pool_adjoint_rows): a
- * quarter of the memory traffic of a 2x2 pool's dense adjoint, and no pass
- * to write it. */
-static bool max_pool_vjp_defer(const nb_node *n, int i)
-{
-    const nb_node *x = n->in[0];
-    return i == 0 && pool_at(n)->stride == pool_at(n)->size && n->ws && x->op == &nb_op_conv2d;
-}
-
 /* Walks the pixels r0, r0 + 1, ... of a pool's input (image-major) with
  * the window holding each (stride = window), without dividing per pixel:
- * the deferred adjoint is read once per pixel of the convolution. */
+ * the pooled adjoint is read once per pixel of the convolution. */
 typedef struct {
     int64_t b, h, x, p; /* image, row, column, pixel inside the image */
     int64_t i, j, jr;   /* window row and column, x + pad_left = j*s + jr */
@@ -215,14 +210,13 @@ static int64_t walk_window(const nb_window *w, const pool_walk *t)
     return t->i < w->OH && t->j < w->OW ? ((t->b * w->OH + t->i) * w->OW + t->j) * w->C : -1;
 }
 
-void nb_max_pool_adjoint_rows(const nb_node *pool, int64_t k, int64_t r0, int64_t m, bool gate_positive,
+void nb_max_pool_adjoint_rows(const nb_pool_route *p, int64_t k, int64_t r0, int64_t m, bool gate_positive,
                               nb_real *out)
 {
-    nb_window w;
-    pool_window(pool, &w);
+    const nb_window w = p->w;
     const int64_t C = w.C;
-    const int32_t *arg = pool->ws;
-    const nb_real *g = nb_adjoint_of(pool)->data + k * pool->value.size, *y = pool->value.data;
+    const int32_t *arg = p->arg;
+    const nb_real *g = p->dy + k * p->ysize, *y = p->y;
     pool_walk t;
     walk_at(&w, r0, &t);
     for (int64_t r = 0; r < m; r++, walk_next(&w, &t)) {
@@ -241,14 +235,13 @@ void nb_max_pool_adjoint_rows(const nb_node *pool, int64_t k, int64_t r0, int64_
     }
 }
 
-bool nb_max_pool_adjoint_sparse(const nb_node *pool, int64_t k, int64_t r0, int64_t m, bool gate_positive,
+bool nb_max_pool_adjoint_sparse(const nb_pool_route *p, int64_t k, int64_t r0, int64_t m, bool gate_positive,
                                 int64_t cap, nb_sparse_rows *s)
 {
-    nb_window w;
-    pool_window(pool, &w);
+    const nb_window w = p->w;
     const int64_t C = w.C;
-    const int32_t *arg = pool->ws;
-    const nb_real *g = nb_adjoint_of(pool)->data + k * pool->value.size, *y = pool->value.data;
+    const int32_t *arg = p->arg;
+    const nb_real *g = p->dy + k * p->ysize, *y = p->y;
     if (cap > INT32_MAX - 16) return false; /* offsets in start are int32 */
     int64_t nnz = 0;
     s->rows = m;
@@ -353,21 +346,11 @@ static nb_status avg_pool_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_rea
 }
 
 /* Gradient-check cases. A max pool's input has well-separated distinct
- * values (a shuffled ramp with spacing 0.1 plus jitter < 0.02), so no
- * perturbation of the gradient check (eps <= 1e-2) can change an argmax. */
+ * values (nb_check_ramp_leaf), so no perturbation of the gradient check can
+ * change an argmax. */
 static nb_node *pool_input(nb_graph *g, nb_rng *r, int64_t n, int64_t h, int64_t w, int64_t c)
 {
-    nb_node *x = NB_CHECK_X("x", 0, 1, n, h, w, c);
-    if (!x) return NULL;
-    nb_tensor *t = nb_value(x);
-    for (int64_t i = 0; i < t->size; i++) t->data[i] = (nb_real)i;
-    for (int64_t i = t->size - 1; i > 0; i--) {
-        int64_t j = (int64_t)(nb_rng_next(r) % (uint64_t)(i + 1));
-        nb_real v = t->data[i];
-        t->data[i] = t->data[j], t->data[j] = v;
-    }
-    for (int64_t i = 0; i < t->size; i++) t->data[i] = (nb_real)(0.1 * t->data[i] + 0.02 * nb_rng_uniform(r) - 2);
-    return x;
+    return nb_check_ramp_leaf(g, r, "x", NB_SHAPE(n, h, w, c), -2);
 }
 static nb_node *case_maxpool(nb_graph *g, nb_rng *r) { return nb_max_pool2d(pool_input(g, r, 2, 4, 4, 3), 2, 0, NB_PAD_VALID); }
 static nb_node *case_maxpool_overlap(nb_graph *g, nb_rng *r)
@@ -416,7 +399,6 @@ const nb_op nb_op_max_pool2d = {
     .jvp = max_pool_jvp,
     .cases = max_pool2d_cases,
     .ncases = NB_COUNT(max_pool2d_cases),
-    .vjp_defer = max_pool_vjp_defer,
 };
 const nb_op nb_op_avg_pool2d = {
     .name = "avg_pool2d",
