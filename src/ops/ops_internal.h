@@ -1,6 +1,7 @@
 /* What the ops share among themselves (src/ops): the op registry, the
  * helpers of the gradient-check cases, and a max pool's adjoint read by the
- * convolution before it, which the pool leaves deferred. Not installed. */
+ * convolution before it, routed by the fused conv2d_relu_maxpool. Not
+ * installed. */
 #ifndef NB_OPS_INTERNAL_H
 #define NB_OPS_INTERNAL_H
 
