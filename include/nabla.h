@@ -110,13 +110,10 @@ nb_status nb_input_reshape(nb_node *input, int rank, const int64_t *shape);
  * gradient of the last nb_backward (NULL where none was computed, or when
  * the last nb_backward failed). Other passes (nb_vjp, nb_jvp, nb_jacobian)
  * keep their adjoints apart and leave it as it is, so a Jacobian may run
- * between nb_backward and nb_optim_step. The gradient of a convolution
- * read by a max pool is formed only when asked for, from the pool's: ask
- * before the next nb_forward, re-inference of shapes (after
- * nb_input_reshape or new nodes) or a layer that nb_model_add removes
- * again, which drop it (nb_vjp, nb_jvp and nb_jacobian form it before their
- * own forward pass, so it survives them); and not from two threads at
- * once: asking writes it. */
+ * between nb_backward and nb_optim_step. nb_grad only reads. In a model, a
+ * convolution followed by a non-overlapping max pool is one node (op
+ * "conv2d_relu_maxpool", named after the pool's layer): the convolution's
+ * own node keeps its shape but has no value or gradient. */
 nb_tensor *nb_value(nb_node *n);
 nb_tensor *nb_grad(nb_node *n);
 const char *nb_node_name(const nb_node *n);
