@@ -377,7 +377,7 @@ static void test_batch_zero(void **state)
     char *out;
     int rc = CLI(&out, "train", "--data", data, "--model", "flatten; dense 10", "--batch", "0");
     assert_int_equal(rc, 2);
-    assert_has(out, "nabla train: --batch must be at least 1, got '0'");
+    assert_has(out, "nabla train: --batch must be an integer from 1 to 1048576, got '0'");
     free(out);
 }
 

@@ -251,7 +251,12 @@ static void test_predict(void **state)
     assert_true(contains("the model takes (N, 28, 28, 1)"));
     assert_int_equal(run(CLI " predict --model " MODEL " --input " TMP "nothere.npy -o " TMP "q.npy"), 1);
     assert_true(contains("nothere.npy"));
-    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF), 2);
+    /* Without -o: the top classes only, nothing written. */
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF " --top 2"), 0);
+    assert_true(contains("example 0: class "));
+    assert_null(strstr(out, "wrote"));
+    assert_int_equal(run(CLI " predict --model " MODEL), 2);
+    assert_true(contains("--input FILE or --data D is required"));
     assert_int_equal(run(CLI " predict --bogus"), 2);
 }
 
