@@ -217,10 +217,14 @@ static int compute(const jacobian_args *a, jac_run *r)
                                              : nb_jacobian(r->y, r->wrt, &jo, &r->J);
     if (!st && a->compare) st = nb_jacobian_kinks(r->y, r->wrt, &jo, 0, 0, &r->Jn, &r->K, &r->nkinks);
     if (st == NB_ERR_TOO_LARGE && !strcmp(a->wrt, "input") && !a->per_example) {
+        /* The library's advice names its own options: give the flags instead. */
         char msg[512];
         snprintf(msg, sizeof msg, "%s", nb_last_error());
+        char *lib_advice = strstr(msg, "; raise max_bytes");
+        if (lib_advice) *lib_advice = '\0';
         nb_set_error(st, "%s; for %lld examples the full Jacobian holds every pair of them: pass --per-example (one "
-                         "block per example) or --count with fewer examples", msg, (long long)r->x->shape[0]);
+                         "block per example) or --count N with fewer examples (--start K: the first)", msg,
+                     (long long)r->x->shape[0]);
     }
     if (st) return cli_fail("jacobian", NULL);
     r->seconds = now_s() - t0;

@@ -305,9 +305,9 @@ int cmd_train(int argc, char **argv)
     rc = load_train_data(&a, &train, &val);
     if (!rc) rc = a.resume ? resume_model(&a, &ckpt, &m, &start_epoch, &start_step) : build_model(&a, &train, &m);
     if (!rc && a.resume && start_epoch >= a.epochs) {
-        printf("nothing to train: the checkpoint '%s' already holds %d epochs and --epochs is %lld (--epochs counts "
+        printf("nothing to train: the checkpoint '%s' already holds %d epoch%s and --epochs is %lld (--epochs counts "
                "all epochs, those done included: pass --epochs %d or more to continue)\n",
-               a.out, start_epoch, a.epochs, start_epoch + 1);
+               a.out, start_epoch, start_epoch == 1 ? "" : "s", a.epochs, start_epoch + 1);
     } else if (!rc) {
         rc = run_epochs(&a, m, ckpt, &train, &val, start_epoch, start_step, &curves);
         if (!rc) rc = finish(&a, m, &curves);

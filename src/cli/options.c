@@ -204,10 +204,12 @@ static int missing_required(const cli_spec *spec, const unsigned char *given)
 {
     char list[256] = "";
     size_t u = 0;
-    int missing = 0;
+    int missing = 0, total = 0;
+    for (int i = 0; i < spec->nopts; i++) total += (spec->opts[i].flags & CLI_REQUIRED) && !given[i];
     for (int i = 0; i < spec->nopts; i++) {
         if (!(spec->opts[i].flags & CLI_REQUIRED) || given[i]) continue;
-        if (u < sizeof list) u += (size_t)snprintf(list + u, sizeof list - u, "%s%s", u ? ", " : "", spec->opts[i].name);
+        const char *sep = !missing ? "" : missing == total - 1 ? (total > 2 ? ", and " : " and ") : ", ";
+        if (u < sizeof list) u += (size_t)snprintf(list + u, sizeof list - u, "%s%s", sep, spec->opts[i].name);
         missing++;
     }
     if (!missing) return -1;

@@ -125,6 +125,45 @@ static void test_summary_mnist_cnn(void **state)
     assert_int_equal(run(CLI " summary"), 2);
 }
 
+
+/* The declarative options: --help is nabla help CMD, --opt=value, strict
+ * numbers, did-you-mean for commands, options and choices. */
+static void test_options(void **state)
+{
+    (void)state;
+    static char help[1 << 16];
+    assert_int_equal(run(CLI " train --help"), 0);
+    snprintf(help, sizeof help, "%s", out);
+    assert_true(contains("  --epochs E            epochs (with --resume: in all, those done included) (default 1)"));
+    assert_true(contains("  --optimizer sgd|adam|adamw|rmsprop"));
+    assert_int_equal(run(CLI " help train"), 0);
+    assert_string_equal(out, help);
+    assert_int_equal(run(CLI " help trian"), 2);
+    assert_true(contains("nabla: unknown command 'trian' (did you mean train?)"));
+    assert_int_equal(run(CLI " trian --epochs 1"), 2);
+    assert_true(contains("nabla: unknown command 'trian' (did you mean train?)"));
+    assert_int_equal(run(CLI " train --data d --model m --epoch 3"), 2);
+    assert_true(contains("nabla train: unknown option '--epoch' (did you mean --epochs?)"));
+    assert_int_equal(run(CLI " train --data d --model m --optimizer adma"), 2);
+    assert_true(contains("unknown --optimizer 'adma': did you mean adam? (the choices: sgd, adam, adamw, rmsprop)"));
+    assert_int_equal(run(CLI " gradcheck --seed abc"), 2);
+    assert_true(contains("nabla gradcheck: --seed must be an integer >= 0, got 'abc'"));
+    assert_int_equal(run(CLI " gradcheck --seed 12x"), 2);
+    assert_int_equal(run(CLI " jacobian --model m --input x -o J.npy --eps=-1"), 2);
+    assert_true(contains("--eps must be a positive finite number, got '-1'"));
+    /* --name=value is --name value: alpha 0.25 takes x from 1 to 0 in one step. */
+    assert_int_equal(run(CLI " demo gd --lr=0.25 --steps=1"), 0);
+    char x[64];
+    assert_true(demo_x(1, x, sizeof x));
+    assert_string_equal(x, "0");
+    assert_int_equal(run(CLI " train --data=d --model=m --resume=1"), 2);
+    assert_true(contains("--resume takes no value, got '--resume=1'"));
+    assert_int_equal(run(CLI " train --data d"), 2);
+    assert_true(contains("--model is required (or --resume"));
+    assert_int_equal(run(CLI " grad --input x.npy --labels y.npy"), 2);
+    assert_true(contains("nabla grad: --model and --out are required"));
+}
+
 /* ------------------------------------------------------- a trained model */
 
 #define MODEL TMP "tiny.safetensors"
@@ -491,6 +530,89 @@ static void test_predict_softmax_then_dropout(void **state)
     nb_tensor_free(x);
 }
 
+
+/* --data D --start K --count N: the same examples as --input, from the data
+ * set itself, with its labels; predict's top classes with their names. */
+static void test_data_source(void **state)
+{
+    (void)state;
+    if (!have_data) skip();
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF " -o " TMP "pin.npy"), 0);
+    assert_int_equal(run(CLI " predict --model " MODEL " --data fashion-mnist --count 3 --top 1 -o " TMP "pdata.npy"),
+                     0);
+    /* The first three test images are an ankle boot, a pullover and a trouser. */
+    assert_true(contains("the test split of 'fashion-mnist' examples 0..2: 3 examples"));
+    assert_true(contains("(label: Ankle boot"));
+    assert_true(contains("(label: Pullover"));
+    assert_true(contains("(label: Trouser"));
+    nb_tensor *a = read_npy(TMP "pin.npy"), *b = read_npy(TMP "pdata.npy");
+    assert_int_equal(a->size, b->size);
+    assert_memory_equal(a->data, b->data, (size_t)a->size * sizeof(nb_real));
+    /* The top class printed is the argmax of the row, with its probability. */
+    int best = 0;
+    for (int c = 1; c < 10; c++)
+        if (a->data[c] > a->data[best]) best = c;
+    static const char *names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                    "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    char line[128];
+    snprintf(line, sizeof line, "example 0: %s %.3f   (label: Ankle boot", names[best], (double)a->data[best]);
+    assert_true(contains(line));
+    /* --start 1 --count 2: rows 1 and 2; on --input too. */
+    assert_int_equal(run(CLI " predict --model " MODEL " --data fashion-mnist --start 1 --count 2 -o " TMP "p12.npy"), 0);
+    nb_tensor *c = read_npy(TMP "p12.npy");
+    assert_int_equal(c->shape[0], 2);
+    assert_memory_equal(c->data, a->data + 10, 20 * sizeof(nb_real));
+    nb_tensor_free(c);
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF " --start 2 -o " TMP "p2.npy"), 0);
+    c = read_npy(TMP "p2.npy");
+    assert_int_equal(c->shape[0], 1);
+    assert_memory_equal(c->data, a->data + 20, 10 * sizeof(nb_real));
+    nb_tensor_free(c);
+    nb_tensor_free(a);
+    nb_tensor_free(b);
+    /* jacobian: one example by default with --data; the same J as --input. */
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --data fashion-mnist -o " TMP "Jd.npy"), 0);
+    nb_tensor *J = read_npy(TMP "Jd.npy");
+    const int64_t js[6] = {1, 10, 1, 28, 28, 1};
+    assert_int_equal(J->rank, 6);
+    assert_memory_equal(J->shape, js, sizeof js);
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --count 1 -o " TMP "Ji.npy"), 0);
+    nb_tensor *Ji = read_npy(TMP "Ji.npy");
+    assert_memory_equal(J->data, Ji->data, (size_t)J->size * sizeof(nb_real));
+    nb_tensor_free(J);
+    nb_tensor_free(Ji);
+    /* grad: the data set's labels, the same loss as --labels. */
+    assert_int_equal(run(CLI " grad --model " MODEL " --input " XF " --labels " Y " -o " TMP "gi.safetensors"), 0);
+    const char *p = strstr(out, "loss (cce, mean over 3 examples): ");
+    assert_non_null(p);
+    char loss_in[64];
+    sscanf(p + strlen("loss (cce, mean over 3 examples): "), "%63s", loss_in);
+    assert_int_equal(run(CLI " grad --model " MODEL " --data fashion-mnist --count 3 -o " TMP "gd.safetensors"), 0);
+    snprintf(line, sizeof line, "loss (cce, mean over 3 examples): %s\n", loss_in);
+    assert_true(contains(line));
+    /* Errors: both sources, --start past the end. */
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF " --data fashion-mnist"), 2);
+    assert_true(contains("give --input or --data, not both"));
+    assert_int_equal(run(CLI " predict --model " MODEL " --data fashion-mnist --start 10000"), 1);
+    assert_true(contains("--start 10000: the test split of 'fashion-mnist' has 10000 examples (0..9999)"));
+}
+
+/* --resume needs no --model, and says when the epochs are already done. */
+static void test_resume_without_model(void **state)
+{
+    (void)state;
+    if (!have_data) skip();
+    assert_int_equal(run("cp " MODEL " " TMP "resume.safetensors"), 0);
+    assert_int_equal(run(CLI " train --data fashion-mnist --resume --out " TMP "resume.safetensors"), 0);
+    assert_true(contains("nothing to train: the checkpoint '" TMP "resume.safetensors' already holds 1 epoch and "
+                         "--epochs is 1"));
+    assert_int_equal(run(CLI " train --data fashion-mnist --resume --epochs 2 --limit 128 --no-test --out " TMP
+                             "resume.safetensors"),
+                     0);
+    assert_true(contains("resuming after epoch 1"));
+    assert_true(contains("epoch 2/2: loss "));
+}
+
 int main(void)
 {
     const struct CMUnitTest basic[] = {
@@ -499,6 +621,7 @@ int main(void)
         cmocka_unit_test(test_summary_mnist_cnn),
         cmocka_unit_test(test_linear_layer_model_file),
         cmocka_unit_test(test_predict_softmax_then_dropout),
+        cmocka_unit_test(test_options),
     };
     const struct CMUnitTest trained[] = {
         cmocka_unit_test(test_eval),
@@ -506,6 +629,8 @@ int main(void)
         cmocka_unit_test(test_jacobian),
         cmocka_unit_test(test_jacobian_compare),
         cmocka_unit_test(test_grad),
+        cmocka_unit_test(test_data_source),
+        cmocka_unit_test(test_resume_without_model),
     };
     int f = cmocka_run_group_tests(basic, NULL, NULL);
     return f + cmocka_run_group_tests(trained, setup_model, NULL);
