@@ -100,14 +100,14 @@ static int labels_fit(const grad_args *a, const char *labels, nb_model *m, const
     if (a->loss == NB_LOSS_CCE) {
         int64_t C = nb_value(nb_model_logits(m))->shape[1];
         if (!(y->rank >= 1 && y->shape[0] == N && y->size == N && y->rank <= 2)) {
-            nb_set_error(NB_ERR_SHAPE, "labels '%s' have shape %s; cce needs %lld class indices, shape (%lld)", labels,
+            nb_set_error(NB_ERR_SHAPE, "%s have shape %s; cce needs %lld class indices, shape (%lld)", labels,
                          nb_shape_str(y->rank, y->shape, s1, sizeof s1), (long long)N, (long long)N);
             return 0;
         }
         for (int64_t i = 0; i < N; i++) {
             double v = y->data[i];
             if (!(v >= 0 && v < (double)C) || v != floor(v)) {
-                nb_set_error(NB_ERR_ARG, "labels '%s': label %g at row %lld is not a class index 0..%lld", labels, v,
+                nb_set_error(NB_ERR_ARG, "%s: label %g at row %lld is not a class index 0..%lld", labels, v,
                              (long long)i, (long long)C - 1);
                 return 0;
             }
@@ -122,7 +122,7 @@ static int labels_fit(const grad_args *a, const char *labels, nb_model *m, const
     int64_t want[NB_MAX_RANK];
     memcpy(want, o->shape, sizeof want);
     want[0] = N;
-    nb_set_error(NB_ERR_SHAPE, "labels '%s' have shape %s; %s needs targets of the output's shape %s%s", labels,
+    nb_set_error(NB_ERR_SHAPE, "%s have shape %s; %s needs targets of the output's shape %s%s", labels,
                  nb_shape_str(y->rank, y->shape, s1, sizeof s1), loss_name, nb_shape_str(o->rank, want, s2, sizeof s2),
                  y->size == N && o->rank == 2 && o->shape[1] > 1
                      ? " (these look like class indices: use --loss cce, or one-hot targets for mse)"
@@ -138,7 +138,9 @@ static int load(const grad_args *a, nb_model **m, nb_node **target, nb_node **lo
     /* The loss (and its target) first, at the model's current batch; then the batch size. */
     if (nb_model_loss(*m, (nb_loss_kind)a->loss, target, loss)) return cli_fail("grad", "building the loss");
     if (cli_load_examples(&a->src, 100, *m, x, y, NULL, what, sizeof what)) return cli_fail("grad", "reading the input");
-    const char *lname = a->labels ? a->labels : a->src.data;
+    char lname[1100];
+    if (a->labels) snprintf(lname, sizeof lname, "labels '%s'", a->labels);
+    else snprintf(lname, sizeof lname, "the labels of '%s'", a->src.data);
     if (a->labels) {
         nb_tensor_free(*y);
         if (cli_read_tensor(a->labels, y)) return cli_fail("grad", "reading the labels");
