@@ -613,6 +613,35 @@ static void test_resume_without_model(void **state)
     assert_true(contains("epoch 2/2: loss "));
 }
 
+/* train --plot: an SVG file (a .png name is refused), epochs on integer ticks. */
+static void test_train_plot_ticks(void **state)
+{
+    (void)state;
+    if (!have_data) skip();
+    assert_int_equal(run(CLI " train --data fashion-mnist --model 'flatten; dense 10' --limit 256 --epochs 3 --no-test "
+                             "--quiet --out " TMP "plot.safetensors --plot " TMP "curves.png"),
+                     2);
+    assert_true(contains("--plot writes SVG"));
+    assert_int_equal(run(CLI " train --data fashion-mnist --model 'flatten; dense 10' --limit 256 --epochs 3 --no-test "
+                             "--quiet --out " TMP "plot.safetensors --plot " TMP "curves.svg"),
+                     0);
+    FILE *f = fopen(TMP "curves.svg", "r");
+    assert_non_null(f);
+    static char svg[1 << 18];
+    size_t n = fread(svg, 1, sizeof svg - 1, f);
+    svg[n] = '\0';
+    fclose(f);
+    /* Both plots' x ticks: 1, 2, 3 and nothing between. */
+    char ticks[256] = "";
+    for (const char *q = strstr(svg, "class=\"xtick\""); q; q = strstr(q + 1, "class=\"xtick\"")) {
+        const char *gt = strchr(q, '>'), *lt = gt ? strchr(gt, '<') : NULL;
+        assert_non_null(lt);
+        size_t u = strlen(ticks);
+        snprintf(ticks + u, sizeof ticks - u, "%.*s ", (int)(lt - gt - 1), gt + 1);
+    }
+    assert_string_equal(ticks, "1 2 3 1 2 3 ");
+}
+
 int main(void)
 {
     const struct CMUnitTest basic[] = {
@@ -631,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_grad),
         cmocka_unit_test(test_data_source),
         cmocka_unit_test(test_resume_without_model),
+        cmocka_unit_test(test_train_plot_ticks),
     };
     int f = cmocka_run_group_tests(basic, NULL, NULL);
     return f + cmocka_run_group_tests(trained, setup_model, NULL);
