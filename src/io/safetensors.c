@@ -651,83 +651,54 @@ static int cmp_meta_keys(const void *a, const void *b)
     return strcmp((*(const st_meta *const *)a)->key, (*(const st_meta *const *)b)->key);
 }
 
-nb_status nb_safetensors_serialize(const nb_safetensors *st, int write_f64, void **data, size_t *len)
+/* The JSON header of the tensors ents (sorted) and the metadata metas
+ * (sorted), padded with spaces to a multiple of 8; *data_bytes: the bytes
+ * of data after it. */
+static nb_status st_header_json(sbuf *b, const st_entry *const *ents, int n, const st_meta *const *metas, int nm,
+                                size_t esize, uint64_t *data_bytes)
 {
-    if (data) *data = NULL;
-    if (len) *len = 0;
-    if (!st || !data || !len) return nb_fail(NB_ERR_ARG, "safetensors_serialize: NULL argument");
-    const size_t esize = write_f64 ? 8 : 4;
-    const st_entry **ents = calloc(st->n ? (size_t)st->n : 1, sizeof *ents);
-    const st_meta **metas = calloc(st->nm ? (size_t)st->nm : 1, sizeof *metas);
-    sbuf b = {0};
-    nb_status s = NB_OK;
-    if (!ents || !metas) {
-        s = nb_fail(NB_ERR_NOMEM, "safetensors_serialize: out of memory");
-        goto done;
-    }
-    for (int i = 0; i < st->n; i++)
-        ents[i] = &st->e[i];
-    for (int i = 0; i < st->nm; i++)
-        metas[i] = &st->m[i];
-    qsort(ents, (size_t)st->n, sizeof *ents, cmp_entry_names);
-    qsort(metas, (size_t)st->nm, sizeof *metas, cmp_meta_keys);
-
-    sb_str(&b, "{");
-    int first = 1;
-    if (st->nm > 0) {
-        sb_str(&b, "\"__metadata__\":{");
-        for (int i = 0; i < st->nm; i++) {
-            if (i) sb_str(&b, ",");
-            sb_json_string(&b, metas[i]->key);
-            sb_str(&b, ":");
-            sb_json_string(&b, metas[i]->value);
+    sb_str(b, "{");
+    if (nm > 0) {
+        sb_str(b, "\"__metadata__\":{");
+        for (int i = 0; i < nm; i++) {
+            if (i) sb_str(b, ",");
+            sb_json_string(b, metas[i]->key);
+            sb_str(b, ":");
+            sb_json_string(b, metas[i]->value);
         }
-        sb_str(&b, "}");
-        first = 0;
+        sb_str(b, "}");
     }
     uint64_t off = 0;
-    for (int i = 0; i < st->n; i++) {
+    for (int i = 0; i < n; i++) {
         const nb_tensor *t = ents[i]->t;
         char num[64];
-        if (!first) sb_str(&b, ",");
-        first = 0;
-        sb_json_string(&b, ents[i]->name);
-        sb_str(&b, write_f64 ? ":{\"dtype\":\"F64\",\"shape\":[" : ":{\"dtype\":\"F32\",\"shape\":[");
+        if (i || nm > 0) sb_str(b, ",");
+        sb_json_string(b, ents[i]->name);
+        sb_str(b, esize == 8 ? ":{\"dtype\":\"F64\",\"shape\":[" : ":{\"dtype\":\"F32\",\"shape\":[");
         for (int k = 0; k < t->rank; k++) {
             snprintf(num, sizeof num, k ? ",%" PRId64 : "%" PRId64, t->shape[k]);
-            sb_str(&b, num);
+            sb_str(b, num);
         }
         uint64_t bytes = (uint64_t)t->size * esize;
-        if ((uint64_t)t->size > UINT64_MAX / esize || off > UINT64_MAX - bytes) {
-            s = nb_fail(NB_ERR_TOO_LARGE, "safetensors_serialize: the tensors are too large");
-            goto done;
-        }
+        if ((uint64_t)t->size > UINT64_MAX / esize || off > UINT64_MAX - bytes)
+            return nb_fail(NB_ERR_TOO_LARGE, "safetensors_serialize: the tensors are too large");
         snprintf(num, sizeof num, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + bytes);
-        sb_str(&b, num);
+        sb_str(b, num);
         off += bytes;
     }
-    sb_str(&b, "}");
+    sb_str(b, "}");
     /* Pad with spaces so that the data starts at a multiple of 8. */
-    while (!b.oom && b.n % 8 != 0)
-        sb_str(&b, " ");
-    if (b.oom) {
-        s = nb_fail(NB_ERR_NOMEM, "safetensors_serialize: out of memory");
-        goto done;
-    }
-    if (off > SIZE_MAX - 8 - b.n) {
-        s = nb_fail(NB_ERR_TOO_LARGE, "safetensors_serialize: the tensors are too large");
-        goto done;
-    }
-    size_t total = 8 + b.n + (size_t)off;
-    unsigned char *buf = malloc(total);
-    if (!buf) {
-        s = nb_fail(NB_ERR_NOMEM, "safetensors_serialize: out of memory for %zu bytes", total);
-        goto done;
-    }
-    nb_st_le64(buf, (uint64_t)b.n);
-    memcpy(buf + 8, b.p, b.n);
-    unsigned char *d = buf + 8 + b.n;
-    for (int i = 0; i < st->n; i++) {
+    while (!b->oom && b->n % 8 != 0)
+        sb_str(b, " ");
+    if (b->oom) return nb_fail(NB_ERR_NOMEM, "safetensors_serialize: out of memory");
+    *data_bytes = off;
+    return NB_OK;
+}
+
+/* The tensors' values, little-endian F32 or F64, one after the other. */
+static void st_put_data(unsigned char *d, const st_entry *const *ents, int n, int write_f64)
+{
+    for (int i = 0; i < n; i++) {
         const nb_tensor *t = ents[i]->t;
         for (int64_t k = 0; k < t->size; k++) {
             if (write_f64)
@@ -735,11 +706,41 @@ nb_status nb_safetensors_serialize(const nb_safetensors *st, int write_f64, void
             else
                 nb_st_le32(d + 4 * k, nb_f32_to_bits((float)t->data[k]));
         }
-        d += (size_t)t->size * esize;
+        d += (size_t)t->size * (write_f64 ? 8 : 4);
     }
-    *data = buf;
-    *len = total;
-done:
+}
+
+nb_status nb_safetensors_serialize(const nb_safetensors *st, int write_f64, void **data, size_t *len)
+{
+    if (data) *data = NULL;
+    if (len) *len = 0;
+    if (!st || !data || !len) return nb_fail(NB_ERR_ARG, "safetensors_serialize: NULL argument");
+    const st_entry **ents = calloc(st->n ? (size_t)st->n : 1, sizeof *ents);
+    const st_meta **metas = calloc(st->nm ? (size_t)st->nm : 1, sizeof *metas);
+    sbuf b = {0};
+    uint64_t off = 0;
+    nb_status s = ents && metas ? NB_OK : nb_fail(NB_ERR_NOMEM, "safetensors_serialize: out of memory");
+    for (int i = 0; !s && i < st->n; i++)
+        ents[i] = &st->e[i];
+    for (int i = 0; !s && i < st->nm; i++)
+        metas[i] = &st->m[i];
+    if (!s) {
+        /* Sorted by name and key: the same tensors give the same bytes. */
+        qsort(ents, (size_t)st->n, sizeof *ents, cmp_entry_names);
+        qsort(metas, (size_t)st->nm, sizeof *metas, cmp_meta_keys);
+        s = st_header_json(&b, ents, st->n, metas, st->nm, write_f64 ? 8 : 4, &off);
+    }
+    if (!s && off > SIZE_MAX - 8 - b.n) s = nb_fail(NB_ERR_TOO_LARGE, "safetensors_serialize: the tensors are too large");
+    size_t total = s ? 0 : 8 + b.n + (size_t)off;
+    unsigned char *buf = s ? NULL : malloc(total);
+    if (!s && !buf) s = nb_fail(NB_ERR_NOMEM, "safetensors_serialize: out of memory for %zu bytes", total);
+    if (!s) {
+        nb_st_le64(buf, (uint64_t)b.n);
+        memcpy(buf + 8, b.p, b.n);
+        st_put_data(buf + 8 + b.n, ents, st->n, write_f64);
+        *data = buf;
+        *len = total;
+    }
     free(ents);
     free(metas);
     free(b.p);
