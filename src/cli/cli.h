@@ -5,6 +5,7 @@
 #include "nabla.h"
 #include "options.h"
 
+#include <math.h>
 #include <stdio.h>
 
 /* commands.c: the commands. run runs one (argv[0] is the command's name);
@@ -66,8 +67,35 @@ nb_status cli_names_load(const char *classes, const char *data, int64_t C, cli_n
 void cli_names_free(cli_names *n);
 /* "fashion-mnist" -> its Debian directory; other names unchanged. */
 const char *cli_data_dir(const char *name);
-/* A data set by name (fashion-mnist, mnist, a directory of IDX files, a .csv). */
-nb_status cli_load_data(const char *name, const char *split, int label_col, nb_dataset *out);
+/* How a CSV data set is read (csv_data.c): --label-col INDEX|NAME,
+ * --header / --no-header (neither: detected from the first line, and said
+ * on stderr), --scale D (inputs divided by D). */
+typedef struct {
+    const char *label_col;
+    int header, no_header;
+    double scale;
+} cli_csv_opts;
+#define CLI_CSV_OPTS(type, field)                                                                                     \
+    {"--label-col", NULL, CLI_STR, offsetof(type, field.label_col), "K|NAME", "-1",                                   \
+     "CSV: the label column, by index (-1: the last) or header name", 0, 0, 0, NULL},                                  \
+    {"--header", NULL, CLI_FLAG, offsetof(type, field.header), NULL, NULL, "CSV: the first line is a header", 0, 0, 0, \
+     NULL},                                                                                                            \
+    {"--no-header", NULL, CLI_FLAG, offsetof(type, field.no_header), NULL, NULL,                                      \
+     "CSV: the first line is data (default: detected)", 0, 0, 0, NULL},                                                \
+    {"--scale", NULL, CLI_REAL, offsetof(type, field.scale), "D", NULL,                                               \
+     "CSV: divide the inputs by D (255 for 0..255 pixels)", CLI_GT_LO, 0, HUGE_VAL, NULL}
+/* --header with --no-header: a usage error (2), else -1. */
+int cli_csv_check(const char *cmd, const cli_csv_opts *o);
+nb_status cli_load_csv(const char *path, const cli_csv_opts *o, nb_dataset *out);
+/* A data set by name (fashion-mnist, mnist, a directory of IDX files, a .csv
+ * read by csv, which may be NULL for the defaults). */
+nb_status cli_load_data(const char *name, const char *split, const cli_csv_opts *csv, nb_dataset *out);
+/* *x (N, ...) replaced by its copy of shape (N, input...) when the sizes agree (CSV
+ * rows as images); else an error naming both. */
+nb_status cli_reshape_rows(nb_tensor **x, const char *input);
+/* Flat rows *x (N, P) for a model of images (P = H * W * C) replaced by
+ * their copy of shape (N, H, W, C); anything else left as it is. */
+nb_status cli_fit_rows(nb_tensor **x, const nb_model *m);
 /* d becomes its examples start..start+count-1 (nb_dataset_subset). */
 nb_status cli_dataset_limit(nb_dataset *d, int64_t start, int64_t count);
 /* A model from a .safetensors file, a spec file, or spec text; the input
@@ -91,7 +119,8 @@ nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, i
 typedef struct {
     const char *input, *data;
     int split;
-    long long start, count, label_col;
+    long long start, count;
+    cli_csv_opts csv;
 } cli_source;
 /* The options of a cli_source field of a command's args struct; count_help
  * says the default of --count with --data. */
@@ -106,8 +135,7 @@ typedef struct {
     {"--start", NULL, CLI_INT, offsetof(type, field.start), "K", "0", "the first example (from 0)", 0, 0,              \
      1099511627776.0, NULL},                                                                                            \
     {"--count", NULL, CLI_INT, offsetof(type, field.count), "N", NULL, count_help, 0, 1, 1099511627776.0, NULL},       \
-    {"--label-col", NULL, CLI_INT, offsetof(type, field.label_col), "K", "-1", "--data FILE.csv: the label column",   \
-     0, -1000000, 1000000, NULL}
+    CLI_CSV_OPTS(type, field.csv)
 /* Exactly one of --input and --data: -1, else a usage error (2). */
 int cli_source_check(const char *cmd, const cli_source *src);
 /* The examples (fitted to m's input as cli_load_input does), and with

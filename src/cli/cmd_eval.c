@@ -9,7 +9,8 @@
 typedef struct {
     const char *model, *data;
     int split;
-    long long batch, limit, label_col;
+    long long batch, limit;
+    cli_csv_opts csv;
 } eval_args;
 
 #define F(field) offsetof(eval_args, field)
@@ -20,8 +21,7 @@ static const cli_opt eval_opts[] = {
     {"--split", NULL, CLI_CHOICE, F(split), NULL, "test", "the split (a CSV file is one split: all its rows)", 0, 0, 0, cli_splits},
     {"--batch", NULL, CLI_INT, F(batch), "B", "256", "examples per forward pass", 0, 1, 1 << 20, NULL},
     {"--limit", NULL, CLI_INT, F(limit), "N", NULL, "evaluate only the first N examples", 0, 1, 1099511627776.0, NULL},
-    {"--label-col", NULL, CLI_INT, F(label_col), "K", "-1", "CSV label column (-1: the last)", 0, -1000000, 1000000,
-     NULL},
+    CLI_CSV_OPTS(eval_args, csv),
 };
 #undef F
 
@@ -35,7 +35,8 @@ static const cli_spec eval_spec = {
 static int parse_args(int argc, char **argv, eval_args *a)
 {
     *a = (eval_args){0};
-    return cli_parse(&eval_spec, argc, argv, a);
+    int r = cli_parse(&eval_spec, argc, argv, a);
+    return r >= 0 ? r : cli_csv_check("eval", &a->csv);
 }
 
 int cmd_eval_check_args(int argc, char **argv)
@@ -122,8 +123,9 @@ int cmd_eval(int argc, char **argv)
     int64_t *conf = NULL, C = 0;
     double loss = 0, acc = 0;
     if (cli_load_trained_model(a.model, &m)) rc = cli_fail("eval", "loading the model");
-    else if (cli_load_data(a.data, split, (int)a.label_col, &d)) rc = cli_fail("eval", "loading the data");
+    else if (cli_load_data(a.data, split, &a.csv, &d)) rc = cli_fail("eval", "loading the data");
     else if (a.limit && a.limit < d.x->shape[0] && cli_dataset_limit(&d, 0, a.limit)) rc = cli_fail("eval", "--limit");
+    else if (cli_fit_rows(&d.x, m)) rc = cli_fail("eval", NULL);
     else rc = evaluate(&a, m, &d, &loss, &acc, &conf, &C);
     if (!rc) {
         int64_t n = d.x->shape[0];

@@ -60,7 +60,7 @@ typedef struct {
 static int compute(const saliency_args *a, saliency_run *r)
 {
     if (cli_load_trained_model(a->model, &r->m)) return cli_fail("saliency", "loading the model");
-    if (cli_load_data(a->data, "test", -1, &r->d)) return cli_fail("saliency", "loading the test data");
+    if (cli_load_data(a->data, "test", NULL, &r->d)) return cli_fail("saliency", "loading the test data");
     if (a->start >= r->d.x->shape[0]) {
         fprintf(stderr, "nabla saliency: --start %lld: the test set has %lld images\n", a->start,
                 (long long)r->d.x->shape[0]);

@@ -11,7 +11,8 @@
 typedef struct {
     const char *data, *model, *input, *out, *plot;
     int loss, optimizer, schedule, init;
-    long long epochs, batch, limit, threads, seed, step_size, label_col;
+    long long epochs, batch, limit, threads, seed, step_size;
+    cli_csv_opts csv;
     double lr, momentum, weight_decay, clip_norm, val_split, gamma, min_lr;
     int resume, no_test, quiet, check_numerics, allow_nonfinite, nesterov;
 } train_args;
@@ -44,7 +45,7 @@ static const cli_opt train_opts[] = {
     {"--step-size", NULL, CLI_INT, F(step_size), "K", "1", "step schedule: epochs per step", 0, 1, 1 << 30, NULL},
     {"--min-lr", NULL, CLI_REAL, F(min_lr), "A", "0", "cosine schedule: the last learning rate", 0, 0, HUGE_VAL, NULL},
     {"--loss", NULL, CLI_CHOICE, F(loss), NULL, "cce", "the loss", 0, 0, 0, cli_losses},
-    {"--label-col", NULL, CLI_INT, F(label_col), "K", "-1", "CSV label column (-1: the last)", 0, -1000000, 1000000, NULL},
+    CLI_CSV_OPTS(train_args, csv),
     {"--init", NULL, CLI_CHOICE, F(init), NULL, "glorot", "weight initialiser (glorot as Keras)", 0, 0, 0, cli_inits},
     {"--seed", NULL, CLI_INT, F(seed), "S", "1", "seed of weights, shuffling and dropout", 0, 0, 4611686018427387904.0,
      NULL},
@@ -92,6 +93,7 @@ static int parse_args(int argc, char **argv, train_args *a)
     if (r >= 0) return r;
     if (!a->model && !a->resume)
         return cli_usage_error("train", "%s", "--model is required (or --resume, to continue the checkpoint in --out)");
+    if ((r = cli_csv_check("train", &a->csv)) >= 0) return r;
     if (a->val_split >= 1) return cli_usage_error("train", "%s", "--val-split must be in [0, 1)");
     if (a->plot && !cli_is_svg_name(a->plot))
         return cli_usage_error("train", "--plot writes SVG: give a file name ending in .svg, got '%s'", a->plot);
@@ -183,13 +185,14 @@ int cmd_train_check_args(int argc, char **argv)
 /* The training data (--limit applied) and the validation part split off. */
 static int load_train_data(const train_args *a, nb_dataset *train, nb_dataset *val)
 {
-    if (cli_load_data(a->data, "train", (int)a->label_col, train)) return cli_fail("train", "loading the training data");
+    if (cli_load_data(a->data, "train", &a->csv, train)) return cli_fail("train", "loading the training data");
     if (a->limit && a->limit < train->x->shape[0]) {
         nb_dataset sub;
         if (nb_dataset_subset(train, 0, a->limit, &sub)) return cli_fail("train", "--limit");
         nb_dataset_free(train);
         *train = sub;
     }
+    if (a->input && cli_reshape_rows(&train->x, a->input)) return cli_fail("train", "--input");
     if (nb_dataset_split(train, a->val_split, val)) return cli_fail("train", "--val-split");
     return 0;
 }
@@ -272,7 +275,7 @@ static int finish(const train_args *a, nb_model *m, const cli_curves *curves)
     if (!a->no_test && strstr(a->data, ".csv") == NULL) {
         nb_dataset test = {0};
         double tl, ta;
-        if (cli_load_data(a->data, "test", (int)a->label_col, &test) ||
+        if (cli_load_data(a->data, "test", &a->csv, &test) ||
             nb_evaluate(m, &test, (nb_loss_kind)a->loss, 256, &tl, &ta, NULL)) {
             nb_dataset_free(&test);
             return cli_fail("train", "test evaluation");
@@ -304,6 +307,8 @@ int cmd_train(int argc, char **argv)
     long long start_step = 0;
     rc = load_train_data(&a, &train, &val);
     if (!rc) rc = a.resume ? resume_model(&a, &ckpt, &m, &start_epoch, &start_step) : build_model(&a, &train, &m);
+    /* CSV rows for a model of images (from a file, or --resume) */
+    if (!rc && (cli_fit_rows(&train.x, m) || (val.x && cli_fit_rows(&val.x, m)))) rc = cli_fail("train", NULL);
     if (!rc && a.resume && start_epoch >= a.epochs) {
         printf("nothing to train: the checkpoint '%s' already holds %d epoch%s and --epochs is %lld (--epochs counts "
                "all epochs, those done included: pass --epochs %d or more to continue)\n",

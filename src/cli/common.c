@@ -168,9 +168,15 @@ const char *cli_data_dir(const char *name)
     return name;
 }
 
-nb_status cli_load_data(const char *name, const char *split, int label_col, nb_dataset *out)
+int cli_csv_check(const char *cmd, const cli_csv_opts *o)
 {
-    if (ends_with(name, ".csv")) return nb_dataset_load_csv(name, label_col, out); /* one split: all rows */
+    if (o->header && o->no_header) return cli_usage_error(cmd, "%s", "--header and --no-header contradict each other");
+    return -1;
+}
+
+nb_status cli_load_data(const char *name, const char *split, const cli_csv_opts *csv, nb_dataset *out)
+{
+    if (ends_with(name, ".csv") || ends_with(name, ".CSV")) return cli_load_csv(name, csv, out); /* one split: all rows */
     const char *dir = cli_data_dir(name);
     if (!is_dir(dir))
         return nb_set_error(NB_ERR_IO,
@@ -188,6 +194,45 @@ nb_status cli_dataset_limit(nb_dataset *d, int64_t start, int64_t count)
     nb_dataset_free(d);
     *d = sub;
     return NB_OK;
+}
+
+nb_status cli_fit_rows(nb_tensor **x, const nb_model *m)
+{
+    int64_t want[NB_MAX_RANK];
+    const int r = nb_model_input_shape(m, want);
+    const nb_tensor *t = *x;
+    if (r < 2 || t->rank != 2 || t->shape[1] != nb_shape_size(r, want)) return NB_OK;
+    int64_t shape[NB_MAX_RANK];
+    shape[0] = t->shape[0];
+    memcpy(shape + 1, want, sizeof(int64_t) * (size_t)r);
+    nb_tensor *n = nb_tensor_from(r + 1, shape, t->data);
+    if (!n) return nb_set_error(NB_ERR_NOMEM, "out of memory");
+    nb_tensor_free(*x);
+    *x = n;
+    return NB_OK;
+}
+
+nb_status cli_reshape_rows(nb_tensor **xp, const char *input)
+{
+    const nb_tensor *x = *xp;
+    int rank = 0;
+    int64_t shape[NB_MAX_RANK + 1];
+    nb_status s = nb_shape_parse(input, &rank, shape + 1);
+    if (s) return s;
+    if (rank + 1 > NB_MAX_RANK)
+        return nb_set_error(NB_ERR_SHAPE, "--input %s: with the batch that is more than %d dimensions", input,
+                            NB_MAX_RANK);
+    const int64_t N = x->shape[0], per = N ? x->size / N : 0, want = nb_shape_size(rank, shape + 1);
+    if (per == want) {
+        shape[0] = N;
+        nb_tensor *r = nb_tensor_from(rank + 1, shape, x->data);
+        if (!r) return nb_set_error(NB_ERR_NOMEM, "out of memory");
+        nb_tensor_free(*xp);
+        *xp = r;
+        return NB_OK;
+    }
+    return nb_set_error(NB_ERR_SHAPE, "--input %s holds %lld values per example, the data's examples hold %lld", input,
+                        (long long)want, (long long)per);
 }
 
 void cli_hint_nonfinite(nb_status s)

@@ -4,6 +4,7 @@
  * Shapes accepted, for a model taking (N, d1, ..., dk):
  *   (N, d1, ..., dk)            as is;
  *   (N, H, W)                   when the model takes (N, H, W, 1): one channel added;
+ *   (N, d1 * ... * dk)          flat rows (a CSV file's), reshaped;
  *   (d1, ..., dk)               one example, taken as N = 1.
  * Scaling rule: when the file's element type is an integer type (npy u1 i1 i4
  * i8 b1, IDX ubyte/sbyte/short/int) and some value is > 1, every value is
@@ -68,6 +69,13 @@ static int fit_shape(const nb_tensor *t, const nb_model *m, const char *path, in
     if (r == 3 && want[2] == 1 && t->rank == 3 && t->shape[1] == want[0] && t->shape[2] == want[1]) {
         *rank = 4;
         shape[0] = t->shape[0], shape[1] = want[0], shape[2] = want[1], shape[3] = 1;
+        return 1;
+    }
+    if (r > 1 && t->rank == 2 && t->shape[1] == nb_shape_size(r, want)) {
+        /* flat rows (a CSV file's, (N, 784)) for a model of (28, 28, 1) */
+        *rank = r + 1;
+        shape[0] = t->shape[0];
+        memcpy(shape + 1, want, sizeof(int64_t) * (size_t)r);
         return 1;
     }
     ok = t->rank == r;
@@ -141,6 +149,8 @@ nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, i
 
 int cli_source_check(const char *cmd, const cli_source *src)
 {
+    int r = cli_csv_check(cmd, &src->csv);
+    if (r >= 0) return r;
     if (!src->input == !src->data)
         return cli_usage_error(cmd, "%s", src->input ? "give --input or --data, not both"
                                                      : "--input FILE or --data D is required (e.g. --data fashion-mnist)");
@@ -172,7 +182,7 @@ static nb_status load_data_rows(const cli_source *src, int64_t data_count, const
 {
     const char *split = cli_choice_name(cli_splits, src->split);
     nb_dataset d = {0};
-    nb_status s = cli_load_data(src->data, split, (int)src->label_col, &d);
+    nb_status s = cli_load_data(src->data, split, &src->csv, &d);
     char n_what[600];
     snprintf(n_what, sizeof n_what, "the %s split of '%s'", split, src->data);
     int64_t count = src->count ? src->count : data_count;

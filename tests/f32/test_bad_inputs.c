@@ -898,6 +898,36 @@ static void test_examples_source(void **state)
     assert_int_equal(access(path_in("g.safetensors"), F_OK), -1);
 }
 
+/* CSV data sets: the label column by a name that is not there, by an index
+ * past the end, by name in a file without a header; contradicting header
+ * options; --input that does not hold a row. */
+static void test_csv_arguments(void **state)
+{
+    (void)state;
+    const char *hdr = path_in("h.csv");
+    assert_int_equal(tu_write(hdr, "label,a,b,c\n0,1,2,3\n1,4,5,6\n", 28), 0);
+    char want[1400], hdr_copy[1200];
+    tu_fmt(hdr_copy, sizeof hdr_copy, "%s", hdr);
+    tu_fmt(want, sizeof want, "nabla train: loading the training data: '%s': --label-col 'lable': no column of that "
+                              "name; did you mean 'label'? (the columns: label, a, b, c)", hdr_copy);
+    EXPECT_CLI(1, want, "train", "--data", hdr_copy, "--label-col", "lable", "--model", "dense 2");
+    tu_fmt(want, sizeof want, "nabla eval: loading the data: '%s': --label-col 4: there is no such column (4 columns, "
+                              "0..3)", hdr_copy);
+    EXPECT_CLI(1, want, "eval", "--model", save_image_model(), "--data", hdr_copy, "--label-col", "4");
+    const char *nh = path_in("nh.csv");
+    assert_int_equal(tu_write(nh, "0,1,2,3\n1,4,5,6\n", 16), 0);
+    char nh_copy[1200];
+    tu_fmt(nh_copy, sizeof nh_copy, "%s", nh);
+    tu_fmt(want, sizeof want, "nabla train: loading the training data: '%s': --label-col 'label': the file has no header "
+                              "line to find the name in (give the column's index)", nh_copy);
+    EXPECT_CLI(1, want, "train", "--data", nh_copy, "--label-col", "label", "--model", "dense 2");
+    EXPECT_CLI(2, "nabla train: --header and --no-header contradict each other", "train", "--data", nh_copy, "--header",
+               "--no-header", "--model", "dense 2");
+    EXPECT_CLI(1, "nabla train: --input: --input 5,5,1 holds 25 values per example, the data's examples hold 3",
+               "train", "--data", hdr_copy, "--label-col", "label", "--input", "5,5,1", "--model", "flatten; dense 2");
+    assert_int_equal(access(path_in("model.safetensors"), F_OK), -1);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -947,6 +977,7 @@ int main(void)
         cmocka_unit_test(test_mistyped_arguments),
         cmocka_unit_test(test_plot_not_svg),
         cmocka_unit_test(test_examples_source),
+        cmocka_unit_test(test_csv_arguments),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -642,6 +642,58 @@ static void test_train_plot_ticks(void **state)
     assert_string_equal(ticks, "1 2 3 1 2 3 ");
 }
 
+/* The CSV path: the label first and named, pixels 0..255 (a warning, then
+ * --scale 255), rows reshaped to --input for a conv net, eval and predict on
+ * the CSV file without --split, and a file without a header keeps its first
+ * row. 60 rows of 4x4 images, class c bright where (pixel % 3) == c. */
+static void test_csv_path(void **state)
+{
+    (void)state;
+    FILE *f = fopen(TMP "lf.csv", "w");
+    assert_non_null(f);
+    fprintf(f, "label");
+    for (int j = 0; j < 16; j++) fprintf(f, ",p%d", j);
+    fprintf(f, "\n");
+    for (int i = 0; i < 60; i++) {
+        fprintf(f, "%d", i % 3);
+        for (int j = 0; j < 16; j++) fprintf(f, ",%d", j % 3 == i % 3 ? 255 : (i * 7 + j * 13) % 41);
+        fprintf(f, "\n");
+    }
+    fclose(f);
+    const char *common = " --data " TMP "lf.csv --label-col label --model 'conv2d 4 2 relu; flatten; dense 3' --input "
+                         "4,4,1 --val-split 0 --seed 2 --out " TMP "lf.safetensors";
+    assert_int_equal(run(CLI " train%s --epochs 1 --quiet", common), 0);
+    assert_true(contains("'" TMP "lf.csv': the first line is a header (it holds a field that is not a number)"));
+    assert_true(contains("warning: the inputs of '" TMP "lf.csv' are whole numbers up to 255, like 0..255 pixels: "
+                         "pass --scale 255"));
+    assert_int_equal(run(CLI " train%s --epochs 30 --lr 0.02 --scale 255", common), 0);
+    assert_null(strstr(out, "warning"));
+    assert_true(contains("60 examples (0 validation)"));
+    /* eval reads the same file (no --split needed) and reshapes its rows. */
+    assert_int_equal(run(CLI " eval --model " TMP "lf.safetensors --data " TMP "lf.csv --label-col 0 --scale 255"), 0);
+    assert_true(contains("60 examples"));
+    assert_true(contains("accuracy 1.0000 (60/60 correct)"));
+    assert_int_equal(run(CLI " predict --model " TMP "lf.safetensors --data " TMP "lf.csv --label-col label --scale "
+                             "255 --count 3 --top 1"),
+                     0);
+    assert_true(contains("example 2: class 2 "));
+    assert_true(contains("3 of 3 right"));
+    /* No header: every row is data, and the detection says so. */
+    f = fopen(TMP "nh.csv", "w");
+    assert_non_null(f);
+    for (int i = 0; i < 30; i++) fprintf(f, "%d,%g,%g,%g\n", i % 3, i % 3 == 0 ? 1.0 : 0.1, i % 3 == 1 ? 1.0 : 0.1, i % 3 == 2 ? 1.0 : 0.1);
+    fclose(f);
+    assert_int_equal(run(CLI " train --data " TMP "nh.csv --label-col 0 --model 'dense 3' --val-split 0 --out " TMP
+                             "nh.safetensors"),
+                     0);
+    assert_true(contains("no header line (the first line is all numbers): it is data (pass --header if not)"));
+    assert_true(contains("30 examples (0 validation)"));
+    assert_int_equal(run(CLI " train --data " TMP "nh.csv --label-col 0 --header --model 'dense 3' --val-split 0 --out " TMP
+                             "nh.safetensors"),
+                     0);
+    assert_true(contains("29 examples (0 validation)"));
+}
+
 int main(void)
 {
     const struct CMUnitTest basic[] = {
@@ -651,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_linear_layer_model_file),
         cmocka_unit_test(test_predict_softmax_then_dropout),
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_csv_path),
     };
     const struct CMUnitTest trained[] = {
         cmocka_unit_test(test_eval),
