@@ -252,6 +252,11 @@ nb_status cli_load_model(const char *model, const char *input, const nb_dataset 
 nb_status cli_load_model_flags(const char *model, const char *input, const nb_dataset *data, unsigned flags,
                                nb_model **out)
 {
+    /* A file name that names no file is a typo, not a spec with an unknown layer. */
+    if (!cli_is_file(model) && !strchr(model, ' ') && !strchr(model, ';') &&
+        (ends_with(model, ".safetensors") || ends_with(model, ".onnx") || ends_with(model, ".txt") ||
+         ends_with(model, ".spec") || strchr(model, '/')))
+        return nb_set_error(NB_ERR_IO, "model '%s': no such file", model);
     if (cli_is_file(model) && ends_with(model, ".safetensors")) {
         nb_status s = nb_model_load_flags(model, flags, out);
         cli_hint_nonfinite(s);

@@ -921,6 +921,10 @@ static void test_csv_arguments(void **state)
     tu_fmt(want, sizeof want, "nabla train: loading the training data: '%s': --label-col 'label': the file has no header "
                               "line to find the name in (give the column's index)", nh_copy);
     EXPECT_CLI(1, want, "train", "--data", nh_copy, "--label-col", "label", "--model", "dense 2");
+    EXPECT_CLI(1, "nabla train: building the model: model 'nosuch.safetensors': no such file", "train", "--data", data,
+               "--model", "nosuch.safetensors");
+    EXPECT_CLI(1, "nabla summary: building the model: model 'specs/cnn.txt': no such file", "summary", "--model",
+               "specs/cnn.txt", "--input", "28,28,1");
     EXPECT_CLI(2, "nabla train: --header and --no-header contradict each other", "train", "--data", nh_copy, "--header",
                "--no-header", "--model", "dense 2");
     EXPECT_CLI(1, "nabla train: --input: --input 5,5,1 holds 25 values per example, the data's examples hold 3",
