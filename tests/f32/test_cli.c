@@ -557,6 +557,14 @@ static void test_data_source(void **state)
     char line[128];
     snprintf(line, sizeof line, "example 0: %s %.3f   (label: Ankle boot", names[best], (double)a->data[best]);
     assert_true(contains(line));
+    /* --classes FILE: one name per line. */
+    FILE *cf = fopen(TMP "classes.txt", "w");
+    assert_non_null(cf);
+    for (int k = 0; k < 10; k++) fprintf(cf, "kind-%d\n", k);
+    fclose(cf);
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF " --classes " TMP "classes.txt --top 1"), 0);
+    snprintf(line, sizeof line, "example 0: kind-%d %.3f\n", best, (double)a->data[best]);
+    assert_true(contains(line));
     /* --start 1 --count 2: rows 1 and 2; on --input too. */
     assert_int_equal(run(CLI " predict --model " MODEL " --data fashion-mnist --start 1 --count 2 -o " TMP "p12.npy"), 0);
     nb_tensor *c = read_npy(TMP "p12.npy");
