@@ -487,6 +487,25 @@ nb_status nb_model_export(nb_model *m, nb_safetensors *st);
 nb_status nb_model_import(const nb_safetensors *st, nb_model **out); /* flags 0 */
 nb_status nb_model_import_flags(const nb_safetensors *st, unsigned flags, nb_model **out);
 
+/* ONNX (src/io/onnx*.c): a model as an ONNX file (opset 13, the weights as
+ * initializers, the spec in metadata_props) and back. The exported graph
+ * takes (N, H, W, C) images as nabla does, or (N, C, H, W) with
+ * NB_ONNX_NCHW; the operators inside run in ONNX's NCHW layout. Importing
+ * reads sequential graphs of the operators nb_onnx_supported_ops lists,
+ * NCHW (PyTorch's torch.onnx.export) or NHWC, into a nabla model with NHWC
+ * input and Keras-layout weights: kernels transposed, and the rows of the
+ * first dense kernel after a flatten of NCHW images permuted to nabla's
+ * (h, w, c) order. Anything else (an operator, an attribute value, a
+ * branching graph) is refused with the node's name and what is supported;
+ * nothing is approximated. Import flags: NB_LOAD_ALLOW_NONFINITE. */
+enum { NB_ONNX_NCHW = 1 };
+nb_status nb_onnx_serialize(nb_model *m, unsigned flags, void **data, size_t *len); /* free(*data) */
+nb_status nb_onnx_save(nb_model *m, const char *path, unsigned flags);             /* atomic */
+nb_status nb_onnx_parse(const void *data, size_t len, unsigned flags, nb_model **out);
+nb_status nb_onnx_load(const char *path, unsigned flags, nb_model **out);
+/* "Conv, Gemm, ...": the operators nb_onnx_parse reads. */
+const char *nb_onnx_supported_ops(void);
+
 /* Optimisers, formulas and defaults as PyTorch's (torch.optim). */
 typedef enum { NB_OPT_SGD = 0, NB_OPT_ADAM, NB_OPT_ADAMW, NB_OPT_RMSPROP } nb_optimizer;
 typedef enum { NB_SCHED_CONSTANT = 0, NB_SCHED_STEP, NB_SCHED_EXPONENTIAL, NB_SCHED_COSINE } nb_schedule;

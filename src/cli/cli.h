@@ -21,6 +21,8 @@ int cmd_grad(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_saliency(int argc, char **argv);
 int cmd_filters(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 /* Prints "nabla CMD: WHAT: <nb_last_error()>" to stderr; returns 1. */
 int cli_fail(const char *cmd, const char *what);

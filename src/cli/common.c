@@ -133,7 +133,7 @@ nb_status cli_load_model(const char *model, const char *input, const nb_dataset 
 nb_status cli_load_model_flags(const char *model, const char *input, const nb_dataset *data, unsigned flags,
                                nb_model **out)
 {
-    if (cli_is_file(model) && ends_with(model, ".safetensors")) {
+    if (cli_is_file(model) && (ends_with(model, ".safetensors") || ends_with(model, ".onnx"))) {
         nb_status s = nb_model_load_flags(model, flags, out);
         cli_hint_nonfinite(s);
         return s;

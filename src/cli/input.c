@@ -123,7 +123,7 @@ nb_status cli_load_trained_model_flags(const char *path, unsigned flags, nb_mode
     } else if (s) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", nb_last_error());
-        nb_set_error(s, "model '%s' is not a model file written by 'nabla train' (.safetensors): %s", path, msg);
+        nb_set_error(s, "model '%s' is not a model file written by 'nabla train' (.safetensors) or an ONNX model (.onnx): %s", path, msg);
     }
     return s;
 }

@@ -14,6 +14,8 @@ static const cli_command commands[] = {
     {"gradcheck", "check every op's VJP and JVP against finite differences", cmd_gradcheck},
     {"saliency", "test images beside d(predicted logit)/d(input), as a PNG grid", cmd_saliency},
     {"filters", "a convolution layer's kernels as a PNG", cmd_filters},
+    {"export", "write a model as ONNX (opset 13), for ONNX Runtime and other tools", cmd_export},
+    {"import", "convert an ONNX model (e.g. from torch.onnx.export) into a nabla model file", cmd_import},
     {"demo", "lecture demos: 'demo gd' (gradient descent on f(x) = 2x^2)", cmd_demo},
 };
 
