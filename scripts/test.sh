@@ -14,6 +14,8 @@ echo "== release build (-Werror), ctest"
 cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Release -DNB_WERROR=ON >/dev/null
 cmake --build build-test -j"$jobs"
 (cd build-test && ctest --output-on-failure -j"$jobs")
+echo "== ONNX: the onnx checker, ONNX Runtime and PyTorch models (scripts/check_onnx.py; parts skipped without them)"
+/usr/bin/python3 scripts/check_onnx.py --nabla build-test/nabla
 echo "== ASan + UBSan build, ctest"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DNB_SANITIZE=ON -DNB_WERROR=ON >/dev/null
 cmake --build build-asan -j"$jobs"
