@@ -1,10 +1,11 @@
 #!/bin/sh
 # Builds and runs the libFuzzer targets: the file parsers (fuzz_idx,
 # fuzz_npy, fuzz_csv, fuzz_safetensors), the model spec grammar (fuzz_spec),
-# model files against their spec (fuzz_model_import) and the CLI's argument
-# parsing (fuzz_cli_args).
+# model files against their spec (fuzz_model_import), the CLI's argument
+# parsing (fuzz_cli_args) and ONNX models (fuzz_onnx: the protobuf reader,
+# the ONNX messages and their import).
 #
-#   fuzz/run.sh [seconds-per-target] [target...]    (default 60, all seven)
+#   fuzz/run.sh [seconds-per-target] [target...]    (default 60, all eight)
 #
 # Needs Debian's clang 14 with libFuzzer's runtime, which is in the package
 # libclang-rt-14-dev (libclang_rt.fuzzer-x86_64.a), and the library's
@@ -25,7 +26,7 @@ set -u
 
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"idx npy csv safetensors spec model_import cli_args"}
+targets=${*:-"idx npy csv safetensors spec model_import cli_args onnx"}
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/build-fuzz"
 cc=${CC:-clang}

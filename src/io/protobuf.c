@@ -4,6 +4,7 @@
 
 #include "io_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 int nb_pb_read_varint(nb_pb_reader *r, uint64_t *v)
@@ -38,8 +39,11 @@ int nb_pb_next(nb_pb_reader *r, nb_pb_field *f, const char *what)
     const size_t left = (size_t)(r->end - r->p);
     switch (f->wire) {
     case NB_PB_VARINT:
-        if (!nb_pb_read_varint(r, &f->v))
-            return nb_fail(NB_ERR_FORMAT, "%s: field %u: truncated varint", what, f->num), -1;
+        if (!nb_pb_read_varint(r, &f->v)) {
+            char why[64];
+            snprintf(why, sizeof why, "%s", nb_last_error());
+            return nb_fail(NB_ERR_FORMAT, "%s: field %u: %s", what, f->num, why), -1;
+        }
         return 1;
     case NB_PB_FIXED64:
         if (left < 8) return nb_fail(NB_ERR_FORMAT, "%s: field %u: truncated 8-byte value", what, f->num), -1;

@@ -358,7 +358,7 @@ static void test_bad_wire_format(void **state)
     expect_refused(truncated_varint, sizeof truncated_varint, NB_ERR_FORMAT, "onnx: model: field 1: truncated varint");
     expect_refused(past_end, sizeof past_end, NB_ERR_FORMAT,
                    "onnx: model: field 7: length 127 is past the end (1 bytes left)");
-    expect_refused(overlong, sizeof overlong, NB_ERR_FORMAT, "onnx: model: field 1: truncated varint");
+    expect_refused(overlong, sizeof overlong, NB_ERR_FORMAT, "onnx: model: field 1: varint longer than 64 bits");
     expect_refused(group, sizeof group, NB_ERR_FORMAT,
                    "onnx: model: field 1 has wire type 3 (groups and unknown types are not supported)");
     expect_refused(field0, sizeof field0, NB_ERR_FORMAT, "onnx: model: field number 0 is out of range 1..2^29-1");
