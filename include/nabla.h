@@ -605,6 +605,18 @@ void nb_image_free(nb_image *im);
  * an 8-bit PNG. */
 nb_status nb_png_write(const char *path, int width, int height, int channels, const unsigned char *pixels);
 nb_status nb_image_write_png(const char *path, const nb_image *im);
+/* Images as model inputs (src/io/image_read.c): a PNG (libpng) or JPEG
+ * (libjpeg) file decoded to 8-bit gray or RGB (palette expanded, 16-bit
+ * reduced to 8, alpha dropped; CMYK JPEGs refused). Sizes beyond 16384 a
+ * side or 2^25 pixels are refused from the header, before decoding, and a
+ * truncated or corrupt file is refused (no gray fill-in). */
+nb_status nb_image_decode(const void *data, size_t len, nb_image **out);
+nb_status nb_image_read(const char *path, nb_image **out);
+/* im as a model input of shape (H, W, C), row-major into out: resized with
+ * a box filter (each output pixel the mean of the input area it covers,
+ * weighted by overlap; PIL's Image.BOX), RGB -> gray as ITU-R BT.601 luma
+ * 0.299 R + 0.587 G + 0.114 B (gray -> RGB replicated), 0..255 -> [0, 1]. */
+nb_status nb_image_to_tensor(const nb_image *im, int H, int W, int C, nb_real *out);
 
 typedef enum {
     NB_CMAP_DIVERGING = 0, /* blue (t = 0) - white (t = 0.5) - red (t = 1) */

@@ -4,7 +4,7 @@
 # reliability checks: every libFuzzer target for a bounded time, a valgrind
 # memcheck of a short training (zero errors, zero leaks), and cppcheck on
 # src/ (docs/static-analysis.md). Any failure fails the script.
-#   FUZZ_SECONDS=N   seconds per fuzz target (default 45; 8 targets)
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 45; 9 targets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)

@@ -56,6 +56,11 @@ void cli_hint_nonfinite(nb_status s);
  * shape ((N, input...), (N, H, W) for one channel, or one example without N);
  * integer-typed files with values > 1 are divided by 255 (*scaled set). */
 nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, int *scaled);
+/* image_input.c: whether path is a folder or a .png/.jpg/.jpeg file, and
+ * the images it holds as the model's input (N, H, W, C), with a note on
+ * stderr of what was done (resize, channels, scaling). */
+int cli_is_image_input(const char *path);
+nb_status cli_load_images(const char *path, const nb_model *m, nb_tensor **out);
 /* A trained model from a .safetensors file, with a clear message if it is missing. */
 nb_status cli_load_trained_model(const char *path, nb_model **out);
 nb_status cli_load_trained_model_flags(const char *path, unsigned flags, nb_model **out);

@@ -56,6 +56,7 @@ nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, i
 {
     *out = NULL;
     if (scaled) *scaled = 0;
+    if (cli_is_image_input(path)) return cli_load_images(path, m, out); /* PNG, JPEG or a folder of them */
     if (!cli_is_file(path)) return nb_set_error(NB_ERR_IO, "input '%s': no such file", path);
     int is_npy = 0, integer = file_is_integer(path, &is_npy);
     nb_tensor *t = NULL;

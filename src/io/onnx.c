@@ -284,7 +284,7 @@ static nb_status sub_message(const unsigned char *data, size_t len, uint32_t num
 static nb_status parse_value(onnx_model *m, const unsigned char *data, size_t len, onnx_value *v)
 {
     nb_status s = NB_OK;
-    nb_pb_field f, type, tensor, shape;
+    nb_pb_field f, type = {0}, tensor = {0}, shape = {0};
     nb_pb_reader r = nb_pb_reader_of(data, len);
     v->name = "";
     NEXT_OR_FAIL(r, f, "value_info", s)

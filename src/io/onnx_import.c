@@ -233,7 +233,7 @@ static nb_status fuse_activation(imp_ctx *c, nb_layer_spec *l)
     if (j < 0) return NB_OK;
     const onnx_node *n = &c->g->nodes[j];
     const onnx_op *op = find_op(n->op_type);
-    if (!op || op->lower != lower_activation) return NB_OK;
+    if (!op || op->lower != lower_activation || n->nout < 1 || !n->out[0][0]) return NB_OK;
     const int idx = nb_model_num_layers(c->m);
     if (c->hint && idx + 1 < c->nhint && c->hint[idx].kind == l->kind && c->hint[idx].act == NB_ACT_NONE &&
         c->hint[idx + 1].kind == NB_LAYER_ACTIVATION)

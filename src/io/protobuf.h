@@ -33,7 +33,8 @@ typedef struct nb_pb_field {
 
 static inline nb_pb_reader nb_pb_reader_of(const void *data, size_t len)
 {
-    nb_pb_reader r = {(const unsigned char *)data, (const unsigned char *)data + len};
+    const unsigned char *p = data;
+    nb_pb_reader r = {p, p ? p + len : p}; /* an absent message (NULL) reads as empty */
     return r;
 }
 
