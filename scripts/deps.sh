@@ -2,8 +2,9 @@
 # Installs the Debian packages nabla needs to build, test and run the main job.
 # Idempotent; needs root (or sudo) the first time.
 set -euo pipefail
-PKGS=(build-essential cmake pkg-config zlib1g-dev libpng-dev libcjson-dev libopenblas-dev libcmocka-dev
-      dataset-fashion-mnist clang libclang-rt-14-dev valgrind cppcheck python3-numpy)
+PKGS=(build-essential cmake pkg-config zlib1g-dev libpng-dev libjpeg62-turbo-dev libcjson-dev libopenblas-dev libcmocka-dev
+      dataset-fashion-mnist clang libclang-rt-14-dev valgrind cppcheck python3-numpy
+      python3-onnx python3-torch)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
