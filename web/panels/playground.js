@@ -5,7 +5,7 @@
 // it does not show: dJ/dw of every weight on the network's edges, the
 // input-Jacobian field d y_hat / d (x1, x2) over the plane, and any layer's
 // Jacobian dA[i]/dA[i-1] as a heatmap labelled out.shape + in.shape.
-import { classColor, context2d, diverging, fmt, heatmap, maxAbs, shapeStr } from '../draw.js';
+import { CLASSES, DIVERGING, context2d, diverging, fmt, heatmap, heatmapLut, maxAbs, shapeStr } from '../draw.js';
 
 const EXTENT = 6;       // the plane is [-6, 6]^2; the network sees x / 6
 const GRID = 40;        // boundary and neuron heatmaps: 40 x 40 points
@@ -128,27 +128,28 @@ export function playgroundPanel(nb, root) {
   // While training, the field (two Jacobian passes) is redrawn every other
   // frame; everything else every frame.
   function draw(frameNo = 0) {
-    const trainLoss = net.loss(train.x, train.y), testLoss = test.y.length ? net.loss(test.x, test.y) : NaN;
+    const ms = {}, time = (name, f) => { const t = performance.now(); const r = f(); ms[name] = performance.now() - t; return r; };
+    const [trainLoss, testLoss] = time('loss', () => [net.loss(train.x, train.y), test.y.length ? net.loss(test.x, test.y) : NaN]);
     st.trainLoss = trainLoss;
     st.testLoss = testLoss;
     st.history.push([trainLoss, testLoss]);
     if (st.history.length > 400) st.history.splice(0, st.history.length - 400);
-    const out = net.predict(grid, GRID * GRID).slice();
-    drawBoundary(out);
-    drawNetwork();
-    if (frameNo % 2 === 0) drawField();
-    drawLayerJacobian();
-    drawLoss();
+    const out = time('predict', () => net.predict(grid, GRID * GRID).slice());
+    time('boundary', () => drawBoundary(out));
+    time('network', () => drawNetwork());
+    if (frameNo % 2 === 0) time('field', () => drawField());
+    time('jacobian', () => drawLayerJacobian());
+    time('losscurve', () => drawLoss());
+    st.ms = ms; // where a frame's time goes (the browser test prints it)
     $('#pg-steps').textContent = String(st.steps);
     $('#pg-epoch').textContent = fmt((st.steps * st.batch) / train.y.length, 3);
     $('#pg-train-loss').textContent = trainLoss.toFixed(4);
     $('#pg-test-loss').textContent = Number.isNaN(testLoss) ? '–' : testLoss.toFixed(4);
-    st.boundarySum = out.reduce((a, b) => a + b, 0);
   }
 
   function drawBoundary(out) {
     const { ctx, w, h } = context2d($('#pg-boundary'));
-    heatmap(ctx, out, GRID, GRID, classColor, 0, 0, w, h, true);
+    heatmapLut(ctx, out, 0, 1, GRID, GRID, CLASSES, 0, 1, 0, 0, w, h);
     const P = (p) => [((p.x + EXTENT) / (2 * EXTENT)) * w, ((EXTENT - p.y) / (2 * EXTENT)) * h];
     const showTest = $('#pg-show-test').checked;
     for (const [set, stroke] of [[train.pts, '#fff'], ...(showTest ? [[test.pts, '#000']] : [])])
@@ -202,16 +203,16 @@ export function playgroundPanel(nb, root) {
     for (let c = 0; c < sizes.length; c++) {
       const label = c === 0 ? 'X (N, 2)' : c === sizes.length - 1 ? `ŷ (N, 1)` : `A[${c}] (N, ${sizes[c]})`;
       ctx.fillText(label, colX(c) - 4, 12);
+      // Node r of column c: its value over the grid, strided out of the
+      // layer's (N, units) output; hidden units on a diverging scale centred
+      // on 0, the output as the boundary's colours.
+      const all = c === 0 ? grid : net.layerValue(c - 1, GRID * GRID);
+      const last = c === sizes.length - 1;
       for (let r = 0; r < sizes[c]; r++) {
-        let vals;
-        if (c === 0) vals = Array.from({ length: GRID * GRID }, (_, i) => grid[2 * i + r]);
-        else {
-          const all = net.layerValue(c - 1, GRID * GRID);
-          vals = Array.from({ length: GRID * GRID }, (_, i) => all[i * sizes[c] + r]);
-        }
-        const m = c === sizes.length - 1 ? null : maxAbs(vals);
-        heatmap(ctx, vals, GRID, GRID, m ? (v) => diverging(0.5 + 0.5 * v / m) : classColor,
-          colX(c), rowY(c, r), node, node, true);
+        let m = 1e-12;
+        if (!last) for (let k = r; k < all.length; k += sizes[c]) m = Math.max(m, Math.abs(all[k]));
+        heatmapLut(ctx, all, r, sizes[c], GRID, GRID, last ? CLASSES : DIVERGING, last ? 0 : -m, last ? 1 : m,
+          colX(c), rowY(c, r), node, node);
         ctx.strokeStyle = '#666';
         ctx.lineWidth = 1;
         ctx.strokeRect(colX(c), rowY(c, r), node, node);
