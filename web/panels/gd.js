@@ -96,6 +96,7 @@ export function gdPanel(nb, root) {
     const frac = (b.alpha - Number(slider.min)) / (Number(slider.max) - Number(slider.min));
     mark.style.left = `${Math.max(0, Math.min(1, frac)) * 100}%`;
     mark.hidden = !(frac >= 0 && frac <= 1);
+    mark.dataset.label = `2/f'' = ${fmt(b.alpha, 3)}`;
     const rows = run.xs.map((x, t) => {
       const g = t < run.grads.length ? run.grads[t] : NaN;
       return `<tr><td>${t}</td><td class="num" data-x="${t}">${fmt(x)}</td><td class="num">${fmt(run.fs[t])}</td>` +

@@ -11,7 +11,7 @@ const EXTENT = 6;       // the plane is [-6, 6]^2; the network sees x / 6
 const GRID = 40;        // boundary and neuron heatmaps: 40 x 40 points
 const SHADE = 25;       // |grad y_hat| of the input-Jacobian field: 25 x 25 points
 const FIELD = 13;       // its arrows: 13 x 13
-const POINTS = 500;
+const POINTS = 1000;      // half for training by default: the 2-8-8-1 network trains on 500
 
 function rng(seed) {    // mulberry32: small and reproducible
   let a = seed >>> 0;
@@ -330,5 +330,5 @@ export function playgroundPanel(nb, root) {
   });
   build();
   requestAnimationFrame(frame);
-  return { st, build, draw, net: () => net, play: (on) => { if (st.playing !== on) $('#pg-play').click(); } };
+  return { st, build, draw, net: () => net, trainSize: () => train.y.length, play: (on) => { if (st.playing !== on) $('#pg-play').click(); } };
 }
