@@ -75,7 +75,12 @@ export async function fashionPanel(nb, root) {
       }
     show(pad, -1);
   }
-  padCanvas.addEventListener('pointerdown', (e) => { drawing = true; paint(e); });
+  padCanvas.addEventListener('pointerdown', (e) => {
+    drawing = true;
+    padCanvas.setPointerCapture(e.pointerId); // the stroke goes on outside the pad
+    e.preventDefault();
+    paint(e);
+  });
   padCanvas.addEventListener('pointermove', (e) => { if (drawing) paint(e); });
   window.addEventListener('pointerup', () => { drawing = false; });
   $('#fm-clear').addEventListener('click', () => { pad.fill(0); show(pad, -1); });
@@ -107,8 +112,14 @@ export async function fashionPanel(nb, root) {
     const m = maxAbs(sal);
     heatmap(s.ctx, sal, 28, 28, (v) => diverging(0.5 + 0.5 * v / m), 0, 0, s.w, s.h);
     $('#fm-saliency-max').textContent = fmt(m, 3);
+    // The image in gray, tinted by the saliency where it is large.
+    const o = context2d($('#fm-overlay'));
+    heatmap(o.ctx, Array.from(x, (v, i) => [v, sal[i] / m]), 28, 28, ([v, t]) => {
+      const g = 40 + 140 * v, c = diverging(0.5 + 0.5 * t), a = Math.min(1, 1.6 * Math.abs(t));
+      return [0, 1, 2].map((k) => g * (1 - a) + c[k] * a);
+    }, 0, 0, o.w, o.h, true);
     $('#fm-title').textContent = index >= 0
-      ? `test image ${index} (true class: ${CLASSES[labels[index]]})` : 'your drawing';
+      ? `test image ${index}: ${CLASSES[labels[index]]}` : 'your drawing';
     $('#fm-pred').textContent = `${CLASSES[c]} (${(100 * p[c]).toFixed(1)}%)`;
     $('#fm-pred').dataset.cls = String(c);
     $('#fm-saliency-label').textContent = `∂ logit[${CLASSES[c]}] / ∂x, shape (1, 28, 28, 1): row ${c} of the ` +
