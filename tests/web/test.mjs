@@ -167,7 +167,9 @@ async function panel4(page) {
   await page.mouse.down();
   for (let k = 0; k <= 10; k++) await page.mouse.move(box.x + 40 + 9 * k, box.y + 30 + 11 * k);
   await page.mouse.up();
-  check((await page.textContent('#fm-title')) === 'your drawing', 'panel 4: the drawing is classified');
+  const inked = await page.evaluate(() => window.nablaApp.fashion.inkedPixels());
+  check((await page.textContent('#fm-title')) === 'your drawing' && inked >= 20,
+    `panel 4: a mouse stroke draws (${inked} pixels above 0.3) and is classified as ${await page.textContent('#fm-pred')}`);
   await page.evaluate(() => window.nablaApp.fashion.show(0));
   await page.locator('#fashion').screenshot({ path: path.join(shots, 'panel4-fashion-mnist.png') });
 }

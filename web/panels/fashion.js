@@ -129,5 +129,6 @@ export async function fashionPanel(nb, root) {
       `<span class="fill" style="width:${(100 * v).toFixed(1)}%"></span><span class="pct">${(100 * v).toFixed(1)}%</span></div>`).join('');
   }
   show(image(0), 0);
-  return { count, classify: (i) => classify(image(i)).c, show: (i) => show(image(i), i) };
+  return { count, classify: (i) => classify(image(i)).c, show: (i) => show(image(i), i),
+    inkedPixels: () => pad.filter((v) => v > 0.3).length };
 }
