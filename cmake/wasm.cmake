@@ -3,7 +3,7 @@
 # one WebAssembly module, nabla.wasm, for web/. No io, viz or cli (files,
 # PNG, zlib, JSON), no OpenMP, no BLAS: the built-in GEMM, one thread. Model
 # files and data sets are read by the page's JavaScript instead.
-file(GLOB NB_WASM_SOURCES CONFIGURE_DEPENDS
+file(GLOB_RECURSE NB_WASM_SOURCES CONFIGURE_DEPENDS
   src/core/*.c src/kernels/*.c src/graph/*.c src/ops/*.c src/autodiff/*.c src/nn/*.c src/wasm/*.c)
 # model files and data sets need src/io; the AVX-512 kernels are x86 only.
 list(FILTER NB_WASM_SOURCES EXCLUDE REGEX "/(modelio|dataset|sgemm_avx512|sparse_rows_avx512)\\.c$")

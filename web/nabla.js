@@ -1,10 +1,12 @@
 // nabla in the page: loads nabla.wasm (the C core built for wasm32-wasi by
 // scripts/web.sh) and wraps its C API (src/wasm/nb_wasm.h) in JavaScript.
-// No Emscripten runtime: the module imports six WASI functions, and the
+// No Emscripten runtime: the module imports a few WASI functions, and the
 // library never prints or touches files, so each is a stub that refuses
-// (fd_write forwards to the console in case a future change prints).
+// (fd_write forwards to the console in case a future change prints); the
+// clocks and random_get are real. Any other WASI import a future core asks
+// for answers ENOSYS instead of failing to link.
 
-const WASI_EBADF = 8;
+const WASI_EBADF = 8, WASI_ENOSYS = 52;
 
 function wasiStubs(getMemory) {
   const view = () => new DataView(getMemory().buffer);
@@ -30,7 +32,24 @@ function wasiStubs(getMemory) {
       return 0;
     },
     proc_exit(code) { throw new Error(`nabla.wasm called exit(${code})`); },
+    // clock 0: realtime, others: monotonic; nanoseconds as a u64.
+    clock_time_get(id, precision, timePtr) {
+      const ms = id === 0 ? Date.now() : performance.now();
+      view().setBigUint64(timePtr, BigInt(Math.round(ms * 1e6)), true);
+      return 0;
+    },
+    random_get(ptr, len) {
+      crypto.getRandomValues(new Uint8Array(getMemory().buffer, ptr, len));
+      return 0;
+    },
   };
+}
+
+function wasiImports(module, getMemory) {
+  const stubs = wasiStubs(getMemory), imports = {};
+  for (const { module: from, name } of WebAssembly.Module.imports(module))
+    if (from === 'wasi_snapshot_preview1') imports[name] = stubs[name] || (() => WASI_ENOSYS);
+  return imports;
 }
 
 export class Nabla {
@@ -42,8 +61,9 @@ export class Nabla {
 
   static async instantiate(bytes) {
     let memory = null;
-    const { instance } = await WebAssembly.instantiate(bytes, {
-      wasi_snapshot_preview1: wasiStubs(() => memory),
+    const module = await WebAssembly.compile(bytes);
+    const instance = await WebAssembly.instantiate(module, {
+      wasi_snapshot_preview1: wasiImports(module, () => memory),
     });
     memory = instance.exports.memory;
     instance.exports._initialize();
