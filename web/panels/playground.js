@@ -5,7 +5,7 @@
 // it does not show: dJ/dw of every weight on the network's edges, the
 // input-Jacobian field d y_hat / d (x1, x2) over the plane, and any layer's
 // Jacobian dA[i]/dA[i-1] as a heatmap labelled out.shape + in.shape.
-import { CLASSES, DIVERGING, context2d, diverging, fmt, heatmap, heatmapLut, maxAbs, shapeStr } from '../draw.js';
+import { CLASSES, classColor, context2d, fmt, heatmap, heatmapLut, maxAbs, shapeStr } from '../draw.js';
 
 const EXTENT = 6;       // the plane is [-6, 6]^2; the network sees x / 6
 const GRID = 40;        // boundary and neuron heatmaps: 40 x 40 points
@@ -189,7 +189,7 @@ export function playgroundPanel(nb, root) {
       for (let i = 0; i < sizes[c]; i++)
         for (let j = 0; j < sizes[c + 1]; j++) {
           const v = vals[i * sizes[c + 1] + j], t = v / scale; // kernel (in, out), Keras layout
-          const col = diverging(0.5 + 0.5 * t);
+          const col = classColor(0.5 + 0.5 * t);
           ctx.strokeStyle = `rgb(${col[0]},${col[1]},${col[2]})`;
           ctx.lineWidth = 0.5 + 4 * Math.abs(t);
           ctx.beginPath();
@@ -204,21 +204,22 @@ export function playgroundPanel(nb, root) {
       const label = c === 0 ? 'X (N, 2)' : c === sizes.length - 1 ? `ŷ (N, 1)` : `A[${c}] (N, ${sizes[c]})`;
       ctx.fillText(label, colX(c) - 4, 12);
       // Node r of column c: its value over the grid, strided out of the
-      // layer's (N, units) output; hidden units on a diverging scale centred
-      // on 0, the output as the boundary's colours.
+      // layer's (N, units) output. One colour scale in the whole panel, as
+      // TensorFlow Playground's: orange negative (or class 0), blue positive
+      // (or class 1); hidden units centred on 0, the output on 0.5.
       const all = c === 0 ? grid : net.layerValue(c - 1, GRID * GRID);
       const last = c === sizes.length - 1;
       for (let r = 0; r < sizes[c]; r++) {
         let m = 1e-12;
         if (!last) for (let k = r; k < all.length; k += sizes[c]) m = Math.max(m, Math.abs(all[k]));
-        heatmapLut(ctx, all, r, sizes[c], GRID, GRID, last ? CLASSES : DIVERGING, last ? 0 : -m, last ? 1 : m,
+        heatmapLut(ctx, all, r, sizes[c], GRID, GRID, CLASSES, last ? 0 : -m, last ? 1 : m,
           colX(c), rowY(c, r), node, node);
         ctx.strokeStyle = '#666';
         ctx.lineWidth = 1;
         ctx.strokeRect(colX(c), rowY(c, r), node, node);
       }
     }
-    ctx.fillText(useGrad ? `edges: ∂J/∂w, |max| = ${fmt(scale, 3)} (blue < 0 < red)` : `edges: w, |max| = ${fmt(scale, 3)}`,
+    ctx.fillText(useGrad ? `edges: ∂J/∂w, |max| = ${fmt(scale, 3)} (orange < 0 < blue)` : `edges: w, |max| = ${fmt(scale, 3)} (orange < 0 < blue)`,
       20, h - 6);
   }
 
@@ -258,7 +259,7 @@ export function playgroundPanel(nb, root) {
     ctx.clearRect(0, 0, w, h);
     const cell = Math.min(26, Math.floor((w - 60) / cols), Math.floor((h - 50) / rows));
     const m = maxAbs(data);
-    heatmap(ctx, data, rows, cols, (v) => diverging(0.5 + 0.5 * v / m), 40, 24, cols * cell, rows * cell);
+    heatmap(ctx, data, rows, cols, (v) => classColor(0.5 + 0.5 * v / m), 40, 24, cols * cell, rows * cell);
     ctx.fillStyle = '#333';
     ctx.font = '11px sans-serif';
     ctx.fillText(`in: ${i === 0 ? 'x1, x2' : `A[${i}]`} →`, 40, 16);
@@ -268,7 +269,7 @@ export function playgroundPanel(nb, root) {
     ctx.textAlign = 'center';
     ctx.fillText(`out: A[${i + 1}]`, 0, 0);
     ctx.restore();
-    ctx.fillText(`|max| = ${fmt(m, 3)}`, 40, 24 + rows * cell + 16);
+    ctx.fillText(`|max| = ${fmt(m, 3)} (orange < 0 < blue)`, 40, 24 + rows * cell + 16);
     const outShape = shape.slice(0, 2), inShape = shape.slice(2);
     $('#pg-jac-label').textContent = `∂A[${i + 1}]/∂A[${i}] at (x1, x2) = (${fmt(st.probe[0], 3)}, ${fmt(st.probe[1], 3)}): ` +
       `shape ${shapeStr(shape)} = out.shape ${shapeStr(outShape)} + in.shape ${shapeStr(inShape)}`;
