@@ -28,6 +28,10 @@ static const char *usage_text =
     "  --val-split F     fraction of training data held out for validation (default 0.1)\n"
     "  --limit N         use only the first N training examples\n"
     "  --threads T       compute threads (default: all cores)\n"
+    "  --reproducible    the same weights for any --threads and any number of MPI processes:\n"
+    "                    the batch's gradient is summed over shards of --shard examples in a\n"
+    "                    fixed order (always on under mpirun -np P > 1)\n"
+    "  --shard K         examples per shard (default 16; part of what fixes the bits)\n"
     "  --out FILE        model file, written atomically after every epoch (default model.safetensors)\n"
     "  --resume          continue from the checkpoint in --out (its model and optimizer state;\n"
     "                    --model is then not read; --optimizer must be the checkpoint's)\n"
@@ -40,8 +44,8 @@ static const char *usage_text =
 
 typedef struct {
     const char *data, *model, *input, *out, *plot, *loss_name, *optimizer, *schedule, *init;
-    int epochs, resume, no_test, quiet, check_numerics, label_col, allow_nonfinite;
-    long long batch, limit, threads, seed, step_size;
+    int epochs, resume, no_test, quiet, check_numerics, label_col, allow_nonfinite, reproducible;
+    long long batch, limit, threads, seed, step_size, shard;
     double lr, momentum, weight_decay, clip_norm, val_split, gamma, min_lr;
     int nesterov;
 } train_args;
@@ -74,11 +78,12 @@ static int parse_args(int argc, char **argv, train_args *a)
         STR("--loss", loss_name) STR("--optimizer", optimizer) STR("--schedule", schedule) STR("--init", init) STR("--plot", plot)
         INT("--epochs", epochs, 1, 1000000) INT("--batch", batch, 1, 1 << 20) INT("--limit", limit, 1, 1LL << 40)
         INT("--threads", threads, 1, 1024) INT("--seed", seed, 0, 1LL << 62) INT("--step-size", step_size, 1, 1 << 30)
-        INT("--label-col", label_col, -1000000, 1000000)
+        INT("--label-col", label_col, -1000000, 1000000) INT("--shard", shard, 1, 1 << 20)
         NUM("--lr", lr) NUM("--momentum", momentum) NUM("--weight-decay", weight_decay) NUM("--clip-norm", clip_norm)
         NUM("--val-split", val_split) NUM("--gamma", gamma) NUM("--min-lr", min_lr)
         FLAG("--resume", resume) FLAG("--no-test", no_test) FLAG("--quiet", quiet) FLAG("--nesterov", nesterov)
         FLAG("--check-numerics", check_numerics) FLAG("--allow-nonfinite", allow_nonfinite)
+        FLAG("--reproducible", reproducible)
         if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
             fputs(usage_text, stdout);
             return 0;
@@ -279,7 +284,8 @@ int cmd_train(int argc, char **argv)
     train_ctx ctx = {&a, m, isatty(2) && !getenv("NB_NO_PROGRESS"), 0, 0, &curves};
     nb_train_opts to = {.epochs = a.epochs, .batch = a.batch, .loss = loss, .seed = (uint64_t)a.seed, .shuffle = 1,
                         .start_epoch = start_epoch, .start_step = start_step, .on_batch = on_batch,
-                        .on_epoch = on_epoch, .user = &ctx};
+                        .on_epoch = on_epoch, .user = &ctx,
+                        .reproducible = a.reproducible, .shard = a.shard};
     if (!a.quiet) {
         printf("training %s on %s: %lld examples (%lld validation), %lld parameters, %s lr %g, batch %lld, %d "
                "threads\n",
