@@ -1,6 +1,7 @@
 /* nabla train: train a model on a data set, checkpointing every epoch. */
 #include "cli.h"
 #include "cli_args.h"
+#include "../dist/cli_dist.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -181,7 +182,7 @@ static int on_epoch(const nb_epoch_stats *s, nb_optim *o, void *user)
         printf(" | %.1f s, %.0f img/s, lr %.3g\n", s->seconds, s->images_per_second, s->lr);
         fflush(stdout);
     }
-    if (save_checkpoint(c, o, s)) {
+    if (cli_dist_rank() == 0 && save_checkpoint(c, o, s)) {
         c->failed = 1;
         return 1;
     }
@@ -208,6 +209,44 @@ static int check_args(int argc, char **argv, train_args *a, nb_optim_opts *oo, n
     return -1;
 }
 
+/* Under mpirun: every rank must train the same thing, so start-up compares
+ * the options (all but --threads), the model, the data and the initial
+ * weights, and names the first that differs. 0 if they agree. */
+static int dist_checks(int argc, char **argv, nb_model *m, const nb_dataset *train, const nb_dataset *val)
+{
+    if (cli_dist_size() == 1) return 0;
+    char opts[1024] = "";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads")) {
+            i++;
+            continue;
+        }
+        strncat(opts, argv[i], sizeof opts - strlen(opts) - 2);
+        strncat(opts, " ", sizeof opts - strlen(opts) - 1);
+    }
+    const char *same_cmd = "start every rank with the same command line (only --threads may differ)";
+    if (cli_dist_same_text("train", "options", opts, same_cmd)) return 1;
+    if (cli_dist_same_text("train", "the model spec", nb_model_spec(m), same_cmd)) return 1;
+    uint64_t h = 0xcbf29ce484222325ull;
+    const nb_dataset *sets[2] = {train, val};
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 2 && sets[k]->x; j++) {
+            const nb_tensor *t = j ? sets[k]->y : sets[k]->x;
+            h = cli_dist_hash(t->shape, sizeof(int64_t) * (size_t)t->rank, h);
+            h = cli_dist_hash(t->data, sizeof(nb_real) * (size_t)t->size, h);
+        }
+    if (cli_dist_same("train", "the training data", &h, sizeof h,
+                      "give every rank the same --data files (a shared or copied directory) and --limit"))
+        return 1;
+    h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < nb_model_param_count(m); i++) {
+        const nb_tensor *v = nb_value(nb_model_param(m, i));
+        h = cli_dist_hash(v->data, sizeof(nb_real) * (size_t)v->size, h);
+    }
+    return cli_dist_same("train", "the initial weights", &h, sizeof h,
+                         "the --model or --resume files differ between the ranks' machines; copy the same file");
+}
+
 int cmd_train_check_args(int argc, char **argv)
 {
     train_args a;
@@ -228,6 +267,10 @@ int cmd_train(int argc, char **argv)
     if (!cli_check_output("train", "--out", a.out) || (a.plot && !cli_check_output("train", "--plot", a.plot)))
         return 1;
     if (a.threads) nb_set_num_threads((int)a.threads);
+    if (cli_dist_start("train")) return 1;
+    /* One rank prints and writes (checkpoints, --plot); all train. */
+    const int root = cli_dist_rank() == 0;
+    if (!root && !freopen("/dev/null", "w", stdout)) return cli_dist_end(1);
 
     nb_dataset train = {0}, val = {0}, test = {0};
     nb_model *m = NULL;
@@ -281,11 +324,14 @@ int cmd_train(int argc, char **argv)
         cli_fail("train", "--resume");
         goto done;
     }
-    train_ctx ctx = {&a, m, isatty(2) && !getenv("NB_NO_PROGRESS"), 0, 0, &curves};
+    if (dist_checks(argc, argv, m, &train, &val)) goto done;
+    train_ctx ctx = {&a, m, root && isatty(2) && !getenv("NB_NO_PROGRESS"), 0, 0, &curves};
     nb_train_opts to = {.epochs = a.epochs, .batch = a.batch, .loss = loss, .seed = (uint64_t)a.seed, .shuffle = 1,
                         .start_epoch = start_epoch, .start_step = start_step, .on_batch = on_batch,
                         .on_epoch = on_epoch, .user = &ctx,
-                        .reproducible = a.reproducible, .shard = a.shard};
+                        .reproducible = a.reproducible, .shard = a.shard, .comm = cli_dist_comm()};
+    if (cli_dist_size() > 1)
+        printf("%d processes x %d thread%s\n", cli_dist_size(), nb_get_num_threads(), nb_get_num_threads() > 1 ? "s" : "");
     if (!a.quiet) {
         printf("training %s on %s: %lld examples (%lld validation), %lld parameters, %s lr %g, batch %lld, %d "
                "threads\n",
@@ -304,7 +350,7 @@ int cmd_train(int argc, char **argv)
         cli_fail("train", NULL);
         goto done;
     }
-    if (!a.no_test && strstr(a.data, ".csv") == NULL) {
+    if (root && !a.no_test && strstr(a.data, ".csv") == NULL) {
         double tl, ta;
         if (cli_load_data(a.data, "test", a.label_col, &test) ||
             nb_evaluate(m, &test, loss, 256, &tl, &ta, NULL)) {
@@ -314,7 +360,7 @@ int cmd_train(int argc, char **argv)
         printf("test: loss %.4f accuracy %.4f (%lld images)\n", tl, ta, (long long)test.x->shape[0]);
     }
     if (!a.quiet) printf("saved %s\n", a.out);
-    if (a.plot) {
+    if (root && a.plot) {
         if (cli_curves_svg(a.plot, &curves)) {
             cli_fail("train", "writing --plot");
             goto done;
@@ -333,5 +379,5 @@ done:
     nb_dataset_free(&train);
     nb_dataset_free(&val);
     nb_dataset_free(&test);
-    return rc;
+    return cli_dist_end(rc);
 }
