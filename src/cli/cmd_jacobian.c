@@ -2,6 +2,7 @@
  * or one of its parameters, written as .npy. */
 #include "cli.h"
 #include "nonfinite.h"
+#include "../dist/cli_dist.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -189,8 +190,14 @@ int cmd_jacobian(int argc, char **argv)
         return cli_usage_error("jacobian", "--per-example needs --wrt input (a parameter is shared by all examples, "
                                            "got --wrt %s)", wrt_name);
 
+    if (cli_dist_start("jacobian")) return 1;
+    if (cli_dist_size() > 1 && (compare || kinks_path))
+        return cli_dist_end(cli_dist_refuse("jacobian", "--compare and --kinks run in one process (without mpirun)"));
+    if (cli_dist_size() > 1 && !per_example && !strcmp(wrt_name, "input"))
+        return cli_dist_end(cli_dist_refuse("jacobian", "under mpirun the Jacobian w.r.t. the input is computed per "
+                                                        "example: add --per-example (the full one is block diagonal)"));
     nb_model *m = NULL;
-    nb_tensor *x = NULL, *J = NULL, *Jn = NULL, *K = NULL;
+    nb_tensor *x = NULL, *J = NULL, *Jn = NULL, *K = NULL, *all_x = NULL, *yg = NULL;
     int64_t nkinks = 0;
     int rc = 1;
     if (cli_load_trained_model(model, &m)) {
@@ -213,6 +220,18 @@ int cmd_jacobian(int argc, char **argv)
         cli_fail("jacobian", "reading the input");
         goto done;
     }
+    /* Under mpirun each rank takes a contiguous share of the examples (J's
+     * leading axis); rank 0 gathers the rows of J and writes. */
+    if (cli_dist_size() > 1) {
+        int64_t lo, hi;
+        if (cli_dist_check_rows("jacobian", x->shape[0])) goto done;
+        cli_dist_range(x->shape[0], &lo, &hi);
+        all_x = x;
+        if (!(x = cli_dist_rows(all_x, lo, hi))) {
+            cli_fail("jacobian", "splitting the input");
+            goto done;
+        }
+    }
     if (nb_model_set_batch(m, x->shape[0])) {
         cli_fail("jacobian", NULL);
         goto done;
@@ -231,8 +250,22 @@ int cmd_jacobian(int argc, char **argv)
         goto done;
     }
     double dt = now_s() - t0;
+    if (all_x) {
+        /* J's and the output's rows of every rank, on rank 0 */
+        if ((yg = nb_tensor_clone(nb_value(y))) == NULL || cli_dist_gather_rows(&J, all_x->shape[0]) ||
+            cli_dist_gather_rows(&yg, all_x->shape[0])) {
+            cli_fail("jacobian", "gathering the ranks' rows");
+            goto done;
+        }
+        if (cli_dist_rank() != 0) {
+            rc = 0;
+            goto done;
+        }
+        nb_tensor_free(x);
+        x = all_x, all_x = NULL;
+    }
     /* The mode auto chose, by the library's rule (per example when asked). */
-    const nb_tensor *yv = nb_value(y), *wv = nb_value(wrt);
+    const nb_tensor *yv = yg ? yg : nb_value(y), *wv = yg && wrt == nb_model_input(m) ? x : nb_value(wrt);
     int64_t O = yv->size, I = wv->size;
     if (per_example) O /= yv->shape[0], I /= wv->shape[0];
     const char *used = jo.mode != NB_JAC_AUTO ? nb_jac_mode_name(jo.mode) : O <= I ? "auto -> rev" : "auto -> fwd";
@@ -292,6 +325,8 @@ done:
     nb_tensor_free(Jn);
     nb_tensor_free(K);
     nb_tensor_free(x);
+    nb_tensor_free(all_x);
+    nb_tensor_free(yg);
     nb_model_free(m);
-    return rc;
+    return cli_dist_end(rc);
 }

@@ -1,6 +1,7 @@
 /* nabla predict: run a model on inputs from a file, write its outputs as
  * probabilities to a .npy file. */
 #include "cli.h"
+#include "../dist/cli_dist.h"
 #include "nonfinite.h"
 
 #include <math.h>
@@ -75,8 +76,9 @@ int cmd_predict(int argc, char **argv)
     if (!model || !input || !out) return cli_usage_error("predict", "%s", "--model, --input and -o are required");
 
     nb_model *m = NULL;
-    nb_tensor *x = NULL, *y = NULL;
+    nb_tensor *x = NULL, *y = NULL, *mine = NULL;
     int rc = 1, scaled = 0;
+    if (cli_dist_start("predict")) return 1;
     if (cli_load_trained_model_flags(model, flags, &m)) {
         cli_fail("predict", "loading the model");
         goto done;
@@ -85,8 +87,25 @@ int cmd_predict(int argc, char **argv)
         cli_fail("predict", "reading the input");
         goto done;
     }
-    if (nb_model_predict(m, x, batch, &y)) {
+    /* Under mpirun each rank predicts its contiguous share of the rows,
+     * and rank 0 gathers them and writes the file. */
+    int64_t lo = 0, hi = x->shape[0];
+    if (cli_dist_check_rows("predict", x->shape[0])) goto done;
+    cli_dist_range(x->shape[0], &lo, &hi);
+    if (cli_dist_size() > 1 && !(mine = cli_dist_rows(x, lo, hi))) {
+        cli_fail("predict", "splitting the input");
+        goto done;
+    }
+    if (nb_model_predict(m, mine ? mine : x, batch, &y)) {
         cli_fail("predict", "running the model");
+        goto done;
+    }
+    if (cli_dist_gather_rows(&y, x->shape[0])) {
+        cli_fail("predict", NULL);
+        goto done;
+    }
+    if (cli_dist_rank() != 0) {
+        rc = 0;
         goto done;
     }
     /* The last layer's activation, through dropout and linear layers (the
@@ -128,8 +147,9 @@ int cmd_predict(int argc, char **argv)
         rc = CLI_EXIT_NONFINITE;
     }
 done:
+    nb_tensor_free(mine);
     nb_tensor_free(x);
     nb_tensor_free(y);
     nb_model_free(m);
-    return rc;
+    return cli_dist_end(rc);
 }

@@ -84,7 +84,7 @@ int cli_dist_end(int rc)
     int init = 0;
     MPI_Initialized(&init);
     if (!init) return rc;
-    if (rc != 0 && dist_size > 1 && !dist_refused) {
+    if (rc == 1 && dist_size > 1 && !dist_refused) {
         fflush(stdout), fflush(stderr);
         MPI_Abort(MPI_COMM_WORLD, rc);
     }
@@ -198,4 +198,58 @@ int cli_dist_same_text(const char *cmd, const char *what, const char *text, cons
         fprintf(stderr, "nabla %s: the ranks could not compare %s (MPI_Allgather failed)\n", cmd, what);
     free(all);
     return 1;
+}
+
+nb_tensor *cli_dist_rows(const nb_tensor *t, int64_t lo, int64_t hi)
+{
+    int64_t shape[NB_MAX_RANK];
+    memcpy(shape, t->shape, sizeof(int64_t) * (size_t)t->rank);
+    const int64_t row = t->shape[0] ? t->size / t->shape[0] : 0;
+    shape[0] = hi - lo;
+    nb_tensor *r = nb_tensor_new(t->rank, shape);
+    if (r && r->size) memcpy(r->data, t->data + lo * row, (size_t)r->size * sizeof(nb_real));
+    return r;
+}
+
+int cli_dist_gather_rows(nb_tensor **t, int64_t n)
+{
+    if (dist_size == 1) return 0;
+    int64_t shape[NB_MAX_RANK];
+    memcpy(shape, (*t)->shape, sizeof(int64_t) * (size_t)(*t)->rank);
+    shape[0] = n;
+    nb_tensor *all = dist_rank == 0 ? nb_tensor_new((*t)->rank, shape) : NULL;
+    /* Every rank learns first whether rank 0 has the memory. */
+    double bad = dist_rank == 0 && !all;
+    if (cli_dist_sum(&bad, 1) || bad) {
+        nb_set_error(NB_ERR_NOMEM, "rank 0 has no memory for all the ranks' rows (or MPI failed)");
+        return 1;
+    }
+    if (cli_dist_gather((*t)->data, (size_t)(*t)->size * sizeof(nb_real), all ? all->data : NULL)) {
+        nb_tensor_free(all);
+        nb_set_error(NB_ERR_IO, "gathering the ranks' rows on rank 0 (MPI) failed");
+        return 1;
+    }
+    if (dist_rank == 0) {
+        nb_tensor_free(*t);
+        *t = all;
+    }
+    return 0;
+}
+
+int cli_dist_check_rows(const char *cmd, int64_t n)
+{
+    if (n >= dist_size) return 0;
+    dist_refused = 1;
+    if (dist_rank == 0)
+        fprintf(stderr, "nabla %s: %lld examples for %d processes: every process needs at least one; run fewer "
+                        "(mpirun -np %lld) or give more examples\n", cmd, (long long)n, dist_size,
+                (long long)(n > 0 ? n : 1));
+    return 1;
+}
+
+int cli_dist_refuse(const char *cmd, const char *why)
+{
+    dist_refused = 1;
+    if (dist_rank == 0) fprintf(stderr, "nabla %s: %s\n", cmd, why);
+    return 2;
 }

@@ -16,9 +16,9 @@ int cli_dist_rank(void);
 int cli_dist_size(void);
 /* The communicator for nb_train_opts.comm; NULL for one process. */
 const nb_comm *cli_dist_comm(void);
-/* Ends the processes with exit code rc: with P > 1 a failure on a rank
- * alone (rc != 0, not refused by every rank through cli_dist_same) aborts
- * the job, so no rank waits for it in a collective. Returns rc. */
+/* Ends the processes with exit code rc: with P > 1 an error (rc 1) that
+ * was not a refusal of every rank together (cli_dist_same, ...) aborts the
+ * job, so no rank waits for the failed one in a collective. Returns rc. */
 int cli_dist_end(int rc);
 /* 0 if every rank has the same `len` bytes at data; else rank 0 prints
  * "nabla CMD: the ranks differ in WHAT: rank R's ... (hint)" and every rank
@@ -33,6 +33,17 @@ int cli_dist_sum(double *buf, int n);
 /* Rank 0 receives every rank's bytes (bytes may differ by rank) one after
  * the other in rank order into recv (NULL on other ranks). */
 int cli_dist_gather(const void *send, size_t bytes, void *recv);
+/* 1 (on every rank, rank 0 printing why) if n examples cannot give each of
+ * the processes one; 0 otherwise. */
+int cli_dist_check_rows(const char *cmd, int64_t n);
+/* A usage error of every rank (the same arguments): rank 0 prints
+ * "nabla CMD: WHY"; returns 2. */
+int cli_dist_refuse(const char *cmd, const char *why);
+/* A new tensor holding rows [lo, hi) of t's first axis. */
+nb_tensor *cli_dist_rows(const nb_tensor *t, int64_t lo, int64_t hi);
+/* Rank 0's *t becomes every rank's rows of *t, in rank order (n rows in
+ * all); other ranks keep theirs. 0, or 1 (every rank) with nb_last_error. */
+int cli_dist_gather_rows(nb_tensor **t, int64_t n);
 /* 64-bit hash of bytes (for comparing data across ranks). */
 uint64_t cli_dist_hash(const void *data, size_t len, uint64_t h);
 
