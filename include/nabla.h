@@ -544,6 +544,10 @@ typedef struct nb_epoch_stats {
     double val_loss, val_accuracy; /* NaN when there is no validation set */
     double seconds, images_per_second;
     double lr;
+    /* Data-parallel runs (nb_train_opts.comm): this rank's time in the
+     * gradient exchange of the epoch so far, and the bytes it sent. */
+    double comm_seconds;
+    int64_t comm_bytes;
 } nb_epoch_stats;
 
 /* A communicator for data-parallel training: the library never calls MPI

@@ -180,6 +180,10 @@ static int on_epoch(const nb_epoch_stats *s, nb_optim *o, void *user)
         printf("epoch %d/%d: loss %.4f acc %.4f", s->epoch + 1, c->a->epochs, s->loss, s->accuracy);
         if (!isnan(s->val_loss)) printf(" | val_loss %.4f val_acc %.4f", s->val_loss, s->val_accuracy);
         printf(" | %.1f s, %.0f img/s, lr %.3g\n", s->seconds, s->images_per_second, s->lr);
+        if (cli_dist_size() > 1 && s->batches_done > 0)
+            printf("  gradient exchange (rank 0): %.2f s, %.1f%% of the epoch, %.2f MB sent per step\n",
+                   s->comm_seconds, 100 * s->comm_seconds / (s->seconds > 0 ? s->seconds : 1),
+                   1e-6 * (double)s->comm_bytes / (double)s->batches_done);
         fflush(stdout);
     }
     if (cli_dist_rank() == 0 && save_checkpoint(c, o, s)) {

@@ -18,6 +18,9 @@ void nb_shards_free(nb_shards *e);
  * correct predictions (count_correct's), both the same on every rank. */
 nb_status nb_shards_step(nb_shards *e, const nb_dataset *d, const int64_t *idx, int64_t start, int64_t b,
                          int64_t step, double *loss, double *correct);
+/* Seconds this rank spent in the gradient exchange, and bytes it sent,
+ * since the engine started. */
+void nb_shards_comm_stats(const nb_shards *e, double *seconds, int64_t *bytes);
 /* After nb_optim_step changed m's weights: the replicas copy them before
  * their next shard. */
 void nb_shards_weights_changed(nb_shards *e);

@@ -28,6 +28,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 enum { NB_SHARDS_MAX_THREADS = 256, NB_SHARD_DEFAULT = 16 };
 
@@ -47,6 +55,8 @@ struct nb_shards {
     nb_real *full;        /* size x C */
     double *stats, *all_stats; /* Qmax x 2 (loss x s_j, correct), size x Qmax x 2 */
     nb_real **rows;            /* size x Qmax: each shard's gradient (or chunk) for tree_sum */
+    double comm_seconds;       /* in alltoall and allgather, since the start */
+    int64_t comm_bytes;        /* sent by this rank */
 };
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -148,6 +158,12 @@ void nb_shards_free(nb_shards *e)
 }
 
 void nb_shards_weights_changed(nb_shards *e) { e->version++; }
+
+void nb_shards_comm_stats(const nb_shards *e, double *seconds, int64_t *bytes)
+{
+    *seconds = e->comm_seconds;
+    *bytes = e->comm_bytes;
+}
 
 static void sync_replica(nb_shards *e, int t)
 {
@@ -261,13 +277,19 @@ static nb_status exchange(nb_shards *e, int64_t S, int64_t Q, nb_real **rows)
             if (n) memcpy(dst, e->local + q * L + d * C, (size_t)n * sizeof(nb_real));
             memset(dst + n, 0, (size_t)(C - n) * sizeof(nb_real));
         }
+    double t0 = now_seconds();
     nb_status s = e->comm->alltoall(e->send, (size_t)(Q * C) * sizeof(nb_real), e->recv, e->comm->user);
+    e->comm_seconds += now_seconds() - t0;
+    e->comm_bytes += (e->size - 1) * Q * C * (int64_t)sizeof(nb_real);
     if (s) return comm_status(s, "exchanging gradient shards");
     for (int r = 0, j = 0; r < e->size; r++)
         for (int64_t q = 0; q < first_shard(S, r + 1, e->size) - first_shard(S, r, e->size); q++, j++)
             rows[j] = e->recv + (r * Q + q) * C;
     tree_sum(rows, S, C);
+    t0 = now_seconds();
     s = e->comm->allgather(rows[0], (size_t)C * sizeof(nb_real), e->full, e->comm->user);
+    e->comm_seconds += now_seconds() - t0;
+    e->comm_bytes += (e->size - 1) * C * (int64_t)sizeof(nb_real);
     return comm_status(s, "gathering the summed gradient");
 }
 

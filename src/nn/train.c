@@ -162,8 +162,9 @@ static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards 
                              nb_epoch_stats *st, int *stop)
 {
     const int64_t n = train->x->shape[0];
-    double t0 = now_seconds(), loss_sum = 0, correct = 0;
-    int64_t seen = 0;
+    double t0 = now_seconds(), loss_sum = 0, correct = 0, comm0 = 0;
+    int64_t seen = 0, bytes0 = 0;
+    if (sh) nb_shards_comm_stats(sh, &comm0, &bytes0);
     nb_status s = NB_OK;
     for (int64_t bi = 0; bi < st->batches_total && !*stop; bi++) {
         int64_t start = bi * opts->batch, b = n - start < opts->batch ? n - start : opts->batch;
@@ -188,6 +189,10 @@ static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards 
         st->accuracy = opts->loss == NB_LOSS_MSE ? NAN : correct / (double)seen;
         st->seconds = now_seconds() - t0;
         st->images_per_second = st->seconds > 0 ? (double)seen / st->seconds : 0;
+        if (sh) {
+            nb_shards_comm_stats(sh, &st->comm_seconds, &st->comm_bytes);
+            st->comm_seconds -= comm0, st->comm_bytes -= bytes0;
+        }
         if (opts->on_batch && opts->on_batch(st, opts->user)) *stop = 1;
     }
     return s;
@@ -220,7 +225,7 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     for (int e = opts->start_epoch; e < opts->epochs && !s && !stop; e++) {
         nb_optim_set_epoch(o, e);
         epoch_permutation(idx, n, opts->seed, e, opts->shuffle);
-        st = (nb_epoch_stats){e, 0, nbatches, st.step, 0, 0, NAN, NAN, 0, 0, nb_optim_lr(o)};
+        st = (nb_epoch_stats){e, 0, nbatches, st.step, 0, 0, NAN, NAN, 0, 0, nb_optim_lr(o), 0, 0};
         double t0 = now_seconds();
         if ((s = train_epoch(m, o, loss, sh, train, idx, opts, xrow, yrow, &st, &stop))) break;
         if (sh && (s = nb_shards_check_weights(sh, e))) break;

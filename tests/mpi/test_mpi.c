@@ -32,6 +32,7 @@
 
 static char out[1 << 16];
 static int have_data;
+static char ref_losses[512]; /* the reference run's last epoch line, without timings */
 
 static int run(const char *fmt, ...)
 {
@@ -120,6 +121,7 @@ static int setup(void **state)
     if (!have_data) return 0;
     /* The reference: one process, one thread. */
     if (run(CLI TRAIN " --reproducible --threads 1 --out " TMP "ref.safetensors")) return -1;
+    if (!epoch_losses("epoch 2/2:", ref_losses, sizeof ref_losses)) return -1;
     nb_dataset d = {0};
     if (nb_dataset_load_mnist(FASHION, "test", &d)) return -1;
     int64_t xs[4] = {7, 28, 28, 1};
@@ -134,14 +136,11 @@ static void test_train_same_bits(void **state)
 {
     (void)state;
     if (!have_data) skip();
-    char ref[512], got[512];
-    assert_int_equal(run(CLI TRAIN " --reproducible --threads 1 --out " TMP "ref2.safetensors"), 0);
-    assert_true(epoch_losses("epoch 2/2:", ref, sizeof ref));
+    char got[512];
     /* It learned: 10 classes, chance is 0.1. */
     double acc = 0;
-    assert_int_equal(sscanf(strstr(ref, "val_acc") + 8, "%lf", &acc), 1);
+    assert_int_equal(sscanf(strstr(ref_losses, "val_acc") + 8, "%lf", &acc), 1);
     assert_true(acc > 0.3);
-    assert_true(same_file(TMP "ref.safetensors", TMP "ref2.safetensors"));
 
     assert_int_equal(run(CLI TRAIN " --reproducible --threads 2 --out " TMP "t2.safetensors"), 0);
     assert_true(same_file(TMP "ref.safetensors", TMP "t2.safetensors"));
@@ -156,7 +155,7 @@ static void test_train_same_bits(void **state)
         assert_true(!strncmp(out, first, strlen(first)) || contains(first));
         assert_int_equal(count_of("epoch 2/2:"), 1); /* rank 0 alone prints */
         assert_true(epoch_losses("epoch 2/2:", got, sizeof got));
-        assert_string_equal(got, ref);
+        assert_string_equal(got, ref_losses);
         assert_true(same_file(TMP "ref.safetensors", path));
     }
 }
@@ -199,8 +198,8 @@ static void test_kill_and_resume(void **state)
 {
     (void)state;
     if (!have_data) skip();
-#define LONG " train --data fashion-mnist --model \"conv2d 4 3 relu; maxpool 2; flatten; dense 10\" --limit 1500 " \
-             "--batch 32 --epochs 6 --no-test --seed 5 --threads 1 --out "
+#define LONG " train --data fashion-mnist --model \"conv2d 4 3 relu; maxpool 2; flatten; dense 10\" --limit 800 " \
+             "--batch 16 --epochs 4 --no-test --seed 5 --threads 1 --out "
     remove(TMP "k.safetensors");
     int rc = run("timeout 30 " MPIRUN " -np 2 sh -c 'if [ $OMPI_COMM_WORLD_RANK = 1 ]; then (while [ ! -f " TMP
                  "k.safetensors ]; do sleep 0.02; done; kill -9 $$) & fi; exec " CLI LONG TMP "k.safetensors'");
