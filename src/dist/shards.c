@@ -14,13 +14,14 @@
  * shard was computed never changes the sum, so the weights are
  * bit-identical for any number of ranks P and threads T.
  *
- * With P > 1 the tree runs where the data is, as a reduce-scatter: the
- * gradient (L values) is split into P chunks of C = ceil(L / P); an
- * alltoall sends chunk d of every local shard gradient to rank d, rank d
- * sums its chunk over all S shards in tree order, and an allgather returns
- * the summed chunks to everyone. Bytes sent per rank and step: about
- * (S / P) L + L (P - 1) / P values, against 2 L (P - 1) / P for a ring
- * allreduce (which depends on P's order of sums).
+ * With P > 1 the tree runs where the data is, as a reduce-scatter: each
+ * rank first sums the whole subtrees its run of shards covers (one for
+ * P = 2 and S a power of two, at most 2 log2 S), the gradient (L values)
+ * is split into P chunks of C = ceil(L / P), an alltoall sends chunk d of
+ * every subtree root to rank d, rank d finishes the tree on its chunk, and
+ * an allgather returns the summed chunks to everyone. Values sent per rank
+ * and step: (R + 1) L (P - 1) / P for R subtree roots per rank, against
+ * 2 L (P - 1) / P for a ring allreduce (whose order of sums depends on P).
  */
 #include "dist_internal.h"
 
@@ -241,9 +242,11 @@ static nb_status local_shards(nb_shards *e, const nb_dataset *d, const int64_t *
     return NB_OK;
 }
 
-/* rows[j] += rows[j + w] for w = 1, 2, 4, ... (elements [0, n) of each):
- * rows[0] ends as the sum in the fixed tree of S rows. Elementwise, so
- * splitting the elements over threads changes no bits. */
+/* rows[j] += rows[j + w] for w = 1, 2, 4, ... and j a multiple of 2w
+ * (elements [0, n) of each): rows[0] ends as the sum in the fixed tree of
+ * S rows. A NULL row lies inside a subtree that its rank summed already
+ * (see subtrees), so its pair is skipped. Elementwise, so splitting the
+ * elements over threads changes no bits. */
 static void tree_sum(nb_real *const *rows, int64_t S, int64_t n)
 {
     enum { BLOCK = 4096 };
@@ -252,11 +255,29 @@ static void tree_sum(nb_real *const *rows, int64_t S, int64_t n)
         const int64_t k1 = k0 + BLOCK < n ? k0 + BLOCK : n;
         for (int64_t w = 1; w < S; w *= 2)
             for (int64_t j = 0; j + w < S; j += 2 * w) {
+                if (!rows[j] || !rows[j + w]) continue;
                 nb_real *a = rows[j] + k0;
                 const nb_real *c = rows[j + w] + k0;
                 for (int64_t k = 0; k < k1 - k0; k++) a[k] += c[k];
             }
     }
+}
+
+/* The whole subtrees of the tree over S shards that the run [lo, hi)
+ * covers, greedily from lo: [a, a + 2^k) (clipped at S) with a a multiple
+ * of 2^k, as large as fits. A rank sums each one itself, in the tree's own
+ * order, and sends only its root: P = 2 and S a power of two send one row
+ * per rank, the bytes of a ring allreduce. Returns the count (<= 2 log2 S). */
+static int subtrees(int64_t S, int64_t lo, int64_t hi, int64_t *start, int64_t *end)
+{
+    int n = 0;
+    for (int64_t a = lo; a < hi; n++) {
+        int64_t size = 1;
+        while (a % (2 * size) == 0 && (a + 2 * size <= hi || (hi == S && a + size < S))) size *= 2;
+        start[n] = a, end[n] = a + size < S ? a + size : S;
+        a = end[n];
+    }
+    return n;
 }
 
 static nb_status comm_status(nb_status s, const char *what)
@@ -266,25 +287,38 @@ static nb_status comm_status(nb_status s, const char *what)
     return nb_fail(s, "%s between ranks failed%s%s", what, m && *m ? ": " : "", m ? m : "");
 }
 
-/* P > 1: the reduce-scatter of the file comment. On return e->full holds G. */
-static nb_status exchange(nb_shards *e, int64_t S, int64_t Q, nb_real **rows)
+/* P > 1: the reduce-scatter of the file comment, on subtree roots. On
+ * return e->full holds G. */
+static nb_status exchange(nb_shards *e, int64_t S, nb_real **rows)
 {
-    const int64_t C = e->C, L = e->L, own = first_shard(S, e->rank + 1, e->size) - first_shard(S, e->rank, e->size);
+    const int64_t C = e->C, L = e->L, lo = first_shard(S, e->rank, e->size);
+    int64_t st[128], en[128];
+    int R = 0, mine = subtrees(S, lo, first_shard(S, e->rank + 1, e->size), st, en);
+    for (int r = 0; r < e->size; r++) {
+        int n = subtrees(S, first_shard(S, r, e->size), first_shard(S, r + 1, e->size), st + 64, en + 64);
+        R = n > R ? n : R;
+    }
+    for (int q = 0; q < mine; q++) {
+        for (int64_t j = st[q]; j < en[q]; j++) rows[j - st[q]] = e->local + (j - lo) * L;
+        tree_sum(rows, en[q] - st[q], L);
+    }
     for (int d = 0; d < e->size; d++)
-        for (int64_t q = 0; q < Q; q++) {
-            nb_real *dst = e->send + (d * Q + q) * C;
-            const int64_t n = q < own ? (L - d * C < C ? (L - d * C > 0 ? L - d * C : 0) : C) : 0;
-            if (n) memcpy(dst, e->local + q * L + d * C, (size_t)n * sizeof(nb_real));
+        for (int q = 0; q < R; q++) {
+            nb_real *dst = e->send + (d * R + q) * C;
+            const int64_t n = q < mine ? (L - d * C < C ? (L - d * C > 0 ? L - d * C : 0) : C) : 0;
+            if (n) memcpy(dst, e->local + (st[q] - lo) * L + d * C, (size_t)n * sizeof(nb_real));
             memset(dst + n, 0, (size_t)(C - n) * sizeof(nb_real));
         }
     double t0 = now_seconds();
-    nb_status s = e->comm->alltoall(e->send, (size_t)(Q * C) * sizeof(nb_real), e->recv, e->comm->user);
+    nb_status s = e->comm->alltoall(e->send, (size_t)(R * C) * sizeof(nb_real), e->recv, e->comm->user);
     e->comm_seconds += now_seconds() - t0;
-    e->comm_bytes += (e->size - 1) * Q * C * (int64_t)sizeof(nb_real);
+    e->comm_bytes += (e->size - 1) * R * C * (int64_t)sizeof(nb_real);
     if (s) return comm_status(s, "exchanging gradient shards");
-    for (int r = 0, j = 0; r < e->size; r++)
-        for (int64_t q = 0; q < first_shard(S, r + 1, e->size) - first_shard(S, r, e->size); q++, j++)
-            rows[j] = e->recv + (r * Q + q) * C;
+    for (int64_t j = 0; j < S; j++) rows[j] = NULL;
+    for (int r = 0; r < e->size; r++) {
+        int n = subtrees(S, first_shard(S, r, e->size), first_shard(S, r + 1, e->size), st + 64, en + 64);
+        for (int q = 0; q < n; q++) rows[st[64 + q]] = e->recv + (r * R + q) * C;
+    }
     tree_sum(rows, S, C);
     t0 = now_seconds();
     s = e->comm->allgather(rows[0], (size_t)C * sizeof(nb_real), e->full, e->comm->user);
@@ -327,7 +361,7 @@ nb_status nb_shards_step(nb_shards *e, const nb_dataset *d, const int64_t *idx, 
     nb_real **rp = e->rows;
     const nb_real *G = e->local;
     if (e->size > 1) {
-        s = exchange(e, S, Q, rp);
+        s = exchange(e, S, rp);
         G = e->full;
     } else {
         for (int64_t j = 0; j < S; j++) rp[j] = e->local + j * e->L;
