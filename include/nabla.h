@@ -142,6 +142,8 @@ nb_node *nb_add(nb_node *a, nb_node *b);
 nb_node *nb_sub(nb_node *a, nb_node *b);
 nb_node *nb_mul(nb_node *a, nb_node *b);
 nb_node *nb_div(nb_node *a, nb_node *b);
+/* a (..., Ca) and b (..., Cb), same leading dims, joined on the last axis: (..., Ca + Cb). */
+nb_node *nb_concat(nb_node *a, nb_node *b);
 /* Elementwise, one input. */
 nb_node *nb_neg(nb_node *x);
 nb_node *nb_exp(nb_node *x);
@@ -396,7 +398,8 @@ const char *nb_suggest(const char *word, const char *const *names, int n);
  * the model files iterate the table (docs/design.md, "How to add a layer"). */
 #define NB_LAYER_KINDS(X)                                                                                    \
     X(DENSE, dense) X(CONV2D, conv2d) X(MAXPOOL, maxpool) X(AVGPOOL, avgpool) X(FLATTEN, flatten)           \
-    X(DROPOUT, dropout) X(ACTIVATION, activation)
+    X(DROPOUT, dropout) X(ACTIVATION, activation) X(GLOBALAVGPOOL, globalavgpool) X(FROM, from) X(ADD, add)   \
+    X(CONCAT, concat)
 typedef enum nb_layer_kind {
 #define NB_LAYER_ENUM_(e, file) NB_LAYER_##e,
     NB_LAYER_KINDS(NB_LAYER_ENUM_)
@@ -412,6 +415,7 @@ const char *nb_layer_kind_name(nb_layer_kind k);
 const char *nb_layer_kind_usage(nb_layer_kind k);
 const char *nb_layer_kind_example(nb_layer_kind k);
 
+enum { NB_SPEC_NAME_MAX = 32, NB_SPEC_MAX_REFS = 8 };
 /* One line of a spec. Unused fields are 0. */
 typedef struct nb_layer_spec {
     nb_layer_kind kind;
@@ -422,6 +426,13 @@ typedef struct nb_layer_spec {
     nb_padding padding;
     nb_activation act;
     double rate;          /* dropout */
+    /* Graph models: `ENTRY as NAME` names the entry's output (name[0] = 0:
+     * unnamed); `from`, `add` and `concat` reference nrefs earlier names
+     * (or `input`). Names are letters, digits and '_', not starting with a
+     * digit, at most NB_SPEC_NAME_MAX - 1 characters. */
+    char name[NB_SPEC_NAME_MAX];
+    int nrefs;
+    char refs[NB_SPEC_MAX_REFS][NB_SPEC_NAME_MAX];
 } nb_layer_spec;
 
 /* Parses a spec ("conv2d 32 3 relu; maxpool 2; flatten; dense 10"): one layer

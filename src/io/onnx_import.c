@@ -295,7 +295,7 @@ static nb_status lower_gemm(imp_ctx *c, const onnx_node *n)
     if (attr_int(n, "transA", 0) || (alpha && alpha->f != 1.0f) || (beta && beta->f != 1.0f && n->nin > 2))
         return node_fail(c, n, "only transA = 0, alpha = 1 and beta = 1 are supported (a dense layer)");
     const int trans = attr_int(n, "transB", 0) != 0;
-    int64_t in, out;
+    int64_t in = 0, out = 0; /* set by dense_shape_check; gcc cannot see it */
     nb_status s = dense_shape_check(c, n, n->nin > 1 ? find_const(c, n->in[1]) : NULL, trans, &in, &out);
     nb_real *B = NULL, *bias = NULL;
     if (!s) s = const_values(c, n, 1, in * out, &B);
@@ -311,7 +311,7 @@ static nb_status lower_gemm(imp_ctx *c, const onnx_node *n)
  * when there is one. */
 static nb_status lower_matmul(imp_ctx *c, const onnx_node *n)
 {
-    int64_t in, out;
+    int64_t in = 0, out = 0;
     nb_status s = dense_shape_check(c, n, n->nin == 2 ? find_const(c, n->in[1]) : NULL, 0, &in, &out);
     nb_real *B = NULL, *bias = NULL;
     if (!s) s = const_values(c, n, 1, in * out, &B);

@@ -53,7 +53,7 @@ void nb_model_free(nb_model *m)
  * softmax). A failure of an op is wrapped with the layer and its input. */
 static nb_node *build_layer(nb_model *m, int idx, const nb_layer_spec *l, nb_node *x, nb_node **pre)
 {
-    char lb[96];
+    char lb[400];
     nb_layer_ctx c = {
         .m = m, .index = idx, .line = nb_layer_spec_str(l, lb, sizeof lb), .type = nb_layer_type_of(l->kind)};
     nb_node *y = c.type->build(&c, l, x, pre);
@@ -74,6 +74,10 @@ nb_status nb_model_add(nb_model *m, const nb_layer_spec *l)
     char why[160];
     if (!nb_layer_spec_check(l, why, sizeof why)) /* its spec line must read back as it (model files) */
         return nb_fail(NB_ERR_ARG, "layer %d: %s", m->nlayers, why);
+    for (int i = 0; l->name[0] && i < m->nlayers; i++)
+        if (!strcmp(m->layers[i].name, l->name))
+            return nb_fail(NB_ERR_ARG, "layer %d: the name '%s' is already layer %d's; give each output its own name",
+                           m->nlayers, l->name, i);
     if (m->nlayers == m->cap) { /* room first, so that nothing fails after the layer is built */
         int cap = m->cap ? m->cap * 2 : 8;
         nb_layer_spec *q = realloc(m->layers, (size_t)cap * sizeof *q);
@@ -163,6 +167,43 @@ nb_status nb_model_activation(nb_model *m, nb_activation act)
     return nb_model_add(m, &l);
 }
 
+/* The entry of layers[0 .. n) named name, -1 if none. */
+static int entry_named(const nb_layer_spec *layers, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(layers[i].name, name)) return i;
+    return -1;
+}
+
+/* What only the whole spec shows: a reference to a name given later (the
+ * layer would only say "unknown"), and a branch nobody uses (an entry
+ * before `from` whose output is neither named nor read by a later entry:
+ * its layers would be computed for nothing, almost always a forgotten
+ * `add`). */
+static nb_status check_graph(const nb_layer_spec *layers, int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < layers[i].nrefs; r++) {
+            int at = entry_named(layers, n, layers[i].refs[r]);
+            if (at >= i)
+                return nb_fail(NB_ERR_FORMAT, "layer %d ('%s'): '%s' is the output of layer %d, %s; an entry can use "
+                               "only earlier outputs (a model has no cycles)", i, layers[i].refs[r],
+                               layers[i].refs[r], at, at == i ? "itself" : "a later one");
+        }
+    for (int i = 1; i < n; i++) {
+        if (layers[i].kind != NB_LAYER_FROM) continue;
+        const char *name = layers[i - 1].name;
+        int used = 0;
+        for (int j = i; j < n && name[0] && !used; j++)
+            for (int r = 0; r < layers[j].nrefs && !used; r++) used = !strcmp(layers[j].refs[r], name);
+        if (!used)
+            return nb_fail(NB_ERR_FORMAT, "layer %d (from %s): the output of layer %d%s%s%s is never used (an unused "
+                           "branch); name it with 'as NAME' and use it in an 'add' or 'concat', or remove it", i,
+                           layers[i].refs[0], i - 1, name[0] ? " ('" : "", name, name[0] ? "')" : "");
+    }
+    return NB_OK;
+}
+
 nb_status nb_model_from_spec(const char *spec, int input_rank, const int64_t *input_shape, nb_model **out)
 {
     if (!out) return nb_fail(NB_ERR_ARG, "model_from_spec: out is NULL");
@@ -171,6 +212,10 @@ nb_status nb_model_from_spec(const char *spec, int input_rank, const int64_t *in
     int n;
     nb_status s = nb_spec_parse(spec, &layers, &n);
     if (s) return s;
+    if ((s = check_graph(layers, n))) {
+        free(layers);
+        return s;
+    }
     nb_model *m = nb_model_new(input_rank, input_shape);
     if (!m) {
         free(layers);
@@ -191,12 +236,12 @@ const char *nb_model_spec(const nb_model *cm)
     nb_model *m = (nb_model *)cm;
     if (!m) return "";
     if (!m->spec) {
-        size_t cap = (size_t)m->nlayers * 96 + 1, u = 0;
+        size_t cap = (size_t)m->nlayers * 400 + 1, u = 0;
         m->spec = malloc(cap);
         if (!m->spec) return "";
         m->spec[0] = '\0';
         for (int i = 0; i < m->nlayers; i++) {
-            char b[96];
+            char b[400];
             nb_layer_spec_str(&m->layers[i], b, sizeof b);
             u += (size_t)snprintf(m->spec + u, cap - u, "%s%s", i ? "; " : "", b);
         }
@@ -255,7 +300,7 @@ nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
     PUT("%-4s %-34s %-22s %12d\n", "", "input", nb_shape_str(m->in_rank + 1, in_shape, s, sizeof s), 0);
     int p = 0;
     for (int i = 0; i < m->nlayers; i++) {
-        char lb[96];
+        char lb[400];
         int64_t count = 0;
         for (; p < m->nparams && m->param_layer[p] == i; p++) count += m->params[p]->value.size;
         nb_tensor v = m->layer_out[i]->value;

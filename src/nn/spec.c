@@ -57,7 +57,9 @@ void nb_layer_usage(const nb_layer_type *t, char *buf, size_t n)
     PUT("%s", t->act_is_keyword ? "ACT" : t->keyword);
     for (int i = 0; i < t->nargs; i++) {
         const nb_layer_arg *a = &t->args[i];
-        if (!(a->flags & NB_ARG_KEY))
+        if (a->type == NB_ARG_NAMES)
+            PUT(a->hi > 1 ? " %s [%s ...]" : " %s", a->name, a->name);
+        else if (!(a->flags & NB_ARG_KEY))
             PUT(a->flags & NB_ARG_OPTIONAL ? " [%s]" : " %s", a->name);
         else if (a->type == NB_ARG_PADDING)
             PUT(" [%s=valid|same]", a->name);
@@ -138,6 +140,39 @@ static const nb_layer_type *find_kind(const char *word, nb_layer_spec *l, int *f
 
 /* ------------------------------------------------------------ parse */
 
+/* 1 if s can name an output: [A-Za-z_][A-Za-z0-9_]*, shorter than
+ * NB_SPEC_NAME_MAX, and not a word of the grammar's own ("as"). */
+static int valid_name(const char *s)
+{
+    size_t k = 0;
+    for (; s[k]; k++) {
+        char c = s[k];
+        int alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+        if (!alpha && !(k && c >= '0' && c <= '9')) return 0;
+    }
+    return k > 0 && k < NB_SPEC_NAME_MAX && strcmp(s, "as") != 0;
+}
+
+/* The remaining words as names (NB_ARG_NAMES); 0 with the reason in why. */
+static int parse_names(const nb_layer_type *t, const nb_layer_arg *a, char **tok, int ntok, nb_layer_spec *l,
+                       char *why, size_t n)
+{
+    if (ntok < a->lo || ntok > a->hi)
+        return snprintf(why, n, "%s takes %.0f%s%.0f name%s of earlier outputs (or 'input'), got %d", t->keyword,
+                        a->lo, a->hi > a->lo ? " to " : "", a->hi > a->lo ? a->hi : a->lo, a->hi > 1 ? "s" : "",
+                        ntok),
+               0;
+    for (int i = 0; i < ntok; i++) {
+        if (!valid_name(tok[i]))
+            return snprintf(why, n, "'%s' is not a name (letters, digits and '_', not starting with a digit, at most "
+                            "%d characters)", tok[i], NB_SPEC_NAME_MAX - 1),
+                   0;
+        snprintf(l->refs[i], NB_SPEC_NAME_MAX, "%s", tok[i]);
+    }
+    l->nrefs = ntok;
+    return 1;
+}
+
 /* Reads one argument's word into l; 0 with the reason in why. */
 static int parse_value(const nb_layer_type *t, const nb_layer_arg *a, const char *v, nb_layer_spec *l, char *why,
                        size_t n)
@@ -182,6 +217,7 @@ static int parse_value(const nb_layer_type *t, const nb_layer_arg *a, const char
             return 1;
         }
         return snprintf(why, n, "%s must be 'valid' or 'same', not '%s'", name, v), 0;
+    case NB_ARG_NAMES: break; /* read by parse_names, never one word */
     }
     return snprintf(why, n, "argument %s of %s has an unknown type", a->name, t->keyword), 0;
 }
@@ -250,6 +286,17 @@ static int parse_layer(char **tok, int ntok, nb_layer_spec *l, char *why, size_t
     for (int i = 0; i < ntok; i++)
         if (strchr(tok[i], ','))
             return snprintf(why, n, "unexpected ',' in '%s': layers are separated by ';' or a new line", tok[i]), 0;
+    if (ntok >= 2 && !strcmp(tok[ntok - 2], "as")) { /* ENTRY as NAME */
+        if (!valid_name(tok[ntok - 1]) || !strcmp(tok[ntok - 1], "input"))
+            return snprintf(why, n, "'%s' cannot name an output (letters, digits and '_', not starting with a digit, "
+                            "at most %d characters, not 'input')", tok[ntok - 1], NB_SPEC_NAME_MAX - 1),
+                   0;
+        snprintf(l->name, sizeof l->name, "%s", tok[ntok - 1]);
+        ntok -= 2;
+    } else if (ntok >= 1 && !strcmp(tok[ntok - 1], "as")) {
+        return snprintf(why, n, "'as' needs a name after it (ENTRY as NAME)"), 0;
+    }
+    if (ntok == 0) return snprintf(why, n, "'as %s' names nothing: put it after an entry", l->name), 0;
     int first;
     const nb_layer_type *t = find_kind(tok[0], l, &first);
     if (!t) return unknown_layer(tok[0], why, n);
@@ -260,6 +307,11 @@ static int parse_layer(char **tok, int ntok, nb_layer_spec *l, char *why, size_t
     for (int i = first; i < t->nargs; i++) { /* positional arguments, in order */
         const nb_layer_arg *a = &t->args[i];
         if (a->flags & NB_ARG_KEY) break;
+        if (a->type == NB_ARG_NAMES) {
+            if (!parse_names(t, a, tok + w, ntok - w, l, why, n)) return 0;
+            w = ntok;
+            continue;
+        }
         if (a->flags & NB_ARG_OPTIONAL) {
             if (w < ntok && !strchr(tok[w], '=') && !parse_value(t, a, tok[w++], l, why, n)) return 0;
             continue;
@@ -388,6 +440,13 @@ static int check_arg(const nb_layer_type *t, const nb_layer_arg *a, const nb_lay
         return snprintf(why, n, "%s %s must be valid or same, got %d", t->keyword, name, (int)v), 0;
     }
     case NB_ARG_ACT: return 1; /* checked for every kind */
+    case NB_ARG_NAMES:
+        if (l->nrefs < a->lo || l->nrefs > a->hi)
+            return snprintf(why, n, "%s takes %.0f..%.0f names, got %d", t->keyword, a->lo, a->hi, l->nrefs), 0;
+        for (int i = 0; i < l->nrefs; i++)
+            if (!memchr(l->refs[i], 0, NB_SPEC_NAME_MAX) || !valid_name(l->refs[i]))
+                return snprintf(why, n, "%s: reference %d is not a valid name", t->keyword, i), 0;
+        return 1;
     }
     return 1;
 }
@@ -408,6 +467,8 @@ int nb_layer_spec_check(const nb_layer_spec *l, char *why, size_t n)
                0;
     for (int i = 0; i < t->nargs; i++)
         if (!check_arg(t, &t->args[i], l, why, n)) return 0;
+    if (l->name[0] && (!memchr(l->name, 0, sizeof l->name) || !valid_name(l->name) || !strcmp(l->name, "input")))
+        return snprintf(why, n, "layer name is not a valid name (letters, digits, '_'; not 'input')"), 0;
     return 1;
 }
 
@@ -445,6 +506,12 @@ static size_t print_arg(const nb_layer_arg *a, const nb_layer_spec *l, char *buf
     case NB_ARG_PADDING:
         return *(const nb_padding *)(const void *)field == NB_PAD_SAME ? (size_t)snprintf(buf, n, " %s=same", a->name)
                                                                        : 0;
+    case NB_ARG_NAMES: {
+        size_t u = 0;
+        for (int i = 0; i < l->nrefs; i++)
+            u += (size_t)snprintf(buf + (u < n ? u : n), u < n ? n - u : 0, " %s", l->refs[i]);
+        return u;
+    }
     }
     return 0;
 }
@@ -457,5 +524,6 @@ char *nb_layer_spec_str(const nb_layer_spec *l, char *buf, size_t n)
     size_t u = (size_t)snprintf(buf, n, "%s", t->act_is_keyword ? nb_activation_name(l->act) : t->keyword);
     for (int i = 0; i < t->nargs; i++)
         u += print_arg(&t->args[i], l, buf + (u < n ? u : n), u < n ? n - u : 0);
+    if (l->name[0]) snprintf(buf + (u < n ? u : n), u < n ? n - u : 0, " as %s", l->name);
     return buf;
 }

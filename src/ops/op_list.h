@@ -40,6 +40,8 @@ NB_OP(mean)
 NB_OP(transpose)
 NB_OP(reshape)
 NB_OP(flatten)
+/* concat.c */
+NB_OP(concat)
 /* softmax.c */
 NB_OP(softmax)
 NB_OP(log_softmax)

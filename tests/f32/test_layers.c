@@ -41,6 +41,10 @@ static const expected rows[] = {
     {NB_LAYER_FLATTEN, 3, {8, 8, 2}, {128}, 1, 0, {NULL}, {{0}}, {0}},
     {NB_LAYER_DROPOUT, 1, {6}, {6}, 1, 0, {NULL}, {{0}}, {0}},
     {NB_LAYER_ACTIVATION, 1, {6}, {6}, 1, 0, {NULL}, {{0}}, {0}},
+    {NB_LAYER_GLOBALAVGPOOL, 3, {8, 8, 2}, {2}, 1, 0, {NULL}, {{0}}, {0}},
+    {NB_LAYER_FROM, 3, {8, 8, 2}, {8, 8, 2}, 3, 0, {NULL}, {{0}}, {0}},
+    {NB_LAYER_ADD, 1, {6}, {6}, 1, 0, {NULL}, {{0}}, {0}},
+    {NB_LAYER_CONCAT, 3, {8, 8, 2}, {8, 8, 4}, 3, 0, {NULL}, {{0}}, {0}},
 };
 
 static const expected *row_of(nb_layer_kind k)
@@ -284,7 +288,7 @@ static void test_spec_errors(void **state)
         "[padding=valid|same] [dilation=D])",
         "spec layer 0 (line 1, 'conv2d'): unexpected ',' in 'relu,': layers are separated by ';' or a new line",
         "spec layer 0 (line 1, 'dens'): unknown layer 'dens'; did you mean 'dense'? (layers: dense conv2d maxpool "
-        "avgpool flatten dropout; activations: linear relu sigmoid tanh softmax log_softmax leaky_relu elu softplus "
+        "avgpool flatten dropout globalavgpool from add concat; activations: linear relu sigmoid tanh softmax log_softmax leaky_relu elu softplus "
         "gelu)",
         "spec layer 0 (line 1, 'dense'): unknown activation 'rleu'; did you mean 'relu'? (linear, relu, sigmoid, "
         "tanh, softmax, log_softmax, leaky_relu, elu, softplus, gelu)",
@@ -296,7 +300,7 @@ static void test_spec_errors(void **state)
         "spec layer 0 (line 1, 'dropout'): RATE must be a number in [0, 1), got '1.5'",
         "spec layer 0 (line 1, 'dense'): unexpected 'extra' (usage: dense UNITS [ACT])",
         "spec layer 0 (line 1, 'lstm'): unknown layer 'lstm' (layers: dense conv2d maxpool avgpool flatten "
-        "dropout; activations: linear relu sigmoid tanh softmax log_softmax leaky_relu elu softplus gelu)",
+        "dropout globalavgpool from add concat; activations: linear relu sigmoid tanh softmax log_softmax leaky_relu elu softplus gelu)",
     };
     for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
         nb_layer_spec *l = (nb_layer_spec *)&l;

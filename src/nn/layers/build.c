@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 nb_node *nb_layer_param(nb_layer_ctx *c, int which, int rank, const int64_t *shape)
 {
@@ -51,5 +52,28 @@ int nb_layer_need_rank(nb_layer_ctx *c, nb_node *x, int rank, const char *what, 
     if (v->rank == rank) return 1;
     char s[96];
     nb_layer_refuse(c, "%s, got %s%s", what, NB_SHAPE_STR(v, s), hint);
+    return 0;
+}
+
+nb_node *nb_layer_lookup(nb_layer_ctx *c, const char *name)
+{
+    const nb_model *m = c->m;
+    if (!strcmp(name, "input")) return m->input;
+    for (int i = 0; i < c->index && i < m->nlayers; i++)
+        if (!strcmp(m->layers[i].name, name)) return m->layer_out[i];
+    char names[256] = "input";
+    size_t u = strlen(names);
+    for (int i = 0; i < c->index && i < m->nlayers && u < sizeof names; i++)
+        if (m->layers[i].name[0]) u += (size_t)snprintf(names + u, sizeof names - u, ", %s", m->layers[i].name);
+    return nb_layer_refuse(c, "unknown name '%s': an entry can use only the outputs named before it (%s); name one "
+                           "with 'ENTRY as NAME'", name, names);
+}
+
+int nb_layer_is_named_output(const nb_layer_ctx *c, const nb_node *node)
+{
+    const nb_model *m = c->m;
+    if (node == m->input) return 1;
+    for (int i = 0; i < c->index && i < m->nlayers; i++)
+        if (m->layer_out[i] == node && m->layers[i].name[0]) return 1;
     return 0;
 }

@@ -20,6 +20,7 @@ typedef enum {
     NB_ARG_REAL,    /* a double field in [lo, hi), printed with the fewest digits that read back */
     NB_ARG_ACT,     /* an nb_activation field by name (nb_activation_parse) */
     NB_ARG_PADDING, /* an nb_padding field: valid | same */
+    NB_ARG_NAMES,   /* the rest of the words: names of earlier outputs into refs, lo..hi of them */
 } nb_arg_type;
 
 enum {
@@ -101,6 +102,13 @@ nb_node *nb_layer_refuse(nb_layer_ctx *c, const char *fmt, ...)
     ;
 /* 1 if x has the rank, else refuses: "layer I (LINE): WHAT, got (N, 784)HINT". */
 int nb_layer_need_rank(nb_layer_ctx *c, nb_node *x, int rank, const char *what, const char *hint);
+
+/* The output named name among the entries before this one ("input": the
+ * model's input), or NULL after refusing with the names that exist. */
+nb_node *nb_layer_lookup(nb_layer_ctx *c, const char *name);
+/* 1 if node is an output that a name may reference (the model's input or a
+ * named entry's), so a later entry may read it: it must not be fused away. */
+int nb_layer_is_named_output(const nb_layer_ctx *c, const nb_node *node);
 
 /* The layer's grammar from its arguments, "conv2d FILTERS SIZE [ACT] [stride=S] ...". */
 void nb_layer_usage(const nb_layer_type *t, char *buf, size_t n);

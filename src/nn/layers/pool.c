@@ -25,8 +25,11 @@ static nb_node *build(nb_layer_ctx *c, const nb_layer_spec *l, nb_node *x, nb_no
     if (!nb_layer_need_rank(c, x, 4, "pooling needs an image input (N, H, W, C)", "")) return NULL;
     /* A max pool right after a convolution, windows not overlapping: one
      * fused op (the convolution's full output never stored, its sparse dZ
-     * built directly); the convolution's node keeps its shape. */
-    nb_node *z = l->kind == NB_LAYER_MAXPOOL ? nb_fuse_conv2d_maxpool(x, l->size, l->stride, l->padding) : NULL;
+     * built directly); the convolution's node keeps its shape. Not when
+     * the convolution's output has a name: another entry may read it, and
+     * a fused convolution's output is never computed. */
+    const int may_fuse = l->kind == NB_LAYER_MAXPOOL && !nb_layer_is_named_output(c, x);
+    nb_node *z = may_fuse ? nb_fuse_conv2d_maxpool(x, l->size, l->stride, l->padding) : NULL;
     if (!z)
         z = l->kind == NB_LAYER_MAXPOOL ? nb_max_pool2d(x, l->size, l->stride, l->padding)
                                         : nb_avg_pool2d(x, l->size, l->stride, l->padding);
