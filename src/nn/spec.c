@@ -157,11 +157,15 @@ static int valid_name(const char *s)
 static int parse_names(const nb_layer_type *t, const nb_layer_arg *a, char **tok, int ntok, nb_layer_spec *l,
                        char *why, size_t n)
 {
-    if (ntok < a->lo || ntok > a->hi)
-        return snprintf(why, n, "%s takes %.0f%s%.0f name%s of earlier outputs (or 'input'), got %d", t->keyword,
-                        a->lo, a->hi > a->lo ? " to " : "", a->hi > a->lo ? a->hi : a->lo, a->hi > 1 ? "s" : "",
+    if (ntok < a->lo || ntok > a->hi) {
+        if (a->hi > a->lo)
+            return snprintf(why, n, "%s takes %.0f to %.0f names of earlier outputs (or 'input'), got %d", t->keyword,
+                            a->lo, a->hi, ntok),
+                   0;
+        return snprintf(why, n, "%s takes %.0f name of an earlier output (or 'input'), got %d", t->keyword, a->lo,
                         ntok),
                0;
+    }
     for (int i = 0; i < ntok; i++) {
         if (!valid_name(tok[i]))
             return snprintf(why, n, "'%s' is not a name (letters, digits and '_', not starting with a digit, at most "
