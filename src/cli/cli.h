@@ -25,7 +25,10 @@ int cli_unknown_command(const char *name);
 
 /* names.c: the names of the library's enums, as option choices. */
 enum { CLI_SPLIT_TEST = 0, CLI_SPLIT_TRAIN = 1 };
-extern const cli_choice cli_losses[], cli_optimizers[], cli_schedules[], cli_inits[], cli_jac_modes[], cli_splits[];
+extern cli_choice cli_losses[], cli_optimizers[], cli_schedules[], cli_inits[], cli_jac_modes[];
+extern const cli_choice cli_splits[];
+/* Fills the choices above from the library's names (cli_parse calls it). */
+void cli_choices_init(void);
 
 int cmd_gradcheck(int argc, char **argv);
 int cmd_train(int argc, char **argv);
