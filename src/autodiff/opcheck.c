@@ -349,3 +349,14 @@ int nb_opcheck_all(uint64_t seed, const nb_gradcheck_opts *opts,
     }
     return failures;
 }
+
+/* The table for other checks over every op (the second-order check,
+ * hessian.c). */
+int nb_opcheck_case_count(void) { return (int)(sizeof cases / sizeof cases[0]); }
+
+nb_node *nb_opcheck_case_build(int i, nb_graph *g, nb_rng *r, const char **op, const char **case_name)
+{
+    if (i < 0 || i >= nb_opcheck_case_count()) return NULL;
+    *op = cases[i].op, *case_name = cases[i].name;
+    return cases[i].build(g, r);
+}

@@ -153,10 +153,17 @@ static nb_status binary_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
     return NB_OK;
 }
 
-static const nb_op add_op = {"add", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL};
-static const nb_op sub_op = {"sub", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL};
-static const nb_op mul_op = {"mul", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL};
-static const nb_op div_op = {"div", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL};
+static nb_status binary_vjp_tangent(nb_node *n, int which, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                    nb_real *out, bool acc);
+
+static const nb_op add_op = {"add", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL,
+                             nb_vjp_tangent_zero};
+static const nb_op sub_op = {"sub", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL,
+                             nb_vjp_tangent_zero};
+static const nb_op mul_op = {"mul", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL,
+                             binary_vjp_tangent};
+static const nb_op div_op = {"div", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL,
+                             binary_vjp_tangent};
 
 static nb_node *binary_new(const nb_op *op, int code, nb_node *a, nb_node *b)
 {
@@ -170,3 +177,43 @@ nb_node *nb_add(nb_node *a, nb_node *b) { return binary_new(&add_op, OP_ADD, a, 
 nb_node *nb_sub(nb_node *a, nb_node *b) { return binary_new(&sub_op, OP_SUB, a, b); }
 nb_node *nb_mul(nb_node *a, nb_node *b) { return binary_new(&mul_op, OP_MUL, a, b); }
 nb_node *nb_div(nb_node *a, nb_node *b) { return binary_new(&div_op, OP_DIV, a, b); }
+
+/* ------------------------------------------------------------ second order
+ * The VJP for a is dA[ia] += ybar[o] da(o), for b likewise, so along the
+ * tangents (adot, bdot):
+ *   d(dA)[ia] += ybar[o] (h_aa(o) adot[ia] + h_ab(o) bdot[ib])
+ *   d(dB)[ib] += ybar[o] (h_ab(o) adot[ia] + h_bb(o) bdot[ib])
+ * with the second partials of y = a (op) b: add, sub all 0 (nb_vjp_tangent_zero);
+ * mul h_ab = 1, h_aa = h_bb = 0 (bilinear); div h_aa = 0, h_ab = -1/b^2,
+ * h_bb = 2a/b^3. */
+
+/* d2y / dx_which dx_other at one position. */
+static inline nb_real second_partial(int code, int which, int other, nb_real a, nb_real b)
+{
+    if (code == OP_MUL) return which != other ? 1 : 0;
+    if (which != other) return -1 / (b * b);
+    return which ? 2 * a / (b * b * b) : 0;
+}
+
+static nb_status binary_vjp_tangent(nb_node *n, int which, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                    nb_real *out, bool acc)
+{
+    bcast_plan p;
+    const nb_tensor *A = &n->in[0]->value, *B = &n->in[1]->value;
+    const nb_real *a = A->data, *b = B->data;
+    const int64_t ma = A->size, mb = B->size, mx = n->in[which]->value.size;
+    const int code = op_code(n);
+    plan_make(&n->value, A, B, &p);
+    for (int64_t k = 0; k < K; k++) {
+        nb_real *r = out + k * mx;
+        const nb_real *ta = xdots[0] ? xdots[0] + k * ma : NULL, *tb = xdots[1] ? xdots[1] + k * mb : NULL;
+        if (!acc) memset(r, 0, (size_t)mx * sizeof(nb_real));
+        if (which == 0)
+            BCAST_FOR(&p, r[ia] += ybar[iy] * ((ta ? second_partial(code, 0, 0, a[ia], b[ib]) * ta[ia] : 0) +
+                                               (tb ? second_partial(code, 0, 1, a[ia], b[ib]) * tb[ib] : 0)));
+        else
+            BCAST_FOR(&p, r[ib] += ybar[iy] * ((ta ? second_partial(code, 1, 0, a[ia], b[ib]) * ta[ia] : 0) +
+                                               (tb ? second_partial(code, 1, 1, a[ia], b[ib]) * tb[ib] : 0)));
+    }
+    return NB_OK;
+}

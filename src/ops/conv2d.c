@@ -538,7 +538,11 @@ static nb_status conv2d_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
     return NB_OK;
 }
 
-static const nb_op conv2d_op = {"conv2d", 3, conv2d_infer, conv2d_forward, conv2d_vjp, conv2d_jvp, 0, NULL};
+static nb_status conv2d_vjp_tangent(nb_node *n, int which, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                    nb_real *out, bool acc);
+
+static const nb_op conv2d_op = {"conv2d", 3, conv2d_infer, conv2d_forward, conv2d_vjp, conv2d_jvp, 0, NULL,
+                                conv2d_vjp_tangent};
 
 static nb_node *conv2d_new(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts, int relu)
 {
@@ -568,4 +572,18 @@ nb_node *nb_conv2d(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_o
 nb_node *nb_conv2d_relu(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts)
 {
     return conv2d_new(x, kernel, bias, opts, 1);
+}
+
+/* Second order. y = mask * (conv(x, k) + 1 b^T), the ReLU's mask [y > 0]
+ * fixed almost everywhere (off the kink), is bilinear in (x, k) and linear
+ * in b:
+ *   d(dX) = col2im(dZ Kdot^T)       (the input VJP with Kdot for Kmat),
+ *   d(dK) = im2col(Xdot)^T dZ       (the kernel VJP with Xdot for x),
+ *   d(db) = 0,
+ * dZ = mask * ybar: the VJP with the other input's tangent in its place. */
+static nb_status conv2d_vjp_tangent(nb_node *n, int which, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                    nb_real *out, bool acc)
+{
+    if (which == 2) return nb_vjp_tangent_zero(n, which, K, ybar, xdots, out, acc);
+    return nb_vjp_tangent_bilinear(n, which, 1 - which, K, ybar, xdots, out, acc);
 }

@@ -118,7 +118,10 @@ static nb_status dropout_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real
     return NB_OK;
 }
 
-static const nb_op dropout_op = {"dropout", 1, nb_infer_same_shape, dropout_forward, dropout_vjp, dropout_jvp, 0, NULL};
+/* Second order: for the fixed mask the op is linear, xbar = m * ybar does
+ * not depend on x, so the rule is zero (nb_vjp_tangent_zero). */
+static const nb_op dropout_op = {"dropout", 1, nb_infer_same_shape, dropout_forward, dropout_vjp, dropout_jvp, 0, NULL,
+                                 nb_vjp_tangent_zero};
 
 nb_node *nb_dropout(nb_node *x, double rate)
 {

@@ -149,10 +149,25 @@ static nb_status matmul_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
     return NB_OK;
 }
 
-static const nb_op matmul_op = {"matmul", 2, matmul_infer, matmul_forward, matmul_vjp, matmul_jvp, 0, NULL};
+static nb_status matmul_vjp_tangent(nb_node *n, int which, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                    nb_real *out, bool acc);
+
+static const nb_op matmul_op = {"matmul", 2, matmul_infer, matmul_forward, matmul_vjp, matmul_jvp, 0, NULL,
+                                matmul_vjp_tangent};
 
 nb_node *nb_matmul(nb_node *a, nb_node *b)
 {
     nb_node *in[2] = {a, b};
     return nb_node_op_new(&matmul_op, 2, in, NULL);
+}
+
+/* Second order. C = AB is bilinear: dA = dC B^T reads only B, dB = A^T dC
+ * only A, so along the tangents (Adot, Bdot)
+ *   d(dA) = Cbar Bdot^T,   d(dB) = Adot^T Cbar
+ * (the cross terms; each VJP is constant in its own input): the VJP with
+ * the other input's tangent in its place. */
+static nb_status matmul_vjp_tangent(nb_node *n, int which, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                    nb_real *out, bool acc)
+{
+    return nb_vjp_tangent_bilinear(n, which, 1 - which, K, ybar, xdots, out, acc);
 }

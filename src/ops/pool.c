@@ -341,9 +341,13 @@ static nb_status avg_pool_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_rea
     return NB_OK;
 }
 
+/* Second order: both VJPs are linear in the seed and do not depend on x
+ * (max pool: with the argmax fixed, which it is almost everywhere: away
+ * from ties), so the rules are zero (nb_vjp_tangent_zero). */
 static const nb_op max_pool_op = {"max_pool2d", 1, pool_infer, max_pool_forward, max_pool_vjp, max_pool_jvp, 0,
-                                  max_pool_vjp_defer};
-static const nb_op avg_pool_op = {"avg_pool2d", 1, pool_infer, avg_pool_forward, avg_pool_vjp, avg_pool_jvp, 0, NULL};
+                                  max_pool_vjp_defer, nb_vjp_tangent_zero};
+static const nb_op avg_pool_op = {"avg_pool2d", 1, pool_infer, avg_pool_forward, avg_pool_vjp, avg_pool_jvp, 0, NULL,
+                                  nb_vjp_tangent_zero};
 
 static nb_node *pool_new(const nb_op *op, nb_node *x, int size, int stride, nb_padding padding)
 {

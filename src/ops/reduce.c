@@ -174,8 +174,9 @@ static nb_status red_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy
     return NB_OK;
 }
 
-static const nb_op sum_op = {"sum", 1, red_infer, red_forward, red_vjp, red_jvp, 0, NULL};
-static const nb_op mean_op = {"mean", 1, red_infer, red_forward, red_vjp, red_jvp, 0, NULL};
+/* Second order: linear, the VJP does not depend on x (nb_vjp_tangent_zero). */
+static const nb_op sum_op = {"sum", 1, red_infer, red_forward, red_vjp, red_jvp, 0, NULL, nb_vjp_tangent_zero};
+static const nb_op mean_op = {"mean", 1, red_infer, red_forward, red_vjp, red_jvp, 0, NULL, nb_vjp_tangent_zero};
 
 static bool is_mean(const nb_node *n) { return n->op == &mean_op; }
 

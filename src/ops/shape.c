@@ -92,8 +92,9 @@ static nb_status transpose_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_re
     return NB_OK;
 }
 
+/* Second order: a permutation is linear (nb_vjp_tangent_zero). */
 static const nb_op transpose_op = {"transpose", 1, transpose_infer, transpose_forward, transpose_vjp,
-                                   transpose_jvp, 0, NULL};
+                                   transpose_jvp, 0, NULL, nb_vjp_tangent_zero};
 
 nb_node *nb_transpose(nb_node *x, const int *perm)
 {
@@ -196,8 +197,11 @@ static nb_status copy_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *d
     return NB_OK;
 }
 
-static const nb_op reshape_op = {"reshape", 1, reshape_infer, copy_forward, copy_vjp, copy_jvp, 0, NULL};
-static const nb_op flatten_op = {"flatten", 1, flatten_infer, copy_forward, copy_vjp, copy_jvp, 0, NULL};
+/* Second order: the identity on the data is linear (nb_vjp_tangent_zero). */
+static const nb_op reshape_op = {"reshape", 1, reshape_infer, copy_forward, copy_vjp, copy_jvp, 0, NULL,
+                                 nb_vjp_tangent_zero};
+static const nb_op flatten_op = {"flatten", 1, flatten_infer, copy_forward, copy_vjp, copy_jvp, 0, NULL,
+                                 nb_vjp_tangent_zero};
 
 nb_node *nb_reshape(nb_node *x, int rank, const int64_t *shape)
 {
