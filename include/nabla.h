@@ -367,6 +367,47 @@ typedef struct nb_hessian_check_result {
 nb_status nb_hessian_check(nb_node *out, nb_node *wrt, nb_node *wrt2, const nb_gradcheck_opts *opts,
                            nb_hessian_check_result *res);
 
+/* Curvature from products alone. A symmetric linear operator on flat
+ * vectors of n values, applied to K of them at once: y (K x n) = A x. For a
+ * Hessian over several tensors, a vector is their elements concatenated in
+ * the order given. */
+typedef nb_status (*nb_linop)(void *user, int64_t K, const nb_real *x, nb_real *y);
+#define NB_EIGS_MAX 16
+typedef struct nb_eigs_opts {
+    int k;            /* eigenvalues wanted, 1..NB_EIGS_MAX (0: 1) */
+    int max_iter;     /* iterations at most (0: 100); each applies A to k + 2 vectors */
+    double tol;       /* stop when no Ritz value moved more than tol relative (0: 1e-3) */
+    uint64_t seed;    /* of the random start */
+} nb_eigs_opts;
+typedef struct nb_eigs_result {
+    int k;
+    double values[NB_EIGS_MAX];    /* largest |value| first (a Hessian's may be negative) */
+    double residuals[NB_EIGS_MAX]; /* |A u - l u| / |l| of each pair */
+    int iterations;
+    int64_t products;              /* matrix-vector products used (HVPs) */
+    int converged;                 /* the last relative change was <= tol */
+    double rel_change;             /* largest relative change of the k values in the last iteration */
+    nb_tensor *vectors;            /* (k, n): the unit eigenvectors; free with nb_tensor_free */
+} nb_eigs_result;
+/* The k eigenvalues of largest magnitude of A and their vectors, by
+ * subspace iteration with Rayleigh-Ritz (PyHessian's power iteration with
+ * deflation, on k + 2 vectors at once), seeded. */
+nb_status nb_linop_eigs(int64_t n, nb_linop op, void *user, const nb_eigs_opts *opts, nb_eigs_result *res);
+/* The same on the Hessian of the scalar out w.r.t. the wrt nodes (nb_hvp's
+ * products, the forward pass at the last key). */
+nb_status nb_hessian_eigs(nb_node *out, int nwrt, nb_node *const *wrt, const nb_eigs_opts *opts,
+                          nb_eigs_result *res);
+/* Hutchinson's estimate of tr(A): the mean of z^T A z over samples random
+ * sign vectors z (>= 2), with its standard error. */
+typedef struct nb_trace_result {
+    double trace, std_error;
+    int samples;
+    int64_t products;
+} nb_trace_result;
+nb_status nb_linop_trace(int64_t n, nb_linop op, void *user, int samples, uint64_t seed, nb_trace_result *res);
+nb_status nb_hessian_trace(nb_node *out, int nwrt, nb_node *const *wrt, int samples, uint64_t seed,
+                           nb_trace_result *res);
+
 /* The second-order check of every op: each case of nb_opcheck_all's table,
  * made a scalar L = sum(c out^2) + sum(d out) (c, d random), gets
  * nb_hessian_check of every block (wrt, wrt2) of its leaves, cross blocks

@@ -397,6 +397,95 @@ static void test_cnn_hvp_against_differences(void **state)
     nb_graph_free(g);
 }
 
+/* ------------------------------------------------------------ curvature */
+
+/* MSE of a linear model whose X has orthogonal columns of norms 3, 2, 1, 0.5:
+ * H = (2/n) X^T X = (2/n) diag(9, 4, 1, 0.25), so the top eigenvalues are
+ * 18/n and 8/n, and Hutchinson's estimate of a diagonal matrix is exact
+ * (z_i^2 = 1): the trace is (2/n) 14.25 at every sample. */
+static void test_eigs_and_trace_of_known_hessian(void **state)
+{
+    (void)state;
+    enum { n = 6, d = 4 };
+    nb_graph *g = nb_graph_new();
+    int64_t xs[2] = {n, d}, ws[2] = {d, 1}, ts[2] = {n, 1};
+    double X[n * d] = {0};
+    X[0 * d + 0] = 3, X[1 * d + 1] = 2, X[2 * d + 2] = 1, X[3 * d + 3] = 0.5;
+    const double w0[d] = {0.3, -1, 2, 0.1}, t0[n] = {1, 2, 3, 4, 5, 6};
+    nb_node *x = leaf(g, 0, "X", 2, xs, X), *w = leaf(g, 1, "w", 2, ws, w0), *t = leaf(g, 0, "t", 2, ts, t0);
+    nb_node *L = nb_mse_loss(nb_matmul(x, w), t);
+    assert_ok(nb_forward(g));
+    nb_eigs_result e;
+    assert_ok(nb_hessian_eigs(L, 1, &w, &(nb_eigs_opts){2, 200, 1e-10, 1}, &e));
+    assert_int_equal(e.k, 2);
+    assert_true(e.converged);
+    assert_int_equal(e.products, 4 * e.iterations); /* k + 2 per iteration */
+    NEAR(e.values[0], 18.0 / n, 1e-9);
+    NEAR(e.values[1], 8.0 / n, 1e-9);
+    assert_true(e.residuals[0] < 1e-6);
+    int64_t vs[2] = {2, d};
+    assert_shape(e.vectors, 2, vs);
+    NEAR(fabs(e.vectors->data[0]), 1, 1e-6); /* e_0 and e_1 (up to sign) */
+    NEAR(fabs(e.vectors->data[d + 1]), 1, 1e-6);
+    nb_tensor_free(e.vectors);
+    nb_trace_result tr;
+    assert_ok(nb_hessian_trace(L, 1, &w, 5, 3, &tr));
+    NEAR(tr.trace, 2.0 / n * 14.25, 1e-12);
+    NEAR(tr.std_error, 0, 1e-12);
+    assert_int_equal(tr.products, 5);
+    nb_graph_free(g);
+}
+
+/* The ReLU net's Hessian w.r.t. (w1, b1): the top eigenpair satisfies
+ * H u = l u on the full Hessian, no Rayleigh quotient of random unit
+ * vectors exceeds |l|, and Hutchinson's trace is within 4 standard errors of
+ * the exact one. */
+static void test_eigs_of_relu_net(void **state)
+{
+    (void)state;
+    relu_net r = relu_net_new(5);
+    nb_node *wrt[2] = {r.w1, r.b1};
+    nb_eigs_result e;
+    assert_ok(nb_hessian_eigs(r.L, 2, wrt, &(nb_eigs_opts){1, 300, 1e-9, 7}, &e));
+    assert_true(e.converged);
+    /* the full 36 x 36 Hessian, blocks [w1 w1, w1 b1; b1 w1, b1 b1] */
+    enum { P = 36 };
+    double H[P * P];
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            nb_tensor *Hab = NULL;
+            assert_ok(nb_hessian(r.L, wrt[a], wrt[b], NULL, &Hab));
+            const int Ia = a ? 6 : 30, Ib = b ? 6 : 30, oa = a ? 30 : 0, ob = b ? 30 : 0;
+            for (int i = 0; i < Ia; i++)
+                for (int j = 0; j < Ib; j++) H[(oa + i) * P + ob + j] = Hab->data[i * Ib + j];
+            nb_tensor_free(Hab);
+        }
+    const double *u = e.vectors->data, l = e.values[0];
+    double tr = 0;
+    for (int i = 0; i < P; i++) {
+        double hu = 0;
+        for (int j = 0; j < P; j++) hu += H[i * P + j] * u[j];
+        NEAR(hu, l * u[i], 1e-6 * fabs(l));
+        tr += H[i * P + i];
+    }
+    assert_true(fabs(l) > 1e-3);
+    nb_rng rng;
+    nb_rng_seed(&rng, 4);
+    for (int t = 0; t < 50; t++) {
+        double v[P], vv = 0, vhv = 0;
+        for (int i = 0; i < P; i++) v[i] = nb_rng_normal(&rng), vv += v[i] * v[i];
+        for (int i = 0; i < P; i++)
+            for (int j = 0; j < P; j++) vhv += v[i] * H[i * P + j] * v[j];
+        assert_true(fabs(vhv / vv) <= fabs(l) * (1 + 1e-9));
+    }
+    nb_tensor_free(e.vectors);
+    nb_trace_result t;
+    assert_ok(nb_hessian_trace(r.L, 2, wrt, 400, 9, &t));
+    assert_true(t.std_error > 0);
+    assert_true(fabs(t.trace - tr) <= 4 * t.std_error);
+    nb_graph_free(r.g);
+}
+
 /* -------------------------------------------------------------- refusals */
 
 static void test_refusals(void **state)
@@ -445,6 +534,8 @@ int main(void)
         cmocka_unit_test(test_relu_net_input_hessian_is_gauss_newton),
         cmocka_unit_test(test_batched_and_joint),
         cmocka_unit_test(test_cnn_hvp_against_differences),
+        cmocka_unit_test(test_eigs_and_trace_of_known_hessian),
+        cmocka_unit_test(test_eigs_of_relu_net),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
