@@ -104,7 +104,7 @@ static int demo_gd(int argc, char **argv)
         printf("oscillating: |1 - 4 alpha| = 1, so |x| stays at %g; converges for 0 < alpha < 0.5\n", fabs(x0));
     else
         printf("converging to the minimum x = 0: |1 - 4 alpha| = %g < 1 (converges for 0 < alpha < 0.5)\n", r);
-    return 0;
+    return cli_demo_gd_second_order(alpha, x0);
 }
 
 int cmd_demo(int argc, char **argv)

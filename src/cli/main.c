@@ -14,6 +14,9 @@ static const cli_command commands[] = {
     {"gradcheck", "check every op's VJP and JVP against finite differences", cmd_gradcheck},
     {"saliency", "test images beside d(predicted logit)/d(input), as a PNG grid", cmd_saliency},
     {"filters", "a convolution layer's kernels as a PNG", cmd_filters},
+    {"hvp", "Hessian-vector products of the mean loss w.r.t. the parameters", cmd_hvp},
+    {"hessian", "the Hessian of the mean loss w.r.t. a parameter or the input", cmd_hessian},
+    {"curvature", "top Hessian eigenvalues and trace of the training loss, and 2 / lambda_max", cmd_curvature},
     {"demo", "lecture demos: 'demo gd' (gradient descent on f(x) = 2x^2)", cmd_demo},
 };
 
