@@ -30,14 +30,15 @@ nb_status nb_check_forward_done(const char *who, const nb_node *out);
 /* The second-order pass (hvp.c), forward-over-reverse on raw buffers: for a
  * seed u on out (|out| values) and K tangents vectors[i] (K x |wrt[i]|) on
  * leaves, afterwards nb_pass_adjoint(wrt[i], NB_PASS_SECOND) is the VJP
- * u . d out / d wrt[i] (|wrt[i]|) and nb_pass_adjoint(wrt[i],
- * NB_PASS_SECOND_DOT) its derivative along the tangents, sum_j
- * d/dwrt[j] (u . d out / d wrt[i]) . v_j (K x |wrt[i]|): for a scalar out and
- * u = 1, K Hessian-vector products. NULL where wrt[i] is on no path.
- * vectors[i] NULL: wrt[i] is only read (its tangent is zero), for cross
- * blocks of a Hessian. The forward pass must have run. */
+ * u . d out / d wrt[i] (|wrt[i]|) and nb_hvp_result(wrt[i]) its derivative
+ * along the tangents, sum_j d/dwrt[j] (u . d out / d wrt[i]) . v_j
+ * (K x |wrt[i]|): for a scalar out and u = 1, K Hessian-vector products.
+ * NULL where wrt[i] is on no path. vectors[i] NULL: wrt[i] is only read (its
+ * tangent is zero), for cross blocks of a Hessian. The forward pass must
+ * have run. */
 nb_status nb_hvp_raw(nb_node *out, const nb_real *seed, int64_t K, int nwrt, nb_node *const *wrt,
                      const nb_real *const *vectors);
+const nb_real *nb_hvp_result(const nb_node *wrt);
 
 /* NB_ERR_ARG unless wrt are 1..64 leaves of out's graph; NB_ERR_SHAPE when
  * scalar and out is not a scalar (hvp.c; who names the caller). */

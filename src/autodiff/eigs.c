@@ -293,7 +293,7 @@ static nb_status graph_hvp(void *user, int64_t K, const nb_real *x, nb_real *y)
     off = 0;
     for (int i = 0; i < h->nwrt && !s; i++) {
         const int64_t m = h->wrt[i]->value.size;
-        const nb_real *hv = nb_pass_adjoint(h->wrt[i], NB_PASS_SECOND_DOT);
+        const nb_real *hv = nb_hvp_result(h->wrt[i]);
         for (int64_t k = 0; k < K; k++) {
             if (hv) memcpy(y + k * h->n + off, hv + k * m, (size_t)m * sizeof(nb_real));
             else memset(y + k * h->n + off, 0, (size_t)m * sizeof(nb_real));

@@ -92,7 +92,7 @@ static nb_status hessian_exact(nb_node *out, nb_node *wrt, nb_node *wrt2, int64_
             for (int64_t k = 0; k < k1; k++) tangents[k * J + j0 + k] = 1;
             const nb_real *vectors[2] = {tangents, NULL};
             if ((s = nb_hvp_raw(out, seed, k1, wrt == wrt2 ? 1 : 2, nodes, vectors))) break;
-            const nb_real *hv = nb_pass_adjoint(wrt, NB_PASS_SECOND_DOT); /* k1 x I */
+            const nb_real *hv = nb_hvp_result(wrt); /* k1 x I */
             for (int64_t i = 0; i < I; i++)
                 for (int64_t k = 0; k < k1; k++) H[(o * I + i) * J + j0 + k] = hv ? hv[k * I + i] : 0;
         }

@@ -7,7 +7,7 @@
  *   forward, first to last: the tangents xdot of every node (the ops' JVPs,
  *     K stacked), seeded with v at wrt;
  *   reverse, last to first: the adjoints ybar (one seed, u at out) and their
- *     tangents d(ybar) (K, zero at out). For y = f(x_1..x_n) with
+ *     tangents d(ybar) (K, zero at out), stacked as 1 + K seeds of one VJP. For y = f(x_1..x_n) with
  *     xbar_i = VJP_i(ybar; x), the product rule gives
  *       d(xbar_i) = VJP_i(d(ybar); x) + sum_j d/dx_j [VJP_i(ybar; x)] . xdot_j:
  *     the op's VJP on K stacked seeds plus its second-order rule
@@ -19,21 +19,22 @@
 
 #include <stdio.h>
 
-/* Buffers of every node on the path: ybar (|n|), xdot and d(ybar) (K x |n|),
- * none set yet and no adjoint deferred. */
-static nb_status second_reserve(nb_graph *g, nb_pass *p, nb_pass *q, int64_t K)
+/* Buffers of every node on the path: xdot (K x |n|) in the pass's tangent,
+ * and in its adjoint ybar and d(ybar) stacked, (1 + K) x |n|: row 0 the
+ * adjoint, rows 1..K its tangents, so that one VJP of 1 + K seeds carries
+ * both (a convolution lowers its input once for all of them). None set yet
+ * and no adjoint deferred. */
+static nb_status second_reserve(nb_graph *g, nb_pass *p, int64_t K)
 {
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
-        p->adj[i].set = p->tan[i].set = q->adj[i].set = false;
-        p->adj[i].via = q->adj[i].via = NULL;
-        q->on_path[i] = p->on_path[i];
+        p->adj[i].set = p->tan[i].set = false;
+        p->adj[i].via = NULL;
         if (!p->on_path[i]) continue;
-        if (n->value.size > 0 && K > INT64_MAX / 4 / n->value.size)
+        if (n->value.size > 0 && K > INT64_MAX / 4 / n->value.size - 1)
             return nb_fail(NB_ERR_TOO_LARGE, "hvp: %lld vectors overflow", (long long)K);
-        nb_status s = nb_reserve(&p->adj[i].data, &p->adj[i].cap, n->value.size);
+        nb_status s = nb_reserve(&p->adj[i].data, &p->adj[i].cap, (1 + K) * n->value.size);
         if (!s) s = nb_reserve(&p->tan[i].data, &p->tan[i].cap, K * n->value.size);
-        if (!s) s = nb_reserve(&q->adj[i].data, &q->adj[i].cap, K * n->value.size);
         if (s) return s;
     }
     return NB_OK;
@@ -82,9 +83,9 @@ static nb_status tangent_sweep(nb_pass *p, nb_node *out, int64_t K, int nwrt, nb
 }
 
 /* Reverse through one node n: for each input x on the path,
- *   xbar += VJP(ybar),  d(xbar) += VJP(d(ybar)) [when d(ybar) is not zero]
- *                                + rule(ybar, xdots). */
-static nb_status reverse_node(nb_pass *p, nb_pass *q, nb_node *n, int64_t K)
+ *   [xbar; d(xbar)] += VJP([ybar; d(ybar)])   (1 + K seeds in one call),
+ *   d(xbar) += rule(ybar, xdots)              (when some input moves). */
+static nb_status reverse_node(nb_pass *p, nb_node *n, int64_t K)
 {
     const nb_op *op = n->op;
     nb_real *xdots[4];
@@ -93,33 +94,29 @@ static nb_status reverse_node(nb_pass *p, nb_pass *q, nb_node *n, int64_t K)
     for (int j = 0; j < n->ninputs; j++) any_tangent |= xdots[j] != NULL;
     for (int j = 0; j < n->ninputs; j++) {
         nb_node *x = n->in[j];
-        nb_adjoint *ax = &p->adj[x->id], *dx = &q->adj[x->id];
+        nb_adjoint *ax = &p->adj[x->id];
         if (!p->on_path[x->id] || (op->nondiff_mask & (1u << j))) continue;
         if (!op->vjp) return nb_fail(NB_ERR_UNSUPPORTED, "%s: op %s has no VJP", n->name, op->name);
         if (!op->vjp_tangent)
             return nb_fail(NB_ERR_UNSUPPORTED, "%s: op %s has no second-order rule; Hessians cannot pass through it",
                            n->name, op->name);
-        nb_status s = op->vjp(n, j, 1, p->adj[n->id].data, ax->data, ax->set);
-        if (s) return s;
+        nb_status s = op->vjp(n, j, 1 + K, p->adj[n->id].data, ax->data, ax->set);
         ax->set = true;
-        if (q->adj[n->id].set) {
-            if ((s = op->vjp(n, j, K, q->adj[n->id].data, dx->data, dx->set))) return s;
-            dx->set = true;
-        }
-        if (any_tangent) {
-            if ((s = op->vjp_tangent(n, j, K, p->adj[n->id].data, xdots, dx->data, dx->set))) return s;
-            dx->set = true;
-        }
+        if (!s && any_tangent)
+            s = op->vjp_tangent(n, j, K, p->adj[n->id].data, xdots, ax->data + x->value.size, true);
+        if (s) return s;
     }
     return NB_OK;
 }
 
 /* Reverse: ybar = u and d(ybar) = 0 at out, then node by node; nodes the
  * seeds reach through no path get zeros. */
-static nb_status adjoint_sweep(nb_pass *p, nb_pass *q, nb_node *out, const nb_real *seed, int64_t K)
+static nb_status adjoint_sweep(nb_pass *p, nb_node *out, const nb_real *seed, int64_t K)
 {
     nb_graph *g = out->graph;
-    memcpy(p->adj[out->id].data, seed, (size_t)out->value.size * sizeof(nb_real));
+    const int64_t m = out->value.size;
+    memcpy(p->adj[out->id].data, seed, (size_t)m * sizeof(nb_real));
+    memset(p->adj[out->id].data + m, 0, (size_t)(K * m) * sizeof(nb_real));
     p->adj[out->id].set = true;
     const int running = g->pass;
     g->pass = NB_PASS_SECOND; /* the adjoints ops read (no adjoint is deferred here) */
@@ -127,19 +124,23 @@ static nb_status adjoint_sweep(nb_pass *p, nb_pass *q, nb_node *out, const nb_re
     for (int i = out->id; i >= 0 && !s; i--) {
         nb_node *n = g->nodes[i];
         if (!p->on_path[i] || n->kind != NB_KIND_OP || !p->adj[i].set) continue;
-        s = nb_graph_check_value(n, p->adj[i].data, n->value.size, "gradient");
-        if (!s && q->adj[i].set) s = nb_graph_check_value(n, q->adj[i].data, K * n->value.size, "Hessian product");
-        if (!s) s = reverse_node(p, q, n, K);
+        s = nb_graph_check_value(n, p->adj[i].data, (1 + K) * n->value.size, "gradient or Hessian product");
+        if (!s) s = reverse_node(p, n, K);
     }
     g->pass = running;
     for (int i = 0; i < g->n && !s; i++) {
         const int64_t size = g->nodes[i]->value.size;
-        if (!p->on_path[i]) continue;
-        if (!p->adj[i].set) memset(p->adj[i].data, 0, (size_t)size * sizeof(nb_real));
-        if (!q->adj[i].set) memset(q->adj[i].data, 0, (size_t)(K * size) * sizeof(nb_real));
-        p->adj[i].set = q->adj[i].set = true;
+        if (!p->on_path[i] || p->adj[i].set) continue;
+        memset(p->adj[i].data, 0, (size_t)((1 + K) * size) * sizeof(nb_real));
+        p->adj[i].set = true;
     }
     return s;
+}
+
+const nb_real *nb_hvp_result(const nb_node *wrt)
+{
+    const nb_real *a = nb_pass_adjoint(wrt, NB_PASS_SECOND);
+    return a ? a + wrt->value.size : NULL;
 }
 
 nb_status nb_hvp_raw(nb_node *out, const nb_real *seed, int64_t K, int nwrt, nb_node *const *wrt,
@@ -154,14 +155,14 @@ nb_status nb_hvp_raw(nb_node *out, const nb_real *seed, int64_t K, int nwrt, nb_
                            "hvp: '%s' is the output of op %s; Hessians are taken w.r.t. leaves (inputs and "
                            "parameters)",
                            wrt[i]->name, wrt[i]->op->name);
-    nb_pass *p, *q;
-    if ((s = nb_pass_get(g, NB_PASS_SECOND, &p)) || (s = nb_pass_get(g, NB_PASS_SECOND_DOT, &q))) return s;
+    nb_pass *p;
+    if ((s = nb_pass_get(g, NB_PASS_SECOND, &p))) return s;
     nb_threads_apply();
     nb_pass_mark(p, out, nwrt, wrt);
     p->on_path[out->id] = true;
-    if ((s = second_reserve(g, p, q, K))) return s;
+    if ((s = second_reserve(g, p, K))) return s;
     if ((s = tangent_sweep(p, out, K, nwrt, wrt, vectors))) return s;
-    return adjoint_sweep(p, q, out, seed, K);
+    return adjoint_sweep(p, out, seed, K);
 }
 
 /* --------------------------------------------------------------- nb_hvp */
@@ -226,7 +227,7 @@ nb_status nb_hvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *c
             for (int j = 0; j < i; j++) nb_tensor_free(results[j]), results[j] = NULL;
             return NB_ERR_NOMEM;
         }
-        const nb_real *hv = nb_pass_adjoint(wrt[i], NB_PASS_SECOND_DOT);
+        const nb_real *hv = nb_hvp_result(wrt[i]);
         if (hv) memcpy(results[i]->data, hv, (size_t)results[i]->size * sizeof(nb_real));
     }
     return NB_OK;

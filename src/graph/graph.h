@@ -31,10 +31,10 @@ enum { NB_KIND_INPUT, NB_KIND_PARAM, NB_KIND_OP };
 /* Reverse passes keep their adjoints apart by kind, so that a Jacobian or a
  * VJP run between nb_backward and the optimiser step leaves the gradients
  * of the backward pass as they were (the optimiser reads those). */
-enum { NB_PASS_GRAD, NB_PASS_SCRATCH, NB_PASS_SECOND, NB_PASS_SECOND_DOT, NB_PASS_COUNT };
-/* The second-order pass (autodiff/hvp.c) uses two: NB_PASS_SECOND holds the
- * reverse pass's adjoints ybar (one seed) and the forward tangents xdot (K),
- * NB_PASS_SECOND_DOT the tangents of the adjoints d(ybar) (K) in its adj. */
+enum { NB_PASS_GRAD, NB_PASS_SCRATCH, NB_PASS_SECOND, NB_PASS_COUNT };
+/* The second-order pass (autodiff/hvp.c): its tangents are the forward
+ * tangents xdot (K), its adjoints the reverse pass's ybar (one seed) with
+ * their tangents d(ybar) (K) stacked after it, (1 + K) x |node|. */
 
 /* One node's adjoint in one pass: (K,) + the node's shape. */
 typedef struct nb_adjoint {
