@@ -248,7 +248,8 @@ typedef struct nb_jacobian_opts {
  * after checking the size from the shapes alone: NB_ERR_TOO_LARGE (its message
  * gives the bytes needed) returns before any pass or large allocation. */
 nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, nb_tensor **J);
-const char *nb_jac_mode_name(nb_jac_mode m);
+const char *nb_jac_mode_name(nb_jac_mode m); /* "auto", "rev", "fwd", "numeric" */
+nb_status nb_jac_mode_parse(const char *text, nb_jac_mode *out);
 
 typedef struct nb_gradcheck_opts {
     double eps, atol, rtol; /* 0 = the precision's default (nb_gradcheck_defaults) */
@@ -483,12 +484,45 @@ typedef enum nb_activation {
     NB_ACT_NONE = 0, NB_ACT_RELU, NB_ACT_SIGMOID, NB_ACT_TANH, NB_ACT_SOFTMAX, NB_ACT_LOG_SOFTMAX,
     NB_ACT_LEAKY_RELU, NB_ACT_ELU, NB_ACT_SOFTPLUS, NB_ACT_GELU
 } nb_activation;
-const char *nb_activation_name(nb_activation a);
 
+/* Names of the library's enumerations, each list kept once (src/nn/names.c):
+ * nb_*_name gives the name the spec grammar and the CLI use ("relu",
+ * "cce", "adam", "cosine", "rev", "glorot"; NB_ACT_NONE is "linear"), "?"
+ * for a value out of range; nb_*_parse reads it back (NB_OK) or fails with
+ * NB_ERR_ARG and a message that suggests the closest name and lists them
+ * all: "unknown activation 'rleu'; did you mean 'relu'? (linear, relu, ...)".
+ * Parsing accepts a few older or longer spellings too (activation "none",
+ * schedule "exponential"). */
+const char *nb_activation_name(nb_activation a);
+nb_status nb_activation_parse(const char *text, nb_activation *out);
+/* The closest of names[0..n) to word (edit distance, a swap of two letters
+ * counting as one edit, and so does a word that begins a name or a name that
+ * begins it, of 3 letters or more), or NULL when none is close (at most a
+ * third of the longer word wrong) or word is one of them: for "did you
+ * mean" hints. */
+const char *nb_suggest(const char *word, const char *const *names, int n);
+
+/* The layer kinds, one line each: X(ENUM, file). Each kind is one entry of
+ * the layer table (src/nn/layers/FILE.c: keyword, options, build, parameters
+ * and their initialisers); the spec parser and printer, the model builder and
+ * the model files iterate the table (docs/design.md, "How to add a layer"). */
+#define NB_LAYER_KINDS(X)                                                                                    \
+    X(DENSE, dense) X(CONV2D, conv2d) X(MAXPOOL, maxpool) X(AVGPOOL, avgpool) X(FLATTEN, flatten)           \
+    X(DROPOUT, dropout) X(ACTIVATION, activation)
 typedef enum nb_layer_kind {
-    NB_LAYER_DENSE, NB_LAYER_CONV2D, NB_LAYER_MAXPOOL, NB_LAYER_AVGPOOL, NB_LAYER_FLATTEN,
-    NB_LAYER_DROPOUT, NB_LAYER_ACTIVATION
+#define NB_LAYER_ENUM_(e, file) NB_LAYER_##e,
+    NB_LAYER_KINDS(NB_LAYER_ENUM_)
+#undef NB_LAYER_ENUM_
+    NB_LAYER_KIND_COUNT
 } nb_layer_kind;
+/* The kind's keyword ("conv2d"; "activation" for a bare activation layer,
+ * whose keyword is the activation itself), NULL out of range. */
+const char *nb_layer_kind_name(nb_layer_kind k);
+/* Its grammar, "conv2d FILTERS SIZE [ACT] [stride=S] [padding=valid|same]
+ * [dilation=D]", and a spec line that uses its options ("conv2d 4 3 relu
+ * stride=2 padding=same"), NULL out of range. */
+const char *nb_layer_kind_usage(nb_layer_kind k);
+const char *nb_layer_kind_example(nb_layer_kind k);
 
 /* One line of a spec. Unused fields are 0. */
 typedef struct nb_layer_spec {
@@ -542,7 +576,8 @@ const nb_layer_spec *nb_model_layer(const nb_model *m, int i);
 int nb_model_layer_shape(const nb_model *m, int i, int64_t *shape);
 int nb_model_input_shape(const nb_model *m, int64_t *shape);
 int64_t nb_model_num_params(const nb_model *m);
-/* Parameter tensors, in layer order (kernel, then bias). */
+/* Parameter tensors, in layer order (kernel, then bias), named
+ * "<layer>.<name>" by the parameter list of their layer's kind. */
 int nb_model_param_count(const nb_model *m);
 nb_node *nb_model_param(nb_model *m, int i);
 nb_node *nb_model_find_param(nb_model *m, const char *name);
@@ -550,12 +585,19 @@ nb_node *nb_model_find_param(nb_model *m, const char *name);
 nb_status nb_model_summary(const nb_model *m, char *buf, size_t n);
 
 typedef enum { NB_INIT_GLOROT_UNIFORM = 0, NB_INIT_HE_UNIFORM, NB_INIT_HE_NORMAL, NB_INIT_TORCH_DEFAULT } nb_init;
-/* Kernels by the initialiser, biases zero (Keras), except NB_INIT_TORCH_DEFAULT
- * which draws biases uniformly in +-1/sqrt(fan_in) as PyTorch does. */
+const char *nb_init_name(nb_init i); /* "glorot", "he", "he-normal", "torch" */
+nb_status nb_init_parse(const char *text, nb_init *out);
+/* Each parameter by the initialiser its layer kind declares for it: kernels
+ * by init (fan_in and fan_out as Keras's: receptive field times channels),
+ * biases zero (Keras), except NB_INIT_TORCH_DEFAULT which draws biases
+ * uniformly in +-1/sqrt(fan_in of the layer's kernel) as PyTorch does. One
+ * random stream from seed, in parameter order. */
 nb_status nb_model_init(nb_model *m, nb_init init, uint64_t seed);
 
 /* The model's graph, built for a batch size (rebuilt shapes only as needed). */
 typedef enum { NB_LOSS_CCE = 0, NB_LOSS_MSE, NB_LOSS_BCE } nb_loss_kind;
+const char *nb_loss_name(nb_loss_kind k); /* "cce", "mse", "bce" */
+nb_status nb_loss_parse(const char *text, nb_loss_kind *out);
 nb_graph *nb_model_graph(nb_model *m);
 nb_node *nb_model_input(nb_model *m);   /* (N, input_shape...) */
 nb_node *nb_model_output(nb_model *m);  /* the last layer's output */
@@ -599,6 +641,10 @@ nb_status nb_model_import_flags(const nb_safetensors *st, unsigned flags, nb_mod
 /* Optimisers, formulas and defaults as PyTorch's (torch.optim). */
 typedef enum { NB_OPT_SGD = 0, NB_OPT_ADAM, NB_OPT_ADAMW, NB_OPT_RMSPROP } nb_optimizer;
 typedef enum { NB_SCHED_CONSTANT = 0, NB_SCHED_STEP, NB_SCHED_EXPONENTIAL, NB_SCHED_COSINE } nb_schedule;
+const char *nb_optimizer_name(nb_optimizer k); /* "sgd", "adam", "adamw", "rmsprop" */
+nb_status nb_optimizer_parse(const char *text, nb_optimizer *out);
+const char *nb_schedule_name(nb_schedule s); /* "constant", "step", "exp", "cosine" */
+nb_status nb_schedule_parse(const char *text, nb_schedule *out);
 typedef struct nb_optim_opts {
     nb_optimizer kind;
     double lr;             /* required, > 0 */
@@ -625,7 +671,6 @@ nb_status nb_optim_step(nb_optim *o);
 /* Sets the learning rate from the schedule for a (0-based) epoch. */
 void nb_optim_set_epoch(nb_optim *o, int epoch);
 double nb_optim_lr(const nb_optim *o);
-const char *nb_optimizer_name(nb_optimizer k);
 /* Optimiser state as named tensors ("optim.<param>.m", ...) for checkpoints. */
 nb_status nb_optim_export(const nb_optim *o, nb_safetensors *st);
 nb_status nb_optim_import(nb_optim *o, const nb_safetensors *st);

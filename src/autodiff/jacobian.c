@@ -14,17 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-const char *nb_jac_mode_name(nb_jac_mode m)
-{
-    switch (m) {
-    case NB_JAC_AUTO: return "auto";
-    case NB_JAC_REV: return "rev";
-    case NB_JAC_FWD: return "fwd";
-    case NB_JAC_NUMERIC: return "numeric";
-    }
-    return "?";
-}
-
 typedef struct {
     nb_node *out, *wrt;
     int64_t N;     /* examples (1 unless per_example) */
