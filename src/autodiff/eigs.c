@@ -310,7 +310,6 @@ static nb_status graph_op_make(const char *who, nb_node *out, int nwrt, nb_node 
     if (s) return s;
     *h = (graph_op){out, nwrt, wrt, 0};
     for (int i = 0; i < nwrt; i++) h->n += wrt[i]->value.size;
-    nb_grads_settle(out->graph);
     return nb_forward_again(out->graph);
 }
 

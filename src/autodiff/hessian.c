@@ -169,7 +169,6 @@ nb_status nb_hessian(nb_node *out, nb_node *wrt, nb_node *wrt2, const nb_hessian
     int rank;
     int64_t shape[NB_MAX_RANK];
     if ((s = hessian_shape(out, wrt, wrt2, opts->max_bytes, &rank, shape))) return s;
-    nb_grads_settle(out->graph);
     if ((s = nb_forward_again(out->graph))) return s;
     nb_tensor *t = nb_tensor_new(rank, shape);
     if (!t) return NB_ERR_NOMEM;
@@ -217,7 +216,6 @@ nb_status nb_gauss_newton_vp(nb_node *loss, int nwrt, nb_node *const *wrt, const
         vdata[i] = v->data;
         results[i] = NULL;
     }
-    nb_grads_settle(loss->graph);
     if ((s = nb_forward_again(loss->graph))) return s;
     const int64_t m = z->value.size;
     if (m > 0 && K > INT64_MAX / 4 / m) return nb_fail(NB_ERR_TOO_LARGE, "gauss-newton: too many vectors");
@@ -327,15 +325,20 @@ int nb_opcheck_second_all(uint64_t seed, const nb_gradcheck_opts *opts,
     int failures = 0;
     nb_rng r;
     nb_rng_seed(&r, seed);
-    for (int c = 0; c < nb_opcheck_case_count(); c++) {
-        nb_graph *g = nb_graph_new();
-        const char *op = NULL, *case_name = NULL;
-        nb_node *out = g ? nb_opcheck_case_build(c, g, &r, &op, &case_name) : NULL;
-        nb_node *L = out && nb_forward(g) == NB_OK ? scalar_of(g, &r, out) : NULL;
-        const int f = L ? check_case_blocks(g, L, op, case_name, opts, report, user) : -1;
-        nb_graph_free(g);
-        if (f < 0) return -1;
-        failures += f;
+    for (int i = 0; i < nb_op_count(); i++) {
+        const nb_op *op = nb_op_at(i);
+        if (!op->vjp_tangent)
+            return nb_fail(NB_ERR_UNSUPPORTED, "second-order check: op %s has no second-order rule (vjp_tangent)",
+                           op->name), -1;
+        for (int c = 0; c < op->ncases; c++) {
+            nb_graph *g = nb_graph_new();
+            nb_node *out = g ? op->cases[c].build(g, &r) : NULL;
+            nb_node *L = out ? scalar_of(g, &r, out) : NULL;
+            const int f = L ? check_case_blocks(g, L, op->name, op->cases[c].name, opts, report, user) : -1;
+            nb_graph_free(g);
+            if (f < 0) return -1;
+            failures += f;
+        }
     }
     return failures;
 }

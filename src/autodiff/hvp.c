@@ -23,13 +23,12 @@
  * and in its adjoint ybar and d(ybar) stacked, (1 + K) x |n|: row 0 the
  * adjoint, rows 1..K its tangents, so that one VJP of 1 + K seeds carries
  * both (a convolution lowers its input once for all of them). None set yet
- * and no adjoint deferred. */
+ * yet. */
 static nb_status second_reserve(nb_graph *g, nb_pass *p, int64_t K)
 {
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
         p->adj[i].set = p->tan[i].set = false;
-        p->adj[i].via = NULL;
         if (!p->on_path[i]) continue;
         if (n->value.size > 0 && K > INT64_MAX / 4 / n->value.size - 1)
             return nb_fail(NB_ERR_TOO_LARGE, "hvp: %lld vectors overflow", (long long)K);
@@ -118,8 +117,6 @@ static nb_status adjoint_sweep(nb_pass *p, nb_node *out, const nb_real *seed, in
     memcpy(p->adj[out->id].data, seed, (size_t)m * sizeof(nb_real));
     memset(p->adj[out->id].data + m, 0, (size_t)(K * m) * sizeof(nb_real));
     p->adj[out->id].set = true;
-    const int running = g->pass;
-    g->pass = NB_PASS_SECOND; /* the adjoints ops read (no adjoint is deferred here) */
     nb_status s = NB_OK;
     for (int i = out->id; i >= 0 && !s; i--) {
         nb_node *n = g->nodes[i];
@@ -127,7 +124,6 @@ static nb_status adjoint_sweep(nb_pass *p, nb_node *out, const nb_real *seed, in
         s = nb_graph_check_value(n, p->adj[i].data, (1 + K) * n->value.size, "gradient or Hessian product");
         if (!s) s = reverse_node(p, n, K);
     }
-    g->pass = running;
     for (int i = 0; i < g->n && !s; i++) {
         const int64_t size = g->nodes[i]->value.size;
         if (!p->on_path[i] || p->adj[i].set) continue;
@@ -215,7 +211,6 @@ nb_status nb_hvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *c
         if ((s = check_vectors(vectors[i], wrt[i], &K))) return s;
         vdata[i] = vectors[i]->data;
     }
-    nb_grads_settle(out->graph); /* its forward pass would drop them */
     if ((s = nb_forward_again(out->graph))) return s;
     const nb_real one = 1;
     if ((s = nb_hvp_raw(out, &one, K, nwrt, wrt, vdata))) return s;

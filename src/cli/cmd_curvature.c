@@ -5,6 +5,7 @@
  * exactly when |1 - lr l| < 1, i.e. lr < 2 / l. Also the second-order part
  * of 'nabla demo gd' (f'' = 4 and the critical rate 0.5). */
 #include "cli.h"
+#include "cli_args.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -153,30 +154,59 @@ static int run_curvature(data_hessian *h, const nb_eigs_opts *eo, int trace, lon
     return 0;
 }
 
-int cmd_curvature(int argc, char **argv)
+typedef struct {
+    long long count, batch, top, samples, iters, seed;
+    double lr, tol;
+    nb_loss_kind kind;
+    int trace;
+    const char *model, *data;
+} curvature_args;
+
+/* -1 when the arguments are valid, else the exit status (0 after --help). */
+static int parse_curvature(int argc, char **argv, curvature_args *a)
 {
     static const char *const names[O_N] = {"--model", "--data", "--count", "--batch", "--top", "--samples",
                                            "--loss", "--lr", "--iters", "--tol", "--seed"};
     const char *opt[O_N] = {NULL, NULL, "1000", "250", "1", "20", "cce", "0", "100", "1e-3", "1"};
-    int trace = 0;
-    const int pr = parse(argc, argv, opt, O_N, names, &trace);
+    a->trace = 0;
+    const int pr = parse(argc, argv, opt, O_N, names, &a->trace);
     if (pr >= 0) return pr;
-    long long count, batch, top, samples, iters, seed;
-    double lr, tol;
     if (!opt[O_MODEL] || !opt[O_DATA]) return cli_usage_error("curvature", "%s", "--model and --data are required");
-    if (!cli_parse_int(opt[O_COUNT], 1, 1 << 30, &count) || !cli_parse_int(opt[O_BATCH], 1, 1 << 20, &batch) ||
-        !cli_parse_int(opt[O_TOP], 1, NB_EIGS_MAX, &top) || !cli_parse_int(opt[O_SAMPLES], 2, 100000, &samples) ||
-        !cli_parse_int(opt[O_ITERS], 1, 100000, &iters) || !cli_parse_int(opt[O_SEED], 0, INT64_MAX, &seed) ||
-        !cli_parse_double(opt[O_LR], &lr) || !(lr >= 0) || !cli_parse_double(opt[O_TOL], &tol) || !(tol > 0))
+    if (!cli_parse_int(opt[O_COUNT], 1, 1 << 30, &a->count) || !cli_parse_int(opt[O_BATCH], 1, 1 << 20, &a->batch) ||
+        !cli_parse_int(opt[O_TOP], 1, NB_EIGS_MAX, &a->top) || !cli_parse_int(opt[O_SAMPLES], 2, 100000, &a->samples) ||
+        !cli_parse_int(opt[O_ITERS], 1, 100000, &a->iters) || !cli_parse_int(opt[O_SEED], 0, INT64_MAX, &a->seed) ||
+        !cli_parse_double(opt[O_LR], &a->lr) || !(a->lr >= 0) || !cli_parse_double(opt[O_TOL], &a->tol) ||
+        !(a->tol > 0))
         return cli_usage_error("curvature", "%s", "bad number: --count, --batch, --iters >= 1, --top 1..16, "
                                "--samples >= 2, --lr >= 0, --tol > 0");
-    const nb_loss_kind kind = !strcmp(opt[O_LOSS], "cce") ? NB_LOSS_CCE : !strcmp(opt[O_LOSS], "mse") ? NB_LOSS_MSE
-                              : !strcmp(opt[O_LOSS], "bce") ? NB_LOSS_BCE : (nb_loss_kind)-1;
-    if ((int)kind < 0) return cli_usage_error("curvature", "unknown --loss '%s' (cce, mse, bce)", opt[O_LOSS]);
+    a->kind = !strcmp(opt[O_LOSS], "cce") ? NB_LOSS_CCE : !strcmp(opt[O_LOSS], "mse") ? NB_LOSS_MSE
+              : !strcmp(opt[O_LOSS], "bce") ? NB_LOSS_BCE : (nb_loss_kind)-1;
+    if ((int)a->kind < 0) return cli_usage_error("curvature", "unknown --loss '%s' (cce, mse, bce)", opt[O_LOSS]);
+    a->model = opt[O_MODEL], a->data = opt[O_DATA];
+    return -1;
+}
+
+int cmd_curvature_check_args(int argc, char **argv)
+{
+    curvature_args a;
+    return parse_curvature(argc, argv, &a);
+}
+
+int cmd_curvature(int argc, char **argv)
+{
+    curvature_args a;
+    const int pr = parse_curvature(argc, argv, &a);
+    if (pr >= 0) return pr;
+    const long long count = a.count, batch = a.batch, top = a.top, samples = a.samples, iters = a.iters,
+                    seed = a.seed;
+    const double lr = a.lr, tol = a.tol;
+    const nb_loss_kind kind = a.kind;
+    const int trace = a.trace;
+    const char *opt[O_N] = {a.model, a.data};
     nb_dataset all = {0}, d = {0};
     data_hessian h = {0};
     int rc = 1;
-    if (cli_load_data(opt[O_DATA], "train", -1, &all) ||
+    if (cli_load_data(opt[O_DATA], "train", NULL, &all) ||
         nb_dataset_subset(&all, 0, count < all.x->shape[0] ? count : all.x->shape[0], &d)) {
         cli_fail("curvature", "loading --data");
         goto done;

@@ -2,6 +2,7 @@
  * respect to one parameter or the input (or the cross block between two),
  * as .npy (shape wrt.shape + wrt2.shape) and optionally a PNG heatmap. */
 #include "cli.h"
+#include "cli_args.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -51,28 +52,51 @@ static void summarise(const nb_tensor *H, int64_t I, int64_t J, int square)
     printf("\n");
 }
 
-int cmd_hessian(int argc, char **argv)
+typedef struct {
+    const char *model, *input, *labels, *out, *loss_name, *wrt, *wrt2, *png, *max_mb;
+} hessian_args;
+
+/* -1 when the arguments are valid, else the exit status (0 after --help). */
+static int parse_hessian(int argc, char **argv, hessian_args *a, long long *mb)
 {
-    const char *model = NULL, *input = NULL, *labels = NULL, *out = NULL, *loss_name = "cce", *wrt = NULL,
-               *wrt2 = NULL, *png = NULL, *max_mb = NULL;
+    *a = (hessian_args){NULL, NULL, NULL, NULL, "cce", NULL, NULL, NULL, NULL};
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(k, "--help") || !strcmp(k, "-h")) return fputs(usage_text, stdout), 0;
-        const char **dst = !strcmp(k, "--model") ? &model : !strcmp(k, "--input") ? &input
-                           : !strcmp(k, "--labels") ? &labels : !strcmp(k, "--loss") ? &loss_name
-                           : !strcmp(k, "--wrt") ? &wrt : !strcmp(k, "--wrt2") ? &wrt2 : !strcmp(k, "--png") ? &png
-                           : !strcmp(k, "--max-mb") ? &max_mb : !strcmp(k, "-o") || !strcmp(k, "--out") ? &out : NULL;
+        const char **dst = !strcmp(k, "--model") ? &a->model : !strcmp(k, "--input") ? &a->input
+                           : !strcmp(k, "--labels") ? &a->labels : !strcmp(k, "--loss") ? &a->loss_name
+                           : !strcmp(k, "--wrt") ? &a->wrt : !strcmp(k, "--wrt2") ? &a->wrt2
+                           : !strcmp(k, "--png") ? &a->png : !strcmp(k, "--max-mb") ? &a->max_mb
+                           : !strcmp(k, "-o") || !strcmp(k, "--out") ? &a->out : NULL;
         if (!dst) return cli_usage_error("hessian", "unknown option '%s'", k);
         if (!v) return cli_usage_error("hessian", "option '%s' needs a value", k);
         *dst = v, i++;
     }
-    if (!model || !input || !labels || !wrt || !out)
+    if (!a->model || !a->input || !a->labels || !a->wrt || !a->out)
         return cli_usage_error("hessian", "%s", "--model, --input, --labels, --wrt and -o are required");
-    long long mb = 2048;
-    if (max_mb && !cli_parse_int(max_mb, 1, 1 << 24, &mb))
-        return cli_usage_error("hessian", "bad value for --max-mb '%s' (an integer 1..16777216)", max_mb);
-    if (strcmp(loss_name, "cce") && strcmp(loss_name, "mse") && strcmp(loss_name, "bce"))
-        return cli_usage_error("hessian", "unknown --loss '%s' (cce, mse, bce)", loss_name);
+    *mb = 2048;
+    if (a->max_mb && !cli_parse_int(a->max_mb, 1, 1 << 24, mb))
+        return cli_usage_error("hessian", "bad value for --max-mb '%s' (an integer 1..16777216)", a->max_mb);
+    if (strcmp(a->loss_name, "cce") && strcmp(a->loss_name, "mse") && strcmp(a->loss_name, "bce"))
+        return cli_usage_error("hessian", "unknown --loss '%s' (cce, mse, bce)", a->loss_name);
+    return -1;
+}
+
+int cmd_hessian_check_args(int argc, char **argv)
+{
+    hessian_args a;
+    long long mb;
+    return parse_hessian(argc, argv, &a, &mb);
+}
+
+int cmd_hessian(int argc, char **argv)
+{
+    hessian_args args;
+    long long mb;
+    const int pr = parse_hessian(argc, argv, &args, &mb);
+    if (pr >= 0) return pr;
+    const char *model = args.model, *input = args.input, *labels = args.labels, *out = args.out,
+               *loss_name = args.loss_name, *wrt = args.wrt, *wrt2 = args.wrt2, *png = args.png;
     if (!cli_check_output("hessian", "-o", out) || (png && !cli_check_output("hessian", "--png", png))) return 1;
     cli_second c;
     nb_tensor *H = NULL;

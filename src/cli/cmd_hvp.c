@@ -3,6 +3,7 @@
  * parameters' names; and the setup that hvp and hessian share (a model, a
  * batch, labels and a loss). */
 #include "cli.h"
+#include "cli_args.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -123,23 +124,45 @@ static nb_status write_products(const char *out, int n, nb_node **wrt, nb_tensor
     return s;
 }
 
-int cmd_hvp(int argc, char **argv)
+typedef struct {
+    const char *model, *input, *labels, *out, *vector, *loss_name;
+} hvp_args;
+
+/* -1 when the arguments are valid, else the exit status (0 after --help). */
+static int parse_hvp(int argc, char **argv, hvp_args *a)
 {
-    const char *model = NULL, *input = NULL, *labels = NULL, *out = NULL, *vector = NULL, *loss_name = "cce";
+    *a = (hvp_args){NULL, NULL, NULL, NULL, NULL, "cce"};
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(k, "--help") || !strcmp(k, "-h")) return fputs(usage_text, stdout), 0;
-        const char **dst = !strcmp(k, "--model") ? &model : !strcmp(k, "--input") ? &input
-                           : !strcmp(k, "--labels") ? &labels : !strcmp(k, "--loss") ? &loss_name
-                           : !strcmp(k, "--vector") ? &vector : !strcmp(k, "-o") || !strcmp(k, "--out") ? &out : NULL;
+        const char **dst = !strcmp(k, "--model") ? &a->model : !strcmp(k, "--input") ? &a->input
+                           : !strcmp(k, "--labels") ? &a->labels : !strcmp(k, "--loss") ? &a->loss_name
+                           : !strcmp(k, "--vector") ? &a->vector : !strcmp(k, "-o") || !strcmp(k, "--out") ? &a->out
+                           : NULL;
         if (!dst) return cli_usage_error("hvp", "unknown option '%s'", k);
         if (!v) return cli_usage_error("hvp", "option '%s' needs a value", k);
         *dst = v, i++;
     }
-    if (!model || !input || !labels || !vector || !out)
+    if (!a->model || !a->input || !a->labels || !a->vector || !a->out)
         return cli_usage_error("hvp", "%s", "--model, --input, --labels, --vector and -o are required");
-    if (strcmp(loss_name, "cce") && strcmp(loss_name, "mse") && strcmp(loss_name, "bce"))
-        return cli_usage_error("hvp", "unknown --loss '%s' (cce, mse, bce)", loss_name);
+    if (strcmp(a->loss_name, "cce") && strcmp(a->loss_name, "mse") && strcmp(a->loss_name, "bce"))
+        return cli_usage_error("hvp", "unknown --loss '%s' (cce, mse, bce)", a->loss_name);
+    return -1;
+}
+
+int cmd_hvp_check_args(int argc, char **argv)
+{
+    hvp_args a;
+    return parse_hvp(argc, argv, &a);
+}
+
+int cmd_hvp(int argc, char **argv)
+{
+    hvp_args a;
+    const int pr = parse_hvp(argc, argv, &a);
+    if (pr >= 0) return pr;
+    const char *model = a.model, *input = a.input, *labels = a.labels, *out = a.out, *vector = a.vector,
+               *loss_name = a.loss_name;
     if (!cli_check_output("hvp", "-o", out)) return 1;
     cli_second c;
     nb_safetensors *v = NULL;
