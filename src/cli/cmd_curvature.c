@@ -12,26 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *usage_text =
-    "usage: nabla curvature --model M.safetensors --data fashion-mnist [--count N] [--batch B]\n"
-    "                       [--top K] [--trace] [--samples S] [--loss cce|mse|bce] [--lr LR]\n"
-    "                       [--iters I] [--tol T] [--seed S]\n"
-    "\n"
-    "lambda_1..lambda_K, the eigenvalues of largest magnitude of the Hessian of the training\n"
-    "loss (the mean over the first N training examples, dropout off) w.r.t. all parameters,\n"
-    "by subspace iteration on exact Hessian-vector products summed over batches of B; with\n"
-    "--trace, Hutchinson's estimate of its trace. Then the largest stable step of plain\n"
-    "gradient descent, 2 / lambda_max: along the top eigenvector a step lr multiplies the\n"
-    "error by |1 - lr lambda_max|, which exceeds 1 (divergence) when lr > 2 / lambda_max.\n"
-    "\n"
-    "  --count N     training examples (default 1000)\n"
-    "  --batch B     examples per Hessian-vector product pass (default 250)\n"
-    "  --top K       eigenvalues (default 1, at most 16)\n"
-    "  --trace       also estimate the trace, from --samples S sign vectors (default 20)\n"
-    "  --lr LR       a learning rate to compare with 2 / lambda_max\n"
-    "  --iters I     iterations at most (default 100); --tol T relative change (default 1e-3)\n"
-    "  --seed S      of the random start (default 1)\n";
-
 typedef struct {
     nb_model *m;
     nb_node *loss, *target, *params[64];
@@ -109,26 +89,6 @@ static void print_verdict(double lmax, double lr)
     }
 }
 
-static int parse(int argc, char **argv, const char **opt, int nopt, const char *const *names, int *trace)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) return fputs(usage_text, stdout), 0;
-        if (!strcmp(k, "--trace")) {
-            *trace = 1;
-            continue;
-        }
-        int j = 0;
-        while (j < nopt && strcmp(k, names[j])) j++;
-        if (j == nopt) return cli_usage_error("curvature", "unknown option '%s'", k);
-        if (!v) return cli_usage_error("curvature", "option '%s' needs a value", k);
-        opt[j] = v, i++;
-    }
-    return -1;
-}
-
-enum { O_MODEL, O_DATA, O_COUNT, O_BATCH, O_TOP, O_SAMPLES, O_LOSS, O_LR, O_ITERS, O_TOL, O_SEED, O_N };
-
 static int run_curvature(data_hessian *h, const nb_eigs_opts *eo, int trace, long long samples, double lr)
 {
     for (int i = 0; i < nb_model_param_count(h->m) && i < 64; i++) {
@@ -157,33 +117,45 @@ static int run_curvature(data_hessian *h, const nb_eigs_opts *eo, int trace, lon
 typedef struct {
     long long count, batch, top, samples, iters, seed;
     double lr, tol;
-    nb_loss_kind kind;
-    int trace;
+    int loss, trace;
     const char *model, *data;
 } curvature_args;
+
+#define F(field) offsetof(curvature_args, field)
+static const cli_opt curvature_opts[] = {
+    {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
+    {"--data", NULL, CLI_STR, F(data), "D", NULL, "the data set (fashion-mnist, mnist, a directory of IDX files)",
+     CLI_REQUIRED, 0, 0, NULL},
+    {"--count", NULL, CLI_INT, F(count), "N", "1000", "training examples", 0, 1, 1 << 30, NULL},
+    {"--batch", NULL, CLI_INT, F(batch), "B", "250", "examples per Hessian-vector product pass", 0, 1, 1 << 20, NULL},
+    {"--top", NULL, CLI_INT, F(top), "K", "1", "eigenvalues", 0, 1, NB_EIGS_MAX, NULL},
+    {"--trace", NULL, CLI_FLAG, F(trace), NULL, NULL, "also estimate the trace (Hutchinson)", 0, 0, 0, NULL},
+    {"--samples", NULL, CLI_INT, F(samples), "S", "20", "sign vectors of the trace estimate", 0, 2, 100000, NULL},
+    {"--loss", NULL, CLI_CHOICE, F(loss), NULL, "cce", "the loss averaged over the examples", 0, 0, 0, cli_losses},
+    {"--lr", NULL, CLI_REAL, F(lr), "LR", "0", "a learning rate to compare with 2 / lambda_max (0: none)", 0, 0,
+     HUGE_VAL, NULL},
+    {"--iters", NULL, CLI_INT, F(iters), "I", "100", "iterations at most", 0, 1, 100000, NULL},
+    {"--tol", NULL, CLI_REAL, F(tol), "T", "1e-3", "relative change of the eigenvalues to stop at", CLI_GT_LO, 0,
+     HUGE_VAL, NULL},
+    {"--seed", NULL, CLI_INT, F(seed), "S", "1", "of the random start", 0, 0, 9.2e18, NULL},
+};
+#undef F
+
+static const cli_spec curvature_spec = {
+    "curvature", "--model M.safetensors --data fashion-mnist [--count N] [--top K] [--trace] [--lr LR]",
+    "lambda_1..lambda_K, the eigenvalues of largest magnitude of the Hessian of the training\n"
+    "loss (the mean over the first N training examples, dropout off) w.r.t. all parameters,\n"
+    "by subspace iteration on exact Hessian-vector products summed over batches of B; with\n"
+    "--trace, Hutchinson's estimate of its trace. Then the largest stable step of plain\n"
+    "gradient descent, 2 / lambda_max: along the top eigenvector a step lr multiplies the\n"
+    "error by |1 - lr lambda_max|, which exceeds 1 (divergence) when lr > 2 / lambda_max.\n",
+    curvature_opts, CLI_NOPTS(curvature_opts), NULL};
 
 /* -1 when the arguments are valid, else the exit status (0 after --help). */
 static int parse_curvature(int argc, char **argv, curvature_args *a)
 {
-    static const char *const names[O_N] = {"--model", "--data", "--count", "--batch", "--top", "--samples",
-                                           "--loss", "--lr", "--iters", "--tol", "--seed"};
-    const char *opt[O_N] = {NULL, NULL, "1000", "250", "1", "20", "cce", "0", "100", "1e-3", "1"};
-    a->trace = 0;
-    const int pr = parse(argc, argv, opt, O_N, names, &a->trace);
-    if (pr >= 0) return pr;
-    if (!opt[O_MODEL] || !opt[O_DATA]) return cli_usage_error("curvature", "%s", "--model and --data are required");
-    if (!cli_parse_int(opt[O_COUNT], 1, 1 << 30, &a->count) || !cli_parse_int(opt[O_BATCH], 1, 1 << 20, &a->batch) ||
-        !cli_parse_int(opt[O_TOP], 1, NB_EIGS_MAX, &a->top) || !cli_parse_int(opt[O_SAMPLES], 2, 100000, &a->samples) ||
-        !cli_parse_int(opt[O_ITERS], 1, 100000, &a->iters) || !cli_parse_int(opt[O_SEED], 0, INT64_MAX, &a->seed) ||
-        !cli_parse_double(opt[O_LR], &a->lr) || !(a->lr >= 0) || !cli_parse_double(opt[O_TOL], &a->tol) ||
-        !(a->tol > 0))
-        return cli_usage_error("curvature", "%s", "bad number: --count, --batch, --iters >= 1, --top 1..16, "
-                               "--samples >= 2, --lr >= 0, --tol > 0");
-    a->kind = !strcmp(opt[O_LOSS], "cce") ? NB_LOSS_CCE : !strcmp(opt[O_LOSS], "mse") ? NB_LOSS_MSE
-              : !strcmp(opt[O_LOSS], "bce") ? NB_LOSS_BCE : (nb_loss_kind)-1;
-    if ((int)a->kind < 0) return cli_usage_error("curvature", "unknown --loss '%s' (cce, mse, bce)", opt[O_LOSS]);
-    a->model = opt[O_MODEL], a->data = opt[O_DATA];
-    return -1;
+    *a = (curvature_args){0};
+    return cli_parse(&curvature_spec, argc, argv, a);
 }
 
 int cmd_curvature_check_args(int argc, char **argv)
@@ -200,18 +172,17 @@ int cmd_curvature(int argc, char **argv)
     const long long count = a.count, batch = a.batch, top = a.top, samples = a.samples, iters = a.iters,
                     seed = a.seed;
     const double lr = a.lr, tol = a.tol;
-    const nb_loss_kind kind = a.kind;
+    const nb_loss_kind kind = (nb_loss_kind)a.loss;
     const int trace = a.trace;
-    const char *opt[O_N] = {a.model, a.data};
-    nb_dataset all = {0}, d = {0};
+        nb_dataset all = {0}, d = {0};
     data_hessian h = {0};
     int rc = 1;
-    if (cli_load_data(opt[O_DATA], "train", NULL, &all) ||
+    if (cli_load_data(a.data, "train", NULL, &all) ||
         nb_dataset_subset(&all, 0, count < all.x->shape[0] ? count : all.x->shape[0], &d)) {
         cli_fail("curvature", "loading --data");
         goto done;
     }
-    if (cli_load_trained_model(opt[O_MODEL], &h.m) || nb_model_loss(h.m, kind, &h.target, &h.loss)) {
+    if (cli_load_trained_model(a.model, &h.m) || nb_model_loss(h.m, kind, &h.target, &h.loss)) {
         cli_fail("curvature", "loading the model");
         goto done;
     }

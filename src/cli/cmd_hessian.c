@@ -8,23 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *usage_text =
-    "usage: nabla hessian --model M.safetensors --input X.npy --labels Y.npy --loss cce|mse|bce\n"
-    "                     --wrt NAME [--wrt2 NAME] -o H.npy [--png H.png] [--max-mb MB]\n"
-    "\n"
-    "The Hessian of J, the loss averaged over the N examples (dropout off), with respect\n"
-    "to NAME: a parameter (0.kernel, 4.bias, ...; see 'nabla summary') or 'input' (the\n"
-    "whole batch). Shape wrt.shape + wrt.shape, H[i, j] = d2J / dw_i dw_j; with --wrt2,\n"
-    "the cross block d2J / d wrt d wrt2 of shape wrt.shape + wrt2.shape. Exact, by\n"
-    "Hessian-vector products with the unit vectors of wrt2. Prints the shape, the largest\n"
-    "entry, the trace and (for a square block) how symmetric it came out.\n"
-    "\n"
-    "  --wrt NAME    a parameter or 'input'\n"
-    "  --wrt2 NAME   the second tensor of a cross block (default: --wrt)\n"
-    "  -o, --out H   the output .npy file\n"
-    "  --png F       the Hessian as a heatmap (rows: wrt, columns: wrt2; white = 0)\n"
-    "  --max-mb MB   refuse a Hessian larger than this many MiB (default 2048)\n";
-
 /* The node NAME names: 'input' or a parameter. */
 static nb_node *wrt_node(nb_model *m, const char *name)
 {
@@ -53,33 +36,49 @@ static void summarise(const nb_tensor *H, int64_t I, int64_t J, int square)
 }
 
 typedef struct {
-    const char *model, *input, *labels, *out, *loss_name, *wrt, *wrt2, *png, *max_mb;
+    const char *model, *input, *labels, *out, *wrt, *wrt2, *png;
+    long long max_mb;
+    int loss;
 } hessian_args;
+
+#define F(field) offsetof(hessian_args, field)
+static const cli_opt hessian_opts[] = {
+    {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
+    {"--input", NULL, CLI_STR, F(input), "X", NULL, "inputs (.npy or IDX; as 'nabla predict')", CLI_REQUIRED, 0, 0,
+     NULL},
+    {"--labels", NULL, CLI_STR, F(labels), "Y", NULL, "cce: class indices (N); mse, bce: targets of the output's shape",
+     CLI_REQUIRED, 0, 0, NULL},
+    {"--loss", NULL, CLI_CHOICE, F(loss), NULL, "cce", "the loss averaged over the examples", 0, 0, 0, cli_losses},
+    {"--wrt", NULL, CLI_STR, F(wrt), "NAME", NULL, "a parameter (0.kernel, 4.bias, ...) or 'input'", CLI_REQUIRED, 0,
+     0, NULL},
+    {"--wrt2", NULL, CLI_STR, F(wrt2), "NAME", NULL, "the second tensor of a cross block (default: --wrt)", 0, 0, 0,
+     NULL},
+    {"--out", "-o", CLI_STR, F(out), "H", NULL, "the output .npy file", CLI_REQUIRED, 0, 0, NULL},
+    {"--png", NULL, CLI_STR, F(png), "F", NULL, "the Hessian as a heatmap (rows: wrt, columns: wrt2; white = 0)", 0,
+     0, 0, NULL},
+    {"--max-mb", NULL, CLI_INT, F(max_mb), "MB", "2048", "refuse a Hessian larger than this many MiB", 0, 1,
+     1 << 24, NULL},
+};
+#undef F
+
+static const cli_spec hessian_spec = {
+    "hessian", "--model M.safetensors --input X.npy --labels Y.npy --loss cce|mse|bce --wrt NAME [--wrt2 NAME] "
+    "-o H.npy [--png H.png]",
+    "The Hessian of J, the loss averaged over the N examples (dropout off), with respect\n"
+    "to NAME: a parameter (see 'nabla summary') or 'input' (the whole batch). Shape\n"
+    "wrt.shape + wrt.shape, H[i, j] = d2J / dw_i dw_j; with --wrt2, the cross block\n"
+    "d2J / d wrt d wrt2 of shape wrt.shape + wrt2.shape. Exact, by Hessian-vector\n"
+    "products with the unit vectors of wrt2. Prints the shape, the largest entry, the\n"
+    "trace and (for a square block) how symmetric it came out.\n",
+    hessian_opts, CLI_NOPTS(hessian_opts), NULL};
 
 /* -1 when the arguments are valid, else the exit status (0 after --help). */
 static int parse_hessian(int argc, char **argv, hessian_args *a, long long *mb)
 {
-    *a = (hessian_args){NULL, NULL, NULL, NULL, "cce", NULL, NULL, NULL, NULL};
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) return fputs(usage_text, stdout), 0;
-        const char **dst = !strcmp(k, "--model") ? &a->model : !strcmp(k, "--input") ? &a->input
-                           : !strcmp(k, "--labels") ? &a->labels : !strcmp(k, "--loss") ? &a->loss_name
-                           : !strcmp(k, "--wrt") ? &a->wrt : !strcmp(k, "--wrt2") ? &a->wrt2
-                           : !strcmp(k, "--png") ? &a->png : !strcmp(k, "--max-mb") ? &a->max_mb
-                           : !strcmp(k, "-o") || !strcmp(k, "--out") ? &a->out : NULL;
-        if (!dst) return cli_usage_error("hessian", "unknown option '%s'", k);
-        if (!v) return cli_usage_error("hessian", "option '%s' needs a value", k);
-        *dst = v, i++;
-    }
-    if (!a->model || !a->input || !a->labels || !a->wrt || !a->out)
-        return cli_usage_error("hessian", "%s", "--model, --input, --labels, --wrt and -o are required");
-    *mb = 2048;
-    if (a->max_mb && !cli_parse_int(a->max_mb, 1, 1 << 24, mb))
-        return cli_usage_error("hessian", "bad value for --max-mb '%s' (an integer 1..16777216)", a->max_mb);
-    if (strcmp(a->loss_name, "cce") && strcmp(a->loss_name, "mse") && strcmp(a->loss_name, "bce"))
-        return cli_usage_error("hessian", "unknown --loss '%s' (cce, mse, bce)", a->loss_name);
-    return -1;
+    *a = (hessian_args){0};
+    const int r = cli_parse(&hessian_spec, argc, argv, a);
+    *mb = a->max_mb;
+    return r;
 }
 
 int cmd_hessian_check_args(int argc, char **argv)
@@ -96,27 +95,27 @@ int cmd_hessian(int argc, char **argv)
     const int pr = parse_hessian(argc, argv, &args, &mb);
     if (pr >= 0) return pr;
     const char *model = args.model, *input = args.input, *labels = args.labels, *out = args.out,
-               *loss_name = args.loss_name, *wrt = args.wrt, *wrt2 = args.wrt2, *png = args.png;
+               *loss_name = cli_choice_name(cli_losses, args.loss), *wrt = args.wrt, *wrt2 = args.wrt2, *png = args.png;
     if (!cli_check_output("hessian", "-o", out) || (png && !cli_check_output("hessian", "--png", png))) return 1;
     cli_second c;
     nb_tensor *H = NULL;
     int rc = 1;
-    nb_node *a, *b;
-    if (cli_second_setup("hessian", model, input, labels, loss_name, &c) || !(a = wrt_node(c.m, wrt)) ||
-        !(b = wrt2 ? wrt_node(c.m, wrt2) : a)) {
+    nb_node *na, *b;
+    if (cli_second_setup("hessian", model, input, labels, loss_name, &c) || !(na = wrt_node(c.m, wrt)) ||
+        !(b = wrt2 ? wrt_node(c.m, wrt2) : na)) {
         cli_fail("hessian", NULL);
         goto done;
     }
-    const nb_status hs = nb_hessian(c.loss, a, b, &(nb_hessian_opts){0, 0, 0, (size_t)mb << 20}, &H);
+    const nb_status hs = nb_hessian(c.loss, na, b, &(nb_hessian_opts){0, 0, 0, (size_t)mb << 20}, &H);
     if (hs) {
         cli_fail("hessian", NULL);
         if (hs == NB_ERR_TOO_LARGE) fprintf(stderr, "nabla hessian: --max-mb raises the limit; 'nabla hvp' gives products\n");
         goto done;
     }
-    const int64_t I = nb_value(a)->size, J = nb_value(b)->size;
+    const int64_t I = nb_value(na)->size, J = nb_value(b)->size;
     printf("loss (%s, mean over %lld examples): %.9g\n", loss_name, (long long)c.x->shape[0],
            (double)nb_value(c.loss)->data[0]);
-    summarise(H, I, J, a == b);
+    summarise(H, I, J, na == b);
     if (nb_npy_write(out, H)) {
         cli_fail("hessian", "writing -o");
         goto done;
@@ -124,7 +123,7 @@ int cmd_hessian(int argc, char **argv)
     printf("wrote %s\n", out);
     if (png) {
         char title[160], sub[160];
-        snprintf(title, sizeof title, "d2J / d %s d %s", nb_node_name(a), nb_node_name(b));
+        snprintf(title, sizeof title, "d2J / d %s d %s", nb_node_name(na), nb_node_name(b));
         snprintf(sub, sizeof sub, "%lld x %lld, mean %s loss over %lld examples", (long long)I, (long long)J, loss_name,
                  (long long)c.x->shape[0]);
         if (cli_matrix_png(png, H->data, I, J, title, sub)) {

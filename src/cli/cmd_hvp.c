@@ -9,24 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *usage_text =
-    "usage: nabla hvp --model M.safetensors --input X.npy --labels Y.npy --loss cce|mse|bce\n"
-    "                 --vector V.safetensors -o HV.safetensors\n"
-    "\n"
-    "Exact Hessian-vector products H v of J, the loss averaged over the N examples (as in\n"
-    "training, dropout off), with respect to the parameters: forward-over-reverse (the\n"
-    "derivative of the backward pass along v), never finite differences. V holds tensors\n"
-    "named like the model's parameters (0.kernel, 4.bias, ...), any subset: the others'\n"
-    "parts of v are zero. The output has the same names and shapes: (H v) restricted to\n"
-    "each. Prints, for each, |v|, |H v| and the curvature v.Hv / v.v along it.\n"
-    "\n"
-    "  --model M     a model file written by 'nabla train'\n"
-    "  --input X     inputs (.npy or IDX; as 'nabla predict')\n"
-    "  --labels Y    cce: class indices (N); mse, bce: targets of the output's shape\n"
-    "  --loss L      cce (default) | mse | bce\n"
-    "  --vector V    the direction v (.safetensors, tensors named like parameters)\n"
-    "  -o, --out HV  the output .safetensors file\n";
-
 nb_status cli_second_setup(const char *cmd, const char *model, const char *input, const char *labels,
                            const char *loss_name, cli_second *out)
 {
@@ -125,29 +107,40 @@ static nb_status write_products(const char *out, int n, nb_node **wrt, nb_tensor
 }
 
 typedef struct {
-    const char *model, *input, *labels, *out, *vector, *loss_name;
+    const char *model, *input, *labels, *out, *vector;
+    int loss;
 } hvp_args;
+
+#define F(field) offsetof(hvp_args, field)
+static const cli_opt hvp_opts[] = {
+    {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
+    {"--input", NULL, CLI_STR, F(input), "X", NULL, "inputs (.npy or IDX; as 'nabla predict')", CLI_REQUIRED, 0, 0,
+     NULL},
+    {"--labels", NULL, CLI_STR, F(labels), "Y", NULL, "cce: class indices (N); mse, bce: targets of the output's shape",
+     CLI_REQUIRED, 0, 0, NULL},
+    {"--loss", NULL, CLI_CHOICE, F(loss), NULL, "cce", "the loss averaged over the examples", 0, 0, 0, cli_losses},
+    {"--vector", NULL, CLI_STR, F(vector), "V", NULL, "the direction v (.safetensors, tensors named like parameters)",
+     CLI_REQUIRED, 0, 0, NULL},
+    {"--out", "-o", CLI_STR, F(out), "HV", NULL, "the output .safetensors file", CLI_REQUIRED, 0, 0, NULL},
+};
+#undef F
+
+static const cli_spec hvp_spec = {
+    "hvp", "--model M.safetensors --input X.npy --labels Y.npy --loss cce|mse|bce --vector V.safetensors "
+    "-o HV.safetensors",
+    "Exact Hessian-vector products H v of J, the loss averaged over the N examples (as in\n"
+    "training, dropout off), with respect to the parameters: forward-over-reverse (the\n"
+    "derivative of the backward pass along v), never finite differences. V holds tensors\n"
+    "named like the model's parameters (0.kernel, 4.bias, ...), any subset: the others'\n"
+    "parts of v are zero. The output has the same names and shapes: (H v) restricted to\n"
+    "each. Prints, for each, |v|, |H v| and the curvature v.Hv / v.v along it.\n",
+    hvp_opts, CLI_NOPTS(hvp_opts), NULL};
 
 /* -1 when the arguments are valid, else the exit status (0 after --help). */
 static int parse_hvp(int argc, char **argv, hvp_args *a)
 {
-    *a = (hvp_args){NULL, NULL, NULL, NULL, NULL, "cce"};
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) return fputs(usage_text, stdout), 0;
-        const char **dst = !strcmp(k, "--model") ? &a->model : !strcmp(k, "--input") ? &a->input
-                           : !strcmp(k, "--labels") ? &a->labels : !strcmp(k, "--loss") ? &a->loss_name
-                           : !strcmp(k, "--vector") ? &a->vector : !strcmp(k, "-o") || !strcmp(k, "--out") ? &a->out
-                           : NULL;
-        if (!dst) return cli_usage_error("hvp", "unknown option '%s'", k);
-        if (!v) return cli_usage_error("hvp", "option '%s' needs a value", k);
-        *dst = v, i++;
-    }
-    if (!a->model || !a->input || !a->labels || !a->vector || !a->out)
-        return cli_usage_error("hvp", "%s", "--model, --input, --labels, --vector and -o are required");
-    if (strcmp(a->loss_name, "cce") && strcmp(a->loss_name, "mse") && strcmp(a->loss_name, "bce"))
-        return cli_usage_error("hvp", "unknown --loss '%s' (cce, mse, bce)", a->loss_name);
-    return -1;
+    *a = (hvp_args){0};
+    return cli_parse(&hvp_spec, argc, argv, a);
 }
 
 int cmd_hvp_check_args(int argc, char **argv)
@@ -162,7 +155,7 @@ int cmd_hvp(int argc, char **argv)
     const int pr = parse_hvp(argc, argv, &a);
     if (pr >= 0) return pr;
     const char *model = a.model, *input = a.input, *labels = a.labels, *out = a.out, *vector = a.vector,
-               *loss_name = a.loss_name;
+               *loss_name = cli_choice_name(cli_losses, a.loss);
     if (!cli_check_output("hvp", "-o", out)) return 1;
     cli_second c;
     nb_safetensors *v = NULL;
