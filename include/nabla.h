@@ -714,7 +714,28 @@ typedef struct nb_epoch_stats {
     double val_loss, val_accuracy; /* NaN when there is no validation set */
     double seconds, images_per_second;
     double lr;
+    /* Data-parallel runs (nb_train_opts.comm): this rank's time in the
+     * gradient exchange of the epoch so far, and the bytes it sent. */
+    double comm_seconds;
+    int64_t comm_bytes;
 } nb_epoch_stats;
+
+/* A communicator for data-parallel training: the library never calls MPI
+ * itself; a program passes these two collectives over its own communicator
+ * (the CLI's, over MPI_COMM_WORLD, is src/dist/cli_dist.c). Both are
+ * blocking and are called by every rank in the same order; a non-zero
+ * return stops nb_train with that status (set nb_last_error's message).
+ *   allgather: send holds `bytes`; recv (size * bytes) receives every
+ *              rank's, in rank order (MPI_Allgather of MPI_BYTE).
+ *   alltoall:  send holds size blocks of `bytes`, block d for rank d; recv
+ *              (size * bytes) receives block `rank` of every rank, in rank
+ *              order (MPI_Alltoall of MPI_BYTE). */
+typedef struct nb_comm {
+    int rank, size;
+    nb_status (*allgather)(const void *send, size_t bytes, void *recv, void *user);
+    nb_status (*alltoall)(const void *send, size_t bytes, void *recv, void *user);
+    void *user;
+} nb_comm;
 
 typedef struct nb_train_opts {
     int epochs;
@@ -729,6 +750,20 @@ typedef struct nb_train_opts {
     int (*on_batch)(const nb_epoch_stats *s, void *user);
     int (*on_epoch)(const nb_epoch_stats *s, nb_optim *o, void *user);
     void *user;
+    /* Reproducible and data-parallel training. With reproducible set (or a
+     * comm of size > 1) the batch is cut into shards of `shard` examples
+     * (0: 16); each shard's gradient is computed by one thread on its own
+     * copy of the model, and the batch's gradient is their sum, weighted by
+     * shard size / batch size, over a fixed binary tree of shards. Shards
+     * are spread over ranks (contiguous runs) and threads, so the weights
+     * and losses are bit-identical for any number of ranks and threads
+     * (they depend on the seed, batch and shard size). Dropout masks then
+     * follow (seed, step, shard). With comm, ranks also compare a hash of
+     * their weights after every epoch and stop with NB_ERR_NUMERIC if they
+     * differ; on_batch and on_epoch run on every rank. */
+    const nb_comm *comm;   /* NULL: one process */
+    int reproducible;
+    int64_t shard;
 } nb_train_opts;
 /* Minibatch training. A NaN or infinite loss stops it with NB_ERR_NUMERIC
  * and a message naming the step and suggesting a smaller learning rate. */

@@ -1,6 +1,7 @@
 /* nabla predict: run a model on inputs from a file, write its outputs as
  * probabilities to a .npy file. */
 #include "cli.h"
+#include "../dist/cli_dist.h"
 #include "nonfinite.h"
 
 #include <math.h>
@@ -114,6 +115,16 @@ static const char *class_str(char *buf, size_t n, int64_t c, const cli_names *na
 
 /* The top classes of the first examples of probabilities y (N, C), with
  * their labels when known, and how many of those are right. */
+/* Rank order of the classes of one example: larger probability first, ties
+ * by index, NaN after every number (a total order, so the k-th class
+ * always exists: with NaN outputs the plain comparisons find none). */
+static int ranks_before(const nb_real *p, int64_t a, int64_t b)
+{
+    if (isnan(p[a]) != isnan(p[b])) return !isnan(p[a]);
+    if (!isnan(p[a]) && p[a] != p[b]) return p[a] > p[b];
+    return a < b;
+}
+
 static void print_top(const predict_args *a, const nb_tensor *y, const nb_tensor *labels, const cli_names *names)
 {
     const int64_t N = y->shape[0], C = y->size / N, K = a->top < C ? a->top : C;
@@ -125,12 +136,10 @@ static void print_top(const predict_args *a, const nb_tensor *y, const nb_tensor
         printf("example %lld:", (long long)(a->src.start + n));
         int64_t prev = -1;
         for (int64_t k = 0; k < K; k++) {
-            /* the k-th largest: the largest below the previous (ties by index) */
+            /* the k-th in rank order: the first of those ranked after the previous */
             int64_t best = -1;
-            for (int64_t c = 0; c < C; c++) {
-                int below = prev < 0 || p[c] < p[prev] || (p[c] == p[prev] && c > prev);
-                if (below && (best < 0 || p[c] > p[best])) best = c;
-            }
+            for (int64_t c = 0; c < C; c++)
+                if ((prev < 0 || ranks_before(p, prev, c)) && (best < 0 || ranks_before(p, c, best))) best = c;
             prev = best;
             printf("%s %s %.3f", k ? "," : "", class_str(name, sizeof name, best, names), (double)p[best]);
         }
@@ -147,6 +156,22 @@ static void print_top(const predict_args *a, const nb_tensor *y, const nb_tensor
     if (N > show) printf("... %lld more examples%s\n", (long long)(N - show), a->out ? "" : " (-o FILE writes them all)");
 }
 
+/* y = m(x); under mpirun each rank predicts its contiguous share of the
+ * rows, and rank 0 gathers them (y: all rows there). 0 or the exit code. */
+static int predict_shared(nb_model *m, const nb_tensor *x, long long batch, nb_tensor **y)
+{
+    int64_t lo = 0, hi = x->shape[0];
+    nb_tensor *mine = NULL;
+    if (cli_dist_check_rows("predict", x->shape[0])) return 1;
+    cli_dist_range(x->shape[0], &lo, &hi);
+    if (cli_dist_size() > 1 && !(mine = cli_dist_rows(x, lo, hi))) return cli_fail("predict", "splitting the input");
+    int rc = 0;
+    if (nb_model_predict(m, mine ? mine : x, batch, y)) rc = cli_fail("predict", "running the model");
+    else if (cli_dist_gather_rows(y, x->shape[0])) rc = cli_fail("predict", NULL);
+    nb_tensor_free(mine);
+    return rc;
+}
+
 int cmd_predict(int argc, char **argv)
 {
     predict_args a;
@@ -159,12 +184,16 @@ int cmd_predict(int argc, char **argv)
     int scaled = 0, probs = 0;
     char what[1024] = "";
     rc = 1;
+    if (cli_dist_start("predict")) return 1;
     if (cli_load_trained_model_flags(a.model, a.allow_nonfinite ? NB_LOAD_ALLOW_NONFINITE : 0, &m))
         cli_fail("predict", "loading the model");
     else if (cli_load_examples(&a.src, 0, m, &x, &labels, &scaled, what, sizeof what))
         cli_fail("predict", "reading the input");
-    else if (nb_model_predict(m, x, a.batch, &y)) cli_fail("predict", "running the model");
-    else rc = 0;
+    else rc = predict_shared(m, x, a.batch, &y);
+    if (!rc && cli_dist_rank() != 0) { /* rank 0 has this rank's rows now */
+        nb_tensor_free(x), nb_tensor_free(y), nb_tensor_free(labels), nb_model_free(m);
+        return cli_dist_end(0);
+    }
     const char *holds = rc ? NULL : to_probabilities(m, y, a.raw, &probs);
     if (!rc && probs && cli_names_load(a.classes, a.src.data, y->size / y->shape[0], &names))
         rc = cli_fail("predict", "--classes");
@@ -187,5 +216,5 @@ int cmd_predict(int argc, char **argv)
     nb_tensor_free(y);
     nb_tensor_free(labels);
     nb_model_free(m);
-    return rc;
+    return cli_dist_end(rc);
 }
