@@ -218,6 +218,53 @@ static long status_kib(const char *key)
     return v;
 }
 
+/* Second order at batch 128 (issue 12): one gradient (forward + backward of
+ * the mean CCE), one HVP w.r.t. all parameters (nb_hvp, K = 1), and the
+ * full Hessian w.r.t. the last dense kernel (128 x 10: 1280 x 1280), each
+ * the median of reps, on the same model, batch and threads. */
+static void second_order(nb_dataset *d, int reps)
+{
+    nb_model *m = cnn(128, d);
+    nb_node *target, *loss;
+    if (nb_model_loss(m, NB_LOSS_CCE, &target, &loss)) die("loss");
+    memcpy(nb_value(target)->data, d->y->data, 128 * sizeof(nb_real));
+    const int P = nb_model_param_count(m);
+    nb_node *params[16];
+    nb_tensor *v[16], *hv[16];
+    nb_rng r;
+    nb_rng_seed(&r, 1);
+    for (int i = 0; i < P; i++) {
+        params[i] = nb_model_param(m, i);
+        const nb_tensor *p = nb_value(params[i]);
+        int64_t s[NB_MAX_RANK + 1] = {1};
+        memcpy(s + 1, p->shape, sizeof(int64_t) * (size_t)p->rank);
+        v[i] = nb_tensor_new(p->rank + 1, s);
+        nb_tensor_fill_normal(v[i], &r, 0, 1);
+    }
+    double tg[16], th[16], tH[16];
+    for (int k = -1; k < reps; k++) { /* paired: gradient and HVP alternate; k = -1 warms up */
+        double t0 = now();
+        if (nb_forward(nb_model_graph(m)) || nb_backward(loss)) die("gradient");
+        double t1 = now();
+        if (nb_hvp(loss, P, params, (const nb_tensor *const *)v, hv)) die("hvp");
+        double t2 = now();
+        for (int i = 0; i < P; i++) nb_tensor_free(hv[i]);
+        if (k >= 0) tg[k] = t1 - t0, th[k] = t2 - t1;
+    }
+    for (int k = -1; k < (reps < 3 ? reps : 3); k++) {
+        nb_tensor *H = NULL;
+        double t0 = now();
+        if (nb_hessian(loss, params[P - 2], NULL, NULL, &H)) die("hessian");
+        if (k >= 0) tH[k] = now() - t0;
+        nb_tensor_free(H);
+    }
+    const double g = median(tg, reps), h = median(th, reps);
+    printf("grad_b128_s %.4f\nhvp_b128_s %.4f\nhvp_over_grad %.2f\n", g, h, h / g);
+    printf("hessian_dense2_b128_s %.4f\n", median(tH, reps < 3 ? reps : 3));
+    for (int i = 0; i < P; i++) nb_tensor_free(v[i]);
+    nb_model_free(m);
+}
+
 static void peak_memory(nb_dataset *d)
 {
     long base = status_kib("VmRSS");
@@ -257,6 +304,11 @@ int main(int argc, char **argv)
     nb_set_num_threads(threads);
     nb_dataset all;
     if (nb_dataset_load_mnist("/usr/share/datasets/fashion-mnist", "test", &all)) die("data");
+    if (argc > 2 && !strcmp(argv[2], "second")) { /* the second-order figures alone */
+        second_order(&all, 5);
+        nb_dataset_free(&all);
+        return 0;
+    }
     if (argc > 2 && !strcmp(argv[2], "jacobian")) { /* the Jacobian figures alone, for profiling */
         printf("jacobian_one_s %.6f\n", jacobian_seconds(&all, 1, 0, 9));
         printf("jacobian_per_example64_s %.6f\n", jacobian_seconds(&all, 64, 1, 5));

@@ -23,10 +23,12 @@ echo "machine: $(nproc) cores, $cpu ($fam; ${simd:-no AVX2}), threads $threads, 
 ./build-bench/nabla_bench 1 gemm > "$out/gemm.txt"
 ./build-bench/nabla_bench "$threads" peak >> "$out/nabla.txt"
 ./build-bench/nabla_bench 1 onethread >> "$out/nabla.txt"
+./build-bench/nabla_bench "$threads" second >> "$out/nabla.txt"
 if [ $have_torch = 1 ]; then
   /usr/bin/python3 bench/torch_bench.py "$threads" > "$out/torch.txt"
   /usr/bin/python3 bench/torch_bench.py "$threads" peak >> "$out/torch.txt"
   /usr/bin/python3 bench/torch_bench.py 1 onethread >> "$out/torch.txt"
+  /usr/bin/python3 bench/torch_bench.py "$threads" second >> "$out/torch.txt"
 fi
 
 # One epoch of Fashion-MNIST (60000 images, batch 128, SGD momentum 0.9):
@@ -71,6 +73,10 @@ row "training, batch 128, 1 thread" train_b128_1thread_ips img/s higher
 row "Jacobian 10x784 of one image" jacobian_one_s s lower
 row "per-example Jacobians, batch 64" jacobian_per_example64_s s lower
 row "peak memory of training steps, batch 128" train_b128_peak_mib MiB lower
+row "gradient of the mean CCE, batch 128" grad_b128_s s lower
+row "HVP w.r.t. all parameters, batch 128" hvp_b128_s s lower
+row "HVP / gradient (each its own)" hvp_over_grad x lower
+row "Hessian w.r.t. dense 10 kernel (1280^2)" hessian_dense2_b128_s s lower
 echo
 sq=$(get "$out/nabla.txt" sgemm_square_gflops)
 for k in gemm_conv2_gflops gemm_dense1_gflops; do

@@ -313,6 +313,115 @@ typedef struct nb_opcheck_row {
 int nb_opcheck_all(uint64_t seed, const nb_gradcheck_opts *opts,
                    void (*report)(const nb_opcheck_row *row, void *user), void *user);
 
+/* ----------------------------------------------------------- second order */
+/* Hessians of a scalar (a loss) by forward-over-reverse: the tangent of the
+ * reverse pass along directions v, every op's VJP differentiated once more
+ * (its second-order rule, beside its VJP). Exact, never finite differences
+ * (those are only the reference of nb_hessian_check). Like nb_vjp, each call
+ * runs the forward pass with the random key of the last one (the same
+ * dropout masks) and leaves nb_grad as it is. The wrt nodes are leaves
+ * (inputs and parameters), 1 to 64 of them.
+ *
+ * Hessian-vector products, batched: vectors[i] has shape (K,) + wrt[i].shape
+ * (the K directions, split over the wrt nodes); results[i] gets a new tensor
+ * of the same shape with
+ *   results[i][k] = sum_j d^2 out / d wrt[i] d wrt[j] . vectors[j][k],
+ * all K in one pass. NB_ERR_SHAPE unless out is a scalar. */
+nb_status nb_hvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *const *vectors,
+                 nb_tensor **results);
+
+/* The Hessian H = d^2 out / d wrt d wrt2 with shape out.shape + wrt.shape +
+ * wrt2.shape (jax.hessian's layout), H[o, i, j] = d^2 out[o] / d wrt[i]
+ * d wrt2[j]; wrt2 NULL means wrt (the square Hessian, wrt.shape twice), else
+ * the cross block. Exact by HVPs with the unit vectors of wrt2, chunk per
+ * pass; numeric: central differences of the gradient (the reference). The
+ * size is checked from the shapes first: NB_ERR_TOO_LARGE (its message gives
+ * the bytes needed) returns before any pass or large allocation. */
+typedef struct nb_hessian_opts {
+    int numeric;       /* 1: (g(x + eps e_j) - g(x - eps e_j)) / 2 eps, g the gradient */
+    double eps;        /* numeric step; 0 = nb_gradcheck_defaults' eps */
+    int64_t chunk;     /* vectors per pass; 0 = automatic */
+    size_t max_bytes;  /* refuse a Hessian larger than this; 0 = 2 GiB */
+} nb_hessian_opts;
+nb_status nb_hessian(nb_node *out, nb_node *wrt, nb_node *wrt2, const nb_hessian_opts *opts, nb_tensor **H);
+/* Gauss-Newton products G v = J^T H_L J v for a loss L of logits z (its first
+ * input: nb_mse_loss, nb_bce_logits_loss, nb_cce_logits_loss, ...), J = dz /
+ * d wrt and H_L = d^2 L / dz^2: the part of the Hessian that is positive
+ * semi-definite for these convex losses, and all of it where z is linear in
+ * wrt. vectors and results as in nb_hvp. */
+nb_status nb_gauss_newton_vp(nb_node *loss, int nwrt, nb_node *const *wrt, const nb_tensor *const *vectors,
+                             nb_tensor **results);
+/* The exact Hessian (nb_hessian) against central differences of the
+ * gradient, elementwise |a - n| <= atol + rtol |n| (opts as nb_gradcheck's,
+ * zeros the defaults). Returns NB_OK when the check could run: read ok. */
+typedef struct nb_hessian_check_result {
+    int ok;
+    double max_err;          /* max |a - n| */
+    double worst_ratio;      /* max |a - n| / (atol + rtol |n|); <= 1 passes */
+    int64_t worst_flat;      /* flat index into H of the worst element */
+    int64_t worst_index[NB_MAX_RANK];
+    int worst_rank;
+    double worst_analytic, worst_numeric;
+    double max_abs_hessian;  /* to show the Hessian was not all zero */
+} nb_hessian_check_result;
+nb_status nb_hessian_check(nb_node *out, nb_node *wrt, nb_node *wrt2, const nb_gradcheck_opts *opts,
+                           nb_hessian_check_result *res);
+
+/* Curvature from products alone. A symmetric linear operator on flat
+ * vectors of n values, applied to K of them at once: y (K x n) = A x. For a
+ * Hessian over several tensors, a vector is their elements concatenated in
+ * the order given. */
+typedef nb_status (*nb_linop)(void *user, int64_t K, const nb_real *x, nb_real *y);
+#define NB_EIGS_MAX 16
+typedef struct nb_eigs_opts {
+    int k;            /* eigenvalues wanted, 1..NB_EIGS_MAX (0: 1) */
+    int max_iter;     /* iterations at most (0: 100); each applies A to k + 2 vectors */
+    double tol;       /* stop when no Ritz value moved more than tol relative (0: 1e-3) */
+    uint64_t seed;    /* of the random start */
+} nb_eigs_opts;
+typedef struct nb_eigs_result {
+    int k;
+    double values[NB_EIGS_MAX];    /* largest |value| first (a Hessian's may be negative) */
+    double residuals[NB_EIGS_MAX]; /* |A u - l u| / |l| of each pair */
+    int iterations;
+    int64_t products;              /* matrix-vector products used (HVPs) */
+    int converged;                 /* the last relative change was <= tol */
+    double rel_change;             /* largest relative change of the k values in the last iteration */
+    nb_tensor *vectors;            /* (k, n): the unit eigenvectors; free with nb_tensor_free */
+} nb_eigs_result;
+/* The k eigenvalues of largest magnitude of A and their vectors, by
+ * subspace iteration with Rayleigh-Ritz (PyHessian's power iteration with
+ * deflation, on k + 2 vectors at once), seeded. */
+nb_status nb_linop_eigs(int64_t n, nb_linop op, void *user, const nb_eigs_opts *opts, nb_eigs_result *res);
+/* The same on the Hessian of the scalar out w.r.t. the wrt nodes (nb_hvp's
+ * products, the forward pass at the last key). */
+nb_status nb_hessian_eigs(nb_node *out, int nwrt, nb_node *const *wrt, const nb_eigs_opts *opts,
+                          nb_eigs_result *res);
+/* Hutchinson's estimate of tr(A): the mean of z^T A z over samples random
+ * sign vectors z (>= 2), with its standard error. */
+typedef struct nb_trace_result {
+    double trace, std_error;
+    int samples;
+    int64_t products;
+} nb_trace_result;
+nb_status nb_linop_trace(int64_t n, nb_linop op, void *user, int samples, uint64_t seed, nb_trace_result *res);
+nb_status nb_hessian_trace(nb_node *out, int nwrt, nb_node *const *wrt, int samples, uint64_t seed,
+                           nb_trace_result *res);
+
+/* The second-order check of every op: each case of nb_opcheck_all's table,
+ * made a scalar L = sum(c out^2) + sum(d out) (c, d random), gets
+ * nb_hessian_check of every block (wrt, wrt2) of its leaves, cross blocks
+ * included. report(row, user) once per block; returns the failure count or
+ * -1 on error. */
+typedef struct nb_opcheck2_row {
+    const char *op;
+    const char *case_name;
+    const char *wrt, *wrt2;
+    nb_hessian_check_result r;
+} nb_opcheck2_row;
+int nb_opcheck_second_all(uint64_t seed, const nb_gradcheck_opts *opts,
+                          void (*report)(const nb_opcheck2_row *row, void *user), void *user);
+
 /* --------------------------------------------------------------------- io */
 /* Every reader checks each size it reads against the real length of the data
  * and against overflow before allocating; a malformed file gives

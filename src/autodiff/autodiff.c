@@ -350,3 +350,15 @@ nb_status nb_jvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *c
     if (tan) memcpy((*result)->data, tan, (size_t)(*result)->size * sizeof(nb_real));
     return NB_OK;
 }
+
+/* ------------------------------------------ pass state for other passes */
+
+nb_status nb_pass_get(nb_graph *g, int kind, nb_pass **out) { return pass_get(g, kind, out); }
+
+void nb_pass_mark(nb_pass *p, nb_node *out, int nwrt, nb_node *const *wrt)
+{
+    node_set set = {nwrt, wrt};
+    mark_paths(p, out, in_set, &set, false);
+}
+
+nb_status nb_check_forward_done(const char *who, const nb_node *out) { return check_forward_done(who, out); }

@@ -25,7 +25,10 @@ int cli_unknown_command(const char *name);
 
 /* names.c: the names of the library's enums, as option choices. */
 enum { CLI_SPLIT_TEST = 0, CLI_SPLIT_TRAIN = 1 };
-extern const cli_choice cli_losses[], cli_optimizers[], cli_schedules[], cli_inits[], cli_jac_modes[], cli_splits[];
+extern cli_choice cli_losses[], cli_optimizers[], cli_schedules[], cli_inits[], cli_jac_modes[];
+extern const cli_choice cli_splits[];
+/* Fills the choices above from the library's names (cli_parse calls it). */
+void cli_choices_init(void);
 
 int cmd_gradcheck(int argc, char **argv);
 int cmd_train(int argc, char **argv);
@@ -39,6 +42,23 @@ int cmd_saliency(int argc, char **argv);
 int cmd_filters(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_hvp(int argc, char **argv);
+int cmd_hessian(int argc, char **argv);
+int cmd_curvature(int argc, char **argv);
+
+/* cmd_hvp.c: what hvp and hessian share, a model with its loss on a batch
+ * of inputs and labels, the forward pass run (dropout off). */
+typedef struct {
+    nb_model *m;
+    nb_node *loss;
+    nb_tensor *x, *y;
+} cli_second;
+nb_status cli_second_setup(const char *cmd, const char *model, const char *input, const char *labels,
+                           const char *loss_name, cli_second *out);
+void cli_second_free(cli_second *c);
+/* cmd_curvature.c: the second-order part of 'nabla demo gd' (f'' = 4 by
+ * nb_hvp, the critical rate, the rates around it); 0 or an exit status. */
+int cli_demo_gd_second_order(double alpha, double x0);
 
 /* Prints "nabla CMD: WHAT: <nb_last_error()>" to stderr; returns 1. */
 int cli_fail(const char *cmd, const char *what);

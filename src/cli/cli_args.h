@@ -25,5 +25,8 @@ int cmd_gradcheck_check_args(int argc, char **argv);
 int cmd_saliency_check_args(int argc, char **argv);
 int cmd_filters_check_args(int argc, char **argv);
 int cmd_demo_check_args(int argc, char **argv);
+int cmd_hvp_check_args(int argc, char **argv);
+int cmd_hessian_check_args(int argc, char **argv);
+int cmd_curvature_check_args(int argc, char **argv);
 
 #endif

@@ -111,7 +111,7 @@ static int demo_gd(int argc, char **argv)
     free(path);
     if (rc) return rc;
     print_verdict(alpha, x0);
-    return 0;
+    return cli_demo_gd_second_order(alpha, x0);
 }
 
 static const char *demo_usage = "usage: nabla demo gd [options]   (nabla demo gd --help for the options)\n";

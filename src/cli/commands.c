@@ -24,12 +24,16 @@ const cli_command cli_commands[] = {
      cmd_export_check_args},
     {"import", "convert an ONNX model (e.g. from torch.onnx.export) to a nabla model file", cmd_import,
      cmd_import_check_args},
+    {"hvp", "Hessian-vector products of the mean loss w.r.t. the parameters", cmd_hvp, cmd_hvp_check_args},
+    {"hessian", "the Hessian of the mean loss w.r.t. a parameter or the input", cmd_hessian, cmd_hessian_check_args},
+    {"curvature", "top Hessian eigenvalues and trace of the training loss, and 2 / lambda_max", cmd_curvature,
+     cmd_curvature_check_args},
     {"demo", "lecture demos: 'demo gd' (gradient descent on f(x) = 2x^2)", cmd_demo, cmd_demo_check_args},
 };
 const int cli_ncommands = (int)(sizeof cli_commands / sizeof cli_commands[0]);
 
 const char *const cli_command_names[] = {"train",     "eval",     "predict", "summary", "jacobian", "grad",
-                                         "gradcheck", "saliency", "filters", "export", "import", "demo", NULL};
+                                         "gradcheck", "saliency", "filters", "export", "import", "hvp", "hessian", "curvature", "demo", NULL};
 
 const cli_command *cli_find_command(const char *name)
 {

@@ -219,6 +219,7 @@ static int missing_required(const cli_spec *spec, const unsigned char *given)
 int cli_parse(const cli_spec *spec, int argc, char **argv, void *args)
 {
     unsigned char given[128] = {0};
+    cli_choices_init();
     int r = set_defaults(spec, args);
     if (r >= 0) return r;
     for (int i = 1; i < argc; i++) {
@@ -275,6 +276,7 @@ static void print_opt(const cli_opt *o, FILE *f)
 
 void cli_print_help(const cli_spec *spec, FILE *f)
 {
+    cli_choices_init();
     fprintf(f, "usage: nabla %s %s\n", spec->name, spec->usage);
     if (spec->about) fprintf(f, "\n%s", spec->about);
     if (spec->nopts) fprintf(f, "\noptions (--name VALUE or --name=VALUE):\n");

@@ -37,7 +37,10 @@ enum { NB_KIND_INPUT, NB_KIND_PARAM, NB_KIND_OP };
 /* Reverse passes keep their adjoints apart by kind, so that a Jacobian or a
  * VJP run between nb_backward and the optimiser step leaves the gradients
  * of the backward pass as they were (the optimiser reads those). */
-enum { NB_PASS_GRAD, NB_PASS_SCRATCH, NB_PASS_COUNT };
+enum { NB_PASS_GRAD, NB_PASS_SCRATCH, NB_PASS_SECOND, NB_PASS_COUNT };
+/* The second-order pass (autodiff/hvp.c): its tangents are the forward
+ * tangents xdot (K), its adjoints the reverse pass's ybar (one seed) with
+ * their tangents d(ybar) (K) stacked after it, (1 + K) x |node|. */
 
 /* One node's adjoint in one pass: (K,) + the node's shape. */
 typedef struct nb_adjoint {
@@ -130,6 +133,16 @@ struct nb_op {
     unsigned nondiff_mask;
     const nb_op_case *cases;
     int ncases;
+    /* Second order (autodiff/hvp.c): the tangent of the VJP for input i
+     * along tangents of the inputs, for one seed ybar (|y|, the adjoint of
+     * the reverse pass) and K tangents xdots[j] (K x |x_j|, NULL where
+     * zero):  out[k] (+)= sum_j d/dx_j [VJP_i(ybar; x)] . xdots[j][k]
+     * (K x |x_i|). With the op's VJP on the adjoint's own tangent, it is the
+     * tangent of x_i's adjoint (forward-over-reverse). Zero for an op linear
+     * in its inputs (nb_vjp_tangent_zero); NULL: the op has no second-order
+     * rule (nb_hvp refuses it). */
+    nb_status (*vjp_tangent)(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                             nb_real *out, bool accumulate);
 };
 
 /* The node's attribute struct, to be cast by the op's typed accessor. */

@@ -167,6 +167,61 @@ BINARY_FUNCS(sub, OP_SUB)
 BINARY_FUNCS(mul, OP_MUL)
 BINARY_FUNCS(div, OP_DIV)
 
+/* ------------------------------------------------------------ second order
+ * The VJP for a is dA[ia] += ybar[o] da(o), for b likewise, so along the
+ * tangents (adot, bdot):
+ *   d(dA)[ia] += ybar[o] (h_aa(o) adot[ia] + h_ab(o) bdot[ib])
+ *   d(dB)[ib] += ybar[o] (h_ab(o) adot[ia] + h_bb(o) bdot[ib])
+ * with the second partials of y = a (op) b: add, sub all 0 (nb_vjp_tangent_zero);
+ * mul h_ab = 1, h_aa = h_bb = 0 (bilinear); div h_aa = 0, h_ab = -1/b^2,
+ * h_bb = 2a/b^3. */
+
+/* d2y / dx_which dx_other at one position. */
+static inline nb_real second_partial(int code, int which, int other, nb_real a, nb_real b)
+{
+    if (code == OP_MUL) return which != other ? 1 : 0;
+    if (which != other) return -1 / (b * b);
+    return which ? 2 * a / (b * b * b) : 0;
+}
+
+static nb_status binary_vjp_tangent(nb_node *n, int code, int which, int64_t K, const nb_real *ybar,
+                                    nb_real *const *xdots, nb_real *out, bool acc)
+{
+    bcast_plan p;
+    const nb_tensor *A = &n->in[0]->value, *B = &n->in[1]->value;
+    const nb_real *a = A->data, *b = B->data;
+    const int64_t ma = A->size, mb = B->size, mx = n->in[which]->value.size;
+    plan_make(&n->value, A, B, &p);
+    for (int64_t k = 0; k < K; k++) {
+        nb_real *r = out + k * mx;
+        const nb_real *ta = xdots[0] ? xdots[0] + k * ma : NULL, *tb = xdots[1] ? xdots[1] + k * mb : NULL;
+        if (!acc) memset(r, 0, (size_t)mx * sizeof(nb_real));
+        if (which == 0)
+            BCAST_FOR(&p, r[ia] += ybar[iy] * ((ta ? second_partial(code, 0, 0, a[ia], b[ib]) * ta[ia] : 0) +
+                                               (tb ? second_partial(code, 0, 1, a[ia], b[ib]) * tb[ib] : 0)));
+        else
+            BCAST_FOR(&p, r[ib] += ybar[iy] * ((ta ? second_partial(code, 1, 0, a[ia], b[ib]) * ta[ia] : 0) +
+                                               (tb ? second_partial(code, 1, 1, a[ia], b[ib]) * tb[ib] : 0)));
+    }
+    return NB_OK;
+}
+static nb_status add_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                 nb_real *out, bool acc)
+{
+    return nb_vjp_tangent_zero(n, i, K, ybar, xdots, out, acc);
+}
+#define sub_vjp_tangent add_vjp_tangent
+static nb_status mul_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                 nb_real *out, bool acc)
+{
+    return binary_vjp_tangent(n, OP_MUL, i, K, ybar, xdots, out, acc);
+}
+static nb_status div_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                 nb_real *out, bool acc)
+{
+    return binary_vjp_tangent(n, OP_DIV, i, K, ybar, xdots, out, acc);
+}
+
 /* Gradient-check cases: equal shapes and broadcasting both ways, inputs in
  * [0.5, 2) (away from div's pole). */
 #define BINARY_CASE(fn, call, sa, sb)                                                                           \
@@ -203,6 +258,7 @@ static const nb_op_case div_cases[] = {{"same shape", case_div}, {"by (1,)", cas
         .forward = NAME##_forward,                                                                              \
         .vjp = NAME##_vjp,                                                                                      \
         .jvp = NAME##_jvp,                                                                                      \
+        .vjp_tangent = NAME##_vjp_tangent,                                                                      \
         .cases = NAME##_cases,                                                                                  \
         .ncases = NB_COUNT(NAME##_cases),                                                                       \
     };

@@ -695,6 +695,22 @@ static const nb_op_case conv2d_cases[] = {
     {"conv-tanh-conv", case_conv_tanh_conv},
 };
 
+/* Second order. y = mask * (conv(x, k) + 1 b^T), the ReLU's mask [y > 0]
+ * fixed almost everywhere (off the kink), is bilinear in (x, k) and linear
+ * in b:
+ *   d(dX) = col2im(dZ Kdot^T)       (the input VJP with Kdot for Kmat),
+ *   d(dK) = im2col(Xdot)^T dZ       (the kernel VJP with Xdot for x),
+ *   d(db) = 0,
+ * dZ = mask * ybar: the VJP with the other input's tangent in its place.
+ * The fused max pool (conv2d_relu_maxpool) only adds its fixed argmax to the
+ * mask: the same rule. */
+static nb_status conv2d_vjp_tangent(nb_node *n, int which, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                    nb_real *out, bool acc)
+{
+    if (which == 2) return nb_vjp_tangent_zero(n, which, K, ybar, xdots, out, acc);
+    return nb_vjp_tangent_bilinear(n, which, 1 - which, K, ybar, xdots, out, acc);
+}
+
 const nb_op nb_op_conv2d = {
     .name = "conv2d",
     .ninputs = 3, /* the bias is optional: 2 without it */
@@ -703,6 +719,7 @@ const nb_op nb_op_conv2d = {
     .forward = conv2d_forward,
     .vjp = conv2d_vjp,
     .jvp = conv2d_jvp,
+    .vjp_tangent = conv2d_vjp_tangent,
     .cases = conv2d_cases,
     .ncases = NB_COUNT(conv2d_cases),
 };
@@ -756,6 +773,7 @@ const nb_op nb_op_conv2d_relu_maxpool = {
     .forward = conv2d_forward,
     .vjp = conv2d_vjp,
     .jvp = conv2d_jvp,
+    .vjp_tangent = conv2d_vjp_tangent,
     .cases = conv2d_relu_maxpool_cases,
     .ncases = NB_COUNT(conv2d_relu_maxpool_cases),
 };

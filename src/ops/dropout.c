@@ -135,6 +135,9 @@ static const nb_op_case dropout_cases[] = {
     {"training, seed 1234", case_dropout_train},
 };
 
+/* Second order: linear in its input (pooling: with the argmax fixed, which it
+ * is away from ties; dropout: for the fixed mask), so the VJP does not
+ * depend on x and the rule is zero (nb_vjp_tangent_zero). */
 const nb_op nb_op_dropout = {
     .name = "dropout",
     .ninputs = 1,
@@ -143,6 +146,7 @@ const nb_op nb_op_dropout = {
     .forward = dropout_forward,
     .vjp = dropout_vjp,
     .jvp = dropout_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
     .cases = dropout_cases,
     .ncases = NB_COUNT(dropout_cases),
 };

@@ -92,6 +92,21 @@ static nb_node *case_mse(nb_graph *g, nb_rng *r)
 }
 static const nb_op_case mse_loss_cases[] = {{"(3,4)", case_mse}};
 
+/* Second order: d(dp) = ybar (2/n) (pdot - tdot) = -d(dt): the Hessian of
+ * L in (p, t) is (2/n) [[I, -I], [-I, I]]. */
+static nb_status mse_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                 nb_real *out, bool acc)
+{
+    const int64_t m = n->in[0]->value.size;
+    const nb_real c = (nb_real)((i == 0 ? 2.0 : -2.0) / (double)m) * ybar[0];
+    for (int64_t k = 0; k < K; k++) {
+        const nb_real *dp = xdots[0] ? xdots[0] + k * m : NULL, *dt = xdots[1] ? xdots[1] + k * m : NULL;
+        nb_real *r = out + k * m;
+        for (int64_t j = 0; j < m; j++) NB_PUT(acc, r[j], c * ((dp ? dp[j] : 0) - (dt ? dt[j] : 0)));
+    }
+    return NB_OK;
+}
+
 const nb_op nb_op_mse_loss = {
     .name = "mse_loss",
     .ninputs = 2,
@@ -99,6 +114,7 @@ const nb_op nb_op_mse_loss = {
     .forward = mse_forward,
     .vjp = mse_vjp,
     .jvp = mse_jvp,
+    .vjp_tangent = mse_vjp_tangent,
     .cases = mse_loss_cases,
     .ncases = NB_COUNT(mse_loss_cases),
 };
@@ -171,6 +187,27 @@ static nb_node *case_bce(nb_graph *g, nb_rng *r)
 }
 static const nb_op_case bce_logits_loss_cases[] = {{"(3,4)", case_bce}};
 
+/* Second order: dz = ybar (sigma(z) - t) / n and dt = -ybar z / n, so
+ *   d(dz) = ybar (sigma'(z) zdot - tdot) / n,  sigma' = sigma (1 - sigma);
+ *   d(dt) = -ybar zdot / n. */
+static nb_status bce_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                 nb_real *out, bool acc)
+{
+    const nb_real *z = n->in[0]->value.data;
+    const int64_t m = n->in[0]->value.size;
+    const nb_real c = ybar[0] * (nb_real)(1.0 / (double)m);
+    for (int64_t k = 0; k < K; k++) {
+        const nb_real *dz = xdots[0] ? xdots[0] + k * m : NULL, *dt = xdots[1] ? xdots[1] + k * m : NULL;
+        nb_real *r = out + k * m;
+        for (int64_t j = 0; j < m; j++) {
+            const nb_real s = nb_sigmoid_stable(z[j]);
+            const nb_real v = i == 0 ? (dz ? s * (1 - s) * dz[j] : 0) - (dt ? dt[j] : 0) : -(dz ? dz[j] : 0);
+            NB_PUT(acc, r[j], c * v);
+        }
+    }
+    return NB_OK;
+}
+
 const nb_op nb_op_bce_logits_loss = {
     .name = "bce_logits_loss",
     .ninputs = 2,
@@ -178,6 +215,7 @@ const nb_op nb_op_bce_logits_loss = {
     .forward = bce_forward,
     .vjp = bce_vjp,
     .jvp = bce_jvp,
+    .vjp_tangent = bce_vjp_tangent,
     .cases = bce_logits_loss_cases,
     .ncases = NB_COUNT(bce_logits_loss_cases),
 };
@@ -313,6 +351,26 @@ static nb_node *case_cce_labels(nb_graph *g, nb_rng *r)
 }
 static const nb_op_case cce_logits_loss_cases[] = {{"labels, (4,5)", case_cce_labels}};
 
+/* Second order: dz_i = ybar (s_i - e_{y_i}) / N, so along zdot
+ *   d(dz_i) = ybar sdot_i / N,  sdot_i = s_i * (zdot_i - <s_i, zdot_i>):
+ * the Hessian of L in the logits is (diag(s_i) - s_i s_i^T) / N per row. */
+static nb_status cce_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                 nb_real *out, bool acc)
+{
+    const int64_t N = n->in[0]->value.shape[0], C = n->in[0]->value.shape[1];
+    if (!xdots[0]) return nb_vjp_tangent_zero(n, i, K, ybar, xdots, out, acc);
+    const nb_real *s = n->ws;
+    const nb_real c = ybar[0] * (nb_real)(1.0 / (double)N);
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t row = 0; row < N; row++) {
+            const nb_real *sr = s + row * C, *t = xdots[0] + (k * N + row) * C;
+            nb_real *r = out + (k * N + row) * C, st = 0;
+            for (int64_t j = 0; j < C; j++) st += sr[j] * t[j];
+            for (int64_t j = 0; j < C; j++) NB_PUT(acc, r[j], c * sr[j] * (t[j] - st));
+        }
+    return NB_OK;
+}
+
 const nb_op nb_op_cce_logits_loss = {
     .name = "cce_logits_loss",
     .ninputs = 2,
@@ -320,6 +378,7 @@ const nb_op nb_op_cce_logits_loss = {
     .forward = cce_forward,
     .vjp = cce_vjp,
     .jvp = cce_jvp,
+    .vjp_tangent = cce_vjp_tangent,
     .nondiff_mask = 1u << 1,
     .cases = cce_logits_loss_cases,
     .ncases = NB_COUNT(cce_logits_loss_cases),
@@ -434,6 +493,35 @@ static nb_node *case_cce_probs(nb_graph *g, nb_rng *r)
 }
 static const nb_op_case cce_logits_probs_loss_cases[] = {{"(3,4)", case_cce_probs}};
 
+/* Second order, per row i, with T = sum_c t_c, sdot = s * (zdot - <s, zdot>)
+ * and ldot = zdot - <s, zdot> (the tangents of softmax and log_softmax):
+ *   dz = ybar (T s - t) / N  ->  d(dz) = ybar (Tdot s + T sdot - tdot) / N;
+ *   dt = -ybar l / N         ->  d(dt) = -ybar ldot / N. */
+static nb_status cce_probs_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                       nb_real *out, bool acc)
+{
+    const int64_t N = n->in[0]->value.shape[0], C = n->in[0]->value.shape[1];
+    const nb_real *s = n->ws, *t = n->in[1]->value.data;
+    const nb_real c = ybar[0] * (nb_real)(1.0 / (double)N);
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t row = 0; row < N; row++) {
+            const int64_t at = (k * N + row) * C;
+            const nb_real *sr = s + row * C, *tr = t + row * C;
+            const nb_real *dz = xdots[0] ? xdots[0] + at : NULL, *dt = xdots[1] ? xdots[1] + at : NULL;
+            nb_real *r = out + at, sz = 0, T = 0, Tdot = 0;
+            for (int64_t j = 0; j < C; j++) {
+                sz += dz ? sr[j] * dz[j] : 0;
+                T += tr[j], Tdot += dt ? dt[j] : 0;
+            }
+            for (int64_t j = 0; j < C; j++) {
+                const nb_real ldot = dz ? dz[j] - sz : 0, sdot = sr[j] * ldot;
+                const nb_real v = i == 0 ? Tdot * sr[j] + T * sdot - (dt ? dt[j] : 0) : -ldot;
+                NB_PUT(acc, r[j], c * v);
+            }
+        }
+    return NB_OK;
+}
+
 const nb_op nb_op_cce_logits_probs_loss = {
     .name = "cce_logits_probs_loss",
     .ninputs = 2,
@@ -441,6 +529,7 @@ const nb_op nb_op_cce_logits_probs_loss = {
     .forward = cce_probs_forward,
     .vjp = cce_probs_vjp,
     .jvp = cce_probs_jvp,
+    .vjp_tangent = cce_probs_vjp_tangent,
     .cases = cce_logits_probs_loss_cases,
     .ncases = NB_COUNT(cce_logits_probs_loss_cases),
 };

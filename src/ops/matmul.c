@@ -173,6 +173,17 @@ static const nb_op_case matmul_cases[] = {
     {"dense tanh(AW+b)", case_dense},
 };
 
+/* Second order. C = AB is bilinear: dA = dC B^T reads only B, dB = A^T dC
+ * only A, so along the tangents (Adot, Bdot)
+ *   d(dA) = Cbar Bdot^T,   d(dB) = Adot^T Cbar
+ * (the cross terms; each VJP is constant in its own input): the VJP with
+ * the other input's tangent in its place. */
+static nb_status matmul_vjp_tangent(nb_node *n, int which, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                    nb_real *out, bool acc)
+{
+    return nb_vjp_tangent_bilinear(n, which, 1 - which, K, ybar, xdots, out, acc);
+}
+
 const nb_op nb_op_matmul = {
     .name = "matmul",
     .ninputs = 2,
@@ -180,6 +191,7 @@ const nb_op nb_op_matmul = {
     .forward = matmul_forward,
     .vjp = matmul_vjp,
     .jvp = matmul_jvp,
+    .vjp_tangent = matmul_vjp_tangent,
     .cases = matmul_cases,
     .ncases = NB_COUNT(matmul_cases),
 };

@@ -100,4 +100,18 @@ void nb_max_pool_adjoint_rows(const nb_pool_route *p, int64_t k, int64_t r0, int
 bool nb_max_pool_adjoint_sparse(const nb_pool_route *p, int64_t k, int64_t r0, int64_t m, bool gate_positive,
                                 int64_t cap, struct nb_sparse_rows *s);
 
+/* Second-order rules shared by ops (ops/second_order.c). The zero rule of
+ * an op whose VJP does not depend on its inputs (linear ops: add, sum,
+ * reshape, pooling, ...): out = 0, or unchanged when accumulating. */
+nb_status nb_vjp_tangent_zero(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                              nb_real *out, bool accumulate);
+/* The rule of input i of an op that is bilinear in inputs i and j (matmul,
+ * mul, conv2d's input and kernel): VJP_i does not depend on x_i and is
+ * linear in x_j, so its derivative along xdot_j is VJP_i itself with xdot_j
+ * in place of x_j. Runs the op's VJP once per tangent with x_j's value
+ * pointing at xdots[j] + k |x_j| (restored after). Zero (or unchanged) when
+ * xdots[j] is NULL. */
+nb_status nb_vjp_tangent_bilinear(nb_node *n, int i, int j, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                  nb_real *out, bool accumulate);
+
 #endif

@@ -389,6 +389,9 @@ static const nb_op_case avg_pool2d_cases[] = {
     {"2 stride 1 same 3x3", case_avgpool_same_even},
 };
 
+/* Second order: linear in its input (pooling: with the argmax fixed, which it
+ * is away from ties; dropout: for the fixed mask), so the VJP does not
+ * depend on x and the rule is zero (nb_vjp_tangent_zero). */
 const nb_op nb_op_max_pool2d = {
     .name = "max_pool2d",
     .ninputs = 1,
@@ -397,6 +400,7 @@ const nb_op nb_op_max_pool2d = {
     .forward = max_pool_forward,
     .vjp = max_pool_vjp,
     .jvp = max_pool_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
     .cases = max_pool2d_cases,
     .ncases = NB_COUNT(max_pool2d_cases),
 };
@@ -408,6 +412,7 @@ const nb_op nb_op_avg_pool2d = {
     .forward = avg_pool_forward,
     .vjp = avg_pool_vjp,
     .jvp = avg_pool_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
     .cases = avg_pool2d_cases,
     .ncases = NB_COUNT(avg_pool2d_cases),
 };

@@ -211,6 +211,9 @@ static const nb_op_case mean_cases[] = {
     {"all axes keepdims", case_mean_all},
 };
 
+/* Second order: linear in its input (pooling: with the argmax fixed, which it
+ * is away from ties; dropout: for the fixed mask), so the VJP does not
+ * depend on x and the rule is zero (nb_vjp_tangent_zero). */
 const nb_op nb_op_sum = {
     .name = "sum",
     .ninputs = 1,
@@ -219,6 +222,7 @@ const nb_op nb_op_sum = {
     .forward = red_forward,
     .vjp = red_vjp,
     .jvp = red_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
     .cases = sum_cases,
     .ncases = NB_COUNT(sum_cases),
 };
@@ -230,6 +234,7 @@ const nb_op nb_op_mean = {
     .forward = red_forward,
     .vjp = red_vjp,
     .jvp = red_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
     .cases = mean_cases,
     .ncases = NB_COUNT(mean_cases),
 };

@@ -115,6 +115,9 @@ static nb_node *case_transpose3(nb_graph *g, nb_rng *r)
 static nb_node *case_transpose2(nb_graph *g, nb_rng *r) { return nb_transpose(NB_CHECK_X("x", -1, 1, 3, 4), NULL); }
 static const nb_op_case transpose_cases[] = {{"perm (2,0,1)", case_transpose3}, {"2-D, perm NULL", case_transpose2}};
 
+/* Second order: linear in its input (pooling: with the argmax fixed, which it
+ * is away from ties; dropout: for the fixed mask), so the VJP does not
+ * depend on x and the rule is zero (nb_vjp_tangent_zero). */
 const nb_op nb_op_transpose = {
     .name = "transpose",
     .ninputs = 1,
@@ -123,6 +126,7 @@ const nb_op nb_op_transpose = {
     .forward = transpose_forward,
     .vjp = transpose_vjp,
     .jvp = transpose_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
     .cases = transpose_cases,
     .ncases = NB_COUNT(transpose_cases),
 };
@@ -246,6 +250,7 @@ const nb_op nb_op_reshape = {
     .forward = copy_forward,
     .vjp = copy_vjp,
     .jvp = copy_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
     .cases = reshape_cases,
     .ncases = NB_COUNT(reshape_cases),
 };
@@ -256,6 +261,7 @@ const nb_op nb_op_flatten = {
     .forward = copy_forward,
     .vjp = copy_vjp,
     .jvp = copy_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
     .cases = flatten_cases,
     .ncases = NB_COUNT(flatten_cases),
 };

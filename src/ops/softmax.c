@@ -136,6 +136,40 @@ static nb_node *case_log_softmax(nb_graph *g, nb_rng *r) { return nb_log_softmax
 static const nb_op_case softmax_cases[] = {{"(3,5)", case_softmax}, {"(2,2,4)", case_softmax3d}};
 static const nb_op_case log_softmax_cases[] = {{"(3,5)", case_log_softmax}};
 
+/* Second order, per row, with sdot = s * (xdot - <s, xdot>) the tangent of
+ * s (softmax's JVP) and ybar the seed of the row:
+ *   softmax:     xbar = s * (ybar - <ybar, s>), so
+ *                d(xbar) = sdot * (ybar - <ybar, s>) - s * <ybar, sdot>;
+ *   log_softmax: xbar = ybar - s * sum(ybar), so d(xbar) = -sdot * sum(ybar). */
+static nb_status softmax_vjp_tangent(nb_node *n, int in, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                     nb_real *out, bool acc)
+{
+    if (!xdots[0]) return nb_vjp_tangent_zero(n, in, K, ybar, xdots, out, acc);
+    int64_t rows, C;
+    rows_of(n, &rows, &C);
+    const nb_real *y = n->value.data;
+    const bool logp = is_log(n);
+    const int64_t total = K * rows, count = total * C;
+    (void)count;
+#pragma omp parallel for schedule(static) if (count > 32768)
+    for (int64_t kr = 0; kr < total; kr++) {
+        const int64_t r = kr % rows;
+        const nb_real *t = xdots[0] + kr * C, *yr = y + r * C, *g = ybar + r * C;
+        nb_real *o = out + kr * C;
+        nb_real st = 0, gs = 0, gsum = 0, gsdot = 0;
+        for (int64_t c = 0; c < C; c++) st += s_at(yr, c, logp) * t[c];
+        for (int64_t c = 0; c < C; c++) {
+            const nb_real sc = s_at(yr, c, logp), sdot = sc * (t[c] - st);
+            gs += g[c] * sc, gsum += g[c], gsdot += g[c] * sdot;
+        }
+        for (int64_t c = 0; c < C; c++) {
+            const nb_real sc = s_at(yr, c, logp), sdot = sc * (t[c] - st);
+            NB_PUT(acc, o[c], logp ? -sdot * gsum : sdot * (g[c] - gs) - sc * gsdot);
+        }
+    }
+    return NB_OK;
+}
+
 const nb_op nb_op_softmax = {
     .name = "softmax",
     .ninputs = 1,
@@ -143,6 +177,7 @@ const nb_op nb_op_softmax = {
     .forward = softmax_forward,
     .vjp = softmax_vjp,
     .jvp = softmax_jvp,
+    .vjp_tangent = softmax_vjp_tangent,
     .cases = softmax_cases,
     .ncases = NB_COUNT(softmax_cases),
 };
@@ -153,6 +188,7 @@ const nb_op nb_op_log_softmax = {
     .forward = softmax_forward,
     .vjp = softmax_vjp,
     .jvp = softmax_jvp,
+    .vjp_tangent = softmax_vjp_tangent,
     .cases = log_softmax_cases,
     .ncases = NB_COUNT(log_softmax_cases),
 };

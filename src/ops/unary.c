@@ -169,6 +169,63 @@ static const nb_op_case softplus_cases[] = {{"3x4", case_softplus}};
 static const nb_op_case gelu_cases[] = {{"3x4", case_gelu}};
 
 /* The descriptors; PARAM: whether the op has the attribute a. */
+/* ------------------------------------------------------------ second order
+ * The VJP is xbar = ybar f'(x), so its tangent along xdot is
+ *   d(xbar) = ybar f''(x) xdot   (elementwise; K tangents, one seed ybar).
+ * Each op below gives f'' (D2, from x, y = f(x) and a). Where f' is
+ * piecewise constant (relu, leaky_relu, abs) f'' = 0 away from the kink,
+ * the point itself being one finite differences cannot see either. */
+#define UNARY_SECOND(NAME, D2)                                                                    \
+    static nb_status NAME##_vjp_tangent(nb_node *n, int in, int64_t K, const nb_real *ybar,       \
+                                        nb_real *const *xdots, nb_real *out, bool acc)            \
+    {                                                                                             \
+        const nb_real *xs = n->in[0]->value.data, *ys = n->value.data;                            \
+        const nb_real a = unary_a(n);                                                  \
+        const int64_t m = n->value.size;                                                          \
+        (void)a;                                                                                  \
+        if (!xdots[0]) return nb_vjp_tangent_zero(n, in, K, ybar, xdots, out, acc);               \
+        for (int64_t k = 0; k < K; k++) {                                                         \
+            const nb_real *ts = xdots[0] + k * m;                                                 \
+            nb_real *r = out + k * m;                                                             \
+            const int64_t count = m;                                                              \
+            PAR_FOR for (int64_t i = 0; i < count; i++)                                           \
+            {                                                                                     \
+                const nb_real x = xs[i], y = ys[i];                                               \
+                (void)x, (void)y;                                                                 \
+                NB_PUT(acc, r[i], ybar[i] * (D2) * ts[i]);                                        \
+            }                                                                                     \
+        }                                                                                         \
+        return NB_OK;                                                                             \
+    }
+
+/* neg, scale: linear, f'' = 0 */
+UNARY_SECOND(neg, 0)
+UNARY_SECOND(scale, 0)
+/* exp: f'' = e^x = y */
+UNARY_SECOND(exp, y)
+/* log: f' = 1/x, f'' = -1/x^2 */
+UNARY_SECOND(log, -ONE / (x * x))
+/* sqrt: f' = 1/(2y), f'' = -1/(4 y^3) */
+UNARY_SECOND(sqrt, -(nb_real)0.25 / (y * y * y))
+/* abs: f'' = 0 for x != 0 */
+UNARY_SECOND(abs, 0)
+/* pow by a: f'' = a (a-1) x^(a-2) */
+UNARY_SECOND(pow, a == 0 || a == 1 ? 0 : a * (a - ONE) * RE(pow)(x, a - 2 * ONE))
+/* sigmoid: f' = s (1 - s), f'' = s (1 - s) (1 - 2s) */
+UNARY_SECOND(sigmoid, y * (ONE - y) * (ONE - 2 * y))
+/* tanh: f' = 1 - y^2, f'' = -2 y (1 - y^2) */
+UNARY_SECOND(tanh, -2 * y * (ONE - y * y))
+/* relu, leaky_relu: f' piecewise constant, f'' = 0 off the kink */
+UNARY_SECOND(relu, 0)
+UNARY_SECOND(leaky_relu, 0)
+/* elu: f'' = a e^x = y + a for x <= 0, 0 for x > 0 */
+UNARY_SECOND(elu, x > 0 ? 0 : y + a)
+/* softplus: f' = sigmoid(x) = s, f'' = s (1 - s) */
+UNARY_SECOND(softplus, (x >= 0 ? ONE / (ONE + RE(exp)(-x)) : RE(exp)(x) / (ONE + RE(exp)(x))) *
+                           (x >= 0 ? RE(exp)(-x) / (ONE + RE(exp)(-x)) : ONE / (ONE + RE(exp)(x))))
+/* gelu: f' = Phi + x phi, f'' = 2 phi + x phi' = phi (2 - x^2) */
+UNARY_SECOND(gelu, (nb_real)0.39894228040143267794 * RE(exp)(-HALF * x * x) * (2 * ONE - x * x))
+
 #define UNARY_DESC(NAME, PARAM)                                                                                  \
     const nb_op nb_op_##NAME = {                                                                                \
         .name = #NAME,                                                                                          \
@@ -178,6 +235,7 @@ static const nb_op_case gelu_cases[] = {{"3x4", case_gelu}};
         .forward = NAME##_forward,                                                                              \
         .vjp = NAME##_vjp,                                                                                      \
         .jvp = NAME##_jvp,                                                                                      \
+        .vjp_tangent = NAME##_vjp_tangent,                                                                      \
         .cases = NAME##_cases,                                                                                  \
         .ncases = NB_COUNT(NAME##_cases),                                                                       \
     };
