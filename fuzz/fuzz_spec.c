@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * (stride >= 1, 'same' padding keeps them), so H*W <= 784 throughout. */
 static int small_enough(const nb_layer_spec *l, int n)
 {
-    double hw = 28.0 * 28.0, c = 1, params = 0;
+    double hw = 28.0 * 28.0, c = 1, params = 0, cmax = 1;
     for (int i = 0; i < n; i++) {
         switch (l[i].kind) {
         case NB_LAYER_CONV2D:
@@ -37,8 +37,16 @@ static int small_enough(const nb_layer_spec *l, int n)
             c *= hw;
             hw = 1;
             break;
+        /* Graph entries: cmax, the most values any output so far holds per
+         * example, bounds the channels of a named one (over <= 28x28). */
+        case NB_LAYER_FROM:
+            c = cmax;
+            hw = 28.0 * 28.0;
+            break;
+        case NB_LAYER_CONCAT: c += l[i].nrefs * cmax; break;
         default: break;
         }
+        if (c * hw > cmax) cmax = c * hw;
         if (params > MAX_PARAMS || hw * c > MAX_VALUES) return 0;
     }
     return 1;

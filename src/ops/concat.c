@@ -5,7 +5,9 @@
  * Jacobian: dy[r, c]/da[r', c'] = [r = r'][c = c'], dy[r, Ca + c]/db[r', c']
  * = [r = r'][c = c'], so
  *   VJP: da = dy[:, :Ca], db = dy[:, Ca:]  (the seed's two column blocks);
- *   JVP: dy = [da, db]                     (the tangents joined, 0 for none). */
+ *   JVP: dy = [da, db]                     (the tangents joined, 0 for none).
+ * Second order: the Jacobian is constant (y is linear in a and b), so the
+ * VJP does not depend on the inputs and its tangent is zero. */
 #include "ops_internal.h"
 
 #include <stdio.h>
@@ -97,6 +99,7 @@ const nb_op nb_op_concat = {
     .forward = concat_forward,
     .vjp = concat_vjp,
     .jvp = concat_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
     .cases = concat_cases,
     .ncases = NB_COUNT(concat_cases),
 };
