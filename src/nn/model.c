@@ -287,13 +287,40 @@ nb_node *nb_model_output(nb_model *m) { return m ? m->output : NULL; }
 nb_node *nb_model_logits(nb_model *m) { return m ? m->logits : NULL; }
 nb_activation nb_model_output_activation(const nb_model *m) { return m ? m->out_act : NB_ACT_NONE; }
 
+/* What layer i reads, for summary's Inputs column: the current tensor
+ * (the entry before it by name, or its index; `input` first; what a `from`
+ * made current) and the names it references. */
+static void layer_inputs(const nb_model *m, int i, char *buf, size_t n)
+{
+    const nb_layer_spec *l = &m->layers[i];
+    size_t u = 0;
+    if (l->kind != NB_LAYER_FROM) {
+        const nb_layer_spec *p = i ? &m->layers[i - 1] : NULL;
+        if (!p) u += (size_t)snprintf(buf, n, "input");
+        else if (p->name[0]) u += (size_t)snprintf(buf, n, "%s", p->name);
+        else if (p->kind == NB_LAYER_FROM) u += (size_t)snprintf(buf, n, "%s", p->refs[0]);
+        else u += (size_t)snprintf(buf, n, "%d", i - 1);
+    }
+    for (int r = 0; r < l->nrefs && u < n; r++) u += (size_t)snprintf(buf + u, n - u, "%s%s", u ? ", " : "", l->refs[r]);
+    if (!u && n) buf[0] = '\0';
+}
+
+/* 1 if some entry has a name or references one (a graph, not a stack). */
+static int is_graph(const nb_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].name[0] || m->layers[i].nrefs) return 1;
+    return 0;
+}
+
 nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
 {
     if (!m || !buf || n == 0) return nb_fail(NB_ERR_ARG, "summary: NULL argument or empty buffer");
     size_t u = 0;
 #define PUT(...) (u += (size_t)snprintf(buf + (u < n ? u : n), u < n ? n - u : 0, __VA_ARGS__))
     char s[96];
-    PUT("%-4s %-34s %-22s %12s\n", "#", "Layer", "Output shape", "Param #");
+    const int graph = is_graph(m); /* then an Inputs column, as Keras's "Connected to" */
+    PUT("%-4s %-34s %-22s %12s%s\n", "#", "Layer", "Output shape", "Param #", graph ? "  Inputs" : "");
     PUT("%.*s\n", 75, "===========================================================================");
     int64_t in_shape[NB_MAX_RANK + 1] = {-1};
     memcpy(in_shape + 1, m->in_shape, sizeof(int64_t) * (size_t)m->in_rank);
@@ -305,8 +332,10 @@ nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
         for (; p < m->nparams && m->param_layer[p] == i; p++) count += m->params[p]->value.size;
         nb_tensor v = m->layer_out[i]->value;
         v.shape[0] = -1;
-        PUT("%-4d %-34s %-22s %12lld\n", i, nb_layer_spec_str(&m->layers[i], lb, sizeof lb), NB_SHAPE_STR(&v, s),
+        PUT("%-4d %-34s %-22s %12lld", i, nb_layer_spec_str(&m->layers[i], lb, sizeof lb), NB_SHAPE_STR(&v, s),
             (long long)count);
+        if (graph) layer_inputs(m, i, lb, sizeof lb), PUT("  %s", lb);
+        PUT("\n");
     }
     PUT("%.*s\n", 75, "===========================================================================");
     int64_t total = nb_model_num_params(m);

@@ -155,6 +155,32 @@ static void test_save_load(void **state)
     tu_rm_rf(dir);
 }
 
+/* summary names each layer's inputs in a graph (and only there). */
+static void test_summary_inputs(void **state)
+{
+    (void)state;
+    nb_model *m;
+    char buf[4096];
+    assert_int_equal(nb_model_from_spec("conv2d 2 3 as a; conv2d 2 1; add a; from a; concat input", 3,
+                                        (const int64_t[]){6, 6, 1}, &m),
+                     NB_ERR_FORMAT); /* the add's output is an unused branch */
+    assert_int_equal(nb_model_from_spec("conv2d 2 3 as a; conv2d 2 1 as b; from a; add b; conv2d 2 1; concat a b", 3,
+                                        (const int64_t[]){6, 6, 1}, &m),
+                     NB_OK);
+    assert_int_equal(nb_model_summary(m, buf, sizeof buf), NB_OK);
+    assert_non_null(strstr(buf, "Param #  Inputs\n"));
+    assert_non_null(strstr(buf, " 20  input\n"));
+    assert_non_null(strstr(buf, "  0  a\n"));                                  /* from a */
+    assert_non_null(strstr(buf, "add b                              (N, 4, 4, 2)                     0  a, b\n"));
+    assert_non_null(strstr(buf, "  6  3\n"));                                  /* the conv after add reads layer 3 */
+    assert_non_null(strstr(buf, "  0  4, a, b\n"));
+    nb_model_free(m);
+    assert_int_equal(nb_model_from_spec("flatten; dense 3", 3, (const int64_t[]){6, 6, 1}, &m), NB_OK);
+    assert_int_equal(nb_model_summary(m, buf, sizeof buf), NB_OK);
+    assert_null(strstr(buf, "Inputs")); /* a stack's summary is as before */
+    nb_model_free(m);
+}
+
 /* Every refusal, message and all (rows G1.. of docs/bad-inputs.md). */
 static void test_refusals(void **state)
 {
@@ -208,7 +234,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_print_parse_print),  cmocka_unit_test(test_values),
         cmocka_unit_test(test_named_conv_not_fused), cmocka_unit_test(test_save_load),
-        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_refusals),           cmocka_unit_test(test_summary_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
