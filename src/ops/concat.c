@@ -16,7 +16,8 @@ static nb_status concat_infer(nb_node *n)
 {
     const nb_tensor *a = &n->in[0]->value, *b = &n->in[1]->value;
     bool ok = a->rank == b->rank && a->rank >= 1;
-    for (int d = 0; ok && d + 1 < a->rank; d++) ok = a->shape[d] == b->shape[d];
+    for (int d = 0; ok && d + 1 < a->rank; d++)
+        ok = a->shape[d] == b->shape[d];
     if (!ok) {
         char s1[96], s2[96];
         return nb_fail(NB_ERR_SHAPE, "concat: shapes %s and %s differ before the last axis (only the last may differ)",
@@ -44,10 +45,14 @@ static void join(int64_t K, int64_t rows, int64_t ca, int64_t cb, const nb_real 
 {
     for (int64_t r = 0; r < K * rows; r++) {
         nb_real *o = y + r * (ca + cb);
-        if (a) memcpy(o, a + r * ca, (size_t)ca * sizeof(nb_real));
-        else memset(o, 0, (size_t)ca * sizeof(nb_real));
-        if (b) memcpy(o + ca, b + r * cb, (size_t)cb * sizeof(nb_real));
-        else memset(o + ca, 0, (size_t)cb * sizeof(nb_real));
+        if (a)
+            memcpy(o, a + r * ca, (size_t)ca * sizeof(nb_real));
+        else
+            memset(o, 0, (size_t)ca * sizeof(nb_real));
+        if (b)
+            memcpy(o + ca, b + r * cb, (size_t)cb * sizeof(nb_real));
+        else
+            memset(o + ca, 0, (size_t)cb * sizeof(nb_real));
     }
 }
 
@@ -67,7 +72,8 @@ static nb_status concat_vjp(nb_node *n, int in, int64_t K, const nb_real *dy, nb
     for (int64_t r = 0; r < K * rows; r++) {
         const nb_real *g = dy + r * (ca + cb) + off;
         nb_real *d = dx + r * w;
-        for (int64_t c = 0; c < w; c++) NB_PUT(acc, d[c], g[c]);
+        for (int64_t c = 0; c < w; c++)
+            NB_PUT(acc, d[c], g[c]);
     }
     return NB_OK;
 }

@@ -100,17 +100,20 @@ static void test_named_conv_not_fused(void **state)
     assert_int_equal(nb_model_init(named, NB_INIT_HE_UNIFORM, 5), NB_OK);
     for (int i = 0; i < 2; i++) {
         nb_tensor *a = nb_value(nb_model_param(fused, i)), *b = nb_value(nb_model_param(named, i));
-        for (int64_t k = 0; k < a->size; k++) a->data[k] = b->data[k] = (float)(0.3 + 0.1 * (double)((k * 7) % 5));
+        for (int64_t k = 0; k < a->size; k++)
+            a->data[k] = b->data[k] = (float)(0.3 + 0.1 * (double)((k * 7) % 5));
     }
     nb_tensor *xa = nb_value(nb_model_input(fused)), *xb = nb_value(nb_model_input(named));
-    for (int64_t k = 0; k < xa->size; k++) xa->data[k] = xb->data[k] = (float)((k * 5) % 11) / 11.0f;
+    for (int64_t k = 0; k < xa->size; k++)
+        xa->data[k] = xb->data[k] = (float)((k * 5) % 11) / 11.0f;
     assert_int_equal(nb_forward(nb_model_graph(fused)), NB_OK);
     assert_int_equal(nb_forward(nb_model_graph(named)), NB_OK);
     /* named = mean(maxpool(conv)) + mean(conv): the conv's own value exists. */
     const nb_tensor *c = nb_value(named->layer_out[0]);
     for (int ch = 0; ch < 3; ch++) {
         double mean = 0;
-        for (int64_t p = 0; p < 16; p++) mean += c->data[p * 3 + ch];
+        for (int64_t p = 0; p < 16; p++)
+            mean += c->data[p * 3 + ch];
         mean /= 16;
         assert_true(mean > 0.1);
         assert_float_equal(nb_value(nb_model_output(named))->data[ch],
@@ -145,7 +148,8 @@ static void test_save_load(void **state)
         assert_memory_equal(a->data, b->data, (size_t)a->size * sizeof(float));
     }
     nb_tensor *xa = nb_value(nb_model_input(m)), *xb = nb_value(nb_model_input(l));
-    for (int64_t k = 0; k < xa->size; k++) xa->data[k] = xb->data[k] = (float)k / 25.0f;
+    for (int64_t k = 0; k < xa->size; k++)
+        xa->data[k] = xb->data[k] = (float)k / 25.0f;
     assert_int_equal(nb_forward(nb_model_graph(m)), NB_OK);
     assert_int_equal(nb_forward(nb_model_graph(l)), NB_OK);
     assert_memory_equal(nb_value(nb_model_output(m))->data, nb_value(nb_model_output(l))->data, 3 * sizeof(float));
@@ -170,9 +174,9 @@ static void test_summary_inputs(void **state)
     assert_int_equal(nb_model_summary(m, buf, sizeof buf), NB_OK);
     assert_non_null(strstr(buf, "Param #  Inputs\n"));
     assert_non_null(strstr(buf, " 20  input\n"));
-    assert_non_null(strstr(buf, "  0  a\n"));                                  /* from a */
+    assert_non_null(strstr(buf, "  0  a\n")); /* from a */
     assert_non_null(strstr(buf, "add b                              (N, 4, 4, 2)                     0  a, b\n"));
-    assert_non_null(strstr(buf, "  6  3\n"));                                  /* the conv after add reads layer 3 */
+    assert_non_null(strstr(buf, "  6  3\n")); /* the conv after add reads layer 3 */
     assert_non_null(strstr(buf, "  0  4, a, b\n"));
     nb_model_free(m);
     assert_int_equal(nb_model_from_spec("flatten; dense 3", 3, (const int64_t[]){6, 6, 1}, &m), NB_OK);
@@ -197,7 +201,8 @@ static void test_refusals(void **state)
         {"conv2d 4 3; add a as a",
          "layer 1 ('a'): 'a' is the output of layer 1, itself; an entry can use only earlier outputs (a model has "
          "no cycles)"},
-        {"conv2d 4 3 as a; conv2d 4 1 as a", "layer 1: the name 'a' is already layer 0's; give each output its own name"},
+        {"conv2d 4 3 as a; conv2d 4 1 as a",
+         "layer 1: the name 'a' is already layer 0's; give each output its own name"},
         {"conv2d 4 3 as a; conv2d 4 3; from a; flatten",
          "layer 2 (from a): the output of layer 1 is never used (an unused branch); name it with 'as NAME' and use "
          "it in an 'add' or 'concat', or remove it"},
@@ -214,8 +219,10 @@ static void test_refusals(void **state)
         {"conv2d 4 3 as input",
          "spec layer 0 (line 1, 'conv2d'): 'input' cannot name an output (letters, digits and '_', not starting with "
          "a digit, at most 31 characters, not 'input')"},
-        {"conv2d 4 3; add", "spec layer 1 (line 1, 'add'): add takes 1 to 8 names of earlier outputs (or 'input'), got 0"},
-        {"conv2d 4 3; from a b", "spec layer 1 (line 1, 'from'): from takes 1 name of an earlier output (or 'input'), got 2"},
+        {"conv2d 4 3; add",
+         "spec layer 1 (line 1, 'add'): add takes 1 to 8 names of earlier outputs (or 'input'), got 0"},
+        {"conv2d 4 3; from a b",
+         "spec layer 1 (line 1, 'from'): from takes 1 name of an earlier output (or 'input'), got 2"},
         {"flatten; dense 3; globalavgpool",
          "layer 2 (globalavgpool): globalavgpool needs an image input (N, H, W, C), got (1, 3)"},
     };
@@ -232,9 +239,12 @@ static void test_refusals(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_print_parse_print),  cmocka_unit_test(test_values),
-        cmocka_unit_test(test_named_conv_not_fused), cmocka_unit_test(test_save_load),
-        cmocka_unit_test(test_refusals),           cmocka_unit_test(test_summary_inputs),
+        cmocka_unit_test(test_print_parse_print),
+        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_named_conv_not_fused),
+        cmocka_unit_test(test_save_load),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_summary_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,10 +41,12 @@ static void test_three_branches_gradcheck(void **state)
     assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 7), NB_OK);
     assert_int_equal(nb_model_set_batch(m, 2), NB_OK);
     nb_tensor *x = nb_value(nb_model_input(m));
-    for (int64_t i = 0; i < x->size; i++) x->data[i] = sin(1.7 * (double)i + 0.3);
+    for (int64_t i = 0; i < x->size; i++)
+        x->data[i] = sin(1.7 * (double)i + 0.3);
     check(nb_model_output(m), nb_model_input(m));
     assert_true(nb_model_param_count(m) == 12);
-    for (int i = 0; i < nb_model_param_count(m); i++) check(nb_model_output(m), nb_model_param(m, i));
+    for (int i = 0; i < nb_model_param_count(m); i++)
+        check(nb_model_output(m), nb_model_param(m, i));
     nb_model_free(m);
 }
 
@@ -53,8 +55,8 @@ static void test_three_branches_values(void **state)
 {
     (void)state;
     nb_model *m;
-    assert_int_equal(nb_model_from_spec("dense 3 tanh as x; dense 3 as b; from x; add b x", 1, (const int64_t[]){2}, &m),
-                     NB_OK);
+    assert_int_equal(
+        nb_model_from_spec("dense 3 tanh as x; dense 3 as b; from x; add b x", 1, (const int64_t[]){2}, &m), NB_OK);
     assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 3), NB_OK);
     nb_tensor *in = nb_value(nb_model_input(m));
     in->data[0] = 0.5, in->data[1] = -0.25;
@@ -62,13 +64,16 @@ static void test_three_branches_values(void **state)
     const nb_real *k0 = nb_value(nb_model_param(m, 0))->data, *b0 = nb_value(nb_model_param(m, 1))->data;
     const nb_real *k1 = nb_value(nb_model_param(m, 2))->data, *b1 = nb_value(nb_model_param(m, 3))->data;
     double x[3], want[3];
-    for (int j = 0; j < 3; j++) x[j] = tanh(0.5 * k0[j] - 0.25 * k0[3 + j] + b0[j]);
+    for (int j = 0; j < 3; j++)
+        x[j] = tanh(0.5 * k0[j] - 0.25 * k0[3 + j] + b0[j]);
     for (int j = 0; j < 3; j++) {
         double b = b1[j];
-        for (int i = 0; i < 3; i++) b += x[i] * k1[i * 3 + j];
+        for (int i = 0; i < 3; i++)
+            b += x[i] * k1[i * 3 + j];
         want[j] = x[j] + b + x[j]; /* from x; add b x: x + b + x */
     }
-    for (int j = 0; j < 3; j++) assert_float_equal(nb_value(nb_model_output(m))->data[j], want[j], 1e-12);
+    for (int j = 0; j < 3; j++)
+        assert_float_equal(nb_value(nb_model_output(m))->data[j], want[j], 1e-12);
     nb_model_free(m);
 }
 

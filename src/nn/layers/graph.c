@@ -36,7 +36,8 @@ static int same_shape(const nb_tensor *a, const nb_tensor *b)
 static const char *user_shape(const nb_tensor *t, char *buf, size_t n)
 {
     size_t u = (size_t)snprintf(buf, n, "(N");
-    for (int d = 1; d < t->rank && u < n; d++) u += (size_t)snprintf(buf + u, n - u, ", %lld", (long long)t->shape[d]);
+    for (int d = 1; d < t->rank && u < n; d++)
+        u += (size_t)snprintf(buf + u, n - u, ", %lld", (long long)t->shape[d]);
     if (u < n) snprintf(buf + u, n - u, ")");
     return buf;
 }
@@ -52,8 +53,10 @@ static nb_node *build_add(nb_layer_ctx *c, const nb_layer_spec *l, nb_node *x, n
         if (!r) return NULL;
         if (!same_shape(nb_value(x), nb_value(r))) {
             char s1[96], s2[96];
-            return nb_layer_refuse(c, "cannot add '%s' of shape %s to the current tensor of shape %s (add needs "
-                                   "equal shapes)", l->refs[i], user_shape(nb_value(r), s2, sizeof s2),
+            return nb_layer_refuse(c,
+                                   "cannot add '%s' of shape %s to the current tensor of shape %s (add needs "
+                                   "equal shapes)",
+                                   l->refs[i], user_shape(nb_value(r), s2, sizeof s2),
                                    user_shape(nb_value(x), s1, sizeof s1));
         }
         y = nb_add(y, r);
@@ -69,12 +72,14 @@ static nb_node *build_concat(nb_layer_ctx *c, const nb_layer_spec *l, nb_node *x
         if (!r) return NULL;
         const nb_tensor *a = nb_value(y), *b = nb_value(r);
         int ok = a->rank == b->rank;
-        for (int d = 1; ok && d + 1 < a->rank; d++) ok = a->shape[d] == b->shape[d];
+        for (int d = 1; ok && d + 1 < a->rank; d++)
+            ok = a->shape[d] == b->shape[d];
         if (!ok) {
             char s1[96], s2[96];
-            return nb_layer_refuse(c, "cannot concat '%s' of shape %s with the current tensor of shape %s (all but "
-                                   "the last axis must be equal)", l->refs[i], user_shape(b, s2, sizeof s2),
-                                   user_shape(a, s1, sizeof s1));
+            return nb_layer_refuse(c,
+                                   "cannot concat '%s' of shape %s with the current tensor of shape %s (all but "
+                                   "the last axis must be equal)",
+                                   l->refs[i], user_shape(b, s2, sizeof s2), user_shape(a, s1, sizeof s1));
         }
         y = nb_concat(y, r);
     }
