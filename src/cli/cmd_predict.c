@@ -20,7 +20,7 @@ static const cli_opt predict_opts[] = {
     CLI_SOURCE_OPTS(predict_args, src, "how many examples (default: all)"),
     {"--out", "-o", CLI_STR, F(out), "P", NULL, "write the outputs (N, outputs...) as float .npy (optional)", 0, 0, 0,
      NULL},
-    {"--top", NULL, CLI_INT, F(top), "K", "3", "classes printed per example, most probable first", 0, 1, 1000, NULL},
+    {"--top", NULL, CLI_INT, F(top), "K", "3", "classes printed per example, most probable first", 0, 1, 100, NULL},
     {"--show", NULL, CLI_INT, F(show), "N", "10", "examples whose top classes are printed (0: none)", 0, 0,
      1099511627776.0, NULL},
     {"--classes", NULL, CLI_STR, F(classes), "FILE", NULL,
@@ -107,7 +107,8 @@ static const char *to_probabilities(const nb_model *m, nb_tensor *y, int raw, in
 /* "3 Dress" from the names, or "3". */
 static const char *class_str(char *buf, size_t n, int64_t c, const cli_names *names)
 {
-    if (names && c < names->n) snprintf(buf, n, "%s", names->name[c]);
+    if (c < 0) snprintf(buf, n, "?");
+    else if (names && c < names->n) snprintf(buf, n, "%s", names->name[c]);
     else snprintf(buf, n, "class %lld", (long long)c);
     return buf;
 }
@@ -123,21 +124,24 @@ static void print_top(const predict_args *a, const nb_tensor *y, const nb_tensor
     for (int64_t n = 0; n < show; n++) {
         const nb_real *p = y->data + n * C;
         printf("example %lld:", (long long)(a->src.start + n));
-        int64_t prev = -1;
+        int64_t chosen[100];
         for (int64_t k = 0; k < K; k++) {
-            /* the k-th largest: the largest below the previous (ties by index) */
+            /* the k-th most probable: the best not chosen yet, NaN last, ties by index
+             * (printed "nan", never "-nan") */
             int64_t best = -1;
             for (int64_t c = 0; c < C; c++) {
-                int below = prev < 0 || p[c] < p[prev] || (p[c] == p[prev] && c > prev);
-                if (below && (best < 0 || p[c] > p[best])) best = c;
+                int taken = 0;
+                for (int64_t j = 0; j < k && !taken; j++) taken = chosen[j] == c;
+                if (taken) continue;
+                if (best < 0 || p[c] > p[best] || (isnan(p[best]) && !isnan(p[c]))) best = c;
             }
-            prev = best;
-            printf("%s %s %.3f", k ? "," : "", class_str(name, sizeof name, best, names), (double)p[best]);
+            chosen[k] = best;
+            const double v = p[best];
+            printf("%s %s %.3f", k ? "," : "", class_str(name, sizeof name, best, names), isnan(v) ? fabs(v) : v);
         }
         if (labels) {
-            int64_t want = (int64_t)labels->data[n], top1 = 0;
-            for (int64_t c = 1; c < C; c++)
-                if (p[c] > p[top1]) top1 = c;
+            const double lv = labels->data[n];
+            const int64_t want = lv >= 0 && lv < 1e15 ? (int64_t)lv : -1, top1 = chosen[0];
             right += top1 == want;
             printf("   (label: %s%s)", class_str(name, sizeof name, want, names), top1 == want ? "" : ", wrong");
         }
