@@ -37,6 +37,8 @@ int cmd_grad(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_saliency(int argc, char **argv);
 int cmd_filters(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 /* Prints "nabla CMD: WHAT: <nb_last_error()>" to stderr; returns 1. */
 int cli_fail(const char *cmd, const char *what);
@@ -147,6 +149,11 @@ nb_status cli_load_examples(const cli_source *src, int64_t data_count, const nb_
 /* A tensor from a .npy or IDX file (by its first bytes). */
 nb_status cli_read_tensor(const char *path, nb_tensor **out);
 
+/* image_input.c: whether path is a folder or a .png/.jpg/.jpeg file, and
+ * the images it holds as the model's input (N, H, W, C), with a note on
+ * stderr of what was done (resize, channels, scaling). */
+int cli_is_image_input(const char *path);
+nb_status cli_load_images(const char *path, const nb_model *m, nb_tensor **out);
 /* A trained model from a .safetensors file, with a clear message if it is missing. */
 nb_status cli_load_trained_model(const char *path, nb_model **out);
 nb_status cli_load_trained_model_flags(const char *path, unsigned flags, nb_model **out);

@@ -14,6 +14,8 @@ int cli_check_args(int argc, char **argv);
 extern const char *const cli_command_names[];
 
 int cmd_train_check_args(int argc, char **argv);
+int cmd_export_check_args(int argc, char **argv);
+int cmd_import_check_args(int argc, char **argv);
 int cmd_eval_check_args(int argc, char **argv);
 int cmd_predict_check_args(int argc, char **argv);
 int cmd_summary_check_args(int argc, char **argv);

@@ -1,6 +1,7 @@
 /* nabla eval: a classifier's loss, accuracy, per-class accuracy and confusion
  * matrix on a data set. */
 #include "cli.h"
+#include "../dist/cli_dist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,37 @@ static int digits(long long v)
     return d;
 }
 
+/* Under mpirun each rank evaluates its contiguous share of d; the sums of
+ * loss, correct predictions and confusion counts are then added over the
+ * ranks (the loss's last digits may depend on the number of ranks). */
+static nb_status eval_shared(nb_model *m, const nb_dataset *d, int64_t batch, int64_t C, double *loss, double *acc,
+                             int64_t *conf)
+{
+    int64_t n = d->x->shape[0], lo, hi;
+    cli_dist_range(n, &lo, &hi);
+    nb_dataset part = {0};
+    nb_status s = NB_OK;
+    double *sums = calloc((size_t)(2 + C * C), sizeof *sums);
+    if (!sums) return nb_set_error(NB_ERR_NOMEM, "out of memory");
+    if (hi > lo) {
+        const nb_dataset *use = d;
+        if (cli_dist_size() > 1 && !(s = nb_dataset_subset(d, lo, hi - lo, &part))) use = &part;
+        if (!s) s = nb_evaluate(m, use, NB_LOSS_CCE, batch, loss, acc, conf);
+        sums[0] = *loss * (double)(hi - lo), sums[1] = *acc * (double)(hi - lo);
+        for (int64_t i = 0; i < C * C && !s; i++) sums[2 + i] = (double)conf[i];
+    }
+    nb_dataset_free(&part);
+    /* A rank that failed aborts the job at its exit, so the others never
+     * wait for it here. */
+    if (!s && cli_dist_size() > 1) {
+        if (cli_dist_sum(sums, (int)(2 + C * C))) s = nb_set_error(NB_ERR_IO, "adding the ranks' results (MPI) failed");
+        *loss = sums[0] / (double)n, *acc = sums[1] / (double)n;
+        for (int64_t i = 0; i < C * C; i++) conf[i] = (int64_t)sums[2 + i];
+    }
+    free(sums);
+    return s;
+}
+
 /* The loss, accuracy and confusion matrix (C x C, *conf) of m on d. */
 static int evaluate(const eval_args *a, nb_model *m, const nb_dataset *d, double *loss, double *acc, int64_t **conf,
                     int64_t *classes)
@@ -77,7 +109,7 @@ static int evaluate(const eval_args *a, nb_model *m, const nb_dataset *d, double
         nb_set_error(NB_ERR_NOMEM, "out of memory");
         return cli_fail("eval", NULL);
     }
-    if (nb_evaluate(m, d, NB_LOSS_CCE, a->batch, loss, acc, *conf)) return cli_fail("eval", "evaluating");
+    if (eval_shared(m, d, a->batch, C, loss, acc, *conf)) return cli_fail("eval", "evaluating");
     return 0;
 }
 
@@ -122,6 +154,8 @@ int cmd_eval(int argc, char **argv)
     nb_dataset d = {0};
     int64_t *conf = NULL, C = 0;
     double loss = 0, acc = 0;
+    if (cli_dist_start("eval")) return 1;
+    if (cli_dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) return cli_dist_end(1);
     if (cli_load_trained_model(a.model, &m)) rc = cli_fail("eval", "loading the model");
     else if (cli_load_data(a.data, split, &a.csv, &d)) rc = cli_fail("eval", "loading the data");
     else if (a.limit && a.limit < d.x->shape[0] && cli_dataset_limit(&d, 0, a.limit)) rc = cli_fail("eval", "--limit");
@@ -138,5 +172,5 @@ int cmd_eval(int argc, char **argv)
     free(conf);
     nb_dataset_free(&d);
     nb_model_free(m);
-    return rc;
+    return cli_dist_end(rc);
 }

@@ -1,6 +1,7 @@
 /* nabla jacobian: the Jacobian of a model's output with respect to its input
  * or one of its parameters, written as .npy. */
 #include "cli.h"
+#include "../dist/cli_dist.h"
 #include "nonfinite.h"
 
 #include <math.h>
@@ -193,11 +194,15 @@ typedef struct {
     nb_model *m;
     nb_node *y, *wrt;
     nb_tensor *x, *J, *Jn, *K; /* inputs, J, the numeric J (--compare), kinks */
+    nb_tensor *yg;             /* under mpirun: the output's rows of every rank (rank 0), else NULL */
+    int idle;                  /* under mpirun: a rank other than 0, whose rows rank 0 has now */
     int64_t nkinks, O, I;      /* kinks; out and wrt elements (per example) */
     double seconds;
 } jac_run;
 
 /* The model, wrt, the examples, and J (and the numeric J with --compare). */
+static int compute_share(const jacobian_args *a, jac_run *r);
+static int gather_share(jac_run *r, const nb_tensor *all_x);
 static int compute(const jacobian_args *a, jac_run *r)
 {
     char what[1024];
@@ -205,6 +210,31 @@ static int compute(const jacobian_args *a, jac_run *r)
     if (!(r->wrt = find_wrt(r->m, a->wrt))) return 1;
     if (cli_load_examples(&a->src, 1, r->m, &r->x, NULL, NULL, what, sizeof what))
         return cli_fail("jacobian", "reading the input");
+    /* Under mpirun each rank takes a contiguous share of the examples (J's
+     * leading axis); rank 0 gathers the rows of J and writes. */
+    nb_tensor *all_x = NULL;
+    if (cli_dist_size() > 1) {
+        int64_t lo, hi;
+        if (cli_dist_check_rows("jacobian", r->x->shape[0])) return 1;
+        cli_dist_range(r->x->shape[0], &lo, &hi);
+        all_x = r->x;
+        if (!(r->x = cli_dist_rows(all_x, lo, hi))) {
+            r->x = all_x;
+            return cli_fail("jacobian", "splitting the input");
+        }
+    }
+    int rc = compute_share(a, r);
+    if (!rc && all_x) rc = gather_share(r, all_x);
+    if (all_x) { /* r->x: the whole input again */
+        nb_tensor_free(r->x);
+        r->x = all_x;
+    }
+    return rc;
+}
+
+/* J of this rank's examples (all of them without mpirun). */
+static int compute_share(const jacobian_args *a, jac_run *r)
+{
     if (nb_model_set_batch(r->m, r->x->shape[0])) return cli_fail("jacobian", NULL);
     memcpy(nb_value(nb_model_input(r->m))->data, r->x->data, (size_t)r->x->size * sizeof(nb_real));
     r->y = !strcmp(a->of, "logits") ? nb_model_logits(r->m) : nb_model_output(r->m);
@@ -234,10 +264,28 @@ static int compute(const jacobian_args *a, jac_run *r)
     return 0;
 }
 
+/* Under mpirun: the rows of J and of the output from every rank, on rank 0
+ * (the others are idle after it). */
+static int gather_share(jac_run *r, const nb_tensor *all_x)
+{
+    if ((r->yg = nb_tensor_clone(nb_value(r->y))) == NULL || cli_dist_gather_rows(&r->J, all_x->shape[0]) ||
+        cli_dist_gather_rows(&r->yg, all_x->shape[0]))
+        return cli_fail("jacobian", "gathering the ranks' rows");
+    r->idle = cli_dist_rank() != 0;
+    return 0;
+}
+
+/* The output's value and wrt's (the gathered ones under mpirun). */
+static const nb_tensor *out_value(const jac_run *r) { return r->yg ? r->yg : nb_value(r->y); }
+static const nb_tensor *wrt_value(const jac_run *r)
+{
+    return r->yg && r->wrt == nb_model_input(r->m) ? r->x : nb_value(r->wrt);
+}
+
 /* --png, -o and --kinks. */
 static int write_outputs(const jacobian_args *a, const jac_run *r)
 {
-    const nb_tensor *yv = nb_value(r->y), *wv = nb_value(r->wrt);
+    const nb_tensor *yv = out_value(r), *wv = wrt_value(r);
     if (a->png) {
         char t[160], sub[160], s1[64], s2[64];
         int64_t cols = a->per_example ? r->I : wv->size, rows = r->J->size / cols;
@@ -256,7 +304,7 @@ static int write_outputs(const jacobian_args *a, const jac_run *r)
  * examples that are not finite; the exit status. */
 static int report(const jacobian_args *a, const jac_run *r)
 {
-    const nb_tensor *yv = nb_value(r->y), *wv = nb_value(r->wrt);
+    const nb_tensor *yv = out_value(r), *wv = wrt_value(r);
     /* The mode auto chose, by the library's rule (per example when asked). */
     const nb_jac_mode mode = (nb_jac_mode)a->mode;
     const char *used = mode != NB_JAC_AUTO ? nb_jac_mode_name(mode) : r->O <= r->I ? "auto -> rev" : "auto -> fwd";
@@ -299,14 +347,21 @@ int cmd_jacobian(int argc, char **argv)
     jacobian_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0) return rc;
+    if (cli_dist_start("jacobian")) return 1;
+    if (cli_dist_size() > 1 && (a.compare || a.kinks))
+        return cli_dist_end(cli_dist_refuse("jacobian", "--compare and --kinks run in one process (without mpirun)"));
+    if (cli_dist_size() > 1 && !a.per_example && !strcmp(a.wrt, "input"))
+        return cli_dist_end(cli_dist_refuse("jacobian", "under mpirun the Jacobian w.r.t. the input is computed per "
+                                                        "example: add --per-example (the full one is block diagonal)"));
     jac_run r = {0};
     rc = compute(&a, &r);
-    if (!rc) rc = write_outputs(&a, &r);
-    if (!rc) rc = report(&a, &r);
+    if (!rc && !r.idle) rc = write_outputs(&a, &r);
+    if (!rc && !r.idle) rc = report(&a, &r);
     nb_tensor_free(r.J);
     nb_tensor_free(r.Jn);
     nb_tensor_free(r.K);
     nb_tensor_free(r.x);
+    nb_tensor_free(r.yg);
     nb_model_free(r.m);
-    return rc;
+    return cli_dist_end(rc);
 }

@@ -1,6 +1,7 @@
 /* nabla predict: run a model on inputs from a file, write its outputs as
  * probabilities to a .npy file. */
 #include "cli.h"
+#include "../dist/cli_dist.h"
 #include "nonfinite.h"
 
 #include <math.h>
@@ -20,7 +21,7 @@ static const cli_opt predict_opts[] = {
     CLI_SOURCE_OPTS(predict_args, src, "how many examples (default: all)"),
     {"--out", "-o", CLI_STR, F(out), "P", NULL, "write the outputs (N, outputs...) as float .npy (optional)", 0, 0, 0,
      NULL},
-    {"--top", NULL, CLI_INT, F(top), "K", "3", "classes printed per example, most probable first", 0, 1, 100, NULL},
+    {"--top", NULL, CLI_INT, F(top), "K", "3", "classes printed per example, most probable first", 0, 1, 1000, NULL},
     {"--show", NULL, CLI_INT, F(show), "N", "10", "examples whose top classes are printed (0: none)", 0, 0,
      1099511627776.0, NULL},
     {"--classes", NULL, CLI_STR, F(classes), "FILE", NULL,
@@ -107,14 +108,23 @@ static const char *to_probabilities(const nb_model *m, nb_tensor *y, int raw, in
 /* "3 Dress" from the names, or "3". */
 static const char *class_str(char *buf, size_t n, int64_t c, const cli_names *names)
 {
-    if (c < 0) snprintf(buf, n, "?");
-    else if (names && c < names->n) snprintf(buf, n, "%s", names->name[c]);
+    if (names && c < names->n) snprintf(buf, n, "%s", names->name[c]);
     else snprintf(buf, n, "class %lld", (long long)c);
     return buf;
 }
 
 /* The top classes of the first examples of probabilities y (N, C), with
  * their labels when known, and how many of those are right. */
+/* Rank order of the classes of one example: larger probability first, ties
+ * by index, NaN after every number (a total order, so the k-th class
+ * always exists: with NaN outputs the plain comparisons find none). */
+static int ranks_before(const nb_real *p, int64_t a, int64_t b)
+{
+    if (isnan(p[a]) != isnan(p[b])) return !isnan(p[a]);
+    if (!isnan(p[a]) && p[a] != p[b]) return p[a] > p[b];
+    return a < b;
+}
+
 static void print_top(const predict_args *a, const nb_tensor *y, const nb_tensor *labels, const cli_names *names)
 {
     const int64_t N = y->shape[0], C = y->size / N, K = a->top < C ? a->top : C;
@@ -124,24 +134,20 @@ static void print_top(const predict_args *a, const nb_tensor *y, const nb_tensor
     for (int64_t n = 0; n < show; n++) {
         const nb_real *p = y->data + n * C;
         printf("example %lld:", (long long)(a->src.start + n));
-        int64_t chosen[100];
+        int64_t prev = -1;
         for (int64_t k = 0; k < K; k++) {
-            /* the k-th most probable: the best not chosen yet, NaN last, ties by index
-             * (printed "nan", never "-nan") */
+            /* the k-th in rank order: the first of those ranked after the previous */
             int64_t best = -1;
-            for (int64_t c = 0; c < C; c++) {
-                int taken = 0;
-                for (int64_t j = 0; j < k && !taken; j++) taken = chosen[j] == c;
-                if (taken) continue;
-                if (best < 0 || p[c] > p[best] || (isnan(p[best]) && !isnan(p[c]))) best = c;
-            }
-            chosen[k] = best;
-            const double v = p[best];
+            for (int64_t c = 0; c < C; c++)
+                if ((prev < 0 || ranks_before(p, prev, c)) && (best < 0 || ranks_before(p, c, best))) best = c;
+            prev = best;
+            const double v = p[best]; /* printed "nan", never "-nan" */
             printf("%s %s %.3f", k ? "," : "", class_str(name, sizeof name, best, names), isnan(v) ? fabs(v) : v);
         }
         if (labels) {
-            const double lv = labels->data[n];
-            const int64_t want = lv >= 0 && lv < 1e15 ? (int64_t)lv : -1, top1 = chosen[0];
+            int64_t want = (int64_t)labels->data[n], top1 = 0;
+            for (int64_t c = 1; c < C; c++)
+                if (p[c] > p[top1]) top1 = c;
             right += top1 == want;
             printf("   (label: %s%s)", class_str(name, sizeof name, want, names), top1 == want ? "" : ", wrong");
         }
@@ -149,6 +155,22 @@ static void print_top(const predict_args *a, const nb_tensor *y, const nb_tensor
     }
     if (labels && show) printf("%lld of %lld right\n", (long long)right, (long long)show);
     if (N > show) printf("... %lld more examples%s\n", (long long)(N - show), a->out ? "" : " (-o FILE writes them all)");
+}
+
+/* y = m(x); under mpirun each rank predicts its contiguous share of the
+ * rows, and rank 0 gathers them (y: all rows there). 0 or the exit code. */
+static int predict_shared(nb_model *m, const nb_tensor *x, long long batch, nb_tensor **y)
+{
+    int64_t lo = 0, hi = x->shape[0];
+    nb_tensor *mine = NULL;
+    if (cli_dist_check_rows("predict", x->shape[0])) return 1;
+    cli_dist_range(x->shape[0], &lo, &hi);
+    if (cli_dist_size() > 1 && !(mine = cli_dist_rows(x, lo, hi))) return cli_fail("predict", "splitting the input");
+    int rc = 0;
+    if (nb_model_predict(m, mine ? mine : x, batch, y)) rc = cli_fail("predict", "running the model");
+    else if (cli_dist_gather_rows(y, x->shape[0])) rc = cli_fail("predict", NULL);
+    nb_tensor_free(mine);
+    return rc;
 }
 
 int cmd_predict(int argc, char **argv)
@@ -163,12 +185,16 @@ int cmd_predict(int argc, char **argv)
     int scaled = 0, probs = 0;
     char what[1024] = "";
     rc = 1;
+    if (cli_dist_start("predict")) return 1;
     if (cli_load_trained_model_flags(a.model, a.allow_nonfinite ? NB_LOAD_ALLOW_NONFINITE : 0, &m))
         cli_fail("predict", "loading the model");
     else if (cli_load_examples(&a.src, 0, m, &x, &labels, &scaled, what, sizeof what))
         cli_fail("predict", "reading the input");
-    else if (nb_model_predict(m, x, a.batch, &y)) cli_fail("predict", "running the model");
-    else rc = 0;
+    else rc = predict_shared(m, x, a.batch, &y);
+    if (!rc && cli_dist_rank() != 0) { /* rank 0 has this rank's rows now */
+        nb_tensor_free(x), nb_tensor_free(y), nb_tensor_free(labels), nb_model_free(m);
+        return cli_dist_end(0);
+    }
     const char *holds = rc ? NULL : to_probabilities(m, y, a.raw, &probs);
     if (!rc && probs && cli_names_load(a.classes, a.src.data, y->size / y->shape[0], &names))
         rc = cli_fail("predict", "--classes");
@@ -191,5 +217,5 @@ int cmd_predict(int argc, char **argv)
     nb_tensor_free(y);
     nb_tensor_free(labels);
     nb_model_free(m);
-    return rc;
+    return cli_dist_end(rc);
 }

@@ -1,6 +1,7 @@
 /* nabla train: train a model on a data set, checkpointing every epoch. */
 #include "cli.h"
 #include "cli_args.h"
+#include "../dist/cli_dist.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -14,7 +15,8 @@ typedef struct {
     long long epochs, batch, limit, threads, seed, step_size;
     cli_csv_opts csv;
     double lr, momentum, weight_decay, clip_norm, val_split, gamma, min_lr;
-    int resume, no_test, quiet, check_numerics, allow_nonfinite, nesterov;
+    int resume, no_test, quiet, check_numerics, allow_nonfinite, nesterov, reproducible;
+    long long shard;
 } train_args;
 
 #define F(field) offsetof(train_args, field)
@@ -64,6 +66,12 @@ static const cli_opt train_opts[] = {
     {"--allow-nonfinite", NULL, CLI_FLAG, F(allow_nonfinite), NULL, NULL,
      "load a model (or --resume a checkpoint) whose weights hold NaN or Inf\n"
      "(refused otherwise), e.g. to see --check-numerics name the tensor", 0, 0, 0, NULL},
+    {"--reproducible", NULL, CLI_FLAG, F(reproducible), NULL, NULL,
+     "the same weights for any --threads and any number of MPI processes: the\n"
+     "batch's gradient is summed over shards of --shard examples in a fixed order\n"
+     "(always on under mpirun -np P > 1)", 0, 0, 0, NULL},
+    {"--shard", NULL, CLI_INT, F(shard), "K", "16", "examples per shard (part of what fixes the bits)", 0, 1, 1 << 20,
+     NULL},
     {"--quiet", NULL, CLI_FLAG, F(quiet), NULL, NULL, "no per-epoch output", 0, 0, 0, NULL},
     {"--plot", NULL, CLI_STR, F(plot), "F.svg", NULL, "draw loss and accuracy per epoch (training and validation) as SVG", 0,
      0, 0, NULL},
@@ -167,9 +175,13 @@ static int on_epoch(const nb_epoch_stats *s, nb_optim *o, void *user)
         printf("epoch %d/%d: loss %.4f acc %.4f", s->epoch + 1, (int)c->a->epochs, s->loss, s->accuracy);
         if (!isnan(s->val_loss)) printf(" | val_loss %.4f val_acc %.4f", s->val_loss, s->val_accuracy);
         printf(" | %.1f s, %.0f img/s, lr %.3g\n", s->seconds, s->images_per_second, s->lr);
+        if (cli_dist_size() > 1 && s->batches_done > 0)
+            printf("  gradient exchange (rank 0): %.2f s, %.1f%% of the epoch, %.2f MB sent per step\n",
+                   s->comm_seconds, 100 * s->comm_seconds / (s->seconds > 0 ? s->seconds : 1),
+                   1e-6 * (double)s->comm_bytes / (double)s->batches_done);
         fflush(stdout);
     }
-    if (save_checkpoint(c, o, s)) {
+    if (cli_dist_rank() == 0 && save_checkpoint(c, o, s)) {
         c->failed = 1;
         return 1;
     }
@@ -233,6 +245,8 @@ static int build_model(const train_args *a, const nb_dataset *train, nb_model **
 static void print_header(const train_args *a, const nb_model *m, const nb_optim_opts *oo, const nb_dataset *train,
                          const nb_dataset *val, int start_epoch, long long start_step)
 {
+    if (cli_dist_size() > 1)
+        printf("%d processes x %d thread%s\n", cli_dist_size(), nb_get_num_threads(), nb_get_num_threads() > 1 ? "s" : "");
     if (a->quiet) return;
     printf("training %s on %s: %lld examples (%lld validation), %lld parameters, %s lr %g, batch %lld, %d threads\n",
            nb_model_spec(m), a->data, (long long)train->x->shape[0], (long long)(val->x ? val->x->shape[0] : 0),
@@ -241,9 +255,48 @@ static void print_header(const train_args *a, const nb_model *m, const nb_optim_
     fflush(stdout);
 }
 
+/* Under mpirun: every rank must train the same thing, so start-up compares
+ * the options (all but --threads), the model, the data and the initial
+ * weights, and names the first that differs. 0 if they agree. */
+static int dist_checks(int argc, char **argv, nb_model *m, const nb_dataset *train, const nb_dataset *val)
+{
+    if (cli_dist_size() == 1) return 0;
+    char opts[1024] = "";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads")) {
+            i++;
+            continue;
+        }
+        strncat(opts, argv[i], sizeof opts - strlen(opts) - 2);
+        strncat(opts, " ", sizeof opts - strlen(opts) - 1);
+    }
+    const char *same_cmd = "start every rank with the same command line (only --threads may differ)";
+    if (cli_dist_same_text("train", "options", opts, same_cmd)) return 1;
+    if (cli_dist_same_text("train", "the model spec", nb_model_spec(m), same_cmd)) return 1;
+    uint64_t h = 0xcbf29ce484222325ull;
+    const nb_dataset *sets[2] = {train, val};
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 2 && sets[k]->x; j++) {
+            const nb_tensor *t = j ? sets[k]->y : sets[k]->x;
+            h = cli_dist_hash(t->shape, sizeof(int64_t) * (size_t)t->rank, h);
+            h = cli_dist_hash(t->data, sizeof(nb_real) * (size_t)t->size, h);
+        }
+    if (cli_dist_same("train", "the training data", &h, sizeof h,
+                      "give every rank the same --data files (a shared or copied directory) and --limit"))
+        return 1;
+    h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < nb_model_param_count(m); i++) {
+        const nb_tensor *v = nb_value(nb_model_param(m, i));
+        h = cli_dist_hash(v->data, sizeof(nb_real) * (size_t)v->size, h);
+    }
+    return cli_dist_same("train", "the initial weights", &h, sizeof h,
+                         "the --model or --resume files differ between the ranks' machines; copy the same file");
+}
+
 /* The optimiser (with the checkpoint's state) and the epochs themselves. */
 static int run_epochs(const train_args *a, nb_model *m, const nb_safetensors *ckpt, const nb_dataset *train,
-                      const nb_dataset *val, int start_epoch, long long start_step, cli_curves *curves)
+                      const nb_dataset *val, int start_epoch, long long start_step, cli_curves *curves, int argc,
+                      char **argv)
 {
     nb_optim_opts oo;
     nb_optim *o = NULL;
@@ -254,10 +307,15 @@ static int run_epochs(const train_args *a, nb_model *m, const nb_safetensors *ck
         nb_optim_free(o);
         return cli_fail("train", "--resume");
     }
-    train_ctx ctx = {a, m, isatty(2) && !getenv("NB_NO_PROGRESS"), 0, 0, curves};
+    if (dist_checks(argc, argv, m, train, val)) {
+        nb_optim_free(o);
+        return 1;
+    }
+    train_ctx ctx = {a, m, cli_dist_rank() == 0 && isatty(2) && !getenv("NB_NO_PROGRESS"), 0, 0, curves};
     nb_train_opts to = {.epochs = (int)a->epochs, .batch = a->batch, .loss = (nb_loss_kind)a->loss,
                         .seed = (uint64_t)a->seed, .shuffle = 1, .start_epoch = start_epoch,
-                        .start_step = start_step, .on_batch = on_batch, .on_epoch = on_epoch, .user = &ctx};
+                        .start_step = start_step, .on_batch = on_batch, .on_epoch = on_epoch, .user = &ctx,
+                        .reproducible = a->reproducible, .shard = a->shard, .comm = cli_dist_comm()};
     print_header(a, m, &oo, train, val, start_epoch, start_step);
     nb_status s = nb_train(m, o, train, val->x ? val : NULL, &to);
     nb_optim_free(o);
@@ -272,6 +330,7 @@ static int run_epochs(const train_args *a, nb_model *m, const nb_safetensors *ck
 /* After training: the test split's loss and accuracy, and --plot. */
 static int finish(const train_args *a, nb_model *m, const cli_curves *curves)
 {
+    if (cli_dist_rank() != 0) return 0; /* one rank evaluates and plots */
     if (!a->no_test && strstr(a->data, ".csv") == NULL) {
         nb_dataset test = {0};
         double tl, ta;
@@ -299,6 +358,9 @@ int cmd_train(int argc, char **argv)
     if (!cli_check_output("train", "--out", a.out) || (a.plot && !cli_check_output("train", "--plot", a.plot)))
         return 1;
     if (a.threads) nb_set_num_threads((int)a.threads);
+    if (cli_dist_start("train")) return 1;
+    /* One rank prints and writes (checkpoints, --plot); all train. */
+    if (cli_dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) return cli_dist_end(1);
     nb_dataset train = {0}, val = {0};
     nb_model *m = NULL;
     nb_safetensors *ckpt = NULL;
@@ -314,7 +376,7 @@ int cmd_train(int argc, char **argv)
                "all epochs, those done included: pass --epochs %d or more to continue)\n",
                a.out, start_epoch, start_epoch == 1 ? "" : "s", a.epochs, start_epoch + 1);
     } else if (!rc) {
-        rc = run_epochs(&a, m, ckpt, &train, &val, start_epoch, start_step, &curves);
+        rc = run_epochs(&a, m, ckpt, &train, &val, start_epoch, start_step, &curves, argc, argv);
         if (!rc) rc = finish(&a, m, &curves);
     }
     cli_curves_free(&curves);
@@ -322,5 +384,5 @@ int cmd_train(int argc, char **argv)
     nb_model_free(m);
     nb_dataset_free(&train);
     nb_dataset_free(&val);
-    return rc;
+    return cli_dist_end(rc);
 }

@@ -20,12 +20,16 @@ const cli_command cli_commands[] = {
     {"saliency", "test images beside d(predicted logit)/d(input), as a PNG grid", cmd_saliency,
      cmd_saliency_check_args},
     {"filters", "a convolution layer's kernels as a PNG", cmd_filters, cmd_filters_check_args},
+    {"export", "write a model as ONNX (opset 13), for ONNX Runtime and other tools", cmd_export,
+     cmd_export_check_args},
+    {"import", "convert an ONNX model (e.g. from torch.onnx.export) to a nabla model file", cmd_import,
+     cmd_import_check_args},
     {"demo", "lecture demos: 'demo gd' (gradient descent on f(x) = 2x^2)", cmd_demo, cmd_demo_check_args},
 };
 const int cli_ncommands = (int)(sizeof cli_commands / sizeof cli_commands[0]);
 
 const char *const cli_command_names[] = {"train",     "eval",     "predict", "summary", "jacobian", "grad",
-                                         "gradcheck", "saliency", "filters", "demo",    NULL};
+                                         "gradcheck", "saliency", "filters", "export", "import", "demo", NULL};
 
 const cli_command *cli_find_command(const char *name)
 {

@@ -257,7 +257,7 @@ nb_status cli_load_model_flags(const char *model, const char *input, const nb_da
         (ends_with(model, ".safetensors") || ends_with(model, ".onnx") || ends_with(model, ".txt") ||
          ends_with(model, ".spec") || strchr(model, '/')))
         return nb_set_error(NB_ERR_IO, "model '%s': no such file", model);
-    if (cli_is_file(model) && ends_with(model, ".safetensors")) {
+    if (cli_is_file(model) && (ends_with(model, ".safetensors") || ends_with(model, ".onnx"))) {
         nb_status s = nb_model_load_flags(model, flags, out);
         cli_hint_nonfinite(s);
         return s;

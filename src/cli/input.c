@@ -124,6 +124,7 @@ nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, i
 {
     *out = NULL;
     if (scaled) *scaled = 0;
+    if (cli_is_image_input(path)) return cli_load_images(path, m, out); /* PNG, JPEG or a folder of them */
     if (!cli_is_file(path)) return nb_set_error(NB_ERR_IO, "input '%s': no such file", path);
     int is_npy = 0, integer = file_is_integer(path, &is_npy);
     nb_tensor *t = NULL;
@@ -239,7 +240,7 @@ nb_status cli_load_trained_model_flags(const char *path, unsigned flags, nb_mode
     } else if (s) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", nb_last_error());
-        nb_set_error(s, "model '%s' is not a model file written by 'nabla train' (.safetensors): %s", path, msg);
+        nb_set_error(s, "model '%s' is not a model file written by 'nabla train' (.safetensors) or an ONNX model (.onnx): %s", path, msg);
     }
     return s;
 }
