@@ -110,13 +110,10 @@ nb_status nb_input_reshape(nb_node *input, int rank, const int64_t *shape);
  * gradient of the last nb_backward (NULL where none was computed, or when
  * the last nb_backward failed). Other passes (nb_vjp, nb_jvp, nb_jacobian)
  * keep their adjoints apart and leave it as it is, so a Jacobian may run
- * between nb_backward and nb_optim_step. The gradient of a convolution
- * read by a max pool is formed only when asked for, from the pool's: ask
- * before the next nb_forward, re-inference of shapes (after
- * nb_input_reshape or new nodes) or a layer that nb_model_add removes
- * again, which drop it (nb_vjp, nb_jvp and nb_jacobian form it before their
- * own forward pass, so it survives them); and not from two threads at
- * once: asking writes it. */
+ * between nb_backward and nb_optim_step. nb_grad only reads. In a model, a
+ * convolution followed by a non-overlapping max pool is one node (op
+ * "conv2d_relu_maxpool", named after the pool's layer): the convolution's
+ * own node keeps its shape but has no value or gradient. */
 nb_tensor *nb_value(nb_node *n);
 nb_tensor *nb_grad(nb_node *n);
 const char *nb_node_name(const nb_node *n);
@@ -529,6 +526,25 @@ nb_status nb_model_export(nb_model *m, nb_safetensors *st);
 nb_status nb_model_import(const nb_safetensors *st, nb_model **out); /* flags 0 */
 nb_status nb_model_import_flags(const nb_safetensors *st, unsigned flags, nb_model **out);
 
+/* ONNX (src/io/onnx*.c): a model as an ONNX file (opset 13, the weights as
+ * initializers, the spec in metadata_props) and back. The exported graph
+ * takes (N, H, W, C) images as nabla does, or (N, C, H, W) with
+ * NB_ONNX_NCHW; the operators inside run in ONNX's NCHW layout. Importing
+ * reads sequential graphs of the operators nb_onnx_supported_ops lists,
+ * NCHW (PyTorch's torch.onnx.export) or NHWC, into a nabla model with NHWC
+ * input and Keras-layout weights: kernels transposed, and the rows of the
+ * first dense kernel after a flatten of NCHW images permuted to nabla's
+ * (h, w, c) order. Anything else (an operator, an attribute value, a
+ * branching graph) is refused with the node's name and what is supported;
+ * nothing is approximated. Import flags: NB_LOAD_ALLOW_NONFINITE. */
+enum { NB_ONNX_NCHW = 1 };
+nb_status nb_onnx_serialize(nb_model *m, unsigned flags, void **data, size_t *len); /* free(*data) */
+nb_status nb_onnx_save(nb_model *m, const char *path, unsigned flags);             /* atomic */
+nb_status nb_onnx_parse(const void *data, size_t len, unsigned flags, nb_model **out);
+nb_status nb_onnx_load(const char *path, unsigned flags, nb_model **out);
+/* "Conv, Gemm, ...": the operators nb_onnx_parse reads. */
+const char *nb_onnx_supported_ops(void);
+
 /* Optimisers, formulas and defaults as PyTorch's (torch.optim). */
 typedef enum { NB_OPT_SGD = 0, NB_OPT_ADAM, NB_OPT_ADAMW, NB_OPT_RMSPROP } nb_optimizer;
 typedef enum { NB_SCHED_CONSTANT = 0, NB_SCHED_STEP, NB_SCHED_EXPONENTIAL, NB_SCHED_COSINE } nb_schedule;
@@ -589,7 +605,28 @@ typedef struct nb_epoch_stats {
     double val_loss, val_accuracy; /* NaN when there is no validation set */
     double seconds, images_per_second;
     double lr;
+    /* Data-parallel runs (nb_train_opts.comm): this rank's time in the
+     * gradient exchange of the epoch so far, and the bytes it sent. */
+    double comm_seconds;
+    int64_t comm_bytes;
 } nb_epoch_stats;
+
+/* A communicator for data-parallel training: the library never calls MPI
+ * itself; a program passes these two collectives over its own communicator
+ * (the CLI's, over MPI_COMM_WORLD, is src/dist/cli_dist.c). Both are
+ * blocking and are called by every rank in the same order; a non-zero
+ * return stops nb_train with that status (set nb_last_error's message).
+ *   allgather: send holds `bytes`; recv (size * bytes) receives every
+ *              rank's, in rank order (MPI_Allgather of MPI_BYTE).
+ *   alltoall:  send holds size blocks of `bytes`, block d for rank d; recv
+ *              (size * bytes) receives block `rank` of every rank, in rank
+ *              order (MPI_Alltoall of MPI_BYTE). */
+typedef struct nb_comm {
+    int rank, size;
+    nb_status (*allgather)(const void *send, size_t bytes, void *recv, void *user);
+    nb_status (*alltoall)(const void *send, size_t bytes, void *recv, void *user);
+    void *user;
+} nb_comm;
 
 typedef struct nb_train_opts {
     int epochs;
@@ -604,6 +641,20 @@ typedef struct nb_train_opts {
     int (*on_batch)(const nb_epoch_stats *s, void *user);
     int (*on_epoch)(const nb_epoch_stats *s, nb_optim *o, void *user);
     void *user;
+    /* Reproducible and data-parallel training. With reproducible set (or a
+     * comm of size > 1) the batch is cut into shards of `shard` examples
+     * (0: 16); each shard's gradient is computed by one thread on its own
+     * copy of the model, and the batch's gradient is their sum, weighted by
+     * shard size / batch size, over a fixed binary tree of shards. Shards
+     * are spread over ranks (contiguous runs) and threads, so the weights
+     * and losses are bit-identical for any number of ranks and threads
+     * (they depend on the seed, batch and shard size). Dropout masks then
+     * follow (seed, step, shard). With comm, ranks also compare a hash of
+     * their weights after every epoch and stop with NB_ERR_NUMERIC if they
+     * differ; on_batch and on_epoch run on every rank. */
+    const nb_comm *comm;   /* NULL: one process */
+    int reproducible;
+    int64_t shard;
 } nb_train_opts;
 /* Minibatch training. A NaN or infinite loss stops it with NB_ERR_NUMERIC
  * and a message naming the step and suggesting a smaller learning rate. */
@@ -631,6 +682,18 @@ void nb_image_free(nb_image *im);
  * an 8-bit PNG. */
 nb_status nb_png_write(const char *path, int width, int height, int channels, const unsigned char *pixels);
 nb_status nb_image_write_png(const char *path, const nb_image *im);
+/* Images as model inputs (src/io/image_read.c): a PNG (libpng) or JPEG
+ * (libjpeg) file decoded to 8-bit gray or RGB (palette expanded, 16-bit
+ * reduced to 8, alpha dropped; CMYK JPEGs refused). Sizes beyond 16384 a
+ * side or 2^25 pixels are refused from the header, before decoding, and a
+ * truncated or corrupt file is refused (no gray fill-in). */
+nb_status nb_image_decode(const void *data, size_t len, nb_image **out);
+nb_status nb_image_read(const char *path, nb_image **out);
+/* im as a model input of shape (H, W, C), row-major into out: resized with
+ * a box filter (each output pixel the mean of the input area it covers,
+ * weighted by overlap; PIL's Image.BOX), RGB -> gray as ITU-R BT.601 luma
+ * 0.299 R + 0.587 G + 0.114 B (gray -> RGB replicated), 0..255 -> [0, 1]. */
+nb_status nb_image_to_tensor(const nb_image *im, int H, int W, int C, nb_real *out);
 
 typedef enum {
     NB_CMAP_DIVERGING = 0, /* blue (t = 0) - white (t = 0.5) - red (t = 1) */

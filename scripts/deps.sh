@@ -2,12 +2,14 @@
 # Installs the Debian packages nabla needs to build, test and run the main job.
 # Idempotent; needs root (or sudo) the first time.
 set -euo pipefail
-PKGS=(build-essential cmake pkg-config zlib1g-dev libpng-dev libcjson-dev libopenblas-dev libcmocka-dev
+PKGS=(build-essential cmake pkg-config zlib1g-dev libpng-dev libjpeg62-turbo-dev libcjson-dev libopenblas-dev libcmocka-dev
       dataset-fashion-mnist clang libclang-rt-14-dev valgrind cppcheck python3-numpy
-      lld-14 wasi-libc libclang-rt-14-dev-wasm32 chromium nodejs)
-# The page (scripts/web.sh) and its browser test (tests/web): clang's
-# wasm32-wasi target, lld, wasi-libc, compiler-rt for wasm32, Chromium and
-# Node.js (npm ci in tests/web fetches playwright-core, locked).
+      python3-onnx python3-torch lld-14 wasi-libc libclang-rt-14-dev-wasm32 chromium nodejs
+      libopenmpi-dev openmpi-bin)
+# python3-onnx and python3-torch: the ONNX checks (scripts/check_onnx.py). The page
+# (scripts/web.sh) and its browser test (tests/web): clang's wasm32-wasi target, lld,
+# wasi-libc, compiler-rt for wasm32, Chromium and Node.js (npm ci in tests/web fetches
+# playwright-core, locked). OpenMPI: nabla under mpirun and its tests (tests/mpi).
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,7 +4,7 @@
 # reliability checks: every libFuzzer target for a bounded time, a valgrind
 # memcheck of a short training (zero errors, zero leaks), and cppcheck on
 # src/ (docs/static-analysis.md). Any failure fails the script.
-#   FUZZ_SECONDS=N   seconds per fuzz target (default 45; 7 targets)
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 45; 9 targets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -17,6 +17,8 @@ echo "== release build (-Werror), ctest"
 cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Release -DNB_WERROR=ON >/dev/null
 cmake --build build-test -j"$jobs"
 (cd build-test && ctest --output-on-failure -j"$jobs")
+echo "== ONNX: the onnx checker, ONNX Runtime and PyTorch models (scripts/check_onnx.py; parts skipped without them)"
+/usr/bin/python3 scripts/check_onnx.py --nabla build-test/nabla
 echo "== ASan + UBSan build, ctest"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DNB_SANITIZE=ON -DNB_WERROR=ON >/dev/null
 cmake --build build-asan -j"$jobs"

@@ -254,7 +254,6 @@ static nb_status jacobian_impl(nb_node *out, nb_node *wrt, const nb_jacobian_opt
                                kink_job *kk, nb_tensor **kinks)
 {
     if (out->graph != wrt->graph) return nb_fail(NB_ERR_ARG, "jacobian: out and wrt are in different graphs");
-    nb_grads_settle(out->graph); /* the forward passes below would drop them */
     /* Shapes first: a Jacobian too large to hold is refused before any pass runs. */
     nb_status s = nb_graph_prepare(out->graph);
     if (s) return s;

@@ -160,6 +160,13 @@ void nb_gemm_select_reset(const char *spec, nb_gemm_trial_fn *trial, void *ctx)
     trial_hook = trial, trial_ctx = ctx;
 }
 
+void nb_gemm_select_fixed(void)
+{
+    call_once(&init_once, init);
+    for (int c = 0; c < NB_GEMM_NCLASSES; c++)
+        if (policy[c] == POLICY_AUTO) policy[c] = POLICY_FIXED;
+}
+
 /* ----------------------------------------------------------- measurement */
 
 nb_gemm_kernel nb_gemm_pick(const double seconds[NB_GEMM_NKERNELS], nb_gemm_kernel fixed, double margin)

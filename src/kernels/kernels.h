@@ -98,6 +98,12 @@ const char *nb_gemm_spec_problem(void);
 typedef double nb_gemm_trial_fn(void *ctx, nb_gemm_kernel k, int round, bool trans_a, bool trans_b, int64_t M,
                                 int64_t N, int64_t K);
 void nb_gemm_select_reset(const char *spec, nb_gemm_trial_fn *trial, void *ctx);
+/* Reproducible training: every class not chosen yet and left to measurement
+ * takes the fixed default instead, so that the kernels (and so the bits)
+ * depend on the shapes, the build and the CPU alone, not on the timings of
+ * one process (two ranks, or a run and its resume, could measure
+ * differently). Explicit NB_GEMM choices stay. Call before products run. */
+void nb_gemm_select_fixed(void);
 
 /* Mostly-zero left operands (kernels/sparse_rows.c). After a max pool and a
  * ReLU most of a convolution's output gradient is zero, and the product

@@ -178,6 +178,8 @@ nb_status nb_model_load_flags(const char *path, unsigned flags, nb_model **out)
 {
     if (!out) return nb_fail(NB_ERR_ARG, "model load: NULL argument");
     *out = NULL;
+    const size_t n = path ? strlen(path) : 0;
+    if (n > 5 && !strcmp(path + n - 5, ".onnx")) return nb_onnx_load(path, flags, out); /* every --model takes ONNX */
     nb_safetensors *st;
     nb_status s = nb_safetensors_read(path, &st);
     if (s) return s;

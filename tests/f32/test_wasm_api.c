@@ -223,7 +223,8 @@ static void test_refusals(void **state)
     const int in[1] = {2};
     assert_null(nbw_net_new("dense 8 tanhh", 1, in, NB_LOSS_BCE, 1));
     if (getenv("NB_SHOW")) fprintf(stderr, "%s\n", nbw_error());
-    assert_string_equal(nbw_error(), "spec layer 0 (line 1, 'dense'): unknown activation 'tanhh'; did you mean 'tanh'? (linear, relu, sigmoid, tanh, softmax, log_softmax, leaky_relu, elu, softplus, gelu)");
+    assert_string_equal(nbw_error(), "spec layer 0 (line 1, 'dense'): unknown activation 'tanhh'; did you mean 'tanh'? "
+                        "(linear, relu, sigmoid, tanh, softmax, log_softmax, leaky_relu, elu, softplus, gelu)");
     assert_null(nbw_net_new("dense 8", 0, in, NB_LOSS_BCE, 1));
     assert_string_equal(nbw_error(), "net: need a spec and an input shape of rank 1..7");
     assert_null(nbw_net_new("dense 8", 1, in, 7, 1));

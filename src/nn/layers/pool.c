@@ -3,6 +3,7 @@
  * given (PyTorch's default). Two kinds, one file: they share everything but
  * the op. */
 #include "layers.h"
+#include "../../ops/ops_internal.h"
 
 enum { MAX_SIZE = 1024 };
 
@@ -22,8 +23,13 @@ static const nb_layer_arg args[] = {
 static nb_node *build(nb_layer_ctx *c, const nb_layer_spec *l, nb_node *x, nb_node **pre)
 {
     if (!nb_layer_need_rank(c, x, 4, "pooling needs an image input (N, H, W, C)", "")) return NULL;
-    nb_node *z = l->kind == NB_LAYER_MAXPOOL ? nb_max_pool2d(x, l->size, l->stride, l->padding)
-                                             : nb_avg_pool2d(x, l->size, l->stride, l->padding);
+    /* A max pool right after a convolution, windows not overlapping: one
+     * fused op (the convolution's full output never stored, its sparse dZ
+     * built directly); the convolution's node keeps its shape. */
+    nb_node *z = l->kind == NB_LAYER_MAXPOOL ? nb_fuse_conv2d_maxpool(x, l->size, l->stride, l->padding) : NULL;
+    if (!z)
+        z = l->kind == NB_LAYER_MAXPOOL ? nb_max_pool2d(x, l->size, l->stride, l->padding)
+                                        : nb_avg_pool2d(x, l->size, l->stride, l->padding);
     return nb_layer_finish(z, NB_ACT_NONE, pre);
 }
 
