@@ -1,15 +1,16 @@
 #!/bin/sh
 # Builds and runs the libFuzzer targets: the file parsers (fuzz_idx,
 # fuzz_npy, fuzz_csv, fuzz_safetensors), the model spec grammar (fuzz_spec),
-# model files against their spec (fuzz_model_import) and the CLI's argument
-# parsing (fuzz_cli_args).
+# model files against their spec (fuzz_model_import), the CLI's argument
+# parsing (fuzz_cli_args), ONNX models (fuzz_onnx: the protobuf reader,
+# the ONNX messages and their import) and PNG/JPEG images (fuzz_image).
 #
-#   fuzz/run.sh [seconds-per-target] [target...]    (default 60, all seven)
+#   fuzz/run.sh [seconds-per-target] [target...]    (default 60, all nine)
 #
 # Needs Debian's clang 14 with libFuzzer's runtime, which is in the package
 # libclang-rt-14-dev (libclang_rt.fuzzer-x86_64.a), and the library's
-# dependencies zlib1g-dev, libpng-dev, libcjson-dev:
-#   apt-get install clang-14 libclang-rt-14-dev zlib1g-dev libpng-dev libcjson-dev
+# dependencies zlib1g-dev, libpng-dev, libjpeg62-turbo-dev, libcjson-dev:
+#   apt-get install clang-14 libclang-rt-14-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libcjson-dev
 #
 # The library sources are compiled once into build-fuzz/obj/ with ASan +
 # UBSan (UBSan made fatal) and libFuzzer's coverage, without OpenMP and
@@ -25,7 +26,7 @@ set -u
 
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"idx npy csv safetensors spec model_import cli_args"}
+targets=${*:-"idx npy csv safetensors spec model_import cli_args onnx image"}
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/build-fuzz"
 cc=${CC:-clang}
@@ -33,7 +34,7 @@ jobs=${FUZZ_JOBS:-2}
 mkdir -p "$out/obj"
 
 cflags="-g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
-lflags="-fsanitize=fuzzer,address,undefined -lz -lpng -lcjson -lm"
+lflags="-fsanitize=fuzzer,address,undefined -lz -lpng -ljpeg -lcjson -lm"
 
 # Compile every library and CLI source once (in parallel); an object per
 # source, named after its path.

@@ -110,13 +110,10 @@ nb_status nb_input_reshape(nb_node *input, int rank, const int64_t *shape);
  * gradient of the last nb_backward (NULL where none was computed, or when
  * the last nb_backward failed). Other passes (nb_vjp, nb_jvp, nb_jacobian)
  * keep their adjoints apart and leave it as it is, so a Jacobian may run
- * between nb_backward and nb_optim_step. The gradient of a convolution
- * read by a max pool is formed only when asked for, from the pool's: ask
- * before the next nb_forward, re-inference of shapes (after
- * nb_input_reshape or new nodes) or a layer that nb_model_add removes
- * again, which drop it (nb_vjp, nb_jvp and nb_jacobian form it before their
- * own forward pass, so it survives them); and not from two threads at
- * once: asking writes it. */
+ * between nb_backward and nb_optim_step. nb_grad only reads. In a model, a
+ * convolution followed by a non-overlapping max pool is one node (op
+ * "conv2d_relu_maxpool", named after the pool's layer): the convolution's
+ * own node keeps its shape but has no value or gradient. */
 nb_tensor *nb_value(nb_node *n);
 nb_tensor *nb_grad(nb_node *n);
 const char *nb_node_name(const nb_node *n);
@@ -248,7 +245,8 @@ typedef struct nb_jacobian_opts {
  * after checking the size from the shapes alone: NB_ERR_TOO_LARGE (its message
  * gives the bytes needed) returns before any pass or large allocation. */
 nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, nb_tensor **J);
-const char *nb_jac_mode_name(nb_jac_mode m);
+const char *nb_jac_mode_name(nb_jac_mode m); /* "auto", "rev", "fwd", "numeric" */
+nb_status nb_jac_mode_parse(const char *text, nb_jac_mode *out);
 
 typedef struct nb_gradcheck_opts {
     double eps, atol, rtol; /* 0 = the precision's default (nb_gradcheck_defaults) */
@@ -374,12 +372,45 @@ typedef enum nb_activation {
     NB_ACT_NONE = 0, NB_ACT_RELU, NB_ACT_SIGMOID, NB_ACT_TANH, NB_ACT_SOFTMAX, NB_ACT_LOG_SOFTMAX,
     NB_ACT_LEAKY_RELU, NB_ACT_ELU, NB_ACT_SOFTPLUS, NB_ACT_GELU
 } nb_activation;
-const char *nb_activation_name(nb_activation a);
 
+/* Names of the library's enumerations, each list kept once (src/nn/names.c):
+ * nb_*_name gives the name the spec grammar and the CLI use ("relu",
+ * "cce", "adam", "cosine", "rev", "glorot"; NB_ACT_NONE is "linear"), "?"
+ * for a value out of range; nb_*_parse reads it back (NB_OK) or fails with
+ * NB_ERR_ARG and a message that suggests the closest name and lists them
+ * all: "unknown activation 'rleu'; did you mean 'relu'? (linear, relu, ...)".
+ * Parsing accepts a few older or longer spellings too (activation "none",
+ * schedule "exponential"). */
+const char *nb_activation_name(nb_activation a);
+nb_status nb_activation_parse(const char *text, nb_activation *out);
+/* The closest of names[0..n) to word (edit distance, a swap of two letters
+ * counting as one edit, and so does a word that begins a name or a name that
+ * begins it, of 3 letters or more), or NULL when none is close (at most a
+ * third of the longer word wrong) or word is one of them: for "did you
+ * mean" hints. */
+const char *nb_suggest(const char *word, const char *const *names, int n);
+
+/* The layer kinds, one line each: X(ENUM, file). Each kind is one entry of
+ * the layer table (src/nn/layers/FILE.c: keyword, options, build, parameters
+ * and their initialisers); the spec parser and printer, the model builder and
+ * the model files iterate the table (docs/design.md, "How to add a layer"). */
+#define NB_LAYER_KINDS(X)                                                                                    \
+    X(DENSE, dense) X(CONV2D, conv2d) X(MAXPOOL, maxpool) X(AVGPOOL, avgpool) X(FLATTEN, flatten)           \
+    X(DROPOUT, dropout) X(ACTIVATION, activation)
 typedef enum nb_layer_kind {
-    NB_LAYER_DENSE, NB_LAYER_CONV2D, NB_LAYER_MAXPOOL, NB_LAYER_AVGPOOL, NB_LAYER_FLATTEN,
-    NB_LAYER_DROPOUT, NB_LAYER_ACTIVATION
+#define NB_LAYER_ENUM_(e, file) NB_LAYER_##e,
+    NB_LAYER_KINDS(NB_LAYER_ENUM_)
+#undef NB_LAYER_ENUM_
+    NB_LAYER_KIND_COUNT
 } nb_layer_kind;
+/* The kind's keyword ("conv2d"; "activation" for a bare activation layer,
+ * whose keyword is the activation itself), NULL out of range. */
+const char *nb_layer_kind_name(nb_layer_kind k);
+/* Its grammar, "conv2d FILTERS SIZE [ACT] [stride=S] [padding=valid|same]
+ * [dilation=D]", and a spec line that uses its options ("conv2d 4 3 relu
+ * stride=2 padding=same"), NULL out of range. */
+const char *nb_layer_kind_usage(nb_layer_kind k);
+const char *nb_layer_kind_example(nb_layer_kind k);
 
 /* One line of a spec. Unused fields are 0. */
 typedef struct nb_layer_spec {
@@ -433,7 +464,8 @@ const nb_layer_spec *nb_model_layer(const nb_model *m, int i);
 int nb_model_layer_shape(const nb_model *m, int i, int64_t *shape);
 int nb_model_input_shape(const nb_model *m, int64_t *shape);
 int64_t nb_model_num_params(const nb_model *m);
-/* Parameter tensors, in layer order (kernel, then bias). */
+/* Parameter tensors, in layer order (kernel, then bias), named
+ * "<layer>.<name>" by the parameter list of their layer's kind. */
 int nb_model_param_count(const nb_model *m);
 nb_node *nb_model_param(nb_model *m, int i);
 nb_node *nb_model_find_param(nb_model *m, const char *name);
@@ -441,12 +473,19 @@ nb_node *nb_model_find_param(nb_model *m, const char *name);
 nb_status nb_model_summary(const nb_model *m, char *buf, size_t n);
 
 typedef enum { NB_INIT_GLOROT_UNIFORM = 0, NB_INIT_HE_UNIFORM, NB_INIT_HE_NORMAL, NB_INIT_TORCH_DEFAULT } nb_init;
-/* Kernels by the initialiser, biases zero (Keras), except NB_INIT_TORCH_DEFAULT
- * which draws biases uniformly in +-1/sqrt(fan_in) as PyTorch does. */
+const char *nb_init_name(nb_init i); /* "glorot", "he", "he-normal", "torch" */
+nb_status nb_init_parse(const char *text, nb_init *out);
+/* Each parameter by the initialiser its layer kind declares for it: kernels
+ * by init (fan_in and fan_out as Keras's: receptive field times channels),
+ * biases zero (Keras), except NB_INIT_TORCH_DEFAULT which draws biases
+ * uniformly in +-1/sqrt(fan_in of the layer's kernel) as PyTorch does. One
+ * random stream from seed, in parameter order. */
 nb_status nb_model_init(nb_model *m, nb_init init, uint64_t seed);
 
 /* The model's graph, built for a batch size (rebuilt shapes only as needed). */
 typedef enum { NB_LOSS_CCE = 0, NB_LOSS_MSE, NB_LOSS_BCE } nb_loss_kind;
+const char *nb_loss_name(nb_loss_kind k); /* "cce", "mse", "bce" */
+nb_status nb_loss_parse(const char *text, nb_loss_kind *out);
 nb_graph *nb_model_graph(nb_model *m);
 nb_node *nb_model_input(nb_model *m);   /* (N, input_shape...) */
 nb_node *nb_model_output(nb_model *m);  /* the last layer's output */
@@ -487,9 +526,32 @@ nb_status nb_model_export(nb_model *m, nb_safetensors *st);
 nb_status nb_model_import(const nb_safetensors *st, nb_model **out); /* flags 0 */
 nb_status nb_model_import_flags(const nb_safetensors *st, unsigned flags, nb_model **out);
 
+/* ONNX (src/io/onnx*.c): a model as an ONNX file (opset 13, the weights as
+ * initializers, the spec in metadata_props) and back. The exported graph
+ * takes (N, H, W, C) images as nabla does, or (N, C, H, W) with
+ * NB_ONNX_NCHW; the operators inside run in ONNX's NCHW layout. Importing
+ * reads sequential graphs of the operators nb_onnx_supported_ops lists,
+ * NCHW (PyTorch's torch.onnx.export) or NHWC, into a nabla model with NHWC
+ * input and Keras-layout weights: kernels transposed, and the rows of the
+ * first dense kernel after a flatten of NCHW images permuted to nabla's
+ * (h, w, c) order. Anything else (an operator, an attribute value, a
+ * branching graph) is refused with the node's name and what is supported;
+ * nothing is approximated. Import flags: NB_LOAD_ALLOW_NONFINITE. */
+enum { NB_ONNX_NCHW = 1 };
+nb_status nb_onnx_serialize(nb_model *m, unsigned flags, void **data, size_t *len); /* free(*data) */
+nb_status nb_onnx_save(nb_model *m, const char *path, unsigned flags);             /* atomic */
+nb_status nb_onnx_parse(const void *data, size_t len, unsigned flags, nb_model **out);
+nb_status nb_onnx_load(const char *path, unsigned flags, nb_model **out);
+/* "Conv, Gemm, ...": the operators nb_onnx_parse reads. */
+const char *nb_onnx_supported_ops(void);
+
 /* Optimisers, formulas and defaults as PyTorch's (torch.optim). */
 typedef enum { NB_OPT_SGD = 0, NB_OPT_ADAM, NB_OPT_ADAMW, NB_OPT_RMSPROP } nb_optimizer;
 typedef enum { NB_SCHED_CONSTANT = 0, NB_SCHED_STEP, NB_SCHED_EXPONENTIAL, NB_SCHED_COSINE } nb_schedule;
+const char *nb_optimizer_name(nb_optimizer k); /* "sgd", "adam", "adamw", "rmsprop" */
+nb_status nb_optimizer_parse(const char *text, nb_optimizer *out);
+const char *nb_schedule_name(nb_schedule s); /* "constant", "step", "exp", "cosine" */
+nb_status nb_schedule_parse(const char *text, nb_schedule *out);
 typedef struct nb_optim_opts {
     nb_optimizer kind;
     double lr;             /* required, > 0 */
@@ -516,7 +578,6 @@ nb_status nb_optim_step(nb_optim *o);
 /* Sets the learning rate from the schedule for a (0-based) epoch. */
 void nb_optim_set_epoch(nb_optim *o, int epoch);
 double nb_optim_lr(const nb_optim *o);
-const char *nb_optimizer_name(nb_optimizer k);
 /* Optimiser state as named tensors ("optim.<param>.m", ...) for checkpoints. */
 nb_status nb_optim_export(const nb_optim *o, nb_safetensors *st);
 nb_status nb_optim_import(nb_optim *o, const nb_safetensors *st);
@@ -621,6 +682,18 @@ void nb_image_free(nb_image *im);
  * an 8-bit PNG. */
 nb_status nb_png_write(const char *path, int width, int height, int channels, const unsigned char *pixels);
 nb_status nb_image_write_png(const char *path, const nb_image *im);
+/* Images as model inputs (src/io/image_read.c): a PNG (libpng) or JPEG
+ * (libjpeg) file decoded to 8-bit gray or RGB (palette expanded, 16-bit
+ * reduced to 8, alpha dropped; CMYK JPEGs refused). Sizes beyond 16384 a
+ * side or 2^25 pixels are refused from the header, before decoding, and a
+ * truncated or corrupt file is refused (no gray fill-in). */
+nb_status nb_image_decode(const void *data, size_t len, nb_image **out);
+nb_status nb_image_read(const char *path, nb_image **out);
+/* im as a model input of shape (H, W, C), row-major into out: resized with
+ * a box filter (each output pixel the mean of the input area it covers,
+ * weighted by overlap; PIL's Image.BOX), RGB -> gray as ITU-R BT.601 luma
+ * 0.299 R + 0.587 G + 0.114 B (gray -> RGB replicated), 0..255 -> [0, 1]. */
+nb_status nb_image_to_tensor(const nb_image *im, int H, int W, int C, nb_real *out);
 
 typedef enum {
     NB_CMAP_DIVERGING = 0, /* blue (t = 0) - white (t = 0.5) - red (t = 1) */

@@ -4,6 +4,7 @@
 #include "nn_internal.h"
 
 #include "../dist/dist_internal.h"
+#include "../kernels/kernels.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -210,9 +211,9 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     if (s || (s = check_data(m, train, "training", &xrow, &yrow))) return s;
     if (val && val->x && (s = check_data(m, val, "validation", &vx, &vy))) return s;
     nb_shards *sh = NULL;
-    if ((opts->reproducible || (opts->comm && opts->comm->size > 1)) &&
-        (s = nb_shards_new(m, loss, train, opts, xrow, yrow, &sh)))
-        return s;
+    const bool reproducible = opts->reproducible || (opts->comm && opts->comm->size > 1);
+    if (reproducible) nb_gemm_select_fixed(); /* kernels by shape, not by this process's timings */
+    if (reproducible && (s = nb_shards_new(m, loss, train, opts, xrow, yrow, &sh))) return s;
     int64_t n = train->x->shape[0];
     int64_t *idx = malloc((size_t)n * sizeof *idx);
     if (!idx) {

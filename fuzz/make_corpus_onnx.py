@@ -1,0 +1,91 @@
+#!/usr/bin/python3
+"""Writes the seed corpus of fuzz_onnx under fuzz/corpus/onnx/ (run once; the
+files are committed): small models exported by nabla (NHWC and NCHW, every
+layer kind), small models from torch.onnx.export when python3-torch is there,
+and a few broken ones. Needs a built nabla (build/nabla or --nabla)."""
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+here = os.path.dirname(os.path.abspath(__file__))
+out = os.path.join(here, "corpus", "onnx")
+nabla = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "build", "nabla")
+os.makedirs(out, exist_ok=True)
+
+models = {
+    "cnn": ("conv2d 2 3 relu; maxpool 2; flatten; dense 3", "8,8,1"),
+    "options": ("conv2d 2 3 stride=2 padding=same; elu; conv2d 3 2 tanh dilation=2; avgpool 2 stride=1 padding=same; "
+                "maxpool 2; flatten; dropout 0.25; dense 2 softmax", "9,7,2"),
+    "mlp": ("dense 4 leaky_relu; linear; dense 3 log_softmax; sigmoid; softplus", "5"),
+}
+
+
+def param_shapes(spec, shape):
+    """(name, shape) of every parameter, from the output shapes `nabla summary` prints."""
+    text = subprocess.run([nabla, "summary", "--model", spec, "--input", shape], check=True, capture_output=True,
+                          text=True).stdout
+    prev, params = [int(d) for d in shape.split(",")], []
+    for line in text.splitlines():
+        parts = line.split("(N, ")
+        if len(parts) != 2 or not line[:1].isdigit():
+            continue
+        idx, layer = line.split()[0], line.split()[1:3]
+        dims = [int(d) for d in parts[1].split(")")[0].split(",")]
+        if layer[0] == "conv2d":
+            size = int(line.split()[3])
+            params += [(f"{idx}.kernel", [size, size, prev[-1], dims[-1]]),
+                       (f"{idx}.bias", [dims[-1]])]
+        elif layer[0] in ("dense", "neuron"):
+            params += [(f"{idx}.kernel", [prev[-1], dims[-1]]), (f"{idx}.bias", [dims[-1]])]
+        prev = dims
+    return params
+
+
+def safetensors(spec, shape, path):
+    """A nabla model file of spec with small deterministic weights."""
+    header, blobs, off = {}, [], 0
+    for k, (name, dims) in enumerate(param_shapes(spec, shape)):
+        n = 1
+        for d in dims:
+            n *= d
+        blob = struct.pack(f"<{n}f", *[((i * 7 + k) % 11 - 5) / 10 for i in range(n)])
+        header[name] = {"dtype": "F32", "shape": dims, "data_offsets": [off, off + len(blob)]}
+        blobs.append(blob)
+        off += len(blob)
+    header["__metadata__"] = {"nabla.spec": spec, "nabla.input": shape, "nabla.format": "1"}
+    h = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    for name, (spec, shape) in models.items():
+        st = os.path.join(tmp, name + ".safetensors")
+        safetensors(spec, shape, st)
+        for flag, suffix in (([], ""), (["--nchw"], "_nchw")):
+            subprocess.run([nabla, "export", "--model", st, "-o", os.path.join(out, name + suffix + ".onnx")] + flag,
+                           check=True, capture_output=True)
+try:
+    import torch
+    nn = torch.nn
+    torch.manual_seed(0)
+    for name, net, shape in (
+        ("torch_cnn", nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                    nn.Linear(32, 3)), (1, 1, 8, 8)),
+        ("torch_mlp", nn.Sequential(nn.Flatten(), nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 2), nn.Softmax(1)),
+         (1, 6)),
+    ):
+        torch.onnx.export(net.eval(), torch.zeros(shape), os.path.join(out, name + ".onnx"), opset_version=13)
+except ImportError:
+    print("make_corpus_onnx: no python3-torch: torch seeds skipped")
+for name in list(os.listdir(out)):
+    data = open(os.path.join(out, name), "rb").read()
+    if name == "cnn.onnx":
+        open(os.path.join(out, "bad_truncated.onnx"), "wb").write(data[: len(data) // 2])
+        flipped = bytearray(data)
+        flipped[len(data) // 3] ^= 0xFF
+        open(os.path.join(out, "bad_flipped.onnx"), "wb").write(bytes(flipped))
+print("\n".join(f"{n}: {os.path.getsize(os.path.join(out, n))} bytes" for n in sorted(os.listdir(out))))

@@ -1,0 +1,163 @@
+#!/usr/bin/python3
+"""Checks nabla's ONNX files against the tools of the field (issue 15).
+
+ 1. nabla export writes files that Debian's python3-onnx checker accepts
+    (onnx.checker.check_model with full_check, which runs shape inference).
+ 2. ONNX Runtime (onnxruntime-node from npm, tests/onnx/) runs them and gives
+    the outputs of `nabla predict --raw` within --tol-out (1e-5) on real
+    Fashion-MNIST test images, for an NHWC and an NCHW (--nchw) export.
+ 3. Models built here with Debian's python3-torch (the lecture CNN and an
+    MLP, random weights from a fixed seed, no downloads) and written by
+    torch.onnx.export (opset 13) import into nabla (`nabla import`, and
+    --model M.onnx directly) and give torch's logits within --tol-out and
+    torch.autograd's per-example input Jacobian within --tol-jac (2e-4).
+
+Each part is skipped, with a message, when its tool is missing (exit 0);
+any disagreement exits 1. Prints the largest differences.
+
+usage: /usr/bin/python3 scripts/check_onnx.py [--nabla build/nabla] [--n 64]
+"""
+import argparse
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+CNN_SPEC = "conv2d 8 3 relu; conv2d 16 3 padding=same stride=2; relu; maxpool 2; flatten; dense 32 tanh; dropout 0.2; dense 10 softmax"
+failures = []
+
+
+def run(*cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"check_onnx: {' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+    return r.stdout
+
+
+def check(what, diff, tol):
+    ok = diff <= tol
+    print(f"  {what}: max |difference| {diff:.3g} (tolerance {tol:g}) {'ok' if ok else 'FAIL'}")
+    if not ok:
+        failures.append(what)
+
+
+def test_images(n):
+    """The first n Fashion-MNIST test images as float32 (n, 28, 28, 1) in [0, 1]."""
+    with gzip.open(DATA, "rb") as f:
+        raw = f.read()
+    x = np.frombuffer(raw, dtype=np.uint8, offset=16)[: n * 784]
+    return (x.astype(np.float32) / 255.0).reshape(n, 28, 28, 1)
+
+
+def predict(nabla, model, x_npy, out):
+    run(nabla, "predict", "--model", model, "--input", x_npy, "-o", out, "--raw")
+    return np.load(out)
+
+
+def check_export(nabla, tmp, x, x_npy):
+    print("== exported files: onnx checker and ONNX Runtime against nabla predict")
+    model = os.path.join(tmp, "cnn.safetensors")
+    run(nabla, "train", "--data", "fashion-mnist", "--model", CNN_SPEC, "--limit", "2048", "--epochs", "1",
+        "--seed", "1", "--out", model, "--quiet")
+    want = predict(nabla, model, x_npy, os.path.join(tmp, "nabla.npy"))
+    try:
+        import onnx
+    except ImportError:
+        onnx = None
+        print("  skipped the checker: python3-onnx is not installed (apt-get install python3-onnx)")
+    node_ok = shutil.which("node") and os.path.isdir(os.path.join(ROOT, "tests/onnx/node_modules/onnxruntime-node"))
+    if not node_ok:
+        print("  skipped ONNX Runtime: no node or no tests/onnx/node_modules (cd tests/onnx && npm ci --ignore-scripts)")
+    for layout in ("nhwc", "nchw"):
+        path = os.path.join(tmp, f"cnn_{layout}.onnx")
+        run(nabla, "export", "--model", model, "-o", path, *(["--nchw"] if layout == "nchw" else []))
+        if onnx:
+            onnx.checker.check_model(onnx.load(path), full_check=True)
+            print(f"  onnx.checker ({onnx.__version__}) accepts {os.path.basename(path)}")
+        if node_ok:
+            xin = x if layout == "nhwc" else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+            fin, fout = os.path.join(tmp, "x.f32"), os.path.join(tmp, "y.f32")
+            xin.astype("<f4").tofile(fin)
+            dims = run("node", os.path.join(ROOT, "tests/onnx/run_ort.js"), path, fin, ",".join(map(str, xin.shape)),
+                       fout).strip()
+            got = np.fromfile(fout, dtype="<f4").reshape([int(d) for d in dims.split(",")])
+            check(f"ONNX Runtime vs nabla predict, {layout} export, {len(x)} images, outputs {got.shape}",
+                  float(np.abs(got - want).max()), args.tol_out)
+
+
+def torch_models(torch):
+    nn = torch.nn
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10))
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.Tanh(),
+                        nn.Linear(128, 10))
+    return {"lecture CNN": (cnn, (1, 1, 28, 28)), "MLP": (mlp, (1, 1, 28, 28))}
+
+
+def check_torch(nabla, tmp, x, x_npy):
+    print("== models from torch.onnx.export: logits and input Jacobians against torch")
+    try:
+        import torch
+    except ImportError:
+        print("  skipped: python3-torch is not installed (apt-get install python3-torch)")
+        return
+    torch.set_num_threads(2)
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # NCHW for torch
+    nj = min(len(x), 8)
+    for name, (net, shape) in torch_models(torch).items():
+        net.eval()
+        tag = name.split()[-1].lower()
+        path, imported = os.path.join(tmp, f"{tag}.onnx"), os.path.join(tmp, f"{tag}.safetensors")
+        torch.onnx.export(net, torch.zeros(shape), path, opset_version=13, input_names=["x"], output_names=["logits"],
+                          dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}})
+        out = run(nabla, "import", path, "-o", imported).strip()
+        print(f"  {name}: {out}")
+        with torch.no_grad():
+            want = net(xt).numpy()
+        for model in (imported, path):
+            got = predict(nabla, model, x_npy, os.path.join(tmp, "logits.npy"))
+            check(f"{name} logits, nabla --model {os.path.basename(model)} vs torch, {len(x)} images",
+                  float(np.abs(got - want).max()), args.tol_out)
+        xs = os.path.join(tmp, "xj.npy")
+        np.save(xs, x[:nj])
+        jac = os.path.join(tmp, "J.npy")
+        run(nabla, "jacobian", "--model", path, "--input", xs, "--per-example", "-o", jac)
+        got = np.load(jac)  # (n, 10, 28, 28, 1)
+        ref = []
+        for i in range(nj):
+            j = torch.autograd.functional.jacobian(net, xt[i:i + 1])  # (1, 10, 1, 1, 28, 28)
+            ref.append(j[0, :, 0].permute(0, 2, 3, 1).numpy())  # (10, 28, 28, 1): NCHW -> NHWC, C = 1
+        ref = np.stack(ref)
+        check(f"{name} input Jacobian {got.shape}, nabla jacobian --per-example vs torch.autograd, {nj} images",
+              float(np.abs(got - ref).max()), args.tol_jac)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nabla", default=os.path.join(ROOT, "build", "nabla"))
+    ap.add_argument("--n", type=int, default=64, help="test images (default 64)")
+    ap.add_argument("--tol-out", type=float, default=1e-5)
+    ap.add_argument("--tol-jac", type=float, default=2e-4)
+    args = ap.parse_args()
+    if not os.path.exists(args.nabla):
+        raise SystemExit(f"check_onnx: no nabla binary at {args.nabla}; build it or pass --nabla")
+    if not os.path.exists(DATA):
+        print(f"check_onnx: skipped: no Fashion-MNIST at {DATA} (apt-get install dataset-fashion-mnist)")
+        sys.exit(0)
+    with tempfile.TemporaryDirectory(prefix="nabla-onnx-") as tmp:
+        x = test_images(args.n)
+        x_npy = os.path.join(tmp, "x.npy")
+        np.save(x_npy, x)
+        check_export(args.nabla, tmp, x, x_npy)
+        check_torch(args.nabla, tmp, x, x_npy)
+    if failures:
+        print(f"check_onnx: {len(failures)} check(s) failed: {'; '.join(failures)}")
+        sys.exit(1)
+    print("check_onnx: all checks passed")

@@ -1,0 +1,294 @@
+/* nabla model -> ONNX (opset 13). One table entry per layer kind writes that
+ * layer's nodes and initializers; a new layer kind adds one entry.
+ *
+ * Layout. nabla's tensors are NHWC; ONNX's Conv and pooling operators take
+ * NCHW. The exporter tracks the layout of the current rank-4 tensor in the
+ * ONNX graph and inserts a Transpose only where an operator needs the other
+ * one: perm (0,3,1,2) before the first Conv or pool, (0,2,3,1) before a
+ * Flatten (so the flattened order is nabla's (h, w, c) and the dense kernel
+ * after it is written as it is) and, for a rank-4 output, back to the
+ * layout asked for. Elementwise layers take either layout.
+ *
+ * Weights: dense kernel (in, out) is Gemm's B as it is (transB = 0), conv
+ * kernel k[p,q,c,o] (f, f, C_in, C_out) becomes ONNX's W[o,c,p,q]; biases as
+ * they are. Node and tensor names are "<layer>.<op>", initializers keep the
+ * parameters' names ("0.kernel"). */
+#include "onnx.h"
+
+#include "../kernels/kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+enum { OPSET = 13, IR_VERSION = 7 };
+
+typedef struct exp_ctx {
+    nb_model *m;
+    nb_pb_writer graph;
+    int layer;
+    char cur[64];                /* the current tensor's name in the graph */
+    int rank;                    /* its rank, batch included */
+    int64_t shape[NB_MAX_RANK];  /* its nabla (NHWC) shape, batch included */
+    int nchw;                    /* a rank-4 current tensor lies as NCHW in the graph */
+} exp_ctx;
+
+/* Appends node op on the current tensor (plus extra inputs) and makes its
+ * output current; attributes through *n before onnx_w_node_end. */
+static void node_begin(exp_ctx *c, onnx_w_node *n, const char *op, const char *what, int nextra,
+                       const char *const *extra)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%d.%s", c->layer, what);
+    const char *in[4] = {c->cur};
+    for (int i = 0; i < nextra && i < 3; i++) in[1 + i] = extra[i];
+    onnx_w_node_begin(n, op, name, 1 + nextra, in, name);
+    snprintf(c->cur, sizeof c->cur, "%s", name);
+}
+
+static void put_transpose(exp_ctx *c, int to_nchw)
+{
+    static const int64_t to_c[4] = {0, 3, 1, 2}, to_l[4] = {0, 2, 3, 1};
+    onnx_w_node n;
+    node_begin(c, &n, "Transpose", to_nchw ? "to_nchw" : "to_nhwc", 0, NULL);
+    onnx_w_attr_ints(&n, "perm", 4, to_nchw ? to_c : to_l);
+    onnx_w_node_end(&n, &c->graph);
+    c->nchw = to_nchw;
+}
+
+/* The activation after a layer (or as one): Relu, Softmax(axis), ... */
+static nb_status put_activation(exp_ctx *c, nb_activation a)
+{
+    static const char *ops[] = {[NB_ACT_RELU] = "Relu", [NB_ACT_SIGMOID] = "Sigmoid", [NB_ACT_TANH] = "Tanh",
+                                [NB_ACT_SOFTMAX] = "Softmax", [NB_ACT_LOG_SOFTMAX] = "LogSoftmax",
+                                [NB_ACT_LEAKY_RELU] = "LeakyRelu", [NB_ACT_ELU] = "Elu", [NB_ACT_SOFTPLUS] = "Softplus"};
+    if (a == NB_ACT_NONE) return NB_OK;
+    if (a == NB_ACT_GELU || (unsigned)a >= sizeof ops / sizeof ops[0] || !ops[a])
+        return nb_fail(NB_ERR_ARG, "onnx export: layer %d: activation %s has no operator in ONNX opset %d", c->layer,
+                       nb_activation_name(a), OPSET);
+    onnx_w_node n;
+    node_begin(c, &n, ops[a], nb_activation_name(a), 0, NULL);
+    if (a == NB_ACT_SOFTMAX || a == NB_ACT_LOG_SOFTMAX) /* nabla's: over the last nabla axis (channels) */
+        onnx_w_attr_int(&n, "axis", c->rank == 4 && c->nchw ? 1 : c->rank - 1);
+    if (a == NB_ACT_LEAKY_RELU) onnx_w_attr_float(&n, "alpha", 0.01f); /* nb_leaky_relu(x, 0.01) */
+    if (a == NB_ACT_ELU) onnx_w_attr_float(&n, "alpha", 1.0f);
+    onnx_w_node_end(&n, &c->graph);
+    return NB_OK;
+}
+
+static nb_node *param(exp_ctx *c, const char *what)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%d.%s", c->layer, what);
+    return nb_model_find_param(c->m, name);
+}
+
+static nb_status put_dense(exp_ctx *c, const nb_layer_spec *l)
+{
+    nb_node *k = param(c, "kernel"), *b = param(c, "bias");
+    if (!k || !b) return nb_fail(NB_ERR_ARG, "onnx export: layer %d: dense without kernel and bias", c->layer);
+    const nb_tensor *kv = nb_value(k), *bv = nb_value(b);
+    onnx_w_initializer(&c->graph, nb_node_name(k), 2, kv->shape, kv->data); /* Gemm's B: (in, out) */
+    onnx_w_initializer(&c->graph, nb_node_name(b), 1, bv->shape, bv->data);
+    const char *in[2] = {nb_node_name(k), nb_node_name(b)};
+    onnx_w_node n;
+    node_begin(c, &n, "Gemm", "gemm", 2, in);
+    onnx_w_node_end(&n, &c->graph);
+    return put_activation(c, l->act);
+}
+
+/* ONNX pads [top, left, bottom, right] of a conv or pool window by
+ * TensorFlow's rule (what nabla computes), for the current input. */
+static void window_pads(const exp_ctx *c, int f, int s, int d, nb_padding pad, int64_t pads[4])
+{
+    for (int ax = 0; ax < 2; ax++) {
+        const int64_t in = c->shape[1 + ax];
+        int before = 0;
+        const int64_t out = nb_window_dim(in, f, s, d, pad, &before);
+        int64_t total = (out - 1) * s + (int64_t)(f - 1) * d + 1 - in;
+        if (pad == NB_PAD_VALID || total < 0) total = 0, before = 0;
+        pads[ax] = before;
+        pads[2 + ax] = total - before;
+    }
+}
+
+static nb_status put_conv(exp_ctx *c, const nb_layer_spec *l)
+{
+    nb_node *k = param(c, "kernel"), *b = param(c, "bias");
+    if (!k || !b) return nb_fail(NB_ERR_ARG, "onnx export: layer %d: conv2d without kernel and bias", c->layer);
+    const nb_tensor *kv = nb_value(k), *bv = nb_value(b);
+    const int64_t F = kv->shape[0], C = kv->shape[2], O = kv->shape[3];
+    const int64_t dims[4] = {O, C, F, F};
+    nb_real *w = malloc(sizeof(nb_real) * (size_t)kv->size);
+    if (!w) return nb_fail(NB_ERR_NOMEM, "onnx export: out of memory");
+    for (int64_t p = 0; p < F; p++) /* W[o,c,p,q] = k[p,q,c,o] */
+        for (int64_t q = 0; q < F; q++)
+            for (int64_t ch = 0; ch < C; ch++)
+                for (int64_t o = 0; o < O; o++)
+                    w[((o * C + ch) * F + p) * F + q] = kv->data[((p * F + q) * C + ch) * O + o];
+    onnx_w_initializer(&c->graph, nb_node_name(k), 4, dims, w);
+    free(w);
+    onnx_w_initializer(&c->graph, nb_node_name(b), 1, bv->shape, bv->data);
+    if (!c->nchw) put_transpose(c, 1);
+    const int s = l->stride ? l->stride : 1, d = l->dilation ? l->dilation : 1;
+    int64_t pads[4], ks[2] = {F, F}, ss[2] = {s, s}, ds[2] = {d, d};
+    window_pads(c, l->size, s, d, l->padding, pads);
+    const char *in[2] = {nb_node_name(k), nb_node_name(b)};
+    onnx_w_node n;
+    node_begin(c, &n, "Conv", "conv", 2, in);
+    onnx_w_attr_ints(&n, "kernel_shape", 2, ks);
+    onnx_w_attr_ints(&n, "strides", 2, ss);
+    onnx_w_attr_ints(&n, "dilations", 2, ds);
+    onnx_w_attr_ints(&n, "pads", 4, pads);
+    onnx_w_node_end(&n, &c->graph);
+    return put_activation(c, l->act);
+}
+
+/* MaxPool / AveragePool: padded positions take no part in either, as in
+ * nabla (AveragePool's count_include_pad = 0, its default). */
+static nb_status put_pool(exp_ctx *c, const nb_layer_spec *l)
+{
+    if (!c->nchw) put_transpose(c, 1);
+    const int s = l->stride ? l->stride : l->size;
+    int64_t pads[4], ks[2] = {l->size, l->size}, ss[2] = {s, s};
+    window_pads(c, l->size, s, 1, l->padding, pads);
+    onnx_w_node n;
+    const int max = l->kind == NB_LAYER_MAXPOOL;
+    node_begin(c, &n, max ? "MaxPool" : "AveragePool", max ? "maxpool" : "avgpool", 0, NULL);
+    onnx_w_attr_ints(&n, "kernel_shape", 2, ks);
+    onnx_w_attr_ints(&n, "strides", 2, ss);
+    onnx_w_attr_ints(&n, "pads", 4, pads);
+    onnx_w_node_end(&n, &c->graph);
+    return NB_OK;
+}
+
+static nb_status put_flatten(exp_ctx *c, const nb_layer_spec *l)
+{
+    if (c->rank == 4 && c->nchw) put_transpose(c, 0); /* flatten in nabla's (h, w, c) order */
+    onnx_w_node n;
+    node_begin(c, &n, "Flatten", "flatten", 0, NULL);
+    onnx_w_attr_int(&n, "axis", 1);
+    onnx_w_node_end(&n, &c->graph);
+    return NB_OK;
+}
+
+/* Dropout (an identity in inference): its ratio as the optional input. */
+static nb_status put_dropout(exp_ctx *c, const nb_layer_spec *l)
+{
+    char ratio[64];
+    snprintf(ratio, sizeof ratio, "%d.ratio", c->layer);
+    const nb_real r = (nb_real)l->rate;
+    onnx_w_initializer(&c->graph, ratio, 0, NULL, &r);
+    const char *in[1] = {ratio};
+    onnx_w_node n;
+    node_begin(c, &n, "Dropout", "dropout", 1, in);
+    onnx_w_node_end(&n, &c->graph);
+    return NB_OK;
+}
+
+/* An activation layer; a linear one (the identity) as an Identity node, so
+ * that importing gives the layer back. */
+static nb_status put_act_layer(exp_ctx *c, const nb_layer_spec *l)
+{
+    if (l->act != NB_ACT_NONE) return put_activation(c, l->act);
+    onnx_w_node n;
+    node_begin(c, &n, "Identity", "linear", 0, NULL);
+    onnx_w_node_end(&n, &c->graph);
+    return NB_OK;
+}
+
+/* One entry per nb_layer_kind. */
+static nb_status (*const layer_writers[])(exp_ctx *, const nb_layer_spec *) = {
+    [NB_LAYER_DENSE] = put_dense,     [NB_LAYER_CONV2D] = put_conv,   [NB_LAYER_MAXPOOL] = put_pool,
+    [NB_LAYER_AVGPOOL] = put_pool,    [NB_LAYER_FLATTEN] = put_flatten, [NB_LAYER_DROPOUT] = put_dropout,
+    [NB_LAYER_ACTIVATION] = put_act_layer,
+};
+
+/* The graph's input, every layer, and the output "output". */
+static nb_status put_graph(exp_ctx *c, int want_nchw)
+{
+    int64_t dims[NB_MAX_RANK];
+    c->rank = 1 + nb_model_input_shape(c->m, c->shape + 1);
+    c->shape[0] = 1;
+    c->nchw = c->rank == 4 && want_nchw;
+    memcpy(dims, c->shape, sizeof dims);
+    if (c->nchw) dims[1] = c->shape[3], dims[2] = c->shape[1], dims[3] = c->shape[2];
+    onnx_w_value(&c->graph, 11, "input", c->rank, dims);
+    snprintf(c->cur, sizeof c->cur, "input");
+    nb_status s = NB_OK;
+    for (int i = 0; i < nb_model_num_layers(c->m) && !s; i++) {
+        const nb_layer_spec *l = nb_model_layer(c->m, i);
+        c->layer = i;
+        if ((unsigned)l->kind >= sizeof layer_writers / sizeof layer_writers[0] || !layer_writers[l->kind])
+            return nb_fail(NB_ERR_ARG, "onnx export: layer %d: no ONNX writer for layer kind %d", i, (int)l->kind);
+        s = layer_writers[l->kind](c, l);
+        c->rank = 1 + nb_model_layer_shape(c->m, i, c->shape + 1);
+    }
+    if (s) return s;
+    c->layer = nb_model_num_layers(c->m);
+    if (c->rank == 4 && c->nchw != want_nchw) put_transpose(c, want_nchw);
+    const char *in[1] = {c->cur};
+    onnx_w_node n;
+    onnx_w_node_begin(&n, "Identity", "output", 1, in, "output");
+    onnx_w_node_end(&n, &c->graph);
+    memcpy(dims, c->shape, sizeof dims);
+    if (c->rank == 4 && want_nchw) dims[1] = c->shape[3], dims[2] = c->shape[1], dims[3] = c->shape[2];
+    onnx_w_value(&c->graph, 12, "output", c->rank, dims);
+    nb_pb_put_string(&c->graph, 2, "nabla");
+    return NB_OK;
+}
+
+static void put_meta(nb_pb_writer *w, const char *key, const char *value)
+{
+    nb_pb_writer e = {0};
+    nb_pb_put_string(&e, 1, key);
+    nb_pb_put_string(&e, 2, value);
+    nb_pb_put_message(w, 14, &e);
+}
+
+nb_status nb_onnx_serialize(nb_model *m, unsigned flags, void **data, size_t *len)
+{
+    if (!m || !data || !len) return nb_fail(NB_ERR_ARG, "onnx export: NULL argument");
+    if (flags & ~(unsigned)NB_ONNX_NCHW) return nb_fail(NB_ERR_ARG, "onnx export: unknown flags 0x%x", flags);
+    *data = NULL, *len = 0;
+    exp_ctx c = {.m = m};
+    nb_status s = put_graph(&c, (flags & NB_ONNX_NCHW) != 0);
+    if (s) {
+        nb_pb_writer_free(&c.graph);
+        return s;
+    }
+    nb_pb_writer w = {0}, opset = {0};
+    nb_pb_put_varint(&w, 1, IR_VERSION);
+    nb_pb_put_string(&w, 2, "nabla");
+    nb_pb_put_string(&w, 3, nb_version());
+    nb_pb_put_message(&w, 7, &c.graph);
+    nb_pb_put_string(&opset, 1, "");
+    nb_pb_put_varint(&opset, 2, OPSET);
+    nb_pb_put_message(&w, 8, &opset);
+    char input[256];
+    int64_t shape[NB_MAX_RANK];
+    const int rank = nb_model_input_shape(m, shape);
+    size_t u = 0;
+    for (int d = 0; d < rank && u < sizeof input; d++)
+        u += (size_t)snprintf(input + u, sizeof input - u, d ? ",%lld" : "%lld", (long long)shape[d]);
+    put_meta(&w, "nabla.spec", nb_model_spec(m));
+    put_meta(&w, "nabla.input", input);
+    put_meta(&w, "nabla.format", "1");
+    put_meta(&w, "nabla.layout", flags & NB_ONNX_NCHW ? "nchw" : "nhwc");
+    if (w.failed) {
+        nb_pb_writer_free(&w);
+        return nb_fail(NB_ERR_NOMEM, "onnx export: out of memory");
+    }
+    *data = w.data, *len = w.len;
+    return NB_OK;
+}
+
+nb_status nb_onnx_save(nb_model *m, const char *path, unsigned flags)
+{
+    if (!path) return nb_fail(NB_ERR_ARG, "onnx export: NULL path");
+    void *data;
+    size_t len;
+    nb_status s = nb_onnx_serialize(m, flags, &data, &len);
+    if (!s) s = nb_write_file_atomic(path, data, len);
+    free(data);
+    return s;
+}

@@ -1,0 +1,709 @@
+/* ONNX -> nabla model. The graph must be a chain: every node reads the
+ * current tensor (its first input, or either input of an Add after a
+ * MatMul) and constants (initializers or Constant nodes), and its output
+ * becomes the current tensor; the last one is the graph's output. One table
+ * entry per ONNX operator lowers it to nabla layers (ops[] below; a new
+ * operator adds one entry); an operator, attribute or attribute value
+ * outside the table is refused, naming the node and what is supported.
+ *
+ * Layout. A rank-4 tensor lies as NCHW or NHWC in the ONNX graph (the graph
+ * input is NHWC when its first node is Transpose(0,3,1,2), else NCHW); nabla
+ * computes in NHWC. So: conv weights W[o,c,p,q] -> k[p,q,c,o]; a Transpose
+ * that changes the layout adds no layer; a Flatten of an NCHW tensor
+ * flattens in (c, h, w) order where nabla's flatten gives (h, w, c), so the
+ * rows of the next dense kernel are permuted: nabla row r = (h*W + w)*C + c
+ * takes ONNX row (c*H + h)*W + w (elementwise layers in between commute with
+ * the permutation). Softmax must run over the channel axis (nabla's last).
+ *
+ * An activation right after a Conv, Gemm or MatMul(+Add) becomes that
+ * layer's activation ("conv2d 32 3 relu") unless the spec in the file's
+ * metadata (a nabla export) has it as a layer of its own; a layer equal to
+ * the metadata's in effect takes the metadata's spelling, so nabla -> ONNX
+ * -> nabla gives back the same spec. */
+#include "onnx.h"
+
+#include "../kernels/kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+enum { L_PLAIN = 0, L_NCHW, L_NHWC };
+
+typedef struct imp_ctx {
+    const onnx_model *om;
+    const onnx_graph *g;
+    nb_model *m;
+    const char *cur;            /* the current tensor */
+    int rank;                   /* its ONNX rank (batch included) */
+    int64_t dims[NB_MAX_RANK];  /* its ONNX dims, dims[0] = 1 */
+    int layout;                 /* of a rank-4 current tensor */
+    int64_t *perm;              /* pending row permutation of the next dense kernel, or NULL */
+    int64_t nperm;
+    int node;                   /* the node being lowered */
+    char *done;                 /* per node: lowered (fused into an earlier one or a Constant) */
+    nb_layer_spec *hint;        /* the metadata's spec, or NULL */
+    int nhint;
+} imp_ctx;
+
+typedef struct onnx_op {
+    const char *type;
+    nb_status (*lower)(imp_ctx *c, const onnx_node *n);
+    const char *attrs[8]; /* the attributes it reads; any other is refused */
+} onnx_op;
+
+static const onnx_op *find_op(const char *type);
+
+/* "onnx import: node 3 'Conv_0' (Conv): <fmt>". */
+static nb_status node_fail(const imp_ctx *c, const onnx_node *n, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return nb_fail(NB_ERR_FORMAT, "onnx import: node %d '%.100s' (%.60s): %s", c->node, n->name, n->op_type, msg);
+}
+
+/* A constant by name: an initializer or a Constant node's value. */
+static const onnx_tensor *find_const(const imp_ctx *c, const char *name)
+{
+    for (int i = c->g->ninits - 1; i >= 0; i--)
+        if (!strcmp(c->g->inits[i].name, name)) return &c->g->inits[i];
+    for (int i = 0; i < c->g->nnodes; i++) {
+        const onnx_node *n = &c->g->nodes[i];
+        if (n->nout == 1 && !strcmp(n->out[0], name) && !strcmp(n->op_type, "Constant")) {
+            const onnx_attr *a = onnx_node_attr(n, "value");
+            return a && a->type == ONNX_ATTR_TENSOR ? a->t : NULL;
+        }
+    }
+    return NULL;
+}
+
+static int64_t attr_int(const onnx_node *n, const char *name, int64_t dflt)
+{
+    const onnx_attr *a = onnx_node_attr(n, name);
+    return a && a->type == ONNX_ATTR_INT ? a->i : dflt;
+}
+
+/* A 2-element ints attribute with equal values (square windows), into *v;
+ * dflt when absent. */
+static nb_status attr_square(const imp_ctx *c, const onnx_node *n, const char *name, int64_t dflt, int64_t lo,
+                             int64_t *v)
+{
+    const onnx_attr *a = onnx_node_attr(n, name);
+    *v = dflt;
+    if (!a) return NB_OK;
+    if (a->type != ONNX_ATTR_INTS || a->nints != 2 || a->ints[0] != a->ints[1] || a->ints[0] < lo || a->ints[0] > 1024)
+        return node_fail(c, n, "%s must be two equal numbers in %lld..1024 (nabla's windows are square)", name,
+                         (long long)lo);
+    *v = a->ints[0];
+    return NB_OK;
+}
+
+/* The node's output becomes the current tensor. */
+static nb_status advance(imp_ctx *c, const onnx_node *n)
+{
+    if (n->nout < 1 || !n->out[0][0]) return node_fail(c, n, "the node has no output");
+    c->cur = n->out[0];
+    return NB_OK;
+}
+
+/* Appends layer l to the model (the metadata's spelling when it means the
+ * same), fails with nabla's message on a shape mismatch, and updates the
+ * current ONNX dims from nabla's output shape. */
+static int same_layer(const nb_layer_spec *a, const nb_layer_spec *b)
+{
+    const int conv = a->kind == NB_LAYER_CONV2D, pool = a->kind == NB_LAYER_MAXPOOL || a->kind == NB_LAYER_AVGPOOL;
+    const int sa = a->stride ? a->stride : conv ? 1 : a->size, sb = b->stride ? b->stride : conv ? 1 : b->size;
+    return a->kind == b->kind && a->units == b->units && a->size == b->size && a->act == b->act &&
+           a->padding == b->padding && (!(conv || pool) || sa == sb) &&
+           (a->dilation ? a->dilation : 1) == (b->dilation ? b->dilation : 1) && fabs(a->rate - b->rate) < 1e-7;
+}
+
+static nb_status add_layer(imp_ctx *c, const onnx_node *n, nb_layer_spec l)
+{
+    const int idx = nb_model_num_layers(c->m);
+    if (c->hint && idx < c->nhint && same_layer(&l, &c->hint[idx])) l = c->hint[idx];
+    if (nb_model_add(c->m, &l)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", nb_last_error());
+        return node_fail(c, n, "%s", msg);
+    }
+    int64_t shape[NB_MAX_RANK];
+    const int r = nb_model_layer_shape(c->m, idx, shape);
+    c->rank = r + 1;
+    c->dims[0] = 1;
+    if (c->rank == 4 && c->layout == L_NCHW) c->dims[1] = shape[2], c->dims[2] = shape[0], c->dims[3] = shape[1];
+    else memcpy(c->dims + 1, shape, sizeof(int64_t) * (size_t)r);
+    return NB_OK;
+}
+
+/* Copies constant t (count values) into parameter "<layer>.<what>",
+ * through map (nabla index -> ONNX index) when given. */
+static nb_status set_param(imp_ctx *c, const onnx_node *n, const char *what, const nb_real *src)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%d.%s", nb_model_num_layers(c->m) - 1, what);
+    nb_node *p = nb_model_find_param(c->m, name);
+    if (!p) return node_fail(c, n, "the layer has no parameter %s", name);
+    nb_tensor *v = nb_value(p);
+    memcpy(v->data, src, sizeof(nb_real) * (size_t)v->size);
+    return NB_OK;
+}
+
+/* The values of constant input i of n (expected count values), malloc'ed. */
+static nb_status const_values(imp_ctx *c, const onnx_node *n, int i, int64_t count, nb_real **out)
+{
+    *out = NULL;
+    const onnx_tensor *t = i < n->nin && n->in[i][0] ? find_const(c, n->in[i]) : NULL;
+    if (!t) return node_fail(c, n, "input %d ('%.100s') must be a constant (an initializer)", i, i < n->nin ? n->in[i] : "");
+    if (t->count != count)
+        return node_fail(c, n, "input %d ('%.100s') has %lld values, expected %lld", i, n->in[i], (long long)t->count,
+                         (long long)count);
+    nb_status s = onnx_tensor_check_reals(t);
+    nb_real *v = s ? NULL : malloc(sizeof(nb_real) * (size_t)(count ? count : 1));
+    if (!s && !v) return nb_fail(NB_ERR_NOMEM, "onnx import: out of memory");
+    if (!s) s = onnx_tensor_reals(t, v);
+    if (s) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", nb_last_error());
+        free(v);
+        return node_fail(c, n, "%s", msg);
+    }
+    *out = v;
+    return NB_OK;
+}
+
+/* ------------------------------------------------------------ activations */
+
+/* The nabla activation of an activation node, checking its attributes
+ * (LeakyRelu's slope 0.01, Elu's alpha 1, Softmax over the channels). */
+static nb_status activation_of(imp_ctx *c, const onnx_node *n, nb_activation *a)
+{
+    static const struct {
+        const char *type;
+        nb_activation act;
+    } acts[] = {{"Relu", NB_ACT_RELU},       {"Sigmoid", NB_ACT_SIGMOID},         {"Tanh", NB_ACT_TANH},
+                {"Softmax", NB_ACT_SOFTMAX}, {"LogSoftmax", NB_ACT_LOG_SOFTMAX}, {"LeakyRelu", NB_ACT_LEAKY_RELU},
+                {"Elu", NB_ACT_ELU},         {"Softplus", NB_ACT_SOFTPLUS}};
+    *a = NB_ACT_NONE;
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        if (!strcmp(n->op_type, acts[i].type)) *a = acts[i].act;
+    const onnx_attr *alpha = onnx_node_attr(n, "alpha");
+    if (*a == NB_ACT_LEAKY_RELU && alpha && fabsf(alpha->f - 0.01f) > 1e-7f)
+        return node_fail(c, n, "alpha %g is not supported: nabla's leaky_relu has slope 0.01", alpha->f);
+    if (*a == NB_ACT_ELU && alpha && alpha->f != 1.0f)
+        return node_fail(c, n, "alpha %g is not supported: nabla's elu has alpha 1", alpha->f);
+    if (*a == NB_ACT_SOFTMAX || *a == NB_ACT_LOG_SOFTMAX) {
+        int64_t axis = attr_int(n, "axis", c->om->opset >= 13 ? -1 : 1);
+        if (axis < 0) axis += c->rank;
+        const int64_t want = c->rank == 4 && c->layout == L_NCHW ? 1 : c->rank - 1;
+        if (axis != want || (c->om->opset < 13 && axis != c->rank - 1))
+            return node_fail(c, n, "axis %lld of a rank-%d tensor: nabla's softmax runs over the channels (axis %lld)",
+                             (long long)axis, c->rank, (long long)want);
+    }
+    return NB_OK;
+}
+
+static nb_status lower_activation(imp_ctx *c, const onnx_node *n)
+{
+    nb_layer_spec l = {.kind = NB_LAYER_ACTIVATION};
+    nb_status s = activation_of(c, n, &l.act);
+    if (!s) s = add_layer(c, n, l);
+    return s ? s : advance(c, n);
+}
+
+/* The next node to lower after node i, if it reads tensor name. */
+static int next_reader(const imp_ctx *c, int i, const char *name)
+{
+    for (int j = i + 1; j < c->g->nnodes; j++) {
+        if (c->done[j]) continue;
+        const onnx_node *n = &c->g->nodes[j];
+        return n->nin >= 1 && !strcmp(n->in[0], name) ? j : -1;
+    }
+    return -1;
+}
+
+/* Fuses an activation node reading the current tensor into layer l, unless
+ * the metadata's spec has it as a layer of its own. */
+static nb_status fuse_activation(imp_ctx *c, nb_layer_spec *l)
+{
+    const int j = next_reader(c, c->node, c->cur);
+    if (j < 0) return NB_OK;
+    const onnx_node *n = &c->g->nodes[j];
+    const onnx_op *op = find_op(n->op_type);
+    if (!op || op->lower != lower_activation || n->nout < 1 || !n->out[0][0]) return NB_OK;
+    const int idx = nb_model_num_layers(c->m);
+    if (c->hint && idx + 1 < c->nhint && c->hint[idx].kind == l->kind && c->hint[idx].act == NB_ACT_NONE &&
+        c->hint[idx + 1].kind == NB_LAYER_ACTIVATION)
+        return NB_OK;
+    const int saved = c->node;
+    c->node = j;
+    nb_status s = activation_of(c, n, &l->act);
+    c->node = saved;
+    if (s) return s;
+    c->done[j] = 1;
+    c->cur = n->out[0];
+    return NB_OK;
+}
+
+/* ----------------------------------------------------------------- layers */
+
+/* A dense layer from a (in, out) or, transposed, (out, in) matrix B and a
+ * bias (NULL: zeros); rows permuted by a pending flatten permutation. */
+static nb_status dense_from(imp_ctx *c, const onnx_node *n, const nb_real *B, int trans, int64_t in, int64_t out,
+                            const nb_real *bias)
+{
+    nb_layer_spec l = {.kind = NB_LAYER_DENSE, .units = (int)out};
+    nb_status s = fuse_activation(c, &l);
+    if (!s) s = add_layer(c, n, l);
+    nb_real *k = s ? NULL : malloc(sizeof(nb_real) * (size_t)(in * out)), *b = NULL;
+    if (!s && !k) s = nb_fail(NB_ERR_NOMEM, "onnx import: out of memory");
+    if (!s && !bias && !(bias = b = calloc((size_t)out, sizeof(nb_real))))
+        s = nb_fail(NB_ERR_NOMEM, "onnx import: out of memory");
+    for (int64_t r = 0; !s && r < in; r++) {
+        const int64_t src = c->perm ? c->perm[r] : r;
+        for (int64_t o = 0; o < out; o++) k[r * out + o] = trans ? B[o * in + src] : B[src * out + o];
+    }
+    if (!s) s = set_param(c, n, "kernel", k);
+    if (!s) s = set_param(c, n, "bias", bias);
+    free(k);
+    free(b);
+    free(c->perm);
+    c->perm = NULL;
+    return s;
+}
+
+static nb_status dense_shape_check(imp_ctx *c, const onnx_node *n, const onnx_tensor *B, int trans, int64_t *in,
+                                   int64_t *out)
+{
+    if (c->rank != 2) return node_fail(c, n, "needs a flat input (N, features), got rank %d; flatten first", c->rank);
+    if (!B || B->rank != 2) return node_fail(c, n, "the weight must be a constant matrix");
+    *in = B->dims[trans ? 1 : 0], *out = B->dims[trans ? 0 : 1];
+    if (*in != c->dims[1])
+        return node_fail(c, n, "the weight has %lld inputs, the tensor %lld features", (long long)*in,
+                         (long long)c->dims[1]);
+    if (*out < 1 || *out > (1 << 20)) return node_fail(c, n, "%lld outputs: nabla's dense takes 1..2^20", (long long)*out);
+    return NB_OK;
+}
+
+/* Gemm: Y = A B + C (or A B^T + C with transB = 1), alpha = beta = 1. */
+static nb_status lower_gemm(imp_ctx *c, const onnx_node *n)
+{
+    const onnx_attr *alpha = onnx_node_attr(n, "alpha"), *beta = onnx_node_attr(n, "beta");
+    if (attr_int(n, "transA", 0) || (alpha && alpha->f != 1.0f) || (beta && beta->f != 1.0f && n->nin > 2))
+        return node_fail(c, n, "only transA = 0, alpha = 1 and beta = 1 are supported (a dense layer)");
+    const int trans = attr_int(n, "transB", 0) != 0;
+    int64_t in, out;
+    nb_status s = dense_shape_check(c, n, n->nin > 1 ? find_const(c, n->in[1]) : NULL, trans, &in, &out);
+    nb_real *B = NULL, *bias = NULL;
+    if (!s) s = const_values(c, n, 1, in * out, &B);
+    if (!s && n->nin > 2 && n->in[2][0]) s = const_values(c, n, 2, out, &bias);
+    if (!s) s = advance(c, n);
+    if (!s) s = dense_from(c, n, B, trans, in, out, bias);
+    free(B);
+    free(bias);
+    return s;
+}
+
+/* MatMul with a constant (in, out) matrix, and the Add of a bias after it
+ * when there is one. */
+static nb_status lower_matmul(imp_ctx *c, const onnx_node *n)
+{
+    int64_t in, out;
+    nb_status s = dense_shape_check(c, n, n->nin == 2 ? find_const(c, n->in[1]) : NULL, 0, &in, &out);
+    nb_real *B = NULL, *bias = NULL;
+    if (!s) s = const_values(c, n, 1, in * out, &B);
+    if (!s) s = advance(c, n);
+    for (int j = c->node + 1; !s && j < c->g->nnodes; j++) {
+        const onnx_node *a = &c->g->nodes[j];
+        if (c->done[j]) continue;
+        if (strcmp(a->op_type, "Add") || a->nin != 2 || a->nattrs) break;
+        const int other = !strcmp(a->in[0], c->cur) ? 1 : !strcmp(a->in[1], c->cur) ? 0 : -1;
+        if (other < 0 || !find_const(c, a->in[other])) break;
+        const int saved = c->node;
+        c->node = j;
+        s = const_values(c, a, other, out, &bias);
+        if (!s) s = advance(c, a);
+        c->node = saved;
+        c->done[j] = 1;
+        break;
+    }
+    if (!s) s = dense_from(c, n, B, 0, in, out, bias);
+    free(B);
+    free(bias);
+    return s;
+}
+
+/* nabla's padding for ONNX pads [top, left, bottom, right] (or auto_pad) of
+ * a window on the current tensor: valid for zeros, same for TensorFlow's
+ * pads; anything else is refused. */
+static nb_status window_padding(imp_ctx *c, const onnx_node *n, int f, int s, int d, nb_padding *pad)
+{
+    const onnx_attr *ap = onnx_node_attr(n, "auto_pad"), *pa = onnx_node_attr(n, "pads");
+    const char *mode = ap && ap->s ? ap->s : "NOTSET";
+    *pad = NB_PAD_VALID;
+    if (!strcmp(mode, "VALID")) return NB_OK;
+    if (!strcmp(mode, "SAME_UPPER")) return *pad = NB_PAD_SAME, NB_OK; /* TensorFlow's rule */
+    if (strcmp(mode, "NOTSET")) return node_fail(c, n, "auto_pad %.40s is not supported (NOTSET, VALID, SAME_UPPER)", mode);
+    if (!pa) return NB_OK;
+    if (pa->type != ONNX_ATTR_INTS || pa->nints != 4) return node_fail(c, n, "pads must be 4 numbers");
+    int64_t same[4], any = 0;
+    for (int ax = 0; ax < 2; ax++) {
+        const int64_t in = c->dims[2 + ax];
+        int before = 0;
+        const int64_t out = nb_window_dim(in, f, s, d, NB_PAD_SAME, &before);
+        int64_t total = (out - 1) * s + (int64_t)(f - 1) * d + 1 - in;
+        if (total < 0) total = 0, before = 0;
+        same[ax] = before, same[2 + ax] = total - before;
+    }
+    for (int i = 0; i < 4; i++) any |= pa->ints[i];
+    if (!any) return NB_OK;
+    if (!memcmp(same, pa->ints, sizeof same)) return *pad = NB_PAD_SAME, NB_OK;
+    return node_fail(c, n,
+                     "pads [%lld, %lld, %lld, %lld] on a %lldx%lld input are neither valid ([0, 0, 0, 0]) nor "
+                     "TensorFlow's same ([%lld, %lld, %lld, %lld]), the two paddings nabla computes",
+                     (long long)pa->ints[0], (long long)pa->ints[1], (long long)pa->ints[2], (long long)pa->ints[3],
+                     (long long)c->dims[2], (long long)c->dims[3], (long long)same[0], (long long)same[1],
+                     (long long)same[2], (long long)same[3]);
+}
+
+static nb_status lower_conv(imp_ctx *c, const onnx_node *n)
+{
+    if (c->rank != 4 || c->layout != L_NCHW) return node_fail(c, n, "needs an NCHW image tensor (rank 4)");
+    const onnx_tensor *W = n->nin > 1 ? find_const(c, n->in[1]) : NULL;
+    if (!W || W->rank != 4) return node_fail(c, n, "the weight must be a constant (O, C, kh, kw)");
+    const int64_t O = W->dims[0], C = W->dims[1], F = W->dims[2];
+    if (attr_int(n, "group", 1) != 1) return node_fail(c, n, "group %lld: only group = 1 is supported", (long long)attr_int(n, "group", 1));
+    if (W->dims[3] != F || F < 1 || F > 1024) return node_fail(c, n, "kernel %lldx%lld: nabla's kernels are square, 1..1024", (long long)F, (long long)W->dims[3]);
+    if (C != c->dims[1]) return node_fail(c, n, "the weight takes %lld channels, the tensor has %lld", (long long)C, (long long)c->dims[1]);
+    if (O < 1 || O > (1 << 20)) return node_fail(c, n, "%lld filters: nabla takes 1..2^20", (long long)O);
+    int64_t ks = 0, st = 1, dl = 1;
+    nb_status s = attr_square(c, n, "kernel_shape", F, 1, &ks);
+    if (!s && ks != F) s = node_fail(c, n, "kernel_shape %lld differs from the weight's %lld", (long long)ks, (long long)F);
+    if (!s) s = attr_square(c, n, "strides", 1, 1, &st);
+    if (!s) s = attr_square(c, n, "dilations", 1, 1, &dl);
+    nb_layer_spec l = {.kind = NB_LAYER_CONV2D, .units = (int)O, .size = (int)F};
+    l.stride = st == 1 ? 0 : (int)st, l.dilation = dl == 1 ? 0 : (int)dl;
+    if (!s) s = window_padding(c, n, (int)F, (int)st, (int)dl, &l.padding);
+    nb_real *w = NULL, *b = NULL, *k = NULL;
+    if (!s) s = const_values(c, n, 1, O * C * F * F, &w);
+    if (!s && n->nin > 2 && n->in[2][0]) s = const_values(c, n, 2, O, &b);
+    if (!s) s = advance(c, n);
+    if (!s) s = fuse_activation(c, &l);
+    if (!s) s = add_layer(c, n, l);
+    if (!s && !(k = malloc(sizeof(nb_real) * (size_t)(O * C * F * F)))) s = nb_fail(NB_ERR_NOMEM, "onnx import: out of memory");
+    if (!s && !b && !(b = calloc((size_t)O, sizeof(nb_real)))) s = nb_fail(NB_ERR_NOMEM, "onnx import: out of memory");
+    for (int64_t p = 0; !s && p < F; p++) /* k[p,q,c,o] = W[o,c,p,q] */
+        for (int64_t q = 0; q < F; q++)
+            for (int64_t ch = 0; ch < C; ch++)
+                for (int64_t o = 0; o < O; o++) k[((p * F + q) * C + ch) * O + o] = w[((o * C + ch) * F + p) * F + q];
+    if (!s) s = set_param(c, n, "kernel", k);
+    if (!s) s = set_param(c, n, "bias", b);
+    free(w);
+    free(b);
+    free(k);
+    return s;
+}
+
+/* MaxPool / AveragePool: square windows, floor rounding (or ceil_mode where
+ * it changes nothing), padded positions excluded as in nabla. */
+static nb_status lower_pool(imp_ctx *c, const onnx_node *n)
+{
+    if (c->rank != 4 || c->layout != L_NCHW) return node_fail(c, n, "needs an NCHW image tensor (rank 4)");
+    const int max = !strcmp(n->op_type, "MaxPool");
+    int64_t k = 1, st = 1, dl = 1;
+    if (!onnx_node_attr(n, "kernel_shape")) return node_fail(c, n, "kernel_shape is required");
+    nb_status s = attr_square(c, n, "kernel_shape", 1, 1, &k);
+    if (!s) s = attr_square(c, n, "strides", 1, 1, &st);
+    if (!s) s = attr_square(c, n, "dilations", 1, 1, &dl);
+    if (!s && dl != 1) s = node_fail(c, n, "dilations %lld: nabla's pools take 1", (long long)dl);
+    if (!s && attr_int(n, "storage_order", 0)) s = node_fail(c, n, "storage_order 1 is not supported");
+    if (!s && n->nout > 1) s = node_fail(c, n, "the Indices output is not supported");
+    nb_layer_spec l = {.kind = max ? NB_LAYER_MAXPOOL : NB_LAYER_AVGPOOL, .size = (int)k};
+    l.stride = st == k ? 0 : (int)st;
+    if (!s) s = window_padding(c, n, (int)k, (int)st, 1, &l.padding);
+    if (!s && !max && attr_int(n, "count_include_pad", 0) && l.padding == NB_PAD_SAME)
+        s = node_fail(c, n, "count_include_pad = 1 with padding: nabla's average excludes padded pixels");
+    if (!s && attr_int(n, "ceil_mode", 0) && l.padding == NB_PAD_VALID)
+        for (int ax = 0; ax < 2 && !s; ax++)
+            if (c->dims[2 + ax] >= k && (c->dims[2 + ax] - k) % st)
+                s = node_fail(c, n, "ceil_mode = 1 rounds the output size up here; nabla rounds down");
+    if (!s) s = add_layer(c, n, l);
+    return s ? s : advance(c, n);
+}
+
+/* The pending permutation of a Flatten of the current NCHW tensor. */
+static nb_status flatten_perm(imp_ctx *c)
+{
+    const int64_t C = c->dims[1], H = c->dims[2], W = c->dims[3];
+    if (c->rank != 4 || c->layout != L_NCHW || C == 1 || H * W == 1) return NB_OK;
+    if (!(c->perm = malloc(sizeof(int64_t) * (size_t)(C * H * W)))) return nb_fail(NB_ERR_NOMEM, "onnx import: out of memory");
+    c->nperm = C * H * W;
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t w = 0; w < W; w++)
+            for (int64_t ch = 0; ch < C; ch++) c->perm[(h * W + w) * C + ch] = (ch * H + h) * W + w;
+    return NB_OK;
+}
+
+static nb_status lower_flatten(imp_ctx *c, const onnx_node *n)
+{
+    if (attr_int(n, "axis", 1) != 1) return node_fail(c, n, "axis %lld: only axis 1 (keep the batch) is supported", (long long)attr_int(n, "axis", 1));
+    if (c->perm) return node_fail(c, n, "a second flatten of an NCHW tensor is not supported");
+    nb_status s = flatten_perm(c);
+    nb_layer_spec l = {.kind = NB_LAYER_FLATTEN};
+    if (!s) s = add_layer(c, n, l);
+    return s ? s : advance(c, n);
+}
+
+/* Reshape to (N, features) with a constant shape: a flatten. */
+static nb_status lower_reshape(imp_ctx *c, const onnx_node *n)
+{
+    const onnx_tensor *t = n->nin == 2 ? find_const(c, n->in[1]) : NULL;
+    int64_t shape[NB_MAX_RANK], features = 1;
+    for (int d = 1; d < c->rank; d++) features *= c->dims[d];
+    if (!t || onnx_tensor_ints(t, shape, NB_MAX_RANK))
+        return node_fail(c, n, "the shape must be a constant INT64 tensor (export with a fixed shape, or use Flatten)");
+    if (t->count != 2 || !(shape[0] == 0 || shape[0] == -1 || shape[0] == 1) ||
+        !(shape[1] == -1 || shape[1] == features) || attr_int(n, "allowzero", 0))
+        return node_fail(c, n, "only a reshape to (N, %lld) (a flatten) is supported", (long long)features);
+    return lower_flatten(c, n);
+}
+
+/* Transpose: a layout change of a rank-4 tensor only. */
+static nb_status lower_transpose(imp_ctx *c, const onnx_node *n)
+{
+    const onnx_attr *p = onnx_node_attr(n, "perm");
+    static const int64_t to_nchw[4] = {0, 3, 1, 2}, to_nhwc[4] = {0, 2, 3, 1};
+    const int ok4 = p && p->type == ONNX_ATTR_INTS && p->nints == 4 && c->rank == 4;
+    if (ok4 && c->layout == L_NHWC && !memcmp(p->ints, to_nchw, sizeof to_nchw)) {
+        c->layout = L_NCHW;
+        const int64_t H = c->dims[1], W = c->dims[2];
+        c->dims[1] = c->dims[3], c->dims[2] = H, c->dims[3] = W;
+        return advance(c, n);
+    }
+    if (ok4 && c->layout == L_NCHW && !memcmp(p->ints, to_nhwc, sizeof to_nhwc)) {
+        c->layout = L_NHWC;
+        const int64_t C = c->dims[1];
+        c->dims[1] = c->dims[2], c->dims[2] = c->dims[3], c->dims[3] = C;
+        return advance(c, n);
+    }
+    return node_fail(c, n, "only a layout change of an image tensor (perm [0, 3, 1, 2] from NHWC or [0, 2, 3, 1] "
+                           "from NCHW) is supported");
+}
+
+/* Dropout (inference: an identity) keeps its ratio as a nabla layer. */
+static nb_status lower_dropout(imp_ctx *c, const onnx_node *n)
+{
+    double rate = 0.5;
+    const onnx_attr *ra = onnx_node_attr(n, "ratio"); /* before opset 12 */
+    if (ra) rate = ra->f;
+    nb_real *v = NULL;
+    if (n->nin > 1 && n->in[1][0]) {
+        nb_status s = const_values(c, n, 1, 1, &v);
+        if (s) return s;
+        rate = v[0];
+        free(v);
+    }
+    const onnx_tensor *mode = n->nin > 2 && n->in[2][0] ? find_const(c, n->in[2]) : NULL;
+    const int on = mode && mode->count == 1 && mode->raw_len >= 1 ? mode->raw[0] != 0
+                   : mode && mode->count == 1 && mode->nvalues == 1 && mode->ints ? mode->ints[0] != 0 : 1;
+    if (n->nin > 2 && n->in[2][0] && on)
+        return node_fail(c, n, "training_mode must be a constant false");
+    if (!(rate >= 0 && rate < 1)) return node_fail(c, n, "ratio %g is outside [0, 1)", rate);
+    nb_layer_spec l = {.kind = NB_LAYER_DROPOUT, .rate = rate};
+    nb_status s = add_layer(c, n, l);
+    return s ? s : advance(c, n);
+}
+
+/* Identity adds no layer, unless the metadata's spec has a linear layer
+ * here (nabla exports one as Identity). */
+static nb_status lower_identity(imp_ctx *c, const onnx_node *n)
+{
+    const int idx = nb_model_num_layers(c->m);
+    if (c->hint && idx < c->nhint && c->hint[idx].kind == NB_LAYER_ACTIVATION && c->hint[idx].act == NB_ACT_NONE) {
+        nb_layer_spec l = {.kind = NB_LAYER_ACTIVATION};
+        nb_status s = add_layer(c, n, l);
+        if (s) return s;
+    }
+    return advance(c, n);
+}
+
+/* The operator table: every ONNX operator nabla imports. */
+static const onnx_op ops[] = {
+    {"Conv", lower_conv, {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"}},
+    {"Gemm", lower_gemm, {"alpha", "beta", "transA", "transB"}},
+    {"MatMul", lower_matmul, {0}},
+    {"MaxPool", lower_pool, {"kernel_shape", "strides", "pads", "dilations", "ceil_mode", "storage_order", "auto_pad"}},
+    {"AveragePool", lower_pool, {"kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad", "auto_pad"}},
+    {"Flatten", lower_flatten, {"axis"}},
+    {"Reshape", lower_reshape, {"allowzero"}},
+    {"Transpose", lower_transpose, {"perm"}},
+    {"Relu", lower_activation, {0}},
+    {"Sigmoid", lower_activation, {0}},
+    {"Tanh", lower_activation, {0}},
+    {"LeakyRelu", lower_activation, {"alpha"}},
+    {"Elu", lower_activation, {"alpha"}},
+    {"Softplus", lower_activation, {0}},
+    {"Softmax", lower_activation, {"axis"}},
+    {"LogSoftmax", lower_activation, {"axis"}},
+    {"Dropout", lower_dropout, {"ratio", "seed"}},
+    {"Identity", lower_identity, {0}},
+};
+
+const char *nb_onnx_supported_ops(void)
+{
+    return "Conv, Gemm, MatMul (+ Add of a bias), MaxPool, AveragePool, Flatten, Reshape (to a flatten), Transpose "
+           "(layout changes), Relu, Sigmoid, Tanh, LeakyRelu, Elu, Softplus, Softmax, LogSoftmax, Dropout, Identity, "
+           "Constant";
+}
+
+static const onnx_op *find_op(const char *type)
+{
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (!strcmp(ops[i].type, type)) return &ops[i];
+    return NULL;
+}
+
+/* One node: its operator in the table, its attributes known, its first
+ * input the current tensor. */
+static nb_status lower_node(imp_ctx *c, const onnx_node *n)
+{
+    if (strcmp(n->domain, "") && strcmp(n->domain, "ai.onnx"))
+        return node_fail(c, n, "operator domain '%.60s' is not supported (only the default ONNX domain)", n->domain);
+    const onnx_op *op = find_op(n->op_type);
+    if (!op) return node_fail(c, n, "operator %.60s is not supported; nabla imports %s", n->op_type, nb_onnx_supported_ops());
+    for (int i = 0; i < n->nattrs; i++) {
+        int known = 0;
+        for (int j = 0; j < 8 && op->attrs[j] && !known; j++) known = !strcmp(op->attrs[j], n->attrs[i].name);
+        if (!known) {
+            char list[256] = "";
+            for (int j = 0, u = 0; j < 8 && op->attrs[j]; j++)
+                u += snprintf(list + u, sizeof list - (size_t)u, "%s%s", j ? ", " : "", op->attrs[j]);
+            return node_fail(c, n, "attribute '%.60s' is not supported (%s takes: %s)", n->attrs[i].name, op->type,
+                             list[0] ? list : "none");
+        }
+    }
+    if (n->nin < 1 || strcmp(n->in[0], c->cur))
+        return node_fail(c, n, "reads '%.100s', not the current tensor '%.100s': nabla imports sequential graphs only "
+                               "(each node on the previous node's output)",
+                         n->nin ? n->in[0] : "", c->cur);
+    return op->lower(c, n);
+}
+
+/* The graph's input (the one that is no initializer): the model's input
+ * shape in NHWC, and its layout from its first node. */
+static nb_status graph_input(imp_ctx *c, int64_t *shape, int *rank)
+{
+    const onnx_value *in = NULL;
+    for (int i = 0; i < c->g->ninputs; i++) {
+        if (find_const(c, c->g->inputs[i].name)) continue;
+        if (in) return nb_fail(NB_ERR_FORMAT, "onnx import: the graph has more than one input ('%.100s', '%.100s'); nabla models take one", in->name, c->g->inputs[i].name);
+        in = &c->g->inputs[i];
+    }
+    if (!in) return nb_fail(NB_ERR_FORMAT, "onnx import: the graph has no input");
+    if (in->elem_type != ONNX_FLOAT || !in->has_shape || in->rank < 2 || in->rank > 4)
+        return nb_fail(NB_ERR_FORMAT, "onnx import: input '%.100s' must be a FLOAT tensor of rank 2 to 4 with a known shape (N, ...)", in->name);
+    for (int d = 1; d < in->rank; d++)
+        if (in->dims[d] < 1 || in->dims[d] > (1 << 24))
+            return nb_fail(NB_ERR_FORMAT, "onnx import: input '%.100s' dimension %d is unknown or out of range 1..2^24: export with a fixed input size", in->name, d);
+    c->cur = in->name;
+    c->rank = in->rank;
+    c->dims[0] = 1;
+    memcpy(c->dims + 1, in->dims + 1, sizeof(int64_t) * (size_t)(in->rank - 1));
+    c->layout = L_PLAIN;
+    *rank = in->rank - 1;
+    memcpy(shape, c->dims + 1, sizeof(int64_t) * (size_t)*rank);
+    if (in->rank == 4) {
+        const onnx_node *first = c->g->nnodes ? &c->g->nodes[0] : NULL;
+        const int reads = first && first->nin >= 1 && !strcmp(first->in[0], in->name);
+        const onnx_attr *p = reads && !strcmp(first->op_type, "Transpose") ? onnx_node_attr(first, "perm") : NULL;
+        static const int64_t to_nchw[4] = {0, 3, 1, 2};
+        c->layout = p && p->nints == 4 && !memcmp(p->ints, to_nchw, sizeof to_nchw) ? L_NHWC : L_NCHW;
+        if (c->layout == L_NCHW) shape[0] = c->dims[2], shape[1] = c->dims[3], shape[2] = c->dims[1];
+    }
+    return NB_OK;
+}
+
+static nb_status check_finite(nb_model *m)
+{
+    for (int i = 0; i < nb_model_param_count(m); i++) {
+        const nb_tensor *v = nb_value(nb_model_param(m, i));
+        for (int64_t j = 0; j < v->size; j++)
+            if (!isfinite(v->data[j]))
+                return nb_fail(NB_ERR_NUMERIC, "onnx import: weight '%s' holds NaN or Inf (element %lld): the model "
+                                               "would compute NaN", nb_node_name(nb_model_param(m, i)), (long long)j);
+    }
+    return NB_OK;
+}
+
+static nb_status import_graph(imp_ctx *c, unsigned flags)
+{
+    int rank = 0;
+    int64_t shape[NB_MAX_RANK];
+    nb_status s = graph_input(c, shape, &rank);
+    if (s) return s;
+    if (!(c->m = nb_model_new(rank, shape))) return NB_ERR_ARG;
+    for (int i = 0; i < c->g->nnodes; i++) c->done[i] = !strcmp(c->g->nodes[i].op_type, "Constant");
+    for (int i = 0; i < c->g->nnodes && !s; i++) {
+        const onnx_node *n = &c->g->nodes[i];
+        c->node = i;
+        if (!c->done[i]) s = lower_node(c, n);
+        c->done[i] = 1;
+    }
+    if (s) return s;
+    if (c->g->noutputs != 1 || strcmp(c->g->outputs[0].name, c->cur))
+        return nb_fail(NB_ERR_FORMAT, "onnx import: the graph's output must be the last node's ('%.100s'), and the only one (it has %d)",
+                       c->cur, c->g->noutputs);
+    if (c->perm)
+        return nb_fail(NB_ERR_FORMAT, "onnx import: the output is a flattened NCHW tensor in (c, h, w) order; nabla "
+                                      "flattens in (h, w, c) order (add a Transpose to NHWC before the Flatten)");
+    return flags & NB_LOAD_ALLOW_NONFINITE ? NB_OK : check_finite(c->m);
+}
+
+nb_status nb_onnx_parse(const void *data, size_t len, unsigned flags, nb_model **out)
+{
+    if (!out) return nb_fail(NB_ERR_ARG, "onnx import: NULL argument");
+    *out = NULL;
+    if (flags & ~(unsigned)NB_LOAD_ALLOW_NONFINITE) return nb_fail(NB_ERR_ARG, "onnx import: unknown flags 0x%x", flags);
+    onnx_model *om;
+    nb_status s = onnx_model_parse(data, len, &om);
+    if (s) return s;
+    imp_ctx c = {.om = om, .g = &om->graph};
+    if (om->opset && (om->opset < 7 || om->opset > 21))
+        s = nb_fail(NB_ERR_FORMAT, "onnx import: opset %lld is not supported (7..21)", (long long)om->opset);
+    if (!s && !(c.done = calloc((size_t)om->graph.nnodes + 1, 1))) s = nb_fail(NB_ERR_NOMEM, "onnx import: out of memory");
+    const char *spec = onnx_meta(om, "nabla.spec");
+    if (!s && spec && nb_spec_parse(spec, &c.hint, &c.nhint)) c.hint = NULL, c.nhint = 0; /* only a hint */
+    nb_clear_error();
+    if (!s) s = import_graph(&c, flags);
+    free(c.done);
+    free(c.hint);
+    free(c.perm);
+    onnx_model_free(om);
+    if (s) {
+        nb_model_free(c.m);
+        return s;
+    }
+    *out = c.m;
+    return NB_OK;
+}
+
+nb_status nb_onnx_load(const char *path, unsigned flags, nb_model **out)
+{
+    if (!path || !out) return nb_fail(NB_ERR_ARG, "onnx import: NULL argument");
+    *out = NULL;
+    void *data;
+    size_t len;
+    nb_status s = nb_read_file(path, (size_t)1 << 31, &data, &len);
+    if (s) return s;
+    s = nb_onnx_parse(data, len, flags, out);
+    free(data);
+    if (s) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", nb_last_error());
+        nb_fail(s, "'%s': %s", path, msg);
+    }
+    return s;
+}

@@ -1,0 +1,562 @@
+/* ONNX export and import (src/io/onnx*.c): the round trip nabla -> ONNX ->
+ * nabla is exact (spec, every weight bit, every output bit); the exported
+ * file holds what ONNX means (kernel layouts, operator sequence); graphs
+ * written the way torch.onnx.export writes them (NCHW, Flatten before a
+ * transposed Gemm, MatMul + Add, Reshape) compute what a direct NCHW
+ * reference computes; and the bad inputs of docs/bad-inputs.md (section
+ * "ONNX files") are refused with their messages. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "f32/nb_test_util.h"
+#include "io/onnx.h"
+
+#define assert_has(text, want)                                                                                        \
+    do {                                                                                                              \
+        const char *t_ = (text), *w_ = (want);                                                                        \
+        if (!strstr(t_, w_) || getenv("NB_SHOW")) fprintf(stderr, "expected:\n  %s\ngot:\n  %s\n", w_, t_);           \
+        assert_non_null(strstr(t_, w_));                                                                              \
+    } while (0)
+
+static nb_model *model_of(const char *spec, const char *input, uint64_t seed)
+{
+    int rank;
+    int64_t shape[8];
+    assert_int_equal(nb_shape_parse(input, &rank, shape), NB_OK);
+    nb_model *m = NULL;
+    assert_int_equal(nb_model_from_spec(spec, rank, shape, &m), NB_OK);
+    assert_int_equal(nb_model_init(m, NB_INIT_TORCH_DEFAULT, seed), NB_OK);
+    return m;
+}
+
+static nb_tensor *random_input(nb_model *m, int64_t n, uint64_t seed)
+{
+    int64_t shape[8] = {n};
+    const int r = nb_model_input_shape(m, shape + 1);
+    nb_tensor *x = nb_tensor_new(r + 1, shape);
+    nb_rng g;
+    nb_rng_seed(&g, seed);
+    nb_tensor_fill_uniform(x, &g, 0, 1);
+    return x;
+}
+
+static void assert_same_bits(const nb_tensor *a, const nb_tensor *b)
+{
+    assert_int_equal(a->rank, b->rank);
+    for (int d = 0; d < a->rank; d++) assert_int_equal(a->shape[d], b->shape[d]);
+    assert_memory_equal(a->data, b->data, sizeof(nb_real) * (size_t)a->size);
+}
+
+/* Export (both layouts) and import give back the same spec, weights and
+ * outputs, bit for bit. */
+static void test_round_trip_exact(void **state)
+{
+    static const struct {
+        const char *spec, *input;
+    } cases[] = {
+        {"conv2d 32 3 relu; conv2d 64 3 relu; maxpool 2; flatten; dense 128 relu; dense 10", "28,28,1"},
+        {"conv2d 4 3 stride=2 padding=same; relu; conv2d 5 3 tanh dilation=2 padding=same; avgpool 2 stride=1 "
+         "padding=same; maxpool 3 stride=2; flatten; dense 7 leaky_relu; dropout 0.25; dense 3 softmax",
+         "13,11,2"},
+        {"conv2d 3 1 elu; softmax; conv2d 2 2 stride=1; sigmoid; flatten; softplus; dense 4 log_softmax", "5,6,3"},
+        {"flatten; dense 16 tanh; neuron sigmoid", "28,28"},
+        {"dense 8 relu; linear; dense 2", "5"},
+        {"conv2d 2 3 relu", "6,6,2"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (unsigned flags = 0; flags <= NB_ONNX_NCHW; flags++) {
+            nb_model *m = model_of(cases[i].spec, cases[i].input, 7 + i), *back = NULL;
+            void *data = NULL;
+            size_t len = 0;
+            assert_int_equal(nb_onnx_serialize(m, flags, &data, &len), NB_OK);
+            if (nb_onnx_parse(data, len, 0, &back)) fprintf(stderr, "case %zu: %s\n", i, nb_last_error());
+            assert_non_null(back);
+            assert_string_equal(nb_model_spec(back), nb_model_spec(m));
+            int64_t s1[8], s2[8];
+            assert_int_equal(nb_model_input_shape(back, s2), nb_model_input_shape(m, s1));
+            assert_memory_equal(s1, s2, sizeof(int64_t) * (size_t)nb_model_input_shape(m, s1));
+            assert_int_equal(nb_model_param_count(back), nb_model_param_count(m));
+            for (int p = 0; p < nb_model_param_count(m); p++) {
+                assert_string_equal(nb_node_name(nb_model_param(back, p)), nb_node_name(nb_model_param(m, p)));
+                assert_same_bits(nb_value(nb_model_param(back, p)), nb_value(nb_model_param(m, p)));
+            }
+            nb_tensor *x = random_input(m, 3, 99), *y1 = NULL, *y2 = NULL;
+            assert_int_equal(nb_model_predict(m, x, 3, &y1), NB_OK);
+            assert_int_equal(nb_model_predict(back, x, 3, &y2), NB_OK);
+            assert_same_bits(y1, y2);
+            nb_tensor_free(x), nb_tensor_free(y1), nb_tensor_free(y2);
+            free(data);
+            nb_model_free(m), nb_model_free(back);
+        }
+    }
+}
+
+/* The file itself: operators in order, the conv weight as W[o,c,p,q] =
+ * k[p,q,c,o], the dense kernel as Gemm's B (in, out), the metadata. */
+static void test_export_contents(void **state)
+{
+    nb_model *m = model_of("conv2d 3 2 relu; flatten; dense 4", "3,3,2", 5);
+    void *data;
+    size_t len;
+    assert_int_equal(nb_onnx_serialize(m, 0, &data, &len), NB_OK);
+    onnx_model *om = NULL;
+    assert_int_equal(onnx_model_parse(data, len, &om), NB_OK);
+    assert_int_equal(om->opset, 13);
+    assert_string_equal(onnx_meta(om, "nabla.spec"), "conv2d 3 2 relu; flatten; dense 4");
+    assert_string_equal(onnx_meta(om, "nabla.input"), "3,3,2");
+    static const char *want[] = {"Transpose", "Conv", "Relu", "Transpose", "Flatten", "Gemm", "Identity"};
+    assert_int_equal(om->graph.nnodes, 7);
+    for (int i = 0; i < 7; i++) assert_string_equal(om->graph.nodes[i].op_type, want[i]);
+    assert_int_equal(om->graph.ninputs, 1);
+    const int64_t in_dims[4] = {-1, 3, 3, 2};
+    assert_memory_equal(om->graph.inputs[0].dims, in_dims, sizeof in_dims);
+    const nb_tensor *k = nb_value(nb_model_find_param(m, "0.kernel")), *d = nb_value(nb_model_find_param(m, "2.kernel"));
+    for (int t = 0; t < om->graph.ninits; t++) {
+        const onnx_tensor *w = &om->graph.inits[t];
+        nb_real v[64];
+        assert_true(w->count <= 64);
+        assert_int_equal(onnx_tensor_reals(w, v), NB_OK);
+        if (!strcmp(w->name, "0.kernel")) {
+            const int64_t dims[4] = {3, 2, 2, 2}; /* (O, C, kh, kw) */
+            assert_memory_equal(w->dims, dims, sizeof dims);
+            for (int o = 0; o < 3; o++)
+                for (int c = 0; c < 2; c++)
+                    for (int p = 0; p < 2; p++)
+                        for (int q = 0; q < 2; q++)
+                            assert_true(v[((o * 2 + c) * 2 + p) * 2 + q] == k->data[((p * 2 + q) * 2 + c) * 3 + o]);
+        }
+        if (!strcmp(w->name, "2.kernel")) {
+            assert_int_equal(w->dims[0], 12), assert_int_equal(w->dims[1], 4);
+            assert_memory_equal(v, d->data, sizeof(nb_real) * 48);
+        }
+    }
+    onnx_model_free(om);
+    free(data);
+    nb_model_free(m);
+}
+
+/* ---- graphs written by hand, as torch.onnx.export writes them */
+
+typedef struct {
+    nb_pb_writer g;
+} gb;
+
+static void node(gb *b, const char *op, const char *name, int nin, const char *const *in, const char *out)
+{
+    onnx_w_node n;
+    onnx_w_node_begin(&n, op, name, nin, in, out);
+    onnx_w_node_end(&n, &b->g);
+}
+
+/* The model bytes of graph b (ir 7, the given opset); b is consumed. */
+static void *finish(gb *b, int opset, size_t *len)
+{
+    nb_pb_writer w = {0}, o = {0};
+    nb_pb_put_varint(&w, 1, 7);
+    nb_pb_put_message(&w, 7, &b->g);
+    nb_pb_put_string(&o, 1, "");
+    nb_pb_put_varint(&o, 2, (uint64_t)opset);
+    nb_pb_put_message(&w, 8, &o);
+    assert_false(w.failed);
+    *len = w.len;
+    return w.data;
+}
+
+static void fill(nb_real *v, int64_t n, uint64_t seed)
+{
+    nb_rng g;
+    nb_rng_seed(&g, seed);
+    for (int64_t i = 0; i < n; i++) v[i] = (nb_real)(nb_rng_uniform(&g) - 0.5);
+}
+
+enum { N = 2, C = 2, H = 5, W = 5, O = 3, U = 4 };
+
+/* Conv(pads 1, 3x3) -> Relu -> Flatten -> Gemm(transB = 1) on NCHW input:
+ * the flatten in (c, h, w) order, the Gemm weight (out, in). */
+static void *torch_like_cnn(const nb_real *w, const nb_real *b, const nb_real *fw, const nb_real *fb, size_t *len)
+{
+    gb g = {{0}};
+    const int64_t in[4] = {1, C, H, W}, wd[4] = {O, C, 3, 3}, bd[1] = {O}, fwd[2] = {U, O * H * W}, fbd[1] = {U};
+    const int64_t out[2] = {1, U};
+    onnx_w_value(&g.g, 11, "x", 4, in);
+    onnx_w_initializer(&g.g, "conv.weight", 4, wd, w);
+    onnx_w_initializer(&g.g, "conv.bias", 1, bd, b);
+    onnx_w_initializer(&g.g, "fc.weight", 2, fwd, fw);
+    onnx_w_initializer(&g.g, "fc.bias", 1, fbd, fb);
+    onnx_w_node n;
+    const char *ci[3] = {"x", "conv.weight", "conv.bias"};
+    onnx_w_node_begin(&n, "Conv", "Conv_0", 3, ci, "c");
+    const int64_t pads[4] = {1, 1, 1, 1}, ks[2] = {3, 3}, ones[2] = {1, 1};
+    onnx_w_attr_ints(&n, "pads", 4, pads);
+    onnx_w_attr_ints(&n, "kernel_shape", 2, ks);
+    onnx_w_attr_ints(&n, "strides", 2, ones);
+    onnx_w_attr_ints(&n, "dilations", 2, ones);
+    onnx_w_attr_int(&n, "group", 1);
+    onnx_w_node_end(&n, &g.g);
+    const char *ri[1] = {"c"}, *fi[1] = {"r"}, *gi[3] = {"f", "fc.weight", "fc.bias"};
+    node(&g, "Relu", "Relu_1", 1, ri, "r");
+    onnx_w_node_begin(&n, "Flatten", "Flatten_2", 1, fi, "f");
+    onnx_w_attr_int(&n, "axis", 1);
+    onnx_w_node_end(&n, &g.g);
+    onnx_w_node_begin(&n, "Gemm", "Gemm_3", 3, gi, "y");
+    onnx_w_attr_float(&n, "alpha", 1), onnx_w_attr_float(&n, "beta", 1), onnx_w_attr_int(&n, "transB", 1);
+    onnx_w_node_end(&n, &g.g);
+    onnx_w_value(&g.g, 12, "y", 2, out);
+    return finish(&g, 13, len);
+}
+
+/* The same network computed directly on NCHW x, in double. */
+static void reference_cnn(const nb_real *x, const nb_real *w, const nb_real *b, const nb_real *fw, const nb_real *fb,
+                          double *y)
+{
+    for (int n = 0; n < N; n++) {
+        double f[O * H * W];
+        for (int o = 0; o < O; o++)
+            for (int i = 0; i < H; i++)
+                for (int j = 0; j < W; j++) {
+                    double acc = b[o];
+                    for (int c = 0; c < C; c++)
+                        for (int p = 0; p < 3; p++)
+                            for (int q = 0; q < 3; q++) {
+                                const int h = i + p - 1, v = j + q - 1;
+                                if (h >= 0 && h < H && v >= 0 && v < W)
+                                    acc += (double)x[((n * C + c) * H + h) * W + v] * w[((o * C + c) * 3 + p) * 3 + q];
+                            }
+                    f[(o * H + i) * W + j] = acc > 0 ? acc : 0;
+                }
+        for (int u = 0; u < U; u++) {
+            double acc = fb[u];
+            for (int k = 0; k < O * H * W; k++) acc += (double)fw[u * O * H * W + k] * f[k];
+            y[n * U + u] = acc;
+        }
+    }
+}
+
+static void test_import_nchw_like_torch(void **state)
+{
+    nb_real w[O * C * 9], b[O], fw[U * O * H * W], fb[U], x[N * C * H * W];
+    fill(w, O * C * 9, 1), fill(b, O, 2), fill(fw, U * O * H * W, 3), fill(fb, U, 4), fill(x, N * C * H * W, 5);
+    size_t len;
+    void *data = torch_like_cnn(w, b, fw, fb, &len);
+    nb_model *m = NULL;
+    if (nb_onnx_parse(data, len, 0, &m)) fprintf(stderr, "%s\n", nb_last_error());
+    assert_non_null(m);
+    assert_string_equal(nb_model_spec(m), "conv2d 3 3 relu padding=same; flatten; dense 4");
+    int64_t shape[8];
+    assert_int_equal(nb_model_input_shape(m, shape), 3);
+    assert_int_equal(shape[0], H), assert_int_equal(shape[1], W), assert_int_equal(shape[2], C);
+    const int64_t xs[4] = {N, H, W, C};
+    nb_tensor *xt = nb_tensor_new(4, xs), *y = NULL;
+    for (int n = 0; n < N; n++) /* NCHW -> NHWC */
+        for (int c = 0; c < C; c++)
+            for (int h = 0; h < H; h++)
+                for (int v = 0; v < W; v++) xt->data[((n * H + h) * W + v) * C + c] = x[((n * C + c) * H + h) * W + v];
+    assert_int_equal(nb_model_predict(m, xt, N, &y), NB_OK);
+    double want[N * U];
+    reference_cnn(x, w, b, fw, fb, want);
+    double maxdiff = 0;
+    for (int i = 0; i < N * U; i++) maxdiff = fmax(maxdiff, fabs(y->data[i] - want[i]));
+    assert_true(maxdiff < 1e-5);
+    assert_true(fabs(want[0]) > 1e-3); /* not a trivially zero network */
+    nb_tensor_free(xt), nb_tensor_free(y);
+    nb_model_free(m);
+    free(data);
+}
+
+/* MatMul + Add (bias first), Reshape to (-1, F), LogSoftmax, Identity and
+ * Dropout (opset 11: ratio as an attribute) on a rank-2 input. */
+static void test_import_matmul_reshape(void **state)
+{
+    enum { F = 6, K = 3 };
+    nb_real w[F * K], b[K], x[2 * F];
+    fill(w, F * K, 11), fill(b, K, 12), fill(x, 2 * F, 13);
+    gb g = {{0}};
+    const int64_t in[2] = {1, F}, wd[2] = {F, K}, bd[1] = {K}, sd[1] = {2}, shape[2] = {-1, F}, out[2] = {1, K};
+    onnx_w_value(&g.g, 11, "x", 2, in);
+    onnx_w_initializer(&g.g, "W", 2, wd, w);
+    onnx_w_initializer(&g.g, "b", 1, bd, b);
+    onnx_w_initializer_int64(&g.g, "shape", 1, sd, shape);
+    const char *r[2] = {"x", "shape"}, *i1[1] = {"r"}, *mm[2] = {"i", "W"}, *ad[2] = {"b", "m"}, *ls[1] = {"a"},
+               *dr[1] = {"l"};
+    node(&g, "Reshape", "reshape", 2, r, "r");
+    node(&g, "Identity", "id", 1, i1, "i");
+    node(&g, "MatMul", "mm", 2, mm, "m");
+    node(&g, "Add", "add", 2, ad, "a");
+    onnx_w_node n;
+    onnx_w_node_begin(&n, "LogSoftmax", "ls", 1, ls, "l");
+    onnx_w_attr_int(&n, "axis", 1);
+    onnx_w_node_end(&n, &g.g);
+    onnx_w_node_begin(&n, "Dropout", "drop", 1, dr, "y");
+    onnx_w_attr_float(&n, "ratio", 0.5f);
+    onnx_w_node_end(&n, &g.g);
+    onnx_w_value(&g.g, 12, "y", 2, out);
+    size_t len;
+    void *data = finish(&g, 11, &len);
+    nb_model *m = NULL;
+    if (nb_onnx_parse(data, len, 0, &m)) fprintf(stderr, "%s\n", nb_last_error());
+    assert_non_null(m);
+    assert_string_equal(nb_model_spec(m), "flatten; dense 3 log_softmax; dropout 0.5");
+    const int64_t xs[2] = {2, F};
+    nb_tensor *xt = nb_tensor_new(2, xs), *y = NULL;
+    memcpy(xt->data, x, sizeof x);
+    assert_int_equal(nb_model_predict(m, xt, 2, &y), NB_OK);
+    for (int e = 0; e < 2; e++) { /* log-probabilities */
+        double z[K], mx = -1e30, sum = 0;
+        for (int k = 0; k < K; k++) {
+            z[k] = b[k];
+            for (int f = 0; f < F; f++) z[k] += (double)x[e * F + f] * w[f * K + k];
+            mx = fmax(mx, z[k]);
+        }
+        for (int k = 0; k < K; k++) sum += exp(z[k] - mx);
+        for (int k = 0; k < K; k++) assert_true(fabs(y->data[e * K + k] - (z[k] - mx - log(sum))) < 1e-6);
+    }
+    nb_tensor_free(xt), nb_tensor_free(y);
+    nb_model_free(m);
+    free(data);
+}
+
+/* ---- bad inputs (docs/bad-inputs.md, "ONNX files") */
+
+static void expect_refused(const void *data, size_t len, nb_status want_status, const char *want)
+{
+    nb_model *m = (nb_model *)1;
+    nb_status s = nb_onnx_parse(data, len, 0, &m);
+    assert_int_equal(s, want_status);
+    assert_null(m);
+    assert_has(nb_last_error(), want);
+}
+
+/* A one-node graph x -> op -> y on input dims in[4] (rank 4 NCHW), with one
+ * attribute of ints when aname is given. */
+static void *one_node(const char *op, const char *aname, int na, const int64_t *av, size_t *len)
+{
+    gb g = {{0}};
+    const int64_t in[4] = {1, 2, 6, 6}, out[4] = {1, 2, 3, 3};
+    onnx_w_value(&g.g, 11, "x", 4, in);
+    const char *xi[1] = {"x"};
+    onnx_w_node n;
+    onnx_w_node_begin(&n, op, "the_node", 1, xi, "y");
+    if (aname) onnx_w_attr_ints(&n, aname, na, av);
+    onnx_w_node_end(&n, &g.g);
+    onnx_w_value(&g.g, 12, "y", 4, out);
+    return finish(&g, 13, len);
+}
+
+static void test_bad_wire_format(void **state)
+{
+    const unsigned char truncated_varint[] = {0x08, 0x80};             /* ir_version, varint cut */
+    const unsigned char past_end[] = {0x3a, 0x7f, 0x0a};               /* graph of 127 bytes, 1 there */
+    const unsigned char overlong[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
+    const unsigned char group[] = {0x0b, 0x0c};                        /* field 1, wire type 3 */
+    const unsigned char field0[] = {0x00, 0x01};
+    const unsigned char no_graph[] = {0x08, 0x07};
+    expect_refused(truncated_varint, sizeof truncated_varint, NB_ERR_FORMAT, "onnx: model: field 1: truncated varint");
+    expect_refused(past_end, sizeof past_end, NB_ERR_FORMAT,
+                   "onnx: model: field 7: length 127 is past the end (1 bytes left)");
+    expect_refused(overlong, sizeof overlong, NB_ERR_FORMAT, "onnx: model: field 1: varint longer than 64 bits");
+    expect_refused(group, sizeof group, NB_ERR_FORMAT,
+                   "onnx: model: field 1 has wire type 3 (groups and unknown types are not supported)");
+    expect_refused(field0, sizeof field0, NB_ERR_FORMAT, "onnx: model: field number 0 is out of range 1..2^29-1");
+    expect_refused(no_graph, sizeof no_graph, NB_ERR_FORMAT, "onnx: the file has no graph (is it an ONNX model?)");
+    expect_refused("", 0, NB_ERR_FORMAT, "onnx: the file has no graph");
+    /* A tensor claiming 2^40 elements with 4 bytes of data: refused before any allocation. */
+    gb g = {{0}};
+    nb_pb_writer t = {0};
+    const int64_t big[2] = {1 << 20, 1 << 20};
+    nb_pb_put_packed_int64(&t, 1, big, 2);
+    nb_pb_put_varint(&t, 2, ONNX_FLOAT);
+    nb_pb_put_string(&t, 8, "W");
+    nb_pb_put_bytes(&t, 9, "abcd", 4);
+    nb_pb_put_message(&g.g, 5, &t);
+    const int64_t in[2] = {1, 1 << 20}, out[2] = {1, 1 << 20};
+    onnx_w_value(&g.g, 11, "x", 2, in);
+    onnx_w_value(&g.g, 12, "y", 2, out);
+    const char *mi[2] = {"x", "W"};
+    node(&g, "MatMul", "mm", 2, mi, "y");
+    size_t len;
+    void *data = finish(&g, 13, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 0 'mm' (MatMul): onnx: tensor 'W' has 4 bytes of raw_data, its 1099511627776 "
+                   "elements need 4398046511104");
+    free(data);
+}
+
+static void test_bad_operators(void **state)
+{
+    size_t len;
+    void *data = one_node("LRN", NULL, 0, NULL, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 0 'the_node' (LRN): operator LRN is not supported; nabla imports Conv, Gemm, "
+                   "MatMul (+ Add of a bias), MaxPool");
+    free(data);
+    const int64_t ks[2] = {2, 2};
+    data = one_node("MaxPool", "kernel_shapes", 2, ks, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 0 'the_node' (MaxPool): attribute 'kernel_shapes' is not supported (MaxPool "
+                   "takes: kernel_shape, strides, pads, dilations, ceil_mode, storage_order, auto_pad)");
+    free(data);
+    const int64_t rect[2] = {2, 3};
+    data = one_node("MaxPool", "kernel_shape", 2, rect, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 0 'the_node' (MaxPool): kernel_shape must be two equal numbers in 1..1024 "
+                   "(nabla's windows are square)");
+    free(data);
+    const int64_t perm[4] = {0, 1, 3, 2};
+    data = one_node("Transpose", "perm", 4, perm, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 0 'the_node' (Transpose): only a layout change of an image tensor (perm "
+                   "[0, 3, 1, 2] from NHWC or [0, 2, 3, 1] from NCHW) is supported");
+    free(data);
+}
+
+/* A Conv whose pads are neither valid nor TensorFlow's same (PyTorch's
+ * padding=1 with stride 2 on an even input), and a grouped Conv. */
+static void test_bad_conv(void **state)
+{
+    for (int variant = 0; variant < 2; variant++) {
+        gb g = {{0}};
+        const int64_t in[4] = {1, 2, 6, 6}, out[4] = {1, 2, 3, 3}, wd[4] = {2, variant ? 1 : 2, 3, 3};
+        nb_real w[36] = {0};
+        onnx_w_value(&g.g, 11, "x", 4, in);
+        onnx_w_initializer(&g.g, "W", 4, wd, w);
+        const char *ci[2] = {"x", "W"};
+        onnx_w_node n;
+        onnx_w_node_begin(&n, "Conv", "Conv_7", 2, ci, "y");
+        const int64_t pads[4] = {1, 1, 1, 1}, st[2] = {2, 2};
+        onnx_w_attr_ints(&n, "pads", 4, pads);
+        onnx_w_attr_ints(&n, "strides", 2, st);
+        if (variant) onnx_w_attr_int(&n, "group", 2);
+        onnx_w_node_end(&n, &g.g);
+        onnx_w_value(&g.g, 12, "y", 4, out);
+        size_t len;
+        void *data = finish(&g, 13, &len);
+        expect_refused(data, len, NB_ERR_FORMAT,
+                       variant ? "onnx import: node 0 'Conv_7' (Conv): group 2: only group = 1 is supported"
+                               : "onnx import: node 0 'Conv_7' (Conv): pads [1, 1, 1, 1] on a 6x6 input are neither "
+                                 "valid ([0, 0, 0, 0]) nor TensorFlow's same ([0, 0, 1, 1]), the two paddings nabla "
+                                 "computes");
+        free(data);
+    }
+}
+
+/* Two inputs, a branch (a node not on the previous node's output), an
+ * output that is not the last node's. */
+static void test_bad_graphs(void **state)
+{
+    gb g = {{0}};
+    const int64_t in[2] = {1, 4};
+    onnx_w_value(&g.g, 11, "x", 2, in);
+    onnx_w_value(&g.g, 11, "z", 2, in);
+    size_t len;
+    void *data = finish(&g, 13, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: the graph has more than one input ('x', 'z'); nabla models take one");
+    free(data);
+    gb b = {{0}};
+    onnx_w_value(&b.g, 11, "x", 2, in);
+    const char *x[1] = {"x"}, *r[1] = {"r"};
+    node(&b, "Relu", "a", 1, x, "r");
+    node(&b, "Tanh", "b", 1, x, "t"); /* a second branch off x */
+    node(&b, "Sigmoid", "c", 1, r, "y");
+    onnx_w_value(&b.g, 12, "y", 2, in);
+    data = finish(&b, 13, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 1 'b' (Tanh): reads 'x', not the current tensor 'r': nabla imports sequential "
+                   "graphs only (each node on the previous node's output)");
+    free(data);
+    gb o = {{0}};
+    onnx_w_value(&o.g, 11, "x", 2, in);
+    node(&o, "Relu", "a", 1, x, "r");
+    onnx_w_value(&o.g, 12, "x", 2, in);
+    data = finish(&o, 13, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: the graph's output must be the last node's ('r'), and the only one (it has 1)");
+    free(data);
+}
+
+/* Weights holding NaN are refused unless NB_LOAD_ALLOW_NONFINITE; a
+ * symbolic input dimension is refused. */
+static void test_bad_values(void **state)
+{
+    nb_model *m = model_of("dense 2", "3", 1), *back = NULL;
+    nb_value(nb_model_find_param(m, "0.kernel"))->data[4] = NAN;
+    void *data;
+    size_t len;
+    assert_int_equal(nb_onnx_serialize(m, 0, &data, &len), NB_OK);
+    expect_refused(data, len, NB_ERR_NUMERIC,
+                   "onnx import: weight '0.kernel' holds NaN or Inf (element 4): the model would compute NaN");
+    assert_int_equal(nb_onnx_parse(data, len, NB_LOAD_ALLOW_NONFINITE, &back), NB_OK);
+    assert_true(isnan(nb_value(nb_model_find_param(back, "0.kernel"))->data[4]));
+    nb_model_free(back), nb_model_free(m);
+    free(data);
+    gb g = {{0}};
+    const int64_t in[3] = {1, 4, 4};
+    onnx_w_value(&g.g, 11, "x", 3, in); /* dims[0] is written symbolic; make dims[2] symbolic too */
+    nb_pb_writer_free(&g.g);
+    nb_pb_writer shape = {0}, tensor = {0}, type = {0}, value = {0}, d1 = {0}, d2 = {0};
+    nb_pb_put_string(&d1, 2, "N"), nb_pb_put_string(&d2, 2, "width");
+    nb_pb_put_message(&shape, 1, &d1), nb_pb_put_message(&shape, 1, &d2);
+    nb_pb_put_varint(&tensor, 1, ONNX_FLOAT), nb_pb_put_message(&tensor, 2, &shape);
+    nb_pb_put_message(&type, 1, &tensor);
+    nb_pb_put_string(&value, 1, "x"), nb_pb_put_message(&value, 2, &type);
+    nb_pb_put_message(&g.g, 11, &value);
+    data = finish(&g, 13, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: input 'x' dimension 1 is unknown or out of range 1..2^24: export with a fixed input "
+                   "size");
+    free(data);
+}
+
+/* The CLI: export, import, and --model M.onnx for predict, summary. */
+static void test_cli(void **state)
+{
+    char dir[1024], cmd[4096];
+    tu_mkdtemp(dir, sizeof dir, "onnx");
+    nb_model *m = model_of("conv2d 2 3 relu; maxpool 2; flatten; dense 3", "8,8,1", 3);
+    tu_fmt(cmd, sizeof cmd, "%s/m.safetensors", dir);
+    assert_int_equal(nb_model_save(m, cmd), NB_OK);
+    tu_fmt(cmd, sizeof cmd,
+           "cd '%s' && %s export --model m.safetensors -o m.onnx >out.txt && %s import m.onnx -o back.safetensors "
+           ">>out.txt && %s summary --model m.onnx >>out.txt",
+           dir, NB_CLI, NB_CLI, NB_CLI);
+    assert_int_equal(system(cmd), 0);
+    tu_fmt(cmd, sizeof cmd, "%s/out.txt", dir);
+    size_t n;
+    char *out = tu_read(cmd, &n);
+    assert_has(out, "wrote m.onnx (ONNX opset 13): input 'input' (N, 8, 8, 1) NHWC, output 'output'; spec: conv2d 2 3 "
+                    "relu; maxpool 2; flatten; dense 3");
+    assert_has(out, "wrote back.safetensors: conv2d 2 3 relu; maxpool 2; flatten; dense 3 (77 parameters)");
+    assert_has(out, "Total params: 77");
+    free(out);
+    tu_fmt(cmd, sizeof cmd, "%s/back.safetensors", dir);
+    nb_model *back = NULL;
+    assert_int_equal(nb_model_load(cmd, &back), NB_OK);
+    for (int p = 0; p < nb_model_param_count(m); p++)
+        assert_same_bits(nb_value(nb_model_param(back, p)), nb_value(nb_model_param(m, p)));
+    tu_fmt(cmd, sizeof cmd, "cd '%s' && %s import nothere.onnx -o x.safetensors 2>err.txt; echo $? >>err.txt", dir,
+           NB_CLI);
+    assert_int_equal(system(cmd), 0);
+    tu_fmt(cmd, sizeof cmd, "%s/err.txt", dir);
+    out = tu_read(cmd, &n);
+    assert_has(out, "nabla import: 'nothere.onnx': no such file\n1\n");
+    free(out);
+    nb_model_free(back), nb_model_free(m);
+    tu_rm_rf(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_exact),      cmocka_unit_test(test_export_contents),
+        cmocka_unit_test(test_import_nchw_like_torch), cmocka_unit_test(test_import_matmul_reshape),
+        cmocka_unit_test(test_bad_wire_format),       cmocka_unit_test(test_bad_operators),
+        cmocka_unit_test(test_bad_conv),              cmocka_unit_test(test_bad_graphs),
+        cmocka_unit_test(test_bad_values),            cmocka_unit_test(test_cli),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
