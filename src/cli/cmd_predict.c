@@ -115,6 +115,16 @@ static const char *class_str(char *buf, size_t n, int64_t c, const cli_names *na
 
 /* The top classes of the first examples of probabilities y (N, C), with
  * their labels when known, and how many of those are right. */
+/* Rank order of the classes of one example: larger probability first, ties
+ * by index, NaN after every number (a total order, so the k-th class
+ * always exists: with NaN outputs the plain comparisons find none). */
+static int ranks_before(const nb_real *p, int64_t a, int64_t b)
+{
+    if (isnan(p[a]) != isnan(p[b])) return !isnan(p[a]);
+    if (!isnan(p[a]) && p[a] != p[b]) return p[a] > p[b];
+    return a < b;
+}
+
 static void print_top(const predict_args *a, const nb_tensor *y, const nb_tensor *labels, const cli_names *names)
 {
     const int64_t N = y->shape[0], C = y->size / N, K = a->top < C ? a->top : C;
@@ -126,12 +136,10 @@ static void print_top(const predict_args *a, const nb_tensor *y, const nb_tensor
         printf("example %lld:", (long long)(a->src.start + n));
         int64_t prev = -1;
         for (int64_t k = 0; k < K; k++) {
-            /* the k-th largest: the largest below the previous (ties by index) */
+            /* the k-th in rank order: the first of those ranked after the previous */
             int64_t best = -1;
-            for (int64_t c = 0; c < C; c++) {
-                int below = prev < 0 || p[c] < p[prev] || (p[c] == p[prev] && c > prev);
-                if (below && (best < 0 || p[c] > p[best])) best = c;
-            }
+            for (int64_t c = 0; c < C; c++)
+                if ((prev < 0 || ranks_before(p, prev, c)) && (best < 0 || ranks_before(p, c, best))) best = c;
             prev = best;
             printf("%s %s %.3f", k ? "," : "", class_str(name, sizeof name, best, names), (double)p[best]);
         }
