@@ -1,7 +1,7 @@
 /* nabla's side of the benchmark (bench/run.sh prints it beside PyTorch's).
  * Each figure is the median of several timed repetitions after a warm-up.
  * Output: one "key value" line per figure, read by bench/run.sh.
- * Usage: bench [threads] [onethread|peak|jacobian] */
+ * Usage: bench [threads] [onethread|peak|jacobian|gemm] */
 #include "nabla.h"
 /* In-tree: the benchmark calls the internal GEMM directly. */
 #include "../src/kernels/kernels.h"
@@ -129,6 +129,82 @@ static double gemm_gflops(int64_t M, int64_t N, int64_t K, int reps, int referen
     return median(t, reps);
 }
 
+/* The kernel each GEMM shape class runs in this process, and the medians
+ * it was chosen on: "gemm_choice KEY KERNEL how MxNxK kernel=us...". */
+static void print_choices(void)
+{
+    const char *problem = nb_gemm_spec_problem();
+    if (problem) printf("gemm_spec_problem %s\n", problem);
+    for (int c = 0; c < NB_GEMM_NCLASSES; c++) {
+        nb_gemm_choice ch;
+        nb_gemm_class_choice(c, &ch);
+        if (!ch.used) continue;
+        char key[32];
+        nb_gemm_class_key(c, key);
+        printf("gemm_choice %-30s %-8s %-8s %lldx%lldx%lld", key, nb_gemm_kernel_name(ch.kernel),
+               ch.measured ? "measured" : "fixed", (long long)ch.M, (long long)ch.N, (long long)ch.K);
+        for (int k = 0; k < NB_GEMM_NKERNELS; k++)
+            if (ch.seconds[k] > 0) printf(" %s=%.1fus", nb_gemm_kernel_name((nb_gemm_kernel)k), 1e6 * ch.seconds[k]);
+        printf("\n");
+    }
+    char spec[2048];
+    nb_gemm_choices_spec(spec, sizeof spec);
+    printf("gemm_spec %s\n", spec);
+}
+
+/* GFLOP/s of each kernel and of the chosen one (nb_gemm_serial) at the
+ * network's per-thread products, one thread: rounds alternate the kernels
+ * (paired), medians of 21 rounds. */
+static void gemm_kernels(void)
+{
+    static const struct {
+        const char *name;
+        bool ta, tb;
+        int64_t M, N, K;
+        nb_real beta;
+    } S[] = {
+        {"conv1_fwd", false, false, 676 * 2, 32, 9, 0},   {"conv1_dK", true, false, 9, 32, 676 * 2, 1},
+        {"conv1_dX_t", false, true, 9, 676 * 2, 32, 0},   {"conv2_fwd", false, false, 576, 64, 288, 0},
+        {"conv2_fwd_g2", false, false, 1152, 64, 288, 0}, {"conv2_dK", true, false, 288, 64, 576, 1},
+        {"conv2_dX", false, true, 576, 288, 64, 0},       {"dense1_fwd", false, false, 64, 128, 9216, 0},
+        {"dense1_dW", true, false, 9216, 128, 64, 0},     {"dense1_dX", false, true, 64, 9216, 128, 0},
+        {"dense1_one", false, false, 1, 128, 9216, 0},
+    };
+    enum { ROUNDS = 21, NK = NB_GEMM_NKERNELS + 1 };
+    for (size_t s = 0; s < sizeof S / sizeof S[0]; s++) {
+        const int64_t M = S[s].M, N = S[s].N, K = S[s].K, lda = S[s].ta ? M : K, ldb = S[s].tb ? K : N;
+        nb_real *a = calloc((size_t)(M * K), sizeof *a), *b = calloc((size_t)(K * N), sizeof *b),
+                *c = calloc((size_t)(M * N), sizeof *c);
+        for (int64_t i = 0; i < M * K; i++) a[i] = (nb_real)((i % 7) - 3) / 7;
+        for (int64_t i = 0; i < K * N; i++) b[i] = (nb_real)((i % 5) - 2) / 5;
+        const double flops = 2.0 * (double)M * (double)N * (double)K;
+        const int reps = flops > 2e7 ? 1 : (int)(2e7 / flops);
+        double t[NK][ROUNDS];
+        for (int r = -1; r < ROUNDS; r++)
+            for (int i = 0; i < NK; i++) {
+                const int k = (i + (r < 0 ? 0 : r)) % NK; /* NB_GEMM_NKERNELS: the chosen one */
+                if (k < NB_GEMM_NKERNELS && !nb_gemm_kernel_usable((nb_gemm_kernel)k, S[s].tb, M)) continue;
+                const double t0 = now();
+                for (int q = 0; q < reps; q++)
+                    if (k == NB_GEMM_NKERNELS)
+                        nb_gemm_serial(S[s].ta, S[s].tb, M, N, K, 1, a, lda, b, ldb, S[s].beta, c, N);
+                    else
+                        nb_gemm_with((nb_gemm_kernel)k, S[s].ta, S[s].tb, M, N, K, 1, a, lda, b, ldb, S[s].beta, c,
+                                     N);
+                if (r >= 0) t[k][r] = flops * reps / (now() - t0) / 1e9;
+            }
+        const nb_gemm_kernel chosen = nb_gemm_kernel_for(S[s].ta, S[s].tb, M, N, K, S[s].beta);
+        printf("gemm_gflops %-13s %c%c %lldx%lldx%lld", S[s].name, S[s].ta ? 't' : 'n', S[s].tb ? 't' : 'n',
+               (long long)M, (long long)N, (long long)K);
+        for (int k = 0; k < NK; k++)
+            if (k == NB_GEMM_NKERNELS || nb_gemm_kernel_usable((nb_gemm_kernel)k, S[s].tb, M))
+                printf(" %s=%.1f", k == NB_GEMM_NKERNELS ? "chosen" : nb_gemm_kernel_name((nb_gemm_kernel)k),
+                       median(t[k], ROUNDS));
+        printf(" (chosen: %s)\n", nb_gemm_kernel_name(chosen));
+        free(a), free(b), free(c);
+    }
+}
+
 /* Peak resident memory growth (KiB) of building the CNN and running 3
  * training steps at batch 128, from /proc/self/status. */
 static long status_kib(const char *key)
@@ -140,6 +216,53 @@ static long status_kib(const char *key)
         if (!strncmp(line, key, strlen(key))) v = atol(line + strlen(key) + 1);
     if (f) fclose(f);
     return v;
+}
+
+/* Second order at batch 128 (issue 12): one gradient (forward + backward of
+ * the mean CCE), one HVP w.r.t. all parameters (nb_hvp, K = 1), and the
+ * full Hessian w.r.t. the last dense kernel (128 x 10: 1280 x 1280), each
+ * the median of reps, on the same model, batch and threads. */
+static void second_order(nb_dataset *d, int reps)
+{
+    nb_model *m = cnn(128, d);
+    nb_node *target, *loss;
+    if (nb_model_loss(m, NB_LOSS_CCE, &target, &loss)) die("loss");
+    memcpy(nb_value(target)->data, d->y->data, 128 * sizeof(nb_real));
+    const int P = nb_model_param_count(m);
+    nb_node *params[16];
+    nb_tensor *v[16], *hv[16];
+    nb_rng r;
+    nb_rng_seed(&r, 1);
+    for (int i = 0; i < P; i++) {
+        params[i] = nb_model_param(m, i);
+        const nb_tensor *p = nb_value(params[i]);
+        int64_t s[NB_MAX_RANK + 1] = {1};
+        memcpy(s + 1, p->shape, sizeof(int64_t) * (size_t)p->rank);
+        v[i] = nb_tensor_new(p->rank + 1, s);
+        nb_tensor_fill_normal(v[i], &r, 0, 1);
+    }
+    double tg[16], th[16], tH[16];
+    for (int k = -1; k < reps; k++) { /* paired: gradient and HVP alternate; k = -1 warms up */
+        double t0 = now();
+        if (nb_forward(nb_model_graph(m)) || nb_backward(loss)) die("gradient");
+        double t1 = now();
+        if (nb_hvp(loss, P, params, (const nb_tensor *const *)v, hv)) die("hvp");
+        double t2 = now();
+        for (int i = 0; i < P; i++) nb_tensor_free(hv[i]);
+        if (k >= 0) tg[k] = t1 - t0, th[k] = t2 - t1;
+    }
+    for (int k = -1; k < (reps < 3 ? reps : 3); k++) {
+        nb_tensor *H = NULL;
+        double t0 = now();
+        if (nb_hessian(loss, params[P - 2], NULL, NULL, &H)) die("hessian");
+        if (k >= 0) tH[k] = now() - t0;
+        nb_tensor_free(H);
+    }
+    const double g = median(tg, reps), h = median(th, reps);
+    printf("grad_b128_s %.4f\nhvp_b128_s %.4f\nhvp_over_grad %.2f\n", g, h, h / g);
+    printf("hessian_dense2_b128_s %.4f\n", median(tH, reps < 3 ? reps : 3));
+    for (int i = 0; i < P; i++) nb_tensor_free(v[i]);
+    nb_model_free(m);
 }
 
 static void peak_memory(nb_dataset *d)
@@ -172,9 +295,20 @@ int main(int argc, char **argv)
         nb_dataset_free(&small);
         return 0;
     }
+    if (argc > 2 && !strcmp(argv[2], "gemm")) {
+        nb_set_num_threads(1);
+        gemm_kernels();
+        print_choices();
+        return 0;
+    }
     nb_set_num_threads(threads);
     nb_dataset all;
     if (nb_dataset_load_mnist("/usr/share/datasets/fashion-mnist", "test", &all)) die("data");
+    if (argc > 2 && !strcmp(argv[2], "second")) { /* the second-order figures alone */
+        second_order(&all, 5);
+        nb_dataset_free(&all);
+        return 0;
+    }
     if (argc > 2 && !strcmp(argv[2], "jacobian")) { /* the Jacobian figures alone, for profiling */
         printf("jacobian_one_s %.6f\n", jacobian_seconds(&all, 1, 0, 9));
         printf("jacobian_per_example64_s %.6f\n", jacobian_seconds(&all, 64, 1, 5));
@@ -185,6 +319,7 @@ int main(int argc, char **argv)
 #ifdef NB_HAVE_CBLAS
     openblas_set_num_threads(threads);
     printf("sgemm_square_gflops %.1f\n", gemm_gflops(2048, 2048, 2048, 5, 1));
+    openblas_set_num_threads(1); /* nb_gemm runs OpenBLAS on one thread per block */
 #endif
     printf("gemm_conv2_gflops %.1f\n", gemm_gflops(128 * 576, 64, 288, 5, 0));
     printf("gemm_dense1_gflops %.1f\n", gemm_gflops(128, 128, 9216, 9, 0));
@@ -193,6 +328,7 @@ int main(int argc, char **argv)
     printf("infer_b128_ips %.1f\n", infer_ips(&all, 128, 16, 5));
     printf("jacobian_one_s %.6f\n", jacobian_seconds(&all, 1, 0, 9));
     printf("jacobian_per_example64_s %.6f\n", jacobian_seconds(&all, 64, 1, 5));
+    print_choices();
     nb_dataset_free(&all);
     return 0;
 }

@@ -15,14 +15,20 @@ trap 'rm -rf "$out"' EXIT
 have_torch=0
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then have_torch=1; fi
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), threads $threads"
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
+fam=$(awk -F': ' '/^cpu family/ {f=$2} /^model\t/ {m=$2} END {print "family " f ", model " m}' /proc/cpuinfo)
+simd=$(grep -m1 -o -w 'avx512f\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')
+echo "machine: $(nproc) cores, $cpu ($fam; ${simd:-no AVX2}), threads $threads, NB_GEMM=${NB_GEMM:-auto}"
 ./build-bench/nabla_bench "$threads" > "$out/nabla.txt"
+./build-bench/nabla_bench 1 gemm > "$out/gemm.txt"
 ./build-bench/nabla_bench "$threads" peak >> "$out/nabla.txt"
 ./build-bench/nabla_bench 1 onethread >> "$out/nabla.txt"
+./build-bench/nabla_bench "$threads" second >> "$out/nabla.txt"
 if [ $have_torch = 1 ]; then
   /usr/bin/python3 bench/torch_bench.py "$threads" > "$out/torch.txt"
   /usr/bin/python3 bench/torch_bench.py "$threads" peak >> "$out/torch.txt"
   /usr/bin/python3 bench/torch_bench.py 1 onethread >> "$out/torch.txt"
+  /usr/bin/python3 bench/torch_bench.py "$threads" second >> "$out/torch.txt"
 fi
 
 # One epoch of Fashion-MNIST (60000 images, batch 128, SGD momentum 0.9):
@@ -67,6 +73,10 @@ row "training, batch 128, 1 thread" train_b128_1thread_ips img/s higher
 row "Jacobian 10x784 of one image" jacobian_one_s s lower
 row "per-example Jacobians, batch 64" jacobian_per_example64_s s lower
 row "peak memory of training steps, batch 128" train_b128_peak_mib MiB lower
+row "gradient of the mean CCE, batch 128" grad_b128_s s lower
+row "HVP w.r.t. all parameters, batch 128" hvp_b128_s s lower
+row "HVP / gradient (each its own)" hvp_over_grad x lower
+row "Hessian w.r.t. dense 10 kernel (1280^2)" hessian_dense2_b128_s s lower
 echo
 sq=$(get "$out/nabla.txt" sgemm_square_gflops)
 for k in gemm_conv2_gflops gemm_dense1_gflops; do
@@ -77,6 +87,13 @@ for k in gemm_conv2_gflops gemm_dense1_gflops; do
     printf "%-22s %8s GFLOP/s\n" "$k" "$g"
   fi
 done
+echo
+echo "GEMM GFLOP/s at the network's per-thread products, one thread, paired rounds, medians:"
+grep '^gemm_gflops' "$out/gemm.txt" | cut -d' ' -f2-
+echo
+echo "GEMM kernel chosen per shape class (class, kernel, how, shape measured, median per trial):"
+grep '^gemm_\(choice\|spec_problem\)' "$out/nabla.txt" | cut -d' ' -f2-
+echo "NB_GEMM that makes another process choose the same: $(get "$out/nabla.txt" gemm_spec)"
 if [ $have_torch = 0 ]; then
   echo
   echo "PyTorch is not installed: apt-get install python3-torch for the comparison columns."

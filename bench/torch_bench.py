@@ -115,6 +115,48 @@ def epoch_seconds():
     return time.perf_counter() - t0
 
 
+def second_order(x, y, reps):
+    """One gradient, one HVP w.r.t. all parameters (torch.autograd.functional.hvp
+    over the parameters as inputs, via functional_call) and the full Hessian
+    w.r.t. the last Linear's weight (10 x 128, vectorize=True), batch 128;
+    gradient and HVP timed alternately (paired), medians."""
+    from torch.nn.utils.stateless import functional_call
+    model = cnn()
+    loss_fn = nn.CrossEntropyLoss()
+    xb, yb = x[:128], y[:128]
+    names = [n for n, _ in model.named_parameters()]
+    params = tuple(p.detach().clone() for _, p in model.named_parameters())
+    g = torch.Generator().manual_seed(1)
+    vs = tuple(torch.randn(p.shape, generator=g) for p in params)
+
+    def loss_of(*ps):
+        return loss_fn(functional_call(model, dict(zip(names, ps)), (xb,)), yb)
+
+    def grad():
+        model.zero_grad()
+        loss_fn(model(xb), yb).backward()
+
+    def hvp():
+        torch.autograd.functional.hvp(loss_of, params, vs)
+
+    tg, th = [], []
+    grad(), hvp()
+    for _ in range(reps):
+        t0 = time.perf_counter(); grad(); t1 = time.perf_counter(); hvp(); t2 = time.perf_counter()
+        tg.append(t1 - t0), th.append(t2 - t1)
+    w_index = names.index("8.weight")
+
+    def loss_w(w):
+        ps = list(params)
+        ps[w_index] = w
+        return loss_of(*ps)
+    th2 = timed(lambda: torch.autograd.functional.hessian(loss_w, params[w_index], vectorize=True), 3)
+    print("grad_b128_s %.4f" % statistics.median(tg))
+    print("hvp_b128_s %.4f" % statistics.median(th))
+    print("hvp_over_grad %.2f" % (statistics.median(th) / statistics.median(tg)))
+    print("hessian_dense2_b128_s %.4f" % th2)
+
+
 def main():
     threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     mode = sys.argv[2] if len(sys.argv) > 2 else "all"
@@ -124,6 +166,9 @@ def main():
         print("epoch_s %.3f" % epoch_seconds())
         return
     x, y = load("t10k")
+    if mode == "second":
+        second_order(x, y, 5)
+        return
     if mode == "onethread":  # its own process: set_num_threads(1) after 2-thread work does not stick
         torch.set_num_threads(1)
         print("train_b128_1thread_ips %.1f" % train_ips(x, y, 128, 4, 5))

@@ -1,7 +1,8 @@
 /* libFuzzer target: the model spec grammar (nb_spec_parse; every layer must
- * print as a line that parses back to it), then, for specs that parse and
- * stay small, nb_model_from_spec on the input shape 28,28,1
- * and one forward pass of a batch of one. */
+ * print as a line that parses back to it) and the names' parsers
+ * (nb_activation_parse, ...: a name that parses prints as itself), then,
+ * for specs that parse and stay small, nb_model_from_spec on the input
+ * shape 28,28,1 and one forward pass of a batch of one. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,12 +44,35 @@ static int small_enough(const nb_layer_spec *l, int n)
     return 1;
 }
 
+/* The names' parsers on the whole input: one that parses names a value
+ * whose name parses back to it; a refusal leaves a message. */
+#define CHECK_NAME(prefix, type)                                                                                       \
+    do {                                                                                                               \
+        type v, w;                                                                                                     \
+        if (nb_##prefix##_parse(text, &v) == NB_OK) {                                                                  \
+            if (nb_##prefix##_parse(nb_##prefix##_name(v), &w) != NB_OK || w != v) abort();                            \
+        } else if (!nb_last_error()[0]) {                                                                              \
+            abort();                                                                                                   \
+        }                                                                                                              \
+    } while (0)
+
+static void check_names(const char *text)
+{
+    CHECK_NAME(activation, nb_activation);
+    CHECK_NAME(loss, nb_loss_kind);
+    CHECK_NAME(optimizer, nb_optimizer);
+    CHECK_NAME(schedule, nb_schedule);
+    CHECK_NAME(jac_mode, nb_jac_mode);
+    CHECK_NAME(init, nb_init);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *spec = malloc(size + 1);
     if (!spec) return 0;
     memcpy(spec, data, size);
     spec[size] = '\0';
+    check_names(spec);
     nb_layer_spec *layers = NULL;
     int n = -1;
     nb_status s = nb_spec_parse(spec, &layers, &n);

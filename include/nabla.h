@@ -110,13 +110,10 @@ nb_status nb_input_reshape(nb_node *input, int rank, const int64_t *shape);
  * gradient of the last nb_backward (NULL where none was computed, or when
  * the last nb_backward failed). Other passes (nb_vjp, nb_jvp, nb_jacobian)
  * keep their adjoints apart and leave it as it is, so a Jacobian may run
- * between nb_backward and nb_optim_step. The gradient of a convolution
- * read by a max pool is formed only when asked for, from the pool's: ask
- * before the next nb_forward, re-inference of shapes (after
- * nb_input_reshape or new nodes) or a layer that nb_model_add removes
- * again, which drop it (nb_vjp, nb_jvp and nb_jacobian form it before their
- * own forward pass, so it survives them); and not from two threads at
- * once: asking writes it. */
+ * between nb_backward and nb_optim_step. nb_grad only reads. In a model, a
+ * convolution followed by a non-overlapping max pool is one node (op
+ * "conv2d_relu_maxpool", named after the pool's layer): the convolution's
+ * own node keeps its shape but has no value or gradient. */
 nb_tensor *nb_value(nb_node *n);
 nb_tensor *nb_grad(nb_node *n);
 const char *nb_node_name(const nb_node *n);
@@ -248,7 +245,8 @@ typedef struct nb_jacobian_opts {
  * after checking the size from the shapes alone: NB_ERR_TOO_LARGE (its message
  * gives the bytes needed) returns before any pass or large allocation. */
 nb_status nb_jacobian(nb_node *out, nb_node *wrt, const nb_jacobian_opts *opts, nb_tensor **J);
-const char *nb_jac_mode_name(nb_jac_mode m);
+const char *nb_jac_mode_name(nb_jac_mode m); /* "auto", "rev", "fwd", "numeric" */
+nb_status nb_jac_mode_parse(const char *text, nb_jac_mode *out);
 
 typedef struct nb_gradcheck_opts {
     double eps, atol, rtol; /* 0 = the precision's default (nb_gradcheck_defaults) */
@@ -313,6 +311,115 @@ typedef struct nb_opcheck_row {
 int nb_opcheck_all(uint64_t seed, const nb_gradcheck_opts *opts,
                    void (*report)(const nb_opcheck_row *row, void *user), void *user);
 
+/* ----------------------------------------------------------- second order */
+/* Hessians of a scalar (a loss) by forward-over-reverse: the tangent of the
+ * reverse pass along directions v, every op's VJP differentiated once more
+ * (its second-order rule, beside its VJP). Exact, never finite differences
+ * (those are only the reference of nb_hessian_check). Like nb_vjp, each call
+ * runs the forward pass with the random key of the last one (the same
+ * dropout masks) and leaves nb_grad as it is. The wrt nodes are leaves
+ * (inputs and parameters), 1 to 64 of them.
+ *
+ * Hessian-vector products, batched: vectors[i] has shape (K,) + wrt[i].shape
+ * (the K directions, split over the wrt nodes); results[i] gets a new tensor
+ * of the same shape with
+ *   results[i][k] = sum_j d^2 out / d wrt[i] d wrt[j] . vectors[j][k],
+ * all K in one pass. NB_ERR_SHAPE unless out is a scalar. */
+nb_status nb_hvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *const *vectors,
+                 nb_tensor **results);
+
+/* The Hessian H = d^2 out / d wrt d wrt2 with shape out.shape + wrt.shape +
+ * wrt2.shape (jax.hessian's layout), H[o, i, j] = d^2 out[o] / d wrt[i]
+ * d wrt2[j]; wrt2 NULL means wrt (the square Hessian, wrt.shape twice), else
+ * the cross block. Exact by HVPs with the unit vectors of wrt2, chunk per
+ * pass; numeric: central differences of the gradient (the reference). The
+ * size is checked from the shapes first: NB_ERR_TOO_LARGE (its message gives
+ * the bytes needed) returns before any pass or large allocation. */
+typedef struct nb_hessian_opts {
+    int numeric;       /* 1: (g(x + eps e_j) - g(x - eps e_j)) / 2 eps, g the gradient */
+    double eps;        /* numeric step; 0 = nb_gradcheck_defaults' eps */
+    int64_t chunk;     /* vectors per pass; 0 = automatic */
+    size_t max_bytes;  /* refuse a Hessian larger than this; 0 = 2 GiB */
+} nb_hessian_opts;
+nb_status nb_hessian(nb_node *out, nb_node *wrt, nb_node *wrt2, const nb_hessian_opts *opts, nb_tensor **H);
+/* Gauss-Newton products G v = J^T H_L J v for a loss L of logits z (its first
+ * input: nb_mse_loss, nb_bce_logits_loss, nb_cce_logits_loss, ...), J = dz /
+ * d wrt and H_L = d^2 L / dz^2: the part of the Hessian that is positive
+ * semi-definite for these convex losses, and all of it where z is linear in
+ * wrt. vectors and results as in nb_hvp. */
+nb_status nb_gauss_newton_vp(nb_node *loss, int nwrt, nb_node *const *wrt, const nb_tensor *const *vectors,
+                             nb_tensor **results);
+/* The exact Hessian (nb_hessian) against central differences of the
+ * gradient, elementwise |a - n| <= atol + rtol |n| (opts as nb_gradcheck's,
+ * zeros the defaults). Returns NB_OK when the check could run: read ok. */
+typedef struct nb_hessian_check_result {
+    int ok;
+    double max_err;          /* max |a - n| */
+    double worst_ratio;      /* max |a - n| / (atol + rtol |n|); <= 1 passes */
+    int64_t worst_flat;      /* flat index into H of the worst element */
+    int64_t worst_index[NB_MAX_RANK];
+    int worst_rank;
+    double worst_analytic, worst_numeric;
+    double max_abs_hessian;  /* to show the Hessian was not all zero */
+} nb_hessian_check_result;
+nb_status nb_hessian_check(nb_node *out, nb_node *wrt, nb_node *wrt2, const nb_gradcheck_opts *opts,
+                           nb_hessian_check_result *res);
+
+/* Curvature from products alone. A symmetric linear operator on flat
+ * vectors of n values, applied to K of them at once: y (K x n) = A x. For a
+ * Hessian over several tensors, a vector is their elements concatenated in
+ * the order given. */
+typedef nb_status (*nb_linop)(void *user, int64_t K, const nb_real *x, nb_real *y);
+#define NB_EIGS_MAX 16
+typedef struct nb_eigs_opts {
+    int k;            /* eigenvalues wanted, 1..NB_EIGS_MAX (0: 1) */
+    int max_iter;     /* iterations at most (0: 100); each applies A to k + 2 vectors */
+    double tol;       /* stop when no Ritz value moved more than tol relative (0: 1e-3) */
+    uint64_t seed;    /* of the random start */
+} nb_eigs_opts;
+typedef struct nb_eigs_result {
+    int k;
+    double values[NB_EIGS_MAX];    /* largest |value| first (a Hessian's may be negative) */
+    double residuals[NB_EIGS_MAX]; /* |A u - l u| / |l| of each pair */
+    int iterations;
+    int64_t products;              /* matrix-vector products used (HVPs) */
+    int converged;                 /* the last relative change was <= tol */
+    double rel_change;             /* largest relative change of the k values in the last iteration */
+    nb_tensor *vectors;            /* (k, n): the unit eigenvectors; free with nb_tensor_free */
+} nb_eigs_result;
+/* The k eigenvalues of largest magnitude of A and their vectors, by
+ * subspace iteration with Rayleigh-Ritz (PyHessian's power iteration with
+ * deflation, on k + 2 vectors at once), seeded. */
+nb_status nb_linop_eigs(int64_t n, nb_linop op, void *user, const nb_eigs_opts *opts, nb_eigs_result *res);
+/* The same on the Hessian of the scalar out w.r.t. the wrt nodes (nb_hvp's
+ * products, the forward pass at the last key). */
+nb_status nb_hessian_eigs(nb_node *out, int nwrt, nb_node *const *wrt, const nb_eigs_opts *opts,
+                          nb_eigs_result *res);
+/* Hutchinson's estimate of tr(A): the mean of z^T A z over samples random
+ * sign vectors z (>= 2), with its standard error. */
+typedef struct nb_trace_result {
+    double trace, std_error;
+    int samples;
+    int64_t products;
+} nb_trace_result;
+nb_status nb_linop_trace(int64_t n, nb_linop op, void *user, int samples, uint64_t seed, nb_trace_result *res);
+nb_status nb_hessian_trace(nb_node *out, int nwrt, nb_node *const *wrt, int samples, uint64_t seed,
+                           nb_trace_result *res);
+
+/* The second-order check of every op: each case of nb_opcheck_all's table,
+ * made a scalar L = sum(c out^2) + sum(d out) (c, d random), gets
+ * nb_hessian_check of every block (wrt, wrt2) of its leaves, cross blocks
+ * included. report(row, user) once per block; returns the failure count or
+ * -1 on error. */
+typedef struct nb_opcheck2_row {
+    const char *op;
+    const char *case_name;
+    const char *wrt, *wrt2;
+    nb_hessian_check_result r;
+} nb_opcheck2_row;
+int nb_opcheck_second_all(uint64_t seed, const nb_gradcheck_opts *opts,
+                          void (*report)(const nb_opcheck2_row *row, void *user), void *user);
+
 /* --------------------------------------------------------------------- io */
 /* Every reader checks each size it reads against the real length of the data
  * and against overflow before allocating; a malformed file gives
@@ -374,12 +481,45 @@ typedef enum nb_activation {
     NB_ACT_NONE = 0, NB_ACT_RELU, NB_ACT_SIGMOID, NB_ACT_TANH, NB_ACT_SOFTMAX, NB_ACT_LOG_SOFTMAX,
     NB_ACT_LEAKY_RELU, NB_ACT_ELU, NB_ACT_SOFTPLUS, NB_ACT_GELU
 } nb_activation;
-const char *nb_activation_name(nb_activation a);
 
+/* Names of the library's enumerations, each list kept once (src/nn/names.c):
+ * nb_*_name gives the name the spec grammar and the CLI use ("relu",
+ * "cce", "adam", "cosine", "rev", "glorot"; NB_ACT_NONE is "linear"), "?"
+ * for a value out of range; nb_*_parse reads it back (NB_OK) or fails with
+ * NB_ERR_ARG and a message that suggests the closest name and lists them
+ * all: "unknown activation 'rleu'; did you mean 'relu'? (linear, relu, ...)".
+ * Parsing accepts a few older or longer spellings too (activation "none",
+ * schedule "exponential"). */
+const char *nb_activation_name(nb_activation a);
+nb_status nb_activation_parse(const char *text, nb_activation *out);
+/* The closest of names[0..n) to word (edit distance, a swap of two letters
+ * counting as one edit, and so does a word that begins a name or a name that
+ * begins it, of 3 letters or more), or NULL when none is close (at most a
+ * third of the longer word wrong) or word is one of them: for "did you
+ * mean" hints. */
+const char *nb_suggest(const char *word, const char *const *names, int n);
+
+/* The layer kinds, one line each: X(ENUM, file). Each kind is one entry of
+ * the layer table (src/nn/layers/FILE.c: keyword, options, build, parameters
+ * and their initialisers); the spec parser and printer, the model builder and
+ * the model files iterate the table (docs/design.md, "How to add a layer"). */
+#define NB_LAYER_KINDS(X)                                                                                    \
+    X(DENSE, dense) X(CONV2D, conv2d) X(MAXPOOL, maxpool) X(AVGPOOL, avgpool) X(FLATTEN, flatten)           \
+    X(DROPOUT, dropout) X(ACTIVATION, activation)
 typedef enum nb_layer_kind {
-    NB_LAYER_DENSE, NB_LAYER_CONV2D, NB_LAYER_MAXPOOL, NB_LAYER_AVGPOOL, NB_LAYER_FLATTEN,
-    NB_LAYER_DROPOUT, NB_LAYER_ACTIVATION
+#define NB_LAYER_ENUM_(e, file) NB_LAYER_##e,
+    NB_LAYER_KINDS(NB_LAYER_ENUM_)
+#undef NB_LAYER_ENUM_
+    NB_LAYER_KIND_COUNT
 } nb_layer_kind;
+/* The kind's keyword ("conv2d"; "activation" for a bare activation layer,
+ * whose keyword is the activation itself), NULL out of range. */
+const char *nb_layer_kind_name(nb_layer_kind k);
+/* Its grammar, "conv2d FILTERS SIZE [ACT] [stride=S] [padding=valid|same]
+ * [dilation=D]", and a spec line that uses its options ("conv2d 4 3 relu
+ * stride=2 padding=same"), NULL out of range. */
+const char *nb_layer_kind_usage(nb_layer_kind k);
+const char *nb_layer_kind_example(nb_layer_kind k);
 
 /* One line of a spec. Unused fields are 0. */
 typedef struct nb_layer_spec {
@@ -433,7 +573,8 @@ const nb_layer_spec *nb_model_layer(const nb_model *m, int i);
 int nb_model_layer_shape(const nb_model *m, int i, int64_t *shape);
 int nb_model_input_shape(const nb_model *m, int64_t *shape);
 int64_t nb_model_num_params(const nb_model *m);
-/* Parameter tensors, in layer order (kernel, then bias). */
+/* Parameter tensors, in layer order (kernel, then bias), named
+ * "<layer>.<name>" by the parameter list of their layer's kind. */
 int nb_model_param_count(const nb_model *m);
 nb_node *nb_model_param(nb_model *m, int i);
 nb_node *nb_model_find_param(nb_model *m, const char *name);
@@ -441,12 +582,19 @@ nb_node *nb_model_find_param(nb_model *m, const char *name);
 nb_status nb_model_summary(const nb_model *m, char *buf, size_t n);
 
 typedef enum { NB_INIT_GLOROT_UNIFORM = 0, NB_INIT_HE_UNIFORM, NB_INIT_HE_NORMAL, NB_INIT_TORCH_DEFAULT } nb_init;
-/* Kernels by the initialiser, biases zero (Keras), except NB_INIT_TORCH_DEFAULT
- * which draws biases uniformly in +-1/sqrt(fan_in) as PyTorch does. */
+const char *nb_init_name(nb_init i); /* "glorot", "he", "he-normal", "torch" */
+nb_status nb_init_parse(const char *text, nb_init *out);
+/* Each parameter by the initialiser its layer kind declares for it: kernels
+ * by init (fan_in and fan_out as Keras's: receptive field times channels),
+ * biases zero (Keras), except NB_INIT_TORCH_DEFAULT which draws biases
+ * uniformly in +-1/sqrt(fan_in of the layer's kernel) as PyTorch does. One
+ * random stream from seed, in parameter order. */
 nb_status nb_model_init(nb_model *m, nb_init init, uint64_t seed);
 
 /* The model's graph, built for a batch size (rebuilt shapes only as needed). */
 typedef enum { NB_LOSS_CCE = 0, NB_LOSS_MSE, NB_LOSS_BCE } nb_loss_kind;
+const char *nb_loss_name(nb_loss_kind k); /* "cce", "mse", "bce" */
+nb_status nb_loss_parse(const char *text, nb_loss_kind *out);
 nb_graph *nb_model_graph(nb_model *m);
 nb_node *nb_model_input(nb_model *m);   /* (N, input_shape...) */
 nb_node *nb_model_output(nb_model *m);  /* the last layer's output */
@@ -509,6 +657,10 @@ const char *nb_onnx_supported_ops(void);
 /* Optimisers, formulas and defaults as PyTorch's (torch.optim). */
 typedef enum { NB_OPT_SGD = 0, NB_OPT_ADAM, NB_OPT_ADAMW, NB_OPT_RMSPROP } nb_optimizer;
 typedef enum { NB_SCHED_CONSTANT = 0, NB_SCHED_STEP, NB_SCHED_EXPONENTIAL, NB_SCHED_COSINE } nb_schedule;
+const char *nb_optimizer_name(nb_optimizer k); /* "sgd", "adam", "adamw", "rmsprop" */
+nb_status nb_optimizer_parse(const char *text, nb_optimizer *out);
+const char *nb_schedule_name(nb_schedule s); /* "constant", "step", "exp", "cosine" */
+nb_status nb_schedule_parse(const char *text, nb_schedule *out);
 typedef struct nb_optim_opts {
     nb_optimizer kind;
     double lr;             /* required, > 0 */
@@ -535,7 +687,6 @@ nb_status nb_optim_step(nb_optim *o);
 /* Sets the learning rate from the schedule for a (0-based) epoch. */
 void nb_optim_set_epoch(nb_optim *o, int epoch);
 double nb_optim_lr(const nb_optim *o);
-const char *nb_optimizer_name(nb_optimizer k);
 /* Optimiser state as named tensors ("optim.<param>.m", ...) for checkpoints. */
 nb_status nb_optim_export(const nb_optim *o, nb_safetensors *st);
 nb_status nb_optim_import(nb_optim *o, const nb_safetensors *st);
@@ -563,7 +714,28 @@ typedef struct nb_epoch_stats {
     double val_loss, val_accuracy; /* NaN when there is no validation set */
     double seconds, images_per_second;
     double lr;
+    /* Data-parallel runs (nb_train_opts.comm): this rank's time in the
+     * gradient exchange of the epoch so far, and the bytes it sent. */
+    double comm_seconds;
+    int64_t comm_bytes;
 } nb_epoch_stats;
+
+/* A communicator for data-parallel training: the library never calls MPI
+ * itself; a program passes these two collectives over its own communicator
+ * (the CLI's, over MPI_COMM_WORLD, is src/dist/cli_dist.c). Both are
+ * blocking and are called by every rank in the same order; a non-zero
+ * return stops nb_train with that status (set nb_last_error's message).
+ *   allgather: send holds `bytes`; recv (size * bytes) receives every
+ *              rank's, in rank order (MPI_Allgather of MPI_BYTE).
+ *   alltoall:  send holds size blocks of `bytes`, block d for rank d; recv
+ *              (size * bytes) receives block `rank` of every rank, in rank
+ *              order (MPI_Alltoall of MPI_BYTE). */
+typedef struct nb_comm {
+    int rank, size;
+    nb_status (*allgather)(const void *send, size_t bytes, void *recv, void *user);
+    nb_status (*alltoall)(const void *send, size_t bytes, void *recv, void *user);
+    void *user;
+} nb_comm;
 
 typedef struct nb_train_opts {
     int epochs;
@@ -578,6 +750,20 @@ typedef struct nb_train_opts {
     int (*on_batch)(const nb_epoch_stats *s, void *user);
     int (*on_epoch)(const nb_epoch_stats *s, nb_optim *o, void *user);
     void *user;
+    /* Reproducible and data-parallel training. With reproducible set (or a
+     * comm of size > 1) the batch is cut into shards of `shard` examples
+     * (0: 16); each shard's gradient is computed by one thread on its own
+     * copy of the model, and the batch's gradient is their sum, weighted by
+     * shard size / batch size, over a fixed binary tree of shards. Shards
+     * are spread over ranks (contiguous runs) and threads, so the weights
+     * and losses are bit-identical for any number of ranks and threads
+     * (they depend on the seed, batch and shard size). Dropout masks then
+     * follow (seed, step, shard). With comm, ranks also compare a hash of
+     * their weights after every epoch and stop with NB_ERR_NUMERIC if they
+     * differ; on_batch and on_epoch run on every rank. */
+    const nb_comm *comm;   /* NULL: one process */
+    int reproducible;
+    int64_t shard;
 } nb_train_opts;
 /* Minibatch training. A NaN or infinite loss stops it with NB_ERR_NUMERIC
  * and a message naming the step and suggesting a smaller learning rate. */

@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
+# Tests never time anything: GEMM kernels by the fixed rule, not measured
+# (ctest sets this too; here it covers the fuzzers and valgrind).
+export NB_GEMM=${NB_GEMM:-fixed}
 bash scripts/deps.sh
 jobs=$(nproc)
 echo "== release build (-Werror), ctest"
@@ -20,6 +23,17 @@ echo "== ASan + UBSan build, ctest"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DNB_SANITIZE=ON -DNB_WERROR=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$jobs")
+
+echo "== the page in Chromium (web/, tests/web/test.mjs)"
+# Only where the WebAssembly toolchain, Chromium and playwright-core exist
+# (scripts/deps.sh and .ci/run install them); about 30 s.
+if dpkg -s wasi-libc libclang-rt-14-dev-wasm32 lld-14 chromium >/dev/null 2>&1 && command -v node >/dev/null &&
+  { [ -d tests/web/node_modules/playwright-core ] || (cd tests/web && npm ci --no-audit --no-fund); }; then
+  bash scripts/web.sh --build
+  NABLA=build-test/nabla SHOTS=build-test/web-shots node tests/web/test.mjs
+else
+  echo "skipped: needs wasi-libc, libclang-rt-14-dev-wasm32, lld-14, chromium, node and (cd tests/web && npm ci)"
+fi
 
 echo "== fuzzing: every target for ${FUZZ_SECONDS:-45} s (libFuzzer + ASan + UBSan)"
 FUZZ_JOBS="$jobs" sh fuzz/run.sh "${FUZZ_SECONDS:-45}"

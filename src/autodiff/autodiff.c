@@ -84,54 +84,10 @@ static void mark_paths(nb_pass *p, nb_node *out, bool (*is_source)(const nb_node
 static void invalidate_grads(nb_graph *g)
 {
     g->grads_valid = false;
-    nb_pass *p = &g->passes[NB_PASS_GRAD];
     for (int i = 0; i < g->n; i++) g->nodes[i]->grad.data = NULL;
-    for (int i = 0; i < p->cap; i++) p->adj[i].via = NULL;
 }
 
-/* Whether x's adjoint in that pass is deferred, and still in the epoch it
- * was deferred in (else it is dropped: the pool's argmax or the shapes it
- * would be formed from have changed). */
-static bool deferred_live(nb_node *x, int pass)
-{
-    nb_graph *g = x->graph;
-    if (x->id >= g->passes[pass].cap) return false;
-    nb_adjoint *a = &g->passes[pass].adj[x->id];
-    if (!a->via) return false;
-    if (a->via_epoch == g->epoch) return true;
-    a->via = NULL, a->set = false;
-    if (pass == NB_PASS_GRAD) x->grad.data = NULL;
-    return false;
-}
-
-nb_tensor *nb_grad(nb_node *n)
-{
-    if (!n || !n->grad.data) return NULL;
-    nb_adjoint_resolve(n, NB_PASS_GRAD); /* written on first request if its consumer deferred it */
-    return n->grad.data ? &n->grad : NULL;
-}
-
-void nb_adjoint_resolve(nb_node *x, int pass)
-{
-    nb_graph *g = x->graph;
-    if (!deferred_live(x, pass)) return;
-    nb_adjoint *a = &g->passes[pass].adj[x->id];
-    nb_node *p = a->via;
-    a->via = NULL;
-    const int running = g->pass;
-    g->pass = pass;
-    /* cannot fail: the pool's VJP only reads and writes buffers it has */
-    (void)p->op->vjp(p, a->via_input, a->via_k, g->passes[pass].adj[p->id].data, a->data, false);
-    g->pass = running;
-}
-
-void nb_grads_settle(nb_graph *g)
-{
-    if (!g->grads_valid) return;
-    const nb_pass *p = &g->passes[NB_PASS_GRAD];
-    for (int i = 0; i < g->n && i < p->cap; i++)
-        if (p->adj[i].via) nb_adjoint_resolve(g->nodes[i], NB_PASS_GRAD);
-}
+nb_tensor *nb_grad(nb_node *n) { return n && n->grad.data ? &n->grad : NULL; }
 
 /* The forward pass the reverse pass differentiates must have run to
  * completion over out (not failed halfway, not older than new shapes or
@@ -139,6 +95,9 @@ void nb_grads_settle(nb_graph *g)
 static nb_status check_forward_done(const char *who, const nb_node *out)
 {
     const nb_graph *g = out->graph;
+    if (out->fused_into)
+        return nb_fail(NB_ERR_ARG, "%s: '%s' is computed inside '%s' (fused) and has no value of its own; use '%s'",
+                       who, out->name, out->fused_into->name, out->fused_into->name);
     if (g->shapes_dirty)
         return nb_fail(NB_ERR_ARG, "%s: run nb_forward first (shapes or nodes changed since the last one)", who);
     if (g->forward_done < out->id)
@@ -148,17 +107,16 @@ static nb_status check_forward_done(const char *who, const nb_node *out)
     return NB_OK;
 }
 
-/* Runs the reverse sweep of pass p (of kind `kind`, paths marked) for K
+/* Runs the reverse sweep of pass p (paths marked) for K
  * seeds already written to out's adjoint. */
-static nb_status reverse_sweep(nb_pass *p, int kind, nb_node *out, int64_t K)
+static nb_status reverse_sweep(nb_pass *p, nb_node *out, int64_t K)
 {
     nb_graph *g = out->graph;
     nb_threads_apply();
-    g->pass = kind;
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
         nb_adjoint *a = &p->adj[i];
-        a->set = false, a->via = NULL;
+        a->set = false;
         if (!p->on_path[i]) continue;
         if (n->value.size > 0 && K > INT64_MAX / n->value.size)
             return nb_fail(NB_ERR_TOO_LARGE, "reverse pass: %lld seeds overflow", (long long)K);
@@ -170,8 +128,7 @@ static nb_status reverse_sweep(nb_pass *p, int kind, nb_node *out, int64_t K)
         nb_node *n = g->nodes[i];
         const nb_adjoint *an = &p->adj[i];
         if (!p->on_path[i] || n->kind != NB_KIND_OP || !an->set) continue;
-        /* (a deferred adjoint was checked in its holder) */
-        nb_status s = an->via ? NB_OK : nb_graph_check_value(n, an->data, K * n->value.size, "gradient");
+        nb_status s = nb_graph_check_value(n, an->data, K * n->value.size, "gradient");
         if (s) return s;
         for (int j = 0; j < n->ninputs; j++) {
             nb_node *x = n->in[j];
@@ -179,12 +136,6 @@ static nb_status reverse_sweep(nb_pass *p, int kind, nb_node *out, int64_t K)
             if (!p->on_path[x->id] || (n->op->nondiff_mask & (1u << j))) continue;
             if (!n->op->vjp)
                 return nb_fail(NB_ERR_UNSUPPORTED, "%s: op %s has no VJP", n->name, n->op->name);
-            if (!ax->set && !p->source[x->id] && n->op->vjp_defer && n->op->vjp_defer(n, j)) {
-                ax->via = n, ax->via_input = j, ax->via_k = K, ax->via_epoch = g->epoch;
-                ax->set = true;
-                continue;
-            }
-            nb_adjoint_resolve(x, kind); /* a second consumer adds to it: make it whole first */
             s = n->op->vjp(n, j, K, an->data, ax->data, ax->set);
             if (s) return s;
             ax->set = true;
@@ -232,7 +183,7 @@ nb_status nb_backward(nb_node *loss)
     nb_adjoint *al = &p->adj[loss->id];
     if ((s = nb_reserve(&al->data, &al->cap, 1))) return s;
     al->data[0] = 1;
-    if ((s = reverse_sweep(p, NB_PASS_GRAD, loss, 1))) return s;
+    if ((s = reverse_sweep(p, loss, 1))) return s;
     /* Every node on a path, and every leaf asking for one, gets its gradient. */
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
@@ -304,7 +255,7 @@ nb_status nb_vjp_raw(nb_node *out, int64_t K, const nb_real *seeds, int nwrt, nb
     nb_adjoint *a = &p->adj[out->id];
     if ((s = nb_reserve(&a->data, &a->cap, K * out->value.size))) return s;
     memcpy(a->data, seeds, (size_t)(K * out->value.size) * sizeof(nb_real));
-    return reverse_sweep(p, NB_PASS_SCRATCH, out, K);
+    return reverse_sweep(p, out, K);
 }
 
 nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const *wrt, nb_tensor **results)
@@ -312,7 +263,6 @@ nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const 
     nb_status s = check_nodes("vjp", out, nwrt, wrt);
     if (s) return s;
     if (!results) return nb_fail(NB_ERR_ARG, "vjp: results is NULL");
-    nb_grads_settle(out->graph); /* its forward pass would drop them */
     if ((s = nb_forward_again(out->graph))) return s; /* the last pass's key: the same dropout masks */
     int64_t K = -1;
     if ((s = check_stacked("vjp seeds", seeds, out, &K))) return s;
@@ -382,7 +332,6 @@ nb_status nb_jvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *c
     nb_status s = check_nodes("jvp", out, nwrt, wrt);
     if (s) return s;
     if (!result || (nwrt && !tangents)) return nb_fail(NB_ERR_ARG, "jvp: result or tangents is NULL");
-    nb_grads_settle(out->graph);
     if ((s = nb_forward_again(out->graph))) return s;
     int64_t K = -1;
     const nb_real *tdata[64];
@@ -401,3 +350,15 @@ nb_status nb_jvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *c
     if (tan) memcpy((*result)->data, tan, (size_t)(*result)->size * sizeof(nb_real));
     return NB_OK;
 }
+
+/* ------------------------------------------ pass state for other passes */
+
+nb_status nb_pass_get(nb_graph *g, int kind, nb_pass **out) { return pass_get(g, kind, out); }
+
+void nb_pass_mark(nb_pass *p, nb_node *out, int nwrt, nb_node *const *wrt)
+{
+    node_set set = {nwrt, wrt};
+    mark_paths(p, out, in_set, &set, false);
+}
+
+nb_status nb_check_forward_done(const char *who, const nb_node *out) { return check_forward_done(who, out); }

@@ -14,17 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-const char *nb_jac_mode_name(nb_jac_mode m)
-{
-    switch (m) {
-    case NB_JAC_AUTO: return "auto";
-    case NB_JAC_REV: return "rev";
-    case NB_JAC_FWD: return "fwd";
-    case NB_JAC_NUMERIC: return "numeric";
-    }
-    return "?";
-}
-
 typedef struct {
     nb_node *out, *wrt;
     int64_t N;     /* examples (1 unless per_example) */
@@ -265,7 +254,6 @@ static nb_status jacobian_impl(nb_node *out, nb_node *wrt, const nb_jacobian_opt
                                kink_job *kk, nb_tensor **kinks)
 {
     if (out->graph != wrt->graph) return nb_fail(NB_ERR_ARG, "jacobian: out and wrt are in different graphs");
-    nb_grads_settle(out->graph); /* the forward passes below would drop them */
     /* Shapes first: a Jacobian too large to hold is refused before any pass runs. */
     nb_status s = nb_graph_prepare(out->graph);
     if (s) return s;

@@ -8,144 +8,158 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *usage_text =
-    "usage: nabla filters --model M.safetensors [-o filters.png] [--layer I] [--scale S]\n"
-    "\n"
+typedef struct {
+    const char *model, *out;
+    long long layer, cols, scale;
+} filters_args;
+
+#define F(field) offsetof(filters_args, field)
+static const cli_opt filters_opts[] = {
+    {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
+    {"--layer", NULL, CLI_INT, F(layer), "I", NULL, "the layer index (as in 'nabla summary'; default: the first conv2d)", 0,
+     0, 1 << 20, NULL},
+    {"--cols", NULL, CLI_INT, F(cols), "C", "8", "tiles per row", 0, 1, 256, NULL},
+    {"--scale", NULL, CLI_INT, F(scale), "S", NULL, "pixels per kernel weight (default: tiles about 64 pixels wide)", 0, 1,
+     64, NULL},
+    {"--out", "-o", CLI_STR, F(out), "F", "filters.png", "the PNG file", 0, 0, 0, NULL},
+};
+#undef F
+
+static const cli_spec filters_spec = {
+    "filters", "--model M.safetensors [-o filters.png] [--layer I] [--scale S]",
     "Draws the kernel K (f, f, C_in, C_out) of the first convolution layer (or of layer I)\n"
     "as C_out x C_in small images, one per output channel and input channel, all on one\n"
     "colour scale: red weights are positive, blue negative, white zero. A filter responds\n"
-    "most to input patches that look like its red pixels and unlike its blue ones.\n"
-    "\n"
-    "  --model M     a model file written by 'nabla train'\n"
-    "  --layer I     the layer index (as in 'nabla summary'; default: the first conv2d)\n"
-    "  --cols C      tiles per row (default 8)\n"
-    "  --scale S     pixels per kernel weight (default: tiles about 64 pixels wide)\n"
-    "  -o, --out F   the PNG file (default filters.png)\n";
+    "most to input patches that look like its red pixels and unlike its blue ones.\n",
+    filters_opts, CLI_NOPTS(filters_opts), NULL};
 
-int cmd_filters(int argc, char **argv)
+static int parse_args(int argc, char **argv, filters_args *a)
 {
-    const char *model = NULL, *out = "filters.png";
-    long long layer = -1, cols = 8, scale = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
-            fputs(usage_text, stdout);
-            return 0;
-        }
-        if (!v) return cli_usage_error("filters", "option '%s' needs a value (see --help)", k);
-        i++;
-        if (!strcmp(k, "--model")) model = v;
-        else if (!strcmp(k, "-o") || !strcmp(k, "--out")) out = v;
-        else if (!strcmp(k, "--layer")) {
-            if (!cli_parse_int(v, 0, 1 << 20, &layer)) return cli_usage_error("filters", "bad --layer '%s'", v);
-        } else if (!strcmp(k, "--cols")) {
-            if (!cli_parse_int(v, 1, 256, &cols)) return cli_usage_error("filters", "--cols must be 1..256, got '%s'", v);
-        } else if (!strcmp(k, "--scale")) {
-            if (!cli_parse_int(v, 1, 64, &scale)) return cli_usage_error("filters", "--scale must be 1..64, got '%s'", v);
-        } else
-            return cli_usage_error("filters", "unknown option '%s'", k);
-    }
-    if (!model) return cli_usage_error("filters", "%s", "--model is required");
+    *a = (filters_args){.layer = -1};
+    return cli_parse(&filters_spec, argc, argv, a);
+}
 
-    nb_model *m = NULL;
-    nb_image **tiles = NULL, *grid = NULL, *pic = NULL;
-    nb_real *w = NULL;
-    int64_t ntiles = 0;
-    int rc = 1;
-    if (cli_load_trained_model(model, &m)) {
-        cli_fail("filters", "loading the model");
-        goto done;
-    }
-    if (layer < 0) {
-        for (int i = 0; i < nb_model_num_layers(m) && layer < 0; i++)
-            if (nb_model_layer(m, i)->kind == NB_LAYER_CONV2D) layer = i;
-        if (layer < 0) {
-            fprintf(stderr, "nabla filters: the model '%s' has no conv2d layer (spec: %s)\n", model, nb_model_spec(m));
-            goto done;
+int cmd_filters_check_args(int argc, char **argv)
+{
+    filters_args a;
+    return parse_args(argc, argv, &a);
+}
+
+static const unsigned char white[3] = {255, 255, 255}, ink[3] = {30, 30, 30};
+
+/* The kernel of --layer (or of the first conv2d); its layer index in *layer. */
+static const nb_tensor *find_kernel(const filters_args *a, nb_model *m, long long *layer)
+{
+    *layer = a->layer;
+    if (*layer < 0) {
+        for (int i = 0; i < nb_model_num_layers(m) && *layer < 0; i++)
+            if (nb_model_layer(m, i)->kind == NB_LAYER_CONV2D) *layer = i;
+        if (*layer < 0) {
+            fprintf(stderr, "nabla filters: the model '%s' has no conv2d layer (spec: %s)\n", a->model,
+                    nb_model_spec(m));
+            return NULL;
         }
-    } else if (layer >= nb_model_num_layers(m) || nb_model_layer(m, (int)layer)->kind != NB_LAYER_CONV2D) {
-        fprintf(stderr, "nabla filters: --layer %lld is not a conv2d layer of '%s' (spec: %s)\n", layer, model,
+    } else if (*layer >= nb_model_num_layers(m) || nb_model_layer(m, (int)*layer)->kind != NB_LAYER_CONV2D) {
+        fprintf(stderr, "nabla filters: --layer %lld is not a conv2d layer of '%s' (spec: %s)\n", *layer, a->model,
                 nb_model_spec(m));
-        goto done;
+        return NULL;
     }
     char pname[32];
-    snprintf(pname, sizeof pname, "%lld.kernel", layer);
+    snprintf(pname, sizeof pname, "%lld.kernel", *layer);
     nb_node *kn = nb_model_find_param(m, pname);
-    if (!kn) {
-        fprintf(stderr, "nabla filters: the model has no parameter %s\n", pname);
-        goto done;
-    }
-    const nb_tensor *K = nb_value(kn);
+    if (!kn) fprintf(stderr, "nabla filters: the model has no parameter %s\n", pname);
+    return kn ? nb_value(kn) : NULL;
+}
+
+/* Kernel (o, c) of K (fh, fw, Ci, Co) as a framed heatmap tile on [-L, L]. */
+static nb_status draw_tile(const nb_tensor *K, int64_t o, int64_t c, double L, int S, nb_real *w, nb_image **tile)
+{
+    static const unsigned char frame[3] = {170, 170, 170};
     const int64_t fh = K->shape[0], fw = K->shape[1], Ci = K->shape[2], Co = K->shape[3];
-    double L = 0;
-    for (int64_t i = 0; i < K->size; i++) L = fmax(L, fabs(K->data[i]));
-    if (L == 0) L = 1;
-    int S = scale ? (int)scale : (int)(64 / (fw > fh ? fw : fh));
-    if (S < 1) S = 1;
-    ntiles = Co * Ci;
-    if (ntiles > 4096) {
-        fprintf(stderr, "nabla filters: %lld kernels are too many to draw (at most 4096)\n", (long long)ntiles);
-        goto done;
-    }
-    tiles = calloc((size_t)ntiles, sizeof *tiles);
-    w = malloc((size_t)(fh * fw) * sizeof *w);
-    if (!tiles || !w) goto fail;
-    static const unsigned char white[3] = {255, 255, 255}, ink[3] = {30, 30, 30}, frame[3] = {170, 170, 170};
     const int ts = 2, lh = 9 * ts + 2;
-    for (int64_t o = 0; o < Co; o++)
-        for (int64_t c = 0; c < Ci; c++) {
-            for (int64_t p = 0; p < fh * fw; p++) w[p] = K->data[(p * Ci + c) * Co + o];
-            nb_image *h = NULL;
-            if (nb_heatmap(w, fh, fw, NB_CMAP_DIVERGING, -L, L, S, S, &h)) goto fail;
-            char label[48];
-            if (Ci > 1) snprintf(label, sizeof label, "%lld/%lld", (long long)o, (long long)c);
-            else snprintf(label, sizeof label, "%lld", (long long)o);
-            int tw = nb_text_width(label, ts), cw = h->width + 2 > tw ? h->width + 2 : tw;
-            nb_image *t = nb_image_new(cw, lh + h->height + 2, 3, white);
-            if (!t) {
-                nb_image_free(h);
-                goto fail;
-            }
-            nb_image_text(t, (cw - tw) / 2, 0, label, ts, ink);
-            nb_image_fill_rect(t, (cw - h->width - 2) / 2, lh, h->width + 2, h->height + 2, frame);
-            nb_image_paste(t, h, (cw - h->width - 2) / 2 + 1, lh + 1);
-            nb_image_free(h);
-            tiles[o * Ci + c] = t;
-        }
-    if (nb_image_grid(tiles, (int)ntiles, (int)cols, 12, white, &grid)) goto fail;
+    for (int64_t p = 0; p < fh * fw; p++) w[p] = K->data[(p * Ci + c) * Co + o];
+    nb_image *h = NULL;
+    nb_status st = nb_heatmap(w, fh, fw, NB_CMAP_DIVERGING, -L, L, S, S, &h);
+    if (st) return st;
+    char label[48];
+    if (Ci > 1) snprintf(label, sizeof label, "%lld/%lld", (long long)o, (long long)c);
+    else snprintf(label, sizeof label, "%lld", (long long)o);
+    int tw = nb_text_width(label, ts), cw = h->width + 2 > tw ? h->width + 2 : tw;
+    nb_image *t = nb_image_new(cw, lh + h->height + 2, 3, white);
+    if (t) {
+        nb_image_text(t, (cw - tw) / 2, 0, label, ts, ink);
+        nb_image_fill_rect(t, (cw - h->width - 2) / 2, lh, h->width + 2, h->height + 2, frame);
+        nb_image_paste(t, h, (cw - h->width - 2) / 2 + 1, lh + 1);
+    }
+    nb_image_free(h);
+    *tile = t;
+    return t ? NB_OK : nb_set_error(NB_ERR_NOMEM, "out of memory");
+}
+
+/* The grid of tiles under a title and over a colour bar. */
+static nb_status frame_picture(const nb_image *grid, const nb_tensor *K, long long layer, double L, nb_image **pic)
+{
     char title[128], sub[160];
-    snprintf(title, sizeof title, "Layer %lld kernels: %lldx%lldx%lldx%lld", layer, (long long)fh, (long long)fw,
-             (long long)Ci, (long long)Co);
-    snprintf(sub, sizeof sub, Ci > 1 ? "tile o/c: output channel o, input channel c" : "tile o: output channel o");
+    snprintf(title, sizeof title, "Layer %lld kernels: %lldx%lldx%lldx%lld", layer, (long long)K->shape[0],
+             (long long)K->shape[1], (long long)K->shape[2], (long long)K->shape[3]);
+    snprintf(sub, sizeof sub, K->shape[2] > 1 ? "tile o/c: output channel o, input channel c" : "tile o: output channel o");
     int width = grid->width, tw = nb_text_width(title, 3) + 32;
     if (width < tw) width = tw;
     if (width < 360) width = 360;
     const int head = 14 + 21 + 10 + 18 + 6, foot = 56;
-    pic = nb_image_new(width, head + grid->height + foot, 3, white);
-    if (!pic) goto fail;
-    nb_image_text(pic, 16, 14, title, 3, ink);
-    nb_image_text(pic, 16, 14 + 21 + 10, sub, 2, ink);
-    nb_image_paste(pic, grid, 0, head);
+    if (!(*pic = nb_image_new(width, head + grid->height + foot, 3, white))) return NB_ERR_NOMEM;
+    nb_image_text(*pic, 16, 14, title, 3, ink);
+    nb_image_text(*pic, 16, 14 + 21 + 10, sub, 2, ink);
+    nb_image_paste(*pic, grid, 0, head);
     int by = head + grid->height + 6;
-    nb_image_text(pic, 16, by + 1, "weight", 2, ink);
-    if (nb_colorbar(pic, 16 + nb_text_width("weight", 2) + 16, by, 220, 14, NB_CMAP_DIVERGING, -L, L, 2)) goto fail;
-    if (nb_image_write_png(out, pic)) {
-        cli_fail("filters", "writing the picture");
-        goto done;
+    nb_image_text(*pic, 16, by + 1, "weight", 2, ink);
+    return nb_colorbar(*pic, 16 + nb_text_width("weight", 2) + 16, by, 220, 14, NB_CMAP_DIVERGING, -L, L, 2);
+}
+
+/* All C_out x C_in tiles on one scale, the picture, written as PNG. */
+static int render(const filters_args *a, const nb_tensor *K, long long layer)
+{
+    const int64_t fh = K->shape[0], fw = K->shape[1], Ci = K->shape[2], Co = K->shape[3], ntiles = Co * Ci;
+    if (ntiles > 4096) {
+        fprintf(stderr, "nabla filters: %lld kernels are too many to draw (at most 4096)\n", (long long)ntiles);
+        return 1;
     }
-    printf("filters of layer %lld (%s, kernel %lldx%lldx%lldx%lld, max |w| %.4g): wrote %s (%dx%d)\n", layer,
-           pname, (long long)fh, (long long)fw, (long long)Ci, (long long)Co, L, out, pic->width, pic->height);
-    rc = 0;
-    goto done;
-fail:
-    cli_fail("filters", NULL);
-done:
-    if (tiles)
-        for (int64_t i = 0; i < ntiles; i++) nb_image_free(tiles[i]);
+    double L = 0;
+    for (int64_t i = 0; i < K->size; i++) L = fmax(L, fabs(K->data[i]));
+    if (L == 0) L = 1;
+    int S = a->scale ? (int)a->scale : (int)(64 / (fw > fh ? fw : fh));
+    if (S < 1) S = 1;
+    nb_image **tiles = calloc((size_t)ntiles, sizeof *tiles), *grid = NULL, *pic = NULL;
+    nb_real *w = malloc((size_t)(fh * fw) * sizeof *w);
+    nb_status st = tiles && w ? NB_OK : nb_set_error(NB_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < ntiles && !st; i++) st = draw_tile(K, i / Ci, i % Ci, L, S, w, &tiles[i]);
+    if (!st) st = nb_image_grid(tiles, (int)ntiles, (int)a->cols, 12, white, &grid);
+    if (!st) st = frame_picture(grid, K, layer, L, &pic);
+    int rc = st ? cli_fail("filters", NULL) : 0;
+    if (!rc && nb_image_write_png(a->out, pic)) rc = cli_fail("filters", "writing the picture");
+    if (!rc)
+        printf("filters of layer %lld (%lld.kernel, kernel %lldx%lldx%lldx%lld, max |w| %.4g): wrote %s (%dx%d)\n",
+               layer, layer, (long long)fh, (long long)fw, (long long)Ci, (long long)Co, L, a->out, pic->width,
+               pic->height);
+    for (int64_t i = 0; tiles && i < ntiles; i++) nb_image_free(tiles[i]);
     free(tiles);
     free(w);
     nb_image_free(grid);
     nb_image_free(pic);
+    return rc;
+}
+
+int cmd_filters(int argc, char **argv)
+{
+    filters_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0) return rc;
+    nb_model *m = NULL;
+    long long layer = -1;
+    const nb_tensor *K = NULL;
+    if (cli_load_trained_model(a.model, &m)) rc = cli_fail("filters", "loading the model");
+    else if (!(K = find_kernel(&a, m, &layer))) rc = 1;
+    else rc = render(&a, K, layer);
     nb_model_free(m);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* nabla jacobian: the Jacobian of a model's output with respect to its input
  * or one of its parameters, written as .npy. */
 #include "cli.h"
+#include "../dist/cli_dist.h"
 #include "nonfinite.h"
 
 #include <math.h>
@@ -8,9 +9,47 @@
 #include <string.h>
 #include <time.h>
 
-static const char *usage_text =
-    "usage: nabla jacobian --model M.safetensors --input X.npy -o J.npy [options]\n"
-    "\n"
+typedef struct {
+    const char *model, *out, *png, *wrt, *of, *kinks;
+    cli_source src;
+    int mode, per_example, compare;
+    double eps, tol;
+} jacobian_args;
+
+#define F(field) offsetof(jacobian_args, field)
+static const cli_opt jacobian_opts[] = {
+    {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
+    CLI_SOURCE_OPTS(jacobian_args, src, "how many examples (default: all of --input, 1 of --data)"),
+    {"--wrt", NULL, CLI_STR, F(wrt), "W", "input", "input, or a parameter name such as 0.kernel or 4.bias", 0, 0, 0, NULL},
+    {"--mode", NULL, CLI_CHOICE, F(mode), NULL, "auto",
+     "auto: reverse mode, one VJP per output element, when the output has\n"
+     "no more elements than wrt, else forward mode, one JVP per wrt element;\n"
+     "numeric: central differences", 0, 0, 0, cli_jac_modes},
+    {"--per-example", NULL, CLI_FLAG, F(per_example), NULL, NULL,
+     "J (N, out..., in...) with J[n] = d out[n] / d input[n]: the diagonal\n"
+     "blocks of the full Jacobian, in one pass per output (only --wrt input)", 0, 0, 0, NULL},
+    {"--of", NULL, CLI_STR, F(of), "O", "logits", "logits | output", 0, 0, 0, NULL},
+    {"--eps", NULL, CLI_REAL, F(eps), "E", NULL, "the numeric step (default 1e-3: nb_gradcheck_defaults in float)",
+     CLI_GT_LO, 0, HUGE_VAL, NULL},
+    {"--compare", NULL, CLI_FLAG, F(compare), NULL, NULL,
+     "compute the Jacobian by --mode (auto, rev or fwd) and by central\n"
+     "differences, and report their relative difference (below)", 0, 0, 0, NULL},
+    {"--tol", NULL, CLI_REAL, F(tol), "T", NULL,
+     "--compare: the largest relative difference away from kinks that\n"
+     "counts as agreement (default 0.05: 5 times float's gradcheck rtol)", CLI_GT_LO, 0, HUGE_VAL, NULL},
+    {"--kinks", NULL, CLI_STR, F(kinks), "K", NULL,
+     "numeric or --compare: write a .npy of wrt's shape, 1 where that element\n"
+     "sits at a kink or tie for this eps, else 0", 0, 0, 0, NULL},
+    {"--out", "-o", CLI_STR, F(out), "J", NULL, "the output .npy file (--compare: the --mode Jacobian; optional)", 0, 0, 0,
+     NULL},
+    {"--png", NULL, CLI_STR, F(png), "P", NULL,
+     "also (or instead of -o) draw J as a PNG heatmap: rows = output elements,\n"
+     "columns = wrt elements, blue < 0 < red, white = 0, with a colour bar", 0, 0, 0, NULL},
+};
+#undef F
+
+static const cli_spec jacobian_spec = {
+    "jacobian", "--model M.safetensors (--input X.npy | --data D) -o J.npy [options]",
     "Writes J = d out / d wrt with shape out.shape + wrt.shape, both with their batch\n"
     "dimension: for a (28,28,1) -> 10 classifier and N inputs, d logits / d input has shape\n"
     "(N, 10, N, 28, 28, 1) (the blocks J[n, :, m] with n != m are zero: examples do not\n"
@@ -19,28 +58,8 @@ static const char *usage_text =
     "What is differentiated: the model's logits, i.e. its output before a final softmax or\n"
     "sigmoid; when the model does not end in softmax/sigmoid (e.g. '... dense 10', trained on\n"
     "logits), that is the model's output itself. --of output differentiates the output after\n"
-    "the final softmax/sigmoid (the probabilities) instead.\n"
-    "\n"
-    "  --model M        a model file written by 'nabla train'\n"
-    "  --input X        inputs (.npy or IDX; same shapes and scaling rule as 'nabla predict')\n"
-    "  --wrt W          input (default), or a parameter name such as 0.kernel or 4.bias\n"
-    "  --mode M         auto | rev | fwd | numeric (default auto: reverse mode, one VJP per\n"
-    "                   output element, when the output has no more elements than wrt, else\n"
-    "                   forward mode, one JVP per wrt element; numeric: central differences)\n"
-    "  --per-example    J (N, out..., in...) with J[n] = d out[n] / d input[n]: the diagonal\n"
-    "                   blocks of the full Jacobian, in one pass per output (only --wrt input)\n"
-    "  --of O           logits (default) | output\n"
-    "  --eps E          the numeric step (default 1e-3: nb_gradcheck_defaults in float)\n"
-    "  --compare        compute the Jacobian by --mode (auto, rev or fwd) and by central\n"
-    "                   differences, and report their relative difference (below)\n"
-    "  --tol T          --compare: the largest relative difference away from kinks that\n"
-    "                   counts as agreement (default 0.05: 5 times float's gradcheck rtol)\n"
-    "  --kinks K        numeric or --compare: write a .npy of wrt's shape, 1 where that element\n"
-    "                   sits at a kink or tie for this eps, else 0\n"
-    "  -o, --out J      the output .npy file (--compare: the --mode Jacobian; optional)\n"
-    "  --png P          also (or instead of -o) draw J as a PNG heatmap: rows = output elements,\n"
-    "                   columns = wrt elements, blue < 0 < red, white = 0, with a colour bar\n"
-    "\n"
+    "the final softmax/sigmoid (the probabilities) instead.\n",
+    jacobian_opts, CLI_NOPTS(jacobian_opts),
     "The shape, mode and time taken go to stderr.\n"
     "\n"
     "Kinks and ties: relu at 0, or equal values in a max pool's window (a flat black\n"
@@ -61,7 +80,40 @@ static const char *usage_text =
     "Jacobian rows hold NaN or Inf, a warning on stderr names it (from 0, with the counts),\n"
     "J is written all the same, and the exit status is 3 instead of 0. Such an example's\n"
     "block of J means nothing even where it is finite: relu's derivative at NaN is taken\n"
-    "as 0, so paths through a NaN contribute 0.\n";
+    "as 0, so paths through a NaN contribute 0.\n"};
+
+/* The table's checks and those between options: -1, or the exit code. */
+static int parse_args(int argc, char **argv, jacobian_args *a)
+{
+    *a = (jacobian_args){0};
+    int r = cli_parse(&jacobian_spec, argc, argv, a);
+    if (r >= 0) return r;
+    if ((r = cli_source_check("jacobian", &a->src)) >= 0) return r;
+    if (!a->out && !a->png && !a->compare)
+        return cli_usage_error("jacobian", "%s", "-o J.npy (or --png, or --compare) is required");
+    if (a->compare && a->mode == NB_JAC_NUMERIC)
+        return cli_usage_error("jacobian", "%s", "--compare compares --mode auto, rev or fwd with numeric; got --mode "
+                                                 "numeric");
+    if (a->kinks && !a->compare && a->mode != NB_JAC_NUMERIC)
+        return cli_usage_error("jacobian", "%s", "--kinks needs --mode numeric or --compare");
+    if (a->tol > 0 && !a->compare) return cli_usage_error("jacobian", "%s", "--tol needs --compare");
+    if (strcmp(a->of, "logits") && strcmp(a->of, "output"))
+        return cli_usage_error("jacobian", "--of must be logits or output, got '%s'", a->of);
+    if (a->per_example && strcmp(a->wrt, "input"))
+        return cli_usage_error("jacobian", "--per-example needs --wrt input (a parameter is shared by all examples, "
+                                           "got --wrt %s)", a->wrt);
+    nb_gradcheck_opts defaults;
+    nb_gradcheck_defaults(&defaults);
+    if (!(a->eps > 0)) a->eps = defaults.eps;
+    if (!(a->tol > 0)) a->tol = 5 * defaults.rtol;
+    return -1;
+}
+
+int cmd_jacobian_check_args(int argc, char **argv)
+{
+    jacobian_args a;
+    return parse_args(argc, argv, &a);
+}
 
 static double now_s(void)
 {
@@ -125,173 +177,191 @@ static int report_compare(const nb_tensor *Ja, const nb_tensor *Jn, const nb_ten
     return 1;
 }
 
-int cmd_jacobian(int argc, char **argv)
+/* The node named by --wrt, or a message listing the names there are. */
+static nb_node *find_wrt(nb_model *m, const char *wrt_name)
 {
-    const char *model = NULL, *input = NULL, *out = NULL, *png = NULL, *wrt_name = "input", *mode_name = "auto", *of = "logits";
-    const char *kinks_path = NULL;
-    int per_example = 0, compare = 0;
-    double eps = 0, tol = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
-            fputs(usage_text, stdout);
-            return 0;
-        }
-        if (!strcmp(k, "--per-example") || !strcmp(k, "--compare")) {
-            *(k[2] == 'p' ? &per_example : &compare) = 1;
-            continue;
-        }
-        int known = !strcmp(k, "--model") || !strcmp(k, "--input") || !strcmp(k, "-o") || !strcmp(k, "--out") ||
-                    !strcmp(k, "--wrt") || !strcmp(k, "--mode") || !strcmp(k, "--of") || !strcmp(k, "--eps") ||
-                    !strcmp(k, "--png") || !strcmp(k, "--tol") || !strcmp(k, "--kinks");
-        if (!known) return cli_usage_error("jacobian", "unknown option '%s'", k);
-        if (!v) return cli_usage_error("jacobian", "option '%s' needs a value", k);
-        i++;
-        if (!strcmp(k, "--model")) model = v;
-        else if (!strcmp(k, "--input")) input = v;
-        else if (!strcmp(k, "-o") || !strcmp(k, "--out")) out = v;
-        else if (!strcmp(k, "--wrt")) wrt_name = v;
-        else if (!strcmp(k, "--mode")) mode_name = v;
-        else if (!strcmp(k, "--of")) of = v;
-        else if (!strcmp(k, "--png")) png = v;
-        else if (!strcmp(k, "--kinks")) kinks_path = v;
-        else if (!strcmp(k, "--tol")) {
-            if (!cli_parse_double(v, &tol) || !(tol > 0))
-                return cli_usage_error("jacobian", "--tol must be a number > 0, got '%s'", v);
-        } else if (!cli_parse_double(v, &eps) || !(eps > 0))
-            return cli_usage_error("jacobian", "--eps must be a number > 0, got '%s'", v);
-    }
-    if (!model || !input || (!out && !png && !compare))
-        return cli_usage_error("jacobian", "%s", "--model, --input and -o (or --png, or --compare) are required");
-    nb_jacobian_opts jo = {0};
-    jo.eps = eps;
-    jo.per_example = per_example;
-    const char *modes[] = {"auto", "rev", "fwd", "numeric"};
-    int mode = -1;
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(mode_name, modes[i])) mode = i;
-    if (mode < 0) return cli_usage_error("jacobian", "unknown --mode '%s' (auto, rev, fwd, numeric)", mode_name);
-    jo.mode = (nb_jac_mode)mode;
-    if (compare && jo.mode == NB_JAC_NUMERIC)
-        return cli_usage_error("jacobian", "%s", "--compare compares --mode auto, rev or fwd with numeric; got --mode "
-                                                 "numeric");
-    if (kinks_path && !compare && jo.mode != NB_JAC_NUMERIC)
-        return cli_usage_error("jacobian", "%s", "--kinks needs --mode numeric or --compare");
-    if (tol > 0 && !compare) return cli_usage_error("jacobian", "%s", "--tol needs --compare");
-    nb_gradcheck_opts defaults;
-    nb_gradcheck_defaults(&defaults);
-    if (!(eps > 0)) eps = defaults.eps;
-    jo.eps = eps;
-    if (!(tol > 0)) tol = 5 * defaults.rtol;
-    if (strcmp(of, "logits") && strcmp(of, "output"))
-        return cli_usage_error("jacobian", "--of must be logits or output, got '%s'", of);
-    if (per_example && strcmp(wrt_name, "input"))
-        return cli_usage_error("jacobian", "--per-example needs --wrt input (a parameter is shared by all examples, "
-                                           "got --wrt %s)", wrt_name);
-
-    nb_model *m = NULL;
-    nb_tensor *x = NULL, *J = NULL, *Jn = NULL, *K = NULL;
-    int64_t nkinks = 0;
-    int rc = 1;
-    if (cli_load_trained_model(model, &m)) {
-        cli_fail("jacobian", "loading the model");
-        goto done;
-    }
     nb_node *wrt = !strcmp(wrt_name, "input") ? nb_model_input(m) : nb_model_find_param(m, wrt_name);
-    if (!wrt) {
-        char names[512] = "";
-        size_t u = 0;
-        for (int i = 0; i < nb_model_param_count(m) && u < sizeof names; i++)
-            u += (size_t)snprintf(names + u, sizeof names - u, "%s%s", i ? ", " : "",
-                                  nb_node_name(nb_model_param(m, i)));
-        fprintf(stderr, "nabla jacobian: --wrt '%s': no such parameter; the model has input and: %s\n", wrt_name,
-                names);
-        rc = 1;
-        goto done;
+    if (wrt) return wrt;
+    char names[512] = "";
+    size_t u = 0;
+    for (int i = 0; i < nb_model_param_count(m) && u < sizeof names; i++)
+        u += (size_t)snprintf(names + u, sizeof names - u, "%s%s", i ? ", " : "", nb_node_name(nb_model_param(m, i)));
+    fprintf(stderr, "nabla jacobian: --wrt '%s': no such parameter; the model has input and: %s\n", wrt_name, names);
+    return NULL;
+}
+
+typedef struct {
+    nb_model *m;
+    nb_node *y, *wrt;
+    nb_tensor *x, *J, *Jn, *K; /* inputs, J, the numeric J (--compare), kinks */
+    nb_tensor *yg;             /* under mpirun: the output's rows of every rank (rank 0), else NULL */
+    int idle;                  /* under mpirun: a rank other than 0, whose rows rank 0 has now */
+    int64_t nkinks, O, I;      /* kinks; out and wrt elements (per example) */
+    double seconds;
+} jac_run;
+
+/* The model, wrt, the examples, and J (and the numeric J with --compare). */
+static int compute_share(const jacobian_args *a, jac_run *r);
+static int gather_share(jac_run *r, const nb_tensor *all_x);
+static int compute(const jacobian_args *a, jac_run *r)
+{
+    char what[1024];
+    if (cli_load_trained_model(a->model, &r->m)) return cli_fail("jacobian", "loading the model");
+    if (!(r->wrt = find_wrt(r->m, a->wrt))) return 1;
+    if (cli_load_examples(&a->src, 1, r->m, &r->x, NULL, NULL, what, sizeof what))
+        return cli_fail("jacobian", "reading the input");
+    /* Under mpirun each rank takes a contiguous share of the examples (J's
+     * leading axis); rank 0 gathers the rows of J and writes. */
+    nb_tensor *all_x = NULL;
+    if (cli_dist_size() > 1) {
+        int64_t lo, hi;
+        if (cli_dist_check_rows("jacobian", r->x->shape[0])) return 1;
+        cli_dist_range(r->x->shape[0], &lo, &hi);
+        all_x = r->x;
+        if (!(r->x = cli_dist_rows(all_x, lo, hi))) {
+            r->x = all_x;
+            return cli_fail("jacobian", "splitting the input");
+        }
     }
-    if (cli_load_input(input, m, &x, NULL)) {
-        cli_fail("jacobian", "reading the input");
-        goto done;
+    int rc = compute_share(a, r);
+    if (!rc && all_x) rc = gather_share(r, all_x);
+    if (all_x) { /* r->x: the whole input again */
+        nb_tensor_free(r->x);
+        r->x = all_x;
     }
-    if (nb_model_set_batch(m, x->shape[0])) {
-        cli_fail("jacobian", NULL);
-        goto done;
-    }
-    memcpy(nb_value(nb_model_input(m))->data, x->data, (size_t)x->size * sizeof(nb_real));
-    nb_node *y = !strcmp(of, "logits") ? nb_model_logits(m) : nb_model_output(m);
-    nb_graph_set_training(nb_model_graph(m), 0, 0);
+    return rc;
+}
+
+/* J of this rank's examples (all of them without mpirun). */
+static int compute_share(const jacobian_args *a, jac_run *r)
+{
+    if (nb_model_set_batch(r->m, r->x->shape[0])) return cli_fail("jacobian", NULL);
+    memcpy(nb_value(nb_model_input(r->m))->data, r->x->data, (size_t)r->x->size * sizeof(nb_real));
+    r->y = !strcmp(a->of, "logits") ? nb_model_logits(r->m) : nb_model_output(r->m);
+    nb_graph_set_training(nb_model_graph(r->m), 0, 0);
+    nb_jacobian_opts jo = {.mode = (nb_jac_mode)a->mode, .per_example = a->per_example, .eps = a->eps};
     double t0 = now_s();
     /* The numeric mode through nb_jacobian_kinks: the same Jacobian, and
      * where central differences straddle a kink. */
-    nb_status st = jo.mode == NB_JAC_NUMERIC ? nb_jacobian_kinks(y, wrt, &jo, 0, 0, &J, &K, &nkinks)
-                                             : nb_jacobian(y, wrt, &jo, &J);
-    if (!st && compare) st = nb_jacobian_kinks(y, wrt, &jo, 0, 0, &Jn, &K, &nkinks);
-    if (st) {
-        cli_fail("jacobian", NULL);
-        goto done;
+    nb_status st = jo.mode == NB_JAC_NUMERIC ? nb_jacobian_kinks(r->y, r->wrt, &jo, 0, 0, &r->J, &r->K, &r->nkinks)
+                                             : nb_jacobian(r->y, r->wrt, &jo, &r->J);
+    if (!st && a->compare) st = nb_jacobian_kinks(r->y, r->wrt, &jo, 0, 0, &r->Jn, &r->K, &r->nkinks);
+    if (st == NB_ERR_TOO_LARGE && !strcmp(a->wrt, "input") && !a->per_example) {
+        /* The library's advice names its own options: give the flags instead. */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", nb_last_error());
+        char *lib_advice = strstr(msg, "; raise max_bytes");
+        if (lib_advice) *lib_advice = '\0';
+        nb_set_error(st, "%s; for %lld examples the full Jacobian holds every pair of them: pass --per-example (one "
+                         "block per example) or --count N with fewer examples (--start K: the first)", msg,
+                     (long long)r->x->shape[0]);
     }
-    double dt = now_s() - t0;
-    /* The mode auto chose, by the library's rule (per example when asked). */
-    const nb_tensor *yv = nb_value(y), *wv = nb_value(wrt);
-    int64_t O = yv->size, I = wv->size;
-    if (per_example) O /= yv->shape[0], I /= wv->shape[0];
-    const char *used = jo.mode != NB_JAC_AUTO ? nb_jac_mode_name(jo.mode) : O <= I ? "auto -> rev" : "auto -> fwd";
-    const char *used_short = jo.mode != NB_JAC_AUTO ? nb_jac_mode_name(jo.mode) : O <= I ? "rev" : "fwd";
-    if (png) {
-        char t[160], sub[160], a[64], b[64];
-        int64_t cols = per_example ? I : wv->size, rows = J->size / cols;
-        snprintf(t, sizeof t, "d %s %s / d %s %s%s", of, nb_shape_str(yv->rank, yv->shape, a, sizeof a), wrt_name,
-                 nb_shape_str(wv->rank, wv->shape, b, sizeof b), per_example ? " per example" : "");
+    if (st) return cli_fail("jacobian", NULL);
+    r->seconds = now_s() - t0;
+    const nb_tensor *yv = nb_value(r->y), *wv = nb_value(r->wrt);
+    r->O = yv->size, r->I = wv->size;
+    if (a->per_example) r->O /= yv->shape[0], r->I /= wv->shape[0];
+    return 0;
+}
+
+/* Under mpirun: the rows of J and of the output from every rank, on rank 0
+ * (the others are idle after it). */
+static int gather_share(jac_run *r, const nb_tensor *all_x)
+{
+    if ((r->yg = nb_tensor_clone(nb_value(r->y))) == NULL || cli_dist_gather_rows(&r->J, all_x->shape[0]) ||
+        cli_dist_gather_rows(&r->yg, all_x->shape[0]))
+        return cli_fail("jacobian", "gathering the ranks' rows");
+    r->idle = cli_dist_rank() != 0;
+    return 0;
+}
+
+/* The output's value and wrt's (the gathered ones under mpirun). */
+static const nb_tensor *out_value(const jac_run *r) { return r->yg ? r->yg : nb_value(r->y); }
+static const nb_tensor *wrt_value(const jac_run *r)
+{
+    return r->yg && r->wrt == nb_model_input(r->m) ? r->x : nb_value(r->wrt);
+}
+
+/* --png, -o and --kinks. */
+static int write_outputs(const jacobian_args *a, const jac_run *r)
+{
+    const nb_tensor *yv = out_value(r), *wv = wrt_value(r);
+    if (a->png) {
+        char t[160], sub[160], s1[64], s2[64];
+        int64_t cols = a->per_example ? r->I : wv->size, rows = r->J->size / cols;
+        snprintf(t, sizeof t, "d %s %s / d %s %s%s", a->of, nb_shape_str(yv->rank, yv->shape, s1, sizeof s1), a->wrt,
+                 nb_shape_str(wv->rank, wv->shape, s2, sizeof s2), a->per_example ? " per example" : "");
         snprintf(sub, sizeof sub, "rows: %lld output elements, columns: %lld %s elements", (long long)rows,
-                 (long long)cols, wrt_name);
-        if (cli_matrix_png(png, J->data, rows, cols, t, sub)) {
-            cli_fail("jacobian", "drawing --png");
-            goto done;
-        }
+                 (long long)cols, a->wrt);
+        if (cli_matrix_png(a->png, r->J->data, rows, cols, t, sub)) return cli_fail("jacobian", "drawing --png");
     }
-    if (out && nb_npy_write(out, J)) {
-        cli_fail("jacobian", "writing the Jacobian");
-        goto done;
-    }
-    if (kinks_path && nb_npy_write(kinks_path, K)) {
-        cli_fail("jacobian", "writing --kinks");
-        goto done;
-    }
+    if (a->out && nb_npy_write(a->out, r->J)) return cli_fail("jacobian", "writing the Jacobian");
+    if (a->kinks && nb_npy_write(a->kinks, r->K)) return cli_fail("jacobian", "writing --kinks");
+    return 0;
+}
+
+/* What was computed (stderr), the comparison or the kinks, and the
+ * examples that are not finite; the exit status. */
+static int report(const jacobian_args *a, const jac_run *r)
+{
+    const nb_tensor *yv = out_value(r), *wv = wrt_value(r);
+    /* The mode auto chose, by the library's rule (per example when asked). */
+    const nb_jac_mode mode = (nb_jac_mode)a->mode;
+    const char *used = mode != NB_JAC_AUTO ? nb_jac_mode_name(mode) : r->O <= r->I ? "auto -> rev" : "auto -> fwd";
+    const char *used_short = mode != NB_JAC_AUTO ? nb_jac_mode_name(mode) : r->O <= r->I ? "rev" : "fwd";
     char s1[96], s2[96], s3[96];
-    fprintf(stderr, "jacobian d %s %s / d %s %s%s: shape %s, mode %s%s, %.3f s%s%s\n",
-            !strcmp(of, "logits") ? "logits" : "output", nb_shape_str(yv->rank, yv->shape, s1, sizeof s1),
-            wrt_name, nb_shape_str(wv->rank, wv->shape, s2, sizeof s2), per_example ? " per example" : "",
-            nb_shape_str(J->rank, J->shape, s3, sizeof s3), used, compare ? " and numeric" : "", dt,
-            out || png ? "; wrote " : "", out ? out : png ? png : "");
-    rc = 0;
-    if (compare) {
-        rc = report_compare(J, Jn, K, nkinks, used_short, eps, tol, per_example, O, I, wrt_name);
-    } else if (jo.mode == NB_JAC_NUMERIC) {
-        if (nkinks)
+    fprintf(stderr, "jacobian d %s %s / d %s %s%s: shape %s, mode %s%s, %.3f s%s%s\n", a->of,
+            nb_shape_str(yv->rank, yv->shape, s1, sizeof s1), a->wrt, nb_shape_str(wv->rank, wv->shape, s2, sizeof s2),
+            a->per_example ? " per example" : "", nb_shape_str(r->J->rank, r->J->shape, s3, sizeof s3), used,
+            a->compare ? " and numeric" : "", r->seconds, a->out || a->png ? "; wrote " : "",
+            a->out ? a->out : a->png ? a->png : "");
+    int rc = 0;
+    if (a->compare) {
+        rc = report_compare(r->J, r->Jn, r->K, r->nkinks, used_short, a->eps, a->tol, a->per_example, r->O, r->I,
+                            a->wrt);
+    } else if (mode == NB_JAC_NUMERIC) {
+        if (r->nkinks)
             fprintf(stderr,
                     "numeric: %lld of %lld %s elements (%.1f%%) sit at a kink or tie for eps %g (relu at 0, equal\n"
                     "  values in a max pool's window): their one-sided differences disagree, so their columns of J\n"
                     "  are no derivative and will not match backprop; 'nabla jacobian --compare' reports the\n"
                     "  difference on the other elements (--kinks K.npy: which ones)\n",
-                    (long long)nkinks, (long long)K->size, wrt_name, 100.0 * (double)nkinks / (double)K->size, eps);
-        else fprintf(stderr, "numeric: no %s element at a kink or tie for eps %g\n", wrt_name, eps);
+                    (long long)r->nkinks, (long long)r->K->size, a->wrt,
+                    100.0 * (double)r->nkinks / (double)r->K->size, a->eps);
+        else fprintf(stderr, "numeric: no %s element at a kink or tie for eps %g\n", a->wrt, a->eps);
     }
     /* Examples whose input, output (the differentiated node's value at x) or
      * rows of J are not finite; J's leading axis is the output's batch. */
-    const cli_rows rows[3] = {{"input", x, 0},
-                              {!strcmp(of, "logits") ? "logits" : "output", yv, 1},
-                              {"Jacobian", J, 1}};
-    if (cli_report_nonfinite("jacobian", x->shape[0], 3, rows)) {
+    const cli_rows rows[3] = {{"input", r->x, 0}, {a->of, yv, 1}, {"Jacobian", r->J, 1}};
+    if (cli_report_nonfinite("jacobian", r->x->shape[0], 3, rows)) {
         fprintf(stderr, "nabla jacobian: wrote %s all the same; the blocks of J of those examples mean nothing where "
                         "their %s are not finite (exit status 3)\n",
-                out ? out : png ? png : "nothing", rows[1].name);
+                a->out ? a->out : a->png ? a->png : "nothing", rows[1].name);
         if (rc == 0) rc = CLI_EXIT_NONFINITE;
     }
-done:
-    nb_tensor_free(J);
-    nb_tensor_free(Jn);
-    nb_tensor_free(K);
-    nb_tensor_free(x);
-    nb_model_free(m);
     return rc;
+}
+
+int cmd_jacobian(int argc, char **argv)
+{
+    jacobian_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0) return rc;
+    if (cli_dist_start("jacobian")) return 1;
+    if (cli_dist_size() > 1 && (a.compare || a.kinks))
+        return cli_dist_end(cli_dist_refuse("jacobian", "--compare and --kinks run in one process (without mpirun)"));
+    if (cli_dist_size() > 1 && !a.per_example && !strcmp(a.wrt, "input"))
+        return cli_dist_end(cli_dist_refuse("jacobian", "under mpirun the Jacobian w.r.t. the input is computed per "
+                                                        "example: add --per-example (the full one is block diagonal)"));
+    jac_run r = {0};
+    rc = compute(&a, &r);
+    if (!rc && !r.idle) rc = write_outputs(&a, &r);
+    if (!rc && !r.idle) rc = report(&a, &r);
+    nb_tensor_free(r.J);
+    nb_tensor_free(r.Jn);
+    nb_tensor_free(r.K);
+    nb_tensor_free(r.x);
+    nb_tensor_free(r.yg);
+    nb_model_free(r.m);
+    return cli_dist_end(rc);
 }

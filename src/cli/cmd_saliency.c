@@ -8,22 +8,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *usage_text =
-    "usage: nabla saliency --model M.safetensors [--data fashion-mnist] [-o saliency.png] [options]\n"
-    "\n"
+typedef struct {
+    const char *model, *data, *out;
+    long long count, start, cols, scale;
+} saliency_args;
+
+#define F(field) offsetof(saliency_args, field)
+static const cli_opt saliency_opts[] = {
+    {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
+    {"--data", NULL, CLI_STR, F(data), "D", "fashion-mnist", "fashion-mnist, mnist or a directory of IDX files (test split)",
+     0, 0, 0, NULL},
+    {"--count", NULL, CLI_INT, F(count), "N", "16", "number of images", 0, 1, 256, NULL},
+    {"--start", NULL, CLI_INT, F(start), "K", "0", "index of the first test image", 0, 0, 1099511627776.0, NULL},
+    {"--cols", NULL, CLI_INT, F(cols), "C", "4", "pairs per row", 0, 1, 64, NULL},
+    {"--scale", NULL, CLI_INT, F(scale), "S", "4", "pixels per input pixel", 0, 1, 16, NULL},
+    {"--out", "-o", CLI_STR, F(out), "F", "saliency.png", "the PNG file", 0, 0, 0, NULL},
+};
+#undef F
+
+static const cli_spec saliency_spec = {
+    "saliency", "--model M.safetensors [--data fashion-mnist] [-o saliency.png] [options]",
     "For each of the first COUNT test images, draws the image (gray) beside the map of\n"
     "d z_pred / d x: how the logit of the predicted class changes with each input pixel\n"
     "(the predicted class's row of the input Jacobian, by reverse mode). Red: brightening\n"
     "the pixel raises the logit; blue: lowers it; white: no effect. Each map is scaled to\n"
-    "its own largest |gradient|. Under each pair: the true and predicted class.\n"
-    "\n"
-    "  --model M     a model file written by 'nabla train'\n"
-    "  --data D      fashion-mnist (default), mnist or a directory of IDX files (test split)\n"
-    "  --count N     number of images (default 16)\n"
-    "  --start K     index of the first test image (default 0)\n"
-    "  --cols C      pairs per row (default 4)\n"
-    "  --scale S     pixels per input pixel (default 4)\n"
-    "  -o, --out F   the PNG file (default saliency.png)\n";
+    "its own largest |gradient|. Under each pair: the true and predicted class.\n",
+    saliency_opts, CLI_NOPTS(saliency_opts), NULL};
+
+int cmd_saliency_check_args(int argc, char **argv)
+{
+    saliency_args a;
+    return cli_parse(&saliency_spec, argc, argv, &a);
+}
 
 static void class_name(const char *data, int64_t k, char *buf, size_t n)
 {
@@ -32,171 +48,154 @@ static void class_name(const char *data, int64_t k, char *buf, size_t n)
     else snprintf(buf, n, "%lld", (long long)k);
 }
 
-int cmd_saliency(int argc, char **argv)
-{
-    const char *model = NULL, *data = "fashion-mnist", *out = "saliency.png";
-    long long count = 16, start = 0, cols = 4, scale = 4;
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
-            fputs(usage_text, stdout);
-            return 0;
-        }
-        if (!v) return cli_usage_error("saliency", "option '%s' needs a value (see --help)", k);
-        i++;
-        if (!strcmp(k, "--model")) model = v;
-        else if (!strcmp(k, "--data")) data = v;
-        else if (!strcmp(k, "-o") || !strcmp(k, "--out")) out = v;
-        else if (!strcmp(k, "--count")) {
-            if (!cli_parse_int(v, 1, 256, &count)) return cli_usage_error("saliency", "--count must be 1..256, got '%s'", v);
-        } else if (!strcmp(k, "--start")) {
-            if (!cli_parse_int(v, 0, 1LL << 40, &start)) return cli_usage_error("saliency", "bad --start '%s'", v);
-        } else if (!strcmp(k, "--cols")) {
-            if (!cli_parse_int(v, 1, 64, &cols)) return cli_usage_error("saliency", "--cols must be 1..64, got '%s'", v);
-        } else if (!strcmp(k, "--scale")) {
-            if (!cli_parse_int(v, 1, 16, &scale)) return cli_usage_error("saliency", "--scale must be 1..16, got '%s'", v);
-        } else
-            return cli_usage_error("saliency", "unknown option '%s'", k);
-    }
-    if (!model) return cli_usage_error("saliency", "%s", "--model is required");
+typedef struct {
+    nb_model *m;
+    nb_dataset d, sub;
+    nb_tensor *J;   /* per-example input Jacobian (N, K, H, W, C) */
+    int64_t *pred;  /* the predicted class of each image */
+    int64_t N, H, W, C, K;
+} saliency_run;
 
-    nb_model *m = NULL;
-    nb_dataset d = {0}, sub = {0};
-    nb_tensor *J = NULL;
-    nb_image **tiles = NULL, *grid = NULL, *pic = NULL;
-    int64_t *pred = NULL;
-    int rc = 1;
-    if (cli_load_trained_model(model, &m)) {
-        cli_fail("saliency", "loading the model");
-        goto done;
+/* The test images, the predicted classes and the per-example Jacobian. */
+static int compute(const saliency_args *a, saliency_run *r)
+{
+    if (cli_load_trained_model(a->model, &r->m)) return cli_fail("saliency", "loading the model");
+    if (cli_load_data(a->data, "test", NULL, &r->d)) return cli_fail("saliency", "loading the test data");
+    if (a->start >= r->d.x->shape[0]) {
+        fprintf(stderr, "nabla saliency: --start %lld: the test set has %lld images\n", a->start,
+                (long long)r->d.x->shape[0]);
+        return 1;
     }
-    if (cli_load_data(data, "test", -1, &d)) {
-        cli_fail("saliency", "loading the test data");
-        goto done;
-    }
-    if (start >= d.x->shape[0]) {
-        fprintf(stderr, "nabla saliency: --start %lld: the test set has %lld images\n", start,
-                (long long)d.x->shape[0]);
-        goto done;
-    }
-    if (count > d.x->shape[0] - start) count = d.x->shape[0] - start;
-    if (nb_dataset_subset(&d, start, count, &sub)) goto fail;
-    const nb_tensor *x = sub.x;
+    r->N = a->count < r->d.x->shape[0] - a->start ? a->count : r->d.x->shape[0] - a->start;
+    if (nb_dataset_subset(&r->d, a->start, r->N, &r->sub)) return cli_fail("saliency", NULL);
+    const nb_tensor *x = r->sub.x;
     int64_t in_shape[NB_MAX_RANK];
-    int in_rank = nb_model_input_shape(m, in_shape);
+    int in_rank = nb_model_input_shape(r->m, in_shape);
     if (x->rank != in_rank + 1 || nb_shape_size(in_rank, in_shape) != x->size / x->shape[0] || in_rank != 3) {
         char s1[96], s2[96];
         fprintf(stderr, "nabla saliency: the model takes images %s but the data has %s (saliency needs H,W,C images)\n",
                 nb_shape_str(in_rank, in_shape, s1, sizeof s1), nb_shape_str(x->rank, x->shape, s2, sizeof s2));
-        goto done;
+        return 1;
     }
-    const int64_t H = in_shape[0], W = in_shape[1], C = in_shape[2], N = count, P = H * W * C;
-    if (nb_model_set_batch(m, N)) goto fail;
-    nb_graph_set_training(nb_model_graph(m), 0, 0);
-    memcpy(nb_value(nb_model_input(m))->data, x->data, (size_t)x->size * sizeof(nb_real));
-    nb_node *z = nb_model_logits(m);
-    if (nb_forward(nb_model_graph(m))) goto fail;
+    r->H = in_shape[0], r->W = in_shape[1], r->C = in_shape[2];
+    if (nb_model_set_batch(r->m, r->N)) return cli_fail("saliency", NULL);
+    nb_graph_set_training(nb_model_graph(r->m), 0, 0);
+    memcpy(nb_value(nb_model_input(r->m))->data, x->data, (size_t)x->size * sizeof(nb_real));
+    nb_node *z = nb_model_logits(r->m);
+    if (nb_forward(nb_model_graph(r->m))) return cli_fail("saliency", NULL);
     const nb_tensor *zv = nb_value(z);
     if (zv->rank != 2) {
         fprintf(stderr, "nabla saliency: the model's logits must be (N, classes)\n");
-        goto done;
+        return 1;
     }
-    const int64_t K = zv->shape[1];
-    pred = calloc((size_t)N, sizeof *pred);
-    if (!pred) goto fail;
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t k = 1; k < K; k++)
-            if (zv->data[n * K + k] > zv->data[n * K + pred[n]]) pred[n] = k;
+    r->K = zv->shape[1];
+    if (!(r->pred = calloc((size_t)r->N, sizeof *r->pred))) return cli_fail("saliency", NULL);
+    for (int64_t n = 0; n < r->N; n++)
+        for (int64_t k = 1; k < r->K; k++)
+            if (zv->data[n * r->K + k] > zv->data[n * r->K + r->pred[n]]) r->pred[n] = k;
     /* Per-example input Jacobian (N, K, H, W, C): row pred[n] of block n. */
     nb_jacobian_opts jo = {.mode = NB_JAC_REV, .per_example = 1};
-    if (nb_jacobian(z, nb_model_input(m), &jo, &J)) goto fail;
+    if (nb_jacobian(z, nb_model_input(r->m), &jo, &r->J)) return cli_fail("saliency", NULL);
+    return 0;
+}
 
-    const int S = (int)scale, gap = 4, ts = 2, lh = 10 * ts;
-    const int pw = (int)W * S, ph = (int)H * S;
+static const unsigned char white[3] = {255, 255, 255}, ink[3] = {30, 30, 30};
+
+/* Image n beside its saliency map, with the true and predicted class. */
+static nb_status draw_tile(const saliency_args *a, const saliency_run *r, int64_t n, nb_real *img, nb_real *sal,
+                           nb_image **tile)
+{
+    static const unsigned char good[3] = {20, 120, 50}, bad[3] = {190, 30, 40};
+    const int64_t H = r->H, W = r->W, C = r->C, P = H * W * C;
+    const int S = (int)a->scale, gap = 4, ts = 2, lh = 10 * ts, pw = (int)W * S, ph = (int)H * S;
     int cellw = 2 * pw + gap, cellh = ph + 2 * lh + 6;
     if (cellw < 17 * 6 * ts) cellw = 17 * 6 * ts;
-    tiles = calloc((size_t)N, sizeof *tiles);
-    nb_real *img = malloc((size_t)(H * W) * sizeof *img), *sal = malloc((size_t)(H * W) * sizeof *sal);
-    if (!tiles || !img || !sal) {
-        free(img), free(sal);
-        goto fail;
+    const nb_real *xs = r->sub.x->data + n * P, *js = r->J->data + (n * r->K + r->pred[n]) * P;
+    double L = 0;
+    for (int64_t p = 0; p < H * W; p++) {
+        double v = 0, g = 0;
+        for (int64_t c = 0; c < C; c++) v += xs[p * C + c], g += js[p * C + c];
+        img[p] = (nb_real)(v / (double)C), sal[p] = (nb_real)g;
+        L = fmax(L, fabs(g));
     }
-    static const unsigned char white[3] = {255, 255, 255}, ink[3] = {30, 30, 30}, good[3] = {20, 120, 50},
-                               bad[3] = {190, 30, 40};
-    nb_status st = NB_OK;
-    for (int64_t n = 0; n < N && !st; n++) {
-        const nb_real *xs = x->data + n * P, *js = J->data + (n * K + pred[n]) * P;
-        double L = 0;
-        for (int64_t p = 0; p < H * W; p++) {
-            double a = 0, g = 0;
-            for (int64_t c = 0; c < C; c++) a += xs[p * C + c], g += js[p * C + c];
-            img[p] = (nb_real)(a / (double)C), sal[p] = (nb_real)g;
-            L = fmax(L, fabs(g));
-        }
-        nb_image *a = NULL, *b = NULL;
-        st = nb_heatmap(img, H, W, NB_CMAP_GRAY, 0, 1, S, S, &a);
-        if (!st) st = nb_heatmap(sal, H, W, NB_CMAP_DIVERGING, -L, L > 0 ? L : 1, S, S, &b);
-        if (!st && !(tiles[n] = nb_image_new(cellw, cellh, 3, white))) st = NB_ERR_NOMEM;
-        if (!st) {
-            nb_image_paste(tiles[n], a, 0, 0);
-            nb_image_paste(tiles[n], b, pw + gap, 0);
-            char t[64], pn[32];
-            class_name(data, (int64_t)sub.y->data[n], pn, sizeof pn);
-            snprintf(t, sizeof t, "true %s", pn);
-            nb_image_text(tiles[n], 0, ph + 5, t, ts, ink);
-            class_name(data, pred[n], pn, sizeof pn);
-            snprintf(t, sizeof t, "pred %s", pn);
-            nb_image_text(tiles[n], 0, ph + 5 + lh, t, ts, pred[n] == (int64_t)sub.y->data[n] ? good : bad);
-        }
-        nb_image_free(a);
-        nb_image_free(b);
+    nb_image *left = NULL, *right = NULL;
+    nb_status st = nb_heatmap(img, H, W, NB_CMAP_GRAY, 0, 1, S, S, &left);
+    if (!st) st = nb_heatmap(sal, H, W, NB_CMAP_DIVERGING, -L, L > 0 ? L : 1, S, S, &right);
+    if (!st && !(*tile = nb_image_new(cellw, cellh, 3, white))) st = NB_ERR_NOMEM;
+    if (!st) {
+        nb_image_paste(*tile, left, 0, 0);
+        nb_image_paste(*tile, right, pw + gap, 0);
+        char t[64], pn[32];
+        const int64_t truth = (int64_t)r->sub.y->data[n];
+        class_name(a->data, truth, pn, sizeof pn);
+        snprintf(t, sizeof t, "true %s", pn);
+        nb_image_text(*tile, 0, ph + 5, t, ts, ink);
+        class_name(a->data, r->pred[n], pn, sizeof pn);
+        snprintf(t, sizeof t, "pred %s", pn);
+        nb_image_text(*tile, 0, ph + 5 + lh, t, ts, r->pred[n] == truth ? good : bad);
     }
-    free(img), free(sal);
-    if (st) goto fail;
-    static const unsigned char bg[3] = {255, 255, 255};
-    if (nb_image_grid(tiles, (int)N, (int)cols, 16, bg, &grid)) goto fail;
+    nb_image_free(left);
+    nb_image_free(right);
+    return st;
+}
+
+/* The grid of tiles under a title and over a colour bar. */
+static nb_status frame_picture(const nb_image *grid, nb_image **pic)
+{
     const char *title = "Saliency: d(predicted logit) / d(input pixel)";
     const char *sub1 = "left: the test image; right: the predicted class's row of the input Jacobian";
     const char *sub2 = "red: brightening the pixel raises the logit, blue: lowers it, white: no effect";
-    int tw = nb_text_width(title, 3), head, foot = 50;
-    int width = grid->width;
-    if (width < tw + 32) width = tw + 32;
+    const char *bar = "g / max|g| (per map)";
+    int width = grid->width, head = 16 + 27 + 10 + 2 * 22, foot = 50;
+    if (width < nb_text_width(title, 3) + 32) width = nb_text_width(title, 3) + 32;
     if (width < nb_text_width(sub1, 2) + 32) width = nb_text_width(sub1, 2) + 32;
     if (width < nb_text_width(sub2, 2) + 32) width = nb_text_width(sub2, 2) + 32;
-    head = 16 + 27 + 10 + 2 * 22;
-    pic = nb_image_new(width, head + grid->height + foot, 3, white);
-    if (!pic) goto fail;
-    nb_image_text(pic, 16, 14, title, 3, ink);
-    nb_image_text(pic, 16, 14 + 27 + 8, sub1, 2, ink);
-    nb_image_text(pic, 16, 14 + 27 + 8 + 22, sub2, 2, ink);
-    nb_image_paste(pic, grid, 0, head);
+    if (!(*pic = nb_image_new(width, head + grid->height + foot, 3, white))) return NB_ERR_NOMEM;
+    nb_image_text(*pic, 16, 14, title, 3, ink);
+    nb_image_text(*pic, 16, 14 + 27 + 8, sub1, 2, ink);
+    nb_image_text(*pic, 16, 14 + 27 + 8 + 22, sub2, 2, ink);
+    nb_image_paste(*pic, grid, 0, head);
     int by = head + grid->height + 4;
-    nb_image_text(pic, 16, by + 4, "g / max|g| (per map)", 2, ink);
-    if (nb_colorbar(pic, 16 + nb_text_width("g / max|g| (per map)", 2) + 16, by, 200, 14, NB_CMAP_DIVERGING,
-                    -1, 1, 2))
-        goto fail;
-    if (nb_image_write_png(out, pic)) {
-        cli_fail("saliency", "writing the picture");
-        goto done;
+    nb_image_text(*pic, 16, by + 4, bar, 2, ink);
+    return nb_colorbar(*pic, 16 + nb_text_width(bar, 2) + 16, by, 200, 14, NB_CMAP_DIVERGING, -1, 1, 2);
+}
+
+/* The tiles, the grid and the framed picture, written as PNG. */
+static int render(const saliency_args *a, const saliency_run *r)
+{
+    nb_image **tiles = calloc((size_t)r->N, sizeof *tiles), *grid = NULL, *pic = NULL;
+    nb_real *img = malloc((size_t)(r->H * r->W) * sizeof *img), *sal = malloc((size_t)(r->H * r->W) * sizeof *sal);
+    nb_status st = tiles && img && sal ? NB_OK : nb_set_error(NB_ERR_NOMEM, "out of memory");
+    for (int64_t n = 0; n < r->N && !st; n++) st = draw_tile(a, r, n, img, sal, &tiles[n]);
+    if (!st) st = nb_image_grid(tiles, (int)r->N, (int)a->cols, 16, white, &grid);
+    if (!st) st = frame_picture(grid, &pic);
+    int rc = st ? cli_fail("saliency", NULL) : 0;
+    if (!rc && nb_image_write_png(a->out, pic)) rc = cli_fail("saliency", "writing the picture");
+    if (!rc) {
+        int correct = 0;
+        for (int64_t n = 0; n < r->N; n++) correct += r->pred[n] == (int64_t)r->sub.y->data[n];
+        printf("saliency of %lld test images (%d predicted correctly): wrote %s (%dx%d)\n", (long long)r->N, correct,
+               a->out, pic->width, pic->height);
     }
-    int correct = 0;
-    for (int64_t n = 0; n < N; n++) correct += pred[n] == (int64_t)sub.y->data[n];
-    printf("saliency of %lld test images (%d predicted correctly): wrote %s (%dx%d)\n", (long long)N, correct, out,
-           pic->width, pic->height);
-    rc = 0;
-    goto done;
-fail:
-    cli_fail("saliency", NULL);
-done:
-    if (tiles)
-        for (int64_t n = 0; n < count; n++) nb_image_free(tiles[n]);
-    free(tiles);
-    free(pred);
+    for (int64_t n = 0; tiles && n < r->N; n++) nb_image_free(tiles[n]);
+    free(tiles), free(img), free(sal);
     nb_image_free(grid);
     nb_image_free(pic);
-    nb_tensor_free(J);
-    nb_model_free(m);
-    nb_dataset_free(&sub);
-    nb_dataset_free(&d);
+    return rc;
+}
+
+int cmd_saliency(int argc, char **argv)
+{
+    saliency_args a;
+    int rc = cli_parse(&saliency_spec, argc, argv, &a);
+    if (rc >= 0) return rc;
+    saliency_run r = {0};
+    rc = compute(&a, &r);
+    if (!rc) rc = render(&a, &r);
+    free(r.pred);
+    nb_tensor_free(r.J);
+    nb_model_free(r.m);
+    nb_dataset_free(&r.sub);
+    nb_dataset_free(&r.d);
     return rc;
 }

@@ -5,43 +5,46 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *usage_text =
-    "usage: nabla summary --model M.safetensors|SPEC|SPEC-FILE [--input SHAPE]\n"
-    "\n"
-    "Prints the layers, their output shapes (N is the batch) and parameter counts.\n"
-    "\n"
-    "  --model M      a model file (.safetensors), a spec file, or spec text, e.g.\n"
-    "                 'conv2d 32 3 relu; conv2d 64 3 relu; maxpool 2; flatten; dense 128 relu; dense 10'\n"
-    "  --input SHAPE  input shape without the batch, e.g. 28,28,1 (needed for a spec;\n"
-    "                 a .safetensors model carries its own)\n"
-    "  --allow-nonfinite  load a model file whose weights hold NaN or Inf (refused otherwise)\n";
+typedef struct {
+    const char *model, *input;
+    int allow_nonfinite;
+} summary_args;
+
+#define F(field) offsetof(summary_args, field)
+static const cli_opt summary_opts[] = {
+    {"--model", NULL, CLI_STR, F(model), "M", NULL,
+     "a model file (.safetensors), a spec file, or spec text, e.g.\n"
+     "'conv2d 32 3 relu; conv2d 64 3 relu; maxpool 2; flatten; dense 128 relu; dense 10'",
+     CLI_REQUIRED, 0, 0, NULL},
+    {"--input", NULL, CLI_STR, F(input), "SHAPE", NULL,
+     "input shape without the batch, e.g. 28,28,1 (needed for a spec;\n"
+     "a .safetensors model carries its own)", 0, 0, 0, NULL},
+    {"--allow-nonfinite", NULL, CLI_FLAG, F(allow_nonfinite), NULL, NULL,
+     "load a model file whose weights hold NaN or Inf (refused otherwise)", 0, 0, 0, NULL},
+};
+#undef F
+
+static const cli_spec summary_spec = {"summary", "--model M.safetensors|SPEC|SPEC-FILE [--input SHAPE]",
+                                      "Prints the layers, their output shapes (N is the batch) and parameter counts.\n",
+                                      summary_opts, CLI_NOPTS(summary_opts), NULL};
+
+int cmd_summary_check_args(int argc, char **argv)
+{
+    summary_args a = {0};
+    return cli_parse(&summary_spec, argc, argv, &a);
+}
 
 int cmd_summary(int argc, char **argv)
 {
-    const char *model = NULL, *input = NULL;
-    unsigned flags = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
-            fputs(usage_text, stdout);
-            return 0;
-        }
-        if (!strcmp(k, "--allow-nonfinite")) {
-            flags |= NB_LOAD_ALLOW_NONFINITE;
-            continue;
-        }
-        if (strcmp(k, "--model") && strcmp(k, "--input")) return cli_usage_error("summary", "unknown option '%s'", k);
-        if (!v) return cli_usage_error("summary", "option '%s' needs a value", k);
-        if (!strcmp(k, "--model")) model = v;
-        else input = v;
-        i++;
-    }
-    if (!model) return cli_usage_error("summary", "%s", "--model is required");
+    summary_args a = {0};
+    int rc = cli_parse(&summary_spec, argc, argv, &a);
+    if (rc >= 0) return rc;
     nb_model *m = NULL;
-    if (cli_load_model_flags(model, input, NULL, flags, &m)) return cli_fail("summary", "building the model");
+    if (cli_load_model_flags(a.model, a.input, NULL, a.allow_nonfinite ? NB_LOAD_ALLOW_NONFINITE : 0, &m))
+        return cli_fail("summary", "building the model");
     size_t n = 4096 + (size_t)nb_model_num_layers(m) * 256;
     char *buf = malloc(n);
-    int rc = 0;
+    rc = 0;
     if (!buf) rc = cli_fail("summary", "out of memory");
     else if (nb_model_summary(m, buf, n)) rc = cli_fail("summary", NULL);
     else {

@@ -63,6 +63,11 @@ static int ends_with(const char *s, const char *suffix)
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
+int cli_is_svg_name(const char *path)
+{
+    return ends_with(path, ".svg") || ends_with(path, ".SVG");
+}
+
 int cli_check_output(const char *cmd, const char *option, const char *path)
 {
     char dir[4096];
@@ -94,6 +99,68 @@ const char *const *cli_class_names(const char *data, int64_t classes)
     return classes == 10 && strstr(low, "fashion") ? fashion_names : NULL;
 }
 
+/* The lines of text (split in place; a last empty line dropped). */
+static nb_status split_lines(char *text, const char ***lines, int64_t *n)
+{
+    int64_t cap = 1;
+    for (const char *p = text; *p; p++) cap += *p == '\n';
+    *lines = malloc((size_t)cap * sizeof **lines);
+    if (!*lines) return nb_set_error(NB_ERR_NOMEM, "out of memory");
+    *n = 0;
+    for (char *p = text; *p;) {
+        char *nl = strchr(p, '\n');
+        if (nl) *nl = '\0';
+        size_t len = strlen(p);
+        if (len && p[len - 1] == '\r') p[len - 1] = '\0';
+        (*lines)[(*n)++] = p;
+        if (!nl) break;
+        p = nl + 1;
+    }
+    return NB_OK;
+}
+
+nb_status cli_names_load(const char *classes, const char *data, int64_t C, cli_names *out)
+{
+    *out = (cli_names){0};
+    if (!classes) {
+        const char *const *names = data ? cli_class_names(data, C) : NULL;
+        if (names) out->n = C, out->name = names;
+        return NB_OK;
+    }
+    if (!strcmp(classes, "fashion-mnist")) {
+        if (C != 10) return nb_set_error(NB_ERR_ARG, "Fashion-MNIST has 10 classes, the model %lld", (long long)C);
+        out->n = 10, out->name = fashion_names;
+        return NB_OK;
+    }
+    void *buf;
+    size_t len;
+    if (!cli_is_file(classes)) return nb_set_error(NB_ERR_IO, "'%s': no such file (one class name per line)", classes);
+    nb_status s = nb_read_file(classes, 1 << 20, &buf, &len);
+    if (s) return s;
+    out->text = malloc(len + 1);
+    if (!out->text) {
+        free(buf);
+        return nb_set_error(NB_ERR_NOMEM, "out of memory");
+    }
+    memcpy(out->text, buf, len);
+    out->text[len] = '\0';
+    free(buf);
+    int64_t n = 0;
+    if ((s = split_lines(out->text, &out->lines, &n))) return s;
+    if (n < C)
+        return nb_set_error(NB_ERR_ARG, "'%s' has %lld class names (one per line), the model has %lld classes", classes,
+                            (long long)n, (long long)C);
+    out->n = C, out->name = out->lines;
+    return NB_OK;
+}
+
+void cli_names_free(cli_names *n)
+{
+    free(n->text);
+    free(n->lines);
+    *n = (cli_names){0};
+}
+
 const char *cli_data_dir(const char *name)
 {
     if (!strcmp(name, "fashion-mnist")) return "/usr/share/datasets/fashion-mnist";
@@ -101,12 +168,15 @@ const char *cli_data_dir(const char *name)
     return name;
 }
 
-nb_status cli_load_data(const char *name, const char *split, int label_col, nb_dataset *out)
+int cli_csv_check(const char *cmd, const cli_csv_opts *o)
 {
-    if (ends_with(name, ".csv")) {
-        if (strcmp(split, "train")) return nb_set_error(NB_ERR_ARG, "a CSV data set has no '%s' split", split);
-        return nb_dataset_load_csv(name, label_col, out);
-    }
+    if (o->header && o->no_header) return cli_usage_error(cmd, "%s", "--header and --no-header contradict each other");
+    return -1;
+}
+
+nb_status cli_load_data(const char *name, const char *split, const cli_csv_opts *csv, nb_dataset *out)
+{
+    if (ends_with(name, ".csv") || ends_with(name, ".CSV")) return cli_load_csv(name, csv, out); /* one split: all rows */
     const char *dir = cli_data_dir(name);
     if (!is_dir(dir))
         return nb_set_error(NB_ERR_IO,
@@ -114,6 +184,55 @@ nb_status cli_load_data(const char *name, const char *split, int label_col, nb_d
                        "--data fashion-mnist after apt-get install dataset-fashion-mnist)",
                        name);
     return nb_dataset_load_mnist(dir, split, out);
+}
+
+nb_status cli_dataset_limit(nb_dataset *d, int64_t start, int64_t count)
+{
+    nb_dataset sub;
+    nb_status s = nb_dataset_subset(d, start, count, &sub);
+    if (s) return s;
+    nb_dataset_free(d);
+    *d = sub;
+    return NB_OK;
+}
+
+nb_status cli_fit_rows(nb_tensor **x, const nb_model *m)
+{
+    int64_t want[NB_MAX_RANK];
+    const int r = nb_model_input_shape(m, want);
+    const nb_tensor *t = *x;
+    if (r < 2 || t->rank != 2 || t->shape[1] != nb_shape_size(r, want)) return NB_OK;
+    int64_t shape[NB_MAX_RANK];
+    shape[0] = t->shape[0];
+    memcpy(shape + 1, want, sizeof(int64_t) * (size_t)r);
+    nb_tensor *n = nb_tensor_from(r + 1, shape, t->data);
+    if (!n) return nb_set_error(NB_ERR_NOMEM, "out of memory");
+    nb_tensor_free(*x);
+    *x = n;
+    return NB_OK;
+}
+
+nb_status cli_reshape_rows(nb_tensor **xp, const char *input)
+{
+    const nb_tensor *x = *xp;
+    int rank = 0;
+    int64_t shape[NB_MAX_RANK + 1];
+    nb_status s = nb_shape_parse(input, &rank, shape + 1);
+    if (s) return s;
+    if (rank + 1 > NB_MAX_RANK)
+        return nb_set_error(NB_ERR_SHAPE, "--input %s: with the batch that is more than %d dimensions", input,
+                            NB_MAX_RANK);
+    const int64_t N = x->shape[0], per = N ? x->size / N : 0, want = nb_shape_size(rank, shape + 1);
+    if (per == want) {
+        shape[0] = N;
+        nb_tensor *r = nb_tensor_from(rank + 1, shape, x->data);
+        if (!r) return nb_set_error(NB_ERR_NOMEM, "out of memory");
+        nb_tensor_free(*xp);
+        *xp = r;
+        return NB_OK;
+    }
+    return nb_set_error(NB_ERR_SHAPE, "--input %s holds %lld values per example, the data's examples hold %lld", input,
+                        (long long)want, (long long)per);
 }
 
 void cli_hint_nonfinite(nb_status s)
@@ -133,6 +252,11 @@ nb_status cli_load_model(const char *model, const char *input, const nb_dataset 
 nb_status cli_load_model_flags(const char *model, const char *input, const nb_dataset *data, unsigned flags,
                                nb_model **out)
 {
+    /* A file name that names no file is a typo, not a spec with an unknown layer. */
+    if (!cli_is_file(model) && !strchr(model, ' ') && !strchr(model, ';') &&
+        (ends_with(model, ".safetensors") || ends_with(model, ".onnx") || ends_with(model, ".txt") ||
+         ends_with(model, ".spec") || strchr(model, '/')))
+        return nb_set_error(NB_ERR_IO, "model '%s': no such file", model);
     if (cli_is_file(model) && (ends_with(model, ".safetensors") || ends_with(model, ".onnx"))) {
         nb_status s = nb_model_load_flags(model, flags, out);
         cli_hint_nonfinite(s);

@@ -4,6 +4,7 @@
  * Shapes accepted, for a model taking (N, d1, ..., dk):
  *   (N, d1, ..., dk)            as is;
  *   (N, H, W)                   when the model takes (N, H, W, 1): one channel added;
+ *   (N, d1 * ... * dk)          flat rows (a CSV file's), reshaped;
  *   (d1, ..., dk)               one example, taken as N = 1.
  * Scaling rule: when the file's element type is an integer type (npy u1 i1 i4
  * i8 b1, IDX ubyte/sbyte/short/int) and some value is > 1, every value is
@@ -52,6 +53,73 @@ static const char *model_shape_str(const nb_model *m, char *buf, size_t n)
     return buf;
 }
 
+/* The shape (*rank, shape) that t takes as m's input, by the rules above;
+ * 0 if it fits none (then a message naming both shapes is set). */
+static int fit_shape(const nb_tensor *t, const nb_model *m, const char *path, int *rank, int64_t *shape)
+{
+    int64_t want[NB_MAX_RANK];
+    const int r = nb_model_input_shape(m, want);
+    int ok = t->rank == r + 1;
+    for (int d = 0; ok && d < r; d++) ok = t->shape[d + 1] == want[d];
+    if (ok) {
+        *rank = t->rank;
+        memcpy(shape, t->shape, sizeof(int64_t) * (size_t)t->rank);
+        return 1;
+    }
+    if (r == 3 && want[2] == 1 && t->rank == 3 && t->shape[1] == want[0] && t->shape[2] == want[1]) {
+        *rank = 4;
+        shape[0] = t->shape[0], shape[1] = want[0], shape[2] = want[1], shape[3] = 1;
+        return 1;
+    }
+    if (r > 1 && t->rank == 2 && t->shape[1] == nb_shape_size(r, want)) {
+        /* flat rows (a CSV file's, (N, 784)) for a model of (28, 28, 1) */
+        *rank = r + 1;
+        shape[0] = t->shape[0];
+        memcpy(shape + 1, want, sizeof(int64_t) * (size_t)r);
+        return 1;
+    }
+    ok = t->rank == r;
+    for (int d = 0; ok && d < r; d++) ok = t->shape[d] == want[d];
+    if (ok) {
+        *rank = r + 1;
+        shape[0] = 1;
+        memcpy(shape + 1, want, sizeof(int64_t) * (size_t)r);
+        return 1;
+    }
+    char s1[96], s2[96];
+    nb_shape_str(t->rank, t->shape, s1, sizeof s1);
+    model_shape_str(m, s2, sizeof s2);
+    /* (N, C, H, W) where the model takes (N, H, W, C): PyTorch's layout. */
+    const int nchw = r == 3 && t->rank == 4 && t->shape[1] == want[2] && t->shape[2] == want[0] &&
+                     t->shape[3] == want[1] && want[2] != want[0];
+    nb_set_error(NB_ERR_SHAPE, "input '%s' has shape %s, the model takes %s%s%s", path, s1, s2,
+                 r == 3 && want[2] == 1 ? " (or (N, H, W) for its one channel)" : "",
+                 nchw ? "; this looks like channels-first (N, C, H, W) as in PyTorch, but nabla is channels-last "
+                        "(N, H, W, C): transpose it (NumPy: x.transpose(0, 2, 3, 1))"
+                      : "");
+    return 0;
+}
+
+/* Integer pixels 0..255 become 0..1 (the scaling rule above). */
+static void scale_integer_pixels(nb_tensor *x, int *scaled)
+{
+    nb_real mx = 0;
+    for (int64_t i = 0; i < x->size; i++)
+        if (x->data[i] > mx) mx = x->data[i];
+    if (mx <= 1) return;
+    for (int64_t i = 0; i < x->size; i++) x->data[i] = (nb_real)(x->data[i] / 255.0);
+    if (scaled) *scaled = 1;
+}
+
+nb_status cli_read_tensor(const char *path, nb_tensor **out)
+{
+    *out = NULL;
+    if (!cli_is_file(path)) return nb_set_error(NB_ERR_IO, "'%s': no such file", path);
+    int is_npy = 0;
+    file_is_integer(path, &is_npy);
+    return is_npy ? nb_npy_read(path, out) : nb_idx_read(path, out);
+}
+
 nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, int *scaled)
 {
     *out = NULL;
@@ -62,32 +130,11 @@ nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, i
     nb_tensor *t = NULL;
     nb_status s = is_npy ? nb_npy_read(path, &t) : nb_idx_read(path, &t);
     if (s) return s;
-    int64_t want[NB_MAX_RANK];
-    int r = nb_model_input_shape(m, want);
     int64_t shape[NB_MAX_RANK];
     int rank = 0;
-    int ok = t->rank == r + 1;
-    for (int d = 0; ok && d < r; d++) ok = t->shape[d + 1] == want[d];
-    if (ok) {
-        rank = t->rank;
-        memcpy(shape, t->shape, sizeof shape);
-    } else if (r == 3 && want[2] == 1 && t->rank == 3 && t->shape[1] == want[0] && t->shape[2] == want[1]) {
-        rank = 4;
-        shape[0] = t->shape[0], shape[1] = want[0], shape[2] = want[1], shape[3] = 1;
-    } else {
-        ok = t->rank == r;
-        for (int d = 0; ok && d < r; d++) ok = t->shape[d] == want[d];
-        if (!ok) {
-            char s1[96], s2[96];
-            nb_shape_str(t->rank, t->shape, s1, sizeof s1);
-            model_shape_str(m, s2, sizeof s2);
-            nb_tensor_free(t);
-            return nb_set_error(NB_ERR_SHAPE, "input '%s' has shape %s, the model takes %s%s", path, s1, s2,
-                                r == 3 && want[2] == 1 ? " (or (N, H, W) for its one channel)" : "");
-        }
-        rank = r + 1;
-        shape[0] = 1;
-        memcpy(shape + 1, want, sizeof(int64_t) * (size_t)r);
+    if (!fit_shape(t, m, path, &rank, shape)) {
+        nb_tensor_free(t);
+        return NB_ERR_SHAPE;
     }
     if (t->rank < 1 || shape[0] < 1) {
         nb_tensor_free(t);
@@ -96,16 +143,85 @@ nb_status cli_load_input(const char *path, const nb_model *m, nb_tensor **out, i
     nb_tensor *x = nb_tensor_from(rank, shape, t->data);
     nb_tensor_free(t);
     if (!x) return NB_ERR_NOMEM;
-    if (integer == 1) {
-        nb_real mx = 0;
-        for (int64_t i = 0; i < x->size; i++)
-            if (x->data[i] > mx) mx = x->data[i];
-        if (mx > 1) {
-            for (int64_t i = 0; i < x->size; i++) x->data[i] = (nb_real)(x->data[i] / 255.0);
-            if (scaled) *scaled = 1;
-        }
-    }
+    if (integer == 1) scale_integer_pixels(x, scaled);
     *out = x;
+    return NB_OK;
+}
+
+int cli_source_check(const char *cmd, const cli_source *src)
+{
+    int r = cli_csv_check(cmd, &src->csv);
+    if (r >= 0) return r;
+    if (!src->input == !src->data)
+        return cli_usage_error(cmd, "%s", src->input ? "give --input or --data, not both"
+                                                     : "--input FILE or --data D is required (e.g. --data fashion-mnist)");
+    return -1;
+}
+
+/* Rows start..start+count-1 of the leading axis of *t (count 0: all from
+ * start); *t is replaced. n_what names the rows in messages. */
+static nb_status take_rows(nb_tensor **t, int64_t start, int64_t count, const char *n_what)
+{
+    const int64_t N = (*t)->shape[0], row = N ? (*t)->size / N : 0;
+    if (start >= N)
+        return nb_set_error(NB_ERR_ARG, "--start %lld: %s has %lld examples (0..%lld)", (long long)start, n_what,
+                            (long long)N, (long long)N - 1);
+    if (!count || count > N - start) count = N - start;
+    int64_t shape[NB_MAX_RANK];
+    memcpy(shape, (*t)->shape, sizeof(int64_t) * (size_t)(*t)->rank);
+    shape[0] = count;
+    nb_tensor *r = nb_tensor_from((*t)->rank, shape, (*t)->data + start * row);
+    if (!r) return nb_set_error(NB_ERR_NOMEM, "out of memory");
+    nb_tensor_free(*t);
+    *t = r;
+    return NB_OK;
+}
+
+/* --data: the data set's rows, fitted to m's input, and their labels. */
+static nb_status load_data_rows(const cli_source *src, int64_t data_count, const nb_model *m, nb_tensor **x,
+                                nb_tensor **labels, char *what, size_t what_len)
+{
+    const char *split = cli_choice_name(cli_splits, src->split);
+    nb_dataset d = {0};
+    nb_status s = cli_load_data(src->data, split, &src->csv, &d);
+    char n_what[600];
+    snprintf(n_what, sizeof n_what, "the %s split of '%s'", split, src->data);
+    int64_t count = src->count ? src->count : data_count;
+    if (!s) s = take_rows(&d.x, src->start, count, n_what);
+    if (!s) s = take_rows(&d.y, src->start, count, n_what);
+    int rank = 0;
+    int64_t shape[NB_MAX_RANK];
+    if (!s && !fit_shape(d.x, m, src->data, &rank, shape)) s = NB_ERR_SHAPE;
+    if (!s && !(*x = nb_tensor_from(rank, shape, d.x->data))) s = nb_set_error(NB_ERR_NOMEM, "out of memory");
+    if (!s && labels) *labels = d.y, d.y = NULL;
+    if (!s)
+        snprintf(what, what_len, "%s examples %lld..%lld", n_what, src->start, src->start + (*x)->shape[0] - 1);
+    nb_dataset_free(&d);
+    return s;
+}
+
+nb_status cli_load_examples(const cli_source *src, int64_t data_count, const nb_model *m, nb_tensor **x,
+                            nb_tensor **labels, int *scaled, char *what, size_t what_len)
+{
+    *x = NULL;
+    if (labels) *labels = NULL;
+    if (scaled) *scaled = 0;
+    if (src->data) return load_data_rows(src, data_count, m, x, labels, what, what_len);
+    nb_status s = cli_load_input(src->input, m, x, scaled);
+    if (!s && (src->start || src->count)) {
+        char n_what[600];
+        snprintf(n_what, sizeof n_what, "input '%s'", src->input);
+        s = take_rows(x, src->start, src->count, n_what);
+    }
+    if (s) {
+        nb_tensor_free(*x);
+        *x = NULL;
+        return s;
+    }
+    if (src->start || src->count)
+        snprintf(what, what_len, "'%s' examples %lld..%lld", src->input, src->start,
+                 src->start + (*x)->shape[0] - 1);
+    else snprintf(what, what_len, "'%s'", src->input);
     return NB_OK;
 }
 

@@ -1,30 +1,29 @@
-/* nabla: the command-line tool. One file per command; this one dispatches. */
+/* nabla: the command-line tool. One file per command (commands.c lists
+ * them); this one dispatches. */
 #include "cli.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static const cli_command commands[] = {
-    {"train", "train a model on a data set (the main job)", cmd_train},
-    {"eval", "loss, accuracy, per-class accuracy and confusion matrix of a model", cmd_eval},
-    {"predict", "run a model on inputs (.npy or IDX), write probabilities as .npy", cmd_predict},
-    {"summary", "a model's layers, output shapes and parameter counts", cmd_summary},
-    {"jacobian", "the Jacobian of a model's output w.r.t. its input or a parameter", cmd_jacobian},
-    {"grad", "the gradient of the mean loss w.r.t. every parameter", cmd_grad},
-    {"gradcheck", "check every op's VJP and JVP against finite differences", cmd_gradcheck},
-    {"saliency", "test images beside d(predicted logit)/d(input), as a PNG grid", cmd_saliency},
-    {"filters", "a convolution layer's kernels as a PNG", cmd_filters},
-    {"export", "write a model as ONNX (opset 13), for ONNX Runtime and other tools", cmd_export},
-    {"import", "convert an ONNX model (e.g. from torch.onnx.export) into a nabla model file", cmd_import},
-    {"demo", "lecture demos: 'demo gd' (gradient descent on f(x) = 2x^2)", cmd_demo},
-};
-
 static void usage(FILE *f)
 {
     fprintf(f, "usage: nabla <command> [options]\n\ncommands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\n  nabla --version      print the version\n  nabla <command> --help\n");
+    for (int i = 0; i < cli_ncommands; i++) fprintf(f, "  %-12s %s\n", cli_commands[i].name, cli_commands[i].help);
+    fprintf(f, "\n  nabla --version      print the version\n"
+               "  nabla help COMMAND   a command's options (the same as nabla COMMAND --help)\n");
+}
+
+/* nabla help [COMMAND] */
+static int help(int argc, char **argv)
+{
+    if (argc < 3) {
+        usage(stdout);
+        return 0;
+    }
+    const cli_command *c = cli_find_command(argv[2]);
+    if (!c) return cli_unknown_command(argv[2]);
+    char *args[3] = {argv[2], "--help", NULL};
+    return c->run(2, args);
 }
 
 int main(int argc, char **argv)
@@ -37,13 +36,8 @@ int main(int argc, char **argv)
         printf("nabla %s (%s)\n", nb_version(), nb_precision());
         return 0;
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help") || !strcmp(argv[1], "-h")) {
-        usage(stdout);
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "nabla: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
-    return 2;
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help") || !strcmp(argv[1], "-h")) return help(argc, argv);
+    const cli_command *c = cli_find_command(argv[1]);
+    if (!c) return cli_unknown_command(argv[1]);
+    return c->run(argc - 1, argv + 1);
 }

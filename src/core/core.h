@@ -43,7 +43,18 @@ void nb_threads_apply(void);
 #define NB_PUT(acc, y, v) ((y) = (acc) ? (y) + (v) : (v))
 
 /* Threads: the one OpenMP team does all parallel work (the BLAS runs on one
- * thread inside it), so no two thread pools fight over the cores. */
+ * thread inside it), so no two thread pools fight over the cores.
+ * Below these sizes (elements of the loop's output) a loop runs on the
+ * calling thread: waking the team costs a few microseconds, more than the
+ * work. One set for the whole library, used in the loops' `if` clauses:
+ *   NB_PAR_MAP:    arithmetic per element (elementwise ops, softmax rows,
+ *                  conv2d's bias and ReLU passes, im2col);
+ *   NB_PAR_INDEX:  index arithmetic per element (pooling's gathers and
+ *                  scatters), about twice the work of a map;
+ *   NB_PAR_COPY:   plain copies (reshape), memory-bound. */
+#define NB_PAR_MAP 32768
+#define NB_PAR_INDEX 16384
+#define NB_PAR_COPY 65536
 #ifdef _OPENMP
 #include <omp.h>
 static inline int nb_thread_id(void) { return omp_get_thread_num(); }

@@ -18,6 +18,7 @@ static void node_free(nb_node *n)
 {
     nb_free(n->value.data);
     nb_free(n->ws);
+    nb_free(n->saved);
     free(n);
 }
 
@@ -125,11 +126,22 @@ nb_status nb_input_reshape(nb_node *n, int rank, const int64_t *shape)
     return NB_OK;
 }
 
-nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, const nb_attrs *at)
+nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, const void *attrs)
 {
+    if (op->attrs_size > NB_ATTRS_BYTES) { /* NB_ATTRS_FIT in the op's file prevents this */
+        nb_fail(NB_ERR_TOO_LARGE, "%s: attributes of %zu bytes do not fit a node (%d)", op->name, op->attrs_size,
+                NB_ATTRS_BYTES);
+        return NULL;
+    }
     for (int i = 0; i < ninputs; i++)
         if (!inputs[i]) {
             nb_fail_null_input(op->name, i);
+            return NULL;
+        }
+    for (int i = 0; i < ninputs; i++)
+        if (inputs[i]->fused_into) {
+            nb_fail(NB_ERR_ARG, "%s: input '%s' is computed inside '%s' (fused) and has no value of its own; use '%s'",
+                    op->name, inputs[i]->name, inputs[i]->fused_into->name, inputs[i]->fused_into->name);
             return NULL;
         }
     nb_graph *g = inputs[0]->graph;
@@ -145,7 +157,7 @@ nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, co
     n->op = op;
     n->ninputs = ninputs;
     for (int i = 0; i < ninputs; i++) n->in[i] = inputs[i];
-    if (at) n->at = *at;
+    if (attrs) memcpy(n->attrs.bytes, attrs, op->attrs_size);
     snprintf(n->name, sizeof n->name, "%s%d", op->name, n->id);
     if (op->infer(n) != NB_OK || value_alloc(n) != NB_OK) {
         g->n--;
@@ -155,14 +167,9 @@ nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, co
     return n;
 }
 
-/* A deferred gradient (nb_adjoint_resolve) would be formed from the pool's
- * argmax and shapes as they are when it is asked for: a forward pass or new
- * shapes change them, so both start a new epoch, and autodiff drops a
- * deferred gradient of an older one (as nabla.h says at nb_grad). */
 nb_status nb_graph_prepare(nb_graph *g)
 {
     if (!g->shapes_dirty) return NB_OK;
-    g->epoch++;
     /* What the last forward saved (labels, argmaxes, masks) is for the old
      * shapes: clearing shapes_dirty must not make it look current to the
      * reverse passes (a caller may prepare and then fail before a forward,
@@ -173,6 +180,7 @@ nb_status nb_graph_prepare(nb_graph *g)
         if (n->kind != NB_KIND_OP) continue;
         nb_status s = n->op->infer(n);
         if (s) return s;
+        if (n->fused_into) continue; /* a shape, no value */
         s = value_alloc(n);
         if (s) return s;
     }
@@ -184,6 +192,19 @@ void *nb_node_workspace(nb_node *n, size_t bytes)
 {
     if (nb_reserve_bytes(&n->ws, &n->ws_cap, bytes) != NB_OK) return NULL;
     return n->ws;
+}
+
+void *nb_node_saved(nb_node *n, size_t bytes)
+{
+    if (nb_reserve_bytes(&n->saved, &n->saved_cap, bytes) != NB_OK) return NULL;
+    return n->saved;
+}
+
+void nb_node_fuse_into(nb_node *n, nb_node *into)
+{
+    n->fused_into = into;
+    nb_free(n->value.data);
+    n->value.data = NULL, n->value_cap = 0;
 }
 
 static nb_status check_finite(const nb_node *n, const nb_real *x, int64_t count, const char *what)
@@ -224,7 +245,6 @@ nb_status nb_forward_keyed(nb_node *last, uint64_t key)
 {
     nb_graph *g = last->graph;
     nb_threads_apply();
-    g->epoch++;
     g->forward_done = -1; /* until this pass completes */
     nb_status s = nb_graph_prepare(g);
     if (s) return s;
@@ -236,6 +256,7 @@ nb_status nb_forward_keyed(nb_node *last, uint64_t key)
                 return s;
             continue;
         }
+        if (n->fused_into) continue; /* computed by the node it was fused into */
         s = n->op->forward(n);
         if (s) return s;
         if (g->check_numerics && (s = check_finite(n, n->value.data, n->value.size, "forward value")))
@@ -248,11 +269,12 @@ nb_status nb_forward_keyed(nb_node *last, uint64_t key)
 void nb_graph_pop(nb_graph *g)
 {
     if (!g || g->n == 0) return;
-    node_free(g->nodes[--g->n]);
-    /* A deferred adjoint may be held by the node just freed (a max pool's
-     * `via`), and its id will be given to the next node: a new epoch drops
-     * every deferred adjoint instead of resolving through freed memory. */
-    g->epoch++;
+    nb_node *last = g->nodes[--g->n];
+    /* A node fused into the one popped is computed again (its value buffer
+     * comes back at the next shape inference). */
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i]->fused_into == last) g->nodes[i]->fused_into = NULL, g->shapes_dirty = true;
+    node_free(last);
 }
 
 nb_tensor *nb_value(nb_node *n) { return n ? &n->value : NULL; }

@@ -153,6 +153,92 @@ void nb_csv_free_names(char **names, int64_t ncols)
     free_names(names, ncols);
 }
 
+/* The header line's fields as names (*names, *nnames of them; freed by the
+ * caller even on failure). */
+static nb_status csv_read_header(csv_state *S, char ***names, int64_t *nnames)
+{
+    int last = 0;
+    size_t ncap = 0;
+    while (!last) {
+        nb_status s = csv_field(S, *nnames + 1, &last);
+        if (s) return s;
+        if ((size_t)*nnames == ncap) {
+            ncap = ncap ? ncap * 2 : 8;
+            char **nn = realloc(*names, ncap * sizeof **names);
+            if (!nn) return nb_fail(NB_ERR_NOMEM, "%s: out of memory", S->name);
+            *names = nn;
+        }
+        char *f = malloc(S->field_len + 1);
+        if (!f) return nb_fail(NB_ERR_NOMEM, "%s: out of memory", S->name);
+        memcpy(f, S->field, S->field_len + 1);
+        (*names)[(*nnames)++] = f;
+    }
+    S->line++;
+    return NB_OK;
+}
+
+/* At an empty line: fine when every line from here on is empty too. */
+static nb_status csv_trailing_empty_lines(const csv_state *S)
+{
+    const unsigned char *q = S->p;
+    while (q < S->end && line_is_empty(q, S->end)) {
+        const unsigned char *nl = memchr(q, '\n', (size_t)(S->end - q));
+        if (!nl) return NB_OK;
+        q = nl + 1;
+    }
+    if (q < S->end) return nb_fail(NB_ERR_FORMAT, "%s: line %" PRId64 " is empty", S->name, S->line);
+    return NB_OK;
+}
+
+/* The values read so far, growing by doubling. */
+typedef struct {
+    nb_real *v;
+    size_t n, cap;
+} csv_values;
+
+static nb_status csv_push(const csv_state *S, csv_values *vals, nb_real v)
+{
+    if (vals->n == vals->cap) {
+        size_t ncap = vals->cap ? vals->cap * 2 : 256;
+        if (ncap > SIZE_MAX / sizeof(nb_real)) return nb_fail(NB_ERR_TOO_LARGE, "%s: too many values", S->name);
+        nb_real *nv = realloc(vals->v, ncap * sizeof *nv);
+        if (!nv) return nb_fail(NB_ERR_NOMEM, "%s: out of memory", S->name);
+        vals->v = nv;
+        vals->cap = ncap;
+    }
+    vals->v[vals->n++] = v;
+    return NB_OK;
+}
+
+/* One line of numbers into vals; *ncols is set by the first line (or the
+ * header) and every other line must have as many fields. */
+static nb_status csv_read_row(csv_state *S, int64_t *ncols, csv_values *vals)
+{
+    int last = 0;
+    int64_t col = 0;
+    nb_status s;
+    while (!last) {
+        col++;
+        if ((s = csv_field(S, col, &last))) return s;
+        if (*ncols >= 0 && col > *ncols) {
+            /* Count the rest of the line for the message. */
+            while (!last) {
+                col++;
+                if ((s = csv_field(S, col, &last))) return s;
+            }
+            break;
+        }
+        nb_real v = 0; /* set by csv_number; initialised for gcc -O3 -Wmaybe-uninitialized */
+        if ((s = csv_number(S, col, &v)) || (s = csv_push(S, vals, v))) return s;
+    }
+    if (*ncols < 0) *ncols = col;
+    if (col != *ncols)
+        return nb_fail(NB_ERR_FORMAT, "%s: line %" PRId64 " has %" PRId64 " fields, expected %" PRId64, S->name,
+                       S->line, col, *ncols);
+    S->line++;
+    return NB_OK;
+}
+
 static nb_status csv_parse_named(const char *name, const void *data, size_t len, int has_header, nb_tensor **out,
                                  char ***header_names)
 {
@@ -162,123 +248,30 @@ static nb_status csv_parse_named(const char *name, const void *data, size_t len,
     csv_state S = {name, data, (const unsigned char *)data + len, 1, NULL, 0, 0};
     /* A UTF-8 byte-order mark is skipped. */
     if (len >= 3 && memcmp(S.p, "\xEF\xBB\xBF", 3) == 0) S.p += 3;
-
     nb_status s = NB_OK;
     char **names = NULL;
     int64_t ncols = -1, nnames = 0, rows = 0;
-    nb_real *vals = NULL;
-    size_t nvals = 0, cap = 0;
-
+    csv_values vals = {0};
     if (has_header && S.p < S.end) {
-        int last = 0;
-        size_t ncap = 0;
-        while (!last) {
-            if ((s = csv_field(&S, nnames + 1, &last))) goto fail;
-            if ((size_t)nnames == ncap) {
-                ncap = ncap ? ncap * 2 : 8;
-                char **nn = realloc(names, ncap * sizeof *names);
-                if (!nn) {
-                    s = nb_fail(NB_ERR_NOMEM, "%s: out of memory", name);
-                    goto fail;
-                }
-                names = nn;
-            }
-            names[nnames] = malloc(S.field_len + 1);
-            if (!names[nnames]) {
-                s = nb_fail(NB_ERR_NOMEM, "%s: out of memory", name);
-                goto fail;
-            }
-            memcpy(names[nnames], S.field, S.field_len + 1);
-            nnames++;
-        }
+        s = csv_read_header(&S, &names, &nnames);
         ncols = nnames;
-        S.line++;
     }
-
-    while (S.p < S.end) {
+    while (!s && S.p < S.end) {
         if (line_is_empty(S.p, S.end)) {
-            /* Allowed only if every line from here on is empty too. */
-            const unsigned char *q = S.p;
-            int64_t line = S.line;
-            while (q < S.end && line_is_empty(q, S.end)) {
-                const unsigned char *nl = memchr(q, '\n', (size_t)(S.end - q));
-                if (!nl) {
-                    q = S.end;
-                    break;
-                }
-                q = nl + 1;
-                line++;
-            }
-            if (q < S.end) {
-                s = nb_fail(NB_ERR_FORMAT, "%s: line %" PRId64 " is empty", name, S.line);
-                goto fail;
-            }
+            s = csv_trailing_empty_lines(&S);
             break;
         }
-        int last = 0;
-        int64_t col = 0;
-        while (!last) {
-            col++;
-            if ((s = csv_field(&S, col, &last))) goto fail;
-            if (ncols >= 0 && col > ncols) {
-                /* Count the rest of the line for the message. */
-                while (!last) {
-                    col++;
-                    if ((s = csv_field(&S, col, &last))) goto fail;
-                }
-                s = nb_fail(NB_ERR_FORMAT, "%s: line %" PRId64 " has %" PRId64 " fields, expected %" PRId64, name,
-                            S.line, col, ncols);
-                goto fail;
-            }
-            nb_real v = 0; /* set by csv_number; initialised for gcc -O3 -Wmaybe-uninitialized */
-            if ((s = csv_number(&S, col, &v))) goto fail;
-            if (nvals == cap) {
-                size_t ncap = cap ? cap * 2 : 256;
-                if (ncap > SIZE_MAX / sizeof(nb_real)) {
-                    s = nb_fail(NB_ERR_TOO_LARGE, "%s: too many values", name);
-                    goto fail;
-                }
-                nb_real *nv = realloc(vals, ncap * sizeof *vals);
-                if (!nv) {
-                    s = nb_fail(NB_ERR_NOMEM, "%s: out of memory", name);
-                    goto fail;
-                }
-                vals = nv;
-                cap = ncap;
-            }
-            vals[nvals++] = v;
-        }
-        if (ncols < 0) ncols = col;
-        if (col != ncols) {
-            s = nb_fail(NB_ERR_FORMAT, "%s: line %" PRId64 " has %" PRId64 " fields, expected %" PRId64, name, S.line,
-                        col, ncols);
-            goto fail;
-        }
-        rows++;
-        S.line++;
+        if (!(s = csv_read_row(&S, &ncols, &vals))) rows++;
     }
-    {
-        int64_t shape[2] = {rows, ncols < 0 ? 0 : ncols};
-        nb_tensor *t = nb_tensor_new(2, shape);
-        if (!t) {
-            s = nb_fail(NB_ERR_NOMEM, "%s: %s", name, nb_last_error());
-            goto fail;
-        }
-        if (nvals) memcpy(t->data, vals, nvals * sizeof *vals);
-        *out = t;
-    }
-    free(vals);
+    int64_t shape[2] = {rows, ncols < 0 ? 0 : ncols};
+    nb_tensor *t = s ? NULL : nb_tensor_new(2, shape);
+    if (!s && !t) s = nb_fail(NB_ERR_NOMEM, "%s: %s", name, nb_last_error());
+    if (!s && vals.n) memcpy(t->data, vals.v, vals.n * sizeof *vals.v);
+    free(vals.v);
     free(S.field);
-    if (header_names && has_header && names) {
-        *header_names = names;
-    } else {
-        free_names(names, nnames);
-    }
-    return NB_OK;
-fail:
-    free(vals);
-    free(S.field);
-    free_names(names, nnames);
+    if (!s && header_names && has_header && names) *header_names = names;
+    else free_names(names, nnames);
+    if (!s) *out = t;
     return s;
 }
 

@@ -27,6 +27,53 @@ static const char *errno_hint(int e)
     return "";
 }
 
+/* The size to allocate first for an open file (stat's size + 1, to see EOF
+ * without growing; 4096 for pipes), refusing files over max_bytes. */
+static nb_status first_capacity(const char *path, int fd, size_t max_bytes, size_t *cap)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        return nb_fail(NB_ERR_IO, "cannot stat '%s': %s", path, strerror(e));
+    }
+    if (S_ISDIR(sb.st_mode)) return nb_fail(NB_ERR_IO, "cannot read '%s': it is a directory", path);
+    *cap = 4096;
+    if (!S_ISREG(sb.st_mode) || sb.st_size <= 0) return NB_OK;
+    if ((uint64_t)sb.st_size >= SIZE_MAX - 1)
+        return nb_fail(NB_ERR_TOO_LARGE, "cannot read '%s': the file is too large for memory", path);
+    if (max_bytes && (uint64_t)sb.st_size > max_bytes)
+        return nb_fail(NB_ERR_TOO_LARGE, "cannot read '%s': %lld bytes is more than the limit of %zu bytes", path,
+                       (long long)sb.st_size, max_bytes);
+    *cap = (size_t)sb.st_size + 1;
+    return NB_OK;
+}
+
+/* Reads fd to its end into *buf (of *cap bytes, doubled as needed: the file
+ * may change while it is read); stops past max_bytes. */
+static nb_status read_to_end(const char *path, int fd, size_t max_bytes, unsigned char **buf, size_t *cap, size_t *n)
+{
+    *n = 0;
+    for (;;) {
+        if (*n == *cap) {
+            if (max_bytes && *n > max_bytes) return NB_OK;
+            size_t ncap = *cap < SIZE_MAX / 2 ? *cap * 2 : SIZE_MAX;
+            if (ncap == *cap) return nb_fail(NB_ERR_TOO_LARGE, "cannot read '%s': the file is too large for memory", path);
+            unsigned char *nbuf = realloc(*buf, ncap);
+            if (!nbuf) return nb_fail(NB_ERR_NOMEM, "cannot read '%s': out of memory for %zu bytes", path, ncap);
+            *buf = nbuf;
+            *cap = ncap;
+        }
+        ssize_t r = read(fd, *buf + *n, *cap - *n);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            return nb_fail(NB_ERR_IO, "cannot read '%s': %s", path, strerror(e));
+        }
+        if (r == 0) return NB_OK;
+        *n += (size_t)r;
+    }
+}
+
 nb_status nb_read_file(const char *path, size_t max_bytes, void **data, size_t *len)
 {
     if (data) *data = NULL;
@@ -40,70 +87,17 @@ nb_status nb_read_file(const char *path, size_t max_bytes, void **data, size_t *
         int e = errno;
         return nb_fail(NB_ERR_IO, "cannot open '%s': %s", path, strerror(e));
     }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return nb_fail(NB_ERR_IO, "cannot stat '%s': %s", path, strerror(e));
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        close(fd);
-        return nb_fail(NB_ERR_IO, "cannot read '%s': it is a directory", path);
-    }
-    /* Start from the size stat gives (0 for pipes), then grow as needed: the
-     * file may change while it is read. */
-    size_t cap = 4096;
-    if (S_ISREG(sb.st_mode) && sb.st_size > 0) {
-        if ((uint64_t)sb.st_size >= SIZE_MAX - 1) {
-            close(fd);
-            return nb_fail(NB_ERR_TOO_LARGE, "cannot read '%s': the file is too large for memory", path);
-        }
-        if (max_bytes && (uint64_t)sb.st_size > max_bytes) {
-            close(fd);
-            return nb_fail(NB_ERR_TOO_LARGE, "cannot read '%s': %lld bytes is more than the limit of %zu bytes", path,
-                           (long long)sb.st_size, max_bytes);
-        }
-        cap = (size_t)sb.st_size + 1; /* +1 to see EOF without growing */
-    }
-    unsigned char *buf = malloc(cap);
-    if (!buf) {
-        close(fd);
-        return nb_fail(NB_ERR_NOMEM, "cannot read '%s': out of memory for %zu bytes", path, cap);
-    }
-    size_t n = 0;
-    for (;;) {
-        if (n == cap) {
-            if (max_bytes && n > max_bytes) break;
-            size_t ncap = cap < SIZE_MAX / 2 ? cap * 2 : SIZE_MAX;
-            if (ncap == cap) {
-                free(buf);
-                close(fd);
-                return nb_fail(NB_ERR_TOO_LARGE, "cannot read '%s': the file is too large for memory", path);
-            }
-            unsigned char *nbuf = realloc(buf, ncap);
-            if (!nbuf) {
-                free(buf);
-                close(fd);
-                return nb_fail(NB_ERR_NOMEM, "cannot read '%s': out of memory for %zu bytes", path, ncap);
-            }
-            buf = nbuf;
-            cap = ncap;
-        }
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            int e = errno;
-            free(buf);
-            close(fd);
-            return nb_fail(NB_ERR_IO, "cannot read '%s': %s", path, strerror(e));
-        }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
+    size_t cap = 0, n = 0;
+    unsigned char *buf = NULL;
+    nb_status s = first_capacity(path, fd, max_bytes, &cap);
+    if (!s && !(buf = malloc(cap))) s = nb_fail(NB_ERR_NOMEM, "cannot read '%s': out of memory for %zu bytes", path, cap);
+    if (!s) s = read_to_end(path, fd, max_bytes, &buf, &cap, &n);
     close(fd);
-    if (max_bytes && n > max_bytes) {
+    if (!s && max_bytes && n > max_bytes)
+        s = nb_fail(NB_ERR_TOO_LARGE, "cannot read '%s': more than the limit of %zu bytes", path, max_bytes);
+    if (s) {
         free(buf);
-        return nb_fail(NB_ERR_TOO_LARGE, "cannot read '%s': more than the limit of %zu bytes", path, max_bytes);
+        return s;
     }
     *data = buf;
     *len = n;

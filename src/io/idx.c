@@ -167,103 +167,93 @@ static int inflate_exact(z_stream *zs, unsigned char *dst, size_t n, size_t *got
     return done < n ? 1 : 0;
 }
 
+static nb_status gzip_corrupt(const char *name, const z_stream *zs)
+{
+    return nb_fail(NB_ERR_FORMAT, "%s: gzip: %s", name, zs->msg ? zs->msg : "corrupt stream");
+}
+
+/* The magic and the dims, inflated into h. */
+static nb_status gzip_header(const char *name, z_stream *zs, idx_header *h, int *zret)
+{
+    unsigned char hdr[4 + 4 * NB_MAX_RANK];
+    size_t got;
+    int r = inflate_exact(zs, hdr, 4, &got, zret);
+    if (r < 0) return gzip_corrupt(name, zs);
+    if (r > 0)
+        return nb_fail(NB_ERR_FORMAT, "%s: header: the decompressed data holds %zu bytes, fewer than the 4 of the magic",
+                       name, got);
+    nb_status s = idx_check_magic(name, hdr, h);
+    if (s) return s;
+    r = inflate_exact(zs, hdr + 4, 4 * (size_t)h->rank, &got, zret);
+    if (r < 0) return gzip_corrupt(name, zs);
+    if (r > 0)
+        return nb_fail(NB_ERR_FORMAT, "%s: dims: %d dims need a %zu-byte header, but the decompressed data holds %zu bytes",
+                       name, h->rank, h->header_bytes, 4 + got);
+    return idx_check_dims(name, hdr + 4, h);
+}
+
+/* The stream must end after the data: one more byte means it is longer
+ * than the header says (and inflating stops at once: no bomb); no bytes may
+ * follow the compressed stream. */
+static nb_status gzip_check_end(const char *name, z_stream *zs, const idx_header *h, const char *shape, int zret)
+{
+    if (zret != Z_STREAM_END) {
+        unsigned char extra;
+        size_t got;
+        int r = inflate_exact(zs, &extra, 1, &got, &zret);
+        if (r < 0) return gzip_corrupt(name, zs);
+        if (got > 0)
+            return nb_fail(NB_ERR_FORMAT, "%s: dims: the decompressed data is longer than the %zu bytes that shape %s implies",
+                           name, h->header_bytes + h->data_bytes, shape);
+        if (zret != Z_STREAM_END) return nb_fail(NB_ERR_FORMAT, "%s: gzip: the compressed stream is truncated", name);
+    }
+    if (zs->avail_in != 0)
+        return nb_fail(NB_ERR_FORMAT, "%s: gzip: %u bytes of trailing data after the compressed stream", name,
+                       zs->avail_in);
+    return NB_OK;
+}
+
+/* The data after the header, checked against what len compressed bytes can
+ * hold before anything is allocated; *data is the caller's to free. */
+static nb_status gzip_data(const char *name, z_stream *zs, size_t len, const idx_header *h, unsigned char **data,
+                           int *zret)
+{
+    char shape[160];
+    nb_shape_str(h->rank, h->shape, shape, sizeof shape);
+    uint64_t bound = (uint64_t)len * NB_DEFLATE_MAX_RATIO + 1024;
+    if ((uint64_t)h->data_bytes > bound)
+        return nb_fail(NB_ERR_FORMAT,
+                       "%s: dims: header says shape %s = %zu bytes of data, more than %zu compressed bytes can hold",
+                       name, shape, h->data_bytes, len);
+    *data = malloc(h->data_bytes ? h->data_bytes : 1);
+    if (!*data) return nb_fail(NB_ERR_NOMEM, "%s: out of memory for %zu bytes", name, h->data_bytes);
+    if (h->data_bytes > 0) {
+        size_t got;
+        int r = inflate_exact(zs, *data, h->data_bytes, &got, zret);
+        if (r < 0) return gzip_corrupt(name, zs);
+        if (r > 0)
+            return nb_fail(NB_ERR_FORMAT,
+                           "%s: dims: header says shape %s = %zu bytes of data, but the decompressed file holds %zu",
+                           name, shape, h->data_bytes, got);
+    }
+    return gzip_check_end(name, zs, h, shape, *zret);
+}
+
 static nb_status idx_parse_gzip(const char *name, const unsigned char *p, size_t len, nb_tensor **out)
 {
+    /* zlib counts input in uInt: refuse what it cannot take in one go. */
+    if (len > UINT32_MAX) return nb_fail(NB_ERR_TOO_LARGE, "%s: the compressed file is larger than 4 GiB", name);
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     if (inflateInit2(&zs, 15 + 16) != Z_OK) return nb_fail(NB_ERR_NOMEM, "%s: cannot initialise zlib", name);
-    /* zlib counts input in uInt: refuse what it cannot take in one go. */
-    if (len > UINT32_MAX) {
-        inflateEnd(&zs);
-        return nb_fail(NB_ERR_TOO_LARGE, "%s: the compressed file is larger than 4 GiB", name);
-    }
     zs.next_in = (unsigned char *)p;
     zs.avail_in = (uInt)len;
-
-    unsigned char hdr[4 + 4 * NB_MAX_RANK];
     idx_header h;
-    size_t got;
-    int zret;
-    nb_status s = NB_OK;
+    int zret = Z_OK;
     unsigned char *data = NULL;
-    int r = inflate_exact(&zs, hdr, 4, &got, &zret);
-    if (r < 0) {
-        s = nb_fail(NB_ERR_FORMAT, "%s: gzip: %s", name, zs.msg ? zs.msg : "corrupt stream");
-        goto done;
-    }
-    if (r > 0) {
-        s = nb_fail(NB_ERR_FORMAT, "%s: header: the decompressed data holds %zu bytes, fewer than the 4 of the magic",
-                    name, got);
-        goto done;
-    }
-    if ((s = idx_check_magic(name, hdr, &h))) goto done;
-    r = inflate_exact(&zs, hdr + 4, 4 * (size_t)h.rank, &got, &zret);
-    if (r != 0) {
-        s = r < 0 ? nb_fail(NB_ERR_FORMAT, "%s: gzip: %s", name, zs.msg ? zs.msg : "corrupt stream")
-                  : nb_fail(NB_ERR_FORMAT,
-                            "%s: dims: %d dims need a %zu-byte header, but the decompressed data holds %zu bytes", name,
-                            h.rank, h.header_bytes, 4 + got);
-        goto done;
-    }
-    if ((s = idx_check_dims(name, hdr + 4, &h))) goto done;
-    {
-        char sbuf[160];
-        nb_shape_str(h.rank, h.shape, sbuf, sizeof sbuf);
-        /* The largest output the compressed size allows, checked before any
-         * allocation. */
-        uint64_t bound = (uint64_t)len * NB_DEFLATE_MAX_RATIO + 1024;
-        if ((uint64_t)h.data_bytes > bound) {
-            s = nb_fail(NB_ERR_FORMAT,
-                        "%s: dims: header says shape %s = %zu bytes of data, more than %zu compressed bytes can hold",
-                        name, sbuf, h.data_bytes, len);
-            goto done;
-        }
-        data = malloc(h.data_bytes ? h.data_bytes : 1);
-        if (!data) {
-            s = nb_fail(NB_ERR_NOMEM, "%s: out of memory for %zu bytes", name, h.data_bytes);
-            goto done;
-        }
-        if (h.data_bytes > 0) {
-            r = inflate_exact(&zs, data, h.data_bytes, &got, &zret);
-            if (r < 0) {
-                s = nb_fail(NB_ERR_FORMAT, "%s: gzip: %s", name, zs.msg ? zs.msg : "corrupt stream");
-                goto done;
-            }
-            if (r > 0) {
-                s = nb_fail(NB_ERR_FORMAT,
-                            "%s: dims: header says shape %s = %zu bytes of data, but the decompressed file holds %zu",
-                            name, sbuf, h.data_bytes, got);
-                goto done;
-            }
-        }
-        /* The stream must end here: one more byte means it is longer than
-         * the header says (and inflating stops at once: no bomb). */
-        if (zret != Z_STREAM_END) {
-            unsigned char extra;
-            r = inflate_exact(&zs, &extra, 1, &got, &zret);
-            if (r < 0) {
-                s = nb_fail(NB_ERR_FORMAT, "%s: gzip: %s", name, zs.msg ? zs.msg : "corrupt stream");
-                goto done;
-            }
-            if (got > 0) {
-                s = nb_fail(NB_ERR_FORMAT,
-                            "%s: dims: the decompressed data is longer than the %zu bytes that shape %s implies", name,
-                            h.header_bytes + h.data_bytes, sbuf);
-                goto done;
-            }
-            if (zret != Z_STREAM_END) {
-                s = nb_fail(NB_ERR_FORMAT, "%s: gzip: the compressed stream is truncated", name);
-                goto done;
-            }
-        }
-        if (zs.avail_in != 0) {
-            s = nb_fail(NB_ERR_FORMAT, "%s: gzip: %u bytes of trailing data after the compressed stream", name,
-                        zs.avail_in);
-            goto done;
-        }
-        s = idx_make_tensor(name, &h, data, out);
-    }
-done:
+    nb_status s = gzip_header(name, &zs, &h, &zret);
+    if (!s) s = gzip_data(name, &zs, len, &h, &data, &zret);
+    if (!s) s = idx_make_tensor(name, &h, data, out);
     inflateEnd(&zs);
     free(data);
     return s;

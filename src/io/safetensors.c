@@ -402,141 +402,158 @@ static nb_status st_prescan(const char *fname, const char *h, size_t n)
     return NB_OK;
 }
 
+/* The 8-byte length, then the JSON header as a cJSON object (*root), with
+ * only whitespace after it; *hlen is the header's length in bytes. */
+static nb_status st_parse_header(const char *fname, const unsigned char *p, size_t len, cJSON **root, uint64_t *hlen)
+{
+    *root = NULL;
+    if (len < 8)
+        return nb_fail(NB_ERR_FORMAT, "%s: header length: the file holds %zu bytes, fewer than the 8 of the length",
+                       fname, len);
+    *hlen = nb_ld_le64(p);
+    if (*hlen > ST_MAX_HEADER)
+        return nb_fail(NB_ERR_FORMAT, "%s: header length: %" PRIu64 " bytes is more than the limit of %u", fname,
+                       *hlen, ST_MAX_HEADER);
+    if (*hlen > len - 8)
+        return nb_fail(NB_ERR_FORMAT, "%s: header length: %" PRIu64 " bytes, but only %zu follow", fname, *hlen,
+                       len - 8);
+    const char *hdr = (const char *)p + 8;
+    nb_status pre = st_prescan(fname, hdr, (size_t)*hlen);
+    if (pre) return pre;
+    /* The parse-end pointer, never cJSON_GetErrorPtr(): that one is a
+     * process-wide global that another thread's parse may overwrite. */
+    const char *hend = NULL;
+    cJSON *r = cJSON_ParseWithLengthOpts(hdr, (size_t)*hlen, &hend, 0);
+    if (!r) {
+        size_t at = hend && hend >= hdr && hend <= hdr + *hlen ? (size_t)(hend - hdr) : 0;
+        return nb_fail(NB_ERR_FORMAT, "%s: header: not valid JSON (near byte %zu of the header)", fname, at);
+    }
+    /* After the JSON only padding (whitespace) may follow. */
+    for (const char *q = hend; q && q < hdr + *hlen; q++) {
+        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
+            cJSON_Delete(r);
+            return nb_fail(NB_ERR_FORMAT, "%s: header: unexpected bytes after the JSON at byte %zu of the header",
+                           fname, (size_t)(q - hdr));
+        }
+    }
+    if (!cJSON_IsObject(r)) {
+        cJSON_Delete(r);
+        return nb_fail(NB_ERR_FORMAT, "%s: header: the JSON is not an object", fname);
+    }
+    *root = r;
+    return NB_OK;
+}
+
+/* The __metadata__ object's string values, into st. */
+static nb_status st_read_meta(const char *fname, const cJSON *c, nb_safetensors *st)
+{
+    if (!cJSON_IsObject(c)) return nb_fail(NB_ERR_FORMAT, "%s: header: '__metadata__' is not an object", fname);
+    for (const cJSON *m = c->child; m; m = m->next) {
+        if (!m->string || !cJSON_IsString(m))
+            return nb_fail(NB_ERR_FORMAT, "%s: header: __metadata__ '%.64s': the value is not a string", fname,
+                           m->string ? m->string : "");
+        nb_status s = meta_append(st, m->string, m->valuestring);
+        if (s) return s;
+    }
+    return NB_OK;
+}
+
+/* Every entry of the header: the metadata into st, the tensors' checked
+ * descriptions into descs (*nd of them). */
+static nb_status st_read_entries(const char *fname, const cJSON *root, size_t data_len, nb_safetensors *st,
+                                 st_desc *descs, size_t *nd)
+{
+    int have_meta = 0;
+    *nd = 0;
+    for (const cJSON *c = root->child; c; c = c->next) {
+        nb_status s;
+        if (!c->string) return nb_fail(NB_ERR_FORMAT, "%s: header: an entry has no name", fname);
+        if (!strcmp(c->string, "__metadata__")) {
+            if (have_meta++) return nb_fail(NB_ERR_FORMAT, "%s: header: '__metadata__' appears twice", fname);
+            if ((s = st_read_meta(fname, c, st))) return s;
+            continue;
+        }
+        if ((s = st_describe(fname, c, data_len, &descs[*nd]))) return s;
+        (*nd)++;
+    }
+    return NB_OK;
+}
+
+/* No metadata key twice. */
+static nb_status st_check_meta_keys(const char *fname, const nb_safetensors *st)
+{
+    if (st->nm < 2) return NB_OK;
+    const st_meta **mk = malloc((size_t)st->nm * sizeof *mk);
+    if (!mk) return nb_fail(NB_ERR_NOMEM, "%s: out of memory", fname);
+    for (int i = 0; i < st->nm; i++)
+        mk[i] = &st->m[i];
+    qsort(mk, (size_t)st->nm, sizeof *mk, cmp_meta_keys);
+    nb_status s = NB_OK;
+    for (int i = 1; i < st->nm && !s; i++)
+        if (!strcmp(mk[i - 1]->key, mk[i]->key))
+            s = nb_fail(NB_ERR_FORMAT, "%s: header: __metadata__ key '%.64s' appears twice", fname, mk[i]->key);
+    free(mk);
+    return s;
+}
+
+/* No tensor name twice, no two tensors' data overlapping (order: nd
+ * pointers into the descriptions, sorted here). */
+static nb_status st_check_layout(const char *fname, const st_desc **order, size_t nd)
+{
+    qsort(order, nd, sizeof *order, cmp_desc_names);
+    for (size_t i = 1; i < nd; i++)
+        if (!strcmp(order[i - 1]->name, order[i]->name))
+            return nb_fail(NB_ERR_FORMAT, "%s: header: tensor name '%s' appears twice", fname, order[i]->name);
+    qsort(order, nd, sizeof *order, cmp_desc_offsets);
+    for (size_t i = 1; i < nd; i++)
+        if (order[i]->begin < order[i - 1]->end)
+            return nb_fail(NB_ERR_FORMAT,
+                           "%s: header: tensors '%s' [%" PRIu64 ", %" PRIu64 "] and '%s' [%" PRIu64 ", %" PRIu64
+                           "] overlap",
+                           fname, order[i - 1]->name, order[i - 1]->begin, order[i - 1]->end, order[i]->name,
+                           order[i]->begin, order[i]->end);
+    return NB_OK;
+}
+
+/* Everything checked: allocate and convert, in the header's order. */
+static nb_status st_load_tensors(const char *fname, const st_desc *descs, size_t nd, const unsigned char *base,
+                                 nb_safetensors *st)
+{
+    for (size_t i = 0; i < nd; i++) {
+        const st_desc *d = &descs[i];
+        nb_tensor *t = nb_tensor_new(d->rank, d->shape);
+        if (!t) return nb_fail(NB_ERR_NOMEM, "%s: tensor '%s': %s", fname, d->name, nb_last_error());
+        st_convert(d, base + d->begin, t->data, (size_t)t->size);
+        nb_status s = st_append(st, d->name, t);
+        if (s) return s;
+    }
+    return NB_OK;
+}
+
 static nb_status st_parse_named(const char *fname, const void *data, size_t len, nb_safetensors **out)
 {
     if (out) *out = NULL;
     if (!out || (!data && len > 0)) return nb_fail(NB_ERR_ARG, "safetensors: NULL argument");
     const unsigned char *p = data;
-    if (len < 8)
-        return nb_fail(NB_ERR_FORMAT, "%s: header length: the file holds %zu bytes, fewer than the 8 of the length",
-                       fname, len);
-    uint64_t hlen = nb_ld_le64(p);
-    if (hlen > ST_MAX_HEADER)
-        return nb_fail(NB_ERR_FORMAT, "%s: header length: %" PRIu64 " bytes is more than the limit of %u", fname, hlen,
-                       ST_MAX_HEADER);
-    if (hlen > len - 8)
-        return nb_fail(NB_ERR_FORMAT, "%s: header length: %" PRIu64 " bytes, but only %zu follow", fname, hlen,
-                       len - 8);
-    const char *hdr = (const char *)p + 8;
-    nb_status pre = st_prescan(fname, hdr, (size_t)hlen);
-    if (pre) return pre;
-    /* The parse-end pointer, never cJSON_GetErrorPtr(): that one is a
-     * process-wide global that another thread's parse may overwrite. */
-    const char *hend = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &hend, 0);
-    if (!root) {
-        size_t at = hend && hend >= hdr && hend <= hdr + hlen ? (size_t)(hend - hdr) : 0;
-        return nb_fail(NB_ERR_FORMAT, "%s: header: not valid JSON (near byte %zu of the header)", fname, at);
-    }
-    nb_status s = NB_OK;
-    st_desc *descs = NULL;
-    st_desc **order = NULL;
-    nb_safetensors *st = NULL;
-    /* After the JSON only padding (whitespace) may follow. */
-    if (hend) {
-        for (const char *q = hend; q < hdr + hlen; q++) {
-            if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
-                s = nb_fail(NB_ERR_FORMAT, "%s: header: unexpected bytes after the JSON at byte %zu of the header",
-                            fname, (size_t)(q - hdr));
-                goto done;
-            }
-        }
-    }
-    if (!cJSON_IsObject(root)) {
-        s = nb_fail(NB_ERR_FORMAT, "%s: header: the JSON is not an object", fname);
-        goto done;
-    }
+    cJSON *root = NULL;
+    uint64_t hlen = 0;
+    nb_status s = st_parse_header(fname, p, len, &root, &hlen);
+    if (s) return s;
     const unsigned char *base = p + 8 + hlen;
-    size_t data_len = len - 8 - (size_t)hlen;
-    size_t nitems = 0;
+    const size_t data_len = len - 8 - (size_t)hlen;
+    size_t nitems = 0, nd = 0;
     for (const cJSON *c = root->child; c; c = c->next)
         nitems++;
-    descs = calloc(nitems ? nitems : 1, sizeof *descs);
-    order = calloc(nitems ? nitems : 1, sizeof *order);
-    st = nb_safetensors_new();
-    if (!descs || !order || !st) {
-        s = nb_fail(NB_ERR_NOMEM, "%s: out of memory", fname);
-        goto done;
-    }
-    size_t nd = 0;
-    int have_meta = 0;
-    for (const cJSON *c = root->child; c; c = c->next) {
-        if (!c->string) {
-            s = nb_fail(NB_ERR_FORMAT, "%s: header: an entry has no name", fname);
-            goto done;
-        }
-        if (!strcmp(c->string, "__metadata__")) {
-            if (have_meta++) {
-                s = nb_fail(NB_ERR_FORMAT, "%s: header: '__metadata__' appears twice", fname);
-                goto done;
-            }
-            if (!cJSON_IsObject(c)) {
-                s = nb_fail(NB_ERR_FORMAT, "%s: header: '__metadata__' is not an object", fname);
-                goto done;
-            }
-            for (const cJSON *m = c->child; m; m = m->next) {
-                if (!m->string || !cJSON_IsString(m)) {
-                    s = nb_fail(NB_ERR_FORMAT, "%s: header: __metadata__ '%.64s': the value is not a string", fname,
-                                m->string ? m->string : "");
-                    goto done;
-                }
-                if ((s = meta_append(st, m->string, m->valuestring))) goto done;
-            }
-            continue;
-        }
-        if ((s = st_describe(fname, c, data_len, &descs[nd]))) goto done;
-        order[nd] = &descs[nd];
-        nd++;
-    }
-    /* No duplicate metadata keys or names, no overlapping data. */
-    if (st->nm > 1) {
-        const st_meta **mk = malloc((size_t)st->nm * sizeof *mk);
-        if (!mk) {
-            s = nb_fail(NB_ERR_NOMEM, "%s: out of memory", fname);
-            goto done;
-        }
-        for (int i = 0; i < st->nm; i++)
-            mk[i] = &st->m[i];
-        qsort(mk, (size_t)st->nm, sizeof *mk, cmp_meta_keys);
-        for (int i = 1; i < st->nm; i++) {
-            if (!strcmp(mk[i - 1]->key, mk[i]->key)) {
-                s = nb_fail(NB_ERR_FORMAT, "%s: header: __metadata__ key '%.64s' appears twice", fname, mk[i]->key);
-                break;
-            }
-        }
-        free(mk);
-        if (s) goto done;
-    }
-    qsort(order, nd, sizeof *order, cmp_desc_names);
-    for (size_t i = 1; i < nd; i++) {
-        if (!strcmp(order[i - 1]->name, order[i]->name)) {
-            s = nb_fail(NB_ERR_FORMAT, "%s: header: tensor name '%s' appears twice", fname, order[i]->name);
-            goto done;
-        }
-    }
-    qsort(order, nd, sizeof *order, cmp_desc_offsets);
-    for (size_t i = 1; i < nd; i++) {
-        if (order[i]->begin < order[i - 1]->end) {
-            s = nb_fail(NB_ERR_FORMAT,
-                        "%s: header: tensors '%s' [%" PRIu64 ", %" PRIu64 "] and '%s' [%" PRIu64 ", %" PRIu64
-                        "] overlap",
-                        fname, order[i - 1]->name, order[i - 1]->begin, order[i - 1]->end, order[i]->name,
-                        order[i]->begin, order[i]->end);
-            goto done;
-        }
-    }
-    /* Everything checked: now allocate and convert, in the header's order. */
-    for (size_t i = 0; i < nd; i++) {
-        const st_desc *d = &descs[i];
-        nb_tensor *t = nb_tensor_new(d->rank, d->shape);
-        if (!t) {
-            s = nb_fail(NB_ERR_NOMEM, "%s: tensor '%s': %s", fname, d->name, nb_last_error());
-            goto done;
-        }
-        st_convert(d, base + d->begin, t->data, (size_t)t->size);
-        if ((s = st_append(st, d->name, t))) goto done;
-    }
-done:
+    st_desc *descs = calloc(nitems ? nitems : 1, sizeof *descs);
+    const st_desc **order = calloc(nitems ? nitems : 1, sizeof *order);
+    nb_safetensors *st = nb_safetensors_new();
+    if (!descs || !order || !st) s = nb_fail(NB_ERR_NOMEM, "%s: out of memory", fname);
+    if (!s) s = st_read_entries(fname, root, data_len, st, descs, &nd);
+    for (size_t i = 0; !s && i < nd; i++)
+        order[i] = &descs[i];
+    if (!s) s = st_check_meta_keys(fname, st);
+    if (!s) s = st_check_layout(fname, order, nd);
+    if (!s) s = st_load_tensors(fname, descs, nd, base, st);
     cJSON_Delete(root);
     free(descs);
     free(order);
@@ -634,83 +651,54 @@ static int cmp_meta_keys(const void *a, const void *b)
     return strcmp((*(const st_meta *const *)a)->key, (*(const st_meta *const *)b)->key);
 }
 
-nb_status nb_safetensors_serialize(const nb_safetensors *st, int write_f64, void **data, size_t *len)
+/* The JSON header of the tensors ents (sorted) and the metadata metas
+ * (sorted), padded with spaces to a multiple of 8; *data_bytes: the bytes
+ * of data after it. */
+static nb_status st_header_json(sbuf *b, const st_entry *const *ents, int n, const st_meta *const *metas, int nm,
+                                size_t esize, uint64_t *data_bytes)
 {
-    if (data) *data = NULL;
-    if (len) *len = 0;
-    if (!st || !data || !len) return nb_fail(NB_ERR_ARG, "safetensors_serialize: NULL argument");
-    const size_t esize = write_f64 ? 8 : 4;
-    const st_entry **ents = calloc(st->n ? (size_t)st->n : 1, sizeof *ents);
-    const st_meta **metas = calloc(st->nm ? (size_t)st->nm : 1, sizeof *metas);
-    sbuf b = {0};
-    nb_status s = NB_OK;
-    if (!ents || !metas) {
-        s = nb_fail(NB_ERR_NOMEM, "safetensors_serialize: out of memory");
-        goto done;
-    }
-    for (int i = 0; i < st->n; i++)
-        ents[i] = &st->e[i];
-    for (int i = 0; i < st->nm; i++)
-        metas[i] = &st->m[i];
-    qsort(ents, (size_t)st->n, sizeof *ents, cmp_entry_names);
-    qsort(metas, (size_t)st->nm, sizeof *metas, cmp_meta_keys);
-
-    sb_str(&b, "{");
-    int first = 1;
-    if (st->nm > 0) {
-        sb_str(&b, "\"__metadata__\":{");
-        for (int i = 0; i < st->nm; i++) {
-            if (i) sb_str(&b, ",");
-            sb_json_string(&b, metas[i]->key);
-            sb_str(&b, ":");
-            sb_json_string(&b, metas[i]->value);
+    sb_str(b, "{");
+    if (nm > 0) {
+        sb_str(b, "\"__metadata__\":{");
+        for (int i = 0; i < nm; i++) {
+            if (i) sb_str(b, ",");
+            sb_json_string(b, metas[i]->key);
+            sb_str(b, ":");
+            sb_json_string(b, metas[i]->value);
         }
-        sb_str(&b, "}");
-        first = 0;
+        sb_str(b, "}");
     }
     uint64_t off = 0;
-    for (int i = 0; i < st->n; i++) {
+    for (int i = 0; i < n; i++) {
         const nb_tensor *t = ents[i]->t;
         char num[64];
-        if (!first) sb_str(&b, ",");
-        first = 0;
-        sb_json_string(&b, ents[i]->name);
-        sb_str(&b, write_f64 ? ":{\"dtype\":\"F64\",\"shape\":[" : ":{\"dtype\":\"F32\",\"shape\":[");
+        if (i || nm > 0) sb_str(b, ",");
+        sb_json_string(b, ents[i]->name);
+        sb_str(b, esize == 8 ? ":{\"dtype\":\"F64\",\"shape\":[" : ":{\"dtype\":\"F32\",\"shape\":[");
         for (int k = 0; k < t->rank; k++) {
             snprintf(num, sizeof num, k ? ",%" PRId64 : "%" PRId64, t->shape[k]);
-            sb_str(&b, num);
+            sb_str(b, num);
         }
         uint64_t bytes = (uint64_t)t->size * esize;
-        if ((uint64_t)t->size > UINT64_MAX / esize || off > UINT64_MAX - bytes) {
-            s = nb_fail(NB_ERR_TOO_LARGE, "safetensors_serialize: the tensors are too large");
-            goto done;
-        }
+        if ((uint64_t)t->size > UINT64_MAX / esize || off > UINT64_MAX - bytes)
+            return nb_fail(NB_ERR_TOO_LARGE, "safetensors_serialize: the tensors are too large");
         snprintf(num, sizeof num, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + bytes);
-        sb_str(&b, num);
+        sb_str(b, num);
         off += bytes;
     }
-    sb_str(&b, "}");
+    sb_str(b, "}");
     /* Pad with spaces so that the data starts at a multiple of 8. */
-    while (!b.oom && b.n % 8 != 0)
-        sb_str(&b, " ");
-    if (b.oom) {
-        s = nb_fail(NB_ERR_NOMEM, "safetensors_serialize: out of memory");
-        goto done;
-    }
-    if (off > SIZE_MAX - 8 - b.n) {
-        s = nb_fail(NB_ERR_TOO_LARGE, "safetensors_serialize: the tensors are too large");
-        goto done;
-    }
-    size_t total = 8 + b.n + (size_t)off;
-    unsigned char *buf = malloc(total);
-    if (!buf) {
-        s = nb_fail(NB_ERR_NOMEM, "safetensors_serialize: out of memory for %zu bytes", total);
-        goto done;
-    }
-    nb_st_le64(buf, (uint64_t)b.n);
-    memcpy(buf + 8, b.p, b.n);
-    unsigned char *d = buf + 8 + b.n;
-    for (int i = 0; i < st->n; i++) {
+    while (!b->oom && b->n % 8 != 0)
+        sb_str(b, " ");
+    if (b->oom) return nb_fail(NB_ERR_NOMEM, "safetensors_serialize: out of memory");
+    *data_bytes = off;
+    return NB_OK;
+}
+
+/* The tensors' values, little-endian F32 or F64, one after the other. */
+static void st_put_data(unsigned char *d, const st_entry *const *ents, int n, int write_f64)
+{
+    for (int i = 0; i < n; i++) {
         const nb_tensor *t = ents[i]->t;
         for (int64_t k = 0; k < t->size; k++) {
             if (write_f64)
@@ -718,11 +706,41 @@ nb_status nb_safetensors_serialize(const nb_safetensors *st, int write_f64, void
             else
                 nb_st_le32(d + 4 * k, nb_f32_to_bits((float)t->data[k]));
         }
-        d += (size_t)t->size * esize;
+        d += (size_t)t->size * (write_f64 ? 8 : 4);
     }
-    *data = buf;
-    *len = total;
-done:
+}
+
+nb_status nb_safetensors_serialize(const nb_safetensors *st, int write_f64, void **data, size_t *len)
+{
+    if (data) *data = NULL;
+    if (len) *len = 0;
+    if (!st || !data || !len) return nb_fail(NB_ERR_ARG, "safetensors_serialize: NULL argument");
+    const st_entry **ents = calloc(st->n ? (size_t)st->n : 1, sizeof *ents);
+    const st_meta **metas = calloc(st->nm ? (size_t)st->nm : 1, sizeof *metas);
+    sbuf b = {0};
+    uint64_t off = 0;
+    nb_status s = ents && metas ? NB_OK : nb_fail(NB_ERR_NOMEM, "safetensors_serialize: out of memory");
+    for (int i = 0; !s && i < st->n; i++)
+        ents[i] = &st->e[i];
+    for (int i = 0; !s && i < st->nm; i++)
+        metas[i] = &st->m[i];
+    if (!s) {
+        /* Sorted by name and key: the same tensors give the same bytes. */
+        qsort(ents, (size_t)st->n, sizeof *ents, cmp_entry_names);
+        qsort(metas, (size_t)st->nm, sizeof *metas, cmp_meta_keys);
+        s = st_header_json(&b, ents, st->n, metas, st->nm, write_f64 ? 8 : 4, &off);
+    }
+    if (!s && off > SIZE_MAX - 8 - b.n) s = nb_fail(NB_ERR_TOO_LARGE, "safetensors_serialize: the tensors are too large");
+    size_t total = s ? 0 : 8 + b.n + (size_t)off;
+    unsigned char *buf = s ? NULL : malloc(total);
+    if (!s && !buf) s = nb_fail(NB_ERR_NOMEM, "safetensors_serialize: out of memory for %zu bytes", total);
+    if (!s) {
+        nb_st_le64(buf, (uint64_t)b.n);
+        memcpy(buf + 8, b.p, b.n);
+        st_put_data(buf + 8 + b.n, ents, st->n, write_f64);
+        *data = buf;
+        *len = total;
+    }
     free(ents);
     free(metas);
     free(b.p);

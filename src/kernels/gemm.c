@@ -1,7 +1,8 @@
 /* GEMM: the one place that knows how matrix products meet the hardware.
- * For float on CPUs with AVX-512, our own packed kernel (sgemm_avx512.c);
- * else CBLAS (OpenBLAS) when built with it, else a blocked kernel the
- * compiler vectorises. Row-major throughout.
+ * Four kernels: our packed AVX-512 kernel for float (sgemm_avx512.c),
+ * CBLAS (OpenBLAS) when built with it, a blocked kernel the compiler
+ * vectorises, and a streaming one for one or two rows. Which one a product
+ * runs is decided per shape class (gemm_select.c). Row-major throughout.
  *
  * Threads: OpenBLAS is kept on one thread and nb_gemm splits C into one
  * block of rows (or columns) per OpenMP thread. With a single thread pool,
@@ -19,34 +20,6 @@ void openblas_set_num_threads(int n);
 static once_flag blas_once = ONCE_FLAG_INIT;
 static void blas_single_thread(void) { openblas_set_num_threads(1); }
 #endif
-
-/* The kernel behind nb_gemm_serial, chosen once per process. By default:
- * for float, the AVX-512 kernel (sgemm_avx512.c) when the CPU has AVX-512,
- * else OpenBLAS when built with it, else the built-in kernel; for double,
- * OpenBLAS when built with it, else the built-in kernel. The environment
- * variable NB_GEMM=openblas|builtin|avx512 overrides that choice (for
- * benchmarks and comparisons); a choice this build or CPU cannot run falls
- * back to the default. */
-enum { BACKEND_BUILTIN, BACKEND_OPENBLAS, BACKEND_AVX512 };
-static once_flag backend_once = ONCE_FLAG_INIT;
-static int backend; /* written once, under call_once */
-
-static void pick_backend(void)
-{
-    bool avx512 = false, blas = false;
-#ifdef NB_HAVE_SGEMM_AVX512
-    avx512 = nb_sgemm_avx512_usable();
-#endif
-#ifdef NB_HAVE_CBLAS
-    blas = true;
-#endif
-    backend = avx512 ? BACKEND_AVX512 : blas ? BACKEND_OPENBLAS : BACKEND_BUILTIN;
-    const char *env = getenv("NB_GEMM");
-    if (!env) return;
-    if (!strcmp(env, "builtin")) backend = BACKEND_BUILTIN;
-    else if (!strcmp(env, "openblas") && blas) backend = BACKEND_OPENBLAS;
-    else if (!strcmp(env, "avx512") && avx512) backend = BACKEND_AVX512;
-}
 
 /* Element (i, j) of op(X) for a row-major X with leading dimension ld. */
 #define AT(X, trans, ld, i, j) ((trans) ? (X)[(j) * (ld) + (i)] : (X)[(i) * (ld) + (j)])
@@ -111,6 +84,87 @@ static void few_rows(bool ta, int64_t M, int64_t N, int64_t K, nb_real alpha, co
     }
 }
 
+const char *nb_gemm_kernel_name(nb_gemm_kernel k)
+{
+    static const char *const names[NB_GEMM_NKERNELS] = {"builtin", "openblas", "avx512", "rows"};
+    return (unsigned)k < NB_GEMM_NKERNELS ? names[k] : "?";
+}
+
+bool nb_gemm_kernel_usable(nb_gemm_kernel k, bool tb, int64_t M)
+{
+    switch (k) {
+    case NB_GEMM_PORTABLE: return true;
+#ifdef NB_HAVE_CBLAS
+    case NB_GEMM_OPENBLAS: return true;
+#endif
+#ifdef NB_HAVE_SGEMM_AVX512
+    case NB_GEMM_AVX512: return nb_sgemm_avx512_usable();
+#endif
+    case NB_GEMM_ROWS: return M <= 2 && !tb;
+    default: return false;
+    }
+}
+
+/* Measured (1 x 128 x 9216, before the choice was measured per class):
+ * rows 87 us against 221 us for the packed kernel; from three rows on, and
+ * for a transposed B, the packed kernels won. */
+nb_gemm_kernel nb_gemm_fixed_kernel(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
+{
+    if (M <= 2 && !tb && N * K >= 16384) return NB_GEMM_ROWS;
+    if (nb_gemm_kernel_usable(NB_GEMM_AVX512, tb, M)) return NB_GEMM_AVX512;
+    if (nb_gemm_kernel_usable(NB_GEMM_OPENBLAS, tb, M)) return NB_GEMM_OPENBLAS;
+    return NB_GEMM_PORTABLE;
+}
+
+#ifdef NB_HAVE_CBLAS
+static bool blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A, int64_t lda,
+                 const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc)
+{
+    if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX)
+        return false;
+    call_once(&blas_once, blas_single_thread);
+#ifdef NB_DOUBLE
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+                (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+#else
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+                (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+#endif
+    return true;
+}
+#endif
+
+void nb_gemm_with(nb_gemm_kernel k, bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha,
+                  const nb_real *A, int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C,
+                  int64_t ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    switch (k) {
+    case NB_GEMM_ROWS:
+        if (M <= 2 && !tb) {
+            few_rows(ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            return;
+        }
+        break;
+#ifdef NB_HAVE_SGEMM_AVX512
+    case NB_GEMM_AVX512:
+        nb_sgemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+#endif
+#ifdef NB_HAVE_CBLAS
+    case NB_GEMM_OPENBLAS:
+        if (blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+        break;
+#endif
+    default: break;
+    }
+    builtin_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 void nb_gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A, int64_t lda,
                     const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc)
 {
@@ -119,54 +173,36 @@ void nb_gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real a
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    if (M <= 2 && !tb && N * K >= 16384) {
-        few_rows(ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    call_once(&backend_once, pick_backend);
-#ifdef NB_HAVE_SGEMM_AVX512
-    if (backend == BACKEND_AVX512) {
-        nb_sgemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-#endif
-#ifdef NB_HAVE_CBLAS
-    if (backend == BACKEND_OPENBLAS && M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX && lda <= INT32_MAX &&
-        ldb <= INT32_MAX && ldc <= INT32_MAX) {
-        call_once(&blas_once, blas_single_thread);
-#ifdef NB_DOUBLE
-        cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-                    (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-#else
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-                    (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-#endif
-        return;
-    }
-#endif
-    builtin_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    const nb_gemm_kernel k = nb_gemm_kernel_for(ta, tb, M, N, K, beta);
+    nb_gemm_with(k, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-/* Splits C into one block per thread along its longer side. Blocks are
- * multiples of 16 rows/columns so that every thread runs full micro-tiles. */
-static void gemm_split(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A,
-                       int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc,
-                       void (*kernel)(bool, bool, int64_t, int64_t, int64_t, nb_real, const nb_real *, int64_t,
-                                      const nb_real *, int64_t, nb_real, nb_real *, int64_t))
+/* Splits C into one block per thread along its longer side, every block
+ * through kernel k. Blocks are multiples of 16 rows/columns so that every
+ * thread runs full micro-tiles; split_step gives their size. */
+static int64_t split_step(int64_t len, int T)
+{
+    int64_t step = (len + T - 1) / T;
+    return (step + 15) / 16 * 16;
+}
+
+static void gemm_split(nb_gemm_kernel k, bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha,
+                       const nb_real *A, int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C,
+                       int64_t ldc)
 {
     const bool by_rows = M >= N;
     const int64_t len = by_rows ? M : N;
 #pragma omp parallel
     {
-        const int T = nb_team_size(), t = nb_thread_id();
-        int64_t step = (len + T - 1) / T;
-        step = (step + 15) / 16 * 16;
-        const int64_t i0 = t * step, i1 = i0 + step < len ? i0 + step : len;
+        const int64_t step = split_step(len, nb_team_size()), i0 = nb_thread_id() * step;
+        const int64_t i1 = i0 + step < len ? i0 + step : len;
         if (i0 < i1) {
             if (by_rows)
-                kernel(ta, tb, i1 - i0, N, K, alpha, ta ? A + i0 : A + i0 * lda, lda, B, ldb, beta, C + i0 * ldc, ldc);
+                nb_gemm_with(k, ta, tb, i1 - i0, N, K, alpha, ta ? A + i0 : A + i0 * lda, lda, B, ldb, beta,
+                             C + i0 * ldc, ldc);
             else
-                kernel(ta, tb, M, i1 - i0, K, alpha, A, lda, tb ? B + i0 * ldb : B + i0, ldb, beta, C + i0, ldc);
+                nb_gemm_with(k, ta, tb, M, i1 - i0, K, alpha, A, lda, tb ? B + i0 * ldb : B + i0, ldb, beta,
+                             C + i0, ldc);
         }
     }
 }
@@ -175,7 +211,7 @@ void nb_gemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real 
                      int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc)
 {
     if (M <= 0 || N <= 0) return;
-    gemm_split(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, builtin_serial);
+    gemm_split(NB_GEMM_PORTABLE, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void nb_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A, int64_t lda,
@@ -184,7 +220,7 @@ void nb_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, c
     if (M <= 0 || N <= 0) return;
     /* Small products, or calls from inside a parallel region: one thread. */
     const double flops = 2.0 * (double)M * (double)N * (double)(K > 0 ? K : 1);
-    if (flops < 1e6 || nb_max_team() < 2
+    if (K <= 0 || flops < 1e6 || nb_max_team() < 2
 #ifdef _OPENMP
         || omp_in_parallel()
 #endif
@@ -192,5 +228,10 @@ void nb_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, nb_real alpha, c
         nb_gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    gemm_split(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nb_gemm_serial);
+    /* One kernel for the whole product: the one of its first block's class
+     * (the blocks a thread runs), so every element rounds the same way. */
+    const int T = nb_max_team();
+    const nb_gemm_kernel k = M >= N ? nb_gemm_kernel_for(ta, tb, split_step(M, T) < M ? split_step(M, T) : M, N, K, beta)
+                                    : nb_gemm_kernel_for(ta, tb, M, split_step(N, T) < N ? split_step(N, T) : N, K, beta);
+    gemm_split(k, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

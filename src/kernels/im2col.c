@@ -29,7 +29,7 @@ void nb_im2col(const nb_window *w, int64_t nimg, const nb_real *x, nb_real *cols
     const int64_t H = w->H, W = w->W, C = w->C, OH = w->OH, OW = w->OW;
     const int fh = w->fh, fw = w->fw, s = w->stride, d = w->dilation, pt = w->pad_top, pl = w->pad_left;
     const int64_t run = fw * C, P = fh * run;
-#pragma omp parallel for collapse(2) schedule(static) if (nimg * OH * OW * P > 32768)
+#pragma omp parallel for collapse(2) schedule(static) if (nimg * OH * OW * P > NB_PAR_MAP)
     for (int64_t n = 0; n < nimg; n++) {
         for (int64_t i = 0; i < OH; i++) {
             const nb_real *xn = x + n * H * W * C;
@@ -72,7 +72,7 @@ void nb_col2im(const nb_window *w, int64_t nimg, const nb_real *cols, nb_real *x
     const int fh = w->fh, fw = w->fw, s = w->stride, d = w->dilation, pt = w->pad_top, pl = w->pad_left;
     const int64_t run = fw * C, P = fh * run;
     /* One image per iteration: windows overlap inside an image, never across. */
-#pragma omp parallel for schedule(static) if (nimg * OH * OW * P > 32768)
+#pragma omp parallel for schedule(static) if (nimg * OH * OW * P > NB_PAR_MAP)
     for (int64_t n = 0; n < nimg; n++) {
         nb_real *xn = x + n * H * W * C;
         if (!accumulate) memset(xn, 0, (size_t)(H * W * C) * sizeof(nb_real));

@@ -7,17 +7,103 @@
 #include "../core/core.h"
 
 /* Row-major GEMM, C = alpha op(A) op(B) + beta C, op(A) M x K, op(B) K x N
- * (kernels/gemm.c: CBLAS when available, else the built-in kernel). */
+ * (kernels/gemm.c). Each call runs one kernel, chosen for its shape class
+ * (below; kernels/gemm_select.c). */
 void nb_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A,
              int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc);
 /* The same product on the calling thread only: for use inside parallel
  * regions (convolution works on images in parallel, one GEMM per group). */
 void nb_gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, nb_real alpha, const nb_real *A,
                     int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C, int64_t ldc);
-/* The built-in GEMM alone (for tests and benchmarks). */
+/* The portable kernel alone, split over threads (for tests and benchmarks). */
 void nb_gemm_builtin(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, nb_real alpha,
                      const nb_real *A, int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C,
                      int64_t ldc);
+
+/* The kernels a GEMM can run. Their results differ in the last bits (each
+ * sums K in its own order), so a process runs one kernel per shape class and
+ * never switches (docs/design.md, "Kernels chosen by measurement"). */
+typedef enum nb_gemm_kernel {
+    NB_GEMM_PORTABLE, /* blocked loops the compiler vectorises: "builtin" (or "portable") */
+    NB_GEMM_OPENBLAS, /* CBLAS, when built with it: "openblas" (or "blas") */
+    NB_GEMM_AVX512,   /* sgemm_avx512.c, float on CPUs with AVX-512: "avx512" */
+    NB_GEMM_ROWS,     /* M <= 2 rows with B not transposed, B streamed once: "rows" */
+    NB_GEMM_NKERNELS
+} nb_gemm_kernel;
+const char *nb_gemm_kernel_name(nb_gemm_kernel k);
+/* Whether this build and CPU run k on products with this trans_b and M. */
+bool nb_gemm_kernel_usable(nb_gemm_kernel k, bool trans_b, int64_t M);
+/* The fixed default (NB_GEMM=fixed, and what a near-tie keeps): rows for
+ * M <= 2, B not transposed and N K >= 16384; else AVX-512 where usable;
+ * else OpenBLAS where built; else the portable kernel. */
+nb_gemm_kernel nb_gemm_fixed_kernel(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K);
+/* One product through kernel k on the calling thread (k usable; OpenBLAS
+ * falls back to the portable kernel past 32-bit sizes). */
+void nb_gemm_with(nb_gemm_kernel k, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, nb_real alpha,
+                  const nb_real *A, int64_t lda, const nb_real *B, int64_t ldb, nb_real beta, nb_real *C,
+                  int64_t ldc);
+
+/* Shape classes (kernels/gemm_select.c): the transposes and a bucket of
+ * each of M, N, K with edges 2, 8, 32, 128, 512, 2048, so 4 x 7^3 classes.
+ * The network's products fall in distinct classes (conv2 forward
+ * "nn.m513-2048.n33-128.k129-512", its kernel gradient
+ * "tn.m129-512.n33-128.k513-2048", dense1 "nn.m33-128.n33-128.k2049+"...). */
+enum { NB_GEMM_BUCKETS = 7, NB_GEMM_NCLASSES = 4 * NB_GEMM_BUCKETS * NB_GEMM_BUCKETS * NB_GEMM_BUCKETS };
+int nb_gemm_class_of(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K);
+/* The class's key as NB_GEMM names it, e.g. "nt.m3-8.n2049+.k33-128" (at
+ * most 32 bytes with the NUL). */
+void nb_gemm_class_key(int cls, char out[32]);
+
+/* The kernel for a product of this shape under NB_GEMM (read once):
+ *   unset or "auto"  each class measures its usable kernels at its first
+ *                    product and keeps the fastest, unless the fixed default
+ *                    is within NB_GEMM_MARGIN of it;
+ *   "fixed"          the fixed default, nothing measured;
+ *   a kernel name    that kernel wherever usable, else the fixed default;
+ *   and then, comma-separated, CLASS=auto|fixed|KERNEL for single classes,
+ *   e.g. NB_GEMM=fixed,nn.m513-2048.n33-128.k129-512=openblas.
+ * Thread-safe; a class is decided once, and a thread that meets a class
+ * being measured waits for the decision. */
+nb_gemm_kernel nb_gemm_kernel_for(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, nb_real beta);
+#define NB_GEMM_MARGIN 0.05
+/* A measurement: the median seconds of one trial per kernel (0 where a
+ * kernel was not a candidate, or was dropped after the first round for
+ * being over 3x slower than the best), the fixed default at the measured
+ * shape and the margin it keeps -> the kernel the class runs. */
+nb_gemm_kernel nb_gemm_pick(const double seconds[NB_GEMM_NKERNELS], nb_gemm_kernel fixed, double margin);
+
+/* What a class has run in this process (for bench/run.sh). */
+typedef struct nb_gemm_choice {
+    bool used;             /* false: no product of this class yet */
+    bool measured;         /* chosen by measurement (else fixed or named) */
+    nb_gemm_kernel kernel; /* the kernel of its first product (auto: of all) */
+    int64_t M, N, K;       /* the shape measured: the first product's, shrunk within its buckets */
+    double seconds[NB_GEMM_NKERNELS]; /* as for nb_gemm_pick */
+} nb_gemm_choice;
+void nb_gemm_class_choice(int cls, nb_gemm_choice *out);
+/* The choices made so far as an NB_GEMM value, "fixed,CLASS=KERNEL,...":
+ * given to another process (a resumed training run, another MPI rank) it
+ * runs the same kernels for those classes, so the same products give the
+ * same bits, and the fixed default elsewhere. Returns the length it needs
+ * without the NUL (snprintf's convention; out may be NULL when n is 0). */
+size_t nb_gemm_choices_spec(char *out, size_t n);
+/* NULL, or what was wrong with NB_GEMM (the words that were not understood
+ * are ignored, the others applied); for a caller that can print it. */
+const char *nb_gemm_spec_problem(void);
+
+/* For tests: forgets every choice and reads spec as NB_GEMM (NULL: the
+ * environment again); trial, when given, replaces timing: it returns the
+ * seconds of one trial of kernel k at that shape (round 0 is the warm-up).
+ * Not to be called while products run. */
+typedef double nb_gemm_trial_fn(void *ctx, nb_gemm_kernel k, int round, bool trans_a, bool trans_b, int64_t M,
+                                int64_t N, int64_t K);
+void nb_gemm_select_reset(const char *spec, nb_gemm_trial_fn *trial, void *ctx);
+/* Reproducible training: every class not chosen yet and left to measurement
+ * takes the fixed default instead, so that the kernels (and so the bits)
+ * depend on the shapes, the build and the CPU alone, not on the timings of
+ * one process (two ranks, or a run and its resume, could measure
+ * differently). Explicit NB_GEMM choices stay. Call before products run. */
+void nb_gemm_select_fixed(void);
 
 /* Mostly-zero left operands (kernels/sparse_rows.c). After a max pool and a
  * ReLU most of a convolution's output gradient is zero, and the product

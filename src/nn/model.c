@@ -1,7 +1,7 @@
 /* The sequential model: layers as graph builders. Each layer appends its
  * parameters and ops to the model's graph as soon as it is added, so a layer
  * that does not fit is refused at once with the shapes in the message. */
-#include "nn_internal.h"
+#include "layers/layers.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -48,96 +48,22 @@ void nb_model_free(nb_model *m)
     free(m);
 }
 
-static nb_node *activate(nb_node *x, nb_activation a)
-{
-    switch (a) {
-    case NB_ACT_NONE: return x;
-    case NB_ACT_RELU: return nb_relu(x);
-    case NB_ACT_SIGMOID: return nb_sigmoid(x);
-    case NB_ACT_TANH: return nb_tanh(x);
-    case NB_ACT_SOFTMAX: return nb_softmax(x);
-    case NB_ACT_LOG_SOFTMAX: return nb_log_softmax(x);
-    case NB_ACT_LEAKY_RELU: return nb_leaky_relu(x, 0.01);
-    case NB_ACT_ELU: return nb_elu(x, 1.0);
-    case NB_ACT_SOFTPLUS: return nb_softplus(x);
-    case NB_ACT_GELU: return nb_gelu(x);
-    }
-    nb_fail(NB_ERR_ARG, "unknown activation %d", (int)a);
-    return NULL;
-}
-
-static nb_node *add_param(nb_model *m, int layer, const char *what, int rank, const int64_t *shape)
-{
-    char name[64];
-    snprintf(name, sizeof name, "%d.%s", layer, what);
-    if (m->nparams == NB_MODEL_MAX_PARAMS) {
-        nb_fail(NB_ERR_ARG, "model: more than %d parameter tensors", NB_MODEL_MAX_PARAMS);
-        return NULL;
-    }
-    nb_node *p = nb_param(m->g, name, rank, shape);
-    if (p) m->params[m->nparams++] = p;
-    return p;
-}
-
-/* Layer idx on input x: the nodes it adds; *pre gets the value before the
- * layer's activation (the logits of a final softmax). */
+/* Layer idx on input x through its kind's entry: the nodes it adds; *pre
+ * gets the value before the layer's activation (the logits of a final
+ * softmax). A failure of an op is wrapped with the layer and its input. */
 static nb_node *build_layer(nb_model *m, int idx, const nb_layer_spec *l, nb_node *x, nb_node **pre)
 {
-    const nb_tensor *v = nb_value(x);
-    char s[96], lb[96];
-    nb_layer_spec_str(l, lb, sizeof lb);
-    nb_node *z = NULL;
-    switch (l->kind) {
-    case NB_LAYER_DENSE: {
-        if (v->rank != 2) {
-            nb_fail(NB_ERR_SHAPE, "layer %d (%s): dense needs a flat input (N, features), got %s; add 'flatten' before it",
-                    idx, lb, NB_SHAPE_STR(v, s));
-            return NULL;
-        }
-        int64_t ks[2] = {v->shape[1], l->units}, bs[1] = {l->units};
-        nb_node *k = add_param(m, idx, "kernel", 2, ks), *b = add_param(m, idx, "bias", 1, bs);
-        z = nb_add(nb_matmul(x, k), b);
-        break;
-    }
-    case NB_LAYER_CONV2D: {
-        if (v->rank != 4) {
-            nb_fail(NB_ERR_SHAPE, "layer %d (%s): conv2d needs an image input (N, H, W, C), got %s", idx, lb,
-                    NB_SHAPE_STR(v, s));
-            return NULL;
-        }
-        int64_t ks[4] = {l->size, l->size, v->shape[3], l->units}, bs[1] = {l->units};
-        nb_node *k = add_param(m, idx, "kernel", 4, ks), *b = add_param(m, idx, "bias", 1, bs);
-        nb_conv2d_opts o = {l->stride ? l->stride : 1, l->dilation ? l->dilation : 1, l->padding};
-        if (l->act == NB_ACT_RELU) { /* fused: one pass, no pre-activation tensor */
-            z = k && b ? nb_conv2d_relu(x, k, b, &o) : NULL;
-            if (z) return *pre = z;
-            break;
-        }
-        z = k && b ? nb_conv2d(x, k, b, &o) : NULL;
-        break;
-    }
-    case NB_LAYER_MAXPOOL:
-    case NB_LAYER_AVGPOOL:
-        if (v->rank != 4) {
-            nb_fail(NB_ERR_SHAPE, "layer %d (%s): pooling needs an image input (N, H, W, C), got %s", idx, lb,
-                    NB_SHAPE_STR(v, s));
-            return NULL;
-        }
-        z = l->kind == NB_LAYER_MAXPOOL ? nb_max_pool2d(x, l->size, l->stride, l->padding)
-                                        : nb_avg_pool2d(x, l->size, l->stride, l->padding);
-        break;
-    case NB_LAYER_FLATTEN: z = nb_flatten(x); break;
-    case NB_LAYER_DROPOUT: z = nb_dropout(x, l->rate); break;
-    case NB_LAYER_ACTIVATION: z = x; break;
-    }
-    if (!z) {
-        char msg[512];
+    char lb[96];
+    nb_layer_ctx c = {
+        .m = m, .index = idx, .line = nb_layer_spec_str(l, lb, sizeof lb), .type = nb_layer_type_of(l->kind)};
+    nb_node *y = c.type->build(&c, l, x, pre);
+    if (!y && !c.reported) {
+        char msg[512], s[96];
         snprintf(msg, sizeof msg, "%s", nb_last_error());
-        nb_fail(NB_ERR_SHAPE, "layer %d (%s) on input %s: %s", idx, lb, NB_SHAPE_STR(v, s), msg);
-        return NULL;
+        nb_fail(NB_ERR_SHAPE, "layer %d (%s) on input %s: %s", idx, lb, NB_SHAPE_STR(nb_value(x), s), msg);
     }
-    *pre = z;
-    return activate(z, l->act);
+    /* cppcheck-suppress returnDanglingLifetime ; y is a graph node, c only lent to build */
+    return y;
 }
 
 nb_status nb_model_add(nb_model *m, const nb_layer_spec *l)
@@ -181,7 +107,8 @@ nb_status nb_model_add(nb_model *m, const nb_layer_spec *l)
      * sigmoid has its input as the logits, log_softmax its output; the
      * losses read those, so a dropout after them (on probabilities) leaves
      * the losses as they are. Anywhere else they are ordinary layers. */
-    const bool identity = l->kind == NB_LAYER_DROPOUT || (l->kind == NB_LAYER_ACTIVATION && l->act == NB_ACT_NONE);
+    const nb_layer_type *type = nb_layer_type_of(l->kind);
+    const bool identity = type->identity && type->identity(l);
     if (!identity) {
         m->out_act = l->act;
         m->logits = (l->act == NB_ACT_SOFTMAX || l->act == NB_ACT_SIGMOID) ? pre : y;
@@ -330,9 +257,7 @@ nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
     for (int i = 0; i < m->nlayers; i++) {
         char lb[96];
         int64_t count = 0;
-        char pre[16];
-        const size_t plen = (size_t)snprintf(pre, sizeof pre, "%d.", i); /* < 16: an int has <= 11 characters */
-        for (; p < m->nparams && !strncmp(m->params[p]->name, pre, plen); p++) count += m->params[p]->value.size;
+        for (; p < m->nparams && m->param_layer[p] == i; p++) count += m->params[p]->value.size;
         nb_tensor v = m->layer_out[i]->value;
         v.shape[0] = -1;
         PUT("%-4d %-34s %-22s %12lld\n", i, nb_layer_spec_str(&m->layers[i], lb, sizeof lb), NB_SHAPE_STR(&v, s),
@@ -349,42 +274,61 @@ nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
 
 /* ------------------------------------------------------------ init */
 
+/* fan_in and fan_out as Keras's: the receptive field (every dimension but
+ * the last two) times the input and output channels; 1 for rank < 2. */
+static void fans(const nb_tensor *t, double *fan_in, double *fan_out)
+{
+    int64_t rf = 1;
+    for (int d = 0; d + 2 < t->rank; d++) rf *= t->shape[d];
+    *fan_in = t->rank >= 2 ? (double)(rf * t->shape[t->rank - 2]) : 1;
+    *fan_out = t->rank >= 2 ? (double)(rf * t->shape[t->rank - 1]) : 1;
+}
+
+/* A weight by the model's initialiser. */
+static void init_weight(nb_tensor *t, nb_init init, nb_rng *r)
+{
+    double fan_in, fan_out, limit;
+    fans(t, &fan_in, &fan_out);
+    switch (init) {
+    case NB_INIT_HE_UNIFORM: limit = sqrt(6 / fan_in); nb_tensor_fill_uniform(t, r, -limit, limit); break;
+    case NB_INIT_HE_NORMAL: nb_tensor_fill_normal(t, r, 0, sqrt(2 / fan_in)); break;
+    case NB_INIT_TORCH_DEFAULT: /* kaiming_uniform(a = sqrt 5): bound 1/sqrt(fan_in) */
+        limit = 1 / sqrt(fan_in);
+        nb_tensor_fill_uniform(t, r, -limit, limit);
+        break;
+    default: limit = sqrt(6 / (fan_in + fan_out)); nb_tensor_fill_uniform(t, r, -limit, limit); break;
+    }
+}
+
+/* A bias: zero (Keras), or PyTorch's U(+-1/sqrt(fan_in)) with the fan_in of
+ * its layer's first weight. */
+static void init_bias(const nb_model *m, int i, nb_init init, nb_rng *r)
+{
+    nb_tensor *t = &m->params[i]->value;
+    if (init != NB_INIT_TORCH_DEFAULT) {
+        memset(t->data, 0, (size_t)t->size * sizeof(nb_real));
+        return;
+    }
+    double fan_in = 1, fan_out;
+    for (int j = 0; j < m->nparams; j++)
+        if (m->param_layer[j] == m->param_layer[i] && m->param_init[j] == NB_PARAM_WEIGHT) {
+            fans(&m->params[j]->value, &fan_in, &fan_out);
+            break;
+        }
+    double b = 1 / sqrt(fan_in);
+    nb_tensor_fill_uniform(t, r, -b, b);
+}
+
 nb_status nb_model_init(nb_model *m, nb_init init, uint64_t seed)
 {
     if (!m) return nb_fail(NB_ERR_ARG, "init: model is NULL");
     nb_rng r;
     nb_rng_seed(&r, seed);
+    /* One stream in parameter order: the same seed gives the same weights. */
     for (int i = 0; i < m->nparams; i++) {
-        nb_tensor *t = &m->params[i]->value;
-        bool is_bias = t->rank == 1;
-        /* fan_in, fan_out as Keras: receptive field times channels. */
-        int64_t rf = 1;
-        for (int d = 0; d + 2 < t->rank; d++) rf *= t->shape[d];
-        double fan_in = t->rank >= 2 ? (double)(rf * t->shape[t->rank - 2]) : 1;
-        double fan_out = t->rank >= 2 ? (double)(rf * t->shape[t->rank - 1]) : 1;
-        if (is_bias) {
-            /* The bias fan_in is that of its kernel, the previous param. */
-            const nb_tensor *k = i > 0 ? &m->params[i - 1]->value : t;
-            int64_t krf = 1;
-            for (int d = 0; d + 2 < k->rank; d++) krf *= k->shape[d];
-            fan_in = k->rank >= 2 ? (double)(krf * k->shape[k->rank - 2]) : 1;
-            if (init == NB_INIT_TORCH_DEFAULT) {
-                double b = 1 / sqrt(fan_in);
-                nb_tensor_fill_uniform(t, &r, -b, b);
-            } else {
-                memset(t->data, 0, (size_t)t->size * sizeof(nb_real));
-            }
-            continue;
-        }
-        double limit;
-        switch (init) {
-        case NB_INIT_HE_UNIFORM: limit = sqrt(6 / fan_in); nb_tensor_fill_uniform(t, &r, -limit, limit); break;
-        case NB_INIT_HE_NORMAL: nb_tensor_fill_normal(t, &r, 0, sqrt(2 / fan_in)); break;
-        case NB_INIT_TORCH_DEFAULT: /* kaiming_uniform(a = sqrt 5): bound 1/sqrt(fan_in) */
-            limit = 1 / sqrt(fan_in);
-            nb_tensor_fill_uniform(t, &r, -limit, limit);
-            break;
-        default: limit = sqrt(6 / (fan_in + fan_out)); nb_tensor_fill_uniform(t, &r, -limit, limit); break;
+        switch ((nb_param_init)m->param_init[i]) {
+        case NB_PARAM_WEIGHT: init_weight(&m->params[i]->value, init, &r); break;
+        case NB_PARAM_BIAS: init_bias(m, i, init, &r); break;
         }
     }
     return NB_OK;
@@ -411,11 +355,6 @@ nb_status nb_model_set_batch(nb_model *m, int64_t batch)
     return s;
 }
 
-static const char *loss_name(nb_loss_kind k)
-{
-    return k == NB_LOSS_CCE ? "CCE" : k == NB_LOSS_MSE ? "MSE" : k == NB_LOSS_BCE ? "BCE" : "?";
-}
-
 nb_status nb_model_loss(nb_model *m, nb_loss_kind kind, nb_node **target, nb_node **loss)
 {
     if (!m) return nb_fail(NB_ERR_ARG, "loss: model is NULL");
@@ -427,7 +366,7 @@ nb_status nb_model_loss(nb_model *m, nb_loss_kind kind, nb_node **target, nb_nod
             return nb_fail(NB_ERR_ARG,
                            "loss: this model already has a loss, %s, and cannot have a second (%s): build another "
                            "model (from the same spec or file) for it",
-                           loss_name(m->loss_kind), loss_name(kind));
+                           nb_loss_name(m->loss_kind), nb_loss_name(kind));
         nb_status ps = nb_graph_prepare(m->g); /* the output's shape at the current batch */
         if (ps) return ps;
         const nb_tensor *o = &m->output->value;

@@ -63,13 +63,12 @@ nb_status nb_model_save(nb_model *m, const char *path)
     return s;
 }
 
-/* The index of the layer that parameter name ("<layer>.<what>") belongs to
- * and that layer's spec line, for messages. */
-static void param_layer(const nb_model *m, const char *name, int *idx, char *line, size_t n)
+/* The index of the layer that parameter i belongs to and that layer's spec
+ * line, for messages. */
+static void param_layer(const nb_model *m, int i, int *idx, char *line, size_t n)
 {
-    *idx = (int)strtol(name, NULL, 10);
-    if (*idx >= 0 && *idx < m->nlayers) nb_layer_spec_str(&m->layers[*idx], line, n);
-    else snprintf(line, n, "?");
+    *idx = m->param_layer[i];
+    nb_layer_spec_str(&m->layers[*idx], line, n);
 }
 
 #define NOT_TOGETHER "the weights and the spec do not belong together"
@@ -144,7 +143,7 @@ nb_status nb_model_import_flags(const nb_safetensors *st, unsigned flags, nb_mod
         char s1[96], s2[96], line[96];
         int layer;
         if (!t) {
-            param_layer(m, p->name, &layer, line, sizeof line);
+            param_layer(m, i, &layer, line, sizeof line);
             s = nb_fail(NB_ERR_FORMAT,
                         "model file: nabla.spec (layer %d, %s) needs '%s' of shape %s, the file has no such tensor: "
                         NOT_TOGETHER, layer, line, p->name, NB_SHAPE_STR(v, s1));
@@ -153,7 +152,7 @@ nb_status nb_model_import_flags(const nb_safetensors *st, unsigned flags, nb_mod
         bool same = t->rank == v->rank;
         for (int d = 0; same && d < v->rank; d++) same = t->shape[d] == v->shape[d];
         if (!same) {
-            param_layer(m, p->name, &layer, line, sizeof line);
+            param_layer(m, i, &layer, line, sizeof line);
             s = nb_fail(NB_ERR_FORMAT,
                         "model file: '%s' has shape %s, but nabla.spec (layer %d, %s) needs %s: " NOT_TOGETHER, p->name,
                         NB_SHAPE_STR(t, s1), layer, line, NB_SHAPE_STR(v, s2));

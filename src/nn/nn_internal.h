@@ -16,6 +16,8 @@ struct nb_model {
     nb_node *input, *output, *logits;
     nb_activation out_act; /* nb_model_output_activation */
     nb_node *params[NB_MODEL_MAX_PARAMS];
+    int param_layer[NB_MODEL_MAX_PARAMS];          /* the layer index of each */
+    unsigned char param_init[NB_MODEL_MAX_PARAMS]; /* its nb_param_init (layers/layers.h) */
     int nparams;
     nb_node *target, *loss;
     nb_loss_kind loss_kind;
@@ -26,5 +28,8 @@ struct nb_model {
 /* 1 if the layer is one the spec grammar can write and read back (kind,
  * activation, ranges as nb_spec_parse's); else 0 with the reason in why. */
 int nb_layer_spec_check(const nb_layer_spec *l, char *why, size_t n);
+
+/* The activations' names in enum order (names.c); n gets their count. */
+const char *const *nb_activation_names(int *n);
 
 #endif

@@ -24,12 +24,6 @@ struct nb_optim {
     nb_real *state[NB_MODEL_MAX_PARAMS][2]; /* per param: m/momentum, v */
 };
 
-const char *nb_optimizer_name(nb_optimizer k)
-{
-    static const char *names[] = {"sgd", "adam", "adamw", "rmsprop"};
-    return (unsigned)k < 4 ? names[k] : "?";
-}
-
 nb_status nb_optim_new(nb_model *m, const nb_optim_opts *opts, nb_optim **out)
 {
     if (!m || !opts || !out) return nb_fail(NB_ERR_ARG, "optimizer: NULL argument");

@@ -1,129 +1,310 @@
 /* The model spec grammar (DESIGN.md): one layer per line or ';', '#' starts
- * a comment. Every number is range-checked so that a hostile spec cannot ask
- * for absurd allocations.
- *   conv2d FILTERS SIZE [ACT] [stride=S] [padding=valid|same] [dilation=D]
- *   maxpool SIZE [stride=S] [padding=..]    avgpool SIZE [stride=S] [padding=..]
- *   flatten | dense UNITS [ACT] | neuron [ACT] | dropout RATE | ACT */
-#include "nn_internal.h"
+ * a comment. The words of a layer are read, printed and checked from its
+ * kind's entry in the layer table (src/nn/layers): its keyword, its
+ * positional arguments in order, then key=value options. Every number is
+ * range-checked so that a hostile spec cannot ask for absurd allocations. */
+#include "layers/layers.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <threads.h>
 
-enum { MAX_UNITS = 1 << 20, MAX_SIZE = 1024, MAX_LAYERS = 1024, MAX_TOKENS = 16, MAX_LINE = 512 };
-
-static const char *act_names[] = {"none", "relu", "sigmoid", "tanh", "softmax", "log_softmax",
-                                  "leaky_relu", "elu", "softplus", "gelu"};
-
-const char *nb_activation_name(nb_activation a)
-{
-    return (unsigned)a < sizeof act_names / sizeof act_names[0] ? act_names[a] : "?";
-}
-
-static int parse_act(const char *t, nb_activation *a)
-{
-    for (int i = 1; i < (int)(sizeof act_names / sizeof act_names[0]); i++)
-        if (!strcmp(t, act_names[i])) return *a = (nb_activation)i, 1;
-    /* "none": what nabla wrote for a bare linear layer before it wrote "linear" */
-    if (!strcmp(t, "linear") || !strcmp(t, "none")) return *a = NB_ACT_NONE, 1;
-    return 0;
-}
+enum { MAX_LAYERS = 1024, MAX_TOKENS = 16, MAX_LINE = 512, MAX_WORDS = 64 };
 
 static int is_blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
-static int parse_int(const char *t, int lo, int hi, int *out)
+static int *int_at(nb_layer_spec *l, size_t field)
+{
+    return (int *)(void *)((char *)l + field);
+}
+static int int_of(const nb_layer_spec *l, size_t field)
+{
+    return *(const int *)(const void *)((const char *)l + field);
+}
+
+/* The arguments' lower-case names in messages ("conv2d filters must be"). */
+static void lower(const char *s, char *out, size_t n)
+{
+    size_t i = 0;
+    for (; s[i] && i + 1 < n; i++)
+        out[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
+    out[i] = '\0';
+}
+
+/* ------------------------------------------------------------ kinds */
+
+const char *nb_layer_kind_name(nb_layer_kind k)
+{
+    const nb_layer_type *t = nb_layer_type_of(k);
+    return t ? t->keyword : NULL;
+}
+
+const char *nb_layer_kind_example(nb_layer_kind k)
+{
+    const nb_layer_type *t = nb_layer_type_of(k);
+    return t ? t->example : NULL;
+}
+
+void nb_layer_usage(const nb_layer_type *t, char *buf, size_t n)
+{
+    size_t u = 0;
+#define PUT(...) (u += (size_t)snprintf(buf + (u < n ? u : n), u < n ? n - u : 0, __VA_ARGS__))
+    PUT("%s", t->act_is_keyword ? "ACT" : t->keyword);
+    for (int i = 0; i < t->nargs; i++) {
+        const nb_layer_arg *a = &t->args[i];
+        if (!(a->flags & NB_ARG_KEY))
+            PUT(a->flags & NB_ARG_OPTIONAL ? " [%s]" : " %s", a->name);
+        else if (a->type == NB_ARG_PADDING)
+            PUT(" [%s=valid|same]", a->name);
+        else
+            PUT(" [%s=%s]", a->name, a->meta ? a->meta : "V");
+    }
+#undef PUT
+}
+
+static char usages[NB_LAYER_KIND_COUNT][160]; /* written once, under call_once */
+static once_flag usages_once = ONCE_FLAG_INIT;
+static void make_usages(void)
+{
+    for (int k = 0; k < NB_LAYER_KIND_COUNT; k++)
+        nb_layer_usage(nb_layer_type_of((nb_layer_kind)k), usages[k], 160);
+}
+
+const char *nb_layer_kind_usage(nb_layer_kind k)
+{
+    if ((unsigned)k >= NB_LAYER_KIND_COUNT) return NULL;
+    call_once(&usages_once, make_usages);
+    return usages[k];
+}
+
+/* 1 if word names an activation (with *a set), without touching the
+ * thread's last error as a failed nb_activation_parse would. */
+static int is_activation(const char *word, nb_activation *a)
+{
+    int n;
+    const char *const *names = nb_activation_names(&n);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(word, names[i])) return *a = (nb_activation)i, 1;
+    if (!strcmp(word, "none")) return *a = NB_ACT_NONE, 1; /* older files' "linear" */
+    return 0;
+}
+
+/* Every first word the grammar reads (keywords, aliases, activations), for
+ * "did you mean"; n gets the count. */
+static int first_words(const char **w)
+{
+    int n = 0;
+    for (int k = 0; k < NB_LAYER_KIND_COUNT; k++) {
+        const nb_layer_type *t = nb_layer_type_of((nb_layer_kind)k);
+        if (t->act_is_keyword) {
+            int na;
+            const char *const *names = nb_activation_names(&na);
+            for (int a = 0; a < na && n < MAX_WORDS; a++)
+                w[n++] = names[a];
+            continue;
+        }
+        if (n < MAX_WORDS) w[n++] = t->keyword;
+        for (int i = 0; t->aliases && t->aliases[i] && n < MAX_WORDS; i++)
+            w[n++] = t->aliases[i];
+    }
+    return n;
+}
+
+/* The kind whose first word is word, with the index of the argument the
+ * next words fill in *first (and presets in l); NULL if none. */
+static const nb_layer_type *find_kind(const char *word, nb_layer_spec *l, int *first)
+{
+    for (int k = 0; k < NB_LAYER_KIND_COUNT; k++) {
+        const nb_layer_type *t = nb_layer_type_of((nb_layer_kind)k);
+        *first = -1;
+        if (t->match)
+            *first = t->match(word, l);
+        else if (t->act_is_keyword) {
+            if (is_activation(word, &l->act)) *first = 0;
+        } else {
+            if (!strcmp(word, t->keyword)) *first = 0;
+            for (int i = 0; t->aliases && t->aliases[i] && *first < 0; i++)
+                if (!strcmp(word, t->aliases[i])) *first = 0;
+        }
+        if (*first >= 0) return t;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ parse */
+
+/* Reads one argument's word into l; 0 with the reason in why. */
+static int parse_value(const nb_layer_type *t, const nb_layer_arg *a, const char *v, nb_layer_spec *l, char *why,
+                       size_t n)
 {
     char *end;
-    errno = 0;
-    long v = strtol(t, &end, 10);
-    if (errno || end == t || *end || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
-
-/* Parses "key=value" options; returns 0 on an unknown or bad one. */
-static int parse_option(const char *t, nb_layer_spec *l, char *why, size_t n)
-{
-    const char *eq = strchr(t, '=');
-    if (!eq) return snprintf(why, n, "unexpected '%s'", t), 0;
-    size_t klen = (size_t)(eq - t);
-    const char *v = eq + 1;
-    if (klen == 6 && !strncmp(t, "stride", 6)) {
-        if (!parse_int(v, 1, MAX_SIZE, &l->stride)) return snprintf(why, n, "stride must be 1..%d", MAX_SIZE), 0;
-    } else if (klen == 8 && !strncmp(t, "dilation", 8) && l->kind == NB_LAYER_CONV2D) {
-        if (!parse_int(v, 1, MAX_SIZE, &l->dilation))
-            return snprintf(why, n, "dilation must be 1..%d", MAX_SIZE), 0;
-    } else if (klen == 7 && !strncmp(t, "padding", 7)) {
-        if (!strcmp(v, "valid")) l->padding = NB_PAD_VALID;
-        else if (!strcmp(v, "same")) l->padding = NB_PAD_SAME;
-        else return snprintf(why, n, "padding must be 'valid' or 'same', not '%s'", v), 0;
-    } else {
-        return snprintf(why, n, "unknown option '%.*s'", (int)klen, t), 0;
+    const char *name = a->name;
+    switch (a->type) {
+    case NB_ARG_KSIZE:
+        if (strchr(v, 'x')) { /* "3x3": square kernels only */
+            errno = 0;
+            long h = strtol(v, &end, 10), w = *end == 'x' ? strtol(end + 1, &end, 10) : -1;
+            if (errno || *end || h != w || h < a->lo || h > a->hi)
+                return snprintf(why, n, "kernel %s must be one number (square kernels), e.g. 3, not '%s'", name, v), 0;
+            *int_at(l, a->field) = (int)h;
+            return 1;
+        }
+        /* fall through */
+    case NB_ARG_INT: {
+        errno = 0;
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < a->lo || x > a->hi)
+            return snprintf(why, n, "%s must be an integer in %.0f..%.0f, got '%s'", name, a->lo, a->hi, v), 0;
+        *int_at(l, a->field) = (int)x;
+        return 1;
     }
-    return 1;
+    case NB_ARG_REAL: {
+        double x = strtod(v, &end);
+        if (end == v || *end || !(x >= a->lo && x < a->hi))
+            return snprintf(why, n, "%s must be a number in [%g, %g), got '%s'", name, a->lo, a->hi, v), 0;
+        *(double *)(void *)((char *)l + a->field) = x;
+        return 1;
+    }
+    case NB_ARG_ACT: {
+        nb_activation act;
+        if (nb_activation_parse(v, &act)) return snprintf(why, n, "%s", nb_last_error()), 0;
+        *(nb_activation *)(void *)((char *)l + a->field) = act;
+        return 1;
+    }
+    case NB_ARG_PADDING:
+        if (!strcmp(v, "valid") || !strcmp(v, "same")) {
+            *(nb_padding *)(void *)((char *)l + a->field) = v[0] == 's' ? NB_PAD_SAME : NB_PAD_VALID;
+            return 1;
+        }
+        return snprintf(why, n, "%s must be 'valid' or 'same', not '%s'", name, v), 0;
+    }
+    return snprintf(why, n, "argument %s of %s has an unknown type", a->name, t->keyword), 0;
 }
 
-/* One layer from its tokens; why gets the reason on failure. */
+/* 1 if word would be read by a later argument of t than a (an activation,
+ * key=value), so that a required argument is missing before it. */
+static int fits_later(const nb_layer_type *t, const nb_layer_arg *a, const char *word)
+{
+    if (strchr(word, '=')) return 1;
+    for (const nb_layer_arg *b = a + 1; b < t->args + t->nargs; b++) {
+        nb_activation act;
+        if (b->type == NB_ARG_ACT && is_activation(word, &act)) return 1;
+    }
+    return 0;
+}
+
+/* key=value: the key's argument of t, or the reason it has none. */
+static const nb_layer_arg *find_key(const nb_layer_type *t, const char *word, size_t klen, char *why, size_t n)
+{
+    const char *keys[16];
+    int nk = 0;
+    for (int i = 0; i < t->nargs; i++) {
+        const nb_layer_arg *a = &t->args[i];
+        if (!(a->flags & NB_ARG_KEY)) continue;
+        if (strlen(a->name) == klen && !strncmp(word, a->name, klen)) return a;
+        if (nk < 16) keys[nk++] = a->name;
+    }
+    if (!nk) return snprintf(why, n, "%s takes no options, got '%s'", t->keyword, word), NULL;
+    char key[40];
+    snprintf(key, sizeof key, "%.*s", (int)(klen < 39 ? klen : 39), word);
+    const char *close = nb_suggest(key, keys, nk);
+    size_t u = (size_t)snprintf(why, n, "unknown option '%s'", key);
+    if (close && u < n) u += (size_t)snprintf(why + u, n - u, "; did you mean '%s'?", close);
+    if (u < n) u += (size_t)snprintf(why + u, n - u, " (%s takes", t->keyword);
+    for (int i = 0; i < nk && u < n; i++)
+        u += (size_t)snprintf(why + u, n - u, "%s %s", i ? "," : "", keys[i]);
+    if (u < n) snprintf(why + u, n - u, ")");
+    return NULL;
+}
+
+static int unknown_layer(const char *kw, char *why, size_t n)
+{
+    const char *words[MAX_WORDS];
+    int nw = first_words(words);
+    const char *close = nb_suggest(kw, words, nw);
+    size_t u = (size_t)snprintf(why, n, "unknown layer '%s'", kw);
+    if (close && u < n) u += (size_t)snprintf(why + u, n - u, "; did you mean '%s'?", close);
+    if (u < n) u += (size_t)snprintf(why + u, n - u, " (layers:");
+    for (int k = 0; k < NB_LAYER_KIND_COUNT && u < n; k++) {
+        const nb_layer_type *t = nb_layer_type_of((nb_layer_kind)k);
+        if (!t->act_is_keyword) u += (size_t)snprintf(why + u, n - u, " %s", t->keyword);
+    }
+    if (u < n) u += (size_t)snprintf(why + u, n - u, "; activations:");
+    int na;
+    const char *const *names = nb_activation_names(&na);
+    for (int a = 0; a < na && u < n; a++)
+        u += (size_t)snprintf(why + u, n - u, " %s", names[a]);
+    if (u < n) snprintf(why + u, n - u, ")");
+    return 0;
+}
+
+/* One layer from its words; why gets the reason on failure. */
 static int parse_layer(char **tok, int ntok, nb_layer_spec *l, char *why, size_t n)
 {
     memset(l, 0, sizeof *l);
-    const char *kw = tok[0];
-    int i = 1;
-    if (!strcmp(kw, "conv2d")) {
-        l->kind = NB_LAYER_CONV2D;
-        if (ntok < 3 || !parse_int(tok[1], 1, MAX_UNITS, &l->units))
-            return snprintf(why, n, "usage: conv2d FILTERS SIZE [ACT] [stride=S] [padding=valid|same] [dilation=D]"), 0;
-        int s2;
-        char *x = strchr(tok[2], 'x');
-        if (x) { /* "3x3": square kernels only */
-            *x = '\0';
-            if (!parse_int(tok[2], 1, MAX_SIZE, &l->size) || !parse_int(x + 1, 1, MAX_SIZE, &s2) || s2 != l->size)
-                return snprintf(why, n, "kernel SIZE must be one number (square kernels), e.g. 3"), 0;
-        } else if (!parse_int(tok[2], 1, MAX_SIZE, &l->size))
-            return snprintf(why, n, "kernel SIZE must be 1..%d", MAX_SIZE), 0;
-        i = 3;
-        if (i < ntok && parse_act(tok[i], &l->act)) i++;
-    } else if (!strcmp(kw, "maxpool") || !strcmp(kw, "avgpool") || !strcmp(kw, "maxpool2d") ||
-               !strcmp(kw, "avgpool2d")) {
-        l->kind = kw[0] == 'm' ? NB_LAYER_MAXPOOL : NB_LAYER_AVGPOOL;
-        if (ntok < 2 || !parse_int(tok[1], 1, MAX_SIZE, &l->size))
-            return snprintf(why, n, "usage: %s SIZE [stride=S] [padding=valid|same]", kw), 0;
-        i = 2;
-    } else if (!strcmp(kw, "flatten")) {
-        l->kind = NB_LAYER_FLATTEN;
-    } else if (!strcmp(kw, "dense") || !strcmp(kw, "neuron")) {
-        l->kind = NB_LAYER_DENSE;
-        l->units = 1;
-        if (kw[0] == 'd' && (ntok < 2 || !parse_int(tok[i++], 1, MAX_UNITS, &l->units)))
-            return snprintf(why, n, "usage: dense UNITS [ACT], UNITS in 1..%d", MAX_UNITS), 0;
-        if (i < ntok && parse_act(tok[i], &l->act)) i++;
-    } else if (!strcmp(kw, "dropout")) {
-        l->kind = NB_LAYER_DROPOUT;
-        char *end;
-        l->rate = ntok >= 2 ? strtod(tok[1], &end) : -1;
-        if (ntok < 2 || *end || !(l->rate >= 0 && l->rate < 1))
-            return snprintf(why, n, "usage: dropout RATE, RATE in [0, 1)"), 0;
-        i = 2;
-    } else if (parse_act(kw, &l->act)) {
-        l->kind = NB_LAYER_ACTIVATION;
-    } else {
-        return snprintf(why, n,
-                        "unknown layer '%s' (expected conv2d, maxpool, avgpool, flatten, dense, neuron, dropout or "
-                        "an activation: relu sigmoid tanh softmax log_softmax leaky_relu elu softplus gelu linear)",
-                        kw),
-               0;
-    }
-    for (; i < ntok; i++) {
-        if (l->kind == NB_LAYER_CONV2D || l->kind == NB_LAYER_MAXPOOL || l->kind == NB_LAYER_AVGPOOL) {
-            if (!parse_option(tok[i], l, why, n)) return 0;
-        } else {
-            return snprintf(why, n, "unexpected '%s'", tok[i]), 0;
+    for (int i = 0; i < ntok; i++)
+        if (strchr(tok[i], ','))
+            return snprintf(why, n, "unexpected ',' in '%s': layers are separated by ';' or a new line", tok[i]), 0;
+    int first;
+    const nb_layer_type *t = find_kind(tok[0], l, &first);
+    if (!t) return unknown_layer(tok[0], why, n);
+    l->kind = t->kind;
+    char usage[160];
+    nb_layer_usage(t, usage, sizeof usage);
+    int w = 1;
+    for (int i = first; i < t->nargs; i++) { /* positional arguments, in order */
+        const nb_layer_arg *a = &t->args[i];
+        if (a->flags & NB_ARG_KEY) break;
+        if (a->flags & NB_ARG_OPTIONAL) {
+            if (w < ntok && !strchr(tok[w], '=') && !parse_value(t, a, tok[w++], l, why, n)) return 0;
+            continue;
         }
+        if (w >= ntok || fits_later(t, a, tok[w]))
+            return snprintf(why, n, "missing %s%s%s%s (usage: %s)", a->name, w < ntok ? " before '" : "",
+                            w < ntok ? tok[w] : "", w < ntok ? "'" : "", usage),
+                   0;
+        if (!parse_value(t, a, tok[w++], l, why, n)) return 0;
     }
+    for (; w < ntok; w++) { /* key=value options */
+        const char *eq = strchr(tok[w], '=');
+        if (!eq) return snprintf(why, n, "unexpected '%s' (usage: %s)", tok[w], usage), 0;
+        const nb_layer_arg *a = find_key(t, tok[w], (size_t)(eq - tok[w]), why, n);
+        if (!a || !parse_value(t, a, eq + 1, l, why, n)) return 0;
+    }
+    return 1;
+}
+
+/* Splits buf into words in place (not strtok: its hidden state is shared
+ * between threads); -1 if there are more than MAX_TOKENS. */
+static int split_words(char *buf, char **tok)
+{
+    int ntok = 0;
+    for (char *t = buf;;) {
+        while (*t && is_blank(*t))
+            t++;
+        if (!*t) break;
+        if (ntok == MAX_TOKENS) return -1;
+        tok[ntok++] = t;
+        while (*t && !is_blank(*t))
+            t++;
+        if (*t) *t++ = '\0';
+    }
+    return ntok;
+}
+
+/* Appends room for one more layer to *out; 0 when out of memory. */
+static int grow(nb_layer_spec **out, int n, int *cap)
+{
+    if (n < *cap) return 1;
+    int c = *cap ? *cap * 2 : 8;
+    nb_layer_spec *q = realloc(*out, (size_t)c * sizeof *q);
+    if (!q) return 0;
+    *out = q, *cap = c;
     return 1;
 }
 
@@ -134,132 +315,147 @@ nb_status nb_spec_parse(const char *spec, nb_layer_spec **layers, int *nlayers)
     *nlayers = 0;
     nb_layer_spec *out = NULL;
     int n = 0, cap = 0, line = 1;
-    const char *p = spec;
-    while (*p) {
+    nb_status s = NB_OK;
+    for (const char *p = spec; *p && !s;) {
         /* One entry: up to ';' or newline; a comment runs to the newline. */
-        char buf[MAX_LINE];
+        char buf[MAX_LINE], *tok[MAX_TOKENS], why[512];
         size_t len = 0;
-        int too_long = 0;
-        int entry_line = line;
-        while (*p && *p != ';' && *p != '\n' && *p != '#') {
-            if (len + 1 < sizeof buf) buf[len++] = *p;
-            else too_long = 1;
-            p++;
-        }
+        int too_long = 0, entry_line = line;
+        for (; *p && *p != ';' && *p != '\n' && *p != '#'; p++)
+            if (len + 1 < sizeof buf)
+                buf[len++] = *p;
+            else
+                too_long = 1;
         if (*p == '#')
-            while (*p && *p != '\n') p++;
+            while (*p && *p != '\n')
+                p++;
         if (*p == '\n') line++;
         if (*p) p++;
         buf[len] = '\0';
-        char *tok[MAX_TOKENS];
-        int ntok = 0;
-        /* Split on blanks in place (not strtok: its hidden state is shared
-         * between threads). */
-        for (char *t = buf;;) {
-            while (*t && is_blank(*t)) t++;
-            if (!*t) break;
-            if (ntok == MAX_TOKENS) {
-                free(out);
-                return nb_fail(NB_ERR_FORMAT, "spec line %d: too many words", entry_line);
-            }
-            tok[ntok++] = t;
-            while (*t && !is_blank(*t)) t++;
-            if (*t) *t++ = '\0';
-        }
+        int ntok = split_words(buf, tok);
         if (ntok == 0) continue;
-        if (too_long) {
-            free(out);
-            return nb_fail(NB_ERR_FORMAT, "spec line %d: longer than %d characters", entry_line, MAX_LINE - 1);
-        }
-        if (n == MAX_LAYERS) {
-            free(out);
-            return nb_fail(NB_ERR_FORMAT, "spec: more than %d layers", MAX_LAYERS);
-        }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            nb_layer_spec *q = realloc(out, (size_t)cap * sizeof *q);
-            if (!q) {
-                free(out);
-                return nb_fail(NB_ERR_NOMEM, "spec: out of memory");
-            }
-            out = q;
-        }
-        char why[256];
-        if (!parse_layer(tok, ntok, &out[n], why, sizeof why)) {
-            free(out);
-            return nb_fail(NB_ERR_FORMAT, "spec layer %d (line %d, '%s'): %s", n, entry_line, tok[0], why);
-        }
-        n++;
+        if (ntok < 0)
+            s = nb_fail(NB_ERR_FORMAT, "spec line %d: too many words", entry_line);
+        else if (too_long)
+            s = nb_fail(NB_ERR_FORMAT, "spec line %d: longer than %d characters", entry_line, MAX_LINE - 1);
+        else if (n == MAX_LAYERS)
+            s = nb_fail(NB_ERR_FORMAT, "spec: more than %d layers", MAX_LAYERS);
+        else if (!grow(&out, n, &cap))
+            s = nb_fail(NB_ERR_NOMEM, "spec: out of memory");
+        else if (!parse_layer(tok, ntok, &out[n], why, sizeof why))
+            s = nb_fail(NB_ERR_FORMAT, "spec layer %d (line %d, '%s'): %s", n, entry_line, tok[0], why);
+        else
+            n++;
     }
-    if (n == 0) {
+    if (!s && n == 0)
+        s = nb_fail(NB_ERR_FORMAT, "spec: no layers (example: 'conv2d 32 3 relu; maxpool 2; flatten; dense 10')");
+    if (s) {
         free(out);
-        return nb_fail(NB_ERR_FORMAT, "spec: no layers (example: 'conv2d 32 3 relu; maxpool 2; flatten; dense 10')");
+        return s;
     }
     *layers = out;
     *nlayers = n;
     return NB_OK;
 }
 
+/* ------------------------------------------------------------ check */
+
+static int check_arg(const nb_layer_type *t, const nb_layer_arg *a, const nb_layer_spec *l, char *why, size_t n)
+{
+    char name[32];
+    lower(a->name, name, sizeof name);
+    switch (a->type) {
+    case NB_ARG_INT:
+    case NB_ARG_KSIZE: {
+        int v = int_of(l, a->field);
+        if (v >= a->lo && v <= a->hi) return 1;
+        if (a->flags & NB_ARG_KEY) {
+            if (v == 0) return 1;
+            return snprintf(why, n, "%s %s must be %.0f..%.0f (or 0 for the default), got %d", t->keyword, name, a->lo,
+                            a->hi, v),
+                   0;
+        }
+        return snprintf(why, n, "%s %s must be %.0f..%.0f, got %d", t->keyword, name, a->lo, a->hi, v), 0;
+    }
+    case NB_ARG_REAL: {
+        double v = *(const double *)(const void *)((const char *)l + a->field);
+        if (v >= a->lo && v < a->hi) return 1;
+        return snprintf(why, n, "%s %s must be in [%g, %g), got %g", t->keyword, name, a->lo, a->hi, v), 0;
+    }
+    case NB_ARG_PADDING: {
+        nb_padding v = *(const nb_padding *)(const void *)((const char *)l + a->field);
+        if (v == NB_PAD_VALID || v == NB_PAD_SAME) return 1;
+        return snprintf(why, n, "%s %s must be valid or same, got %d", t->keyword, name, (int)v), 0;
+    }
+    case NB_ARG_ACT: return 1; /* checked for every kind */
+    }
+    return 1;
+}
+
 int nb_layer_spec_check(const nb_layer_spec *l, char *why, size_t n)
 {
-    static const char *kinds[] = {"dense", "conv2d", "maxpool", "avgpool", "flatten", "dropout", "activation"};
-    if ((unsigned)l->kind > NB_LAYER_ACTIVATION) return snprintf(why, n, "unknown layer kind %d", (int)l->kind), 0;
-    const char *k = kinds[l->kind];
-    if ((unsigned)l->act >= sizeof act_names / sizeof act_names[0])
-        return snprintf(why, n, "unknown activation %d", (int)l->act), 0;
-    if (l->act && l->kind != NB_LAYER_DENSE && l->kind != NB_LAYER_CONV2D && l->kind != NB_LAYER_ACTIVATION)
-        return snprintf(why, n, "%s takes no activation (add a '%s' layer after it)", k, act_names[l->act]), 0;
-    if ((l->kind == NB_LAYER_DENSE || l->kind == NB_LAYER_CONV2D) && (l->units < 1 || l->units > MAX_UNITS))
-        return snprintf(why, n, "%s units must be 1..%d, got %d", k, MAX_UNITS, l->units), 0;
-    if (l->kind == NB_LAYER_CONV2D || l->kind == NB_LAYER_MAXPOOL || l->kind == NB_LAYER_AVGPOOL) {
-        if (l->size < 1 || l->size > MAX_SIZE)
-            return snprintf(why, n, "%s size must be 1..%d, got %d", k, MAX_SIZE, l->size), 0;
-        if (l->stride < 0 || l->stride > MAX_SIZE)
-            return snprintf(why, n, "%s stride must be 1..%d (or 0 for the default), got %d", k, MAX_SIZE,
-                            l->stride),
-                   0;
-        if (l->padding != NB_PAD_VALID && l->padding != NB_PAD_SAME)
-            return snprintf(why, n, "%s padding must be valid or same, got %d", k, (int)l->padding), 0;
-    }
-    if (l->kind == NB_LAYER_CONV2D && (l->dilation < 0 || l->dilation > MAX_SIZE))
-        return snprintf(why, n, "conv2d dilation must be 1..%d (or 0 for the default), got %d", MAX_SIZE,
-                        l->dilation),
+    const nb_layer_type *t = nb_layer_type_of(l->kind);
+    if (!t) return snprintf(why, n, "unknown layer kind %d", (int)l->kind), 0;
+    int na;
+    nb_activation_names(&na);
+    if ((unsigned)l->act >= (unsigned)na) return snprintf(why, n, "unknown activation %d", (int)l->act), 0;
+    int takes_act = t->act_is_keyword;
+    for (int i = 0; i < t->nargs; i++)
+        takes_act |= t->args[i].type == NB_ARG_ACT;
+    if (l->act && !takes_act)
+        return snprintf(why, n, "%s takes no activation (add a '%s' layer after it)", t->keyword,
+                        nb_activation_name(l->act)),
                0;
-    if (l->kind == NB_LAYER_DROPOUT && !(l->rate >= 0 && l->rate < 1))
-        return snprintf(why, n, "dropout rate must be in [0, 1), got %g", l->rate), 0;
+    for (int i = 0; i < t->nargs; i++)
+        if (!check_arg(t, &t->args[i], l, why, n)) return 0;
     return 1;
+}
+
+/* ------------------------------------------------------------ print */
+
+/* Appends one argument's text (nothing for a default). */
+static size_t print_arg(const nb_layer_arg *a, const nb_layer_spec *l, char *buf, size_t n)
+{
+    const char *field = (const char *)l + a->field;
+    switch (a->type) {
+    case NB_ARG_INT:
+    case NB_ARG_KSIZE: {
+        int v = int_of(l, a->field);
+        if (!(a->flags & NB_ARG_KEY)) return (size_t)snprintf(buf, n, " %d", v);
+        int def = a->def_field ? int_of(l, a->def_field) : a->def;
+        return v && v != def ? (size_t)snprintf(buf, n, " %s=%d", a->name, v) : 0;
+    }
+    case NB_ARG_REAL: {
+        /* The shortest text that reads back as the same double. */
+        double v = *(const double *)(const void *)field;
+        char r[40];
+        for (int digits = 6; digits <= 17; digits++) {
+            snprintf(r, sizeof r, "%.*g", digits, v);
+            if (strtod(r, NULL) == v) break;
+        }
+        return a->flags & NB_ARG_KEY ? (size_t)snprintf(buf, n, " %s=%s", a->name, r)
+                                     : (size_t)snprintf(buf, n, " %s", r);
+    }
+    case NB_ARG_ACT: {
+        nb_activation v = *(const nb_activation *)(const void *)field;
+        if (!v) return 0;
+        return a->flags & NB_ARG_KEY ? (size_t)snprintf(buf, n, " %s=%s", a->name, nb_activation_name(v))
+                                     : (size_t)snprintf(buf, n, " %s", nb_activation_name(v));
+    }
+    case NB_ARG_PADDING:
+        return *(const nb_padding *)(const void *)field == NB_PAD_SAME ? (size_t)snprintf(buf, n, " %s=same", a->name)
+                                                                       : 0;
+    }
+    return 0;
 }
 
 char *nb_layer_spec_str(const nb_layer_spec *l, char *buf, size_t n)
 {
-    size_t u = 0;
-#define PUT(...) (u += (size_t)snprintf(buf + (u < n ? u : n), u < n ? n - u : 0, __VA_ARGS__))
     if (n) buf[0] = '\0';
-    switch (l->kind) {
-    case NB_LAYER_DENSE: PUT("dense %d", l->units); break;
-    case NB_LAYER_CONV2D: PUT("conv2d %d %d", l->units, l->size); break;
-    case NB_LAYER_MAXPOOL: PUT("maxpool %d", l->size); break;
-    case NB_LAYER_AVGPOOL: PUT("avgpool %d", l->size); break;
-    case NB_LAYER_FLATTEN: PUT("flatten"); break;
-    case NB_LAYER_DROPOUT: {
-        /* The shortest text that reads back as the same double. */
-        char r[40];
-        for (int digits = 6; digits <= 17; digits++) {
-            snprintf(r, sizeof r, "%.*g", digits, l->rate);
-            if (strtod(r, NULL) == l->rate) break;
-        }
-        PUT("dropout %s", r);
-        break;
-    }
-    case NB_LAYER_ACTIVATION: PUT("%s", l->act == NB_ACT_NONE ? "linear" : nb_activation_name(l->act)); break;
-    }
-    if ((l->kind == NB_LAYER_DENSE || l->kind == NB_LAYER_CONV2D) && l->act) PUT(" %s", nb_activation_name(l->act));
-    if (l->kind == NB_LAYER_CONV2D || l->kind == NB_LAYER_MAXPOOL || l->kind == NB_LAYER_AVGPOOL) {
-        if (l->stride && !(l->kind != NB_LAYER_CONV2D && l->stride == l->size) && !(l->kind == NB_LAYER_CONV2D && l->stride == 1))
-            PUT(" stride=%d", l->stride);
-        if (l->padding == NB_PAD_SAME) PUT(" padding=same");
-        if (l->dilation > 1) PUT(" dilation=%d", l->dilation);
-    }
-#undef PUT
+    const nb_layer_type *t = nb_layer_type_of(l->kind);
+    if (!t) return buf;
+    size_t u = (size_t)snprintf(buf, n, "%s", t->act_is_keyword ? nb_activation_name(l->act) : t->keyword);
+    for (int i = 0; i < t->nargs; i++)
+        u += print_arg(&t->args[i], l, buf + (u < n ? u : n), u < n ? n - u : 0);
     return buf;
 }

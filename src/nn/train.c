@@ -3,6 +3,9 @@
  * batch has run, an epoch allocates nothing. */
 #include "nn_internal.h"
 
+#include "../dist/dist_internal.h"
+#include "../kernels/kernels.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,8 +55,8 @@ static nb_status check_data(nb_model *m, const nb_dataset *d, const char *what, 
     return NB_OK;
 }
 
-/* Loads rows idx[0..b) (or start..start+b when idx is NULL) into the graph. */
-static nb_status load_batch(nb_model *m, const nb_dataset *d, const int64_t *idx, int64_t start, int64_t b,
+/* Loads rows idx[start..start+b) (or start..start+b when idx is NULL) into the graph. */
+nb_status nb_train_load_rows(nb_model *m, const nb_dataset *d, const int64_t *idx, int64_t start, int64_t b,
                             int64_t xrow, int64_t yrow)
 {
     nb_status s = nb_model_set_batch(m, b);
@@ -69,7 +72,7 @@ static nb_status load_batch(nb_model *m, const nb_dataset *d, const int64_t *idx
 
 /* Correct predictions in the loaded batch (CCE: argmax; BCE: logit > 0,
  * counted per output element and returned in examples' worth). */
-static double count_correct(nb_model *m, int64_t b, int64_t *confusion)
+double nb_train_count_correct(nb_model *m, int64_t b, int64_t *confusion)
 {
     const nb_tensor *z = &m->logits->value;
     const nb_real *y = m->target->value.data;
@@ -113,9 +116,9 @@ nb_status nb_evaluate(nb_model *m, const nb_dataset *d, nb_loss_kind kind, int64
     double total = 0;
     for (int64_t i = 0; i < n && !s; i += batch) {
         int64_t b = n - i < batch ? n - i : batch;
-        if ((s = load_batch(m, d, NULL, i, b, xrow, yrow)) || (s = nb_forward_upto(loss))) break;
+        if ((s = nb_train_load_rows(m, d, NULL, i, b, xrow, yrow)) || (s = nb_forward_upto(loss))) break;
         total += (double)loss->value.data[0] * (double)b;
-        correct += count_correct(m, b, confusion);
+        correct += nb_train_count_correct(m, b, confusion);
     }
     m->g->training = was_training;
     if (s) return s;
@@ -139,6 +142,63 @@ static void epoch_permutation(int64_t *idx, int64_t n, uint64_t seed, int epoch,
     }
 }
 
+/* One step on the graph of m itself (the default path): its bits depend on
+ * the thread count (reductions are split per thread). */
+static nb_status plain_step(nb_model *m, nb_node *loss, const nb_dataset *d, const int64_t *idx, int64_t start,
+                            int64_t b, int64_t step, const nb_train_opts *opts, int64_t xrow, int64_t yrow, double *l,
+                            double *correct)
+{
+    nb_status s = nb_train_load_rows(m, d, idx, start, b, xrow, yrow);
+    if (s) return s;
+    /* Dropout masks follow (seed, step): the same after a resume. */
+    nb_graph_set_training(m->g, 1, opts->seed);
+    if ((s = nb_forward_keyed(loss, (uint64_t)step + 1))) return s;
+    *l = loss->value.data[0];
+    *correct = nb_train_count_correct(m, b, NULL);
+    return isfinite(*l) ? nb_backward(loss) : NB_OK;
+}
+
+static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards *sh, const nb_dataset *train,
+                             const int64_t *idx, const nb_train_opts *opts, int64_t xrow, int64_t yrow,
+                             nb_epoch_stats *st, int *stop)
+{
+    const int64_t n = train->x->shape[0];
+    double t0 = now_seconds(), loss_sum = 0, correct = 0, comm0 = 0;
+    int64_t seen = 0, bytes0 = 0;
+    if (sh) nb_shards_comm_stats(sh, &comm0, &bytes0);
+    nb_status s = NB_OK;
+    for (int64_t bi = 0; bi < st->batches_total && !*stop; bi++) {
+        int64_t start = bi * opts->batch, b = n - start < opts->batch ? n - start : opts->batch;
+        double l, c;
+        s = sh ? nb_shards_step(sh, train, idx, start, b, st->step, &l, &c)
+               : plain_step(m, loss, train, idx, start, b, st->step, opts, xrow, yrow, &l, &c);
+        if (s) break;
+        if (!isfinite(l))
+            return nb_fail(NB_ERR_NUMERIC,
+                           "training diverged: the loss is %s at step %lld (epoch %d, batch %lld); "
+                           "try a smaller learning rate than %g",
+                           isnan(l) ? "NaN" : "infinite", (long long)st->step + 1, st->epoch + 1, (long long)bi + 1,
+                           nb_optim_lr(o));
+        if ((s = nb_optim_step(o))) break;
+        if (sh) nb_shards_weights_changed(sh);
+        correct += c;
+        st->step++;
+        seen += b;
+        loss_sum += l * (double)b;
+        st->batches_done = bi + 1;
+        st->loss = loss_sum / (double)seen;
+        st->accuracy = opts->loss == NB_LOSS_MSE ? NAN : correct / (double)seen;
+        st->seconds = now_seconds() - t0;
+        st->images_per_second = st->seconds > 0 ? (double)seen / st->seconds : 0;
+        if (sh) {
+            nb_shards_comm_stats(sh, &st->comm_seconds, &st->comm_bytes);
+            st->comm_seconds -= comm0, st->comm_bytes -= bytes0;
+        }
+        if (opts->on_batch && opts->on_batch(st, opts->user)) *stop = 1;
+    }
+    return s;
+}
+
 nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_dataset *val,
                    const nb_train_opts *opts)
 {
@@ -150,52 +210,33 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     nb_status s = nb_model_loss(m, opts->loss, NULL, &loss);
     if (s || (s = check_data(m, train, "training", &xrow, &yrow))) return s;
     if (val && val->x && (s = check_data(m, val, "validation", &vx, &vy))) return s;
+    nb_shards *sh = NULL;
+    const bool reproducible = opts->reproducible || (opts->comm && opts->comm->size > 1);
+    if (reproducible) nb_gemm_select_fixed(); /* kernels by shape, not by this process's timings */
+    if (reproducible && (s = nb_shards_new(m, loss, train, opts, xrow, yrow, &sh))) return s;
     int64_t n = train->x->shape[0];
     int64_t *idx = malloc((size_t)n * sizeof *idx);
-    if (!idx) return nb_fail(NB_ERR_NOMEM, "train: out of memory");
-    int64_t nbatches = (n + opts->batch - 1) / opts->batch, step = opts->start_step;
+    if (!idx) {
+        nb_shards_free(sh);
+        return nb_fail(NB_ERR_NOMEM, "train: out of memory");
+    }
+    int64_t nbatches = (n + opts->batch - 1) / opts->batch;
     int stop = 0;
+    nb_epoch_stats st = {.step = opts->start_step};
     for (int e = opts->start_epoch; e < opts->epochs && !s && !stop; e++) {
         nb_optim_set_epoch(o, e);
         epoch_permutation(idx, n, opts->seed, e, opts->shuffle);
-        nb_epoch_stats st = {e, 0, nbatches, step, 0, 0, NAN, NAN, 0, 0, nb_optim_lr(o)};
-        double t0 = now_seconds(), loss_sum = 0;
-        int64_t seen = 0;
-        double correct = 0;
-        for (int64_t bi = 0; bi < nbatches && !stop; bi++) {
-            int64_t start = bi * opts->batch, b = n - start < opts->batch ? n - start : opts->batch;
-            if ((s = load_batch(m, train, idx, start, b, xrow, yrow))) break;
-            /* Dropout masks follow (seed, step): the same after a resume. */
-            nb_graph_set_training(m->g, 1, opts->seed);
-            if ((s = nb_forward_keyed(loss, (uint64_t)step + 1))) break;
-            double l = loss->value.data[0];
-            if (!isfinite(l)) {
-                s = nb_fail(NB_ERR_NUMERIC,
-                            "training diverged: the loss is %s at step %lld (epoch %d, batch %lld); "
-                            "try a smaller learning rate than %g",
-                            isnan(l) ? "NaN" : "infinite", (long long)step + 1, e + 1, (long long)bi + 1, nb_optim_lr(o));
-                break;
-            }
-            correct += count_correct(m, b, NULL);
-            if ((s = nb_backward(loss)) || (s = nb_optim_step(o))) break;
-            step++;
-            seen += b;
-            loss_sum += l * (double)b;
-            st.batches_done = bi + 1;
-            st.step = step;
-            st.loss = loss_sum / (double)seen;
-            st.accuracy = opts->loss == NB_LOSS_MSE ? NAN : correct / (double)seen;
-            st.seconds = now_seconds() - t0;
-            st.images_per_second = st.seconds > 0 ? (double)seen / st.seconds : 0;
-            if (opts->on_batch && opts->on_batch(&st, opts->user)) stop = 1;
-        }
-        if (s) break;
+        st = (nb_epoch_stats){e, 0, nbatches, st.step, 0, 0, NAN, NAN, 0, 0, nb_optim_lr(o), 0, 0};
+        double t0 = now_seconds();
+        if ((s = train_epoch(m, o, loss, sh, train, idx, opts, xrow, yrow, &st, &stop))) break;
+        if (sh && (s = nb_shards_check_weights(sh, e))) break;
         nb_graph_set_training(m->g, 0, opts->seed);
         if (val && val->x && (s = nb_evaluate(m, val, opts->loss, 256, &st.val_loss, &st.val_accuracy, NULL))) break;
         st.seconds = now_seconds() - t0;
         if (opts->on_epoch && opts->on_epoch(&st, o, opts->user)) stop = 1;
     }
     nb_graph_set_training(m->g, 0, opts->seed);
+    nb_shards_free(sh);
     free(idx);
     return s;
 }

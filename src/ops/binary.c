@@ -88,15 +88,15 @@ static nb_status binary_infer(nb_node *n)
     return NB_OK;
 }
 
-static int op_code(const nb_node *n) { return (int)n->at.scalar; }
-
-static nb_status binary_forward(nb_node *n)
+/* The four ops share these bodies with the operation as a compile-time
+ * constant (BINARY_FUNCS below gives each op its own three functions). */
+static inline nb_status binary_forward(nb_node *n, int code)
 {
     bcast_plan p;
     const nb_real *a = n->in[0]->value.data, *b = n->in[1]->value.data;
     nb_real *y = n->value.data;
     plan_make(&n->value, &n->in[0]->value, &n->in[1]->value, &p);
-    switch (op_code(n)) {
+    switch (code) {
     case OP_ADD: BCAST_FOR(&p, y[iy] = a[ia] + b[ib]); break;
     case OP_SUB: BCAST_FOR(&p, y[iy] = a[ia] - b[ib]); break;
     case OP_MUL: BCAST_FOR(&p, y[iy] = a[ia] * b[ib]); break;
@@ -116,13 +116,13 @@ static inline nb_real partial(int code, int which, nb_real a, nb_real b)
     }
 }
 
-static nb_status binary_vjp(nb_node *n, int which, int64_t K, const nb_real *dy, nb_real *dx, bool acc)
+static inline nb_status binary_vjp(nb_node *n, int code, int which, int64_t K, const nb_real *dy, nb_real *dx,
+                                   bool acc)
 {
     bcast_plan p;
     const nb_tensor *A = &n->in[0]->value, *B = &n->in[1]->value;
     const nb_real *a = A->data, *b = B->data;
     int64_t my = n->value.size, mx = n->in[which]->value.size;
-    int code = op_code(n);
     plan_make(&n->value, A, B, &p);
     for (int64_t k = 0; k < K; k++) {
         const nb_real *g = dy + k * my;
@@ -136,13 +136,12 @@ static nb_status binary_vjp(nb_node *n, int which, int64_t K, const nb_real *dy,
     return NB_OK;
 }
 
-static nb_status binary_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)
+static inline nb_status binary_jvp(nb_node *n, int code, int64_t K, nb_real *const *dxs, nb_real *dy)
 {
     bcast_plan p;
     const nb_tensor *A = &n->in[0]->value, *B = &n->in[1]->value;
     const nb_real *a = A->data, *b = B->data;
     int64_t my = n->value.size, ma = A->size, mb = B->size;
-    int code = op_code(n);
     plan_make(&n->value, A, B, &p);
     for (int64_t k = 0; k < K; k++) {
         nb_real *r = dy + k * my;
@@ -153,20 +152,128 @@ static nb_status binary_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
     return NB_OK;
 }
 
-static const nb_op add_op = {"add", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL};
-static const nb_op sub_op = {"sub", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL};
-static const nb_op mul_op = {"mul", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL};
-static const nb_op div_op = {"div", 2, binary_infer, binary_forward, binary_vjp, binary_jvp, 0, NULL};
+#define BINARY_FUNCS(NAME, CODE)                                                                               \
+    static nb_status NAME##_forward(nb_node *n) { return binary_forward(n, CODE); }                            \
+    static nb_status NAME##_vjp(nb_node *n, int i, int64_t K, const nb_real *dy, nb_real *dx, bool acc)        \
+    {                                                                                                          \
+        return binary_vjp(n, CODE, i, K, dy, dx, acc);                                                         \
+    }                                                                                                          \
+    static nb_status NAME##_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)                       \
+    {                                                                                                          \
+        return binary_jvp(n, CODE, K, dxs, dy);                                                                \
+    }
+BINARY_FUNCS(add, OP_ADD)
+BINARY_FUNCS(sub, OP_SUB)
+BINARY_FUNCS(mul, OP_MUL)
+BINARY_FUNCS(div, OP_DIV)
 
-static nb_node *binary_new(const nb_op *op, int code, nb_node *a, nb_node *b)
+/* ------------------------------------------------------------ second order
+ * The VJP for a is dA[ia] += ybar[o] da(o), for b likewise, so along the
+ * tangents (adot, bdot):
+ *   d(dA)[ia] += ybar[o] (h_aa(o) adot[ia] + h_ab(o) bdot[ib])
+ *   d(dB)[ib] += ybar[o] (h_ab(o) adot[ia] + h_bb(o) bdot[ib])
+ * with the second partials of y = a (op) b: add, sub all 0 (nb_vjp_tangent_zero);
+ * mul h_ab = 1, h_aa = h_bb = 0 (bilinear); div h_aa = 0, h_ab = -1/b^2,
+ * h_bb = 2a/b^3. */
+
+/* d2y / dx_which dx_other at one position. */
+static inline nb_real second_partial(int code, int which, int other, nb_real a, nb_real b)
 {
-    nb_attrs at = {0};
-    at.scalar = code;
-    nb_node *in[2] = {a, b};
-    return nb_node_op_new(op, 2, in, &at);
+    if (code == OP_MUL) return which != other ? 1 : 0;
+    if (which != other) return -1 / (b * b);
+    return which ? 2 * a / (b * b * b) : 0;
 }
 
-nb_node *nb_add(nb_node *a, nb_node *b) { return binary_new(&add_op, OP_ADD, a, b); }
-nb_node *nb_sub(nb_node *a, nb_node *b) { return binary_new(&sub_op, OP_SUB, a, b); }
-nb_node *nb_mul(nb_node *a, nb_node *b) { return binary_new(&mul_op, OP_MUL, a, b); }
-nb_node *nb_div(nb_node *a, nb_node *b) { return binary_new(&div_op, OP_DIV, a, b); }
+static nb_status binary_vjp_tangent(nb_node *n, int code, int which, int64_t K, const nb_real *ybar,
+                                    nb_real *const *xdots, nb_real *out, bool acc)
+{
+    bcast_plan p;
+    const nb_tensor *A = &n->in[0]->value, *B = &n->in[1]->value;
+    const nb_real *a = A->data, *b = B->data;
+    const int64_t ma = A->size, mb = B->size, mx = n->in[which]->value.size;
+    plan_make(&n->value, A, B, &p);
+    for (int64_t k = 0; k < K; k++) {
+        nb_real *r = out + k * mx;
+        const nb_real *ta = xdots[0] ? xdots[0] + k * ma : NULL, *tb = xdots[1] ? xdots[1] + k * mb : NULL;
+        if (!acc) memset(r, 0, (size_t)mx * sizeof(nb_real));
+        if (which == 0)
+            BCAST_FOR(&p, r[ia] += ybar[iy] * ((ta ? second_partial(code, 0, 0, a[ia], b[ib]) * ta[ia] : 0) +
+                                               (tb ? second_partial(code, 0, 1, a[ia], b[ib]) * tb[ib] : 0)));
+        else
+            BCAST_FOR(&p, r[ib] += ybar[iy] * ((ta ? second_partial(code, 1, 0, a[ia], b[ib]) * ta[ia] : 0) +
+                                               (tb ? second_partial(code, 1, 1, a[ia], b[ib]) * tb[ib] : 0)));
+    }
+    return NB_OK;
+}
+static nb_status add_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                 nb_real *out, bool acc)
+{
+    return nb_vjp_tangent_zero(n, i, K, ybar, xdots, out, acc);
+}
+#define sub_vjp_tangent add_vjp_tangent
+static nb_status mul_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                 nb_real *out, bool acc)
+{
+    return binary_vjp_tangent(n, OP_MUL, i, K, ybar, xdots, out, acc);
+}
+static nb_status div_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                 nb_real *out, bool acc)
+{
+    return binary_vjp_tangent(n, OP_DIV, i, K, ybar, xdots, out, acc);
+}
+
+/* Gradient-check cases: equal shapes and broadcasting both ways, inputs in
+ * [0.5, 2) (away from div's pole). */
+#define BINARY_CASE(fn, call, sa, sb)                                                                           \
+    static nb_node *case_##fn(nb_graph *g, nb_rng *r)                                                          \
+    {                                                                                                          \
+        nb_node *a = NB_CHECK_X("a", 0.5, 2, sa), *b = NB_CHECK_X("b", 0.5, 2, sb);                            \
+        return call(a, b);                                                                                     \
+    }
+#define P(...) __VA_ARGS__
+BINARY_CASE(add, nb_add, P(2, 3), P(2, 3))
+BINARY_CASE(add_bias, nb_add, P(4, 3), P(3))
+BINARY_CASE(sub_bcast, nb_sub, P(2, 1, 3), P(4, 1))
+BINARY_CASE(mul, nb_mul, P(2, 3), P(2, 3))
+BINARY_CASE(mul_bcast, nb_mul, P(3, 1), P(1, 4))
+BINARY_CASE(div, nb_div, P(2, 3), P(2, 3))
+BINARY_CASE(div_scalar, nb_div, P(2, 3), P(1))
+static nb_node *case_reuse(nb_graph *g, nb_rng *r)
+{
+    /* x used three times: its gradients must accumulate. */
+    nb_node *x = NB_CHECK_X("x", 0.5, 2, 2, 3);
+    return nb_add(nb_mul(x, x), nb_exp(x));
+}
+static const nb_op_case add_cases[] = {{"same shape", case_add}, {"bias (4,3)+(3)", case_add_bias}};
+static const nb_op_case sub_cases[] = {{"(2,1,3)-(4,1)", case_sub_bcast}};
+static const nb_op_case mul_cases[] = {
+    {"same shape", case_mul}, {"(3,1)*(1,4)", case_mul_bcast}, {"x reused: x*x+exp(x)", case_reuse}};
+static const nb_op_case div_cases[] = {{"same shape", case_div}, {"by (1,)", case_div_scalar}};
+
+#define BINARY_DESC(NAME)                                                                                        \
+    const nb_op nb_op_##NAME = {                                                                                \
+        .name = #NAME,                                                                                          \
+        .ninputs = 2,                                                                                           \
+        .infer = binary_infer,                                                                                  \
+        .forward = NAME##_forward,                                                                              \
+        .vjp = NAME##_vjp,                                                                                      \
+        .jvp = NAME##_jvp,                                                                                      \
+        .vjp_tangent = NAME##_vjp_tangent,                                                                      \
+        .cases = NAME##_cases,                                                                                  \
+        .ncases = NB_COUNT(NAME##_cases),                                                                       \
+    };
+BINARY_DESC(add)
+BINARY_DESC(sub)
+BINARY_DESC(mul)
+BINARY_DESC(div)
+
+static nb_node *binary_new(const nb_op *op, nb_node *a, nb_node *b)
+{
+    nb_node *in[2] = {a, b};
+    return nb_node_op_new(op, 2, in, NULL);
+}
+
+nb_node *nb_add(nb_node *a, nb_node *b) { return binary_new(&nb_op_add, a, b); }
+nb_node *nb_sub(nb_node *a, nb_node *b) { return binary_new(&nb_op_sub, a, b); }
+nb_node *nb_mul(nb_node *a, nb_node *b) { return binary_new(&nb_op_mul, a, b); }
+nb_node *nb_div(nb_node *a, nb_node *b) { return binary_new(&nb_op_div, a, b); }

@@ -32,14 +32,44 @@
  * first masks the seed, dZ = y > 0 ? dY : 0 (a gate, not a product: a NaN
  * seed where y <= 0 gives 0), and the JVP masks its result the same way; the
  * mask is applied to one image group at a time, in cache, and no separate z
- * is stored. */
+ * is stored.
+ *
+ * Fused max pool (conv2d_relu_maxpool, built by nb_fuse_conv2d_maxpool):
+ * v = maxpool_f(y) with non-overlapping f x f windows (stride f, 'valid':
+ * rows and columns left over are dropped), v[n,i,j,o] = y[n, a(n,i,j,o)]
+ * with a the argmax of the window (the first on ties, a NaN winning, as
+ * max_pool2d). Then dv/dy routes: dv[n,i,j,o] / dy[n,h,w,o] = [(h,w) = a],
+ * so for seeds dV the convolution's seed is the sparse
+ *   dZ[n,h,w,o] = dV[n,i,j,o] [(h,w) = a(n,i,j,o)] [v[n,i,j,o] > 0 if ReLU]
+ * (the ReLU's value at the argmax is v itself), at most 1/f^2 of it
+ * non-zero; the VJPs above read it row by row from dV, the argmax and v
+ * (nb_max_pool_adjoint_rows, or compressed: nb_max_pool_adjoint_sparse) and
+ * no dense dZ or y is ever stored. JVP: dV = [v > 0] dZ[a] with dZ the
+ * convolution's tangent, formed per image group in cache. The forward pass
+ * pools each group's y while it is in cache, so only v and a are kept. */
 #include "ops_internal.h"
 
 #include <limits.h>
 
+/* Attributes: stride, dilation and padding as asked, the padding resolved
+ * at each shape inference, and whether a ReLU is fused. */
+typedef struct conv2d_attrs {
+    int stride, dilation;
+    nb_padding padding;
+    int pad_top, pad_left; /* resolved by conv2d_infer */
+    bool fused_relu;       /* y = relu(z), the ReLU applied in the same pass */
+    int pool;              /* conv2d_relu_maxpool: the max pool's window f (= its stride); 0 for conv2d */
+    int64_t conv_oh, conv_ow; /* the convolution's output size, resolved by conv2d_infer */
+} conv2d_attrs;
+NB_ATTRS_FIT(conv2d_attrs);
+
+static conv2d_attrs *conv_at(const nb_node *n) { return (conv2d_attrs *)nb_node_attrs_c(n); }
+
 typedef struct {
     nb_window w;
-    int64_t N, O, P, M; /* batch, output channels, window length, output pixels */
+    int64_t N, O, P, M; /* batch, output channels, window length, output pixels (before a pool) */
+    bool pooled;        /* conv2d_relu_maxpool: the value is the max pool of the convolution */
+    nb_pool_route route;/* ... and how the pool routes its seeds (route.dy set by the VJP) */
 } conv_plan;
 
 static void conv_plan_get(const nb_node *n, conv_plan *c)
@@ -48,12 +78,17 @@ static void conv_plan_get(const nb_node *n, conv_plan *c)
     c->N = x->shape[0];
     c->w.H = x->shape[1], c->w.W = x->shape[2], c->w.C = x->shape[3];
     c->w.fh = (int)k->shape[0], c->w.fw = (int)k->shape[1];
-    c->w.stride = n->at.stride, c->w.dilation = n->at.dilation;
-    c->w.pad_top = n->at.pad_top, c->w.pad_left = n->at.pad_left;
-    c->w.OH = n->value.shape[1], c->w.OW = n->value.shape[2];
+    c->w.stride = conv_at(n)->stride, c->w.dilation = conv_at(n)->dilation;
+    c->w.pad_top = conv_at(n)->pad_top, c->w.pad_left = conv_at(n)->pad_left;
+    c->w.OH = conv_at(n)->conv_oh, c->w.OW = conv_at(n)->conv_ow;
     c->O = k->shape[3];
     c->P = (int64_t)c->w.fh * c->w.fw * c->w.C;
     c->M = c->N * c->w.OH * c->w.OW;
+    c->pooled = conv_at(n)->pool > 0;
+    if (!c->pooled) return;
+    const int f = conv_at(n)->pool;
+    const nb_window pw = {c->w.OH, c->w.OW, c->O, n->value.shape[1], n->value.shape[2], f, f, f, 1, 0, 0};
+    c->route = (nb_pool_route){pw, n->saved, n->value.data, NULL, n->value.size};
 }
 
 static nb_status conv2d_infer(nb_node *n)
@@ -77,12 +112,12 @@ static nb_status conv2d_infer(nb_node *n)
             return nb_fail(NB_ERR_SHAPE, "conv2d: bias has shape %s, expected (%lld,) to match C_out of kernel %s",
                            NB_SHAPE_STR(b, s1), (long long)k->shape[3], NB_SHAPE_STR(k, s2));
     }
-    const int fh = (int)k->shape[0], fw = (int)k->shape[1], s = n->at.stride, d = n->at.dilation;
+    const int fh = (int)k->shape[0], fw = (int)k->shape[1], s = conv_at(n)->stride, d = conv_at(n)->dilation;
     if ((int64_t)(fh - 1) * d + 1 > INT_MAX / 2 || (int64_t)(fw - 1) * d + 1 > INT_MAX / 2)
         return nb_fail(NB_ERR_SHAPE, "conv2d: kernel %dx%d with dilation %d spans too many pixels", fh, fw, d);
     int pt, pl;
-    const int64_t OH = nb_window_dim(x->shape[1], fh, s, d, n->at.padding, &pt);
-    const int64_t OW = nb_window_dim(x->shape[2], fw, s, d, n->at.padding, &pl);
+    const int64_t OH = nb_window_dim(x->shape[1], fh, s, d, conv_at(n)->padding, &pt);
+    const int64_t OW = nb_window_dim(x->shape[2], fw, s, d, conv_at(n)->padding, &pl);
     if (OH < 0 || OW < 0) {
         if (d == 1)
             return nb_fail(NB_ERR_SHAPE, "conv2d: kernel %dx%d larger than input %lldx%lld (padding 'valid')", fh,
@@ -93,10 +128,21 @@ static nb_status conv2d_infer(nb_node *n)
                        fh, fw, d, (long long)(fh - 1) * d + 1, (long long)(fw - 1) * d + 1,
                        (long long)x->shape[1], (long long)x->shape[2]);
     }
-    n->at.pad_top = pt, n->at.pad_left = pl;
-    const int64_t shape[4] = {x->shape[0], OH, OW, k->shape[3]};
+    conv2d_attrs *at = conv_at(n);
+    at->pad_top = pt, at->pad_left = pl;
+    at->conv_oh = OH, at->conv_ow = OW;
+    int64_t shape[4] = {x->shape[0], OH, OW, k->shape[3]};
     if (nb_shape_size(4, shape) < 0 || nb_shape_size(3, shape) < 0)
         return nb_fail(NB_ERR_TOO_LARGE, "conv2d: output shape overflows");
+    if (at->pool) { /* non-overlapping windows; rows and columns left over are dropped ('valid') */
+        if (OH < at->pool || OW < at->pool)
+            return nb_fail(NB_ERR_SHAPE, "%s: pool window %dx%d larger than the convolution's output %lldx%lld",
+                           n->op->name, at->pool, at->pool, (long long)OH, (long long)OW);
+        if (OH * OW * k->shape[3] > INT32_MAX)
+            return nb_fail(NB_ERR_TOO_LARGE, "%s: images of %lld values are too large", n->op->name,
+                           (long long)(OH * OW * k->shape[3]));
+        shape[1] = OH / at->pool, shape[2] = OW / at->pool;
+    }
     nb_tensor_set_shape(&n->value, 4, shape);
     return NB_OK;
 }
@@ -181,8 +227,43 @@ static void forward_block(const nb_node *n, const conv_plan *c, const nb_real *c
     if (b) /* Y = 1 b^T, then the GEMM adds cols Kmat */
         for (int64_t r = 0; r < m; r++) memcpy(yb + r * O, b, (size_t)O * sizeof(nb_real));
     nb_gemm_serial(false, false, m, O, c->P, 1, cols, c->P, k, O, b ? 1 : 0, yb, O);
-    if (n->at.fused_relu) /* NaN <= 0 is false: NaN stays NaN, as in nb_relu */
+    if (conv_at(n)->fused_relu) /* NaN <= 0 is false: NaN stays NaN, as in nb_relu */
         for (int64_t r = 0; r < m * O; r++) yb[r] = yb[r] <= 0 ? 0 : yb[r];
+}
+
+/* conv2d_relu_maxpool: pooled rows [i0, i1) of image img from z, the
+ * convolution's (ReLU'd) rows from h_first on of that image; the argmax is
+ * an offset inside the convolution's image, as a max pool's. */
+static void pool_rows(const conv_plan *c, const nb_real *z, int64_t img, int64_t h_first, int64_t i0, int64_t i1,
+                      nb_real *y, int32_t *arg)
+{
+    const nb_window *pw = &c->route.w;
+    const int64_t f = pw->fh, O = c->O;
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t j = 0; j < pw->OW; j++) {
+            const int64_t o = ((img * pw->OH + i) * pw->OW + j) * O;
+            nb_max_pool_window(z, h_first, pw->W, O, i * f, i * f + f, j * f, j * f + f, y + o, arg + o);
+        }
+}
+
+/* Output rows [r0, r1) of image img, lowered into cols (after the group's
+ * tile when pooled): forward_block, then for conv2d_relu_maxpool the pool
+ * of those rows (r0, r1 multiples of the window) from the tile in cache, so
+ * the convolution's whole output is never stored. */
+static void forward_rows(const nb_node *n, const conv_plan *c, const conv_split *sp, const nb_real *x, int64_t img,
+                         int64_t g, int64_t r0, int64_t r1, nb_real *scratch, int32_t *arg)
+{
+    nb_window band = c->w; /* output rows r0..r1 of g images (g = 1 for a band) */
+    band.OH = r1 - r0;
+    band.pad_top = c->w.pad_top - (int)(r0 * c->w.stride);
+    nb_real *tile = scratch, *cols = c->pooled ? scratch + sp->mask : scratch;
+    nb_im2col(&band, g, x + img * sp->img, cols);
+    nb_real *z = c->pooled ? tile : n->value.data + (img * sp->rows + r0 * c->w.OW) * c->O;
+    forward_block(n, c, cols, g * band.OH * c->w.OW, z);
+    if (!c->pooled) return;
+    const int64_t f = c->route.w.fh, per_img = band.OH * c->w.OW * c->O;
+    for (int64_t b = 0; b < g; b++)
+        pool_rows(c, z + b * per_img, img + b, r0, r0 / f, r1 / f, n->value.data, arg);
 }
 
 static nb_status conv2d_forward(nb_node *n)
@@ -191,36 +272,35 @@ static nb_status conv2d_forward(nb_node *n)
     conv_plan_get(n, &c);
     conv_split sp;
     nb_status s;
-    nb_real *ws = conv_scratch(n, &c, 0, false, &sp, &s);
+    nb_real *ws = conv_scratch(n, &c, 0, c.pooled, &sp, &s);
     if (!ws) return s;
+    int32_t *arg = NULL;
+    if (c.pooled && !(arg = nb_node_saved(n, (size_t)(n->value.size > 0 ? n->value.size : 1) * sizeof(int32_t))))
+        return nb_fail(NB_ERR_NOMEM, "%s: no memory for the argmax indices", n->op->name);
+    c.route.arg = arg;
     const nb_real *x = n->in[0]->value.data;
-    nb_real *y = n->value.data;
     /* Fewer images than twice the threads (a Jacobian of one image, say):
-     * split every image into S bands of output rows, so no thread idles. */
-    const int64_t T = sp.T, OW = c.w.OW;
+     * split every image into S bands of output rows (of pooled rows when
+     * pooled: a band holds whole windows), so no thread idles. */
+    const int64_t T = sp.T, f = c.pooled ? c.route.w.fh : 1, rows_out = c.pooled ? c.route.w.OH : c.w.OH;
     int64_t S = c.N > 0 && c.N < 2 * T ? (2 * T + c.N - 1) / c.N : 1;
-    if (S > c.w.OH) S = c.w.OH > 0 ? c.w.OH : 1;
+    if (S > rows_out) S = rows_out > 0 ? rows_out : 1;
 #pragma omp parallel
     {
         int64_t i0, i1;
-        nb_real *cols = ws + (size_t)nb_thread_id() * sp.per_thread;
+        nb_real *scratch = ws + (size_t)nb_thread_id() * sp.per_thread;
         if (S == 1) {
             thread_range(c.N, &i0, &i1);
             for (int64_t i = i0; i < i1; i += sp.G) {
                 const int64_t g = i1 - i < sp.G ? i1 - i : sp.G;
-                nb_im2col(&c.w, g, x + i * sp.img, cols);
-                forward_block(n, &c, cols, g * sp.rows, y + i * sp.rows * c.O);
+                forward_rows(n, &c, &sp, x, i, g, 0, c.pooled ? rows_out * f : c.w.OH, scratch, arg);
             }
         } else {
             thread_range(c.N * S, &i0, &i1);
             for (int64_t u = i0; u < i1; u++) {
                 const int64_t img = u / S, part = u % S;
-                const int64_t r0 = c.w.OH * part / S, r1 = c.w.OH * (part + 1) / S;
-                nb_window band = c.w; /* output rows r0..r1 of this image */
-                band.OH = r1 - r0;
-                band.pad_top = c.w.pad_top - (int)(r0 * c.w.stride);
-                nb_im2col(&band, 1, x + img * sp.img, cols);
-                forward_block(n, &c, cols, band.OH * OW, y + (img * sp.rows + r0 * OW) * c.O);
+                const int64_t r0 = rows_out * part / S * f, r1 = rows_out * (part + 1) / S * f;
+                forward_rows(n, &c, &sp, x, img, 1, r0, r1, scratch, arg);
             }
         }
     }
@@ -231,21 +311,22 @@ static nb_status conv2d_forward(nb_node *n)
 static const nb_real *relu_masked(const nb_node *n, const nb_real *dy, const nb_real *y, int64_t count,
                                   nb_real *scratch)
 {
-    if (!n->at.fused_relu) return dy;
+    if (!conv_at(n)->fused_relu) return dy;
     for (int64_t r = 0; r < count; r++) scratch[r] = y[r] > 0 ? dy[r] : 0;
     return scratch;
 }
 
-/* Rows [r0, r0 + m) (output pixels, image-major) of seed k's dZ: dY masked
- * as above, where dY is the node's adjoint dy (K x M x O) or, when the max
- * pool reading this convolution deferred it (the adjoint's `via`), gathered
- * from the pool's adjoint with the same mask. Either dy's own rows or scratch. */
+/* Rows [r0, r0 + m) (output pixels of the convolution, image-major) of
+ * seed k's dZ: dY masked as above, where dY is the node's seeds dy
+ * (K x M x O) or, for conv2d_relu_maxpool, gathered from its pooled seeds
+ * (K x |y|) through the pool's argmax with the same mask (the sparse dZ
+ * built directly: no dense adjoint of the convolution's output exists).
+ * Either dy's own rows or scratch. */
 static const nb_real *dz_rows(const nb_node *n, const conv_plan *c, const nb_real *dy, int64_t k, int64_t r0,
                               int64_t m, nb_real *scratch)
 {
-    const nb_node *pool = nb_adjoint_of(n)->via;
-    if (pool) {
-        nb_max_pool_adjoint_rows(pool, k, r0, m, n->at.fused_relu, scratch);
+    if (c->pooled) {
+        nb_max_pool_adjoint_rows(&c->route, k, r0, m, conv_at(n)->fused_relu, scratch);
         return scratch;
     }
     return relu_masked(n, dy + (k * c->M + r0) * c->O, n->value.data + r0 * c->O, m * c->O, scratch);
@@ -265,7 +346,7 @@ static nb_status bias_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_re
     /* cppcheck-suppress invalidPointerCast ; one malloc'ed workspace: NBLK*O doubles, then nb_reals (8-byte aligned), each part only ever accessed as its own type */
     nb_real *runs = (nb_real *)(part + NBLK * O), *rows = runs + NBLK * O; /* rows: RUN x O per thread */
     for (int64_t k = 0; k < K; k++) {
-#pragma omp parallel for schedule(static) if (M * O > 32768)
+#pragma omp parallel for schedule(static) if (M * O > NB_PAR_MAP)
         for (int64_t b = 0; b < nblk; b++) {
             double *a = part + b * O;
             nb_real *f = runs + b * O;
@@ -297,7 +378,7 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
     const int64_t PO = c->P * c->O;
     if (K > (INT64_MAX / 4) / (PO ? PO : 1)) return nb_fail(NB_ERR_TOO_LARGE, "conv2d: too many seeds");
     nb_status s;
-    nb_real *ws = conv_scratch(n, c, K * PO, n->at.fused_relu || nb_adjoint_of(n)->via, &sp, &s);
+    nb_real *ws = conv_scratch(n, c, K * PO, conv_at(n)->fused_relu || c->pooled, &sp, &s);
     if (!ws) return s;
     const nb_real *x = n->in[0]->value.data;
     const int64_t O = c->O, P = c->P;
@@ -320,7 +401,7 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
         }
     }
     const int64_t total = K * PO;
-#pragma omp parallel for schedule(static) if (total > 32768)
+#pragma omp parallel for schedule(static) if (total > NB_PAR_MAP)
     for (int64_t e = 0; e < total; e++) {
         nb_real v = 0;
         for (int t = 0; t < used; t++) v += ws[(size_t)t * sp.per_thread + (size_t)e];
@@ -368,12 +449,11 @@ static void input_vjp_block(const nb_node *n, const conv_plan *c, const sparse_p
     nb_sparse_rows s;
     const nb_real *kmat_t = sparse_layout(c, sparse, scratch, &s);
     const int64_t cap = (int64_t)((double)(m * O) * SPARSE_DENSITY); /* <= sparse->cap: m <= G rows */
-    /* Compressed from the max pool's arrays where it deferred, else from dY
-     * with the ReLU's mask as the gate. */
-    const nb_node *pool = nb_adjoint_of(n)->via;
-    const bool compressed = pool ? nb_max_pool_adjoint_sparse(pool, k, r0, m, n->at.fused_relu, cap, &s)
+    /* Compressed from the pool's arrays when pooled, else from dY with the
+     * ReLU's mask as the gate. */
+    const bool compressed = c->pooled ? nb_max_pool_adjoint_sparse(&c->route, k, r0, m, conv_at(n)->fused_relu, cap, &s)
                                  : nb_sparse_rows_compress(m, O, dy + (k * c->M + r0) * O,
-                                                           n->at.fused_relu ? n->value.data + r0 * O : NULL, cap, &s);
+                                                           conv_at(n)->fused_relu ? n->value.data + r0 * O : NULL, cap, &s);
     if (compressed) {
         nb_sparse_rows_matmul(&s, P, kmat_t, P, dcols, P);
         return;
@@ -390,7 +470,7 @@ static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_r
     sparse_plan sparse;
     if ((s = conv_split_make(c, 0, false, &sp))) return s; /* for G and rows */
     sparse_plan_make(c, sp.G * sp.rows, &sparse);
-    nb_real *ws = conv_scratch(n, c, sparse.reals, n->at.fused_relu || nb_adjoint_of(n)->via, &sp, &s);
+    nb_real *ws = conv_scratch(n, c, sparse.reals, conv_at(n)->fused_relu || c->pooled, &sp, &s);
     if (!ws) return s;
     const nb_real *kmat = n->in[1]->value.data;
     const int64_t O = c->O, P = c->P, N = c->N;
@@ -480,6 +560,7 @@ static nb_status conv2d_vjp(nb_node *n, int which, int64_t K, const nb_real *dy,
 {
     conv_plan c;
     conv_plan_get(n, &c);
+    c.route.dy = dy;
     if (c.N == 0 || K == 0) {
         /* No images: the kernel's and bias's adjoints are zero (their
          * buffers hold the last pass's otherwise); the input's is empty. */
@@ -493,31 +574,47 @@ static nb_status conv2d_vjp(nb_node *n, int which, int64_t K, const nb_real *dy,
     return bias_vjp(n, &c, K, dy, dx, acc);
 }
 
+/* conv2d_relu_maxpool's tangent of g images from their convolution's
+ * tangent dz (in the tile): dy[o] = [y[o] > 0] dz[a(o)] with a the argmax
+ * (the pool's JVP after the ReLU's: the ReLU's value at a(o) is y[o]). */
+static void pool_tangent(const nb_node *n, const conv_plan *c, int64_t img, int64_t g, const nb_real *dz, nb_real *dy)
+{
+    const int64_t iy = c->route.w.OH * c->route.w.OW * c->O, iz = c->w.OH * c->w.OW * c->O;
+    const bool relu = conv_at(n)->fused_relu;
+    for (int64_t b = 0; b < g; b++) {
+        const int32_t *a = c->route.arg + (img + b) * iy;
+        const nb_real *y = c->route.y + (img + b) * iy, *z = dz + b * iz;
+        nb_real *t = dy + b * iy;
+        for (int64_t o = 0; o < iy; o++) t[o] = !relu || y[o] > 0 ? z[a[o]] : 0;
+    }
+}
+
 /* dY[k] = 1 db[k]^T + im2col(x) dK[k] + im2col(dX[k]) Kmat. The K*N tangent
  * images are split among the threads like one batch; a group never crosses
- * from one tangent k to the next, so it has one dK[k] and one db[k]. */
+ * from one tangent k to the next, so it has one dK[k] and one db[k]. Pooled,
+ * a group's tangent is formed in the tile and pooled from there. */
 static nb_status conv2d_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy)
 {
     conv_plan c;
     conv_plan_get(n, &c);
     conv_split sp;
     nb_status s;
-    nb_real *ws = conv_scratch(n, &c, 0, false, &sp, &s);
+    nb_real *ws = conv_scratch(n, &c, 0, c.pooled, &sp, &s);
     if (!ws) return s;
     const nb_real *x = n->in[0]->value.data, *kmat = n->in[1]->value.data;
     const nb_real *db = n->ninputs == 3 ? dxs[2] : NULL, *dK = dxs[1], *dX = dxs[0];
-    const int64_t O = c.O, P = c.P, N = c.N, total = K * N;
+    const int64_t O = c.O, P = c.P, N = c.N, total = K * N, iy = n->value.size / (N > 0 ? N : 1);
 #pragma omp parallel
     {
         int64_t i0, i1;
         thread_range(total, &i0, &i1);
-        nb_real *cols = ws + (size_t)nb_thread_id() * sp.per_thread;
+        nb_real *tile = ws + (size_t)nb_thread_id() * sp.per_thread, *cols = c.pooled ? tile + sp.mask : tile;
         for (int64_t i = i0; i < i1;) {
             const int64_t k = i / N, img = i % N;
             int64_t g = i1 - i < sp.G ? i1 - i : sp.G;
             if (g > N - img) g = N - img;
             const int64_t m = g * sp.rows;
-            nb_real *yg = dy + i * sp.rows * O;
+            nb_real *yg = c.pooled ? tile : dy + i * sp.rows * O;
             for (int64_t r = 0; r < m; r++)
                 for (int64_t o = 0; o < O; o++) yg[r * O + o] = db ? db[k * O + o] : 0;
             if (dK) {
@@ -528,7 +625,9 @@ static nb_status conv2d_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
                 nb_im2col(&c.w, g, dX + i * sp.img, cols);
                 nb_gemm_serial(false, false, m, O, P, 1, cols, P, kmat, O, 1, yg, O);
             }
-            if (n->at.fused_relu) {
+            if (c.pooled) {
+                pool_tangent(n, &c, img, g, yg, dy + i * iy);
+            } else if (conv_at(n)->fused_relu) {
                 const nb_real *yv = n->value.data + img * sp.rows * O;
                 for (int64_t r = 0; r < m * O; r++) yg[r] = yv[r] > 0 ? yg[r] : 0;
             }
@@ -538,15 +637,168 @@ static nb_status conv2d_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
     return NB_OK;
 }
 
-static const nb_op conv2d_op = {"conv2d", 3, conv2d_infer, conv2d_forward, conv2d_vjp, conv2d_jvp, 0, NULL};
+/* Gradient-check cases. Odd sizes with 'same' and stride 2 make TensorFlow's
+ * asymmetric padding (the odd pixel at the bottom/right) show. */
+static nb_node *conv_case(nb_graph *g, nb_rng *r, nb_node *x, int fh, int fw, int64_t cout, int bias,
+                          nb_conv2d_opts o)
+{
+    if (!x) return NULL;
+    nb_node *k = NB_CHECK_X("k", -1, 1, fh, fw, nb_value(x)->shape[3], cout);
+    nb_node *b = bias ? NB_CHECK_X("b", -1, 1, cout) : NULL;
+    return nb_conv2d(x, k, b, &o);
+}
+static nb_node *case_conv_relu(nb_graph *g, nb_rng *r)
+{
+    /* Fused conv2d + ReLU, kept away from the kink even for float's large
+     * step: output channel 0 is always > 0.1 (positive kernel and bias on a
+     * positive input), channel 1 always < -0.1, so both sides of the mask
+     * are checked. */
+    nb_node *x = NB_CHECK_X("x", 0.5, 1, 2, 5, 5, 2), *k = NB_CHECK_X("k", 0.1, 1, 3, 3, 2, 2);
+    nb_node *b = NB_CHECK_X("b", 0.1, 0.5, 2);
+    if (!k || !b) return NULL;
+    nb_tensor *kv = nb_value(k), *bv = nb_value(b);
+    for (int64_t i = 1; i < kv->size; i += 2) kv->data[i] = -kv->data[i];
+    bv->data[1] = -bv->data[1];
+    nb_conv2d_opts o = {1, 1, NB_PAD_SAME};
+    return nb_conv2d_relu(x, k, b, &o);
+}
+#define CONV_CASE(fn, x, fh, fw, cout, bias, s, d, pad)                                                          \
+    static nb_node *case_##fn(nb_graph *g, nb_rng *r)                                                          \
+    {                                                                                                          \
+        return conv_case(g, r, x, fh, fw, cout, bias, (nb_conv2d_opts){s, d, pad});                            \
+    }
+CONV_CASE(conv_valid, NB_CHECK_X("x", -1, 1, 2, 5, 5, 3), 3, 3, 2, 1, 1, 1, NB_PAD_VALID)
+CONV_CASE(conv_valid_c1, NB_CHECK_X("x", -1, 1, 2, 5, 4, 1), 3, 2, 3, 0, 1, 1, NB_PAD_VALID)
+CONV_CASE(conv_same, NB_CHECK_X("x", -1, 1, 1, 5, 6, 1), 3, 3, 2, 1, 1, 1, NB_PAD_SAME)
+CONV_CASE(conv_same_even, NB_CHECK_X("x", -1, 1, 1, 4, 5, 3), 2, 2, 2, 0, 1, 1, NB_PAD_SAME)
+CONV_CASE(conv_stride2_same, NB_CHECK_X("x", -1, 1, 1, 7, 6, 2), 4, 3, 2, 1, 2, 1, NB_PAD_SAME)
+CONV_CASE(conv_stride2_valid, NB_CHECK_X("x", -1, 1, 2, 7, 6, 1), 3, 3, 2, 0, 2, 1, NB_PAD_VALID)
+CONV_CASE(conv_dilation2, NB_CHECK_X("x", -1, 1, 1, 7, 6, 2), 3, 2, 2, 1, 1, 2, NB_PAD_VALID)
+CONV_CASE(conv_dilation2_same, NB_CHECK_X("x", -1, 1, 1, 5, 5, 3), 3, 3, 1, 0, 2, 2, NB_PAD_SAME)
+static nb_node *case_conv_tanh_conv(nb_graph *g, nb_rng *r)
+{
+    /* Two layers: the second conv's x-VJP feeds the first's; tanh is smooth. */
+    nb_node *h = nb_tanh(conv_case(g, r, NB_CHECK_X("x", -1, 1, 2, 6, 6, 1), 3, 3, 2, 1, (nb_conv2d_opts){1, 1, 0}));
+    nb_node *k2 = NB_CHECK_X("k2", -1, 1, 2, 2, 2, 2);
+    return nb_conv2d(h, k2, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_SAME});
+}
+static const nb_op_case conv2d_cases[] = {
+    {"same 3x3 + fused relu", case_conv_relu},
+    {"valid 3x3 +bias C_in 3", case_conv_valid},
+    {"valid 3x2 C_in 1", case_conv_valid_c1},
+    {"same 3x3 +bias C_in 1", case_conv_same},
+    {"same 2x2 C_in 3", case_conv_same_even},
+    {"same 4x3 s2 7x6 +bias", case_conv_stride2_same},
+    {"valid 3x3 s2 7x6", case_conv_stride2_valid},
+    {"valid 3x2 d2 +bias", case_conv_dilation2},
+    {"same 3x3 s2 d2", case_conv_dilation2_same},
+    {"conv-tanh-conv", case_conv_tanh_conv},
+};
+
+/* Second order. y = mask * (conv(x, k) + 1 b^T), the ReLU's mask [y > 0]
+ * fixed almost everywhere (off the kink), is bilinear in (x, k) and linear
+ * in b:
+ *   d(dX) = col2im(dZ Kdot^T)       (the input VJP with Kdot for Kmat),
+ *   d(dK) = im2col(Xdot)^T dZ       (the kernel VJP with Xdot for x),
+ *   d(db) = 0,
+ * dZ = mask * ybar: the VJP with the other input's tangent in its place.
+ * The fused max pool (conv2d_relu_maxpool) only adds its fixed argmax to the
+ * mask: the same rule. */
+static nb_status conv2d_vjp_tangent(nb_node *n, int which, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                    nb_real *out, bool acc)
+{
+    if (which == 2) return nb_vjp_tangent_zero(n, which, K, ybar, xdots, out, acc);
+    return nb_vjp_tangent_bilinear(n, which, 1 - which, K, ybar, xdots, out, acc);
+}
+
+const nb_op nb_op_conv2d = {
+    .name = "conv2d",
+    .ninputs = 3, /* the bias is optional: 2 without it */
+    .attrs_size = sizeof(conv2d_attrs),
+    .infer = conv2d_infer,
+    .forward = conv2d_forward,
+    .vjp = conv2d_vjp,
+    .jvp = conv2d_jvp,
+    .vjp_tangent = conv2d_vjp_tangent,
+    .cases = conv2d_cases,
+    .ncases = NB_COUNT(conv2d_cases),
+};
+
+/* conv2d_relu_maxpool's cases keep the convolution's outputs apart (no
+ * argmax moves under a step) and away from the ReLU's kink: every kernel
+ * is its centre tap (+-1 or 0.8) plus taps below 1e-4, on a ramp of
+ * distinct inputs 0.1 apart, so z is the centre pixel times the centre tap
+ * to within 0.01. Leftover rows and columns (5x5 pooled by 2) and a window
+ * of 3 are covered. */
+static nb_node *conv_pool_case(nb_graph *g, nb_rng *r, nb_node *x, int64_t cout, const double *centre,
+                               const double *bias, nb_conv2d_opts o, bool relu, int pool)
+{
+    if (!x) return NULL;
+    const int64_t C = nb_value(x)->shape[3];
+    nb_node *k = NB_CHECK_X("k", -1e-4 / (double)C, 1e-4 / (double)C, 3, 3, C, cout);
+    nb_node *b = NB_CHECK_X("b", 0, 1e-3, cout);
+    if (!k || !b) return NULL;
+    for (int64_t j = 0; j < cout; j++) {
+        nb_value(k)->data[(4 * C + 0) * cout + j] = (nb_real)centre[j]; /* tap (1, 1), channel 0 */
+        nb_value(b)->data[j] += (nb_real)bias[j];
+    }
+    nb_node *conv = relu ? nb_conv2d_relu(x, k, b, &o) : nb_conv2d(x, k, b, &o);
+    return nb_fuse_conv2d_maxpool(conv, pool, pool, NB_PAD_VALID);
+}
+static nb_node *case_conv_relu_pool2(nb_graph *g, nb_rng *r)
+{
+    /* channel 0 all > 0.4, channel 1 all < -0.4: both sides of the ReLU */
+    const double centre[2] = {1, -1}, bias[2] = {0, 0};
+    return conv_pool_case(g, r, nb_check_ramp_leaf(g, r, "x", NB_SHAPE(2, 7, 7, 1), 0.5), 2, centre, bias,
+                          (nb_conv2d_opts){1, 1, NB_PAD_VALID}, true, 2);
+}
+static nb_node *case_conv_pool3_same(nb_graph *g, nb_rng *r)
+{
+    const double centre[2] = {0.8, -1}, bias[2] = {0.1, -0.2};
+    return conv_pool_case(g, r, nb_check_ramp_leaf(g, r, "x", NB_SHAPE(1, 6, 6, 2), -2), 2, centre, bias,
+                          (nb_conv2d_opts){1, 1, NB_PAD_SAME}, false, 3);
+}
+static const nb_op_case conv2d_relu_maxpool_cases[] = {
+    {"relu, 2 imgs 7x7, pool 2", case_conv_relu_pool2},
+    {"no relu, same 6x6x2, pool 3", case_conv_pool3_same},
+};
+
+/* The fused convolution (+ ReLU) + max pool: the same functions, with
+ * conv2d_attrs.pool set (see "Fused max pool" at the top). */
+const nb_op nb_op_conv2d_relu_maxpool = {
+    .name = "conv2d_relu_maxpool",
+    .ninputs = 3, /* the bias is optional: 2 without it */
+    .attrs_size = sizeof(conv2d_attrs),
+    .infer = conv2d_infer,
+    .forward = conv2d_forward,
+    .vjp = conv2d_vjp,
+    .jvp = conv2d_jvp,
+    .vjp_tangent = conv2d_vjp_tangent,
+    .cases = conv2d_relu_maxpool_cases,
+    .ncases = NB_COUNT(conv2d_relu_maxpool_cases),
+};
+
+nb_node *nb_fuse_conv2d_maxpool(nb_node *conv, int size, int stride, nb_padding padding)
+{
+    if (!conv || conv->op != &nb_op_conv2d || conv->fused_into || conv->id != conv->graph->n - 1) return NULL;
+    const conv2d_attrs *c = conv_at(conv);
+    if (size < 1 || (stride != 0 && stride != size) || padding != NB_PAD_VALID || c->conv_oh < size ||
+        c->conv_ow < size)
+        return NULL;
+    conv2d_attrs at = *c;
+    at.pool = size;
+    nb_node *fused = nb_node_op_new(&nb_op_conv2d_relu_maxpool, conv->ninputs, conv->in, &at);
+    if (fused) nb_node_fuse_into(conv, fused);
+    return fused;
+}
 
 static nb_node *conv2d_new(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts, int relu)
 {
-    nb_attrs at = {0};
+    conv2d_attrs at = {0};
     at.stride = opts && opts->stride ? opts->stride : 1;
     at.dilation = opts && opts->dilation ? opts->dilation : 1;
     at.padding = opts ? opts->padding : NB_PAD_VALID;
-    at.fused_relu = relu;
+    at.fused_relu = relu != 0;
     if (at.stride < 1 || at.dilation < 1) {
         nb_fail(NB_ERR_ARG, "conv2d: stride (%d) and dilation (%d) must be >= 1 (0 means 1)", at.stride,
                 at.dilation);
@@ -557,7 +809,7 @@ static nb_node *conv2d_new(nb_node *x, nb_node *kernel, nb_node *bias, const nb_
         return NULL;
     }
     nb_node *in[3] = {x, kernel, bias};
-    return nb_node_op_new(&conv2d_op, bias ? 3 : 2, in, &at);
+    return nb_node_op_new(&nb_op_conv2d, bias ? 3 : 2, in, &at);
 }
 
 nb_node *nb_conv2d(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts)

@@ -18,11 +18,17 @@
 #define MASK_OFFSET 64
 /* Mask elements per generator (even, so each draw serves two elements). */
 #define DROP_CHUNK 8192
-#define PAR_THRESHOLD 32768
+#define PAR_THRESHOLD NB_PAR_MAP
 
 typedef struct {
     int active;
 } drop_header;
+
+/* Attributes: the probability of dropping an element, in [0, 1). */
+typedef struct dropout_attrs {
+    double rate;
+} dropout_attrs;
+NB_ATTRS_FIT(dropout_attrs);
 
 /* cppcheck-suppress invalidPointerCast ; ws is malloc'ed (aligned) and MASK_OFFSET a multiple of sizeof(nb_real): these bytes are only ever nb_real */
 static nb_real *mask_of(nb_node *n) { return (nb_real *)((char *)n->ws + MASK_OFFSET); }
@@ -42,7 +48,7 @@ static nb_status dropout_forward(nb_node *n)
     const int64_t m = n->value.size;
     const nb_real *x = n->in[0]->value.data;
     nb_real *y = n->value.data;
-    const double rate = n->at.scalar;
+    const double rate = ((const dropout_attrs *)nb_node_attrs_c(n))->rate;
     if (!g->training || rate == 0) {
         if (n->ws) ((drop_header *)n->ws)->active = 0;
         if (m) memcpy(y, x, (size_t)m * sizeof(nb_real));
@@ -118,7 +124,32 @@ static nb_status dropout_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real
     return NB_OK;
 }
 
-static const nb_op dropout_op = {"dropout", 1, nb_infer_same_shape, dropout_forward, dropout_vjp, dropout_jvp, 0, NULL};
+static nb_node *case_dropout_infer(nb_graph *g, nb_rng *r) { return nb_dropout(NB_CHECK_X("x", -1, 1, 3, 4), 0.5); }
+static nb_node *case_dropout_train(nb_graph *g, nb_rng *r)
+{
+    nb_graph_set_training(g, 1, 1234);
+    return nb_tanh(nb_dropout(NB_CHECK_X("x", -1, 1, 4, 5), 0.3));
+}
+static const nb_op_case dropout_cases[] = {
+    {"inference: identity", case_dropout_infer},
+    {"training, seed 1234", case_dropout_train},
+};
+
+/* Second order: linear in its input (pooling: with the argmax fixed, which it
+ * is away from ties; dropout: for the fixed mask), so the VJP does not
+ * depend on x and the rule is zero (nb_vjp_tangent_zero). */
+const nb_op nb_op_dropout = {
+    .name = "dropout",
+    .ninputs = 1,
+    .attrs_size = sizeof(dropout_attrs),
+    .infer = nb_infer_same_shape,
+    .forward = dropout_forward,
+    .vjp = dropout_vjp,
+    .jvp = dropout_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
+    .cases = dropout_cases,
+    .ncases = NB_COUNT(dropout_cases),
+};
 
 nb_node *nb_dropout(nb_node *x, double rate)
 {
@@ -126,7 +157,6 @@ nb_node *nb_dropout(nb_node *x, double rate)
         nb_fail(NB_ERR_ARG, "dropout: rate %g is not in [0, 1)", rate);
         return NULL;
     }
-    nb_attrs at = {0};
-    at.scalar = rate;
-    return nb_node_op_new(&dropout_op, 1, &x, &at);
+    const dropout_attrs at = {rate};
+    return nb_node_op_new(&nb_op_dropout, 1, &x, &at);
 }

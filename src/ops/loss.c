@@ -8,7 +8,7 @@
 
 #include <math.h>
 
-#define PAR_THRESHOLD 32768
+#define PAR_THRESHOLD NB_PAR_MAP
 
 static nb_status scalar_out(nb_node *n)
 {
@@ -85,12 +85,44 @@ static nb_status mse_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy
     return NB_OK;
 }
 
-static const nb_op mse_op = {"mse_loss", 2, mse_infer, mse_forward, mse_vjp, mse_jvp, 0, NULL};
+static nb_node *case_mse(nb_graph *g, nb_rng *r)
+{
+    nb_node *p = NB_CHECK_X("p", -1, 1, 3, 4), *t = NB_CHECK_X("t", -1, 1, 3, 4);
+    return nb_mse_loss(p, t);
+}
+static const nb_op_case mse_loss_cases[] = {{"(3,4)", case_mse}};
+
+/* Second order: d(dp) = ybar (2/n) (pdot - tdot) = -d(dt): the Hessian of
+ * L in (p, t) is (2/n) [[I, -I], [-I, I]]. */
+static nb_status mse_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                 nb_real *out, bool acc)
+{
+    const int64_t m = n->in[0]->value.size;
+    const nb_real c = (nb_real)((i == 0 ? 2.0 : -2.0) / (double)m) * ybar[0];
+    for (int64_t k = 0; k < K; k++) {
+        const nb_real *dp = xdots[0] ? xdots[0] + k * m : NULL, *dt = xdots[1] ? xdots[1] + k * m : NULL;
+        nb_real *r = out + k * m;
+        for (int64_t j = 0; j < m; j++) NB_PUT(acc, r[j], c * ((dp ? dp[j] : 0) - (dt ? dt[j] : 0)));
+    }
+    return NB_OK;
+}
+
+const nb_op nb_op_mse_loss = {
+    .name = "mse_loss",
+    .ninputs = 2,
+    .infer = mse_infer,
+    .forward = mse_forward,
+    .vjp = mse_vjp,
+    .jvp = mse_jvp,
+    .vjp_tangent = mse_vjp_tangent,
+    .cases = mse_loss_cases,
+    .ncases = NB_COUNT(mse_loss_cases),
+};
 
 nb_node *nb_mse_loss(nb_node *pred, nb_node *target)
 {
     nb_node *in[2] = {pred, target};
-    return nb_node_op_new(&mse_op, 2, in, NULL);
+    return nb_node_op_new(&nb_op_mse_loss, 2, in, NULL);
 }
 
 /* ----------------------------------------------------------------- bce */
@@ -102,11 +134,6 @@ nb_node *nb_mse_loss(nb_node *pred, nb_node *target)
  * (z = 1e8, t = 1 - 2^-24 in float: 8 or 0 for 5.96), while 1 - t is exact
  * for t in [1/2, 1] and z (1 - t) is then one rounding.
  * dL/dz_j = (sigma(z_j) - t_j) / n;  dL/dt_j = -z_j / n. */
-
-static inline nb_real sigmoid(nb_real z)
-{
-    return z >= 0 ? 1 / (1 + RE(exp)(-z)) : RE(exp)(z) / (1 + RE(exp)(z));
-}
 
 static nb_status bce_infer(nb_node *n) { return infer_same_inputs(n, "logits", "target"); }
 
@@ -130,7 +157,7 @@ static nb_status bce_vjp(nb_node *n, int i, int64_t K, const nb_real *dy, nb_rea
     const int64_t m = n->in[0]->value.size;
     const nb_real inv = (nb_real)(1.0 / (double)m);
     if (i == 0) {
-        SCALAR_VJP(K, dy, dx, m, acc, inv * (sigmoid(z[j]) - t[j]))
+        SCALAR_VJP(K, dy, dx, m, acc, inv * (nb_sigmoid_stable(z[j]) - t[j]))
     } else {
         SCALAR_VJP(K, dy, dx, m, acc, -inv * z[j])
     }
@@ -145,7 +172,7 @@ static nb_status bce_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy
         const nb_real *dz = dxs[0] ? dxs[0] + k * m : NULL, *dt = dxs[1] ? dxs[1] + k * m : NULL;
         double acc = 0;
         for (int64_t j = 0; j < m; j++) {
-            if (dz) acc += (double)((sigmoid(z[j]) - t[j]) * dz[j]);
+            if (dz) acc += (double)((nb_sigmoid_stable(z[j]) - t[j]) * dz[j]);
             if (dt) acc -= (double)(z[j] * dt[j]);
         }
         dy[k] = (nb_real)(acc / (double)m);
@@ -153,12 +180,50 @@ static nb_status bce_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy
     return NB_OK;
 }
 
-static const nb_op bce_op = {"bce_logits_loss", 2, bce_infer, bce_forward, bce_vjp, bce_jvp, 0, NULL};
+static nb_node *case_bce(nb_graph *g, nb_rng *r)
+{
+    nb_node *z = NB_CHECK_X("z", -3, 3, 3, 4), *t = NB_CHECK_X("t", 0, 1, 3, 4);
+    return nb_bce_logits_loss(z, t);
+}
+static const nb_op_case bce_logits_loss_cases[] = {{"(3,4)", case_bce}};
+
+/* Second order: dz = ybar (sigma(z) - t) / n and dt = -ybar z / n, so
+ *   d(dz) = ybar (sigma'(z) zdot - tdot) / n,  sigma' = sigma (1 - sigma);
+ *   d(dt) = -ybar zdot / n. */
+static nb_status bce_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                 nb_real *out, bool acc)
+{
+    const nb_real *z = n->in[0]->value.data;
+    const int64_t m = n->in[0]->value.size;
+    const nb_real c = ybar[0] * (nb_real)(1.0 / (double)m);
+    for (int64_t k = 0; k < K; k++) {
+        const nb_real *dz = xdots[0] ? xdots[0] + k * m : NULL, *dt = xdots[1] ? xdots[1] + k * m : NULL;
+        nb_real *r = out + k * m;
+        for (int64_t j = 0; j < m; j++) {
+            const nb_real s = nb_sigmoid_stable(z[j]);
+            const nb_real v = i == 0 ? (dz ? s * (1 - s) * dz[j] : 0) - (dt ? dt[j] : 0) : -(dz ? dz[j] : 0);
+            NB_PUT(acc, r[j], c * v);
+        }
+    }
+    return NB_OK;
+}
+
+const nb_op nb_op_bce_logits_loss = {
+    .name = "bce_logits_loss",
+    .ninputs = 2,
+    .infer = bce_infer,
+    .forward = bce_forward,
+    .vjp = bce_vjp,
+    .jvp = bce_jvp,
+    .vjp_tangent = bce_vjp_tangent,
+    .cases = bce_logits_loss_cases,
+    .ncases = NB_COUNT(bce_logits_loss_cases),
+};
 
 nb_node *nb_bce_logits_loss(nb_node *logits, nb_node *target)
 {
     nb_node *in[2] = {logits, target};
-    return nb_node_op_new(&bce_op, 2, in, NULL);
+    return nb_node_op_new(&nb_op_bce_logits_loss, 2, in, NULL);
 }
 
 /* --------------------------------------------------- cce (class indices) */
@@ -196,24 +261,6 @@ static nb_status cce_infer(nb_node *n)
     return scalar_out(n);
 }
 
-/* One row's softmax, written to s, with lse(v) = m + lsum split into the max
- * m = max_c v_c (*max) and lsum = log sum_c exp(v_c - m) in [0, log C] (the
- * return value). The two are never added: callers form (v_c - m) - lsum, or
- * (m - v_c) + lsum, so logits of any size keep full precision (m + lsum
- * rounds to m's precision: for [1e7, 1e7] in float, to 1e7, losing log 2). */
-static nb_real row_softmax(const nb_real *v, nb_real *s, int64_t C, nb_real *max)
-{
-    nb_real m = v[0];
-    for (int64_t c = 1; c < C; c++) m = v[c] > m ? v[c] : m;
-    nb_real sum = 0;
-    for (int64_t c = 0; c < C; c++) sum += (s[c] = RE(exp)(v[c] - m));
-    const nb_real inv = 1 / sum;
-    for (int64_t c = 0; c < C; c++) s[c] *= inv;
-    *max = m;
-    /* cppcheck-suppress invalidFunctionArg ; C >= 1 (callers check), so sum >= exp(0) = 1 */
-    return RE(log)(sum);
-}
-
 static nb_status cce_forward(nb_node *n)
 {
     const nb_real *z = n->in[0]->value.data, *y = n->in[1]->value.data;
@@ -241,7 +288,7 @@ static nb_status cce_forward(nb_node *n)
 #pragma omp parallel for reduction(+ : acc) schedule(static) if (count > PAR_THRESHOLD)
     for (int64_t i = 0; i < N; i++) {
         nb_real m;
-        const nb_real lsum = row_softmax(z + i * C, s + i * C, C, &m);
+        const nb_real lsum = nb_softmax_row(z + i * C, s + i * C, C, &m);
         acc += (double)((m - z[i * C + lab[i]]) + lsum);
     }
     n->value.data[0] = (nb_real)(acc / (double)N);
@@ -294,12 +341,53 @@ static nb_status cce_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy
     return NB_OK;
 }
 
-static const nb_op cce_op = {"cce_logits_loss", 2, cce_infer, cce_forward, cce_vjp, cce_jvp, 1u << 1, NULL};
+static nb_node *case_cce_labels(nb_graph *g, nb_rng *r)
+{
+    nb_node *z = NB_CHECK_X("z", -2, 2, 4, 5);
+    nb_node *y = nb_input(g, "~labels", NB_SHAPE(4)); /* '~': a constant, not checked */
+    if (y)
+        for (int i = 0; i < 4; i++) nb_value(y)->data[i] = (nb_real)(nb_rng_next(r) % 5);
+    return nb_cce_logits_loss(z, y);
+}
+static const nb_op_case cce_logits_loss_cases[] = {{"labels, (4,5)", case_cce_labels}};
+
+/* Second order: dz_i = ybar (s_i - e_{y_i}) / N, so along zdot
+ *   d(dz_i) = ybar sdot_i / N,  sdot_i = s_i * (zdot_i - <s_i, zdot_i>):
+ * the Hessian of L in the logits is (diag(s_i) - s_i s_i^T) / N per row. */
+static nb_status cce_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                 nb_real *out, bool acc)
+{
+    const int64_t N = n->in[0]->value.shape[0], C = n->in[0]->value.shape[1];
+    if (!xdots[0]) return nb_vjp_tangent_zero(n, i, K, ybar, xdots, out, acc);
+    const nb_real *s = n->ws;
+    const nb_real c = ybar[0] * (nb_real)(1.0 / (double)N);
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t row = 0; row < N; row++) {
+            const nb_real *sr = s + row * C, *t = xdots[0] + (k * N + row) * C;
+            nb_real *r = out + (k * N + row) * C, st = 0;
+            for (int64_t j = 0; j < C; j++) st += sr[j] * t[j];
+            for (int64_t j = 0; j < C; j++) NB_PUT(acc, r[j], c * sr[j] * (t[j] - st));
+        }
+    return NB_OK;
+}
+
+const nb_op nb_op_cce_logits_loss = {
+    .name = "cce_logits_loss",
+    .ninputs = 2,
+    .infer = cce_infer,
+    .forward = cce_forward,
+    .vjp = cce_vjp,
+    .jvp = cce_jvp,
+    .vjp_tangent = cce_vjp_tangent,
+    .nondiff_mask = 1u << 1,
+    .cases = cce_logits_loss_cases,
+    .ncases = NB_COUNT(cce_logits_loss_cases),
+};
 
 nb_node *nb_cce_logits_loss(nb_node *logits, nb_node *labels)
 {
     nb_node *in[2] = {logits, labels};
-    return nb_node_op_new(&cce_op, 2, in, NULL);
+    return nb_node_op_new(&nb_op_cce_logits_loss, 2, in, NULL);
 }
 
 /* ----------------------------------------------- cce (probability targets) */
@@ -330,7 +418,7 @@ static nb_status cce_probs_forward(nb_node *n)
 #pragma omp parallel for reduction(+ : acc) schedule(static) if (count > PAR_THRESHOLD)
     for (int64_t i = 0; i < N; i++) {
         nb_real m;
-        const nb_real lsum = row_softmax(z + i * C, s + i * C, C, &m);
+        const nb_real lsum = nb_softmax_row(z + i * C, s + i * C, C, &m);
         nb_real a = 0;
         for (int64_t c = 0; c < C; c++) {
             l[i * C + c] = (z[i * C + c] - m) - lsum;
@@ -392,11 +480,62 @@ static nb_status cce_probs_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_re
     return NB_OK;
 }
 
-static const nb_op cce_probs_op = {"cce_logits_probs_loss", 2, cce_probs_infer, cce_probs_forward, cce_probs_vjp,
-                                   cce_probs_jvp, 0, NULL};
+static nb_node *case_cce_probs(nb_graph *g, nb_rng *r)
+{
+    nb_node *z = NB_CHECK_X("z", -2, 2, 3, 4), *t = NB_CHECK_X("t", 0.1, 1, 3, 4);
+    if (t)
+        for (int i = 0; i < 3; i++) { /* rows of probabilities */
+            nb_real *row = nb_value(t)->data + 4 * i, sum = 0;
+            for (int c = 0; c < 4; c++) sum += row[c];
+            for (int c = 0; c < 4; c++) row[c] /= sum;
+        }
+    return nb_cce_logits_probs_loss(z, t);
+}
+static const nb_op_case cce_logits_probs_loss_cases[] = {{"(3,4)", case_cce_probs}};
+
+/* Second order, per row i, with T = sum_c t_c, sdot = s * (zdot - <s, zdot>)
+ * and ldot = zdot - <s, zdot> (the tangents of softmax and log_softmax):
+ *   dz = ybar (T s - t) / N  ->  d(dz) = ybar (Tdot s + T sdot - tdot) / N;
+ *   dt = -ybar l / N         ->  d(dt) = -ybar ldot / N. */
+static nb_status cce_probs_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                       nb_real *out, bool acc)
+{
+    const int64_t N = n->in[0]->value.shape[0], C = n->in[0]->value.shape[1];
+    const nb_real *s = n->ws, *t = n->in[1]->value.data;
+    const nb_real c = ybar[0] * (nb_real)(1.0 / (double)N);
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t row = 0; row < N; row++) {
+            const int64_t at = (k * N + row) * C;
+            const nb_real *sr = s + row * C, *tr = t + row * C;
+            const nb_real *dz = xdots[0] ? xdots[0] + at : NULL, *dt = xdots[1] ? xdots[1] + at : NULL;
+            nb_real *r = out + at, sz = 0, T = 0, Tdot = 0;
+            for (int64_t j = 0; j < C; j++) {
+                sz += dz ? sr[j] * dz[j] : 0;
+                T += tr[j], Tdot += dt ? dt[j] : 0;
+            }
+            for (int64_t j = 0; j < C; j++) {
+                const nb_real ldot = dz ? dz[j] - sz : 0, sdot = sr[j] * ldot;
+                const nb_real v = i == 0 ? Tdot * sr[j] + T * sdot - (dt ? dt[j] : 0) : -ldot;
+                NB_PUT(acc, r[j], c * v);
+            }
+        }
+    return NB_OK;
+}
+
+const nb_op nb_op_cce_logits_probs_loss = {
+    .name = "cce_logits_probs_loss",
+    .ninputs = 2,
+    .infer = cce_probs_infer,
+    .forward = cce_probs_forward,
+    .vjp = cce_probs_vjp,
+    .jvp = cce_probs_jvp,
+    .vjp_tangent = cce_probs_vjp_tangent,
+    .cases = cce_logits_probs_loss_cases,
+    .ncases = NB_COUNT(cce_logits_probs_loss_cases),
+};
 
 nb_node *nb_cce_logits_probs_loss(nb_node *logits, nb_node *target)
 {
     nb_node *in[2] = {logits, target};
-    return nb_node_op_new(&cce_probs_op, 2, in, NULL);
+    return nb_node_op_new(&nb_op_cce_logits_probs_loss, 2, in, NULL);
 }

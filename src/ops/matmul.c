@@ -149,10 +149,55 @@ static nb_status matmul_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
     return NB_OK;
 }
 
-static const nb_op matmul_op = {"matmul", 2, matmul_infer, matmul_forward, matmul_vjp, matmul_jvp, 0, NULL};
+static nb_node *case_matmul(nb_graph *g, nb_rng *r)
+{
+    return nb_matmul(NB_CHECK_X("a", -1, 1, 3, 4), NB_CHECK_X("b", -1, 1, 4, 2));
+}
+static nb_node *case_matmul_batched(nb_graph *g, nb_rng *r)
+{
+    return nb_matmul(NB_CHECK_X("a", -1, 1, 2, 3, 4), NB_CHECK_X("b", -1, 1, 4, 2));
+}
+static nb_node *case_matmul_bcast(nb_graph *g, nb_rng *r)
+{
+    return nb_matmul(NB_CHECK_X("a", -1, 1, 2, 1, 2, 3), NB_CHECK_X("b", -1, 1, 3, 3, 2));
+}
+static nb_node *case_dense(nb_graph *g, nb_rng *r)
+{
+    nb_node *a = NB_CHECK_X("a", -1, 1, 5, 4), *w = NB_CHECK_X("w", -1, 1, 4, 3), *b = NB_CHECK_X("b", -1, 1, 3);
+    return nb_tanh(nb_add(nb_matmul(a, w), b));
+}
+static const nb_op_case matmul_cases[] = {
+    {"(3,4)@(4,2)", case_matmul},
+    {"batched (2,3,4)@(4,2)", case_matmul_batched},
+    {"bcast (2,1,2,3)@(3,3,2)", case_matmul_bcast},
+    {"dense tanh(AW+b)", case_dense},
+};
+
+/* Second order. C = AB is bilinear: dA = dC B^T reads only B, dB = A^T dC
+ * only A, so along the tangents (Adot, Bdot)
+ *   d(dA) = Cbar Bdot^T,   d(dB) = Adot^T Cbar
+ * (the cross terms; each VJP is constant in its own input): the VJP with
+ * the other input's tangent in its place. */
+static nb_status matmul_vjp_tangent(nb_node *n, int which, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                    nb_real *out, bool acc)
+{
+    return nb_vjp_tangent_bilinear(n, which, 1 - which, K, ybar, xdots, out, acc);
+}
+
+const nb_op nb_op_matmul = {
+    .name = "matmul",
+    .ninputs = 2,
+    .infer = matmul_infer,
+    .forward = matmul_forward,
+    .vjp = matmul_vjp,
+    .jvp = matmul_jvp,
+    .vjp_tangent = matmul_vjp_tangent,
+    .cases = matmul_cases,
+    .ncases = NB_COUNT(matmul_cases),
+};
 
 nb_node *nb_matmul(nb_node *a, nb_node *b)
 {
     nb_node *in[2] = {a, b};
-    return nb_node_op_new(&matmul_op, 2, in, NULL);
+    return nb_node_op_new(&nb_op_matmul, 2, in, NULL);
 }

@@ -1,5 +1,6 @@
-/* What the ops share among themselves (src/ops): a max pool's adjoint read
- * by the convolution before it, which the pool leaves deferred. Not
+/* What the ops share among themselves (src/ops): the op registry, the
+ * helpers of the gradient-check cases, and a max pool's adjoint read by the
+ * convolution before it, routed by the fused conv2d_relu_maxpool. Not
  * installed. */
 #ifndef NB_OPS_INTERNAL_H
 #define NB_OPS_INTERNAL_H
@@ -7,18 +8,110 @@
 #include "../graph/graph.h"
 #include "../kernels/kernels.h"
 
-/* Rows [r0, r0 + m) of seed k's adjoint of a max pool's input x (rows: the
- * pixels of x, image-major, C values each) computed from the pool's own
- * adjoint: dx[r, c] = dy[o, c] where the pool's window o took its maximum
- * from (r, c), else 0; times [y[o, c] > 0] when gate_positive (the mask of
- * a ReLU fused into x, whose value at the argmax is y[o, c]). For a pool
- * with stride = window (the only case it defers, pool.c). */
-void nb_max_pool_adjoint_rows(const nb_node *pool, int64_t k, int64_t r0, int64_t m, bool gate_positive,
+#include <math.h>
+
+/* ------------------------------------------------------------ registry */
+
+/* Every op's descriptor, declared from the one list (op_list.h). */
+#define NB_OP(id) extern const nb_op nb_op_##id;
+#include "op_list.h"
+#undef NB_OP
+
+/* The registry (registry.c): the ops of op_list.h in its order. */
+int nb_op_count(void);
+const nb_op *nb_op_at(int i);             /* NULL outside 0 .. nb_op_count() - 1 */
+const nb_op *nb_op_find(const char *name); /* by nb_op.name; NULL if none */
+
+/* Number of elements of a static array (a case table). */
+#define NB_COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* One row's softmax (softmax.c), written to s (C >= 1 values), with
+ * lse(v) = m + lsum split into the max m = max_c v_c (*max) and
+ * lsum = log sum_c exp(v_c - m) in [0, log C] (the return value). The two
+ * are never added: callers form (v_c - m) - lsum, or (m - v_c) + lsum, so
+ * logits of any size keep full precision (m + lsum rounds to m's precision:
+ * for [1e7, 1e7] in float, to 1e7, losing log 2). Used by softmax,
+ * log_softmax and the CCE losses. */
+nb_real nb_softmax_row(const nb_real *v, nb_real *s, int64_t C, nb_real *max);
+
+/* ----------------------------------------------- gradient-check helpers */
+
+/* A leaf input `name` of the given shape, uniform in [lo, hi) from r. */
+nb_node *nb_check_leaf(nb_graph *g, nb_rng *r, const char *name, int rank, const int64_t *shape, double lo,
+                       double hi);
+/* A leaf of distinct, well-separated values: start + 0.1 (a shuffle of
+ * 0, 1, ...) + a jitter in [0, 0.02), so no step of the gradient check
+ * (<= 1e-2) reorders two of them (a max pool's argmax stays where it is). */
+nb_node *nb_check_ramp_leaf(nb_graph *g, nb_rng *r, const char *name, int rank, const int64_t *shape, double start);
+/* Shapes written inline: NB_CHECK_X("x", -1, 1, 2, 3) is a (2, 3) leaf in
+ * [-1, 1); the case builder's arguments must be named g and r. */
+#define NB_SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+#define NB_CHECK_X(name, lo, hi, ...) nb_check_leaf(g, r, name, NB_SHAPE(__VA_ARGS__), lo, hi)
+
+/* ------------------------------------------------ shared by several ops */
+
+/* The logistic function without overflow for large |x|: 1 / (1 + e^-x)
+ * for x >= 0, e^x / (1 + e^x) below (e^-x would overflow there). */
+static inline nb_real nb_sigmoid_stable(nb_real x)
+{
+    return x >= 0 ? (nb_real)1 / ((nb_real)1 + RE(exp)(-x)) : RE(exp)(x) / ((nb_real)1 + RE(exp)(x));
+}
+
+/* The graph pass that fuses a max pool into the convolution before it
+ * (conv2d.c): when conv is a conv2d node (with or without its fused ReLU)
+ * that is the last node of its graph, and the pool's windows tile without
+ * overlap (stride 0 or = size, padding 'valid'), returns a new
+ * conv2d_relu_maxpool node on conv's inputs, computing what
+ * max_pool2d(conv) would, and marks conv as fused into it (nb_node_fuse_into:
+ * conv keeps its shape but is no longer computed). Else NULL, with no error
+ * set unless the new node could not be made. */
+nb_node *nb_fuse_conv2d_maxpool(nb_node *conv, int size, int stride, nb_padding padding);
+
+/* ------------------------------------------ max pooling's routing (pool.c) */
+
+/* y[c] = max over the window rows [h0, h1) and columns [w0, w1) of one
+ * image's x (NHWC, W columns, C channels), the first maximum on ties and a
+ * NaN winning; ao[c] = its offset inside the image. xb holds the image's
+ * rows from h_first on (a band of it, or all of it with h_first = 0). */
+void nb_max_pool_window(const nb_real *xb, int64_t h_first, int64_t W, int64_t C, int64_t h0, int64_t h1, int64_t w0,
+                        int64_t w1, nb_real *yo, int32_t *ao);
+
+/* How a max pool with stride = window routes its adjoint to its input z:
+ * the window w over z (H, W, C: z's image; OH, OW: the pooled), the argmax
+ * of every pooled value (an offset inside its image), the pooled values y
+ * and K stacked seeds dy of |y| = ysize values each. What
+ * conv2d_relu_maxpool's VJP reads to form the convolution's dZ directly. */
+typedef struct nb_pool_route {
+    nb_window w;
+    const int32_t *arg;
+    const nb_real *y, *dy;
+    int64_t ysize;
+} nb_pool_route;
+
+/* Rows [r0, r0 + m) of seed k's adjoint of z (rows: the pixels of z,
+ * image-major, C values each): dz[r, c] = dy[o, c] where window o took its
+ * maximum from (r, c), else 0; times [y[o, c] > 0] when gate_positive (a
+ * ReLU before the pool, whose value at the argmax is y[o, c]). */
+void nb_max_pool_adjoint_rows(const nb_pool_route *p, int64_t k, int64_t r0, int64_t m, bool gate_positive,
                               nb_real *out);
-/* The same rows as compressed sparse rows, straight from the pool's arrays
+/* The same rows as compressed sparse rows, straight from the route's arrays
  * (no dense rows written); false if more than cap non-zeros (col and val
  * hold cap + 16). */
-bool nb_max_pool_adjoint_sparse(const nb_node *pool, int64_t k, int64_t r0, int64_t m, bool gate_positive,
+bool nb_max_pool_adjoint_sparse(const nb_pool_route *p, int64_t k, int64_t r0, int64_t m, bool gate_positive,
                                 int64_t cap, struct nb_sparse_rows *s);
+
+/* Second-order rules shared by ops (ops/second_order.c). The zero rule of
+ * an op whose VJP does not depend on its inputs (linear ops: add, sum,
+ * reshape, pooling, ...): out = 0, or unchanged when accumulating. */
+nb_status nb_vjp_tangent_zero(nb_node *n, int i, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                              nb_real *out, bool accumulate);
+/* The rule of input i of an op that is bilinear in inputs i and j (matmul,
+ * mul, conv2d's input and kernel): VJP_i does not depend on x_i and is
+ * linear in x_j, so its derivative along xdot_j is VJP_i itself with xdot_j
+ * in place of x_j. Runs the op's VJP once per tangent with x_j's value
+ * pointing at xdots[j] + k |x_j| (restored after). Zero (or unchanged) when
+ * xdots[j] is NULL. */
+nb_status nb_vjp_tangent_bilinear(nb_node *n, int i, int j, int64_t K, const nb_real *ybar, nb_real *const *xdots,
+                                  nb_real *out, bool accumulate);
 
 #endif

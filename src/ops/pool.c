@@ -22,14 +22,25 @@
 
 #include <limits.h>
 
+/* Attributes: window size f, stride and padding as asked, the padding
+ * resolved at each shape inference. */
+typedef struct pool_attrs {
+    int size, stride;
+    nb_padding padding;
+    int pad_top, pad_left; /* resolved by pool_infer */
+} pool_attrs;
+NB_ATTRS_FIT(pool_attrs);
+
+static pool_attrs *pool_at(const nb_node *n) { return (pool_attrs *)nb_node_attrs_c(n); }
+
 static void pool_window(const nb_node *n, nb_window *w)
 {
     const nb_tensor *x = &n->in[0]->value;
     w->H = x->shape[1], w->W = x->shape[2], w->C = x->shape[3];
     w->OH = n->value.shape[1], w->OW = n->value.shape[2];
-    w->fh = w->fw = n->at.size;
-    w->stride = n->at.stride, w->dilation = 1;
-    w->pad_top = n->at.pad_top, w->pad_left = n->at.pad_left;
+    w->fh = w->fw = pool_at(n)->size;
+    w->stride = pool_at(n)->stride, w->dilation = 1;
+    w->pad_top = pool_at(n)->pad_top, w->pad_left = pool_at(n)->pad_left;
 }
 
 /* The real rows [*h0, *h1) and columns [*w0, *w1) of output pixel (i, j). */
@@ -51,19 +62,38 @@ static nb_status pool_infer(nb_node *n)
     if (x->rank != 4)
         return nb_fail(NB_ERR_SHAPE, "%s: input must have shape (N,H,W,C), got %s", name, NB_SHAPE_STR(x, s1));
     int pt, pl;
-    const int f = n->at.size;
-    const int64_t OH = nb_window_dim(x->shape[1], f, n->at.stride, 1, n->at.padding, &pt);
-    const int64_t OW = nb_window_dim(x->shape[2], f, n->at.stride, 1, n->at.padding, &pl);
+    const int f = pool_at(n)->size;
+    const int64_t OH = nb_window_dim(x->shape[1], f, pool_at(n)->stride, 1, pool_at(n)->padding, &pt);
+    const int64_t OW = nb_window_dim(x->shape[2], f, pool_at(n)->stride, 1, pool_at(n)->padding, &pl);
     if (OH < 0 || OW < 0)
         return nb_fail(NB_ERR_SHAPE, "%s: window %dx%d larger than input %lldx%lld (padding 'valid')", name, f, f,
                        (long long)x->shape[1], (long long)x->shape[2]);
-    n->at.pad_top = pt, n->at.pad_left = pl;
+    pool_at(n)->pad_top = pt, pool_at(n)->pad_left = pl;
     const int64_t shape[4] = {x->shape[0], OH, OW, x->shape[3]};
     nb_tensor_set_shape(&n->value, 4, shape);
     return NB_OK;
 }
 
 /* ------------------------------------------------------------------- max */
+
+void nb_max_pool_window(const nb_real *xb, int64_t h_first, int64_t W, int64_t C, int64_t h0, int64_t h1, int64_t w0,
+                        int64_t w1, nb_real *yo, int32_t *ao)
+{
+    const nb_real *xr = xb - h_first * W * C; /* xr + offset in the image = the value */
+    const int32_t first = (int32_t)((h0 * W + w0) * C);
+    for (int64_t c = 0; c < C; c++) yo[c] = xr[first + c], ao[c] = first + (int32_t)c;
+    for (int64_t h = h0; h < h1; h++)
+        for (int64_t v = w0; v < w1; v++) {
+            const int32_t off = (int32_t)((h * W + v) * C);
+            const nb_real *xs = xr + off;
+            for (int64_t c = 0; c < C; c++) {
+                const nb_real xv = xs[c];
+                const bool take = xv > yo[c] || xv != xv;
+                yo[c] = take ? xv : yo[c];
+                ao[c] = take ? off + (int32_t)c : ao[c];
+            }
+        }
+}
 
 /* The argmax of each output is stored as an int32 offset inside its image
  * (or -1), so the selection below is branch-free and vectorises: the window
@@ -79,7 +109,7 @@ static nb_status max_pool_forward(nb_node *n)
     if (!arg) return nb_fail(NB_ERR_NOMEM, "max_pool2d: no memory for the argmax indices");
     const nb_real *x = n->in[0]->value.data;
     nb_real *y = n->value.data;
-#pragma omp parallel for collapse(2) schedule(static) if (n->value.size > 16384)
+#pragma omp parallel for collapse(2) schedule(static) if (n->value.size > NB_PAR_INDEX)
     for (int64_t b = 0; b < N; b++) {
         for (int64_t i = 0; i < OH; i++) {
             const nb_real *xb = x + b * ix;
@@ -93,19 +123,7 @@ static nb_status max_pool_forward(nb_node *n)
                     for (int64_t c = 0; c < C; c++) yo[c] = 0, ao[c] = -1;
                     continue;
                 }
-                const int32_t first = (int32_t)((h0 * w.W + w0) * C);
-                for (int64_t c = 0; c < C; c++) yo[c] = xb[first + c], ao[c] = first + (int32_t)c;
-                for (int64_t h = h0; h < h1; h++)
-                    for (int64_t v = w0; v < w1; v++) {
-                        const int32_t off = (int32_t)((h * w.W + v) * C);
-                        const nb_real *xs = xb + off;
-                        for (int64_t c = 0; c < C; c++) {
-                            const nb_real xv = xs[c];
-                            const bool take = xv > yo[c] || xv != xv;
-                            yo[c] = take ? xv : yo[c];
-                            ao[c] = take ? off + (int32_t)c : ao[c];
-                        }
-                    }
+                nb_max_pool_window(xb, 0, w.W, C, h0, h1, w0, w1, yo, ao);
             }
         }
     }
@@ -126,7 +144,7 @@ static nb_status max_pool_vjp(nb_node *n, int which, int64_t K, const nb_real *d
                        w.OW * w.fw == w.W;
     if (tiles) {
         const int64_t C = w.C, f = w.fh;
-#pragma omp parallel for collapse(2) schedule(static) if (K * mx > 16384)
+#pragma omp parallel for collapse(2) schedule(static) if (K * mx > NB_PAR_INDEX)
         for (int64_t k = 0; k < K; k++)
             for (int64_t b = 0; b < N; b++) {
                 nb_real *d = dx + k * mx + b * ix;
@@ -145,7 +163,7 @@ static nb_status max_pool_vjp(nb_node *n, int which, int64_t K, const nb_real *d
             }
         return NB_OK;
     }
-#pragma omp parallel for collapse(2) schedule(static) if (K * mx > 16384)
+#pragma omp parallel for collapse(2) schedule(static) if (K * mx > NB_PAR_INDEX)
     for (int64_t k = 0; k < K; k++) {
         for (int64_t b = 0; b < N; b++) {
             nb_real *d = dx + k * mx + b * ix;
@@ -158,21 +176,9 @@ static nb_status max_pool_vjp(nb_node *n, int which, int64_t K, const nb_real *d
     return NB_OK;
 }
 
-/* Deferring the VJP (nb_op.vjp_defer): when the windows do not overlap
- * (stride = window, so every x value is the maximum of at most one window)
- * and x comes from a convolution, its adjoint is left with the pool and the
- * convolution gathers the rows it needs (nb_max_pool_adjoint_rows): a
- * quarter of the memory traffic of a 2x2 pool's dense adjoint, and no pass
- * to write it. */
-static bool max_pool_vjp_defer(const nb_node *n, int i)
-{
-    const nb_node *x = n->in[0];
-    return i == 0 && n->at.stride == n->at.size && n->ws && x->kind == NB_KIND_OP && !strcmp(x->op->name, "conv2d");
-}
-
 /* Walks the pixels r0, r0 + 1, ... of a pool's input (image-major) with
  * the window holding each (stride = window), without dividing per pixel:
- * the deferred adjoint is read once per pixel of the convolution. */
+ * the pooled adjoint is read once per pixel of the convolution. */
 typedef struct {
     int64_t b, h, x, p; /* image, row, column, pixel inside the image */
     int64_t i, j, jr;   /* window row and column, x + pad_left = j*s + jr */
@@ -204,14 +210,13 @@ static int64_t walk_window(const nb_window *w, const pool_walk *t)
     return t->i < w->OH && t->j < w->OW ? ((t->b * w->OH + t->i) * w->OW + t->j) * w->C : -1;
 }
 
-void nb_max_pool_adjoint_rows(const nb_node *pool, int64_t k, int64_t r0, int64_t m, bool gate_positive,
+void nb_max_pool_adjoint_rows(const nb_pool_route *p, int64_t k, int64_t r0, int64_t m, bool gate_positive,
                               nb_real *out)
 {
-    nb_window w;
-    pool_window(pool, &w);
+    const nb_window w = p->w;
     const int64_t C = w.C;
-    const int32_t *arg = pool->ws;
-    const nb_real *g = nb_adjoint_of(pool)->data + k * pool->value.size, *y = pool->value.data;
+    const int32_t *arg = p->arg;
+    const nb_real *g = p->dy + k * p->ysize, *y = p->y;
     pool_walk t;
     walk_at(&w, r0, &t);
     for (int64_t r = 0; r < m; r++, walk_next(&w, &t)) {
@@ -230,14 +235,13 @@ void nb_max_pool_adjoint_rows(const nb_node *pool, int64_t k, int64_t r0, int64_
     }
 }
 
-bool nb_max_pool_adjoint_sparse(const nb_node *pool, int64_t k, int64_t r0, int64_t m, bool gate_positive,
+bool nb_max_pool_adjoint_sparse(const nb_pool_route *p, int64_t k, int64_t r0, int64_t m, bool gate_positive,
                                 int64_t cap, nb_sparse_rows *s)
 {
-    nb_window w;
-    pool_window(pool, &w);
+    const nb_window w = p->w;
     const int64_t C = w.C;
-    const int32_t *arg = pool->ws;
-    const nb_real *g = nb_adjoint_of(pool)->data + k * pool->value.size, *y = pool->value.data;
+    const int32_t *arg = p->arg;
+    const nb_real *g = p->dy + k * p->ysize, *y = p->y;
     if (cap > INT32_MAX - 16) return false; /* offsets in start are int32 */
     int64_t nnz = 0;
     s->rows = m;
@@ -262,7 +266,7 @@ static nb_status max_pool_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_rea
     const int64_t ix = N ? mx / N : 0, iy = N ? my / N : 1;
     const int32_t *arg = n->ws;
     const nb_real *t = dxs[0];
-#pragma omp parallel for collapse(2) schedule(static) if (K * my > 16384)
+#pragma omp parallel for collapse(2) schedule(static) if (K * my > NB_PAR_INDEX)
     for (int64_t k = 0; k < K; k++)
         for (int64_t o = 0; o < my; o++)
             dy[k * my + o] = arg[o] >= 0 ? t[k * mx + (o / iy) * ix + arg[o]] : 0;
@@ -275,7 +279,7 @@ static nb_status max_pool_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_rea
 static void avg_pool_apply(const nb_window *w, int64_t nimg, const nb_real *x, nb_real *y)
 {
     const int64_t C = w->C, OH = w->OH, OW = w->OW;
-#pragma omp parallel for collapse(2) schedule(static) if (nimg * OH * OW * C > 16384)
+#pragma omp parallel for collapse(2) schedule(static) if (nimg * OH * OW * C > NB_PAR_INDEX)
     for (int64_t b = 0; b < nimg; b++) {
         for (int64_t i = 0; i < OH; i++) {
             for (int64_t j = 0; j < OW; j++) {
@@ -310,7 +314,7 @@ static nb_status avg_pool_vjp(nb_node *n, int which, int64_t K, const nb_real *d
     pool_window(n, &w);
     const int64_t C = w.C, OH = w.OH, OW = w.OW, nimg = K * n->value.shape[0];
     const int64_t ix = w.H * w.W * C, iy = OH * OW * C;
-#pragma omp parallel for schedule(static) if (nimg * ix > 16384)
+#pragma omp parallel for schedule(static) if (nimg * ix > NB_PAR_INDEX)
     for (int64_t b = 0; b < nimg; b++) {
         nb_real *d = dx + b * ix;
         if (!acc) memset(d, 0, (size_t)ix * sizeof(nb_real));
@@ -341,9 +345,77 @@ static nb_status avg_pool_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_rea
     return NB_OK;
 }
 
-static const nb_op max_pool_op = {"max_pool2d", 1, pool_infer, max_pool_forward, max_pool_vjp, max_pool_jvp, 0,
-                                  max_pool_vjp_defer};
-static const nb_op avg_pool_op = {"avg_pool2d", 1, pool_infer, avg_pool_forward, avg_pool_vjp, avg_pool_jvp, 0, NULL};
+/* Gradient-check cases. A max pool's input has well-separated distinct
+ * values (nb_check_ramp_leaf), so no perturbation of the gradient check can
+ * change an argmax. */
+static nb_node *pool_input(nb_graph *g, nb_rng *r, int64_t n, int64_t h, int64_t w, int64_t c)
+{
+    return nb_check_ramp_leaf(g, r, "x", NB_SHAPE(n, h, w, c), -2);
+}
+static nb_node *case_maxpool(nb_graph *g, nb_rng *r) { return nb_max_pool2d(pool_input(g, r, 2, 4, 4, 3), 2, 0, NB_PAD_VALID); }
+static nb_node *case_maxpool_overlap(nb_graph *g, nb_rng *r)
+{
+    return nb_max_pool2d(pool_input(g, r, 1, 5, 5, 2), 3, 1, NB_PAD_VALID);
+}
+static nb_node *case_maxpool_same(nb_graph *g, nb_rng *r)
+{
+    return nb_max_pool2d(pool_input(g, r, 1, 5, 6, 2), 3, 2, NB_PAD_SAME);
+}
+static nb_node *case_avgpool(nb_graph *g, nb_rng *r)
+{
+    return nb_avg_pool2d(NB_CHECK_X("x", -1, 1, 2, 4, 4, 3), 2, 0, NB_PAD_VALID);
+}
+static nb_node *case_avgpool_overlap(nb_graph *g, nb_rng *r)
+{
+    return nb_avg_pool2d(NB_CHECK_X("x", -1, 1, 1, 5, 5, 2), 3, 1, NB_PAD_VALID);
+}
+static nb_node *case_avgpool_same(nb_graph *g, nb_rng *r)
+{
+    return nb_avg_pool2d(NB_CHECK_X("x", -1, 1, 1, 5, 6, 2), 3, 2, NB_PAD_SAME);
+}
+static nb_node *case_avgpool_same_even(nb_graph *g, nb_rng *r)
+{
+    return nb_avg_pool2d(NB_CHECK_X("x", -1, 1, 2, 3, 3, 1), 2, 1, NB_PAD_SAME);
+}
+static const nb_op_case max_pool2d_cases[] = {
+    {"2 stride 2", case_maxpool},
+    {"3 stride 1", case_maxpool_overlap},
+    {"3 stride 2 same 5x6", case_maxpool_same},
+};
+static const nb_op_case avg_pool2d_cases[] = {
+    {"2 stride 2", case_avgpool},
+    {"3 stride 1", case_avgpool_overlap},
+    {"3 stride 2 same 5x6", case_avgpool_same},
+    {"2 stride 1 same 3x3", case_avgpool_same_even},
+};
+
+/* Second order: linear in its input (pooling: with the argmax fixed, which it
+ * is away from ties; dropout: for the fixed mask), so the VJP does not
+ * depend on x and the rule is zero (nb_vjp_tangent_zero). */
+const nb_op nb_op_max_pool2d = {
+    .name = "max_pool2d",
+    .ninputs = 1,
+    .attrs_size = sizeof(pool_attrs),
+    .infer = pool_infer,
+    .forward = max_pool_forward,
+    .vjp = max_pool_vjp,
+    .jvp = max_pool_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
+    .cases = max_pool2d_cases,
+    .ncases = NB_COUNT(max_pool2d_cases),
+};
+const nb_op nb_op_avg_pool2d = {
+    .name = "avg_pool2d",
+    .ninputs = 1,
+    .attrs_size = sizeof(pool_attrs),
+    .infer = pool_infer,
+    .forward = avg_pool_forward,
+    .vjp = avg_pool_vjp,
+    .jvp = avg_pool_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
+    .cases = avg_pool2d_cases,
+    .ncases = NB_COUNT(avg_pool2d_cases),
+};
 
 static nb_node *pool_new(const nb_op *op, nb_node *x, int size, int stride, nb_padding padding)
 {
@@ -356,7 +428,7 @@ static nb_node *pool_new(const nb_op *op, nb_node *x, int size, int stride, nb_p
         nb_fail(NB_ERR_ARG, "%s: unknown padding %d (use NB_PAD_VALID or NB_PAD_SAME)", op->name, (int)padding);
         return NULL;
     }
-    nb_attrs at = {0};
+    pool_attrs at = {0};
     at.size = size;
     at.stride = stride ? stride : size;
     at.padding = padding;
@@ -365,10 +437,10 @@ static nb_node *pool_new(const nb_op *op, nb_node *x, int size, int stride, nb_p
 
 nb_node *nb_max_pool2d(nb_node *x, int size, int stride, nb_padding padding)
 {
-    return pool_new(&max_pool_op, x, size, stride, padding);
+    return pool_new(&nb_op_max_pool2d, x, size, stride, padding);
 }
 
 nb_node *nb_avg_pool2d(nb_node *x, int size, int stride, nb_padding padding)
 {
-    return pool_new(&avg_pool_op, x, size, stride, padding);
+    return pool_new(&nb_op_avg_pool2d, x, size, stride, padding);
 }

@@ -20,13 +20,24 @@ typedef struct {
     bool all; /* every axis reduced: the output is one number */
 } red_plan;
 
+/* Attributes: the reduced axes (normalised, sorted), or all of them. */
+typedef struct reduce_attrs {
+    int axes[NB_MAX_RANK];
+    int naxes;
+    bool keepdims;
+    bool all_axes; /* every axis, whatever the input's rank at each inference */
+} reduce_attrs;
+NB_ATTRS_FIT(reduce_attrs);
+
+static reduce_attrs *red_at(const nb_node *n) { return (reduce_attrs *)nb_node_attrs_c(n); }
+
 static bool is_mean(const nb_node *n);
 
 static void plan_make(const nb_node *n, red_plan *p)
 {
     const nb_tensor *x = &n->in[0]->value;
     bool reduced[NB_MAX_RANK] = {false};
-    for (int a = 0; a < n->at.naxes; a++) reduced[n->at.axes[a]] = true;
+    for (int a = 0; a < red_at(n)->naxes; a++) reduced[red_at(n)->axes[a]] = true;
     p->rank = x->rank > 0 ? x->rank : 1;
     p->size = x->size;
     p->all = true;
@@ -50,7 +61,7 @@ static nb_real red_scale(const nb_node *n)
     if (!is_mean(n)) return 1;
     const nb_tensor *x = &n->in[0]->value;
     int64_t count = 1;
-    for (int a = 0; a < n->at.naxes; a++) count *= x->shape[n->at.axes[a]];
+    for (int a = 0; a < red_at(n)->naxes; a++) count *= x->shape[red_at(n)->axes[a]];
     return (nb_real)1 / (nb_real)count; /* count 0: inf, and the mean of nothing is NaN, as NumPy's */
 }
 
@@ -119,24 +130,24 @@ static void broadcast_into(const red_plan *p, const nb_real *dy, nb_real *dx, nb
 static nb_status red_infer(nb_node *n)
 {
     const nb_tensor *x = &n->in[0]->value;
-    if (n->at.all_axes) { /* the input may have been reshaped to another rank */
-        n->at.naxes = x->rank;
-        for (int d = 0; d < x->rank; d++) n->at.axes[d] = d;
+    if (red_at(n)->all_axes) { /* the input may have been reshaped to another rank */
+        red_at(n)->naxes = x->rank;
+        for (int d = 0; d < x->rank; d++) red_at(n)->axes[d] = d;
     }
     bool reduced[NB_MAX_RANK] = {false};
-    for (int a = 0; a < n->at.naxes; a++) {
-        if (n->at.axes[a] >= x->rank) {
+    for (int a = 0; a < red_at(n)->naxes; a++) {
+        if (red_at(n)->axes[a] >= x->rank) {
             char b[96];
             return nb_fail(NB_ERR_SHAPE, "%s: axis %d is out of range for input of shape %s (rank %d)",
-                           n->op->name, n->at.axes[a], NB_SHAPE_STR(x, b), x->rank);
+                           n->op->name, red_at(n)->axes[a], NB_SHAPE_STR(x, b), x->rank);
         }
-        reduced[n->at.axes[a]] = true;
+        reduced[red_at(n)->axes[a]] = true;
     }
     int64_t shape[NB_MAX_RANK];
     int rank = 0;
     for (int d = 0; d < x->rank; d++) {
         if (!reduced[d]) shape[rank++] = x->shape[d];
-        else if (n->at.keepdims) shape[rank++] = 1;
+        else if (red_at(n)->keepdims) shape[rank++] = 1;
     }
     nb_tensor_set_shape(&n->value, rank, shape);
     return NB_OK;
@@ -174,16 +185,67 @@ static nb_status red_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy
     return NB_OK;
 }
 
-static const nb_op sum_op = {"sum", 1, red_infer, red_forward, red_vjp, red_jvp, 0, NULL};
-static const nb_op mean_op = {"mean", 1, red_infer, red_forward, red_vjp, red_jvp, 0, NULL};
+#define AXES(...) (int)(sizeof((int[]){__VA_ARGS__}) / sizeof(int)), (const int[]){__VA_ARGS__}
+static nb_node *case_sum_axis0(nb_graph *g, nb_rng *r) { return nb_sum(NB_CHECK_X("x", -1, 1, 3, 4), AXES(0), 0); }
+static nb_node *case_sum_axes02_keep(nb_graph *g, nb_rng *r)
+{
+    return nb_sum(NB_CHECK_X("x", -1, 1, 2, 3, 4), AXES(0, 2), 1);
+}
+static nb_node *case_sum_last(nb_graph *g, nb_rng *r) { return nb_sum(NB_CHECK_X("x", -1, 1, 2, 3, 4), AXES(-1), 0); }
+static nb_node *case_sum_all(nb_graph *g, nb_rng *r) { return nb_sum(NB_CHECK_X("x", -1, 1, 2, 3), 0, NULL, 0); }
+static nb_node *case_mean_axis1(nb_graph *g, nb_rng *r) { return nb_mean(NB_CHECK_X("x", -1, 1, 3, 4), AXES(1), 0); }
+static nb_node *case_mean_axes12(nb_graph *g, nb_rng *r)
+{
+    return nb_mean(NB_CHECK_X("x", -1, 1, 2, 3, 4), AXES(-2, 2), 1);
+}
+static nb_node *case_mean_all(nb_graph *g, nb_rng *r) { return nb_mean(NB_CHECK_X("x", -1, 1, 2, 3), 0, NULL, 1); }
+static const nb_op_case sum_cases[] = {
+    {"axis 0 of (3,4)", case_sum_axis0},
+    {"axes (0,2) keepdims", case_sum_axes02_keep},
+    {"axis -1 of (2,3,4)", case_sum_last},
+    {"all axes", case_sum_all},
+};
+static const nb_op_case mean_cases[] = {
+    {"axis 1 of (3,4)", case_mean_axis1},
+    {"axes (-2,2) keepdims", case_mean_axes12},
+    {"all axes keepdims", case_mean_all},
+};
 
-static bool is_mean(const nb_node *n) { return n->op == &mean_op; }
+/* Second order: linear in its input (pooling: with the argmax fixed, which it
+ * is away from ties; dropout: for the fixed mask), so the VJP does not
+ * depend on x and the rule is zero (nb_vjp_tangent_zero). */
+const nb_op nb_op_sum = {
+    .name = "sum",
+    .ninputs = 1,
+    .attrs_size = sizeof(reduce_attrs),
+    .infer = red_infer,
+    .forward = red_forward,
+    .vjp = red_vjp,
+    .jvp = red_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
+    .cases = sum_cases,
+    .ncases = NB_COUNT(sum_cases),
+};
+const nb_op nb_op_mean = {
+    .name = "mean",
+    .ninputs = 1,
+    .attrs_size = sizeof(reduce_attrs),
+    .infer = red_infer,
+    .forward = red_forward,
+    .vjp = red_vjp,
+    .jvp = red_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
+    .cases = mean_cases,
+    .ncases = NB_COUNT(mean_cases),
+};
+
+static bool is_mean(const nb_node *n) { return n->op == &nb_op_mean; }
 
 static nb_node *red_new(const nb_op *op, nb_node *x, int naxes, const int *axes, int keepdims)
 {
     if (!x) return nb_node_op_new(op, 1, &x, NULL); /* reports the NULL input */
     const int rank = x->value.rank;
-    nb_attrs at = {0};
+    reduce_attrs at = {0};
     at.keepdims = keepdims != 0;
     if (naxes < 0 || naxes > NB_MAX_RANK || (naxes > 0 && !axes)) {
         nb_fail(NB_ERR_ARG, "%s: naxes %d is not in 0..%d%s", op->name, naxes, NB_MAX_RANK,
@@ -216,10 +278,10 @@ static nb_node *red_new(const nb_op *op, nb_node *x, int naxes, const int *axes,
 
 nb_node *nb_sum(nb_node *x, int naxes, const int *axes, int keepdims)
 {
-    return red_new(&sum_op, x, naxes, axes, keepdims);
+    return red_new(&nb_op_sum, x, naxes, axes, keepdims);
 }
 
 nb_node *nb_mean(nb_node *x, int naxes, const int *axes, int keepdims)
 {
-    return red_new(&mean_op, x, naxes, axes, keepdims);
+    return red_new(&nb_op_mean, x, naxes, axes, keepdims);
 }

@@ -9,6 +9,22 @@
 
 #include <stdio.h>
 
+/* transpose: the permutation, axes[d] = the input axis of output axis d. */
+typedef struct transpose_attrs {
+    int perm[NB_MAX_RANK];
+    int rank;
+} transpose_attrs;
+NB_ATTRS_FIT(transpose_attrs);
+/* reshape: the target shape as given (one -1 at most, resolved at inference). */
+typedef struct reshape_attrs {
+    int64_t shape[NB_MAX_RANK];
+    int rank;
+} reshape_attrs;
+NB_ATTRS_FIT(reshape_attrs);
+
+static const transpose_attrs *tr_at(const nb_node *n) { return nb_node_attrs_c(n); }
+static const reshape_attrs *rs_at(const nb_node *n) { return nb_node_attrs_c(n); }
+
 /* --------------------------------------------------------------- transpose */
 /* y[j_0, ..., j_{r-1}] = x[i] with i_{perm[d]} = j_d, so y.shape[d] =
  * x.shape[perm[d]]. Jacobian: dy[j]/dx[i] = prod_d [i_{perm[d]} = j_d]. */
@@ -21,7 +37,7 @@
         int64_t xs_[NB_MAX_RANK] = {0}, st_[NB_MAX_RANK], idx_[NB_MAX_RANK] = {0};                                    \
         int64_t s_ = 1;                                                                                           \
         for (int d_ = X_->rank - 1; d_ >= 0; d_--) xs_[d_] = s_, s_ *= X_->shape[d_];                             \
-        for (int d_ = 0; d_ < R_; d_++) st_[d_] = xs_[(n)->at.axes[d_]];                                          \
+        for (int d_ = 0; d_ < R_; d_++) st_[d_] = xs_[tr_at(n)->perm[d_]];                                          \
         if (R_ == 0) {                                                                                            \
             const int64_t o = 0, i = 0;                                                                           \
             BODY;                                                                                                 \
@@ -47,13 +63,13 @@
 static nb_status transpose_infer(nb_node *n)
 {
     const nb_tensor *x = &n->in[0]->value;
-    if (x->rank != n->at.naxes) {
+    if (x->rank != tr_at(n)->rank) {
         char b[96];
         return nb_fail(NB_ERR_SHAPE, "transpose: permutation of %d axes does not fit input of shape %s (rank %d)",
-                       n->at.naxes, NB_SHAPE_STR(x, b), x->rank);
+                       tr_at(n)->rank, NB_SHAPE_STR(x, b), x->rank);
     }
     int64_t shape[NB_MAX_RANK];
-    for (int d = 0; d < x->rank; d++) shape[d] = x->shape[n->at.axes[d]];
+    for (int d = 0; d < x->rank; d++) shape[d] = x->shape[tr_at(n)->perm[d]];
     nb_tensor_set_shape(&n->value, x->rank, shape);
     return NB_OK;
 }
@@ -92,15 +108,35 @@ static nb_status transpose_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_re
     return NB_OK;
 }
 
-static const nb_op transpose_op = {"transpose", 1, transpose_infer, transpose_forward, transpose_vjp,
-                                   transpose_jvp, 0, NULL};
+static nb_node *case_transpose3(nb_graph *g, nb_rng *r)
+{
+    return nb_transpose(NB_CHECK_X("x", -1, 1, 2, 3, 4), (const int[]){2, 0, 1});
+}
+static nb_node *case_transpose2(nb_graph *g, nb_rng *r) { return nb_transpose(NB_CHECK_X("x", -1, 1, 3, 4), NULL); }
+static const nb_op_case transpose_cases[] = {{"perm (2,0,1)", case_transpose3}, {"2-D, perm NULL", case_transpose2}};
+
+/* Second order: linear in its input (pooling: with the argmax fixed, which it
+ * is away from ties; dropout: for the fixed mask), so the VJP does not
+ * depend on x and the rule is zero (nb_vjp_tangent_zero). */
+const nb_op nb_op_transpose = {
+    .name = "transpose",
+    .ninputs = 1,
+    .attrs_size = sizeof(transpose_attrs),
+    .infer = transpose_infer,
+    .forward = transpose_forward,
+    .vjp = transpose_vjp,
+    .jvp = transpose_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
+    .cases = transpose_cases,
+    .ncases = NB_COUNT(transpose_cases),
+};
 
 nb_node *nb_transpose(nb_node *x, const int *perm)
 {
-    if (!x) return nb_node_op_new(&transpose_op, 1, &x, NULL);
+    if (!x) return nb_node_op_new(&nb_op_transpose, 1, &x, NULL);
     const int rank = x->value.rank;
-    nb_attrs at = {0};
-    at.naxes = rank;
+    transpose_attrs at = {0};
+    at.rank = rank;
     bool seen[NB_MAX_RANK] = {false};
     for (int d = 0; d < rank; d++) {
         int p = perm ? perm[d] : rank - 1 - d;
@@ -114,9 +150,9 @@ nb_node *nb_transpose(nb_node *x, const int *perm)
             return NULL;
         }
         seen[a] = true;
-        at.axes[d] = a;
+        at.perm[d] = a;
     }
-    return nb_node_op_new(&transpose_op, 1, &x, &at);
+    return nb_node_op_new(&nb_op_transpose, 1, &x, &at);
 }
 
 /* ------------------------------------------------------- reshape, flatten */
@@ -125,12 +161,12 @@ nb_node *nb_transpose(nb_node *x, const int *perm)
 static nb_status reshape_infer(nb_node *n)
 {
     const nb_tensor *x = &n->in[0]->value;
-    const int rank = n->at.reshape_rank;
+    const int rank = rs_at(n)->rank;
     int64_t shape[NB_MAX_RANK];
     int64_t known = 1;
     int infer_at = -1;
     for (int d = 0; d < rank; d++) {
-        shape[d] = n->at.reshape[d];
+        shape[d] = rs_at(n)->shape[d];
         if (shape[d] == -1) infer_at = d;
         else if (shape[d] != 0 && known > INT64_MAX / shape[d]) known = -1; /* overflows: never fits */
         else if (known >= 0) known *= shape[d];
@@ -149,7 +185,7 @@ static nb_status reshape_infer(nb_node *n)
         char b1[96], b2[96];
         return nb_fail(NB_ERR_SHAPE, "reshape: cannot reshape '%s' of shape %s (%lld elements) into %s%s",
                        n->in[0]->name, NB_SHAPE_STR(x, b1), (long long)x->size,
-                       nb_shape_str(rank, n->at.reshape, b2, sizeof b2),
+                       nb_shape_str(rank, rs_at(n)->shape, b2, sizeof b2),
                        infer_at >= 0 ? ": the size is not a multiple of the known dims" : "");
     }
     nb_tensor_set_shape(&n->value, rank, shape);
@@ -182,7 +218,7 @@ static nb_status copy_vjp(nb_node *n, int in, int64_t K, const nb_real *dy, nb_r
         if (count) memcpy(dx, dy, (size_t)count * sizeof(nb_real));
         return NB_OK;
     }
-#pragma omp parallel for simd schedule(static) if (count > 65536)
+#pragma omp parallel for simd schedule(static) if (count > NB_PAR_COPY)
     for (int64_t i = 0; i < count; i++) dx[i] += dy[i];
     return NB_OK;
 }
@@ -196,19 +232,50 @@ static nb_status copy_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *d
     return NB_OK;
 }
 
-static const nb_op reshape_op = {"reshape", 1, reshape_infer, copy_forward, copy_vjp, copy_jvp, 0, NULL};
-static const nb_op flatten_op = {"flatten", 1, flatten_infer, copy_forward, copy_vjp, copy_jvp, 0, NULL};
+static nb_node *case_reshape(nb_graph *g, nb_rng *r)
+{
+    /* followed by a product so that the Jacobian is not a plain permutation */
+    nb_node *x = NB_CHECK_X("x", -1, 1, 2, 3, 4);
+    return nb_mul(nb_reshape(x, NB_SHAPE(4, -1)), NB_CHECK_X("w", -1, 1, 4, 6));
+}
+static nb_node *case_flatten(nb_graph *g, nb_rng *r) { return nb_flatten(NB_CHECK_X("x", -1, 1, 2, 3, 2, 2)); }
+static const nb_op_case reshape_cases[] = {{"(2,3,4)->(4,-1), *w", case_reshape}};
+static const nb_op_case flatten_cases[] = {{"(2,3,2,2)->(2,12)", case_flatten}};
+
+const nb_op nb_op_reshape = {
+    .name = "reshape",
+    .ninputs = 1,
+    .attrs_size = sizeof(reshape_attrs),
+    .infer = reshape_infer,
+    .forward = copy_forward,
+    .vjp = copy_vjp,
+    .jvp = copy_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
+    .cases = reshape_cases,
+    .ncases = NB_COUNT(reshape_cases),
+};
+const nb_op nb_op_flatten = {
+    .name = "flatten",
+    .ninputs = 1,
+    .infer = flatten_infer,
+    .forward = copy_forward,
+    .vjp = copy_vjp,
+    .jvp = copy_jvp,
+    .vjp_tangent = nb_vjp_tangent_zero,
+    .cases = flatten_cases,
+    .ncases = NB_COUNT(flatten_cases),
+};
 
 nb_node *nb_reshape(nb_node *x, int rank, const int64_t *shape)
 {
-    if (!x) return nb_node_op_new(&reshape_op, 1, &x, NULL);
+    if (!x) return nb_node_op_new(&nb_op_reshape, 1, &x, NULL);
     if (rank < 0 || rank > NB_MAX_RANK || (rank > 0 && !shape)) {
         nb_fail(NB_ERR_ARG, "reshape: rank %d is not in 0..%d%s", rank, NB_MAX_RANK,
                 rank > 0 && !shape ? " or shape is NULL" : "");
         return NULL;
     }
-    nb_attrs at = {0};
-    at.reshape_rank = rank;
+    reshape_attrs at = {0};
+    at.rank = rank;
     int minus = 0;
     for (int d = 0; d < rank; d++) {
         if (shape[d] < -1 || (shape[d] == -1 && ++minus > 1)) {
@@ -217,9 +284,9 @@ nb_node *nb_reshape(nb_node *x, int rank, const int64_t *shape)
                     nb_shape_str(rank, shape, b, sizeof b), shape[d] < -1 ? "a negative dim" : "more than one -1");
             return NULL;
         }
-        at.reshape[d] = shape[d];
+        at.shape[d] = shape[d];
     }
-    return nb_node_op_new(&reshape_op, 1, &x, &at);
+    return nb_node_op_new(&nb_op_reshape, 1, &x, &at);
 }
 
-nb_node *nb_flatten(nb_node *x) { return nb_node_op_new(&flatten_op, 1, &x, NULL); }
+nb_node *nb_flatten(nb_node *x) { return nb_node_op_new(&nb_op_flatten, 1, &x, NULL); }

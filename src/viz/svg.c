@@ -171,58 +171,92 @@ static void data_range(const nb_plot *p, int axis, double *lo, double *hi)
     }
 }
 
-static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, double H)
+/* Whether every finite x of every series is a whole number (epochs, steps). */
+static int integer_x(const nb_plot *p)
+{
+    for (int s = 0; s < p->nseries; s++) {
+        const nb_plot_series *se = &p->series[s];
+        for (int i = 0; se->x && i < se->n; i++)
+            if (isfinite(se->x[i]) && se->x[i] != floor(se->x[i])) return 0;
+    }
+    return 1;
+}
+
+/* One plot's area in the picture and its axes' ranges and tick steps. */
+typedef struct {
+    int id;
+    double px0, px1, py0, py1; /* the plot area, in SVG units */
+    double xlo, xhi, ylo, yhi, xstep, ystep;
+} plot_frame;
+
+static double frame_x(const plot_frame *f, double v)
+{
+    return f->px0 + (v - f->xlo) / (f->xhi - f->xlo) * (f->px1 - f->px0);
+}
+
+static double frame_y(const plot_frame *f, double v)
+{
+    return f->py1 - (v - f->ylo) / (f->yhi - f->ylo) * (f->py1 - f->py0);
+}
+
+/* One axis: the given range, or the data's widened to whole ticks. */
+static void axis_range(const nb_plot *p, int axis, double min, double max, double *lo, double *hi, double *step)
+{
+    if (min < max) *lo = min, *hi = max;
+    else data_range(p, axis, lo, hi);
+    *step = nice_step(*hi - *lo);
+    /* integer data (epochs) get integer ticks: no "1.5 epochs" */
+    if (axis == 0 && *step < 1 && integer_x(p)) *step = 1;
+    if (!(min < max) && *step > 0 && isfinite(*step))
+        *lo = floor(*lo / *step + 1e-9) * *step, *hi = ceil(*hi / *step - 1e-9) * *step;
+}
+
+static plot_frame frame_of(const nb_plot *p, int id, double ox, double W, double H)
 {
     const double ml = 72, mr = 24, mt = p->title ? 44 : 20, mb = p->xlabel ? 58 : 36;
-    const double px0 = ox + ml, px1 = ox + W - mr, py0 = mt, py1 = H - mb;
-    double xlo, xhi, ylo, yhi;
-    if (p->xmin < p->xmax) xlo = p->xmin, xhi = p->xmax;
-    else data_range(p, 0, &xlo, &xhi);
-    double xstep = nice_step(xhi - xlo);
-    if (!(p->xmin < p->xmax) && xstep > 0 && isfinite(xstep))
-        xlo = floor(xlo / xstep + 1e-9) * xstep, xhi = ceil(xhi / xstep - 1e-9) * xstep;
-    if (p->ymin < p->ymax) ylo = p->ymin, yhi = p->ymax;
-    else data_range(p, 1, &ylo, &yhi);
-    double ystep = nice_step(yhi - ylo);
-    if (!(p->ymin < p->ymax) && ystep > 0 && isfinite(ystep))
-        ylo = floor(ylo / ystep + 1e-9) * ystep, yhi = ceil(yhi / ystep - 1e-9) * ystep;
-#define SX(v) (px0 + ((v) - xlo) / (xhi - xlo) * (px1 - px0))
-#define SY(v) (py1 - ((v) - ylo) / (yhi - ylo) * (py1 - py0))
-    sb_printf(b, "<g class=\"plot\">\n");
-    sb_printf(b, "<clipPath id=\"area%d\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath>\n", id,
-              px0, py0, px1 - px0, py1 - py0);
-    sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ffffff\" stroke=\"none\"/>\n", px0,
-              py0, px1 - px0, py1 - py0);
-    /* grid lines and ticks with numbers */
+    plot_frame f = {id, ox + ml, ox + W - mr, mt, H - mb, 0, 0, 0, 0, 0, 0};
+    axis_range(p, 0, p->xmin, p->xmax, &f.xlo, &f.xhi, &f.xstep);
+    axis_range(p, 1, p->ymin, p->ymax, &f.ylo, &f.yhi, &f.ystep);
+    return f;
+}
+
+/* Grid lines and ticks with their numbers, on both axes. */
+static void draw_ticks(sbuf *b, const plot_frame *f)
+{
     char num[48];
     double k0;
-    for (int i = 0, nt = tick_count(xlo, xhi, xstep, &k0); i < nt; i++) {
-        double v = (k0 + i) * xstep, x = SX(v);
-        fmt_tick(v, xstep, num, sizeof num);
-        sb_printf(b, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", x, py0,
-                  x, py1);
-        sb_printf(b, "<line class=\"tick\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", x, py1, x,
-                  py1 + 5);
+    for (int i = 0, nt = tick_count(f->xlo, f->xhi, f->xstep, &k0); i < nt; i++) {
+        double v = (k0 + i) * f->xstep, x = frame_x(f, v);
+        fmt_tick(v, f->xstep, num, sizeof num);
+        sb_printf(b, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", x,
+                  f->py0, x, f->py1);
+        sb_printf(b, "<line class=\"tick\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", x,
+                  f->py1, x, f->py1 + 5);
         sb_printf(b, "<text class=\"xtick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"12\">%s</text>\n", x,
-                  py1 + 19, num);
+                  f->py1 + 19, num);
     }
-    for (int i = 0, nt = tick_count(ylo, yhi, ystep, &k0); i < nt; i++) {
-        double v = (k0 + i) * ystep, y = SY(v);
-        fmt_tick(v, ystep, num, sizeof num);
-        sb_printf(b, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", px0, y,
-                  px1, y);
-        sb_printf(b, "<line class=\"tick\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", px0 - 5, y,
-                  px0, y);
+    for (int i = 0, nt = tick_count(f->ylo, f->yhi, f->ystep, &k0); i < nt; i++) {
+        double v = (k0 + i) * f->ystep, y = frame_y(f, v);
+        fmt_tick(v, f->ystep, num, sizeof num);
+        sb_printf(b, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n",
+                  f->px0, y, f->px1, y);
+        sb_printf(b, "<line class=\"tick\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n",
+                  f->px0 - 5, y, f->px0, y);
         sb_printf(b, "<text class=\"ytick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"12\">%s</text>\n",
-                  px0 - 8, y + 4, num);
+                  f->px0 - 8, y + 4, num);
     }
-    /* the series, clipped to the plot area */
+}
+
+/* The series as polylines (and markers), clipped to the plot area; points
+ * far away are clamped so that a diverging series still draws. */
+static void draw_series(sbuf *b, const nb_plot *p, const plot_frame *f)
+{
     for (int s = 0; s < p->nseries; s++) {
         const nb_plot_series *se = &p->series[s];
         const char *col = se->color ? se->color : palette[s % 6];
         sb_printf(b, "<polyline class=\"series\" data-label=\"");
         sb_text(b, se->label ? se->label : "");
-        sb_printf(b, "\" clip-path=\"url(#area%d)\" fill=\"none\" stroke=\"", id);
+        sb_printf(b, "\" clip-path=\"url(#area%d)\" fill=\"none\" stroke=\"", f->id);
         sb_text(b, col);
         sb_printf(b, "\" stroke-width=\"2.2\"%s stroke-linejoin=\"round\" points=\"",
                   se->dashed ? " stroke-dasharray=\"7 4\"" : "");
@@ -230,27 +264,43 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
         for (int i = 0; i < se->n; i++) {
             double xv = se->x ? se->x[i] : i, yv = se->y[i];
             if (!isfinite(xv) || !isfinite(yv)) continue;
-            /* clamp far-away points so a diverging series still draws */
-            double X = fmax(-1e5, fmin(1e5, SX(xv))), Y = fmax(-1e5, fmin(1e5, SY(yv)));
+            double X = fmax(-1e5, fmin(1e5, frame_x(f, xv))), Y = fmax(-1e5, fmin(1e5, frame_y(f, yv)));
             sb_printf(b, "%s%.2f,%.2f", first ? "" : " ", X, Y);
             first = 0;
         }
         sb_printf(b, "\"/>\n");
-        if (se->markers)
-            for (int i = 0; i < se->n; i++) {
-                double xv = se->x ? se->x[i] : i, yv = se->y[i];
-                if (!isfinite(xv) || !isfinite(yv)) continue;
-                sb_printf(b, "<circle class=\"marker\" clip-path=\"url(#area%d)\" cx=\"%.2f\" cy=\"%.2f\" r=\"4\" ", id,
-                          fmax(-1e5, fmin(1e5, SX(xv))), fmax(-1e5, fmin(1e5, SY(yv))));
-                sb_printf(b, "fill=\"");
-                sb_text(b, col);
-                sb_printf(b, "\" stroke=\"#ffffff\" stroke-width=\"1\"/>\n");
-            }
+        for (int i = 0; se->markers && i < se->n; i++) {
+            double xv = se->x ? se->x[i] : i, yv = se->y[i];
+            if (!isfinite(xv) || !isfinite(yv)) continue;
+            sb_printf(b, "<circle class=\"marker\" clip-path=\"url(#area%d)\" cx=\"%.2f\" cy=\"%.2f\" r=\"4\" ", f->id,
+                      fmax(-1e5, fmin(1e5, frame_x(f, xv))), fmax(-1e5, fmin(1e5, frame_y(f, yv))));
+            sb_printf(b, "fill=\"");
+            sb_text(b, col);
+            sb_printf(b, "\" stroke=\"#ffffff\" stroke-width=\"1\"/>\n");
+        }
     }
-    /* axes box */
-    sb_printf(b, "<rect class=\"axes\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
-                 "stroke=\"#333\"/>\n", px0, py0, px1 - px0, py1 - py0);
-    /* legend, top right inside the plot area */
+}
+
+/* The corner (top right, bottom right, top left, bottom left) for a legend
+ * of lw x lh that covers the fewest data points, into (*lx, *ly). */
+static void legend_corner(const nb_plot *p, const plot_frame *f, double lw, double lh, double *lx, double *ly)
+{
+    long best = -1;
+    for (int corner = 0; corner < 4; corner++) {
+        double cx = corner < 2 ? f->px1 - lw - 8 : f->px0 + 8, cy = corner % 2 == 0 ? f->py0 + 8 : f->py1 - lh - 8;
+        long hits = 0;
+        for (int q = 0; q < p->nseries; q++)
+            for (int i = 0; i < p->series[q].n; i++) {
+                double X = frame_x(f, p->series[q].x ? p->series[q].x[i] : i), Y = frame_y(f, p->series[q].y[i]);
+                hits += X >= cx - 6 && X <= cx + lw + 6 && Y >= cy - 6 && Y <= cy + lh + 6;
+            }
+        if (best < 0 || hits < best) best = hits, *lx = cx, *ly = cy;
+    }
+}
+
+/* The legend of the labelled series, in the emptiest corner. */
+static void draw_legend(sbuf *b, const nb_plot *p, const plot_frame *f)
+{
     double nleg = 0, maxlen = 0; /* doubles: no int to overflow */
     for (int s = 0; s < p->nseries; s++)
         if (p->series[s].label) {
@@ -258,60 +308,68 @@ static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, doubl
             double l = (double)strlen(p->series[s].label);
             if (l > maxlen) maxlen = l;
         }
-    if (nleg > 0) {
-        /* the corner (top right, bottom right, top left, bottom left) that
-         * covers the fewest data points */
-        double lw = 44 + maxlen * 7.2, lh = 10 + nleg * 19, lx = px1 - lw - 8, ly = py0 + 8;
-        long best = -1;
-        for (int corner = 0; corner < 4; corner++) {
-            double cx = corner < 2 ? px1 - lw - 8 : px0 + 8, cy = corner % 2 == 0 ? py0 + 8 : py1 - lh - 8;
-            long hits = 0;
-            for (int q = 0; q < p->nseries; q++)
-                for (int i = 0; i < p->series[q].n; i++) {
-                    double X = SX(p->series[q].x ? p->series[q].x[i] : i), Y = SY(p->series[q].y[i]);
-                    hits += X >= cx - 6 && X <= cx + lw + 6 && Y >= cy - 6 && Y <= cy + lh + 6;
-                }
-            if (best < 0 || hits < best) best = hits, lx = cx, ly = cy;
-        }
-        sb_printf(b, "<g class=\"legend\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ffffff\" "
-                     "fill-opacity=\"0.9\" stroke=\"#999\"/>\n", lx, ly, lw, lh);
-        double k = 0;
-        for (int s = 0; s < p->nseries; s++) {
-            const nb_plot_series *se = &p->series[s];
-            if (!se->label) continue;
-            double yy = ly + 15 + k * 19;
-            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"", lx + 8, yy, lx + 32, yy);
-            sb_text(b, se->color ? se->color : palette[s % 6]);
-            sb_printf(b, "\" stroke-width=\"2.5\"%s/>\n", se->dashed ? " stroke-dasharray=\"7 4\"" : "");
-            sb_printf(b, "<text class=\"legend-text\" x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", lx + 38, yy + 4);
-            sb_text(b, se->label);
-            sb_printf(b, "</text>\n");
-            k++;
-        }
-        sb_printf(b, "</g>\n");
+    if (nleg == 0) return;
+    double lw = 44 + maxlen * 7.2, lh = 10 + nleg * 19, lx = f->px1 - lw - 8, ly = f->py0 + 8;
+    legend_corner(p, f, lw, lh, &lx, &ly);
+    sb_printf(b, "<g class=\"legend\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ffffff\" "
+                 "fill-opacity=\"0.9\" stroke=\"#999\"/>\n", lx, ly, lw, lh);
+    double k = 0;
+    for (int s = 0; s < p->nseries; s++) {
+        const nb_plot_series *se = &p->series[s];
+        if (!se->label) continue;
+        double yy = ly + 15 + k * 19;
+        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"", lx + 8, yy, lx + 32, yy);
+        sb_text(b, se->color ? se->color : palette[s % 6]);
+        sb_printf(b, "\" stroke-width=\"2.5\"%s/>\n", se->dashed ? " stroke-dasharray=\"7 4\"" : "");
+        sb_printf(b, "<text class=\"legend-text\" x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", lx + 38, yy + 4);
+        sb_text(b, se->label);
+        sb_printf(b, "</text>\n");
+        k++;
     }
+    sb_printf(b, "</g>\n");
+}
+
+/* The title and the axis labels. */
+static void draw_labels(sbuf *b, const nb_plot *p, const plot_frame *f, double ox, double H)
+{
     if (p->title) {
         sb_printf(b, "<text class=\"title\" x=\"%.1f\" y=\"26\" text-anchor=\"middle\" font-size=\"16\" "
-                     "font-weight=\"bold\">", (px0 + px1) / 2);
+                     "font-weight=\"bold\">", (f->px0 + f->px1) / 2);
         sb_text(b, p->title);
         sb_printf(b, "</text>\n");
     }
     if (p->xlabel) {
         sb_printf(b, "<text class=\"xlabel\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">",
-                  (px0 + px1) / 2, H - 14);
+                  (f->px0 + f->px1) / 2, H - 14);
         sb_text(b, p->xlabel);
         sb_printf(b, "</text>\n");
     }
     if (p->ylabel) {
-        double cx = ox + 18, cy = (py0 + py1) / 2;
+        double cx = ox + 18, cy = (f->py0 + f->py1) / 2;
         sb_printf(b, "<text class=\"ylabel\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\" "
                      "transform=\"rotate(-90 %.1f %.1f)\">", cx, cy, cx, cy);
         sb_text(b, p->ylabel);
         sb_printf(b, "</text>\n");
     }
+}
+
+/* One plot, W x H at x offset ox, as an SVG group. */
+static void render(sbuf *b, const nb_plot *p, int id, double ox, double W, double H)
+{
+    const plot_frame f = frame_of(p, id, ox, W, H);
+    const double w = f.px1 - f.px0, h = f.py1 - f.py0;
+    sb_printf(b, "<g class=\"plot\">\n");
+    sb_printf(b, "<clipPath id=\"area%d\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath>\n", id,
+              f.px0, f.py0, w, h);
+    sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ffffff\" stroke=\"none\"/>\n",
+              f.px0, f.py0, w, h);
+    draw_ticks(b, &f);
+    draw_series(b, p, &f);
+    sb_printf(b, "<rect class=\"axes\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+                 "stroke=\"#333\"/>\n", f.px0, f.py0, w, h);
+    draw_legend(b, p, &f);
+    draw_labels(b, p, &f, ox, H);
     sb_printf(b, "</g>\n");
-#undef SX
-#undef SY
 }
 
 nb_status nb_svg_plot(const char *path, const nb_plot *plots, int nplots)

@@ -377,7 +377,7 @@ static void test_batch_zero(void **state)
     char *out;
     int rc = CLI(&out, "train", "--data", data, "--model", "flatten; dense 10", "--batch", "0");
     assert_int_equal(rc, 2);
-    assert_has(out, "nabla train: --batch must be at least 1, got '0'");
+    assert_has(out, "nabla train: --batch must be an integer from 1 to 1048576, got '0'");
     free(out);
 }
 
@@ -794,6 +794,144 @@ static void test_overflow_backward(void **state)
     free(out);
 }
 
+
+/* ------------------------------------------------- command-line arguments */
+
+/* Runs the CLI, asserts exit status rc and that the output holds want. */
+#define EXPECT_CLI(rc_want, want, ...)                                                                                 \
+    do {                                                                                                              \
+        char *o_;                                                                                                     \
+        int rc_ = CLI(&o_, __VA_ARGS__);                                                                              \
+        assert_has(o_, want);                                                                                         \
+        assert_int_equal(rc_, rc_want);                                                                               \
+        free(o_);                                                                                                     \
+    } while (0)
+
+static void test_mistyped_arguments(void **state)
+{
+    (void)state;
+    EXPECT_CLI(2, "nabla: unknown command 'trian' (did you mean train?)", "trian", "--data", data);
+    EXPECT_CLI(2, "nabla: unknown command 'frobnicate'\n(see 'nabla --help' for the commands)", "frobnicate");
+    EXPECT_CLI(2, "nabla train: unknown option '--epoch' (did you mean --epochs?)", "train", "--data", data, "--model",
+               "flatten; dense 10", "--epoch", "3");
+    EXPECT_CLI(2, "nabla train: unknown option '--colour'\n(see 'nabla train --help')", "train", "--colour", "red");
+    EXPECT_CLI(2, "nabla train: unexpected argument 'model.safetensors' (options start with --)", "train",
+               "model.safetensors");
+    EXPECT_CLI(2, "nabla gradcheck: --seed must be an integer >= 0, got 'abc'", "gradcheck", "--seed", "abc");
+    EXPECT_CLI(2, "nabla train: --epochs must be an integer from 1 to 1000000, got '3x'", "train", "--data", data,
+               "--model", "flatten; dense 10", "--epochs", "3x");
+    EXPECT_CLI(2, "nabla train: --momentum must be a finite number, got 'nan'", "train", "--data", data, "--model",
+               "flatten; dense 10", "--momentum", "nan");
+    EXPECT_CLI(2, "nabla train: unknown --loss 'hinge' (the choices: cce, mse, bce)", "train", "--data", data,
+               "--model", "flatten; dense 10", "--loss", "hinge");
+    EXPECT_CLI(2, "nabla train: unknown --optimizer 'adma': did you mean adam? (the choices: sgd, adam, adamw, rmsprop)",
+               "train", "--data", data, "--model", "flatten; dense 10", "--optimizer=adma");
+    EXPECT_CLI(2, "nabla train: --resume takes no value, got '--resume=yes'", "train", "--data", data, "--resume=yes");
+    EXPECT_CLI(2, "nabla train: option '--lr' needs a value", "train", "--data", data, "--model", "dense 2", "--lr");
+    EXPECT_CLI(2, "nabla train: --data is required", "train", "--model", "dense 2");
+    EXPECT_CLI(2, "nabla train: --model is required (or --resume, to continue the checkpoint in --out)", "train",
+               "--data", data);
+    EXPECT_CLI(2, "nabla jacobian: --model is required", "jacobian", "--input", "x.npy", "-o", "J.npy");
+    EXPECT_CLI(2, "nabla grad: --model and --out are required", "grad", "--input", "x.npy", "--labels", "y.npy");
+}
+
+/* A plot is SVG: a .png name would get SVG text. */
+static void test_plot_not_svg(void **state)
+{
+    (void)state;
+    EXPECT_CLI(2, "nabla train: --plot writes SVG: give a file name ending in .svg, got 'DIR/curves.png'", "train",
+               "--data", data, "--model", "flatten; dense 10", "--plot", "DIR/curves.png");
+    EXPECT_CLI(2, "nabla demo gd: --plot writes SVG: give a file name ending in .svg, got 'gd.png'", "demo", "gd",
+               "--plot", "gd.png");
+    assert_int_equal(access("gd.png", F_OK), -1);
+}
+
+/* A small trained-shape classifier of the 8x8 data set. */
+static const char *save_image_model(void)
+{
+    static char f[1200];
+    tu_fmt(f, sizeof f, "%s", path_in("img.safetensors"));
+    nb_model *m;
+    int64_t in[3] = {8, 8, 1};
+    assert_int_equal(nb_model_from_spec("flatten; dense 10", 3, in, &m), NB_OK);
+    assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 3), NB_OK);
+    assert_int_equal(nb_model_save(m, f), NB_OK);
+    nb_model_free(m);
+    return f;
+}
+
+/* Where the examples come from: --input or --data, within the data. */
+static void test_examples_source(void **state)
+{
+    (void)state;
+    const char *m = save_image_model();
+    EXPECT_CLI(2, "nabla predict: --input FILE or --data D is required (e.g. --data fashion-mnist)", "predict",
+               "--model", m);
+    EXPECT_CLI(2, "nabla jacobian: give --input or --data, not both", "jacobian", "--model", m, "--input", "x.npy",
+               "--data", data, "-o", "J.npy");
+    EXPECT_CLI(2, "nabla grad: --labels is required with --input", "grad", "--model", m, "--input", "x.npy", "-o",
+               "g.safetensors");
+    char want[1400];
+    tu_fmt(want, sizeof want, "nabla predict: reading the input: --start 40: the test split of '%s' has 32 examples "
+                              "(0..31)", data);
+    EXPECT_CLI(1, want, "predict", "--model", m, "--data", data, "--start", "40");
+    /* NCHW, as PyTorch lays images out: (2, 1, 8, 8) for a model of (8, 8, 1). */
+    int64_t shape[4] = {2, 1, 8, 8};
+    nb_tensor *x = nb_tensor_new(4, shape);
+    assert_int_equal(nb_npy_write(path_in("nchw.npy"), x), NB_OK);
+    nb_tensor_free(x);
+    tu_fmt(want, sizeof want, "input '%s' has shape (2, 1, 8, 8), the model takes (N, 8, 8, 1) (or (N, H, W) for its "
+                              "one channel); this looks like channels-first (N, C, H, W) as in PyTorch, but nabla is "
+                              "channels-last (N, H, W, C): transpose it (NumPy: x.transpose(0, 2, 3, 1))",
+           path_in("nchw.npy"));
+    EXPECT_CLI(1, want, "predict", "--model", m, "--input", path_in("nchw.npy"));
+    /* --classes with fewer names than classes. */
+    assert_int_equal(tu_write(path_in("three.txt"), "cat\ndog\nbird\n", 13), 0);
+    tu_fmt(want, sizeof want, "nabla predict: --classes: '%s' has 3 class names (one per line), the model has 10 classes",
+           path_in("three.txt"));
+    EXPECT_CLI(1, want, "predict", "--model", m, "--data", data, "--classes", path_in("three.txt"));
+    /* Integer labels where mse wants targets of the output's shape. */
+    tu_fmt(want, sizeof want, "nabla grad: the labels of '%s' have shape (4,); mse needs targets of the output's shape (4, 10) "
+                              "(these look like class indices: use --loss cce, or one-hot targets for mse)", data);
+    EXPECT_CLI(1, want, "grad", "--model", m, "--data", data, "--count", "4", "--loss", "mse", "-o",
+               path_in("g.safetensors"));
+    assert_int_equal(access(path_in("g.safetensors"), F_OK), -1);
+}
+
+/* CSV data sets: the label column by a name that is not there, by an index
+ * past the end, by name in a file without a header; contradicting header
+ * options; --input that does not hold a row. */
+static void test_csv_arguments(void **state)
+{
+    (void)state;
+    const char *hdr = path_in("h.csv");
+    assert_int_equal(tu_write(hdr, "label,a,b,c\n0,1,2,3\n1,4,5,6\n", 28), 0);
+    char want[1400], hdr_copy[1200];
+    tu_fmt(hdr_copy, sizeof hdr_copy, "%s", hdr);
+    tu_fmt(want, sizeof want, "nabla train: loading the training data: '%s': --label-col 'lable': no column of that "
+                              "name; did you mean 'label'? (the columns: label, a, b, c)", hdr_copy);
+    EXPECT_CLI(1, want, "train", "--data", hdr_copy, "--label-col", "lable", "--model", "dense 2");
+    tu_fmt(want, sizeof want, "nabla eval: loading the data: '%s': --label-col 4: there is no such column (4 columns, "
+                              "0..3)", hdr_copy);
+    EXPECT_CLI(1, want, "eval", "--model", save_image_model(), "--data", hdr_copy, "--label-col", "4");
+    const char *nh = path_in("nh.csv");
+    assert_int_equal(tu_write(nh, "0,1,2,3\n1,4,5,6\n", 16), 0);
+    char nh_copy[1200];
+    tu_fmt(nh_copy, sizeof nh_copy, "%s", nh);
+    tu_fmt(want, sizeof want, "nabla train: loading the training data: '%s': --label-col 'label': the file has no header "
+                              "line to find the name in (give the column's index)", nh_copy);
+    EXPECT_CLI(1, want, "train", "--data", nh_copy, "--label-col", "label", "--model", "dense 2");
+    EXPECT_CLI(1, "nabla train: building the model: model 'nosuch.safetensors': no such file", "train", "--data", data,
+               "--model", "nosuch.safetensors");
+    EXPECT_CLI(1, "nabla summary: building the model: model 'specs/cnn.txt': no such file", "summary", "--model",
+               "specs/cnn.txt", "--input", "28,28,1");
+    EXPECT_CLI(2, "nabla train: --header and --no-header contradict each other", "train", "--data", nh_copy, "--header",
+               "--no-header", "--model", "dense 2");
+    EXPECT_CLI(1, "nabla train: --input: --input 5,5,1 holds 25 values per example, the data's examples hold 3",
+               "train", "--data", hdr_copy, "--label-col", "label", "--input", "5,5,1", "--model", "flatten; dense 2");
+    assert_int_equal(access(path_in("model.safetensors"), F_OK), -1);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -840,6 +978,10 @@ int main(void)
         cmocka_unit_test(test_model_file_spec_mismatch),
         cmocka_unit_test(test_model_file_extra_tensor),
         cmocka_unit_test(test_model_file_nonfinite),
+        cmocka_unit_test(test_mistyped_arguments),
+        cmocka_unit_test(test_plot_not_svg),
+        cmocka_unit_test(test_examples_source),
+        cmocka_unit_test(test_csv_arguments),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

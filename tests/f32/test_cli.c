@@ -125,6 +125,45 @@ static void test_summary_mnist_cnn(void **state)
     assert_int_equal(run(CLI " summary"), 2);
 }
 
+
+/* The declarative options: --help is nabla help CMD, --opt=value, strict
+ * numbers, did-you-mean for commands, options and choices. */
+static void test_options(void **state)
+{
+    (void)state;
+    static char help[1 << 16];
+    assert_int_equal(run(CLI " train --help"), 0);
+    snprintf(help, sizeof help, "%s", out);
+    assert_true(contains("  --epochs E            epochs (with --resume: in all, those done included) (default 1)"));
+    assert_true(contains("  --optimizer sgd|adam|adamw|rmsprop"));
+    assert_int_equal(run(CLI " help train"), 0);
+    assert_string_equal(out, help);
+    assert_int_equal(run(CLI " help trian"), 2);
+    assert_true(contains("nabla: unknown command 'trian' (did you mean train?)"));
+    assert_int_equal(run(CLI " trian --epochs 1"), 2);
+    assert_true(contains("nabla: unknown command 'trian' (did you mean train?)"));
+    assert_int_equal(run(CLI " train --data d --model m --epoch 3"), 2);
+    assert_true(contains("nabla train: unknown option '--epoch' (did you mean --epochs?)"));
+    assert_int_equal(run(CLI " train --data d --model m --optimizer adma"), 2);
+    assert_true(contains("unknown --optimizer 'adma': did you mean adam? (the choices: sgd, adam, adamw, rmsprop)"));
+    assert_int_equal(run(CLI " gradcheck --seed abc"), 2);
+    assert_true(contains("nabla gradcheck: --seed must be an integer >= 0, got 'abc'"));
+    assert_int_equal(run(CLI " gradcheck --seed 12x"), 2);
+    assert_int_equal(run(CLI " jacobian --model m --input x -o J.npy --eps=-1"), 2);
+    assert_true(contains("--eps must be a positive finite number, got '-1'"));
+    /* --name=value is --name value: alpha 0.25 takes x from 1 to 0 in one step. */
+    assert_int_equal(run(CLI " demo gd --lr=0.25 --steps=1"), 0);
+    char x[64];
+    assert_true(demo_x(1, x, sizeof x));
+    assert_string_equal(x, "0");
+    assert_int_equal(run(CLI " train --data=d --model=m --resume=1"), 2);
+    assert_true(contains("--resume takes no value, got '--resume=1'"));
+    assert_int_equal(run(CLI " train --data d"), 2);
+    assert_true(contains("--model is required (or --resume"));
+    assert_int_equal(run(CLI " grad --input x.npy --labels y.npy"), 2);
+    assert_true(contains("nabla grad: --model and --out are required"));
+}
+
 /* ------------------------------------------------------- a trained model */
 
 #define MODEL TMP "tiny.safetensors"
@@ -251,7 +290,12 @@ static void test_predict(void **state)
     assert_true(contains("the model takes (N, 28, 28, 1)"));
     assert_int_equal(run(CLI " predict --model " MODEL " --input " TMP "nothere.npy -o " TMP "q.npy"), 1);
     assert_true(contains("nothere.npy"));
-    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF), 2);
+    /* Without -o: the top classes only, nothing written. */
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF " --top 2"), 0);
+    assert_true(contains("example 0: class "));
+    assert_null(strstr(out, "wrote"));
+    assert_int_equal(run(CLI " predict --model " MODEL), 2);
+    assert_true(contains("--input FILE or --data D is required"));
     assert_int_equal(run(CLI " predict --bogus"), 2);
 }
 
@@ -486,6 +530,178 @@ static void test_predict_softmax_then_dropout(void **state)
     nb_tensor_free(x);
 }
 
+
+/* --data D --start K --count N: the same examples as --input, from the data
+ * set itself, with its labels; predict's top classes with their names. */
+static void test_data_source(void **state)
+{
+    (void)state;
+    if (!have_data) skip();
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF " -o " TMP "pin.npy"), 0);
+    assert_int_equal(run(CLI " predict --model " MODEL " --data fashion-mnist --count 3 --top 1 -o " TMP "pdata.npy"),
+                     0);
+    /* The first three test images are an ankle boot, a pullover and a trouser. */
+    assert_true(contains("the test split of 'fashion-mnist' examples 0..2: 3 examples"));
+    assert_true(contains("(label: Ankle boot"));
+    assert_true(contains("(label: Pullover"));
+    assert_true(contains("(label: Trouser"));
+    nb_tensor *a = read_npy(TMP "pin.npy"), *b = read_npy(TMP "pdata.npy");
+    assert_int_equal(a->size, b->size);
+    assert_memory_equal(a->data, b->data, (size_t)a->size * sizeof(nb_real));
+    /* The top class printed is the argmax of the row, with its probability. */
+    int best = 0;
+    for (int c = 1; c < 10; c++)
+        if (a->data[c] > a->data[best]) best = c;
+    static const char *names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                    "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    char line[128];
+    snprintf(line, sizeof line, "example 0: %s %.3f   (label: Ankle boot", names[best], (double)a->data[best]);
+    assert_true(contains(line));
+    /* --classes FILE: one name per line. */
+    FILE *cf = fopen(TMP "classes.txt", "w");
+    assert_non_null(cf);
+    for (int k = 0; k < 10; k++) fprintf(cf, "kind-%d\n", k);
+    fclose(cf);
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF " --classes " TMP "classes.txt --top 1"), 0);
+    snprintf(line, sizeof line, "example 0: kind-%d %.3f\n", best, (double)a->data[best]);
+    assert_true(contains(line));
+    /* --start 1 --count 2: rows 1 and 2; on --input too. */
+    assert_int_equal(run(CLI " predict --model " MODEL " --data fashion-mnist --start 1 --count 2 -o " TMP "p12.npy"), 0);
+    nb_tensor *c = read_npy(TMP "p12.npy");
+    assert_int_equal(c->shape[0], 2);
+    assert_memory_equal(c->data, a->data + 10, 20 * sizeof(nb_real));
+    nb_tensor_free(c);
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF " --start 2 -o " TMP "p2.npy"), 0);
+    c = read_npy(TMP "p2.npy");
+    assert_int_equal(c->shape[0], 1);
+    assert_memory_equal(c->data, a->data + 20, 10 * sizeof(nb_real));
+    nb_tensor_free(c);
+    nb_tensor_free(a);
+    nb_tensor_free(b);
+    /* jacobian: one example by default with --data; the same J as --input. */
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --data fashion-mnist -o " TMP "Jd.npy"), 0);
+    nb_tensor *J = read_npy(TMP "Jd.npy");
+    const int64_t js[6] = {1, 10, 1, 28, 28, 1};
+    assert_int_equal(J->rank, 6);
+    assert_memory_equal(J->shape, js, sizeof js);
+    assert_int_equal(run(CLI " jacobian --model " MODEL " --input " XF " --count 1 -o " TMP "Ji.npy"), 0);
+    nb_tensor *Ji = read_npy(TMP "Ji.npy");
+    assert_memory_equal(J->data, Ji->data, (size_t)J->size * sizeof(nb_real));
+    nb_tensor_free(J);
+    nb_tensor_free(Ji);
+    /* grad: the data set's labels, the same loss as --labels. */
+    assert_int_equal(run(CLI " grad --model " MODEL " --input " XF " --labels " Y " -o " TMP "gi.safetensors"), 0);
+    const char *p = strstr(out, "loss (cce, mean over 3 examples): ");
+    assert_non_null(p);
+    char loss_in[64];
+    sscanf(p + strlen("loss (cce, mean over 3 examples): "), "%63s", loss_in);
+    assert_int_equal(run(CLI " grad --model " MODEL " --data fashion-mnist --count 3 -o " TMP "gd.safetensors"), 0);
+    snprintf(line, sizeof line, "loss (cce, mean over 3 examples): %s\n", loss_in);
+    assert_true(contains(line));
+    /* Errors: both sources, --start past the end. */
+    assert_int_equal(run(CLI " predict --model " MODEL " --input " XF " --data fashion-mnist"), 2);
+    assert_true(contains("give --input or --data, not both"));
+    assert_int_equal(run(CLI " predict --model " MODEL " --data fashion-mnist --start 10000"), 1);
+    assert_true(contains("--start 10000: the test split of 'fashion-mnist' has 10000 examples (0..9999)"));
+}
+
+/* --resume needs no --model, and says when the epochs are already done. */
+static void test_resume_without_model(void **state)
+{
+    (void)state;
+    if (!have_data) skip();
+    assert_int_equal(run("cp " MODEL " " TMP "resume.safetensors"), 0);
+    assert_int_equal(run(CLI " train --data fashion-mnist --resume --out " TMP "resume.safetensors"), 0);
+    assert_true(contains("nothing to train: the checkpoint '" TMP "resume.safetensors' already holds 1 epoch and "
+                         "--epochs is 1"));
+    assert_int_equal(run(CLI " train --data fashion-mnist --resume --epochs 2 --limit 128 --no-test --out " TMP
+                             "resume.safetensors"),
+                     0);
+    assert_true(contains("resuming after epoch 1"));
+    assert_true(contains("epoch 2/2: loss "));
+}
+
+/* train --plot: an SVG file (a .png name is refused), epochs on integer ticks. */
+static void test_train_plot_ticks(void **state)
+{
+    (void)state;
+    if (!have_data) skip();
+    assert_int_equal(run(CLI " train --data fashion-mnist --model 'flatten; dense 10' --limit 256 --epochs 3 --no-test "
+                             "--quiet --out " TMP "plot.safetensors --plot " TMP "curves.png"),
+                     2);
+    assert_true(contains("--plot writes SVG"));
+    assert_int_equal(run(CLI " train --data fashion-mnist --model 'flatten; dense 10' --limit 256 --epochs 3 --no-test "
+                             "--quiet --out " TMP "plot.safetensors --plot " TMP "curves.svg"),
+                     0);
+    FILE *f = fopen(TMP "curves.svg", "r");
+    assert_non_null(f);
+    static char svg[1 << 18];
+    size_t n = fread(svg, 1, sizeof svg - 1, f);
+    svg[n] = '\0';
+    fclose(f);
+    /* Both plots' x ticks: 1, 2, 3 and nothing between. */
+    char ticks[256] = "";
+    for (const char *q = strstr(svg, "class=\"xtick\""); q; q = strstr(q + 1, "class=\"xtick\"")) {
+        const char *gt = strchr(q, '>'), *lt = gt ? strchr(gt, '<') : NULL;
+        assert_non_null(lt);
+        size_t u = strlen(ticks);
+        snprintf(ticks + u, sizeof ticks - u, "%.*s ", (int)(lt - gt - 1), gt + 1);
+    }
+    assert_string_equal(ticks, "1 2 3 1 2 3 ");
+}
+
+/* The CSV path: the label first and named, pixels 0..255 (a warning, then
+ * --scale 255), rows reshaped to --input for a conv net, eval and predict on
+ * the CSV file without --split, and a file without a header keeps its first
+ * row. 60 rows of 4x4 images, class c bright where (pixel % 3) == c. */
+static void test_csv_path(void **state)
+{
+    (void)state;
+    FILE *f = fopen(TMP "lf.csv", "w");
+    assert_non_null(f);
+    fprintf(f, "label");
+    for (int j = 0; j < 16; j++) fprintf(f, ",p%d", j);
+    fprintf(f, "\n");
+    for (int i = 0; i < 60; i++) {
+        fprintf(f, "%d", i % 3);
+        for (int j = 0; j < 16; j++) fprintf(f, ",%d", j % 3 == i % 3 ? 255 : (i * 7 + j * 13) % 41);
+        fprintf(f, "\n");
+    }
+    fclose(f);
+    const char *common = " --data " TMP "lf.csv --label-col label --model 'conv2d 4 2 relu; flatten; dense 3' --input "
+                         "4,4,1 --val-split 0 --seed 2 --out " TMP "lf.safetensors";
+    assert_int_equal(run(CLI " train%s --epochs 1 --quiet", common), 0);
+    assert_true(contains("'" TMP "lf.csv': the first line is a header (it holds a field that is not a number)"));
+    assert_true(contains("warning: the inputs of '" TMP "lf.csv' are whole numbers up to 255, like 0..255 pixels: "
+                         "pass --scale 255"));
+    assert_int_equal(run(CLI " train%s --epochs 30 --lr 0.02 --scale 255", common), 0);
+    assert_null(strstr(out, "warning"));
+    assert_true(contains("60 examples (0 validation)"));
+    /* eval reads the same file (no --split needed) and reshapes its rows. */
+    assert_int_equal(run(CLI " eval --model " TMP "lf.safetensors --data " TMP "lf.csv --label-col 0 --scale 255"), 0);
+    assert_true(contains("60 examples"));
+    assert_true(contains("accuracy 1.0000 (60/60 correct)"));
+    assert_int_equal(run(CLI " predict --model " TMP "lf.safetensors --data " TMP "lf.csv --label-col label --scale "
+                             "255 --count 3 --top 1"),
+                     0);
+    assert_true(contains("example 2: class 2 "));
+    assert_true(contains("3 of 3 right"));
+    /* No header: every row is data, and the detection says so. */
+    f = fopen(TMP "nh.csv", "w");
+    assert_non_null(f);
+    for (int i = 0; i < 30; i++) fprintf(f, "%d,%g,%g,%g\n", i % 3, i % 3 == 0 ? 1.0 : 0.1, i % 3 == 1 ? 1.0 : 0.1, i % 3 == 2 ? 1.0 : 0.1);
+    fclose(f);
+    assert_int_equal(run(CLI " train --data " TMP "nh.csv --label-col 0 --model 'dense 3' --val-split 0 --out " TMP
+                             "nh.safetensors"),
+                     0);
+    assert_true(contains("no header line (the first line is all numbers): it is data (pass --header if not)"));
+    assert_true(contains("30 examples (0 validation)"));
+    assert_int_equal(run(CLI " train --data " TMP "nh.csv --label-col 0 --header --model 'dense 3' --val-split 0 --out " TMP
+                             "nh.safetensors"),
+                     0);
+    assert_true(contains("29 examples (0 validation)"));
+}
+
 int main(void)
 {
     const struct CMUnitTest basic[] = {
@@ -494,6 +710,8 @@ int main(void)
         cmocka_unit_test(test_summary_mnist_cnn),
         cmocka_unit_test(test_linear_layer_model_file),
         cmocka_unit_test(test_predict_softmax_then_dropout),
+        cmocka_unit_test(test_options),
+        cmocka_unit_test(test_csv_path),
     };
     const struct CMUnitTest trained[] = {
         cmocka_unit_test(test_eval),
@@ -501,6 +719,9 @@ int main(void)
         cmocka_unit_test(test_jacobian),
         cmocka_unit_test(test_jacobian_compare),
         cmocka_unit_test(test_grad),
+        cmocka_unit_test(test_data_source),
+        cmocka_unit_test(test_resume_without_model),
+        cmocka_unit_test(test_train_plot_ticks),
     };
     int f = cmocka_run_group_tests(basic, NULL, NULL);
     return f + cmocka_run_group_tests(trained, setup_model, NULL);

@@ -543,7 +543,7 @@ static void test_second_loss_names_the_first(void **state)
     (void)state;
     const int64_t in[1] = {4};
     const nb_loss_kind kinds[3] = {NB_LOSS_CCE, NB_LOSS_MSE, NB_LOSS_BCE};
-    const char *names[3] = {"CCE", "MSE", "BCE"};
+    const char *names[3] = {"cce", "mse", "bce"};
     for (int a = 0; a < 3; a++)
         for (int b = 0; b < 3; b++) {
             nb_model *m;
@@ -669,7 +669,7 @@ static void test_spec_print_parse_fixed_point(void **state)
     };
     const char *why[] = {"layer 1: maxpool takes no activation (add a 'relu' layer after it)",
                          "layer 1: flatten takes no activation (add a 'softmax' layer after it)",
-                         "layer 1: conv2d units must be 1..1048576, got 2097152",
+                         "layer 1: conv2d filters must be 1..1048576, got 2097152",
                          "layer 1: conv2d dilation must be 1..1024 (or 0 for the default), got -1",
                          "layer 1: avgpool stride must be 1..1024 (or 0 for the default), got 5000",
                          "layer 1: unknown activation 99", "layer 1: unknown layer kind 42"};

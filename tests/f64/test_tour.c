@@ -150,9 +150,33 @@ static void test_jacobians(void **state)
     free(out);
 }
 
+/* Part 6 (examples/curvature.c): f'' = 4 and the critical rate 0.5; the
+ * linear model's lambda_max against its independent check; the verdicts. */
+static void test_curvature(void **state)
+{
+    (void)state;
+    FILE *data = fopen("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", "rb");
+    if (!data) skip(); /* the example reads real images (scripts/deps.sh installs them) */
+    fclose(data);
+    char *out = run_example("curvature");
+    NEAR(num_after(out, "f''(x)", "= "), 4, 0);
+    NEAR(num_after(out, "critical rate", "= "), 0.5, 0);
+    line_has(out, "alpha 0.45", "converges");
+    line_has(out, "alpha 0.5 ", "oscillates");
+    line_has(out, "alpha 0.55", "diverges");
+    const double l = num_after(out, "lambda_max =", "= "), ref = num_after(out, "lambda_max of (2/10N)", "matrix = ");
+    NEAR(l, ref, 1e-5);
+    NEAR(num_after(out, "largest stable rate", "= "), 2 / l, 1e-5);
+    line_has(out, "lr = 0.9 x 2/lambda_max = 0.0799", "converges");
+    line_has(out, "lr = 1.1 x 2/lambda_max = 0.09765", "blows up");
+    line_has(out, "lr = 8 x", "blows up");
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_curvature),
         cmocka_unit_test(test_models),
         cmocka_unit_test(test_gradient_descent),
         cmocka_unit_test(test_backprop_cnn),
