@@ -5,6 +5,7 @@
 #   A  1 process x 2 threads, the default path
 #   R  1 process x 2 threads, --reproducible (shards of 16)
 #   M  mpirun -np 2, 1 thread each (reproducible, always)
+#   A1, R1: A and R on 1 thread
 # Usage: bash bench/mpi.sh [REPS] [LIMIT]   (needs a build in build-bench with MPI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,8 @@ COMMON=(train --data fashion-mnist --model "$SPEC" --epochs 1 --batch 128 --limi
 for r in $(seq "$REPS"); do
   echo "A $( "$N" "${COMMON[@]}" --threads 2 | grep -o '[0-9]* img/s')"
   echo "R $( "$N" "${COMMON[@]}" --threads 2 --reproducible | grep -o '[0-9]* img/s')"
+  echo "A1 $( "$N" "${COMMON[@]}" --threads 1 | grep -o '[0-9]* img/s')"
+  echo "R1 $( "$N" "${COMMON[@]}" --threads 1 --reproducible | grep -o '[0-9]* img/s')"
   out=$(mpirun --oversubscribe --allow-run-as-root -np 2 "$N" "${COMMON[@]}" --threads 1)
   echo "M $(grep -o '[0-9]* img/s' <<<"$out") | $(grep 'gradient exchange' <<<"$out")"
 done

@@ -37,10 +37,10 @@ cflags="-g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer-no-link,addr
 lflags="-fsanitize=fuzzer,address,undefined -lz -lpng -ljpeg -lcjson -lm"
 
 # Compile every library and CLI source once (in parallel); an object per
-# source, named after its path.
+# source, named after its path (not src/wasm: the page's API, for wasm32-wasi only).
 echo "== compiling the library for the fuzzers"
 rm -f "$out"/obj/*.o
-if ! find "$root/src" -name '*.c' ! -name main.c | sort | \
+if ! find "$root/src" -name '*.c' ! -name main.c ! -path '*/src/wasm/*' | sort | \
     CC="$cc" CFLAGS="$cflags" ROOT="$root" OBJ="$out/obj" xargs -P "$jobs" -I{} sh -c \
     'o="$OBJ/$(echo "{}" | sed "s|^$ROOT/src/||; s|/|_|g; s|\.c$|.o|")"; $CC $CFLAGS -I"$ROOT/include" -c "{}" -o "$o"'; then
     echo "fuzz: compiling the library failed" >&2

@@ -7,7 +7,7 @@
     the outputs of `nabla predict --raw` within --tol-out (1e-5) on real
     Fashion-MNIST test images, for an NHWC and an NCHW (--nchw) export.
  3. Models built here with Debian's python3-torch (the lecture CNN and an
-    MLP, random weights from a fixed seed, no downloads) and written by
+    MLP with tanh and GELU, random weights from a fixed seed, no downloads) and written by
     torch.onnx.export (opset 13) import into nabla (`nabla import`, and
     --model M.onnx directly) and give torch's logits within --tol-out and
     torch.autograd's per-example input Jacobian within --tol-jac (2e-4).
@@ -29,7 +29,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
-CNN_SPEC = "conv2d 8 3 relu; conv2d 16 3 padding=same stride=2; relu; maxpool 2; flatten; dense 32 tanh; dropout 0.2; dense 10 softmax"
+CNN_SPEC = "conv2d 8 3 relu; conv2d 16 3 padding=same stride=2; relu; maxpool 2; flatten; dense 32 gelu; dropout 0.2; dense 10 softmax"
 failures = []
 
 
@@ -96,7 +96,7 @@ def torch_models(torch):
     torch.manual_seed(0)
     cnn = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                         nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10))
-    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.Tanh(),
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.Tanh(), nn.Linear(256, 128), nn.GELU(),
                         nn.Linear(128, 10))
     return {"lecture CNN": (cnn, (1, 1, 28, 28)), "MLP": (mlp, (1, 1, 28, 28))}
 

@@ -141,7 +141,8 @@ static void print_top(const predict_args *a, const nb_tensor *y, const nb_tensor
             for (int64_t c = 0; c < C; c++)
                 if ((prev < 0 || ranks_before(p, prev, c)) && (best < 0 || ranks_before(p, c, best))) best = c;
             prev = best;
-            printf("%s %s %.3f", k ? "," : "", class_str(name, sizeof name, best, names), (double)p[best]);
+            const double v = p[best]; /* printed "nan", never "-nan" */
+            printf("%s %s %.3f", k ? "," : "", class_str(name, sizeof name, best, names), isnan(v) ? fabs(v) : v);
         }
         if (labels) {
             int64_t want = (int64_t)labels->data[n], top1 = 0;

@@ -55,6 +55,37 @@ static void put_transpose(exp_ctx *c, int to_nchw)
     c->nchw = to_nchw;
 }
 
+/* GELU, which opset 13 has no operator for, as torch.onnx.export writes
+ * it: y = (x * (erf(x / sqrt 2) + 1)) * 0.5 (Div, Erf, Add, Mul, Mul with
+ * scalar initializers); the importer reads the pattern back. */
+static nb_status put_gelu(exp_ctx *c)
+{
+    static const struct {
+        const char *op, *what;
+        float k;
+    } steps[] = {{"Div", "gelu_div", 1.41421356f}, {"Erf", "gelu_erf", 0}, {"Add", "gelu_add", 1.0f},
+                 {"Mul", "gelu_mul", 0}, {"Mul", "gelu", 0.5f}};
+    char x[64], k[64];
+    snprintf(x, sizeof x, "%s", c->cur);
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        const char *in[1] = {k};
+        int nin = 0;
+        if (steps[i].k != 0) {
+            snprintf(k, sizeof k, "%d.%s.k", c->layer, steps[i].what);
+            const nb_real v = (nb_real)steps[i].k;
+            onnx_w_initializer(&c->graph, k, 0, NULL, &v);
+            nin = 1;
+        } else if (i == 3) { /* x * (erf + 1): the input again */
+            in[0] = x;
+            nin = 1;
+        }
+        onnx_w_node n;
+        node_begin(c, &n, steps[i].op, steps[i].what, nin, in);
+        onnx_w_node_end(&n, &c->graph);
+    }
+    return NB_OK;
+}
+
 /* The activation after a layer (or as one): Relu, Softmax(axis), ... */
 static nb_status put_activation(exp_ctx *c, nb_activation a)
 {
@@ -62,7 +93,8 @@ static nb_status put_activation(exp_ctx *c, nb_activation a)
                                 [NB_ACT_SOFTMAX] = "Softmax", [NB_ACT_LOG_SOFTMAX] = "LogSoftmax",
                                 [NB_ACT_LEAKY_RELU] = "LeakyRelu", [NB_ACT_ELU] = "Elu", [NB_ACT_SOFTPLUS] = "Softplus"};
     if (a == NB_ACT_NONE) return NB_OK;
-    if (a == NB_ACT_GELU || (unsigned)a >= sizeof ops / sizeof ops[0] || !ops[a])
+    if (a == NB_ACT_GELU) return put_gelu(c);
+    if ((unsigned)a >= sizeof ops / sizeof ops[0] || !ops[a])
         return nb_fail(NB_ERR_ARG, "onnx export: layer %d: activation %s has no operator in ONNX opset %d", c->layer,
                        nb_activation_name(a), OPSET);
     onnx_w_node n;

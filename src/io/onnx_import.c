@@ -53,6 +53,7 @@ typedef struct onnx_op {
 } onnx_op;
 
 static const onnx_op *find_op(const char *type);
+static nb_status lower_gelu(imp_ctx *c, const onnx_node *n);
 
 /* "onnx import: node 3 'Conv_0' (Conv): <fmt>". */
 static nb_status node_fail(const imp_ctx *c, const onnx_node *n, const char *fmt, ...)
@@ -225,6 +226,47 @@ static int next_reader(const imp_ctx *c, int i, const char *name)
     return -1;
 }
 
+/* The next node to lower after node i, or -1. */
+static int next_node(const imp_ctx *c, int i)
+{
+    for (int j = i + 1; j < c->g->nnodes; j++)
+        if (!c->done[j]) return j;
+    return -1;
+}
+
+/* Whether name is a scalar constant equal to v (within float rounding). */
+static int scalar_is(const imp_ctx *c, const char *name, double v)
+{
+    const onnx_tensor *t = find_const(c, name);
+    nb_real r;
+    if (!t || t->count != 1 || onnx_tensor_check_reals(t) || onnx_tensor_reals(t, &r)) return 0;
+    return fabs((double)r - v) <= 1e-6 * fabs(v);
+}
+
+/* Whether node j and the four after it compute GELU of x the way
+ * torch.onnx.export writes it for opsets without Gelu:
+ *   d = Div(x, sqrt 2); e = Erf(d); a = Add(e, 1); m = Mul(x, a); y = Mul(m, 0.5)
+ * (either operand order of Add and Mul); nodes[] gets their indices. */
+static int match_gelu(const imp_ctx *c, int j, const char *x, int nodes[5])
+{
+    static const char *ops[5] = {"Div", "Erf", "Add", "Mul", "Mul"};
+    static const double k[5] = {1.4142135623730951, 0, 1, 0, 0.5};
+    const char *prev = x;
+    for (int i = 0; i < 5; i++, j = next_node(c, j)) {
+        if (j < 0) return 0;
+        const onnx_node *n = &c->g->nodes[j];
+        if (strcmp(n->op_type, ops[i]) || n->nattrs || n->nout < 1 || !n->out[0][0] || n->nin != (i == 1 ? 1 : 2))
+            return 0;
+        const int at = !strcmp(n->in[0], prev) ? 0 : i != 0 && n->nin == 2 && !strcmp(n->in[1], prev) ? 1 : -1;
+        if (at < 0) return 0;
+        if (i == 3 && strcmp(n->in[1 - at], x)) return 0; /* x * (erf(.) + 1) */
+        if (k[i] != 0 && !scalar_is(c, n->in[1 - at], k[i])) return 0;
+        nodes[i] = j;
+        prev = n->out[0];
+    }
+    return 1;
+}
+
 /* Fuses an activation node reading the current tensor into layer l, unless
  * the metadata's spec has it as a layer of its own. */
 static nb_status fuse_activation(imp_ctx *c, nb_layer_spec *l)
@@ -233,11 +275,19 @@ static nb_status fuse_activation(imp_ctx *c, nb_layer_spec *l)
     if (j < 0) return NB_OK;
     const onnx_node *n = &c->g->nodes[j];
     const onnx_op *op = find_op(n->op_type);
-    if (!op || op->lower != lower_activation || n->nout < 1 || !n->out[0][0]) return NB_OK;
+    int gelu[5];
+    const int is_gelu = op && op->lower == lower_gelu && match_gelu(c, j, c->cur, gelu);
+    if (!is_gelu && (!op || op->lower != lower_activation || n->nout < 1 || !n->out[0][0])) return NB_OK;
     const int idx = nb_model_num_layers(c->m);
     if (c->hint && idx + 1 < c->nhint && c->hint[idx].kind == l->kind && c->hint[idx].act == NB_ACT_NONE &&
         c->hint[idx + 1].kind == NB_LAYER_ACTIVATION)
         return NB_OK;
+    if (is_gelu) {
+        for (int i = 0; i < 5; i++) c->done[gelu[i]] = 1;
+        l->act = NB_ACT_GELU;
+        c->cur = c->g->nodes[gelu[4]].out[0];
+        return NB_OK;
+    }
     const int saved = c->node;
     c->node = j;
     nb_status s = activation_of(c, n, &l->act);
@@ -245,6 +295,21 @@ static nb_status fuse_activation(imp_ctx *c, nb_layer_spec *l)
     if (s) return s;
     c->done[j] = 1;
     c->cur = n->out[0];
+    return NB_OK;
+}
+
+/* A Div: only as the start of GELU's pattern (match_gelu), a gelu layer. */
+static nb_status lower_gelu(imp_ctx *c, const onnx_node *n)
+{
+    int nodes[5];
+    if (!match_gelu(c, c->node, c->cur, nodes))
+        return node_fail(c, n, "Div is supported only as the start of GELU as torch.onnx.export writes it: "
+                               "Mul(Mul(x, Add(Erf(Div(x, sqrt 2)), 1)), 0.5)");
+    nb_layer_spec l = {.kind = NB_LAYER_ACTIVATION, .act = NB_ACT_GELU};
+    nb_status s = add_layer(c, n, l);
+    if (s) return s;
+    for (int i = 1; i < 5; i++) c->done[nodes[i]] = 1;
+    c->cur = c->g->nodes[nodes[4]].out[0];
     return NB_OK;
 }
 
@@ -550,13 +615,14 @@ static const onnx_op ops[] = {
     {"LogSoftmax", lower_activation, {"axis"}},
     {"Dropout", lower_dropout, {"ratio", "seed"}},
     {"Identity", lower_identity, {0}},
+    {"Div", lower_gelu, {0}}, /* GELU's pattern (with Erf, Add, Mul, Mul) */
 };
 
 const char *nb_onnx_supported_ops(void)
 {
     return "Conv, Gemm, MatMul (+ Add of a bias), MaxPool, AveragePool, Flatten, Reshape (to a flatten), Transpose "
            "(layout changes), Relu, Sigmoid, Tanh, LeakyRelu, Elu, Softplus, Softmax, LogSoftmax, Dropout, Identity, "
-           "Constant";
+           "Constant, and GELU as Div, Erf, Add, Mul, Mul (torch.onnx.export's form)";
 }
 
 static const onnx_op *find_op(const char *type)

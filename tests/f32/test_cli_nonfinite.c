@@ -136,6 +136,8 @@ static void test_predict_reports_overflow(void **state)
     int rc = CLI(&out, "predict", "--model", path_in("big.safetensors"), "--input", path_in("xc.npy"), "-o",
                  path_in("pbig.npy"));
     assert_int_equal(rc, 3);
+    /* The top classes of rows all NaN: in class order (NaN ranks last). */
+    assert_has(out, "example 0: class 0 nan, class 1 nan, class 2 nan\n");
     assert_has(out, "nabla predict: warning: 5 of 5 examples have NaN or Inf (counted from 0): example 0 (input "
                     "finite; output: ");
     assert_has(out, "nabla predict: an example given only finite values whose result is not finite overflowed "

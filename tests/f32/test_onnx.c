@@ -67,6 +67,8 @@ static void test_round_trip_exact(void **state)
         {"flatten; dense 16 tanh; neuron sigmoid", "28,28"},
         {"dense 8 relu; linear; dense 2", "5"},
         {"conv2d 2 3 relu", "6,6,2"},
+        {"dense 4 gelu; gelu; dense 3; gelu", "5"},
+        {"conv2d 3 2 gelu padding=same; flatten; dense 2", "4,4,2"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         for (unsigned flags = 0; flags <= NB_ONNX_NCHW; flags++) {

@@ -23,8 +23,12 @@
 
 #define CLI NB_BINARY_DIR "/nabla"
 #define TMP NB_BINARY_DIR "/mpi_test_"
+#define TMP_BASE "mpi_test_" /* TMP seen from a sibling directory of it */
 #define FASHION "/usr/share/datasets/fashion-mnist"
-#define MPIRUN NB_MPIEXEC " --oversubscribe --allow-run-as-root"
+/* Leak checking is off inside mpirun's processes: OpenMPI keeps memory
+ * until exit from plugins it has unloaded (unsymbolised, so no suppression
+ * matches). The single-process runs here keep it on. */
+#define MPIRUN NB_MPIEXEC " --oversubscribe --allow-run-as-root -x ASAN_OPTIONS=detect_leaks=0"
 /* 540 training images (60 held out), batch 50: the last batch has 40, so
  * its shards are 16, 16 and 8. */
 #define TRAIN " train --data fashion-mnist --model 'conv2d 4 3 relu; maxpool 2; flatten; dense 10' --limit 600 " \
@@ -178,8 +182,27 @@ static void test_refusals(void **state)
     const char *csv = " train --data d.csv --model 'dense 2' --val-split 0 --no-test --out m.safetensors";
     assert_int_not_equal(run(MPIRUN " -np 1 --wdir " TMP "a " CLI "%s : -np 1 --wdir " TMP "b " CLI "%s", csv, csv), 0);
     assert_true(contains("the ranks differ in the training data"));
-    /* jacobian w.r.t. the input needs --per-example; predict needs an
-     * example per process. */
+    /* The same --model file name, holding another spec or other weights. */
+    assert_int_equal(system("cd " TMP "a && " CLI " train --data d.csv --model 'dense 2' --val-split 0 --no-test "
+                            "--quiet --out m.safetensors --seed 1 && cd ../" TMP_BASE "b && cp ../" TMP_BASE "a/d.csv d.csv && " CLI " train --data d.csv "
+                            "--model 'dense 4 relu; dense 2' --val-split 0 --no-test --quiet --out m.safetensors && "
+                            CLI " train --data d.csv --model 'dense 2' --val-split 0 --no-test --quiet --seed 2 "
+                            "--out w.safetensors && cp ../" TMP_BASE "a/m.safetensors ../" TMP_BASE "a/w.safetensors"),
+                     0);
+    const char *spec = " train --data d.csv --model m.safetensors --val-split 0 --no-test --out o.safetensors";
+    assert_int_not_equal(run(MPIRUN " -np 1 --wdir " TMP "a " CLI "%s : -np 1 --wdir " TMP "b " CLI "%s", spec, spec),
+                         0);
+    assert_true(contains("the ranks differ in the model spec"));
+    assert_true(contains("rank 1: dense 4 relu; dense 2"));
+    const char *wts = " train --data d.csv --model w.safetensors --val-split 0 --no-test --out o.safetensors";
+    assert_int_not_equal(run(MPIRUN " -np 1 --wdir " TMP "a " CLI "%s : -np 1 --wdir " TMP "b " CLI "%s", wts, wts), 0);
+    assert_true(contains("the ranks differ in the initial weights"));
+    /* jacobian w.r.t. the input needs --per-example, --compare one process;
+     * predict needs an example per process. */
+    assert_int_equal(run(MPIRUN " -np 2 " CLI " jacobian --model " TMP "ref.safetensors --input " TMP
+                                "x.npy --per-example --compare"),
+                     2);
+    assert_true(contains("--compare and --kinks run in one process"));
     assert_int_equal(run(MPIRUN " -np 2 " CLI " jacobian --model " TMP "ref.safetensors --input " TMP
                                 "x.npy -o " TMP "j.npy"),
                      2);
@@ -255,8 +278,8 @@ static void test_split_eval_predict_jacobian(void **state)
     assert_int_equal(run(MPIRUN " -np 2 " CLI " predict --model %s --input " TMP "x.npy -o " TMP "p2.npy", model), 0);
     assert_same_npy(TMP "p1.npy", TMP "p2.npy");
 
-    const char *jac[] = {"--per-example", "--wrt 0.kernel", "--wrt 3.bias --mode fwd"};
-    for (int i = 0; i < 3; i++) {
+    const char *jac[] = {"--per-example", "--wrt 0.kernel --mode fwd"};
+    for (int i = 0; i < 2; i++) {
         assert_int_equal(run(CLI " jacobian --model %s --input " TMP "x.npy %s -o " TMP "j1.npy", model, jac[i]), 0);
         assert_int_equal(run(MPIRUN " -np 3 " CLI " jacobian --model %s --input " TMP "x.npy %s -o " TMP "j3.npy",
                              model, jac[i]),
