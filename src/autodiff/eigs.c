@@ -238,8 +238,9 @@ nb_status nb_linop_trace(int64_t n, nb_linop op, void *user, int samples, uint64
     if (samples < 2) return nb_fail(NB_ERR_ARG, "trace: %d samples; use at least 2 (for the error estimate)", samples);
     if (n > (INT64_MAX / 4) / (int64_t)(2 * BATCH * sizeof(nb_real)))
         return nb_fail(NB_ERR_TOO_LARGE, "trace: %lld parameters are too many", (long long)n);
-    nb_real *z = nb_alloc((size_t)(2 * BATCH * n) * sizeof(nb_real) + 1), *az = z + BATCH * n;
+    nb_real *z = nb_alloc((size_t)(2 * BATCH * n) * sizeof(nb_real) + 1);
     if (!z) return NB_ERR_NOMEM;
+    nb_real *az = z + BATCH * n;
     nb_rng r;
     nb_rng_seed(&r, seed);
     double sum = 0, sum2 = 0;

@@ -155,7 +155,7 @@ static int store(const cli_spec *spec, const cli_opt *o, const char *v, void *ar
         int any = o->lo == 0 && o->hi == 0;
         if (!parse_real(v, &d)) break;
         if (!any && (d < o->lo || d > o->hi || ((o->flags & CLI_GT_LO) && d == o->lo))) break;
-        *(double *)field = d;
+        memcpy(field, &d, sizeof d); /* the args struct's double, at its offset */
         return -1;
     }
     }
