@@ -309,6 +309,11 @@ int main(int argc, char **argv)
         nb_dataset_free(&all);
         return 0;
     }
+    if (argc > 2 && !strcmp(argv[2], "infer")) { /* inference alone, for profiling */
+        printf("infer_b128_ips %.1f\n", infer_ips(&all, 128, 64, 5));
+        nb_dataset_free(&all);
+        return 0;
+    }
     if (argc > 2 && !strcmp(argv[2], "jacobian")) { /* the Jacobian figures alone, for profiling */
         printf("jacobian_one_s %.6f\n", jacobian_seconds(&all, 1, 0, 9));
         printf("jacobian_per_example64_s %.6f\n", jacobian_seconds(&all, 64, 1, 5));
