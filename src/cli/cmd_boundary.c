@@ -84,14 +84,24 @@ static plane plane_of(const nb_tensor *x, int size)
     return (plane){0.5 * (lo[0] + hi[0]), 0.5 * (lo[1] + hi[1]), half, size};
 }
 
-/* Pixel column/row of a point (row 0 at the top: y grows upwards). */
+/* Pixel column/row of a point (row 0 at the top: y grows upwards), kept
+ * near the picture so that huge coordinates stay ints. */
+static double clamp_px(const plane *p, double v)
+{
+    return fmin(fmax(v, -16), p->size + 16);
+}
 static double px(const plane *p, double x)
 {
-    return (x - (p->cx - p->half)) / (2 * p->half) * p->size;
+    return clamp_px(p, (x - (p->cx - p->half)) / (2 * p->half) * p->size);
 }
 static double py(const plane *p, double y)
 {
-    return ((p->cy + p->half) - y) / (2 * p->half) * p->size;
+    return clamp_px(p, ((p->cy + p->half) - y) / (2 * p->half) * p->size);
+}
+/* Points with NaN or Inf are not drawn. */
+static int drawable(const nb_dataset *d, int64_t i)
+{
+    return isfinite(d->x->data[2 * i]) && isfinite(d->x->data[2 * i + 1]);
 }
 
 /* The model's class probabilities at the centres of a g x g grid over the
@@ -149,10 +159,11 @@ static void cell_rgb(const nb_real *row, int64_t C, unsigned char rgb[3])
 }
 
 /* A point's colour: its class's (2 classes: dark blue, dark red). */
-static void point_rgb(int64_t label, int64_t C, unsigned char rgb[3])
+static void point_rgb(double label, int64_t C, unsigned char rgb[3])
 {
     static const unsigned char two[2][3] = {{20, 60, 160}, {170, 20, 20}};
-    const unsigned char *c = C <= 2 ? two[label == 1] : palette[(label < 0 ? 0 : label) % 8];
+    const int64_t k = label >= 0 && label < 1e9 ? (int64_t)label : 0; /* no class index: the first colour */
+    const unsigned char *c = C <= 2 ? two[k == 1] : palette[k % 8];
     memcpy(rgb, c, 3);
 }
 
@@ -170,8 +181,9 @@ static nb_status write_png(const char *path, const plane *p, const nb_tensor *pr
                                (r + 1) * p->size / g - r * p->size / g, rgb);
         }
     for (int64_t i = 0; i < d->x->shape[0]; i++) {
+        if (!drawable(d, i)) continue;
         unsigned char rgb[3];
-        point_rgb((int64_t)d->y->data[i], C, rgb);
+        point_rgb(d->y->data[i], C, rgb);
         const int x = (int)lround(px(p, d->x->data[2 * i])), y = (int)lround(py(p, d->x->data[2 * i + 1]));
         nb_image_fill_rect(im, x - 3, y - 3, 7, 7, white);
         nb_image_fill_rect(im, x - 2, y - 2, 5, 5, rgb);
@@ -231,8 +243,9 @@ static nb_status write_svg(const char *path, nb_model *m, const plane *p, const 
                 r * cell, cell + 0.05, cell + 0.05, rgb[0], rgb[1], rgb[2]);
         }
     for (int64_t i = 0; i < d->x->shape[0]; i++) {
+        if (!drawable(d, i)) continue;
         unsigned char rgb[3];
-        point_rgb((int64_t)d->y->data[i], C, rgb);
+        point_rgb(d->y->data[i], C, rgb);
         put(&t, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"3\" fill=\"#%02x%02x%02x\" stroke=\"white\"/>\n",
             px(p, d->x->data[2 * i]), py(p, d->x->data[2 * i + 1]), rgb[0], rgb[1], rgb[2]);
     }

@@ -76,6 +76,9 @@ nb_status nb_model_diagnose(nb_model *m, nb_layer_diag *out, int n)
     if (n < m->nlayers) return nb_fail(NB_ERR_ARG, "diagnose: room for %d layers, the model has %d", n, m->nlayers);
     if (!m->g->grads_valid)
         return nb_fail(NB_ERR_ARG, "diagnose: run nb_backward of the model's loss first (no completed backward pass)");
+    if (m->g->shapes_dirty)
+        return nb_fail(NB_ERR_ARG, "diagnose: the batch size changed since the last pass: run nb_forward and "
+                                   "nb_backward again");
     for (int i = 0; i < m->nlayers; i++) {
         nb_layer_diag *d = &out[i];
         const nb_layer_spec *l = &m->layers[i];

@@ -250,6 +250,13 @@ static void test_diagnose_refusals(void **state)
     assert_has(nb_last_error(), "diagnose: run nb_backward of the model's loss first (no completed backward pass)");
     assert_int_equal(nb_model_diagnose(m, d, 1), NB_ERR_ARG);
     assert_has(nb_last_error(), "diagnose: room for 1 layers, the model has 2");
+    nb_model_free(m);
+    m = model_after_backward("dense 4 relu; dense 2", in3, 1, 8, 0);
+    assert_int_equal(nb_model_diagnose(m, d, 2), NB_OK);
+    assert_int_equal(nb_model_set_batch(m, 16), NB_OK); /* after a reshape, before a pass */
+    assert_int_equal(nb_model_diagnose(m, d, 2), NB_ERR_ARG);
+    assert_has(nb_last_error(), "diagnose: the batch size changed since the last pass: run nb_forward and nb_backward "
+                                "again");
     assert_int_equal(nb_model_diagnose(NULL, d, 2), NB_ERR_ARG);
     assert_int_equal(nb_model_diagnose(m, NULL, 2), NB_ERR_ARG);
     nb_model_free(m);
@@ -589,6 +596,34 @@ static void test_cli_boundary(void **state)
     free(text);
 }
 
+/* Points with NaN, 1e30 and a label 1e30 from a CSV: drawn where finite,
+ * skipped where not, the picture still the size asked for. */
+static void test_cli_boundary_bad_points(void **state)
+{
+    (void)state;
+    char *out;
+    const char *m = path_in("circ2.safetensors"), *csv = path_in("odd.csv"), *png = path_in("odd.png");
+    assert_int_equal(CLI(&out, "train", "--data", "circles", "--model", "dense 4 tanh; dense 2", "--epochs", "1",
+                         "--count", "64", "--no-test", "--out", m),
+                     0);
+    free(out);
+    assert_int_equal(tu_write(csv, "x,y,label\n0,0,0\n1e30,0,1\nnan,1,0\n1,1,1e30\n-1,inf,1\n", 51), 0);
+    assert_int_equal(CLI(&out, "boundary", "--model", m, "--data", csv, "--size", "64", "-o", png), 0);
+    assert_has(out, "5 points of ");
+    free(out);
+    nb_image *im;
+    assert_int_equal(nb_image_read(png, &im), NB_OK);
+    assert_int_equal(im->width, 64);
+    assert_int_equal(im->height, 64);
+    nb_image_free(im);
+    assert_int_equal(CLI(&out, "boundary", "--model", m, "--data", csv, "-o", path_in("odd.svg")), 0);
+    free(out);
+    char *text = tu_read(path_in("odd.svg"), NULL);
+    assert_int_equal(count_of(text, "<circle "), 3); /* nan and inf skipped; 1e30 at the edge */
+    assert_null(strstr(text, "nan"));
+    free(text);
+}
+
 /* Rows T12-T13. */
 static void test_cli_boundary_refusals(void **state)
 {
@@ -725,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_cli_toy_eval_predict),
         cmocka_unit_test(test_cli_boundary),
         cmocka_unit_test(test_cli_boundary_refusals),
+        cmocka_unit_test(test_cli_boundary_bad_points),
         cmocka_unit_test(test_cli_csv_string_labels),
         cmocka_unit_test(test_cli_csv_label_refusals),
     };
