@@ -187,7 +187,8 @@ typedef struct {
      "for one channel, or one example without N (or --data)", 0, 0, 0, NULL},                                          \
     {"--data", NULL, CLI_STR, offsetof(type, field.data), "D", NULL,                                                   \
      "or the examples of a data set: fashion-mnist, mnist, a directory of IDX\n"                                       \
-     "files, or a CSV file (with its labels)", 0, 0, 0, NULL},                                                         \
+     "files, a CSV file (with its labels), or a toy 2-D data set:\n"                                                   \
+     "circles, xor, spiral, gaussians", 0, 0, 0, NULL},                                                                \
     {"--split", NULL, CLI_CHOICE, offsetof(type, field.split), NULL, "test", "--data: the split", 0, 0, 0, cli_splits}, \
     {"--start", NULL, CLI_INT, offsetof(type, field.start), "K", "0", "the first example (from 0)", 0, 0,              \
      1099511627776.0, NULL},                                                                                            \

@@ -39,7 +39,7 @@ static const cli_spec boundary_spec = {
     "data set's points are drawn on top in their true class's colour.\n",
     boundary_opts,
     CLI_NOPTS(boundary_opts),
-    "Example: nabla train --data circles --model 'dense 16 tanh; dense 2' --epochs 30 -o c.safetensors\n"
+    "Example: nabla train --data circles --model 'dense 16 tanh; dense 2' --epochs 30 --lr 0.01 --out c.safetensors\n"
     "         nabla boundary --model c.safetensors --data circles -o c.png\n"};
 
 static int ends_with(const char *s, const char *suffix)

@@ -17,7 +17,7 @@ typedef struct {
 #define F(field) offsetof(eval_args, field)
 static const cli_opt eval_opts[] = {
     {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
-    {"--data", NULL, CLI_STR, F(data), "D", NULL, "fashion-mnist, mnist, a directory of IDX files, or a CSV file",
+    {"--data", NULL, CLI_STR, F(data), "D", NULL, "fashion-mnist, mnist, a directory of IDX files, a CSV file, or circles|xor|spiral|gaussians",
      CLI_REQUIRED, 0, 0, NULL},
     {"--split", NULL, CLI_CHOICE, F(split), NULL, "test", "the split (a CSV file is one split: all its rows)", 0, 0, 0, cli_splits},
     {"--batch", NULL, CLI_INT, F(batch), "B", "256", "examples per forward pass", 0, 1, 1 << 20, NULL},

@@ -31,7 +31,8 @@ static const cli_choice monitors[] = {{"val_loss", NB_MONITOR_VAL_LOSS}, {"val_a
 static const cli_opt train_opts[] = {
     {"--data", NULL, CLI_STR, F(data), "D", NULL,
      "fashion-mnist (Debian's dataset-fashion-mnist), mnist, a directory of\n"
-     "IDX files, or a CSV file with a header (the label in --label-col)", CLI_REQUIRED, 0, 0, NULL},
+     "IDX files, a CSV file with a header (the label in --label-col), or a toy\n"
+     "2-D data set: circles, xor, spiral, gaussians", CLI_REQUIRED, 0, 0, NULL},
     {"--model", NULL, CLI_STR, F(model), "M", NULL,
      "a spec ('conv2d 32 3 relu; maxpool 2; flatten; dense 10'), a spec file,\n"
      "or a .safetensors model to continue training from its weights (required\n"
