@@ -596,6 +596,38 @@ static void test_cli_boundary(void **state)
     free(text);
 }
 
+/* One sigmoid output (bce) and three classes (spiral): both colourings. */
+static void test_cli_boundary_bce_and_k_classes(void **state)
+{
+    (void)state;
+    char *out;
+    const char *b = path_in("bce.safetensors"), *k = path_in("k3.safetensors");
+    assert_int_equal(CLI(&out, "train", "--data", "circles", "--model", "dense 4 tanh; dense 1 sigmoid", "--loss",
+                         "bce", "--epochs", "2", "--count", "100", "--no-test", "--out", b),
+                     0);
+    free(out);
+    assert_int_equal(
+        CLI(&out, "boundary", "--model", b, "--data", "circles", "--count", "20", "-o", path_in("bce.svg")), 0);
+    free(out);
+    char *text = tu_read(path_in("bce.svg"), NULL);
+    assert_int_equal(count_of(text, "<circle "), 20);
+    free(text);
+    assert_int_equal(CLI(&out, "train", "--data", "spiral", "--toy-classes", "3", "--model", "dense 8 tanh; dense 3",
+                         "--epochs", "2", "--count", "90", "--no-test", "--out", k),
+                     0);
+    free(out);
+    assert_int_equal(CLI(&out, "boundary", "--model", k, "--data", "spiral", "--toy-classes", "3", "--size", "48", "-o",
+                         path_in("k3.png")),
+                     0);
+    assert_has(out, "500 points of spiral (test split)");
+    free(out);
+    nb_image *im;
+    assert_int_equal(nb_image_read(path_in("k3.png"), &im), NB_OK);
+    assert_int_equal(im->width, 48);
+    assert_int_equal(im->height, 48);
+    nb_image_free(im);
+}
+
 /* Points with NaN, 1e30 and a label 1e30 from a CSV: drawn where finite,
  * skipped where not, the picture still the size asked for. */
 static void test_cli_boundary_bad_points(void **state)
@@ -761,6 +793,7 @@ int main(void)
         cmocka_unit_test(test_cli_boundary),
         cmocka_unit_test(test_cli_boundary_refusals),
         cmocka_unit_test(test_cli_boundary_bad_points),
+        cmocka_unit_test(test_cli_boundary_bce_and_k_classes),
         cmocka_unit_test(test_cli_csv_string_labels),
         cmocka_unit_test(test_cli_csv_label_refusals),
     };
