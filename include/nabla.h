@@ -859,7 +859,7 @@ typedef struct nb_train_opts {
     int64_t shard;
     nb_early_stopping *early; /* NULL: train every epoch */
     /* 1: per-layer diagnostics on each epoch's last batch, passed to
-     * on_epoch in nb_epoch_stats.diag (not with reproducible or comm). */
+     * on_epoch in nb_epoch_stats.diag (not with reproducible, nor a comm of size > 1). */
     int diagnose;
 } nb_train_opts;
 /* Minibatch training. A NaN or infinite loss stops it with NB_ERR_NUMERIC

@@ -258,7 +258,7 @@ static nb_status diag_new(nb_model *m, const nb_train_opts *opts, diag_state *dg
 {
     *dg = (diag_state){0};
     if (!opts->diagnose) return NB_OK;
-    if (opts->reproducible || opts->comm)
+    if (opts->reproducible || (opts->comm && opts->comm->size > 1))
         return nb_fail(NB_ERR_ARG, "train: diagnostics run on the default path, not with reproducible or "
                                    "data-parallel training (their gradients are computed on copies of the model)");
     dg->d = calloc((size_t)(m->nlayers ? m->nlayers : 1), sizeof *dg->d);
