@@ -200,6 +200,7 @@ static nb_status save_early(const train_ctx *c, nb_safetensors *st)
     nb_status r = NB_OK;
     snprintf(buf, sizeof buf, "%.17g", e->best);
     if (!r) r = nb_safetensors_set_meta(st, "nabla.best", buf);
+    if (!r) r = nb_safetensors_set_meta(st, "nabla.monitor", cli_choice_name(monitors, c->a->monitor));
     snprintf(buf, sizeof buf, "%d", e->best_epoch);
     if (!r) r = nb_safetensors_set_meta(st, "nabla.best_epoch", buf);
     snprintf(buf, sizeof buf, "%d", e->wait);
@@ -425,8 +426,15 @@ static nb_status resume_early(const train_args *a, nb_model *m, const nb_safeten
     const char *b = ckpt ? nb_safetensors_meta(ckpt, "nabla.best") : NULL;
     const char *be = ckpt ? nb_safetensors_meta(ckpt, "nabla.best_epoch") : NULL;
     const char *w = ckpt ? nb_safetensors_meta(ckpt, "nabla.wait") : NULL;
+    const char *mon = ckpt ? nb_safetensors_meta(ckpt, "nabla.monitor") : NULL;
     long long bev = 0, wv = 0;
     if (!b || !be || !w) return NB_OK;
+    if (mon && strcmp(mon, cli_choice_name(monitors, a->monitor))) {
+        if (!a->quiet)
+            printf("the checkpoint watched %s, this run --monitor %s: the best epoch is sought afresh\n", mon,
+                   cli_choice_name(monitors, a->monitor));
+        return NB_OK;
+    }
     if (!cli_parse_double(b, &e->best) || !cli_parse_int(be, -1, 1000000, &bev) || !cli_parse_int(w, 0, 1000000, &wv))
         return nb_set_error(NB_ERR_FORMAT, "the checkpoint's early-stopping state (nabla.best %s, nabla.best_epoch %s, "
                                            "nabla.wait %s) is not numbers", b, be, w);
@@ -455,8 +463,13 @@ static void keep_best_weights(train_ctx *c, nb_optim *o)
 {
     const nb_early_stopping *e = c->early;
     if (!c->best || e->best_epoch < 0) {
-        if (!c->a->quiet) printf("--keep-best: no epoch had a finite %s; --out holds the last epoch's weights\n",
-                                 cli_choice_name(monitors, c->a->monitor));
+        if (!c->a->quiet && e->best_epoch < 0)
+            printf("--keep-best: no epoch had a finite %s; --out holds the last epoch's weights\n",
+                   cli_choice_name(monitors, c->a->monitor));
+        else if (!c->a->quiet)
+            printf("--keep-best: the best epoch (%d) was before the checkpoint kept weights (it was made without "
+                   "--keep-best); --out holds the last epoch's weights\n",
+                   e->best_epoch + 1);
         return;
     }
     copy_weights(c->m, c->best, 1);

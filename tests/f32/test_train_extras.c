@@ -484,6 +484,31 @@ static void test_cli_patience_keep_best(void **state)
     assert_true(same_weights(one, res));
 }
 
+/* Resuming a checkpoint made without --keep-best, or watching another value. */
+static void test_cli_resume_changes_early_stopping(void **state)
+{
+    (void)state;
+    char *out;
+    const char *p = path_in("pat.safetensors");
+    assert_int_equal(
+        CLI(&out, TOY_TRAIN, "--epochs", "2", "--patience", "5", "--min-delta", "1e9", "--no-test", "--out", p), 0);
+    free(out);
+    assert_int_equal(
+        CLI(&out, TOY_TRAIN, "--epochs", "3", "--keep-best", "--min-delta", "1e9", "--no-test", "--resume", "--out", p),
+        0);
+    assert_has(out, "--keep-best: the best epoch (1) was before the checkpoint kept weights (it was made without "
+                    "--keep-best); --out holds the last epoch's weights");
+    free(out);
+    assert_int_equal(CLI(&out, TOY_TRAIN, "--epochs", "4", "--patience", "1", "--monitor", "val_accuracy", "--no-test",
+                         "--resume", "--out", p),
+                     0);
+    assert_has(out,
+               "the checkpoint watched val_loss, this run --monitor val_accuracy: the best epoch is sought afresh");
+    assert_has(out, "epoch 4/4: ");
+    assert_has(out, "(best)"); /* the first epoch of the fresh search is the best so far */
+    free(out);
+}
+
 /* Rows T9-T11. */
 static void test_cli_training_refusals(void **state)
 {
@@ -787,6 +812,7 @@ int main(void)
         cmocka_unit_test(test_train_diagnose),
         cmocka_unit_test(test_class_names_in_model_file),
         cmocka_unit_test(test_cli_patience_keep_best),
+        cmocka_unit_test(test_cli_resume_changes_early_stopping),
         cmocka_unit_test(test_cli_training_refusals),
         cmocka_unit_test(test_cli_diagnose),
         cmocka_unit_test(test_cli_toy_eval_predict),
