@@ -484,6 +484,31 @@ static void test_cli_patience_keep_best(void **state)
     assert_true(same_weights(one, res));
 }
 
+/* An interrupted --keep-best run (a checkpoint after epoch 2 whose epochs
+ * all improved, so its weights are the last epoch's too) resumed to epoch
+ * 4 writes the uninterrupted run's file byte for byte: the state and the
+ * best weights travel in the checkpoint. */
+static void test_cli_keep_best_resume_bit_identical(void **state)
+{
+    (void)state;
+    char *out;
+    const char *a = path_in("a4.safetensors"), *b = path_in("b4.safetensors");
+    assert_int_equal(CLI(&out, TOY_TRAIN, "--epochs", "4", "--keep-best", "--no-test", "--out", a), 0);
+    assert_has(out, "kept the best weights: epoch 4 (val_loss "); /* every epoch improved */
+    free(out);
+    assert_int_equal(CLI(&out, TOY_TRAIN, "--epochs", "2", "--keep-best", "--no-test", "--out", b), 0);
+    free(out);
+    assert_int_equal(CLI(&out, TOY_TRAIN, "--epochs", "4", "--keep-best", "--no-test", "--resume", "--out", b), 0);
+    free(out);
+    size_t na, nb;
+    char *fa = tu_read(a, &na), *fb = tu_read(b, &nb);
+    assert_non_null(fa);
+    assert_non_null(fb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(fa, fb, na);
+    free(fa), free(fb);
+}
+
 /* Resuming a checkpoint made without --keep-best, or watching another value. */
 static void test_cli_resume_changes_early_stopping(void **state)
 {
@@ -812,6 +837,7 @@ int main(void)
         cmocka_unit_test(test_train_diagnose),
         cmocka_unit_test(test_class_names_in_model_file),
         cmocka_unit_test(test_cli_patience_keep_best),
+        cmocka_unit_test(test_cli_keep_best_resume_bit_identical),
         cmocka_unit_test(test_cli_resume_changes_early_stopping),
         cmocka_unit_test(test_cli_training_refusals),
         cmocka_unit_test(test_cli_diagnose),
