@@ -242,7 +242,7 @@ static nb_status check_early(const nb_train_opts *opts, const nb_dataset *val)
     const char *what = e->monitor == NB_MONITOR_VAL_ACCURACY ? "accuracy" : "loss";
     if (!val || !val->x)
         return nb_fail(NB_ERR_ARG, "train: early stopping watches the validation %s: give validation data "
-                                   "(nabla train: --val-split F with F > 0)", what);
+                                   "(nabla train: --val-split F > 0 of at least 1/F examples)", what);
     if (e->patience < 1) return nb_fail(NB_ERR_ARG, "train: patience must be >= 1 epoch, got %d", e->patience);
     if (!(e->min_delta >= 0)) return nb_fail(NB_ERR_ARG, "train: min_delta must be >= 0, got %g", e->min_delta);
     if (e->monitor == NB_MONITOR_VAL_ACCURACY && opts->loss == NB_LOSS_MSE)

@@ -356,7 +356,7 @@ static void test_early_stopping_refusals(void **state)
     nb_train_opts to = {.epochs = 2, .batch = 16, .seed = 1, .early = &es};
     assert_int_equal(train_toy(&to, &r, &tr, NULL), NB_ERR_ARG);
     assert_has(nb_last_error(), "train: early stopping watches the validation loss: give validation data (nabla "
-                                "train: --val-split F with F > 0)");
+                                "train: --val-split F > 0 of at least 1/F examples)");
     es.patience = 0;
     assert_int_equal(train_toy(&to, &r, &tr, &val), NB_ERR_ARG);
     assert_has(nb_last_error(), "train: patience must be >= 1 epoch, got 0");
@@ -542,6 +542,12 @@ static void test_cli_training_refusals(void **state)
                TOY_TRAIN, "--patience", "3", "--val-split", "0");
     EXPECT_CLI(2, "nabla train: --keep-best needs validation data to watch: pass --val-split F with F > 0 (e.g. 0.1)",
                TOY_TRAIN, "--keep-best", "--val-split", "0");
+    EXPECT_CLI(1,
+               "nabla train: train: early stopping watches the validation loss: give validation data (nabla train: "
+               "--val-split F > 0 of at least 1/F examples)",
+               "train", "--data", "xor", "--count", "5", "--model", "dense 2", "--patience", "2", "--out",
+               path_in("five.safetensors"));
+    assert_int_equal(access(path_in("five.safetensors"), F_OK), -1);
     EXPECT_CLI(2, "nabla train: --diagnose measures the default path: leave out --reproducible", TOY_TRAIN,
                "--diagnose", "--reproducible");
     EXPECT_CLI(2, "nabla train: unknown --monitor 'val_acc': did you mean val_accuracy?", TOY_TRAIN, "--patience", "1",
