@@ -25,7 +25,7 @@ static const nb_tensor *layer_values(const nb_model *m, int i, int *pooled)
     return n->fused_into ? &n->fused_into->value : &n->value;
 }
 
-/* Channels (the last axis) that are 0 at every example and position. */
+/* Channels (the last axis) that are exactly 0 at every example and position. */
 static double dead_fraction(const nb_tensor *v)
 {
     const int64_t C = v->rank ? v->shape[v->rank - 1] : 0, rows = C ? v->size / C : 0;
@@ -33,7 +33,7 @@ static double dead_fraction(const nb_tensor *v)
     int64_t dead = 0;
     for (int64_t c = 0; c < C; c++) {
         int64_t r = 0;
-        while (r < rows && !(v->data[r * C + c] > 0))
+        while (r < rows && v->data[r * C + c] == 0) /* a NaN is no dead unit: it propagates */
             r++;
         dead += r == rows;
     }

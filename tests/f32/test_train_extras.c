@@ -224,6 +224,17 @@ static void test_diagnose_constructed(void **state)
         assert_true(d[0].saturated_fraction < 0.5);
         nb_model_free(m);
     }
+    /* a NaN input: NaN gradients show as NaN, NaN outputs are no dead units */
+    m = model_after_backward("dense 4 relu; dense 2", in3, 1, 8, -100);
+    nb_value(nb_model_input(m))->data[4] = NAN;
+    nb_node *loss;
+    assert_int_equal(nb_model_loss(m, NB_LOSS_CCE, NULL, &loss), NB_OK);
+    assert_int_equal(nb_forward(nb_model_graph(m)), NB_OK);
+    assert_int_equal(nb_backward(loss), NB_OK);
+    assert_int_equal(nb_model_diagnose(m, d, 4), NB_OK);
+    assert_true(isnan(d[0].grad_norm));
+    assert_float_equal(d[0].dead_fraction, 0.0, 0);
+    nb_model_free(m);
     /* a convolution fused with its max pool: read through the pooled output */
     const int64_t img[3] = {6, 6, 1};
     nb_layer_diag e[4];
