@@ -118,7 +118,9 @@ static int evaluate(const eval_args *a, nb_model *m, const nb_dataset *d, double
 /* The per-class table and the confusion matrix, rows labelled "3 Dress" or "3". */
 static void print_tables(const int64_t *conf, int64_t C, const char *const *names)
 {
-    int lw = digits((long long)C - 1) + (names ? 1 + 11 : 0);
+    size_t longest = 0; /* Fashion-MNIST's 11, or a CSV's class names */
+    for (int64_t c = 0; names && c < C; c++) longest = strlen(names[c]) > longest ? strlen(names[c]) : longest;
+    int lw = digits((long long)C - 1) + (names ? 1 + (int)(longest < 64 ? longest : 64) : 0);
     if (lw < 11) lw = 11; /* "true \\ pred" */
     char label[64];
 #define LABEL(c) class_label(label, sizeof label, (c), names)
