@@ -591,6 +591,12 @@ nb_node *nb_model_param(nb_model *m, int i);
 nb_node *nb_model_find_param(nb_model *m, const char *name);
 /* Keras's model.summary(): a layer table with output shapes and parameter counts. */
 nb_status nb_model_summary(const nb_model *m, char *buf, size_t n);
+/* Class names of a classifier, one per class, joined by '\n' ("cat\ndog"),
+ * or NULL when it has none. They travel in the model file's metadata
+ * (nabla.classes; older nabla ignores the key). Setting NULL removes them;
+ * names holding control characters other than the separators are refused. */
+nb_status nb_model_set_class_names(nb_model *m, const char *names);
+const char *nb_model_class_names(const nb_model *m);
 
 typedef enum { NB_INIT_GLOROT_UNIFORM = 0, NB_INIT_HE_UNIFORM, NB_INIT_HE_NORMAL, NB_INIT_TORCH_DEFAULT } nb_init;
 const char *nb_init_name(nb_init i); /* "glorot", "he", "he-normal", "torch" */
@@ -713,6 +719,33 @@ nb_status nb_dataset_load_mnist(const char *dir, const char *split, nb_dataset *
  * the end) is the target; the other columns are the inputs. */
 nb_status nb_dataset_load_csv(const char *path, int label_col, nb_dataset *out);
 void nb_dataset_free(nb_dataset *d);
+/* Toy 2-D data sets (src/nn/toy.c, no file I/O: the web page can use the
+ * same generator): x (count, 2), y (count) class indices, example i of
+ * class i % classes, drawn one after the other from one random stream of
+ * seed, so the first n examples of a larger draw are the n of a smaller
+ * one. Points lie in about [-1.5, 1.5]^2.
+ *   circles:   class 0 on the circle of radius 1, class 1 on radius 0.5,
+ *              N(0, noise^2) added to each coordinate (2 classes);
+ *   xor:       uniform in [-1, 1]^2, class 1 where x0 x1 < 0, then noise
+ *              added (2 classes);
+ *   spiral:    `classes` arms, r = t, angle 3 pi t + 2 pi k / classes for
+ *              t uniform in [0.05, 1], then noise added;
+ *   gaussians: `classes` blobs centred on the unit circle at angles
+ *              2 pi k / classes, standard deviation 4 * noise.
+ * count 1..2^24, noise in [0, 10], classes 2 for circles and xor, 2..16
+ * for spiral and gaussians (0: 2). */
+typedef enum { NB_TOY_CIRCLES = 0, NB_TOY_XOR, NB_TOY_SPIRAL, NB_TOY_GAUSSIANS } nb_toy_kind;
+const char *nb_toy_name(nb_toy_kind k); /* "circles", "xor", "spiral", "gaussians"; NULL out of range */
+/* 1 and *out set if text names a toy data set, else 0 (no error set). */
+int nb_toy_parse(const char *text, nb_toy_kind *out);
+typedef struct nb_toy_opts {
+    nb_toy_kind kind;
+    int64_t count;
+    double noise;
+    uint64_t seed;
+    int classes;
+} nb_toy_opts;
+nb_status nb_dataset_toy(const nb_toy_opts *o, nb_dataset *out);
 /* Moves the last fraction of d into val (Keras's validation_split). */
 nb_status nb_dataset_split(nb_dataset *d, double fraction, nb_dataset *val);
 nb_status nb_dataset_subset(const nb_dataset *d, int64_t start, int64_t count, nb_dataset *out);
@@ -729,7 +762,56 @@ typedef struct nb_epoch_stats {
      * gradient exchange of the epoch so far, and the bytes it sent. */
     double comm_seconds;
     int64_t comm_bytes;
+    /* Early stopping (nb_train_opts.early): 1 when this epoch's monitored
+     * value is the best so far; 1 when training stops after this epoch. */
+    int improved, stopping;
+    /* nb_train_opts.diagnose: one entry per layer, measured on the epoch's
+     * last batch (see nb_layer_diag); NULL otherwise. */
+    const struct nb_layer_diag *diag;
+    int ndiag;
 } nb_epoch_stats;
+
+/* Per-layer training diagnostics: vanishing or exploding gradients and
+ * dead or saturated units made visible. */
+typedef struct nb_layer_diag {
+    int layer;
+    int64_t params;      /* parameters of the layer; 0: the norms are NaN */
+    double grad_norm;    /* L2 norm of dJ/dparams of the layer (all its parameters) */
+    double weight_norm;  /* L2 norm of its parameters, after the step */
+    double update_ratio; /* ||w_after - w_before|| / ||w_after|| of the step (NaN unless measured by nb_train) */
+    nb_activation act;   /* the layer's activation */
+    int64_t units;       /* channels of its output (the last axis) */
+    /* relu: the fraction of units (channels) that are 0 on every example
+     * and position of the batch; NaN for other activations. */
+    double dead_fraction;
+    /* sigmoid and tanh: the fraction of output values within 0.01 of the
+     * activation's limits (|x| > 4.6 for sigmoid, |x| > 2.65 for tanh,
+     * where the derivative is below 1/25 of its maximum); NaN otherwise. */
+    double saturated_fraction;
+} nb_layer_diag;
+/* After nb_backward of a model's loss: fills out[0..n) (n >= the number of
+ * layers) for every layer, update_ratio NaN. Reads the layers' outputs and
+ * the gradients of the last pass; changes nothing. A convolution fused with
+ * its max pool is measured on the pooled output (a channel is 0 everywhere
+ * exactly when its pooled values are). NB_ERR_ARG without a completed
+ * backward pass. */
+nb_status nb_model_diagnose(nb_model *m, nb_layer_diag *out, int n);
+
+/* Keras's EarlyStopping: after each epoch the monitored validation value is
+ * compared with the best so far; an improvement (by more than min_delta)
+ * resets `wait`, else wait grows, and when it reaches patience training
+ * stops. NaN never improves. The state (best, best_epoch, wait) is read and
+ * written, so a resumed run continues it. Needs validation data. */
+typedef enum { NB_MONITOR_VAL_LOSS = 0, NB_MONITOR_VAL_ACCURACY } nb_monitor;
+typedef struct nb_early_stopping {
+    int patience;      /* >= 1 */
+    nb_monitor monitor;
+    double min_delta;  /* >= 0 */
+    double best;       /* in/out: NaN before the first epoch */
+    int best_epoch;    /* in/out: 0-based, -1 before the first */
+    int wait;          /* in/out */
+    int stopped_epoch; /* out: the epoch after which it stopped (0-based), -1 if it did not */
+} nb_early_stopping;
 
 /* A communicator for data-parallel training: the library never calls MPI
  * itself; a program passes these two collectives over its own communicator
@@ -775,6 +857,10 @@ typedef struct nb_train_opts {
     const nb_comm *comm;   /* NULL: one process */
     int reproducible;
     int64_t shard;
+    nb_early_stopping *early; /* NULL: train every epoch */
+    /* 1: per-layer diagnostics on each epoch's last batch, passed to
+     * on_epoch in nb_epoch_stats.diag (not with reproducible, nor a comm of size > 1). */
+    int diagnose;
 } nb_train_opts;
 /* Minibatch training. A NaN or infinite loss stops it with NB_ERR_NUMERIC
  * and a message naming the step and suggesting a smaller learning rate. */

@@ -45,6 +45,7 @@ int cmd_import(int argc, char **argv);
 int cmd_hvp(int argc, char **argv);
 int cmd_hessian(int argc, char **argv);
 int cmd_curvature(int argc, char **argv);
+int cmd_boundary(int argc, char **argv);
 
 /* cmd_hvp.c: what hvp and hessian share, a model with its loss on a batch
  * of inputs and labels, the forward pass run (dropout off). */
@@ -86,6 +87,9 @@ typedef struct {
  * fashion-mnist), else from the data set's name (cli_class_names), else
  * none. A file with fewer names than C is refused. */
 nb_status cli_names_load(const char *classes, const char *data, int64_t C, cli_names *out);
+/* As cli_names_load, but without --classes the model file's class names
+ * (nb_model_class_names) come first. */
+nb_status cli_names_for_model(const char *classes, const char *data, const nb_model *m, int64_t C, cli_names *out);
 void cli_names_free(cli_names *n);
 /* "fashion-mnist" -> its Debian directory; other names unchanged. */
 const char *cli_data_dir(const char *name);
@@ -96,6 +100,13 @@ typedef struct {
     const char *label_col;
     int header, no_header;
     double scale;
+    /* toy data (--data circles|xor|spiral|gaussians): --noise,
+     * --data-seed, --toy-classes, and --count (0: 1000 train, 500 test) */
+    double noise;
+    long long data_seed, toy_classes, toy_count;
+    /* not an option: the model's class names ('\n'-joined), which string
+     * labels must be among (NULL: the labels' own, sorted) */
+    const char *classes;
 } cli_csv_opts;
 #define CLI_CSV_OPTS(type, field)                                                                                     \
     {"--label-col", NULL, CLI_STR, offsetof(type, field.label_col), "K|NAME", "-1",                                   \
@@ -105,13 +116,37 @@ typedef struct {
     {"--no-header", NULL, CLI_FLAG, offsetof(type, field.no_header), NULL, NULL,                                      \
      "CSV: the first line is data (default: detected)", 0, 0, 0, NULL},                                                \
     {"--scale", NULL, CLI_REAL, offsetof(type, field.scale), "D", NULL,                                               \
-     "CSV: divide the inputs by D (255 for 0..255 pixels)", CLI_GT_LO, 0, HUGE_VAL, NULL}
+     "CSV: divide the inputs by D (255 for 0..255 pixels)", CLI_GT_LO, 0, HUGE_VAL, NULL},                           \
+    {"--noise", NULL, CLI_REAL, offsetof(type, field.noise), "S", "0.1",                                              \
+     "toy data: standard deviation of the noise (gaussians: blobs of 4 S)", 0, 0, 10, NULL},                           \
+    {"--data-seed", NULL, CLI_INT, offsetof(type, field.data_seed), "S", "1",                                         \
+     "toy data: the seed of the points (the test split is another draw)", 0, 0, 4611686018427387904.0, NULL},        \
+    {"--toy-classes", NULL, CLI_INT, offsetof(type, field.toy_classes), "K", "2",                                     \
+     "toy data: spiral arms / gaussian blobs (circles and xor have 2)", 0, 2, 16, NULL}
+/* --count for toy data, in commands without a cli_source (train, eval). */
+#define CLI_TOY_COUNT_OPT(type, field)                                                                                \
+    {"--count", NULL, CLI_INT, offsetof(type, field.toy_count), "N", NULL,                                            \
+     "toy data: the number of points (default 1000 train, 500 test)", 0, 1, 16777216, NULL}
 /* --header with --no-header: a usage error (2), else -1. */
 int cli_csv_check(const char *cmd, const cli_csv_opts *o);
+/* --count without toy data: a usage error (2), else -1. */
+int cli_toy_check(const char *cmd, const char *data, const cli_csv_opts *o);
 nb_status cli_load_csv(const char *path, const cli_csv_opts *o, nb_dataset *out);
+/* As cli_load_csv; with string labels *classes gets the class names joined
+ * by '\n' (else NULL; free it). */
+nb_status cli_load_csv_classes(const char *path, const cli_csv_opts *o, nb_dataset *out, char **classes);
+/* A toy data set's split (nb_dataset_toy) by the options o. */
+nb_status cli_load_toy(nb_toy_kind kind, const char *split, const cli_csv_opts *o, nb_dataset *out);
 /* A data set by name (fashion-mnist, mnist, a directory of IDX files, a .csv
  * read by csv, which may be NULL for the defaults). */
 nb_status cli_load_data(const char *name, const char *split, const cli_csv_opts *csv, nb_dataset *out);
+/* As cli_load_data, a CSV's string labels mapped through m's class names. */
+nb_status cli_load_data_for_model(const char *name, const char *split, const cli_csv_opts *csv, const nb_model *m,
+                                  nb_dataset *out);
+/* As cli_load_data; *classes as cli_load_csv_classes's (NULL unless a CSV
+ * with string labels). Toy data sets by name: circles, xor, spiral, gaussians. */
+nb_status cli_load_data_classes(const char *name, const char *split, const cli_csv_opts *csv, nb_dataset *out,
+                                char **classes);
 /* *x (N, ...) replaced by its copy of shape (N, input...) when the sizes agree (CSV
  * rows as images); else an error naming both. */
 nb_status cli_reshape_rows(nb_tensor **x, const char *input);
@@ -152,7 +187,8 @@ typedef struct {
      "for one channel, or one example without N (or --data)", 0, 0, 0, NULL},                                          \
     {"--data", NULL, CLI_STR, offsetof(type, field.data), "D", NULL,                                                   \
      "or the examples of a data set: fashion-mnist, mnist, a directory of IDX\n"                                       \
-     "files, or a CSV file (with its labels)", 0, 0, 0, NULL},                                                         \
+     "files, a CSV file (with its labels), or a toy 2-D data set:\n"                                                   \
+     "circles, xor, spiral, gaussians", 0, 0, 0, NULL},                                                                \
     {"--split", NULL, CLI_CHOICE, offsetof(type, field.split), NULL, "test", "--data: the split", 0, 0, 0, cli_splits}, \
     {"--start", NULL, CLI_INT, offsetof(type, field.start), "K", "0", "the first example (from 0)", 0, 0,              \
      1099511627776.0, NULL},                                                                                            \

@@ -28,5 +28,6 @@ int cmd_demo_check_args(int argc, char **argv);
 int cmd_hvp_check_args(int argc, char **argv);
 int cmd_hessian_check_args(int argc, char **argv);
 int cmd_curvature_check_args(int argc, char **argv);
+int cmd_boundary_check_args(int argc, char **argv);
 
 #endif

@@ -17,12 +17,13 @@ typedef struct {
 #define F(field) offsetof(eval_args, field)
 static const cli_opt eval_opts[] = {
     {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
-    {"--data", NULL, CLI_STR, F(data), "D", NULL, "fashion-mnist, mnist, a directory of IDX files, or a CSV file",
+    {"--data", NULL, CLI_STR, F(data), "D", NULL, "fashion-mnist, mnist, a directory of IDX files, a CSV file, or circles|xor|spiral|gaussians",
      CLI_REQUIRED, 0, 0, NULL},
     {"--split", NULL, CLI_CHOICE, F(split), NULL, "test", "the split (a CSV file is one split: all its rows)", 0, 0, 0, cli_splits},
     {"--batch", NULL, CLI_INT, F(batch), "B", "256", "examples per forward pass", 0, 1, 1 << 20, NULL},
     {"--limit", NULL, CLI_INT, F(limit), "N", NULL, "evaluate only the first N examples", 0, 1, 1099511627776.0, NULL},
     CLI_CSV_OPTS(eval_args, csv),
+    CLI_TOY_COUNT_OPT(eval_args, csv),
 };
 #undef F
 
@@ -37,7 +38,8 @@ static int parse_args(int argc, char **argv, eval_args *a)
 {
     *a = (eval_args){0};
     int r = cli_parse(&eval_spec, argc, argv, a);
-    return r >= 0 ? r : cli_csv_check("eval", &a->csv);
+    if (r >= 0 || (r = cli_csv_check("eval", &a->csv)) >= 0) return r;
+    return cli_toy_check("eval", a->data, &a->csv);
 }
 
 int cmd_eval_check_args(int argc, char **argv)
@@ -116,7 +118,9 @@ static int evaluate(const eval_args *a, nb_model *m, const nb_dataset *d, double
 /* The per-class table and the confusion matrix, rows labelled "3 Dress" or "3". */
 static void print_tables(const int64_t *conf, int64_t C, const char *const *names)
 {
-    int lw = digits((long long)C - 1) + (names ? 1 + 11 : 0);
+    size_t longest = 0; /* Fashion-MNIST's 11, or a CSV's class names */
+    for (int64_t c = 0; names && c < C; c++) longest = strlen(names[c]) > longest ? strlen(names[c]) : longest;
+    int lw = digits((long long)C - 1) + (names ? 1 + (int)(longest < 64 ? longest : 64) : 0);
     if (lw < 11) lw = 11; /* "true \\ pred" */
     char label[64];
 #define LABEL(c) class_label(label, sizeof label, (c), names)
@@ -156,8 +160,9 @@ int cmd_eval(int argc, char **argv)
     double loss = 0, acc = 0;
     if (cli_dist_start("eval")) return 1;
     if (cli_dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) return cli_dist_end(1);
+    cli_names names = {0};
     if (cli_load_trained_model(a.model, &m)) rc = cli_fail("eval", "loading the model");
-    else if (cli_load_data(a.data, split, &a.csv, &d)) rc = cli_fail("eval", "loading the data");
+    else if (cli_load_data_for_model(a.data, split, &a.csv, m, &d)) rc = cli_fail("eval", "loading the data");
     else if (a.limit && a.limit < d.x->shape[0] && cli_dataset_limit(&d, 0, a.limit)) rc = cli_fail("eval", "--limit");
     else if (cli_fit_rows(&d.x, m)) rc = cli_fail("eval", NULL);
     else rc = evaluate(&a, m, &d, &loss, &acc, &conf, &C);
@@ -167,8 +172,10 @@ int cmd_eval(int argc, char **argv)
         printf("data %s (%s split): %lld examples\n", a.data, split, (long long)n);
         printf("loss %.4f  accuracy %.4f (%lld/%lld correct)\n\n", loss, acc, (long long)(acc * (double)n + 0.5),
                (long long)n);
-        print_tables(conf, C, cli_class_names(a.data, C));
+        if (cli_names_for_model(NULL, a.data, m, C, &names)) names = (cli_names){0};
+        print_tables(conf, C, names.n ? names.name : NULL);
     }
+    cli_names_free(&names);
     free(conf);
     nb_dataset_free(&d);
     nb_model_free(m);

@@ -196,7 +196,7 @@ int cmd_predict(int argc, char **argv)
         return cli_dist_end(0);
     }
     const char *holds = rc ? NULL : to_probabilities(m, y, a.raw, &probs);
-    if (!rc && probs && cli_names_load(a.classes, a.src.data, y->size / y->shape[0], &names))
+    if (!rc && probs && cli_names_for_model(a.classes, a.src.data, m, y->size / y->shape[0], &names))
         rc = cli_fail("predict", "--classes");
     if (!rc && a.out && nb_npy_write(a.out, y)) rc = cli_fail("predict", "writing the output");
     if (!rc) {

@@ -3,6 +3,7 @@
 #include "cli_args.h"
 #include "../dist/cli_dist.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,13 +18,21 @@ typedef struct {
     double lr, momentum, weight_decay, clip_norm, val_split, gamma, min_lr;
     int resume, no_test, quiet, check_numerics, allow_nonfinite, nesterov, reproducible;
     long long shard;
+    /* issue 14: early stopping, the best epoch's weights, diagnostics */
+    long long patience;
+    double min_delta;
+    int monitor, keep_best, diagnose;
 } train_args;
+
+static const cli_choice monitors[] = {{"val_loss", NB_MONITOR_VAL_LOSS}, {"val_accuracy", NB_MONITOR_VAL_ACCURACY},
+                                      {0, 0}};
 
 #define F(field) offsetof(train_args, field)
 static const cli_opt train_opts[] = {
     {"--data", NULL, CLI_STR, F(data), "D", NULL,
      "fashion-mnist (Debian's dataset-fashion-mnist), mnist, a directory of\n"
-     "IDX files, or a CSV file with a header (the label in --label-col)", CLI_REQUIRED, 0, 0, NULL},
+     "IDX files, a CSV file with a header (the label in --label-col), or a toy\n"
+     "2-D data set: circles, xor, spiral, gaussians", CLI_REQUIRED, 0, 0, NULL},
     {"--model", NULL, CLI_STR, F(model), "M", NULL,
      "a spec ('conv2d 32 3 relu; maxpool 2; flatten; dense 10'), a spec file,\n"
      "or a .safetensors model to continue training from its weights (required\n"
@@ -75,6 +84,20 @@ static const cli_opt train_opts[] = {
     {"--quiet", NULL, CLI_FLAG, F(quiet), NULL, NULL, "no per-epoch output", 0, 0, 0, NULL},
     {"--plot", NULL, CLI_STR, F(plot), "F.svg", NULL, "draw loss and accuracy per epoch (training and validation) as SVG", 0,
      0, 0, NULL},
+    CLI_TOY_COUNT_OPT(train_args, csv),
+    {"--patience", NULL, CLI_INT, F(patience), "N", NULL,
+     "stop when --monitor has not improved for N epochs (Keras's EarlyStopping;\n"
+     "needs --val-split > 0)", 0, 1, 1000000, NULL},
+    {"--monitor", NULL, CLI_CHOICE, F(monitor), NULL, "val_loss", "what --patience and --keep-best watch", 0, 0, 0,
+     monitors},
+    {"--min-delta", NULL, CLI_REAL, F(min_delta), "D", "0", "the smallest change that counts as an improvement", 0, 0,
+     HUGE_VAL, NULL},
+    {"--keep-best", NULL, CLI_FLAG, F(keep_best), NULL, NULL,
+     "at the end, --out holds the weights of the epoch with the best --monitor\n"
+     "(also when training did not stop early), and the test split is evaluated on them", 0, 0, 0, NULL},
+    {"--diagnose", NULL, CLI_FLAG, F(diagnose), NULL, NULL,
+     "after every epoch, per layer: gradient norm, update/weight ratio, dead\n"
+     "ReLU channels and saturated sigmoid/tanh outputs (on the epoch's last batch)", 0, 0, 0, NULL},
 };
 #undef F
 
@@ -89,7 +112,11 @@ typedef struct {
     int tty;
     double last_draw;
     int failed;
-    cli_curves *curves; /* for --plot */
+    cli_curves *curves;      /* for --plot */
+    nb_early_stopping *early; /* --patience, --keep-best: NULL without */
+    nb_real *best;           /* --keep-best: the best epoch's weights (NULL before one) */
+    int last_epoch;          /* of the last on_epoch */
+    int64_t last_step;
 } train_ctx;
 
 /* The checks beyond the table's: -1 if the arguments are valid, else the
@@ -105,6 +132,12 @@ static int parse_args(int argc, char **argv, train_args *a)
     if (a->val_split >= 1) return cli_usage_error("train", "%s", "--val-split must be in [0, 1)");
     if (a->plot && !cli_is_svg_name(a->plot))
         return cli_usage_error("train", "--plot writes SVG: give a file name ending in .svg, got '%s'", a->plot);
+    if ((r = cli_toy_check("train", a->data, &a->csv)) >= 0) return r;
+    if ((a->patience || a->keep_best) && a->val_split <= 0)
+        return cli_usage_error("train", "%s needs validation data to watch: pass --val-split F with F > 0 (e.g. 0.1)",
+                               a->patience ? "--patience" : "--keep-best");
+    if (a->diagnose && a->reproducible)
+        return cli_usage_error("train", "%s", "--diagnose measures the default path: leave out --reproducible");
     return -1;
 }
 
@@ -146,6 +179,45 @@ static int on_batch(const nb_epoch_stats *s, void *user)
     return 0;
 }
 
+/* The parameters into (or, back from) w, in parameter order. */
+static void copy_weights(nb_model *m, nb_real *w, int back)
+{
+    for (int i = 0; i < nb_model_param_count(m); i++) {
+        nb_tensor *v = nb_value(nb_model_param(m, i));
+        if (back) memcpy(v->data, w, (size_t)v->size * sizeof(nb_real));
+        else memcpy(w, v->data, (size_t)v->size * sizeof(nb_real));
+        w += v->size;
+    }
+}
+
+/* Early stopping's state (nabla.best, nabla.best_epoch, nabla.wait) and the
+ * best epoch's weights (optim.best.<param>: read as training state by
+ * every nabla) in a checkpoint, so --resume continues both. */
+static nb_status save_early(const train_ctx *c, nb_safetensors *st)
+{
+    const nb_early_stopping *e = c->early;
+    char buf[64];
+    nb_status r = NB_OK;
+    snprintf(buf, sizeof buf, "%.17g", e->best);
+    if (!r) r = nb_safetensors_set_meta(st, "nabla.best", buf);
+    if (!r) r = nb_safetensors_set_meta(st, "nabla.monitor", cli_choice_name(monitors, c->a->monitor));
+    snprintf(buf, sizeof buf, "%d", e->best_epoch);
+    if (!r) r = nb_safetensors_set_meta(st, "nabla.best_epoch", buf);
+    snprintf(buf, sizeof buf, "%d", e->wait);
+    if (!r) r = nb_safetensors_set_meta(st, "nabla.wait", buf);
+    const nb_real *w = c->best;
+    for (int i = 0; w && !r && i < nb_model_param_count(c->m); i++) {
+        const nb_tensor *v = nb_value(nb_model_param(c->m, i));
+        nb_tensor *t = nb_tensor_from(v->rank, v->shape, w);
+        char name[160];
+        snprintf(name, sizeof name, "optim.best.%s", nb_node_name(nb_model_param(c->m, i)));
+        r = t ? nb_safetensors_add(st, name, t) : NB_ERR_NOMEM;
+        nb_tensor_free(t);
+        w += v->size;
+    }
+    return r;
+}
+
 static nb_status save_checkpoint(train_ctx *c, nb_optim *o, const nb_epoch_stats *s)
 {
     nb_safetensors *st = nb_safetensors_new();
@@ -153,6 +225,7 @@ static nb_status save_checkpoint(train_ctx *c, nb_optim *o, const nb_epoch_stats
     char buf[64];
     nb_status r = nb_model_export(c->m, st);
     if (!r) r = nb_optim_export(o, st);
+    if (!r && c->early) r = save_early(c, st);
     snprintf(buf, sizeof buf, "%d", s->epoch + 1);
     if (!r) r = nb_safetensors_set_meta(st, "nabla.epoch", buf);
     snprintf(buf, sizeof buf, "%lld", (long long)s->step);
@@ -160,6 +233,48 @@ static nb_status save_checkpoint(train_ctx *c, nb_optim *o, const nb_epoch_stats
     if (!r) r = nb_safetensors_write(c->a->out, st, 0);
     nb_safetensors_free(st);
     return r;
+}
+
+static void fmt_num(char *buf, size_t n, double v, const char *fmt)
+{
+    if (isnan(v)) snprintf(buf, n, "-");
+    else snprintf(buf, n, fmt, v);
+}
+
+/* --diagnose: one row per layer with parameters or a relu/sigmoid/tanh. */
+static void print_diagnostics(nb_model *m, const nb_epoch_stats *s)
+{
+    if (!s->diag) return;
+    printf("  %-5s %-24s %9s %10s %13s %9s %9s\n", "layer", "", "params", "grad norm", "update/weight", "dead relu",
+           "saturated");
+    for (int i = 0; i < s->ndiag; i++) {
+        const nb_layer_diag *d = &s->diag[i];
+        if (!d->params && isnan(d->dead_fraction) && isnan(d->saturated_fraction)) continue;
+        char line[96], g[32], u[32], dead[32], sat[32];
+        nb_layer_spec_str(nb_model_layer(m, d->layer), line, sizeof line);
+        fmt_num(g, sizeof g, d->grad_norm, "%.3g");
+        fmt_num(u, sizeof u, d->update_ratio, "%.3g");
+        fmt_num(dead, sizeof dead, 100 * d->dead_fraction, "%.1f%%");
+        fmt_num(sat, sizeof sat, 100 * d->saturated_fraction, "%.1f%%");
+        printf("  %-5d %-24.24s %9lld %10s %13s %9s %9s\n", d->layer, line, (long long)d->params, g, u, dead, sat);
+    }
+}
+
+/* --patience / --keep-best after an epoch: the best weights kept, and why
+ * training stops. 0, or 1 when the weights could not be kept. */
+static int after_epoch_early(train_ctx *c, const nb_epoch_stats *s)
+{
+    const char *what = cli_choice_name(monitors, c->a->monitor);
+    if (s->improved && c->a->keep_best) {
+        if (!c->best && !(c->best = malloc((size_t)nb_model_num_params(c->m) * sizeof(nb_real) + 1))) return 1;
+        copy_weights(c->m, c->best, 0);
+    }
+    if (s->stopping && !c->a->quiet)
+        printf("early stopping: %s has not improved for %d epoch%s (best %.4f at epoch %d); stopping after epoch %d of "
+               "%lld\n",
+               what, c->early->wait, c->early->wait == 1 ? "" : "s", c->early->best, c->early->best_epoch + 1,
+               s->epoch + 1, c->a->epochs);
+    return 0;
 }
 
 static int on_epoch(const nb_epoch_stats *s, nb_optim *o, void *user)
@@ -174,12 +289,20 @@ static int on_epoch(const nb_epoch_stats *s, nb_optim *o, void *user)
         if (c->tty) fprintf(stderr, "\r%*s\r", 110, "");
         printf("epoch %d/%d: loss %.4f acc %.4f", s->epoch + 1, (int)c->a->epochs, s->loss, s->accuracy);
         if (!isnan(s->val_loss)) printf(" | val_loss %.4f val_acc %.4f", s->val_loss, s->val_accuracy);
-        printf(" | %.1f s, %.0f img/s, lr %.3g\n", s->seconds, s->images_per_second, s->lr);
+        printf(" | %.1f s, %.0f img/s, lr %.3g%s\n", s->seconds, s->images_per_second, s->lr,
+               c->early && s->improved ? " (best)" : "");
+        print_diagnostics(c->m, s);
         if (cli_dist_size() > 1 && s->batches_done > 0)
             printf("  gradient exchange (rank 0): %.2f s, %.1f%% of the epoch, %.2f MB sent per step\n",
                    s->comm_seconds, 100 * s->comm_seconds / (s->seconds > 0 ? s->seconds : 1),
                    1e-6 * (double)s->comm_bytes / (double)s->batches_done);
         fflush(stdout);
+    }
+    c->last_epoch = s->epoch, c->last_step = s->step;
+    if (c->early && after_epoch_early(c, s)) {
+        nb_set_error(NB_ERR_NOMEM, "--keep-best: out of memory");
+        c->failed = 1;
+        return 1;
     }
     if (cli_dist_rank() == 0 && save_checkpoint(c, o, s)) {
         c->failed = 1;
@@ -195,9 +318,10 @@ int cmd_train_check_args(int argc, char **argv)
 }
 
 /* The training data (--limit applied) and the validation part split off. */
-static int load_train_data(const train_args *a, nb_dataset *train, nb_dataset *val)
+static int load_train_data(const train_args *a, nb_dataset *train, nb_dataset *val, char **classes)
 {
-    if (cli_load_data(a->data, "train", &a->csv, train)) return cli_fail("train", "loading the training data");
+    if (cli_load_data_classes(a->data, "train", &a->csv, train, classes))
+        return cli_fail("train", "loading the training data");
     if (a->limit && a->limit < train->x->shape[0]) {
         nb_dataset sub;
         if (nb_dataset_subset(train, 0, a->limit, &sub)) return cli_fail("train", "--limit");
@@ -293,6 +417,69 @@ static int dist_checks(int argc, char **argv, nb_model *m, const nb_dataset *tra
                          "the --model or --resume files differ between the ranks' machines; copy the same file");
 }
 
+/* --resume with --patience/--keep-best: early stopping's state and the best
+ * weights from the checkpoint (absent in one made without them: a fresh
+ * start). 0 or a failure. */
+static nb_status resume_early(const train_args *a, nb_model *m, const nb_safetensors *ckpt, nb_early_stopping *e,
+                              nb_real **best)
+{
+    const char *b = ckpt ? nb_safetensors_meta(ckpt, "nabla.best") : NULL;
+    const char *be = ckpt ? nb_safetensors_meta(ckpt, "nabla.best_epoch") : NULL;
+    const char *w = ckpt ? nb_safetensors_meta(ckpt, "nabla.wait") : NULL;
+    const char *mon = ckpt ? nb_safetensors_meta(ckpt, "nabla.monitor") : NULL;
+    long long bev = 0, wv = 0;
+    if (!b || !be || !w) return NB_OK;
+    if (mon && strcmp(mon, cli_choice_name(monitors, a->monitor))) {
+        if (!a->quiet)
+            printf("the checkpoint watched %s, this run --monitor %s: the best epoch is sought afresh\n", mon,
+                   cli_choice_name(monitors, a->monitor));
+        return NB_OK;
+    }
+    if (!cli_parse_double(b, &e->best) || !cli_parse_int(be, -1, 1000000, &bev) || !cli_parse_int(w, 0, 1000000, &wv))
+        return nb_set_error(NB_ERR_FORMAT, "the checkpoint's early-stopping state (nabla.best %s, nabla.best_epoch %s, "
+                                           "nabla.wait %s) is not numbers", b, be, w);
+    e->best_epoch = (int)bev, e->wait = (int)wv;
+    if (!a->keep_best) return NB_OK;
+    nb_real *buf = malloc((size_t)nb_model_num_params(m) * sizeof(nb_real) + 1), *p = buf;
+    if (!buf) return nb_set_error(NB_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < nb_model_param_count(m); i++) {
+        char name[160];
+        snprintf(name, sizeof name, "optim.best.%s", nb_node_name(nb_model_param(m, i)));
+        const nb_tensor *t = nb_safetensors_get(ckpt, name), *v = nb_value(nb_model_param(m, i));
+        if (!t || t->size != v->size) {
+            free(buf);
+            return NB_OK; /* made without --keep-best: the best is found anew */
+        }
+        memcpy(p, t->data, (size_t)v->size * sizeof(nb_real));
+        p += v->size;
+    }
+    *best = buf;
+    return NB_OK;
+}
+
+/* --keep-best at the end: the best epoch's weights into the model (so the
+ * test split is evaluated on them) and into --out, said on stdout. */
+static void keep_best_weights(train_ctx *c, nb_optim *o)
+{
+    const nb_early_stopping *e = c->early;
+    if (!c->best || e->best_epoch < 0) {
+        if (!c->a->quiet && e->best_epoch < 0)
+            printf("--keep-best: no epoch had a finite %s; --out holds the last epoch's weights\n",
+                   cli_choice_name(monitors, c->a->monitor));
+        else if (!c->a->quiet)
+            printf("--keep-best: the best epoch (%d) was before the checkpoint kept weights (it was made without "
+                   "--keep-best); --out holds the last epoch's weights\n",
+                   e->best_epoch + 1);
+        return;
+    }
+    copy_weights(c->m, c->best, 1);
+    nb_epoch_stats last = {.epoch = c->last_epoch, .step = c->last_step};
+    if (c->last_epoch >= 0 && cli_dist_rank() == 0 && save_checkpoint(c, o, &last)) c->failed = 1;
+    if (!c->a->quiet)
+        printf("kept the best weights: epoch %d (%s %.4f); the last epoch run was %d\n", e->best_epoch + 1,
+               cli_choice_name(monitors, c->a->monitor), e->best, c->last_epoch + 1);
+}
+
 /* The optimiser (with the checkpoint's state) and the epochs themselves. */
 static int run_epochs(const train_args *a, nb_model *m, const nb_safetensors *ckpt, const nb_dataset *train,
                       const nb_dataset *val, int start_epoch, long long start_step, cli_curves *curves, int argc,
@@ -311,14 +498,25 @@ static int run_epochs(const train_args *a, nb_model *m, const nb_safetensors *ck
         nb_optim_free(o);
         return 1;
     }
-    train_ctx ctx = {a, m, cli_dist_rank() == 0 && isatty(2) && !getenv("NB_NO_PROGRESS"), 0, 0, curves};
+    train_ctx ctx = {a, m, cli_dist_rank() == 0 && isatty(2) && !getenv("NB_NO_PROGRESS"), 0, 0, curves, NULL, NULL,
+                     -1, 0};
+    nb_early_stopping es = {.patience = a->patience ? (int)a->patience : INT_MAX, .monitor = (nb_monitor)a->monitor,
+                            .min_delta = a->min_delta, .best = NAN, .best_epoch = -1};
+    if ((a->patience || a->keep_best) && resume_early(a, m, ckpt, &es, &ctx.best)) {
+        nb_optim_free(o);
+        return cli_fail("train", "--resume");
+    }
+    ctx.early = a->patience || a->keep_best ? &es : NULL;
     nb_train_opts to = {.epochs = (int)a->epochs, .batch = a->batch, .loss = (nb_loss_kind)a->loss,
                         .seed = (uint64_t)a->seed, .shuffle = 1, .start_epoch = start_epoch,
                         .start_step = start_step, .on_batch = on_batch, .on_epoch = on_epoch, .user = &ctx,
-                        .reproducible = a->reproducible, .shard = a->shard, .comm = cli_dist_comm()};
+                        .reproducible = a->reproducible, .shard = a->shard, .comm = cli_dist_comm(),
+                        .early = ctx.early, .diagnose = a->diagnose};
     print_header(a, m, &oo, train, val, start_epoch, start_step);
     nb_status s = nb_train(m, o, train, val->x ? val : NULL, &to);
+    if (!s && !ctx.failed && a->keep_best) keep_best_weights(&ctx, o);
     nb_optim_free(o);
+    free(ctx.best);
     if (ctx.failed) return cli_fail("train", "writing the checkpoint");
     if (s) {
         if (ctx.tty) fprintf(stderr, "\n");
@@ -367,8 +565,11 @@ int cmd_train(int argc, char **argv)
     cli_curves curves = {0};
     int start_epoch = 0;
     long long start_step = 0;
-    rc = load_train_data(&a, &train, &val);
+    char *classes = NULL; /* a CSV's string labels: kept in the model file */
+    rc = load_train_data(&a, &train, &val, &classes);
     if (!rc) rc = a.resume ? resume_model(&a, &ckpt, &m, &start_epoch, &start_step) : build_model(&a, &train, &m);
+    if (!rc && classes && nb_model_set_class_names(m, classes)) rc = cli_fail("train", "the class names");
+    free(classes);
     /* CSV rows for a model of images (from a file, or --resume) */
     if (!rc && (cli_fit_rows(&train.x, m) || (val.x && cli_fit_rows(&val.x, m)))) rc = cli_fail("train", NULL);
     if (!rc && a.resume && start_epoch >= a.epochs) {

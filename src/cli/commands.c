@@ -29,11 +29,13 @@ const cli_command cli_commands[] = {
     {"curvature", "top Hessian eigenvalues and trace of the training loss, and 2 / lambda_max", cmd_curvature,
      cmd_curvature_check_args},
     {"demo", "lecture demos: 'demo gd' (gradient descent on f(x) = 2x^2)", cmd_demo, cmd_demo_check_args},
+    {"boundary", "a 2-D classifier's decision boundary with the data's points, as PNG or SVG", cmd_boundary,
+     cmd_boundary_check_args},
 };
 const int cli_ncommands = (int)(sizeof cli_commands / sizeof cli_commands[0]);
 
 const char *const cli_command_names[] = {"train",     "eval",     "predict", "summary", "jacobian", "grad",
-                                         "gradcheck", "saliency", "filters", "export", "import", "hvp", "hessian", "curvature", "demo", NULL};
+                                         "gradcheck", "saliency", "filters", "export", "import", "hvp", "hessian", "curvature", "demo", "boundary", NULL};
 
 const cli_command *cli_find_command(const char *name)
 {

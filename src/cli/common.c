@@ -154,6 +154,21 @@ nb_status cli_names_load(const char *classes, const char *data, int64_t C, cli_n
     return NB_OK;
 }
 
+nb_status cli_names_for_model(const char *classes, const char *data, const nb_model *m, int64_t C, cli_names *out)
+{
+    const char *known = nb_model_class_names(m);
+    if (classes || !known) return cli_names_load(classes, data, C, out);
+    *out = (cli_names){0};
+    const size_t len = strlen(known);
+    if (!(out->text = malloc(len + 1))) return nb_set_error(NB_ERR_NOMEM, "out of memory");
+    memcpy(out->text, known, len + 1);
+    int64_t n = 0;
+    nb_status s = split_lines(out->text, &out->lines, &n);
+    if (s) return s;
+    if (n == C) out->n = C, out->name = out->lines; /* else the model file's names do not fit: none */
+    return NB_OK;
+}
+
 void cli_names_free(cli_names *n)
 {
     free(n->text);
@@ -174,9 +189,35 @@ int cli_csv_check(const char *cmd, const cli_csv_opts *o)
     return -1;
 }
 
+int cli_toy_check(const char *cmd, const char *data, const cli_csv_opts *o)
+{
+    if (o->toy_count && data && !nb_toy_parse(data, NULL))
+        return cli_usage_error(cmd, "--count is the number of points of a toy data set (circles, xor, spiral, "
+                                    "gaussians), not of '%s': use --limit N for the first N examples", data);
+    return -1;
+}
+
 nb_status cli_load_data(const char *name, const char *split, const cli_csv_opts *csv, nb_dataset *out)
 {
-    if (ends_with(name, ".csv") || ends_with(name, ".CSV")) return cli_load_csv(name, csv, out); /* one split: all rows */
+    return cli_load_data_classes(name, split, csv, out, NULL);
+}
+
+nb_status cli_load_data_for_model(const char *name, const char *split, const cli_csv_opts *csv, const nb_model *m,
+                                  nb_dataset *out)
+{
+    cli_csv_opts o = csv ? *csv : (cli_csv_opts){.label_col = "-1", .noise = 0.1, .data_seed = 1, .toy_classes = 2};
+    o.classes = nb_model_class_names(m);
+    return cli_load_data_classes(name, split, &o, out, NULL);
+}
+
+nb_status cli_load_data_classes(const char *name, const char *split, const cli_csv_opts *csv, nb_dataset *out,
+                                char **classes)
+{
+    if (classes) *classes = NULL;
+    nb_toy_kind toy;
+    if (nb_toy_parse(name, &toy)) return cli_load_toy(toy, split, csv, out);
+    if (ends_with(name, ".csv") || ends_with(name, ".CSV"))
+        return cli_load_csv_classes(name, csv, out, classes); /* one split: all rows */
     const char *dir = cli_data_dir(name);
     if (!is_dir(dir))
         return nb_set_error(NB_ERR_IO,

@@ -183,7 +183,9 @@ static nb_status load_data_rows(const cli_source *src, int64_t data_count, const
 {
     const char *split = cli_choice_name(cli_splits, src->split);
     nb_dataset d = {0};
-    nb_status s = cli_load_data(src->data, split, &src->csv, &d);
+    cli_csv_opts csv = src->csv;
+    if (nb_toy_parse(src->data, NULL) && src->count) csv.toy_count = src->start + src->count; /* a prefix */
+    nb_status s = cli_load_data_for_model(src->data, split, &csv, m, &d); /* string labels: the model's classes */
     char n_what[600];
     snprintf(n_what, sizeof n_what, "the %s split of '%s'", split, src->data);
     int64_t count = src->count ? src->count : data_count;

@@ -45,8 +45,25 @@ void nb_model_free(nb_model *m)
     nb_graph_free(m->g);
     free(m->layers);
     free(m->spec);
+    free(m->classes);
     free(m);
 }
+
+nb_status nb_model_set_class_names(nb_model *m, const char *names)
+{
+    if (!m) return nb_fail(NB_ERR_ARG, "class names: model is NULL");
+    for (const char *p = names; p && *p; p++)
+        if ((unsigned char)*p < 32 && *p != '\n')
+            return nb_fail(NB_ERR_ARG, "class names: control character 0x%02x in the names", (unsigned char)*p);
+    char *copy = NULL;
+    if (names && !(copy = malloc(strlen(names) + 1))) return nb_fail(NB_ERR_NOMEM, "class names: out of memory");
+    if (copy) memcpy(copy, names, strlen(names) + 1);
+    free(m->classes);
+    m->classes = copy;
+    return NB_OK;
+}
+
+const char *nb_model_class_names(const nb_model *m) { return m ? m->classes : NULL; }
 
 /* Layer idx on input x through its kind's entry: the nodes it adds; *pre
  * gets the value before the layer's activation (the logits of a final

@@ -50,6 +50,7 @@ nb_status nb_model_export(nb_model *m, nb_safetensors *st)
     if (!s) s = nb_safetensors_set_meta(st, "nabla.spec", nb_model_spec(m));
     if (!s) s = nb_safetensors_set_meta(st, "nabla.input", input);
     if (!s) s = nb_safetensors_set_meta(st, "nabla.format", "1");
+    if (!s && m->classes) s = nb_safetensors_set_meta(st, "nabla.classes", m->classes);
     return s;
 }
 
@@ -159,6 +160,8 @@ nb_status nb_model_import_flags(const nb_safetensors *st, unsigned flags, nb_mod
         }
     }
     if (!s) s = check_no_extra_tensors(m, st);
+    if (!s && nb_safetensors_meta(st, "nabla.classes"))
+        s = nb_model_set_class_names(m, nb_safetensors_meta(st, "nabla.classes"));
     for (int i = 0; i < m->nparams && !s; i++) {
         nb_tensor *v = &m->params[i]->value;
         memcpy(v->data, nb_safetensors_get(st, m->params[i]->name)->data, (size_t)v->size * sizeof(nb_real));

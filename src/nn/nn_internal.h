@@ -23,6 +23,7 @@ struct nb_model {
     nb_loss_kind loss_kind;
     int64_t batch;
     char *spec; /* cached text of nb_model_spec */
+    char *classes; /* nb_model_class_names, or NULL */
 };
 
 /* 1 if the layer is one the spec grammar can write and read back (kind,
@@ -31,5 +32,10 @@ int nb_layer_spec_check(const nb_layer_spec *l, char *why, size_t n);
 
 /* The activations' names in enum order (names.c); n gets their count. */
 const char *const *nb_activation_names(int *n);
+
+/* diagnose.c: the parameters into before (nb_model_num_params values), and
+ * after a step each layer's update ratio and weight norm into d. */
+void nb_diag_snapshot(const nb_model *m, nb_real *before);
+void nb_diag_update_ratio(const nb_model *m, const nb_real *before, nb_layer_diag *d);
 
 #endif

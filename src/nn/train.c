@@ -158,9 +158,31 @@ static nb_status plain_step(nb_model *m, nb_node *loss, const nb_dataset *d, con
     return isfinite(*l) ? nb_backward(loss) : NB_OK;
 }
 
+/* nb_train_opts.diagnose: the layers' entries and the weights before the
+ * measured step. */
+typedef struct {
+    nb_layer_diag *d;
+    nb_real *before;
+} diag_state;
+
+/* One optimiser step; on the epoch's last batch with diagnostics, the
+ * measurements around it (gradients and activations before, the update
+ * after). */
+static nb_status step_measured(nb_model *m, nb_optim *o, diag_state *dg, bool last, nb_epoch_stats *st)
+{
+    nb_status s;
+    if (!dg || !last) return nb_optim_step(o);
+    if ((s = nb_model_diagnose(m, dg->d, m->nlayers))) return s;
+    nb_diag_snapshot(m, dg->before);
+    if ((s = nb_optim_step(o))) return s;
+    nb_diag_update_ratio(m, dg->before, dg->d);
+    st->diag = dg->d, st->ndiag = m->nlayers;
+    return NB_OK;
+}
+
 static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards *sh, const nb_dataset *train,
                              const int64_t *idx, const nb_train_opts *opts, int64_t xrow, int64_t yrow,
-                             nb_epoch_stats *st, int *stop)
+                             diag_state *dg, nb_epoch_stats *st, int *stop)
 {
     const int64_t n = train->x->shape[0];
     double t0 = now_seconds(), loss_sum = 0, correct = 0, comm0 = 0;
@@ -179,7 +201,7 @@ static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards 
                            "try a smaller learning rate than %g",
                            isnan(l) ? "NaN" : "infinite", (long long)st->step + 1, st->epoch + 1, (long long)bi + 1,
                            nb_optim_lr(o));
-        if ((s = nb_optim_step(o))) break;
+        if ((s = step_measured(m, o, dg, bi == st->batches_total - 1, st))) break;
         if (sh) nb_shards_weights_changed(sh);
         correct += c;
         st->step++;
@@ -199,6 +221,55 @@ static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards 
     return s;
 }
 
+/* Keras's EarlyStopping after an epoch: improved (by more than min_delta;
+ * NaN never does) resets wait, else wait grows; stop at patience. */
+static void early_update(nb_early_stopping *e, nb_epoch_stats *st)
+{
+    const bool acc = e->monitor == NB_MONITOR_VAL_ACCURACY;
+    const double v = acc ? st->val_accuracy : st->val_loss;
+    const bool better = !isnan(v) && (isnan(e->best) || (acc ? v > e->best + e->min_delta : v < e->best - e->min_delta));
+    if (better) e->best = v, e->best_epoch = st->epoch, e->wait = 0;
+    else e->wait++;
+    st->improved = better;
+    st->stopping = e->wait >= e->patience;
+    if (st->stopping) e->stopped_epoch = st->epoch;
+}
+
+static nb_status check_early(const nb_train_opts *opts, const nb_dataset *val)
+{
+    const nb_early_stopping *e = opts->early;
+    if (!e) return NB_OK;
+    const char *what = e->monitor == NB_MONITOR_VAL_ACCURACY ? "accuracy" : "loss";
+    if (!val || !val->x)
+        return nb_fail(NB_ERR_ARG, "train: early stopping watches the validation %s: give validation data "
+                                   "(nabla train: --val-split F > 0 of at least 1/F examples)", what);
+    if (e->patience < 1) return nb_fail(NB_ERR_ARG, "train: patience must be >= 1 epoch, got %d", e->patience);
+    if (!(e->min_delta >= 0)) return nb_fail(NB_ERR_ARG, "train: min_delta must be >= 0, got %g", e->min_delta);
+    if (e->monitor == NB_MONITOR_VAL_ACCURACY && opts->loss == NB_LOSS_MSE)
+        return nb_fail(NB_ERR_ARG, "train: early stopping on the validation accuracy needs class labels (cce or bce); "
+                                   "with mse watch the validation loss");
+    if (e->monitor != NB_MONITOR_VAL_LOSS && e->monitor != NB_MONITOR_VAL_ACCURACY)
+        return nb_fail(NB_ERR_ARG, "train: unknown early-stopping monitor %d", (int)e->monitor);
+    return NB_OK;
+}
+
+/* The diagnostics' buffers, or a refusal where they cannot be measured. */
+static nb_status diag_new(nb_model *m, const nb_train_opts *opts, diag_state *dg)
+{
+    *dg = (diag_state){0};
+    if (!opts->diagnose) return NB_OK;
+    if (opts->reproducible || (opts->comm && opts->comm->size > 1))
+        return nb_fail(NB_ERR_ARG, "train: diagnostics run on the default path, not with reproducible or "
+                                   "data-parallel training (their gradients are computed on copies of the model)");
+    dg->d = calloc((size_t)(m->nlayers ? m->nlayers : 1), sizeof *dg->d);
+    dg->before = malloc((size_t)(nb_model_num_params(m) ? nb_model_num_params(m) : 1) * sizeof(nb_real));
+    if (!dg->d || !dg->before) {
+        free(dg->d), free(dg->before);
+        return nb_fail(NB_ERR_NOMEM, "train: out of memory for the diagnostics");
+    }
+    return NB_OK;
+}
+
 nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_dataset *val,
                    const nb_train_opts *opts)
 {
@@ -207,36 +278,43 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     if (opts->batch < 1) return nb_fail(NB_ERR_ARG, "train: batch size must be >= 1, got %lld", (long long)opts->batch);
     nb_node *loss;
     int64_t xrow, yrow, vx, vy;
-    nb_status s = nb_model_loss(m, opts->loss, NULL, &loss);
-    if (s || (s = check_data(m, train, "training", &xrow, &yrow))) return s;
+    nb_status s = check_early(opts, val);
+    if (s || (s = nb_model_loss(m, opts->loss, NULL, &loss))) return s;
+    if ((s = check_data(m, train, "training", &xrow, &yrow))) return s;
     if (val && val->x && (s = check_data(m, val, "validation", &vx, &vy))) return s;
+    diag_state dg;
+    if ((s = diag_new(m, opts, &dg))) return s;
     nb_shards *sh = NULL;
     const bool reproducible = opts->reproducible || (opts->comm && opts->comm->size > 1);
     if (reproducible) nb_gemm_select_fixed(); /* kernels by shape, not by this process's timings */
-    if (reproducible && (s = nb_shards_new(m, loss, train, opts, xrow, yrow, &sh))) return s;
     int64_t n = train->x->shape[0];
     int64_t *idx = malloc((size_t)n * sizeof *idx);
-    if (!idx) {
-        nb_shards_free(sh);
-        return nb_fail(NB_ERR_NOMEM, "train: out of memory");
+    if (!idx) s = nb_fail(NB_ERR_NOMEM, "train: out of memory");
+    if (!s && reproducible) s = nb_shards_new(m, loss, train, opts, xrow, yrow, &sh);
+    if (s) {
+        free(idx), free(dg.d), free(dg.before);
+        return s;
     }
+    if (opts->early) opts->early->stopped_epoch = -1;
     int64_t nbatches = (n + opts->batch - 1) / opts->batch;
     int stop = 0;
     nb_epoch_stats st = {.step = opts->start_step};
     for (int e = opts->start_epoch; e < opts->epochs && !s && !stop; e++) {
         nb_optim_set_epoch(o, e);
         epoch_permutation(idx, n, opts->seed, e, opts->shuffle);
-        st = (nb_epoch_stats){e, 0, nbatches, st.step, 0, 0, NAN, NAN, 0, 0, nb_optim_lr(o), 0, 0};
+        st = (nb_epoch_stats){e, 0, nbatches, st.step, 0, 0, NAN, NAN, 0, 0, nb_optim_lr(o), 0, 0, 0, 0, NULL, 0};
         double t0 = now_seconds();
-        if ((s = train_epoch(m, o, loss, sh, train, idx, opts, xrow, yrow, &st, &stop))) break;
+        if ((s = train_epoch(m, o, loss, sh, train, idx, opts, xrow, yrow, dg.d ? &dg : NULL, &st, &stop))) break;
         if (sh && (s = nb_shards_check_weights(sh, e))) break;
         nb_graph_set_training(m->g, 0, opts->seed);
         if (val && val->x && (s = nb_evaluate(m, val, opts->loss, 256, &st.val_loss, &st.val_accuracy, NULL))) break;
         st.seconds = now_seconds() - t0;
+        if (opts->early && !stop) early_update(opts->early, &st);
         if (opts->on_epoch && opts->on_epoch(&st, o, opts->user)) stop = 1;
+        if (st.stopping) stop = 1;
     }
     nb_graph_set_training(m->g, 0, opts->seed);
     nb_shards_free(sh);
-    free(idx);
+    free(idx), free(dg.d), free(dg.before);
     return s;
 }
