@@ -167,6 +167,10 @@ static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards 
     int64_t seen = 0, bytes0 = 0;
     if (sh) nb_shards_comm_stats(sh, &comm0, &bytes0);
     nb_status s = NB_OK;
+    const int64_t every = opts->sharpness_every;
+    if (every && st->step == opts->start_step && st->epoch == opts->start_epoch && st->step % every == 0 &&
+        (s = nb_train_sharpness(m, loss, train, opts, xrow, yrow, st->step, st->epoch, nb_optim_lr(o), stop)))
+        return s; /* the weights training starts from */
     for (int64_t bi = 0; bi < st->batches_total && !*stop; bi++) {
         int64_t start = bi * opts->batch, b = n - start < opts->batch ? n - start : opts->batch;
         double l, c;
@@ -195,6 +199,9 @@ static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards 
             st->comm_seconds -= comm0, st->comm_bytes -= bytes0;
         }
         if (opts->on_batch && opts->on_batch(st, opts->user)) *stop = 1;
+        if (every && st->step % every == 0 &&
+            (s = nb_train_sharpness(m, loss, train, opts, xrow, yrow, st->step, st->epoch, nb_optim_lr(o), stop)))
+            break;
     }
     return s;
 }
@@ -207,8 +214,9 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     if (opts->batch < 1) return nb_fail(NB_ERR_ARG, "train: batch size must be >= 1, got %lld", (long long)opts->batch);
     nb_node *loss;
     int64_t xrow, yrow, vx, vy;
-    nb_status s = nb_model_loss(m, opts->loss, NULL, &loss);
-    if (s || (s = check_data(m, train, "training", &xrow, &yrow))) return s;
+    nb_status s = nb_train_sharpness_check(opts);
+    if (s || (s = nb_model_loss(m, opts->loss, NULL, &loss)) || (s = check_data(m, train, "training", &xrow, &yrow)))
+        return s;
     if (val && val->x && (s = check_data(m, val, "validation", &vx, &vy))) return s;
     nb_shards *sh = NULL;
     const bool reproducible = opts->reproducible || (opts->comm && opts->comm->size > 1);
