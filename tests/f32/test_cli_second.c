@@ -490,6 +490,29 @@ static void test_train_sharpness(void **state)
     assert_true(contains("on 50 examples"));
     assert_null(strstr(out, "sharpness at step 1:"));
     const double l0 = printed_sharpness(0), l4 = printed_sharpness(4);
+    /* reproducible: the same command prints the same measurements (and
+     * nothing of them with --quiet) */
+    static char first[1 << 16];
+    memcpy(first, out, sizeof first);
+    assert_int_equal(run(CLI " train --data fashion-mnist --model '%s' --limit 200 --val-split 0 --optimizer sgd "
+                             "--lr 0.1 --batch 200 --epochs 4 --sharpness 2 --sharpness-batch 50 --no-test --quiet --out " TMP
+                             "sharp2.safetensors",
+                         spec),
+                     0);
+    assert_null(strstr(out, "sharpness at step")); /* --quiet */
+    assert_int_equal(run(CLI " train --data fashion-mnist --model '%s' --limit 200 --val-split 0 --optimizer sgd "
+                             "--lr 0.1 --batch 200 --epochs 4 --sharpness 2 --sharpness-batch 50 --no-test --out " TMP
+                             "sharp2.safetensors",
+                         spec),
+                     0);
+    for (long long step = 0; step <= 4; step += 2) {
+        char key[64];
+        snprintf(key, sizeof key, "sharpness at step %lld:", step);
+        const char *a = strstr(first, key), *b = strstr(out, key);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_memory_equal(a, b, (size_t)(strchr(a, '\n') - a));
+    }
     const double w0 = library_sharpness(NULL, spec), w4 = library_sharpness(TMP "sharp.safetensors", spec);
     assert_true(w0 > 0 && w4 > 0 && l0 != l4); /* positive: nb_hessian_eigs' top |value| is lambda_max */
     assert_true(fabs(l0 - w0) <= 1e-4 * w0);
