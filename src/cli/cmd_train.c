@@ -202,7 +202,7 @@ static int on_epoch(const nb_epoch_stats *s, nb_optim *o, void *user)
 static const char *edge_verdict(double lambda_max, double lr)
 {
     const double ratio = lambda_max * lr / 2;
-    return !(ratio == ratio) ? "unknown" : ratio < 0.9 ? "below" : ratio > 1.1 ? "above" : "at";
+    return isnan(ratio) ? "unknown" : ratio < 0.9 ? "below" : ratio > 1.1 ? "above" : "at";
 }
 
 static int on_sharpness(const nb_sharpness *s, void *user)
