@@ -2,6 +2,8 @@
 # The benchmark: nabla beside PyTorch (Debian's python3-torch) on the same
 # machine, model (the Keras mnist_cnn network), batches and threads.
 # Usage: bench/run.sh [THREADS] [EPOCH_RUNS]    (defaults 2 and 3)
+#   EIGS_IMAGES=N: the top-eigenvalue rows on N training images (default 10000)
+#   TORCH_EIGS=1: PyTorch's side of those rows too (functional.hvp: hours on 10000 images)
 # Prints a table of figures and ratios (higher is better for nabla unless the
 # column says otherwise). Nothing here is a test: tests never time anything.
 set -euo pipefail
@@ -24,11 +26,20 @@ echo "machine: $(nproc) cores, $cpu ($fam; ${simd:-no AVX2}), threads $threads, 
 ./build-bench/nabla_bench "$threads" peak >> "$out/nabla.txt"
 ./build-bench/nabla_bench 1 onethread >> "$out/nabla.txt"
 ./build-bench/nabla_bench "$threads" second >> "$out/nabla.txt"
+./build-bench/nabla_bench "$threads" hessian_peak >> "$out/nabla.txt"
+# the top eigenvalue over EIGS_IMAGES training images (default 10000: minutes each side)
+./build-bench/nabla_bench "$threads" eigs "${EIGS_IMAGES:-10000}" "$out/eigs_cnn.safetensors" >> "$out/nabla.txt"
 if [ $have_torch = 1 ]; then
   /usr/bin/python3 bench/torch_bench.py "$threads" > "$out/torch.txt"
   /usr/bin/python3 bench/torch_bench.py "$threads" peak >> "$out/torch.txt"
   /usr/bin/python3 bench/torch_bench.py 1 onethread >> "$out/torch.txt"
   /usr/bin/python3 bench/torch_bench.py "$threads" second >> "$out/torch.txt"
+  /usr/bin/python3 bench/torch_bench.py "$threads" hessian_peak >> "$out/torch.txt"
+  # PyTorch's power iteration on torch.autograd.functional.hvp over the same images and weights:
+  # 358 s for 62 HVPs on 250 images here (loaded machine), so hours on 10000; only with TORCH_EIGS=1
+  if [ "${TORCH_EIGS:-0}" = 1 ]; then
+    /usr/bin/python3 bench/torch_bench.py "$threads" eigs "${EIGS_IMAGES:-10000}" "$out/eigs_cnn.safetensors" >> "$out/torch.txt"
+  fi
 fi
 
 # One epoch of Fashion-MNIST (60000 images, batch 128, SGD momentum 0.9):
@@ -77,6 +88,10 @@ row "gradient of the mean CCE, batch 128" grad_b128_s s lower
 row "HVP w.r.t. all parameters, batch 128" hvp_b128_s s lower
 row "HVP / gradient (each its own)" hvp_over_grad x lower
 row "Hessian w.r.t. dense 10 kernel (1280^2)" hessian_dense2_b128_s s lower
+row "peak memory of that Hessian, batch 128" hessian_dense2_b128_peak_mib MiB lower
+row "top eigenvalue, $(get "$out/nabla.txt" eigs_top_images) images (change <= 1e-3)" eigs_top_s s lower
+row "top eigenvalue: Hessian-vector products used" eigs_top_hvps HVPs lower
+row "top eigenvalue: the value (same weights)" eigs_top_value value higher
 echo
 sq=$(get "$out/nabla.txt" sgemm_square_gflops)
 for k in gemm_conv2_gflops gemm_dense1_gflops; do

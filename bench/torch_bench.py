@@ -1,6 +1,6 @@
 """PyTorch's side of the benchmark: the same network, batch sizes, threads and
 measurements as bench/bench.c. Prints "key value" lines. Run with Debian's
-python3-torch: /usr/bin/python3 bench/torch_bench.py THREADS [peak|epoch]"""
+python3-torch: /usr/bin/python3 bench/torch_bench.py THREADS [peak|epoch|second|hessian_peak|eigs [COUNT [MODEL]]]"""
 import gzip
 import statistics
 import sys
@@ -157,17 +157,118 @@ def second_order(x, y, reps):
     print("hessian_dense2_b128_s %.4f" % th2)
 
 
+def hessian_peak(x, y):
+    """Peak resident memory (MiB) of the Hessian w.r.t. the last Linear's
+    weight at batch 128 (vectorize=True), above the resident size before it;
+    the high-water mark is reset first (5 into /proc/self/clear_refs)."""
+    from torch.nn.utils.stateless import functional_call
+    model = cnn()
+    loss_fn = nn.CrossEntropyLoss()
+    xb, yb = x[:128].clone(), y[:128].clone()
+    names = [n for n, _ in model.named_parameters()]
+    params = [p.detach().clone() for _, p in model.named_parameters()]
+    w_index = names.index("8.weight")
+
+    def loss_w(w):
+        ps = list(params)
+        ps[w_index] = w
+        return loss_fn(functional_call(model, dict(zip(names, ps)), (xb,)), yb)
+    loss_w(params[w_index])  # the forward's buffers exist before the baseline, as in bench.c
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = status_kib("VmRSS")
+    torch.autograd.functional.hessian(loss_w, params[w_index], vectorize=True)
+    print("hessian_dense2_b128_peak_mib %.1f" % ((status_kib("VmHWM") - base) / 1024))
+
+
+def read_nabla_cnn(path, model):
+    """The weights nabla_bench eigs wrote (safetensors, Keras layouts, the
+    dense kernel's rows in nabla's (h, w, c) flatten order) into model."""
+    import json
+    import struct
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+
+    def t(name):
+        h = header[name]
+        a, b = h["data_offsets"]
+        return torch.from_numpy(np.frombuffer(raw[8 + n + a:8 + n + b], dtype=np.float32).reshape(h["shape"]).copy())
+    with torch.no_grad():
+        for i, layer in ((0, 0), (1, 2)):  # conv (kh, kw, in, out) -> (out, in, kh, kw)
+            model[layer].weight.copy_(t(f"{i}.kernel").permute(3, 2, 0, 1))
+            model[layer].bias.copy_(t(f"{i}.bias"))
+        k = t("4.kernel").reshape(12, 12, 64, 128).permute(2, 0, 1, 3).reshape(9216, 128)  # rows to (c, h, w)
+        model[6].weight.copy_(k.t())
+        model[6].bias.copy_(t("4.bias"))
+        model[8].weight.copy_(t("5.kernel").t())
+        model[8].bias.copy_(t("5.bias"))
+
+
+def top_eigenvalue(count, model_path):
+    """Power iteration on torch.autograd.functional.hvp of the mean CCE over
+    the first count training images (batches of 250, weighted by size) w.r.t.
+    all parameters, stopped when the Rayleigh quotient changes by <= 1e-3
+    (as bench.c's nb_linop_eigs: 1e-2 stopped 4% short there), on nabla's
+    weights when model_path is given: time and HVPs used, once."""
+    from torch.nn.utils.stateless import functional_call
+    x, y = load("train")
+    x, y = x[:count], y[:count]
+    model = cnn()
+    if model_path:
+        read_nabla_cnn(model_path, model)
+    loss_fn = nn.CrossEntropyLoss()
+    names = [n for n, _ in model.named_parameters()]
+    params = tuple(p.detach().clone() for _, p in model.named_parameters())
+
+    def hv(vs):
+        out = [torch.zeros_like(p) for p in params]
+        for i in range(0, count, 250):
+            xb, yb = x[i:i + 250], y[i:i + 250]
+            f = lambda *ps: loss_fn(functional_call(model, dict(zip(names, ps)), (xb,)), yb)  # noqa: E731
+            _, h = torch.autograd.functional.hvp(f, params, vs)
+            for o, hi in zip(out, h):
+                o.add_(hi, alpha=len(yb) / count)
+        return out
+    g = torch.Generator().manual_seed(1)
+    v = [torch.randn(p.shape, generator=g) for p in params]
+    t0 = time.perf_counter()
+    lam, hvps = None, 0
+    for _ in range(200):
+        norm = torch.sqrt(sum((a * a).sum() for a in v))
+        v = [a / norm for a in v]
+        hvv = hv(tuple(v))
+        hvps += 1
+        new = float(sum((a * b).sum() for a, b in zip(v, hvv)))
+        v = hvv
+        if lam is not None and abs(new - lam) <= 1e-3 * abs(new):
+            lam = new
+            break
+        lam = new
+    print("eigs_top_images %d" % count)
+    print("eigs_top_value %.6g" % lam)
+    print("eigs_top_s %.2f" % (time.perf_counter() - t0))
+    print("eigs_top_hvps %d" % hvps)
+
+
 def main():
     threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     mode = sys.argv[2] if len(sys.argv) > 2 else "all"
     torch.set_num_threads(1 if mode == "onethread" else threads)
     print("torch_version", torch.__version__)
+    if mode == "eigs":  # torch_bench.py T eigs [COUNT [MODEL]]
+        top_eigenvalue(int(sys.argv[3]) if len(sys.argv) > 3 else 10000, sys.argv[4] if len(sys.argv) > 4 else None)
+        return
     if mode == "epoch":
         print("epoch_s %.3f" % epoch_seconds())
         return
     x, y = load("t10k")
     if mode == "second":
         second_order(x, y, 5)
+        return
+    if mode == "hessian_peak":  # its own process: a clean high-water mark
+        hessian_peak(x, y)
         return
     if mode == "onethread":  # its own process: set_num_threads(1) after 2-thread work does not stick
         torch.set_num_threads(1)

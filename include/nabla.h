@@ -830,6 +830,25 @@ typedef struct nb_comm {
     void *user;
 } nb_comm;
 
+/* A sharpness measurement during training (nb_train_opts.sharpness_every):
+ * the largest eigenvalue of the Hessian of the mean loss w.r.t. all
+ * parameters on a fixed batch, with the learning rate then. Plain gradient
+ * descent is stable along the top eigenvector while lambda_max < 2 / lr;
+ * under full-batch gradient descent lambda_max tends to rise to about 2 / lr
+ * and hover there (the edge of stability, Cohen et al., 2021). */
+typedef struct nb_sharpness {
+    int64_t step;      /* optimiser steps done when measured (0: the initial weights) */
+    int epoch;         /* 0-based epoch the step belongs to */
+    double lambda_max; /* the largest eigenvalue (not the largest |value|: when
+                          nb_hessian_eigs' top value is negative, a second run
+                          on the Hessian shifted by it finds the largest) */
+    double lr;         /* the learning rate of the next step */
+    double loss;       /* the mean loss on the fixed batch */
+    int64_t batch;     /* examples in the fixed batch */
+    int iterations, converged;
+    int64_t products;  /* Hessian-vector products used */
+} nb_sharpness;
+
 typedef struct nb_train_opts {
     int epochs;
     int64_t batch;
@@ -861,6 +880,17 @@ typedef struct nb_train_opts {
     /* 1: per-layer diagnostics on each epoch's last batch, passed to
      * on_epoch in nb_epoch_stats.diag (not with reproducible, nor a comm of size > 1). */
     int diagnose;
+    /* Sharpness: every sharpness_every steps (0: never; also before the
+     * first step when the start step is a multiple), nb_hessian_eigs of the
+     * mean loss w.r.t. all parameters (sharpness_eigs; zeros: its defaults)
+     * on a fixed batch, the first sharpness_batch training examples in the
+     * data set's order (0: the training batch size; at most all), in
+     * inference mode (dropout off), then on_sharpness (required; a non-zero
+     * return stops training, nb_train returns NB_OK). The training steps
+     * are unchanged by it. */
+    int64_t sharpness_every, sharpness_batch;
+    nb_eigs_opts sharpness_eigs;
+    int (*on_sharpness)(const nb_sharpness *s, void *user);
 } nb_train_opts;
 /* Minibatch training. A NaN or infinite loss stops it with NB_ERR_NUMERIC
  * and a message naming the step and suggesting a smaller learning rate. */

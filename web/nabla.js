@@ -239,6 +239,18 @@ export class Net {
       return { shape, data: this.nb.f32(p, shape.reduce((a, b) => a * b, 1)) };
     } finally { this.nb.free(ps); this.nb.free(pr); }
   }
+  // lambda_max of the Hessian of the mean loss over (x, y) w.r.t. all
+  // parameters (nbw_net_lambda_max: nb_hessian_eigs, seed 1).
+  lambdaMax(x, y, tol = 1e-7, maxIter = 3000) {
+    const pi = this.nb.alloc(8);
+    try {
+      const v = this.nb.x.nbw_net_lambda_max(this.h, this.buffer('hx', x), this.buffer('hy', y), y.length, tol, maxIter,
+        pi, pi + 4);
+      if (Number.isNaN(v)) this.nb.fail('lambda_max');
+      const [iterations, products] = Array.from(this.nb.i32(pi, 2));
+      return { value: v, iterations, products };
+    } finally { this.nb.free(pi); }
+  }
   saliency(x, cls) {
     const p = this.nb.x.nbw_net_saliency(this.h, this.buffer('sx', x), cls);
     if (!p) this.nb.fail('saliency');

@@ -224,8 +224,11 @@ nb_status cli_gd_svg(const char *path, const double *xs, int n, double alpha);
 typedef struct {
     int n, cap;
     double *v; /* n rows of epoch, loss, accuracy, val_loss, val_accuracy */
+    int sharp_n, sharp_cap;
+    double *sharp; /* sharp_n rows of step, lambda_max, 2 / lr (train --sharpness) */
 } cli_curves;
 int cli_curves_add(cli_curves *c, const nb_epoch_stats *s);
+int cli_curves_add_sharpness(cli_curves *c, const nb_sharpness *s);
 nb_status cli_curves_svg(const char *path, const cli_curves *c);
 void cli_curves_free(cli_curves *c);
 

@@ -22,6 +22,7 @@ typedef struct {
     long long patience;
     double min_delta;
     int monitor, keep_best, diagnose;
+    long long sharpness, sharpness_batch; /* --sharpness EVERY, --sharpness-batch N */
 } train_args;
 
 static const cli_choice monitors[] = {{"val_loss", NB_MONITOR_VAL_LOSS}, {"val_accuracy", NB_MONITOR_VAL_ACCURACY},
@@ -98,6 +99,13 @@ static const cli_opt train_opts[] = {
     {"--diagnose", NULL, CLI_FLAG, F(diagnose), NULL, NULL,
      "after every epoch, per layer: gradient norm, update/weight ratio, dead\n"
      "ReLU channels and saturated sigmoid/tanh outputs (on the epoch's last batch)", 0, 0, 0, NULL},
+    {"--sharpness", NULL, CLI_INT, F(sharpness), "EVERY", NULL,
+     "every EVERY steps (and before the first), lambda_max of the loss's Hessian\n"
+     "w.r.t. all parameters on a fixed batch, printed with 2/lr (below the edge:\n"
+     "lambda_max < 0.9 x 2/lr, above: > 1.1 x, else at) and drawn in --plot", 0, 1, 1LL << 40, NULL},
+    {"--sharpness-batch", NULL, CLI_INT, F(sharpness_batch), "N", NULL,
+     "--sharpness's fixed batch: the first N training examples, before any\n"
+     "shuffling (default: --batch; at most all)", 0, 1, 1 << 30, NULL},
 };
 #undef F
 
@@ -130,6 +138,8 @@ static int parse_args(int argc, char **argv, train_args *a)
         return cli_usage_error("train", "%s", "--model is required (or --resume, to continue the checkpoint in --out)");
     if ((r = cli_csv_check("train", &a->csv)) >= 0) return r;
     if (a->val_split >= 1) return cli_usage_error("train", "%s", "--val-split must be in [0, 1)");
+    if (a->sharpness_batch && !a->sharpness)
+        return cli_usage_error("train", "%s", "--sharpness-batch needs --sharpness EVERY (how often to measure)");
     if (a->plot && !cli_is_svg_name(a->plot))
         return cli_usage_error("train", "--plot writes SVG: give a file name ending in .svg, got '%s'", a->plot);
     if ((r = cli_toy_check("train", a->data, &a->csv)) >= 0) return r;
@@ -308,6 +318,31 @@ static int on_epoch(const nb_epoch_stats *s, nb_optim *o, void *user)
         c->failed = 1;
         return 1;
     }
+    return 0;
+}
+
+/* "below" / "at" / "above" the edge of stability 2 / lr (within 10%: at). */
+static const char *edge_verdict(double lambda_max, double lr)
+{
+    const double ratio = lambda_max * lr / 2;
+    return isnan(ratio) ? "unknown" : ratio < 0.9 ? "below" : ratio > 1.1 ? "above" : "at";
+}
+
+static int on_sharpness(const nb_sharpness *s, void *user)
+{
+    train_ctx *c = user;
+    if (c->a->plot && cli_curves_add_sharpness(c->curves, s)) {
+        nb_set_error(NB_ERR_NOMEM, "--plot: out of memory");
+        c->failed = 1;
+        return 1;
+    }
+    if (c->a->quiet) return 0;
+    if (c->tty) fprintf(stderr, "\r%*s\r", 110, "");
+    printf("sharpness at step %lld: lambda_max %.6g, 2/lr %.6g: %s the edge (lambda_max = %.3g x 2/lr); loss %.4f on "
+           "%lld examples, %lld HVPs%s\n",
+           (long long)s->step, s->lambda_max, 2 / s->lr, edge_verdict(s->lambda_max, s->lr), s->lambda_max * s->lr / 2,
+           s->loss, (long long)s->batch, (long long)s->products, s->converged ? "" : " (not converged)");
+    fflush(stdout);
     return 0;
 }
 
@@ -511,7 +546,10 @@ static int run_epochs(const train_args *a, nb_model *m, const nb_safetensors *ck
                         .seed = (uint64_t)a->seed, .shuffle = 1, .start_epoch = start_epoch,
                         .start_step = start_step, .on_batch = on_batch, .on_epoch = on_epoch, .user = &ctx,
                         .reproducible = a->reproducible, .shard = a->shard, .comm = cli_dist_comm(),
-                        .early = ctx.early, .diagnose = a->diagnose};
+                        .early = ctx.early, .diagnose = a->diagnose,
+                        .sharpness_every = a->sharpness, .sharpness_batch = a->sharpness_batch,
+                        .sharpness_eigs = {.k = 1, .seed = (uint64_t)a->seed},
+                        .on_sharpness = a->sharpness ? on_sharpness : NULL};
     print_header(a, m, &oo, train, val, start_epoch, start_step);
     nb_status s = nb_train(m, o, train, val->x ? val : NULL, &to);
     if (!s && !ctx.failed && a->keep_best) keep_best_weights(&ctx, o);

@@ -75,6 +75,7 @@ nb_status cli_gd_svg(const char *path, const double *xs, int n, double alpha)
 void cli_curves_free(cli_curves *c)
 {
     free(c->v);
+    free(c->sharp);
     memset(c, 0, sizeof *c);
 }
 
@@ -92,6 +93,35 @@ int cli_curves_add(cli_curves *c, const nb_epoch_stats *s)
     return 0;
 }
 
+int cli_curves_add_sharpness(cli_curves *c, const nb_sharpness *s)
+{
+    if (c->sharp_n == c->sharp_cap) {
+        int cap = c->sharp_cap ? 2 * c->sharp_cap : 16;
+        double *v = realloc(c->sharp, (size_t)cap * 3 * sizeof *v);
+        if (!v) return 1;
+        c->sharp = v, c->sharp_cap = cap;
+    }
+    double *r = c->sharp + (size_t)c->sharp_n * 3;
+    r[0] = (double)s->step, r[1] = s->lambda_max, r[2] = 2 / s->lr;
+    c->sharp_n++;
+    return 0;
+}
+
+/* The third panel of train --plot --sharpness: lambda_max per step and the
+ * edge of stability 2 / lr (dashed), from 0 up. col: 3 columns of n. */
+static nb_plot sharpness_panel(const double *col, int n, nb_plot_series *se)
+{
+    double top = 0, low = 0; /* a Hessian's top |eigenvalue| may be negative */
+    for (int i = 0; i < 2 * n; i++)
+        if (isfinite(col[n + i])) top = fmax(top, col[n + i]), low = fmin(low, col[n + i]);
+    se[0] = (nb_plot_series){.label = "lambda_max", .x = col, .y = col + n, .n = n, .markers = n <= 60,
+                             .color = "#d1495b"};
+    se[1] = (nb_plot_series){.label = "2 / lr", .x = col, .y = col + 2 * n, .n = n, .dashed = 1, .color = "#333333"};
+    return (nb_plot){.title = "Sharpness (top Hessian eigenvalue)", .xlabel = "step", .ylabel = "lambda_max",
+                     .series = se, .nseries = 2, .xmin = 0, .xmax = n ? fmax(col[n - 1], 1) : 1, .ymin = 1.15 * low,
+                     .ymax = top > 0 ? 1.15 * top : 1};
+}
+
 nb_status cli_curves_svg(const char *path, const cli_curves *c)
 {
     int n = c->n;
@@ -100,16 +130,27 @@ nb_status cli_curves_svg(const char *path, const cli_curves *c)
     for (int k = 0; k < 5; k++)
         for (int i = 0; i < n; i++) col[k * n + i] = c->v[(size_t)i * 5 + k];
     int has_val = n > 0 && isfinite(col[3 * n]);
-    nb_plot_series loss[2] = {{.label = "training", .x = col, .y = col + n, .n = n, .markers = 1},
-                              {.label = "validation", .x = col, .y = col + 3 * n, .n = n, .markers = 1, .dashed = 1}};
-    nb_plot_series acc[2] = {{.label = "training", .x = col, .y = col + 2 * n, .n = n, .markers = 1},
-                             {.label = "validation", .x = col, .y = col + 4 * n, .n = n, .markers = 1, .dashed = 1}};
+    nb_plot_series loss[2] = {{.label = "training", .x = col, .y = col + n, .n = n, .markers = n <= 60},
+                              {.label = "validation", .x = col, .y = col + 3 * n, .n = n, .markers = n <= 60, .dashed = 1}};
+    nb_plot_series acc[2] = {{.label = "training", .x = col, .y = col + 2 * n, .n = n, .markers = n <= 60},
+                             {.label = "validation", .x = col, .y = col + 4 * n, .n = n, .markers = n <= 60, .dashed = 1}};
     double x0 = n ? col[0] - 0.5 : 0, x1 = n ? col[n - 1] + 0.5 : 1;
     nb_plot p[2] = {{.title = "Loss per epoch", .xlabel = "epoch", .ylabel = "loss (cross-entropy)", .series = loss,
                      .nseries = has_val ? 2 : 1, .xmin = x0, .xmax = x1},
                     {.title = "Accuracy per epoch", .xlabel = "epoch", .ylabel = "accuracy", .series = acc,
                      .nseries = has_val ? 2 : 1, .xmin = x0, .xmax = x1}};
-    nb_status s = nb_svg_plot(path, p, 2);
+    const int m = c->sharp_n;
+    double *sc = m ? malloc((size_t)m * 3 * sizeof *sc) : NULL;
+    if (m && !sc) {
+        free(col);
+        return nb_set_error(NB_ERR_NOMEM, "train --plot: out of memory");
+    }
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < m; i++) sc[k * m + i] = c->sharp[(size_t)i * 3 + k];
+    nb_plot_series sharp[2];
+    nb_plot all[3] = {p[0], p[1], m ? sharpness_panel(sc, m, sharp) : p[1]};
+    nb_status s = nb_svg_plot(path, all, m ? 3 : 2);
+    free(sc);
     free(col);
     return s;
 }

@@ -30,6 +30,13 @@ struct nb_model {
  * activation, ranges as nb_spec_parse's); else 0 with the reason in why. */
 int nb_layer_spec_check(const nb_layer_spec *l, char *why, size_t n);
 
+/* Sharpness during training (sharpness.c): the option checks, and one
+ * measurement on the first rows of d (rows of xrow and yrow values) at
+ * step; sets *stop when on_sharpness asks to stop. */
+nb_status nb_train_sharpness_check(const nb_train_opts *opts);
+nb_status nb_train_sharpness(nb_model *m, nb_node *loss, const nb_dataset *d, const nb_train_opts *opts,
+                             int64_t xrow, int64_t yrow, int64_t step, int epoch, double lr, int *stop);
+
 /* The activations' names in enum order (names.c); n gets their count. */
 const char *const *nb_activation_names(int *n);
 

@@ -189,6 +189,10 @@ static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards 
     int64_t seen = 0, bytes0 = 0;
     if (sh) nb_shards_comm_stats(sh, &comm0, &bytes0);
     nb_status s = NB_OK;
+    const int64_t every = opts->sharpness_every;
+    if (every && st->step == opts->start_step && st->epoch == opts->start_epoch && st->step % every == 0 &&
+        (s = nb_train_sharpness(m, loss, train, opts, xrow, yrow, st->step, st->epoch, nb_optim_lr(o), stop)))
+        return s; /* the weights training starts from */
     for (int64_t bi = 0; bi < st->batches_total && !*stop; bi++) {
         int64_t start = bi * opts->batch, b = n - start < opts->batch ? n - start : opts->batch;
         double l, c;
@@ -217,6 +221,9 @@ static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards 
             st->comm_seconds -= comm0, st->comm_bytes -= bytes0;
         }
         if (opts->on_batch && opts->on_batch(st, opts->user)) *stop = 1;
+        if (every && st->step % every == 0 &&
+            (s = nb_train_sharpness(m, loss, train, opts, xrow, yrow, st->step, st->epoch, nb_optim_lr(o), stop)))
+            break;
     }
     return s;
 }
@@ -279,7 +286,8 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     nb_node *loss;
     int64_t xrow, yrow, vx, vy;
     nb_status s = check_early(opts, val);
-    if (s || (s = nb_model_loss(m, opts->loss, NULL, &loss))) return s;
+    if (s || (s = nb_train_sharpness_check(opts))) return s;
+    if ((s = nb_model_loss(m, opts->loss, NULL, &loss))) return s;
     if ((s = check_data(m, train, "training", &xrow, &yrow))) return s;
     if (val && val->x && (s = check_data(m, val, "validation", &vx, &vy))) return s;
     diag_state dg;

@@ -45,5 +45,7 @@ float *nbw_net_layer_value(nbw_net *h, int i);
 float *nbw_net_input_jacobian(nbw_net *h, const float *x, int n);
 float *nbw_net_layer_jacobian(nbw_net *h, int i, const float *x, int *shape, int *rank);
 float *nbw_net_saliency(nbw_net *h, const float *x, int c);
+double nbw_net_lambda_max(nbw_net *h, const float *x, const float *y, int n, double tol, int max_iter, int *iters,
+                          int *products);
 
 #endif

@@ -295,3 +295,34 @@ float *nbw_net_saliency(nbw_net *h, const float *x, int c)
     nb_tensor_free(seed);
     return s ? NULL : h->result->data;
 }
+
+/* lambda_max, the largest eigenvalue of the Hessian of the mean loss over
+ * the n rows of (x, y) w.r.t. all parameters (nb_hessian_eigs: subspace
+ * iteration on exact Hessian-vector products, seed 1, relative tolerance
+ * tol, at most max_iter iterations), for panel 1's border alpha =
+ * 2 / lambda_max of plain gradient descent on a network. iters and products
+ * (may be NULL) get what it used. NaN on error. */
+NBW_EXPORT(nbw_net_lambda_max)
+double nbw_net_lambda_max(nbw_net *h, const float *x, const float *y, int n, double tol, int max_iter, int *iters,
+                          int *products)
+{
+    if (!h || !x || !y || n < 1 || !(tol > 0) || max_iter < 1) {
+        nb_set_error(NB_ERR_ARG, "lambda_max: need a network, n >= 1 rows, tol > 0 and max_iter >= 1");
+        return NAN;
+    }
+    nb_node *params[64];
+    const int np = nb_model_param_count(h->m);
+    if (np < 1 || np > 64) {
+        nb_set_error(NB_ERR_UNSUPPORTED, "lambda_max: %d parameter tensors (1..64 supported)", np);
+        return NAN;
+    }
+    for (int i = 0; i < np; i++) params[i] = nb_model_param(h->m, i);
+    nb_eigs_result e = {0};
+    nb_eigs_opts o = {.k = 1, .max_iter = max_iter, .tol = tol, .seed = 1};
+    if (load_rows(h, x, y, NULL, n) || nb_forward(h->m->g) || nb_hessian_eigs(h->m->loss, np, params, &o, &e))
+        return NAN;
+    nb_tensor_free(e.vectors);
+    if (iters) *iters = e.iterations;
+    if (products) *products = (int)e.products;
+    return e.values[0];
+}

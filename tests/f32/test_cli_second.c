@@ -231,6 +231,318 @@ static void test_curvature(void **state)
     assert_true(contains("is stable there"));
 }
 
+/* ----------------------------------------------------- train --sharpness */
+
+typedef struct {
+    nb_model *m;
+    const nb_dataset *d;
+    int64_t batch;
+    int seen, stop_after, shifted;
+    double lr;
+    int64_t steps[16];
+    double values[16];
+} sharp_probe;
+
+/* The largest eigenvalue of a symmetric n x n matrix (overwritten), by
+ * cyclic Jacobi rotations. */
+static double jacobi_max(double *a, int n)
+{
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++) off += a[p * n + q] * a[p * n + q];
+        if (off < 1e-22) break;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++) {
+                if (fabs(a[p * n + q]) < 1e-300) continue;
+                const double th = (a[q * n + q] - a[p * n + p]) / (2 * a[p * n + q]);
+                const double t = (th >= 0 ? 1 : -1) / (fabs(th) + sqrt(th * th + 1));
+                const double c = 1 / sqrt(t * t + 1), sn = t * c;
+                for (int k = 0; k < n; k++) { /* A := A J (columns p, q) */
+                    const double akp = a[k * n + p], akq = a[k * n + q];
+                    a[k * n + p] = c * akp - sn * akq, a[k * n + q] = sn * akp + c * akq;
+                }
+                for (int k = 0; k < n; k++) { /* A := J^T A (rows p, q) */
+                    const double apk = a[p * n + k], aqk = a[q * n + k];
+                    a[p * n + k] = c * apk - sn * aqk, a[q * n + k] = sn * apk + c * aqk;
+                }
+            }
+    }
+    double top = a[0];
+    for (int i = 1; i < n; i++) top = fmax(top, a[i * n + i]);
+    return top;
+}
+
+/* The explicit Hessian of loss w.r.t. the np parameters (n values in all),
+ * column by column from one batched nb_hvp with the n unit vectors, and its
+ * largest eigenvalue. */
+static double explicit_lambda_max(nb_node *loss, nb_node **params, int np, int n)
+{
+    nb_tensor *vs[8], *hv[8];
+    for (int i = 0, off = 0; i < np; i++) {
+        const nb_tensor *p = nb_value(params[i]);
+        int64_t shape[NB_MAX_RANK + 1] = {n};
+        memcpy(shape + 1, p->shape, sizeof(int64_t) * (size_t)p->rank);
+        vs[i] = nb_tensor_new(p->rank + 1, shape);
+        for (int e = 0; e < p->size; e++) vs[i]->data[(off + e) * p->size + e] = 1;
+        off += (int)p->size;
+    }
+    assert_int_equal(nb_hvp(loss, np, params, (const nb_tensor *const *)vs, hv), NB_OK);
+    double *a = malloc(sizeof(double) * (size_t)(n * n));
+    for (int i = 0, off = 0; i < np; i++) {
+        const int m = (int)nb_value(params[i])->size;
+        for (int k = 0; k < n; k++)
+            for (int e = 0; e < m; e++) a[(off + e) * n + k] = hv[i]->data[k * m + e]; /* row off + e, column k */
+        off += m;
+        nb_tensor_free(vs[i]), nb_tensor_free(hv[i]);
+    }
+    for (int r = 0; r < n; r++) /* symmetric up to rounding: average */
+        for (int c = r + 1; c < n; c++) a[r * n + c] = a[c * n + r] = (a[r * n + c] + a[c * n + r]) / 2;
+    const double top = jacobi_max(a, n);
+    free(a);
+    return top;
+}
+
+/* In the callback, with the weights of that step: nb_hessian_eigs of the
+ * mean loss on the same first rows, computed here, equals what nb_train
+ * measured. */
+static int probe_sharpness(const nb_sharpness *s, void *user)
+{
+    sharp_probe *p = user;
+    nb_node *target, *loss, *params[8];
+    assert_int_equal(s->batch, p->batch);
+    assert_int_equal(nb_model_loss(p->m, NB_LOSS_CCE, &target, &loss), NB_OK);
+    assert_int_equal(nb_model_set_batch(p->m, p->batch), NB_OK);
+    const int64_t xr = p->d->x->size / p->d->x->shape[0];
+    memcpy(nb_value(nb_model_input(p->m))->data, p->d->x->data, sizeof(nb_real) * (size_t)(p->batch * xr));
+    memcpy(nb_value(target)->data, p->d->y->data, sizeof(nb_real) * (size_t)p->batch);
+    nb_graph_set_training(nb_model_graph(p->m), 0, 0);
+    assert_int_equal(nb_forward(nb_model_graph(p->m)), NB_OK);
+    assert_true(fabs(nb_value(loss)->data[0] - s->loss) <= 1e-6 * fabs(s->loss));
+    const int np = nb_model_param_count(p->m);
+    int n = 0;
+    for (int i = 0; i < np; i++) params[i] = nb_model_param(p->m, i), n += (int)nb_value(params[i])->size;
+    nb_eigs_result e;
+    assert_int_equal(nb_hessian_eigs(loss, np, params, &(nb_eigs_opts){.k = 1, .tol = 1e-7, .max_iter = 5000, .seed = 5}, &e),
+                     NB_OK);
+    nb_tensor_free(e.vectors);
+    if (e.values[0] > 0) { /* the largest |value| is the largest value: nb_hessian_eigs' own */
+        assert_true(fabs(e.values[0] - s->lambda_max) <= 1e-5 * fabs(e.values[0]));
+        assert_true(s->products == e.products && s->products > 0);
+    } else { /* negative curvature dominates: the largest value is found on the shifted Hessian */
+        p->shifted++;
+        assert_true(s->lambda_max > e.values[0] && s->products > e.products);
+    }
+    const double want = explicit_lambda_max(loss, params, np, n);
+    assert_true(fabs(want - s->lambda_max) <= 1e-3 * fabs(want));
+    assert_true(s->lr == p->lr);
+    p->steps[p->seen] = s->step, p->values[p->seen] = s->lambda_max;
+    return ++p->seen == p->stop_after;
+}
+
+/* Random 3-class data of 4 features, and a small tanh network on it. */
+static nb_model *sharp_model(nb_dataset *d, uint64_t seed)
+{
+    int64_t xs[2] = {40, 4}, ys[1] = {40}, in[1] = {4};
+    nb_rng r;
+    nb_rng_seed(&r, 11);
+    if (d) {
+        d->x = nb_tensor_new(2, xs), d->y = nb_tensor_new(1, ys);
+        nb_tensor_fill_normal(d->x, &r, 0, 1);
+        for (int i = 0; i < 40; i++) d->y->data[i] = (nb_real)(nb_rng_next(&r) % 3);
+    }
+    nb_model *m = NULL;
+    assert_int_equal(nb_model_from_spec("dense 6 tanh; dense 3", 1, in, &m), NB_OK);
+    assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, seed), NB_OK);
+    return m;
+}
+
+static nb_optim *sgd(nb_model *m, double lr)
+{
+    nb_optim *o = NULL;
+    assert_int_equal(nb_optim_new(m, &(nb_optim_opts){.kind = NB_OPT_SGD, .lr = lr}, &o), NB_OK);
+    return o;
+}
+
+/* The library side: measured every 3 steps (and at step 0), mid-epoch
+ * included, each equal to nb_hessian_eigs at that moment; the weights are
+ * bit for bit those of training without it; a callback can stop it; the
+ * refusals (rows S11-S13 of docs/bad-inputs.md). */
+static void test_sharpness_library(void **state)
+{
+    (void)state;
+    nb_dataset d = {0};
+    nb_model *a = sharp_model(&d, 3), *b = sharp_model(NULL, 3);
+    nb_optim *oa = sgd(a, 0.5), *ob = sgd(b, 0.5);
+    sharp_probe p = {.m = a, .d = &d, .batch = 24, .stop_after = -1, .lr = 0.5};
+    nb_train_opts to = {.epochs = 2, .batch = 16, .loss = NB_LOSS_CCE, .seed = 7, .shuffle = 1,
+                        .sharpness_every = 3, .sharpness_batch = 24,
+                        .sharpness_eigs = {.k = 1, .tol = 1e-7, .max_iter = 5000, .seed = 5},
+                        .on_sharpness = probe_sharpness, .user = &p};
+    assert_int_equal(nb_train(a, oa, &d, NULL, &to), NB_OK); /* 3 batches per epoch: 6 steps */
+    assert_int_equal(p.seen, 3);
+    print_message("sharpness: %d of 3 measurements had a dominant negative eigenvalue\n", p.shifted);
+    assert_true(p.steps[0] == 0 && p.steps[1] == 3 && p.steps[2] == 6);
+    assert_true(p.values[0] != p.values[1] && p.values[1] != p.values[2]);
+    nb_train_opts plain = to;
+    plain.sharpness_every = 0, plain.on_sharpness = NULL;
+    assert_int_equal(nb_train(b, ob, &d, NULL, &plain), NB_OK);
+    for (int i = 0; i < nb_model_param_count(a); i++) {
+        const nb_tensor *wa = nb_value(nb_model_param(a, i)), *wb = nb_value(nb_model_param(b, i));
+        assert_memory_equal(wa->data, wb->data, sizeof(nb_real) * (size_t)wa->size);
+    }
+    /* stopped by the callback at its second measurement: 3 steps done */
+    sharp_probe q = {.m = b, .d = &d, .batch = 16, .stop_after = 2, .lr = 0.5};
+    nb_train_opts stop = to;
+    stop.sharpness_batch = 0, stop.user = &q, stop.epochs = 10;
+    nb_optim_free(ob);
+    ob = sgd(b, 0.5);
+    assert_int_equal(nb_train(b, ob, &d, NULL, &stop), NB_OK);
+    assert_int_equal(q.seen, 2);
+    assert_true(q.steps[1] == 3);
+    /* after 6 steps at lr 6 (init seed 1) the eigenvalue of largest |value| is
+     * negative (-1.1): lambda_max comes from the shifted Hessian, and still
+     * equals the explicit Hessian's largest eigenvalue */
+    nb_model *c = sharp_model(NULL, 1);
+    nb_optim *oc = sgd(c, 6);
+    sharp_probe u = {.m = c, .d = &d, .batch = 24, .stop_after = -1, .lr = 6};
+    nb_train_opts saddle = to;
+    saddle.sharpness_every = 6, saddle.user = &u;
+    assert_int_equal(nb_train(c, oc, &d, NULL, &saddle), NB_OK);
+    assert_int_equal(u.seen, 2);
+    assert_int_equal(u.shifted, 1);
+    assert_true(u.values[1] > 0);
+    nb_optim_free(oc);
+    nb_model_free(c);
+    /* refusals */
+    nb_train_opts bad = to;
+    bad.on_sharpness = NULL;
+    assert_int_equal(nb_train(a, oa, &d, NULL, &bad), NB_ERR_ARG);
+    assert_non_null(strstr(nb_last_error(), "sharpness_every is set but on_sharpness is NULL"));
+    bad = to, bad.sharpness_every = -1;
+    assert_int_equal(nb_train(a, oa, &d, NULL, &bad), NB_ERR_ARG);
+    assert_non_null(strstr(nb_last_error(), "sharpness_every must be >= 0 (0: never), got -1"));
+    bad = to, bad.sharpness_batch = -2;
+    assert_int_equal(nb_train(a, oa, &d, NULL, &bad), NB_ERR_ARG);
+    assert_non_null(strstr(nb_last_error(), "sharpness_batch must be >= 0 (0: the training batch size), got -2"));
+    nb_optim_free(oa), nb_optim_free(ob);
+    nb_model_free(a), nb_model_free(b);
+    nb_dataset_free(&d);
+}
+
+/* The value after step `step` printed by train --sharpness, or NAN. */
+static double printed_sharpness(long long step)
+{
+    char key[64];
+    snprintf(key, sizeof key, "sharpness at step %lld: lambda_max ", step);
+    const char *p = strstr(out, key);
+    return p ? atof(p + strlen(key)) : NAN;
+}
+
+/* lambda_max by nb_hessian_eigs on the first 50 training images for a
+ * model (a file, or the spec initialised with seed 1 as train does). */
+static double library_sharpness(const char *file, const char *spec)
+{
+    nb_model *m = NULL;
+    int64_t in[3] = {28, 28, 1};
+    if (file) assert_int_equal(nb_model_load(file, &m), NB_OK);
+    else {
+        assert_int_equal(nb_model_from_spec(spec, 3, in, &m), NB_OK);
+        assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 1), NB_OK);
+    }
+    nb_dataset d = {0};
+    assert_int_equal(nb_dataset_load_mnist(FASHION, "train", &d), NB_OK);
+    nb_node *target, *loss, *params[8];
+    assert_int_equal(nb_model_loss(m, NB_LOSS_CCE, &target, &loss), NB_OK);
+    assert_int_equal(nb_model_set_batch(m, 50), NB_OK);
+    memcpy(nb_value(nb_model_input(m))->data, d.x->data, sizeof(nb_real) * 50 * 784);
+    memcpy(nb_value(target)->data, d.y->data, sizeof(nb_real) * 50);
+    nb_graph_set_training(nb_model_graph(m), 0, 0);
+    assert_int_equal(nb_forward(nb_model_graph(m)), NB_OK);
+    const int np = nb_model_param_count(m);
+    for (int i = 0; i < np; i++) params[i] = nb_model_param(m, i);
+    nb_eigs_result e;
+    assert_int_equal(nb_hessian_eigs(loss, np, params, &(nb_eigs_opts){.k = 1, .seed = 1}, &e), NB_OK);
+    nb_tensor_free(e.vectors);
+    nb_model_free(m);
+    nb_dataset_free(&d);
+    return e.values[0];
+}
+
+/* train --sharpness 2 on 200 images, full batch, lr 0.1, 4 steps: the values at
+ * steps 0 and 4 equal nb_hessian_eigs on the first 50 images with the
+ * initial and the saved weights; the plot is SVG with a third panel; the
+ * usage refusals (rows S14, S15). */
+static void test_train_sharpness(void **state)
+{
+    (void)state;
+    if (!have_data) skip();
+    const char *spec = "flatten; dense 8 tanh; dense 10";
+    remove(TMP "sharp.svg");
+    assert_int_equal(run(CLI " train --data fashion-mnist --model '%s' --limit 200 --val-split 0 --optimizer sgd "
+                             "--lr 0.1 --batch 200 --epochs 4 --sharpness 2 --sharpness-batch 50 --no-test --out " TMP
+                             "sharp.safetensors --plot " TMP "sharp.svg",
+                         spec),
+                     0);
+    assert_true(contains("sharpness at step 0: lambda_max "));
+    assert_true(contains("sharpness at step 2: lambda_max "));
+    assert_true(contains(", 2/lr 20: "));
+    assert_true(contains("on 50 examples"));
+    assert_null(strstr(out, "sharpness at step 1:"));
+    const double l0 = printed_sharpness(0), l4 = printed_sharpness(4);
+    /* reproducible: the same command prints the same measurements (and
+     * nothing of them with --quiet) */
+    static char first[1 << 16];
+    memcpy(first, out, sizeof first);
+    assert_int_equal(run(CLI " train --data fashion-mnist --model '%s' --limit 200 --val-split 0 --optimizer sgd "
+                             "--lr 0.1 --batch 200 --epochs 4 --sharpness 2 --sharpness-batch 50 --no-test --quiet --out " TMP
+                             "sharp2.safetensors",
+                         spec),
+                     0);
+    assert_null(strstr(out, "sharpness at step")); /* --quiet */
+    assert_int_equal(run(CLI " train --data fashion-mnist --model '%s' --limit 200 --val-split 0 --optimizer sgd "
+                             "--lr 0.1 --batch 200 --epochs 4 --sharpness 2 --sharpness-batch 50 --no-test --out " TMP
+                             "sharp2.safetensors",
+                         spec),
+                     0);
+    for (long long step = 0; step <= 4; step += 2) {
+        char key[64];
+        snprintf(key, sizeof key, "sharpness at step %lld:", step);
+        const char *a = strstr(first, key), *b = strstr(out, key);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_memory_equal(a, b, (size_t)(strchr(a, '\n') - a));
+    }
+    const double w0 = library_sharpness(NULL, spec), w4 = library_sharpness(TMP "sharp.safetensors", spec);
+    assert_true(w0 > 0 && w4 > 0 && l0 != l4); /* positive: nb_hessian_eigs' top |value| is lambda_max */
+    assert_true(fabs(l0 - w0) <= 1e-4 * w0);
+    assert_true(fabs(l4 - w4) <= 1e-4 * w4);
+    const char *verdict = l4 * 0.1 / 2 < 0.9 ? "below the edge" : l4 * 0.1 / 2 > 1.1 ? "above the edge" : "at the edge";
+    assert_true(contains(verdict));
+    FILE *f = fopen(TMP "sharp.svg", "rb");
+    assert_non_null(f);
+    static char svg[1 << 18];
+    size_t n = fread(svg, 1, sizeof svg - 1, f);
+    fclose(f);
+    svg[n] = '\0';
+    assert_true(n > 100 && n < sizeof svg - 1);
+    assert_non_null(strstr(svg, "<svg"));
+    assert_non_null(strstr(svg, "</svg>"));
+    assert_non_null(strstr(svg, "Sharpness (top Hessian eigenvalue)"));
+    assert_non_null(strstr(svg, "2 / lr"));
+    assert_non_null(strstr(svg, "Loss per epoch"));
+    /* refusals */
+    assert_int_equal(run(CLI " train --data fashion-mnist --model '%s' --sharpness-batch 10 --out " TMP "x.safetensors",
+                         spec),
+                     2);
+    assert_true(contains("nabla train: --sharpness-batch needs --sharpness EVERY (how often to measure)"));
+    assert_int_equal(run(CLI " train --data fashion-mnist --model '%s' --sharpness 0 --out " TMP "x.safetensors", spec),
+                     2);
+    assert_true(contains("nabla train: --sharpness must be an integer >= 1, got '0'"));
+    struct stat sb;
+    assert_int_not_equal(stat(TMP "x.safetensors", &sb), 0);
+}
+
 static void test_demo_gd_second_order(void **state)
 {
     (void)state;
@@ -250,6 +562,8 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_curvature),
         cmocka_unit_test(test_demo_gd_second_order),
+        cmocka_unit_test(test_sharpness_library),
+        cmocka_unit_test(test_train_sharpness),
     };
     return cmocka_run_group_tests(tests, setup_model, NULL);
 }

@@ -217,6 +217,64 @@ static void test_saliency_is_jacobian_row(void **state)
     nbw_net_free(h);
 }
 
+/* Panel 1's network border: for a linear model under MSE the Hessian is
+ * (2/N) A^T A with A = [X 1] (constant), so nbw_net_lambda_max must equal its
+ * top eigenvalue (power iteration on the explicit 3 x 3 matrix here), and
+ * full-batch gradient descent converges at 0.9 x 2 / lambda_max and grows at
+ * 1.1 x. Bad arguments give NaN with a message. */
+static void test_lambda_max_border(void **state)
+{
+    (void)state;
+    enum { N = 64 };
+    float x[2 * N], y[N];
+    nb_rng r;
+    nb_rng_seed(&r, 4);
+    for (int i = 0; i < N; i++)
+        x[2 * i] = (float)nb_rng_normal(&r), x[2 * i + 1] = 2 * (float)nb_rng_uniform(&r),
+                y[i] = x[2 * i] - x[2 * i + 1] + 0.3f;
+    double A[3][3] = {{0}};
+    for (int i = 0; i < N; i++) {
+        const double a[3] = {x[2 * i], x[2 * i + 1], 1};
+        for (int j = 0; j < 3; j++)
+            for (int k = 0; k < 3; k++) A[j][k] += 2.0 * a[j] * a[k] / N;
+    }
+    double v[3] = {1, 1, 1}, want = 0;
+    for (int it = 0; it < 2000; it++) {
+        double w[3] = {0}, nrm = 0;
+        for (int j = 0; j < 3; j++)
+            for (int k = 0; k < 3; k++) w[j] += A[j][k] * v[k];
+        for (int j = 0; j < 3; j++) nrm += w[j] * w[j];
+        want = sqrt(nrm);
+        for (int j = 0; j < 3; j++) v[j] = w[j] / want;
+    }
+    const int in[1] = {2};
+    nbw_net *h = nbw_net_new("dense 1", 1, in, NB_LOSS_MSE, 3);
+    assert_non_null(h);
+    int iters = 0, products = 0;
+    const double lmax = nbw_net_lambda_max(h, x, y, N, 1e-7, 3000, &iters, &products);
+    assert_true(fabs(lmax - want) <= 1e-4 * want);
+    assert_true(iters > 1 && products == 3 * iters);
+    float w0[3];
+    for (int i = 0; i < 2; i++) memcpy(w0 + i * 2, nbw_net_param_data(h, i), sizeof(float) * (size_t)nbw_net_param_size(h, i));
+    const double factors[2] = {0.9, 1.1};
+    double last[2];
+    for (int f = 0; f < 2; f++) {
+        for (int i = 0; i < 2; i++)
+            memcpy(nbw_net_param_data(h, i), w0 + i * 2, sizeof(float) * (size_t)nbw_net_param_size(h, i));
+        assert_int_equal(nbw_net_optim(h, NB_OPT_SGD, factors[f] * 2 / lmax), NB_OK);
+        const double first = nbw_net_loss(h, x, y, N);
+        assert_false(isnan(nbw_net_train(h, x, y, N, N, 60)));
+        last[f] = nbw_net_loss(h, x, y, N);
+        assert_true(f == 0 ? last[f] < 0.01 * first : last[f] > 100 * first);
+    }
+    assert_true(isnan(nbw_net_lambda_max(NULL, x, y, N, 1e-7, 10, NULL, NULL)));
+    assert_non_null(strstr(nbw_error(), "lambda_max: need a network, n >= 1 rows, tol > 0 and max_iter >= 1"));
+    assert_true(isnan(nbw_net_lambda_max(h, x, y, 0, 1e-7, 10, NULL, NULL)));
+    assert_true(isnan(nbw_net_lambda_max(h, x, y, N, 0, 10, NULL, NULL)));
+    assert_true(isnan(nbw_net_lambda_max(h, NULL, y, N, 1e-7, 10, NULL, NULL)));
+    nbw_net_free(h);
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -252,6 +310,7 @@ int main(void)
         cmocka_unit_test(test_layer_jacobian),
         cmocka_unit_test(test_input_jacobian),
         cmocka_unit_test(test_saliency_is_jacobian_row),
+        cmocka_unit_test(test_lambda_max_border),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

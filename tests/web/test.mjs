@@ -3,6 +3,8 @@
 // port), then checks what issue 17 asks:
 //   - the page loads with no console error and no uncaught exception;
 //   - panel 1 shows 0.6, 0.36, 0.216 (alpha 0.1) and -3, 9, -27 (alpha 1);
+//     its network's border 2 / lambda_max equals `nabla curvature`'s on the
+//     same model file and data, and gradient descent converges below it;
 //   - panel 2's products equal the closed form (y = exp(tanh(3x^2 + 1)) at 0.4);
 //   - the playground's training loss on the circle data falls below
 //     LOSS_THRESHOLD within LOSS_SECONDS; the decision-boundary canvas is not
@@ -78,6 +80,37 @@ async function panel1(page) {
   await page.click('#gd-step');
   await page.click('#gd-step');
   await page.locator('#gd').screenshot({ path: path.join(shots, 'panel1-gradient-descent.png') });
+}
+
+// lambda_1 of the border model by `nabla curvature` on the same two files.
+function nablaBorderLambda() {
+  const out = execFileSync(nabla, ['curvature', '--model', path.join(webDir, 'models/border_mlp.safetensors'),
+    '--data', path.join(webDir, 'data/border.csv'), '--loss', 'mse', '--count', '200', '--batch', '200',
+    '--tol', '1e-7', '--iters', '3000'], { encoding: 'utf8' });
+  const m = out.match(/lambda_1 = ([0-9.eE+-]+)/);
+  if (!m) throw new Error(`nabla curvature printed no lambda_1:\n${out}`);
+  return Number(m[1]);
+}
+
+// Panel 1's network: the border 2 / lambda_max from nabla's wasm equals the
+// one from `nabla curvature` (1e-4 relative); gradient descent from the
+// model's weights converges at 0.9 x the border and not at 1.1 x.
+async function panel1Network(page) {
+  const cli = nablaBorderLambda();
+  const web = await page.evaluate(() => ({ l: window.nablaApp.gdNet.lambdaMax, b: window.nablaApp.gdNet.border }));
+  check(Math.abs(web.l - cli) <= 1e-4 * cli && Math.abs(web.b - 2 / cli) <= 1e-4 * (2 / cli),
+    `panel 1, network: lambda_max ${web.l} in the page, ${cli} by nabla curvature; border ${web.b}`);
+  const mark = await page.$eval('#gdn-border-mark', (m) => ({ hidden: m.hidden, label: m.dataset.label, left: m.style.left }));
+  const expectLeft = (100 * 0.98) / 1.98; // the slider spans 0.02 to 2 x the border
+  check(!mark.hidden && mark.label.startsWith('2/λ_max = ') && Math.abs(parseFloat(mark.left) - expectLeft) < 0.01,
+    `panel 1, network: the slider marks the border (${mark.label} at ${mark.left})`);
+  const run = (f) => page.evaluate((k) => window.nablaApp.gdNet.setRate(k), f);
+  const below = await run(0.9), above = await run(1.1);
+  const last = (l) => l[l.length - 1];
+  check(last(below) < below[0], `panel 1, network: 0.9 x border: loss ${below[0]} -> ${last(below)} (converges)`);
+  check(!(last(above) <= above[0]), `panel 1, network: 1.1 x border: loss ${above[0]} -> ${last(above)} (does not converge)`);
+  check((await page.textContent('#gdn-verdict')).startsWith('α is above the border'), 'panel 1, network: verdict above');
+  await page.locator('#gd').screenshot({ path: path.join(shots, 'panel1-network-border.png') });
 }
 
 async function panel2(page) {
@@ -192,6 +225,7 @@ async function main() {
     await page.goto(`http://127.0.0.1:${server.address().port}/index.html`);
     await page.waitForSelector('body[data-ready="1"]', { timeout: 30000 });
     await panel1(page);
+    await panel1Network(page);
     await panel2(page);
     await panel3(page);
     await panel4(page);
