@@ -49,6 +49,7 @@ typedef struct imp_val {
     const char *name;
     int layer;
     int rank, layout;
+    int permuted; /* a Flatten of an NCHW tensor: (c, h, w) in ONNX, (h, w, c) in nabla */
     int64_t dims[NB_MAX_RANK];
 } imp_val;
 
@@ -182,7 +183,19 @@ static void record_current(imp_ctx *c)
     v->name = c->cur;
     v->layer = c->cur_layer;
     v->rank = c->rank, v->layout = c->layout;
+    v->permuted = c->perm != NULL;
     memcpy(v->dims, c->dims, sizeof v->dims);
+}
+
+/* A Flatten of an NCHW tensor may be read only by the Gemm or MatMul that
+ * applies its row permutation (through activations), nothing else. */
+static nb_status check_permuted(const imp_ctx *c, const onnx_node *n, const imp_val *v)
+{
+    if (!v->permuted || (c->perm && v->layer == nb_model_num_layers(c->m) - 1)) return NB_OK;
+    return node_fail(c, n,
+                     "reads '%.100s', a Flatten of an NCHW tensor, after the Gemm or MatMul it feeds: nabla "
+                     "flattens in (h, w, c) order, ONNX in (c, h, w); only that Gemm or MatMul may read it",
+                     v->name);
 }
 
 /* A name for entry idx's output: the metadata's (a nabla export) when the
@@ -791,6 +804,8 @@ static nb_status joined_inputs(imp_ctx *c, const onnx_node *n, const imp_val **v
                              i, n->in[i], strcmp(n->op_type, "Concat") ? "add" : "concat");
         if (!(v[i] = find_val(c, n->in[i])))
             return node_fail(c, n, "input %d ('%.100s') is computed by no earlier node", i, n->in[i]);
+        nb_status s = check_permuted(c, n, v[i]);
+        if (s) return s;
         if (v[i]->rank != v[0]->rank || (v[0]->rank == 4 && v[i]->layout != v[0]->layout))
             return node_fail(c, n,
                              "input %d ('%.100s') is of rank %d%s, input 0 of rank %d%s: nabla joins tensors "
@@ -978,7 +993,8 @@ static nb_status lower_node(imp_ctx *c, const onnx_node *n)
                          "reads '%.100s', which is neither the graph's input nor computed by an earlier node "
                          "(nodes must be in topological order; constants are initializers)",
                          n->nin ? n->in[0] : "");
-    nb_status s = NB_OK;
+    nb_status s = v ? check_permuted(c, n, v) : NB_OK;
+    if (s) return s;
     if (op->inputs == IN_CURRENT)
         s = make_current(c, n, v);
     else if (v)

@@ -318,6 +318,25 @@ static void test_explicit_padding(void **state)
     assert_true(y->data[0] == 4 && y->data[1] == 6 && y->data[2] == 6 && y->data[3] == 9);
     nb_tensor_free(x), nb_tensor_free(y);
     nb_model_free(m);
+    /* The op itself: a negative pad is refused; padding 2 around a 1x1
+     * image of 2 gives a 3x3 output where output (i, j) meets the pixel
+     * at kernel tap (2 - i, 2 - j), of value 9 - (3 i + j) here. */
+    nb_graph *g = nb_graph_new();
+    const int64_t x1[4] = {1, 1, 1, 1}, k3[4] = {3, 3, 1, 1};
+    nb_node *xn = nb_input(g, "x", 4, x1), *kn = nb_param(g, "k", 4, k3);
+    assert_null(nb_conv2d(xn, kn, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_EXPLICIT, -1}));
+    assert_string_equal(nb_last_error(), "conv2d: explicit padding -1 must be 0..1048576 pixels");
+    nb_node *yn = nb_conv2d(xn, kn, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_EXPLICIT, 2});
+    assert_non_null(yn);
+    nb_value(xn)->data[0] = 2;
+    for (int i = 0; i < 9; i++)
+        nb_value(kn)->data[i] = (nb_real)(i + 1);
+    assert_int_equal(nb_forward(g), NB_OK);
+    const nb_tensor *yv = nb_value(yn);
+    assert_int_equal(yv->shape[1], 3), assert_int_equal(yv->shape[2], 3); /* 1 + 4 - 3 + 1 */
+    for (int i = 0; i < 9; i++)
+        assert_true(yv->data[i] == 2 * (nb_real)(9 - i)); /* the pixel meets tap 8 - i */
+    nb_graph_free(g);
 }
 
 static void test_spec_errors(void **state)

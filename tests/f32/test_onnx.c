@@ -714,6 +714,24 @@ static void test_bad_joins(void **state)
                    "onnx import: node 1 'cat' (Concat): axis 2: nabla concatenates on the channel axis (1 of this "
                    "rank-4 NCHW tensor)");
     free(data);
+    /* A Flatten of an NCHW tensor read again after its Gemm: its (c, h, w) order is not nabla's. */
+    gb f = {{0}};
+    const int64_t x4[4] = {1, 2, 3, 3}, w18[2] = {18, 18}, o18[2] = {1, 18};
+    nb_real w[18 * 18];
+    fill(w, 18 * 18, 31);
+    onnx_w_value(&f.g, 11, "x", 4, x4);
+    onnx_w_initializer(&f.g, "W", 2, w18, w);
+    const char *fx[1] = {"x"}, *gf[2] = {"f", "W"}, *af[2] = {"g", "f"};
+    node(&f, "Flatten", "flat", 1, fx, "f");
+    node(&f, "Gemm", "fc", 2, gf, "g");
+    node(&f, "Add", "add", 2, af, "y");
+    onnx_w_value(&f.g, 12, "y", 2, o18);
+    data = finish(&f, 13, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 2 'add' (Add): reads 'f', a Flatten of an NCHW tensor, after the Gemm or "
+                   "MatMul it feeds: nabla flattens in (h, w, c) order, ONNX in (c, h, w); only that Gemm or MatMul "
+                   "may read it");
+    free(data);
     data = one_node("GlobalAveragePool", NULL, 0, NULL, &len);
     expect_refused(data, len, NB_ERR_FORMAT,
                    "onnx import: node 0 'the_node' (GlobalAveragePool): must be followed by a Flatten (axis 1) or a "
