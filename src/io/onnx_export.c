@@ -263,7 +263,7 @@ static nb_status put_joined(exp_ctx *c, const nb_layer_spec *l, const char *op, 
         for (int j = 0; j < i; j++)
             if (!strcmp(l->refs[j], l->refs[i])) again = j;
         if (again >= 0) {
-            snprintf(names[1 + i], sizeof names[1 + i], "%s", names[1 + again]);
+            memcpy(names[1 + i], names[1 + again], sizeof names[0]); /* again < i: other rows */
         } else if (v->rank == 4 && v->nchw != c->nchw) {
             static const int64_t to_c[4] = {0, 3, 1, 2}, to_l[4] = {0, 2, 3, 1};
             const char *src[1] = {v->name};
