@@ -77,7 +77,7 @@ int main(void)
     nb_node *K2 = nb_param(g, "K2", 4, k2s), *b2 = nb_param(g, "b2", 1, b2s);
     nb_node *W4 = nb_param(g, "W4", 2, w4s), *b4 = nb_param(g, "b4", 1, b4s);
     nb_node *W5 = nb_param(g, "W5", 2, w5s), *b5 = nb_param(g, "b5", 1, b5s);
-    nb_conv2d_opts valid = {1, 1, NB_PAD_VALID};
+    nb_conv2d_opts valid = {1, 1, NB_PAD_VALID, 0};
     nb_node *Z1 = nb_conv2d(X, K1, b1, &valid), *A1 = nb_relu(Z1);
     nb_node *Z2 = nb_conv2d(A1, K2, b2, &valid), *A2 = nb_relu(Z2);
     nb_node *A3 = nb_flatten(A2);

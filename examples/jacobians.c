@@ -76,7 +76,7 @@ static int small_cnn(void)
     int64_t xs[4] = {1, 6, 6, 1}, ks[4] = {3, 3, 1, 2}, bs[1] = {2}, ws[2] = {8, 3}, cs[1] = {3};
     nb_node *X = nb_input(g, "X", 4, xs), *K = nb_param(g, "K", 4, ks), *b = nb_param(g, "b", 1, bs);
     nb_node *W = nb_param(g, "W", 2, ws), *c = nb_param(g, "c", 1, cs);
-    nb_conv2d_opts valid = {1, 1, NB_PAD_VALID};
+    nb_conv2d_opts valid = {1, 1, NB_PAD_VALID, 0};
     nb_node *Z1 = nb_conv2d(X, K, b, &valid), *A1 = nb_relu(Z1), *P = nb_max_pool2d(A1, 2, 0, NB_PAD_VALID);
     nb_node *F = nb_flatten(P), *Z = nb_add(nb_matmul(F, W), c);
     if (!Z) return die("building the CNN");
@@ -112,7 +112,7 @@ static int lecture_cnn(void)
     nb_node *K2 = nb_param(g, "K2", 4, k2), *B2 = nb_param(g, "b2", 1, b2);
     nb_node *W3 = nb_param(g, "W3", 2, w3), *B3 = nb_param(g, "b3", 1, b3);
     nb_node *W4 = nb_param(g, "W4", 2, w4), *B4 = nb_param(g, "b4", 1, b4);
-    nb_conv2d_opts valid = {1, 1, NB_PAD_VALID};
+    nb_conv2d_opts valid = {1, 1, NB_PAD_VALID, 0};
     nb_node *A1 = nb_relu(nb_conv2d(X, K1, B1, &valid));
     nb_node *A2 = nb_relu(nb_conv2d(A1, K2, B2, &valid));
     nb_node *P = nb_max_pool2d(A2, 2, 0, NB_PAD_VALID), *F = nb_flatten(P);

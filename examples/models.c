@@ -135,7 +135,7 @@ static int conv(void)
     nb_graph *g = nb_graph_new();
     int64_t xs[4] = {1, H, W, CI}, ks[4] = {F, F, CI, CO}, bs[1] = {CO};
     nb_node *X = nb_input(g, "X", 4, xs), *K = nb_param(g, "K", 4, ks), *b = nb_param(g, "b", 1, bs);
-    nb_conv2d_opts valid = {1, 1, NB_PAD_VALID}, same = {1, 1, NB_PAD_SAME};
+    nb_conv2d_opts valid = {1, 1, NB_PAD_VALID, 0}, same = {1, 1, NB_PAD_SAME, 0};
     nb_node *Z = nb_conv2d(X, K, b, &valid), *Zs = nb_conv2d(X, K, b, &same);
     if (!Z || !Zs) return die("building the convolution");
     for (int i = 0; i < H * W * CI; i++) nb_value(X)->data[i] = (double)((i * 7) % 11) / 10.0;

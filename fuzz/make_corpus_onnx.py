@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Writes the seed corpus of fuzz_onnx under fuzz/corpus/onnx/ (run once; the
 files are committed): small models exported by nabla (NHWC and NCHW, every
-layer kind), small models from torch.onnx.export when python3-torch is there,
+layer kind), small models from torch.onnx.export when python3-torch is there
+(a residual graph with a concat too, and nabla's export of its import),
 and a few broken ones. Needs a built nabla (build/nabla or --nabla)."""
 import json
 import os
@@ -79,6 +80,26 @@ try:
          (1, 6)),
     ):
         torch.onnx.export(net.eval(), torch.zeros(shape), os.path.join(out, name + ".onnx"), opset_version=13)
+
+    class Residual(nn.Module):  # a graph: shared tensors, Add, Concat, padding=1 at stride 2, global pooling
+        def __init__(self):
+            super().__init__()
+            self.stem, self.c1, self.c2 = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 3, 3, 2, 1), nn.Conv2d(3, 3, 1)
+            self.short, self.fc = nn.Conv2d(2, 3, 1, 2), nn.Linear(6, 2)
+
+        def forward(self, x):
+            x = torch.relu(self.stem(x))
+            y = torch.relu(self.c2(torch.relu(self.c1(x))) + self.short(x))
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(torch.cat([y, torch.tanh(y)], 1), 1), 1))
+
+    torch_res = os.path.join(out, "torch_resnet.onnx")
+    torch.onnx.export(Residual().eval(), torch.zeros(1, 1, 8, 8), torch_res, opset_version=13)
+    with tempfile.TemporaryDirectory() as tmp:  # nabla's own writing of the same graph (as/from/add/concat)
+        st = os.path.join(tmp, "resnet.safetensors")
+        subprocess.run([nabla, "import", torch_res, "-o", st], check=True, capture_output=True)
+        for flag, suffix in (([], ""), (["--nchw"], "_nchw")):
+            subprocess.run([nabla, "export", "--model", st, "-o", os.path.join(out, "resnet" + suffix + ".onnx")] + flag,
+                           check=True, capture_output=True)
 except ImportError:
     print("make_corpus_onnx: no python3-torch: torch seeds skipped")
 for name in list(os.listdir(out)):

@@ -174,14 +174,19 @@ nb_node *nb_flatten(nb_node *x);
 nb_node *nb_sum(nb_node *x, int naxes, const int *axes, int keepdims);
 nb_node *nb_mean(nb_node *x, int naxes, const int *axes, int keepdims);
 
-typedef enum { NB_PAD_VALID = 0, NB_PAD_SAME = 1 } nb_padding;
+/* Padding of a convolution or pool window: none ('valid'), TensorFlow's
+ * 'same', or (convolutions only) `pad` zeros on every side, PyTorch's
+ * padding=P. */
+typedef enum { NB_PAD_VALID = 0, NB_PAD_SAME = 1, NB_PAD_EXPLICIT = 2 } nb_padding;
 typedef struct nb_conv2d_opts {
     int stride;   /* 1 if 0 */
     int dilation; /* 1 if 0 */
     nb_padding padding;
+    int pad; /* NB_PAD_EXPLICIT: pixels of zeros before and after each spatial axis (>= 0) */
 } nb_conv2d_opts;
 /* x (N,H,W,C_in), kernel (f_h,f_w,C_in,C_out), bias (C_out) or NULL.
- * 'same' pads as TensorFlow: out = ceil(in/stride), the odd pixel at the end. */
+ * 'same' pads as TensorFlow: out = ceil(in/stride), the odd pixel at the end;
+ * explicit: out = floor((in + 2 pad - (f - 1) dilation - 1) / stride) + 1. */
 nb_node *nb_conv2d(nb_node *x, nb_node *kernel, nb_node *bias, const nb_conv2d_opts *opts);
 /* relu(conv2d(...)) as one node: the ReLU runs in the same pass over each
  * block of the output (no separate pre-activation tensor is stored). */
@@ -533,6 +538,7 @@ typedef struct nb_layer_spec {
     int stride;           /* conv (1 if 0), pool (size if 0) */
     int dilation;         /* conv (1 if 0) */
     nb_padding padding;
+    int pad;              /* conv padding=P (NB_PAD_EXPLICIT): zeros on every side */
     nb_activation act;
     double rate;          /* dropout */
     /* Graph models: `ENTRY as NAME` names the entry's output (name[0] = 0:

@@ -6,11 +6,19 @@
  2. ONNX Runtime (onnxruntime-node from npm, tests/onnx/) runs them and gives
     the outputs of `nabla predict --raw` within --tol-out (1e-5) on real
     Fashion-MNIST test images, for an NHWC and an NCHW (--nchw) export.
- 3. Models built here with Debian's python3-torch (the lecture CNN and an
-    MLP with tanh and GELU, random weights from a fixed seed, no downloads) and written by
-    torch.onnx.export (opset 13) import into nabla (`nabla import`, and
-    --model M.onnx directly) and give torch's logits within --tol-out and
-    torch.autograd's per-example input Jacobian within --tol-jac (2e-4).
+ 3. Graph models (as/from/add/concat/globalavgpool, padding=P): a residual
+    and a concat model trained briefly pass the checker, ONNX Runtime gives
+    nabla's outputs within --tol-out, and they import back to the same spec
+    and outputs.
+ 4. Models built here with Debian's python3-torch (the lecture CNN, an MLP
+    with tanh and GELU, and a small ResNet-like module with identity and
+    strided projection shortcuts, Conv2d(padding=1, stride=2) on even sizes,
+    a torch.cat on the channels and AdaptiveAvgPool2d(1); random weights from
+    a fixed seed, no downloads) and written by torch.onnx.export (opset 13)
+    import into nabla (`nabla import`, and --model M.onnx directly) and give
+    torch's logits within --tol-out (ONNX Runtime's too, on the same file)
+    and torch.autograd's per-example input Jacobian within --tol-jac (2e-4);
+    the ResNet-like one imports as a spec with `as`, `from`, `add`, `concat`.
 
 Each part is skipped, with a message, when its tool is missing (exit 0);
 any disagreement exits 1. Prints the largest differences.
@@ -19,6 +27,8 @@ usage: /usr/bin/python3 scripts/check_onnx.py [--nabla build/nabla] [--n 64]
 """
 import argparse
 import gzip
+import json
+import re
 import os
 import shutil
 import subprocess
@@ -30,6 +40,12 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
 CNN_SPEC = "conv2d 8 3 relu; conv2d 16 3 padding=same stride=2; relu; maxpool 2; flatten; dense 32 gelu; dropout 0.2; dense 10 softmax"
+GRAPH_SPECS = {
+    "residual": "conv2d 8 3 padding=same; relu as a; conv2d 16 3 stride=2 padding=1; relu; conv2d 16 3 padding=same as main; "
+                "from a; conv2d 16 1 stride=2 as short; add main; relu; globalavgpool; dense 10",
+    "concat": "conv2d 8 3 relu padding=same as a; conv2d 4 1 relu as b; from a; conv2d 8 3 padding=same; concat b a; "
+              "maxpool 2; flatten; dense 10",
+}
 failures = []
 
 
@@ -60,35 +76,66 @@ def predict(nabla, model, x_npy, out):
     return np.load(out)
 
 
+def ort_ok():
+    return shutil.which("node") and os.path.isdir(os.path.join(ROOT, "tests/onnx/node_modules/onnxruntime-node"))
+
+
+def ort_run(tmp, path, xin):
+    """The first output of ONNX Runtime on model path with input xin."""
+    fin, fout = os.path.join(tmp, "x.f32"), os.path.join(tmp, "y.f32")
+    xin.astype("<f4").tofile(fin)
+    dims = run("node", os.path.join(ROOT, "tests/onnx/run_ort.js"), path, fin, ",".join(map(str, xin.shape)),
+               fout).strip()
+    return np.fromfile(fout, dtype="<f4").reshape([int(d) for d in dims.split(",")])
+
+
+def spec_of(safetensors):
+    """The nabla.spec metadata of a model file (read back from its header)."""
+    with open(safetensors, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(n))["__metadata__"]["nabla.spec"]
+
+
 def check_export(nabla, tmp, x, x_npy):
     print("== exported files: onnx checker and ONNX Runtime against nabla predict")
     model = os.path.join(tmp, "cnn.safetensors")
     run(nabla, "train", "--data", "fashion-mnist", "--model", CNN_SPEC, "--limit", "2048", "--epochs", "1",
         "--seed", "1", "--out", model, "--quiet")
+    check_exported(nabla, tmp, x, x_npy, model, "cnn")
+    for name, spec in GRAPH_SPECS.items():
+        model = os.path.join(tmp, f"{name}.safetensors")
+        run(nabla, "train", "--data", "fashion-mnist", "--model", spec, "--limit", "512", "--epochs", "1",
+            "--seed", "2", "--out", model, "--quiet")
+        check_exported(nabla, tmp, x, x_npy, model, name)
+
+
+def check_exported(nabla, tmp, x, x_npy, model, tag):
     want = predict(nabla, model, x_npy, os.path.join(tmp, "nabla.npy"))
     try:
         import onnx
     except ImportError:
         onnx = None
         print("  skipped the checker: python3-onnx is not installed (apt-get install python3-onnx)")
-    node_ok = shutil.which("node") and os.path.isdir(os.path.join(ROOT, "tests/onnx/node_modules/onnxruntime-node"))
+    node_ok = ort_ok()
     if not node_ok:
         print("  skipped ONNX Runtime: no node or no tests/onnx/node_modules (cd tests/onnx && npm ci --ignore-scripts)")
     for layout in ("nhwc", "nchw"):
-        path = os.path.join(tmp, f"cnn_{layout}.onnx")
+        path = os.path.join(tmp, f"{tag}_{layout}.onnx")
         run(nabla, "export", "--model", model, "-o", path, *(["--nchw"] if layout == "nchw" else []))
         if onnx:
             onnx.checker.check_model(onnx.load(path), full_check=True)
             print(f"  onnx.checker ({onnx.__version__}) accepts {os.path.basename(path)}")
         if node_ok:
             xin = x if layout == "nhwc" else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-            fin, fout = os.path.join(tmp, "x.f32"), os.path.join(tmp, "y.f32")
-            xin.astype("<f4").tofile(fin)
-            dims = run("node", os.path.join(ROOT, "tests/onnx/run_ort.js"), path, fin, ",".join(map(str, xin.shape)),
-                       fout).strip()
-            got = np.fromfile(fout, dtype="<f4").reshape([int(d) for d in dims.split(",")])
-            check(f"ONNX Runtime vs nabla predict, {layout} export, {len(x)} images, outputs {got.shape}",
+            got = ort_run(tmp, path, xin)
+            check(f"ONNX Runtime vs nabla predict, {tag} {layout} export, {len(x)} images, outputs {got.shape}",
                   float(np.abs(got - want).max()), args.tol_out)
+        back = os.path.join(tmp, f"{tag}_{layout}_back.safetensors")
+        run(nabla, "import", path, "-o", back)
+        if spec_of(back) != spec_of(model):
+            failures.append(f"{tag} {layout}: imported spec '{spec_of(back)}' differs from '{spec_of(model)}'")
+        again = predict(nabla, back, x_npy, os.path.join(tmp, "back.npy"))
+        check(f"{tag} {layout}: nabla -> ONNX -> nabla, same spec, outputs", float(np.abs(again - want).max()), 0)
 
 
 def torch_models(torch):
@@ -98,7 +145,44 @@ def torch_models(torch):
                         nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10))
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.Tanh(), nn.Linear(256, 128), nn.GELU(),
                         nn.Linear(128, 10))
-    return {"lecture CNN": (cnn, (1, 1, 28, 28)), "MLP": (mlp, (1, 1, 28, 28))}
+    return {"lecture CNN": (cnn, (1, 1, 28, 28)), "MLP": (mlp, (1, 1, 28, 28)),
+            "ResNet-like": (resnet_like(torch), (1, 1, 28, 28))}
+
+
+def resnet_like(torch):
+    """A small ResNet without BatchNorm (nabla's batchnorm is not imported yet):
+    a stem, an identity block, a strided block with a 1x1 projection shortcut
+    (Conv2d(padding=1, stride=2) on 28x28: pads [1, 1, 1, 1], not
+    TensorFlow's same), a side branch concatenated on the channels, global
+    average pooling and a linear layer."""
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+            self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
+            self.short = nn.Conv2d(cin, cout, 1, stride=stride) if stride != 1 or cin != cout else None
+
+        def forward(self, x):
+            y = self.c2(torch.relu(self.c1(x)))
+            return torch.relu(y + (self.short(x) if self.short is not None else x))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 8, 3, padding=1)
+            self.b1, self.b2 = Block(8, 8, 1), Block(8, 16, 2)
+            self.side = nn.Conv2d(16, 4, 1)
+            self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(20, 10)
+
+        def forward(self, x):
+            x = self.b2(self.b1(torch.relu(self.stem(x))))
+            x = torch.cat([x, torch.tanh(self.side(x))], 1)
+            return self.fc(torch.flatten(self.pool(x), 1))
+
+    torch.manual_seed(1)
+    return Net()
 
 
 def check_torch(nabla, tmp, x, x_npy):
@@ -119,8 +203,17 @@ def check_torch(nabla, tmp, x, x_npy):
                           dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}})
         out = run(nabla, "import", path, "-o", imported).strip()
         print(f"  {name}: {out}")
+        spec = spec_of(imported)
+        print(f"    spec: {spec}")
+        words = re.split(r"[;\s]+", spec)
+        if name == "ResNet-like" and not all(w in words for w in ("as", "from", "add", "concat", "globalavgpool")):
+            failures.append(f"{name}: the imported spec lacks as/from/add/concat/globalavgpool: {spec}")
         with torch.no_grad():
             want = net(xt).numpy()
+        if ort_ok():
+            got = ort_run(tmp, path, np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            check(f"{name} logits, ONNX Runtime on the torch file vs torch, {len(x)} images",
+                  float(np.abs(got - want).max()), args.tol_out)
         for model in (imported, path):
             got = predict(nabla, model, x_npy, os.path.join(tmp, "logits.npy"))
             check(f"{name} logits, nabla --model {os.path.basename(model)} vs torch, {len(x)} images",
@@ -146,6 +239,9 @@ if __name__ == "__main__":
     ap.add_argument("--tol-out", type=float, default=1e-5)
     ap.add_argument("--tol-jac", type=float, default=2e-4)
     args = ap.parse_args()
+    # One GEMM kernel choice per shape for every process (docs/design.md, "Kernels chosen by
+    # measurement"), so that nabla -> ONNX -> nabla can be compared bit for bit across commands.
+    os.environ["NB_GEMM"] = "fixed"
     if not os.path.exists(args.nabla):
         raise SystemExit(f"check_onnx: no nabla binary at {args.nabla}; build it or pass --nabla")
     if not os.path.exists(DATA):

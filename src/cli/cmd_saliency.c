@@ -1,6 +1,7 @@
-/* nabla saliency: test images beside the gradient of the predicted class's
- * logit with respect to each input pixel (one row of the per-example input
- * Jacobian, computed by reverse mode), as a labelled PNG grid. */
+/* nabla saliency: test images (or PNG/JPEG files, --image) beside the
+ * gradient of the predicted class's logit with respect to each input pixel
+ * (one row of the per-example input Jacobian, computed by reverse mode), as
+ * a labelled PNG grid. */
 #include "cli.h"
 
 #include <math.h>
@@ -9,14 +10,18 @@
 #include <string.h>
 
 typedef struct {
-    const char *model, *data, *out;
+    const char *model, *data, *image, *out;
     long long count, start, cols, scale;
 } saliency_args;
 
 #define F(field) offsetof(saliency_args, field)
 static const cli_opt saliency_opts[] = {
     {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
-    {"--data", NULL, CLI_STR, F(data), "D", "fashion-mnist", "fashion-mnist, mnist or a directory of IDX files (test split)",
+    {"--data", NULL, CLI_STR, F(data), "D", NULL,
+     "fashion-mnist (the default), mnist or a directory of IDX files (test split)", 0, 0, 0, NULL},
+    {"--image", NULL, CLI_STR, F(image), "F", NULL,
+     "or a PNG or JPEG file, or a folder of them, fitted to the model's input\n"
+     "as predict does (no true class to show)",
      0, 0, 0, NULL},
     {"--count", NULL, CLI_INT, F(count), "N", "16", "number of images", 0, 1, 256, NULL},
     {"--start", NULL, CLI_INT, F(start), "K", "0", "index of the first test image", 0, 0, 1099511627776.0, NULL},
@@ -27,23 +32,35 @@ static const cli_opt saliency_opts[] = {
 #undef F
 
 static const cli_spec saliency_spec = {
-    "saliency", "--model M.safetensors [--data fashion-mnist] [-o saliency.png] [options]",
+    "saliency",
+    "--model M.safetensors [--data fashion-mnist | --image F] [-o saliency.png] [options]",
     "For each of the first COUNT test images, draws the image (gray) beside the map of\n"
     "d z_pred / d x: how the logit of the predicted class changes with each input pixel\n"
     "(the predicted class's row of the input Jacobian, by reverse mode). Red: brightening\n"
     "the pixel raises the logit; blue: lowers it; white: no effect. Each map is scaled to\n"
     "its own largest |gradient|. Under each pair: the true and predicted class.\n",
-    saliency_opts, CLI_NOPTS(saliency_opts), NULL};
+    saliency_opts,
+    CLI_NOPTS(saliency_opts),
+    NULL};
+
+static int parse_args(int argc, char **argv, saliency_args *a)
+{
+    int rc = cli_parse(&saliency_spec, argc, argv, a);
+    if (rc >= 0) return rc;
+    if (a->image && a->data) return cli_usage_error("saliency", "%s", "give --data or --image, not both");
+    return -1;
+}
 
 int cmd_saliency_check_args(int argc, char **argv)
 {
     saliency_args a;
-    return cli_parse(&saliency_spec, argc, argv, &a);
+    return parse_args(argc, argv, &a);
 }
 
+/* Class k by the data set's names (numbers for --image). */
 static void class_name(const char *data, int64_t k, char *buf, size_t n)
 {
-    const char *const *names = cli_class_names(data, 10);
+    const char *const *names = data ? cli_class_names(data, 10) : NULL;
     if (names && k >= 0 && k < 10) snprintf(buf, n, "%s", names[k]);
     else snprintf(buf, n, "%lld", (long long)k);
 }
@@ -51,16 +68,36 @@ static void class_name(const char *data, int64_t k, char *buf, size_t n)
 typedef struct {
     nb_model *m;
     nb_dataset d, sub;
+    nb_tensor *images;  /* --image: the decoded images (N, H, W, C) */
+    const nb_tensor *x; /* the images shown: sub.x or images */
+    const nb_tensor *y; /* their true classes, or NULL (--image) */
     nb_tensor *J;   /* per-example input Jacobian (N, K, H, W, C) */
     int64_t *pred;  /* the predicted class of each image */
     int64_t N, H, W, C, K;
 } saliency_run;
 
-/* The test images, the predicted classes and the per-example Jacobian. */
-static int compute(const saliency_args *a, saliency_run *r)
+/* --image: the first COUNT images of the file or folder. */
+static int load_image_files(const saliency_args *a, saliency_run *r)
 {
-    if (cli_load_trained_model(a->model, &r->m)) return cli_fail("saliency", "loading the model");
-    if (cli_load_data(a->data, "test", NULL, &r->d)) return cli_fail("saliency", "loading the test data");
+    if (a->start > 0) {
+        fprintf(stderr, "nabla saliency: --start is for --data; with --image the files are shown from the first\n");
+        return 2;
+    }
+    if (cli_load_images(a->image, r->m, &r->images)) return cli_fail("saliency", "loading the images");
+    const int64_t N = r->images->shape[0] < a->count ? r->images->shape[0] : a->count;
+    const int64_t per = r->images->shape[0] ? r->images->size / r->images->shape[0] : 0;
+    r->images->shape[0] = N; /* the first N, in place */
+    r->images->size = N * per;
+    r->x = r->images;
+    r->N = N;
+    return 0;
+}
+
+/* --data: test examples start..start+count-1 with their labels. */
+static int load_test_set(const saliency_args *a, saliency_run *r)
+{
+    if (cli_load_data(a->data ? a->data : "fashion-mnist", "test", NULL, &r->d))
+        return cli_fail("saliency", "loading the test data");
     if (a->start >= r->d.x->shape[0]) {
         fprintf(stderr, "nabla saliency: --start %lld: the test set has %lld images\n", a->start,
                 (long long)r->d.x->shape[0]);
@@ -68,7 +105,17 @@ static int compute(const saliency_args *a, saliency_run *r)
     }
     r->N = a->count < r->d.x->shape[0] - a->start ? a->count : r->d.x->shape[0] - a->start;
     if (nb_dataset_subset(&r->d, a->start, r->N, &r->sub)) return cli_fail("saliency", NULL);
-    const nb_tensor *x = r->sub.x;
+    r->x = r->sub.x, r->y = r->sub.y;
+    return 0;
+}
+
+/* The images, the predicted classes and the per-example Jacobian. */
+static int compute(const saliency_args *a, saliency_run *r)
+{
+    if (cli_load_trained_model(a->model, &r->m)) return cli_fail("saliency", "loading the model");
+    int rc = a->image ? load_image_files(a, r) : load_test_set(a, r);
+    if (rc) return rc;
+    const nb_tensor *x = r->x;
     int64_t in_shape[NB_MAX_RANK];
     int in_rank = nb_model_input_shape(r->m, in_shape);
     if (x->rank != in_rank + 1 || nb_shape_size(in_rank, in_shape) != x->size / x->shape[0] || in_rank != 3) {
@@ -110,7 +157,7 @@ static nb_status draw_tile(const saliency_args *a, const saliency_run *r, int64_
     const int S = (int)a->scale, gap = 4, ts = 2, lh = 10 * ts, pw = (int)W * S, ph = (int)H * S;
     int cellw = 2 * pw + gap, cellh = ph + 2 * lh + 6;
     if (cellw < 17 * 6 * ts) cellw = 17 * 6 * ts;
-    const nb_real *xs = r->sub.x->data + n * P, *js = r->J->data + (n * r->K + r->pred[n]) * P;
+    const nb_real *xs = r->x->data + n * P, *js = r->J->data + (n * r->K + r->pred[n]) * P;
     double L = 0;
     for (int64_t p = 0; p < H * W; p++) {
         double v = 0, g = 0;
@@ -126,13 +173,18 @@ static nb_status draw_tile(const saliency_args *a, const saliency_run *r, int64_
         nb_image_paste(*tile, left, 0, 0);
         nb_image_paste(*tile, right, pw + gap, 0);
         char t[64], pn[32];
-        const int64_t truth = (int64_t)r->sub.y->data[n];
-        class_name(a->data, truth, pn, sizeof pn);
-        snprintf(t, sizeof t, "true %s", pn);
+        const char *names = a->image ? NULL : a->data ? a->data : "fashion-mnist";
+        const int64_t truth = r->y ? (int64_t)r->y->data[n] : -1;
+        if (r->y) {
+            class_name(names, truth, pn, sizeof pn);
+            snprintf(t, sizeof t, "true %s", pn);
+        } else {
+            snprintf(t, sizeof t, "image %lld", (long long)n);
+        }
         nb_image_text(*tile, 0, ph + 5, t, ts, ink);
-        class_name(a->data, r->pred[n], pn, sizeof pn);
+        class_name(names, r->pred[n], pn, sizeof pn);
         snprintf(t, sizeof t, "pred %s", pn);
-        nb_image_text(*tile, 0, ph + 5 + lh, t, ts, r->pred[n] == truth ? good : bad);
+        nb_image_text(*tile, 0, ph + 5 + lh, t, ts, !r->y ? ink : r->pred[n] == truth ? good : bad);
     }
     nb_image_free(left);
     nb_image_free(right);
@@ -171,11 +223,17 @@ static int render(const saliency_args *a, const saliency_run *r)
     if (!st) st = frame_picture(grid, &pic);
     int rc = st ? cli_fail("saliency", NULL) : 0;
     if (!rc && nb_image_write_png(a->out, pic)) rc = cli_fail("saliency", "writing the picture");
-    if (!rc) {
+    if (!rc && r->y) {
         int correct = 0;
-        for (int64_t n = 0; n < r->N; n++) correct += r->pred[n] == (int64_t)r->sub.y->data[n];
+        for (int64_t n = 0; n < r->N; n++)
+            correct += r->pred[n] == (int64_t)r->y->data[n];
         printf("saliency of %lld test images (%d predicted correctly): wrote %s (%dx%d)\n", (long long)r->N, correct,
                a->out, pic->width, pic->height);
+    } else if (!rc) {
+        printf("saliency of %lld images from %s (predicted", (long long)r->N, a->image);
+        for (int64_t n = 0; n < r->N && n < 16; n++)
+            printf(" %lld", (long long)r->pred[n]);
+        printf("%s): wrote %s (%dx%d)\n", r->N > 16 ? " ..." : "", a->out, pic->width, pic->height);
     }
     for (int64_t n = 0; tiles && n < r->N; n++) nb_image_free(tiles[n]);
     free(tiles), free(img), free(sal);
@@ -187,13 +245,14 @@ static int render(const saliency_args *a, const saliency_run *r)
 int cmd_saliency(int argc, char **argv)
 {
     saliency_args a;
-    int rc = cli_parse(&saliency_spec, argc, argv, &a);
+    int rc = parse_args(argc, argv, &a);
     if (rc >= 0) return rc;
     saliency_run r = {0};
     rc = compute(&a, &r);
     if (!rc) rc = render(&a, &r);
     free(r.pred);
     nb_tensor_free(r.J);
+    nb_tensor_free(r.images);
     nb_model_free(r.m);
     nb_dataset_free(&r.sub);
     nb_dataset_free(&r.d);

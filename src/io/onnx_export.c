@@ -9,6 +9,14 @@
  * after it is written as it is) and, for a rank-4 output, back to the
  * layout asked for. Elementwise layers take either layout.
  *
+ * Graph models: every entry's output is kept (name, shape, layout), so
+ * `from NAME` writes no node (the named tensor becomes current), `add` is
+ * Add (Sum for several names) and `concat` is Concat on the channel axis
+ * (1 in NCHW), each named input brought to the current tensor's layout by
+ * a Transpose of its own; `globalavgpool` is GlobalAveragePool + Flatten. A
+ * tensor read by several entries is one graph tensor with several
+ * consumers.
+ *
  * Weights: dense kernel (in, out) is Gemm's B as it is (transB = 0), conv
  * kernel k[p,q,c,o] (f, f, C_in, C_out) becomes ONNX's W[o,c,p,q]; biases as
  * they are. Node and tensor names are "<layer>.<op>", initializers keep the
@@ -22,6 +30,15 @@
 
 enum { OPSET = 13, IR_VERSION = 7 };
 
+/* A tensor of the graph: its name, nabla (NHWC) shape with the batch, and
+ * whether a rank-4 one lies as NCHW. */
+typedef struct exp_val {
+    char name[64];
+    int rank;
+    int64_t shape[NB_MAX_RANK];
+    int nchw;
+} exp_val;
+
 typedef struct exp_ctx {
     nb_model *m;
     nb_pb_writer graph;
@@ -30,7 +47,33 @@ typedef struct exp_ctx {
     int rank;                    /* its rank, batch included */
     int64_t shape[NB_MAX_RANK];  /* its nabla (NHWC) shape, batch included */
     int nchw;                    /* a rank-4 current tensor lies as NCHW in the graph */
+    exp_val input;               /* the model's input (`from input`) */
+    exp_val *named;              /* per layer: its output, kept for the names `as` gives */
 } exp_ctx;
+
+static void save_val(const exp_ctx *c, exp_val *v)
+{
+    snprintf(v->name, sizeof v->name, "%s", c->cur);
+    v->rank = c->rank, v->nchw = c->nchw;
+    memcpy(v->shape, c->shape, sizeof v->shape);
+}
+
+static void load_val(exp_ctx *c, const exp_val *v)
+{
+    snprintf(c->cur, sizeof c->cur, "%s", v->name);
+    c->rank = v->rank, c->nchw = v->nchw;
+    memcpy(c->shape, v->shape, sizeof c->shape);
+}
+
+/* The output called name (`input` or an earlier entry's `as NAME`). */
+static const exp_val *find_val(const exp_ctx *c, const char *name)
+{
+    if (!strcmp(name, "input")) return &c->input;
+    for (int i = c->layer - 1; i >= 0; i--)
+        if (!strcmp(nb_model_layer(c->m, i)->name, name)) return &c->named[i];
+    nb_fail(NB_ERR_ARG, "onnx export: layer %d: no earlier output is named '%s'", c->layer, name);
+    return NULL;
+}
 
 /* Appends node op on the current tensor (plus extra inputs) and makes its
  * output current; attributes through *n before onnx_w_node_end. */
@@ -129,10 +172,13 @@ static nb_status put_dense(exp_ctx *c, const nb_layer_spec *l)
 }
 
 /* ONNX pads [top, left, bottom, right] of a conv or pool window by
- * TensorFlow's rule (what nabla computes), for the current input. */
-static void window_pads(const exp_ctx *c, int f, int s, int d, nb_padding pad, int64_t pads[4])
+ * TensorFlow's rule (what nabla computes), for the current input; explicit
+ * padding P is [P, P, P, P]. */
+static void window_pads(const exp_ctx *c, int f, int s, int d, nb_padding pad, int explicit_pad, int64_t pads[4])
 {
-    for (int ax = 0; ax < 2; ax++) {
+    for (int ax = 0; ax < 2 && pad == NB_PAD_EXPLICIT; ax++)
+        pads[ax] = pads[2 + ax] = explicit_pad;
+    for (int ax = 0; ax < 2 && pad != NB_PAD_EXPLICIT; ax++) {
         const int64_t in = c->shape[1 + ax];
         int before = 0;
         const int64_t out = nb_window_dim(in, f, s, d, pad, &before);
@@ -163,7 +209,7 @@ static nb_status put_conv(exp_ctx *c, const nb_layer_spec *l)
     if (!c->nchw) put_transpose(c, 1);
     const int s = l->stride ? l->stride : 1, d = l->dilation ? l->dilation : 1;
     int64_t pads[4], ks[2] = {F, F}, ss[2] = {s, s}, ds[2] = {d, d};
-    window_pads(c, l->size, s, d, l->padding, pads);
+    window_pads(c, l->size, s, d, l->padding, l->pad, pads);
     const char *in[2] = {nb_node_name(k), nb_node_name(b)};
     onnx_w_node n;
     node_begin(c, &n, "Conv", "conv", 2, in);
@@ -182,7 +228,7 @@ static nb_status put_pool(exp_ctx *c, const nb_layer_spec *l)
     if (!c->nchw) put_transpose(c, 1);
     const int s = l->stride ? l->stride : l->size;
     int64_t pads[4], ks[2] = {l->size, l->size}, ss[2] = {s, s};
-    window_pads(c, l->size, s, 1, l->padding, pads);
+    window_pads(c, l->size, s, 1, l->padding, 0, pads);
     onnx_w_node n;
     const int max = l->kind == NB_LAYER_MAXPOOL;
     node_begin(c, &n, max ? "MaxPool" : "AveragePool", max ? "maxpool" : "avgpool", 0, NULL);
@@ -190,6 +236,84 @@ static nb_status put_pool(exp_ctx *c, const nb_layer_spec *l)
     onnx_w_attr_ints(&n, "strides", 2, ss);
     onnx_w_attr_ints(&n, "pads", 4, pads);
     onnx_w_node_end(&n, &c->graph);
+    return NB_OK;
+}
+
+/* `from NAME`: the named output becomes the current tensor (no node). */
+static nb_status put_from(exp_ctx *c, const nb_layer_spec *l)
+{
+    const exp_val *v = find_val(c, l->refs[0]);
+    if (!v) return NB_ERR_ARG;
+    load_val(c, v);
+    return NB_OK;
+}
+
+/* Node op on the current tensor and the named outputs of l, each brought
+ * to the current tensor's layout first (a Transpose of its own). */
+static nb_status put_joined(exp_ctx *c, const nb_layer_spec *l, const char *op, const char *what, int axis)
+{
+    char names[1 + NB_SPEC_MAX_REFS][64];
+    const char *in[1 + NB_SPEC_MAX_REFS];
+    snprintf(names[0], sizeof names[0], "%s", c->cur);
+    for (int i = 0; i < l->nrefs; i++) {
+        const exp_val *v = find_val(c, l->refs[i]);
+        if (!v) return NB_ERR_ARG;
+        snprintf(names[1 + i], sizeof names[1 + i], "%s", v->name);
+        int again = -1; /* the same name twice: one Transpose */
+        for (int j = 0; j < i; j++)
+            if (!strcmp(l->refs[j], l->refs[i])) again = j;
+        if (again >= 0) {
+            memcpy(names[1 + i], names[1 + again], sizeof names[0]); /* again < i: other rows */
+        } else if (v->rank == 4 && v->nchw != c->nchw) {
+            static const int64_t to_c[4] = {0, 3, 1, 2}, to_l[4] = {0, 2, 3, 1};
+            const char *src[1] = {v->name};
+            snprintf(names[1 + i], sizeof names[1 + i], "%d.%s.%s", c->layer, l->refs[i],
+                     c->nchw ? "to_nchw" : "to_nhwc");
+            onnx_w_node t;
+            onnx_w_node_begin(&t, "Transpose", names[1 + i], 1, src, names[1 + i]);
+            onnx_w_attr_ints(&t, "perm", 4, c->nchw ? to_c : to_l);
+            onnx_w_node_end(&t, &c->graph);
+        }
+    }
+    for (int i = 0; i <= l->nrefs; i++)
+        in[i] = names[i];
+    char name[64];
+    snprintf(name, sizeof name, "%d.%s", c->layer, what);
+    onnx_w_node n;
+    onnx_w_node_begin(&n, op, name, 1 + l->nrefs, in, name);
+    if (axis >= 0) onnx_w_attr_int(&n, "axis", axis);
+    onnx_w_node_end(&n, &c->graph);
+    snprintf(c->cur, sizeof c->cur, "%s", name);
+    return NB_OK;
+}
+
+/* add: Add of two tensors, Sum of more (one node, so the importer gives
+ * back one entry). */
+static nb_status put_add(exp_ctx *c, const nb_layer_spec *l)
+{
+    return put_joined(c, l, l->nrefs == 1 ? "Add" : "Sum", "add", -1);
+}
+
+/* concat: Concat on the channel axis, 1 in NCHW, the last one otherwise. */
+static nb_status put_concat(exp_ctx *c, const nb_layer_spec *l)
+{
+    return put_joined(c, l, "Concat", "concat", c->rank == 4 && c->nchw ? 1 : c->rank - 1);
+}
+
+/* globalavgpool: GlobalAveragePool (NCHW, to (N, C, 1, 1)), then Flatten
+ * to nabla's (N, C). */
+static nb_status put_gap(exp_ctx *c, const nb_layer_spec *l)
+{
+    if (c->rank != 4)
+        return nb_fail(NB_ERR_ARG, "onnx export: layer %d: globalavgpool of a rank-%d tensor", c->layer, c->rank);
+    if (!c->nchw) put_transpose(c, 1);
+    onnx_w_node n;
+    node_begin(c, &n, "GlobalAveragePool", "globalavgpool_nc11", 0, NULL);
+    onnx_w_node_end(&n, &c->graph);
+    node_begin(c, &n, "Flatten", "globalavgpool", 0, NULL);
+    onnx_w_attr_int(&n, "axis", 1);
+    onnx_w_node_end(&n, &c->graph);
+    c->nchw = 0;
     return NB_OK;
 }
 
@@ -230,9 +354,17 @@ static nb_status put_act_layer(exp_ctx *c, const nb_layer_spec *l)
 
 /* One entry per nb_layer_kind. */
 static nb_status (*const layer_writers[])(exp_ctx *, const nb_layer_spec *) = {
-    [NB_LAYER_DENSE] = put_dense,     [NB_LAYER_CONV2D] = put_conv,   [NB_LAYER_MAXPOOL] = put_pool,
-    [NB_LAYER_AVGPOOL] = put_pool,    [NB_LAYER_FLATTEN] = put_flatten, [NB_LAYER_DROPOUT] = put_dropout,
+    [NB_LAYER_DENSE] = put_dense,
+    [NB_LAYER_CONV2D] = put_conv,
+    [NB_LAYER_MAXPOOL] = put_pool,
+    [NB_LAYER_AVGPOOL] = put_pool,
+    [NB_LAYER_FLATTEN] = put_flatten,
+    [NB_LAYER_DROPOUT] = put_dropout,
     [NB_LAYER_ACTIVATION] = put_act_layer,
+    [NB_LAYER_GLOBALAVGPOOL] = put_gap,
+    [NB_LAYER_FROM] = put_from,
+    [NB_LAYER_ADD] = put_add,
+    [NB_LAYER_CONCAT] = put_concat,
 };
 
 /* The graph's input, every layer, and the output "output". */
@@ -246,14 +378,20 @@ static nb_status put_graph(exp_ctx *c, int want_nchw)
     if (c->nchw) dims[1] = c->shape[3], dims[2] = c->shape[1], dims[3] = c->shape[2];
     onnx_w_value(&c->graph, 11, "input", c->rank, dims);
     snprintf(c->cur, sizeof c->cur, "input");
+    save_val(c, &c->input);
+    const int nl = nb_model_num_layers(c->m);
+    if (!(c->named = calloc((size_t)nl + 1, sizeof *c->named)))
+        return nb_fail(NB_ERR_NOMEM, "onnx export: out of memory");
     nb_status s = NB_OK;
-    for (int i = 0; i < nb_model_num_layers(c->m) && !s; i++) {
+    for (int i = 0; i < nl && !s; i++) {
         const nb_layer_spec *l = nb_model_layer(c->m, i);
         c->layer = i;
         if ((unsigned)l->kind >= sizeof layer_writers / sizeof layer_writers[0] || !layer_writers[l->kind])
-            return nb_fail(NB_ERR_ARG, "onnx export: layer %d: no ONNX writer for layer kind %d", i, (int)l->kind);
+            return nb_fail(NB_ERR_ARG, "onnx export: layer %d: no ONNX writer for layer kind %s", i,
+                           nb_layer_kind_name(l->kind));
         s = layer_writers[l->kind](c, l);
         c->rank = 1 + nb_model_layer_shape(c->m, i, c->shape + 1);
+        save_val(c, &c->named[i]);
     }
     if (s) return s;
     c->layer = nb_model_num_layers(c->m);
@@ -284,6 +422,7 @@ nb_status nb_onnx_serialize(nb_model *m, unsigned flags, void **data, size_t *le
     *data = NULL, *len = 0;
     exp_ctx c = {.m = m};
     nb_status s = put_graph(&c, (flags & NB_ONNX_NCHW) != 0);
+    free(c.named);
     if (s) {
         nb_pb_writer_free(&c.graph);
         return s;

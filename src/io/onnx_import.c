@@ -1,10 +1,21 @@
-/* ONNX -> nabla model. The graph must be a chain: every node reads the
- * current tensor (its first input, or either input of an Add after a
- * MatMul) and constants (initializers or Constant nodes), and its output
- * becomes the current tensor; the last one is the graph's output. One table
- * entry per ONNX operator lowers it to nabla layers (ops[] below; a new
- * operator adds one entry); an operator, attribute or attribute value
- * outside the table is refused, naming the node and what is supported.
+/* ONNX -> nabla model. Nodes are lowered in the file's (topological)
+ * order, each to nabla entries on the model's current tensor; constants
+ * (initializers, Constant nodes) become weights. One table entry per ONNX
+ * operator lowers it (ops[] below; a new operator adds one entry); an
+ * operator, attribute or attribute value outside the table is refused,
+ * naming the node and what is supported.
+ *
+ * Graphs. Every lowered tensor is recorded with the entry whose output it
+ * is (imp_val). A node whose input is not the last entry's output gets a
+ * `from NAME` entry first; Add/Sum become `add NAME...` on whichever input
+ * is current, Concat `concat NAME...` on its first input. Which entries need
+ * a name (`ENTRY as NAME`) is known only once a later node reads them, and a
+ * name changes what the model builder may fuse, so the import runs twice:
+ * pass 1 names every entry and notes the ones read by name, pass 2 builds
+ * the model naming only those (the metadata's names for a nabla export,
+ * else t<entry>). A tensor read by several nodes is never fused away (an
+ * activation into its Conv, an Add into its MatMul). The graph's output
+ * must be the last entry's; a branch nobody reads is refused.
  *
  * Layout. A rank-4 tensor lies as NCHW or NHWC in the ONNX graph (the graph
  * input is NHWC when its first node is Transpose(0,3,1,2), else NCHW); nabla
@@ -29,15 +40,32 @@
 #include <stdlib.h>
 
 enum { L_PLAIN = 0, L_NCHW, L_NHWC };
+enum { NB_MODEL_MAX_LAYERS_IMPORT = 1024 + 1 }; /* nb_model's limit (src/nn), one to spare */
+
+/* What an ONNX tensor is in the model being built: the output of entry
+ * `layer` (-1: the model's input) seen with this rank, dims and layout (a
+ * Transpose gives the same output another layout). */
+typedef struct imp_val {
+    const char *name;
+    int layer;
+    int rank, layout;
+    int permuted; /* a Flatten of an NCHW tensor: (c, h, w) in ONNX, (h, w, c) in nabla */
+    int64_t dims[NB_MAX_RANK];
+} imp_val;
 
 typedef struct imp_ctx {
     const onnx_model *om;
     const onnx_graph *g;
     nb_model *m;
-    const char *cur;            /* the current tensor */
+    const char *cur;            /* the tensor being lowered (a node's input, then its output) */
+    int cur_layer;              /* the entry whose output it is (-1: the input) */
     int rank;                   /* its ONNX rank (batch included) */
     int64_t dims[NB_MAX_RANK];  /* its ONNX dims, dims[0] = 1 */
     int layout;                 /* of a rank-4 current tensor */
+    imp_val *vals;              /* every tensor lowered so far (one per node, and the input) */
+    int nvals;
+    int pass;                   /* 1: every entry named; 2: only those referenced in pass 1 */
+    char *referenced;           /* per entry: read by name (from pass 1) */
     int64_t *perm;              /* pending row permutation of the next dense kernel, or NULL */
     int64_t nperm;
     int node;                   /* the node being lowered */
@@ -46,10 +74,18 @@ typedef struct imp_ctx {
     int nhint;
 } imp_ctx;
 
+/* How a node's first input becomes the tensor it is lowered on. */
+typedef enum {
+    IN_CURRENT = 0, /* the model's current tensor: a `from NAME` entry first if it is another entry's output */
+    IN_VIEW,        /* only viewed (a layout change, an identity): no entry, no `from` */
+    IN_SELF,        /* the lowering picks among its inputs (Add, Sum, Concat) */
+} onnx_inputs;
+
 typedef struct onnx_op {
     const char *type;
     nb_status (*lower)(imp_ctx *c, const onnx_node *n);
     const char *attrs[8]; /* the attributes it reads; any other is refused */
+    onnx_inputs inputs;
 } onnx_op;
 
 static const onnx_op *find_op(const char *type);
@@ -110,6 +146,87 @@ static nb_status advance(imp_ctx *c, const onnx_node *n)
     return NB_OK;
 }
 
+/* ------------------------------------------------------- tensors, names */
+
+/* The lowered tensor called name, or NULL. */
+static const imp_val *find_val(const imp_ctx *c, const char *name)
+{
+    for (int i = c->nvals - 1; i >= 0; i--)
+        if (!strcmp(c->vals[i].name, name)) return &c->vals[i];
+    return NULL;
+}
+
+/* How many node inputs and graph outputs read tensor name. */
+static int uses(const imp_ctx *c, const char *name)
+{
+    int k = 0;
+    for (int i = 0; i < c->g->nnodes; i++)
+        for (int j = 0; j < c->g->nodes[i].nin; j++)
+            k += !strcmp(c->g->nodes[i].in[j], name);
+    for (int i = 0; i < c->g->noutputs; i++)
+        k += !strcmp(c->g->outputs[i].name, name);
+    return k;
+}
+
+static void set_view(imp_ctx *c, const imp_val *v)
+{
+    c->cur = v->name;
+    c->cur_layer = v->layer;
+    c->rank = v->rank, c->layout = v->layout;
+    memcpy(c->dims, v->dims, sizeof c->dims);
+}
+
+/* Records the current tensor (c->cur) as the output of c->cur_layer. */
+static void record_current(imp_ctx *c)
+{
+    imp_val *v = &c->vals[c->nvals++];
+    v->name = c->cur;
+    v->layer = c->cur_layer;
+    v->rank = c->rank, v->layout = c->layout;
+    v->permuted = c->perm != NULL;
+    memcpy(v->dims, c->dims, sizeof v->dims);
+}
+
+/* A Flatten of an NCHW tensor may be read only by the Gemm or MatMul that
+ * applies its row permutation (through activations), nothing else. */
+static nb_status check_permuted(const imp_ctx *c, const onnx_node *n, const imp_val *v)
+{
+    if (!v->permuted || (c->perm && v->layer == nb_model_num_layers(c->m) - 1)) return NB_OK;
+    return node_fail(c, n,
+                     "reads '%.100s', a Flatten of an NCHW tensor, after the Gemm or MatMul it feeds: nabla "
+                     "flattens in (h, w, c) order, ONNX in (c, h, w); only that Gemm or MatMul may read it",
+                     v->name);
+}
+
+/* A name for entry idx's output: the metadata's (a nabla export) when the
+ * entry is the metadata's, else "t<idx>" (with '_' appended while the
+ * metadata uses it). */
+static void entry_default_name(const imp_ctx *c, int idx, char out[NB_SPEC_NAME_MAX])
+{
+    snprintf(out, NB_SPEC_NAME_MAX, "t%d", idx);
+    for (int again = 1; again;) {
+        again = 0;
+        for (int i = 0; i < c->nhint && !again; i++)
+            again = !strcmp(c->hint[i].name, out);
+        if (again && strlen(out) + 1 < NB_SPEC_NAME_MAX)
+            strcat(out, "_");
+        else
+            again = 0;
+    }
+}
+
+/* The name by which a later entry reads entry idx's output ("input" for
+ * -1); pass 1 marks the entry as referenced. */
+static nb_status entry_name(imp_ctx *c, const onnx_node *n, int idx, char out[NB_SPEC_NAME_MAX])
+{
+    if (idx < 0) return snprintf(out, NB_SPEC_NAME_MAX, "input"), NB_OK;
+    const char *name = nb_model_layer(c->m, idx)->name;
+    if (!name[0]) return node_fail(c, n, "internal: entry %d was not named in the second pass", idx);
+    if (c->pass == 1) c->referenced[idx] = 1;
+    snprintf(out, NB_SPEC_NAME_MAX, "%s", name);
+    return NB_OK;
+}
+
 /* Appends layer l to the model (the metadata's spelling when it means the
  * same), fails with nabla's message on a shape mismatch, and updates the
  * current ONNX dims from nabla's output shape. */
@@ -117,15 +234,29 @@ static int same_layer(const nb_layer_spec *a, const nb_layer_spec *b)
 {
     const int conv = a->kind == NB_LAYER_CONV2D, pool = a->kind == NB_LAYER_MAXPOOL || a->kind == NB_LAYER_AVGPOOL;
     const int sa = a->stride ? a->stride : conv ? 1 : a->size, sb = b->stride ? b->stride : conv ? 1 : b->size;
+    int refs = a->nrefs == b->nrefs;
+    for (int i = 0; refs && i < a->nrefs; i++)
+        refs = !strcmp(a->refs[i], b->refs[i]);
     return a->kind == b->kind && a->units == b->units && a->size == b->size && a->act == b->act &&
-           a->padding == b->padding && (!(conv || pool) || sa == sb) &&
-           (a->dilation ? a->dilation : 1) == (b->dilation ? b->dilation : 1) && fabs(a->rate - b->rate) < 1e-7;
+           a->padding == b->padding && a->pad == b->pad && (!(conv || pool) || sa == sb) &&
+           (a->dilation ? a->dilation : 1) == (b->dilation ? b->dilation : 1) && fabs(a->rate - b->rate) < 1e-7 && refs;
+}
+
+/* The entry's name: the metadata's when it is the metadata's entry, else
+ * in pass 1 always (so any may be read) and in pass 2 only if read. */
+static void name_entry(const imp_ctx *c, int idx, int from_hint, nb_layer_spec *l)
+{
+    if (from_hint && l->name[0]) return;
+    l->name[0] = 0;
+    if (c->pass == 1 || c->referenced[idx]) entry_default_name(c, idx, l->name);
 }
 
 static nb_status add_layer(imp_ctx *c, const onnx_node *n, nb_layer_spec l)
 {
     const int idx = nb_model_num_layers(c->m);
-    if (c->hint && idx < c->nhint && same_layer(&l, &c->hint[idx])) l = c->hint[idx];
+    const int from_hint = c->hint && idx < c->nhint && same_layer(&l, &c->hint[idx]);
+    if (from_hint) l = c->hint[idx];
+    name_entry(c, idx, from_hint, &l);
     if (nb_model_add(c->m, &l)) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", nb_last_error());
@@ -133,10 +264,44 @@ static nb_status add_layer(imp_ctx *c, const onnx_node *n, nb_layer_spec l)
     }
     int64_t shape[NB_MAX_RANK];
     const int r = nb_model_layer_shape(c->m, idx, shape);
+    c->cur_layer = idx;
     c->rank = r + 1;
     c->dims[0] = 1;
     if (c->rank == 4 && c->layout == L_NCHW) c->dims[1] = shape[2], c->dims[2] = shape[0], c->dims[3] = shape[1];
     else memcpy(c->dims + 1, shape, sizeof(int64_t) * (size_t)r);
+    return NB_OK;
+}
+
+/* Makes tensor v the model's current one: a `from NAME` entry when v is
+ * not the last entry's output (the last one must then be read by name
+ * later, or it would be a dead branch). */
+static nb_status make_current(imp_ctx *c, const onnx_node *n, const imp_val *v)
+{
+    const int last = nb_model_num_layers(c->m) - 1;
+    if (v->layer != last) {
+        if (c->perm)
+            return node_fail(c, n,
+                             "reads '%.100s' while a Flatten of an NCHW tensor waits for the Gemm or MatMul "
+                             "after it; nabla needs the Flatten's consumer right after it",
+                             v->name);
+        if (last >= 0 && c->pass == 2 && !c->referenced[last]) {
+            const char *t = "";
+            for (int i = c->nvals - 1; i >= 0 && !t[0]; i--)
+                if (c->vals[i].layer == last) t = c->vals[i].name;
+            return node_fail(c, n,
+                             "the tensor '%.100s' before it (entry %d, %s) is read by no later node and is not "
+                             "the graph's output: remove the dead branch",
+                             t, last, nb_layer_kind_name(nb_model_layer(c->m, last)->kind));
+        }
+        nb_layer_spec f = {.kind = NB_LAYER_FROM, .nrefs = 1};
+        nb_status s = entry_name(c, n, v->layer, f.refs[0]);
+        c->layout = v->layout;
+        if (!s) s = add_layer(c, n, f);
+        if (s) return s;
+    }
+    const int at = nb_model_num_layers(c->m) - 1;
+    set_view(c, v);
+    c->cur_layer = at;
     return NB_OK;
 }
 
@@ -261,6 +426,7 @@ static int match_gelu(const imp_ctx *c, int j, const char *x, int nodes[5])
         if (at < 0) return 0;
         if (i == 3 && strcmp(n->in[1 - at], x)) return 0; /* x * (erf(.) + 1) */
         if (k[i] != 0 && !scalar_is(c, n->in[1 - at], k[i])) return 0;
+        if (i < 4 && uses(c, n->out[0]) != 1) return 0; /* an intermediate read elsewhere too */
         nodes[i] = j;
         prev = n->out[0];
     }
@@ -272,11 +438,13 @@ static int match_gelu(const imp_ctx *c, int j, const char *x, int nodes[5])
 static nb_status fuse_activation(imp_ctx *c, nb_layer_spec *l)
 {
     const int j = next_reader(c, c->node, c->cur);
-    if (j < 0) return NB_OK;
+    const int once = uses(c, c->cur); /* 1, or 2 for GELU's Div and Mul: no other reader of the layer's own output */
+    if (j < 0 || once > 2) return NB_OK;
     const onnx_node *n = &c->g->nodes[j];
     const onnx_op *op = find_op(n->op_type);
     int gelu[5];
-    const int is_gelu = op && op->lower == lower_gelu && match_gelu(c, j, c->cur, gelu);
+    const int is_gelu = op && op->lower == lower_gelu && once == 2 && match_gelu(c, j, c->cur, gelu);
+    if (!is_gelu && once != 1) return NB_OK;
     if (!is_gelu && (!op || op->lower != lower_activation || n->nout < 1 || !n->out[0][0])) return NB_OK;
     const int idx = nb_model_num_layers(c->m);
     if (c->hint && idx + 1 < c->nhint && c->hint[idx].kind == l->kind && c->hint[idx].act == NB_ACT_NONE &&
@@ -384,7 +552,7 @@ static nb_status lower_matmul(imp_ctx *c, const onnx_node *n)
     for (int j = c->node + 1; !s && j < c->g->nnodes; j++) {
         const onnx_node *a = &c->g->nodes[j];
         if (c->done[j]) continue;
-        if (strcmp(a->op_type, "Add") || a->nin != 2 || a->nattrs) break;
+        if (strcmp(a->op_type, "Add") || a->nin != 2 || a->nattrs || uses(c, c->cur) != 1) break;
         const int other = !strcmp(a->in[0], c->cur) ? 1 : !strcmp(a->in[1], c->cur) ? 0 : -1;
         if (other < 0 || !find_const(c, a->in[other])) break;
         const int saved = c->node;
@@ -403,8 +571,9 @@ static nb_status lower_matmul(imp_ctx *c, const onnx_node *n)
 
 /* nabla's padding for ONNX pads [top, left, bottom, right] (or auto_pad) of
  * a window on the current tensor: valid for zeros, same for TensorFlow's
- * pads; anything else is refused. */
-static nb_status window_padding(imp_ctx *c, const onnx_node *n, int f, int s, int d, nb_padding *pad)
+ * pads, and where explicit_pad is given (convolutions) P for [P, P, P, P]
+ * (PyTorch's padding=P); anything else is refused. */
+static nb_status window_padding(imp_ctx *c, const onnx_node *n, int f, int s, int d, nb_padding *pad, int *explicit_pad)
 {
     const onnx_attr *ap = onnx_node_attr(n, "auto_pad"), *pa = onnx_node_attr(n, "pads");
     const char *mode = ap && ap->s ? ap->s : "NOTSET";
@@ -426,12 +595,33 @@ static nb_status window_padding(imp_ctx *c, const onnx_node *n, int f, int s, in
     for (int i = 0; i < 4; i++) any |= pa->ints[i];
     if (!any) return NB_OK;
     if (!memcmp(same, pa->ints, sizeof same)) return *pad = NB_PAD_SAME, NB_OK;
+    const int64_t p0 = pa->ints[0];
+    if (explicit_pad && p0 > 0 && p0 <= 1024 && pa->ints[1] == p0 && pa->ints[2] == p0 && pa->ints[3] == p0) {
+        *explicit_pad = (int)p0;
+        return *pad = NB_PAD_EXPLICIT, NB_OK;
+    }
     return node_fail(c, n,
-                     "pads [%lld, %lld, %lld, %lld] on a %lldx%lld input are neither valid ([0, 0, 0, 0]) nor "
-                     "TensorFlow's same ([%lld, %lld, %lld, %lld]), the two paddings nabla computes",
+                     "pads [%lld, %lld, %lld, %lld] on a %lldx%lld input are neither valid ([0, 0, 0, 0]), "
+                     "TensorFlow's same ([%lld, %lld, %lld, %lld]) nor%s the same number 1..1024 on every side, "
+                     "the paddings nabla computes",
                      (long long)pa->ints[0], (long long)pa->ints[1], (long long)pa->ints[2], (long long)pa->ints[3],
                      (long long)c->dims[2], (long long)c->dims[3], (long long)same[0], (long long)same[1],
-                     (long long)same[2], (long long)same[3]);
+                     (long long)same[2], (long long)same[3], explicit_pad ? "" : " (for a convolution)");
+}
+
+/* Where TensorFlow's same pads equal [P, P, P, P] (odd windows at stride
+ * 1), the metadata's spelling decides: a nabla `padding=P` stays P. */
+static void conv_padding_as_hint(const imp_ctx *c, const onnx_node *n, nb_layer_spec *l)
+{
+    const int idx = nb_model_num_layers(c->m);
+    const onnx_attr *pa = onnx_node_attr(n, "pads");
+    if (l->padding != NB_PAD_SAME || !c->hint || idx >= c->nhint || !pa || pa->type != ONNX_ATTR_INTS || pa->nints != 4)
+        return;
+    const nb_layer_spec *h = &c->hint[idx];
+    if (h->kind != NB_LAYER_CONV2D || h->padding != NB_PAD_EXPLICIT) return;
+    for (int i = 0; i < 4; i++)
+        if (pa->ints[i] != h->pad) return;
+    l->padding = NB_PAD_EXPLICIT, l->pad = h->pad;
 }
 
 static nb_status lower_conv(imp_ctx *c, const onnx_node *n)
@@ -451,7 +641,8 @@ static nb_status lower_conv(imp_ctx *c, const onnx_node *n)
     if (!s) s = attr_square(c, n, "dilations", 1, 1, &dl);
     nb_layer_spec l = {.kind = NB_LAYER_CONV2D, .units = (int)O, .size = (int)F};
     l.stride = st == 1 ? 0 : (int)st, l.dilation = dl == 1 ? 0 : (int)dl;
-    if (!s) s = window_padding(c, n, (int)F, (int)st, (int)dl, &l.padding);
+    if (!s) s = window_padding(c, n, (int)F, (int)st, (int)dl, &l.padding, &l.pad);
+    if (!s) conv_padding_as_hint(c, n, &l);
     nb_real *w = NULL, *b = NULL, *k = NULL;
     if (!s) s = const_values(c, n, 1, O * C * F * F, &w);
     if (!s && n->nin > 2 && n->in[2][0]) s = const_values(c, n, 2, O, &b);
@@ -488,7 +679,7 @@ static nb_status lower_pool(imp_ctx *c, const onnx_node *n)
     if (!s && n->nout > 1) s = node_fail(c, n, "the Indices output is not supported");
     nb_layer_spec l = {.kind = max ? NB_LAYER_MAXPOOL : NB_LAYER_AVGPOOL, .size = (int)k};
     l.stride = st == k ? 0 : (int)st;
-    if (!s) s = window_padding(c, n, (int)k, (int)st, 1, &l.padding);
+    if (!s) s = window_padding(c, n, (int)k, (int)st, 1, &l.padding, NULL);
     if (!s && !max && attr_int(n, "count_include_pad", 0) && l.padding == NB_PAD_SAME)
         s = node_fail(c, n, "count_include_pad = 1 with padding: nabla's average excludes padded pixels");
     if (!s && attr_int(n, "ceil_mode", 0) && l.padding == NB_PAD_VALID)
@@ -589,40 +780,185 @@ static nb_status lower_identity(imp_ctx *c, const onnx_node *n)
     const int idx = nb_model_num_layers(c->m);
     if (c->hint && idx < c->nhint && c->hint[idx].kind == NB_LAYER_ACTIVATION && c->hint[idx].act == NB_ACT_NONE) {
         nb_layer_spec l = {.kind = NB_LAYER_ACTIVATION};
-        nb_status s = add_layer(c, n, l);
+        const imp_val *v = find_val(c, n->in[0]);
+        nb_status s = v ? make_current(c, n, v) : NB_OK;
+        if (!s) s = add_layer(c, n, l);
         if (s) return s;
     }
     return advance(c, n);
 }
 
-/* The operator table: every ONNX operator nabla imports. */
+/* ------------------------------------------------------------ graphs */
+
+/* The tensors a node joins (Add, Sum, Concat): each lowered before it, none
+ * a constant, all of the first one's rank and layout; v[] gets them. */
+static nb_status joined_inputs(imp_ctx *c, const onnx_node *n, const imp_val **v)
+{
+    if (n->nin < 2) return node_fail(c, n, "needs at least two inputs, got %d", n->nin);
+    if (c->perm) return node_fail(c, n, "reads a Flatten of an NCHW tensor before a Gemm or MatMul; not supported");
+    for (int i = 0; i < n->nin; i++) {
+        if (find_const(c, n->in[i]))
+            return node_fail(c, n,
+                             "input %d ('%.100s') is a constant: nabla's %s joins computed tensors only (a "
+                             "bias is an Add right after a MatMul)",
+                             i, n->in[i], strcmp(n->op_type, "Concat") ? "add" : "concat");
+        if (!(v[i] = find_val(c, n->in[i])))
+            return node_fail(c, n, "input %d ('%.100s') is computed by no earlier node", i, n->in[i]);
+        nb_status s = check_permuted(c, n, v[i]);
+        if (s) return s;
+        if (v[i]->rank != v[0]->rank || (v[0]->rank == 4 && v[i]->layout != v[0]->layout))
+            return node_fail(c, n,
+                             "input %d ('%.100s') is of rank %d%s, input 0 of rank %d%s: nabla joins tensors "
+                             "of one rank and layout",
+                             i, n->in[i], v[i]->rank, v[i]->layout == L_NHWC ? " (NHWC)" : "", v[0]->rank,
+                             v[0]->layout == L_NHWC ? " (NHWC)" : "");
+    }
+    return NB_OK;
+}
+
+/* Entries of `kind` (add or concat) reading the tensors v[i] for i !=
+ * skip, at most NB_SPEC_MAX_REFS names per entry, on the current tensor. */
+static nb_status join_entries(imp_ctx *c, const onnx_node *n, nb_layer_kind kind, const imp_val **v, int skip)
+{
+    nb_status s = NB_OK;
+    for (int i = 0; i < n->nin && !s;) {
+        nb_layer_spec l = {.kind = kind};
+        for (; i < n->nin && l.nrefs < NB_SPEC_MAX_REFS && !s; i++)
+            if (i != skip) s = entry_name(c, n, v[i]->layer, l.refs[l.nrefs++]);
+        if (!s && l.nrefs) s = add_layer(c, n, l);
+    }
+    return s;
+}
+
+/* Add and Sum of computed tensors of one shape: `add NAME ...` on the one
+ * that is current (else on the first, after `from`). No broadcasting. */
+static nb_status lower_add(imp_ctx *c, const onnx_node *n)
+{
+    const imp_val *v[ONNX_MAX_IO];
+    nb_status s = joined_inputs(c, n, v);
+    if (s) return s;
+    for (int i = 1; i < n->nin; i++)
+        if (memcmp(v[i]->dims, v[0]->dims, sizeof(int64_t) * (size_t)v[0]->rank))
+            return node_fail(c, n,
+                             "inputs 0 and %d differ in shape: nabla's add takes equal shapes (no "
+                             "broadcasting)",
+                             i);
+    int first = 0;
+    for (int i = 0; i < n->nin; i++)
+        if (v[i]->layer == nb_model_num_layers(c->m) - 1) first = i;
+    s = make_current(c, n, v[first]);
+    if (!s) s = join_entries(c, n, NB_LAYER_ADD, v, first);
+    return s ? s : advance(c, n);
+}
+
+/* Concat on the channel axis (1 of NCHW, the last of NHWC or a flat
+ * tensor): `concat NAME ...` on the first input, in order. */
+static nb_status lower_concat(imp_ctx *c, const onnx_node *n)
+{
+    const imp_val *v[ONNX_MAX_IO];
+    nb_status s = joined_inputs(c, n, v);
+    if (s) return s;
+    const onnx_attr *a = onnx_node_attr(n, "axis");
+    const int r = v[0]->rank;
+    const int64_t want = r == 4 && v[0]->layout == L_NCHW ? 1 : r - 1;
+    int64_t axis = a && a->type == ONNX_ATTR_INT ? a->i : INT64_MIN;
+    if (axis >= -r && axis < 0) axis += r;
+    if (!a) return node_fail(c, n, "the axis attribute is required");
+    if (axis != want)
+        return node_fail(c, n, "axis %lld: nabla concatenates on the channel axis (%lld of this rank-%d%s tensor)",
+                         (long long)(a->type == ONNX_ATTR_INT ? a->i : 0), (long long)want, r,
+                         r == 4 ? v[0]->layout == L_NCHW ? " NCHW" : " NHWC" : "");
+    for (int i = 1; i < n->nin; i++)
+        for (int d = 1; d < r; d++)
+            if (d != want && v[i]->dims[d] != v[0]->dims[d])
+                return node_fail(c, n,
+                                 "inputs 0 and %d differ in dimension %d (%lld, %lld): only the channels may "
+                                 "differ",
+                                 i, d, (long long)v[0]->dims[d], (long long)v[i]->dims[d]);
+    s = make_current(c, n, v[0]);
+    if (!s) s = join_entries(c, n, NB_LAYER_CONCAT, v, 0);
+    return s ? s : advance(c, n);
+}
+
+/* Whether node j turns (N, C, 1, 1) into (N, C): Flatten(axis 1) or a
+ * Reshape to (N, C) with a constant shape. */
+static int is_flatten_nc(const imp_ctx *c, const onnx_node *f, int64_t C)
+{
+    if (f->nout < 1 || !f->out[0][0]) return 0;
+    if (!strcmp(f->op_type, "Flatten"))
+        return f->nattrs == 0 || (f->nattrs == 1 && !strcmp(f->attrs[0].name, "axis") && f->attrs[0].i == 1);
+    if (strcmp(f->op_type, "Reshape") || f->nin != 2 || attr_int(f, "allowzero", 0)) return 0;
+    const onnx_tensor *t = find_const(c, f->in[1]);
+    int64_t shape[NB_MAX_RANK];
+    if (!t || t->count != 2 || onnx_tensor_ints(t, shape, NB_MAX_RANK)) return 0;
+    return (shape[0] == 0 || shape[0] == -1 || shape[0] == 1) && (shape[1] == -1 || shape[1] == C);
+}
+
+/* GlobalAveragePool (NCHW -> (N, C, 1, 1)) and the Flatten or Reshape to
+ * (N, C) after it: nabla's globalavgpool, (N, H, W, C) -> (N, C). */
+static nb_status lower_gap(imp_ctx *c, const onnx_node *n)
+{
+    if (c->rank != 4 || c->layout != L_NCHW) return node_fail(c, n, "needs an NCHW image tensor (rank 4)");
+    const int j = n->nout >= 1 ? next_reader(c, c->node, n->out[0]) : -1;
+    if (j < 0 || uses(c, n->out[0]) != 1 || !is_flatten_nc(c, &c->g->nodes[j], c->dims[1]))
+        return node_fail(c, n,
+                         "must be followed by a Flatten (axis 1) or a Reshape to (N, %lld), its only reader: "
+                         "nabla's globalavgpool gives (N, C)",
+                         (long long)c->dims[1]);
+    nb_layer_spec l = {.kind = NB_LAYER_GLOBALAVGPOOL};
+    nb_status s = add_layer(c, n, l);
+    if (s) return s;
+    c->done[j] = 1;
+    c->layout = L_PLAIN;
+    c->cur = c->g->nodes[j].out[0];
+    return NB_OK;
+}
+
+/* The operator table: every ONNX operator nabla imports. A new one is a
+ * row and its lowering: e.g. BatchNormalization (once nabla has batchnorm)
+ *   {"BatchNormalization", lower_batchnorm, {"epsilon", "momentum", "training_mode"}},
+ * refusing training_mode 1, adding `batchnorm` with eps and momentum
+ * 1 - ONNX's, and copying its constant inputs 1..4 (scale, B, mean, var;
+ * C values each, const_values) into gamma, beta, moving_mean and
+ * moving_variance (set_param) after add_layer. */
 static const onnx_op ops[] = {
-    {"Conv", lower_conv, {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"}},
-    {"Gemm", lower_gemm, {"alpha", "beta", "transA", "transB"}},
-    {"MatMul", lower_matmul, {0}},
-    {"MaxPool", lower_pool, {"kernel_shape", "strides", "pads", "dilations", "ceil_mode", "storage_order", "auto_pad"}},
-    {"AveragePool", lower_pool, {"kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad", "auto_pad"}},
-    {"Flatten", lower_flatten, {"axis"}},
-    {"Reshape", lower_reshape, {"allowzero"}},
-    {"Transpose", lower_transpose, {"perm"}},
-    {"Relu", lower_activation, {0}},
-    {"Sigmoid", lower_activation, {0}},
-    {"Tanh", lower_activation, {0}},
-    {"LeakyRelu", lower_activation, {"alpha"}},
-    {"Elu", lower_activation, {"alpha"}},
-    {"Softplus", lower_activation, {0}},
-    {"Softmax", lower_activation, {"axis"}},
-    {"LogSoftmax", lower_activation, {"axis"}},
-    {"Dropout", lower_dropout, {"ratio", "seed"}},
-    {"Identity", lower_identity, {0}},
-    {"Div", lower_gelu, {0}}, /* GELU's pattern (with Erf, Add, Mul, Mul) */
+    {"Conv", lower_conv, {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"}, IN_CURRENT},
+    {"Gemm", lower_gemm, {"alpha", "beta", "transA", "transB"}, IN_CURRENT},
+    {"MatMul", lower_matmul, {0}, IN_CURRENT},
+    {"MaxPool",
+     lower_pool,
+     {"kernel_shape", "strides", "pads", "dilations", "ceil_mode", "storage_order", "auto_pad"},
+     IN_CURRENT},
+    {"AveragePool",
+     lower_pool,
+     {"kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad", "auto_pad"},
+     IN_CURRENT},
+    {"Flatten", lower_flatten, {"axis"}, IN_CURRENT},
+    {"Reshape", lower_reshape, {"allowzero"}, IN_CURRENT},
+    {"Transpose", lower_transpose, {"perm"}, IN_VIEW},
+    {"Add", lower_add, {0}, IN_SELF},
+    {"Sum", lower_add, {0}, IN_SELF},
+    {"Concat", lower_concat, {"axis"}, IN_SELF},
+    {"GlobalAveragePool", lower_gap, {0}, IN_CURRENT},
+    {"Relu", lower_activation, {0}, IN_CURRENT},
+    {"Sigmoid", lower_activation, {0}, IN_CURRENT},
+    {"Tanh", lower_activation, {0}, IN_CURRENT},
+    {"LeakyRelu", lower_activation, {"alpha"}, IN_CURRENT},
+    {"Elu", lower_activation, {"alpha"}, IN_CURRENT},
+    {"Softplus", lower_activation, {0}, IN_CURRENT},
+    {"Softmax", lower_activation, {"axis"}, IN_CURRENT},
+    {"LogSoftmax", lower_activation, {"axis"}, IN_CURRENT},
+    {"Dropout", lower_dropout, {"ratio", "seed"}, IN_CURRENT},
+    {"Identity", lower_identity, {0}, IN_VIEW},
+    {"Div", lower_gelu, {0}, IN_CURRENT}, /* GELU's pattern (with Erf, Add, Mul, Mul) */
 };
 
 const char *nb_onnx_supported_ops(void)
 {
-    return "Conv, Gemm, MatMul (+ Add of a bias), MaxPool, AveragePool, Flatten, Reshape (to a flatten), Transpose "
-           "(layout changes), Relu, Sigmoid, Tanh, LeakyRelu, Elu, Softplus, Softmax, LogSoftmax, Dropout, Identity, "
-           "Constant, and GELU as Div, Erf, Add, Mul, Mul (torch.onnx.export's form)";
+    return "Conv, Gemm, MatMul (+ Add of a bias), MaxPool, AveragePool, GlobalAveragePool (+ Flatten), Flatten, "
+           "Reshape (to a flatten), Transpose (layout changes), Add and Sum (of equal shapes), Concat (channels), "
+           "Relu, Sigmoid, Tanh, LeakyRelu, Elu, Softplus, Softmax, LogSoftmax, Dropout, Identity, Constant, and "
+           "GELU as Div, Erf, Add, Mul, Mul (torch.onnx.export's form)";
 }
 
 static const onnx_op *find_op(const char *type)
@@ -651,11 +987,38 @@ static nb_status lower_node(imp_ctx *c, const onnx_node *n)
                              list[0] ? list : "none");
         }
     }
-    if (n->nin < 1 || strcmp(n->in[0], c->cur))
-        return node_fail(c, n, "reads '%.100s', not the current tensor '%.100s': nabla imports sequential graphs only "
-                               "(each node on the previous node's output)",
-                         n->nin ? n->in[0] : "", c->cur);
-    return op->lower(c, n);
+    const imp_val *v = n->nin >= 1 ? find_val(c, n->in[0]) : NULL;
+    if (!v && op->inputs != IN_SELF)
+        return node_fail(c, n,
+                         "reads '%.100s', which is neither the graph's input nor computed by an earlier node "
+                         "(nodes must be in topological order; constants are initializers)",
+                         n->nin ? n->in[0] : "");
+    nb_status s = v ? check_permuted(c, n, v) : NB_OK;
+    if (s) return s;
+    if (op->inputs == IN_CURRENT)
+        s = make_current(c, n, v);
+    else if (v)
+        set_view(c, v);
+    if (!s) s = op->lower(c, n);
+    if (!s) record_current(c);
+    return s;
+}
+
+/* The layout of a rank-4 graph input: the metadata's (a nabla export),
+ * else NHWC when a node reads it through Transpose(0, 3, 1, 2), else NCHW. */
+static int input_layout(const imp_ctx *c, const char *name)
+{
+    const char *meta = onnx_meta(c->om, "nabla.layout");
+    if (meta && (!strcmp(meta, "nhwc") || !strcmp(meta, "nchw"))) return meta[1] == 'h' ? L_NHWC : L_NCHW;
+    static const int64_t to_nchw[4] = {0, 3, 1, 2};
+    for (int i = 0; i < c->g->nnodes; i++) {
+        const onnx_node *n = &c->g->nodes[i];
+        const onnx_attr *p = n->nin >= 1 && !strcmp(n->in[0], name) && !strcmp(n->op_type, "Transpose")
+                                 ? onnx_node_attr(n, "perm")
+                                 : NULL;
+        if (p && p->type == ONNX_ATTR_INTS && p->nints == 4 && !memcmp(p->ints, to_nchw, sizeof to_nchw)) return L_NHWC;
+    }
+    return L_NCHW;
 }
 
 /* The graph's input (the one that is no initializer): the model's input
@@ -681,14 +1044,10 @@ static nb_status graph_input(imp_ctx *c, int64_t *shape, int *rank)
     c->layout = L_PLAIN;
     *rank = in->rank - 1;
     memcpy(shape, c->dims + 1, sizeof(int64_t) * (size_t)*rank);
-    if (in->rank == 4) {
-        const onnx_node *first = c->g->nnodes ? &c->g->nodes[0] : NULL;
-        const int reads = first && first->nin >= 1 && !strcmp(first->in[0], in->name);
-        const onnx_attr *p = reads && !strcmp(first->op_type, "Transpose") ? onnx_node_attr(first, "perm") : NULL;
-        static const int64_t to_nchw[4] = {0, 3, 1, 2};
-        c->layout = p && p->nints == 4 && !memcmp(p->ints, to_nchw, sizeof to_nchw) ? L_NHWC : L_NCHW;
-        if (c->layout == L_NCHW) shape[0] = c->dims[2], shape[1] = c->dims[3], shape[2] = c->dims[1];
-    }
+    if (in->rank == 4) c->layout = input_layout(c, in->name);
+    if (c->layout == L_NCHW) shape[0] = c->dims[2], shape[1] = c->dims[3], shape[2] = c->dims[1];
+    c->cur_layer = -1;
+    record_current(c);
     return NB_OK;
 }
 
@@ -712,6 +1071,10 @@ static nb_status import_graph(imp_ctx *c, unsigned flags)
     if (s) return s;
     if (!(c->m = nb_model_new(rank, shape))) return NB_ERR_ARG;
     for (int i = 0; i < c->g->nnodes; i++) c->done[i] = !strcmp(c->g->nodes[i].op_type, "Constant");
+    for (int i = 0; i < c->g->nnodes; i++) /* ONNX tensors are single-assignment */
+        if (c->g->nodes[i].nout >= 1 && (!strcmp(c->g->nodes[i].out[0], c->vals[0].name)))
+            return nb_fail(NB_ERR_FORMAT, "onnx import: node %d '%.100s' writes the graph's input '%.100s'", i,
+                           c->g->nodes[i].name, c->vals[0].name);
     for (int i = 0; i < c->g->nnodes && !s; i++) {
         const onnx_node *n = &c->g->nodes[i];
         c->node = i;
@@ -719,9 +1082,13 @@ static nb_status import_graph(imp_ctx *c, unsigned flags)
         c->done[i] = 1;
     }
     if (s) return s;
-    if (c->g->noutputs != 1 || strcmp(c->g->outputs[0].name, c->cur))
-        return nb_fail(NB_ERR_FORMAT, "onnx import: the graph's output must be the last node's ('%.100s'), and the only one (it has %d)",
-                       c->cur, c->g->noutputs);
+    const imp_val *out = c->g->noutputs == 1 ? find_val(c, c->g->outputs[0].name) : NULL;
+    if (!out || out->layer != nb_model_num_layers(c->m) - 1)
+        return nb_fail(
+            NB_ERR_FORMAT,
+            "onnx import: the graph's output must be the last node's ('%.100s') and the only one; it has %d%s%.100s%s",
+            c->cur, c->g->noutputs, c->g->noutputs ? " ('" : "", c->g->noutputs ? c->g->outputs[0].name : "",
+            c->g->noutputs ? (c->g->noutputs > 1 ? "', ...)" : "')") : "");
     if (c->perm)
         return nb_fail(NB_ERR_FORMAT, "onnx import: the output is a flattened NCHW tensor in (c, h, w) order; nabla "
                                       "flattens in (h, w, c) order (add a Transpose to NHWC before the Flatten)");
@@ -743,7 +1110,21 @@ nb_status nb_onnx_parse(const void *data, size_t len, unsigned flags, nb_model *
     const char *spec = onnx_meta(om, "nabla.spec");
     if (!s && spec && nb_spec_parse(spec, &c.hint, &c.nhint)) c.hint = NULL, c.nhint = 0; /* only a hint */
     nb_clear_error();
-    if (!s) s = import_graph(&c, flags);
+    /* Pass 1 names every entry and notes which are read by name; pass 2
+     * builds the model again naming only those (see entry_name). */
+    if (!s && (!(c.vals = calloc((size_t)om->graph.nnodes + 1, sizeof *c.vals)) ||
+               !(c.referenced = calloc(NB_MODEL_MAX_LAYERS_IMPORT, 1))))
+        s = nb_fail(NB_ERR_NOMEM, "onnx import: out of memory");
+    for (c.pass = 1; !s && c.pass <= 2; c.pass++) {
+        if (c.pass == 2) {
+            nb_model_free(c.m);
+            free(c.perm);
+            c.m = NULL, c.perm = NULL, c.nvals = 0;
+        }
+        s = import_graph(&c, flags);
+    }
+    free(c.vals);
+    free(c.referenced);
     free(c.done);
     free(c.hint);
     free(c.perm);

@@ -62,7 +62,7 @@ void nb_layer_usage(const nb_layer_type *t, char *buf, size_t n)
         else if (!(a->flags & NB_ARG_KEY))
             PUT(a->flags & NB_ARG_OPTIONAL ? " [%s]" : " %s", a->name);
         else if (a->type == NB_ARG_PADDING)
-            PUT(" [%s=valid|same]", a->name);
+            PUT(a->hi > 0 ? " [%s=valid|same|P]" : " [%s=valid|same]", a->name);
         else
             PUT(" [%s=%s]", a->name, a->meta ? a->meta : "V");
     }
@@ -215,12 +215,26 @@ static int parse_value(const nb_layer_type *t, const nb_layer_arg *a, const char
         *(nb_activation *)(void *)((char *)l + a->field) = act;
         return 1;
     }
-    case NB_ARG_PADDING:
+    case NB_ARG_PADDING: {
+        nb_padding *pad = (nb_padding *)(void *)((char *)l + a->field);
         if (!strcmp(v, "valid") || !strcmp(v, "same")) {
-            *(nb_padding *)(void *)((char *)l + a->field) = v[0] == 's' ? NB_PAD_SAME : NB_PAD_VALID;
+            *pad = v[0] == 's' ? NB_PAD_SAME : NB_PAD_VALID;
             return 1;
         }
+        /* padding=P (kinds whose argument has hi > 0): P zeros on every side; 0 is 'valid' */
+        errno = 0;
+        long long x = a->hi > 0 && v[0] >= '0' && v[0] <= '9' ? strtoll(v, &end, 10) : -1;
+        if (a->hi > 0 && x >= 0 && !errno && *end == 0 && x <= a->hi) {
+            *pad = x ? NB_PAD_EXPLICIT : NB_PAD_VALID;
+            l->pad = (int)x;
+            return 1;
+        }
+        if (a->hi > 0)
+            return snprintf(why, n, "%s must be 'valid', 'same' or a number of pixels 0..%.0f, not '%s'", name, a->hi,
+                            v),
+                   0;
         return snprintf(why, n, "%s must be 'valid' or 'same', not '%s'", name, v), 0;
+    }
     case NB_ARG_NAMES: break; /* read by parse_names, never one word */
     }
     return snprintf(why, n, "argument %s of %s has an unknown type", a->name, t->keyword), 0;
@@ -440,7 +454,17 @@ static int check_arg(const nb_layer_type *t, const nb_layer_arg *a, const nb_lay
     }
     case NB_ARG_PADDING: {
         nb_padding v = *(const nb_padding *)(const void *)((const char *)l + a->field);
-        if (v == NB_PAD_VALID || v == NB_PAD_SAME) return 1;
+        if ((v == NB_PAD_VALID || v == NB_PAD_SAME) && l->pad == 0) return 1;
+        if (v == NB_PAD_EXPLICIT && a->hi > 0 && l->pad >= 1 && l->pad <= a->hi) return 1;
+        if (v == NB_PAD_EXPLICIT && a->hi > 0)
+            return snprintf(why, n, "%s %s=P must be 1..%.0f pixels, got %d", t->keyword, name, a->hi, l->pad), 0;
+        if (v == NB_PAD_EXPLICIT)
+            return snprintf(why, n, "%s %s must be valid or same (a number of pixels is for conv2d)", t->keyword, name),
+                   0;
+        if (v == NB_PAD_VALID || v == NB_PAD_SAME)
+            return snprintf(why, n, "%s has pad %d but %s=%s (pad is for %s=P)", t->keyword, l->pad, name,
+                            v == NB_PAD_SAME ? "same" : "valid", name),
+                   0;
         return snprintf(why, n, "%s %s must be valid or same, got %d", t->keyword, name, (int)v), 0;
     }
     case NB_ARG_ACT: return 1; /* checked for every kind */
@@ -507,9 +531,11 @@ static size_t print_arg(const nb_layer_arg *a, const nb_layer_spec *l, char *buf
         return a->flags & NB_ARG_KEY ? (size_t)snprintf(buf, n, " %s=%s", a->name, nb_activation_name(v))
                                      : (size_t)snprintf(buf, n, " %s", nb_activation_name(v));
     }
-    case NB_ARG_PADDING:
-        return *(const nb_padding *)(const void *)field == NB_PAD_SAME ? (size_t)snprintf(buf, n, " %s=same", a->name)
-                                                                       : 0;
+    case NB_ARG_PADDING: {
+        const nb_padding v = *(const nb_padding *)(const void *)field;
+        if (v == NB_PAD_EXPLICIT) return (size_t)snprintf(buf, n, " %s=%d", a->name, l->pad);
+        return v == NB_PAD_SAME ? (size_t)snprintf(buf, n, " %s=same", a->name) : 0;
+    }
     case NB_ARG_NAMES: {
         size_t u = 0;
         for (int i = 0; i < l->nrefs; i++)

@@ -1,7 +1,8 @@
 /* 2-D convolution (cross-correlation, as in every deep-learning library),
  * NHWC input x (N,H,W,C), kernel k (fh,fw,C,O) in Keras's layout, optional
  * bias b (O); stride s, dilation d, padding pt (top) and pl (left) resolved
- * from 'valid' (none) or 'same' (TensorFlow's rule, nb_window_dim):
+ * from 'valid' (none), 'same' (TensorFlow's rule, nb_window_dim) or explicit
+ * (pt = pl = P zeros on every side, PyTorch's padding=P):
  *
  *   y[n,i,j,o] = b[o] + sum_{p,q,c} x[n, i*s + p*d - pt, j*s + q*d - pl, c] k[p,q,c,o]
  *
@@ -56,6 +57,7 @@
 typedef struct conv2d_attrs {
     int stride, dilation;
     nb_padding padding;
+    int pad;               /* NB_PAD_EXPLICIT: zeros on every side */
     int pad_top, pad_left; /* resolved by conv2d_infer */
     bool fused_relu;       /* y = relu(z), the ReLU applied in the same pass */
     int pool;              /* conv2d_relu_maxpool: the max pool's window f (= its stride); 0 for conv2d */
@@ -91,6 +93,17 @@ static void conv_plan_get(const nb_node *n, conv_plan *c)
     c->route = (nb_pool_route){pw, n->saved, n->value.data, NULL, n->value.size};
 }
 
+/* The output size along one axis and the padding before it: explicit
+ * padding P gives out = (in + 2P - eff) / s + 1 (eff = (f - 1) d + 1), -1
+ * when the window does not fit; the other paddings are nb_window_dim's. */
+static int64_t conv_window_dim(const conv2d_attrs *at, int64_t in, int f, int *before)
+{
+    if (at->padding != NB_PAD_EXPLICIT) return nb_window_dim(in, f, at->stride, at->dilation, at->padding, before);
+    const int64_t eff = (int64_t)(f - 1) * at->dilation + 1, padded = in + 2 * (int64_t)at->pad;
+    *before = at->pad;
+    return eff > padded ? -1 : (padded - eff) / at->stride + 1;
+}
+
 static nb_status conv2d_infer(nb_node *n)
 {
     const nb_tensor *x = &n->in[0]->value, *k = &n->in[1]->value;
@@ -112,13 +125,16 @@ static nb_status conv2d_infer(nb_node *n)
             return nb_fail(NB_ERR_SHAPE, "conv2d: bias has shape %s, expected (%lld,) to match C_out of kernel %s",
                            NB_SHAPE_STR(b, s1), (long long)k->shape[3], NB_SHAPE_STR(k, s2));
     }
-    const int fh = (int)k->shape[0], fw = (int)k->shape[1], s = conv_at(n)->stride, d = conv_at(n)->dilation;
+    const int fh = (int)k->shape[0], fw = (int)k->shape[1], d = conv_at(n)->dilation;
     if ((int64_t)(fh - 1) * d + 1 > INT_MAX / 2 || (int64_t)(fw - 1) * d + 1 > INT_MAX / 2)
         return nb_fail(NB_ERR_SHAPE, "conv2d: kernel %dx%d with dilation %d spans too many pixels", fh, fw, d);
     int pt, pl;
-    const int64_t OH = nb_window_dim(x->shape[1], fh, s, d, conv_at(n)->padding, &pt);
-    const int64_t OW = nb_window_dim(x->shape[2], fw, s, d, conv_at(n)->padding, &pl);
+    const int64_t OH = conv_window_dim(conv_at(n), x->shape[1], fh, &pt);
+    const int64_t OW = conv_window_dim(conv_at(n), x->shape[2], fw, &pl);
     if (OH < 0 || OW < 0) {
+        if (conv_at(n)->padding == NB_PAD_EXPLICIT)
+            return nb_fail(NB_ERR_SHAPE, "conv2d: kernel %dx%d (dilation %d) larger than input %lldx%lld padded by %d",
+                           fh, fw, d, (long long)x->shape[1], (long long)x->shape[2], conv_at(n)->pad);
         if (d == 1)
             return nb_fail(NB_ERR_SHAPE, "conv2d: kernel %dx%d larger than input %lldx%lld (padding 'valid')", fh,
                            fw, (long long)x->shape[1], (long long)x->shape[2]);
@@ -659,13 +675,13 @@ static nb_node *case_conv_relu(nb_graph *g, nb_rng *r)
     nb_tensor *kv = nb_value(k), *bv = nb_value(b);
     for (int64_t i = 1; i < kv->size; i += 2) kv->data[i] = -kv->data[i];
     bv->data[1] = -bv->data[1];
-    nb_conv2d_opts o = {1, 1, NB_PAD_SAME};
+    nb_conv2d_opts o = {1, 1, NB_PAD_SAME, 0};
     return nb_conv2d_relu(x, k, b, &o);
 }
-#define CONV_CASE(fn, x, fh, fw, cout, bias, s, d, pad)                                                          \
-    static nb_node *case_##fn(nb_graph *g, nb_rng *r)                                                          \
-    {                                                                                                          \
-        return conv_case(g, r, x, fh, fw, cout, bias, (nb_conv2d_opts){s, d, pad});                            \
+#define CONV_CASE(fn, x, fh, fw, cout, bias, s, d, pad)                                                                \
+    static nb_node *case_##fn(nb_graph *g, nb_rng *r)                                                                  \
+    {                                                                                                                  \
+        return conv_case(g, r, x, fh, fw, cout, bias, (nb_conv2d_opts){s, d, pad, 0});                                 \
     }
 CONV_CASE(conv_valid, NB_CHECK_X("x", -1, 1, 2, 5, 5, 3), 3, 3, 2, 1, 1, 1, NB_PAD_VALID)
 CONV_CASE(conv_valid_c1, NB_CHECK_X("x", -1, 1, 2, 5, 4, 1), 3, 2, 3, 0, 1, 1, NB_PAD_VALID)
@@ -675,12 +691,24 @@ CONV_CASE(conv_stride2_same, NB_CHECK_X("x", -1, 1, 1, 7, 6, 2), 4, 3, 2, 1, 2, 
 CONV_CASE(conv_stride2_valid, NB_CHECK_X("x", -1, 1, 2, 7, 6, 1), 3, 3, 2, 0, 2, 1, NB_PAD_VALID)
 CONV_CASE(conv_dilation2, NB_CHECK_X("x", -1, 1, 1, 7, 6, 2), 3, 2, 2, 1, 1, 2, NB_PAD_VALID)
 CONV_CASE(conv_dilation2_same, NB_CHECK_X("x", -1, 1, 1, 5, 5, 3), 3, 3, 1, 0, 2, 2, NB_PAD_SAME)
+/* PyTorch's padding=1 at stride 2 on an even size: one zero row above and
+ * one below, of which only the top one is read (TensorFlow's same would pad
+ * below only), and padding 2 on a 3x3 kernel, whose corner outputs see one
+ * real pixel. */
+static nb_node *case_conv_pad1_stride2(nb_graph *g, nb_rng *r)
+{
+    return conv_case(g, r, NB_CHECK_X("x", -1, 1, 2, 6, 6, 2), 3, 3, 2, 1, (nb_conv2d_opts){2, 1, NB_PAD_EXPLICIT, 1});
+}
+static nb_node *case_conv_pad2(nb_graph *g, nb_rng *r)
+{
+    return conv_case(g, r, NB_CHECK_X("x", -1, 1, 1, 4, 5, 1), 3, 3, 2, 0, (nb_conv2d_opts){1, 1, NB_PAD_EXPLICIT, 2});
+}
 static nb_node *case_conv_tanh_conv(nb_graph *g, nb_rng *r)
 {
     /* Two layers: the second conv's x-VJP feeds the first's; tanh is smooth. */
-    nb_node *h = nb_tanh(conv_case(g, r, NB_CHECK_X("x", -1, 1, 2, 6, 6, 1), 3, 3, 2, 1, (nb_conv2d_opts){1, 1, 0}));
+    nb_node *h = nb_tanh(conv_case(g, r, NB_CHECK_X("x", -1, 1, 2, 6, 6, 1), 3, 3, 2, 1, (nb_conv2d_opts){1, 1, 0, 0}));
     nb_node *k2 = NB_CHECK_X("k2", -1, 1, 2, 2, 2, 2);
-    return nb_conv2d(h, k2, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_SAME});
+    return nb_conv2d(h, k2, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_SAME, 0});
 }
 static const nb_op_case conv2d_cases[] = {
     {"same 3x3 + fused relu", case_conv_relu},
@@ -692,6 +720,8 @@ static const nb_op_case conv2d_cases[] = {
     {"valid 3x3 s2 7x6", case_conv_stride2_valid},
     {"valid 3x2 d2 +bias", case_conv_dilation2},
     {"same 3x3 s2 d2", case_conv_dilation2_same},
+    {"pad 1 3x3 s2 6x6 +bias", case_conv_pad1_stride2},
+    {"pad 2 3x3 4x5 C_in 1", case_conv_pad2},
     {"conv-tanh-conv", case_conv_tanh_conv},
 };
 
@@ -750,13 +780,13 @@ static nb_node *case_conv_relu_pool2(nb_graph *g, nb_rng *r)
     /* channel 0 all > 0.4, channel 1 all < -0.4: both sides of the ReLU */
     const double centre[2] = {1, -1}, bias[2] = {0, 0};
     return conv_pool_case(g, r, nb_check_ramp_leaf(g, r, "x", NB_SHAPE(2, 7, 7, 1), 0.5), 2, centre, bias,
-                          (nb_conv2d_opts){1, 1, NB_PAD_VALID}, true, 2);
+                          (nb_conv2d_opts){1, 1, NB_PAD_VALID, 0}, true, 2);
 }
 static nb_node *case_conv_pool3_same(nb_graph *g, nb_rng *r)
 {
     const double centre[2] = {0.8, -1}, bias[2] = {0.1, -0.2};
     return conv_pool_case(g, r, nb_check_ramp_leaf(g, r, "x", NB_SHAPE(1, 6, 6, 2), -2), 2, centre, bias,
-                          (nb_conv2d_opts){1, 1, NB_PAD_SAME}, false, 3);
+                          (nb_conv2d_opts){1, 1, NB_PAD_SAME, 0}, false, 3);
 }
 static const nb_op_case conv2d_relu_maxpool_cases[] = {
     {"relu, 2 imgs 7x7, pool 2", case_conv_relu_pool2},
@@ -798,14 +828,20 @@ static nb_node *conv2d_new(nb_node *x, nb_node *kernel, nb_node *bias, const nb_
     at.stride = opts && opts->stride ? opts->stride : 1;
     at.dilation = opts && opts->dilation ? opts->dilation : 1;
     at.padding = opts ? opts->padding : NB_PAD_VALID;
+    at.pad = opts && opts->padding == NB_PAD_EXPLICIT ? opts->pad : 0;
     at.fused_relu = relu != 0;
     if (at.stride < 1 || at.dilation < 1) {
         nb_fail(NB_ERR_ARG, "conv2d: stride (%d) and dilation (%d) must be >= 1 (0 means 1)", at.stride,
                 at.dilation);
         return NULL;
     }
-    if (at.padding != NB_PAD_VALID && at.padding != NB_PAD_SAME) {
-        nb_fail(NB_ERR_ARG, "conv2d: unknown padding %d (use NB_PAD_VALID or NB_PAD_SAME)", (int)at.padding);
+    if (at.padding != NB_PAD_VALID && at.padding != NB_PAD_SAME && at.padding != NB_PAD_EXPLICIT) {
+        nb_fail(NB_ERR_ARG, "conv2d: unknown padding %d (use NB_PAD_VALID, NB_PAD_SAME or NB_PAD_EXPLICIT)",
+                (int)at.padding);
+        return NULL;
+    }
+    if (at.pad < 0 || at.pad > (1 << 20)) {
+        nb_fail(NB_ERR_ARG, "conv2d: explicit padding %d must be 0..%d pixels", at.pad, 1 << 20);
         return NULL;
     }
     nb_node *in[3] = {x, kernel, bias};

@@ -38,7 +38,7 @@ static void build(net *t, bool fused, bool relu, int64_t N, int64_t H, int64_t W
     nb_tensor_fill_uniform(nb_value(t->k), &r, -0.5, 0.5);
     nb_tensor_fill_uniform(nb_value(t->b), &r, -0.1, 0.1);
     nb_set_requires_grad(t->x, 1);
-    const nb_conv2d_opts o = {1, 1, NB_PAD_VALID};
+    const nb_conv2d_opts o = {1, 1, NB_PAD_VALID, 0};
     t->conv = relu ? nb_conv2d_relu(t->x, t->k, t->b, &o) : nb_conv2d(t->x, t->k, t->b, &o);
     assert_non_null(t->conv);
     t->out = fused ? nb_fuse_conv2d_maxpool(t->conv, f, 0, NB_PAD_VALID) : nb_max_pool2d(t->conv, f, 0, NB_PAD_VALID);
@@ -129,7 +129,7 @@ static void test_fusion_rules(void **state)
     net t;
     build(&t, false, true, 2, 8, 8, 2, 3, 2, 1);
     assert_null(nb_fuse_conv2d_maxpool(t.conv, 2, 0, NB_PAD_VALID)); /* not the last node */
-    nb_node *c2 = nb_conv2d_relu(t.x, t.k, t.b, &(nb_conv2d_opts){1, 1, NB_PAD_VALID});
+    nb_node *c2 = nb_conv2d_relu(t.x, t.k, t.b, &(nb_conv2d_opts){1, 1, NB_PAD_VALID, 0});
     assert_null(nb_fuse_conv2d_maxpool(c2, 2, 1, NB_PAD_VALID)); /* overlapping */
     assert_null(nb_fuse_conv2d_maxpool(c2, 2, 2, NB_PAD_SAME));  /* padded */
     assert_null(nb_fuse_conv2d_maxpool(c2, 7, 0, NB_PAD_VALID)); /* larger than 6x6 */

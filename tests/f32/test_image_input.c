@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include <stdio.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 #include <jpeglib.h>
@@ -205,6 +206,84 @@ static void test_predict_folder(void **state)
     nb_model_free(m);
 }
 
+/* The class the model predicts for one 8x8 gray image given as pixels. */
+static int64_t predicted(nb_model *m, const unsigned char *px)
+{
+    const int64_t xs[4] = {1, 8, 8, 1};
+    nb_tensor *x = nb_tensor_new(4, xs), *y = NULL;
+    for (int i = 0; i < 64; i++)
+        x->data[i] = (nb_real)(px[i] / 255.0);
+    assert_int_equal(nb_model_predict(m, x, 1, &y), NB_OK);
+    int64_t best = 0;
+    for (int64_t k = 1; k < y->shape[1]; k++)
+        if (y->data[k] > y->data[best]) best = k;
+    assert_true(y->data[best] > y->data[best == 0 ? 1 : 0]); /* no tie */
+    nb_tensor_free(x), nb_tensor_free(y);
+    return best;
+}
+
+/* nabla saliency --image on a PNG and on a JPEG: the predicted class is the
+ * model's on the decoded pixels, the picture reads back at the size
+ * printed; --image with --data, or with --start, is a usage error. */
+static void test_saliency_image(void **state)
+{
+    unsigned char px[64], jp[64];
+    for (int i = 0; i < 64; i++)
+        px[i] = (unsigned char)((i * 37) % 256), jp[i] = (unsigned char)(i < 32 ? 40 : 220);
+    assert_int_equal(nb_png_write(path_in("s.png"), 8, 8, 1, px), NB_OK);
+    write_jpeg(path_in("s.jpg"), 8, 8, 1, jp);
+    int64_t in[3] = {8, 8, 1};
+    nb_model *m = NULL;
+    assert_int_equal(nb_model_from_spec("conv2d 2 3 tanh; flatten; dense 4", 3, in, &m), NB_OK);
+    assert_int_equal(nb_model_init(m, NB_INIT_TORCH_DEFAULT, 3), NB_OK);
+    assert_int_equal(nb_model_save(m, path_in("sal.safetensors")), NB_OK);
+    nb_image *dec = NULL;
+    assert_int_equal(nb_image_read(path_in("s.jpg"), &dec), NB_OK);
+    const int64_t want[2] = {predicted(m, px), predicted(m, dec->pixels)};
+    nb_image_free(dec);
+    const char *files[2] = {"s.png", "s.jpg"};
+    for (int f = 0; f < 2; f++) {
+        char cmd[4096], line[256];
+        tu_fmt(cmd, sizeof cmd, "%s saliency --model '%s' --image '%s' -o '%s' >'%s' 2>&1", NB_CLI,
+               path_in("sal.safetensors"), path_in(files[f]), path_in("sal.png"), path_in("out.txt"));
+        assert_int_equal(system(cmd), 0);
+        size_t len = 0;
+        char *out = tu_read(path_in("out.txt"), &len);
+        tu_fmt(line, sizeof line, "saliency of 1 images from %s (predicted %lld): wrote %s (", path_in(files[f]),
+               (long long)want[f], path_in("sal.png"));
+        assert_has(out, line);
+        int w = 0, h = 0;
+        assert_int_equal(sscanf(strstr(out, line) + strlen(line), "%dx%d", &w, &h), 2);
+        free(out);
+        nb_image *pic = NULL;
+        assert_int_equal(nb_image_read(path_in("sal.png"), &pic), NB_OK);
+        assert_int_equal(pic->width, w), assert_int_equal(pic->height, h);
+        assert_true(w > 100 && h > 100);
+        nb_image_free(pic);
+    }
+    char cmd[4096];
+    tu_fmt(cmd, sizeof cmd, "%s saliency --model '%s' --image '%s' --data mnist >/dev/null 2>'%s'", NB_CLI,
+           path_in("sal.safetensors"), path_in("s.png"), path_in("err.txt"));
+    assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+    size_t len = 0;
+    char *err = tu_read(path_in("err.txt"), &len);
+    assert_has(err, "nabla saliency: give --data or --image, not both");
+    free(err);
+    tu_fmt(cmd, sizeof cmd, "%s saliency --model '%s' --image '%s' --start 3 >/dev/null 2>'%s'", NB_CLI,
+           path_in("sal.safetensors"), path_in("s.png"), path_in("err.txt"));
+    assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+    err = tu_read(path_in("err.txt"), &len);
+    assert_has(err, "nabla saliency: --start is for --data; with --image the files are shown from the first");
+    free(err);
+    tu_fmt(cmd, sizeof cmd, "%s saliency --model '%s' --image '%s' >/dev/null 2>'%s'", NB_CLI,
+           path_in("sal.safetensors"), path_in("none.png"), path_in("err.txt"));
+    assert_int_equal(WEXITSTATUS(system(cmd)), 1);
+    err = tu_read(path_in("err.txt"), &len);
+    assert_has(err, "nabla saliency: loading the images");
+    free(err);
+    nb_model_free(m);
+}
+
 static int setup(void **state)
 {
     tu_mkdtemp(dir, sizeof dir, "image");
@@ -222,7 +301,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_png_decode_exact), cmocka_unit_test(test_jpeg_decode),
         cmocka_unit_test(test_box_filter),       cmocka_unit_test(test_hostile_images),
-        cmocka_unit_test(test_predict_folder),
+        cmocka_unit_test(test_predict_folder),   cmocka_unit_test(test_saliency_image),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -62,7 +62,7 @@ static void test_every_kind_parses_and_prints(void **state)
     assert_null(nb_layer_kind_name(NB_LAYER_KIND_COUNT));
     assert_null(nb_layer_kind_usage((nb_layer_kind)-1));
     assert_string_equal(nb_layer_kind_usage(NB_LAYER_CONV2D),
-                        "conv2d FILTERS SIZE [ACT] [stride=S] [padding=valid|same] [dilation=D]");
+                        "conv2d FILTERS SIZE [ACT] [stride=S] [padding=valid|same|P] [dilation=D]");
     assert_string_equal(nb_layer_kind_usage(NB_LAYER_MAXPOOL), "maxpool SIZE [stride=S] [padding=valid|same]");
     assert_string_equal(nb_layer_kind_usage(NB_LAYER_DENSE), "dense UNITS [ACT]");
     assert_string_equal(nb_layer_kind_usage(NB_LAYER_DROPOUT), "dropout RATE");
@@ -273,22 +273,101 @@ static void test_names_did_you_mean(void **state)
 
 /* Spec errors name the real problem (issue 14), each the text of a row of
  * docs/bad-inputs.md. */
+/* padding=P (PyTorch's padding on every side): parsed, printed back, 0 is
+ * 'valid'; a pool or an out-of-range P set in the struct is refused by
+ * nb_model_add; the convolution computes P zeros on every side (a 3x3
+ * all-ones kernel on a 4x4 image of ones, stride 2, padding 1: corners see
+ * 4 pixels, edges 6, the inside 9). */
+static void test_explicit_padding(void **state)
+{
+    (void)state;
+    nb_layer_spec *l;
+    int n;
+    char s[128];
+    assert_int_equal(nb_spec_parse("conv2d 8 3 relu stride=2 padding=1; conv2d 2 3 padding=0", &l, &n), NB_OK);
+    assert_int_equal(l[0].padding, NB_PAD_EXPLICIT), assert_int_equal(l[0].pad, 1);
+    assert_string_equal(nb_layer_spec_str(&l[0], s, sizeof s), "conv2d 8 3 relu stride=2 padding=1");
+    assert_int_equal(l[1].padding, NB_PAD_VALID), assert_int_equal(l[1].pad, 0);
+    assert_string_equal(nb_layer_spec_str(&l[1], s, sizeof s), "conv2d 2 3");
+    free(l);
+    const int64_t in[3] = {4, 4, 1};
+    nb_model *m = nb_model_new(3, in);
+    nb_layer_spec pool = {.kind = NB_LAYER_MAXPOOL, .size = 2, .padding = NB_PAD_EXPLICIT, .pad = 1};
+    assert_int_equal(nb_model_add(m, &pool), NB_ERR_ARG);
+    assert_string_equal(nb_last_error(),
+                        "layer 0: maxpool padding must be valid or same (a number of pixels is for conv2d)");
+    nb_layer_spec big = {.kind = NB_LAYER_CONV2D, .units = 1, .size = 3, .padding = NB_PAD_EXPLICIT, .pad = 2000};
+    assert_int_equal(nb_model_add(m, &big), NB_ERR_ARG);
+    assert_string_equal(nb_last_error(), "layer 0: conv2d padding=P must be 1..1024 pixels, got 2000");
+    nb_layer_spec conv = {
+        .kind = NB_LAYER_CONV2D, .units = 1, .size = 3, .stride = 2, .padding = NB_PAD_EXPLICIT, .pad = 1};
+    assert_int_equal(nb_model_add(m, &conv), NB_OK);
+    int64_t shape[8];
+    assert_int_equal(nb_model_layer_shape(m, 0, shape), 3);
+    assert_int_equal(shape[0], 2), assert_int_equal(shape[1], 2); /* (4 + 2 - 3) / 2 + 1 */
+    nb_tensor *k = nb_value(nb_model_find_param(m, "0.kernel")), *b = nb_value(nb_model_find_param(m, "0.bias"));
+    for (int64_t i = 0; i < k->size; i++)
+        k->data[i] = 1;
+    b->data[0] = 0;
+    const int64_t xs[4] = {1, 4, 4, 1};
+    nb_tensor *x = nb_tensor_new(4, xs), *y = NULL;
+    for (int64_t i = 0; i < x->size; i++)
+        x->data[i] = 1;
+    assert_int_equal(nb_model_predict(m, x, 1, &y), NB_OK);
+    /* windows at rows/cols -1..1 and 1..3: 2x2 real pixels at (0,0), 2x3 at (0,1), 3x3 at (1,1) */
+    assert_true(y->data[0] == 4 && y->data[1] == 6 && y->data[2] == 6 && y->data[3] == 9);
+    nb_tensor_free(x), nb_tensor_free(y);
+    nb_model_free(m);
+    /* The op itself: a negative pad is refused; padding 2 around a 1x1
+     * image of 2 gives a 3x3 output where output (i, j) meets the pixel
+     * at kernel tap (2 - i, 2 - j), of value 9 - (3 i + j) here. */
+    nb_graph *g = nb_graph_new();
+    const int64_t x1[4] = {1, 1, 1, 1}, k3[4] = {3, 3, 1, 1};
+    nb_node *xn = nb_input(g, "x", 4, x1), *kn = nb_param(g, "k", 4, k3);
+    assert_null(nb_conv2d(xn, kn, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_EXPLICIT, -1}));
+    assert_string_equal(nb_last_error(), "conv2d: explicit padding -1 must be 0..1048576 pixels");
+    nb_node *yn = nb_conv2d(xn, kn, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_EXPLICIT, 2});
+    assert_non_null(yn);
+    nb_value(xn)->data[0] = 2;
+    for (int i = 0; i < 9; i++)
+        nb_value(kn)->data[i] = (nb_real)(i + 1);
+    assert_int_equal(nb_forward(g), NB_OK);
+    const nb_tensor *yv = nb_value(yn);
+    assert_int_equal(yv->shape[1], 3), assert_int_equal(yv->shape[2], 3); /* 1 + 4 - 3 + 1 */
+    for (int i = 0; i < 9; i++)
+        assert_true(yv->data[i] == 2 * (nb_real)(9 - i)); /* the pixel meets tap 8 - i */
+    nb_graph_free(g);
+}
+
 static void test_spec_errors(void **state)
 {
     (void)state;
     const char *spec[] = {
-        "conv2d 32 relu",         "conv2d 32",          "conv2d 32 3 relu, maxpool 2", "dens 10",
-        "dense 10 rleu",          "conv2d 8 3 strid=2", "flatten; flatten x=1",        "conv2d 8 3x5",
-        "maxpool 2 padding=full", "dropout 1.5",        "dense 10 relu extra",         "lstm 32",
+        "conv2d 32 relu",
+        "conv2d 32",
+        "conv2d 32 3 relu, maxpool 2",
+        "dens 10",
+        "dense 10 rleu",
+        "conv2d 8 3 strid=2",
+        "flatten; flatten x=1",
+        "conv2d 8 3x5",
+        "maxpool 2 padding=full",
+        "dropout 1.5",
+        "dense 10 relu extra",
+        "lstm 32",
+        "maxpool 2 padding=1",
+        "conv2d 8 3 padding=1025",
+        "conv2d 8 3 padding=-1",
     };
     const char *why[] = {
         "spec layer 0 (line 1, 'conv2d'): missing SIZE before 'relu' (usage: conv2d FILTERS SIZE [ACT] [stride=S] "
-        "[padding=valid|same] [dilation=D])",
+        "[padding=valid|same|P] [dilation=D])",
         "spec layer 0 (line 1, 'conv2d'): missing SIZE (usage: conv2d FILTERS SIZE [ACT] [stride=S] "
-        "[padding=valid|same] [dilation=D])",
+        "[padding=valid|same|P] [dilation=D])",
         "spec layer 0 (line 1, 'conv2d'): unexpected ',' in 'relu,': layers are separated by ';' or a new line",
         "spec layer 0 (line 1, 'dens'): unknown layer 'dens'; did you mean 'dense'? (layers: dense conv2d maxpool "
-        "avgpool flatten dropout globalavgpool from add concat; activations: linear relu sigmoid tanh softmax log_softmax leaky_relu elu softplus "
+        "avgpool flatten dropout globalavgpool from add concat; activations: linear relu sigmoid tanh softmax "
+        "log_softmax leaky_relu elu softplus "
         "gelu)",
         "spec layer 0 (line 1, 'dense'): unknown activation 'rleu'; did you mean 'relu'? (linear, relu, sigmoid, "
         "tanh, softmax, log_softmax, leaky_relu, elu, softplus, gelu)",
@@ -300,7 +379,11 @@ static void test_spec_errors(void **state)
         "spec layer 0 (line 1, 'dropout'): RATE must be a number in [0, 1), got '1.5'",
         "spec layer 0 (line 1, 'dense'): unexpected 'extra' (usage: dense UNITS [ACT])",
         "spec layer 0 (line 1, 'lstm'): unknown layer 'lstm' (layers: dense conv2d maxpool avgpool flatten "
-        "dropout globalavgpool from add concat; activations: linear relu sigmoid tanh softmax log_softmax leaky_relu elu softplus gelu)",
+        "dropout globalavgpool from add concat; activations: linear relu sigmoid tanh softmax log_softmax leaky_relu "
+        "elu softplus gelu)",
+        "spec layer 0 (line 1, 'maxpool'): padding must be 'valid' or 'same', not '1'",
+        "spec layer 0 (line 1, 'conv2d'): padding must be 'valid', 'same' or a number of pixels 0..1024, not '1025'",
+        "spec layer 0 (line 1, 'conv2d'): padding must be 'valid', 'same' or a number of pixels 0..1024, not '-1'",
     };
     for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
         nb_layer_spec *l = (nb_layer_spec *)&l;
@@ -333,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_names_round_trip),
         cmocka_unit_test(test_names_did_you_mean),
         cmocka_unit_test(test_spec_errors),
+        cmocka_unit_test(test_explicit_padding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,6 +69,17 @@ static void test_round_trip_exact(void **state)
         {"conv2d 2 3 relu", "6,6,2"},
         {"dense 4 gelu; gelu; dense 3; gelu", "5"},
         {"conv2d 3 2 gelu padding=same; flatten; dense 2", "4,4,2"},
+        /* graph models (issue 15): a residual block with a strided projection shortcut and PyTorch's padding=1 */
+        {"conv2d 4 3 padding=same; relu as a; conv2d 6 3 stride=2 padding=1; relu; conv2d 6 3 padding=same as main; "
+         "from a; conv2d 6 1 stride=2 as short; add main; relu; globalavgpool; dense 3",
+         "8,8,2"},
+        {"conv2d 3 3 relu padding=same as a; conv2d 2 1 as b; from a; conv2d 4 3 padding=same; concat b a; maxpool 2; "
+         "flatten; dense 3",
+         "6,6,1"},
+        {"dense 4 as a; dense 4 tanh as b; dense 4; add a b; dense 2", "5"},
+        {"conv2d 2 3 padding=same; concat input; flatten; dense 2", "4,4,1"},
+        {"conv2d 2 3 padding=1; conv2d 2 3 stride=2 padding=1; conv2d 2 3 padding=2 as p; add p p; flatten; dense 2",
+         "6,6,1"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         for (unsigned flags = 0; flags <= NB_ONNX_NCHW; flags++) {
@@ -322,6 +333,173 @@ static void test_import_matmul_reshape(void **state)
     free(data);
 }
 
+/* A direct NCHW convolution in double: (n, c, h, w) x, weight (o, c, f, f),
+ * stride st, pads p on every side, then ReLU if relu. */
+static void ref_conv(const double *x, int n, int c, int h, int w, const nb_real *wt, const nb_real *b, int o, int f,
+                     int st, int p, int relu, double *y, int *oh, int *ow)
+{
+    *oh = (h + 2 * p - f) / st + 1, *ow = (w + 2 * p - f) / st + 1;
+    for (int e = 0; e < n; e++)
+        for (int k = 0; k < o; k++)
+            for (int i = 0; i < *oh; i++)
+                for (int j = 0; j < *ow; j++) {
+                    double acc = b ? b[k] : 0;
+                    for (int ch = 0; ch < c; ch++)
+                        for (int u = 0; u < f; u++)
+                            for (int v = 0; v < f; v++) {
+                                const int hh = i * st + u - p, ww = j * st + v - p;
+                                if (hh >= 0 && hh < h && ww >= 0 && ww < w)
+                                    acc += x[((e * c + ch) * h + hh) * w + ww] * wt[((k * c + ch) * f + u) * f + v];
+                            }
+                    y[((e * o + k) * *oh + i) * *ow + j] = relu && acc < 0 ? 0 : acc;
+                }
+}
+
+/* As torch.onnx.export writes a small ResNet-like module (NCHW):
+ *   r = relu(conv3x3(x, stride 2, padding 1)); s = conv1x1(r); a = s + r;
+ *   k = cat([r, a], 1); y = fc(flatten(avgpool(k)))
+ * A tensor read by three nodes (r), an Add whose current input is its
+ * first, a Concat whose first input is not current, pads [1, 1, 1, 1] at
+ * stride 2 on an even input (not TensorFlow's same), GlobalAveragePool +
+ * Flatten. Imported into `as`/`from`/`add`/`concat` entries, it computes
+ * what the direct reference does. */
+static void test_import_resnet_like(void **state)
+{
+    enum { RC = 2, RH = 6, RO = 3, RU = 4 };
+    nb_real w1[RO * RC * 9], b1[RO], w2[RO * RO], b2[RO], fw[RU * 2 * RO], fb[RU], x[N * RC * RH * RH];
+    fill(w1, RO * RC * 9, 21), fill(b1, RO, 22), fill(w2, RO * RO, 23), fill(b2, RO, 24), fill(fw, RU * 2 * RO, 25);
+    fill(fb, RU, 26), fill(x, N * RC * RH * RH, 27);
+    gb g = {{0}};
+    const int64_t in[4] = {1, RC, RH, RH}, w1d[4] = {RO, RC, 3, 3}, bd[1] = {RO}, w2d[4] = {RO, RO, 1, 1};
+    const int64_t fwd[2] = {RU, 2 * RO}, fbd[1] = {RU}, out[2] = {1, RU};
+    onnx_w_value(&g.g, 11, "x", 4, in);
+    onnx_w_initializer(&g.g, "c1.weight", 4, w1d, w1), onnx_w_initializer(&g.g, "c1.bias", 1, bd, b1);
+    onnx_w_initializer(&g.g, "c2.weight", 4, w2d, w2), onnx_w_initializer(&g.g, "c2.bias", 1, bd, b2);
+    onnx_w_initializer(&g.g, "fc.weight", 2, fwd, fw), onnx_w_initializer(&g.g, "fc.bias", 1, fbd, fb);
+    onnx_w_node n;
+    const char *c1[3] = {"x", "c1.weight", "c1.bias"}, *re[1] = {"c"}, *c2[3] = {"r", "c2.weight", "c2.bias"};
+    const char *ad[2] = {"s", "r"}, *ct[2] = {"r", "a"}, *gp[1] = {"k"}, *fl[1] = {"p"},
+               *fc[3] = {"f", "fc.weight", "fc.bias"};
+    const int64_t pads[4] = {1, 1, 1, 1}, two[2] = {2, 2};
+    onnx_w_node_begin(&n, "Conv", "/c1/Conv", 3, c1, "c");
+    onnx_w_attr_ints(&n, "pads", 4, pads), onnx_w_attr_ints(&n, "strides", 2, two);
+    onnx_w_node_end(&n, &g.g);
+    node(&g, "Relu", "/relu/Relu", 1, re, "r");
+    node(&g, "Conv", "/c2/Conv", 3, c2, "s");
+    node(&g, "Add", "/Add", 2, ad, "a");
+    onnx_w_node_begin(&n, "Concat", "/Concat", 2, ct, "k");
+    onnx_w_attr_int(&n, "axis", 1);
+    onnx_w_node_end(&n, &g.g);
+    node(&g, "GlobalAveragePool", "/pool/GlobalAveragePool", 1, gp, "p");
+    onnx_w_node_begin(&n, "Flatten", "/Flatten", 1, fl, "f");
+    onnx_w_attr_int(&n, "axis", 1);
+    onnx_w_node_end(&n, &g.g);
+    onnx_w_node_begin(&n, "Gemm", "/fc/Gemm", 3, fc, "y");
+    onnx_w_attr_int(&n, "transB", 1);
+    onnx_w_node_end(&n, &g.g);
+    onnx_w_value(&g.g, 12, "y", 2, out);
+    size_t len;
+    void *data = finish(&g, 13, &len);
+    nb_model *m = NULL;
+    if (nb_onnx_parse(data, len, 0, &m)) fprintf(stderr, "%s\n", nb_last_error());
+    assert_non_null(m);
+    assert_string_equal(nb_model_spec(m),
+                        "conv2d 3 3 relu stride=2 padding=1 as t0; conv2d 3 1; add t0 as t2; from t0; "
+                        "concat t2; globalavgpool; dense 4");
+    /* The reference, in double. */
+    double xd[N * RC * RH * RH], r[N * RO * 9], sd[N * RO * 9], want[N * RU];
+    for (int i = 0; i < N * RC * RH * RH; i++)
+        xd[i] = x[i];
+    int oh, ow, oh2, ow2;
+    ref_conv(xd, N, RC, RH, RH, w1, b1, RO, 3, 2, 1, 1, r, &oh, &ow);
+    assert_int_equal(oh, 3), assert_int_equal(ow, 3);
+    ref_conv(r, N, RO, oh, ow, w2, b2, RO, 1, 1, 0, 0, sd, &oh2, &ow2);
+    for (int e = 0; e < N; e++) {
+        double k[2 * RO];
+        for (int ch = 0; ch < RO; ch++) {
+            double mr = 0, ma = 0;
+            for (int i = 0; i < 9; i++) {
+                mr += r[(e * RO + ch) * 9 + i];
+                ma += sd[(e * RO + ch) * 9 + i] + r[(e * RO + ch) * 9 + i];
+            }
+            k[ch] = mr / 9, k[RO + ch] = ma / 9;
+        }
+        for (int u = 0; u < RU; u++) {
+            want[e * RU + u] = fb[u];
+            for (int j = 0; j < 2 * RO; j++)
+                want[e * RU + u] += (double)fw[u * 2 * RO + j] * k[j];
+        }
+    }
+    const int64_t xs[4] = {N, RH, RH, RC};
+    nb_tensor *xt = nb_tensor_new(4, xs), *y = NULL;
+    for (int e = 0; e < N; e++) /* NCHW -> NHWC */
+        for (int ch = 0; ch < RC; ch++)
+            for (int h = 0; h < RH; h++)
+                for (int v = 0; v < RH; v++)
+                    xt->data[((e * RH + h) * RH + v) * RC + ch] = x[((e * RC + ch) * RH + h) * RH + v];
+    assert_int_equal(nb_model_predict(m, xt, N, &y), NB_OK);
+    double maxdiff = 0, mag = 0;
+    for (int i = 0; i < N * RU; i++)
+        maxdiff = fmax(maxdiff, fabs(y->data[i] - want[i])), mag = fmax(mag, fabs(want[i]));
+    assert_true(maxdiff < 1e-5);
+    assert_true(mag > 1e-2);
+    /* Exported again, it imports as the same spec (the names kept). */
+    void *again;
+    size_t alen;
+    nb_model *back = NULL;
+    assert_int_equal(nb_onnx_serialize(m, 0, &again, &alen), NB_OK);
+    assert_int_equal(nb_onnx_parse(again, alen, 0, &back), NB_OK);
+    assert_string_equal(nb_model_spec(back), nb_model_spec(m));
+    nb_model_free(back);
+    free(again);
+    nb_tensor_free(xt), nb_tensor_free(y);
+    nb_model_free(m);
+    free(data);
+}
+
+/* The nodes of an exported graph model: Add for one name, Sum for two,
+ * Concat on axis 1 of NCHW tensors, a Transpose of a named NHWC tensor
+ * (the input) into NCHW, GlobalAveragePool + Flatten, explicit pads. */
+static void test_export_graph_nodes(void **state)
+{
+    nb_model *m = model_of("conv2d 2 3 stride=2 padding=1 as a; conv2d 2 1 as b; add a; add a b; concat a; "
+                           "globalavgpool; dense 2",
+                           "4,4,2", 3);
+    void *data;
+    size_t len;
+    assert_int_equal(nb_onnx_serialize(m, 0, &data, &len), NB_OK);
+    onnx_model *om = NULL;
+    assert_int_equal(onnx_model_parse(data, len, &om), NB_OK);
+    static const char *want[] = {"Transpose",         "Conv",    "Conv", "Add",     "Sum", "Concat",
+                                 "GlobalAveragePool", "Flatten", "Gemm", "Identity"};
+    assert_int_equal(om->graph.nnodes, 10);
+    for (int i = 0; i < 10; i++)
+        assert_string_equal(om->graph.nodes[i].op_type, want[i]);
+    const onnx_node *sum = &om->graph.nodes[4], *cat = &om->graph.nodes[5], *conv = &om->graph.nodes[1];
+    assert_int_equal(sum->nin, 3);
+    assert_string_equal(sum->in[0], "2.add"), assert_string_equal(sum->in[1], om->graph.nodes[1].out[0]);
+    assert_string_equal(sum->in[2], "1.conv");
+    assert_int_equal(onnx_node_attr(cat, "axis")->i, 1);
+    const onnx_attr *pads = onnx_node_attr(conv, "pads");
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pads->ints[i], 1);
+    onnx_model_free(om);
+    free(data);
+    nb_model_free(m);
+    /* A named NHWC tensor joined to an NCHW one gets a Transpose of its own. */
+    m = model_of("conv2d 2 3 padding=same; concat input; flatten; dense 2", "4,4,1", 4);
+    assert_int_equal(nb_onnx_serialize(m, 0, &data, &len), NB_OK);
+    assert_int_equal(onnx_model_parse(data, len, &om), NB_OK);
+    const onnx_node *t = &om->graph.nodes[2];
+    assert_string_equal(t->op_type, "Transpose");
+    assert_string_equal(t->in[0], "input");
+    assert_string_equal(om->graph.nodes[3].op_type, "Concat");
+    assert_string_equal(om->graph.nodes[3].in[1], t->out[0]);
+    onnx_model_free(om);
+    free(data);
+    nb_model_free(m);
+}
+
 /* ---- bad inputs (docs/bad-inputs.md, "ONNX files") */
 
 static void expect_refused(const void *data, size_t len, nb_status want_status, const char *want)
@@ -429,7 +607,7 @@ static void test_bad_conv(void **state)
         const char *ci[2] = {"x", "W"};
         onnx_w_node n;
         onnx_w_node_begin(&n, "Conv", "Conv_7", 2, ci, "y");
-        const int64_t pads[4] = {1, 1, 1, 1}, st[2] = {2, 2};
+        const int64_t pads[4] = {1, 1, 0, 0}, st[2] = {2, 2}; /* [1, 1, 1, 1] is padding=1 */
         onnx_w_attr_ints(&n, "pads", 4, pads);
         onnx_w_attr_ints(&n, "strides", 2, st);
         if (variant) onnx_w_attr_int(&n, "group", 2);
@@ -439,9 +617,9 @@ static void test_bad_conv(void **state)
         void *data = finish(&g, 13, &len);
         expect_refused(data, len, NB_ERR_FORMAT,
                        variant ? "onnx import: node 0 'Conv_7' (Conv): group 2: only group = 1 is supported"
-                               : "onnx import: node 0 'Conv_7' (Conv): pads [1, 1, 1, 1] on a 6x6 input are neither "
-                                 "valid ([0, 0, 0, 0]) nor TensorFlow's same ([0, 0, 1, 1]), the two paddings nabla "
-                                 "computes");
+                               : "onnx import: node 0 'Conv_7' (Conv): pads [1, 1, 0, 0] on a 6x6 input are neither "
+                                 "valid ([0, 0, 0, 0]), TensorFlow's same ([0, 0, 1, 1]) nor the same number 1..1024 "
+                                 "on every side, the paddings nabla computes");
         free(data);
     }
 }
@@ -468,8 +646,18 @@ static void test_bad_graphs(void **state)
     onnx_w_value(&b.g, 12, "y", 2, in);
     data = finish(&b, 13, &len);
     expect_refused(data, len, NB_ERR_FORMAT,
-                   "onnx import: node 1 'b' (Tanh): reads 'x', not the current tensor 'r': nabla imports sequential "
-                   "graphs only (each node on the previous node's output)");
+                   "onnx import: node 2 'c' (Sigmoid): the tensor 't' before it (entry 2, activation) is read by no "
+                   "later node and is not the graph's output: remove the dead branch");
+    free(data);
+    gb q = {{0}};
+    onnx_w_value(&q.g, 11, "x", 2, in);
+    const char *qi[1] = {"q"};
+    node(&q, "Relu", "n", 1, qi, "y");
+    onnx_w_value(&q.g, 12, "y", 2, in);
+    data = finish(&q, 13, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 0 'n' (Relu): reads 'q', which is neither the graph's input nor computed by an "
+                   "earlier node (nodes must be in topological order; constants are initializers)");
     free(data);
     gb o = {{0}};
     onnx_w_value(&o.g, 11, "x", 2, in);
@@ -477,7 +665,77 @@ static void test_bad_graphs(void **state)
     onnx_w_value(&o.g, 12, "x", 2, in);
     data = finish(&o, 13, &len);
     expect_refused(data, len, NB_ERR_FORMAT,
-                   "onnx import: the graph's output must be the last node's ('r'), and the only one (it has 1)");
+                   "onnx import: the graph's output must be the last node's ('r') and the only one; it has 1 ('x')");
+    free(data);
+}
+
+/* Joins nabla cannot express: an Add of a constant (not a MatMul's bias),
+ * an Add that broadcasts, a Concat off the channel axis, a
+ * GlobalAveragePool without the Flatten to (N, C). */
+static void test_bad_joins(void **state)
+{
+    const int64_t in[2] = {1, 4}, kd[1] = {4}, wd[2] = {4, 3}, im[4] = {1, 2, 6, 6};
+    const nb_real k[12] = {0.5f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    size_t len;
+    gb a = {{0}};
+    onnx_w_value(&a.g, 11, "x", 2, in);
+    onnx_w_initializer(&a.g, "K", 1, kd, k);
+    const char *ak[2] = {"x", "K"};
+    node(&a, "Add", "add", 2, ak, "y");
+    onnx_w_value(&a.g, 12, "y", 2, in);
+    void *data = finish(&a, 13, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 0 'add' (Add): input 1 ('K') is a constant: nabla's add joins computed tensors "
+                   "only (a bias is an Add right after a MatMul)");
+    free(data);
+    gb b = {{0}};
+    onnx_w_value(&b.g, 11, "x", 2, in);
+    onnx_w_initializer(&b.g, "W", 2, wd, k);
+    const char *mm[2] = {"x", "W"}, *ab[2] = {"m", "x"};
+    node(&b, "MatMul", "mm", 2, mm, "m");
+    node(&b, "Add", "add", 2, ab, "y");
+    onnx_w_value(&b.g, 12, "y", 2, in);
+    data = finish(&b, 13, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 1 'add' (Add): inputs 0 and 1 differ in shape: nabla's add takes equal shapes "
+                   "(no broadcasting)");
+    free(data);
+    gb c = {{0}};
+    onnx_w_value(&c.g, 11, "x", 4, im);
+    const char *xr[1] = {"x"}, *ct[2] = {"r", "x"};
+    node(&c, "Relu", "relu", 1, xr, "r");
+    onnx_w_node n;
+    onnx_w_node_begin(&n, "Concat", "cat", 2, ct, "y");
+    onnx_w_attr_int(&n, "axis", 2);
+    onnx_w_node_end(&n, &c.g);
+    onnx_w_value(&c.g, 12, "y", 4, im);
+    data = finish(&c, 13, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 1 'cat' (Concat): axis 2: nabla concatenates on the channel axis (1 of this "
+                   "rank-4 NCHW tensor)");
+    free(data);
+    /* A Flatten of an NCHW tensor read again after its Gemm: its (c, h, w) order is not nabla's. */
+    gb f = {{0}};
+    const int64_t x4[4] = {1, 2, 3, 3}, w18[2] = {18, 18}, o18[2] = {1, 18};
+    nb_real w[18 * 18];
+    fill(w, 18 * 18, 31);
+    onnx_w_value(&f.g, 11, "x", 4, x4);
+    onnx_w_initializer(&f.g, "W", 2, w18, w);
+    const char *fx[1] = {"x"}, *gf[2] = {"f", "W"}, *af[2] = {"g", "f"};
+    node(&f, "Flatten", "flat", 1, fx, "f");
+    node(&f, "Gemm", "fc", 2, gf, "g");
+    node(&f, "Add", "add", 2, af, "y");
+    onnx_w_value(&f.g, 12, "y", 2, o18);
+    data = finish(&f, 13, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 2 'add' (Add): reads 'f', a Flatten of an NCHW tensor, after the Gemm or "
+                   "MatMul it feeds: nabla flattens in (h, w, c) order, ONNX in (c, h, w); only that Gemm or MatMul "
+                   "may read it");
+    free(data);
+    data = one_node("GlobalAveragePool", NULL, 0, NULL, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 0 'the_node' (GlobalAveragePool): must be followed by a Flatten (axis 1) or a "
+                   "Reshape to (N, 2), its only reader: nabla's globalavgpool gives (N, C)");
     free(data);
 }
 
@@ -554,11 +812,19 @@ static void test_cli(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip_exact),      cmocka_unit_test(test_export_contents),
-        cmocka_unit_test(test_import_nchw_like_torch), cmocka_unit_test(test_import_matmul_reshape),
-        cmocka_unit_test(test_bad_wire_format),       cmocka_unit_test(test_bad_operators),
-        cmocka_unit_test(test_bad_conv),              cmocka_unit_test(test_bad_graphs),
-        cmocka_unit_test(test_bad_values),            cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_round_trip_exact),
+        cmocka_unit_test(test_export_contents),
+        cmocka_unit_test(test_import_nchw_like_torch),
+        cmocka_unit_test(test_import_matmul_reshape),
+        cmocka_unit_test(test_bad_wire_format),
+        cmocka_unit_test(test_bad_operators),
+        cmocka_unit_test(test_bad_conv),
+        cmocka_unit_test(test_bad_graphs),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_import_resnet_like),
+        cmocka_unit_test(test_export_graph_nodes),
+        cmocka_unit_test(test_bad_joins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -87,7 +87,7 @@ static void test_conv_forward_matches_direct(void **state)
                                 nb_node *b = bias ? nb_param(g, "b", 1, (int64_t[]){cout}) : NULL;
                                 fill(nb_value(x), &r), fill(nb_value(k), &r);
                                 if (b) fill(nb_value(b), &r);
-                                nb_conv2d_opts o = {s, d, (nb_padding)pad};
+                                nb_conv2d_opts o = {s, d, (nb_padding)pad, 0};
                                 nb_node *y = nb_conv2d(x, k, b, &o);
                                 if (OH <= 0 || OW <= 0) { /* 'valid' with a window larger than the input */
                                     assert_int_equal(pad, NB_PAD_VALID);
@@ -125,7 +125,7 @@ static void test_conv_batch_resize(void **state)
     nb_node *k = nb_param(g, "k", 4, (int64_t[]){3, 3, 2, 3});
     nb_node *b = nb_param(g, "b", 1, (int64_t[]){3});
     fill(nb_value(k), &r), fill(nb_value(b), &r);
-    nb_node *y = nb_conv2d(x, k, b, &(nb_conv2d_opts){2, 1, NB_PAD_SAME});
+    nb_node *y = nb_conv2d(x, k, b, &(nb_conv2d_opts){2, 1, NB_PAD_SAME, 0});
     assert_non_null(y);
     double ref[3 * 3 * 3 * 3];
     const int64_t batches[] = {1, 3, 2};
@@ -151,7 +151,7 @@ static void test_conv_by_hand(void **state)
     for (int i = 0; i < 9; i++) nb_value(x)->data[i] = i + 1;
     for (int i = 0; i < 4; i++) nb_value(k)->data[i] = 1;
     nb_node *v = nb_conv2d(x, k, NULL, NULL); /* NULL opts: stride 1, valid */
-    nb_node *s = nb_conv2d(x, k, NULL, &(nb_conv2d_opts){0, 0, NB_PAD_SAME});
+    nb_node *s = nb_conv2d(x, k, NULL, &(nb_conv2d_opts){0, 0, NB_PAD_SAME, 0});
     assert_non_null(v);
     assert_non_null(s);
     assert_int_equal(nb_forward(g), NB_OK);
@@ -286,8 +286,8 @@ static void test_errors(void **state)
     assert_null(nb_conv2d(x, k5, NULL, NULL));
     assert_non_null(strstr(nb_last_error(), "conv2d: kernel 5x5 larger than input 4x4 (padding 'valid')"));
     /* With 'same' the same kernel is fine. */
-    assert_non_null(nb_conv2d(x, k5, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_SAME}));
-    assert_null(nb_conv2d(x, k3, NULL, &(nb_conv2d_opts){1, 2, NB_PAD_VALID}));
+    assert_non_null(nb_conv2d(x, k5, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_SAME, 0}));
+    assert_null(nb_conv2d(x, k3, NULL, &(nb_conv2d_opts){1, 2, NB_PAD_VALID, 0}));
     assert_non_null(strstr(nb_last_error(), "dilation 2 spans 5x5, larger than input 4x4"));
 
     assert_null(nb_conv2d(x, k2, NULL, NULL));
@@ -298,7 +298,7 @@ static void test_errors(void **state)
     assert_null(nb_conv2d(x3, k3, NULL, NULL));
     assert_non_null(strstr(nb_last_error(), "(N,H,W,C_in)"));
     assert_null(nb_conv2d(x, x, NULL, NULL));
-    assert_null(nb_conv2d(x, k3, NULL, &(nb_conv2d_opts){-1, 1, NB_PAD_VALID}));
+    assert_null(nb_conv2d(x, k3, NULL, &(nb_conv2d_opts){-1, 1, NB_PAD_VALID, 0}));
     assert_non_null(strstr(nb_last_error(), "stride"));
     assert_null(nb_conv2d(NULL, k3, NULL, NULL));
 
@@ -367,7 +367,7 @@ static void test_conv_gradcheck(void **state)
         nb_node *b = f->bias ? nb_param(g, "b", 1, (int64_t[]){f->cout}) : NULL;
         fill(nb_value(x), &r), fill(nb_value(k), &r);
         if (b) fill(nb_value(b), &r);
-        nb_node *y = nb_conv2d(x, k, b, &(nb_conv2d_opts){f->stride, f->dilation, (nb_padding)f->pad});
+        nb_node *y = nb_conv2d(x, k, b, &(nb_conv2d_opts){f->stride, f->dilation, (nb_padding)f->pad, 0});
         assert_non_null(y);
         check_all_leaves(g, y, f->name);
         nb_graph_free(g);
@@ -424,7 +424,7 @@ static void test_stacked_seeds(void **state)
     nb_node *k = nb_param(g, "k", 4, (int64_t[]){3, 3, 2, 3});
     nb_node *b = nb_param(g, "b", 1, (int64_t[]){3});
     fill(nb_value(x), &r), fill(nb_value(k), &r), fill(nb_value(b), &r);
-    nb_node *c = nb_conv2d(x, k, b, &(nb_conv2d_opts){1, 1, NB_PAD_SAME});
+    nb_node *c = nb_conv2d(x, k, b, &(nb_conv2d_opts){1, 1, NB_PAD_SAME, 0});
     nb_node *m = nb_max_pool2d(c, 2, 0, NB_PAD_SAME);
     nb_node *y = nb_avg_pool2d(nb_tanh(m), 2, 1, NB_PAD_VALID);
     assert_non_null(y);
@@ -499,7 +499,7 @@ static void test_pool_over_conv_adjoint(void **state)
         nb_node *k = nb_param(g, "k", 4, (int64_t[]){3, 3, cin, 4});
         nb_node *b = nb_param(g, "b", 1, (int64_t[]){4});
         fill_distinct(nb_value(x), &r), fill(nb_value(k), &r), fill(nb_value(b), &r);
-        nb_conv2d_opts o = {1, 1, NB_PAD_SAME};
+        nb_conv2d_opts o = {1, 1, NB_PAD_SAME, 0};
         nb_node *c = relu ? nb_conv2d_relu(x, k, b, &o) : nb_conv2d(x, k, b, &o);
         nb_node *w = nb_param(g, "w", 4, (int64_t[]){1, 4, 4, 4});
         fill(nb_value(w), &r);
@@ -540,7 +540,7 @@ static void test_pool_over_conv_adjoint(void **state)
     nb_node *x = nb_input(g, "x", 4, (int64_t[]){1, 6, 6, 1});
     nb_node *k = nb_param(g, "k", 4, (int64_t[]){3, 3, 1, 3});
     fill_distinct(nb_value(x), &r), fill(nb_value(k), &r);
-    nb_node *c = nb_conv2d_relu(x, k, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_SAME});
+    nb_node *c = nb_conv2d_relu(x, k, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_SAME, 0});
     nb_node *sq = nb_sum(nb_mul(c, c), 0, NULL, 0);
     nb_node *p = nb_sum(nb_tanh(nb_max_pool2d(c, 2, 0, NB_PAD_VALID)), 0, NULL, 0);
     nb_node *loss = nb_add(p, sq);

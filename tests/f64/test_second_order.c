@@ -357,8 +357,8 @@ static void test_cnn_hvp_against_differences(void **state)
     nb_tensor_fill_uniform(nb_value(x), &rng, 0, 1);
     for (int i = 0; i < 4; i++) nb_tensor_fill_uniform(nb_value(params[i]), &rng, -1, 1);
     nb_value(y)->data[0] = 1, nb_value(y)->data[1] = 2;
-    nb_node *h = nb_max_pool2d(nb_conv2d_relu(x, k1, b1, &(nb_conv2d_opts){1, 1, NB_PAD_SAME}), 2, 0, NB_PAD_VALID);
-    nb_node *h2 = nb_tanh(nb_conv2d(h, k2, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_VALID}));
+    nb_node *h = nb_max_pool2d(nb_conv2d_relu(x, k1, b1, &(nb_conv2d_opts){1, 1, NB_PAD_SAME, 0}), 2, 0, NB_PAD_VALID);
+    nb_node *h2 = nb_tanh(nb_conv2d(h, k2, NULL, &(nb_conv2d_opts){1, 1, NB_PAD_VALID, 0}));
     nb_node *L = nb_cce_logits_loss(nb_matmul(nb_flatten(h2), w), y);
     assert_non_null(L);
     assert_ok(nb_forward(g));

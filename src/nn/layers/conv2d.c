@@ -1,7 +1,9 @@
-/* conv2d FILTERS SIZE [ACT] [stride=S] [padding=valid|same] [dilation=D]:
+/* conv2d FILTERS SIZE [ACT] [stride=S] [padding=valid|same|P] [dilation=D]:
  * Z = X * K + b with X (N, H, W, C_in), K (SIZE, SIZE, C_in, FILTERS)
  * (Keras's layout), b (FILTERS); then the activation. With relu the fused
- * op nb_conv2d_relu applies it per image group (no pre-activation tensor). */
+ * op nb_conv2d_relu applies it per image group (no pre-activation tensor).
+ * padding=P pads P zeros on every side (PyTorch's padding=P), which 'same'
+ * (TensorFlow's rule: the odd pixel after) does not express at stride 2. */
 #include "layers.h"
 
 enum { MAX_FILTERS = 1 << 20, MAX_SIZE = 1024 };
@@ -18,7 +20,11 @@ static const nb_layer_arg args[] = {
      .lo = 1,
      .hi = MAX_SIZE,
      .def = 1},
-    {.name = "padding", .type = NB_ARG_PADDING, .field = offsetof(nb_layer_spec, padding), .flags = NB_ARG_KEY},
+    {.name = "padding", /* valid | same | P: hi > 0 lets it take a number of pixels */
+     .type = NB_ARG_PADDING,
+     .field = offsetof(nb_layer_spec, padding),
+     .flags = NB_ARG_KEY,
+     .hi = MAX_SIZE},
     {.name = "dilation",
      .meta = "D",
      .type = NB_ARG_INT,
@@ -37,7 +43,7 @@ static nb_node *build(nb_layer_ctx *c, const nb_layer_spec *l, nb_node *x, nb_no
     int64_t ks[4] = {l->size, l->size, nb_value(x)->shape[3], l->units}, bs[1] = {l->units};
     nb_node *k = nb_layer_param(c, 0, 4, ks), *b = nb_layer_param(c, 1, 1, bs);
     if (!k || !b) return NULL;
-    nb_conv2d_opts o = {l->stride ? l->stride : 1, l->dilation ? l->dilation : 1, l->padding};
+    nb_conv2d_opts o = {l->stride ? l->stride : 1, l->dilation ? l->dilation : 1, l->padding, l->pad};
     if (l->act == NB_ACT_RELU) return *pre = nb_conv2d_relu(x, k, b, &o);
     return nb_layer_finish(nb_conv2d(x, k, b, &o), l->act, pre);
 }
