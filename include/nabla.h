@@ -199,6 +199,11 @@ nb_node *nb_mse_loss(nb_node *pred, nb_node *target);          /* mean of (p-t)^
 nb_node *nb_bce_logits_loss(nb_node *logits, nb_node *target); /* mean over all elements */
 /* logits (N,C); labels (N) holding class indices 0..C-1 (as nb_real). */
 nb_node *nb_cce_logits_loss(nb_node *logits, nb_node *labels);
+/* NB_OK when each of the n labels is a class index 0..classes-1 (a whole
+ * number as nb_real); else NB_ERR_ARG with the message, the one every
+ * class-label check of nabla gives (the loss, training data, the CLI):
+ * "WHAT: example I has label V, not a class index 0..C-1 (C classes)". */
+nb_status nb_check_class_labels(const char *what, const nb_real *labels, int64_t n, int64_t classes);
 /* logits (N,C); target (N,C) probabilities or one-hot rows. */
 nb_node *nb_cce_logits_probs_loss(nb_node *logits, nb_node *target);
 

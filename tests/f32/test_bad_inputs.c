@@ -307,7 +307,7 @@ static void test_labels_out_of_range(void **state)
     int rc = CLI(&out, "train", "--data", d, "--model", "flatten; dense 10", "--val-split", "0", "--out",
                  path_in("labels.safetensors"), "--no-test");
     assert_int_equal(rc, 1);
-    assert_has(out, "nabla train: training data: label 5 is 10, the model has classes 0..9");
+    assert_has(out, "nabla train: training data: example 5 has label 10, not a class index 0..9 (10 classes)");
     assert_int_equal(access(path_in("labels.safetensors"), F_OK), -1);
     free(out);
 }

@@ -439,7 +439,7 @@ static void test_grad(void **state)
     nb_tensor_free(bad);
     assert_int_equal(run(CLI " grad --model " MODEL " --input " XF " --labels " TMP "ybad.npy -o " TMP "g2.safetensors"),
                      1);
-    assert_true(contains("label 10"));
+    assert_true(contains("ybad.npy': example 1 has label 10, not a class index 0..9 (10 classes)"));
     assert_int_equal(run(CLI " grad --model " MODEL " --input " XF " --labels " Y " --loss mse -o " TMP "g2.safetensors"),
                      1);
     assert_true(contains("(3, 10)"));
