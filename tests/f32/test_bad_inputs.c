@@ -17,20 +17,8 @@ static char data[1100]; /* a small valid IDX data set (8x8 images, 10 classes) *
 
 static const char *path_in(const char *name)
 {
-    static char p[4][1200];
-    static int k;
-    k = (k + 1) % 4;
-    tu_fmt(p[k], sizeof p[k], "%s/%s", dir, name);
-    return p[k];
+    return tu_path_in(dir, name);
 }
-
-/* Asserts that text contains want, printing both when it does not. */
-#define assert_has(text, want)                                                                                        \
-    do {                                                                                                              \
-        const char *t_ = (text), *w_ = (want);                                                                        \
-        if (!strstr(t_, w_) || getenv("NB_SHOW")) fprintf(stderr, "expected:\n  %s\ngot:\n  %s\n", w_, t_);           \
-        assert_non_null(strstr(t_, w_));                                                                              \
-    } while (0)
 
 static void put(const char *name, const void *bytes, size_t n)
 {

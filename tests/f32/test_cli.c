@@ -16,36 +16,12 @@
 #include <sys/wait.h>
 
 #include "nabla.h"
+#include "nb_test_shell.h"
 
 #define CLI NB_BINARY_DIR "/nabla"
 #define TMP NB_BINARY_DIR "/cli_test_"
 #define FASHION "/usr/share/datasets/fashion-mnist"
 
-static char out[1 << 16];
-
-/* Runs a shell command with stderr merged into stdout; returns its exit code. */
-static int run(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int contains(const char *needle)
-{
-    if (strstr(out, needle)) return 1;
-    print_error("expected '%s' in the output:\n%s\n", needle, out);
-    return 0;
-}
 
 /* The x column (2nd field) of the demo's table row for a step. */
 static int demo_x(int step, char *x, size_t n)

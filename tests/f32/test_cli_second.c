@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 
 #include "nabla.h"
+#include "nb_test_shell.h"
 
 #define CLI NB_BINARY_DIR "/nabla"
 #define TMP NB_BINARY_DIR "/cli_second_"
@@ -27,32 +28,7 @@
 #define Y TMP "y.npy"
 #define N 6
 
-static char out[1 << 16];
 static int have_data;
-
-/* Runs a shell command with stderr merged into stdout; returns its exit code. */
-static int run(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int contains(const char *needle)
-{
-    if (strstr(out, needle)) return 1;
-    print_error("expected '%s' in the output:\n%s\n", needle, out);
-    return 0;
-}
 
 static int setup_model(void **state)
 {
