@@ -174,6 +174,20 @@ static void test_refusals(void **state)
     assert_true(contains("--max-mb raises the limit"));
     assert_int_equal(run(CLI " hessian%s --wrt 3.bias --loss hinge -o " TMP "h.npy", common), 2);
     assert_true(contains("unknown --loss 'hinge' (the choices: cce, mse, bce)"));
+    /* A label out of range: the library's one class-label message, through the loss. */
+    int64_t ns[1] = {N};
+    nb_tensor *ybad = nb_tensor_new(1, ns);
+    ybad->data[N - 1] = 11;
+    assert_int_equal(nb_npy_write(TMP "ybad.npy", ybad), NB_OK);
+    nb_tensor_free(ybad);
+    assert_int_equal(run(CLI " hessian --model " MODEL " --input " XF " --labels " TMP "ybad.npy --wrt 3.bias -o " TMP
+                             "h.npy"),
+                     1);
+    assert_true(contains("cce_logits_loss: example 5 has label 11, not a class index 0..9 (10 classes)"));
+    assert_int_equal(run(CLI " hvp --model " MODEL " --input " XF " --labels " TMP "ybad.npy --vector " TMP
+                             "v.safetensors -o " TMP "o.safetensors"),
+                     1);
+    assert_true(contains("cce_logits_loss: example 5 has label 11, not a class index 0..9 (10 classes)"));
     assert_int_equal(run(CLI " curvature --model " MODEL " --data fashion-mnist --top 17"), 2);
     assert_true(contains("--top must be an integer from 1 to 16, got '17'"));
     struct stat sb;
