@@ -59,6 +59,22 @@ const char *nb_precision(void);
  * OpenBLAS's own setting. n <= 0 restores the default. */
 void nb_set_num_threads(int n);
 int nb_get_num_threads(void);
+/* GEMM kernels, chosen per shape class by measurement unless NB_GEMM says
+ * otherwise (docs/design.md, "Kernels chosen by measurement"). The choices
+ * made so far as an NB_GEMM value, "fixed,CLASS=KERNEL,...": given to
+ * another process it runs the same kernels for those classes (so the same
+ * products give the same bits) and the fixed default elsewhere. Returns the
+ * length it needs without the NUL (snprintf's convention; out may be NULL
+ * when n is 0). Training checkpoints keep it under nabla.gemm. */
+size_t nb_gemm_choices_spec(char *out, size_t n);
+/* Follows spec (such a value: a checkpoint's nabla.gemm) from now on, so a
+ * resumed run uses the kernels of the run it resumes and gives its bits.
+ * Only where every class is left to measurement (NB_GEMM unset or "auto"):
+ * an explicit NB_GEMM wins. 1 when followed; 0 when NB_GEMM is explicit;
+ * -1 when spec is NULL or names a class or kernel this build does not know
+ * (nb_last_error says which; nothing changed, the classes are measured).
+ * Call before products run: the choices made so far are forgotten. */
+int nb_gemm_follow(const char *spec);
 
 /* ------------------------------------------------------------------ tensor */
 
