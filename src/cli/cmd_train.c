@@ -158,7 +158,8 @@ static nb_status save_checkpoint(train_ctx *c, nb_optim *o, const nb_epoch_stats
     snprintf(buf, sizeof buf, "%lld", (long long)s->step);
     if (!r) r = nb_safetensors_set_meta(st, "nabla.step", buf);
     char gemm[4096]; /* the GEMM kernels so far: a resume follows them (same bits) */
-    if (!r && nb_gemm_choices_spec(gemm, sizeof gemm) < sizeof gemm) r = nb_safetensors_set_meta(st, "nabla.gemm", gemm);
+    if (!r && nb_gemm_choices_spec(gemm, sizeof gemm) < sizeof gemm)
+        r = nb_safetensors_set_meta(st, "nabla.gemm", gemm);
     if (!r) r = nb_safetensors_write(c->a->out, st, 0);
     nb_safetensors_free(st);
     return r;
