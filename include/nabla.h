@@ -59,6 +59,22 @@ const char *nb_precision(void);
  * OpenBLAS's own setting. n <= 0 restores the default. */
 void nb_set_num_threads(int n);
 int nb_get_num_threads(void);
+/* GEMM kernels, chosen per shape class by measurement unless NB_GEMM says
+ * otherwise (docs/design.md, "Kernels chosen by measurement"). The choices
+ * made so far as an NB_GEMM value, "fixed,CLASS=KERNEL,...": given to
+ * another process it runs the same kernels for those classes (so the same
+ * products give the same bits) and the fixed default elsewhere. Returns the
+ * length it needs without the NUL (snprintf's convention; out may be NULL
+ * when n is 0). Training checkpoints keep it under nabla.gemm. */
+size_t nb_gemm_choices_spec(char *out, size_t n);
+/* Follows spec (such a value: a checkpoint's nabla.gemm) from now on, so a
+ * resumed run uses the kernels of the run it resumes and gives its bits.
+ * Only where every class is left to measurement (NB_GEMM unset or "auto"):
+ * an explicit NB_GEMM wins. 1 when followed; 0 when NB_GEMM is explicit;
+ * -1 when spec is NULL or names a class or kernel this build does not know
+ * (nb_last_error says which; nothing changed, the classes are measured).
+ * Call before products run: the choices made so far are forgotten. */
+int nb_gemm_follow(const char *spec);
 
 /* ------------------------------------------------------------------ tensor */
 
@@ -204,6 +220,11 @@ nb_node *nb_mse_loss(nb_node *pred, nb_node *target);          /* mean of (p-t)^
 nb_node *nb_bce_logits_loss(nb_node *logits, nb_node *target); /* mean over all elements */
 /* logits (N,C); labels (N) holding class indices 0..C-1 (as nb_real). */
 nb_node *nb_cce_logits_loss(nb_node *logits, nb_node *labels);
+/* NB_OK when each of the n labels is a class index 0..classes-1 (a whole
+ * number as nb_real); else NB_ERR_ARG with the message, the one every
+ * class-label check of nabla gives (the loss, training data, the CLI):
+ * "WHAT: example I has label V, not a class index 0..C-1 (C classes)". */
+nb_status nb_check_class_labels(const char *what, const nb_real *labels, int64_t n, int64_t classes);
 /* logits (N,C); target (N,C) probabilities or one-hot rows. */
 nb_node *nb_cce_logits_probs_loss(nb_node *logits, nb_node *target);
 

@@ -258,6 +258,12 @@ nb_status nb_vjp_raw(nb_node *out, int64_t K, const nb_real *seeds, int nwrt, nb
     return reverse_sweep(p, out, K);
 }
 
+/* What nb_vjp returns: the adjoints of its (scratch) pass. */
+static const nb_real *scratch_adjoint(const nb_node *n)
+{
+    return nb_pass_adjoint(n, NB_PASS_SCRATCH);
+}
+
 nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const *wrt, nb_tensor **results)
 {
     nb_status s = check_nodes("vjp", out, nwrt, wrt);
@@ -267,6 +273,12 @@ nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const 
     int64_t K = -1;
     if ((s = check_stacked("vjp seeds", seeds, out, &K))) return s;
     if ((s = nb_vjp_raw(out, K, seeds->data, nwrt, wrt))) return s;
+    return nb_stacked_results(K, nwrt, wrt, scratch_adjoint, results);
+}
+
+nb_status nb_stacked_results(int64_t K, int nwrt, nb_node *const *wrt,
+                             const nb_real *(*result_of)(const nb_node *), nb_tensor **results)
+{
     for (int i = 0; i < nwrt; i++) results[i] = NULL;
     for (int i = 0; i < nwrt; i++) {
         int64_t shape[NB_MAX_RANK + 1] = {K};
@@ -276,8 +288,8 @@ nb_status nb_vjp(nb_node *out, const nb_tensor *seeds, int nwrt, nb_node *const 
             for (int j = 0; j < i; j++) nb_tensor_free(results[j]), results[j] = NULL;
             return NB_ERR_NOMEM;
         }
-        const nb_real *adj = nb_pass_adjoint(wrt[i], NB_PASS_SCRATCH);
-        if (adj) memcpy(results[i]->data, adj, (size_t)results[i]->size * sizeof(nb_real));
+        const nb_real *r = result_of(wrt[i]);
+        if (r) memcpy(results[i]->data, r, (size_t)results[i]->size * sizeof(nb_real));
     }
     return NB_OK;
 }

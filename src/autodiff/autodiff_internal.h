@@ -9,6 +9,12 @@
  * seeds K x |out| -> adjoints of the scratch pass (nb_pass_adjoint of each
  * wrt node); tangents[i] K x |wrt[i]| -> out's tangent (nb_pass_tangent). */
 nb_status nb_vjp_raw(nb_node *out, int64_t K, const nb_real *seeds, int nwrt, nb_node *const *wrt);
+/* results[i] = a new tensor of shape (K,) + wrt[i].shape holding what
+ * result_of(wrt[i]) points at (zeros where it gives NULL: nothing reached
+ * that node), for nb_vjp and nb_hvp. NB_ERR_NOMEM frees those made so far
+ * and leaves every results[i] NULL. */
+nb_status nb_stacked_results(int64_t K, int nwrt, nb_node *const *wrt,
+                             const nb_real *(*result_of)(const nb_node *), nb_tensor **results);
 nb_status nb_jvp_raw(nb_node *out, int64_t K, int nwrt, nb_node *const *wrt, const nb_real *const *tangents);
 
 /* For passes outside autodiff.c (hvp.c): the pass of that kind grown to

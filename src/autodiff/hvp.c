@@ -214,16 +214,5 @@ nb_status nb_hvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *c
     if ((s = nb_forward_again(out->graph))) return s;
     const nb_real one = 1;
     if ((s = nb_hvp_raw(out, &one, K, nwrt, wrt, vdata))) return s;
-    for (int i = 0; i < nwrt; i++) {
-        int64_t shape[NB_MAX_RANK + 1] = {K};
-        memcpy(shape + 1, wrt[i]->value.shape, sizeof(int64_t) * (size_t)wrt[i]->value.rank);
-        results[i] = nb_tensor_new(wrt[i]->value.rank + 1, shape);
-        if (!results[i]) {
-            for (int j = 0; j < i; j++) nb_tensor_free(results[j]), results[j] = NULL;
-            return NB_ERR_NOMEM;
-        }
-        const nb_real *hv = nb_hvp_result(wrt[i]);
-        if (hv) memcpy(results[i]->data, hv, (size_t)results[i]->size * sizeof(nb_real));
-    }
-    return NB_OK;
+    return nb_stacked_results(K, nwrt, wrt, nb_hvp_result, results);
 }

@@ -47,15 +47,31 @@ int cmd_hessian(int argc, char **argv);
 int cmd_curvature(int argc, char **argv);
 int cmd_boundary(int argc, char **argv);
 
-/* cmd_hvp.c: what hvp and hessian share, a model with its loss on a batch
- * of inputs and labels, the forward pass run (dropout off). */
+/* second.c: what hvp and hessian share. Their arguments that name the
+ * batch and the loss (the first member of each command's args struct, its
+ * options rows by CLI_SECOND_OPTS), and the model with its loss on that
+ * batch of inputs and labels, the forward pass run (dropout off). */
+typedef struct {
+    const char *model, *input, *labels;
+    int loss; /* nb_loss_kind */
+} cli_second_args;
+#define CLI_SECOND_OPTS(type, member)                                                                                 \
+    {"--model", NULL, CLI_STR, offsetof(type, member.model), "M", NULL, "a model file written by 'nabla train'",      \
+     CLI_REQUIRED, 0, 0, NULL},                                                                                       \
+        {"--input", NULL, CLI_STR, offsetof(type, member.input), "X", NULL,                                           \
+         "inputs (.npy or IDX; as 'nabla predict')", CLI_REQUIRED, 0, 0, NULL},                                       \
+        {"--labels", NULL, CLI_STR, offsetof(type, member.labels), "Y", NULL,                                         \
+         "cce: class indices (N); mse, bce: targets of the output's shape", CLI_REQUIRED, 0, 0, NULL},                \
+        {"--loss", NULL, CLI_CHOICE, offsetof(type, member.loss), NULL, "cce", "the loss averaged over the examples", \
+         0, 0, 0, cli_losses}
 typedef struct {
     nb_model *m;
     nb_node *loss;
     nb_tensor *x, *y;
 } cli_second;
-nb_status cli_second_setup(const char *cmd, const char *model, const char *input, const char *labels,
-                           const char *loss_name, cli_second *out);
+nb_status cli_second_setup(const cli_second_args *a, cli_second *out);
+/* "loss (cce, mean over N examples): L", the line both commands print first. */
+void cli_second_print_loss(const cli_second_args *a, const cli_second *c);
 void cli_second_free(cli_second *c);
 /* cmd_curvature.c: the second-order part of 'nabla demo gd' (f'' = 4 by
  * nb_hvp, the critical rate, the rates around it); 0 or an exit status. */

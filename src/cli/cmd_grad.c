@@ -104,14 +104,7 @@ static int labels_fit(const grad_args *a, const char *labels, nb_model *m, const
                          nb_shape_str(y->rank, y->shape, s1, sizeof s1), (long long)N, (long long)N);
             return 0;
         }
-        for (int64_t i = 0; i < N; i++) {
-            double v = y->data[i];
-            if (!(v >= 0 && v < (double)C) || v != floor(v)) {
-                nb_set_error(NB_ERR_ARG, "%s: label %g at row %lld is not a class index 0..%lld", labels, v,
-                             (long long)i, (long long)C - 1);
-                return 0;
-            }
-        }
+        if (nb_check_class_labels(labels, y->data, N, C)) return 0;
         return 1;
     }
     /* The target has the output's shape (N, outputs...). */

@@ -36,19 +36,14 @@ static void summarise(const nb_tensor *H, int64_t I, int64_t J, int square)
 }
 
 typedef struct {
-    const char *model, *input, *labels, *out, *wrt, *wrt2, *png;
+    cli_second_args batch;
+    const char *out, *wrt, *wrt2, *png;
     long long max_mb;
-    int loss;
 } hessian_args;
 
 #define F(field) offsetof(hessian_args, field)
 static const cli_opt hessian_opts[] = {
-    {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
-    {"--input", NULL, CLI_STR, F(input), "X", NULL, "inputs (.npy or IDX; as 'nabla predict')", CLI_REQUIRED, 0, 0,
-     NULL},
-    {"--labels", NULL, CLI_STR, F(labels), "Y", NULL, "cce: class indices (N); mse, bce: targets of the output's shape",
-     CLI_REQUIRED, 0, 0, NULL},
-    {"--loss", NULL, CLI_CHOICE, F(loss), NULL, "cce", "the loss averaged over the examples", 0, 0, 0, cli_losses},
+    CLI_SECOND_OPTS(hessian_args, batch),
     {"--wrt", NULL, CLI_STR, F(wrt), "NAME", NULL, "a parameter (0.kernel, 4.bias, ...) or 'input'", CLI_REQUIRED, 0,
      0, NULL},
     {"--wrt2", NULL, CLI_STR, F(wrt2), "NAME", NULL, "the second tensor of a cross block (default: --wrt)", 0, 0, 0,
@@ -94,14 +89,14 @@ int cmd_hessian(int argc, char **argv)
     long long mb;
     const int pr = parse_hessian(argc, argv, &args, &mb);
     if (pr >= 0) return pr;
-    const char *model = args.model, *input = args.input, *labels = args.labels, *out = args.out,
-               *loss_name = cli_choice_name(cli_losses, args.loss), *wrt = args.wrt, *wrt2 = args.wrt2, *png = args.png;
+    const char *out = args.out, *loss_name = cli_choice_name(cli_losses, args.batch.loss), *wrt = args.wrt,
+               *wrt2 = args.wrt2, *png = args.png;
     if (!cli_check_output("hessian", "-o", out) || (png && !cli_check_output("hessian", "--png", png))) return 1;
     cli_second c;
     nb_tensor *H = NULL;
     int rc = 1;
     nb_node *na, *b;
-    if (cli_second_setup("hessian", model, input, labels, loss_name, &c) || !(na = wrt_node(c.m, wrt)) ||
+    if (cli_second_setup(&args.batch, &c) || !(na = wrt_node(c.m, wrt)) ||
         !(b = wrt2 ? wrt_node(c.m, wrt2) : na)) {
         cli_fail("hessian", NULL);
         goto done;
@@ -113,8 +108,7 @@ int cmd_hessian(int argc, char **argv)
         goto done;
     }
     const int64_t I = nb_value(na)->size, J = nb_value(b)->size;
-    printf("loss (%s, mean over %lld examples): %.9g\n", loss_name, (long long)c.x->shape[0],
-           (double)nb_value(c.loss)->data[0]);
+    cli_second_print_loss(&args.batch, &c);
     summarise(H, I, J, na == b);
     if (nb_npy_write(out, H)) {
         cli_fail("hessian", "writing -o");

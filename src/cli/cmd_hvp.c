@@ -1,49 +1,12 @@
 /* nabla hvp: Hessian-vector products of the mean loss over a batch, with
  * respect to the parameters, for vectors given as safetensors under the
- * parameters' names; and the setup that hvp and hessian share (a model, a
- * batch, labels and a loss). */
+ * parameters' names. */
 #include "cli.h"
 #include "cli_args.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-nb_status cli_second_setup(const char *cmd, const char *model, const char *input, const char *labels,
-                           const char *loss_name, cli_second *out)
-{
-    memset(out, 0, sizeof *out);
-    nb_loss_kind kind = !strcmp(loss_name, "cce") ? NB_LOSS_CCE : !strcmp(loss_name, "mse") ? NB_LOSS_MSE
-                        : !strcmp(loss_name, "bce") ? NB_LOSS_BCE : (nb_loss_kind)-1;
-    if ((int)kind < 0) return nb_set_error(NB_ERR_ARG, "unknown loss '%s' (cce, mse, bce)", loss_name);
-    nb_status s = cli_load_trained_model(model, &out->m);
-    nb_node *target;
-    if (!s) s = nb_model_loss(out->m, kind, &target, &out->loss);
-    if (!s) s = cli_load_input(input, out->m, &out->x, NULL);
-    if (!s && !cli_is_file(labels)) s = nb_set_error(NB_ERR_IO, "labels '%s': no such file", labels);
-    if (!s) s = nb_npy_read(labels, &out->y);
-    if (!s) s = nb_model_set_batch(out->m, out->x->shape[0]);
-    if (s) return s;
-    const nb_tensor *t = nb_value(target);
-    char s1[96], s2[96];
-    if (out->y->size != t->size) /* the loss checks class indices in its forward pass */
-        return nb_set_error(NB_ERR_SHAPE, "labels '%s' have shape %s; %s needs %s for %lld examples", labels,
-                            nb_shape_str(out->y->rank, out->y->shape, s1, sizeof s1), loss_name,
-                            nb_shape_str(t->rank, t->shape, s2, sizeof s2), (long long)out->x->shape[0]);
-    memcpy(nb_value(nb_model_input(out->m))->data, out->x->data, (size_t)out->x->size * sizeof(nb_real));
-    memcpy(nb_value(target)->data, out->y->data, (size_t)out->y->size * sizeof(nb_real));
-    nb_graph_set_training(nb_model_graph(out->m), 0, 0);
-    (void)cmd;
-    return nb_forward(nb_model_graph(out->m));
-}
-
-void cli_second_free(cli_second *c)
-{
-    nb_tensor_free(c->x);
-    nb_tensor_free(c->y);
-    nb_model_free(c->m);
-    memset(c, 0, sizeof *c);
-}
 
 static double dot(const nb_real *a, const nb_real *b, int64_t n)
 {
@@ -107,18 +70,13 @@ static nb_status write_products(const char *out, int n, nb_node **wrt, nb_tensor
 }
 
 typedef struct {
-    const char *model, *input, *labels, *out, *vector;
-    int loss;
+    cli_second_args batch;
+    const char *out, *vector;
 } hvp_args;
 
 #define F(field) offsetof(hvp_args, field)
 static const cli_opt hvp_opts[] = {
-    {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
-    {"--input", NULL, CLI_STR, F(input), "X", NULL, "inputs (.npy or IDX; as 'nabla predict')", CLI_REQUIRED, 0, 0,
-     NULL},
-    {"--labels", NULL, CLI_STR, F(labels), "Y", NULL, "cce: class indices (N); mse, bce: targets of the output's shape",
-     CLI_REQUIRED, 0, 0, NULL},
-    {"--loss", NULL, CLI_CHOICE, F(loss), NULL, "cce", "the loss averaged over the examples", 0, 0, 0, cli_losses},
+    CLI_SECOND_OPTS(hvp_args, batch),
     {"--vector", NULL, CLI_STR, F(vector), "V", NULL, "the direction v (.safetensors, tensors named like parameters)",
      CLI_REQUIRED, 0, 0, NULL},
     {"--out", "-o", CLI_STR, F(out), "HV", NULL, "the output .safetensors file", CLI_REQUIRED, 0, 0, NULL},
@@ -154,15 +112,14 @@ int cmd_hvp(int argc, char **argv)
     hvp_args a;
     const int pr = parse_hvp(argc, argv, &a);
     if (pr >= 0) return pr;
-    const char *model = a.model, *input = a.input, *labels = a.labels, *out = a.out, *vector = a.vector,
-               *loss_name = cli_choice_name(cli_losses, a.loss);
+    const char *out = a.out, *vector = a.vector;
     if (!cli_check_output("hvp", "-o", out)) return 1;
     cli_second c;
     nb_safetensors *v = NULL;
     nb_node *wrt[64];
     nb_tensor *vs[64] = {NULL}, *hv[64] = {NULL};
     int n = 0, rc = 1;
-    if (cli_second_setup("hvp", model, input, labels, loss_name, &c)) {
+    if (cli_second_setup(&a.batch, &c)) {
         cli_fail("hvp", NULL);
         goto done;
     }
@@ -174,8 +131,7 @@ int cmd_hvp(int argc, char **argv)
         cli_fail("hvp", NULL);
         goto done;
     }
-    printf("loss (%s, mean over %lld examples): %.9g\n", loss_name, (long long)c.x->shape[0],
-           (double)nb_value(c.loss)->data[0]);
+    cli_second_print_loss(&a.batch, &c);
     if (write_products(out, n, wrt, vs, hv)) {
         cli_fail("hvp", "writing the products");
         goto done;

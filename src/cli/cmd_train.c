@@ -240,6 +240,9 @@ static nb_status save_checkpoint(train_ctx *c, nb_optim *o, const nb_epoch_stats
     if (!r) r = nb_safetensors_set_meta(st, "nabla.epoch", buf);
     snprintf(buf, sizeof buf, "%lld", (long long)s->step);
     if (!r) r = nb_safetensors_set_meta(st, "nabla.step", buf);
+    char gemm[4096]; /* the GEMM kernels so far: a resume follows them (same bits) */
+    if (!r && nb_gemm_choices_spec(gemm, sizeof gemm) < sizeof gemm)
+        r = nb_safetensors_set_meta(st, "nabla.gemm", gemm);
     if (!r) r = nb_safetensors_write(c->a->out, st, 0);
     nb_safetensors_free(st);
     return r;
@@ -368,6 +371,17 @@ static int load_train_data(const train_args *a, nb_dataset *train, nb_dataset *v
     return 0;
 }
 
+/* --resume under NB_GEMM=auto (or unset): the GEMM kernels of the run that
+ * wrote the checkpoint, so that the resumed epochs give its bits. */
+static void follow_gemm(const nb_safetensors *ckpt, int quiet)
+{
+    const char *gemm = nb_safetensors_meta(ckpt, "nabla.gemm");
+    if (!gemm) return; /* a checkpoint of an older nabla: this process measures */
+    if (nb_gemm_follow(gemm) < 0 && !quiet)
+        fprintf(stderr, "nabla train: --resume: %s; measuring here instead (the last bits may differ from an "
+                        "uninterrupted run)\n", nb_last_error());
+}
+
 /* --resume: the model and the epochs and steps done, from the checkpoint. */
 static int resume_model(const train_args *a, nb_safetensors **ckpt, nb_model **m, int *start_epoch,
                         long long *start_step)
@@ -385,6 +399,7 @@ static int resume_model(const train_args *a, nb_safetensors **ckpt, nb_model **m
         return 1;
     }
     *start_epoch = (int)ev;
+    follow_gemm(*ckpt, a->quiet);
     return 0;
 }
 

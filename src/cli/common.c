@@ -279,10 +279,8 @@ nb_status cli_reshape_rows(nb_tensor **xp, const char *input)
 void cli_hint_nonfinite(nb_status s)
 {
     if (s != NB_ERR_NUMERIC) return;
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", nb_last_error());
     nb_set_error(s, "%s; to load it anyway (to inspect it), pass --allow-nonfinite to nabla summary, predict or train",
-                 msg);
+                 nb_last_error()); /* (nb_set_error formats apart: it may wrap its own message) */
 }
 
 nb_status cli_load_model(const char *model, const char *input, const nb_dataset *data, nb_model **out)

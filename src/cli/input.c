@@ -240,9 +240,10 @@ nb_status cli_load_trained_model_flags(const char *path, unsigned flags, nb_mode
     if (s == NB_ERR_NUMERIC) { /* a model file, with unusable weights */
         cli_hint_nonfinite(s);
     } else if (s) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", nb_last_error());
-        nb_set_error(s, "model '%s' is not a model file written by 'nabla train' (.safetensors) or an ONNX model (.onnx): %s", path, msg);
+        nb_set_error(s,
+                     "model '%s' is not a model file written by 'nabla train' (.safetensors) or an ONNX model "
+                     "(.onnx): %s",
+                     path, nb_last_error());
     }
     return s;
 }

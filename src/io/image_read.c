@@ -211,9 +211,7 @@ nb_status nb_image_read(const char *path, nb_image **out)
     s = nb_image_decode(data, len, out);
     free(data);
     if (s) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "%s", nb_last_error());
-        nb_fail(s, "'%s': %s", path, msg);
+        nb_fail(s, "'%s': %s", path, nb_last_error()); /* (nb_fail formats apart: it may wrap its own message) */
     }
     return s;
 }

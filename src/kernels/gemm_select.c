@@ -105,38 +105,44 @@ static int class_word(const char *w, size_t n)
     return -1;
 }
 
-static void complain(const char *what, const char *w, size_t n)
+static void complain(char prob[160], const char *what, const char *w, size_t n)
 {
-    if (problem[0]) return; /* the first problem is the one to fix first */
-    snprintf(problem, sizeof problem,
+    if (prob[0]) return; /* the first problem is the one to fix first */
+    snprintf(prob, 160,
              "NB_GEMM: %s '%.*s' ignored (use auto, fixed, avx512, openblas, builtin or rows, then "
              "CLASS=KERNEL items as bench/run.sh names the classes)",
              what, (int)(n < 40 ? n : 40), w);
 }
 
 /* spec: ITEM[,ITEM...], ITEM = WORD or CLASS=WORD; a bare WORD sets every
- * class, CLASS=WORD one class (later items win). */
-static void parse_spec(const char *spec)
+ * class, CLASS=WORD one class (later items win). Into pol, and what was
+ * not understood into prob ("" when all was). */
+static void parse_spec_into(const char *spec, int8_t pol[NB_GEMM_NCLASSES], char prob[160])
 {
-    problem[0] = 0;
-    for (int c = 0; c < NB_GEMM_NCLASSES; c++) policy[c] = POLICY_AUTO;
+    prob[0] = 0;
+    for (int c = 0; c < NB_GEMM_NCLASSES; c++) pol[c] = POLICY_AUTO;
     for (const char *p = spec; p && *p;) {
         const char *end = strchr(p, ','), *eq;
         const size_t n = end ? (size_t)(end - p) : strlen(p);
         eq = memchr(p, '=', n);
         if (!eq) {
             const int w = policy_word(p, n);
-            if (w == -3) complain("unknown kernel", p, n);
+            if (w == -3) complain(prob, "unknown kernel", p, n);
             else
-                for (int c = 0; c < NB_GEMM_NCLASSES; c++) policy[c] = (int8_t)w;
+                for (int c = 0; c < NB_GEMM_NCLASSES; c++) pol[c] = (int8_t)w;
         } else {
             const int c = class_word(p, (size_t)(eq - p)), w = policy_word(eq + 1, n - (size_t)(eq + 1 - p));
-            if (c < 0) complain("unknown class", p, (size_t)(eq - p));
-            else if (w == -3) complain("unknown kernel", eq + 1, n - (size_t)(eq + 1 - p));
-            else policy[c] = (int8_t)w;
+            if (c < 0) complain(prob, "unknown class", p, (size_t)(eq - p));
+            else if (w == -3) complain(prob, "unknown kernel", eq + 1, n - (size_t)(eq + 1 - p));
+            else pol[c] = (int8_t)w;
         }
         p = end ? end + 1 : p + n;
     }
+}
+
+static void parse_spec(const char *spec)
+{
+    parse_spec_into(spec, policy, problem);
 }
 
 static void init(void)
@@ -165,6 +171,23 @@ void nb_gemm_select_fixed(void)
     call_once(&init_once, init);
     for (int c = 0; c < NB_GEMM_NCLASSES; c++)
         if (policy[c] == POLICY_AUTO) policy[c] = POLICY_FIXED;
+}
+
+int nb_gemm_follow(const char *spec)
+{
+    call_once(&init_once, init);
+    if (!spec) return nb_set_error(NB_ERR_ARG, "nb_gemm_follow: spec is NULL"), -1;
+    for (int c = 0; c < NB_GEMM_NCLASSES; c++)
+        if (policy[c] != POLICY_AUTO) return 0; /* an explicit NB_GEMM wins */
+    int8_t pol[NB_GEMM_NCLASSES];
+    char prob[160];
+    parse_spec_into(spec, pol, prob);
+    if (prob[0]) /* (a checkpoint of another build or CPU: measure here rather than half-follow it) */
+        return nb_set_error(NB_ERR_ARG, "GEMM kernels '%.60s': %s", spec, prob + strlen("NB_GEMM: ")), -1;
+    memcpy(policy, pol, sizeof policy);
+    for (int c = 0; c < NB_GEMM_NCLASSES; c++) atomic_store(&used[c], false);
+    memset(info, 0, sizeof info);
+    return 1;
 }
 
 /* ----------------------------------------------------------- measurement */

@@ -81,12 +81,7 @@ typedef struct nb_gemm_choice {
     double seconds[NB_GEMM_NKERNELS]; /* as for nb_gemm_pick */
 } nb_gemm_choice;
 void nb_gemm_class_choice(int cls, nb_gemm_choice *out);
-/* The choices made so far as an NB_GEMM value, "fixed,CLASS=KERNEL,...":
- * given to another process (a resumed training run, another MPI rank) it
- * runs the same kernels for those classes, so the same products give the
- * same bits, and the fixed default elsewhere. Returns the length it needs
- * without the NUL (snprintf's convention; out may be NULL when n is 0). */
-size_t nb_gemm_choices_spec(char *out, size_t n);
+/* nb_gemm_choices_spec and nb_gemm_follow: in nabla.h (checkpoints keep the choices). */
 /* NULL, or what was wrong with NB_GEMM (the words that were not understood
  * are ignored, the others applied); for a caller that can print it. */
 const char *nb_gemm_spec_problem(void);

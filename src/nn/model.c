@@ -75,9 +75,8 @@ static nb_node *build_layer(nb_model *m, int idx, const nb_layer_spec *l, nb_nod
         .m = m, .index = idx, .line = nb_layer_spec_str(l, lb, sizeof lb), .type = nb_layer_type_of(l->kind)};
     nb_node *y = c.type->build(&c, l, x, pre);
     if (!y && !c.reported) {
-        char msg[512], s[96];
-        snprintf(msg, sizeof msg, "%s", nb_last_error());
-        nb_fail(NB_ERR_SHAPE, "layer %d (%s) on input %s: %s", idx, lb, NB_SHAPE_STR(nb_value(x), s), msg);
+        char s[96];
+        nb_fail(NB_ERR_SHAPE, "layer %d (%s) on input %s: %s", idx, lb, NB_SHAPE_STR(nb_value(x), s), nb_last_error());
     }
     /* cppcheck-suppress returnDanglingLifetime ; y is a graph node, c only lent to build */
     return y;

@@ -189,9 +189,7 @@ nb_status nb_model_load_flags(const char *path, unsigned flags, nb_model **out)
     s = nb_model_import_flags(st, flags, out);
     nb_safetensors_free(st);
     if (s) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", nb_last_error());
-        nb_fail(s, "'%s': %s", path, msg);
+        nb_fail(s, "'%s': %s", path, nb_last_error()); /* (nb_fail formats apart: it may wrap its own message) */
     }
     return s;
 }

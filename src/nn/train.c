@@ -44,13 +44,9 @@ static nb_status check_data(nb_model *m, const nb_dataset *d, const char *what, 
                        (long long)*yrow, (long long)trow,
                        m->loss_kind == NB_LOSS_CCE ? "one class index" : "one per model output");
     if (m->loss_kind == NB_LOSS_CCE) {
-        int64_t classes = m->logits->value.shape[1];
-        for (int64_t i = 0; i < n; i++) {
-            nb_real v = d->y->data[i];
-            if (!(v >= 0 && v < (nb_real)classes) || v != (nb_real)(int64_t)v)
-                return nb_fail(NB_ERR_ARG, "%s data: label %lld is %g, the model has classes 0..%lld", what,
-                               (long long)i, (double)v, (long long)classes - 1);
-        }
+        char where[64];
+        snprintf(where, sizeof where, "%s data", what);
+        return nb_check_class_labels(where, d->y->data, n, m->logits->value.shape[1]);
     }
     return NB_OK;
 }

@@ -261,6 +261,20 @@ static nb_status cce_infer(nb_node *n)
     return scalar_out(n);
 }
 
+nb_status nb_check_class_labels(const char *what, const nb_real *labels, int64_t n, int64_t classes)
+{
+    if (!labels && n > 0) return nb_fail(NB_ERR_ARG, "%s: no labels (NULL)", what ? what : "labels");
+    for (int64_t i = 0; i < n; i++) {
+        const nb_real v = labels[i];
+        /* (NaN fails the range test; the floor test catches 2.5) */
+        if (!(v >= 0 && v <= (nb_real)(classes - 1)) || v != RE(floor)(v))
+            return nb_fail(NB_ERR_ARG, "%s: example %lld has label %g, not a class index 0..%lld (%lld classes)",
+                           what ? what : "labels", (long long)i, (double)v, (long long)(classes - 1),
+                           (long long)classes);
+    }
+    return NB_OK;
+}
+
 static nb_status cce_forward(nb_node *n)
 {
     const nb_real *z = n->in[0]->value.data, *y = n->in[1]->value.data;
@@ -272,16 +286,9 @@ static nb_status cce_forward(nb_node *n)
     if (!s) return NB_ERR_NOMEM;
     /* cppcheck-suppress invalidPointerCast ; malloc'ed workspace: these bytes are only ever int32 labels */
     int32_t *lab = (int32_t *)(s + N * C);
-    for (int64_t i = 0; i < N; i++) {
-        const nb_real v = y[i];
-        if (!(v >= 0 && v <= (nb_real)(C - 1)))
-            return nb_fail(NB_ERR_ARG, "%s: label %g at row %lld is out of range 0..%lld", name, (double)v,
-                           (long long)i, (long long)(C - 1));
-        if (v != RE(floor)(v))
-            return nb_fail(NB_ERR_ARG, "%s: label %g at row %lld is not an integer class index (0..%lld)", name,
-                           (double)v, (long long)i, (long long)(C - 1));
-        lab[i] = (int32_t)v;
-    }
+    nb_status st = nb_check_class_labels(name, y, N, C);
+    if (st) return st;
+    for (int64_t i = 0; i < N; i++) lab[i] = (int32_t)y[i];
     double acc = 0;
     const int64_t count = N * C;
     (void)count;

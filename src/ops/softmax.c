@@ -151,7 +151,7 @@ static nb_status softmax_vjp_tangent(nb_node *n, int in, int64_t K, const nb_rea
     const bool logp = is_log(n);
     const int64_t total = K * rows, count = total * C;
     (void)count;
-#pragma omp parallel for schedule(static) if (count > 32768)
+#pragma omp parallel for schedule(static) if (count > NB_PAR_MAP)
     for (int64_t kr = 0; kr < total; kr++) {
         const int64_t r = kr % rows;
         const nb_real *t = xdots[0] + kr * C, *yr = y + r * C, *g = ybar + r * C;

@@ -49,6 +49,25 @@ static inline void tu_mkdtemp(char *buf, size_t n, const char *tag)
     chmod(buf, 0755);
 }
 
+/* Asserts that text contains want, printing both when it does not (and
+ * always with NB_SHOW set). Needs <cmocka.h> where it is used. */
+#define assert_has(text, want)                                                                                        \
+    do {                                                                                                              \
+        const char *t_ = (text), *w_ = (want);                                                                        \
+        if (!strstr(t_, w_) || getenv("NB_SHOW")) fprintf(stderr, "expected:\n  %s\ngot:\n  %s\n", w_, t_);           \
+        assert_non_null(strstr(t_, w_));                                                                              \
+    } while (0)
+
+/* dir/name in one of 8 rotating buffers (a call may hold 8 paths at once). */
+static inline const char *tu_path_in(const char *dir, const char *name)
+{
+    static char p[8][1200];
+    static int k;
+    k = (k + 1) % 8;
+    tu_fmt(p[k], sizeof p[k], "%s/%s", dir, name);
+    return p[k];
+}
+
 static inline void tu_rm_rf(const char *dir)
 {
     char cmd[1200];

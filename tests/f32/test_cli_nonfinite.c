@@ -16,19 +16,8 @@ static char dir[1024];
 
 static const char *path_in(const char *name)
 {
-    static char p[8][1200];
-    static int k;
-    k = (k + 1) % 8;
-    tu_fmt(p[k], sizeof p[k], "%s/%s", dir, name);
-    return p[k];
+    return tu_path_in(dir, name);
 }
-
-#define assert_has(text, want)                                                                                        \
-    do {                                                                                                              \
-        const char *t_ = (text), *w_ = (want);                                                                        \
-        if (!strstr(t_, w_) || getenv("NB_SHOW")) fprintf(stderr, "expected:\n  %s\ngot:\n  %s\n", w_, t_);           \
-        assert_non_null(strstr(t_, w_));                                                                              \
-    } while (0)
 
 #define CLI(out, ...) tu_run_cli((const char *const[]){__VA_ARGS__, NULL}, out, NULL)
 

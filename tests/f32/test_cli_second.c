@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 
 #include "nabla.h"
+#include "nb_test_shell.h"
 
 #define CLI NB_BINARY_DIR "/nabla"
 #define TMP NB_BINARY_DIR "/cli_second_"
@@ -27,32 +28,7 @@
 #define Y TMP "y.npy"
 #define N 6
 
-static char out[1 << 16];
 static int have_data;
-
-/* Runs a shell command with stderr merged into stdout; returns its exit code. */
-static int run(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int contains(const char *needle)
-{
-    if (strstr(out, needle)) return 1;
-    print_error("expected '%s' in the output:\n%s\n", needle, out);
-    return 0;
-}
 
 static int setup_model(void **state)
 {
@@ -198,6 +174,20 @@ static void test_refusals(void **state)
     assert_true(contains("--max-mb raises the limit"));
     assert_int_equal(run(CLI " hessian%s --wrt 3.bias --loss hinge -o " TMP "h.npy", common), 2);
     assert_true(contains("unknown --loss 'hinge' (the choices: cce, mse, bce)"));
+    /* A label out of range: the library's one class-label message, through the loss. */
+    int64_t ns[1] = {N};
+    nb_tensor *ybad = nb_tensor_new(1, ns);
+    ybad->data[N - 1] = 11;
+    assert_int_equal(nb_npy_write(TMP "ybad.npy", ybad), NB_OK);
+    nb_tensor_free(ybad);
+    assert_int_equal(run(CLI " hessian --model " MODEL " --input " XF " --labels " TMP "ybad.npy --wrt 3.bias -o " TMP
+                             "h.npy"),
+                     1);
+    assert_true(contains("cce_logits_loss: example 5 has label 11, not a class index 0..9 (10 classes)"));
+    assert_int_equal(run(CLI " hvp --model " MODEL " --input " XF " --labels " TMP "ybad.npy --vector " TMP
+                             "v.safetensors -o " TMP "o.safetensors"),
+                     1);
+    assert_true(contains("cce_logits_loss: example 5 has label 11, not a class index 0..9 (10 classes)"));
     assert_int_equal(run(CLI " curvature --model " MODEL " --data fashion-mnist --top 17"), 2);
     assert_true(contains("--top must be an integer from 1 to 16, got '17'"));
     struct stat sb;

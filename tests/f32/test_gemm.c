@@ -368,6 +368,39 @@ static void test_measured_choice(void **state)
     nb_gemm_select_reset(NULL, NULL, NULL);
 }
 
+/* nb_gemm_follow: a checkpoint's choices, followed only under auto; a spec
+ * of another build is refused whole (nothing changes, measured as before). */
+static void test_follow(void **state)
+{
+    (void)state;
+    fake f;
+    if (!setup_fake(&f, 0.5)) skip();
+    char key[32], spec[96];
+    nb_gemm_class_key(nb_gemm_class_of(TA, TB, M0, N0, K0), key);
+    snprintf(spec, sizeof spec, "fixed,%s=%s", key, nb_gemm_kernel_name(f.rival));
+    nb_gemm_select_reset("auto", fake_trial, &f);
+    assert_int_equal(nb_gemm_follow(NULL), -1);
+    assert_non_null(strstr(nb_last_error(), "spec is NULL"));
+    assert_int_equal(nb_gemm_follow("fixed,nn.m9-9.n1-2.k1-2=builtin"), -1);
+    assert_non_null(strstr(nb_last_error(), "unknown class 'nn.m9-9.n1-2.k1-2' ignored"));
+    assert_int_equal(nb_gemm_follow("fixed,nn.m1-2.n1-2.k1-2=warp9"), -1);
+    assert_non_null(strstr(nb_last_error(), "unknown kernel 'warp9'"));
+    assert_null(nb_gemm_spec_problem()); /* NB_GEMM itself was fine */
+    const int calls = total_calls(&f);
+    assert_int_equal(nb_gemm_follow(spec), 1);
+    assert_int_equal(nb_gemm_kernel_for(TA, TB, M0, N0, K0, 0), f.rival);
+    assert_int_equal(nb_gemm_kernel_for(true, false, M0, N0, K0, 0), nb_gemm_fixed_kernel(true, false, M0, N0, K0));
+    assert_int_equal(total_calls(&f), calls); /* followed: nothing measured */
+    assert_int_equal(nb_gemm_follow(spec), 0); /* no longer all auto */
+    char back[96];
+    nb_gemm_choices_spec(back, sizeof back);
+    assert_string_equal(back, spec); /* a resumed run's checkpoint says the same */
+    nb_gemm_select_reset("fixed", fake_trial, &f);
+    assert_int_equal(nb_gemm_follow(spec), 0); /* explicit NB_GEMM wins */
+    assert_int_equal(nb_gemm_kernel_for(TA, TB, M0, N0, K0, 0), nb_gemm_fixed_kernel(TA, TB, M0, N0, K0));
+    nb_gemm_select_reset(NULL, NULL, NULL);
+}
+
 /* nb_gemm_choices_spec: another process given it runs the same kernels. */
 static void test_choices_spec(void **state)
 {
@@ -525,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_concurrent),   cmocka_unit_test(test_pick),
         cmocka_unit_test(test_measured_choice), cmocka_unit_test(test_fixed_and_named),
         cmocka_unit_test(test_choices_spec),
+        cmocka_unit_test(test_follow),
         cmocka_unit_test(test_spec_problems), cmocka_unit_test(test_class_keys),
         cmocka_unit_test(test_decided_once), cmocka_unit_test(test_auto_real),
     };

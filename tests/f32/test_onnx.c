@@ -16,13 +16,6 @@
 #include "f32/nb_test_util.h"
 #include "io/onnx.h"
 
-#define assert_has(text, want)                                                                                        \
-    do {                                                                                                              \
-        const char *t_ = (text), *w_ = (want);                                                                        \
-        if (!strstr(t_, w_) || getenv("NB_SHOW")) fprintf(stderr, "expected:\n  %s\ngot:\n  %s\n", w_, t_);           \
-        assert_non_null(strstr(t_, w_));                                                                              \
-    } while (0)
-
 static nb_model *model_of(const char *spec, const char *input, uint64_t seed)
 {
     int rank;

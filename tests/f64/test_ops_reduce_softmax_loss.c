@@ -222,20 +222,28 @@ static void test_cce_label_out_of_range(void **state)
     nb_node *L = nb_cce_logits_loss(z, y);
     assert_non_null(L);
     assert_int_equal(nb_forward(g), NB_ERR_ARG);
-    assert_contains(nb_last_error(), "cce_logits_loss: label 12 at row 3 is out of range 0..9");
+    assert_contains(nb_last_error(), "cce_logits_loss: example 3 has label 12, not a class index 0..9 (10 classes)");
     nb_value(y)->data[3] = -1;
     assert_int_equal(nb_forward(g), NB_ERR_ARG);
-    assert_contains(nb_last_error(), "label -1 at row 3 is out of range 0..9");
+    assert_contains(nb_last_error(), "example 3 has label -1, not a class index 0..9");
     nb_value(y)->data[3] = 2.5;
     assert_int_equal(nb_forward(g), NB_ERR_ARG);
-    assert_contains(nb_last_error(), "label 2.5 at row 3 is not an integer");
+    assert_contains(nb_last_error(), "example 3 has label 2.5, not a class index");
     nb_value(y)->data[3] = NAN;
     assert_int_equal(nb_forward(g), NB_ERR_ARG);
-    assert_contains(nb_last_error(), "at row 3");
+    assert_contains(nb_last_error(), "cce_logits_loss: example 3 has label ");
     nb_value(y)->data[3] = 4;
     assert_int_equal(nb_forward(g), NB_OK);
     assert_close(nb_value(L)->data[0], log(10.0), TOL); /* zero logits: uniform */
     nb_graph_free(g);
+    /* The check itself, as train and the CLI call it: NULL, none, 1e30. */
+    assert_int_equal(nb_check_class_labels("y", NULL, 2, 3), NB_ERR_ARG);
+    assert_contains(nb_last_error(), "y: no labels (NULL)");
+    assert_int_equal(nb_check_class_labels("y", NULL, 0, 3), NB_OK);
+    const double big[2] = {2, 1e30};
+    assert_int_equal(nb_check_class_labels("y", big, 2, 3), NB_ERR_ARG);
+    assert_contains(nb_last_error(), "y: example 1 has label 1e+30, not a class index 0..2 (3 classes)");
+    assert_int_equal(nb_check_class_labels("y", big, 1, 3), NB_OK);
 }
 
 static void test_loss_shape_mismatch(void **state)

@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 
 #include "nabla.h"
+#include "nb_test_shell.h"
 
 #define CLI NB_BINARY_DIR "/nabla"
 #define TMP NB_BINARY_DIR "/mpi_test_"
@@ -34,52 +35,8 @@
 #define TRAIN " train --data fashion-mnist --model 'conv2d 4 3 relu; maxpool 2; flatten; dense 10' --limit 600 " \
               "--batch 50 --epochs 2 --no-test --seed 3"
 
-static char out[1 << 16];
 static int have_data;
 static char ref_losses[512]; /* the reference run's last epoch line, without timings */
-
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int contains(const char *needle)
-{
-    if (strstr(out, needle)) return 1;
-    print_error("expected '%s' in the output:\n%s\n", needle, out);
-    return 0;
-}
-
-static int count_of(const char *needle)
-{
-    int n = 0;
-    for (const char *p = strstr(out, needle); p; p = strstr(p + 1, needle)) n++;
-    return n;
-}
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    *len = b ? fread(b, 1, (size_t)n, f) : 0;
-    fclose(f);
-    return b;
-}
 
 /* The two files hold the same bytes (a model file: the same weights, spec
  * and optimiser state, bit for bit). */
