@@ -785,6 +785,38 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
 nb_status nb_evaluate(nb_model *m, const nb_dataset *d, nb_loss_kind loss, int64_t batch, double *loss_out,
                       double *accuracy, int64_t *confusion);
 
+/* The Hessian of a model's mean loss over a data set (dropout and BatchNorm
+ * as the caller set the graph's mode: nb_graph_set_training; the CLI uses
+ * inference mode), w.r.t. its trainable parameters, as a product. The n
+ * examples are cut into ceil(n / shard) shards; each shard's exact HVPs
+ * (nb_hvp) are weighted by its share of the examples and summed over a
+ * fixed binary tree of shards. With comm, every rank passes the same model
+ * and data set: rank r computes its contiguous run of shards and every rank
+ * gets the whole sum, bit-identical for any number of processes (at the
+ * same threads per process), so the eigen-solver and the trace estimator
+ * iterate alike on every rank (each rank gets the same result; print it on
+ * one). All ranks call these functions together, as collectives. A rank
+ * keeps ceil(shards / P) x K x n values before the sum: over 1 GiB is
+ * refused (NB_ERR_TOO_LARGE). Vectors are the parameters' elements
+ * concatenated in parameter order (nb_model_param), trainable ones only. */
+typedef struct nb_data_hessian_opts {
+    nb_loss_kind loss;   /* the loss averaged over the examples */
+    int64_t shard;       /* examples per HVP pass; 0: 250 */
+    const nb_comm *comm; /* NULL: one process */
+} nb_data_hessian_opts;
+/* n: the elements of m's trainable parameters (the Hessian is n x n). */
+int64_t nb_model_hessian_dim(const nb_model *m);
+/* y (K x n) = H x (K x n): an nb_linop over the data set. */
+nb_status nb_model_data_hvp(nb_model *m, const nb_dataset *d, const nb_data_hessian_opts *o, int64_t K,
+                            const nb_real *x, nb_real *y);
+/* nb_linop_eigs and nb_linop_trace on that product; with comm, the ranks
+ * first compare a hash of their data, weights and shard size (NB_ERR_ARG
+ * naming the first rank that differs). */
+nb_status nb_model_hessian_eigs(nb_model *m, const nb_dataset *d, const nb_data_hessian_opts *o,
+                                const nb_eigs_opts *eo, nb_eigs_result *res);
+nb_status nb_model_hessian_trace(nb_model *m, const nb_dataset *d, const nb_data_hessian_opts *o, int samples,
+                                 uint64_t seed, nb_trace_result *res);
+
 /* -------------------------------------------------------------------- viz */
 /* Pictures of Jacobians, gradients and kernels: 8-bit images written as PNG
  * (libpng), colour maps, heatmaps, a small built-in 5x7 bitmap font for

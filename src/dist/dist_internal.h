@@ -57,6 +57,9 @@ nb_status nb_shards_check_weights(nb_shards *e, int epoch);
 /* FNV-1a over the bytes of m's parameter values, in parameter order. */
 uint64_t nb_shards_weight_hash(const nb_model *m);
 
+/* From src/nn/train.c: NB_OK when d fits m and its loss's target (what
+ * names the data in messages), with the values per example. */
+nb_status nb_train_check_data(nb_model *m, const nb_dataset *d, const char *what, int64_t *xrow, int64_t *yrow);
 /* From src/nn/train.c: rows idx[start..start+b) (start.. when idx is NULL)
  * into the model's input and target; correct predictions of the loaded batch. */
 nb_status nb_train_load_rows(nb_model *m, const nb_dataset *d, const int64_t *idx, int64_t start, int64_t b,
