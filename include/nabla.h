@@ -241,6 +241,19 @@ typedef struct nb_jacobian_opts {
     size_t max_bytes;  /* refuse a Jacobian larger than this; 0 = 2 GiB */
     double eps;        /* numeric: central-difference step; 0 = nb_gradcheck_defaults' eps,
                         * 1e-6 (1e-3 in float) */
+    /* Several processes (nb_comm, defined with the training API below):
+     * every rank calls nb_jacobian together, on the same graph with the
+     * same values (compared by a hash: NB_ERR_ARG on every rank naming the
+     * first that differs). The passes are split: the rows of J (reverse
+     * mode; per example: output element o of every example) or its
+     * columns (forward mode) are cut into chunks of `chunk` (0: at most
+     * 1/64 of them, fewer where auto's memory rule says), fixed by the
+     * shapes alone, and rank r computes a contiguous run of chunks. Rank
+     * 0 gets the whole J, with the same bits for any number of ranks
+     * (given the threads per rank); the other ranks get *J = NULL and
+     * NB_OK. The numeric mode and nb_jacobian_kinks run in one process
+     * (NB_ERR_UNSUPPORTED). NULL: one process. */
+    const struct nb_comm *comm;
 } nb_jacobian_opts;
 /* J = d out / d wrt with shape out.shape + wrt.shape (per_example: see above).
  * wrt may be any node for REV/FWD; NUMERIC needs a leaf. Runs the forward pass,
@@ -731,7 +744,8 @@ typedef struct nb_epoch_stats {
     int64_t comm_bytes;
 } nb_epoch_stats;
 
-/* A communicator for data-parallel training: the library never calls MPI
+/* A communicator for data-parallel training, the data-set curvature
+ * (nb_model_hessian_eigs) and Jacobians (nb_jacobian_opts.comm): the library never calls MPI
  * itself; a program passes these two collectives over its own communicator
  * (the CLI's, over MPI_COMM_WORLD, is src/dist/cli_dist.c). Both are
  * blocking and are called by every rank in the same order; a non-zero
@@ -746,6 +760,11 @@ typedef struct nb_comm {
     nb_status (*allgather)(const void *send, size_t bytes, void *recv, void *user);
     nb_status (*alltoall)(const void *send, size_t bytes, void *recv, void *user);
     void *user;
+    /* Optional (NULL: allgather, every rank then receives everything):
+     * rank 0's recv (size * bytes) receives every rank's `bytes`, in rank
+     * order (MPI_Gather of MPI_BYTE to root 0); recv is NULL elsewhere. The
+     * Jacobians use it to bring their parts to rank 0. */
+    nb_status (*gather)(const void *send, size_t bytes, void *recv, void *user);
 } nb_comm;
 
 typedef struct nb_train_opts {

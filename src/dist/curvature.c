@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CURV_SHARD_DEFAULT = 250, CURV_MAX_PARAMS = 64, NB_MAX_REPORTED_RANKS = 64 };
+enum { CURV_SHARD_DEFAULT = 250, CURV_MAX_PARAMS = 64 };
 /* The rows a rank keeps before the sum: ceil(S / P) x K x n values. */
 #define CURV_MAX_BYTES ((double)(1u << 30))
 
@@ -94,24 +94,6 @@ static nb_status shard_products(data_op *h, int64_t j, int64_t K, const nb_real 
     return s;
 }
 
-/* P > 1: NB_ERR_ARG on every rank that did not fail itself when another
- * rank's status (mine) is not NB_OK. */
-static nb_status any_rank_failed(const data_op *h, nb_status mine)
-{
-    if (!h->comm || h->comm->size < 2) return NB_OK;
-    int32_t st = (int32_t)mine, all[NB_MAX_REPORTED_RANKS];
-    int32_t *a = h->comm->size <= NB_MAX_REPORTED_RANKS ? all : calloc((size_t)h->comm->size, sizeof *a);
-    if (!a) return nb_fail(NB_ERR_NOMEM, "curvature: out of memory");
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", mine ? nb_last_error() : "");
-    nb_status s = h->comm->allgather(&st, sizeof st, a, h->comm->user);
-    for (int r = 0; r < h->comm->size && !s; r++)
-        if (a[r] && !mine) s = nb_fail(NB_ERR_ARG, "curvature: rank %d failed in its shards' products", r);
-    if (a != all) free(a);
-    if (mine) nb_fail(mine, "%s", msg);
-    return s;
-}
-
 /* y = H x for K vectors (nb_linop). */
 static nb_status data_op_apply(void *user, int64_t K, const nb_real *x, nb_real *y)
 {
@@ -135,37 +117,25 @@ static nb_status data_op_apply(void *user, int64_t K, const nb_real *x, nb_real 
         s = shard_products(h, j, K, x, split, nb_fixed_sum_row(&f, j - lo));
     /* Every rank learns whether one failed before the sum, so that none
      * returns a sum that lacks a rank's shards. */
-    nb_status s2 = any_rank_failed(h, s);
+    s = nb_comm_any_failed(h->comm, s, "curvature");
     const nb_real *sum = NULL;
-    if (!s && !s2) s2 = nb_fixed_sum_run(&f, h->S, &sum);
-    if (!s && !s2) memcpy(y, sum, (size_t)(K * h->n) * sizeof(nb_real));
+    if (!s) s = nb_fixed_sum_run(&f, h->S, &sum);
+    if (!s) memcpy(y, sum, (size_t)(K * h->n) * sizeof(nb_real));
     free(split);
     nb_fixed_sum_free(&f);
-    return s ? s : s2;
+    return s;
 }
 
 /* Every rank's hash of (data, weights, shard) against rank 0's. */
 static nb_status same_on_ranks(const data_op *h, const char *who)
 {
     if (!h->comm || h->comm->size < 2) return NB_OK;
-    uint64_t mine = nb_shards_weight_hash(h->m), *all = calloc((size_t)h->comm->size, sizeof *all);
-    if (!all) return nb_fail(NB_ERR_NOMEM, "%s: out of memory", who);
-    const nb_tensor *t[2] = {h->d->x, h->d->y};
-    for (int i = 0; i < 2; i++) {
-        const unsigned char *p = (const unsigned char *)t[i]->data;
-        for (size_t k = 0; k < (size_t)t[i]->size * sizeof(nb_real); k++)
-            mine = (mine ^ p[k]) * 0x100000001b3ull;
-    }
-    mine = (mine ^ (uint64_t)h->shard) * 0x100000001b3ull;
-    nb_status s = h->comm->allgather(&mine, sizeof mine, all, h->comm->user);
-    for (int r = 1; r < h->comm->size && !s; r++)
-        if (all[r] != all[0])
-            s = nb_fail(NB_ERR_ARG,
-                        "%s: rank %d's data, weights or shard size differ from rank 0's: give every rank the same "
-                        "model, data set and options",
-                        who, r);
-    free(all);
-    return s;
+    uint64_t mine = nb_shards_weight_hash(h->m);
+    mine = nb_hash_bytes(mine, h->d->x->data, (size_t)h->d->x->size * sizeof(nb_real));
+    mine = nb_hash_bytes(mine, h->d->y->data, (size_t)h->d->y->size * sizeof(nb_real));
+    mine = nb_hash_bytes(mine, &h->shard, sizeof h->shard);
+    return nb_comm_same_hash(h->comm, mine, who, "data, weights or shard size",
+                             "give every rank the same model, data set and options");
 }
 
 nb_status nb_model_data_hvp(nb_model *m, const nb_dataset *d, const nb_data_hessian_opts *o, int64_t K,

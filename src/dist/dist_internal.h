@@ -4,10 +4,7 @@
 #define NB_DIST_INTERNAL_H
 
 #include "../nn/nn_internal.h"
-
-/* NB_ERR_ARG (message naming who) unless c is NULL or a communicator of
- * rank 0 <= rank < size with both collectives. */
-nb_status nb_comm_check(const nb_comm *c, const char *who);
+#include "comm.h"
 
 /* A sum of S rows over a fixed binary tree whatever the ranks that computed
  * them (src/dist/fixed_sum.c): the same bits for any number of ranks. Rank

@@ -39,14 +39,6 @@ int64_t nb_fixed_sum_first(int64_t S, int r, int P)
     return S * r / P;
 }
 
-nb_status nb_comm_check(const nb_comm *c, const char *who)
-{
-    if (c && (c->size < 1 || c->rank < 0 || c->rank >= c->size || !c->allgather || !c->alltoall))
-        return nb_fail(NB_ERR_ARG, "%s: communicator with rank %d of %d processes or without its collectives", who,
-                       c->rank, c->size);
-    return NB_OK;
-}
-
 nb_status nb_fixed_sum_init(nb_fixed_sum *f, const nb_comm *comm, int64_t S_max, int64_t L, const char *who)
 {
     memset(f, 0, sizeof *f);

@@ -88,7 +88,9 @@ typedef struct {
     int size;
     pthread_barrier_t bar;
     const unsigned char *slot[MAX_RANKS];
-    int corrupt_hash; /* rank 1 reports another weight hash */
+    int corrupt_hash;    /* rank 1 reports another weight hash */
+    int use_gather;      /* give the ranks nb_comm.gather (else NULL: allgather) */
+    int jac_case, batch; /* job 2 */
 } world;
 
 typedef struct {
@@ -99,9 +101,11 @@ typedef struct {
     nb_model *m;
     nb_status st;
     char msg[512];
-    int job;             /* 0: train; 1: the data-set curvature (eigs and trace) */
+    int job;             /* 0: train; 1: the data-set curvature (eigs and trace); 2: a Jacobian */
     nb_eigs_result eigs; /* job 1 */
     nb_trace_result trace;
+    int jac_case, batch; /* job 2: a Jacobian (jac_cases[jac_case]) at this batch */
+    nb_tensor *J;
 } rank_ctx;
 
 static nb_status fake_allgather(const void *send, size_t bytes, void *recv, void *user)
@@ -115,6 +119,22 @@ static nb_status fake_allgather(const void *send, size_t bytes, void *recv, void
     if (w->corrupt_hash && bytes == 8 && w->size > 1) ((unsigned char *)recv)[8] ^= 1;
     pthread_barrier_wait(&w->bar);
     return NB_OK;
+}
+
+static nb_status fake_gather(const void *send, size_t bytes, void *recv, void *user)
+{
+    rank_ctx *c = user;
+    world *w = c->w;
+    w->slot[c->rank] = send;
+    pthread_barrier_wait(&w->bar);
+    nb_status s = NB_OK;
+    if (c->rank == 0)
+        for (int r = 0; r < w->size; r++)
+            memcpy((unsigned char *)recv + r * bytes, w->slot[r], bytes);
+    else if (recv) /* MPI_Gather ignores it; the library passes NULL */
+        s = nb_set_error(NB_ERR_ARG, "gather: recv is not NULL on rank %d", c->rank);
+    pthread_barrier_wait(&w->bar);
+    return s;
 }
 
 static nb_status fake_alltoall(const void *send, size_t bytes, void *recv, void *user)
@@ -147,9 +167,40 @@ static void curvature_job(rank_ctx *c, const nb_comm *comm)
     snprintf(c->msg, sizeof c->msg, "%s", c->st ? nb_last_error() : "");
 }
 
+/* The Jacobians split over ranks: per example, full by reverse mode (9
+ * rows of logits, w.r.t. the input), full by forward mode (w.r.t. the
+ * 36 weights of the conv kernel). */
+static const struct {
+    const char *wrt;
+    nb_jacobian_opts o;
+} jac_cases[] = {
+    {"input", {.mode = NB_JAC_REV, .per_example = 1}},
+    {"input", {.mode = NB_JAC_REV}},
+    {"0.kernel", {.mode = NB_JAC_FWD}},
+};
+
+/* A fresh model at `batch` examples of d (rank-independent values) and
+ * its Jacobian by jac_cases[c->jac_case] with comm. */
+static void jacobian_job(rank_ctx *c, const nb_comm *comm)
+{
+    c->m = new_model();
+    assert_int_equal(nb_model_set_batch(c->m, c->batch), NB_OK);
+    memcpy(nb_value(nb_model_input(c->m))->data, c->d->x->data, (size_t)(c->batch * 64) * sizeof(nb_real));
+    nb_node *wrt = !strcmp(jac_cases[c->jac_case].wrt, "input") ? nb_model_input(c->m)
+                                                                : nb_model_find_param(c->m, jac_cases[c->jac_case].wrt);
+    nb_jacobian_opts o = jac_cases[c->jac_case].o;
+    o.comm = comm;
+    c->st = nb_jacobian(nb_model_logits(c->m), wrt, &o, &c->J);
+    snprintf(c->msg, sizeof c->msg, "%s", c->st ? nb_last_error() : "");
+}
+
 static void *rank_main(void *arg)
 {
     rank_ctx *c = arg;
+    if (c->job == 2) {
+        jacobian_job(c, &c->comm);
+        return NULL;
+    }
     if (c->job == 1) {
         curvature_job(c, &c->comm);
         return NULL;
@@ -169,8 +220,8 @@ static void run_ranks_job(world *w, rank_ctx *ctx, int P, const nb_dataset *cons
     w->size = P;
     assert_int_equal(pthread_barrier_init(&w->bar, NULL, (unsigned)P), 0);
     for (int r = 0; r < P; r++) {
-        ctx[r] = (rank_ctx){.w = w, .rank = r, .d = d[r], .job = job};
-        ctx[r].comm = (nb_comm){r, P, fake_allgather, fake_alltoall, &ctx[r]};
+        ctx[r] = (rank_ctx){.w = w, .rank = r, .d = d[r], .job = job, .jac_case = w->jac_case, .batch = w->batch};
+        ctx[r].comm = (nb_comm){r, P, fake_allgather, fake_alltoall, &ctx[r], w->use_gather ? fake_gather : NULL};
         assert_int_equal(pthread_create(&th[r], NULL, rank_main, &ctx[r]), 0);
     }
     for (int r = 0; r < P; r++)
@@ -260,7 +311,7 @@ static void test_bad_options(void **state)
     assert_int_equal(st, NB_ERR_ARG);
     assert_string_equal(nb_last_error(), "train: shard size must be >= 1 (0: 16), got -1");
     nb_model_free(m);
-    nb_comm bad = {2, 2, fake_allgather, fake_alltoall, NULL};
+    nb_comm bad = {2, 2, fake_allgather, fake_alltoall, NULL, NULL};
     to = train_opts();
     to.comm = &bad;
     m = train(&d, &to, &st);
@@ -405,7 +456,7 @@ static void test_curvature_refusals(void **state)
     assert_int_equal(nb_model_data_hvp(m, &d, &o, 0, x, x), NB_ERR_ARG);
     assert_string_equal(nb_last_error(), "curvature: 0 vectors; give at least 1");
     assert_int_equal(nb_model_data_hvp(m, &d, &o, 1, NULL, x), NB_ERR_ARG);
-    nb_comm bad = {1, 1, fake_allgather, fake_alltoall, NULL};
+    nb_comm bad = {1, 1, fake_allgather, fake_alltoall, NULL, NULL};
     o.comm = &bad;
     assert_int_equal(nb_model_hessian_trace(m, &d, &o, 4, 1, &t), NB_ERR_ARG);
     assert_string_equal(nb_last_error(),
@@ -429,6 +480,126 @@ static void test_curvature_refusals(void **state)
     nb_set_num_threads(0);
 }
 
+static void assert_same_tensor_bits(const nb_tensor *a, const nb_tensor *b)
+{
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(a->rank, b->rank);
+    assert_memory_equal(a->shape, b->shape, sizeof(int64_t) * (size_t)a->rank);
+    assert_memory_equal(a->data, b->data, (size_t)a->size * sizeof(nb_real));
+}
+
+/* Every case on 1 to 4 thread-ranks, with and without nb_comm.gather:
+ * rank 0's J has the bits of a communicator of one rank, the others get
+ * NULL; and J matches the one-process path (comm NULL) up to rounding. */
+static void test_jacobian_ranks_same_bits(void **state)
+{
+    (void)state;
+    nb_dataset d = {0};
+    make_data(&d);
+    nb_set_num_threads(1);
+    const nb_dataset *ds[MAX_RANKS] = {&d, &d, &d, &d};
+    for (int jc = 0; jc < (int)(sizeof jac_cases / sizeof jac_cases[0]); jc++) {
+        rank_ctx plain = {.d = &d, .jac_case = jc, .batch = 3};
+        jacobian_job(&plain, NULL);
+        assert_int_equal(plain.st, NB_OK);
+        world w1 = {.jac_case = jc, .batch = 3};
+        rank_ctx one[1];
+        run_ranks_job(&w1, one, 1, ds, 2);
+        assert_int_equal(one[0].st, NB_OK);
+        const nb_tensor *ref = one[0].J;
+        assert_non_null(ref);
+        assert_int_equal(ref->size, plain.J->size);
+        double diff = 0, mx = 0;
+        for (int64_t i = 0; i < ref->size; i++) {
+            diff = fmax(diff, fabs((double)ref->data[i] - (double)plain.J->data[i]));
+            mx = fmax(mx, fabs((double)plain.J->data[i]));
+        }
+        assert_true(mx > 0); /* not an all-zero Jacobian */
+        assert_true(diff <= 1e-5 * mx);
+        for (int P = 2; P <= MAX_RANKS; P++) {
+            world w = {.jac_case = jc, .batch = 3, .use_gather = P != 2};
+            rank_ctx ctx[MAX_RANKS];
+            run_ranks_job(&w, ctx, P, ds, 2);
+            for (int r = 0; r < P; r++) {
+                assert_int_equal(ctx[r].st, NB_OK);
+                if (r == 0)
+                    assert_same_tensor_bits(ctx[0].J, ref);
+                else
+                    assert_null(ctx[r].J);
+                nb_tensor_free(ctx[r].J);
+                nb_model_free(ctx[r].m);
+            }
+        }
+        nb_tensor_free(one[0].J);
+        nb_model_free(one[0].m);
+        nb_tensor_free(plain.J);
+        nb_model_free(plain.m);
+    }
+    nb_set_num_threads(0);
+    nb_dataset_free(&d);
+}
+
+/* Ranks with other values, the numeric mode, kinks, a bad communicator,
+ * a J over the size limit and an empty batch. */
+static void test_jacobian_refusals(void **state)
+{
+    (void)state;
+    nb_dataset d = {0}, other = {0};
+    make_data(&d);
+    make_data(&other);
+    other.x->data[5] += 0.25f;
+    nb_set_num_threads(1);
+    const nb_dataset *ds[2] = {&d, &other};
+    world w = {.jac_case = 0, .batch = 3, .use_gather = 1};
+    rank_ctx ctx[2];
+    run_ranks_job(&w, ctx, 2, ds, 2);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(ctx[r].st, NB_ERR_ARG);
+        assert_null(ctx[r].J);
+        assert_string_equal(ctx[r].msg, "jacobian: rank 1's shapes, options or values of out and wrt differ from rank "
+                                        "0's: every rank must call nb_jacobian on the same graph, values and options");
+        nb_model_free(ctx[r].m);
+    }
+    nb_model *m = new_model();
+    assert_int_equal(nb_model_set_batch(m, 2), NB_OK);
+    memcpy(nb_value(nb_model_input(m))->data, d.x->data, 128 * sizeof(nb_real));
+    nb_node *y = nb_model_logits(m), *x = nb_model_input(m);
+    world w1 = {.size = 1};
+    rank_ctx c1 = {.w = &w1};
+    assert_int_equal(pthread_barrier_init(&w1.bar, NULL, 1), 0);
+    const nb_comm one = {0, 1, fake_allgather, fake_alltoall, &c1, fake_gather};
+    nb_tensor *J = NULL, *K = NULL;
+    nb_jacobian_opts o = {.mode = NB_JAC_NUMERIC, .comm = &one};
+    assert_int_equal(nb_jacobian(y, x, &o, &J), NB_ERR_UNSUPPORTED);
+    assert_string_equal(nb_last_error(), "jacobian: the numeric mode runs in one process (comm NULL)");
+    assert_null(J);
+    assert_int_equal(nb_jacobian_kinks(y, x, &o, 0, 0, &J, &K, NULL), NB_ERR_UNSUPPORTED);
+    assert_null(J);
+    assert_null(K);
+    const nb_comm bad = {1, 1, fake_allgather, fake_alltoall, &c1, NULL};
+    o = (nb_jacobian_opts){.comm = &bad};
+    assert_int_equal(nb_jacobian(y, x, &o, &J), NB_ERR_ARG);
+    assert_string_equal(nb_last_error(),
+                        "jacobian: communicator with rank 1 of 1 processes or without its collectives");
+    o = (nb_jacobian_opts){.comm = &one, .max_bytes = 64};
+    assert_int_equal(nb_jacobian(y, x, &o, &J), NB_ERR_TOO_LARGE);
+    assert_null(J);
+    /* After a reshape to 1 example, per example: (1, 3, 8, 8, 1). */
+    assert_int_equal(nb_model_set_batch(m, 1), NB_OK);
+    o = (nb_jacobian_opts){.per_example = 1, .comm = &one};
+    assert_int_equal(nb_jacobian(y, x, &o, &J), NB_OK);
+    assert_int_equal(J->rank, 5);
+    assert_int_equal(J->shape[0], 1);
+    assert_int_equal(J->shape[1], 3);
+    nb_tensor_free(J);
+    pthread_barrier_destroy(&w1.bar);
+    nb_model_free(m);
+    nb_dataset_free(&other);
+    nb_dataset_free(&d);
+    nb_set_num_threads(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +608,8 @@ int main(void)
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_curvature_same_bits_any_P),
         cmocka_unit_test(test_curvature_refusals),
+        cmocka_unit_test(test_jacobian_ranks_same_bits),
+        cmocka_unit_test(test_jacobian_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
