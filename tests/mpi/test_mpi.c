@@ -3,7 +3,8 @@
  * threads, ranks that differ are refused at start-up, a rank killed with
  * SIGKILL ends the job and its last checkpoint resumes (with another P) to
  * the same bits as an uninterrupted run, eval / predict / jacobian split
- * their examples and match one process, and curvature sums its HVPs over
+ * their examples (the full input Jacobian its rows) and match one
+ * process, and curvature sums its HVPs over
  * the ranks' shards to the same eigenvalues. Tiny model and data (a few
  * hundred Fashion-MNIST images), so the whole program runs in seconds. */
 #include <setjmp.h>
@@ -208,10 +209,11 @@ static void test_refusals(void **state)
                                 "x.npy --per-example --compare"),
                      2);
     assert_true(contains("--compare and --kinks run in one process"));
-    assert_int_equal(
-        run(MPIRUN " -np 2 " CLI " jacobian --model " TMP "ref.safetensors --input " TMP "x.npy -o " TMP "j.npy"), 2);
-    assert_true(contains("add --per-example"));
-    assert_int_equal(count_of("add --per-example"), 1);
+    assert_int_equal(run(MPIRUN " -np 2 " CLI " jacobian --model " TMP "ref.safetensors --input " TMP
+                                "x.npy --mode numeric -o " TMP "j.npy"),
+                     2);
+    assert_true(contains("under mpirun the full Jacobian w.r.t. the input runs by backprop"));
+    assert_int_equal(count_of("runs by backprop"), 1); /* rank 0 alone says it */
     assert_int_not_equal(
         run(MPIRUN " -np 8 " CLI " predict --model " TMP "ref.safetensors --input " TMP "x.npy -o " TMP "p.npy"), 0);
     assert_true(contains("7 examples for 8 processes"));
@@ -283,8 +285,11 @@ static void test_split_eval_predict_jacobian(void **state)
     assert_int_equal(run(MPIRUN " -np 2 " CLI " predict --model %s --input " TMP "x.npy -o " TMP "p2.npy", model), 0);
     assert_same_npy(TMP "p1.npy", TMP "p2.npy");
 
-    const char *jac[] = {"--per-example", "--wrt 0.kernel --mode fwd"};
-    for (int i = 0; i < 2; i++) {
+    /* Examples split (per example, w.r.t. a parameter), and the full
+     * Jacobian w.r.t. the input, whose rows (rev) or columns (fwd) the
+     * library splits over the ranks. */
+    const char *jac[] = {"--per-example", "--wrt 0.kernel --mode fwd", "--count 3 --mode rev", "--count 3 --mode fwd"};
+    for (int i = 0; i < 4; i++) {
         assert_int_equal(run(CLI " jacobian --model %s --input " TMP "x.npy %s -o " TMP "j1.npy", model, jac[i]), 0);
         assert_int_equal(
             run(MPIRUN " -np 3 " CLI " jacobian --model %s --input " TMP "x.npy %s -o " TMP "j3.npy", model, jac[i]),
