@@ -365,16 +365,11 @@ static nb_status jac_dist(const jac_job *j, const nb_comm *c, nb_jac_mode mode, 
     return NB_OK;
 }
 
-/* The Jacobian, and kinks when kk is given (numeric mode only). J NULL:
- * kinks only, without the size limit of J. */
-static nb_status jacobian_impl(nb_node *out, nb_node *wrt, const nb_jacobian_opts *o, nb_tensor **J, kink_job *kk,
-                               nb_tensor **kinks)
+/* The job, J's shape (checked against the size limit when with_J) and the
+ * mode, after the forward pass at the last key. */
+static nb_status jac_prepare(nb_node *out, nb_node *wrt, const nb_jacobian_opts *o, bool numeric, bool with_J,
+                             jac_job *jp, int *rank, int64_t *shape, nb_jac_mode *mode_out)
 {
-    if (out->graph != wrt->graph) return nb_fail(NB_ERR_ARG, "jacobian: out and wrt are in different graphs");
-    if (o->comm && kk)
-        return nb_fail(NB_ERR_UNSUPPORTED, "jacobian kinks: run in one process (comm NULL; the numeric mode)");
-    nb_status cs = nb_comm_check(o->comm, "jacobian");
-    if (cs) return cs;
     /* Shapes first: a Jacobian too large to hold is refused before any pass runs. */
     nb_status s = nb_graph_prepare(out->graph);
     if (s) return s;
@@ -387,22 +382,44 @@ static nb_status jacobian_impl(nb_node *out, nb_node *wrt, const nb_jacobian_opt
         j.O = j.N ? out->value.size / j.N : 0;
         j.I = j.N ? wrt->value.size / j.N : 0;
     }
-    int rank = 0;
-    int64_t shape[NB_MAX_RANK];
-    if (J && (s = jac_shape(&j, o, &rank, shape))) return s;
+    if (with_J && (s = jac_shape(&j, o, rank, shape))) return s;
     /* At the key of the last forward pass (the first if none ran yet; 0 is
      * a key too: nb_forward_key(g, 0)). */
     if ((s = nb_forward_again(out->graph))) return s;
-    nb_jac_mode mode = kk ? NB_JAC_NUMERIC : o->mode;
+    nb_jac_mode mode = numeric ? NB_JAC_NUMERIC : o->mode;
     if (mode == NB_JAC_AUTO) mode = j.O <= j.I ? NB_JAC_REV : NB_JAC_FWD;
     int64_t rows = mode == NB_JAC_REV ? j.O : j.I;
     j.chunk = o->chunk > 0 ? (o->chunk < rows ? o->chunk : rows) : auto_chunk(out->graph, rows);
     /* Several processes: chunks fixed by the shapes alone (see nabla.h). */
     if (o->comm && o->chunk <= 0 && j.chunk > (rows + 63) / 64) j.chunk = (rows + 63) / 64;
     if (j.chunk < 1) j.chunk = 1;
-    if (o->comm && mode == NB_JAC_NUMERIC)
-        return nb_fail(NB_ERR_UNSUPPORTED, "jacobian: the numeric mode runs in one process (comm NULL)");
-    if (o->comm) return jac_dist(&j, o->comm, mode, rank, shape, J);
+    *jp = j;
+    *mode_out = mode;
+    return NB_OK;
+}
+
+/* The Jacobian, and kinks when kk is given (numeric mode only). J NULL:
+ * kinks only, without the size limit of J. */
+static nb_status jacobian_impl(nb_node *out, nb_node *wrt, const nb_jacobian_opts *o, nb_tensor **J, kink_job *kk,
+                               nb_tensor **kinks)
+{
+    if (out->graph != wrt->graph) return nb_fail(NB_ERR_ARG, "jacobian: out and wrt are in different graphs");
+    if (o->comm && kk)
+        return nb_fail(NB_ERR_UNSUPPORTED, "jacobian kinks: run in one process (comm NULL; the numeric mode)");
+    nb_status cs = nb_comm_check(o->comm, "jacobian");
+    if (cs) return cs;
+    jac_job j;
+    int rank = 0;
+    int64_t shape[NB_MAX_RANK];
+    nb_jac_mode mode = NB_JAC_AUTO;
+    nb_status s = jac_prepare(out, wrt, o, kk != NULL, J != NULL, &j, &rank, shape, &mode);
+    if (o->comm) { /* every rank learns whether one failed before the collectives */
+        if (!s && mode == NB_JAC_NUMERIC)
+            s = nb_fail(NB_ERR_UNSUPPORTED, "jacobian: the numeric mode runs in one process (comm NULL)");
+        s = nb_comm_any_failed(o->comm, s, "jacobian");
+        return s ? s : jac_dist(&j, o->comm, mode, rank, shape, J);
+    }
+    if (s) return s;
     nb_tensor *t = J ? nb_tensor_new(rank, shape) : NULL, *k = NULL;
     if (J && !t) return NB_ERR_NOMEM;
     if (kk) {

@@ -4,9 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+int nb_comm_usable(const nb_comm *c)
+{
+    return c && c->size >= 1 && c->rank >= 0 && c->rank < c->size && c->allgather && c->alltoall;
+}
+
 nb_status nb_comm_check(const nb_comm *c, const char *who)
 {
-    if (c && (c->size < 1 || c->rank < 0 || c->rank >= c->size || !c->allgather || !c->alltoall))
+    if (c && !nb_comm_usable(c))
         return nb_set_error(NB_ERR_ARG, "%s: communicator with rank %d of %d processes or without its collectives", who,
                             c->rank, c->size);
     return NB_OK;

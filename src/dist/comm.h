@@ -9,6 +9,8 @@
 /* NB_ERR_ARG (message naming who) unless c is NULL or a communicator of
  * rank 0 <= rank < size with both collectives. */
 nb_status nb_comm_check(const nb_comm *c, const char *who);
+/* 1 when c is a communicator nb_comm_check accepts (not NULL); no message. */
+int nb_comm_usable(const nb_comm *c);
 /* FNV-1a of n bytes, continuing from h (start: NB_HASH_START). */
 #define NB_HASH_START 0xcbf29ce484222325ull
 uint64_t nb_hash_bytes(uint64_t h, const void *p, size_t n);

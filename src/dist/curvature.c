@@ -138,12 +138,23 @@ static nb_status same_on_ranks(const data_op *h, const char *who)
                              "give every rank the same model, data set and options");
 }
 
+/* data_op_make, and with comm every rank learns whether one failed, so
+ * that no rank goes on into a collective that a failed one skips. */
+static nb_status make_on_all_ranks(nb_model *m, const nb_dataset *d, const nb_data_hessian_opts *o, data_op *h,
+                                   const char *who)
+{
+    nb_status s = data_op_make(m, d, o, h);
+    if (o && nb_comm_usable(o->comm)) s = nb_comm_any_failed(o->comm, s, who);
+    return s;
+}
+
 nb_status nb_model_data_hvp(nb_model *m, const nb_dataset *d, const nb_data_hessian_opts *o, int64_t K,
                             const nb_real *x, nb_real *y)
 {
     data_op h;
     nb_status s = data_op_make(m, d, o, &h);
     if (!s && (!x || !y)) s = nb_fail(NB_ERR_ARG, "curvature: x or y is NULL");
+    if (o && nb_comm_usable(o->comm)) s = nb_comm_any_failed(o->comm, s, "curvature");
     return s ? s : data_op_apply(&h, K, x, y);
 }
 
@@ -160,7 +171,7 @@ nb_status nb_model_hessian_eigs(nb_model *m, const nb_dataset *d, const nb_data_
 {
     data_op h;
     if (res) memset(res, 0, sizeof *res);
-    nb_status s = data_op_make(m, d, o, &h);
+    nb_status s = make_on_all_ranks(m, d, o, &h, "curvature eigs");
     if (!s) s = same_on_ranks(&h, "curvature eigs");
     return s ? s : nb_linop_eigs(h.n, data_op_apply, &h, eo, res);
 }
@@ -170,7 +181,7 @@ nb_status nb_model_hessian_trace(nb_model *m, const nb_dataset *d, const nb_data
 {
     data_op h;
     if (res) memset(res, 0, sizeof *res);
-    nb_status s = data_op_make(m, d, o, &h);
+    nb_status s = make_on_all_ranks(m, d, o, &h, "curvature trace");
     if (!s) s = same_on_ranks(&h, "curvature trace");
     return s ? s : nb_linop_trace(h.n, data_op_apply, &h, samples, seed, res);
 }

@@ -91,6 +91,7 @@ typedef struct {
     int corrupt_hash;    /* rank 1 reports another weight hash */
     int use_gather;      /* give the ranks nb_comm.gather (else NULL: allgather) */
     int jac_case, batch; /* job 2 */
+    int nan_rank;        /* job 2: this rank (if > 0) fails its forward pass */
 } world;
 
 typedef struct {
@@ -105,6 +106,7 @@ typedef struct {
     nb_eigs_result eigs; /* job 1 */
     nb_trace_result trace;
     int jac_case, batch; /* job 2: a Jacobian (jac_cases[jac_case]) at this batch */
+    int nan_here;        /* job 2: a NaN input with the numerics check on */
     nb_tensor *J;
 } rank_ctx;
 
@@ -190,6 +192,10 @@ static void jacobian_job(rank_ctx *c, const nb_comm *comm)
                                                                 : nb_model_find_param(c->m, jac_cases[c->jac_case].wrt);
     nb_jacobian_opts o = jac_cases[c->jac_case].o;
     o.comm = comm;
+    if (c->nan_here) { /* this rank's forward pass fails */
+        nb_graph_set_check_numerics(nb_model_graph(c->m), 1);
+        nb_value(nb_model_input(c->m))->data[0] = NAN;
+    }
     c->st = nb_jacobian(nb_model_logits(c->m), wrt, &o, &c->J);
     snprintf(c->msg, sizeof c->msg, "%s", c->st ? nb_last_error() : "");
 }
@@ -220,7 +226,13 @@ static void run_ranks_job(world *w, rank_ctx *ctx, int P, const nb_dataset *cons
     w->size = P;
     assert_int_equal(pthread_barrier_init(&w->bar, NULL, (unsigned)P), 0);
     for (int r = 0; r < P; r++) {
-        ctx[r] = (rank_ctx){.w = w, .rank = r, .d = d[r], .job = job, .jac_case = w->jac_case, .batch = w->batch};
+        ctx[r] = (rank_ctx){.w = w,
+                            .rank = r,
+                            .d = d[r],
+                            .job = job,
+                            .jac_case = w->jac_case,
+                            .batch = w->batch,
+                            .nan_here = w->nan_rank > 0 && r == w->nan_rank};
         ctx[r].comm = (nb_comm){r, P, fake_allgather, fake_alltoall, &ctx[r], w->use_gather ? fake_gather : NULL};
         assert_int_equal(pthread_create(&th[r], NULL, rank_main, &ctx[r]), 0);
     }
@@ -433,6 +445,17 @@ static void test_curvature_refusals(void **state)
                                         "give every rank the same model, data set and options");
         nb_model_free(ctx[r].m);
     }
+    /* Rank 1 alone refuses its data (a label out of range): rank 0 is told
+     * and returns too, instead of waiting in a collective. */
+    other.x->data[17] -= 0.5f;
+    other.y->data[4] = 9;
+    run_ranks_job(&w, ctx, 2, ds, 1);
+    assert_int_equal(ctx[1].st, NB_ERR_ARG);
+    assert_non_null(strstr(ctx[1].msg, "curvature data: label 4 is 9"));
+    assert_int_equal(ctx[0].st, NB_ERR_ARG);
+    assert_string_equal(ctx[0].msg, "curvature eigs: rank 1 failed (its own message says why)");
+    for (int r = 0; r < 2; r++)
+        nb_model_free(ctx[r].m);
     nb_model *m = new_model();
     nb_eigs_result e;
     nb_trace_result t;
@@ -559,6 +582,17 @@ static void test_jacobian_refusals(void **state)
         assert_null(ctx[r].J);
         assert_string_equal(ctx[r].msg, "jacobian: rank 1's shapes, options or values of out and wrt differ from rank "
                                         "0's: every rank must call nb_jacobian on the same graph, values and options");
+        nb_model_free(ctx[r].m);
+    }
+    /* Rank 1's forward pass fails: rank 0 learns it and returns too. */
+    world wn = {.jac_case = 1, .batch = 3, .use_gather = 1, .nan_rank = 1};
+    const nb_dataset *same[2] = {&d, &d};
+    run_ranks_job(&wn, ctx, 2, same, 2);
+    assert_int_equal(ctx[1].st, NB_ERR_NUMERIC);
+    assert_int_equal(ctx[0].st, NB_ERR_ARG);
+    assert_string_equal(ctx[0].msg, "jacobian: rank 1 failed (its own message says why)");
+    for (int r = 0; r < 2; r++) {
+        assert_null(ctx[r].J);
         nb_model_free(ctx[r].m);
     }
     nb_model *m = new_model();
