@@ -108,10 +108,11 @@ static nb_status data_op_apply(void *user, int64_t K, const nb_real *x, nb_real 
                        rows, (long long)h->shard, (long long)K, (long long)h->n,
                        rows * (double)K * (double)h->n * sizeof(nb_real) / CURV_MAX_BYTES);
     nb_fixed_sum f;
+    /* A failure here is this rank's alone: it still joins the status
+     * exchange below, so the others do not wait for it. */
     nb_status s = nb_fixed_sum_init(&f, h->comm, h->S, K * h->n, "curvature");
-    if (s) return s;
-    nb_real *split = malloc((size_t)(K * h->n) * sizeof(nb_real));
-    if (!split) s = nb_fail(NB_ERR_NOMEM, "curvature: out of memory for %lld vectors", (long long)K);
+    nb_real *split = s ? NULL : malloc((size_t)(K * h->n) * sizeof(nb_real));
+    if (!s && !split) s = nb_fail(NB_ERR_NOMEM, "curvature: out of memory for %lld vectors", (long long)K);
     const int64_t lo = nb_fixed_sum_first(h->S, r, P), hi = nb_fixed_sum_first(h->S, r + 1, P);
     for (int64_t j = lo; j < hi && !s; j++)
         s = shard_products(h, j, K, x, split, nb_fixed_sum_row(&f, j - lo));
