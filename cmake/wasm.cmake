@@ -4,7 +4,9 @@
 # PNG, zlib, JSON), no OpenMP, no BLAS: the built-in GEMM, one thread. Model
 # files and data sets are read by the page's JavaScript instead.
 file(GLOB_RECURSE NB_WASM_SOURCES CONFIGURE_DEPENDS
-  src/core/*.c src/kernels/*.c src/graph/*.c src/ops/*.c src/autodiff/*.c src/nn/*.c src/wasm/*.c)
+  src/core/*.c src/kernels/*.c src/graph/*.c src/ops/*.c src/autodiff/*.c src/nn/*.c src/wasm/*.c
+  # the Jacobians' communicator helpers (nabla.h alone; no MPI)
+  src/dist/comm.c)
 # model files and data sets need src/io; the AVX-512 kernels are x86 only.
 list(FILTER NB_WASM_SOURCES EXCLUDE REGEX "/(modelio|dataset|sgemm_avx512|sparse_rows_avx512)\\.c$")
 set(NB_WASM_WARN -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes)

@@ -267,6 +267,19 @@ typedef struct nb_jacobian_opts {
     size_t max_bytes;  /* refuse a Jacobian larger than this; 0 = 2 GiB */
     double eps;        /* numeric: central-difference step; 0 = nb_gradcheck_defaults' eps,
                         * 1e-6 (1e-3 in float) */
+    /* Several processes (nb_comm, defined with the training API below):
+     * every rank calls nb_jacobian together, on the same graph with the
+     * same values (compared by a hash: NB_ERR_ARG on every rank naming the
+     * first that differs). The passes are split: the rows of J (reverse
+     * mode; per example: output element o of every example) or its
+     * columns (forward mode) are cut into chunks of `chunk` (0: at most
+     * 1/64 of them, fewer where auto's memory rule says), fixed by the
+     * shapes alone, and rank r computes a contiguous run of chunks. Rank
+     * 0 gets the whole J, with the same bits for any number of ranks
+     * (given the threads per rank); the other ranks get *J = NULL and
+     * NB_OK. The numeric mode and nb_jacobian_kinks run in one process
+     * (NB_ERR_UNSUPPORTED). NULL: one process. */
+    const struct nb_comm *comm;
 } nb_jacobian_opts;
 /* J = d out / d wrt with shape out.shape + wrt.shape (per_example: see above).
  * wrt may be any node for REV/FWD; NUMERIC needs a leaf. Runs the forward pass,
@@ -840,7 +853,8 @@ typedef struct nb_early_stopping {
     int stopped_epoch; /* out: the epoch after which it stopped (0-based), -1 if it did not */
 } nb_early_stopping;
 
-/* A communicator for data-parallel training: the library never calls MPI
+/* A communicator for data-parallel training, the data-set curvature
+ * (nb_model_hessian_eigs) and Jacobians (nb_jacobian_opts.comm): the library never calls MPI
  * itself; a program passes these two collectives over its own communicator
  * (the CLI's, over MPI_COMM_WORLD, is src/dist/cli_dist.c). Both are
  * blocking and are called by every rank in the same order; a non-zero
@@ -855,6 +869,11 @@ typedef struct nb_comm {
     nb_status (*allgather)(const void *send, size_t bytes, void *recv, void *user);
     nb_status (*alltoall)(const void *send, size_t bytes, void *recv, void *user);
     void *user;
+    /* Optional (NULL: allgather, every rank then receives everything):
+     * rank 0's recv (size * bytes) receives every rank's `bytes`, in rank
+     * order (MPI_Gather of MPI_BYTE to root 0); recv is NULL elsewhere. The
+     * Jacobians use it to bring their parts to rank 0. */
+    nb_status (*gather)(const void *send, size_t bytes, void *recv, void *user);
 } nb_comm;
 
 /* A sharpness measurement during training (nb_train_opts.sharpness_every):
@@ -927,6 +946,38 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
  * confusion is not NULL it receives a C x C matrix (true row, predicted col). */
 nb_status nb_evaluate(nb_model *m, const nb_dataset *d, nb_loss_kind loss, int64_t batch, double *loss_out,
                       double *accuracy, int64_t *confusion);
+
+/* The Hessian of a model's mean loss over a data set (dropout and BatchNorm
+ * as the caller set the graph's mode: nb_graph_set_training; the CLI uses
+ * inference mode), w.r.t. its trainable parameters, as a product. The n
+ * examples are cut into ceil(n / shard) shards; each shard's exact HVPs
+ * (nb_hvp) are weighted by its share of the examples and summed over a
+ * fixed binary tree of shards. With comm, every rank passes the same model
+ * and data set: rank r computes its contiguous run of shards and every rank
+ * gets the whole sum, bit-identical for any number of processes (at the
+ * same threads per process), so the eigen-solver and the trace estimator
+ * iterate alike on every rank (each rank gets the same result; print it on
+ * one). All ranks call these functions together, as collectives. A rank
+ * keeps ceil(shards / P) x K x n values before the sum: over 1 GiB is
+ * refused (NB_ERR_TOO_LARGE). Vectors are the parameters' elements
+ * concatenated in parameter order (nb_model_param), trainable ones only. */
+typedef struct nb_data_hessian_opts {
+    nb_loss_kind loss;   /* the loss averaged over the examples */
+    int64_t shard;       /* examples per HVP pass; 0: 250 */
+    const nb_comm *comm; /* NULL: one process */
+} nb_data_hessian_opts;
+/* n: the elements of m's trainable parameters (the Hessian is n x n). */
+int64_t nb_model_hessian_dim(const nb_model *m);
+/* y (K x n) = H x (K x n): an nb_linop over the data set. */
+nb_status nb_model_data_hvp(nb_model *m, const nb_dataset *d, const nb_data_hessian_opts *o, int64_t K,
+                            const nb_real *x, nb_real *y);
+/* nb_linop_eigs and nb_linop_trace on that product; with comm, the ranks
+ * first compare a hash of their data, weights and shard size (NB_ERR_ARG
+ * naming the first rank that differs). */
+nb_status nb_model_hessian_eigs(nb_model *m, const nb_dataset *d, const nb_data_hessian_opts *o,
+                                const nb_eigs_opts *eo, nb_eigs_result *res);
+nb_status nb_model_hessian_trace(nb_model *m, const nb_dataset *d, const nb_data_hessian_opts *o, int samples,
+                                 uint64_t seed, nb_trace_result *res);
 
 /* -------------------------------------------------------------------- viz */
 /* Pictures of Jacobians, gradients and kernels: 8-bit images written as PNG

@@ -8,6 +8,7 @@
  * n's output depends on example n's input only, one seed e_o set in every
  * example at once gives row o of all N Jacobians: o passes instead of N*o,
  * and the N*N cross terms are never formed. */
+#include "../dist/comm.h"
 #include "autodiff_internal.h"
 
 #include <math.h>
@@ -16,8 +17,8 @@
 
 typedef struct {
     nb_node *out, *wrt;
-    int64_t N;     /* examples (1 unless per_example) */
-    int64_t O, I;  /* per-example sizes of out and wrt */
+    int64_t N;    /* examples (1 unless per_example) */
+    int64_t O, I; /* per-example sizes of out and wrt */
     int64_t chunk;
 } jac_job;
 
@@ -25,7 +26,8 @@ static double human_bytes(double b, const char **unit)
 {
     static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
     int u = 0;
-    while (b >= 1024 && u < 5) b /= 1024, u++;
+    while (b >= 1024 && u < 5)
+        b /= 1024, u++;
     *unit = units[u];
     return b;
 }
@@ -40,8 +42,10 @@ static double human_bytes(double b, const char **unit)
 void nb_gradcheck_defaults(nb_gradcheck_opts *o)
 {
     if (!o) return;
-    if (sizeof(nb_real) == 8) *o = (nb_gradcheck_opts){1e-6, 1e-5, 1e-3};
-    else *o = (nb_gradcheck_opts){1e-3, 1e-3, 1e-2};
+    if (sizeof(nb_real) == 8)
+        *o = (nb_gradcheck_opts){1e-6, 1e-5, 1e-3};
+    else
+        *o = (nb_gradcheck_opts){1e-3, 1e-3, 1e-2};
 }
 
 /* opts' fields, zeros (or no opts) replaced by the defaults. */
@@ -65,8 +69,10 @@ static nb_status jac_shape(const jac_job *j, const nb_jacobian_opts *o, int *ran
                        x->rank - skip, NB_MAX_RANK);
     }
     int r = 0;
-    for (int d = 0; d < y->rank; d++) shape[r++] = y->shape[d];
-    for (int d = skip; d < x->rank; d++) shape[r++] = x->shape[d];
+    for (int d = 0; d < y->rank; d++)
+        shape[r++] = y->shape[d];
+    for (int d = skip; d < x->rank; d++)
+        shape[r++] = x->shape[d];
     int64_t elems = nb_shape_size(*rank, shape);
     size_t limit = o->max_bytes ? o->max_bytes : (size_t)2 << 30;
     double bytes = (double)j->N * (double)j->O * (double)j->I * (double)sizeof(nb_real);
@@ -88,55 +94,81 @@ static nb_status jac_shape(const jac_job *j, const nb_jacobian_opts *o, int *ran
 static int64_t auto_chunk(nb_graph *g, int64_t rows)
 {
     double per = 0;
-    for (int i = 0; i < g->n; i++) per += (double)g->nodes[i]->value.size;
+    for (int i = 0; i < g->n; i++)
+        per += (double)g->nodes[i]->value.size;
     per *= sizeof(nb_real);
     int64_t k = per > 0 ? (int64_t)((256.0 * 1024 * 1024) / per) : rows;
     if (k < 1) k = 1;
     return k < rows ? k : rows;
 }
 
-static nb_status jac_rev(const jac_job *j, nb_real *J)
+/* Rows [r0, r1) of J by reverse mode, K = chunk per pass from r0. With
+ * part, each pass's adjoints (K x N x I) are stored there one after the
+ * other instead of into J: part[((o - r0) N + n) I + i] = J[n, o, i]. */
+static nb_status jac_rev(const jac_job *j, nb_real *J, int64_t r0, int64_t r1, nb_real *part)
 {
     int64_t N = j->N, O = j->O, I = j->I;
     nb_real *seeds = nb_calloc_real(j->chunk * N * O);
     if (!seeds) return NB_ERR_NOMEM;
     nb_status s = NB_OK;
-    for (int64_t o0 = 0; o0 < O && !s; o0 += j->chunk) {
-        int64_t K = O - o0 < j->chunk ? O - o0 : j->chunk;
+    for (int64_t o0 = r0; o0 < r1 && !s; o0 += j->chunk) {
+        int64_t K = r1 - o0 < j->chunk ? r1 - o0 : j->chunk;
         memset(seeds, 0, (size_t)(K * N * O) * sizeof(nb_real));
         for (int64_t k = 0; k < K; k++)
-            for (int64_t n = 0; n < N; n++) seeds[(k * N + n) * O + o0 + k] = 1;
+            for (int64_t n = 0; n < N; n++)
+                seeds[(k * N + n) * O + o0 + k] = 1;
         s = nb_vjp_raw(j->out, K, seeds, 1, &j->wrt);
         if (s) break;
         /* adj[k, n, i] = J[n, o0 + k, i] */
         const nb_real *adj = nb_pass_adjoint(j->wrt, NB_PASS_SCRATCH);
+        if (part) {
+            nb_real *dst = part + (o0 - r0) * N * I;
+            if (adj)
+                memcpy(dst, adj, (size_t)(K * N * I) * sizeof(nb_real));
+            else
+                memset(dst, 0, (size_t)(K * N * I) * sizeof(nb_real));
+            continue;
+        }
         for (int64_t k = 0; k < K; k++)
             for (int64_t n = 0; n < N; n++) {
                 nb_real *dst = J + (n * O + o0 + k) * I;
-                if (adj) memcpy(dst, adj + (k * N + n) * I, (size_t)I * sizeof(nb_real));
-                else memset(dst, 0, (size_t)I * sizeof(nb_real));
+                if (adj)
+                    memcpy(dst, adj + (k * N + n) * I, (size_t)I * sizeof(nb_real));
+                else
+                    memset(dst, 0, (size_t)I * sizeof(nb_real));
             }
     }
     nb_free(seeds);
     return s;
 }
 
-static nb_status jac_fwd(const jac_job *j, nb_real *J)
+/* Columns [r0, r1) of J by forward mode, as jac_rev: with part,
+ * part[((i - r0) N + n) O + o] = J[n, o, i]. */
+static nb_status jac_fwd(const jac_job *j, nb_real *J, int64_t r0, int64_t r1, nb_real *part)
 {
     int64_t N = j->N, O = j->O, I = j->I;
     nb_real *tangents = nb_calloc_real(j->chunk * N * I);
     if (!tangents) return NB_ERR_NOMEM;
     nb_status s = NB_OK;
-    for (int64_t i0 = 0; i0 < I && !s; i0 += j->chunk) {
-        int64_t K = I - i0 < j->chunk ? I - i0 : j->chunk;
+    for (int64_t i0 = r0; i0 < r1 && !s; i0 += j->chunk) {
+        int64_t K = r1 - i0 < j->chunk ? r1 - i0 : j->chunk;
         memset(tangents, 0, (size_t)(K * N * I) * sizeof(nb_real));
         for (int64_t k = 0; k < K; k++)
-            for (int64_t n = 0; n < N; n++) tangents[(k * N + n) * I + i0 + k] = 1;
+            for (int64_t n = 0; n < N; n++)
+                tangents[(k * N + n) * I + i0 + k] = 1;
         const nb_real *t = tangents;
         s = nb_jvp_raw(j->out, K, 1, &j->wrt, &t);
         if (s) break;
         /* tan[k, n, o] = J[n, o, i0 + k] */
         const nb_real *tan = nb_pass_tangent(j->out, NB_PASS_SCRATCH);
+        if (part) {
+            nb_real *dst = part + (i0 - r0) * N * O;
+            if (tan)
+                memcpy(dst, tan, (size_t)(K * N * O) * sizeof(nb_real));
+            else
+                memset(dst, 0, (size_t)(K * N * O) * sizeof(nb_real));
+            continue;
+        }
         for (int64_t k = 0; k < K; k++)
             for (int64_t n = 0; n < N; n++)
                 for (int64_t o = 0; o < O; o++)
@@ -200,7 +232,8 @@ static nb_status jac_numeric(const jac_job *j, double eps, nb_real *J, kink_job 
             h[2 * n] = (double)xp - (double)xv, h[2 * n + 1] = (double)xv - (double)xm;
             /* NaN or Inf: no step is taken, whatever eps; the column is NaN
              * (or nothing) as the analytic one is, and the caller reports it */
-            if (!isfinite((double)xv)) h[2 * n] = h[2 * n + 1] = eps;
+            if (!isfinite((double)xv))
+                h[2 * n] = h[2 * n + 1] = eps;
             else if (!(h[2 * n] > 0 && h[2 * n + 1] > 0)) {
                 s = nb_fail(NB_ERR_ARG,
                             "jacobian: the numeric step eps %g is lost in %s's rounding at %s element %lld "
@@ -211,16 +244,20 @@ static nb_status jac_numeric(const jac_job *j, double eps, nb_real *J, kink_job 
             orig[n] = xv;
         }
         if (s) break;
-        for (int64_t n = 0; n < N; n++) x[n * I + i] = (nb_real)(orig[n] + h[2 * n]);
+        for (int64_t n = 0; n < N; n++)
+            x[n * I + i] = (nb_real)(orig[n] + h[2 * n]);
         if ((s = forward_at_step(g, step))) {
-            for (int64_t n = 0; n < N; n++) x[n * I + i] = orig[n];
+            for (int64_t n = 0; n < N; n++)
+                x[n * I + i] = orig[n];
             break;
         }
         memcpy(plus, y, (size_t)(N * O) * sizeof(nb_real));
-        for (int64_t n = 0; n < N; n++) x[n * I + i] = (nb_real)(orig[n] - h[2 * n + 1]);
+        for (int64_t n = 0; n < N; n++)
+            x[n * I + i] = (nb_real)(orig[n] - h[2 * n + 1]);
         s = forward_at_step(g, step);
         memcpy(minus, y, (size_t)(N * O) * sizeof(nb_real));
-        for (int64_t n = 0; n < N; n++) x[n * I + i] = orig[n];
+        for (int64_t n = 0; n < N; n++)
+            x[n * I + i] = orig[n];
         if (s) break;
         for (int64_t n = 0; n < N; n++) {
             const double hp = h[2 * n], hm = h[2 * n + 1];
@@ -248,12 +285,91 @@ static nb_status jac_numeric(const jac_job *j, double eps, nb_real *J, kink_job 
     return s ? s : s2;
 }
 
-/* The Jacobian, and kinks when kk is given (numeric mode only). J NULL:
- * kinks only, without the size limit of J. */
-static nb_status jacobian_impl(nb_node *out, nb_node *wrt, const nb_jacobian_opts *o, nb_tensor **J,
-                               kink_job *kk, nb_tensor **kinks)
+/* ------------------------------------------------ several processes */
+
+/* Rank r's rows (reverse mode) or columns (forward mode) of `rows`:
+ * whole chunks, contiguous, in rank order. */
+static void rank_rows(int64_t rows, int64_t chunk, int r, int P, int64_t *r0, int64_t *r1)
 {
-    if (out->graph != wrt->graph) return nb_fail(NB_ERR_ARG, "jacobian: out and wrt are in different graphs");
+    const int64_t c = (rows + chunk - 1) / chunk, c0 = c * r / P, c1 = c * (r + 1) / P;
+    *r0 = c0 * chunk < rows ? c0 * chunk : rows;
+    *r1 = c1 * chunk < rows ? c1 * chunk : rows;
+}
+
+/* The ranks hold the same graph values and options: a hash of them. */
+static nb_status ranks_agree(const nb_comm *c, const jac_job *j, nb_jac_mode mode)
+{
+    const int64_t dims[5] = {(int64_t)mode, j->N, j->O, j->I, j->chunk};
+    uint64_t h = nb_hash_bytes(NB_HASH_START, dims, sizeof dims);
+    h = nb_hash_bytes(h, j->out->value.data, (size_t)j->out->value.size * sizeof(nb_real));
+    h = nb_hash_bytes(h, j->wrt->value.data, (size_t)j->wrt->value.size * sizeof(nb_real));
+    return nb_comm_same_hash(c, h, "jacobian", "shapes, options or values of out and wrt",
+                             "every rank must call nb_jacobian on the same graph, values and options");
+}
+
+/* Rank 0: the parts (P x rows_max x N x X, X = I or O) into J. */
+static void parts_to_J(const jac_job *j, nb_jac_mode mode, int P, int64_t rows, const nb_real *recv, int64_t part_len,
+                       nb_real *J)
+{
+    const int64_t N = j->N, O = j->O, I = j->I;
+    for (int q = 0; q < P; q++) {
+        int64_t q0, q1;
+        rank_rows(rows, j->chunk, q, P, &q0, &q1);
+        const nb_real *p = recv + q * part_len;
+        for (int64_t r = q0; r < q1; r++)
+            for (int64_t n = 0; n < N; n++) {
+                const nb_real *src = p + ((r - q0) * N + n) * (mode == NB_JAC_REV ? I : O);
+                if (mode == NB_JAC_REV)
+                    memcpy(J + (n * O + r) * I, src, (size_t)I * sizeof(nb_real));
+                else
+                    for (int64_t o = 0; o < O; o++)
+                        J[(n * O + o) * I + r] = src[o];
+            }
+    }
+}
+
+/* This rank's chunks of J, then rank 0 gathers every rank's part. */
+static nb_status jac_dist(const jac_job *j, const nb_comm *c, nb_jac_mode mode, int rank, const int64_t *shape,
+                          nb_tensor **J)
+{
+    const int64_t rows = mode == NB_JAC_REV ? j->O : j->I, X = mode == NB_JAC_REV ? j->I : j->O;
+    nb_status s = ranks_agree(c, j, mode);
+    if (s) return s;
+    int64_t r0, r1, most = 0;
+    for (int q = 0; q < c->size; q++) {
+        rank_rows(rows, j->chunk, q, c->size, &r0, &r1);
+        most = r1 - r0 > most ? r1 - r0 : most;
+    }
+    rank_rows(rows, j->chunk, c->rank, c->size, &r0, &r1);
+    const int64_t part_len = most * j->N * X;
+    const int root = c->rank == 0, all_receive = !c->gather;
+    nb_real *part = nb_calloc_real(part_len + 1);
+    nb_real *recv = root || all_receive ? nb_calloc_real(c->size * part_len + 1) : NULL;
+    nb_tensor *t = root ? nb_tensor_new(rank, shape) : NULL;
+    if (!part || ((root || all_receive) && !recv) || (root && !t))
+        s = nb_fail(NB_ERR_NOMEM, "jacobian: out of memory for the ranks' parts of J");
+    if (!s && r1 > r0 && j->O > 0 && j->I > 0)
+        s = mode == NB_JAC_REV ? jac_rev(j, NULL, r0, r1, part) : jac_fwd(j, NULL, r0, r1, part);
+    /* No rank enters the gather that a failed one would skip. */
+    s = nb_comm_any_failed(c, s, "jacobian");
+    const size_t bytes = (size_t)part_len * sizeof(nb_real);
+    if (!s) s = c->gather ? c->gather(part, bytes, recv, c->user) : c->allgather(part, bytes, recv, c->user);
+    if (!s && root) parts_to_J(j, mode, c->size, rows, recv, part_len, t->data);
+    nb_free(part);
+    nb_free(recv);
+    if (s || !root) {
+        nb_tensor_free(t);
+        return s;
+    }
+    *J = t;
+    return NB_OK;
+}
+
+/* The job, J's shape (checked against the size limit when with_J) and the
+ * mode, after the forward pass at the last key. */
+static nb_status jac_prepare(nb_node *out, nb_node *wrt, const nb_jacobian_opts *o, bool numeric, bool with_J,
+                             jac_job *jp, int *rank, int64_t *shape, nb_jac_mode *mode_out)
+{
     /* Shapes first: a Jacobian too large to hold is refused before any pass runs. */
     nb_status s = nb_graph_prepare(out->graph);
     if (s) return s;
@@ -266,17 +382,44 @@ static nb_status jacobian_impl(nb_node *out, nb_node *wrt, const nb_jacobian_opt
         j.O = j.N ? out->value.size / j.N : 0;
         j.I = j.N ? wrt->value.size / j.N : 0;
     }
-    int rank = 0;
-    int64_t shape[NB_MAX_RANK];
-    if (J && (s = jac_shape(&j, o, &rank, shape))) return s;
+    if (with_J && (s = jac_shape(&j, o, rank, shape))) return s;
     /* At the key of the last forward pass (the first if none ran yet; 0 is
      * a key too: nb_forward_key(g, 0)). */
     if ((s = nb_forward_again(out->graph))) return s;
-    nb_jac_mode mode = kk ? NB_JAC_NUMERIC : o->mode;
+    nb_jac_mode mode = numeric ? NB_JAC_NUMERIC : o->mode;
     if (mode == NB_JAC_AUTO) mode = j.O <= j.I ? NB_JAC_REV : NB_JAC_FWD;
     int64_t rows = mode == NB_JAC_REV ? j.O : j.I;
     j.chunk = o->chunk > 0 ? (o->chunk < rows ? o->chunk : rows) : auto_chunk(out->graph, rows);
+    /* Several processes: chunks fixed by the shapes alone (see nabla.h). */
+    if (o->comm && o->chunk <= 0 && j.chunk > (rows + 63) / 64) j.chunk = (rows + 63) / 64;
     if (j.chunk < 1) j.chunk = 1;
+    *jp = j;
+    *mode_out = mode;
+    return NB_OK;
+}
+
+/* The Jacobian, and kinks when kk is given (numeric mode only). J NULL:
+ * kinks only, without the size limit of J. */
+static nb_status jacobian_impl(nb_node *out, nb_node *wrt, const nb_jacobian_opts *o, nb_tensor **J, kink_job *kk,
+                               nb_tensor **kinks)
+{
+    if (out->graph != wrt->graph) return nb_fail(NB_ERR_ARG, "jacobian: out and wrt are in different graphs");
+    if (o->comm && kk)
+        return nb_fail(NB_ERR_UNSUPPORTED, "jacobian kinks: run in one process (comm NULL; the numeric mode)");
+    nb_status cs = nb_comm_check(o->comm, "jacobian");
+    if (cs) return cs;
+    jac_job j;
+    int rank = 0;
+    int64_t shape[NB_MAX_RANK];
+    nb_jac_mode mode = NB_JAC_AUTO;
+    nb_status s = jac_prepare(out, wrt, o, kk != NULL, J != NULL, &j, &rank, shape, &mode);
+    if (o->comm) { /* every rank learns whether one failed before the collectives */
+        if (!s && mode == NB_JAC_NUMERIC)
+            s = nb_fail(NB_ERR_UNSUPPORTED, "jacobian: the numeric mode runs in one process (comm NULL)");
+        s = nb_comm_any_failed(o->comm, s, "jacobian");
+        return s ? s : jac_dist(&j, o->comm, mode, rank, shape, J);
+    }
+    if (s) return s;
     nb_tensor *t = J ? nb_tensor_new(rank, shape) : NULL, *k = NULL;
     if (J && !t) return NB_ERR_NOMEM;
     if (kk) {
@@ -288,8 +431,10 @@ static nb_status jacobian_impl(nb_node *out, nb_node *wrt, const nb_jacobian_opt
         kk->count = 0;
     }
     if (j.O > 0 && j.I > 0) {
-        if (mode == NB_JAC_REV) s = jac_rev(&j, t->data);
-        else if (mode == NB_JAC_FWD) s = jac_fwd(&j, t->data);
+        if (mode == NB_JAC_REV)
+            s = jac_rev(&j, t->data, 0, j.O, NULL);
+        else if (mode == NB_JAC_FWD)
+            s = jac_fwd(&j, t->data, 0, j.I, NULL);
         else {
             double eps = o->eps > 0 ? o->eps : gradcheck_opts_or_defaults(NULL).eps;
             s = jac_numeric(&j, eps, t ? t->data : NULL, kk);
@@ -301,8 +446,10 @@ static nb_status jacobian_impl(nb_node *out, nb_node *wrt, const nb_jacobian_opt
         return s;
     }
     if (J) *J = t;
-    if (kinks) *kinks = k;
-    else nb_tensor_free(k);
+    if (kinks)
+        *kinks = k;
+    else
+        nb_tensor_free(k);
     return NB_OK;
 }
 
@@ -348,7 +495,7 @@ nb_status nb_gradcheck(nb_node *out, nb_node *wrt, const nb_gradcheck_opts *opts
     const nb_gradcheck_opts d = gradcheck_opts_or_defaults(opts);
     const double eps = d.eps, atol = d.atol, rtol = d.rtol;
     nb_tensor *Jn = NULL, *Jm[2] = {NULL, NULL}, *kinks = NULL;
-    nb_jacobian_opts jo = {NB_JAC_NUMERIC, 0, 0, 0, eps};
+    nb_jacobian_opts jo = {.mode = NB_JAC_NUMERIC, .eps = eps};
     nb_status s = nb_jacobian_kinks(out, wrt, &jo, atol, rtol, &Jn, &kinks, &res->kinks);
     for (int m = 0; m < 2 && !s; m++) {
         jo.mode = m == 0 ? NB_JAC_REV : NB_JAC_FWD;

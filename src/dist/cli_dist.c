@@ -18,7 +18,8 @@ static nb_comm dist_comm;
 uint64_t cli_dist_hash(const void *data, size_t len, uint64_t h)
 {
     const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
     return h;
 }
 
@@ -45,6 +46,14 @@ static nb_status mpi_alltoall(const void *send, size_t bytes, void *recv, void *
     return rc == MPI_SUCCESS ? NB_OK : mpi_fail(rc, "Alltoall");
 }
 
+static nb_status mpi_gather(const void *send, size_t bytes, void *recv, void *user)
+{
+    (void)user;
+    if (bytes > INT_MAX) return nb_set_error(NB_ERR_TOO_LARGE, "MPI_Gather: %zu bytes per rank", bytes);
+    int rc = MPI_Gather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? NB_OK : mpi_fail(rc, "Gather");
+}
+
 /* Started by a launcher: OpenMPI's mpirun, or a PMI/PMIx one (srun, hydra). */
 static int launched(void)
 {
@@ -67,16 +76,25 @@ int cli_dist_start(const char *cmd)
     MPI_Comm_size(MPI_COMM_WORLD, &dist_size);
     /* Errors come back as codes (messages), not as an abort inside MPI. */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    dist_comm = (nb_comm){dist_rank, dist_size, mpi_allgather, mpi_alltoall, NULL};
+    dist_comm = (nb_comm){dist_rank, dist_size, mpi_allgather, mpi_alltoall, NULL, mpi_gather};
 #else
     (void)cmd;
 #endif
     return 0;
 }
 
-int cli_dist_rank(void) { return dist_rank; }
-int cli_dist_size(void) { return dist_size; }
-const nb_comm *cli_dist_comm(void) { return dist_size > 1 ? &dist_comm : NULL; }
+int cli_dist_rank(void)
+{
+    return dist_rank;
+}
+int cli_dist_size(void)
+{
+    return dist_size;
+}
+const nb_comm *cli_dist_comm(void)
+{
+    return dist_size > 1 ? &dist_comm : NULL;
+}
 
 int cli_dist_end(int rc)
 {
@@ -128,8 +146,7 @@ int cli_dist_gather(const void *send, size_t bytes, void *recv)
         total += counts[r];
         if (total > INT_MAX) rc = 1;
     }
-    if (!rc)
-        rc = MPI_Gatherv(send, mine, MPI_BYTE, recv, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS;
+    if (!rc) rc = MPI_Gatherv(send, mine, MPI_BYTE, recv, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS;
     free(counts), free(displs);
     return rc;
 #else
@@ -158,7 +175,8 @@ static int first_different(uint64_t h)
     uint64_t *all = gather_all(h);
     if (!all) return -1;
     int r = 1;
-    while (r < dist_size && all[r] == all[0]) r++;
+    while (r < dist_size && all[r] == all[0])
+        r++;
     free(all);
     return r < dist_size ? r : 0;
 }
@@ -241,9 +259,10 @@ int cli_dist_check_rows(const char *cmd, int64_t n)
     if (n >= dist_size) return 0;
     dist_refused = 1;
     if (dist_rank == 0)
-        fprintf(stderr, "nabla %s: %lld examples for %d processes: every process needs at least one; run fewer "
-                        "(mpirun -np %lld) or give more examples\n", cmd, (long long)n, dist_size,
-                (long long)(n > 0 ? n : 1));
+        fprintf(stderr,
+                "nabla %s: %lld examples for %d processes: every process needs at least one; run fewer "
+                "(mpirun -np %lld) or give more examples\n",
+                cmd, (long long)n, dist_size, (long long)(n > 0 ? n : 1));
     return 1;
 }
 

@@ -4,6 +4,30 @@
 #define NB_DIST_INTERNAL_H
 
 #include "../nn/nn_internal.h"
+#include "comm.h"
+
+/* A sum of S rows over a fixed binary tree whatever the ranks that computed
+ * them (src/dist/fixed_sum.c): the same bits for any number of ranks. Rank
+ * r holds rows [first(S, r, P), first(S, r + 1, P)) in its rows 0, 1, ...
+ * (nb_fixed_sum_row); every rank calls nb_fixed_sum_run with the same S,
+ * and every rank gets the sum of all S rows (L values). */
+typedef struct nb_fixed_sum {
+    const nb_comm *comm;
+    int rank, size;
+    int64_t L, C, Qmax;          /* row length, chunk per rank, rows per rank at most */
+    nb_real *local;              /* Qmax x L: this rank's rows */
+    nb_real *send, *recv, *full; /* P > 1: size x Qmax x C, twice; size x C */
+    nb_real **rows;              /* size x Qmax: each row (or chunk) for the tree */
+    double seconds;              /* in alltoall and allgather, since init */
+    int64_t bytes;               /* sent by this rank since init */
+} nb_fixed_sum;
+/* For S_max rows at most; comm NULL: one process. */
+nb_status nb_fixed_sum_init(nb_fixed_sum *f, const nb_comm *comm, int64_t S_max, int64_t L, const char *who);
+void nb_fixed_sum_free(nb_fixed_sum *f);
+int64_t nb_fixed_sum_first(int64_t S, int r, int P);
+nb_real *nb_fixed_sum_row(nb_fixed_sum *f, int64_t q);
+/* *sum: the sum of the S rows (f's memory, valid until the next run). */
+nb_status nb_fixed_sum_run(nb_fixed_sum *f, int64_t S, const nb_real **sum);
 
 typedef struct nb_shards nb_shards;
 
@@ -16,8 +40,8 @@ void nb_shards_free(nb_shards *e);
  * batch; this rank computes its shards), left in nb_grad of m's parameters
  * (ready for nb_optim_step); *loss: the batch's mean loss, *correct: its
  * correct predictions (count_correct's), both the same on every rank. */
-nb_status nb_shards_step(nb_shards *e, const nb_dataset *d, const int64_t *idx, int64_t start, int64_t b,
-                         int64_t step, double *loss, double *correct);
+nb_status nb_shards_step(nb_shards *e, const nb_dataset *d, const int64_t *idx, int64_t start, int64_t b, int64_t step,
+                         double *loss, double *correct);
 /* Seconds this rank spent in the gradient exchange, and bytes it sent,
  * since the engine started. */
 void nb_shards_comm_stats(const nb_shards *e, double *seconds, int64_t *bytes);
@@ -30,6 +54,9 @@ nb_status nb_shards_check_weights(nb_shards *e, int epoch);
 /* FNV-1a over the bytes of m's parameter values, in parameter order. */
 uint64_t nb_shards_weight_hash(const nb_model *m);
 
+/* From src/nn/train.c: NB_OK when d fits m and its loss's target (what
+ * names the data in messages), with the values per example. */
+nb_status nb_train_check_data(nb_model *m, const nb_dataset *d, const char *what, int64_t *xrow, int64_t *yrow);
 /* From src/nn/train.c: rows idx[start..start+b) (start.. when idx is NULL)
  * into the model's input and target; correct predictions of the loaded batch. */
 nb_status nb_train_load_rows(nb_model *m, const nb_dataset *d, const int64_t *idx, int64_t start, int64_t b,

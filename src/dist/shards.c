@@ -14,14 +14,7 @@
  * shard was computed never changes the sum, so the weights are
  * bit-identical for any number of ranks P and threads T.
  *
- * With P > 1 the tree runs where the data is, as a reduce-scatter: each
- * rank first sums the whole subtrees its run of shards covers (one for
- * P = 2 and S a power of two, at most 2 log2 S), the gradient (L values)
- * is split into P chunks of C = ceil(L / P), an alltoall sends chunk d of
- * every subtree root to rank d, rank d finishes the tree on its chunk, and
- * an allgather returns the summed chunks to everyone. Values sent per rank
- * and step: (R + 1) L (P - 1) / P for R subtree roots per rank, against
- * 2 L (P - 1) / P for a ring allreduce (whose order of sums depends on P).
+ * The sum itself, over ranks too, is nb_fixed_sum (fixed_sum.c).
  */
 #include "dist_internal.h"
 
@@ -29,14 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 enum { NB_SHARDS_MAX_THREADS = 256, NB_SHARD_DEFAULT = 16 };
 
@@ -50,20 +35,21 @@ struct nb_shards {
     nb_loss_kind kind;
     uint64_t seed;
     int64_t shard, xrow, yrow;
-    int64_t L, C, Qmax;   /* gradient length, chunk per rank, shard slots per rank */
-    nb_real *local;       /* Qmax x L: this rank's weighted shard gradients */
-    nb_real *send, *recv; /* size x Qmax x C */
-    nb_real *full;        /* size x C */
+    int64_t L, Qmax;           /* gradient length, shard slots per rank */
+    nb_fixed_sum sum;          /* this rank's weighted shard gradients, summed over all ranks' */
     double *stats, *all_stats; /* Qmax x 2 (loss x s_j, correct), size x Qmax x 2 */
-    nb_real **rows;            /* size x Qmax: each shard's gradient (or chunk) for tree_sum */
-    double comm_seconds;       /* in alltoall and allgather, since the start */
-    int64_t comm_bytes;        /* sent by this rank */
 };
 
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t ceil_div(int64_t a, int64_t b)
+{
+    return (a + b - 1) / b;
+}
 
 /* Rank r's shards of S: [S r / P, S (r + 1) / P). */
-static int64_t first_shard(int64_t S, int r, int P) { return S * r / P; }
+static int64_t first_shard(int64_t S, int r, int P)
+{
+    return nb_fixed_sum_first(S, r, P);
+}
 
 static int64_t grad_length(nb_model *m)
 {
@@ -83,7 +69,8 @@ static nb_status make_replica(nb_shards *e, int t)
         return nb_fail(NB_ERR_ARG, "reproducible training: a copy of the model has %d parameters, the model %d",
                        r->nparams, m->nparams);
     }
-    for (int i = 0; i < m->nparams; i++) r->params[i]->requires_grad = m->params[i]->requires_grad;
+    for (int i = 0; i < m->nparams; i++)
+        r->params[i]->requires_grad = m->params[i]->requires_grad;
     nb_graph_set_check_numerics(r->g, m->g->check_numerics);
     e->rep[t] = r;
     return nb_model_loss(r, e->kind, NULL, &e->loss[t]);
@@ -93,20 +80,12 @@ static nb_status alloc_buffers(nb_shards *e, int64_t batch)
 {
     const int64_t S = ceil_div(batch, e->shard);
     e->Qmax = ceil_div(S, e->size);
-    e->C = ceil_div(e->L, e->size);
-    if (e->L > (INT64_MAX / 8) / (e->Qmax * e->size + 1))
-        return nb_fail(NB_ERR_TOO_LARGE, "reproducible training: shard gradients too large");
-    e->local = calloc((size_t)(e->Qmax * e->L), sizeof(nb_real));
+    nb_status s = nb_fixed_sum_init(&e->sum, e->comm, S, e->L, "reproducible training");
+    if (s) return s;
     e->stats = calloc((size_t)(e->Qmax * 2), sizeof(double));
-    e->rows = calloc((size_t)(e->Qmax * e->size), sizeof(nb_real *));
-    if (e->size > 1) {
-        e->send = calloc((size_t)(e->size * e->Qmax * e->C), sizeof(nb_real));
-        e->recv = calloc((size_t)(e->size * e->Qmax * e->C), sizeof(nb_real));
-        e->full = calloc((size_t)(e->size * e->C), sizeof(nb_real));
-        e->all_stats = calloc((size_t)(e->size * e->Qmax * 2), sizeof(double));
-        if (!e->send || !e->recv || !e->full || !e->all_stats) e->local = (free(e->local), NULL);
-    }
-    if (!e->local || !e->stats || !e->rows) return nb_fail(NB_ERR_NOMEM, "reproducible training: out of memory for shard gradients");
+    if (e->size > 1) e->all_stats = calloc((size_t)(e->size * e->Qmax * 2), sizeof(double));
+    if (!e->stats || (e->size > 1 && !e->all_stats))
+        return nb_fail(NB_ERR_NOMEM, "reproducible training: out of memory for shard gradients");
     return NB_OK;
 }
 
@@ -127,10 +106,9 @@ nb_status nb_shards_new(nb_model *m, nb_node *loss, const nb_dataset *d, const n
 {
     *out = NULL;
     const nb_comm *c = opts->comm;
-    if (opts->shard < 0) return nb_fail(NB_ERR_ARG, "train: shard size must be >= 1 (0: 16), got %lld", (long long)opts->shard);
-    if (c && (c->size < 1 || c->rank < 0 || c->rank >= c->size || !c->allgather || !c->alltoall))
-        return nb_fail(NB_ERR_ARG, "train: communicator with rank %d of %d processes or without its collectives",
-                       c->rank, c->size);
+    if (opts->shard < 0)
+        return nb_fail(NB_ERR_ARG, "train: shard size must be >= 1 (0: 16), got %lld", (long long)opts->shard);
+    if (nb_comm_check(c, "train")) return NB_ERR_ARG;
     nb_shards *e = calloc(1, sizeof *e);
     if (!e) return nb_fail(NB_ERR_NOMEM, "train: out of memory");
     e->rep[0] = m, e->loss[0] = loss, e->nrep = 1, e->version = 1;
@@ -140,7 +118,8 @@ nb_status nb_shards_new(nb_model *m, nb_node *loss, const nb_dataset *d, const n
     int T = nb_get_num_threads();
     T = T < 1 ? 1 : T > NB_SHARDS_MAX_THREADS ? NB_SHARDS_MAX_THREADS : T;
     nb_status s = alloc_buffers(e, opts->batch);
-    for (int t = 1; t < T && !s; t++, e->nrep++) s = make_replica(e, t);
+    for (int t = 1; t < T && !s; t++, e->nrep++)
+        s = make_replica(e, t);
     if (!s) s = warm_master(e, d);
     if (s) {
         nb_shards_free(e);
@@ -153,17 +132,22 @@ nb_status nb_shards_new(nb_model *m, nb_node *loss, const nb_dataset *d, const n
 void nb_shards_free(nb_shards *e)
 {
     if (!e) return;
-    for (int t = 1; t < e->nrep; t++) nb_model_free(e->rep[t]);
-    free(e->local), free(e->send), free(e->recv), free(e->full), free(e->stats), free(e->all_stats), free(e->rows);
+    for (int t = 1; t < e->nrep; t++)
+        nb_model_free(e->rep[t]);
+    nb_fixed_sum_free(&e->sum);
+    free(e->stats), free(e->all_stats);
     free(e);
 }
 
-void nb_shards_weights_changed(nb_shards *e) { e->version++; }
+void nb_shards_weights_changed(nb_shards *e)
+{
+    e->version++;
+}
 
 void nb_shards_comm_stats(const nb_shards *e, double *seconds, int64_t *bytes)
 {
-    *seconds = e->comm_seconds;
-    *bytes = e->comm_bytes;
+    *seconds = e->sum.seconds;
+    *bytes = e->sum.bytes;
 }
 
 static void sync_replica(nb_shards *e, int t)
@@ -193,13 +177,15 @@ static nb_status shard_grad(nb_shards *e, int t, const nb_dataset *d, const int6
     e->stats[2 * q + 1] = nb_train_count_correct(r, sj, NULL);
     if ((s = nb_backward(e->loss[t]))) return s;
     const nb_real w = (nb_real)((double)sj / (double)b);
-    nb_real *dst = e->local + q * e->L;
+    nb_real *dst = nb_fixed_sum_row(&e->sum, q);
     for (int i = 0; i < r->nparams; i++) {
         if (!r->params[i]->requires_grad) continue;
         const nb_tensor *g = nb_grad(r->params[i]);
-        if (!g) return nb_fail(NB_ERR_ARG, "reproducible training: parameter '%s' has no gradient",
-                               nb_node_name(r->params[i]));
-        for (int64_t k = 0; k < g->size; k++) dst[k] = w * g->data[k];
+        if (!g)
+            return nb_fail(NB_ERR_ARG, "reproducible training: parameter '%s' has no gradient",
+                           nb_node_name(r->params[i]));
+        for (int64_t k = 0; k < g->size; k++)
+            dst[k] = w * g->data[k];
         dst += g->size;
     }
     return NB_OK;
@@ -242,89 +228,11 @@ static nb_status local_shards(nb_shards *e, const nb_dataset *d, const int64_t *
     return NB_OK;
 }
 
-/* rows[j] += rows[j + w] for w = 1, 2, 4, ... and j a multiple of 2w
- * (elements [0, n) of each): rows[0] ends as the sum in the fixed tree of
- * S rows. A NULL row lies inside a subtree that its rank summed already
- * (see subtrees), so its pair is skipped. Elementwise, so splitting the
- * elements over threads changes no bits. */
-static void tree_sum(nb_real *const *rows, int64_t S, int64_t n)
-{
-    enum { BLOCK = 4096 };
-#pragma omp parallel for schedule(static) if (n * S > 65536)
-    for (int64_t k0 = 0; k0 < n; k0 += BLOCK) {
-        const int64_t k1 = k0 + BLOCK < n ? k0 + BLOCK : n;
-        for (int64_t w = 1; w < S; w *= 2)
-            for (int64_t j = 0; j + w < S; j += 2 * w) {
-                if (!rows[j] || !rows[j + w]) continue;
-                nb_real *a = rows[j] + k0;
-                const nb_real *c = rows[j + w] + k0;
-                for (int64_t k = 0; k < k1 - k0; k++) a[k] += c[k];
-            }
-    }
-}
-
-/* The whole subtrees of the tree over S shards that the run [lo, hi)
- * covers, greedily from lo: [a, a + 2^k) (clipped at S) with a a multiple
- * of 2^k, as large as fits. A rank sums each one itself, in the tree's own
- * order, and sends only its root: P = 2 and S a power of two send one row
- * per rank, the bytes of a ring allreduce. Returns the count (<= 2 log2 S). */
-static int subtrees(int64_t S, int64_t lo, int64_t hi, int64_t *start, int64_t *end)
-{
-    int n = 0;
-    for (int64_t a = lo; a < hi; n++) {
-        int64_t size = 1;
-        while (a % (2 * size) == 0 && (a + 2 * size <= hi || (hi == S && a + size < S))) size *= 2;
-        start[n] = a, end[n] = a + size < S ? a + size : S;
-        a = end[n];
-    }
-    return n;
-}
-
 static nb_status comm_status(nb_status s, const char *what)
 {
     if (!s) return NB_OK;
     const char *m = nb_last_error();
     return nb_fail(s, "%s between ranks failed%s%s", what, m && *m ? ": " : "", m ? m : "");
-}
-
-/* P > 1: the reduce-scatter of the file comment, on subtree roots. On
- * return e->full holds G. */
-static nb_status exchange(nb_shards *e, int64_t S, nb_real **rows)
-{
-    const int64_t C = e->C, L = e->L, lo = first_shard(S, e->rank, e->size);
-    int64_t st[128], en[128];
-    int R = 0, mine = subtrees(S, lo, first_shard(S, e->rank + 1, e->size), st, en);
-    for (int r = 0; r < e->size; r++) {
-        int n = subtrees(S, first_shard(S, r, e->size), first_shard(S, r + 1, e->size), st + 64, en + 64);
-        R = n > R ? n : R;
-    }
-    for (int q = 0; q < mine; q++) {
-        for (int64_t j = st[q]; j < en[q]; j++) rows[j - st[q]] = e->local + (j - lo) * L;
-        tree_sum(rows, en[q] - st[q], L);
-    }
-    for (int d = 0; d < e->size; d++)
-        for (int q = 0; q < R; q++) {
-            nb_real *dst = e->send + (d * R + q) * C;
-            const int64_t n = q < mine ? (L - d * C < C ? (L - d * C > 0 ? L - d * C : 0) : C) : 0;
-            if (n) memcpy(dst, e->local + (st[q] - lo) * L + d * C, (size_t)n * sizeof(nb_real));
-            memset(dst + n, 0, (size_t)(C - n) * sizeof(nb_real));
-        }
-    double t0 = now_seconds();
-    nb_status s = e->comm->alltoall(e->send, (size_t)(R * C) * sizeof(nb_real), e->recv, e->comm->user);
-    e->comm_seconds += now_seconds() - t0;
-    e->comm_bytes += (e->size - 1) * R * C * (int64_t)sizeof(nb_real);
-    if (s) return comm_status(s, "exchanging gradient shards");
-    for (int64_t j = 0; j < S; j++) rows[j] = NULL;
-    for (int r = 0; r < e->size; r++) {
-        int n = subtrees(S, first_shard(S, r, e->size), first_shard(S, r + 1, e->size), st + 64, en + 64);
-        for (int q = 0; q < n; q++) rows[st[64 + q]] = e->recv + (r * R + q) * C;
-    }
-    tree_sum(rows, S, C);
-    t0 = now_seconds();
-    s = e->comm->allgather(rows[0], (size_t)C * sizeof(nb_real), e->full, e->comm->user);
-    e->comm_seconds += now_seconds() - t0;
-    e->comm_bytes += (e->size - 1) * C * (int64_t)sizeof(nb_real);
-    return comm_status(s, "gathering the summed gradient");
 }
 
 /* Loss and correct counts of all S shards, summed in shard order. */
@@ -333,7 +241,8 @@ static nb_status batch_stats(nb_shards *e, int64_t S, int64_t Q, double *loss_su
     const double *st = e->stats;
     if (e->size > 1) {
         const int64_t own = first_shard(S, e->rank + 1, e->size) - first_shard(S, e->rank, e->size);
-        for (int64_t q = own; q < Q; q++) e->stats[2 * q] = e->stats[2 * q + 1] = 0;
+        for (int64_t q = own; q < Q; q++)
+            e->stats[2 * q] = e->stats[2 * q + 1] = 0;
         nb_status s = e->comm->allgather(e->stats, (size_t)(Q * 2) * sizeof(double), e->all_stats, e->comm->user);
         if (s) return comm_status(s, "gathering the losses");
         st = e->all_stats;
@@ -342,32 +251,26 @@ static nb_status batch_stats(nb_shards *e, int64_t S, int64_t Q, double *loss_su
     for (int r = 0; r < e->size; r++) {
         const int64_t n = first_shard(S, r + 1, e->size) - first_shard(S, r, e->size);
         const double *row = st + (e->size > 1 ? r * Q * 2 : 0);
-        for (int64_t q = 0; q < n; q++) *loss_sum += row[2 * q], *correct += row[2 * q + 1];
+        for (int64_t q = 0; q < n; q++)
+            *loss_sum += row[2 * q], *correct += row[2 * q + 1];
     }
     return NB_OK;
 }
 
-nb_status nb_shards_step(nb_shards *e, const nb_dataset *d, const int64_t *idx, int64_t start, int64_t b,
-                         int64_t step, double *loss, double *correct)
+nb_status nb_shards_step(nb_shards *e, const nb_dataset *d, const int64_t *idx, int64_t start, int64_t b, int64_t step,
+                         double *loss, double *correct)
 {
     const int64_t S = ceil_div(b, e->shard), Q = ceil_div(S, e->size);
-    if (Q > e->Qmax) return nb_fail(NB_ERR_ARG, "reproducible training: batch of %lld larger than planned", (long long)b);
+    if (Q > e->Qmax)
+        return nb_fail(NB_ERR_ARG, "reproducible training: batch of %lld larger than planned", (long long)b);
     const int64_t lo = first_shard(S, e->rank, e->size), hi = first_shard(S, e->rank + 1, e->size);
     nb_status s = local_shards(e, d, idx, start, b, step, lo, hi);
     if (s) return s;
     double loss_sum = 0;
     if ((s = batch_stats(e, S, Q, &loss_sum, correct))) return s;
     *loss = loss_sum / (double)b;
-    nb_real **rp = e->rows;
-    const nb_real *G = e->local;
-    if (e->size > 1) {
-        s = exchange(e, S, rp);
-        G = e->full;
-    } else {
-        for (int64_t j = 0; j < S; j++) rp[j] = e->local + j * e->L;
-        tree_sum(rp, S, e->L);
-    }
-    if (s) return s;
+    const nb_real *G = NULL;
+    if ((s = nb_fixed_sum_run(&e->sum, S, &G))) return s;
     nb_model *m = e->rep[0];
     for (int i = 0; i < m->nparams; i++) {
         if (!m->params[i]->requires_grad) continue;
@@ -385,7 +288,8 @@ uint64_t nb_shards_weight_hash(const nb_model *m)
     for (int i = 0; i < m->nparams; i++) {
         const nb_tensor *v = &m->params[i]->value;
         const unsigned char *p = (const unsigned char *)v->data;
-        for (size_t k = 0; k < (size_t)v->size * sizeof(nb_real); k++) h = (h ^ p[k]) * 0x100000001b3ull;
+        for (size_t k = 0; k < (size_t)v->size * sizeof(nb_real); k++)
+            h = (h ^ p[k]) * 0x100000001b3ull;
     }
     return h;
 }

@@ -51,6 +51,11 @@ static nb_status check_data(nb_model *m, const nb_dataset *d, const char *what, 
     return NB_OK;
 }
 
+nb_status nb_train_check_data(nb_model *m, const nb_dataset *d, const char *what, int64_t *xrow, int64_t *yrow)
+{
+    return check_data(m, d, what, xrow, yrow);
+}
+
 /* Loads rows idx[start..start+b) (or start..start+b when idx is NULL) into the graph. */
 nb_status nb_train_load_rows(nb_model *m, const nb_dataset *d, const int64_t *idx, int64_t start, int64_t b,
                             int64_t xrow, int64_t yrow)

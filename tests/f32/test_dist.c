@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,8 +57,8 @@ static nb_model *new_model(void)
 
 static nb_train_opts train_opts(void)
 {
-    return (nb_train_opts){.epochs = 3, .batch = BATCH, .loss = NB_LOSS_CCE, .seed = 11, .shuffle = 1,
-                           .reproducible = 1};
+    return (nb_train_opts){
+        .epochs = 3, .batch = BATCH, .loss = NB_LOSS_CCE, .seed = 11, .shuffle = 1, .reproducible = 1};
 }
 
 /* Trains a fresh model and returns it (the caller frees). */
@@ -87,7 +88,10 @@ typedef struct {
     int size;
     pthread_barrier_t bar;
     const unsigned char *slot[MAX_RANKS];
-    int corrupt_hash; /* rank 1 reports another weight hash */
+    int corrupt_hash;    /* rank 1 reports another weight hash */
+    int use_gather;      /* give the ranks nb_comm.gather (else NULL: allgather) */
+    int jac_case, batch; /* job 2 */
+    int nan_rank;        /* job 2: this rank (if > 0) fails its forward pass */
 } world;
 
 typedef struct {
@@ -98,6 +102,12 @@ typedef struct {
     nb_model *m;
     nb_status st;
     char msg[512];
+    int job;             /* 0: train; 1: the data-set curvature (eigs and trace); 2: a Jacobian */
+    nb_eigs_result eigs; /* job 1 */
+    nb_trace_result trace;
+    int jac_case, batch; /* job 2: a Jacobian (jac_cases[jac_case]) at this batch */
+    int nan_here;        /* job 2: a NaN input with the numerics check on */
+    nb_tensor *J;
 } rank_ctx;
 
 static nb_status fake_allgather(const void *send, size_t bytes, void *recv, void *user)
@@ -106,10 +116,27 @@ static nb_status fake_allgather(const void *send, size_t bytes, void *recv, void
     world *w = c->w;
     w->slot[c->rank] = send;
     pthread_barrier_wait(&w->bar);
-    for (int r = 0; r < w->size; r++) memcpy((unsigned char *)recv + r * bytes, w->slot[r], bytes);
+    for (int r = 0; r < w->size; r++)
+        memcpy((unsigned char *)recv + r * bytes, w->slot[r], bytes);
     if (w->corrupt_hash && bytes == 8 && w->size > 1) ((unsigned char *)recv)[8] ^= 1;
     pthread_barrier_wait(&w->bar);
     return NB_OK;
+}
+
+static nb_status fake_gather(const void *send, size_t bytes, void *recv, void *user)
+{
+    rank_ctx *c = user;
+    world *w = c->w;
+    w->slot[c->rank] = send;
+    pthread_barrier_wait(&w->bar);
+    nb_status s = NB_OK;
+    if (c->rank == 0)
+        for (int r = 0; r < w->size; r++)
+            memcpy((unsigned char *)recv + r * bytes, w->slot[r], bytes);
+    else if (recv) /* MPI_Gather ignores it; the library passes NULL */
+        s = nb_set_error(NB_ERR_ARG, "gather: recv is not NULL on rank %d", c->rank);
+    pthread_barrier_wait(&w->bar);
+    return s;
 }
 
 static nb_status fake_alltoall(const void *send, size_t bytes, void *recv, void *user)
@@ -118,14 +145,72 @@ static nb_status fake_alltoall(const void *send, size_t bytes, void *recv, void 
     world *w = c->w;
     w->slot[c->rank] = send;
     pthread_barrier_wait(&w->bar);
-    for (int r = 0; r < w->size; r++) memcpy((unsigned char *)recv + r * bytes, w->slot[r] + c->rank * bytes, bytes);
+    for (int r = 0; r < w->size; r++)
+        memcpy((unsigned char *)recv + r * bytes, w->slot[r] + c->rank * bytes, bytes);
     pthread_barrier_wait(&w->bar);
     return NB_OK;
+}
+
+static nb_data_hessian_opts curv_opts(const nb_comm *comm)
+{
+    return (nb_data_hessian_opts){.loss = NB_LOSS_CCE, .shard = 16, .comm = comm};
+}
+
+static const nb_eigs_opts curv_eigs = {.k = 2, .max_iter = 30, .tol = 1e-4, .seed = 5};
+
+/* The data-set Hessian's top 2 eigenvalues and its trace on c's model. */
+static void curvature_job(rank_ctx *c, const nb_comm *comm)
+{
+    c->m = new_model();
+    nb_graph_set_training(nb_model_graph(c->m), 0, 0);
+    const nb_data_hessian_opts o = curv_opts(comm);
+    c->st = nb_model_hessian_eigs(c->m, c->d, &o, &curv_eigs, &c->eigs);
+    if (!c->st) c->st = nb_model_hessian_trace(c->m, c->d, &o, 6, 9, &c->trace);
+    snprintf(c->msg, sizeof c->msg, "%s", c->st ? nb_last_error() : "");
+}
+
+/* The Jacobians split over ranks: per example, full by reverse mode (9
+ * rows of logits, w.r.t. the input), full by forward mode (w.r.t. the
+ * 36 weights of the conv kernel). */
+static const struct {
+    const char *wrt;
+    nb_jacobian_opts o;
+} jac_cases[] = {
+    {"input", {.mode = NB_JAC_REV, .per_example = 1}},
+    {"input", {.mode = NB_JAC_REV}},
+    {"0.kernel", {.mode = NB_JAC_FWD}},
+};
+
+/* A fresh model at `batch` examples of d (rank-independent values) and
+ * its Jacobian by jac_cases[c->jac_case] with comm. */
+static void jacobian_job(rank_ctx *c, const nb_comm *comm)
+{
+    c->m = new_model();
+    assert_int_equal(nb_model_set_batch(c->m, c->batch), NB_OK);
+    memcpy(nb_value(nb_model_input(c->m))->data, c->d->x->data, (size_t)(c->batch * 64) * sizeof(nb_real));
+    nb_node *wrt = !strcmp(jac_cases[c->jac_case].wrt, "input") ? nb_model_input(c->m)
+                                                                : nb_model_find_param(c->m, jac_cases[c->jac_case].wrt);
+    nb_jacobian_opts o = jac_cases[c->jac_case].o;
+    o.comm = comm;
+    if (c->nan_here) { /* this rank's forward pass fails */
+        nb_graph_set_check_numerics(nb_model_graph(c->m), 1);
+        nb_value(nb_model_input(c->m))->data[0] = NAN;
+    }
+    c->st = nb_jacobian(nb_model_logits(c->m), wrt, &o, &c->J);
+    snprintf(c->msg, sizeof c->msg, "%s", c->st ? nb_last_error() : "");
 }
 
 static void *rank_main(void *arg)
 {
     rank_ctx *c = arg;
+    if (c->job == 2) {
+        jacobian_job(c, &c->comm);
+        return NULL;
+    }
+    if (c->job == 1) {
+        curvature_job(c, &c->comm);
+        return NULL;
+    }
     nb_train_opts to = train_opts();
     to.reproducible = 0; /* implied by a comm of size > 1 */
     to.comm = &c->comm;
@@ -134,19 +219,33 @@ static void *rank_main(void *arg)
     return NULL;
 }
 
-/* Trains on P thread-ranks; ctx[r].m are their models. */
-static void run_ranks(world *w, rank_ctx *ctx, int P, const nb_dataset *d)
+/* Runs job on P thread-ranks; ctx[r].m are their models. */
+static void run_ranks_job(world *w, rank_ctx *ctx, int P, const nb_dataset *const *d, int job)
 {
     pthread_t th[MAX_RANKS];
     w->size = P;
     assert_int_equal(pthread_barrier_init(&w->bar, NULL, (unsigned)P), 0);
     for (int r = 0; r < P; r++) {
-        ctx[r] = (rank_ctx){.w = w, .rank = r, .d = d};
-        ctx[r].comm = (nb_comm){r, P, fake_allgather, fake_alltoall, &ctx[r]};
+        ctx[r] = (rank_ctx){.w = w,
+                            .rank = r,
+                            .d = d[r],
+                            .job = job,
+                            .jac_case = w->jac_case,
+                            .batch = w->batch,
+                            .nan_here = w->nan_rank > 0 && r == w->nan_rank};
+        ctx[r].comm = (nb_comm){r, P, fake_allgather, fake_alltoall, &ctx[r], w->use_gather ? fake_gather : NULL};
         assert_int_equal(pthread_create(&th[r], NULL, rank_main, &ctx[r]), 0);
     }
-    for (int r = 0; r < P; r++) pthread_join(th[r], NULL);
+    for (int r = 0; r < P; r++)
+        pthread_join(th[r], NULL);
     pthread_barrier_destroy(&w->bar);
+}
+
+/* Trains on P thread-ranks; ctx[r].m are their models. */
+static void run_ranks(world *w, rank_ctx *ctx, int P, const nb_dataset *d)
+{
+    const nb_dataset *ds[MAX_RANKS] = {d, d, d, d};
+    run_ranks_job(w, ctx, P, ds, 0);
 }
 
 static void test_threads_and_ranks_same_bits(void **state)
@@ -224,7 +323,7 @@ static void test_bad_options(void **state)
     assert_int_equal(st, NB_ERR_ARG);
     assert_string_equal(nb_last_error(), "train: shard size must be >= 1 (0: 16), got -1");
     nb_model_free(m);
-    nb_comm bad = {2, 2, fake_allgather, fake_alltoall, NULL};
+    nb_comm bad = {2, 2, fake_allgather, fake_alltoall, NULL, NULL};
     to = train_opts();
     to.comm = &bad;
     m = train(&d, &to, &st);
@@ -234,12 +333,317 @@ static void test_bad_options(void **state)
     nb_dataset_free(&d);
 }
 
+/* The data-set Hessian: 90 examples in shards of 16 (the last has 10),
+ * so P = 4 ranks own 1, 2, 1 and 2 shards; every rank's eigenvalues,
+ * eigenvectors and trace have the bits of one process's, and they match
+ * the Hessian of all 90 examples in one pass (nb_hvp), up to float
+ * rounding. */
+static void test_curvature_same_bits_any_P(void **state)
+{
+    (void)state;
+    nb_dataset d = {0};
+    make_data(&d);
+    nb_set_num_threads(1);
+    rank_ctx ref = {.d = &d};
+    curvature_job(&ref, NULL);
+    assert_int_equal(ref.st, NB_OK);
+    assert_int_equal(ref.eigs.k, 2);
+    assert_true(ref.eigs.values[0] > 1e-3); /* cross-entropy at the start: curvature */
+    assert_true(ref.trace.trace > 0);
+
+    /* One pass over all 90 examples: the same Hessian, another order of sums. */
+    nb_model *m = new_model();
+    nb_graph_set_training(nb_model_graph(m), 0, 0);
+    nb_data_hessian_opts whole = curv_opts(NULL);
+    whole.shard = N;
+    nb_eigs_result e1;
+    assert_int_equal(nb_model_hessian_eigs(m, &d, &whole, &curv_eigs, &e1), NB_OK);
+    for (int i = 0; i < 2; i++)
+        assert_true(fabs(e1.values[i] - ref.eigs.values[i]) <= 1e-3 * fabs(ref.eigs.values[0]));
+    nb_tensor_free(e1.vectors);
+    /* ... and nb_model_data_hvp is nb_hvp of the whole batch. */
+    const int64_t n = nb_model_hessian_dim(m);
+    assert_int_equal(n, nb_model_num_params(m));
+    nb_real *y = calloc((size_t)n, sizeof(nb_real));
+    const nb_data_hessian_opts sharded = curv_opts(NULL);
+    assert_int_equal(nb_model_data_hvp(m, &d, &sharded, 1, ref.eigs.vectors->data, y), NB_OK);
+    nb_node *loss = NULL, *target = NULL, *params[4];
+    assert_int_equal(nb_model_loss(m, NB_LOSS_CCE, &target, &loss), NB_OK);
+    assert_int_equal(nb_model_set_batch(m, N), NB_OK);
+    memcpy(nb_value(nb_model_input(m))->data, d.x->data, (size_t)d.x->size * sizeof(nb_real));
+    memcpy(nb_value(target)->data, d.y->data, (size_t)d.y->size * sizeof(nb_real));
+    nb_tensor *vs[4], *hv[4];
+    int64_t off = 0;
+    assert_int_equal(nb_model_param_count(m), 4);
+    for (int i = 0; i < 4; i++) {
+        params[i] = nb_model_param(m, i);
+        const nb_tensor *p = nb_value(params[i]);
+        int64_t shape[NB_MAX_RANK + 1] = {1};
+        memcpy(shape + 1, p->shape, sizeof(int64_t) * (size_t)p->rank);
+        vs[i] = nb_tensor_from(p->rank + 1, shape, ref.eigs.vectors->data + off);
+        off += p->size;
+    }
+    assert_int_equal(nb_forward(nb_model_graph(m)), NB_OK);
+    assert_int_equal(nb_hvp(loss, 4, params, (const nb_tensor *const *)vs, hv), NB_OK);
+    double diff = 0, norm = 0, dot = 0;
+    off = 0;
+    for (int i = 0; i < 4; i++) {
+        for (int64_t e = 0; e < hv[i]->size; e++) {
+            diff = fmax(diff, fabs((double)hv[i]->data[e] - (double)y[off + e]));
+            norm = fmax(norm, fabs((double)y[off + e]));
+            dot += (double)y[off + e] * (double)ref.eigs.vectors->data[off + e];
+        }
+        off += hv[i]->size;
+        nb_tensor_free(vs[i]), nb_tensor_free(hv[i]);
+    }
+    assert_true(norm > 0);
+    assert_true(diff <= 1e-4 * norm);
+    /* u^T H u of the top unit eigenvector is its eigenvalue. */
+    assert_true(fabs(dot - ref.eigs.values[0]) <= 1e-3 * fabs(ref.eigs.values[0]));
+    free(y);
+    nb_model_free(m);
+
+    const nb_dataset *ds[MAX_RANKS] = {&d, &d, &d, &d};
+    for (int P = 2; P <= MAX_RANKS; P++) {
+        world w = {0};
+        rank_ctx ctx[MAX_RANKS];
+        run_ranks_job(&w, ctx, P, ds, 1);
+        for (int r = 0; r < P; r++) {
+            assert_int_equal(ctx[r].st, NB_OK);
+            assert_int_equal(ctx[r].eigs.iterations, ref.eigs.iterations);
+            assert_memory_equal(ctx[r].eigs.values, ref.eigs.values, sizeof ref.eigs.values);
+            assert_memory_equal(ctx[r].eigs.vectors->data, ref.eigs.vectors->data,
+                                (size_t)ref.eigs.vectors->size * sizeof(nb_real));
+            assert_memory_equal(&ctx[r].trace.trace, &ref.trace.trace, sizeof(double));
+            nb_tensor_free(ctx[r].eigs.vectors);
+            nb_model_free(ctx[r].m);
+        }
+    }
+    nb_tensor_free(ref.eigs.vectors);
+    nb_model_free(ref.m);
+    nb_set_num_threads(0);
+    nb_dataset_free(&d);
+}
+
+/* Ranks whose data differ are refused (every rank, naming rank 1); bad
+ * arguments are refused before any pass. */
+static void test_curvature_refusals(void **state)
+{
+    (void)state;
+    nb_dataset d = {0}, other = {0}, empty = {0};
+    make_data(&d);
+    make_data(&other);
+    other.x->data[17] += 0.5f;
+    nb_set_num_threads(1);
+    const nb_dataset *ds[2] = {&d, &other};
+    world w = {0};
+    rank_ctx ctx[2];
+    run_ranks_job(&w, ctx, 2, ds, 1);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(ctx[r].st, NB_ERR_ARG);
+        assert_string_equal(ctx[r].msg, "curvature eigs: rank 1's data, weights or shard size differ from rank 0's: "
+                                        "give every rank the same model, data set and options");
+        nb_model_free(ctx[r].m);
+    }
+    /* Rank 1 alone refuses its data (a label out of range): rank 0 is told
+     * and returns too, instead of waiting in a collective. */
+    other.x->data[17] -= 0.5f;
+    other.y->data[4] = 9;
+    run_ranks_job(&w, ctx, 2, ds, 1);
+    assert_int_equal(ctx[1].st, NB_ERR_ARG);
+    assert_non_null(strstr(ctx[1].msg, "curvature data: example 4 has label 9"));
+    assert_int_equal(ctx[0].st, NB_ERR_ARG);
+    assert_string_equal(ctx[0].msg, "curvature eigs: rank 1 failed (its own message says why)");
+    for (int r = 0; r < 2; r++)
+        nb_model_free(ctx[r].m);
+    nb_model *m = new_model();
+    nb_eigs_result e;
+    nb_trace_result t;
+    nb_data_hessian_opts o = curv_opts(NULL);
+    o.shard = -1;
+    assert_int_equal(nb_model_hessian_eigs(m, &d, &o, &curv_eigs, &e), NB_ERR_ARG);
+    assert_string_equal(nb_last_error(), "curvature: shard size must be >= 1 (0: 250), got -1");
+    o = curv_opts(NULL);
+    assert_int_equal(nb_model_hessian_eigs(NULL, &d, &o, &curv_eigs, &e), NB_ERR_ARG);
+    assert_int_equal(nb_model_hessian_trace(m, NULL, &o, 4, 1, &t), NB_ERR_ARG);
+    assert_string_equal(nb_last_error(), "curvature data: missing images or labels");
+    int64_t xs[4] = {0, 8, 8, 1}, ys[1] = {0};
+    empty.x = nb_tensor_new(4, xs), empty.y = nb_tensor_new(1, ys);
+    assert_int_equal(nb_model_hessian_eigs(m, &empty, &o, &curv_eigs, &e), NB_ERR_ARG);
+    assert_string_equal(nb_last_error(), "curvature data: no examples");
+    d.y->data[3] = 7; /* not a class of the 3 */
+    assert_int_equal(nb_model_hessian_eigs(m, &d, &o, &curv_eigs, &e), NB_ERR_ARG);
+    assert_non_null(strstr(nb_last_error(), "example 3 has label 7"));
+    d.y->data[3] = 0;
+    nb_real x[1] = {0};
+    assert_int_equal(nb_model_data_hvp(m, &d, &o, 0, x, x), NB_ERR_ARG);
+    assert_string_equal(nb_last_error(), "curvature: 0 vectors; give at least 1");
+    assert_int_equal(nb_model_data_hvp(m, &d, &o, 1, NULL, x), NB_ERR_ARG);
+    nb_comm bad = {1, 1, fake_allgather, fake_alltoall, NULL, NULL};
+    o.comm = &bad;
+    assert_int_equal(nb_model_hessian_trace(m, &d, &o, 4, 1, &t), NB_ERR_ARG);
+    assert_string_equal(nb_last_error(),
+                        "curvature: communicator with rank 1 of 1 processes or without its collectives");
+    /* A Hessian whose shard rows would not fit 1 GiB is refused up front. */
+    o = curv_opts(NULL);
+    o.shard = 1;
+    nb_real *big = calloc((size_t)nb_model_hessian_dim(m) * 64, sizeof(nb_real));
+    assert_non_null(big);
+    nb_dataset many = {0};
+    int64_t mx[4] = {40000, 8, 8, 1}, my[1] = {40000};
+    many.x = nb_tensor_new(4, mx), many.y = nb_tensor_new(1, my);
+    assert_int_equal(nb_model_data_hvp(m, &many, &o, 64, big, big), NB_ERR_TOO_LARGE);
+    assert_non_null(strstr(nb_last_error(), "use larger shards, fewer examples or more processes"));
+    free(big);
+    nb_dataset_free(&many);
+    nb_model_free(m);
+    nb_dataset_free(&empty);
+    nb_dataset_free(&other);
+    nb_dataset_free(&d);
+    nb_set_num_threads(0);
+}
+
+static void assert_same_tensor_bits(const nb_tensor *a, const nb_tensor *b)
+{
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(a->rank, b->rank);
+    assert_memory_equal(a->shape, b->shape, sizeof(int64_t) * (size_t)a->rank);
+    assert_memory_equal(a->data, b->data, (size_t)a->size * sizeof(nb_real));
+}
+
+/* Every case on 1 to 4 thread-ranks, with and without nb_comm.gather:
+ * rank 0's J has the bits of a communicator of one rank, the others get
+ * NULL; and J matches the one-process path (comm NULL) up to rounding. */
+static void test_jacobian_ranks_same_bits(void **state)
+{
+    (void)state;
+    nb_dataset d = {0};
+    make_data(&d);
+    nb_set_num_threads(1);
+    const nb_dataset *ds[MAX_RANKS] = {&d, &d, &d, &d};
+    for (int jc = 0; jc < (int)(sizeof jac_cases / sizeof jac_cases[0]); jc++) {
+        rank_ctx plain = {.d = &d, .jac_case = jc, .batch = 3};
+        jacobian_job(&plain, NULL);
+        assert_int_equal(plain.st, NB_OK);
+        world w1 = {.jac_case = jc, .batch = 3};
+        rank_ctx one[1];
+        run_ranks_job(&w1, one, 1, ds, 2);
+        assert_int_equal(one[0].st, NB_OK);
+        const nb_tensor *ref = one[0].J;
+        assert_non_null(ref);
+        assert_int_equal(ref->size, plain.J->size);
+        double diff = 0, mx = 0;
+        for (int64_t i = 0; i < ref->size; i++) {
+            diff = fmax(diff, fabs((double)ref->data[i] - (double)plain.J->data[i]));
+            mx = fmax(mx, fabs((double)plain.J->data[i]));
+        }
+        assert_true(mx > 0); /* not an all-zero Jacobian */
+        assert_true(diff <= 1e-5 * mx);
+        for (int P = 2; P <= MAX_RANKS; P++) {
+            world w = {.jac_case = jc, .batch = 3, .use_gather = P != 2};
+            rank_ctx ctx[MAX_RANKS];
+            run_ranks_job(&w, ctx, P, ds, 2);
+            for (int r = 0; r < P; r++) {
+                assert_int_equal(ctx[r].st, NB_OK);
+                if (r == 0)
+                    assert_same_tensor_bits(ctx[0].J, ref);
+                else
+                    assert_null(ctx[r].J);
+                nb_tensor_free(ctx[r].J);
+                nb_model_free(ctx[r].m);
+            }
+        }
+        nb_tensor_free(one[0].J);
+        nb_model_free(one[0].m);
+        nb_tensor_free(plain.J);
+        nb_model_free(plain.m);
+    }
+    nb_set_num_threads(0);
+    nb_dataset_free(&d);
+}
+
+/* Ranks with other values, the numeric mode, kinks, a bad communicator,
+ * a J over the size limit and an empty batch. */
+static void test_jacobian_refusals(void **state)
+{
+    (void)state;
+    nb_dataset d = {0}, other = {0};
+    make_data(&d);
+    make_data(&other);
+    other.x->data[5] += 0.25f;
+    nb_set_num_threads(1);
+    const nb_dataset *ds[2] = {&d, &other};
+    world w = {.jac_case = 0, .batch = 3, .use_gather = 1};
+    rank_ctx ctx[2];
+    run_ranks_job(&w, ctx, 2, ds, 2);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(ctx[r].st, NB_ERR_ARG);
+        assert_null(ctx[r].J);
+        assert_string_equal(ctx[r].msg, "jacobian: rank 1's shapes, options or values of out and wrt differ from rank "
+                                        "0's: every rank must call nb_jacobian on the same graph, values and options");
+        nb_model_free(ctx[r].m);
+    }
+    /* Rank 1's forward pass fails: rank 0 learns it and returns too. */
+    world wn = {.jac_case = 1, .batch = 3, .use_gather = 1, .nan_rank = 1};
+    const nb_dataset *same[2] = {&d, &d};
+    run_ranks_job(&wn, ctx, 2, same, 2);
+    assert_int_equal(ctx[1].st, NB_ERR_NUMERIC);
+    assert_int_equal(ctx[0].st, NB_ERR_ARG);
+    assert_string_equal(ctx[0].msg, "jacobian: rank 1 failed (its own message says why)");
+    for (int r = 0; r < 2; r++) {
+        assert_null(ctx[r].J);
+        nb_model_free(ctx[r].m);
+    }
+    nb_model *m = new_model();
+    assert_int_equal(nb_model_set_batch(m, 2), NB_OK);
+    memcpy(nb_value(nb_model_input(m))->data, d.x->data, 128 * sizeof(nb_real));
+    nb_node *y = nb_model_logits(m), *x = nb_model_input(m);
+    world w1 = {.size = 1};
+    rank_ctx c1 = {.w = &w1};
+    assert_int_equal(pthread_barrier_init(&w1.bar, NULL, 1), 0);
+    const nb_comm one = {0, 1, fake_allgather, fake_alltoall, &c1, fake_gather};
+    nb_tensor *J = NULL, *K = NULL;
+    nb_jacobian_opts o = {.mode = NB_JAC_NUMERIC, .comm = &one};
+    assert_int_equal(nb_jacobian(y, x, &o, &J), NB_ERR_UNSUPPORTED);
+    assert_string_equal(nb_last_error(), "jacobian: the numeric mode runs in one process (comm NULL)");
+    assert_null(J);
+    assert_int_equal(nb_jacobian_kinks(y, x, &o, 0, 0, &J, &K, NULL), NB_ERR_UNSUPPORTED);
+    assert_null(J);
+    assert_null(K);
+    const nb_comm bad = {1, 1, fake_allgather, fake_alltoall, &c1, NULL};
+    o = (nb_jacobian_opts){.comm = &bad};
+    assert_int_equal(nb_jacobian(y, x, &o, &J), NB_ERR_ARG);
+    assert_string_equal(nb_last_error(),
+                        "jacobian: communicator with rank 1 of 1 processes or without its collectives");
+    o = (nb_jacobian_opts){.comm = &one, .max_bytes = 64};
+    assert_int_equal(nb_jacobian(y, x, &o, &J), NB_ERR_TOO_LARGE);
+    assert_null(J);
+    /* After a reshape to 1 example, per example: (1, 3, 8, 8, 1). */
+    assert_int_equal(nb_model_set_batch(m, 1), NB_OK);
+    o = (nb_jacobian_opts){.per_example = 1, .comm = &one};
+    assert_int_equal(nb_jacobian(y, x, &o, &J), NB_OK);
+    assert_int_equal(J->rank, 5);
+    assert_int_equal(J->shape[0], 1);
+    assert_int_equal(J->shape[1], 3);
+    nb_tensor_free(J);
+    pthread_barrier_destroy(&w1.bar);
+    nb_model_free(m);
+    nb_dataset_free(&other);
+    nb_dataset_free(&d);
+    nb_set_num_threads(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads_and_ranks_same_bits),
         cmocka_unit_test(test_weights_differ_stops),
         cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_curvature_same_bits_any_P),
+        cmocka_unit_test(test_curvature_refusals),
+        cmocka_unit_test(test_jacobian_ranks_same_bits),
+        cmocka_unit_test(test_jacobian_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,8 +2,10 @@
  * training gives the same bits as one process for P = 1..4 and 1 or 2
  * threads, ranks that differ are refused at start-up, a rank killed with
  * SIGKILL ends the job and its last checkpoint resumes (with another P) to
- * the same bits as an uninterrupted run, and eval / predict / jacobian
- * split their examples and match one process. Tiny model and data (a few
+ * the same bits as an uninterrupted run, eval / predict / jacobian split
+ * their examples (the full input Jacobian its rows) and match one
+ * process, and curvature sums its HVPs over
+ * the ranks' shards to the same eigenvalues. Tiny model and data (a few
  * hundred Fashion-MNIST images), so the whole program runs in seconds. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,8 +34,9 @@
 #define MPIRUN NB_MPIEXEC " --oversubscribe --allow-run-as-root -x ASAN_OPTIONS=detect_leaks=0"
 /* 540 training images (60 held out), batch 50: the last batch has 40, so
  * its shards are 16, 16 and 8. */
-#define TRAIN " train --data fashion-mnist --model 'conv2d 4 3 relu; maxpool 2; flatten; dense 10' --limit 600 " \
-              "--batch 50 --epochs 2 --no-test --seed 3"
+#define TRAIN                                                                                                          \
+    " train --data fashion-mnist --model 'conv2d 4 3 relu; maxpool 2; flatten; dense 10' --limit 600 "                 \
+    "--batch 50 --epochs 2 --no-test --seed 3"
 
 static int have_data;
 static char ref_losses[512]; /* the reference run's last epoch line, without timings */
@@ -140,12 +143,14 @@ static void test_refusals(void **state)
     assert_int_not_equal(run(MPIRUN " -np 1 --wdir " TMP "a " CLI "%s : -np 1 --wdir " TMP "b " CLI "%s", csv, csv), 0);
     assert_true(contains("the ranks differ in the training data"));
     /* The same --model file name, holding another spec or other weights. */
-    assert_int_equal(system("cd " TMP "a && " CLI " train --data d.csv --model 'dense 2' --val-split 0 --no-test "
-                            "--quiet --out m.safetensors --seed 1 && cd ../" TMP_BASE "b && cp ../" TMP_BASE "a/d.csv d.csv && " CLI " train --data d.csv "
-                            "--model 'dense 4 relu; dense 2' --val-split 0 --no-test --quiet --out m.safetensors && "
-                            CLI " train --data d.csv --model 'dense 2' --val-split 0 --no-test --quiet --seed 2 "
-                            "--out w.safetensors && cp ../" TMP_BASE "a/m.safetensors ../" TMP_BASE "a/w.safetensors"),
-                     0);
+    assert_int_equal(
+        system("cd " TMP "a && " CLI " train --data d.csv --model 'dense 2' --val-split 0 --no-test "
+               "--quiet --out m.safetensors --seed 1 && cd ../" TMP_BASE "b && cp ../" TMP_BASE "a/d.csv d.csv && " CLI
+               " train --data d.csv "
+               "--model 'dense 4 relu; dense 2' --val-split 0 --no-test --quiet --out m.safetensors && " CLI
+               " train --data d.csv --model 'dense 2' --val-split 0 --no-test --quiet --seed 2 "
+               "--out w.safetensors && cp ../" TMP_BASE "a/m.safetensors ../" TMP_BASE "a/w.safetensors"),
+        0);
     const char *spec = " train --data d.csv --model m.safetensors --val-split 0 --no-test --out o.safetensors";
     assert_int_not_equal(run(MPIRUN " -np 1 --wdir " TMP "a " CLI "%s : -np 1 --wdir " TMP "b " CLI "%s", spec, spec),
                          0);
@@ -161,13 +166,12 @@ static void test_refusals(void **state)
                      2);
     assert_true(contains("--compare and --kinks run in one process"));
     assert_int_equal(run(MPIRUN " -np 2 " CLI " jacobian --model " TMP "ref.safetensors --input " TMP
-                                "x.npy -o " TMP "j.npy"),
+                                "x.npy --mode numeric -o " TMP "j.npy"),
                      2);
-    assert_true(contains("add --per-example"));
-    assert_int_equal(count_of("add --per-example"), 1);
-    assert_int_not_equal(run(MPIRUN " -np 8 " CLI " predict --model " TMP "ref.safetensors --input " TMP
-                                    "x.npy -o " TMP "p.npy"),
-                         0);
+    assert_true(contains("under mpirun the full Jacobian w.r.t. the input runs by backprop"));
+    assert_int_equal(count_of("runs by backprop"), 1); /* rank 0 alone says it */
+    assert_int_not_equal(
+        run(MPIRUN " -np 8 " CLI " predict --model " TMP "ref.safetensors --input " TMP "x.npy -o " TMP "p.npy"), 0);
     assert_true(contains("7 examples for 8 processes"));
 }
 
@@ -178,8 +182,9 @@ static void test_kill_and_resume(void **state)
 {
     (void)state;
     if (!have_data) skip();
-#define LONG " train --data fashion-mnist --model \"conv2d 4 3 relu; maxpool 2; flatten; dense 10\" --limit 800 " \
-             "--batch 16 --epochs 4 --no-test --seed 5 --threads 1 --out "
+#define LONG                                                                                                           \
+    " train --data fashion-mnist --model \"conv2d 4 3 relu; maxpool 2; flatten; dense 10\" --limit 800 "               \
+    "--batch 16 --epochs 4 --no-test --seed 5 --threads 1 --out "
     remove(TMP "k.safetensors");
     int rc = run("timeout 30 " MPIRUN " -np 2 sh -c 'if [ $OMPI_COMM_WORLD_RANK = 1 ]; then (while [ ! -f " TMP
                  "k.safetensors ]; do sleep 0.02; done; kill -9 $$) & fi; exec " CLI LONG TMP "k.safetensors'");
@@ -206,13 +211,14 @@ static void assert_same_npy(const char *a, const char *b)
     nb_tensor *x = read_npy(a), *y = read_npy(b);
     assert_int_equal(x->rank, y->rank);
     assert_int_equal(x->size, y->size);
-    for (int i = 0; i < x->rank; i++) assert_int_equal(x->shape[i], y->shape[i]);
+    for (int i = 0; i < x->rank; i++)
+        assert_int_equal(x->shape[i], y->shape[i]);
     double mx = 0, diff = 0;
     for (int64_t i = 0; i < x->size; i++) {
         diff = fmax(diff, fabs((double)x->data[i] - (double)y->data[i]));
         mx = fmax(mx, fabs((double)x->data[i]));
     }
-    assert_true(mx > 0);        /* not an all-zero result */
+    assert_true(mx > 0); /* not an all-zero result */
     assert_true(diff <= 1e-6 * mx);
     nb_tensor_free(x);
     nb_tensor_free(y);
@@ -235,23 +241,58 @@ static void test_split_eval_predict_jacobian(void **state)
     assert_int_equal(run(MPIRUN " -np 2 " CLI " predict --model %s --input " TMP "x.npy -o " TMP "p2.npy", model), 0);
     assert_same_npy(TMP "p1.npy", TMP "p2.npy");
 
-    const char *jac[] = {"--per-example", "--wrt 0.kernel --mode fwd"};
-    for (int i = 0; i < 2; i++) {
+    /* Examples split (per example, w.r.t. a parameter), and the full
+     * Jacobian w.r.t. the input, whose rows (rev) or columns (fwd) the
+     * library splits over the ranks. */
+    const char *jac[] = {"--per-example", "--wrt 0.kernel --mode fwd", "--count 3 --mode rev", "--count 3 --mode fwd"};
+    for (int i = 0; i < 4; i++) {
         assert_int_equal(run(CLI " jacobian --model %s --input " TMP "x.npy %s -o " TMP "j1.npy", model, jac[i]), 0);
-        assert_int_equal(run(MPIRUN " -np 3 " CLI " jacobian --model %s --input " TMP "x.npy %s -o " TMP "j3.npy",
-                             model, jac[i]),
-                         0);
+        assert_int_equal(
+            run(MPIRUN " -np 3 " CLI " jacobian --model %s --input " TMP "x.npy %s -o " TMP "j3.npy", model, jac[i]),
+            0);
         assert_same_npy(TMP "j1.npy", TMP "j3.npy");
     }
+}
+
+/* curvature sums its HVPs over the ranks' shards: 200 examples in shards
+ * of 50 on 1, 2 and 3 processes (3: runs of 1, 1 and 2 shards) print the
+ * same eigenvalues, residuals and trace, digit for digit (the library
+ * test asserts the bits). */
+static void test_curvature_same_on_any_P(void **state)
+{
+    (void)state;
+    if (!have_data) skip();
+#define CURV                                                                                                           \
+    " curvature --model " TMP "ref.safetensors --data fashion-mnist --count 200 --batch 50 --top 2 --trace "           \
+    "--samples 4"
+    char one[4096];
+    assert_int_equal(run("OMP_NUM_THREADS=1 " CLI CURV), 0);
+    const char *body = strstr(out, "lambda_1 = ");
+    assert_non_null(body);
+    assert_true(contains("trace (Hutchinson, 4 samples) = "));
+    double l1 = 0;
+    assert_int_equal(sscanf(body, "lambda_1 = %lf", &l1), 1);
+    assert_true(l1 > 0);
+    snprintf(one, sizeof one, "%s", body);
+    for (int P = 2; P <= 3; P++) {
+        assert_int_equal(run(MPIRUN " -x OMP_NUM_THREADS=1 -np %d " CLI CURV, P), 0);
+        char over[64];
+        snprintf(over, sizeof over, "(batches of 50 summed over %d processes)", P);
+        assert_true(contains(over));
+        assert_int_equal(count_of("lambda_1 = "), 1); /* rank 0 alone prints */
+        body = strstr(out, "lambda_1 = ");
+        assert_non_null(body);
+        assert_string_equal(body, one);
+    }
+#undef CURV
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_train_same_bits),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_kill_and_resume),
-        cmocka_unit_test(test_split_eval_predict_jacobian),
+        cmocka_unit_test(test_train_same_bits),         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_kill_and_resume),         cmocka_unit_test(test_split_eval_predict_jacobian),
+        cmocka_unit_test(test_curvature_same_on_any_P),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
