@@ -5,6 +5,8 @@
 #   A  1 process x 2 threads, the default path
 #   R  1 process x 2 threads, --reproducible (shards of 16)
 #   M  mpirun -np 2, 1 thread each (reproducible, always)
+#   M64 mpirun -np 2, 1 thread each, --shard 64 (one shard per rank at batch 128:
+#       the same bits for P = 1 and 2 only, as few, larger GEMMs as plain training)
 #   A1, R1: A and R on 1 thread
 # Usage: bash bench/mpi.sh [REPS] [LIMIT]   (needs a build in build-bench with MPI)
 set -euo pipefail
@@ -24,4 +26,6 @@ for r in $(seq "$REPS"); do
   echo "R1 $( "$N" "${COMMON[@]}" --threads 1 --reproducible | grep -o '[0-9]* img/s')"
   out=$(mpirun --oversubscribe --allow-run-as-root -np 2 "$N" "${COMMON[@]}" --threads 1)
   echo "M $(grep -o '[0-9]* img/s' <<<"$out") | $(grep 'gradient exchange' <<<"$out")"
+  out=$(mpirun --oversubscribe --allow-run-as-root -np 2 "$N" "${COMMON[@]}" --threads 1 --shard 64)
+  echo "M64 $(grep -o '[0-9]* img/s' <<<"$out") | $(grep 'gradient exchange' <<<"$out")"
 done
