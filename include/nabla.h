@@ -589,7 +589,10 @@ int64_t nb_model_num_params(const nb_model *m);
 int nb_model_param_count(const nb_model *m);
 nb_node *nb_model_param(nb_model *m, int i);
 nb_node *nb_model_find_param(nb_model *m, const char *name);
-/* Keras's model.summary(): a layer table with output shapes and parameter counts. */
+/* Keras's model.summary(): a layer table with output shapes and parameter
+ * counts (columns as wide as the longest spec line and shape; an Inputs
+ * column for graph models), then every parameter's name, shape and size.
+ * A buffer too small for all of it is an error saying how many bytes it needs. */
 nb_status nb_model_summary(const nb_model *m, char *buf, size_t n);
 
 typedef enum { NB_INIT_GLOROT_UNIFORM = 0, NB_INIT_HE_UNIFORM, NB_INIT_HE_NORMAL, NB_INIT_TORCH_DEFAULT } nb_init;
