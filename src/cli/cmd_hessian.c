@@ -113,8 +113,9 @@ int cmd_hessian(int argc, char **argv)
         goto done;
     }
     const int64_t I = nb_value(na)->size, J = nb_value(b)->size;
-    printf("loss (%s, mean over %lld examples): %.9g\n", loss_name, (long long)c.x->shape[0],
-           (double)nb_value(c.loss)->data[0]);
+    char lv[32];
+    printf("loss (%s, mean over %lld examples): %s\n", loss_name, (long long)c.x->shape[0],
+           nb_format_real(nb_value(c.loss)->data[0], lv, sizeof lv));
     summarise(H, I, J, na == b);
     if (nb_npy_write(out, H)) {
         cli_fail("hessian", "writing -o");

@@ -174,8 +174,9 @@ int cmd_hvp(int argc, char **argv)
         cli_fail("hvp", NULL);
         goto done;
     }
-    printf("loss (%s, mean over %lld examples): %.9g\n", loss_name, (long long)c.x->shape[0],
-           (double)nb_value(c.loss)->data[0]);
+    char lv[32];
+    printf("loss (%s, mean over %lld examples): %s\n", loss_name, (long long)c.x->shape[0],
+           nb_format_real(nb_value(c.loss)->data[0], lv, sizeof lv));
     if (write_products(out, n, wrt, vs, hv)) {
         cli_fail("hvp", "writing the products");
         goto done;
