@@ -236,7 +236,7 @@ static void test_unreadable(void **state)
     /* Usage: no file at all (exit 2). */
     const char *none[] = {"show", NULL};
     assert_int_equal(tu_run_cli(none, &out, NULL), 2);
-    has(out, "--file");
+    has(out, "nabla show: --file is required\n(see 'nabla show --help')");
     free(out);
 }
 
