@@ -22,6 +22,16 @@
 
 #include "nabla.h"
 
+/* A number with the digits that matter: the fewest that read back as the
+ * same double (0.4, not 0.40000000000000002). Eight calls may share a printf. */
+static const char *num(double v)
+{
+    static char buf[8][32];
+    static int k;
+    k = (k + 1) % 8;
+    return nb_format_double(v, buf[k], sizeof buf[k]);
+}
+
 static int fail(const char *what)
 {
     fprintf(stderr, "chain_rule: %s: %s\n", what, nb_last_error());
@@ -89,26 +99,26 @@ int main(void)
 
     printf("chain rule of y = f4(f3(f2(f1(x)))) with f1(x) = x^2, f2(u) = 3u + 1, f3(u) = tanh(u), f4(u) = exp(u)\n\n");
     printf("forward (left to right):\n");
-    printf("  x  = %.17g\n", x0);
-    printf("  u1 = x^2 = %.17g\n", vu1);
-    printf("  u2 = 3 u1 + 1 = %.17g\n", vu2);
-    printf("  u3 = tanh(u2) = %.17g\n", vu3);
-    printf("  y  = exp(u3) = %.17g\n\n", vy);
+    printf("  x  = %s\n", num(x0));
+    printf("  u1 = x^2 = %s\n", num(vu1));
+    printf("  u2 = 3 u1 + 1 = %s\n", num(vu2));
+    printf("  u3 = tanh(u2) = %s\n", num(vu3));
+    printf("  y  = exp(u3) = %s\n\n", num(vy));
     printf("local partials (the 1x1 Jacobian of each link):\n");
-    printf("  f1'(x)  = 2x = %.17g\n", p1);
-    printf("  f2'(u1) = 3 = %.17g\n", p2);
-    printf("  f3'(u2) = 1 - tanh^2(u2) = %.17g\n", p3);
-    printf("  f4'(u3) = exp(u3) = %.17g\n\n", p4);
+    printf("  f1'(x)  = 2x = %s\n", num(p1));
+    printf("  f2'(u1) = 3 = %s\n", num(p2));
+    printf("  f3'(u2) = 1 - tanh^2(u2) = %s\n", num(p3));
+    printf("  f4'(u3) = exp(u3) = %s\n\n", num(p4));
     printf("backward (right to left), read with nb_grad():\n");
-    printf("  dy/dy  = 1 = %.17g\n", dy_dy);
-    printf("  dy/du3 = f4'(u3) = %.17g\n", dy_du3);
-    printf("  dy/du2 = dy/du3 f3'(u2) = %.17g\n", dy_du2);
-    printf("  dy/du1 = dy/du2 f2'(u1) = %.17g\n", dy_du1);
-    printf("  dy/dx  = dy/du1 f1'(x) = %.17g\n\n", dy_dx);
+    printf("  dy/dy  = 1 = %s\n", num(dy_dy));
+    printf("  dy/du3 = f4'(u3) = %s\n", num(dy_du3));
+    printf("  dy/du2 = dy/du3 f3'(u2) = %s\n", num(dy_du2));
+    printf("  dy/du1 = dy/du2 f2'(u1) = %s\n", num(dy_du1));
+    printf("  dy/dx  = dy/du1 f1'(x) = %s\n\n", num(dy_dx));
     printf("product of the local partials:\n");
-    printf("  f4'(u3) f3'(u2) f2'(u1) f1'(x) = %.17g x %.17g x %.17g x %.17g = %.17g\n", p4, p3, p2, p1,
-           product);
-    printf("closed form: dy/dx = 6x (1 - tanh^2(3x^2 + 1)) exp(tanh(3x^2 + 1)) = %.17g\n", closed);
+    printf("  f4'(u3) f3'(u2) f2'(u1) f1'(x) = %s x %s x %s x %s = %s\n", num(p4), num(p3), num(p2), num(p1),
+           num(product));
+    printf("closed form: dy/dx = 6x (1 - tanh^2(3x^2 + 1)) exp(tanh(3x^2 + 1)) = %s\n", num(closed));
 
     /* Each backward step must be the previous one times its local partial,
      * and the end the closed form. */

@@ -17,6 +17,16 @@
 
 #include "nabla.h"
 
+/* A number with the digits that matter: the fewest that read back as the
+ * same double (0.4, not 0.40000000000000002). Eight calls may share a printf. */
+static const char *num(double v)
+{
+    static char buf[8][32];
+    static int k;
+    k = (k + 1) % 8;
+    return nb_format_double(v, buf[k], sizeof buf[k]);
+}
+
 static int failures = 0;
 
 static void check(int ok, const char *what)
@@ -67,8 +77,8 @@ static int neuron(void)
     printf("x shape: %s (one example as a row), w shape: %s, b shape: %s\n", shape_of(x, s1, sizeof s1),
            shape_of(w, s2, sizeof s2), shape_of(b, s3, sizeof s3));
     double zr = 1 * 0.5 + 2 * -0.25 + -1 * 1 + 0.1, yr = 1 / (1 + exp(-zr));
-    printf("neuron z = %.17g\n", nb_value(z)->data[0]);
-    printf("neuron y = %.17g\n", nb_value(y)->data[0]);
+    printf("neuron z = %s\n", num(nb_value(z)->data[0]));
+    printf("neuron y = %s\n", num(nb_value(y)->data[0]));
     check(fabs(nb_value(z)->data[0] - zr) < 1e-15 && fabs(nb_value(y)->data[0] - yr) < 1e-15, "neuron value");
     printf("(1*0.5 + 2*(-0.25) + (-1)*1 + 0.1 = -0.9, sigmoid(-0.9) = 1/(1 + e^0.9))\n\n");
     nb_graph_free(g);

@@ -94,6 +94,11 @@ nb_tensor *nb_tensor_new(int rank, const int64_t *shape);
 nb_tensor *nb_tensor_from(int rank, const int64_t *shape, const nb_real *data);
 nb_tensor *nb_tensor_clone(const nb_tensor *t);
 void nb_tensor_free(nb_tensor *t);
+/* Numbers for people: the fewest significant digits that read back as the
+ * same double (nb_format_double) or the same nb_real (nb_format_real: 0.4f
+ * is "0.4"); "nan", "inf", "-inf". Returns buf; 32 bytes always suffice. */
+char *nb_format_double(double v, char *buf, size_t n);
+char *nb_format_real(nb_real v, char *buf, size_t n);
 /* Writes "(2, 3, 4)" into buf. Returns buf. */
 char *nb_shape_str(int rank, const int64_t *shape, char *buf, size_t n);
 /* Product of shape with overflow check: -1 when a dimension is negative or
@@ -504,6 +509,9 @@ const char *nb_safetensors_meta(const nb_safetensors *st, const char *key); /* N
 const nb_tensor *nb_safetensors_get(const nb_safetensors *st, const char *name);
 int nb_safetensors_count(const nb_safetensors *st);
 const char *nb_safetensors_name(const nb_safetensors *st, int i);
+/* The dtype tensor i had in the file it was read from ("F32", "BF16", "U8",
+ * ...); NULL for a tensor added in memory, or i out of range. */
+const char *nb_safetensors_dtype(const nb_safetensors *st, int i);
 
 /* Writes a file atomically (temporary file + fsync + rename + directory
  * fsync): used by every writer above. */
@@ -629,7 +637,10 @@ int64_t nb_model_num_params(const nb_model *m);
 int nb_model_param_count(const nb_model *m);
 nb_node *nb_model_param(nb_model *m, int i);
 nb_node *nb_model_find_param(nb_model *m, const char *name);
-/* Keras's model.summary(): a layer table with output shapes and parameter counts. */
+/* Keras's model.summary(): a layer table with output shapes and parameter
+ * counts (columns as wide as the longest spec line and shape; an Inputs
+ * column for graph models), then every parameter's name, shape and size.
+ * A buffer too small for all of it is an error saying how many bytes it needs. */
 nb_status nb_model_summary(const nb_model *m, char *buf, size_t n);
 /* Class names of a classifier, one per class, joined by '\n' ("cat\ndog"),
  * or NULL when it has none. They travel in the model file's metadata

@@ -35,6 +35,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
+int cmd_show(int argc, char **argv);
 int cmd_jacobian(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
@@ -218,6 +219,10 @@ int cli_source_check(const char *cmd, const cli_source *src);
  * where they came from, e.g. "fashion-mnist test examples 0..9". */
 nb_status cli_load_examples(const cli_source *src, int64_t data_count, const nb_model *m, nb_tensor **x,
                             nb_tensor **labels, int *scaled, char *what, size_t what_len);
+/* What the first bytes of a .npy or IDX file (raw or gzip) say: *is_npy,
+ * dtype the element type (npy's descr, "<f4"; IDX's "u8", "f32", ...; "" if
+ * unknown); returns 1 for an integer type, 0 for another, -1 if unknown. */
+int cli_file_dtype(const char *path, char *dtype, size_t n, int *is_npy);
 /* A tensor from a .npy or IDX file (by its first bytes). */
 nb_status cli_read_tensor(const char *path, nb_tensor **out);
 

@@ -19,6 +19,7 @@ int cmd_import_check_args(int argc, char **argv);
 int cmd_eval_check_args(int argc, char **argv);
 int cmd_predict_check_args(int argc, char **argv);
 int cmd_summary_check_args(int argc, char **argv);
+int cmd_show_check_args(int argc, char **argv);
 int cmd_jacobian_check_args(int argc, char **argv);
 int cmd_grad_check_args(int argc, char **argv);
 int cmd_gradcheck_check_args(int argc, char **argv);

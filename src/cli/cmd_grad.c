@@ -157,8 +157,7 @@ static int load(const grad_args *a, nb_model **m, nb_node **target, nb_node **lo
 static int render(const grad_args *a, nb_model *m, nb_node *loss, int64_t N, nb_safetensors *st, char *lv, size_t lvn)
 {
     char s1[96];
-    const double loss_v = nb_value(loss)->data[0];
-    snprintf(lv, lvn, "%.9g", isnan(loss_v) ? NAN : loss_v); /* "nan", never "-nan" */
+    nb_format_real(nb_value(loss)->data[0], lv, lvn); /* the digits that matter; "nan", never "-nan" */
     printf("loss (%s, mean over %lld examples): %s\n", cli_choice_name(cli_losses, a->loss), (long long)N, lv);
     printf("%-12s %-18s %12s %12s\n", "parameter", "shape", "max |grad|", "L2 norm");
     for (int i = 0; i < nb_model_param_count(m); i++) {

@@ -12,6 +12,8 @@ const cli_command cli_commands[] = {
     {"predict", "run a model on inputs or a data set: top classes, probabilities as .npy", cmd_predict,
      cmd_predict_check_args},
     {"summary", "a model's layers, output shapes and parameter counts", cmd_summary, cmd_summary_check_args},
+    {"show", "what a .npy, IDX, safetensors, model or ONNX file holds: shapes, dtypes, statistics", cmd_show,
+     cmd_show_check_args},
     {"jacobian", "the Jacobian of a model's output w.r.t. its input or a parameter", cmd_jacobian,
      cmd_jacobian_check_args},
     {"grad", "the gradient of the mean loss w.r.t. every parameter", cmd_grad, cmd_grad_check_args},
@@ -34,7 +36,7 @@ const cli_command cli_commands[] = {
 };
 const int cli_ncommands = (int)(sizeof cli_commands / sizeof cli_commands[0]);
 
-const char *const cli_command_names[] = {"train",     "eval",     "predict", "summary", "jacobian", "grad",
+const char *const cli_command_names[] = {"train",     "eval",     "predict", "summary", "show", "jacobian", "grad",
                                          "gradcheck", "saliency", "filters", "export", "import", "hvp", "hessian", "curvature", "demo", "boundary", NULL};
 
 const cli_command *cli_find_command(const char *name)

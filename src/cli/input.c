@@ -17,17 +17,20 @@
 #include <string.h>
 #include <zlib.h>
 
-/* Whether the file's element type is an integer type; -1 if unknown. */
-static int file_is_integer(const char *path, int *is_npy)
+static const char *const idx_types[] = {"u8", "i8", "?", "i16", "i32", "f32", "f64"}; /* 0x08..0x0E */
+
+int cli_file_dtype(const char *path, char *dtype, size_t n, int *is_npy)
 {
     unsigned char head[1024];
+    if (n) dtype[0] = '\0';
+    *is_npy = 0;
     gzFile f = gzopen(path, "rb"); /* reads gzip and plain files alike */
     if (!f) return -1;
-    int n = gzread(f, head, (unsigned)sizeof head - 1);
+    int got = gzread(f, head, (unsigned)sizeof head - 1);
     gzclose(f);
-    if (n < 4) return -1;
-    head[n] = '\0';
-    *is_npy = n >= 10 && !memcmp(head, "\x93NUMPY", 6);
+    if (got < 4) return -1;
+    head[got] = '\0';
+    *is_npy = got >= 10 && !memcmp(head, "\x93NUMPY", 6);
     if (*is_npy) {
         const char *d = strstr((const char *)head + 10, "descr");
         if (!d) return -1;
@@ -35,12 +38,22 @@ static int file_is_integer(const char *path, int *is_npy)
         if (!d) return -1;
         d = strpbrk(d, "'\"");
         if (!d || !d[1] || !d[2]) return -1;
+        size_t len = strcspn(d + 1, "'\"");
+        snprintf(dtype, n, "%.*s", (int)(len < 15 ? len : 15), d + 1);
         char kind = d[1] == '<' || d[1] == '>' || d[1] == '|' || d[1] == '=' ? d[2] : d[1];
         return kind == 'u' || kind == 'i' || kind == 'b';
     }
     /* IDX: 0 0 type rank; 0x08 ubyte, 0x09 sbyte, 0x0B short, 0x0C int, 0x0D float, 0x0E double. */
     if (head[0] || head[1]) return -1;
+    if (head[2] >= 0x08 && head[2] <= 0x0E && head[2] != 0x0A) snprintf(dtype, n, "%s", idx_types[head[2] - 0x08]);
     return head[2] >= 0x08 && head[2] <= 0x0C;
+}
+
+/* Whether the file's element type is an integer type; -1 if unknown. */
+static int file_is_integer(const char *path, int *is_npy)
+{
+    char dtype[16];
+    return cli_file_dtype(path, dtype, sizeof dtype, is_npy);
 }
 
 static const char *model_shape_str(const nb_model *m, char *buf, size_t n)

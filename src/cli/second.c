@@ -32,8 +32,9 @@ nb_status cli_second_setup(const cli_second_args *a, cli_second *out)
 
 void cli_second_print_loss(const cli_second_args *a, const cli_second *c)
 {
-    printf("loss (%s, mean over %lld examples): %.9g\n", nb_loss_name((nb_loss_kind)a->loss), (long long)c->x->shape[0],
-           (double)nb_value(c->loss)->data[0]);
+    char lv[32];
+    printf("loss (%s, mean over %lld examples): %s\n", nb_loss_name((nb_loss_kind)a->loss), (long long)c->x->shape[0],
+           nb_format_real(nb_value(c->loss)->data[0], lv, sizeof lv));
 }
 
 void cli_second_free(cli_second *c)

@@ -2,6 +2,7 @@
 #include "core.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -86,6 +87,25 @@ char *nb_shape_str(int rank, const int64_t *shape, char *buf, size_t n)
     if (used < n) snprintf(buf + used, n - used, rank == 1 ? ",)" : ")");
     return buf;
 }
+
+/* The fewest significant digits (1..17) whose text reads back as v: as a
+ * double, or (as_real) as an nb_real, the float a float build stores, so
+ * 0.4f prints "0.4" and not "0.40000000596046448". NaN prints "nan" (never
+ * "-nan"), infinities "inf" and "-inf". */
+static char *shortest(double v, int as_real, char *buf, size_t n)
+{
+    if (n == 0) return buf;
+    if (isnan(v)) return snprintf(buf, n, "nan"), buf;
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, n, "%.*g", digits, v);
+        double back = strtod(buf, NULL);
+        if (as_real ? (nb_real)back == (nb_real)v : back == v) break;
+    }
+    return buf;
+}
+
+char *nb_format_double(double v, char *buf, size_t n) { return shortest(v, 0, buf, n); }
+char *nb_format_real(nb_real v, char *buf, size_t n) { return shortest((double)v, 1, buf, n); }
 
 void nb_tensor_set_shape(nb_tensor *t, int rank, const int64_t *shape)
 {

@@ -25,6 +25,7 @@
 typedef struct st_entry {
     char *name;
     nb_tensor *t;
+    const char *dtype; /* the file's dtype name (st_dtypes); NULL when added in memory */
 } st_entry;
 
 typedef struct st_meta {
@@ -63,6 +64,13 @@ static const struct {
     {"I32", ST_I32, 4}, {"I16", ST_I16, 2}, {"I8", ST_I8, 1},     {"U64", ST_U64, 8},   {"U32", ST_U32, 4},
     {"U16", ST_U16, 2}, {"U8", ST_U8, 1},   {"BOOL", ST_BOOL, 1},
 };
+
+static const char *st_dtype_name(st_dtype dt)
+{
+    for (size_t k = 0; k < sizeof st_dtypes / sizeof st_dtypes[0]; k++)
+        if (st_dtypes[k].dt == dt) return st_dtypes[k].name;
+    return NULL;
+}
 
 /* ------------------------------------------------------------ the object */
 
@@ -128,6 +136,7 @@ static nb_status st_append(nb_safetensors *st, const char *name, nb_tensor *t)
     }
     st->e[st->n].name = nm;
     st->e[st->n].t = t;
+    st->e[st->n].dtype = NULL;
     st->n++;
     return NB_OK;
 }
@@ -139,6 +148,7 @@ static nb_status st_put(nb_safetensors *st, const char *name, nb_tensor *t)
     if (i >= 0) {
         nb_tensor_free(st->e[i].t);
         st->e[i].t = t;
+        st->e[i].dtype = NULL;
         return NB_OK;
     }
     return st_append(st, name, t);
@@ -234,6 +244,12 @@ const char *nb_safetensors_name(const nb_safetensors *st, int i)
 {
     if (!st || i < 0 || i >= st->n) return NULL;
     return st->e[i].name;
+}
+
+const char *nb_safetensors_dtype(const nb_safetensors *st, int i)
+{
+    if (!st || i < 0 || i >= st->n) return NULL;
+    return st->e[i].dtype;
 }
 
 /* ------------------------------------------------------------------ read */
@@ -525,6 +541,7 @@ static nb_status st_load_tensors(const char *fname, const st_desc *descs, size_t
         if (!t) return nb_fail(NB_ERR_NOMEM, "%s: tensor '%s': %s", fname, d->name, nb_last_error());
         st_convert(d, base + d->begin, t->data, (size_t)t->size);
         nb_status s = st_append(st, d->name, t);
+        if (!s) st->e[st->n - 1].dtype = st_dtype_name(d->dt);
         if (s) return s;
     }
     return NB_OK;

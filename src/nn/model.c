@@ -329,6 +329,58 @@ static int is_graph(const nb_model *m)
     return 0;
 }
 
+/* A layer's output shape with the batch as N, "(N, 26, 26, 32)". */
+static const char *batch_shape_str(int rank, const int64_t *shape, char *buf, size_t n)
+{
+    int64_t s[NB_MAX_RANK];
+    memcpy(s, shape, sizeof(int64_t) * (size_t)rank);
+    s[0] = -1;
+    nb_shape_str(rank, s, buf, n);
+    if (!strncmp(buf, "(-1", 3)) memmove(buf + 1, buf + 2, strlen(buf + 2) + 1), buf[1] = 'N';
+    return buf;
+}
+
+/* The widths of summary's Layer and Output shape columns: the longest
+ * entry's spec line and shape (at least Keras's 34 and 22). */
+static void summary_widths(const nb_model *m, int *wl, int *ws)
+{
+    *wl = 34, *ws = 22;
+    char s[96], lb[400];
+    int64_t in_shape[NB_MAX_RANK + 1] = {-1};
+    memcpy(in_shape + 1, m->in_shape, sizeof(int64_t) * (size_t)m->in_rank);
+    int len = (int)strlen(batch_shape_str(m->in_rank + 1, in_shape, s, sizeof s));
+    if (len > *ws) *ws = len;
+    for (int i = 0; i < m->nlayers; i++) {
+        len = (int)strlen(nb_layer_spec_str(&m->layers[i], lb, sizeof lb));
+        if (len > *wl) *wl = len;
+        const nb_tensor *v = &m->layer_out[i]->value;
+        len = (int)strlen(batch_shape_str(v->rank, v->shape, s, sizeof s));
+        if (len > *ws) *ws = len;
+    }
+}
+
+/* Every parameter's name, shape and size ("0.kernel  (3, 3, 1, 32)  288"),
+ * the names padded to the longest; returns the bytes it wanted (snprintf's). */
+static size_t summary_params(const nb_model *m, char *buf, size_t n)
+{
+    size_t u = 0;
+    int wn = 0, wsh = 0;
+    char s[96];
+    for (int p = 0; p < m->nparams; p++) {
+        int len = (int)strlen(m->params[p]->name);
+        if (len > wn) wn = len;
+        len = (int)strlen(NB_SHAPE_STR(&m->params[p]->value, s));
+        if (len > wsh) wsh = len;
+    }
+    if (m->nparams) u += (size_t)snprintf(buf, n, "Parameters:\n");
+    for (int p = 0; p < m->nparams; p++) {
+        const nb_tensor *t = &m->params[p]->value;
+        u += (size_t)snprintf(buf + (u < n ? u : n), u < n ? n - u : 0, "  %-*s %-*s %12lld\n", wn, m->params[p]->name,
+                              wsh, NB_SHAPE_STR(t, s), (long long)t->size);
+    }
+    return u;
+}
+
 nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
 {
     if (!m || !buf || n == 0) return nb_fail(NB_ERR_ARG, "summary: NULL argument or empty buffer");
@@ -336,29 +388,39 @@ nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
 #define PUT(...) (u += (size_t)snprintf(buf + (u < n ? u : n), u < n ? n - u : 0, __VA_ARGS__))
     char s[96];
     const int graph = is_graph(m); /* then an Inputs column, as Keras's "Connected to" */
-    PUT("%-4s %-34s %-22s %12s%s\n", "#", "Layer", "Output shape", "Param #", graph ? "  Inputs" : "");
-    PUT("%.*s\n", 75, "===========================================================================");
+    int wl, ws;
+    summary_widths(m, &wl, &ws);
+    const int rule = 4 + 1 + wl + 1 + ws + 1 + 12;
+    PUT("%-4s %-*s %-*s %12s%s\n", "#", wl, "Layer", ws, "Output shape", "Param #", graph ? "  Inputs" : "");
+    for (int k = 0; k < rule; k++)
+        PUT("=");
+    PUT("\n");
     int64_t in_shape[NB_MAX_RANK + 1] = {-1};
     memcpy(in_shape + 1, m->in_shape, sizeof(int64_t) * (size_t)m->in_rank);
-    PUT("%-4s %-34s %-22s %12d\n", "", "input", nb_shape_str(m->in_rank + 1, in_shape, s, sizeof s), 0);
+    PUT("%-4s %-*s %-*s %12d\n", "", wl, "input", ws, batch_shape_str(m->in_rank + 1, in_shape, s, sizeof s), 0);
     int p = 0;
     for (int i = 0; i < m->nlayers; i++) {
         char lb[400];
         int64_t count = 0;
-        for (; p < m->nparams && m->param_layer[p] == i; p++) count += m->params[p]->value.size;
-        nb_tensor v = m->layer_out[i]->value;
-        v.shape[0] = -1;
-        PUT("%-4d %-34s %-22s %12lld", i, nb_layer_spec_str(&m->layers[i], lb, sizeof lb), NB_SHAPE_STR(&v, s),
-            (long long)count);
+        for (; p < m->nparams && m->param_layer[p] == i; p++)
+            count += m->params[p]->value.size;
+        const nb_tensor *v = &m->layer_out[i]->value;
+        PUT("%-4d %-*s %-*s %12lld", i, wl, nb_layer_spec_str(&m->layers[i], lb, sizeof lb), ws,
+            batch_shape_str(v->rank, v->shape, s, sizeof s), (long long)count);
         if (graph) layer_inputs(m, i, lb, sizeof lb), PUT("  %s", lb);
         PUT("\n");
     }
-    PUT("%.*s\n", 75, "===========================================================================");
+    for (int k = 0; k < rule; k++)
+        PUT("=");
+    PUT("\n");
     int64_t total = nb_model_num_params(m);
     PUT("Total params: %lld (%.2f KiB as float32)\n", (long long)total, (double)total * 4 / 1024);
+    u += summary_params(m, buf + (u < n ? u : n), u < n ? n - u : 0);
 #undef PUT
+    if (u >= n) return nb_fail(NB_ERR_ARG, "summary: the table needs %zu bytes, the buffer holds %zu", u + 1, n);
     /* -1 prints as the batch dimension; make it read "N". */
-    for (char *q = buf; (q = strstr(q, "(-1")) != NULL;) memcpy(q, "(N ", 3), memmove(q + 2, q + 3, strlen(q + 3) + 1);
+    for (char *q = buf; (q = strstr(q, "(-1")) != NULL;)
+        memcpy(q, "(N ", 3), memmove(q + 2, q + 3, strlen(q + 3) + 1);
     return NB_OK;
 }
 

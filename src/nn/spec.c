@@ -518,10 +518,7 @@ static size_t print_arg(const nb_layer_arg *a, const nb_layer_spec *l, char *buf
         /* The shortest text that reads back as the same double. */
         double v = *(const double *)(const void *)field;
         char r[40];
-        for (int digits = 6; digits <= 17; digits++) {
-            snprintf(r, sizeof r, "%.*g", digits, v);
-            if (strtod(r, NULL) == v) break;
-        }
+        nb_format_double(v, r, sizeof r);
         return a->flags & NB_ARG_KEY ? (size_t)snprintf(buf, n, " %s=%s", a->name, r)
                                      : (size_t)snprintf(buf, n, " %s", r);
     }

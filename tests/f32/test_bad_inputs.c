@@ -403,7 +403,7 @@ static void test_output_in_missing_dir(void **state)
     int rc = CLI(&out, "train", "--data", data, "--model", "flatten; dense 10", "--out", o, "--quiet");
     assert_int_equal(rc, 1);
     /* Refused before any training, not at the first checkpoint. */
-    char want[1400];
+    char want[3400];
     tu_fmt(want, sizeof want, "nabla train: --out '%s': the directory '%s' does not exist (create it first)", o,
            path_in("no/such/dir"));
     assert_has(out, want);
@@ -422,7 +422,7 @@ static void test_output_in_readonly_dir(void **state)
     int rc = cli(&out, &opts, "train", "--data", data, "--model", "flatten; dense 10", "--out", o, "--quiet",
                  (const char *)NULL);
     assert_int_equal(rc, 1);
-    char want[1400];
+    char want[3400];
     tu_fmt(want, sizeof want, "nabla train: --out '%s': the directory '%s' is not writable", o, ro);
     assert_has(out, want);
     free(out);
@@ -449,7 +449,7 @@ static void test_full_disk_during_checkpoint(void **state)
     rc = cli(&out, &lim, "train", "--data", data, "--model", "flatten; dense 10", "--out", ck, "--quiet",
              "--no-test", "--resume", "--epochs", "3", (const char *)NULL);
     assert_int_equal(rc, 1);
-    char want[1400];
+    char want[3400];
     tu_fmt(want, sizeof want, "nabla train: writing the checkpoint: cannot write '%s': File too large", ck);
     assert_has(out, want);
     free(out);
@@ -795,6 +795,24 @@ static void test_overflow_backward(void **state)
         free(o_);                                                                                                     \
     } while (0)
 
+/* Rows I1-I2: summary's -o (only with --dot, into a directory that exists). */
+static void test_summary_refusals(void **state)
+{
+    (void)state;
+    char f[1200];
+    snprintf(f, sizeof f, "%s/graph.dot", dir);
+    EXPECT_CLI(2, "nabla summary: -o writes the DOT graph: add --dot\n(see 'nabla summary --help')", "summary",
+               "--model", "dense 2", "--input", "3", "-o", f);
+    struct stat st;
+    assert_int_not_equal(stat(f, &st), 0); /* nothing written */
+    snprintf(f, sizeof f, "%s/nosuch/graph.dot", dir);
+    char want[3400];
+    snprintf(want, sizeof want, "nabla summary: -o '%s': the directory '%s/nosuch' does not exist (create it first)",
+             f, dir);
+    EXPECT_CLI(1, want, "summary", "--dot", "--model", "dense 2", "--input", "3", "-o", f);
+    assert_int_not_equal(stat(f, &st), 0);
+}
+
 static void test_mistyped_arguments(void **state)
 {
     (void)state;
@@ -859,7 +877,7 @@ static void test_examples_source(void **state)
                "--data", data, "-o", "J.npy");
     EXPECT_CLI(2, "nabla grad: --labels is required with --input", "grad", "--model", m, "--input", "x.npy", "-o",
                "g.safetensors");
-    char want[1400];
+    char want[3400];
     tu_fmt(want, sizeof want, "nabla predict: reading the input: --start 40: the test split of '%s' has 32 examples "
                               "(0..31)", data);
     EXPECT_CLI(1, want, "predict", "--model", m, "--data", data, "--start", "40");
@@ -967,6 +985,7 @@ int main(void)
         cmocka_unit_test(test_model_file_extra_tensor),
         cmocka_unit_test(test_model_file_nonfinite),
         cmocka_unit_test(test_mistyped_arguments),
+        cmocka_unit_test(test_summary_refusals),
         cmocka_unit_test(test_plot_not_svg),
         cmocka_unit_test(test_examples_source),
         cmocka_unit_test(test_csv_arguments),

@@ -103,6 +103,77 @@ static void test_summary_mnist_cnn(void **state)
 }
 
 
+/* Reads a whole small file into out (NUL-terminated); its length, or -1. */
+static long read_small(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t k = fread(buf, 1, n - 1, f);
+    fclose(f);
+    buf[k] = '\0';
+    return (long)k;
+}
+
+/* Whether DOT text is structurally sound: braces balanced outside quoted
+ * strings, every quote closed, and escapes only of '"', '\\' and 'n'. */
+static int dot_balanced(const char *t)
+{
+    int depth = 0, quoted = 0;
+    for (; *t; t++) {
+        if (quoted && *t == '\\') {
+            if (t[1] != '"' && t[1] != '\\' && t[1] != 'n') return 0;
+            t++;
+        } else if (*t == '"') quoted = !quoted;
+        else if (!quoted && *t == '{') depth++;
+        else if (!quoted && *t == '}' && --depth < 0) return 0;
+    }
+    return depth == 0 && !quoted;
+}
+
+/* summary --dot: one node per layer (labelled with spec and output shape),
+ * an edge for each input (the entry before, and add/concat/from's names),
+ * the same text on stdout and in -o's file. */
+static void test_summary_dot(void **state)
+{
+    (void)state;
+    const char *spec = "conv2d 4 3 padding=same as a; relu; add a as b; from a; conv2d 4 1 as short; concat b input; "
+                       "globalavgpool; dense 3";
+    assert_int_equal(run(CLI " summary --dot --input 6,6,1 --model '%s'", spec), 0);
+    static char text[sizeof out];
+    memcpy(text, out, sizeof out);
+    assert_int_equal(strncmp(text, "digraph model {\n", 16), 0);
+    assert_true(dot_balanced(text));
+    assert_int_equal(strcmp(text + strlen(text) - 2, "}\n"), 0);
+    int nodes = 0, edges = 0;
+    for (const char *l = text; *l; l = strchr(l, '\n') + 1) {
+        int i, j;
+        char c;
+        if (sscanf(l, "  n%d [label=%c", &i, &c) == 2 && c == '"') assert_int_equal(i, nodes), nodes++;
+        if (strstr(l, " -> ") && sscanf(l, "  %*s -> n%d;%c", &j, &c) == 2 && c == '\n') edges++;
+    }
+    assert_int_equal(nodes, 8);
+    /* 7 from the entry before (not into `from`), 1 for from, 1 for add, 2 for concat. */
+    assert_int_equal(edges, 7 + 1 + 1 + 2);
+    const char *want[] = {"  input [label=\"input\\n(N, 6, 6, 1)\"];\n",
+                          "  n0 [label=\"0: conv2d 4 3 padding=same as a\\n(N, 6, 6, 4)\\n40 params\"];\n",
+                          "  input -> n0;\n", "  n0 -> n1;\n", "  n1 -> n2;\n  n0 -> n2;\n", "  n0 -> n3;\n",
+                          "  n3 -> n4;\n", "  n4 -> n5;\n  n2 -> n5;\n  input -> n5;\n",
+                          "  n5 [label=\"5: concat b input\\n(N, 6, 6, 9)\\n0 params\"];\n", "\\n(N, 3)\\n30 params\"];\n"};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) assert_non_null(strstr(text, want[k]));
+    assert_null(strstr(text, "n2 -> n3")); /* from a reads a, not the entry before it */
+    /* -o writes the same text, read back. */
+    remove(TMP "model.dot");
+    assert_int_equal(run(CLI " summary --dot --input 6,6,1 --model '%s' -o " TMP "model.dot", spec), 0);
+    assert_true(contains("wrote " TMP "model.dot"));
+    static char back[sizeof out];
+    assert_int_equal(read_small(TMP "model.dot", back, sizeof back), (long)strlen(text));
+    assert_string_equal(back, text);
+    remove(TMP "model.dot");
+    /* A stack is a chain: n nodes, n edges. */
+    assert_int_equal(run(CLI " summary --dot --input 4 --model 'dense 3 relu; dense 2'"), 0);
+    assert_true(contains("  input -> n0;\n  n1 [label=\"1: dense 2\\n(N, 2)\\n8 params\"];\n  n0 -> n1;\n}\n"));
+}
+
 /* The declarative options: --help is nabla help CMD, --opt=value, strict
  * numbers, did-you-mean for commands, options and choices. */
 static void test_options(void **state)
@@ -748,6 +819,7 @@ int main(void)
         cmocka_unit_test(test_demo_gd_converges),
         cmocka_unit_test(test_demo_gd_diverges),
         cmocka_unit_test(test_summary_mnist_cnn),
+        cmocka_unit_test(test_summary_dot),
         cmocka_unit_test(test_linear_layer_model_file),
         cmocka_unit_test(test_predict_softmax_then_dropout),
         cmocka_unit_test(test_options),

@@ -175,13 +175,82 @@ static void test_summary_inputs(void **state)
     assert_non_null(strstr(buf, "Param #  Inputs\n"));
     assert_non_null(strstr(buf, " 20  input\n"));
     assert_non_null(strstr(buf, "  0  a\n")); /* from a */
-    assert_non_null(strstr(buf, "add b                              (N, 4, 4, 2)                     0  a, b\n"));
+    assert_non_null(strstr(buf, "add b                              (N, 4, 4, 2)                      0  a, b\n"));
     assert_non_null(strstr(buf, "  6  3\n")); /* the conv after add reads layer 3 */
     assert_non_null(strstr(buf, "  0  4, a, b\n"));
     nb_model_free(m);
     assert_int_equal(nb_model_from_spec("flatten; dense 3", 3, (const int64_t[]){6, 6, 1}, &m), NB_OK);
     assert_int_equal(nb_model_summary(m, buf, sizeof buf), NB_OK);
     assert_null(strstr(buf, "Inputs")); /* a stack's summary is as before */
+    nb_model_free(m);
+}
+
+/* The length of the line that starts at line (to its '\n'). */
+static long line_len(const char *line)
+{
+    const char *e = strchr(line, '\n');
+    return e ? (long)(e - line) : (long)strlen(line);
+}
+
+/* summary's columns stay aligned when a spec line is longer than the Layer
+ * column (the counts end where "Param #" ends in every row, the Inputs
+ * column starts at one place), and every parameter is listed with its shape. */
+static void test_summary_aligned_with_params(void **state)
+{
+    (void)state;
+    nb_model *m;
+    static char buf[8192];
+    const char *spec = "conv2d 4 3 relu padding=same dilation=2 as first_block_output; conv2d 4 1 as second; "
+                       "add first_block_output; flatten; dense 3";
+    assert_int_equal(nb_model_from_spec(spec, 3, (const int64_t[]){6, 6, 1}, &m), NB_OK);
+    assert_int_equal(nb_model_summary(m, buf, sizeof buf), NB_OK);
+    const char *head = strstr(buf, "Param #  Inputs\n");
+    assert_non_null(head);
+    const long param_end = (long)(head - buf) + 7, inputs_at = param_end + 2;
+    int rows = 0;
+    for (const char *l = strchr(buf, '\n') + 1; *l && strncmp(l, "Total", 5); l = strchr(l, '\n') + 1) {
+        if (*l == '=') continue;
+        /* Each row: its count ends at param_end, then "  " and the inputs
+         * (none for the input's row). */
+        assert_true(l[param_end - 1] >= '0' && l[param_end - 1] <= '9');
+        if (!strncmp(l, "     input", 10)) {
+            assert_int_equal(line_len(l), param_end);
+        } else {
+            assert_true(line_len(l) > inputs_at);
+            assert_true(l[param_end] == ' ' && l[param_end + 1] == ' ' && l[inputs_at] != ' ');
+        }
+        rows++;
+    }
+    assert_int_equal(rows, 1 + 5); /* input and the five entries */
+    assert_non_null(strstr(buf, "0    conv2d 4 3 relu padding=same dilation=2 as first_block_output (N, 6, 6, 4)"));
+    /* The parameters in order, names padded to the longest, shapes to theirs. */
+    const char *p = strstr(buf, "Parameters:\n");
+    assert_non_null(p);
+    static const struct {
+        const char *line;
+        long long size;
+    } want[] = {{"  0.kernel (3, 3, 1, 4) ", 36}, {"  0.bias   (4,)         ", 4}, {"  1.kernel (1, 1, 4, 4) ", 16},
+                {"  1.bias   (4,)         ", 4},  {"  4.kernel (144, 3)     ", 432}, {"  4.bias   (3,)         ", 3}};
+    long count_end = -1;
+    for (int k = 0; k < 6; k++) {
+        p = strchr(p, '\n') + 1;
+        assert_memory_equal(p, want[k].line, strlen(want[k].line));
+        assert_int_equal(strtoll(p + strlen(want[k].line), NULL, 10), want[k].size);
+        if (count_end < 0) count_end = line_len(p);
+        assert_int_equal(line_len(p), count_end); /* the sizes right-aligned */
+    }
+    assert_int_equal(p[line_len(p) + 1], '\0');
+    /* A buffer too small for it all is an error, not a cut table. */
+    assert_int_equal(nb_model_summary(m, buf, 200), NB_ERR_ARG);
+    assert_string_equal(nb_last_error(), "summary: the table needs 1271 bytes, the buffer holds 200");
+    assert_int_equal(nb_model_summary(m, buf, 1271), NB_OK); /* exactly enough */
+    assert_int_equal(nb_model_summary(m, buf, 1270), NB_ERR_ARG);
+    nb_model_free(m);
+    /* A model without parameters lists none. */
+    assert_int_equal(nb_model_from_spec("flatten", 3, (const int64_t[]){2, 2, 1}, &m), NB_OK);
+    assert_int_equal(nb_model_summary(m, buf, sizeof buf), NB_OK);
+    assert_null(strstr(buf, "Parameters:"));
+    assert_non_null(strstr(buf, "Total params: 0 "));
     nb_model_free(m);
 }
 
@@ -245,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_summary_inputs),
+        cmocka_unit_test(test_summary_aligned_with_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

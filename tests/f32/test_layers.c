@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "nabla.h"
+#include "nn/layers/layers.h" /* the layer table, to check docs/spec.md against it */
 
 #define FAIL(...) (fprintf(stderr, __VA_ARGS__), fprintf(stderr, "\n"), fail())
 
@@ -406,6 +407,75 @@ static void test_spec_errors(void **state)
     free(l);
 }
 
+/* docs/spec.md as one string, "\|" (a '|' inside a markdown table) read as "|". */
+static char *read_spec_doc(void)
+{
+    FILE *f = fopen(NB_SOURCE_DIR "/docs/spec.md", "rb");
+    assert_non_null(f);
+    static char text[1 << 16];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    assert_true(n > 0 && n < sizeof text - 1);
+    text[n] = '\0';
+    for (char *q = text; (q = strstr(q, "\\|")) != NULL;) memmove(q, q + 1, strlen(q + 1) + 1);
+    return text;
+}
+
+/* The code block that follows the first line starting with after. */
+static void doc_block(const char *doc, const char *after, char *out, size_t n)
+{
+    const char *at = strstr(doc, after);
+    assert_non_null(at);
+    const char *open = strstr(at, "```\n"), *close = open ? strstr(open + 4, "```") : NULL;
+    assert_non_null(close);
+    assert_true((size_t)(close - open - 4) < n);
+    memcpy(out, open + 4, (size_t)(close - open - 4));
+    out[close - open - 4] = '\0';
+}
+
+/* docs/spec.md is complete: every kind's grammar line (keyword and every
+ * option), every alias and every activation of the layer table are in it,
+ * and its examples build the models they say. */
+static void test_spec_doc_complete(void **state)
+{
+    (void)state;
+    const char *doc = read_spec_doc();
+    for (int k = 0; k < NB_LAYER_KIND_COUNT; k++) {
+        const nb_layer_type *t = nb_layer_type_of((nb_layer_kind)k);
+        char want[300];
+        snprintf(want, sizeof want, "`%s`", nb_layer_kind_usage((nb_layer_kind)k));
+        if (!strstr(doc, want)) fail_msg("docs/spec.md lacks the grammar %s of '%s'", want, t->keyword);
+        for (int a = 0; a < t->nargs; a++)
+            if (t->args[a].flags & NB_ARG_KEY) {
+                snprintf(want, sizeof want, "%s=", t->args[a].name);
+                assert_non_null(strstr(doc, want));
+            }
+        for (int a = 0; t->aliases && t->aliases[a]; a++) {
+            snprintf(want, sizeof want, "`%s", t->aliases[a]);
+            if (!strstr(doc, want)) fail_msg("docs/spec.md lacks the alias '%s' of '%s'", t->aliases[a], t->keyword);
+        }
+    }
+    for (int a = 0; a <= NB_ACT_GELU; a++) {
+        char want[64];
+        snprintf(want, sizeof want, "| `%s` |", nb_activation_name((nb_activation)a));
+        if (!strstr(doc, want)) fail_msg("docs/spec.md lacks the activation %s", want);
+    }
+    nb_model *m;
+    char spec[2048];
+    doc_block(doc, "The Keras mnist_cnn network", spec, sizeof spec);
+    assert_int_equal(nb_model_from_spec(spec, 3, (const int64_t[]){28, 28, 1}, &m), NB_OK);
+    assert_int_equal(nb_model_num_layers(m), 6);
+    assert_int_equal(nb_model_num_params(m), 1199882);
+    nb_model_free(m);
+    doc_block(doc, "A residual block and a concatenation", spec, sizeof spec);
+    assert_int_equal(nb_model_from_spec(spec, 3, (const int64_t[]){8, 8, 3}, &m), NB_OK);
+    assert_int_equal(nb_model_num_layers(m), 9); /* "indices 0..8" */
+    int64_t shape[NB_MAX_RANK];
+    assert_int_equal(nb_model_layer_shape(m, 6, shape), 3);
+    assert_int_equal(shape[2], 16 + 16 + 3); /* concat b input */
+    nb_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_names_did_you_mean),
         cmocka_unit_test(test_spec_errors),
         cmocka_unit_test(test_explicit_padding),
+        cmocka_unit_test(test_spec_doc_complete),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
