@@ -54,7 +54,7 @@ typedef struct {
     nb_tensor *x, *y;
 } cli_second;
 nb_status cli_second_setup(const char *cmd, const char *model, const char *input, const char *labels,
-                           const char *loss_name, cli_second *out);
+                           const char *loss_name, int eval, cli_second *out);
 void cli_second_free(cli_second *c);
 /* cmd_curvature.c: the second-order part of 'nabla demo gd' (f'' = 4 by
  * nb_hvp, the critical rate, the rates around it); 0 or an exit status. */

@@ -39,6 +39,7 @@ typedef struct {
     const char *model, *input, *labels, *out, *wrt, *wrt2, *png;
     long long max_mb;
     int loss;
+    int eval;
 } hessian_args;
 
 #define F(field) offsetof(hessian_args, field)
@@ -54,6 +55,7 @@ static const cli_opt hessian_opts[] = {
     {"--wrt2", NULL, CLI_STR, F(wrt2), "NAME", NULL, "the second tensor of a cross block (default: --wrt)", 0, 0, 0,
      NULL},
     {"--out", "-o", CLI_STR, F(out), "H", NULL, "the output .npy file", CLI_REQUIRED, 0, 0, NULL},
+    {"--eval", NULL, CLI_FLAG, F(eval), NULL, NULL, "inference mode: batchnorm's moving statistics (default: the batch's)", 0, 0, 0, NULL},
     {"--png", NULL, CLI_STR, F(png), "F", NULL, "the Hessian as a heatmap (rows: wrt, columns: wrt2; white = 0)", 0,
      0, 0, NULL},
     {"--max-mb", NULL, CLI_INT, F(max_mb), "MB", "2048", "refuse a Hessian larger than this many MiB", 0, 1,
@@ -101,7 +103,7 @@ int cmd_hessian(int argc, char **argv)
     nb_tensor *H = NULL;
     int rc = 1;
     nb_node *na, *b;
-    if (cli_second_setup("hessian", model, input, labels, loss_name, &c) || !(na = wrt_node(c.m, wrt)) ||
+    if (cli_second_setup("hessian", model, input, labels, loss_name, args.eval, &c) || !(na = wrt_node(c.m, wrt)) ||
         !(b = wrt2 ? wrt_node(c.m, wrt2) : na)) {
         cli_fail("hessian", NULL);
         goto done;

@@ -10,7 +10,7 @@
 #include <string.h>
 
 nb_status cli_second_setup(const char *cmd, const char *model, const char *input, const char *labels,
-                           const char *loss_name, cli_second *out)
+                           const char *loss_name, int eval, cli_second *out)
 {
     memset(out, 0, sizeof *out);
     nb_loss_kind kind = !strcmp(loss_name, "cce") ? NB_LOSS_CCE : !strcmp(loss_name, "mse") ? NB_LOSS_MSE
@@ -32,7 +32,7 @@ nb_status cli_second_setup(const char *cmd, const char *model, const char *input
                             nb_shape_str(t->rank, t->shape, s2, sizeof s2), (long long)out->x->shape[0]);
     memcpy(nb_value(nb_model_input(out->m))->data, out->x->data, (size_t)out->x->size * sizeof(nb_real));
     memcpy(nb_value(target)->data, out->y->data, (size_t)out->y->size * sizeof(nb_real));
-    nb_graph_set_training(nb_model_graph(out->m), 0, 0);
+    nb_graph_set_training(nb_model_graph(out->m), eval ? NB_INFERENCE : NB_TRAINING_NO_DROPOUT, 0);
     (void)cmd;
     return nb_forward(nb_model_graph(out->m));
 }
@@ -109,6 +109,7 @@ static nb_status write_products(const char *out, int n, nb_node **wrt, nb_tensor
 typedef struct {
     const char *model, *input, *labels, *out, *vector;
     int loss;
+    int eval;
 } hvp_args;
 
 #define F(field) offsetof(hvp_args, field)
@@ -122,6 +123,7 @@ static const cli_opt hvp_opts[] = {
     {"--vector", NULL, CLI_STR, F(vector), "V", NULL, "the direction v (.safetensors, tensors named like parameters)",
      CLI_REQUIRED, 0, 0, NULL},
     {"--out", "-o", CLI_STR, F(out), "HV", NULL, "the output .safetensors file", CLI_REQUIRED, 0, 0, NULL},
+    {"--eval", NULL, CLI_FLAG, F(eval), NULL, NULL, "inference mode: batchnorm's moving statistics (default: the batch's)", 0, 0, 0, NULL},
 };
 #undef F
 
@@ -162,7 +164,7 @@ int cmd_hvp(int argc, char **argv)
     nb_node *wrt[64];
     nb_tensor *vs[64] = {NULL}, *hv[64] = {NULL};
     int n = 0, rc = 1;
-    if (cli_second_setup("hvp", model, input, labels, loss_name, &c)) {
+    if (cli_second_setup("hvp", model, input, labels, loss_name, a.eval, &c)) {
         cli_fail("hvp", NULL);
         goto done;
     }

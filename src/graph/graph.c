@@ -302,10 +302,12 @@ void nb_set_requires_grad(nb_node *n, int on)
 {
     if (n && n->kind != NB_KIND_OP) n->requires_grad = on != 0;
 }
-void nb_graph_set_training(nb_graph *g, int training, uint64_t seed)
+int nb_node_requires_grad(const nb_node *n) { return n && n->requires_grad; }
+void nb_graph_set_training(nb_graph *g, int mode, uint64_t seed)
 {
     if (!g) return;
-    g->training = training != 0;
+    g->training = mode == NB_TRAINING;
+    g->batch_stats = mode == NB_TRAINING || mode == NB_TRAINING_NO_DROPOUT;
     g->seed = seed;
 }
 void nb_graph_set_check_numerics(nb_graph *g, int on)

@@ -105,8 +105,8 @@ nb_status nb_evaluate(nb_model *m, const nb_dataset *d, nb_loss_kind kind, int64
     nb_status s = nb_model_loss(m, kind, NULL, &loss);
     if (s || (s = check_data(m, d, "evaluation", &xrow, &yrow))) return s;
     if (batch < 1) batch = 256;
-    bool was_training = m->g->training;
-    m->g->training = false;
+    const bool was_training = m->g->training, was_batch = m->g->batch_stats;
+    m->g->training = false, m->g->batch_stats = false;
     int64_t n = d->x->shape[0];
     double correct = 0;
     if (confusion) {
@@ -120,7 +120,7 @@ nb_status nb_evaluate(nb_model *m, const nb_dataset *d, nb_loss_kind kind, int64
         total += (double)loss->value.data[0] * (double)b;
         correct += nb_train_count_correct(m, b, confusion);
     }
-    m->g->training = was_training;
+    m->g->training = was_training, m->g->batch_stats = was_batch;
     if (s) return s;
     if (loss_out) *loss_out = total / (double)n;
     if (accuracy) *accuracy = kind == NB_LOSS_MSE ? NAN : correct / (double)n;
@@ -153,6 +153,7 @@ static nb_status plain_step(nb_model *m, nb_node *loss, const nb_dataset *d, con
     /* Dropout masks follow (seed, step): the same after a resume. */
     nb_graph_set_training(m->g, 1, opts->seed);
     if ((s = nb_forward_keyed(loss, (uint64_t)step + 1))) return s;
+    nb_batchnorm_update_moving(m->g); /* PyTorch updates them in the training forward */
     *l = loss->value.data[0];
     *correct = nb_train_count_correct(m, b, NULL);
     return isfinite(*l) ? nb_backward(loss) : NB_OK;
