@@ -62,14 +62,12 @@ static nb_status data_hvp(void *user, int64_t K, const nb_real *x, nb_real *y)
         for (int i = 0; i < h->nparams; i++) {
             const int64_t m = nb_value(h->params[i])->size;
             for (int64_t k = 0; k < K; k++)
-                for (int64_t e = 0; e < m; e++)
-                    y[k * h->n + off + e] += (nb_real)(w * hv[i]->data[k * m + e]);
+                for (int64_t e = 0; e < m; e++) y[k * h->n + off + e] += (nb_real)(w * hv[i]->data[k * m + e]);
             off += m;
             nb_tensor_free(hv[i]), hv[i] = NULL;
         }
     }
-    for (int i = 0; i < h->nparams; i++)
-        nb_tensor_free(vs[i]), nb_tensor_free(hv[i]);
+    for (int i = 0; i < h->nparams; i++) nb_tensor_free(vs[i]), nb_tensor_free(hv[i]);
     return s;
 }
 
@@ -78,8 +76,7 @@ static void print_verdict(double lmax, double lr)
 {
     if (!(lmax > 0)) {
         printf("no positive curvature found (lambda_max %.4g): gradient descent has no step-size limit along the\n"
-               "top direction here\n",
-               lmax);
+               "top direction here\n", lmax);
         return;
     }
     printf("largest stable step of plain gradient descent: 2 / lambda_max = %.6g\n", 2 / lmax);
@@ -87,10 +84,7 @@ static void print_verdict(double lmax, double lr)
         const double f = fabs(1 - lr * lmax);
         printf("--lr %g is %.3g x 2 / lambda_max: a plain gradient step multiplies the error along the top\n"
                "eigenvector by |1 - lr lambda_max| = %.4g, so plain gradient descent %s there%s\n",
-               lr, lr * lmax / 2, f,
-               f < 1    ? "is stable"
-               : f == 1 ? "oscillates"
-                        : "diverges",
+               lr, lr * lmax / 2, f, f < 1 ? "is stable" : f == 1 ? "oscillates" : "diverges",
                f < 1 ? "" : " (Adam and momentum change the effective step; lower lr for plain SGD)");
     }
 }
@@ -106,13 +100,11 @@ static int run_curvature(data_hessian *h, const nb_eigs_opts *eo, int trace, lon
            (long long)h->d->x->shape[0], (long long)h->batch, (long long)h->n);
     nb_eigs_result e;
     if (nb_linop_eigs(h->n, data_hvp, h, eo, &e)) return cli_fail("curvature", "eigenvalues");
-    for (int i = 0; i < e.k; i++)
-        printf("lambda_%d = %.6g   (residual %.2g)\n", i + 1, e.values[i], e.residuals[i]);
+    for (int i = 0; i < e.k; i++) printf("lambda_%d = %.6g   (residual %.2g)\n", i + 1, e.values[i], e.residuals[i]);
     printf("%s after %d iterations (last relative change %.2g), %lld Hessian-vector products\n",
            e.converged ? "converged" : "NOT converged", e.iterations, e.rel_change, (long long)e.products);
     double lmax = e.values[0];
-    for (int i = 1; i < e.k; i++)
-        lmax = fmax(lmax, e.values[i]);
+    for (int i = 1; i < e.k; i++) lmax = fmax(lmax, e.values[i]);
     nb_tensor_free(e.vectors);
     if (trace) {
         nb_trace_result t;
@@ -151,17 +143,14 @@ static const cli_opt curvature_opts[] = {
 #undef F
 
 static const cli_spec curvature_spec = {
-    "curvature",
-    "--model M.safetensors --data fashion-mnist [--count N] [--top K] [--trace] [--lr LR]",
+    "curvature", "--model M.safetensors --data fashion-mnist [--count N] [--top K] [--trace] [--lr LR]",
     "lambda_1..lambda_K, the eigenvalues of largest magnitude of the Hessian of the training\n"
     "loss (the mean over the first N training examples, dropout off) w.r.t. all parameters,\n"
     "by subspace iteration on exact Hessian-vector products summed over batches of B; with\n"
     "--trace, Hutchinson's estimate of its trace. Then the largest stable step of plain\n"
     "gradient descent, 2 / lambda_max: along the top eigenvector a step lr multiplies the\n"
     "error by |1 - lr lambda_max|, which exceeds 1 (divergence) when lr > 2 / lambda_max.\n",
-    curvature_opts,
-    CLI_NOPTS(curvature_opts),
-    NULL};
+    curvature_opts, CLI_NOPTS(curvature_opts), NULL};
 
 /* -1 when the arguments are valid, else the exit status (0 after --help). */
 static int parse_curvature(int argc, char **argv, curvature_args *a)
@@ -181,11 +170,12 @@ int cmd_curvature(int argc, char **argv)
     curvature_args a;
     const int pr = parse_curvature(argc, argv, &a);
     if (pr >= 0) return pr;
-    const long long count = a.count, batch = a.batch, top = a.top, samples = a.samples, iters = a.iters, seed = a.seed;
+    const long long count = a.count, batch = a.batch, top = a.top, samples = a.samples, iters = a.iters,
+                    seed = a.seed;
     const double lr = a.lr, tol = a.tol;
     const nb_loss_kind kind = (nb_loss_kind)a.loss;
     const int trace = a.trace;
-    nb_dataset all = {0}, d = {0};
+        nb_dataset all = {0}, d = {0};
     data_hessian h = {0};
     int rc = 1;
     if (cli_load_data(a.data, "train", NULL, &all) ||
@@ -238,15 +228,11 @@ int cli_demo_gd_second_order(double alpha, double x0)
         const double r = 1 - rates[i] * f2;
         const double x10 = pow(r, 10) * (x0 != 0 ? x0 : 1);
         printf("  alpha %-5g factor %-6g %s (x_10 = %g from x0 = %g)\n", rates[i], r,
-               fabs(r) < 1    ? "converges, flipping sign every step"
-               : fabs(r) == 1 ? "oscillates between +x0 and -x0 forever"
-                              : "diverges, flipping sign and growing",
+               fabs(r) < 1 ? "converges, flipping sign every step" : fabs(r) == 1 ? "oscillates between +x0 and -x0 forever"
+                                                                       : "diverges, flipping sign and growing",
                x10, x0 != 0 ? x0 : 1);
     }
     printf("alpha = %g is %s the critical rate %g\n", alpha,
-           alpha < crit    ? "below"
-           : alpha == crit ? "exactly at"
-                           : "above",
-           crit);
+           alpha < crit ? "below" : alpha == crit ? "exactly at" : "above", crit);
     return 0;
 }

@@ -23,22 +23,19 @@ static const cli_opt gd_opts[] = {
     {"--lr", "--alpha", CLI_REAL, F(lr), "ALPHA", "0.1", "learning rate alpha", 0, 0, 0, NULL},
     {"--x0", NULL, CLI_REAL, F(x0), "X", "1", "starting point", 0, 0, 0, NULL},
     {"--steps", NULL, CLI_INT, F(steps), "K", "10", "number of steps", 0, 0, 1000000, NULL},
-    {"--plot", NULL, CLI_STR, F(plot), "F.svg", NULL, "draw the path of x over the curve f(x) = 2x^2 as an SVG file", 0,
-     0, 0, NULL},
+    {"--plot", NULL, CLI_STR, F(plot), "F.svg", NULL, "draw the path of x over the curve f(x) = 2x^2 as an SVG file", 0, 0,
+     0, NULL},
 };
 #undef F
 
 static const cli_spec gd_spec = {
-    "demo gd",
-    "[--lr ALPHA] [--x0 X] [--steps K] [--plot gd.svg]",
+    "demo gd", "[--lr ALPHA] [--x0 X] [--steps K] [--plot gd.svg]",
     "Gradient descent on f(x) = 2x^2, the lecture's 1-D example: x := x - alpha f'(x).\n"
     "f'(x) is computed by nabla's autodiff (a graph f = 2 * pow(x, 2) and nb_backward),\n"
     "not by hand. Prints step, x, f(x), f'(x) for every step. Since f'(x) = 4x, each step\n"
     "multiplies x by (1 - 4 alpha): it converges for 0 < alpha < 0.5 and diverges for\n"
     "alpha > 0.5 (alpha 0.1: 0.6, 0.36, 0.216, ...; alpha 1: -3, 9, -27, ...).\n",
-    gd_opts,
-    CLI_NOPTS(gd_opts),
-    NULL};
+    gd_opts, CLI_NOPTS(gd_opts), NULL};
 
 static int parse_gd(int argc, char **argv, gd_args *a)
 {

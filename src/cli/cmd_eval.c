@@ -1,7 +1,7 @@
 /* nabla eval: a classifier's loss, accuracy, per-class accuracy and confusion
  * matrix on a data set. */
-#include "../dist/cli_dist.h"
 #include "cli.h"
+#include "../dist/cli_dist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +19,7 @@ static const cli_opt eval_opts[] = {
     {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
     {"--data", NULL, CLI_STR, F(data), "D", NULL, "fashion-mnist, mnist, a directory of IDX files, or a CSV file",
      CLI_REQUIRED, 0, 0, NULL},
-    {"--split", NULL, CLI_CHOICE, F(split), NULL, "test", "the split (a CSV file is one split: all its rows)", 0, 0, 0,
-     cli_splits},
+    {"--split", NULL, CLI_CHOICE, F(split), NULL, "test", "the split (a CSV file is one split: all its rows)", 0, 0, 0, cli_splits},
     {"--batch", NULL, CLI_INT, F(batch), "B", "256", "examples per forward pass", 0, 1, 1 << 20, NULL},
     {"--limit", NULL, CLI_INT, F(limit), "N", NULL, "evaluate only the first N examples", 0, 1, 1099511627776.0, NULL},
     CLI_CSV_OPTS(eval_args, csv),
@@ -28,14 +27,11 @@ static const cli_opt eval_opts[] = {
 #undef F
 
 static const cli_spec eval_spec = {
-    "eval",
-    "--model M.safetensors --data fashion-mnist|mnist|DIR|FILE.csv [options]",
+    "eval", "--model M.safetensors --data fashion-mnist|mnist|DIR|FILE.csv [options]",
     "Evaluates a trained classifier (categorical cross-entropy on integer labels): the mean\n"
     "loss, the accuracy, the accuracy of every class and the confusion matrix (rows: the\n"
     "true class, columns: the predicted class, i.e. the argmax of the output).\n",
-    eval_opts,
-    CLI_NOPTS(eval_opts),
-    NULL};
+    eval_opts, CLI_NOPTS(eval_opts), NULL};
 
 static int parse_args(int argc, char **argv, eval_args *a)
 {
@@ -53,17 +49,14 @@ int cmd_eval_check_args(int argc, char **argv)
 /* "3 Dress" (with class names) or "3", into buf. */
 static const char *class_label(char *buf, size_t n, int64_t c, const char *const *names)
 {
-    if (names)
-        snprintf(buf, n, "%lld %s", (long long)c, names[c]);
-    else
-        snprintf(buf, n, "%lld", (long long)c);
+    if (names) snprintf(buf, n, "%lld %s", (long long)c, names[c]);
+    else snprintf(buf, n, "%lld", (long long)c);
     return buf;
 }
 static int digits(long long v)
 {
     int d = 1;
-    while (v >= 10)
-        v /= 10, d++;
+    while (v >= 10) v /= 10, d++;
     return d;
 }
 
@@ -84,8 +77,7 @@ static nb_status eval_shared(nb_model *m, const nb_dataset *d, int64_t batch, in
         if (cli_dist_size() > 1 && !(s = nb_dataset_subset(d, lo, hi - lo, &part))) use = &part;
         if (!s) s = nb_evaluate(m, use, NB_LOSS_CCE, batch, loss, acc, conf);
         sums[0] = *loss * (double)(hi - lo), sums[1] = *acc * (double)(hi - lo);
-        for (int64_t i = 0; i < C * C && !s; i++)
-            sums[2 + i] = (double)conf[i];
+        for (int64_t i = 0; i < C * C && !s; i++) sums[2 + i] = (double)conf[i];
     }
     nb_dataset_free(&part);
     /* A rank that failed aborts the job at its exit, so the others never
@@ -93,8 +85,7 @@ static nb_status eval_shared(nb_model *m, const nb_dataset *d, int64_t batch, in
     if (!s && cli_dist_size() > 1) {
         if (cli_dist_sum(sums, (int)(2 + C * C))) s = nb_set_error(NB_ERR_IO, "adding the ranks' results (MPI) failed");
         *loss = sums[0] / (double)n, *acc = sums[1] / (double)n;
-        for (int64_t i = 0; i < C * C; i++)
-            conf[i] = (int64_t)sums[2 + i];
+        for (int64_t i = 0; i < C * C; i++) conf[i] = (int64_t)sums[2 + i];
     }
     free(sums);
     return s;
@@ -132,13 +123,10 @@ static void print_tables(const int64_t *conf, int64_t C, const char *const *name
     printf("%-*s %8s %8s %9s\n", lw, "class", "examples", "correct", "accuracy");
     for (int64_t c = 0; c < C; c++) {
         int64_t tot = 0;
-        for (int64_t p = 0; p < C; p++)
-            tot += conf[c * C + p];
-        if (tot)
-            printf("%-*s %8lld %8lld %9.4f\n", lw, LABEL(c), (long long)tot, (long long)conf[c * C + c],
-                   (double)conf[c * C + c] / (double)tot);
-        else
-            printf("%-*s %8lld %8lld %9s\n", lw, LABEL(c), 0LL, 0LL, "-");
+        for (int64_t p = 0; p < C; p++) tot += conf[c * C + p];
+        if (tot) printf("%-*s %8lld %8lld %9.4f\n", lw, LABEL(c), (long long)tot, (long long)conf[c * C + c],
+                        (double)conf[c * C + c] / (double)tot);
+        else printf("%-*s %8lld %8lld %9s\n", lw, LABEL(c), 0LL, 0LL, "-");
     }
     int64_t mx = 0;
     for (int64_t i = 0; i < C * C; i++)
@@ -146,13 +134,11 @@ static void print_tables(const int64_t *conf, int64_t C, const char *const *name
     int cw = digits((long long)mx) > digits((long long)C - 1) ? digits((long long)mx) : digits((long long)C - 1);
     printf("\nconfusion matrix (rows: true class, columns: predicted class)\n");
     printf("%-*s", lw, "true \\ pred");
-    for (int64_t p = 0; p < C; p++)
-        printf(" %*lld", cw, (long long)p);
+    for (int64_t p = 0; p < C; p++) printf(" %*lld", cw, (long long)p);
     printf("\n");
     for (int64_t c = 0; c < C; c++) {
         printf("%-*s", lw, LABEL(c));
-        for (int64_t p = 0; p < C; p++)
-            printf(" %*lld", cw, (long long)conf[c * C + p]);
+        for (int64_t p = 0; p < C; p++) printf(" %*lld", cw, (long long)conf[c * C + p]);
         printf("\n");
     }
 #undef LABEL
@@ -170,16 +156,11 @@ int cmd_eval(int argc, char **argv)
     double loss = 0, acc = 0;
     if (cli_dist_start("eval")) return 1;
     if (cli_dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) return cli_dist_end(1);
-    if (cli_load_trained_model(a.model, &m))
-        rc = cli_fail("eval", "loading the model");
-    else if (cli_load_data(a.data, split, &a.csv, &d))
-        rc = cli_fail("eval", "loading the data");
-    else if (a.limit && a.limit < d.x->shape[0] && cli_dataset_limit(&d, 0, a.limit))
-        rc = cli_fail("eval", "--limit");
-    else if (cli_fit_rows(&d.x, m))
-        rc = cli_fail("eval", NULL);
-    else
-        rc = evaluate(&a, m, &d, &loss, &acc, &conf, &C);
+    if (cli_load_trained_model(a.model, &m)) rc = cli_fail("eval", "loading the model");
+    else if (cli_load_data(a.data, split, &a.csv, &d)) rc = cli_fail("eval", "loading the data");
+    else if (a.limit && a.limit < d.x->shape[0] && cli_dataset_limit(&d, 0, a.limit)) rc = cli_fail("eval", "--limit");
+    else if (cli_fit_rows(&d.x, m)) rc = cli_fail("eval", NULL);
+    else rc = evaluate(&a, m, &d, &loss, &acc, &conf, &C);
     if (!rc) {
         int64_t n = d.x->shape[0];
         printf("model %s: %s\n", a.model, nb_model_spec(m));

@@ -25,14 +25,11 @@ static const cli_opt export_opts[] = {
 #undef F
 
 static const cli_spec export_spec = {
-    "export",
-    "--model M.safetensors -o M.onnx [--nchw]",
+    "export", "--model M.safetensors -o M.onnx [--nchw]",
     "Writes the model as an ONNX file (opset 13): the weights as initializers, the\n"
     "spec under metadata_props (nabla.spec, nabla.input). The graph's input is called\n"
     "'input', its output 'output'; the batch dimension is symbolic (N).\n",
-    export_opts,
-    CLI_NOPTS(export_opts),
-    NULL};
+    export_opts, CLI_NOPTS(export_opts), NULL};
 
 int cmd_export_check_args(int argc, char **argv)
 {
@@ -49,8 +46,7 @@ static void print_written(const nb_model *m, const char *out, unsigned flags)
     if (r == 3 && (flags & NB_ONNX_NCHW))
         printf(", %lld, %lld, %lld", (long long)shape[2], (long long)shape[0], (long long)shape[1]);
     else
-        for (int d = 0; d < r; d++)
-            printf(", %lld", (long long)shape[d]);
+        for (int d = 0; d < r; d++) printf(", %lld", (long long)shape[d]);
     printf(")%s, output 'output'; spec: %s\n", r == 3 ? (flags & NB_ONNX_NCHW ? " NCHW" : " NHWC") : "",
            nb_model_spec(m));
 }
@@ -66,10 +62,8 @@ int cmd_export(int argc, char **argv)
     if (cli_load_trained_model_flags(a.model, a.allow_nonfinite ? NB_LOAD_ALLOW_NONFINITE : 0, &m))
         return cli_fail("export", "loading the model");
     rc = 0;
-    if (nb_onnx_save(m, a.out, flags))
-        rc = cli_fail("export", "writing the ONNX file");
-    else
-        print_written(m, a.out, flags);
+    if (nb_onnx_save(m, a.out, flags)) rc = cli_fail("export", "writing the ONNX file");
+    else print_written(m, a.out, flags);
     nb_model_free(m);
     return rc;
 }

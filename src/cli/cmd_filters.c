@@ -16,25 +16,22 @@ typedef struct {
 #define F(field) offsetof(filters_args, field)
 static const cli_opt filters_opts[] = {
     {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
-    {"--layer", NULL, CLI_INT, F(layer), "I", NULL,
-     "the layer index (as in 'nabla summary'; default: the first conv2d)", 0, 0, 1 << 20, NULL},
+    {"--layer", NULL, CLI_INT, F(layer), "I", NULL, "the layer index (as in 'nabla summary'; default: the first conv2d)", 0,
+     0, 1 << 20, NULL},
     {"--cols", NULL, CLI_INT, F(cols), "C", "8", "tiles per row", 0, 1, 256, NULL},
-    {"--scale", NULL, CLI_INT, F(scale), "S", NULL, "pixels per kernel weight (default: tiles about 64 pixels wide)", 0,
-     1, 64, NULL},
+    {"--scale", NULL, CLI_INT, F(scale), "S", NULL, "pixels per kernel weight (default: tiles about 64 pixels wide)", 0, 1,
+     64, NULL},
     {"--out", "-o", CLI_STR, F(out), "F", "filters.png", "the PNG file", 0, 0, 0, NULL},
 };
 #undef F
 
 static const cli_spec filters_spec = {
-    "filters",
-    "--model M.safetensors [-o filters.png] [--layer I] [--scale S]",
+    "filters", "--model M.safetensors [-o filters.png] [--layer I] [--scale S]",
     "Draws the kernel K (f, f, C_in, C_out) of the first convolution layer (or of layer I)\n"
     "as C_out x C_in small images, one per output channel and input channel, all on one\n"
     "colour scale: red weights are positive, blue negative, white zero. A filter responds\n"
     "most to input patches that look like its red pixels and unlike its blue ones.\n",
-    filters_opts,
-    CLI_NOPTS(filters_opts),
-    NULL};
+    filters_opts, CLI_NOPTS(filters_opts), NULL};
 
 static int parse_args(int argc, char **argv, filters_args *a)
 {
@@ -80,16 +77,13 @@ static nb_status draw_tile(const nb_tensor *K, int64_t o, int64_t c, double L, i
     static const unsigned char frame[3] = {170, 170, 170};
     const int64_t fh = K->shape[0], fw = K->shape[1], Ci = K->shape[2], Co = K->shape[3];
     const int ts = 2, lh = 9 * ts + 2;
-    for (int64_t p = 0; p < fh * fw; p++)
-        w[p] = K->data[(p * Ci + c) * Co + o];
+    for (int64_t p = 0; p < fh * fw; p++) w[p] = K->data[(p * Ci + c) * Co + o];
     nb_image *h = NULL;
     nb_status st = nb_heatmap(w, fh, fw, NB_CMAP_DIVERGING, -L, L, S, S, &h);
     if (st) return st;
     char label[48];
-    if (Ci > 1)
-        snprintf(label, sizeof label, "%lld/%lld", (long long)o, (long long)c);
-    else
-        snprintf(label, sizeof label, "%lld", (long long)o);
+    if (Ci > 1) snprintf(label, sizeof label, "%lld/%lld", (long long)o, (long long)c);
+    else snprintf(label, sizeof label, "%lld", (long long)o);
     int tw = nb_text_width(label, ts), cw = h->width + 2 > tw ? h->width + 2 : tw;
     nb_image *t = nb_image_new(cw, lh + h->height + 2, 3, white);
     if (t) {
@@ -108,8 +102,7 @@ static nb_status frame_picture(const nb_image *grid, const nb_tensor *K, long lo
     char title[128], sub[160];
     snprintf(title, sizeof title, "Layer %lld kernels: %lldx%lldx%lldx%lld", layer, (long long)K->shape[0],
              (long long)K->shape[1], (long long)K->shape[2], (long long)K->shape[3]);
-    snprintf(sub, sizeof sub,
-             K->shape[2] > 1 ? "tile o/c: output channel o, input channel c" : "tile o: output channel o");
+    snprintf(sub, sizeof sub, K->shape[2] > 1 ? "tile o/c: output channel o, input channel c" : "tile o: output channel o");
     int width = grid->width, tw = nb_text_width(title, 3) + 32;
     if (width < tw) width = tw;
     if (width < 360) width = 360;
@@ -132,16 +125,14 @@ static int render(const filters_args *a, const nb_tensor *K, long long layer)
         return 1;
     }
     double L = 0;
-    for (int64_t i = 0; i < K->size; i++)
-        L = fmax(L, fabs(K->data[i]));
+    for (int64_t i = 0; i < K->size; i++) L = fmax(L, fabs(K->data[i]));
     if (L == 0) L = 1;
     int S = a->scale ? (int)a->scale : (int)(64 / (fw > fh ? fw : fh));
     if (S < 1) S = 1;
     nb_image **tiles = calloc((size_t)ntiles, sizeof *tiles), *grid = NULL, *pic = NULL;
     nb_real *w = malloc((size_t)(fh * fw) * sizeof *w);
     nb_status st = tiles && w ? NB_OK : nb_set_error(NB_ERR_NOMEM, "out of memory");
-    for (int64_t i = 0; i < ntiles && !st; i++)
-        st = draw_tile(K, i / Ci, i % Ci, L, S, w, &tiles[i]);
+    for (int64_t i = 0; i < ntiles && !st; i++) st = draw_tile(K, i / Ci, i % Ci, L, S, w, &tiles[i]);
     if (!st) st = nb_image_grid(tiles, (int)ntiles, (int)a->cols, 12, white, &grid);
     if (!st) st = frame_picture(grid, K, layer, L, &pic);
     int rc = st ? cli_fail("filters", NULL) : 0;
@@ -150,8 +141,7 @@ static int render(const filters_args *a, const nb_tensor *K, long long layer)
         printf("filters of layer %lld (%lld.kernel, kernel %lldx%lldx%lldx%lld, max |w| %.4g): wrote %s (%dx%d)\n",
                layer, layer, (long long)fh, (long long)fw, (long long)Ci, (long long)Co, L, a->out, pic->width,
                pic->height);
-    for (int64_t i = 0; tiles && i < ntiles; i++)
-        nb_image_free(tiles[i]);
+    for (int64_t i = 0; tiles && i < ntiles; i++) nb_image_free(tiles[i]);
     free(tiles);
     free(w);
     nb_image_free(grid);
@@ -167,12 +157,9 @@ int cmd_filters(int argc, char **argv)
     nb_model *m = NULL;
     long long layer = -1;
     const nb_tensor *K = NULL;
-    if (cli_load_trained_model(a.model, &m))
-        rc = cli_fail("filters", "loading the model");
-    else if (!(K = find_kernel(&a, m, &layer)))
-        rc = 1;
-    else
-        rc = render(&a, K, layer);
+    if (cli_load_trained_model(a.model, &m)) rc = cli_fail("filters", "loading the model");
+    else if (!(K = find_kernel(&a, m, &layer))) rc = 1;
+    else rc = render(&a, K, layer);
     nb_model_free(m);
     return rc;
 }

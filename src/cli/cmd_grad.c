@@ -21,12 +21,10 @@ static const cli_opt grad_opts[] = {
     {"--labels", NULL, CLI_STR, F(labels), "Y", NULL,
      "a .npy or IDX file (needed with --input; --data brings its own):\n"
      "cce: integer class indices, shape (N) (or (N, 1));\n"
-     "mse, bce: targets of the output's shape (N, outputs...)",
-     0, 0, 0, NULL},
+     "mse, bce: targets of the output's shape (N, outputs...)", 0, 0, 0, NULL},
     {"--loss", NULL, CLI_CHOICE, F(loss), NULL, "cce",
      "cce: softmax cross-entropy on the logits; bce on the logits when\n"
-     "the model ends in sigmoid",
-     0, 0, 0, cli_losses},
+     "the model ends in sigmoid", 0, 0, 0, cli_losses},
     {"--out", "-o", CLI_STR, F(out), "G", NULL, "the output .safetensors file", CLI_REQUIRED, 0, 0, NULL},
     {"--eval", NULL, CLI_FLAG, F(eval), NULL, NULL,
      "inference mode: batchnorm's moving statistics (default: the batch's)", 0, 0, 0, NULL},
@@ -34,13 +32,11 @@ static const cli_opt grad_opts[] = {
 #undef F
 
 static const cli_spec grad_spec = {
-    "grad",
-    "--model M.safetensors (--input X.npy --labels Y.npy | --data D) --loss cce|mse|bce -o GRADS.safetensors",
+    "grad", "--model M.safetensors (--input X.npy --labels Y.npy | --data D) --loss cce|mse|bce -o GRADS.safetensors",
     "One forward and one backward pass over all N examples: dJ/dW for every parameter W,\n"
     "where J is the loss averaged over the batch (as in training), written under the\n"
     "parameter's own name (0.kernel, 0.bias, ...) with the parameter's shape.\n",
-    grad_opts,
-    CLI_NOPTS(grad_opts),
+    grad_opts, CLI_NOPTS(grad_opts),
     "NaN and Inf: inputs holding them are not refused. When an example's input, labels or\n"
     "the output the loss reads hold NaN or Inf, a warning on stderr names it (from 0, with\n"
     "the counts); non-finite gradients are named too. The file is written all the same and\n"
@@ -71,10 +67,10 @@ static int report_nonfinite(nb_model *m, nb_loss_kind kind, const nb_tensor *x, 
     const int L = nb_model_num_layers(m);
     const nb_activation last = L ? nb_model_layer(m, L - 1)->act : NB_ACT_NONE;
     const int on_logits = kind == NB_LOSS_CCE || (kind == NB_LOSS_BCE && last == NB_ACT_SIGMOID);
-    const cli_rows rows[3] = {
-        {"input", x, 0},
-        {"labels", y, 0},
-        {on_logits ? "logits" : "output", nb_value(on_logits ? nb_model_logits(m) : nb_model_output(m)), 1}};
+    const cli_rows rows[3] = {{"input", x, 0},
+                              {"labels", y, 0},
+                              {on_logits ? "logits" : "output",
+                               nb_value(on_logits ? nb_model_logits(m) : nb_model_output(m)), 1}};
     fflush(stdout); /* the table first, where both go to one file */
     int reported = cli_report_nonfinite("grad", x->shape[0], 3, rows) > 0;
     char line[512];
@@ -125,8 +121,7 @@ static int labels_fit(const grad_args *a, const char *labels, nb_model *m, const
     /* The target has the output's shape (N, outputs...). */
     const nb_tensor *o = nb_value(nb_model_output(m));
     int fits = y->rank == o->rank && y->shape[0] == N;
-    for (int d = 1; fits && d < o->rank; d++)
-        fits = y->shape[d] == o->shape[d];
+    for (int d = 1; fits && d < o->rank; d++) fits = y->shape[d] == o->shape[d];
     if (fits) return 1;
     int64_t want[NB_MAX_RANK];
     memcpy(want, o->shape, sizeof want);
@@ -146,13 +141,10 @@ static int load(const grad_args *a, nb_model **m, nb_node **target, nb_node **lo
     if (cli_load_trained_model(a->model, m)) return cli_fail("grad", "loading the model");
     /* The loss (and its target) first, at the model's current batch; then the batch size. */
     if (nb_model_loss(*m, (nb_loss_kind)a->loss, target, loss)) return cli_fail("grad", "building the loss");
-    if (cli_load_examples(&a->src, 100, *m, x, y, NULL, what, sizeof what))
-        return cli_fail("grad", "reading the input");
+    if (cli_load_examples(&a->src, 100, *m, x, y, NULL, what, sizeof what)) return cli_fail("grad", "reading the input");
     char lname[1100];
-    if (a->labels)
-        snprintf(lname, sizeof lname, "labels '%s'", a->labels);
-    else
-        snprintf(lname, sizeof lname, "the labels of '%s'", a->src.data);
+    if (a->labels) snprintf(lname, sizeof lname, "labels '%s'", a->labels);
+    else snprintf(lname, sizeof lname, "the labels of '%s'", a->src.data);
     if (a->labels) {
         nb_tensor_free(*y);
         if (cli_read_tensor(a->labels, y)) return cli_fail("grad", "reading the labels");
@@ -164,10 +156,8 @@ static int load(const grad_args *a, nb_model **m, nb_node **target, nb_node **lo
         int64_t sh[NB_MAX_RANK], row = t->size / t->shape[0];
         memcpy(sh, t->shape, sizeof sh);
         sh[0] = N;
-        if (a->src.start + N > t->shape[0] || !(*y = nb_tensor_from(t->rank, sh, t->data + a->src.start * row)))
-            *y = t;
-        else
-            nb_tensor_free(t);
+        if (a->src.start + N > t->shape[0] || !(*y = nb_tensor_from(t->rank, sh, t->data + a->src.start * row))) *y = t;
+        else nb_tensor_free(t);
     }
     if (nb_model_set_batch(*m, N)) return cli_fail("grad", NULL);
     if (!labels_fit(a, lname, *m, *y, N)) return cli_fail("grad", NULL);
@@ -219,10 +209,8 @@ int cmd_grad(int argc, char **argv)
         memcpy(nb_value(nb_model_input(m))->data, x->data, (size_t)x->size * sizeof(nb_real));
         memcpy(nb_value(target)->data, y->data, (size_t)y->size * sizeof(nb_real));
         nb_graph_set_training(nb_model_graph(m), a.eval ? NB_INFERENCE : NB_TRAINING_NO_DROPOUT, 0);
-        if (nb_forward(nb_model_graph(m)) || nb_backward(loss))
-            rc = cli_fail("grad", NULL);
-        else if (!(st = nb_safetensors_new()))
-            rc = cli_fail("grad", "out of memory");
+        if (nb_forward(nb_model_graph(m)) || nb_backward(loss)) rc = cli_fail("grad", NULL);
+        else if (!(st = nb_safetensors_new())) rc = cli_fail("grad", "out of memory");
     }
     if (!rc) rc = render(&a, m, loss, x->shape[0], st, lv, sizeof lv);
     if (!rc && (nb_safetensors_set_meta(st, "nabla.grad.loss", cli_choice_name(cli_losses, a.loss)) ||

@@ -21,8 +21,7 @@ static void print_row(const nb_opcheck_row *row, void *user)
     if (!r->ok && r->kinks && r->ok_off_kinks)
         snprintf(verdict, sizeof verdict, "FAIL only at %lld %s element(s) at a kink or tie (ok elsewhere)",
                  (long long)r->kinks, row->wrt);
-    else if (!r->ok)
-        snprintf(verdict, sizeof verdict, "FAIL");
+    else if (!r->ok) snprintf(verdict, sizeof verdict, "FAIL");
     printf("%-21s %-26s %-4s %-14s %10.2e %10.2e %7.3f  %-16s %s\n", row->op, row->case_name, row->wrt, row->shape,
            r->max_err_rev, r->max_err_fwd, r->worst_ratio, where, verdict);
 }
@@ -37,13 +36,10 @@ static const cli_opt gradcheck_opts[] = {
 };
 
 static const cli_spec gradcheck_spec = {
-    "gradcheck",
-    "[--seed S]",
+    "gradcheck", "[--seed S]",
     "Checks every op's reverse-mode (VJP) and forward-mode (JVP) Jacobian against central\n"
     "differences on random inputs. Pass: |analytic - numeric| <= atol + rtol |numeric|.\n",
-    gradcheck_opts,
-    CLI_NOPTS(gradcheck_opts),
-    NULL};
+    gradcheck_opts, CLI_NOPTS(gradcheck_opts), NULL};
 
 int cmd_gradcheck_check_args(int argc, char **argv)
 {
@@ -60,8 +56,8 @@ int cmd_gradcheck(int argc, char **argv)
     nb_gradcheck_opts o;
     nb_gradcheck_defaults(&o);
     printf("gradient check in %s: eps %g, atol %g, rtol %g\n", nb_precision(), o.eps, o.atol, o.rtol);
-    printf("%-21s %-26s %-4s %-14s %10s %10s %7s  %-16s %s\n", "op", "case", "wrt", "shape", "err(rev)", "err(fwd)",
-           "ratio", "worst J index", "");
+    printf("%-21s %-26s %-4s %-14s %10s %10s %7s  %-16s %s\n", "op", "case", "wrt", "shape", "err(rev)",
+           "err(fwd)", "ratio", "worst J index", "");
     int rows = 0;
     int failures = nb_opcheck_all((uint64_t)a.seed, &o, print_row, &rows);
     if (failures < 0) {

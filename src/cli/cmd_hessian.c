@@ -13,9 +13,8 @@ static nb_node *wrt_node(nb_model *m, const char *name)
 {
     if (!strcmp(name, "input")) return nb_model_input(m);
     nb_node *p = nb_model_find_param(m, name);
-    if (!p)
-        nb_set_error(NB_ERR_ARG, "--wrt '%s' is neither 'input' nor a parameter of the model (see 'nabla summary')",
-                     name);
+    if (!p) nb_set_error(NB_ERR_ARG, "--wrt '%s' is neither 'input' nor a parameter of the model (see 'nabla summary')",
+                         name);
     if (p && !nb_node_requires_grad(p)) {
         nb_set_error(NB_ERR_ARG,
                      "--wrt '%s' is batchnorm state (a moving statistic), not a trained parameter: it has no "
@@ -58,23 +57,22 @@ static const cli_opt hessian_opts[] = {
     {"--labels", NULL, CLI_STR, F(labels), "Y", NULL, "cce: class indices (N); mse, bce: targets of the output's shape",
      CLI_REQUIRED, 0, 0, NULL},
     {"--loss", NULL, CLI_CHOICE, F(loss), NULL, "cce", "the loss averaged over the examples", 0, 0, 0, cli_losses},
-    {"--wrt", NULL, CLI_STR, F(wrt), "NAME", NULL, "a parameter (0.kernel, 4.bias, ...) or 'input'", CLI_REQUIRED, 0, 0,
-     NULL},
+    {"--wrt", NULL, CLI_STR, F(wrt), "NAME", NULL, "a parameter (0.kernel, 4.bias, ...) or 'input'", CLI_REQUIRED, 0,
+     0, NULL},
     {"--wrt2", NULL, CLI_STR, F(wrt2), "NAME", NULL, "the second tensor of a cross block (default: --wrt)", 0, 0, 0,
      NULL},
     {"--out", "-o", CLI_STR, F(out), "H", NULL, "the output .npy file", CLI_REQUIRED, 0, 0, NULL},
     {"--eval", NULL, CLI_FLAG, F(eval), NULL, NULL,
      "inference mode: batchnorm's moving statistics (default: the batch's)", 0, 0, 0, NULL},
-    {"--png", NULL, CLI_STR, F(png), "F", NULL, "the Hessian as a heatmap (rows: wrt, columns: wrt2; white = 0)", 0, 0,
-     0, NULL},
-    {"--max-mb", NULL, CLI_INT, F(max_mb), "MB", "2048", "refuse a Hessian larger than this many MiB", 0, 1, 1 << 24,
-     NULL},
+    {"--png", NULL, CLI_STR, F(png), "F", NULL, "the Hessian as a heatmap (rows: wrt, columns: wrt2; white = 0)", 0,
+     0, 0, NULL},
+    {"--max-mb", NULL, CLI_INT, F(max_mb), "MB", "2048", "refuse a Hessian larger than this many MiB", 0, 1,
+     1 << 24, NULL},
 };
 #undef F
 
 static const cli_spec hessian_spec = {
-    "hessian",
-    "--model M.safetensors --input X.npy --labels Y.npy --loss cce|mse|bce --wrt NAME [--wrt2 NAME] "
+    "hessian", "--model M.safetensors --input X.npy --labels Y.npy --loss cce|mse|bce --wrt NAME [--wrt2 NAME] "
     "-o H.npy [--png H.png]",
     "The Hessian of J, the loss averaged over the N examples (dropout off), with respect\n"
     "to NAME: a parameter (see 'nabla summary') or 'input' (the whole batch). Shape\n"
@@ -82,9 +80,7 @@ static const cli_spec hessian_spec = {
     "d2J / d wrt d wrt2 of shape wrt.shape + wrt2.shape. Exact, by Hessian-vector\n"
     "products with the unit vectors of wrt2. Prints the shape, the largest entry, the\n"
     "trace and (for a square block) how symmetric it came out.\n",
-    hessian_opts,
-    CLI_NOPTS(hessian_opts),
-    NULL};
+    hessian_opts, CLI_NOPTS(hessian_opts), NULL};
 
 /* -1 when the arguments are valid, else the exit status (0 after --help). */
 static int parse_hessian(int argc, char **argv, hessian_args *a, long long *mb)
@@ -123,8 +119,7 @@ int cmd_hessian(int argc, char **argv)
     const nb_status hs = nb_hessian(c.loss, na, b, &(nb_hessian_opts){0, 0, 0, (size_t)mb << 20}, &H);
     if (hs) {
         cli_fail("hessian", NULL);
-        if (hs == NB_ERR_TOO_LARGE)
-            fprintf(stderr, "nabla hessian: --max-mb raises the limit; 'nabla hvp' gives products\n");
+        if (hs == NB_ERR_TOO_LARGE) fprintf(stderr, "nabla hessian: --max-mb raises the limit; 'nabla hvp' gives products\n");
         goto done;
     }
     const int64_t I = nb_value(na)->size, J = nb_value(b)->size;

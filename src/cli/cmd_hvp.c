@@ -13,10 +13,8 @@ nb_status cli_second_setup(const char *cmd, const char *model, const char *input
                            const char *loss_name, int eval, cli_second *out)
 {
     memset(out, 0, sizeof *out);
-    nb_loss_kind kind = !strcmp(loss_name, "cce")   ? NB_LOSS_CCE
-                        : !strcmp(loss_name, "mse") ? NB_LOSS_MSE
-                        : !strcmp(loss_name, "bce") ? NB_LOSS_BCE
-                                                    : (nb_loss_kind)-1;
+    nb_loss_kind kind = !strcmp(loss_name, "cce") ? NB_LOSS_CCE : !strcmp(loss_name, "mse") ? NB_LOSS_MSE
+                        : !strcmp(loss_name, "bce") ? NB_LOSS_BCE : (nb_loss_kind)-1;
     if ((int)kind < 0) return nb_set_error(NB_ERR_ARG, "unknown loss '%s' (cce, mse, bce)", loss_name);
     nb_status s = cli_load_trained_model(model, &out->m);
     nb_node *target;
@@ -50,8 +48,7 @@ void cli_second_free(cli_second *c)
 static double dot(const nb_real *a, const nb_real *b, int64_t n)
 {
     double s = 0;
-    for (int64_t i = 0; i < n; i++)
-        s += (double)a[i] * (double)b[i];
+    for (int64_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
     return s;
 }
 
@@ -71,8 +68,8 @@ static nb_status vectors_of(nb_model *m, const nb_safetensors *v, const char *pa
                                 path, name);
         if (!nb_node_requires_grad(p))
             return nb_set_error(NB_ERR_ARG,
-                                "%s: tensor '%s' is batchnorm state (a moving statistic), not a trained parameter: it "
-                                "has no derivative; use a gamma, beta, kernel or bias",
+                                "%s: tensor '%s' is batchnorm state (a moving statistic), not a trained parameter: "
+                                "it has no derivative; use a gamma, beta, kernel or bias",
                                 path, name);
         const nb_tensor *pv = nb_value(p);
         if (t->size != pv->size)
@@ -100,9 +97,8 @@ static nb_status write_products(const char *out, int n, nb_node **wrt, nb_tensor
         const nb_tensor *p = nb_value(wrt[i]);
         char sh[96];
         const double a = dot(vs[i]->data, vs[i]->data, p->size), b = dot(vs[i]->data, hv[i]->data, p->size);
-        printf("%-12s %-18s %12.4g %12.4g %14.6g\n", nb_node_name(wrt[i]),
-               nb_shape_str(p->rank, p->shape, sh, sizeof sh), sqrt(a), sqrt(dot(hv[i]->data, hv[i]->data, p->size)),
-               a > 0 ? b / a : 0);
+        printf("%-12s %-18s %12.4g %12.4g %14.6g\n", nb_node_name(wrt[i]), nb_shape_str(p->rank, p->shape, sh, sizeof sh),
+               sqrt(a), sqrt(dot(hv[i]->data, hv[i]->data, p->size)), a > 0 ? b / a : 0);
         vv += a, vhv += b;
         nb_tensor view = *p; /* hv[i] is (1,) + shape: written with the parameter's shape */
         view.data = hv[i]->data;
@@ -138,8 +134,7 @@ static const cli_opt hvp_opts[] = {
 #undef F
 
 static const cli_spec hvp_spec = {
-    "hvp",
-    "--model M.safetensors --input X.npy --labels Y.npy --loss cce|mse|bce --vector V.safetensors "
+    "hvp", "--model M.safetensors --input X.npy --labels Y.npy --loss cce|mse|bce --vector V.safetensors "
     "-o HV.safetensors",
     "Exact Hessian-vector products H v of J, the loss averaged over the N examples (as in\n"
     "training, dropout off), with respect to the parameters: forward-over-reverse (the\n"
@@ -147,9 +142,7 @@ static const cli_spec hvp_spec = {
     "named like the model's parameters (0.kernel, 4.bias, ...), any subset: the others'\n"
     "parts of v are zero. The output has the same names and shapes: (H v) restricted to\n"
     "each. Prints, for each, |v|, |H v| and the curvature v.Hv / v.v along it.\n",
-    hvp_opts,
-    CLI_NOPTS(hvp_opts),
-    NULL};
+    hvp_opts, CLI_NOPTS(hvp_opts), NULL};
 
 /* -1 when the arguments are valid, else the exit status (0 after --help). */
 static int parse_hvp(int argc, char **argv, hvp_args *a)
@@ -198,8 +191,7 @@ int cmd_hvp(int argc, char **argv)
     printf("wrote %s: %d products\n", out, n);
     rc = 0;
 done:
-    for (int i = 0; i < n; i++)
-        nb_tensor_free(vs[i]), nb_tensor_free(hv[i]);
+    for (int i = 0; i < n; i++) nb_tensor_free(vs[i]), nb_tensor_free(hv[i]);
     nb_safetensors_free(v);
     cli_second_free(&c);
     return rc;

@@ -1,7 +1,7 @@
 /* nabla jacobian: the Jacobian of a model's output with respect to its input
  * or one of its parameters, written as .npy. */
-#include "../dist/cli_dist.h"
 #include "cli.h"
+#include "../dist/cli_dist.h"
 #include "nonfinite.h"
 
 #include <math.h>
@@ -20,44 +20,36 @@ typedef struct {
 static const cli_opt jacobian_opts[] = {
     {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
     CLI_SOURCE_OPTS(jacobian_args, src, "how many examples (default: all of --input, 1 of --data)"),
-    {"--wrt", NULL, CLI_STR, F(wrt), "W", "input", "input, or a parameter name such as 0.kernel or 4.bias", 0, 0, 0,
-     NULL},
+    {"--wrt", NULL, CLI_STR, F(wrt), "W", "input", "input, or a parameter name such as 0.kernel or 4.bias", 0, 0, 0, NULL},
     {"--mode", NULL, CLI_CHOICE, F(mode), NULL, "auto",
      "auto: reverse mode, one VJP per output element, when the output has\n"
      "no more elements than wrt, else forward mode, one JVP per wrt element;\n"
-     "numeric: central differences",
-     0, 0, 0, cli_jac_modes},
+     "numeric: central differences", 0, 0, 0, cli_jac_modes},
     {"--per-example", NULL, CLI_FLAG, F(per_example), NULL, NULL,
      "J (N, out..., in...) with J[n] = d out[n] / d input[n]: the diagonal\n"
-     "blocks of the full Jacobian, in one pass per output (only --wrt input)",
-     0, 0, 0, NULL},
+     "blocks of the full Jacobian, in one pass per output (only --wrt input)", 0, 0, 0, NULL},
     {"--of", NULL, CLI_STR, F(of), "O", "logits", "logits | output", 0, 0, 0, NULL},
     {"--eps", NULL, CLI_REAL, F(eps), "E", NULL, "the numeric step (default 1e-3: nb_gradcheck_defaults in float)",
      CLI_GT_LO, 0, HUGE_VAL, NULL},
     {"--compare", NULL, CLI_FLAG, F(compare), NULL, NULL,
      "compute the Jacobian by --mode (auto, rev or fwd) and by central\n"
-     "differences, and report their relative difference (below)",
-     0, 0, 0, NULL},
+     "differences, and report their relative difference (below)", 0, 0, 0, NULL},
     {"--tol", NULL, CLI_REAL, F(tol), "T", NULL,
      "--compare: the largest relative difference away from kinks that\n"
-     "counts as agreement (default 0.05: 5 times float's gradcheck rtol)",
-     CLI_GT_LO, 0, HUGE_VAL, NULL},
+     "counts as agreement (default 0.05: 5 times float's gradcheck rtol)", CLI_GT_LO, 0, HUGE_VAL, NULL},
     {"--kinks", NULL, CLI_STR, F(kinks), "K", NULL,
      "numeric or --compare: write a .npy of wrt's shape, 1 where that element\n"
-     "sits at a kink or tie for this eps, else 0",
-     0, 0, 0, NULL},
-    {"--out", "-o", CLI_STR, F(out), "J", NULL, "the output .npy file (--compare: the --mode Jacobian; optional)", 0, 0,
-     0, NULL},
+     "sits at a kink or tie for this eps, else 0", 0, 0, 0, NULL},
+    {"--out", "-o", CLI_STR, F(out), "J", NULL, "the output .npy file (--compare: the --mode Jacobian; optional)", 0, 0, 0,
+     NULL},
     {"--png", NULL, CLI_STR, F(png), "P", NULL,
      "also (or instead of -o) draw J as a PNG heatmap: rows = output elements,\n"
-     "columns = wrt elements, blue < 0 < red, white = 0, with a colour bar",
-     0, 0, 0, NULL},
+     "columns = wrt elements, blue < 0 < red, white = 0, with a colour bar", 0, 0, 0, NULL},
 };
 #undef F
 
 static const cli_spec jacobian_spec = {
-    "jacobian",
-    "--model M.safetensors (--input X.npy | --data D) -o J.npy [options]",
+    "jacobian", "--model M.safetensors (--input X.npy | --data D) -o J.npy [options]",
     "Writes J = d out / d wrt with shape out.shape + wrt.shape, both with their batch\n"
     "dimension: for a (28,28,1) -> 10 classifier and N inputs, d logits / d input has shape\n"
     "(N, 10, N, 28, 28, 1) (the blocks J[n, :, m] with n != m are zero: examples do not\n"
@@ -67,8 +59,7 @@ static const cli_spec jacobian_spec = {
     "sigmoid; when the model does not end in softmax/sigmoid (e.g. '... dense 10', trained on\n"
     "logits), that is the model's output itself. --of output differentiates the output after\n"
     "the final softmax/sigmoid (the probabilities) instead.\n",
-    jacobian_opts,
-    CLI_NOPTS(jacobian_opts),
+    jacobian_opts, CLI_NOPTS(jacobian_opts),
     "The shape, mode and time taken go to stderr.\n"
     "\n"
     "Kinks and ties: relu at 0, or equal values in a max pool's window (a flat black\n"
@@ -101,19 +92,16 @@ static int parse_args(int argc, char **argv, jacobian_args *a)
     if (!a->out && !a->png && !a->compare)
         return cli_usage_error("jacobian", "%s", "-o J.npy (or --png, or --compare) is required");
     if (a->compare && a->mode == NB_JAC_NUMERIC)
-        return cli_usage_error("jacobian", "%s",
-                               "--compare compares --mode auto, rev or fwd with numeric; got --mode "
-                               "numeric");
+        return cli_usage_error("jacobian", "%s", "--compare compares --mode auto, rev or fwd with numeric; got --mode "
+                                                 "numeric");
     if (a->kinks && !a->compare && a->mode != NB_JAC_NUMERIC)
         return cli_usage_error("jacobian", "%s", "--kinks needs --mode numeric or --compare");
     if (a->tol > 0 && !a->compare) return cli_usage_error("jacobian", "%s", "--tol needs --compare");
     if (strcmp(a->of, "logits") && strcmp(a->of, "output"))
         return cli_usage_error("jacobian", "--of must be logits or output, got '%s'", a->of);
     if (a->per_example && strcmp(a->wrt, "input"))
-        return cli_usage_error("jacobian",
-                               "--per-example needs --wrt input (a parameter is shared by all examples, "
-                               "got --wrt %s)",
-                               a->wrt);
+        return cli_usage_error("jacobian", "--per-example needs --wrt input (a parameter is shared by all examples, "
+                                           "got --wrt %s)", a->wrt);
     nb_gradcheck_opts defaults;
     nb_gradcheck_defaults(&defaults);
     if (!(a->eps > 0)) a->eps = defaults.eps;
@@ -173,8 +161,7 @@ static int report_compare(const nb_tensor *Ja, const nb_tensor *Jn, const nb_ten
     }
     char at[160] = "";
     int64_t idx[2 * NB_MAX_RANK] = {0}, flat = worst_k;
-    for (int d = Ja->rank - 1; d >= 0; d--)
-        idx[d] = flat % Ja->shape[d], flat /= Ja->shape[d];
+    for (int d = Ja->rank - 1; d >= 0; d--) idx[d] = flat % Ja->shape[d], flat /= Ja->shape[d];
     size_t u = 0;
     for (int d = 0; d < Ja->rank && u < sizeof at; d++)
         u += (size_t)snprintf(at + u, sizeof at - u, "%s%lld", d ? "," : "[", (long long)idx[d]);
@@ -185,8 +172,8 @@ static int report_compare(const nb_tensor *Ja, const nb_tensor *Jn, const nb_ten
         printf("agree: %s mode matches central differences within %g away from kinks\n", mode, tol);
         return 0;
     }
-    printf("DIFFER: %.3g > %g away from kinks: the %s-mode Jacobian does not match central differences\n", r_off, tol,
-           mode);
+    printf("DIFFER: %.3g > %g away from kinks: the %s-mode Jacobian does not match central differences\n", r_off,
+           tol, mode);
     return 1;
 }
 
@@ -197,8 +184,8 @@ static nb_node *find_wrt(nb_model *m, const char *wrt_name)
     if (wrt && (!strcmp(wrt_name, "input") || nb_node_requires_grad(wrt))) return wrt;
     if (wrt) {
         fprintf(stderr,
-                "nabla jacobian: --wrt '%s' is batchnorm state (a moving statistic), not a trained parameter: it has "
-                "no derivative; use a gamma, beta, kernel or bias\n",
+                "nabla jacobian: --wrt '%s' is batchnorm state (a moving statistic), not a trained parameter: it "
+                "has no derivative; use a gamma, beta, kernel or bias\n",
                 wrt_name);
         return NULL;
     }
@@ -272,10 +259,9 @@ static int compute_share(const jacobian_args *a, jac_run *r)
         snprintf(msg, sizeof msg, "%s", nb_last_error());
         char *lib_advice = strstr(msg, "; raise max_bytes");
         if (lib_advice) *lib_advice = '\0';
-        nb_set_error(st,
-                     "%s; for %lld examples the full Jacobian holds every pair of them: pass --per-example (one "
-                     "block per example) or --count N with fewer examples (--start K: the first)",
-                     msg, (long long)r->x->shape[0]);
+        nb_set_error(st, "%s; for %lld examples the full Jacobian holds every pair of them: pass --per-example (one "
+                         "block per example) or --count N with fewer examples (--start K: the first)", msg,
+                     (long long)r->x->shape[0]);
     }
     if (st) return cli_fail("jacobian", NULL);
     r->seconds = now_s() - t0;
@@ -297,10 +283,7 @@ static int gather_share(jac_run *r, const nb_tensor *all_x)
 }
 
 /* The output's value and wrt's (the gathered ones under mpirun). */
-static const nb_tensor *out_value(const jac_run *r)
-{
-    return r->yg ? r->yg : nb_value(r->y);
-}
+static const nb_tensor *out_value(const jac_run *r) { return r->yg ? r->yg : nb_value(r->y); }
 static const nb_tensor *wrt_value(const jac_run *r)
 {
     return r->yg && r->wrt == nb_model_input(r->m) ? r->x : nb_value(r->wrt);
@@ -338,9 +321,7 @@ static int report(const jacobian_args *a, const jac_run *r)
             nb_shape_str(yv->rank, yv->shape, s1, sizeof s1), a->wrt, nb_shape_str(wv->rank, wv->shape, s2, sizeof s2),
             a->per_example ? " per example" : "", nb_shape_str(r->J->rank, r->J->shape, s3, sizeof s3), used,
             a->compare ? " and numeric" : "", r->seconds, a->out || a->png ? "; wrote " : "",
-            a->out   ? a->out
-            : a->png ? a->png
-                     : "");
+            a->out ? a->out : a->png ? a->png : "");
     int rc = 0;
     if (a->compare) {
         rc = report_compare(r->J, r->Jn, r->K, r->nkinks, used_short, a->eps, a->tol, a->per_example, r->O, r->I,
@@ -352,22 +333,17 @@ static int report(const jacobian_args *a, const jac_run *r)
                     "  values in a max pool's window): their one-sided differences disagree, so their columns of J\n"
                     "  are no derivative and will not match backprop; 'nabla jacobian --compare' reports the\n"
                     "  difference on the other elements (--kinks K.npy: which ones)\n",
-                    (long long)r->nkinks, (long long)r->K->size, a->wrt, 100.0 * (double)r->nkinks / (double)r->K->size,
-                    a->eps);
-        else
-            fprintf(stderr, "numeric: no %s element at a kink or tie for eps %g\n", a->wrt, a->eps);
+                    (long long)r->nkinks, (long long)r->K->size, a->wrt,
+                    100.0 * (double)r->nkinks / (double)r->K->size, a->eps);
+        else fprintf(stderr, "numeric: no %s element at a kink or tie for eps %g\n", a->wrt, a->eps);
     }
     /* Examples whose input, output (the differentiated node's value at x) or
      * rows of J are not finite; J's leading axis is the output's batch. */
     const cli_rows rows[3] = {{"input", r->x, 0}, {a->of, yv, 1}, {"Jacobian", r->J, 1}};
     if (cli_report_nonfinite("jacobian", r->x->shape[0], 3, rows)) {
-        fprintf(stderr,
-                "nabla jacobian: wrote %s all the same; the blocks of J of those examples mean nothing where "
-                "their %s are not finite (exit status 3)\n",
-                a->out   ? a->out
-                : a->png ? a->png
-                         : "nothing",
-                rows[1].name);
+        fprintf(stderr, "nabla jacobian: wrote %s all the same; the blocks of J of those examples mean nothing where "
+                        "their %s are not finite (exit status 3)\n",
+                a->out ? a->out : a->png ? a->png : "nothing", rows[1].name);
         if (rc == 0) rc = CLI_EXIT_NONFINITE;
     }
     return rc;

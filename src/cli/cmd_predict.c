@@ -1,7 +1,7 @@
 /* nabla predict: run a model on inputs from a file, write its outputs as
  * probabilities to a .npy file. */
-#include "../dist/cli_dist.h"
 #include "cli.h"
+#include "../dist/cli_dist.h"
 #include "nonfinite.h"
 
 #include <math.h>
@@ -26,20 +26,17 @@ static const cli_opt predict_opts[] = {
      1099511627776.0, NULL},
     {"--classes", NULL, CLI_STR, F(classes), "FILE", NULL,
      "class names, one per line (default: Fashion-MNIST's with --data\n"
-     "fashion-mnist, or a model of 10 classes read with --classes fashion-mnist)",
-     0, 0, 0, NULL},
+     "fashion-mnist, or a model of 10 classes read with --classes fashion-mnist)", 0, 0, 0, NULL},
     {"--batch", NULL, CLI_INT, F(batch), "B", "256", "examples per forward pass", 0, 1, 1 << 20, NULL},
     {"--raw", NULL, CLI_FLAG, F(raw), NULL, NULL, "write the model's output without the softmax", 0, 0, 0, NULL},
     {"--allow-nonfinite", NULL, CLI_FLAG, F(allow_nonfinite), NULL, NULL,
      "load a model whose weights hold NaN or Inf (refused otherwise), e.g.\n"
-     "to see what a diverged model outputs",
-     0, 0, 0, NULL},
+     "to see what a diverged model outputs", 0, 0, 0, NULL},
 };
 #undef F
 
 static const cli_spec predict_spec = {
-    "predict",
-    "--model M.safetensors (--input X.npy|IDX-FILE | --data D) [-o PROBS.npy] [options]",
+    "predict", "--model M.safetensors (--input X.npy|IDX-FILE | --data D) [-o PROBS.npy] [options]",
     "Runs the model on every example and prints the most probable classes of the first\n"
     "ones (--top, --show); -o writes all outputs, shape (N, outputs...), as float .npy.\n"
     "\n"
@@ -57,8 +54,7 @@ static const cli_spec predict_spec = {
     "for training). Scaling rule for files: when the file's dtype is an integer type (uint8\n"
     "images, ...) and some value is > 1, all values are divided by 255, since models are\n"
     "trained on [0, 1] pixels; float files are used exactly as stored.\n",
-    predict_opts,
-    CLI_NOPTS(predict_opts),
+    predict_opts, CLI_NOPTS(predict_opts),
     "NaN and Inf: inputs holding them are not refused; they go through the model as in\n"
     "PyTorch (NaN stays NaN, through relu too) and every example keeps its row in the file.\n"
     "When an example's input or output holds NaN or Inf, a warning on stderr names it (from\n"
@@ -96,17 +92,14 @@ static const char *to_probabilities(const nb_model *m, nb_tensor *y, int raw, in
     for (int64_t r = 0; r < y->size / C; r++) {
         nb_real *z = y->data + r * C;
         if (last == NB_ACT_LOG_SOFTMAX) {
-            for (int64_t c = 0; c < C; c++)
-                z[c] = (nb_real)exp((double)z[c]);
+            for (int64_t c = 0; c < C; c++) z[c] = (nb_real)exp((double)z[c]);
             continue;
         }
         double mx = z[0], sum = 0;
         for (int64_t c = 1; c < C; c++)
             if (z[c] > mx) mx = z[c];
-        for (int64_t c = 0; c < C; c++)
-            sum += exp((double)z[c] - mx);
-        for (int64_t c = 0; c < C; c++)
-            z[c] = (nb_real)(exp((double)z[c] - mx) / sum);
+        for (int64_t c = 0; c < C; c++) sum += exp((double)z[c] - mx);
+        for (int64_t c = 0; c < C; c++) z[c] = (nb_real)(exp((double)z[c] - mx) / sum);
     }
     return last == NB_ACT_LOG_SOFTMAX ? "probabilities (exp of the model's log_softmax)"
                                       : "probabilities (softmax of the model's logits)";
@@ -115,10 +108,8 @@ static const char *to_probabilities(const nb_model *m, nb_tensor *y, int raw, in
 /* "3 Dress" from the names, or "3". */
 static const char *class_str(char *buf, size_t n, int64_t c, const cli_names *names)
 {
-    if (names && c < names->n)
-        snprintf(buf, n, "%s", names->name[c]);
-    else
-        snprintf(buf, n, "class %lld", (long long)c);
+    if (names && c < names->n) snprintf(buf, n, "%s", names->name[c]);
+    else snprintf(buf, n, "class %lld", (long long)c);
     return buf;
 }
 
@@ -163,8 +154,7 @@ static void print_top(const predict_args *a, const nb_tensor *y, const nb_tensor
         printf("\n");
     }
     if (labels && show) printf("%lld of %lld right\n", (long long)right, (long long)show);
-    if (N > show)
-        printf("... %lld more examples%s\n", (long long)(N - show), a->out ? "" : " (-o FILE writes them all)");
+    if (N > show) printf("... %lld more examples%s\n", (long long)(N - show), a->out ? "" : " (-o FILE writes them all)");
 }
 
 /* y = m(x); under mpirun each rank predicts its contiguous share of the
@@ -177,10 +167,8 @@ static int predict_shared(nb_model *m, const nb_tensor *x, long long batch, nb_t
     cli_dist_range(x->shape[0], &lo, &hi);
     if (cli_dist_size() > 1 && !(mine = cli_dist_rows(x, lo, hi))) return cli_fail("predict", "splitting the input");
     int rc = 0;
-    if (nb_model_predict(m, mine ? mine : x, batch, y))
-        rc = cli_fail("predict", "running the model");
-    else if (cli_dist_gather_rows(y, x->shape[0]))
-        rc = cli_fail("predict", NULL);
+    if (nb_model_predict(m, mine ? mine : x, batch, y)) rc = cli_fail("predict", "running the model");
+    else if (cli_dist_gather_rows(y, x->shape[0])) rc = cli_fail("predict", NULL);
     nb_tensor_free(mine);
     return rc;
 }
@@ -202,8 +190,7 @@ int cmd_predict(int argc, char **argv)
         cli_fail("predict", "loading the model");
     else if (cli_load_examples(&a.src, 0, m, &x, &labels, &scaled, what, sizeof what))
         cli_fail("predict", "reading the input");
-    else
-        rc = predict_shared(m, x, a.batch, &y);
+    else rc = predict_shared(m, x, a.batch, &y);
     if (!rc && cli_dist_rank() != 0) { /* rank 0 has this rank's rows now */
         nb_tensor_free(x), nb_tensor_free(y), nb_tensor_free(labels), nb_model_free(m);
         return cli_dist_end(0);

@@ -16,8 +16,8 @@ typedef struct {
 #define F(field) offsetof(saliency_args, field)
 static const cli_opt saliency_opts[] = {
     {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
-    {"--data", NULL, CLI_STR, F(data), "D", "fashion-mnist",
-     "fashion-mnist, mnist or a directory of IDX files (test split)", 0, 0, 0, NULL},
+    {"--data", NULL, CLI_STR, F(data), "D", "fashion-mnist", "fashion-mnist, mnist or a directory of IDX files (test split)",
+     0, 0, 0, NULL},
     {"--count", NULL, CLI_INT, F(count), "N", "16", "number of images", 0, 1, 256, NULL},
     {"--start", NULL, CLI_INT, F(start), "K", "0", "index of the first test image", 0, 0, 1099511627776.0, NULL},
     {"--cols", NULL, CLI_INT, F(cols), "C", "4", "pairs per row", 0, 1, 64, NULL},
@@ -27,16 +27,13 @@ static const cli_opt saliency_opts[] = {
 #undef F
 
 static const cli_spec saliency_spec = {
-    "saliency",
-    "--model M.safetensors [--data fashion-mnist] [-o saliency.png] [options]",
+    "saliency", "--model M.safetensors [--data fashion-mnist] [-o saliency.png] [options]",
     "For each of the first COUNT test images, draws the image (gray) beside the map of\n"
     "d z_pred / d x: how the logit of the predicted class changes with each input pixel\n"
     "(the predicted class's row of the input Jacobian, by reverse mode). Red: brightening\n"
     "the pixel raises the logit; blue: lowers it; white: no effect. Each map is scaled to\n"
     "its own largest |gradient|. Under each pair: the true and predicted class.\n",
-    saliency_opts,
-    CLI_NOPTS(saliency_opts),
-    NULL};
+    saliency_opts, CLI_NOPTS(saliency_opts), NULL};
 
 int cmd_saliency_check_args(int argc, char **argv)
 {
@@ -47,17 +44,15 @@ int cmd_saliency_check_args(int argc, char **argv)
 static void class_name(const char *data, int64_t k, char *buf, size_t n)
 {
     const char *const *names = cli_class_names(data, 10);
-    if (names && k >= 0 && k < 10)
-        snprintf(buf, n, "%s", names[k]);
-    else
-        snprintf(buf, n, "%lld", (long long)k);
+    if (names && k >= 0 && k < 10) snprintf(buf, n, "%s", names[k]);
+    else snprintf(buf, n, "%lld", (long long)k);
 }
 
 typedef struct {
     nb_model *m;
     nb_dataset d, sub;
-    nb_tensor *J;  /* per-example input Jacobian (N, K, H, W, C) */
-    int64_t *pred; /* the predicted class of each image */
+    nb_tensor *J;   /* per-example input Jacobian (N, K, H, W, C) */
+    int64_t *pred;  /* the predicted class of each image */
     int64_t N, H, W, C, K;
 } saliency_run;
 
@@ -119,8 +114,7 @@ static nb_status draw_tile(const saliency_args *a, const saliency_run *r, int64_
     double L = 0;
     for (int64_t p = 0; p < H * W; p++) {
         double v = 0, g = 0;
-        for (int64_t c = 0; c < C; c++)
-            v += xs[p * C + c], g += js[p * C + c];
+        for (int64_t c = 0; c < C; c++) v += xs[p * C + c], g += js[p * C + c];
         img[p] = (nb_real)(v / (double)C), sal[p] = (nb_real)g;
         L = fmax(L, fabs(g));
     }
@@ -172,21 +166,18 @@ static int render(const saliency_args *a, const saliency_run *r)
     nb_image **tiles = calloc((size_t)r->N, sizeof *tiles), *grid = NULL, *pic = NULL;
     nb_real *img = malloc((size_t)(r->H * r->W) * sizeof *img), *sal = malloc((size_t)(r->H * r->W) * sizeof *sal);
     nb_status st = tiles && img && sal ? NB_OK : nb_set_error(NB_ERR_NOMEM, "out of memory");
-    for (int64_t n = 0; n < r->N && !st; n++)
-        st = draw_tile(a, r, n, img, sal, &tiles[n]);
+    for (int64_t n = 0; n < r->N && !st; n++) st = draw_tile(a, r, n, img, sal, &tiles[n]);
     if (!st) st = nb_image_grid(tiles, (int)r->N, (int)a->cols, 16, white, &grid);
     if (!st) st = frame_picture(grid, &pic);
     int rc = st ? cli_fail("saliency", NULL) : 0;
     if (!rc && nb_image_write_png(a->out, pic)) rc = cli_fail("saliency", "writing the picture");
     if (!rc) {
         int correct = 0;
-        for (int64_t n = 0; n < r->N; n++)
-            correct += r->pred[n] == (int64_t)r->sub.y->data[n];
+        for (int64_t n = 0; n < r->N; n++) correct += r->pred[n] == (int64_t)r->sub.y->data[n];
         printf("saliency of %lld test images (%d predicted correctly): wrote %s (%dx%d)\n", (long long)r->N, correct,
                a->out, pic->width, pic->height);
     }
-    for (int64_t n = 0; tiles && n < r->N; n++)
-        nb_image_free(tiles[n]);
+    for (int64_t n = 0; tiles && n < r->N; n++) nb_image_free(tiles[n]);
     free(tiles), free(img), free(sal);
     nb_image_free(grid);
     nb_image_free(pic);

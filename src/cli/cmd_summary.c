@@ -18,19 +18,15 @@ static const cli_opt summary_opts[] = {
      CLI_REQUIRED, 0, 0, NULL},
     {"--input", NULL, CLI_STR, F(input), "SHAPE", NULL,
      "input shape without the batch, e.g. 28,28,1 (needed for a spec;\n"
-     "a .safetensors model carries its own)",
-     0, 0, 0, NULL},
+     "a .safetensors model carries its own)", 0, 0, 0, NULL},
     {"--allow-nonfinite", NULL, CLI_FLAG, F(allow_nonfinite), NULL, NULL,
      "load a model file whose weights hold NaN or Inf (refused otherwise)", 0, 0, 0, NULL},
 };
 #undef F
 
-static const cli_spec summary_spec = {"summary",
-                                      "--model M.safetensors|SPEC|SPEC-FILE [--input SHAPE]",
+static const cli_spec summary_spec = {"summary", "--model M.safetensors|SPEC|SPEC-FILE [--input SHAPE]",
                                       "Prints the layers, their output shapes (N is the batch) and parameter counts.\n",
-                                      summary_opts,
-                                      CLI_NOPTS(summary_opts),
-                                      NULL};
+                                      summary_opts, CLI_NOPTS(summary_opts), NULL};
 
 int cmd_summary_check_args(int argc, char **argv)
 {
@@ -49,10 +45,8 @@ int cmd_summary(int argc, char **argv)
     size_t n = 4096 + (size_t)nb_model_num_layers(m) * 256;
     char *buf = malloc(n);
     rc = 0;
-    if (!buf)
-        rc = cli_fail("summary", "out of memory");
-    else if (nb_model_summary(m, buf, n))
-        rc = cli_fail("summary", NULL);
+    if (!buf) rc = cli_fail("summary", "out of memory");
+    else if (nb_model_summary(m, buf, n)) rc = cli_fail("summary", NULL);
     else {
         printf("model: %s\n", nb_model_spec(m));
         fputs(buf, stdout);
