@@ -213,6 +213,13 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     if (val && val->x && (s = check_data(m, val, "validation", &vx, &vy))) return s;
     nb_shards *sh = NULL;
     const bool reproducible = opts->reproducible || (opts->comm && opts->comm->size > 1);
+    nb_graph_set_training(m->g, NB_TRAINING, opts->seed);
+    const int couples = nb_graph_couples_batch(m->g);
+    nb_graph_set_training(m->g, NB_INFERENCE, opts->seed);
+    if (reproducible && couples)
+        return nb_fail(NB_ERR_ARG, "train: reproducible and MPI training split each batch into shards, and batchnorm "
+                                   "would normalise each shard with its own statistics; train a batchnorm model "
+                                   "without --reproducible and on one process");
     if (reproducible) nb_gemm_select_fixed(); /* kernels by shape, not by this process's timings */
     if (reproducible && (s = nb_shards_new(m, loss, train, opts, xrow, yrow, &sh))) return s;
     int64_t n = train->x->shape[0];

@@ -391,6 +391,66 @@ static void test_cli_end_to_end(void **state)
     tu_rm_rf(dir);
 }
 
+/* The moving statistics have no derivative: hessian, jacobian and hvp
+ * refuse them by name; reproducible training refuses a batchnorm model
+ * (docs/bad-inputs.md N7, N8). */
+static void test_cli_state_refused(void **state)
+{
+    (void)state;
+    char dir[1024], m[1100], x[1100], y[1100], v[1100], h[1100], *out;
+    tu_mkdtemp(dir, sizeof dir, "norm-state");
+    tu_write_dataset(dir, "train", 64, 64, 4, 4, 3, 0);
+    tu_write_dataset(dir, "t10k", 8, 8, 4, 4, 3, 0);
+    tu_fmt(m, sizeof m, "%s/m.safetensors", dir);
+    tu_fmt(x, sizeof x, "%s/t10k-images-idx3-ubyte", dir);
+    tu_fmt(y, sizeof y, "%s/y.npy", dir);
+    nb_tensor *labels = nb_tensor_new(1, (const int64_t[]){8});
+    for (int i = 0; i < 8; i++)
+        labels->data[i] = (nb_real)(i % 3);
+    assert_int_equal(nb_npy_write(y, labels), NB_OK);
+    nb_tensor_free(labels);
+    tu_fmt(v, sizeof v, "%s/v.safetensors", dir);
+    tu_fmt(h, sizeof h, "%s/h.npy", dir);
+    const char *spec = "flatten; dense 4; batchnorm; dense 3";
+    const char *repro[] = {"train", "--data", dir, "--model", spec, "--quiet", "--reproducible", "--out", m, NULL};
+    assert_int_equal(run(repro, &out), 1);
+    assert_non_null(strstr(out, "batchnorm would normalise each shard with its own statistics"));
+    free(out);
+    const char *train[] = {"train", "--data", dir, "--model", spec, "--quiet", "--batch", "16", "--out", m, NULL};
+    assert_int_equal(run(train, &out), 0);
+    free(out);
+    const char *want = "'2.moving_mean' is batchnorm state (a moving statistic), not a trained parameter";
+    const char *hess[] = {"hessian", "--model",       m,    "--input", x,   "--labels", y,
+                          "--wrt",   "2.moving_mean", "-o", h,         NULL};
+    assert_int_equal(run(hess, &out), 1);
+    assert_non_null(strstr(out, want));
+    free(out);
+    const char *jac[] = {"jacobian", "--model", m, "--input", x, "--wrt", "2.moving_mean", "-o", h, NULL};
+    assert_int_equal(run(jac, &out), 1);
+    assert_non_null(strstr(out, want));
+    free(out);
+    nb_safetensors *st = nb_safetensors_new();
+    nb_tensor *t = nb_tensor_new(1, (const int64_t[]){4});
+    assert_true(st && t);
+    assert_int_equal(nb_safetensors_add(st, "2.moving_mean", t), NB_OK);
+    assert_int_equal(nb_safetensors_write(v, st, 0), NB_OK);
+    nb_safetensors_free(st);
+    nb_tensor_free(t);
+    const char *hvp[] = {"hvp", "--model", m, "--input", x, "--labels", y, "--vector", v, "-o", h, NULL};
+    assert_int_equal(run(hvp, &out), 1);
+    assert_non_null(strstr(out, want));
+    free(out);
+    /* the trained ones work, in both modes */
+    const char *hess_ok[] = {"hessian", "--model", m,    "--input", x,        "--labels", y,
+                             "--wrt",   "2.gamma", "-o", h,         "--eval", NULL};
+    assert_int_equal(run(hess_ok, &out), 0);
+    free(out);
+    hess_ok[11] = NULL;
+    assert_int_equal(run(hess_ok, &out), 0);
+    free(out);
+    tu_rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_spec_refusals),
         cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_cli_end_to_end),
+        cmocka_unit_test(test_cli_state_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
