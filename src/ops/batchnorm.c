@@ -46,9 +46,9 @@ static const batchnorm_attrs *attrs_of(const nb_node *n)
 {
     return (const batchnorm_attrs *)nb_node_attrs_c(n);
 }
-/* cppcheck-suppress invalidPointerCast ; ws is 64-byte aligned and holds only nb_reals after the header */
 static nb_real *stats_of(const nb_node *n)
 {
+    /* cppcheck-suppress invalidPointerCast ; ws is 64-byte aligned and holds only nb_reals after the header */
     return (nb_real *)((char *)n->ws + STATS_OFFSET);
 }
 static int64_t channels(const nb_node *n)
