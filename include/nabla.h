@@ -612,6 +612,12 @@ int64_t nb_model_num_params(const nb_model *m);
 int nb_model_param_count(const nb_model *m);
 /* Those of them that are trained (batchnorm's moving statistics are not). */
 int nb_model_trainable_count(const nb_model *m);
+/* For inference: folds every batchnorm that directly follows a conv2d or
+ * dense layer without activation and without a name into its kernel and
+ * bias, leaving the batchnorm the identity (src/nn/fold.c); inference
+ * outputs stay equal within float rounding. Training the folded model
+ * afterwards is not the same model. *folded: how many (may be NULL). */
+nb_status nb_model_fold_batchnorm(nb_model *m, int *folded);
 nb_node *nb_model_param(nb_model *m, int i);
 nb_node *nb_model_find_param(nb_model *m, const char *name);
 /* Keras's model.summary(): a layer table with output shapes and parameter counts. */

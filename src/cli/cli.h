@@ -123,6 +123,9 @@ nb_status cli_dataset_limit(nb_dataset *d, int64_t start, int64_t count);
 /* A model from a .safetensors file, a spec file, or spec text; the input
  * shape from --input or else from the data. */
 nb_status cli_load_model(const char *model, const char *input, const nb_dataset *data, nb_model **out);
+/* --fold-bn of predict and eval: nb_model_fold_batchnorm, and on stderr how
+ * many batchnorm layers it folded. */
+nb_status cli_fold_bn(const char *cmd, nb_model *m);
 /* As cli_load_model with nb_model_load_flags's flags (NB_LOAD_ALLOW_NONFINITE
  * for --allow-nonfinite). */
 nb_status cli_load_model_flags(const char *model, const char *input, const nb_dataset *data, unsigned flags,

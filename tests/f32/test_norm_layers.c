@@ -451,6 +451,100 @@ static void test_cli_state_refused(void **state)
     tu_rm_rf(dir);
 }
 
+/* --fold-bn: batchnorm folded into the conv2d/dense before it gives the
+ * same inference outputs within float rounding; a batchnorm after a named
+ * output or an activation stays. */
+static void test_fold_batchnorm(void **state)
+{
+    (void)state;
+    nb_model *m;
+    assert_int_equal(nb_model_from_spec("conv2d 3 3; batchnorm; relu; conv2d 2 1 as n; batchnorm; relu; batchnorm; "
+                                        "flatten; dense 4; batchnorm momentum=0.5 eps=0.01; dense 2",
+                                        3, (const int64_t[]){5, 5, 1}, &m),
+                     NB_OK);
+    assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 3), NB_OK);
+    for (int i = 0; i < nb_model_param_count(m); i++) {
+        nb_tensor *v = nb_value(nb_model_param(m, i));
+        const char *name = nb_node_name(nb_model_param(m, i));
+        for (int64_t j = 0; j < v->size; j++) {
+            const double u = sin(7.1 * (double)(i * 31 + j)); /* in [-1, 1] */
+            if (strstr(name, "gamma") || strstr(name, "moving_variance"))
+                v->data[j] = (nb_real)(1 + 0.5 * u);
+            else if (strstr(name, "beta") || strstr(name, "moving_mean") || strstr(name, "bias"))
+                v->data[j] = (nb_real)(0.3 * u);
+        }
+    }
+    assert_int_equal(nb_model_set_batch(m, 3), NB_OK);
+    nb_real *in = nb_value(nb_model_input(m))->data;
+    for (int i = 0; i < 75; i++)
+        in[i] = (nb_real)cos(0.37 * i);
+    nb_graph *g = nb_model_graph(m);
+    nb_graph_set_training(g, NB_INFERENCE, 0);
+    assert_int_equal(nb_forward(g), NB_OK);
+    nb_real before[6], scale = 0;
+    memcpy(before, nb_value(nb_model_output(m))->data, sizeof before);
+    for (int i = 0; i < 6; i++)
+        scale = fmaxf(scale, fabsf(before[i]));
+    int k = -1;
+    assert_int_equal(nb_model_fold_batchnorm(m, &k), NB_OK);
+    assert_int_equal(k, 2); /* layers 1 and 9; not 4 (after a named conv) nor 6 (after relu) */
+    assert_true(nb_value(param_named(m, "1.gamma"))->data[0] == 1);
+    assert_true(nb_value(param_named(m, "4.gamma"))->data[0] != 1);
+    assert_int_equal(nb_forward(g), NB_OK);
+    for (int i = 0; i < 6; i++)
+        assert_float_equal(nb_value(nb_model_output(m))->data[i], before[i], 1e-5 * scale);
+    assert_int_equal(nb_model_fold_batchnorm(m, &k), NB_OK); /* again: identities fold to themselves */
+    assert_int_equal(nb_forward(g), NB_OK);
+    for (int i = 0; i < 6; i++)
+        assert_float_equal(nb_value(nb_model_output(m))->data[i], before[i], 1e-5 * scale);
+    assert_int_not_equal(nb_model_fold_batchnorm(NULL, &k), NB_OK);
+    nb_model_free(m);
+}
+
+/* The CLI's --fold-bn: predict's outputs equal within float rounding, eval
+ * says what it folded. */
+static void test_cli_fold_bn(void **state)
+{
+    (void)state;
+    char dir[1024], m[1100], x[1100], p1[1100], p2[1100], *out;
+    tu_mkdtemp(dir, sizeof dir, "norm-fold");
+    tu_write_dataset(dir, "train", 96, 96, 6, 6, 3, 0);
+    tu_write_dataset(dir, "t10k", 12, 12, 6, 6, 3, 0);
+    tu_fmt(m, sizeof m, "%s/m.safetensors", dir);
+    tu_fmt(x, sizeof x, "%s/t10k-images-idx3-ubyte", dir);
+    tu_fmt(p1, sizeof p1, "%s/p1.npy", dir);
+    tu_fmt(p2, sizeof p2, "%s/p2.npy", dir);
+    const char *train[] = {"train",   "--data",  dir,  "--model", "conv2d 4 3; batchnorm; relu; flatten; dense 3",
+                           "--quiet", "--batch", "16", "--out",   m,
+                           NULL};
+    assert_int_equal(run(train, &out), 0);
+    free(out);
+    const char *pred[] = {"predict", "--model", m, "--input", x, "--raw", "-o", p1, NULL, NULL};
+    assert_int_equal(run(pred, &out), 0);
+    free(out);
+    pred[7] = p2, pred[8] = "--fold-bn";
+    assert_int_equal(run(pred, &out), 0);
+    assert_non_null(strstr(out, "--fold-bn: folded 1 batchnorm layer into the layer before"));
+    free(out);
+    nb_tensor *a, *b;
+    assert_int_equal(nb_npy_read(p1, &a), NB_OK);
+    assert_int_equal(nb_npy_read(p2, &b), NB_OK);
+    assert_int_equal(a->size, b->size);
+    assert_int_equal(a->size, 36);
+    double scale = 0;
+    for (int64_t i = 0; i < a->size; i++)
+        scale = fmax(scale, fabs(a->data[i]));
+    for (int64_t i = 0; i < a->size; i++)
+        assert_float_equal(a->data[i], b->data[i], 1e-5 * scale);
+    nb_tensor_free(a);
+    nb_tensor_free(b);
+    const char *eval[] = {"eval", "--model", m, "--data", dir, "--fold-bn", NULL};
+    assert_int_equal(run(eval, &out), 0);
+    assert_non_null(strstr(out, "folded 1 batchnorm layer"));
+    free(out);
+    tu_rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -466,6 +560,8 @@ int main(void)
         cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_cli_end_to_end),
         cmocka_unit_test(test_cli_state_refused),
+        cmocka_unit_test(test_fold_batchnorm),
+        cmocka_unit_test(test_cli_fold_bn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
