@@ -133,6 +133,10 @@ nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, co
                 NB_ATTRS_BYTES);
         return NULL;
     }
+    if (ninputs < 1 || ninputs > NB_NODE_MAX_INPUTS) {
+        nb_fail(NB_ERR_ARG, "%s: %d inputs (an op takes 1 to %d)", op->name, ninputs, NB_NODE_MAX_INPUTS);
+        return NULL;
+    }
     for (int i = 0; i < ninputs; i++)
         if (!inputs[i]) {
             nb_fail_null_input(op->name, i);

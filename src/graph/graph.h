@@ -71,6 +71,10 @@ typedef struct nb_pass {
     bool *from, *to;   /* scratch of the path marking */
 } nb_pass;
 
+/* The most inputs an op takes (batchnorm: x, gamma, beta and the two
+ * moving statistics). Arrays indexed by input are this long. */
+enum { NB_NODE_MAX_INPUTS = 5 };
+
 struct nb_node {
     nb_graph *graph;
     int id;
@@ -78,7 +82,7 @@ struct nb_node {
     const nb_op *op;
     char name[64];
     int ninputs;
-    nb_node *in[5];        /* batchnorm has 5 */
+    nb_node *in[NB_NODE_MAX_INPUTS];
     union {
         max_align_t align_;
         unsigned char bytes[NB_ATTRS_BYTES];
