@@ -99,7 +99,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (nb_spec_parse(buf, &l2, &n2) != NB_OK || n2 != 1) abort();
         nb_layer_spec_str(l2, again, sizeof again);
         if (strcmp(buf, again) || l2->kind != layers[i].kind || l2->act != layers[i].act ||
-            memcmp(&l2->rate, &layers[i].rate, sizeof l2->rate))
+            memcmp(&l2->rate, &layers[i].rate, sizeof l2->rate) ||
+            memcmp(&l2->momentum, &layers[i].momentum, sizeof l2->momentum) ||
+            memcmp(&l2->eps, &layers[i].eps, sizeof l2->eps))
             abort();
         free(l2);
     }

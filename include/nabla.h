@@ -147,8 +147,18 @@ void nb_node_set_name(nb_node *n, const char *name);
 int nb_is_param(const nb_node *n);
 /* Whether nb_backward computes this leaf's gradient (params: 1, inputs: 0). */
 void nb_set_requires_grad(nb_node *leaf, int on);
-/* Training mode (dropout active) or inference mode (default). */
-void nb_graph_set_training(nb_graph *g, int training, uint64_t seed);
+int nb_node_requires_grad(const nb_node *leaf);
+/* The graph's mode, one setting for every op that has modes:
+ * NB_INFERENCE (default): dropout is the identity, batchnorm uses its moving
+ * statistics; NB_TRAINING: dropout draws masks (from seed), batchnorm uses
+ * the batch's statistics; NB_TRAINING_NO_DROPOUT: the batch's statistics
+ * with dropout off (what grad, hvp and hessian differentiate). */
+enum { NB_INFERENCE = 0, NB_TRAINING = 1, NB_TRAINING_NO_DROPOUT = 2 };
+void nb_graph_set_training(nb_graph *g, int mode, uint64_t seed);
+/* 1 if a forward pass of g in its present mode couples the examples of a
+ * batch (a batchnorm in a training mode): a per-example Jacobian of it
+ * would not be one. */
+int nb_graph_couples_batch(const nb_graph *g);
 /* NaN/Inf guard: when on, nb_forward and nb_backward fail with NB_ERR_NUMERIC
  * naming the first node whose value or gradient is not finite. */
 void nb_graph_set_check_numerics(nb_graph *g, int on);
@@ -219,6 +229,18 @@ nb_node *nb_avg_pool2d(nb_node *x, int size, int stride, nb_padding padding);
 /* Inverted dropout: in training mode zeroes with probability rate and scales
  * the rest by 1/(1-rate); identity in inference mode. */
 nb_node *nb_dropout(nb_node *x, double rate);
+/* Batch normalisation over every axis but the last of x (..., C): with the
+ * batch's statistics in a training mode, the moving ones in inference
+ * (gamma, beta, moving_mean, moving_variance: (C) each; the moving ones are
+ * not differentiated). eps in (0, 1), momentum in [0, 1]. */
+nb_node *nb_batchnorm(nb_node *x, nb_node *gamma, nb_node *beta, nb_node *moving_mean, nb_node *moving_variance,
+                      double eps, double momentum);
+/* After a training-mode forward: every batchnorm of g updates its moving
+ * statistics from that batch (PyTorch's rule: momentum, unbiased variance),
+ * once per forward. Returns how many did. */
+int nb_batchnorm_update_moving(nb_graph *g);
+/* Layer normalisation over the last axis of x (..., C), gamma and beta (C). */
+nb_node *nb_layernorm(nb_node *x, nb_node *gamma, nb_node *beta, double eps);
 
 /* Losses: scalars, mean over the batch (PyTorch's and Keras's default). */
 nb_node *nb_mse_loss(nb_node *pred, nb_node *target);          /* mean of (p-t)^2 over all elements */
@@ -555,7 +577,7 @@ const char *nb_suggest(const char *word, const char *const *names, int n);
 #define NB_LAYER_KINDS(X)                                                                                    \
     X(DENSE, dense) X(CONV2D, conv2d) X(MAXPOOL, maxpool) X(AVGPOOL, avgpool) X(FLATTEN, flatten)           \
     X(DROPOUT, dropout) X(ACTIVATION, activation) X(GLOBALAVGPOOL, globalavgpool) X(FROM, from) X(ADD, add)   \
-    X(CONCAT, concat)
+    X(CONCAT, concat) X(BATCHNORM, batchnorm) X(LAYERNORM, layernorm)
 typedef enum nb_layer_kind {
 #define NB_LAYER_ENUM_(e, file) NB_LAYER_##e,
     NB_LAYER_KINDS(NB_LAYER_ENUM_)
@@ -583,6 +605,7 @@ typedef struct nb_layer_spec {
     int pad;              /* conv padding=P (NB_PAD_EXPLICIT): zeros on every side */
     nb_activation act;
     double rate;          /* dropout */
+    double momentum, eps; /* batchnorm (both), layernorm (eps); 0: the default */
     /* Graph models: `ENTRY as NAME` names the entry's output (name[0] = 0:
      * unnamed); `from`, `add` and `concat` reference nrefs earlier names
      * (or `input`). Names are letters, digits and '_', not starting with a
@@ -635,6 +658,14 @@ int64_t nb_model_num_params(const nb_model *m);
 /* Parameter tensors, in layer order (kernel, then bias), named
  * "<layer>.<name>" by the parameter list of their layer's kind. */
 int nb_model_param_count(const nb_model *m);
+/* Those of them that are trained (batchnorm's moving statistics are not). */
+int nb_model_trainable_count(const nb_model *m);
+/* For inference: folds every batchnorm that directly follows a conv2d or
+ * dense layer without activation and without a name into its kernel and
+ * bias, leaving the batchnorm the identity (src/nn/fold.c); inference
+ * outputs stay equal within float rounding. Training the folded model
+ * afterwards is not the same model. *folded: how many (may be NULL). */
+nb_status nb_model_fold_batchnorm(nb_model *m, int *folded);
 nb_node *nb_model_param(nb_model *m, int i);
 nb_node *nb_model_find_param(nb_model *m, const char *name);
 /* Keras's model.summary(): a layer table with output shapes and parameter

@@ -320,7 +320,7 @@ nb_status nb_jvp_raw(nb_node *out, int64_t K, int nwrt, nb_node *const *wrt, con
         memcpy(t->data, tangents[w], (size_t)(K * n->value.size) * sizeof(nb_real));
         t->set = true;
     }
-    nb_real *dxs[4];
+    nb_real *dxs[NB_NODE_MAX_INPUTS];
     for (int i = 0; i <= out->id; i++) {
         nb_node *n = g->nodes[i];
         nb_tangent *t = &p->tan[i];

@@ -190,7 +190,7 @@ nb_status nb_hessian(nb_node *out, nb_node *wrt, nb_node *wrt2, const nb_hessian
  * loss's second-order rule with seed 1 and no tangent on its target. */
 static nb_status loss_hessian_product(nb_node *loss, int64_t K, nb_real *u, nb_real *out)
 {
-    nb_real *xdots[4] = {u, NULL, NULL, NULL};
+    nb_real *xdots[NB_NODE_MAX_INPUTS] = {u};
     const nb_real one = 1;
     return loss->op->vjp_tangent(loss, 0, K, &one, xdots, out, false);
 }

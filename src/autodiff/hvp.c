@@ -64,7 +64,7 @@ static nb_status tangent_sweep(nb_pass *p, nb_node *out, int64_t K, int nwrt, nb
             memcpy(t->data, vectors[w], (size_t)count * sizeof(nb_real));
         t->set = true;
     }
-    nb_real *xdots[4];
+    nb_real *xdots[NB_NODE_MAX_INPUTS];
     for (int i = 0; i <= out->id; i++) {
         nb_node *n = g->nodes[i];
         if (!p->on_path[i] || n->kind != NB_KIND_OP) continue;
@@ -87,7 +87,7 @@ static nb_status tangent_sweep(nb_pass *p, nb_node *out, int64_t K, int nwrt, nb
 static nb_status reverse_node(nb_pass *p, nb_node *n, int64_t K)
 {
     const nb_op *op = n->op;
-    nb_real *xdots[4];
+    nb_real *xdots[NB_NODE_MAX_INPUTS];
     input_tangents(p, n, xdots);
     bool any_tangent = false;
     for (int j = 0; j < n->ninputs; j++) any_tangent |= xdots[j] != NULL;

@@ -378,6 +378,10 @@ static nb_status jac_prepare(nb_node *out, nb_node *wrt, const nb_jacobian_opts 
         if (out->value.rank < 1 || wrt->value.rank < 1 || out->value.shape[0] != wrt->value.shape[0])
             return nb_fail(NB_ERR_SHAPE, "jacobian: per-example needs out and wrt with the same first (batch) "
                                          "dimension");
+        if (nb_graph_couples_batch(out->graph))
+            return nb_fail(NB_ERR_ARG, "jacobian: per-example Jacobians of a model with batchnorm in training mode "
+                                       "would be wrong (the batch's statistics couple its examples); use inference "
+                                       "mode (NB_INFERENCE, the CLI's default) or the full Jacobian");
         j.N = out->value.shape[0];
         j.O = j.N ? out->value.size / j.N : 0;
         j.I = j.N ? wrt->value.size / j.N : 0;

@@ -55,6 +55,7 @@ int cmd_boundary(int argc, char **argv);
 typedef struct {
     const char *model, *input, *labels;
     int loss; /* nb_loss_kind */
+    int eval; /* --eval: inference mode (batchnorm's moving statistics) */
 } cli_second_args;
 #define CLI_SECOND_OPTS(type, member)                                                                                 \
     {"--model", NULL, CLI_STR, offsetof(type, member.model), "M", NULL, "a model file written by 'nabla train'",      \
@@ -64,7 +65,9 @@ typedef struct {
         {"--labels", NULL, CLI_STR, offsetof(type, member.labels), "Y", NULL,                                         \
          "cce: class indices (N); mse, bce: targets of the output's shape", CLI_REQUIRED, 0, 0, NULL},                \
         {"--loss", NULL, CLI_CHOICE, offsetof(type, member.loss), NULL, "cce", "the loss averaged over the examples", \
-         0, 0, 0, cli_losses}
+         0, 0, 0, cli_losses},                                                                                     \
+        {"--eval", NULL, CLI_FLAG, offsetof(type, member.eval), NULL, NULL,                                           \
+         "inference mode: batchnorm's moving statistics (default: the batch's)", 0, 0, 0, NULL}
 typedef struct {
     nb_model *m;
     nb_node *loss;
@@ -175,6 +178,9 @@ nb_status cli_dataset_limit(nb_dataset *d, int64_t start, int64_t count);
 /* A model from a .safetensors file, a spec file, or spec text; the input
  * shape from --input or else from the data. */
 nb_status cli_load_model(const char *model, const char *input, const nb_dataset *data, nb_model **out);
+/* --fold-bn of predict and eval: nb_model_fold_batchnorm, and on stderr how
+ * many batchnorm layers it folded. */
+nb_status cli_fold_bn(const char *cmd, nb_model *m);
 /* As cli_load_model with nb_model_load_flags's flags (NB_LOAD_ALLOW_NONFINITE
  * for --allow-nonfinite). */
 nb_status cli_load_model_flags(const char *model, const char *input, const nb_dataset *data, unsigned flags,

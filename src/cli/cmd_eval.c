@@ -12,6 +12,7 @@ typedef struct {
     int split;
     long long batch, limit;
     cli_csv_opts csv;
+    int fold_bn;
 } eval_args;
 
 #define F(field) offsetof(eval_args, field)
@@ -24,6 +25,9 @@ static const cli_opt eval_opts[] = {
     {"--limit", NULL, CLI_INT, F(limit), "N", NULL, "evaluate only the first N examples", 0, 1, 1099511627776.0, NULL},
     CLI_CSV_OPTS(eval_args, csv),
     CLI_TOY_COUNT_OPT(eval_args, csv),
+    {"--fold-bn", NULL, CLI_FLAG, F(fold_bn), NULL, NULL,
+     "fold each batchnorm into the conv2d/dense before it (inference arithmetic; outputs equal\n"
+     "within float rounding)", 0, 0, 0, NULL},
 };
 #undef F
 
@@ -162,6 +166,7 @@ int cmd_eval(int argc, char **argv)
     if (cli_dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) return cli_dist_end(1);
     cli_names names = {0};
     if (cli_load_trained_model(a.model, &m)) rc = cli_fail("eval", "loading the model");
+    else if (a.fold_bn && cli_fold_bn("eval", m)) rc = cli_fail("eval", "--fold-bn");
     else if (cli_load_data_for_model(a.data, split, &a.csv, m, &d)) rc = cli_fail("eval", "loading the data");
     else if (a.limit && a.limit < d.x->shape[0] && cli_dataset_limit(&d, 0, a.limit)) rc = cli_fail("eval", "--limit");
     else if (cli_fit_rows(&d.x, m)) rc = cli_fail("eval", NULL);

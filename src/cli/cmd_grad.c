@@ -11,6 +11,7 @@ typedef struct {
     const char *model, *labels, *out;
     cli_source src;
     int loss;
+    int eval; /* --eval: inference mode */
 } grad_args;
 
 #define F(field) offsetof(grad_args, field)
@@ -25,6 +26,8 @@ static const cli_opt grad_opts[] = {
      "cce: softmax cross-entropy on the logits; bce on the logits when\n"
      "the model ends in sigmoid", 0, 0, 0, cli_losses},
     {"--out", "-o", CLI_STR, F(out), "G", NULL, "the output .safetensors file", CLI_REQUIRED, 0, 0, NULL},
+    {"--eval", NULL, CLI_FLAG, F(eval), NULL, NULL,
+     "inference mode: batchnorm's moving statistics (default: the batch's)", 0, 0, 0, NULL},
 };
 #undef F
 
@@ -76,6 +79,7 @@ static int report_nonfinite(nb_model *m, nb_loss_kind kind, const nb_tensor *x, 
         nb_node *p = nb_model_param(m, i);
         const nb_tensor *g = nb_grad(p);
         char c[64];
+        if (!g) continue; /* not trained (batchnorm's moving statistics) */
         if (!cli_nonfinite_str(g->data, g->size, c, sizeof c) || u >= sizeof line) continue;
         u += (size_t)snprintf(line + u, sizeof line - u, "%s%s (%s)", u ? ", " : "", nb_node_name(p), c);
     }
@@ -163,6 +167,7 @@ static int render(const grad_args *a, nb_model *m, nb_node *loss, int64_t N, nb_
     for (int i = 0; i < nb_model_param_count(m); i++) {
         nb_node *p = nb_model_param(m, i);
         const nb_tensor *g = nb_grad(p);
+        if (!nb_node_requires_grad(p)) continue; /* batchnorm's moving statistics: state, not trained */
         if (!g) {
             nb_set_error(NB_ERR_ARG, "no gradient was computed for '%s'", nb_node_name(p));
             return cli_fail("grad", NULL);
@@ -195,7 +200,7 @@ int cmd_grad(int argc, char **argv)
     if (!rc) {
         memcpy(nb_value(nb_model_input(m))->data, x->data, (size_t)x->size * sizeof(nb_real));
         memcpy(nb_value(target)->data, y->data, (size_t)y->size * sizeof(nb_real));
-        nb_graph_set_training(nb_model_graph(m), 0, 0);
+        nb_graph_set_training(nb_model_graph(m), a.eval ? NB_INFERENCE : NB_TRAINING_NO_DROPOUT, 0);
         if (nb_forward(nb_model_graph(m)) || nb_backward(loss)) rc = cli_fail("grad", NULL);
         else if (!(st = nb_safetensors_new())) rc = cli_fail("grad", "out of memory");
     }
@@ -205,7 +210,7 @@ int cmd_grad(int argc, char **argv)
                 nb_safetensors_set_meta(st, "nabla.spec", nb_model_spec(m)) || nb_safetensors_write(a.out, st, 0)))
         rc = cli_fail("grad", "writing the gradients");
     if (!rc) {
-        printf("wrote %s: %d gradients\n", a.out, nb_model_param_count(m));
+        printf("wrote %s: %d gradients\n", a.out, nb_model_trainable_count(m));
         if (report_nonfinite(m, (nb_loss_kind)a.loss, x, y, loss)) {
             fprintf(stderr, "nabla grad: wrote %s all the same (exit status 3)\n", a.out);
             rc = CLI_EXIT_NONFINITE;

@@ -15,6 +15,13 @@ static nb_node *wrt_node(nb_model *m, const char *name)
     nb_node *p = nb_model_find_param(m, name);
     if (!p) nb_set_error(NB_ERR_ARG, "--wrt '%s' is neither 'input' nor a parameter of the model (see 'nabla summary')",
                          name);
+    if (p && !nb_node_requires_grad(p)) {
+        nb_set_error(NB_ERR_ARG,
+                     "--wrt '%s' is batchnorm state (a moving statistic), not a trained parameter: it has no "
+                     "derivative; use a gamma, beta, kernel or bias",
+                     name);
+        return NULL;
+    }
     return p;
 }
 

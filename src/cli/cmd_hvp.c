@@ -29,6 +29,11 @@ static nb_status vectors_of(nb_model *m, const nb_safetensors *v, const char *pa
         if (!p)
             return nb_set_error(NB_ERR_ARG, "%s: tensor '%s' is not a parameter of the model (see 'nabla summary')",
                                 path, name);
+        if (!nb_node_requires_grad(p))
+            return nb_set_error(NB_ERR_ARG,
+                                "%s: tensor '%s' is batchnorm state (a moving statistic), not a trained parameter: "
+                                "it has no derivative; use a gamma, beta, kernel or bias",
+                                path, name);
         const nb_tensor *pv = nb_value(p);
         if (t->size != pv->size)
             return nb_set_error(NB_ERR_SHAPE, "%s: tensor '%s' has shape %s, the parameter %s", path, name,

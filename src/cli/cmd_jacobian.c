@@ -194,7 +194,14 @@ static int report_compare(const nb_tensor *Ja, const nb_tensor *Jn, const nb_ten
 static nb_node *find_wrt(nb_model *m, const char *wrt_name)
 {
     nb_node *wrt = !strcmp(wrt_name, "input") ? nb_model_input(m) : nb_model_find_param(m, wrt_name);
-    if (wrt) return wrt;
+    if (wrt && (!strcmp(wrt_name, "input") || nb_node_requires_grad(wrt))) return wrt;
+    if (wrt) {
+        fprintf(stderr,
+                "nabla jacobian: --wrt '%s' is batchnorm state (a moving statistic), not a trained parameter: it "
+                "has no derivative; use a gamma, beta, kernel or bias\n",
+                wrt_name);
+        return NULL;
+    }
     char names[512] = "";
     size_t u = 0;
     for (int i = 0; i < nb_model_param_count(m) && u < sizeof names; i++)

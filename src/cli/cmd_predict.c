@@ -12,7 +12,7 @@ typedef struct {
     const char *model, *out, *classes;
     cli_source src;
     long long batch, top, show;
-    int raw, allow_nonfinite;
+    int raw, allow_nonfinite, fold_bn;
 } predict_args;
 
 #define F(field) offsetof(predict_args, field)
@@ -28,6 +28,9 @@ static const cli_opt predict_opts[] = {
      "class names, one per line (default: Fashion-MNIST's with --data\n"
      "fashion-mnist, or a model of 10 classes read with --classes fashion-mnist)", 0, 0, 0, NULL},
     {"--batch", NULL, CLI_INT, F(batch), "B", "256", "examples per forward pass", 0, 1, 1 << 20, NULL},
+    {"--fold-bn", NULL, CLI_FLAG, F(fold_bn), NULL, NULL,
+     "fold each batchnorm into the conv2d/dense before it (inference arithmetic; outputs equal\n"
+     "within float rounding)", 0, 0, 0, NULL},
     {"--raw", NULL, CLI_FLAG, F(raw), NULL, NULL, "write the model's output without the softmax", 0, 0, 0, NULL},
     {"--allow-nonfinite", NULL, CLI_FLAG, F(allow_nonfinite), NULL, NULL,
      "load a model whose weights hold NaN or Inf (refused otherwise), e.g.\n"
@@ -188,6 +191,8 @@ int cmd_predict(int argc, char **argv)
     if (cli_dist_start("predict")) return 1;
     if (cli_load_trained_model_flags(a.model, a.allow_nonfinite ? NB_LOAD_ALLOW_NONFINITE : 0, &m))
         cli_fail("predict", "loading the model");
+    else if (a.fold_bn && cli_fold_bn("predict", m))
+        cli_fail("predict", "--fold-bn");
     else if (cli_load_examples(&a.src, 0, m, &x, &labels, &scaled, what, sizeof what))
         cli_fail("predict", "reading the input");
     else rc = predict_shared(m, x, a.batch, &y);

@@ -283,6 +283,15 @@ void cli_hint_nonfinite(nb_status s)
                  nb_last_error()); /* (nb_set_error formats apart: it may wrap its own message) */
 }
 
+nb_status cli_fold_bn(const char *cmd, nb_model *m)
+{
+    int k = 0;
+    nb_status s = nb_model_fold_batchnorm(m, &k);
+    if (!s) fprintf(stderr, "nabla %s: --fold-bn: folded %d batchnorm layer%s into the layer before\n", cmd, k,
+                    k == 1 ? "" : "s");
+    return s;
+}
+
 nb_status cli_load_model(const char *model, const char *input, const nb_dataset *data, nb_model **out)
 {
     return cli_load_model_flags(model, input, data, 0, out);

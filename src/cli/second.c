@@ -1,6 +1,6 @@
 /* What nabla hvp and hessian share: the model with its loss on a batch of
- * inputs and labels, in training mode with dropout off, the forward pass
- * run; and the loss line both print. */
+ * inputs and labels, in training mode with dropout off (--eval: inference
+ * mode), the forward pass run; and the loss line both print. */
 #include "cli.h"
 
 #include <stdio.h>
@@ -26,7 +26,7 @@ nb_status cli_second_setup(const cli_second_args *a, cli_second *out)
                             nb_shape_str(t->rank, t->shape, s2, sizeof s2), (long long)out->x->shape[0]);
     memcpy(nb_value(nb_model_input(out->m))->data, out->x->data, (size_t)out->x->size * sizeof(nb_real));
     memcpy(nb_value(target)->data, out->y->data, (size_t)out->y->size * sizeof(nb_real));
-    nb_graph_set_training(nb_model_graph(out->m), 0, 0);
+    nb_graph_set_training(nb_model_graph(out->m), a->eval ? NB_INFERENCE : NB_TRAINING_NO_DROPOUT, 0);
     return nb_forward(nb_model_graph(out->m));
 }
 

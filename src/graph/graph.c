@@ -133,6 +133,10 @@ nb_node *nb_node_op_new(const nb_op *op, int ninputs, nb_node *const *inputs, co
                 NB_ATTRS_BYTES);
         return NULL;
     }
+    if (ninputs < 1 || ninputs > NB_NODE_MAX_INPUTS) {
+        nb_fail(NB_ERR_ARG, "%s: %d inputs (an op takes 1 to %d)", op->name, ninputs, NB_NODE_MAX_INPUTS);
+        return NULL;
+    }
     for (int i = 0; i < ninputs; i++)
         if (!inputs[i]) {
             nb_fail_null_input(op->name, i);
@@ -302,10 +306,12 @@ void nb_set_requires_grad(nb_node *n, int on)
 {
     if (n && n->kind != NB_KIND_OP) n->requires_grad = on != 0;
 }
-void nb_graph_set_training(nb_graph *g, int training, uint64_t seed)
+int nb_node_requires_grad(const nb_node *n) { return n && n->requires_grad; }
+void nb_graph_set_training(nb_graph *g, int mode, uint64_t seed)
 {
     if (!g) return;
-    g->training = training != 0;
+    g->training = mode == NB_TRAINING;
+    g->batch_stats = mode == NB_TRAINING || mode == NB_TRAINING_NO_DROPOUT;
     g->seed = seed;
 }
 void nb_graph_set_check_numerics(nb_graph *g, int on)

@@ -71,6 +71,10 @@ typedef struct nb_pass {
     bool *from, *to;   /* scratch of the path marking */
 } nb_pass;
 
+/* The most inputs an op takes (batchnorm: x, gamma, beta and the two
+ * moving statistics). Arrays indexed by input are this long. */
+enum { NB_NODE_MAX_INPUTS = 5 };
+
 struct nb_node {
     nb_graph *graph;
     int id;
@@ -78,7 +82,7 @@ struct nb_node {
     const nb_op *op;
     char name[64];
     int ninputs;
-    nb_node *in[4];
+    nb_node *in[NB_NODE_MAX_INPUTS];
     union {
         max_align_t align_;
         unsigned char bytes[NB_ATTRS_BYTES];
@@ -97,7 +101,8 @@ struct nb_node {
 struct nb_graph {
     nb_node **nodes;
     int n, cap;
-    bool training;
+    bool training;         /* dropout draws masks (NB_TRAINING) */
+    bool batch_stats;      /* batchnorm uses the batch's statistics (NB_TRAINING, NB_TRAINING_NO_DROPOUT) */
     bool check_numerics;
     uint64_t seed;
     uint64_t key;          /* random key of the last forward pass: dropout masks are drawn from (seed, key) */

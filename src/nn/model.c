@@ -290,6 +290,12 @@ int64_t nb_model_num_params(const nb_model *m)
     return n;
 }
 int nb_model_param_count(const nb_model *m) { return m ? m->nparams : 0; }
+int nb_model_trainable_count(const nb_model *m)
+{
+    int k = 0;
+    for (int i = 0; m && i < m->nparams; i++) k += m->params[i]->requires_grad;
+    return k;
+}
 nb_node *nb_model_param(nb_model *m, int i) { return m && i >= 0 && i < m->nparams ? m->params[i] : NULL; }
 nb_node *nb_model_find_param(nb_model *m, const char *name)
 {
@@ -471,6 +477,11 @@ static void init_bias(const nb_model *m, int i, nb_init init, nb_rng *r)
     nb_tensor_fill_uniform(t, r, -b, b);
 }
 
+static void fill_constant(nb_tensor *t, nb_real v)
+{
+    for (int64_t i = 0; i < t->size; i++) t->data[i] = v;
+}
+
 nb_status nb_model_init(nb_model *m, nb_init init, uint64_t seed)
 {
     if (!m) return nb_fail(NB_ERR_ARG, "init: model is NULL");
@@ -481,6 +492,10 @@ nb_status nb_model_init(nb_model *m, nb_init init, uint64_t seed)
         switch ((nb_param_init)m->param_init[i]) {
         case NB_PARAM_WEIGHT: init_weight(&m->params[i]->value, init, &r); break;
         case NB_PARAM_BIAS: init_bias(m, i, init, &r); break;
+        case NB_PARAM_ONES:
+        case NB_PARAM_STATE_ONES: fill_constant(&m->params[i]->value, 1); break;
+        case NB_PARAM_ZEROS:
+        case NB_PARAM_STATE_ZEROS: fill_constant(&m->params[i]->value, 0); break;
         }
     }
     return NB_OK;

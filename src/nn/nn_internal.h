@@ -4,7 +4,7 @@
 
 #include "../graph/graph.h"
 
-enum { NB_MODEL_MAX_LAYERS = 1024, NB_MODEL_MAX_PARAMS = 2 * NB_MODEL_MAX_LAYERS };
+enum { NB_MODEL_MAX_LAYERS = 1024, NB_MODEL_MAX_PARAMS = 4 * NB_MODEL_MAX_LAYERS };
 
 struct nb_model {
     int in_rank;

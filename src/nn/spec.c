@@ -206,7 +206,8 @@ static int parse_value(const nb_layer_type *t, const nb_layer_arg *a, const char
         double x = strtod(v, &end);
         if (end == v || *end || !(x >= a->lo && x < a->hi))
             return snprintf(why, n, "%s must be a number in [%g, %g), got '%s'", name, a->lo, a->hi, v), 0;
-        *(double *)(void *)((char *)l + a->field) = x;
+        /* a key at its default is stored as 0 (the default), so it prints as left out */
+        *(double *)(void *)((char *)l + a->field) = (a->flags & NB_ARG_KEY) && x == a->def_real ? 0 : x;
         return 1;
     }
     case NB_ARG_ACT: {
@@ -449,7 +450,7 @@ static int check_arg(const nb_layer_type *t, const nb_layer_arg *a, const nb_lay
     }
     case NB_ARG_REAL: {
         double v = *(const double *)(const void *)((const char *)l + a->field);
-        if (v >= a->lo && v < a->hi) return 1;
+        if ((v >= a->lo && v < a->hi) || ((a->flags & NB_ARG_KEY) && v == 0)) return 1;
         return snprintf(why, n, "%s %s must be in [%g, %g), got %g", t->keyword, name, a->lo, a->hi, v), 0;
     }
     case NB_ARG_PADDING: {
@@ -517,6 +518,7 @@ static size_t print_arg(const nb_layer_arg *a, const nb_layer_spec *l, char *buf
     case NB_ARG_REAL: {
         /* The shortest text that reads back as the same double. */
         double v = *(const double *)(const void *)field;
+        if ((a->flags & NB_ARG_KEY) && (v == 0 || v == a->def_real)) return 0;
         char r[40];
         nb_format_double(v, r, sizeof r);
         return a->flags & NB_ARG_KEY ? (size_t)snprintf(buf, n, " %s=%s", a->name, r)

@@ -106,8 +106,8 @@ nb_status nb_evaluate(nb_model *m, const nb_dataset *d, nb_loss_kind kind, int64
     nb_status s = nb_model_loss(m, kind, NULL, &loss);
     if (s || (s = check_data(m, d, "evaluation", &xrow, &yrow))) return s;
     if (batch < 1) batch = 256;
-    bool was_training = m->g->training;
-    m->g->training = false;
+    const bool was_training = m->g->training, was_batch = m->g->batch_stats;
+    m->g->training = false, m->g->batch_stats = false;
     int64_t n = d->x->shape[0];
     double correct = 0;
     if (confusion) {
@@ -121,7 +121,7 @@ nb_status nb_evaluate(nb_model *m, const nb_dataset *d, nb_loss_kind kind, int64
         total += (double)loss->value.data[0] * (double)b;
         correct += nb_train_count_correct(m, b, confusion);
     }
-    m->g->training = was_training;
+    m->g->training = was_training, m->g->batch_stats = was_batch;
     if (s) return s;
     if (loss_out) *loss_out = total / (double)n;
     if (accuracy) *accuracy = kind == NB_LOSS_MSE ? NAN : correct / (double)n;
@@ -154,6 +154,7 @@ static nb_status plain_step(nb_model *m, nb_node *loss, const nb_dataset *d, con
     /* Dropout masks follow (seed, step): the same after a resume. */
     nb_graph_set_training(m->g, 1, opts->seed);
     if ((s = nb_forward_keyed(loss, (uint64_t)step + 1))) return s;
+    nb_batchnorm_update_moving(m->g); /* PyTorch updates them in the training forward */
     *l = loss->value.data[0];
     *correct = nb_train_count_correct(m, b, NULL);
     return isfinite(*l) ? nb_backward(loss) : NB_OK;
@@ -295,6 +296,13 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     if ((s = diag_new(m, opts, &dg))) return s;
     nb_shards *sh = NULL;
     const bool reproducible = opts->reproducible || (opts->comm && opts->comm->size > 1);
+    nb_graph_set_training(m->g, NB_TRAINING, opts->seed);
+    const int couples = nb_graph_couples_batch(m->g);
+    nb_graph_set_training(m->g, NB_INFERENCE, opts->seed);
+    if (reproducible && couples)
+        return nb_fail(NB_ERR_ARG, "train: reproducible and MPI training split each batch into shards, and batchnorm "
+                                   "would normalise each shard with its own statistics; train a batchnorm model "
+                                   "without --reproducible and on one process");
     if (reproducible) nb_gemm_select_fixed(); /* kernels by shape, not by this process's timings */
     int64_t n = train->x->shape[0];
     int64_t *idx = malloc((size_t)n * sizeof *idx);

@@ -52,3 +52,7 @@ NB_OP(cce_logits_loss)
 NB_OP(cce_logits_probs_loss)
 /* dropout.c */
 NB_OP(dropout)
+/* batchnorm.c */
+NB_OP(batchnorm)
+/* layernorm.c */
+NB_OP(layernorm)

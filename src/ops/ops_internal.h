@@ -114,4 +114,30 @@ nb_status nb_vjp_tangent_zero(nb_node *n, int i, int64_t K, const nb_real *ybar,
 nb_status nb_vjp_tangent_bilinear(nb_node *n, int i, int j, int64_t K, const nb_real *ybar, nb_real *const *xdots,
                                   nb_real *out, bool accumulate);
 
+/* ------------------------------- normalisation over groups (norm_groups.c) */
+
+/* x as `rows` rows of C values; per_channel: a group is a channel (all
+ * rows: batchnorm in training mode), else a row (layernorm). The math and
+ * the rules are at the top of norm_groups.c. mu, s (= (var + eps)^-1/2) and
+ * var (biased) hold one value per group (nb_norm_group_count). */
+typedef struct nb_norm_groups {
+    int64_t rows, C;
+    bool per_channel;
+} nb_norm_groups;
+int64_t nb_norm_group_count(const nb_norm_groups *L);
+void nb_norm_forward(const nb_norm_groups *L, const nb_real *x, const nb_real *gamma, const nb_real *beta, double eps,
+                     nb_real *mu, nb_real *s, nb_real *var, nb_real *y);
+void nb_norm_vjp_x(const nb_norm_groups *L, int64_t K, const nb_real *x, const nb_real *gamma, const nb_real *mu,
+                   const nb_real *s, const nb_real *dy, nb_real *dx, bool acc);
+/* which: 1 gamma, 2 beta. */
+void nb_norm_vjp_affine(const nb_norm_groups *L, int which, int64_t K, const nb_real *x, const nb_real *mu,
+                        const nb_real *s, const nb_real *dy, nb_real *out, bool acc);
+/* dxs[0..2]: tangents of x, gamma, beta (NULL: zero). */
+void nb_norm_jvp(const nb_norm_groups *L, int64_t K, const nb_real *x, const nb_real *gamma, const nb_real *mu,
+                 const nb_real *s, nb_real *const *dxs, nb_real *dy);
+/* The second-order rule of input i (0 x, 1 gamma, 2 beta). */
+nb_status nb_norm_vjp_tangent(const nb_norm_groups *L, int i, int64_t K, const nb_real *x, const nb_real *gamma,
+                              const nb_real *mu, const nb_real *s, const nb_real *ybar, nb_real *const *xdots,
+                              nb_real *out, bool acc);
+
 #endif

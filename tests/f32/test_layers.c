@@ -29,9 +29,9 @@ typedef struct {
     int64_t out[3]; /* the output shape without N, rank = out_rank */
     int out_rank;
     int nparams;
-    const char *names[2];
-    int64_t shapes[2][4];
-    int ranks[2];
+    const char *names[4];
+    int64_t shapes[4][4];
+    int ranks[4];
 } expected;
 
 static const expected rows[] = {
@@ -46,6 +46,9 @@ static const expected rows[] = {
     {NB_LAYER_FROM, 3, {8, 8, 2}, {8, 8, 2}, 3, 0, {NULL}, {{0}}, {0}},
     {NB_LAYER_ADD, 1, {6}, {6}, 1, 0, {NULL}, {{0}}, {0}},
     {NB_LAYER_CONCAT, 3, {8, 8, 2}, {8, 8, 4}, 3, 0, {NULL}, {{0}}, {0}},
+    {NB_LAYER_BATCHNORM, 3, {8, 8, 2}, {8, 8, 2}, 3, 4, {"0.gamma", "0.beta", "0.moving_mean", "0.moving_variance"},
+     {{2}, {2}, {2}, {2}}, {1, 1, 1, 1}},
+    {NB_LAYER_LAYERNORM, 1, {6}, {6}, 1, 2, {"0.gamma", "0.beta"}, {{6}, {6}}, {1, 1}},
 };
 
 static const expected *row_of(nb_layer_kind k)
@@ -132,7 +135,8 @@ static void test_every_kind_initialises(void **state)
     (void)state;
     for (int k = 0; k < NB_LAYER_KIND_COUNT; k++) {
         const expected *e = row_of((nb_layer_kind)k);
-        if (!e->nparams) continue;
+        /* no kernel: constants (tests/f32/test_norm_layers.c, test_params_start_values) */
+        if (!e->nparams || k == NB_LAYER_BATCHNORM || k == NB_LAYER_LAYERNORM) continue;
         for (int torch = 0; torch < 2; torch++) {
             nb_model *m;
             assert_int_equal(nb_model_from_spec(nb_layer_kind_example((nb_layer_kind)k), e->in_rank, e->in, &m), NB_OK);
@@ -367,7 +371,7 @@ static void test_spec_errors(void **state)
         "[padding=valid|same|P] [dilation=D])",
         "spec layer 0 (line 1, 'conv2d'): unexpected ',' in 'relu,': layers are separated by ';' or a new line",
         "spec layer 0 (line 1, 'dens'): unknown layer 'dens'; did you mean 'dense'? (layers: dense conv2d maxpool "
-        "avgpool flatten dropout globalavgpool from add concat; activations: linear relu sigmoid tanh softmax "
+        "avgpool flatten dropout globalavgpool from add concat batchnorm layernorm; activations: linear relu sigmoid tanh softmax "
         "log_softmax leaky_relu elu softplus "
         "gelu)",
         "spec layer 0 (line 1, 'dense'): unknown activation 'rleu'; did you mean 'relu'? (linear, relu, sigmoid, "
@@ -380,7 +384,7 @@ static void test_spec_errors(void **state)
         "spec layer 0 (line 1, 'dropout'): RATE must be a number in [0, 1), got '1.5'",
         "spec layer 0 (line 1, 'dense'): unexpected 'extra' (usage: dense UNITS [ACT])",
         "spec layer 0 (line 1, 'lstm'): unknown layer 'lstm' (layers: dense conv2d maxpool avgpool flatten "
-        "dropout globalavgpool from add concat; activations: linear relu sigmoid tanh softmax log_softmax leaky_relu "
+        "dropout globalavgpool from add concat batchnorm layernorm; activations: linear relu sigmoid tanh softmax log_softmax leaky_relu "
         "elu softplus gelu)",
         "spec layer 0 (line 1, 'maxpool'): padding must be 'valid' or 'same', not '1'",
         "spec layer 0 (line 1, 'conv2d'): padding must be 'valid', 'same' or a number of pixels 0..1024, not '1025'",

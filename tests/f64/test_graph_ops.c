@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "nabla.h"
 
@@ -77,11 +78,69 @@ static void test_three_branches_values(void **state)
     nb_model_free(m);
 }
 
+/* With batchnorm and layernorm (issue 13): x feeds three branches, two of
+ * them through a batchnorm, summed and layer-normalised; checked in
+ * training mode (batch statistics: the examples are coupled) and in
+ * inference mode (moving statistics set away from 0 and 1), w.r.t. the
+ * input and every trained parameter (the moving statistics are state). */
+static void bn_three_branches(int mode)
+{
+    nb_model *m;
+    assert_int_equal(nb_model_from_spec("dense 4 tanh as x; batchnorm; dense 4 tanh as b1; from x; dense 4; "
+                                        "batchnorm momentum=0.3 eps=0.01 as b2; from x; add b1 b2; layernorm; dense 3",
+                                        1, (const int64_t[]){5}, &m),
+                     NB_OK);
+    assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 7), NB_OK);
+    assert_int_equal(nb_model_set_batch(m, 4), NB_OK);
+    nb_tensor *x = nb_value(nb_model_input(m));
+    for (int64_t i = 0; i < x->size; i++)
+        x->data[i] = sin(1.7 * (double)i + 0.3);
+    int trained = 0;
+    for (int i = 0; i < nb_model_param_count(m); i++) {
+        nb_node *p = nb_model_param(m, i);
+        nb_tensor *v = nb_value(p);
+        const char *name = nb_node_name(p);
+        if (strstr(name, "moving_") || strstr(name, "gamma"))
+            for (int64_t j = 0; j < v->size; j++)
+                v->data[j] += 0.3 + 0.1 * (double)j; /* moving_mean != 0, moving_variance != 1, gamma != 1 */
+        trained += nb_node_requires_grad(p);
+    }
+    assert_int_equal(trained, nb_model_param_count(m) - 4);
+    nb_graph_set_training(nb_model_graph(m), mode, 1);
+    check(nb_model_output(m), nb_model_input(m));
+    for (int i = 0; i < nb_model_param_count(m); i++) {
+        nb_node *p = nb_model_param(m, i);
+        if (!nb_node_requires_grad(p)) continue;
+        /* the bias of the dense before a training-mode batchnorm is removed
+         * with the batch mean: its Jacobian is exactly 0 there */
+        if (mode != NB_INFERENCE && !strcmp(nb_node_name(p), "4.bias")) {
+            nb_gradcheck_result r;
+            assert_int_equal(nb_gradcheck(nb_model_output(m), p, NULL, &r), NB_OK);
+            assert_true(r.ok && r.max_abs_jacobian < 1e-9);
+            continue;
+        }
+        check(nb_model_output(m), p);
+    }
+    nb_model_free(m);
+}
+static void test_bn_three_branches_training(void **state)
+{
+    (void)state;
+    bn_three_branches(NB_TRAINING_NO_DROPOUT);
+}
+static void test_bn_three_branches_inference(void **state)
+{
+    (void)state;
+    bn_three_branches(NB_INFERENCE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_three_branches_gradcheck),
         cmocka_unit_test(test_three_branches_values),
+        cmocka_unit_test(test_bn_three_branches_training),
+        cmocka_unit_test(test_bn_three_branches_inference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

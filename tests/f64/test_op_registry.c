@@ -35,7 +35,7 @@ static void test_every_op_is_complete(void **state)
         assert_non_null(op);
         assert_non_null(op->name);
         if (op->ncases < 1 || !op->cases) fail_msg("op %s has no gradient-check case (nb_op.cases)", op->name);
-        assert_true(op->ninputs >= 1 && op->ninputs <= 4);
+        assert_true(op->ninputs >= 1 && op->ninputs <= NB_NODE_MAX_INPUTS);
         assert_true(op->attrs_size <= NB_ATTRS_BYTES);
         assert_non_null(op->infer);
         assert_non_null(op->forward);

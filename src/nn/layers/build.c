@@ -24,6 +24,8 @@ nb_node *nb_layer_param(nb_layer_ctx *c, int which, int rank, const int64_t *sha
     m->param_layer[m->nparams] = c->index;
     m->param_init[m->nparams] = (unsigned char)c->type->params[which].init;
     m->params[m->nparams++] = p;
+    const nb_param_init init = c->type->params[which].init;
+    if (init == NB_PARAM_STATE_ONES || init == NB_PARAM_STATE_ZEROS) nb_set_requires_grad(p, 0);
     return p;
 }
 

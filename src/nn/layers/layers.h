@@ -40,12 +40,17 @@ typedef struct nb_layer_arg {
      * at def_field when that is not 0 (a pool's stride is its size). */
     int def;
     size_t def_field;
+    double def_real; /* an NB_ARG_REAL key's default (the field is 0 for it) */
 } nb_layer_arg;
 
 /* How a parameter starts (nb_model_init). */
 typedef enum {
     NB_PARAM_WEIGHT, /* by the model's initialiser, fans from its own shape (Keras) */
     NB_PARAM_BIAS,   /* zero; NB_INIT_TORCH_DEFAULT: U(+-1/sqrt(fan_in of the layer's first WEIGHT)) */
+    NB_PARAM_ONES,   /* 1 whatever the initialiser (batchnorm's gamma and moving_variance) */
+    NB_PARAM_ZEROS,  /* 0 whatever the initialiser (beta, moving_mean) */
+    NB_PARAM_STATE_ONES,  /* as ONES and not trained: no gradient, the optimiser skips it (moving_variance) */
+    NB_PARAM_STATE_ZEROS, /* as ZEROS and not trained (moving_mean) */
 } nb_param_init;
 
 typedef struct nb_layer_param_decl {
