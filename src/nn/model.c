@@ -421,6 +421,11 @@ nb_status nb_model_summary(const nb_model *m, char *buf, size_t n)
     PUT("\n");
     int64_t total = nb_model_num_params(m);
     PUT("Total params: %lld (%.2f KiB as float32)\n", (long long)total, (double)total * 4 / 1024);
+    int64_t frozen = 0; /* batchnorm's moving statistics: state, not trained (Keras's split) */
+    for (int q = 0; q < m->nparams; q++)
+        if (!m->params[q]->requires_grad) frozen += m->params[q]->value.size;
+    if (frozen)
+        PUT("Trainable params: %lld\nNon-trainable params: %lld\n", (long long)(total - frozen), (long long)frozen);
     u += summary_params(m, buf + (u < n ? u : n), u < n ? n - u : 0);
 #undef PUT
     if (u >= n) return nb_fail(NB_ERR_ARG, "summary: the table needs %zu bytes, the buffer holds %zu", u + 1, n);

@@ -367,6 +367,8 @@ static void test_cli_end_to_end(void **state)
     assert_int_equal(run(summary, &out), 0);
     assert_non_null(strstr(out, "batchnorm"));
     assert_non_null(strstr(out, "layernorm"));
+    /* Keras's split: the two batchnorms' moving statistics (2 x 2 x 4) are not trained. */
+    assert_non_null(strstr(out, "Trainable params: 232\nNon-trainable params: 16\n"));
     free(out);
     const char *eval[] = {"eval", "--model", m1, "--data", dir, NULL};
     assert_int_equal(run(eval, &out), 0);
