@@ -654,6 +654,11 @@ const nb_layer_spec *nb_model_layer(const nb_model *m, int i);
 /* Output shape of layer i without the batch dimension; rank returned. */
 int nb_model_layer_shape(const nb_model *m, int i, int64_t *shape);
 int nb_model_input_shape(const nb_model *m, int64_t *shape);
+/* The node holding layer i's output (to differentiate it or with respect to
+ * it, e.g. dA2/dA1 with nb_jacobian); NULL with the reason when there is no
+ * layer i or when it was fused away (a conv2d before a maxpool: a name,
+ * `as NAME`, keeps it). */
+nb_node *nb_model_layer_output(nb_model *m, int i);
 int64_t nb_model_num_params(const nb_model *m);
 /* Parameter tensors, in layer order (kernel, then bias), named
  * "<layer>.<name>" by the parameter list of their layer's kind. */

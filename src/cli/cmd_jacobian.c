@@ -6,8 +6,11 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+enum { NB_MODEL_NAMES_MAX = 4096 }; /* what an unknown name's message lists */
 
 typedef struct {
     const char *model, *out, *png, *wrt, *of, *kinks;
@@ -20,8 +23,9 @@ typedef struct {
 static const cli_opt jacobian_opts[] = {
     {"--model", NULL, CLI_STR, F(model), "M", NULL, "a model file written by 'nabla train'", CLI_REQUIRED, 0, 0, NULL},
     CLI_SOURCE_OPTS(jacobian_args, src, "how many examples (default: all of --input, 1 of --data)"),
-    {"--wrt", NULL, CLI_STR, F(wrt), "W", "input", "input, or a parameter name such as 0.kernel or 4.bias", 0, 0, 0,
-     NULL},
+    {"--wrt", NULL, CLI_STR, F(wrt), "W", "input",
+     "input, a parameter name such as 0.kernel or 4.bias, or an earlier\n"
+     "layer's output by its index or `as` name (--of 3 --wrt 1: dA3/dA1)", 0, 0, 0, NULL},
     {"--mode", NULL, CLI_CHOICE, F(mode), NULL, "auto",
      "auto: reverse mode, one VJP per output element, when the output has\n"
      "no more elements than wrt, else forward mode, one JVP per wrt element;\n"
@@ -29,9 +33,10 @@ static const cli_opt jacobian_opts[] = {
      0, 0, 0, cli_jac_modes},
     {"--per-example", NULL, CLI_FLAG, F(per_example), NULL, NULL,
      "J (N, out..., in...) with J[n] = d out[n] / d input[n]: the diagonal\n"
-     "blocks of the full Jacobian, in one pass per output (only --wrt input)",
-     0, 0, 0, NULL},
-    {"--of", NULL, CLI_STR, F(of), "O", "logits", "logits | output", 0, 0, 0, NULL},
+     "blocks of the full Jacobian, in one pass per output (only --wrt input)", 0, 0, 0, NULL},
+    {"--of", NULL, CLI_STR, F(of), "O", "logits",
+     "logits | output | a layer's output by its index or `as` name (see\n"
+     "'nabla summary'; a conv2d fused with its maxpool is exposed for it)", 0, 0, 0, NULL},
     {"--eps", NULL, CLI_REAL, F(eps), "E", NULL, "the numeric step (default 1e-3: nb_gradcheck_defaults in float)",
      CLI_GT_LO, 0, HUGE_VAL, NULL},
     {"--compare", NULL, CLI_FLAG, F(compare), NULL, NULL,
@@ -107,13 +112,9 @@ static int parse_args(int argc, char **argv, jacobian_args *a)
     if (a->kinks && !a->compare && a->mode != NB_JAC_NUMERIC)
         return cli_usage_error("jacobian", "%s", "--kinks needs --mode numeric or --compare");
     if (a->tol > 0 && !a->compare) return cli_usage_error("jacobian", "%s", "--tol needs --compare");
-    if (strcmp(a->of, "logits") && strcmp(a->of, "output"))
-        return cli_usage_error("jacobian", "--of must be logits or output, got '%s'", a->of);
-    if (a->per_example && strcmp(a->wrt, "input"))
-        return cli_usage_error("jacobian",
-                               "--per-example needs --wrt input (a parameter is shared by all examples, "
-                               "got --wrt %s)",
-                               a->wrt);
+    if (a->per_example && strchr(a->wrt, '.')) /* a parameter: layer names hold no '.' */
+        return cli_usage_error("jacobian", "--per-example needs --wrt input (a parameter is shared by all examples, "
+                                           "got --wrt %s)", a->wrt);
     nb_gradcheck_opts defaults;
     nb_gradcheck_defaults(&defaults);
     if (!(a->eps > 0)) a->eps = defaults.eps;
@@ -190,24 +191,123 @@ static int report_compare(const nb_tensor *Ja, const nb_tensor *Jn, const nb_ten
     return 1;
 }
 
-/* The node named by --wrt, or a message listing the names there are. */
-static nb_node *find_wrt(nb_model *m, const char *wrt_name)
+/* The layer text names: its index ("3") or its `as` name; -1 if none. */
+static int layer_index(const nb_model *m, const char *text)
 {
-    nb_node *wrt = !strcmp(wrt_name, "input") ? nb_model_input(m) : nb_model_find_param(m, wrt_name);
-    if (wrt && (!strcmp(wrt_name, "input") || nb_node_requires_grad(wrt))) return wrt;
-    if (wrt) {
-        fprintf(stderr,
-                "nabla jacobian: --wrt '%s' is batchnorm state (a moving statistic), not a trained parameter: it "
-                "has no derivative; use a gamma, beta, kernel or bias\n",
-                wrt_name);
+    char *end;
+    long k = strtol(text, &end, 10);
+    if (text[0] >= '0' && text[0] <= '9' && !*end) return k < nb_model_num_layers(m) ? (int)k : -1;
+    for (int i = 0; i < nb_model_num_layers(m); i++)
+        if (nb_model_layer(m, i)->name[0] && !strcmp(nb_model_layer(m, i)->name, text)) return i;
+    return -1;
+}
+
+/* The model rebuilt with layer i named, so that a conv2d fused with its
+ * maxpool keeps its output; the weights are copied (a name takes no index:
+ * the parameter names stay). */
+static int expose_layer(nb_model **m, int i)
+{
+    const int n = nb_model_num_layers(*m);
+    size_t cap = (size_t)n * 420 + 1, u = 0;
+    char *spec = malloc(cap), b[400];
+    if (!spec) return 1;
+    spec[0] = '\0';
+    for (int k = 0; k < n; k++) {
+        nb_layer_spec l = *nb_model_layer(*m, k);
+        if (k == i && !l.name[0]) snprintf(l.name, sizeof l.name, "nabla_exposed_%d", k);
+        u += (size_t)snprintf(spec + u, cap - u, "%s%s", k ? "; " : "", nb_layer_spec_str(&l, b, sizeof b));
+    }
+    int64_t in[NB_MAX_RANK];
+    const int rank = nb_model_input_shape(*m, in);
+    nb_model *e = NULL;
+    nb_status st = nb_model_from_spec(spec, rank, in, &e);
+    free(spec);
+    for (int p = 0; !st && p < nb_model_param_count(e); p++) {
+        nb_tensor *to = nb_value(nb_model_param(e, p));
+        const nb_node *from = nb_model_find_param(*m, nb_node_name(nb_model_param(e, p)));
+        if (!from || nb_value((nb_node *)from)->size != to->size) st = NB_ERR_FORMAT;
+        else memcpy(to->data, nb_value((nb_node *)from)->data, (size_t)to->size * sizeof(nb_real));
+    }
+    if (st) {
+        nb_model_free(e);
+        return 1;
+    }
+    nb_model_free(*m);
+    *m = e;
+    return 0;
+}
+
+/* The unknown name text of option opt: what there is, and a guess. --of
+ * takes logits, output and layers; --wrt input, parameters and layers. */
+static void unknown_name(nb_model *m, const char *opt, const char *text)
+{
+    const char *names[NB_MODEL_NAMES_MAX];
+    char list[1024] = "";
+    int k = 0;
+    const int wrt = !strcmp(opt, "--wrt");
+    if (wrt) names[k++] = "input";
+    else names[k++] = "logits", names[k++] = "output";
+    for (int i = 0; wrt && i < nb_model_param_count(m) && k < NB_MODEL_NAMES_MAX; i++)
+        names[k++] = nb_node_name(nb_model_param(m, i));
+    for (int i = 0; i < nb_model_num_layers(m) && k < NB_MODEL_NAMES_MAX; i++)
+        if (nb_model_layer(m, i)->name[0]) names[k++] = nb_model_layer(m, i)->name;
+    for (int i = 0, u = 0; i < k && u < (int)sizeof list; i++)
+        u += snprintf(list + u, sizeof list - (size_t)u, "%s%s", i ? ", " : "", names[i]);
+    const char *guess = cli_did_you_mean(text, names, k);
+    fprintf(stderr, "nabla jacobian: %s '%s': no such %s%s%s%s; the model has layers 0..%d and: %s\n", opt, text,
+            wrt ? "parameter or layer" : "layer", guess ? " (did you mean " : "", guess ? guess : "", guess ? "?)" : "",
+            nb_model_num_layers(m) - 1, list);
+}
+
+/* Layer i's output node, exposing a fused one; NULL after a message. */
+static nb_node *layer_node(nb_model **m, int i)
+{
+    nb_node *n = nb_model_layer_output(*m, i);
+    if (n) return n;
+    if (expose_layer(m, i)) {
+        cli_fail("jacobian", "exposing a fused layer");
         return NULL;
     }
-    char names[512] = "";
-    size_t u = 0;
-    for (int i = 0; i < nb_model_param_count(m) && u < sizeof names; i++)
-        u += (size_t)snprintf(names + u, sizeof names - u, "%s%s", i ? ", " : "", nb_node_name(nb_model_param(m, i)));
-    fprintf(stderr, "nabla jacobian: --wrt '%s': no such parameter; the model has input and: %s\n", wrt_name, names);
-    return NULL;
+    if (!(n = nb_model_layer_output(*m, i))) cli_fail("jacobian", NULL);
+    return n;
+}
+
+/* The nodes --of and --wrt name (r->y, r->wrt), or a message. */
+static int resolve_nodes(const jacobian_args *a, nb_model **m, nb_node **y, nb_node **wrt)
+{
+    const int of_layer = strcmp(a->of, "logits") && strcmp(a->of, "output") ? layer_index(*m, a->of) : -2;
+    const int wrt_is_named = !strcmp(a->wrt, "input") || nb_model_find_param(*m, a->wrt);
+    const int wrt_layer = wrt_is_named ? -2 : layer_index(*m, a->wrt);
+    if (of_layer == -1) return unknown_name(*m, "--of", a->of), 1;
+    if (wrt_layer == -1) return unknown_name(*m, "--wrt", a->wrt), 1;
+    const nb_node *param = wrt_layer == -2 && strcmp(a->wrt, "input") ? nb_model_find_param(*m, a->wrt) : NULL;
+    if (param && !nb_node_requires_grad(param)) {
+        fprintf(stderr, "nabla jacobian: --wrt '%s' is batchnorm state (a moving statistic), not a trained parameter: "
+                        "it has no derivative; use a gamma, beta, kernel or bias\n", a->wrt);
+        return 1;
+    }
+    if (wrt_layer >= 0 && of_layer >= 0 && wrt_layer >= of_layer) {
+        fprintf(stderr, "nabla jacobian: --wrt %s (layer %d) is not before --of %s (layer %d): the Jacobian is of a "
+                        "layer's output with respect to an earlier one's; swap them\n",
+                a->wrt, wrt_layer, a->of, of_layer);
+        return 1;
+    }
+    if (wrt_layer >= 0 && (a->compare || a->mode == NB_JAC_NUMERIC)) {
+        fprintf(stderr, "nabla jacobian: --wrt %s is a layer's output, which central differences cannot perturb: "
+                        "use --mode auto, rev or fwd, or --wrt input or a parameter for numeric and --compare\n",
+                a->wrt);
+        return 1;
+    }
+    /* Expose first: a rebuilt model has new nodes. */
+    if (wrt_layer >= 0 && !layer_node(m, wrt_layer)) return 1;
+    if (of_layer >= 0 && !layer_node(m, of_layer)) return 1;
+    *wrt = !strcmp(a->wrt, "input") ? nb_model_input(*m)
+           : wrt_layer >= 0         ? nb_model_layer_output(*m, wrt_layer)
+                                    : nb_model_find_param(*m, a->wrt);
+    *y = of_layer >= 0 ? nb_model_layer_output(*m, of_layer)
+         : !strcmp(a->of, "logits") ? nb_model_logits(*m)
+                                    : nb_model_output(*m);
+    return 0;
 }
 
 typedef struct {
@@ -236,7 +336,7 @@ static int compute(const jacobian_args *a, jac_run *r)
 {
     char what[1024];
     if (cli_load_trained_model(a->model, &r->m)) return cli_fail("jacobian", "loading the model");
-    if (!(r->wrt = find_wrt(r->m, a->wrt))) return 1;
+    if (resolve_nodes(a, &r->m, &r->y, &r->wrt)) return 1;
     if (cli_load_examples(&a->src, 1, r->m, &r->x, NULL, NULL, what, sizeof what))
         return cli_fail("jacobian", "reading the input");
     /* Under mpirun each rank takes a contiguous share of the examples (J's
@@ -271,7 +371,6 @@ static int compute_share(const jacobian_args *a, jac_run *r)
 {
     if (nb_model_set_batch(r->m, r->x->shape[0])) return cli_fail("jacobian", NULL);
     memcpy(nb_value(nb_model_input(r->m))->data, r->x->data, (size_t)r->x->size * sizeof(nb_real));
-    r->y = !strcmp(a->of, "logits") ? nb_model_logits(r->m) : nb_model_output(r->m);
     nb_graph_set_training(nb_model_graph(r->m), 0, 0);
     nb_jacobian_opts jo = {.mode = (nb_jac_mode)a->mode, .per_example = a->per_example, .eps = a->eps};
     if (replicated(a)) jo.comm = cli_dist_comm(); /* NULL in one process */
@@ -353,9 +452,11 @@ static int report(const jacobian_args *a, const jac_run *r)
             nb_shape_str(yv->rank, yv->shape, s1, sizeof s1), a->wrt, nb_shape_str(wv->rank, wv->shape, s2, sizeof s2),
             a->per_example ? " per example" : "", nb_shape_str(r->J->rank, r->J->shape, s3, sizeof s3), used,
             a->compare ? " and numeric" : "", r->seconds, a->out || a->png ? "; wrote " : "",
-            a->out   ? a->out
-            : a->png ? a->png
-                     : "");
+            a->out ? a->out : a->png ? a->png : "");
+    int64_t zeros = 0;
+    for (int64_t k = 0; k < r->J->size; k++) zeros += r->J->data[k] == 0;
+    fprintf(stderr, "sparsity: %lld of the %lld entries of J are exactly 0 (%.1f%%)\n", (long long)zeros,
+            (long long)r->J->size, r->J->size ? 100.0 * (double)zeros / (double)r->J->size : 0.0);
     int rc = 0;
     if (a->compare) {
         rc = report_compare(r->J, r->Jn, r->K, r->nkinks, used_short, a->eps, a->tol, a->per_example, r->O, r->I,
@@ -400,6 +501,11 @@ int cmd_jacobian(int argc, char **argv)
         return cli_dist_end(cli_dist_refuse("jacobian", "under mpirun the full Jacobian w.r.t. the input runs by "
                                                         "backprop (--mode auto, rev or fwd); --mode numeric: add "
                                                         "--per-example, or run one process"));
+    const int layer_of = strcmp(a.of, "logits") && strcmp(a.of, "output");
+    const int layer_wrt = strcmp(a.wrt, "input") && !strchr(a.wrt, '.'); /* parameter names hold a '.' */
+    if (cli_dist_size() > 1 && (layer_of || layer_wrt))
+        return cli_dist_end(cli_dist_refuse("jacobian", "--of LAYER and --wrt LAYER run in one process (without "
+                                                        "mpirun)"));
     jac_run r = {0};
     rc = compute(&a, &r);
     if (!rc && !r.idle) rc = write_outputs(&a, &r);

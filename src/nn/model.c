@@ -277,6 +277,22 @@ int nb_model_layer_shape(const nb_model *m, int i, int64_t *shape)
     for (int d = 1; d < v->rank; d++) shape[d - 1] = v->shape[d];
     return v->rank - 1;
 }
+nb_node *nb_model_layer_output(nb_model *m, int i)
+{
+    if (!m || i < 0 || i >= m->nlayers) {
+        nb_fail(NB_ERR_ARG, "layer output: no layer %d (the model has %d)", i, m ? m->nlayers : 0);
+        return NULL;
+    }
+    if (m->layer_out[i]->fused_into) {
+        char b[400];
+        nb_fail(NB_ERR_ARG,
+                "layer %d (%s) is fused with the pool after it: its output is never computed; name it in the spec "
+                "(ENTRY as NAME) to keep it",
+                i, nb_layer_spec_str(&m->layers[i], b, sizeof b));
+        return NULL;
+    }
+    return m->layer_out[i];
+}
 int nb_model_input_shape(const nb_model *m, int64_t *shape)
 {
     if (!m) return -1;

@@ -170,6 +170,10 @@ static void test_refusals(void **state)
                      2);
     assert_true(contains("under mpirun the full Jacobian w.r.t. the input runs by backprop"));
     assert_int_equal(count_of("runs by backprop"), 1); /* rank 0 alone says it */
+    assert_int_equal(run(MPIRUN " -np 2 " CLI " jacobian --model " TMP "ref.safetensors --input " TMP
+                                "x.npy --of 1 --wrt 0 -o " TMP "j.npy"),
+                     2);
+    assert_true(contains("--of LAYER and --wrt LAYER run in one process"));
     assert_int_not_equal(
         run(MPIRUN " -np 8 " CLI " predict --model " TMP "ref.safetensors --input " TMP "x.npy -o " TMP "p.npy"), 0);
     assert_true(contains("7 examples for 8 processes"));
