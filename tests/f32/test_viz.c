@@ -545,6 +545,36 @@ static void test_filters(void **state)
     free(px);
 }
 
+/* A convolution over several channels: a matrix of tiles, row o = output
+ * channel, column c = input channel, sized to fit (64 x 32 kernels too). */
+static void test_filters_matrix(void **state)
+{
+    (void)state;
+    sh("nabla train --data fashion-mnist --model 'conv2d 4 3 relu; conv2d 6 3; conv2d 64 3; flatten; dense 10' "
+       "--limit 16 --epochs 1 --no-test --quiet --out @/c3.safetensors >/dev/null");
+    sh("nabla filters --model @/c3.safetensors --layer 1 -o @/f1.png >/dev/null");
+    char path[512];
+    snprintf(path, sizeof path, "%s/f1.png", dir);
+    int w, h;
+    unsigned char *px = read_png(path, &w, &h);
+    /* 21 pixels per weight, cells of 3 x 21 + 2 + 4 = 69, 48 pixels of row
+     * labels, the grid below a 69-pixel head: tile (o, c)'s frame at
+     * (52 + 69 c, 99 + 69 o), its centre weight 32 pixels further */
+    for (int o = 0; o < 6; o += 5)
+        for (int c = 0; c < 4; c += 3) {
+            assert_int_equal(pix(px, w, 52 + 69 * c, 99 + 69 * o)[0], 170);
+            const unsigned char *q = pix(px, w, 52 + 69 * c + 32, 99 + 69 * o + 32);
+            assert_false(q[0] == 255 && q[1] == 255 && q[2] == 255);
+        }
+    assert_true(w >= 48 + 4 * 69 && h > 69 + 6 * 69);
+    free(px);
+    sh("nabla filters --model @/c3.safetensors --layer 2 -o @/f2.png >/dev/null"); /* 64 x 6 */
+    snprintf(path, sizeof path, "%s/f2.png", dir);
+    px = read_png(path, &w, &h);
+    assert_true(w <= 4096 && h <= 4096 + 200);
+    free(px);
+}
+
 static void test_jacobian_png(void **state)
 {
     (void)state;
@@ -619,7 +649,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_colormaps),  cmocka_unit_test(test_font_and_png), cmocka_unit_test(test_saliency),
-        cmocka_unit_test(test_filters),    cmocka_unit_test(test_jacobian_png), cmocka_unit_test(test_gd_svg),
+        cmocka_unit_test(test_filters), cmocka_unit_test(test_filters_matrix),    cmocka_unit_test(test_jacobian_png), cmocka_unit_test(test_gd_svg),
         cmocka_unit_test(test_train_svg),
         cmocka_unit_test(test_image_extreme_coordinates),
         cmocka_unit_test(test_heatmap_empty),
