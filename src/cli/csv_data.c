@@ -26,6 +26,9 @@ static int field_is_number(const char *s, size_t n)
     return *end == '\0';
 }
 
+/* A UTF-8 byte-order mark, which may open a file (nb_csv_parse skips it). */
+#define UTF8_BOM "\xEF\xBB\xBF"
+
 /* The first two lines of path into l1 and l2 (at most n - 1 bytes each; l2
  * empty when there is none); 0 if unreadable. */
 static int first_lines(const char *path, char *l1, char *l2, size_t n)
@@ -36,6 +39,7 @@ static int first_lines(const char *path, char *l1, char *l2, size_t n)
     if (!ok || !fgets(l2, (int)n, f)) l2[0] = '\0';
     fclose(f);
     l1[strcspn(l1, "\r\n")] = '\0', l2[strcspn(l2, "\r\n")] = '\0';
+    if (!strncmp(l1, UTF8_BOM, 3)) memmove(l1, l1 + 3, strlen(l1 + 3) + 1); /* no text field: the parser skips it */
     return ok;
 }
 
@@ -331,7 +335,8 @@ static nb_status read_csv_mapped(const char *path, const cli_csv_opts *o, int he
         free(buf);
         return nb_set_error(NB_ERR_NOMEM, "out of memory");
     }
-    memcpy(text, buf, len), text[len] = '\0';
+    const size_t bom = len >= 3 && !memcmp(buf, UTF8_BOM, 3) ? 3 : 0; /* else the first header name holds it */
+    memcpy(text, (const char *)buf + bom, len - bom), text[len - bom] = '\0';
     free(buf);
     int64_t cols = 0;
     s = header_names(text, header, &names, &cols);

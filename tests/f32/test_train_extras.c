@@ -827,6 +827,30 @@ static void test_cli_csv_label_refusals(void **state)
     assert_int_equal(access(path_in("never.safetensors"), F_OK), -1);
 }
 
+/* A UTF-8 byte-order mark before a first line of numbers: no header (the
+ * mark is no text field), every row kept, and a header name after a mark
+ * found by --label-col. */
+static void test_cli_csv_bom(void **state)
+{
+    (void)state;
+    char *out;
+    put_text("bom.csv", "\xEF\xBB\xBF"
+                        "1,2,0\n3,4,1\n5,6,0\n7,8,1\n");
+    assert_int_equal(CLI(&out, "train", "--data", path_in("bom.csv"), "--model", "dense 2", "--epochs", "1", "--out",
+                         path_in("bom.safetensors")),
+                     0);
+    assert_has(out, "no header line (the first line is all numbers): it is data");
+    assert_has(out, ": 4 examples");
+    free(out);
+    put_text("bomh.csv", "\xEF\xBB\xBF"
+                         "label,x,y\n0,1,2\n1,3,4\n0,5,6\n");
+    assert_int_equal(CLI(&out, "train", "--data", path_in("bomh.csv"), "--label-col", "label", "--model", "dense 2",
+                         "--epochs", "1", "--out", path_in("bomh.safetensors")),
+                     0);
+    assert_has(out, ": 3 examples");
+    free(out);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -865,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_cli_boundary_bce_and_k_classes),
         cmocka_unit_test(test_cli_csv_string_labels),
         cmocka_unit_test(test_cli_csv_label_refusals),
+        cmocka_unit_test(test_cli_csv_bom),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
