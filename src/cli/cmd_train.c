@@ -395,6 +395,94 @@ static int load_train_data(const train_args *a, nb_dataset *train, nb_dataset *v
     return 0;
 }
 
+/* The number of names in a '\n'-joined list. */
+static int64_t count_names(const char *list)
+{
+    int64_t n = 1;
+    for (; *list; list++)
+        n += *list == '\n';
+    return n;
+}
+
+/* The index of the name p..p+len in the '\n'-joined list, or -1. */
+static int64_t name_index(const char *list, const char *p, size_t len)
+{
+    for (int64_t i = 0; list; i++) {
+        const size_t n = strcspn(list, "\n");
+        if (n == len && !memcmp(list, p, len)) return i;
+        list = list[n] ? list + n + 1 : NULL;
+    }
+    return -1;
+}
+
+/* A '\n'-joined list as "a, b, c" (shortened to cap). */
+static const char *names_shown(const char *list, char *buf, size_t cap)
+{
+    size_t u = 0;
+    for (const char *p = list; *p && u + 3 < cap; p++) {
+        if (*p == '\n')
+            buf[u++] = ',', buf[u++] = ' ';
+        else
+            buf[u++] = *p;
+    }
+    buf[u] = '\0';
+    return buf;
+}
+
+/* The labels of d (indices into the data's names, '\n'-joined) through
+ * to[] (-1: a name the model does not have, refused). */
+static nb_status renumber_labels(const char *data, const char *known, const char *names, const int64_t *to, int64_t n,
+                                 nb_dataset *d)
+{
+    for (int64_t i = 0; d->y && i < d->y->size; i++) {
+        const int64_t k = (int64_t)d->y->data[i];
+        if (k < 0 || k >= n) continue; /* no name: the class-label check of nb_train names it */
+        if (to[k] >= 0) {
+            d->y->data[i] = (nb_real)to[k];
+            continue;
+        }
+        const char *p = names;
+        for (int64_t j = 0; j < k; j++)
+            p += strcspn(p, "\n") + 1;
+        char shown[256];
+        return nb_set_error(NB_ERR_ARG,
+                            "'%s': label '%.*s' is not one of the model's %lld classes (%s: the model file names "
+                            "them); train a new model (--model SPEC) for other classes",
+                            data, (int)strcspn(p, "\n"), p, (long long)count_names(known),
+                            names_shown(known, shown, sizeof shown));
+    }
+    return NB_OK;
+}
+
+/* Training on from a model file that names its classes (--resume, --model
+ * M.safetensors): the data's names, numbered in their own sorted order
+ * (classes), are renumbered as the model's, which it keeps (else a file
+ * with some of the classes would shift them). A model without names takes
+ * the data's. 0 or 1 (said). */
+static int follow_model_classes(const train_args *a, nb_model *m, const char *classes, nb_dataset *train,
+                                nb_dataset *val)
+{
+    const char *known = nb_model_class_names(m);
+    if (!classes) return 0;
+    if (!known) return nb_model_set_class_names(m, classes) ? cli_fail("train", "the class names") : 0;
+    const int64_t n = count_names(classes);
+    int64_t *to = malloc((size_t)n * sizeof *to);
+    if (!to) return nb_set_error(NB_ERR_NOMEM, "out of memory"), cli_fail("train", NULL);
+    const char *p = classes;
+    for (int64_t i = 0; i < n; i++) {
+        const size_t len = strcspn(p, "\n");
+        to[i] = name_index(known, p, len);
+        p += len + (p[len] == '\n');
+    }
+    nb_status s = renumber_labels(a->data, known, classes, to, n, train);
+    if (!s) s = renumber_labels(a->data, known, classes, to, n, val);
+    free(to);
+    if (s) return cli_fail("train", NULL);
+    fprintf(stderr, "nabla train: '%s': the labels are numbered as the model's %lld classes (from its file)\n", a->data,
+            (long long)count_names(known));
+    return 0;
+}
+
 /* --resume under NB_GEMM=auto (or unset): the GEMM kernels of the run that
  * wrote the checkpoint, so that the resumed epochs give its bits. */
 static void follow_gemm(const nb_safetensors *ckpt, int quiet)
@@ -664,7 +752,7 @@ int cmd_train(int argc, char **argv)
     char *classes = NULL; /* a CSV's string labels: kept in the model file */
     rc = load_train_data(&a, &train, &val, &classes);
     if (!rc) rc = a.resume ? resume_model(&a, &ckpt, &m, &start_epoch, &start_step) : build_model(&a, &train, &m);
-    if (!rc && classes && nb_model_set_class_names(m, classes)) rc = cli_fail("train", "the class names");
+    if (!rc) rc = follow_model_classes(&a, m, classes, &train, &val);
     free(classes);
     /* CSV rows for a model of images (from a file, or --resume) */
     if (!rc && (cli_fit_rows(&train.x, m) || (val.x && cli_fit_rows(&val.x, m)))) rc = cli_fail("train", NULL);
