@@ -3,7 +3,7 @@
  * constructed cases (all-negative bias: 100% dead), early stopping and the
  * best epoch's weights (library and CLI, resume included), `nabla
  * boundary` (pictures read back), CSV string labels kept in the model file,
- * and the refusals of docs/bad-inputs.md's rows T1-T14. */
+ * and the refusals of docs/bad-inputs.md's rows T1-T15. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
