@@ -1,7 +1,7 @@
 /* nabla train: train a model on a data set, checkpointing every epoch. */
+#include "../dist/cli_dist.h"
 #include "cli.h"
 #include "cli_args.h"
-#include "../dist/cli_dist.h"
 
 #include <limits.h>
 #include <math.h>
@@ -25,30 +25,33 @@ typedef struct {
     long long sharpness, sharpness_batch; /* --sharpness EVERY, --sharpness-batch N */
 } train_args;
 
-static const cli_choice monitors[] = {{"val_loss", NB_MONITOR_VAL_LOSS}, {"val_accuracy", NB_MONITOR_VAL_ACCURACY},
-                                      {0, 0}};
+static const cli_choice monitors[] = {
+    {"val_loss", NB_MONITOR_VAL_LOSS}, {"val_accuracy", NB_MONITOR_VAL_ACCURACY}, {0, 0}};
 
 #define F(field) offsetof(train_args, field)
 static const cli_opt train_opts[] = {
     {"--data", NULL, CLI_STR, F(data), "D", NULL,
      "fashion-mnist (Debian's dataset-fashion-mnist), mnist, a directory of\n"
      "IDX files, a CSV file with a header (the label in --label-col), or a toy\n"
-     "2-D data set: circles, xor, spiral, gaussians", CLI_REQUIRED, 0, 0, NULL},
+     "2-D data set: circles, xor, spiral, gaussians",
+     CLI_REQUIRED, 0, 0, NULL},
     {"--model", NULL, CLI_STR, F(model), "M", NULL,
      "a spec ('conv2d 32 3 relu; maxpool 2; flatten; dense 10'), a spec file,\n"
      "or a .safetensors model to continue training from its weights (required\n"
-     "unless --resume)", 0, 0, 0, NULL},
-    {"--input", NULL, CLI_STR, F(input), "SHAPE", NULL, "input shape without the batch, e.g. 28,28,1 (default: from the data)",
+     "unless --resume)",
      0, 0, 0, NULL},
-    {"--epochs", NULL, CLI_INT, F(epochs), "E", "1", "epochs (with --resume: in all, those done included)", 0, 1, 1000000,
-     NULL},
+    {"--input", NULL, CLI_STR, F(input), "SHAPE", NULL,
+     "input shape without the batch, e.g. 28,28,1 (default: from the data)", 0, 0, 0, NULL},
+    {"--epochs", NULL, CLI_INT, F(epochs), "E", "1", "epochs (with --resume: in all, those done included)", 0, 1,
+     1000000, NULL},
     {"--batch", NULL, CLI_INT, F(batch), "B", "128", "batch size", 0, 1, 1 << 20, NULL},
     {"--optimizer", NULL, CLI_CHOICE, F(optimizer), NULL, "adam", "the optimiser", 0, 0, 0, cli_optimizers},
-    {"--lr", NULL, CLI_REAL, F(lr), "A", NULL, "learning rate (default 1e-3; 0.01 for sgd)", CLI_GT_LO, 0, HUGE_VAL, NULL},
+    {"--lr", NULL, CLI_REAL, F(lr), "A", NULL, "learning rate (default 1e-3; 0.01 for sgd)", CLI_GT_LO, 0, HUGE_VAL,
+     NULL},
     {"--momentum", NULL, CLI_REAL, F(momentum), "M", "0", "sgd/rmsprop momentum", 0, 0, 0, NULL},
     {"--nesterov", NULL, CLI_FLAG, F(nesterov), NULL, NULL, "Nesterov momentum (sgd)", 0, 0, 0, NULL},
-    {"--weight-decay", NULL, CLI_REAL, F(weight_decay), "W", NULL, "L2 (decoupled for adamw; default 0, 0.01 for adamw)", 0,
-     0, HUGE_VAL, NULL},
+    {"--weight-decay", NULL, CLI_REAL, F(weight_decay), "W", NULL,
+     "L2 (decoupled for adamw; default 0, 0.01 for adamw)", 0, 0, HUGE_VAL, NULL},
     {"--clip-norm", NULL, CLI_REAL, F(clip_norm), "C", "0", "clip the gradient's norm to C (0: no clipping)", 0, 0,
      HUGE_VAL, NULL},
     {"--schedule", NULL, CLI_CHOICE, F(schedule), NULL, "constant", "learning-rate schedule, per epoch", 0, 0, 0,
@@ -61,58 +64,70 @@ static const cli_opt train_opts[] = {
     {"--init", NULL, CLI_CHOICE, F(init), NULL, "glorot", "weight initialiser (glorot as Keras)", 0, 0, 0, cli_inits},
     {"--seed", NULL, CLI_INT, F(seed), "S", "1", "seed of weights, shuffling and dropout", 0, 0, 4611686018427387904.0,
      NULL},
-    {"--val-split", NULL, CLI_REAL, F(val_split), "F", "0.1", "fraction of training data held out for validation, in [0, 1)",
-     0, 0, 1, NULL},
-    {"--limit", NULL, CLI_INT, F(limit), "N", NULL, "use only the first N training examples", 0, 1, 1099511627776.0, NULL},
+    {"--val-split", NULL, CLI_REAL, F(val_split), "F", "0.1",
+     "fraction of training data held out for validation, in [0, 1)", 0, 0, 1, NULL},
+    {"--limit", NULL, CLI_INT, F(limit), "N", NULL, "use only the first N training examples", 0, 1, 1099511627776.0,
+     NULL},
     {"--threads", NULL, CLI_INT, F(threads), "T", NULL, "compute threads (default: all cores)", 0, 1, 1024, NULL},
     {"--out", NULL, CLI_STR, F(out), "FILE", "model.safetensors", "model file, written atomically after every epoch", 0,
      0, 0, NULL},
     {"--resume", NULL, CLI_FLAG, F(resume), NULL, NULL,
      "continue from the checkpoint in --out (its model and optimizer state;\n"
-     "--model is then not needed; --optimizer must be the checkpoint's)", 0, 0, 0, NULL},
-    {"--no-test", NULL, CLI_FLAG, F(no_test), NULL, NULL, "skip the final test-set evaluation", 0, 0, 0, NULL},
-    {"--check-numerics", NULL, CLI_FLAG, F(check_numerics), NULL, NULL, "stop at the first op that produces NaN/Inf, naming it",
+     "--model is then not needed; --optimizer must be the checkpoint's)",
      0, 0, 0, NULL},
+    {"--no-test", NULL, CLI_FLAG, F(no_test), NULL, NULL, "skip the final test-set evaluation", 0, 0, 0, NULL},
+    {"--check-numerics", NULL, CLI_FLAG, F(check_numerics), NULL, NULL,
+     "stop at the first op that produces NaN/Inf, naming it", 0, 0, 0, NULL},
     {"--allow-nonfinite", NULL, CLI_FLAG, F(allow_nonfinite), NULL, NULL,
      "load a model (or --resume a checkpoint) whose weights hold NaN or Inf\n"
-     "(refused otherwise), e.g. to see --check-numerics name the tensor", 0, 0, 0, NULL},
+     "(refused otherwise), e.g. to see --check-numerics name the tensor",
+     0, 0, 0, NULL},
     {"--reproducible", NULL, CLI_FLAG, F(reproducible), NULL, NULL,
      "the same weights for any --threads and any number of MPI processes: the\n"
      "batch's gradient is summed over shards of --shard examples in a fixed order\n"
-     "(always on under mpirun -np P > 1)", 0, 0, 0, NULL},
+     "(always on under mpirun -np P > 1)",
+     0, 0, 0, NULL},
     {"--shard", NULL, CLI_INT, F(shard), "K", "16", "examples per shard (part of what fixes the bits)", 0, 1, 1 << 20,
      NULL},
     {"--quiet", NULL, CLI_FLAG, F(quiet), NULL, NULL, "no per-epoch output", 0, 0, 0, NULL},
-    {"--plot", NULL, CLI_STR, F(plot), "F.svg", NULL, "draw loss and accuracy per epoch (training and validation) as SVG", 0,
-     0, 0, NULL},
+    {"--plot", NULL, CLI_STR, F(plot), "F.svg", NULL,
+     "draw loss and accuracy per epoch (training and validation) as SVG", 0, 0, 0, NULL},
     CLI_TOY_COUNT_OPT(train_args, csv),
     {"--patience", NULL, CLI_INT, F(patience), "N", NULL,
      "stop when --monitor has not improved for N epochs (Keras's EarlyStopping;\n"
-     "needs --val-split > 0)", 0, 1, 1000000, NULL},
+     "needs --val-split > 0)",
+     0, 1, 1000000, NULL},
     {"--monitor", NULL, CLI_CHOICE, F(monitor), NULL, "val_loss", "what --patience and --keep-best watch", 0, 0, 0,
      monitors},
     {"--min-delta", NULL, CLI_REAL, F(min_delta), "D", "0", "the smallest change that counts as an improvement", 0, 0,
      HUGE_VAL, NULL},
     {"--keep-best", NULL, CLI_FLAG, F(keep_best), NULL, NULL,
      "at the end, --out holds the weights of the epoch with the best --monitor\n"
-     "(also when training did not stop early), and the test split is evaluated on them", 0, 0, 0, NULL},
+     "(also when training did not stop early), and the test split is evaluated on them",
+     0, 0, 0, NULL},
     {"--diagnose", NULL, CLI_FLAG, F(diagnose), NULL, NULL,
      "after every epoch, per layer: gradient norm, update/weight ratio, dead\n"
-     "ReLU channels and saturated sigmoid/tanh outputs (on the epoch's last batch)", 0, 0, 0, NULL},
+     "ReLU channels and saturated sigmoid/tanh outputs (on the epoch's last batch)",
+     0, 0, 0, NULL},
     {"--sharpness", NULL, CLI_INT, F(sharpness), "EVERY", NULL,
      "every EVERY steps (and before the first), lambda_max of the loss's Hessian\n"
      "w.r.t. all parameters on a fixed batch, printed with 2/lr (below the edge:\n"
-     "lambda_max < 0.9 x 2/lr, above: > 1.1 x, else at) and drawn in --plot", 0, 1, 1LL << 40, NULL},
+     "lambda_max < 0.9 x 2/lr, above: > 1.1 x, else at) and drawn in --plot",
+     0, 1, 1LL << 40, NULL},
     {"--sharpness-batch", NULL, CLI_INT, F(sharpness_batch), "N", NULL,
      "--sharpness's fixed batch: the first N training examples, before any\n"
-     "shuffling (default: --batch; at most all)", 0, 1, 1 << 30, NULL},
+     "shuffling (default: --batch; at most all)",
+     0, 1, 1 << 30, NULL},
 };
 #undef F
 
-static const cli_spec train_spec = {"train", "--data fashion-mnist|mnist|DIR|FILE.csv --model SPEC|FILE [options]",
+static const cli_spec train_spec = {"train",
+                                    "--data fashion-mnist|mnist|DIR|FILE.csv --model SPEC|FILE [options]",
                                     "Trains a model by minibatch gradient descent, writing a checkpoint after every\n"
                                     "epoch, then evaluates it on the test split.\n",
-                                    train_opts, CLI_NOPTS(train_opts), NULL};
+                                    train_opts,
+                                    CLI_NOPTS(train_opts),
+                                    NULL};
 
 typedef struct {
     const train_args *a;
@@ -120,10 +135,10 @@ typedef struct {
     int tty;
     double last_draw;
     int failed;
-    cli_curves *curves;      /* for --plot */
+    cli_curves *curves;       /* for --plot */
     nb_early_stopping *early; /* --patience, --keep-best: NULL without */
-    nb_real *best;           /* --keep-best: the best epoch's weights (NULL before one) */
-    int last_epoch;          /* of the last on_epoch */
+    nb_real *best;            /* --keep-best: the best epoch's weights (NULL before one) */
+    int last_epoch;           /* of the last on_epoch */
     int64_t last_step;
 } train_ctx;
 
@@ -165,9 +180,12 @@ static void optim_opts(const train_args *a, nb_optim_opts *o)
 
 static void fmt_eta(double s, char *buf, size_t n)
 {
-    if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-    else if (s >= 60) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-    else snprintf(buf, n, "%.0fs", s);
+    if (s >= 3600)
+        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60)
+        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else
+        snprintf(buf, n, "%.0fs", s);
 }
 
 static int on_batch(const nb_epoch_stats *s, void *user)
@@ -178,9 +196,11 @@ static int on_batch(const nb_epoch_stats *s, void *user)
     c->last_draw = s->seconds;
     int width = 24, done = (int)(width * s->batches_done / s->batches_total);
     char bar[32], eta[32];
-    for (int i = 0; i < width; i++) bar[i] = i < done ? '=' : i == done ? '>' : ' ';
+    for (int i = 0; i < width; i++)
+        bar[i] = i < done ? '=' : i == done ? '>' : ' ';
     bar[width] = '\0';
-    double left = s->batches_done ? s->seconds * (double)(s->batches_total - s->batches_done) / (double)s->batches_done : 0;
+    double left =
+        s->batches_done ? s->seconds * (double)(s->batches_total - s->batches_done) / (double)s->batches_done : 0;
     fmt_eta(left, eta, sizeof eta);
     fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld loss %.4f acc %.4f %.0f img/s ETA %s   ", s->epoch + 1,
             (int)c->a->epochs, bar, (long long)s->batches_done, (long long)s->batches_total, s->loss, s->accuracy,
@@ -194,8 +214,10 @@ static void copy_weights(nb_model *m, nb_real *w, int back)
 {
     for (int i = 0; i < nb_model_param_count(m); i++) {
         nb_tensor *v = nb_value(nb_model_param(m, i));
-        if (back) memcpy(v->data, w, (size_t)v->size * sizeof(nb_real));
-        else memcpy(w, v->data, (size_t)v->size * sizeof(nb_real));
+        if (back)
+            memcpy(v->data, w, (size_t)v->size * sizeof(nb_real));
+        else
+            memcpy(w, v->data, (size_t)v->size * sizeof(nb_real));
         w += v->size;
     }
 }
@@ -250,8 +272,10 @@ static nb_status save_checkpoint(train_ctx *c, nb_optim *o, const nb_epoch_stats
 
 static void fmt_num(char *buf, size_t n, double v, const char *fmt)
 {
-    if (isnan(v)) snprintf(buf, n, "-");
-    else snprintf(buf, n, fmt, v);
+    if (isnan(v))
+        snprintf(buf, n, "-");
+    else
+        snprintf(buf, n, fmt, v);
 }
 
 /* --diagnose: one row per layer with parameters or a relu/sigmoid/tanh. */
@@ -371,6 +395,94 @@ static int load_train_data(const train_args *a, nb_dataset *train, nb_dataset *v
     return 0;
 }
 
+/* The number of names in a '\n'-joined list. */
+static int64_t count_names(const char *list)
+{
+    int64_t n = 1;
+    for (; *list; list++)
+        n += *list == '\n';
+    return n;
+}
+
+/* The index of the name p..p+len in the '\n'-joined list, or -1. */
+static int64_t name_index(const char *list, const char *p, size_t len)
+{
+    for (int64_t i = 0; list; i++) {
+        const size_t n = strcspn(list, "\n");
+        if (n == len && !memcmp(list, p, len)) return i;
+        list = list[n] ? list + n + 1 : NULL;
+    }
+    return -1;
+}
+
+/* A '\n'-joined list as "a, b, c" (shortened to cap). */
+static const char *names_shown(const char *list, char *buf, size_t cap)
+{
+    size_t u = 0;
+    for (const char *p = list; *p && u + 3 < cap; p++) {
+        if (*p == '\n')
+            buf[u++] = ',', buf[u++] = ' ';
+        else
+            buf[u++] = *p;
+    }
+    buf[u] = '\0';
+    return buf;
+}
+
+/* The labels of d (indices into the data's names, '\n'-joined) through
+ * to[] (-1: a name the model does not have, refused). */
+static nb_status renumber_labels(const char *data, const char *known, const char *names, const int64_t *to, int64_t n,
+                                 nb_dataset *d)
+{
+    for (int64_t i = 0; d->y && i < d->y->size; i++) {
+        const int64_t k = (int64_t)d->y->data[i];
+        if (k < 0 || k >= n) continue; /* no name: the class-label check of nb_train names it */
+        if (to[k] >= 0) {
+            d->y->data[i] = (nb_real)to[k];
+            continue;
+        }
+        const char *p = names;
+        for (int64_t j = 0; j < k; j++)
+            p += strcspn(p, "\n") + 1;
+        char shown[256];
+        return nb_set_error(NB_ERR_ARG,
+                            "'%s': label '%.*s' is not one of the model's %lld classes (%s: the model file names "
+                            "them); train a new model (--model SPEC) for other classes",
+                            data, (int)strcspn(p, "\n"), p, (long long)count_names(known),
+                            names_shown(known, shown, sizeof shown));
+    }
+    return NB_OK;
+}
+
+/* Training on from a model file that names its classes (--resume, --model
+ * M.safetensors): the data's names, numbered in their own sorted order
+ * (classes), are renumbered as the model's, which it keeps (else a file
+ * with some of the classes would shift them). A model without names takes
+ * the data's. 0 or 1 (said). */
+static int follow_model_classes(const train_args *a, nb_model *m, const char *classes, nb_dataset *train,
+                                nb_dataset *val)
+{
+    const char *known = nb_model_class_names(m);
+    if (!classes) return 0;
+    if (!known) return nb_model_set_class_names(m, classes) ? cli_fail("train", "the class names") : 0;
+    const int64_t n = count_names(classes);
+    int64_t *to = malloc((size_t)n * sizeof *to);
+    if (!to) return nb_set_error(NB_ERR_NOMEM, "out of memory"), cli_fail("train", NULL);
+    const char *p = classes;
+    for (int64_t i = 0; i < n; i++) {
+        const size_t len = strcspn(p, "\n");
+        to[i] = name_index(known, p, len);
+        p += len + (p[len] == '\n');
+    }
+    nb_status s = renumber_labels(a->data, known, classes, to, n, train);
+    if (!s) s = renumber_labels(a->data, known, classes, to, n, val);
+    free(to);
+    if (s) return cli_fail("train", NULL);
+    fprintf(stderr, "nabla train: '%s': the labels are numbered as the model's %lld classes (from its file)\n", a->data,
+            (long long)count_names(known));
+    return 0;
+}
+
 /* --resume under NB_GEMM=auto (or unset): the GEMM kernels of the run that
  * wrote the checkpoint, so that the resumed epochs give its bits. */
 static void follow_gemm(const nb_safetensors *ckpt, int quiet)
@@ -378,8 +490,10 @@ static void follow_gemm(const nb_safetensors *ckpt, int quiet)
     const char *gemm = nb_safetensors_meta(ckpt, "nabla.gemm");
     if (!gemm) return; /* a checkpoint of an older nabla: this process measures */
     if (nb_gemm_follow(gemm) < 0 && !quiet)
-        fprintf(stderr, "nabla train: --resume: %s; measuring here instead (the last bits may differ from an "
-                        "uninterrupted run)\n", nb_last_error());
+        fprintf(stderr,
+                "nabla train: --resume: %s; measuring here instead (the last bits may differ from an "
+                "uninterrupted run)\n",
+                nb_last_error());
 }
 
 /* --resume: the model and the epochs and steps done, from the checkpoint. */
@@ -420,7 +534,8 @@ static void print_header(const train_args *a, const nb_model *m, const nb_optim_
                          const nb_dataset *val, int start_epoch, long long start_step)
 {
     if (cli_dist_size() > 1)
-        printf("%d processes x %d thread%s\n", cli_dist_size(), nb_get_num_threads(), nb_get_num_threads() > 1 ? "s" : "");
+        printf("%d processes x %d thread%s\n", cli_dist_size(), nb_get_num_threads(),
+               nb_get_num_threads() > 1 ? "s" : "");
     if (a->quiet) return;
     printf("training %s on %s: %lld examples (%lld validation), %lld parameters, %s lr %g, batch %lld, %d threads\n",
            nb_model_spec(m), a->data, (long long)train->x->shape[0], (long long)(val->x ? val->x->shape[0] : 0),
@@ -486,8 +601,10 @@ static nb_status resume_early(const train_args *a, nb_model *m, const nb_safeten
         return NB_OK;
     }
     if (!cli_parse_double(b, &e->best) || !cli_parse_int(be, -1, 1000000, &bev) || !cli_parse_int(w, 0, 1000000, &wv))
-        return nb_set_error(NB_ERR_FORMAT, "the checkpoint's early-stopping state (nabla.best %s, nabla.best_epoch %s, "
-                                           "nabla.wait %s) is not numbers", b, be, w);
+        return nb_set_error(NB_ERR_FORMAT,
+                            "the checkpoint's early-stopping state (nabla.best %s, nabla.best_epoch %s, "
+                            "nabla.wait %s) is not numbers",
+                            b, be, w);
     e->best_epoch = (int)bev, e->wait = (int)wv;
     if (!a->keep_best) return NB_OK;
     nb_real *buf = malloc((size_t)nb_model_num_params(m) * sizeof(nb_real) + 1), *p = buf;
@@ -548,21 +665,35 @@ static int run_epochs(const train_args *a, nb_model *m, const nb_safetensors *ck
         nb_optim_free(o);
         return 1;
     }
-    train_ctx ctx = {a, m, cli_dist_rank() == 0 && isatty(2) && !getenv("NB_NO_PROGRESS"), 0, 0, curves, NULL, NULL,
+    train_ctx ctx = {a,  m, cli_dist_rank() == 0 && isatty(2) && !getenv("NB_NO_PROGRESS"), 0, 0, curves, NULL, NULL,
                      -1, 0};
-    nb_early_stopping es = {.patience = a->patience ? (int)a->patience : INT_MAX, .monitor = (nb_monitor)a->monitor,
-                            .min_delta = a->min_delta, .best = NAN, .best_epoch = -1};
+    nb_early_stopping es = {.patience = a->patience ? (int)a->patience : INT_MAX,
+                            .monitor = (nb_monitor)a->monitor,
+                            .min_delta = a->min_delta,
+                            .best = NAN,
+                            .best_epoch = -1};
     if ((a->patience || a->keep_best) && resume_early(a, m, ckpt, &es, &ctx.best)) {
         nb_optim_free(o);
         return cli_fail("train", "--resume");
     }
     ctx.early = a->patience || a->keep_best ? &es : NULL;
-    nb_train_opts to = {.epochs = (int)a->epochs, .batch = a->batch, .loss = (nb_loss_kind)a->loss,
-                        .seed = (uint64_t)a->seed, .shuffle = 1, .start_epoch = start_epoch,
-                        .start_step = start_step, .on_batch = on_batch, .on_epoch = on_epoch, .user = &ctx,
-                        .reproducible = a->reproducible, .shard = a->shard, .comm = cli_dist_comm(),
-                        .early = ctx.early, .diagnose = a->diagnose,
-                        .sharpness_every = a->sharpness, .sharpness_batch = a->sharpness_batch,
+    nb_train_opts to = {.epochs = (int)a->epochs,
+                        .batch = a->batch,
+                        .loss = (nb_loss_kind)a->loss,
+                        .seed = (uint64_t)a->seed,
+                        .shuffle = 1,
+                        .start_epoch = start_epoch,
+                        .start_step = start_step,
+                        .on_batch = on_batch,
+                        .on_epoch = on_epoch,
+                        .user = &ctx,
+                        .reproducible = a->reproducible,
+                        .shard = a->shard,
+                        .comm = cli_dist_comm(),
+                        .early = ctx.early,
+                        .diagnose = a->diagnose,
+                        .sharpness_every = a->sharpness,
+                        .sharpness_batch = a->sharpness_batch,
                         .sharpness_eigs = {.k = 1, .seed = (uint64_t)a->seed},
                         .on_sharpness = a->sharpness ? on_sharpness : NULL};
     print_header(a, m, &oo, train, val, start_epoch, start_step);
@@ -621,7 +752,7 @@ int cmd_train(int argc, char **argv)
     char *classes = NULL; /* a CSV's string labels: kept in the model file */
     rc = load_train_data(&a, &train, &val, &classes);
     if (!rc) rc = a.resume ? resume_model(&a, &ckpt, &m, &start_epoch, &start_step) : build_model(&a, &train, &m);
-    if (!rc && classes && nb_model_set_class_names(m, classes)) rc = cli_fail("train", "the class names");
+    if (!rc) rc = follow_model_classes(&a, m, classes, &train, &val);
     free(classes);
     /* CSV rows for a model of images (from a file, or --resume) */
     if (!rc && (cli_fit_rows(&train.x, m) || (val.x && cli_fit_rows(&val.x, m)))) rc = cli_fail("train", NULL);

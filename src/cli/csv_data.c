@@ -13,8 +13,10 @@
 /* Whether the text s..s+n (trimmed, unquoted) is a number. */
 static int field_is_number(const char *s, size_t n)
 {
-    while (n && isspace((unsigned char)*s)) s++, n--;
-    while (n && isspace((unsigned char)s[n - 1])) n--;
+    while (n && isspace((unsigned char)*s))
+        s++, n--;
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
     if (n >= 2 && s[0] == '"' && s[n - 1] == '"') s++, n -= 2;
     if (!n || n > 63) return 0;
     char buf[64], *end;
@@ -23,6 +25,9 @@ static int field_is_number(const char *s, size_t n)
     strtod(buf, &end);
     return *end == '\0';
 }
+
+/* A UTF-8 byte-order mark, which may open a file (nb_csv_parse skips it). */
+#define UTF8_BOM "\xEF\xBB\xBF"
 
 /* The first two lines of path into l1 and l2 (at most n - 1 bytes each; l2
  * empty when there is none); 0 if unreadable. */
@@ -34,6 +39,7 @@ static int first_lines(const char *path, char *l1, char *l2, size_t n)
     if (!ok || !fgets(l2, (int)n, f)) l2[0] = '\0';
     fclose(f);
     l1[strcspn(l1, "\r\n")] = '\0', l2[strcspn(l2, "\r\n")] = '\0';
+    if (!strncmp(l1, UTF8_BOM, 3)) memmove(l1, l1 + 3, strlen(l1 + 3) + 1); /* no text field: the parser skips it */
     return ok;
 }
 
@@ -45,7 +51,8 @@ static int next_field(const char **p, const char **start, size_t *len)
     if (!q) return 0;
     int quoted = 0;
     *start = q;
-    while (*q && (quoted || *q != ',')) quoted ^= *q++ == '"';
+    while (*q && (quoted || *q != ','))
+        quoted ^= *q++ == '"';
     *len = (size_t)(q - *start);
     *p = *q == ',' ? q + 1 : NULL;
     return 1;
@@ -78,8 +85,10 @@ static nb_status label_index(const char *path, const char *text, char **names, i
         return NB_OK;
     }
     if (!names)
-        return nb_set_error(NB_ERR_ARG, "'%s': --label-col '%s': the file has no header line to find the name in "
-                                        "(give the column's index)", path, text);
+        return nb_set_error(NB_ERR_ARG,
+                            "'%s': --label-col '%s': the file has no header line to find the name in "
+                            "(give the column's index)",
+                            path, text);
     for (int64_t c = 0; c < cols; c++)
         if (!strcmp(names[c], text)) return *lc = c, NB_OK;
     const char *guess = cli_did_you_mean(text, (const char *const *)names, cols > 1000 ? 1000 : (int)cols);
@@ -100,7 +109,7 @@ static int has_header(const char *path, const cli_csv_opts *o)
     static char l1[1 << 16], l2[1 << 16];
     int header = first_lines(path, l1, l2, sizeof l1) ? looks_like_header(l1, l2) : 1;
     fprintf(stderr, "nabla: '%s': %s (pass %s if not)\n", path,
-            header ? "the first line is a header (it holds a field that is not a number)"
+            header                      ? "the first line is a header (it holds a field that is not a number)"
             : looks_like_header(l1, "") ? "no header line (its text fields stand where the next line's do: labels): "
                                           "it is data"
                                         : "no header line (the first line is all numbers): it is data",
@@ -112,7 +121,8 @@ static int has_header(const char *path, const cli_csv_opts *o)
 static void scale_inputs(const char *path, const cli_csv_opts *o, nb_tensor *x)
 {
     if (o->scale > 0) {
-        for (int64_t i = 0; i < x->size; i++) x->data[i] = (nb_real)(x->data[i] / o->scale);
+        for (int64_t i = 0; i < x->size; i++)
+            x->data[i] = (nb_real)(x->data[i] / o->scale);
         return;
     }
     double mx = 0;
@@ -122,16 +132,19 @@ static void scale_inputs(const char *path, const cli_csv_opts *o, nb_tensor *x)
         integers &= x->data[i] == floor(x->data[i]);
     }
     if (integers && mx > 25 && mx <= 255) /* not small counts or class-like codes */
-        fprintf(stderr, "nabla: warning: the inputs of '%s' are whole numbers up to %g, like 0..255 pixels: pass "
-                        "--scale 255 to divide them by 255 (networks train badly on unscaled pixels)\n",
+        fprintf(stderr,
+                "nabla: warning: the inputs of '%s' are whole numbers up to %g, like 0..255 pixels: pass "
+                "--scale 255 to divide them by 255 (networks train badly on unscaled pixels)\n",
                 path, mx);
 }
 
 /* The field text a..a+n trimmed of blanks and one pair of quotes, copied. */
 static char *field_copy(const char *a, size_t n)
 {
-    while (n && isspace((unsigned char)*a)) a++, n--;
-    while (n && isspace((unsigned char)a[n - 1])) n--;
+    while (n && isspace((unsigned char)*a))
+        a++, n--;
+    while (n && isspace((unsigned char)a[n - 1]))
+        n--;
     if (n >= 2 && a[0] == '"' && a[n - 1] == '"') a++, n -= 2;
     char *c = malloc(n + 1);
     if (c) memcpy(c, a, n), c[n] = '\0';
@@ -148,7 +161,8 @@ typedef struct {
 
 static void csv_labels_free(csv_labels *L)
 {
-    for (int64_t i = 0; L->label && i < L->nlines; i++) free(L->label[i]);
+    for (int64_t i = 0; L->label && i < L->nlines; i++)
+        free(L->label[i]);
     free(L->label), free(L->lines);
     *L = (csv_labels){0};
 }
@@ -158,7 +172,8 @@ static nb_status read_labels(char *text, int header, int64_t lc, csv_labels *L)
 {
     *L = (csv_labels){0};
     int64_t cap = 1;
-    for (const char *p = text; *p; p++) cap += *p == '\n';
+    for (const char *p = text; *p; p++)
+        cap += *p == '\n';
     L->lines = calloc((size_t)cap, sizeof *L->lines), L->label = calloc((size_t)cap, sizeof *L->label);
     if (!L->lines || !L->label) return nb_set_error(NB_ERR_NOMEM, "out of memory");
     for (char *p = text; p && *p;) {
@@ -172,7 +187,8 @@ static nb_status read_labels(char *text, int header, int64_t lc, csv_labels *L)
         const char *q = L->lines[i], *a = NULL;
         size_t n = 0;
         int64_t c = 0;
-        while (next_field(&q, &a, &n) && c < lc) c++;
+        while (next_field(&q, &a, &n) && c < lc)
+            c++;
         if (c != lc || !a || !*L->lines[i]) continue; /* short or empty lines: the parser names them */
         if (!(L->label[i] = field_copy(a, n))) return nb_set_error(NB_ERR_NOMEM, "out of memory");
         L->strings |= !field_is_number(a, n);
@@ -180,7 +196,10 @@ static nb_status read_labels(char *text, int header, int64_t lc, csv_labels *L)
     return NB_OK;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 /* The class names: the model's (known, '\n'-joined), or the labels' own,
  * sorted and unique. *names points into *store (free both). */
@@ -192,7 +211,8 @@ static nb_status class_list(const char *path, const csv_labels *L, const char *k
         if (!(*store = malloc(strlen(known) + 1))) return nb_set_error(NB_ERR_NOMEM, "out of memory");
         strcpy(*store, known);
         int64_t cap = 1;
-        for (const char *p = known; *p; p++) cap += *p == '\n';
+        for (const char *p = known; *p; p++)
+            cap += *p == '\n';
         if (!(*names = malloc((size_t)cap * sizeof **names))) return nb_set_error(NB_ERR_NOMEM, "out of memory");
         for (char *p = *store; p; (*n)++) {
             (*names)[*n] = p;
@@ -223,7 +243,8 @@ static void say_classes(const char *path, char **names, int64_t n, int known)
 {
     fprintf(stderr, "nabla: '%s': the labels are names: %s%lld classes%s:", path, known ? "the model's " : "",
             (long long)n, known ? " (from its file)" : ", numbered in sorted order");
-    for (int64_t c = 0; c < n && c < 12; c++) fprintf(stderr, "%s %lld %s", c ? "," : "", (long long)c, names[c]);
+    for (int64_t c = 0; c < n && c < 12; c++)
+        fprintf(stderr, "%s %lld %s", c ? "," : "", (long long)c, names[c]);
     fprintf(stderr, "%s\n", n > 12 ? ", ..." : "");
 }
 
@@ -239,8 +260,10 @@ static nb_status map_labels(const char *path, char *text, int header, int64_t lc
     *mapped = *classes = NULL;
     if (!s && L.strings) s = class_list(path, &L, known, &names, &n, &store);
     size_t total = 1;
-    for (int64_t i = 0; !s && L.strings && i < L.nlines; i++) total += strlen(L.lines[i]) + 24;
-    for (int64_t c = 0; !s && L.strings && c < n; c++) total += strlen(names[c]) + 1;
+    for (int64_t i = 0; !s && L.strings && i < L.nlines; i++)
+        total += strlen(L.lines[i]) + 24;
+    for (int64_t c = 0; !s && L.strings && c < n; c++)
+        total += strlen(names[c]) + 1;
     if (!s && L.strings && (!(*mapped = malloc(total)) || !(*classes = malloc(total))))
         s = nb_set_error(NB_ERR_NOMEM, "out of memory");
     size_t u = 0, k = 0;
@@ -248,7 +271,8 @@ static nb_status map_labels(const char *path, char *text, int header, int64_t lc
         int64_t c = -1, f = 0;
         if (L.label[i]) {
             char **hit = known ? NULL : bsearch(&L.label[i], names, (size_t)n, sizeof *names, cmp_str);
-            for (int64_t j = 0; known && !hit && j < n; j++) hit = strcmp(names[j], L.label[i]) ? NULL : &names[j];
+            for (int64_t j = 0; known && !hit && j < n; j++)
+                hit = strcmp(names[j], L.label[i]) ? NULL : &names[j];
             if (!hit)
                 s = nb_set_error(NB_ERR_ARG, "'%s': line %lld: label '%s' is not one of the model's %lld classes", path,
                                  (long long)i + 1, L.label[i], (long long)n);
@@ -258,8 +282,10 @@ static nb_status map_labels(const char *path, char *text, int header, int64_t lc
         size_t len;
         while (!s && next_field(&q, &a, &len)) {
             if (f) (*mapped)[u++] = ',';
-            if (f++ == lc && c >= 0) u += (size_t)snprintf(*mapped + u, total - u, "%lld", (long long)c);
-            else memcpy(*mapped + u, a, len), u += len;
+            if (f++ == lc && c >= 0)
+                u += (size_t)snprintf(*mapped + u, total - u, "%lld", (long long)c);
+            else
+                memcpy(*mapped + u, a, len), u += len;
         }
         (*mapped)[u++] = '\n';
     }
@@ -284,7 +310,8 @@ static nb_status header_names(const char *text, int header, char ***names, int64
     memcpy(line, text, len), line[len] = '\0';
     if (len && line[len - 1] == '\r') line[len - 1] = '\0';
     *cols = 0, *names = NULL;
-    for (p = line; next_field(&p, &a, &n);) ++*cols;
+    for (p = line; next_field(&p, &a, &n);)
+        ++*cols;
     if (header && !(*names = calloc((size_t)(*cols ? *cols : 1), sizeof **names))) *cols = -1;
     int64_t c = 0;
     for (p = line; header && *names && next_field(&p, &a, &n); c++)
@@ -308,7 +335,8 @@ static nb_status read_csv_mapped(const char *path, const cli_csv_opts *o, int he
         free(buf);
         return nb_set_error(NB_ERR_NOMEM, "out of memory");
     }
-    memcpy(text, buf, len), text[len] = '\0';
+    const size_t bom = len >= 3 && !memcmp(buf, UTF8_BOM, 3) ? 3 : 0; /* else the first header name holds it */
+    memcpy(text, (const char *)buf + bom, len - bom), text[len - bom] = '\0';
     free(buf);
     int64_t cols = 0;
     s = header_names(text, header, &names, &cols);
@@ -347,16 +375,20 @@ nb_status cli_load_csv_classes(const char *path, const cli_csv_opts *o, nb_datas
     nb_status s = read_csv_mapped(path, o, header, &t, &lc, &classes);
     if (s) return s;
     const int64_t rows = t->shape[0], cols = t->shape[1];
-    if (classes_out) *classes_out = classes;
-    else free(classes);
+    if (classes_out)
+        *classes_out = classes;
+    else
+        free(classes);
     int64_t xs[2] = {rows, cols - 1}, ys[1] = {rows};
     if (!s && (!(out->x = nb_tensor_new(2, xs)) || !(out->y = nb_tensor_new(1, ys))))
         s = nb_set_error(NB_ERR_NOMEM, "out of memory");
     for (int64_t r = 0; !s && r < rows; r++)
         for (int64_t c = 0, k = 0; c < cols; c++) {
             nb_real v = t->data[r * cols + c];
-            if (c == lc) out->y->data[r] = v;
-            else out->x->data[r * (cols - 1) + k++] = v;
+            if (c == lc)
+                out->y->data[r] = v;
+            else
+                out->x->data[r * (cols - 1) + k++] = v;
         }
     nb_tensor_free(t);
     if (s) {
@@ -376,7 +408,10 @@ nb_status cli_load_toy(nb_toy_kind kind, const char *split, const cli_csv_opts *
     static const cli_csv_opts defaults = {.noise = 0.1, .data_seed = 1, .toy_classes = 2};
     if (!o) o = &defaults;
     const int test = split && !strcmp(split, "test");
-    nb_toy_opts t = {kind, o->toy_count ? o->toy_count : test ? 500 : 1000, o->noise,
-                     (uint64_t)o->data_seed + (test ? 1ull << 32 : 0), (int)o->toy_classes};
+    nb_toy_opts t = {kind,
+                     o->toy_count ? o->toy_count
+                     : test       ? 500
+                                  : 1000,
+                     o->noise, (uint64_t)o->data_seed + (test ? 1ull << 32 : 0), (int)o->toy_classes};
     return nb_dataset_toy(&t, out);
 }

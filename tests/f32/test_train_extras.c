@@ -3,7 +3,7 @@
  * constructed cases (all-negative bias: 100% dead), early stopping and the
  * best epoch's weights (library and CLI, resume included), `nabla
  * boundary` (pictures read back), CSV string labels kept in the model file,
- * and the refusals of docs/bad-inputs.md's rows T1-T14. */
+ * and the refusals of docs/bad-inputs.md's rows T1-T15. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -827,6 +827,86 @@ static void test_cli_csv_label_refusals(void **state)
     assert_int_equal(access(path_in("never.safetensors"), F_OK), -1);
 }
 
+/* A UTF-8 byte-order mark before a first line of numbers: no header (the
+ * mark is no text field), every row kept, and a header name after a mark
+ * found by --label-col. */
+static void test_cli_csv_bom(void **state)
+{
+    (void)state;
+    char *out;
+    put_text("bom.csv", "\xEF\xBB\xBF"
+                        "1,2,0\n3,4,1\n5,6,0\n7,8,1\n");
+    assert_int_equal(CLI(&out, "train", "--data", path_in("bom.csv"), "--model", "dense 2", "--epochs", "1", "--out",
+                         path_in("bom.safetensors")),
+                     0);
+    assert_has(out, "no header line (the first line is all numbers): it is data");
+    assert_has(out, ": 4 examples");
+    free(out);
+    put_text("bomh.csv", "\xEF\xBB\xBF"
+                         "label,x,y\n0,1,2\n1,3,4\n0,5,6\n");
+    assert_int_equal(CLI(&out, "train", "--data", path_in("bomh.csv"), "--label-col", "label", "--model", "dense 2",
+                         "--epochs", "1", "--out", path_in("bomh.safetensors")),
+                     0);
+    assert_has(out, ": 3 examples");
+    free(out);
+}
+
+/* The accuracy after "WORD " in text (eval's "accuracy 0.5000", train's
+ * "acc 0.5000"). */
+static double number_after(const char *text, const char *word)
+{
+    const char *p = strstr(text, word);
+    assert_non_null(p);
+    return strtod(p + strlen(word), NULL);
+}
+
+/* Training on from a model file with class names, on a CSV that holds only
+ * some of them: the labels are numbered as the model's names (not afresh in
+ * the file's sorted order), the model keeps its names, and a name it does
+ * not have is refused (row T15). */
+static void test_cli_csv_labels_follow_model_file(void **state)
+{
+    (void)state;
+    char *out, want[1400], m[1200], m2[1200]; /* (path_in's buffers are reused) */
+    write_species_csv("sp3.csv", 1);
+    tu_fmt(m, sizeof m, "%s", path_in("sp3.safetensors"));
+    tu_fmt(m2, sizeof m2, "%s", path_in("sp2.safetensors"));
+    assert_int_equal(CLI(&out, "train", "--data", path_in("sp3.csv"), "--model", "dense 3", "--epochs", "30", "--lr",
+                         "0.05", "--batch", "16", "--out", m),
+                     0);
+    free(out);
+    put_text("sp2.csv", "x,y,species\n0.01,0,versicolor\n2.02,0.02,versicolor\n-1.99,0.04,virginica\n"
+                        "0.03,0.06,virginica\n");
+    assert_int_equal(CLI(&out, "eval", "--model", m, "--data", path_in("sp2.csv")), 0);
+    const double acc = number_after(out, "accuracy ");
+    free(out);
+    /* the first epoch's accuracy is of the model file's weights before any step */
+    assert_int_equal(
+        CLI(&out, "train", "--data", path_in("sp2.csv"), "--model", m, "--epochs", "1", "--batch", "16", "--out", m2),
+        0);
+    assert_true(fabs(number_after(out, " acc ") - acc) < 1e-4);
+    assert_has(out, "the labels are numbered as the model's 3 classes (from its file)");
+    free(out);
+    nb_safetensors *st;
+    assert_int_equal(nb_safetensors_read(m2, &st), NB_OK);
+    assert_string_equal(nb_safetensors_meta(st, "nabla.classes"), "setosa\nversicolor\nvirginica");
+    nb_safetensors_free(st);
+    /* --resume of that checkpoint: the same */
+    assert_int_equal(CLI(&out, "train", "--data", path_in("sp2.csv"), "--resume", "--epochs", "2", "--out", m2), 0);
+    free(out);
+    assert_int_equal(nb_safetensors_read(m2, &st), NB_OK);
+    assert_string_equal(nb_safetensors_meta(st, "nabla.classes"), "setosa\nversicolor\nvirginica");
+    nb_safetensors_free(st);
+    put_text("spcow.csv", "x,y,species\n0,0,setosa\n1,1,cow\n");
+    tu_fmt(want, sizeof want,
+           "nabla train: '%s': label 'cow' is not one of the model's 3 classes (setosa, versicolor, virginica: the "
+           "model file names them); train a new model (--model SPEC) for other classes",
+           path_in("spcow.csv"));
+    EXPECT_CLI(1, want, "train", "--data", path_in("spcow.csv"), "--model", m, "--epochs", "1", "--out",
+               path_in("never2.safetensors"));
+    assert_int_equal(access(path_in("never2.safetensors"), F_OK), -1);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -865,6 +945,8 @@ int main(void)
         cmocka_unit_test(test_cli_boundary_bce_and_k_classes),
         cmocka_unit_test(test_cli_csv_string_labels),
         cmocka_unit_test(test_cli_csv_label_refusals),
+        cmocka_unit_test(test_cli_csv_bom),
+        cmocka_unit_test(test_cli_csv_labels_follow_model_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
