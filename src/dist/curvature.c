@@ -21,14 +21,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CURV_SHARD_DEFAULT = 250, CURV_MAX_PARAMS = 64 };
+enum { CURV_SHARD_DEFAULT = 250 };
 /* The rows a rank keeps before the sum: ceil(S / P) x K x n values. */
 #define CURV_MAX_BYTES ((double)(1u << 30))
 
 typedef struct {
     nb_model *m;
     const nb_dataset *d;
-    nb_node *loss, *params[CURV_MAX_PARAMS];
+    nb_node *loss;
+    nb_node **params;        /* the np trainable tensors (any number: a ResNet has hundreds) */
+    const nb_real **vectors; /* np scratch pointers, one per tensor, for nb_hvp_raw */
     int np;
     int64_t n, xrow, yrow, shard, S;
     const nb_comm *comm;
@@ -49,16 +51,24 @@ static nb_status data_op_make(nb_model *m, const nb_dataset *d, const nb_data_he
     h->m = m, h->d = d, h->comm = o->comm;
     h->shard = o->shard ? o->shard : CURV_SHARD_DEFAULT;
     h->S = (d->x->shape[0] + h->shard - 1) / h->shard;
+    h->params = malloc(sizeof *h->params * (size_t)(m->nparams + 1));
+    h->vectors = malloc(sizeof *h->vectors * (size_t)(m->nparams + 1));
+    if (!h->params || !h->vectors)
+        return nb_fail(NB_ERR_NOMEM, "curvature: out of memory for %d parameter tensors", m->nparams);
     for (int i = 0; i < m->nparams; i++) {
         if (!m->params[i]->requires_grad) continue;
-        if (h->np == CURV_MAX_PARAMS)
-            return nb_fail(NB_ERR_UNSUPPORTED, "curvature: the model has more than %d trainable parameter tensors",
-                           CURV_MAX_PARAMS);
         h->params[h->np++] = m->params[i];
         h->n += m->params[i]->value.size;
     }
     if (!h->n) return nb_fail(NB_ERR_ARG, "curvature: the model has no trainable parameters");
     return NB_OK;
+}
+
+static void data_op_free(data_op *h)
+{
+    free(h->params);
+    free(h->vectors);
+    h->params = NULL, h->vectors = NULL;
 }
 
 /* Shard j's K products, weighted by s_j / N, into row (K x n, vectors
@@ -68,7 +78,7 @@ static nb_status shard_products(data_op *h, int64_t j, int64_t K, const nb_real 
     const int64_t N = h->d->x->shape[0], j0 = j * h->shard, sj = N - j0 < h->shard ? N - j0 : h->shard;
     nb_status s = nb_train_load_rows(h->m, h->d, NULL, j0, sj, h->xrow, h->yrow);
     if (!s) s = nb_forward_again(h->m->g);
-    const nb_real *vectors[CURV_MAX_PARAMS];
+    const nb_real **vectors = h->vectors;
     int64_t off = 0;
     for (int i = 0; i < h->np && !s; i++) { /* (K, n) -> per parameter (K, |p_i|) */
         const int64_t m = h->params[i]->value.size;
@@ -156,7 +166,9 @@ nb_status nb_model_data_hvp(nb_model *m, const nb_dataset *d, const nb_data_hess
     nb_status s = data_op_make(m, d, o, &h);
     if (!s && (!x || !y)) s = nb_fail(NB_ERR_ARG, "curvature: x or y is NULL");
     if (o && nb_comm_usable(o->comm)) s = nb_comm_any_failed(o->comm, s, "curvature");
-    return s ? s : data_op_apply(&h, K, x, y);
+    if (!s) s = data_op_apply(&h, K, x, y);
+    data_op_free(&h);
+    return s;
 }
 
 int64_t nb_model_hessian_dim(const nb_model *m)
@@ -174,7 +186,9 @@ nb_status nb_model_hessian_eigs(nb_model *m, const nb_dataset *d, const nb_data_
     if (res) memset(res, 0, sizeof *res);
     nb_status s = make_on_all_ranks(m, d, o, &h, "curvature eigs");
     if (!s) s = same_on_ranks(&h, "curvature eigs");
-    return s ? s : nb_linop_eigs(h.n, data_op_apply, &h, eo, res);
+    if (!s) s = nb_linop_eigs(h.n, data_op_apply, &h, eo, res);
+    data_op_free(&h);
+    return s;
 }
 
 nb_status nb_model_hessian_trace(nb_model *m, const nb_dataset *d, const nb_data_hessian_opts *o, int samples,
@@ -184,5 +198,7 @@ nb_status nb_model_hessian_trace(nb_model *m, const nb_dataset *d, const nb_data
     if (res) memset(res, 0, sizeof *res);
     nb_status s = make_on_all_ranks(m, d, o, &h, "curvature trace");
     if (!s) s = same_on_ranks(&h, "curvature trace");
-    return s ? s : nb_linop_trace(h.n, data_op_apply, &h, samples, seed, res);
+    if (!s) s = nb_linop_trace(h.n, data_op_apply, &h, samples, seed, res);
+    data_op_free(&h);
+    return s;
 }

@@ -95,13 +95,14 @@ static int policy_word(const char *w, size_t n)
     return -3;
 }
 
+/* Every class's key, made once (init): a spec's items are looked up
+ * without formatting 1372 keys each. */
+static char class_keys[NB_GEMM_NCLASSES][32];
+
 static int class_word(const char *w, size_t n)
 {
-    char key[32];
-    for (int c = 0; c < NB_GEMM_NCLASSES; c++) {
-        nb_gemm_class_key(c, key);
-        if (strlen(key) == n && !strncmp(key, w, n)) return c;
-    }
+    for (int c = 0; c < NB_GEMM_NCLASSES; c++)
+        if (strlen(class_keys[c]) == n && !strncmp(class_keys[c], w, n)) return c;
     return -1;
 }
 
@@ -148,6 +149,8 @@ static void parse_spec(const char *spec)
 static void init(void)
 {
     lock_ok = mtx_init(&lock, mtx_plain) == thrd_success;
+    for (int c = 0; c < NB_GEMM_NCLASSES; c++)
+        nb_gemm_class_key(c, class_keys[c]);
     parse_spec(getenv("NB_GEMM"));
 }
 
@@ -177,6 +180,11 @@ int nb_gemm_follow(const char *spec)
 {
     call_once(&init_once, init);
     if (!spec) return nb_set_error(NB_ERR_ARG, "nb_gemm_follow: spec is NULL"), -1;
+    /* nb_gemm_choices_spec writes "fixed" and at most one item of < 48
+     * characters per class: anything longer is no build's (a hostile file). */
+    const size_t most = sizeof "fixed" + (size_t)NB_GEMM_NCLASSES * 48, len = strnlen(spec, most + 1);
+    if (len > most)
+        return nb_set_error(NB_ERR_ARG, "GEMM kernels: over %zu characters, longer than any build writes", most), -1;
     for (int c = 0; c < NB_GEMM_NCLASSES; c++)
         if (policy[c] != POLICY_AUTO) return 0; /* an explicit NB_GEMM wins */
     int8_t pol[NB_GEMM_NCLASSES];

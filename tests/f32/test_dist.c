@@ -503,6 +503,67 @@ static void test_curvature_refusals(void **state)
     nb_set_num_threads(0);
 }
 
+/* A model of 66 trainable tensors (a deep net; a ResNet with BatchNorm has
+ * more than 64), one example, a shard larger than the data set: the exact
+ * trace from H e_i over every unit vector is the sum of the diagonal
+ * blocks' traces that nb_hessian gives tensor by tensor. */
+static void test_curvature_many_tensors_exact_trace(void **state)
+{
+    (void)state;
+    char spec[1024] = "flatten";
+    for (int i = 0; i < 32; i++)
+        strcat(spec, "; dense 2 tanh");
+    strcat(spec, "; dense 3");
+    int64_t in[3] = {8, 8, 1};
+    nb_model *m = NULL;
+    assert_int_equal(nb_model_from_spec(spec, 3, in, &m), NB_OK);
+    assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 3), NB_OK);
+    assert_int_equal(nb_model_param_count(m), 66);
+    nb_dataset all = {0}, one = {0};
+    make_data(&all);
+    int64_t xs[4] = {1, 8, 8, 1}, ys[1] = {1};
+    one.x = nb_tensor_from(4, xs, all.x->data), one.y = nb_tensor_from(1, ys, all.y->data);
+    nb_set_num_threads(1);
+    const int64_t n = nb_model_hessian_dim(m);
+    nb_real *e = calloc((size_t)(n * n), sizeof(nb_real)), *he = calloc((size_t)(n * n), sizeof(nb_real));
+    assert_non_null(e), assert_non_null(he);
+    for (int64_t i = 0; i < n; i++)
+        e[i * n + i] = 1;
+    nb_data_hessian_opts o = curv_opts(NULL);
+    o.shard = 1000;
+    assert_int_equal(nb_model_data_hvp(m, &one, &o, n, e, he), NB_OK);
+    double tr = 0;
+    for (int64_t i = 0; i < n; i++)
+        tr += he[i * n + i];
+    nb_trace_result t;
+    assert_int_equal(nb_model_hessian_trace(m, &one, &o, 4, 1, &t), NB_OK);
+    assert_true(isfinite(t.trace));
+
+    nb_node *loss = NULL, *target = NULL;
+    assert_int_equal(nb_model_loss(m, NB_LOSS_CCE, &target, &loss), NB_OK);
+    assert_int_equal(nb_model_set_batch(m, 1), NB_OK);
+    memcpy(nb_value(nb_model_input(m))->data, one.x->data, 64 * sizeof(nb_real));
+    nb_value(target)->data[0] = one.y->data[0];
+    assert_int_equal(nb_forward(nb_model_graph(m)), NB_OK);
+    double dense = 0, scale = 0;
+    for (int i = 0; i < 66; i++) {
+        nb_node *p = nb_model_param(m, i);
+        nb_tensor *H = NULL;
+        assert_int_equal(nb_hessian(loss, p, p, NULL, &H), NB_OK);
+        const int64_t s = nb_value(p)->size;
+        for (int64_t k = 0; k < s; k++)
+            dense += H->data[k * s + k], scale += fabs(H->data[k * s + k]);
+        nb_tensor_free(H);
+    }
+    assert_true(scale > 0);
+    assert_true(fabs(tr - dense) <= 1e-3 * scale);
+    free(e), free(he);
+    nb_tensor_free(one.x), nb_tensor_free(one.y);
+    nb_dataset_free(&all);
+    nb_model_free(m);
+    nb_set_num_threads(0);
+}
+
 static void assert_same_tensor_bits(const nb_tensor *a, const nb_tensor *b)
 {
     assert_non_null(a);
@@ -642,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_curvature_same_bits_any_P),
         cmocka_unit_test(test_curvature_refusals),
+        cmocka_unit_test(test_curvature_many_tensors_exact_trace),
         cmocka_unit_test(test_jacobian_ranks_same_bits),
         cmocka_unit_test(test_jacobian_refusals),
     };

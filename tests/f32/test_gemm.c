@@ -386,6 +386,22 @@ static void test_follow(void **state)
     assert_int_equal(nb_gemm_follow("fixed,nn.m1-2.n1-2.k1-2=warp9"), -1);
     assert_non_null(strstr(nb_last_error(), "unknown kernel 'warp9'"));
     assert_null(nb_gemm_spec_problem()); /* NB_GEMM itself was fine */
+    /* A checkpoint's hostile nabla.gemm: longer than any build writes (even
+     * of valid items) is refused from its length, before any item is read. */
+    const char *kname = nb_gemm_kernel_name(f.rival);
+    const size_t item = strlen(key) + strlen(kname) + 2, items = 200000;
+    char *longspec = malloc(sizeof "fixed" + items * item);
+    assert_non_null(longspec);
+    size_t at = (size_t)sprintf(longspec, "fixed");
+    for (size_t i = 0; i < items; i++)
+        at += (size_t)sprintf(longspec + at, ",%s=%s", key, kname);
+    assert_int_equal(nb_gemm_follow(longspec), -1);
+    assert_non_null(strstr(nb_last_error(), "longer than any build writes"));
+    for (size_t i = 0; i < at; i++)
+        longspec[i] = i % 8 ? 'z' : ','; /* unknown kernels */
+    assert_int_equal(nb_gemm_follow(longspec), -1);
+    assert_non_null(strstr(nb_last_error(), "longer than any build writes"));
+    free(longspec);
     const int calls = total_calls(&f);
     assert_int_equal(nb_gemm_follow(spec), 1);
     assert_int_equal(nb_gemm_kernel_for(TA, TB, M0, N0, K0, 0), f.rival);
