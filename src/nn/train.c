@@ -40,9 +40,12 @@ static nb_status check_data(nb_model *m, const nb_dataset *d, const char *what, 
     *yrow = d->y->size / n;
     int64_t trow = m->target->value.shape[0] ? m->target->value.size / m->target->value.shape[0] : 0;
     if (*yrow != trow)
-        return nb_fail(NB_ERR_SHAPE, "%s data: targets have %lld values per example, the loss needs %lld (%s)", what,
-                       (long long)*yrow, (long long)trow,
-                       m->loss_kind == NB_LOSS_CCE ? "one class index" : "one per model output");
+        return nb_fail(NB_ERR_SHAPE, "%s data: targets have %lld value%s per example, the loss needs %lld (%s)%s", what,
+                       (long long)*yrow, *yrow == 1 ? "" : "s", (long long)trow,
+                       m->loss_kind == NB_LOSS_CCE ? "one class index" : "one per model output",
+                       *yrow == 1 && trow > 1 && m->loss_kind == NB_LOSS_MSE
+                           ? "; these look like class indices: use --loss cce, or one-hot targets for mse"
+                           : "");
     if (m->loss_kind == NB_LOSS_CCE) {
         char where[64];
         snprintf(where, sizeof where, "%s data", what);

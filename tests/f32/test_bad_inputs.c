@@ -935,6 +935,9 @@ static void test_csv_arguments(void **state)
                "--no-header", "--model", "dense 2");
     EXPECT_CLI(1, "nabla train: --input: --input 5,5,1 holds 25 values per example, the data's examples hold 3",
                "train", "--data", hdr_copy, "--label-col", "label", "--input", "5,5,1", "--model", "flatten; dense 2");
+    EXPECT_CLI(1, "targets have 1 value per example, the loss needs 2 (one per model output); these look like class "
+                  "indices: use --loss cce, or one-hot targets for mse",
+               "train", "--data", hdr_copy, "--label-col", "label", "--loss", "mse", "--model", "dense 2");
     assert_int_equal(access(path_in("model.safetensors"), F_OK), -1);
 }
 
