@@ -145,8 +145,10 @@ static nb_status parse_tensor(onnx_model *m, const unsigned char *data, size_t l
     if ((nf > 0) + (ndb > 0) + (ni > 0) > 1)
         return nb_fail(NB_ERR_FORMAT, "onnx: a tensor holds values in more than one of float_data, double_data, int_data");
     int64_t nv = nf + ndb + ni;
-    uint64_t *tmp = arena_array(m, nv > nd ? nv : nd, sizeof(uint64_t));
-    if ((nv || nd) && !tmp) return NB_ERR_NOMEM;
+    /* At least one slot: an empty packed field still forms dst = tmp + rank
+     * (arithmetic on NULL is undefined; found by fuzz_onnx). */
+    uint64_t *tmp = arena_array(m, nv > nd ? nv : nd > 0 ? nd : 1, sizeof(uint64_t));
+    if (!tmp) return NB_ERR_NOMEM;
     if (nf && !(t->floats = arena_array(m, nf, sizeof(float)))) return NB_ERR_NOMEM;
     if (ndb && !(t->doubles = arena_array(m, ndb, sizeof(double)))) return NB_ERR_NOMEM;
     if (ni && !(t->ints = arena_array(m, ni, sizeof(int64_t)))) return NB_ERR_NOMEM;
