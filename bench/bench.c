@@ -1,7 +1,7 @@
 /* nabla's side of the benchmark (bench/run.sh prints it beside PyTorch's).
  * Each figure is the median of several timed repetitions after a warm-up.
  * Output: one "key value" line per figure, read by bench/run.sh.
- * Usage: bench [threads] [onethread|peak|jacobian|gemm|second|hessian_peak|eigs [COUNT [MODEL_OUT]]] */
+ * Usage: bench [threads] [onethread|peak|jacobian|gemm|second|hessian_peak|resnet [SPEC]|eigs [COUNT [MODEL_OUT]]] */
 #include "nabla.h"
 /* In-tree: the benchmark calls the internal GEMM directly. */
 #include "../src/kernels/kernels.h"
@@ -43,14 +43,68 @@ static void die(const char *what)
     exit(1);
 }
 
-/* A model with random weights and a batch of Fashion-MNIST images. */
-static nb_model *cnn(int64_t batch, nb_dataset *d)
+static long status_kib(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, strlen(key))) v = atol(line + strlen(key) + 1);
+    if (f) fclose(f);
+    return v;
+}
+
+/* The spec of a model file such as scripts/resnet.spec ('#' comments and
+ * newlines are the spec grammar's own), read whole. */
+static char *read_spec(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) { fprintf(stderr, "bench: cannot open %s\n", path); exit(1); }
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
+/* A model of this spec with random weights and a batch of Fashion-MNIST images. */
+static nb_model *model_of(const char *spec, int64_t batch, nb_dataset *d)
 {
     nb_model *m;
-    if (nb_model_from_spec(CNN, 3, IMG, &m) || nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 1)) die("model");
+    if (nb_model_from_spec(spec, 3, IMG, &m) || nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 1)) die("model");
     if (nb_model_set_batch(m, batch)) die("batch");
     memcpy(nb_value(nb_model_input(m))->data, d->x->data, (size_t)(batch * 784) * sizeof(nb_real));
     return m;
+}
+
+/* The lecture CNN with random weights and a batch of Fashion-MNIST images. */
+static nb_model *cnn(int64_t batch, nb_dataset *d) { return model_of(CNN, batch, d); }
+
+/* Training images per second of a spec at this batch: forward (training
+ * mode: batchnorm on the batch's statistics, then its moving ones
+ * updated), backward, SGD step with momentum 0.9. */
+static double train_ips_of(const char *spec, nb_dataset *d, int64_t batch, int steps, int reps)
+{
+    nb_model *m = model_of(spec, batch, d);
+    nb_graph *g = nb_model_graph(m);
+    nb_node *target, *loss;
+    if (nb_model_loss(m, NB_LOSS_CCE, &target, &loss)) die("loss");
+    memcpy(nb_value(target)->data, d->y->data, (size_t)batch * sizeof(nb_real));
+    nb_graph_set_training(g, NB_TRAINING, 1);
+    nb_optim *o;
+    nb_optim_opts oo = {.kind = NB_OPT_SGD, .lr = 0.01, .momentum = 0.9};
+    if (nb_optim_new(m, &oo, &o)) die("optim");
+    double t[16];
+    for (int r = -1; r < reps; r++) {
+        double t0 = now();
+        for (int s = 0; s < steps; s++)
+            if (nb_forward(g) || nb_batchnorm_update_moving(g) < 0 || nb_backward(loss) || nb_optim_step(o))
+                die("step");
+        if (r >= 0) t[r] = (double)(batch * steps) / (now() - t0);
+    }
+    nb_optim_free(o);
+    nb_model_free(m);
+    return median(t, reps);
 }
 
 /* Training steps per second at this batch: forward, backward, SGD step. */
@@ -207,16 +261,6 @@ static void gemm_kernels(void)
 
 /* Peak resident memory growth (KiB) of building the CNN and running 3
  * training steps at batch 128, from /proc/self/status. */
-static long status_kib(const char *key)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, key, strlen(key))) v = atol(line + strlen(key) + 1);
-    if (f) fclose(f);
-    return v;
-}
 
 /* Second order at batch 128 (issue 12): one gradient (forward + backward of
  * the mean CCE), one HVP w.r.t. all parameters (nb_hvp, K = 1), and the
@@ -392,6 +436,20 @@ int main(int argc, char **argv)
         if (nb_dataset_subset(&d, 0, n, &small)) die("subset");
         nb_dataset_free(&d);
         peak_memory(&small);
+        nb_dataset_free(&small);
+        return 0;
+    }
+    if (argc > 2 && !strcmp(argv[2], "resnet")) { /* nabla_bench T resnet [SPEC_FILE]: train img/s and peak */
+        nb_set_num_threads(threads);
+        const char *spec = read_spec(argc > 3 ? argv[3] : "scripts/resnet.spec");
+        nb_dataset d;
+        if (nb_dataset_load_mnist("/usr/share/datasets/fashion-mnist", "test", &d)) die("data");
+        nb_dataset small;
+        if (nb_dataset_subset(&d, 0, 128, &small)) die("subset");
+        nb_dataset_free(&d);
+        const long base = status_kib("VmRSS");
+        printf("resnet_train_b128_ips %.1f\n", train_ips_of(spec, &small, 128, 4, 5));
+        printf("resnet_train_b128_peak_mib %.1f\n", (double)(status_kib("VmHWM") - base) / 1024);
         nb_dataset_free(&small);
         return 0;
     }

@@ -1,6 +1,6 @@
 """PyTorch's side of the benchmark: the same network, batch sizes, threads and
 measurements as bench/bench.c. Prints "key value" lines. Run with Debian's
-python3-torch: /usr/bin/python3 bench/torch_bench.py THREADS [peak|epoch|second|hessian_peak|eigs [COUNT [MODEL]]]"""
+python3-torch: /usr/bin/python3 bench/torch_bench.py THREADS [peak|epoch|second|hessian_peak|resnet|eigs [COUNT [MODEL]]]"""
 import gzip
 import statistics
 import sys
@@ -31,6 +31,52 @@ def cnn():
     torch.manual_seed(1)
     return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+class ResNet(nn.Module):
+    """scripts/resnet.spec in PyTorch: the same layers, shapes and order
+    (padding=same at stride 2 on 28 and 14 pixels pads one at the bottom and
+    right only, which 'padding=1' does not; the cost is the same)."""
+
+    def __init__(self):
+        super().__init__()
+
+        def cbr(i, o, s, relu=True):
+            layers = [nn.Conv2d(i, o, 3, s, 1), nn.BatchNorm2d(o)]
+            return nn.Sequential(*(layers + [nn.ReLU()] if relu else layers))
+        self.stem = cbr(1, 16, 1)
+        self.b1 = nn.Sequential(cbr(16, 16, 1), cbr(16, 16, 1, False))
+        self.b2 = nn.Sequential(cbr(16, 32, 2), cbr(32, 32, 1, False))
+        self.p2 = nn.Sequential(nn.Conv2d(16, 32, 1, 2), nn.BatchNorm2d(32))
+        self.b3 = nn.Sequential(cbr(32, 64, 2), cbr(64, 64, 1, False))
+        self.p3 = nn.Sequential(nn.Conv2d(32, 64, 1, 2), nn.BatchNorm2d(64))
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        s = self.stem(x)
+        s1 = torch.relu(self.b1(s) + s)
+        s2 = torch.relu(self.b2(s1) + self.p2(s1))
+        s3 = torch.relu(self.b3(s2) + self.p3(s2))
+        return self.head(s3.mean((2, 3)))
+
+
+def resnet_train(x, y):
+    """Training images per second of the ResNet at batch 128 (SGD, momentum
+    0.9, training mode) and the peak memory of those steps."""
+    torch.manual_seed(1)
+    model = ResNet().train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    xb, yb = x[:128].clone(), y[:128].clone()
+    base = status_kib("VmRSS")
+
+    def run():
+        for _ in range(4):
+            opt.zero_grad()
+            loss_fn(model(xb), yb).backward()
+            opt.step()
+    print("resnet_train_b128_ips %.1f" % (128 * 4 / timed(run, 5)))
+    print("resnet_train_b128_peak_mib %.1f" % ((status_kib("VmHWM") - base) / 1024))
 
 
 def timed(fn, reps):
@@ -273,6 +319,11 @@ def main():
     if mode == "onethread":  # its own process: set_num_threads(1) after 2-thread work does not stick
         torch.set_num_threads(1)
         print("train_b128_1thread_ips %.1f" % train_ips(x, y, 128, 4, 5))
+        return
+    if mode == "resnet":  # its own process: a clean high-water mark
+        xb, yb = x[:128].clone(), y[:128].clone()
+        del x, y
+        resnet_train(xb, yb)
         return
     if mode == "peak":
         xb, yb = x[:128].clone(), y[:128].clone()
