@@ -942,6 +942,19 @@ typedef struct nb_sharpness {
     int64_t products;  /* Hessian-vector products used */
 } nb_sharpness;
 
+/* Data augmentation of image inputs (H, W, C) while training, as Keras's
+ * RandomFlip("horizontal") and RandomTranslation (zero fill) by whole pixels:
+ * each example is shifted by dy, dx drawn uniformly from -shift..shift and
+ * mirrored left-right with probability 1/2 (flip), drawn anew at every step
+ * from (seed, step, data set row): the same for any threads, ranks and after
+ * a resume. Zeros: none. */
+typedef struct nb_augment {
+    int shift; /* pixels, 0: no shift */
+    int flip;  /* 1: random left-right mirror */
+} nb_augment;
+/* NB_OK when a fits a model input of this rank and shape (H, W, C). */
+nb_status nb_augment_check(const nb_augment *a, int in_rank, const int64_t *in_shape);
+
 typedef struct nb_train_opts {
     int epochs;
     int64_t batch;
@@ -984,6 +997,7 @@ typedef struct nb_train_opts {
     int64_t sharpness_every, sharpness_batch;
     nb_eigs_opts sharpness_eigs;
     int (*on_sharpness)(const nb_sharpness *s, void *user);
+    nb_augment augment; /* zeros: the examples as they are */
 } nb_train_opts;
 /* Minibatch training. A NaN or infinite loss stops it with NB_ERR_NUMERIC
  * and a message naming the step and suggesting a smaller learning rate. */

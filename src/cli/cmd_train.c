@@ -23,6 +23,8 @@ typedef struct {
     double min_delta;
     int monitor, keep_best, diagnose;
     long long sharpness, sharpness_batch; /* --sharpness EVERY, --sharpness-batch N */
+    const char *augment_text;             /* --augment SPEC, parsed into augment */
+    nb_augment augment;
 } train_args;
 
 static const cli_choice monitors[] = {
@@ -64,6 +66,11 @@ static const cli_opt train_opts[] = {
     {"--init", NULL, CLI_CHOICE, F(init), NULL, "glorot", "weight initialiser (glorot as Keras)", 0, 0, 0, cli_inits},
     {"--seed", NULL, CLI_INT, F(seed), "S", "1", "seed of weights, shuffling and dropout", 0, 0, 4611686018427387904.0,
      NULL},
+    {"--augment", NULL, CLI_STR, F(augment_text), "SPEC", NULL,
+     "augment image inputs while training: shift=N (random shifts of up to N\n"
+     "pixels each way, zero fill), flip (random left-right mirror), or both\n"
+     "as shift=2,flip; drawn anew every step from the seed",
+     0, 0, 0, NULL},
     {"--val-split", NULL, CLI_REAL, F(val_split), "F", "0.1",
      "fraction of training data held out for validation, in [0, 1)", 0, 0, 1, NULL},
     {"--limit", NULL, CLI_INT, F(limit), "N", NULL, "use only the first N training examples", 0, 1, 1099511627776.0,
@@ -142,6 +149,29 @@ typedef struct {
     int64_t last_step;
 } train_ctx;
 
+/* --augment SPEC: comma-separated shift=N and flip; -1 if valid, else 2. */
+static int parse_augment(const char *text, nb_augment *a)
+{
+    *a = (nb_augment){0};
+    if (!text) return -1;
+    char buf[128];
+    if (!*text || strlen(text) >= sizeof buf)
+        return cli_usage_error("train", "--augment takes shift=N, flip or shift=N,flip (e.g. shift=2,flip), got '%s'",
+                               text);
+    strcpy(buf, text);
+    for (char *save = NULL, *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        long long n;
+        if (!strcmp(item, "flip"))
+            a->flip = 1;
+        else if (!strncmp(item, "shift=", 6) && cli_parse_int(item + 6, 0, 1 << 20, &n))
+            a->shift = (int)n;
+        else
+            return cli_usage_error(
+                "train", "--augment: '%s' is not shift=N (N >= 0 pixels) or flip; e.g. --augment shift=2,flip", item);
+    }
+    return -1;
+}
+
 /* The checks beyond the table's: -1 if the arguments are valid, else the
  * exit code (0 after --help, 2 after a usage error). */
 static int parse_args(int argc, char **argv, train_args *a)
@@ -163,7 +193,7 @@ static int parse_args(int argc, char **argv, train_args *a)
                                a->patience ? "--patience" : "--keep-best");
     if (a->diagnose && a->reproducible)
         return cli_usage_error("train", "%s", "--diagnose measures the default path: leave out --reproducible");
-    return -1;
+    return parse_augment(a->augment_text, &a->augment);
 }
 
 static void optim_opts(const train_args *a, nb_optim_opts *o)
@@ -540,6 +570,12 @@ static void print_header(const train_args *a, const nb_model *m, const nb_optim_
     printf("training %s on %s: %lld examples (%lld validation), %lld parameters, %s lr %g, batch %lld, %d threads\n",
            nb_model_spec(m), a->data, (long long)train->x->shape[0], (long long)(val->x ? val->x->shape[0] : 0),
            (long long)nb_model_num_params(m), nb_optimizer_name(oo->kind), oo->lr, a->batch, nb_get_num_threads());
+    const nb_augment *au = &a->augment;
+    if (au->shift)
+        printf("augmenting: each training image shifted anew every step by up to %d pixels each way (zero fill)%s\n",
+               au->shift, au->flip ? " and mirrored left-right with probability 1/2" : "");
+    else if (au->flip)
+        printf("augmenting: each training image mirrored left-right with probability 1/2, anew every step\n");
     if (start_epoch) printf("resuming after epoch %d (step %lld)\n", start_epoch, start_step);
     fflush(stdout);
 }
@@ -695,7 +731,8 @@ static int run_epochs(const train_args *a, nb_model *m, const nb_safetensors *ck
                         .sharpness_every = a->sharpness,
                         .sharpness_batch = a->sharpness_batch,
                         .sharpness_eigs = {.k = 1, .seed = (uint64_t)a->seed},
-                        .on_sharpness = a->sharpness ? on_sharpness : NULL};
+                        .on_sharpness = a->sharpness ? on_sharpness : NULL,
+                        .augment = a->augment};
     print_header(a, m, &oo, train, val, start_epoch, start_step);
     nb_status s = nb_train(m, o, train, val->x ? val : NULL, &to);
     if (!s && !ctx.failed && a->keep_best) keep_best_weights(&ctx, o);

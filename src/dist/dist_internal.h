@@ -62,5 +62,9 @@ nb_status nb_train_check_data(nb_model *m, const nb_dataset *d, const char *what
 nb_status nb_train_load_rows(nb_model *m, const nb_dataset *d, const int64_t *idx, int64_t start, int64_t b,
                              int64_t xrow, int64_t yrow);
 double nb_train_count_correct(nb_model *m, int64_t b, int64_t *confusion);
+/* From src/nn/augment.c: the loaded batch of m (its rows idx[start..start+b),
+ * start.. when idx is NULL) augmented in place for this step. */
+nb_status nb_augment_batch(const nb_augment *a, uint64_t seed, int64_t step, const int64_t *idx, int64_t start,
+                           int64_t b, nb_model *m);
 
 #endif

@@ -34,6 +34,7 @@ struct nb_shards {
     int rank, size;
     nb_loss_kind kind;
     uint64_t seed;
+    nb_augment augment;        /* nb_train_opts.augment */
     int64_t shard, xrow, yrow;
     int64_t L, Qmax;           /* gradient length, shard slots per rank */
     nb_fixed_sum sum;          /* this rank's weighted shard gradients, summed over all ranks' */
@@ -113,6 +114,7 @@ nb_status nb_shards_new(nb_model *m, nb_node *loss, const nb_dataset *d, const n
     if (!e) return nb_fail(NB_ERR_NOMEM, "train: out of memory");
     e->rep[0] = m, e->loss[0] = loss, e->nrep = 1, e->version = 1;
     e->comm = c, e->rank = c ? c->rank : 0, e->size = c ? c->size : 1;
+    e->augment = opts->augment;
     e->kind = opts->loss, e->seed = opts->seed, e->shard = opts->shard ? opts->shard : NB_SHARD_DEFAULT;
     e->xrow = xrow, e->yrow = yrow, e->L = grad_length(m);
     int T = nb_get_num_threads();
@@ -169,6 +171,7 @@ static nb_status shard_grad(nb_shards *e, int t, const nb_dataset *d, const int6
     sync_replica(e, t);
     const int64_t j0 = j * e->shard, sj = b - j0 < e->shard ? b - j0 : e->shard;
     nb_status s = nb_train_load_rows(r, d, idx, start + j0, sj, e->xrow, e->yrow);
+    if (!s) s = nb_augment_batch(&e->augment, e->seed, step, idx, start + j0, sj, r);
     if (s) return s;
     /* Dropout masks follow (seed, step, shard): the same on any rank. */
     nb_graph_set_training(r->g, 1, e->seed);

@@ -153,6 +153,7 @@ static nb_status plain_step(nb_model *m, nb_node *loss, const nb_dataset *d, con
                             double *correct)
 {
     nb_status s = nb_train_load_rows(m, d, idx, start, b, xrow, yrow);
+    if (!s) s = nb_augment_batch(&opts->augment, opts->seed, step, idx, start, b, m);
     if (s) return s;
     /* Dropout masks follow (seed, step): the same after a resume. */
     nb_graph_set_training(m->g, 1, opts->seed);
@@ -292,6 +293,7 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     int64_t xrow, yrow, vx, vy;
     nb_status s = check_early(opts, val);
     if (s || (s = nb_train_sharpness_check(opts))) return s;
+    if ((s = nb_augment_check(&opts->augment, m->in_rank, m->in_shape))) return s;
     if ((s = nb_model_loss(m, opts->loss, NULL, &loss))) return s;
     if ((s = check_data(m, train, "training", &xrow, &yrow))) return s;
     if (val && val->x && (s = check_data(m, val, "validation", &vx, &vy))) return s;
