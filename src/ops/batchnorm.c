@@ -34,7 +34,8 @@ typedef struct batchnorm_attrs {
 } batchnorm_attrs;
 NB_ATTRS_FIT(batchnorm_attrs);
 
-/* Workspace: what the last forward used, then mu, s and var (C each). */
+/* Workspace: what the last forward used, then mu, s and var (C each), then
+ * the scratch of the per-channel sums (nb_norm_scratch_bytes). */
 #define STATS_OFFSET 64
 typedef struct {
     int batch_stats; /* 1: the batch's statistics (training mode) */
@@ -55,10 +56,16 @@ static int64_t channels(const nb_node *n)
 {
     return n->value.shape[n->value.rank - 1];
 }
+/* The scratch of the per-channel sums follows the statistics (8-aligned). */
+static size_t stats_bytes(int64_t C)
+{
+    return ((size_t)(3 * C) * sizeof(nb_real) + 7) / 8 * 8;
+}
 static nb_norm_groups groups_of(const nb_node *n)
 {
     const int64_t C = channels(n);
-    return (nb_norm_groups){C ? n->value.size / C : 0, C, true};
+    double *scratch = n->ws ? (double *)(void *)((char *)n->ws + STATS_OFFSET + stats_bytes(C)) : NULL;
+    return (nb_norm_groups){C ? n->value.size / C : 0, C, true, scratch};
 }
 static bool batch_mode(const nb_node *n)
 {
@@ -100,8 +107,8 @@ static nb_status forward_inference(nb_node *n, nb_real *s)
 static nb_status batchnorm_forward(nb_node *n)
 {
     const int64_t C = channels(n);
+    if (!nb_node_workspace(n, STATS_OFFSET + stats_bytes(C) + nb_norm_scratch_bytes(C))) return NB_ERR_NOMEM;
     const nb_norm_groups L = groups_of(n);
-    if (!nb_node_workspace(n, STATS_OFFSET + (size_t)(3 * C) * sizeof(nb_real))) return NB_ERR_NOMEM;
     bn_header *h = n->ws;
     h->batch_stats = n->graph->batch_stats, h->fresh = 0, h->n = L.rows;
     nb_real *mu = stats_of(n), *s = mu + C, *var = s + C;
@@ -249,6 +256,11 @@ static nb_node *case_train_nhwc(nb_graph *g, nb_rng *r)
 {
     return case_bn(g, r, NB_TRAINING, NB_SHAPE(2, 3, 2, 2));
 }
+/* more rows than the sums' chunks, the last one short */
+static nb_node *case_train_chunks(nb_graph *g, nb_rng *r)
+{
+    return case_bn(g, r, NB_TRAINING, NB_SHAPE(3, 5, 7, 2));
+}
 static nb_node *case_infer_nc(nb_graph *g, nb_rng *r)
 {
     return case_bn(g, r, NB_INFERENCE, NB_SHAPE(4, 3));
@@ -258,9 +270,8 @@ static nb_node *case_infer_nhwc(nb_graph *g, nb_rng *r)
     return case_bn(g, r, NB_INFERENCE, NB_SHAPE(2, 2, 3, 2));
 }
 static const nb_op_case batchnorm_cases[] = {
-    {"training (5,3)", case_train_nc},
-    {"training (2,3,2,2)", case_train_nhwc},
-    {"inference (4,3)", case_infer_nc},
+    {"training (5,3)", case_train_nc},         {"training (2,3,2,2)", case_train_nhwc},
+    {"training (3,5,7,2)", case_train_chunks}, {"inference (4,3)", case_infer_nc},
     {"inference (2,2,3,2)", case_infer_nhwc},
 };
 

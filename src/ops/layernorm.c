@@ -17,10 +17,17 @@ typedef struct layernorm_attrs {
 } layernorm_attrs;
 NB_ATTRS_FIT(layernorm_attrs);
 
+/* Workspace: mu, s and var, one per row, then the scratch of the
+ * per-channel sums of dgamma and dbeta (nb_norm_scratch_bytes, 8-aligned). */
+static size_t stats_bytes(int64_t rows)
+{
+    return ((size_t)(3 * (rows ? rows : 1)) * sizeof(nb_real) + 7) / 8 * 8;
+}
 static nb_norm_groups groups_of(const nb_node *n)
 {
-    const int64_t C = n->value.shape[n->value.rank - 1];
-    return (nb_norm_groups){C ? n->value.size / C : 0, C, false};
+    const int64_t C = n->value.shape[n->value.rank - 1], rows = C ? n->value.size / C : 0;
+    double *scratch = n->ws ? (double *)(void *)((char *)n->ws + stats_bytes(rows)) : NULL;
+    return (nb_norm_groups){rows, C, false, scratch};
 }
 
 static nb_status layernorm_infer(nb_node *n)
@@ -39,7 +46,6 @@ static nb_status layernorm_infer(nb_node *n)
     return NB_OK;
 }
 
-/* Workspace: mu, s and var, one per row. */
 static nb_real *stats_of(const nb_node *n)
 {
     return (nb_real *)n->ws;
@@ -47,8 +53,9 @@ static nb_real *stats_of(const nb_node *n)
 
 static nb_status layernorm_forward(nb_node *n)
 {
+    const int64_t C = n->value.shape[n->value.rank - 1], rows = C ? n->value.size / C : 0;
+    if (!nb_node_workspace(n, stats_bytes(rows) + nb_norm_scratch_bytes(C))) return NB_ERR_NOMEM;
     const nb_norm_groups L = groups_of(n);
-    if (!nb_node_workspace(n, (size_t)(3 * (L.rows ? L.rows : 1)) * sizeof(nb_real))) return NB_ERR_NOMEM;
     nb_real *mu = stats_of(n), *s = mu + L.rows, *var = s + L.rows;
     const double eps = ((const layernorm_attrs *)nb_node_attrs_c(n))->eps;
     nb_norm_forward(&L, n->in[0]->value.data, n->in[1]->value.data, n->in[2]->value.data, eps, mu, s, var,
@@ -98,7 +105,13 @@ static nb_node *case_ln_nhwc(nb_graph *g, nb_rng *r)
 {
     return case_ln(g, r, NB_SHAPE(2, 2, 2, 3));
 }
-static const nb_op_case layernorm_cases[] = {{"(3,5)", case_ln_nc}, {"(2,2,2,3)", case_ln_nhwc}};
+/* more rows than the dgamma sums' chunks */
+static nb_node *case_ln_rows(nb_graph *g, nb_rng *r)
+{
+    return case_ln(g, r, NB_SHAPE(5, 7, 2));
+}
+static const nb_op_case layernorm_cases[] = {
+    {"(3,5)", case_ln_nc}, {"(2,2,2,3)", case_ln_nhwc}, {"(5,7,2)", case_ln_rows}};
 
 const nb_op nb_op_layernorm = {
     .name = "layernorm",

@@ -22,6 +22,217 @@
  *     d(dgamma_c) = sum over channel c of dy xhdot;  d(dbeta) = 0. */
 #include "ops_internal.h"
 
+/* ------------------------------------------------- per-channel sums
+ * Batchnorm's groups are the columns of x (rows, C): walking a column
+ * touches one value per row, C times over. Instead every pass here goes
+ * row by row, accumulating per-channel sums in contiguous C-wide arrays of
+ * doubles (vectorised over the channels). The rows are cut into CHUNKS
+ * pieces fixed by the shape alone; the threads share the chunks and the
+ * chunks' partial sums are added in chunk order, so the bits do not depend
+ * on the thread count. Layernorm's per-channel sums (its dgamma, dbeta)
+ * take the same path with per-row mu and s. */
+enum { CHUNKS = 32, MAX_SUMS = 5, TAIL = 12 };
+
+/* Scratch: CHUNKS x MAX_SUMS x C partial sums, then TAIL x C doubles for
+ * the totals and per-channel coefficients of one pass. */
+size_t nb_norm_scratch_bytes(int64_t C)
+{
+    return (size_t)(CHUNKS * MAX_SUMS + TAIL) * (size_t)(C > 0 ? C : 1) * sizeof(double);
+}
+static double *tail_of(const nb_norm_groups *L)
+{
+    return L->scratch + (int64_t)CHUNKS * MAX_SUMS * L->C;
+}
+
+typedef enum {
+    SUM_X,       /* x */
+    SUM_SQDEV,   /* (x - mu)^2 */
+    SUM_DY,      /* a, a xh (a: a seed dy) */
+    SUM_TANGENT, /* a, a xh, b, b xh, a b (a: ybar, b: a tangent t) */
+} sum_kind;
+static const int sum_count[] = {1, 1, 2, 5};
+
+/* Adds row r's terms of kind to acc (sum_count[kind] arrays of C). */
+static inline void row_terms(const nb_norm_groups *L, sum_kind kind, int64_t r, const nb_real *x, const nb_real *mu,
+                             const nb_real *s, const nb_real *a, const nb_real *b, double *acc)
+{
+    const int64_t C = L->C;
+    const nb_real *xr = x + r * C, *ar = a ? a + r * C : NULL, *br = b ? b + r * C : NULL;
+    const bool pc = L->per_channel;
+    const nb_real mr = pc ? 0 : mu[r], sr = pc ? 1 : s[r];
+    double *acc1 = acc + C, *acc2 = acc + 2 * C, *acc3 = acc + 3 * C, *acc4 = acc + 4 * C;
+    switch (kind) {
+    case SUM_X:
+        for (int64_t c = 0; c < C; c++)
+            acc[c] += xr[c];
+        break;
+    case SUM_SQDEV:
+        for (int64_t c = 0; c < C; c++) {
+            const double d = (double)xr[c] - (pc ? mu[c] : mr);
+            acc[c] += d * d;
+        }
+        break;
+    case SUM_DY:
+        for (int64_t c = 0; c < C; c++) {
+            const double xh = ((double)xr[c] - (pc ? mu[c] : mr)) * (pc ? s[c] : sr);
+            acc[c] += ar[c], acc1[c] += ar[c] * xh;
+        }
+        break;
+    case SUM_TANGENT:
+        for (int64_t c = 0; c < C; c++) {
+            const double xh = ((double)xr[c] - (pc ? mu[c] : mr)) * (pc ? s[c] : sr), t = br ? br[c] : 0;
+            acc[c] += ar[c], acc1[c] += ar[c] * xh, acc2[c] += t, acc3[c] += t * xh, acc4[c] += ar[c] * t;
+        }
+        break;
+    }
+}
+
+/* out (sum_count[kind] x C) = the sums of kind over all rows. */
+static void channel_sums(const nb_norm_groups *L, sum_kind kind, const nb_real *x, const nb_real *mu, const nb_real *s,
+                         const nb_real *a, const nb_real *b, double *out)
+{
+    const int64_t C = L->C, rows = L->rows, per = (rows + CHUNKS - 1) / CHUNKS, nq = sum_count[kind];
+    double *part = L->scratch; /* CHUNKS x nq x C */
+#pragma omp parallel for schedule(static) if (rows * C > NB_PAR_MAP)
+    for (int q = 0; q < CHUNKS; q++) {
+        double *acc = part + (int64_t)q * nq * C;
+        for (int64_t i = 0; i < nq * C; i++)
+            acc[i] = 0;
+        const int64_t r1 = (q + 1) * per < rows ? (q + 1) * per : rows;
+        for (int64_t r = q * per; r < r1; r++)
+            row_terms(L, kind, r, x, mu, s, a, b, acc);
+    }
+    for (int64_t i = 0; i < nq * C; i++)
+        out[i] = 0;
+    for (int q = 0; q < CHUNKS; q++)
+        for (int64_t i = 0; i < nq * C; i++)
+            out[i] += part[(int64_t)q * nq * C + i];
+}
+
+/* Batchnorm's forward: mu, var per channel by two passes of sums, then y. */
+static void forward_per_channel(const nb_norm_groups *L, const nb_real *x, const nb_real *gamma, const nb_real *beta,
+                                double eps, nb_real *mu, nb_real *s, nb_real *var, nb_real *y)
+{
+    const int64_t C = L->C, n = L->rows;
+    double *sum = tail_of(L);
+    channel_sums(L, SUM_X, x, NULL, NULL, NULL, NULL, sum);
+    for (int64_t c = 0; c < C; c++)
+        mu[c] = (nb_real)(n ? sum[c] / (double)n : 0);
+    channel_sums(L, SUM_SQDEV, x, mu, NULL, NULL, NULL, sum);
+    for (int64_t c = 0; c < C; c++) {
+        const double v = n ? sum[c] / (double)n : 0;
+        var[c] = (nb_real)v, s[c] = (nb_real)(1 / sqrt(v + eps));
+    }
+#pragma omp parallel for schedule(static) if (n * C > NB_PAR_MAP)
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t c = 0; c < C; c++)
+            y[r * C + c] = gamma[c] * ((x[r * C + c] - mu[c]) * s[c]) + beta[c];
+}
+
+/* dx = s gamma (dy - Sdy/n - xh Sdyxh/n) per channel, for each seed. */
+static void vjp_x_per_channel(const nb_norm_groups *L, int64_t K, const nb_real *x, const nb_real *gamma,
+                              const nb_real *mu, const nb_real *s, const nb_real *dy, nb_real *dx, bool acc)
+{
+    const int64_t C = L->C, n = L->rows, m = n * C;
+    double *sums = tail_of(L); /* 2C sums, then 3C coefficients */
+    nb_real *q = (nb_real *)(sums + 2 * C), *r = q + C, *p = r + C;
+    for (int64_t k = 0; k < K; k++) {
+        const nb_real *g = dy + k * m;
+        nb_real *o = dx + k * m;
+        channel_sums(L, SUM_DY, x, mu, s, g, NULL, sums);
+        for (int64_t c = 0; c < C; c++)
+            q[c] = (nb_real)(sums[c] / (double)n), r[c] = (nb_real)(sums[C + c] / (double)n), p[c] = s[c] * gamma[c];
+#pragma omp parallel for schedule(static) if (m > NB_PAR_MAP)
+        for (int64_t row = 0; row < n; row++)
+            for (int64_t c = 0; c < C; c++) {
+                const int64_t e = row * C + c;
+                const nb_real xh = (x[e] - mu[c]) * s[c], v = p[c] * (g[e] - q[c] - xh * r[c]);
+                NB_PUT(acc, o[e], v);
+            }
+    }
+}
+
+/* dgamma (which 1) or dbeta (which 2) per channel for each seed: the sums
+ * of dy xh and dy (per-channel or per-row mu and s). */
+static void vjp_affine_sums(const nb_norm_groups *L, int which, int64_t K, const nb_real *x, const nb_real *mu,
+                            const nb_real *s, const nb_real *dy, nb_real *out, bool acc)
+{
+    const int64_t C = L->C, m = L->rows * C;
+    double *sums = tail_of(L);
+    for (int64_t k = 0; k < K; k++) {
+        channel_sums(L, SUM_DY, x, mu, s, dy + k * m, NULL, sums);
+        const double *want = which == 1 ? sums + C : sums;
+        for (int64_t c = 0; c < C; c++)
+            NB_PUT(acc, out[k * C + c], (nb_real)want[c]);
+    }
+}
+
+/* ydot = gamma s (t - St/n - xh Stxh/n) + gammadot xh + betadot. */
+static void jvp_per_channel(const nb_norm_groups *L, int64_t K, const nb_real *x, const nb_real *gamma,
+                            const nb_real *mu, const nb_real *s, nb_real *const *dxs, nb_real *dy)
+{
+    const int64_t C = L->C, n = L->rows, m = n * C;
+    double *sums = tail_of(L); /* 2C sums of SUM_DY over t, then 5 x C coefficients */
+    nb_real *p = (nb_real *)(sums + 2 * C), *m1 = p + C, *m2 = m1 + C, *gd = m2 + C, *bd = gd + C;
+    for (int64_t k = 0; k < K; k++) {
+        const nb_real *t = dxs[0] ? dxs[0] + k * m : NULL;
+        if (t) channel_sums(L, SUM_DY, x, mu, s, t, NULL, sums);
+        for (int64_t c = 0; c < C; c++) {
+            p[c] = gamma[c] * s[c];
+            m1[c] = t ? (nb_real)(sums[c] / (double)n) : 0, m2[c] = t ? (nb_real)(sums[C + c] / (double)n) : 0;
+            gd[c] = dxs[1] ? dxs[1][k * C + c] : 0, bd[c] = dxs[2] ? dxs[2][k * C + c] : 0;
+        }
+        nb_real *o = dy + k * m;
+#pragma omp parallel for schedule(static) if (m > NB_PAR_MAP)
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t c = 0; c < C; c++) {
+                const int64_t e = r * C + c;
+                const nb_real xh = (x[e] - mu[c]) * s[c], te = t ? t[e] : 0;
+                o[e] = p[c] * (te - m1[c] - xh * m2[c]) + gd[c] * xh + bd[c];
+            }
+    }
+}
+
+/* The second-order rule of batchnorm for seed ybar and tangents t (of x)
+ * and gd (of gamma), per channel (the top of the file). With the sums
+ * Sy = sum ybar, Syx = sum ybar xh, m1 = mean t, m2 = mean t xh and
+ * Syt = sum ybar t, so that sum ybar xhdot = s (Syt - m1 Sy - m2 Syx):
+ *   i = 1: d(dgamma) = sum ybar xhdot;
+ *   i = 0: d(dx) = sdot (g - A/n - xh B/n) + s (gdot - Ad/n - xhdot B/n - xh Bd/n)
+ *               = cy ybar + cx xh + cd xhdot + c0 per channel, with
+ *   cy = sdot gamma + s gd, cx = -(sdot B + s Bd)/n, cd = -s B/n, c0 = -(sdot A + s Ad)/n. */
+static void tangent_per_channel(const nb_norm_groups *L, int i, const nb_real *x, const nb_real *gamma,
+                                const nb_real *mu, const nb_real *s, const nb_real *ybar, const nb_real *t,
+                                const nb_real *gdv, nb_real *out, bool acc)
+{
+    const int64_t C = L->C, n = L->rows;
+    double *S = tail_of(L); /* 5 x C: Sy, Syx, St, Stx, Syt; then 6 x C coefficients */
+    channel_sums(L, SUM_TANGENT, x, mu, s, ybar, t, S);
+    const double *Sy = S, *Syx = S + C, *St = S + 2 * C, *Stx = S + 3 * C, *Syt = S + 4 * C;
+    double *m1 = S + 5 * C, *m2 = m1 + C, *cy = m2 + C, *cx = cy + C, *cd = cx + C, *c0 = cd + C;
+    for (int64_t c = 0; c < C; c++) {
+        const double sc = s[c], ga = gamma[c], gd = gdv ? gdv[c] : 0;
+        m1[c] = St[c] / (double)n, m2[c] = Stx[c] / (double)n;
+        const double ybxd = sc * (Syt[c] - m1[c] * Sy[c] - m2[c] * Syx[c]); /* sum ybar xhdot */
+        if (i == 1) {
+            NB_PUT(acc, out[c], (nb_real)ybxd);
+            continue;
+        }
+        const double A = ga * Sy[c], B = ga * Syx[c], Ad = gd * Sy[c], Bd = gd * Syx[c] + ga * ybxd;
+        const double sdot = -sc * sc * m2[c];
+        cy[c] = sdot * ga + sc * gd, cx[c] = -(sdot * B + sc * Bd) / (double)n, cd[c] = -sc * B / (double)n;
+        c0[c] = -(sdot * A + sc * Ad) / (double)n;
+    }
+    if (i == 1) return;
+#pragma omp parallel for schedule(static) if (n * C > NB_PAR_MAP)
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t c = 0; c < C; c++) {
+            const int64_t e = r * C + c;
+            const double xh = ((double)x[e] - mu[c]) * s[c], xhdot = t ? s[c] * (t[e] - m1[c] - xh * m2[c]) : 0;
+            NB_PUT(acc, out[e], (nb_real)(cy[c] * ybar[e] + cx[c] * xh + cd[c] * xhdot + c0[c]));
+        }
+}
+
 /* Element j of group gi, and its channel. */
 static inline int64_t at(const nb_norm_groups *L, int64_t gi, int64_t j)
 {
@@ -44,6 +255,10 @@ static int64_t group_size(const nb_norm_groups *L)
 void nb_norm_forward(const nb_norm_groups *L, const nb_real *x, const nb_real *gamma, const nb_real *beta, double eps,
                      nb_real *mu, nb_real *s, nb_real *var, nb_real *y)
 {
+    if (L->per_channel) {
+        forward_per_channel(L, x, gamma, beta, eps, mu, s, var, y);
+        return;
+    }
     const int64_t G = nb_norm_group_count(L), n = group_size(L);
 #pragma omp parallel for schedule(static) if (G * n > NB_PAR_MAP)
     for (int64_t gi = 0; gi < G; gi++) {
@@ -80,6 +295,10 @@ static void sums_ab(const nb_norm_groups *L, int64_t gi, const nb_real *x, const
 void nb_norm_vjp_x(const nb_norm_groups *L, int64_t K, const nb_real *x, const nb_real *gamma, const nb_real *mu,
                    const nb_real *s, const nb_real *dy, nb_real *dx, bool acc)
 {
+    if (L->per_channel) {
+        vjp_x_per_channel(L, K, x, gamma, mu, s, dy, dx, acc);
+        return;
+    }
     const int64_t G = nb_norm_group_count(L), n = group_size(L), m = L->rows * L->C;
 #pragma omp parallel for schedule(static) if (K * m > NB_PAR_MAP)
     for (int64_t kg = 0; kg < K * G; kg++) {
@@ -100,16 +319,7 @@ void nb_norm_vjp_x(const nb_norm_groups *L, int64_t K, const nb_real *x, const n
 void nb_norm_vjp_affine(const nb_norm_groups *L, int which, int64_t K, const nb_real *x, const nb_real *mu,
                         const nb_real *s, const nb_real *dy, nb_real *out, bool acc)
 {
-    const int64_t C = L->C, m = L->rows * C;
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t c = 0; c < C; c++) {
-            double sum = 0;
-            for (int64_t r = 0; r < L->rows; r++) {
-                const int64_t e = r * C + c, gi = L->per_channel ? c : r;
-                sum += which == 1 ? dy[k * m + e] * ((x[e] - mu[gi]) * (double)s[gi]) : dy[k * m + e];
-            }
-            NB_PUT(acc, out[k * C + c], (nb_real)sum);
-        }
+    vjp_affine_sums(L, which, K, x, mu, s, dy, out, acc);
 }
 
 /* xhdot of group gi for tangent t: writes it to out (the group's elements
@@ -134,6 +344,10 @@ static double xh_tangent(const nb_norm_groups *L, int64_t gi, const nb_real *x, 
 void nb_norm_jvp(const nb_norm_groups *L, int64_t K, const nb_real *x, const nb_real *gamma, const nb_real *mu,
                  const nb_real *s, nb_real *const *dxs, nb_real *dy)
 {
+    if (L->per_channel) {
+        jvp_per_channel(L, K, x, gamma, mu, s, dxs, dy);
+        return;
+    }
     const int64_t G = nb_norm_group_count(L), n = group_size(L), C = L->C, m = L->rows * C;
 #pragma omp parallel for schedule(static) if (K * m > NB_PAR_MAP)
     for (int64_t kg = 0; kg < K * G; kg++) {
@@ -186,6 +400,12 @@ nb_status nb_norm_vjp_tangent(const nb_norm_groups *L, int i, int64_t K, const n
     if (i == 2 || (!xdots[0] && (i == 1 || !xdots[1]))) {
         const int64_t count = K * (i == 0 ? m : C);
         if (!acc && count > 0) memset(out, 0, (size_t)count * sizeof(nb_real));
+        return NB_OK;
+    }
+    if (L->per_channel) {
+        for (int64_t k = 0; k < K; k++)
+            tangent_per_channel(L, i, x, gamma, mu, s, ybar, xdots[0] ? xdots[0] + k * m : NULL,
+                                xdots[1] ? xdots[1] + k * C : NULL, out + k * (i == 0 ? m : C), acc);
         return NB_OK;
     }
     nb_real *xhd = nb_calloc_real(m ? m : 1);

@@ -123,8 +123,13 @@ nb_status nb_vjp_tangent_bilinear(nb_node *n, int i, int j, int64_t K, const nb_
 typedef struct nb_norm_groups {
     int64_t rows, C;
     bool per_channel;
+    /* Scratch of nb_norm_scratch_bytes(C) for the per-channel sums (the
+     * op's workspace: the steady state allocates nothing). */
+    double *scratch;
 } nb_norm_groups;
 int64_t nb_norm_group_count(const nb_norm_groups *L);
+/* Bytes of nb_norm_groups.scratch for C channels. */
+size_t nb_norm_scratch_bytes(int64_t C);
 void nb_norm_forward(const nb_norm_groups *L, const nb_real *x, const nb_real *gamma, const nb_real *beta, double eps,
                      nb_real *mu, nb_real *s, nb_real *var, nb_real *y);
 void nb_norm_vjp_x(const nb_norm_groups *L, int64_t K, const nb_real *x, const nb_real *gamma, const nb_real *mu,

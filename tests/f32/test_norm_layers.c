@@ -456,6 +456,85 @@ static void test_cli_state_refused(void **state)
 /* --fold-bn: batchnorm folded into the conv2d/dense before it gives the
  * same inference outputs within float rounding; a batchnorm after a named
  * output or an activation stays. */
+/* Everything a batchnorm and a layernorm compute in training mode (output,
+ * gradients, a JVP, an HVP), at t threads, into one array: the per-channel
+ * sums run over fixed chunks of rows, so 1 and 2 threads give the same bits
+ * (rows x C above the parallel threshold: 9 x 32 x 32 x 4). */
+static nb_real *norm_results(int threads, int64_t *count)
+{
+    nb_set_num_threads(threads);
+    nb_model *m;
+    const int64_t in[3] = {32, 32, 4};
+    assert_int_equal(nb_model_from_spec("batchnorm; layernorm; flatten; dense 3", 3, in, &m), NB_OK);
+    assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 3), NB_OK);
+    assert_int_equal(nb_model_set_batch(m, 9), NB_OK);
+    nb_tensor *x = nb_value(nb_model_input(m));
+    for (int64_t i = 0; i < x->size; i++)
+        x->data[i] = (nb_real)sin(0.37 * (double)i) * (nb_real)(1 + i % 5);
+    nb_node *target, *loss;
+    assert_int_equal(nb_model_loss(m, NB_LOSS_CCE, &target, &loss), NB_OK);
+    for (int i = 0; i < 9; i++)
+        nb_value(target)->data[i] = (nb_real)(i % 3);
+    nb_graph_set_training(nb_model_graph(m), NB_TRAINING_NO_DROPOUT, 1);
+    assert_int_equal(nb_forward(nb_model_graph(m)), NB_OK);
+    assert_int_equal(nb_backward(loss), NB_OK);
+    const int np = nb_model_param_count(m);
+    nb_node *wrt[16];
+    int nw = 0;
+    int64_t n = x->size;
+    for (int i = 0; i < np; i++)
+        if (!strstr(nb_node_name(nb_model_param(m, i)), "moving_"))
+            wrt[nw++] = nb_model_param(m, i), n += 2 * nb_value(wrt[nw - 1])->size;
+    nb_real *out = malloc(sizeof(nb_real) * (size_t)n), *o = out;
+    for (int i = 0; i < nw; i++) {
+        const nb_tensor *g = nb_grad(wrt[i]);
+        memcpy(o, g->data, sizeof(nb_real) * (size_t)g->size), o += g->size;
+    }
+    /* JVP of the logits along a tangent of the input */
+    int64_t tshape[5] = {1, 9, 32, 32, 4};
+    nb_tensor *t = nb_tensor_new(5, tshape), *jv;
+    for (int64_t i = 0; i < t->size; i++)
+        t->data[i] = (nb_real)cos(0.11 * (double)i);
+    nb_node *xin = nb_model_input(m);
+    assert_int_equal(nb_jvp(nb_model_output(m), 1, &xin, (const nb_tensor *const *)&t, &jv), NB_OK);
+    nb_tensor_free(t);
+    /* HVP of the loss along one direction over all trained tensors */
+    nb_tensor *v[16], *hv[16];
+    for (int i = 0; i < nw; i++) {
+        const nb_tensor *p = nb_value(wrt[i]);
+        int64_t sh[8] = {1};
+        for (int d = 0; d < p->rank; d++)
+            sh[d + 1] = p->shape[d];
+        v[i] = nb_tensor_new(p->rank + 1, sh);
+        for (int64_t e = 0; e < v[i]->size; e++)
+            v[i]->data[e] = (nb_real)sin(1.3 * (double)(e + 7 * i));
+    }
+    assert_int_equal(nb_hvp(loss, nw, wrt, (const nb_tensor *const *)v, hv), NB_OK);
+    for (int i = 0; i < nw; i++) {
+        memcpy(o, hv[i]->data, sizeof(nb_real) * (size_t)hv[i]->size), o += hv[i]->size;
+        nb_tensor_free(v[i]), nb_tensor_free(hv[i]);
+    }
+    const int64_t nj = jv->size < x->size ? jv->size : x->size;
+    memcpy(o, jv->data, sizeof(nb_real) * (size_t)nj), o += nj;
+    nb_tensor_free(jv);
+    *count = o - out;
+    nb_model_free(m);
+    nb_set_num_threads(0);
+    return out;
+}
+
+static void test_threads_same_bits(void **state)
+{
+    (void)state;
+    int64_t n1, n2;
+    nb_real *a = norm_results(1, &n1), *b = norm_results(2, &n2);
+    assert_int_equal(n1, n2);
+    for (int64_t i = 0; i < n1; i++)
+        assert_true(isfinite(a[i]));
+    assert_memory_equal(a, b, sizeof(nb_real) * (size_t)n1);
+    free(a), free(b);
+}
+
 static void test_fold_batchnorm(void **state)
 {
     (void)state;
@@ -562,6 +641,7 @@ int main(void)
         cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_cli_end_to_end),
         cmocka_unit_test(test_cli_state_refused),
+        cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_fold_batchnorm),
         cmocka_unit_test(test_cli_fold_bn),
     };
