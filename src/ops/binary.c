@@ -116,6 +116,34 @@ static inline void flat_forward(int code, int64_t m, const nb_real *a, const nb_
     }
 }
 
+/* r (+)= EXPR over i: the accumulation decided once, outside the loop, so
+ * that both loops vectorise (a per-element choice kept GCC's scalar). */
+#define FLAT_PUT(acc, count, r, EXPR)                                                                              \
+    do {                                                                                                           \
+        if (acc)                                                                                                   \
+            FLAT_FOR(count, (r)[i] += (EXPR));                                                                     \
+        else                                                                                                       \
+            FLAT_FOR(count, (r)[i] = (EXPR));                                                                      \
+    } while (0)
+
+/* The flat VJP of input `which`: r (+)= g * partial(code, which, a, b), each
+ * op's partial spelled out (the same expressions: g * 1 and g * -1 are
+ * exact) so that every loop is straight-line and vectorises. */
+static void flat_vjp(int code, int which, int64_t m, const nb_real *a, const nb_real *b, const nb_real *g,
+                     nb_real *r, bool acc)
+{
+    switch (code * 2 + which) {
+    case OP_ADD * 2:
+    case OP_ADD * 2 + 1:
+    case OP_SUB * 2: FLAT_PUT(acc, m, r, g[i]); break;
+    case OP_SUB * 2 + 1: FLAT_PUT(acc, m, r, -g[i]); break;
+    case OP_MUL * 2: FLAT_PUT(acc, m, r, g[i] * b[i]); break;
+    case OP_MUL * 2 + 1: FLAT_PUT(acc, m, r, g[i] * a[i]); break;
+    case OP_DIV * 2: FLAT_PUT(acc, m, r, g[i] * (1 / b[i])); break;
+    default: FLAT_PUT(acc, m, r, g[i] * (-a[i] / (b[i] * b[i]))); break;
+    }
+}
+
 /* The four ops share these bodies with the operation as a compile-time
  * constant (BINARY_FUNCS below gives each op its own three functions). */
 static inline nb_status binary_forward(nb_node *n, int code)
@@ -161,7 +189,7 @@ static inline nb_status binary_vjp(nb_node *n, int code, int which, int64_t K, c
         const nb_real *g = dy + k * my;
         nb_real *r = dx + k * mx;
         if (flat) {
-            FLAT_FOR(my, NB_PUT(acc, r[i], g[i] * partial(code, which, a[i], b[i])));
+            flat_vjp(code, which, my, a, b, g, r, acc);
             continue;
         }
         if (!acc) memset(r, 0, (size_t)mx * sizeof(nb_real));
