@@ -186,6 +186,44 @@ static void test_nan_input_as_backward(void **state)
     nb_model_free(t.m);
 }
 
+/* A sweep that stops halfway (the NaN/Inf guard on an op node's adjoint,
+ * which then holds a lent buffer) leaves nothing readable, and the next
+ * one gives nb_backward's gradients again. loss = sum(((x w) w) w) with
+ * x = 1e-300, w = 1e200: the forward is finite (1e300), d loss / d(x w) =
+ * w^2 is not. */
+static void test_failed_sweep_then_a_good_one(void **state)
+{
+    (void)state;
+    nb_graph *g = nb_graph_new();
+    const int64_t s2[1] = {2};
+    nb_node *x = nb_param(g, "x", 1, s2), *w = nb_param(g, "w", 1, s2);
+    nb_node *loss = nb_sum(nb_mul(nb_mul(nb_mul(x, w), w), w), 0, NULL, 0);
+    assert_non_null(loss);
+    nb_graph_set_check_numerics(g, 1);
+    for (int i = 0; i < 2; i++)
+        nb_value(x)->data[i] = 1e-300, nb_value(w)->data[i] = 1e200;
+    assert_ok(nb_forward(g));
+    assert_int_equal(nb_backward_leaves(loss), NB_ERR_NUMERIC);
+    assert_non_null(strstr(nb_last_error(), "gradient"));
+    assert_null(nb_grad(x));
+    assert_null(nb_grad(w));
+    for (int i = 0; i < 2; i++)
+        nb_value(x)->data[i] = 0.5 + i, nb_value(w)->data[i] = 2 - i * 0.25;
+    assert_ok(nb_forward(g));
+    assert_ok(nb_backward_leaves(loss));
+    double gx[2], gw[2];
+    memcpy(gx, nb_grad(x)->data, sizeof gx), memcpy(gw, nb_grad(w)->data, sizeof gw);
+    assert_ok(nb_backward(loss));
+    assert_memory_equal(gx, nb_grad(x)->data, sizeof gx);
+    assert_memory_equal(gw, nb_grad(w)->data, sizeof gw);
+    for (int i = 0; i < 2; i++) {
+        const double wv = nb_value(w)->data[i], xv = nb_value(x)->data[i];
+        NEAR(gx[i], wv * wv * wv, 1e-15); /* d/dx x w^3 = w^3, d/dw = 3 x w^2 */
+        NEAR(gw[i], 3 * xv * wv * wv, 1e-15);
+    }
+    nb_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_pool_is_smaller_than_the_graph),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_nan_input_as_backward),
+        cmocka_unit_test(test_failed_sweep_then_a_good_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
