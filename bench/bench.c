@@ -98,7 +98,7 @@ static double train_ips_of(const char *spec, nb_dataset *d, int64_t batch, int s
     for (int r = -1; r < reps; r++) {
         double t0 = now();
         for (int s = 0; s < steps; s++)
-            if (nb_forward(g) || nb_batchnorm_update_moving(g) < 0 || nb_backward(loss) || nb_optim_step(o))
+            if (nb_forward(g) || nb_batchnorm_update_moving(g) < 0 || nb_backward_leaves(loss) || nb_optim_step(o))
                 die("step");
         if (r >= 0) t[r] = (double)(batch * steps) / (now() - t0);
     }
@@ -121,7 +121,7 @@ static double train_ips(nb_dataset *d, int64_t batch, int steps, int reps)
     for (int r = -1; r < reps; r++) {
         double t0 = now();
         for (int s = 0; s < steps; s++)
-            if (nb_forward(nb_model_graph(m)) || nb_backward(loss) || nb_optim_step(o)) die("step");
+            if (nb_forward(nb_model_graph(m)) || nb_backward_leaves(loss) || nb_optim_step(o)) die("step");
         if (r >= 0) t[r] = (double)(batch * steps) / (now() - t0);
     }
     nb_optim_free(o);

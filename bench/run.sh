@@ -27,6 +27,8 @@ echo "machine: $(nproc) cores, $cpu ($fam; ${simd:-no AVX2}), threads $threads, 
 ./build-bench/nabla_bench 1 onethread >> "$out/nabla.txt"
 ./build-bench/nabla_bench "$threads" second >> "$out/nabla.txt"
 ./build-bench/nabla_bench "$threads" hessian_peak >> "$out/nabla.txt"
+# the ResNet of scripts/resnet.spec (issue 13): training steps at batch 128, its own process
+./build-bench/nabla_bench "$threads" resnet >> "$out/nabla.txt"
 # the top eigenvalue over EIGS_IMAGES training images (default 10000: minutes each side)
 ./build-bench/nabla_bench "$threads" eigs "${EIGS_IMAGES:-10000}" "$out/eigs_cnn.safetensors" >> "$out/nabla.txt"
 if [ $have_torch = 1 ]; then
@@ -35,6 +37,7 @@ if [ $have_torch = 1 ]; then
   /usr/bin/python3 bench/torch_bench.py 1 onethread >> "$out/torch.txt"
   /usr/bin/python3 bench/torch_bench.py "$threads" second >> "$out/torch.txt"
   /usr/bin/python3 bench/torch_bench.py "$threads" hessian_peak >> "$out/torch.txt"
+  /usr/bin/python3 bench/torch_bench.py "$threads" resnet >> "$out/torch.txt"
   # PyTorch's power iteration on torch.autograd.functional.hvp over the same images and weights:
   # 358 s for 62 HVPs on 250 images here (loaded machine), so hours on 10000; only with TORCH_EIGS=1
   if [ "${TORCH_EIGS:-0}" = 1 ]; then
@@ -84,6 +87,8 @@ row "training, batch 128, 1 thread" train_b128_1thread_ips img/s higher
 row "Jacobian 10x784 of one image" jacobian_one_s s lower
 row "per-example Jacobians, batch 64" jacobian_per_example64_s s lower
 row "peak memory of training steps, batch 128" train_b128_peak_mib MiB lower
+row "ResNet training, batch 128" resnet_train_b128_ips img/s higher
+row "ResNet training peak memory, batch 128" resnet_train_b128_peak_mib MiB lower
 row "gradient of the mean CCE, batch 128" grad_b128_s s lower
 row "HVP w.r.t. all parameters, batch 128" hvp_b128_s s lower
 row "HVP / gradient (each its own)" hvp_over_grad x lower

@@ -267,6 +267,12 @@ nb_status nb_forward_key(nb_graph *g, uint64_t key);
  * NB_ERR_ARG unless the last nb_forward completed (not failed, not older
  * than a new node or shape); the same holds for the passes of nb_jacobian. */
 nb_status nb_backward(nb_node *loss);
+/* nb_backward for the leaves only: the same gradients of parameters and of
+ * inputs with requires_grad, bit for bit, but the adjoints of op nodes
+ * share buffers (one lives from its first write to its own VJP), so the
+ * pass holds the live ones only; nb_grad of an op node is NULL afterwards.
+ * What training steps use (PyTorch keeps no intermediate gradient either). */
+nb_status nb_backward_leaves(nb_node *loss);
 /* Vector-Jacobian products, batched: seeds has shape (K,) + out.shape; for
  * each of the nwrt nodes, results[i] gets a new tensor of shape
  * (K,) + wrt[i].shape with results[i][k] = seeds[k] . d out / d wrt[i].

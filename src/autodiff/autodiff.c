@@ -107,28 +107,99 @@ static nb_status check_forward_done(const char *who, const nb_node *out)
     return NB_OK;
 }
 
-/* Runs the reverse sweep of pass p (paths marked) for K
- * seeds already written to out's adjoint. */
-static nb_status reverse_sweep(nb_pass *p, nb_node *out, int64_t K)
+/* Lent adjoints (nb_backward_leaves). An op node's adjoint lives from the
+ * first VJP that writes it (its consumer of the highest id) until its own
+ * VJPs have run; only then may another node's adjoint reuse its buffer. So
+ * an op node takes a buffer from the pass's pool at its first write and
+ * gives it back after its own VJPs, and the sweep holds the live adjoints
+ * only (a few at a time in a chain or a residual block) instead of one per
+ * node. The loss keeps its own (it holds the seed). Best fit: the smallest
+ * pooled buffer that holds count, else the largest, grown; the same graph
+ * and batch make the same choices every step, so once the buffers have
+ * grown to fit, a step allocates nothing. */
+static nb_status adjoint_take(nb_pass *p, nb_adjoint *a, int64_t count)
+{
+    int best = -1;
+    for (int i = 0; a->data == NULL && i < p->npool; i++) {
+        const int64_t c = p->pool[i].cap, cb = best >= 0 ? p->pool[best].cap : -1;
+        const bool fits = c >= count, best_fits = cb >= count;
+        if (best < 0 || (fits && (!best_fits || c < cb)) || (!fits && !best_fits && c > cb)) best = i;
+    }
+    if (best >= 0) {
+        a->data = p->pool[best].data, a->cap = p->pool[best].cap;
+        p->pool[best] = p->pool[--p->npool];
+    }
+    if (nb_reserve(&a->data, &a->cap, count))
+        return nb_fail(NB_ERR_NOMEM, "reverse pass: out of memory for an adjoint of %lld values", (long long)count);
+    return NB_OK;
+}
+
+/* a's buffer back to the pool (which has room for every node's). */
+static void adjoint_give(nb_pass *p, nb_adjoint *a)
+{
+    if (!a->data) return;
+    p->pool[p->npool++] = (nb_adjoint){a->data, a->cap, false};
+    a->data = NULL, a->cap = 0, a->set = false;
+}
+
+/* Before a sweep with lent adjoints: a pool with room for every node, and
+ * op nodes (but out) holding no buffer (one kept from an nb_backward is
+ * freed, so switching to lent adjoints gives that memory back). */
+static nb_status lend_prepare(nb_pass *p, nb_node *out)
 {
     nb_graph *g = out->graph;
-    nb_threads_apply();
+    if (p->pool_cap < g->n) {
+        nb_adjoint *q = realloc(p->pool, (size_t)g->n * sizeof *q);
+        if (!q) return nb_fail(NB_ERR_NOMEM, "reverse pass: out of memory for the adjoint pool of %d nodes", g->n);
+        p->pool = q, p->pool_cap = g->n;
+    }
     for (int i = 0; i < g->n; i++) {
+        nb_adjoint *a = &p->adj[i];
+        if (g->nodes[i]->kind != NB_KIND_OP || i == out->id || !a->data) continue;
+        nb_free(a->data);
+        a->data = NULL, a->cap = 0;
+    }
+    return NB_OK;
+}
+
+static bool lent(bool lend, const nb_node *n, const nb_node *out)
+{
+    return lend && n->kind == NB_KIND_OP && n != out;
+}
+
+/* Buffers for the sweep of pass p over out for K seeds: every node on a
+ * path gets its own, except lent adjoints (taken at their first write). */
+static nb_status sweep_buffers(nb_pass *p, nb_node *out, int64_t K, bool lend)
+{
+    nb_graph *g = out->graph;
+    nb_status s = lend ? lend_prepare(p, out) : NB_OK;
+    for (int i = 0; !s && i < g->n; i++) {
         nb_node *n = g->nodes[i];
         nb_adjoint *a = &p->adj[i];
         a->set = false;
         if (!p->on_path[i]) continue;
         if (n->value.size > 0 && K > INT64_MAX / n->value.size)
             return nb_fail(NB_ERR_TOO_LARGE, "reverse pass: %lld seeds overflow", (long long)K);
-        nb_status s = nb_reserve(&a->data, &a->cap, K * n->value.size);
-        if (s) return s;
+        if (!lent(lend, n, out)) s = nb_reserve(&a->data, &a->cap, K * n->value.size);
     }
+    return s;
+}
+
+/* Runs the reverse sweep of pass p (paths marked) for K seeds already
+ * written to out's adjoint; lend: op nodes' adjoints are lent (above) and
+ * none of them is left readable afterwards. */
+static nb_status reverse_sweep(nb_pass *p, nb_node *out, int64_t K, bool lend)
+{
+    nb_graph *g = out->graph;
+    nb_threads_apply();
+    nb_status s = sweep_buffers(p, out, K, lend);
+    if (s) return s;
     p->adj[out->id].set = true;
     for (int i = out->id; i >= 0; i--) {
         nb_node *n = g->nodes[i];
-        const nb_adjoint *an = &p->adj[i];
+        nb_adjoint *an = &p->adj[i];
         if (!p->on_path[i] || n->kind != NB_KIND_OP || !an->set) continue;
-        nb_status s = nb_graph_check_value(n, an->data, K * n->value.size, "gradient");
+        s = nb_graph_check_value(n, an->data, K * n->value.size, "gradient");
         if (s) return s;
         for (int j = 0; j < n->ninputs; j++) {
             nb_node *x = n->in[j];
@@ -136,10 +207,12 @@ static nb_status reverse_sweep(nb_pass *p, nb_node *out, int64_t K)
             if (!p->on_path[x->id] || (n->op->nondiff_mask & (1u << j))) continue;
             if (!n->op->vjp)
                 return nb_fail(NB_ERR_UNSUPPORTED, "%s: op %s has no VJP", n->name, n->op->name);
+            if (!ax->set && lent(lend, x, out) && (s = adjoint_take(p, ax, K * x->value.size))) return s;
             s = n->op->vjp(n, j, K, an->data, ax->data, ax->set);
             if (s) return s;
             ax->set = true;
         }
+        if (lent(lend, n, out)) adjoint_give(p, an);
     }
     /* Nodes on no path the seeds reach have a zero adjoint, not garbage.
      * Leaves are checked here: the loop above only checks op nodes, and a
@@ -147,11 +220,12 @@ static nb_status reverse_sweep(nb_pass *p, nb_node *out, int64_t K)
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
         nb_adjoint *a = &p->adj[i];
+        if (lent(lend, n, out)) continue;
         if (p->on_path[i] && !a->set) {
             memset(a->data, 0, (size_t)(K * n->value.size) * sizeof(nb_real));
             a->set = true;
         } else if (p->on_path[i] && n->kind != NB_KIND_OP) {
-            nb_status s = nb_graph_check_value(n, a->data, K * n->value.size, "gradient");
+            s = nb_graph_check_value(n, a->data, K * n->value.size, "gradient");
             if (s) return s;
         }
     }
@@ -164,7 +238,7 @@ static bool leaf_requires_grad(const nb_node *n, void *user)
     return n->kind != NB_KIND_OP && n->requires_grad;
 }
 
-nb_status nb_backward(nb_node *loss)
+static nb_status backward_from(nb_node *loss, bool lend)
 {
     if (!loss) return nb_fail(NB_ERR_ARG, "backward: loss node is NULL");
     nb_graph *g = loss->graph;
@@ -183,7 +257,7 @@ nb_status nb_backward(nb_node *loss)
     nb_adjoint *al = &p->adj[loss->id];
     if ((s = nb_reserve(&al->data, &al->cap, 1))) return s;
     al->data[0] = 1;
-    if ((s = reverse_sweep(p, loss, 1))) return s;
+    if ((s = reverse_sweep(p, loss, 1, lend))) return s;
     /* Every node on a path, and every leaf asking for one, gets its gradient. */
     for (int i = 0; i < g->n; i++) {
         nb_node *n = g->nodes[i];
@@ -201,6 +275,9 @@ nb_status nb_backward(nb_node *loss)
     g->grads_valid = true;
     return NB_OK;
 }
+
+nb_status nb_backward(nb_node *loss) { return backward_from(loss, false); }
+nb_status nb_backward_leaves(nb_node *loss) { return backward_from(loss, true); }
 
 typedef struct {
     int n;
@@ -255,7 +332,7 @@ nb_status nb_vjp_raw(nb_node *out, int64_t K, const nb_real *seeds, int nwrt, nb
     nb_adjoint *a = &p->adj[out->id];
     if ((s = nb_reserve(&a->data, &a->cap, K * out->value.size))) return s;
     memcpy(a->data, seeds, (size_t)(K * out->value.size) * sizeof(nb_real));
-    return reverse_sweep(p, out, K);
+    return reverse_sweep(p, out, K, false);
 }
 
 /* What nb_vjp returns: the adjoints of its (scratch) pass. */

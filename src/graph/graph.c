@@ -25,7 +25,8 @@ static void node_free(nb_node *n)
 void nb_pass_free(nb_pass *p)
 {
     for (int i = 0; i < p->cap; i++) nb_free(p->adj[i].data), nb_free(p->tan[i].data);
-    free(p->adj), free(p->tan), free(p->on_path), free(p->source), free(p->from), free(p->to);
+    for (int i = 0; i < p->npool; i++) nb_free(p->pool[i].data);
+    free(p->pool), free(p->adj), free(p->tan), free(p->on_path), free(p->source), free(p->from), free(p->to);
     memset(p, 0, sizeof *p);
 }
 

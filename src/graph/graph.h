@@ -69,6 +69,10 @@ typedef struct nb_pass {
     bool *on_path;
     bool *source;
     bool *from, *to;   /* scratch of the path marking */
+    /* nb_backward_leaves: adjoint buffers not held by any op node, lent to
+     * one while its adjoint lives (pool_cap >= the graph's node count). */
+    nb_adjoint *pool;
+    int npool, pool_cap;
 } nb_pass;
 
 /* The most inputs an op takes (batchnorm: x, gamma, beta and the two

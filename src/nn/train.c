@@ -161,7 +161,7 @@ static nb_status plain_step(nb_model *m, nb_node *loss, const nb_dataset *d, con
     nb_batchnorm_update_moving(m->g); /* PyTorch updates them in the training forward */
     *l = loss->value.data[0];
     *correct = nb_train_count_correct(m, b, NULL);
-    return isfinite(*l) ? nb_backward(loss) : NB_OK;
+    return isfinite(*l) ? nb_backward_leaves(loss) : NB_OK;
 }
 
 /* nb_train_opts.diagnose: the layers' entries and the weights before the

@@ -88,6 +88,62 @@ static nb_status binary_infer(nb_node *n)
     return NB_OK;
 }
 
+/* Both inputs as large as y: nothing is broadcast (an input of y's size has
+ * all of y's axes, up to leading 1s), so ia = ib = iy and the loops below
+ * run flat over i, split over threads, with the same arithmetic per
+ * element as BCAST_FOR (the results are the same bits). */
+static inline bool binary_flat(const nb_node *n)
+{
+    return n->in[0]->value.size == n->value.size && n->in[1]->value.size == n->value.size;
+}
+
+#define FLAT_FOR(count, BODY)                                                                                      \
+    do {                                                                                                           \
+        const int64_t flat_count_ = (count);                                                                       \
+        _Pragma("omp parallel for simd schedule(static) if (flat_count_ > NB_PAR_MAP)")                             \
+        for (int64_t i = 0; i < flat_count_; i++) {                                                                \
+            BODY;                                                                                                  \
+        }                                                                                                          \
+    } while (0)
+
+static inline void flat_forward(int code, int64_t m, const nb_real *a, const nb_real *b, nb_real *y)
+{
+    switch (code) {
+    case OP_ADD: FLAT_FOR(m, y[i] = a[i] + b[i]); break;
+    case OP_SUB: FLAT_FOR(m, y[i] = a[i] - b[i]); break;
+    case OP_MUL: FLAT_FOR(m, y[i] = a[i] * b[i]); break;
+    case OP_DIV: FLAT_FOR(m, y[i] = a[i] / b[i]); break;
+    }
+}
+
+/* r (+)= EXPR over i: the accumulation decided once, outside the loop, so
+ * that both loops vectorise (a per-element choice kept GCC's scalar). */
+#define FLAT_PUT(acc, count, r, EXPR)                                                                              \
+    do {                                                                                                           \
+        if (acc)                                                                                                   \
+            FLAT_FOR(count, (r)[i] += (EXPR));                                                                     \
+        else                                                                                                       \
+            FLAT_FOR(count, (r)[i] = (EXPR));                                                                      \
+    } while (0)
+
+/* The flat VJP of input `which`: r (+)= g * partial(code, which, a, b), each
+ * op's partial spelled out (the same expressions: g * 1 and g * -1 are
+ * exact) so that every loop is straight-line and vectorises. */
+static void flat_vjp(int code, int which, int64_t m, const nb_real *a, const nb_real *b, const nb_real *g,
+                     nb_real *r, bool acc)
+{
+    switch (code * 2 + which) {
+    case OP_ADD * 2:
+    case OP_ADD * 2 + 1:
+    case OP_SUB * 2: FLAT_PUT(acc, m, r, g[i]); break;
+    case OP_SUB * 2 + 1: FLAT_PUT(acc, m, r, -g[i]); break;
+    case OP_MUL * 2: FLAT_PUT(acc, m, r, g[i] * b[i]); break;
+    case OP_MUL * 2 + 1: FLAT_PUT(acc, m, r, g[i] * a[i]); break;
+    case OP_DIV * 2: FLAT_PUT(acc, m, r, g[i] * (1 / b[i])); break;
+    default: FLAT_PUT(acc, m, r, g[i] * (-a[i] / (b[i] * b[i]))); break;
+    }
+}
+
 /* The four ops share these bodies with the operation as a compile-time
  * constant (BINARY_FUNCS below gives each op its own three functions). */
 static inline nb_status binary_forward(nb_node *n, int code)
@@ -95,6 +151,10 @@ static inline nb_status binary_forward(nb_node *n, int code)
     bcast_plan p;
     const nb_real *a = n->in[0]->value.data, *b = n->in[1]->value.data;
     nb_real *y = n->value.data;
+    if (binary_flat(n)) {
+        flat_forward(code, n->value.size, a, b, y);
+        return NB_OK;
+    }
     plan_make(&n->value, &n->in[0]->value, &n->in[1]->value, &p);
     switch (code) {
     case OP_ADD: BCAST_FOR(&p, y[iy] = a[ia] + b[ib]); break;
@@ -123,10 +183,15 @@ static inline nb_status binary_vjp(nb_node *n, int code, int which, int64_t K, c
     const nb_tensor *A = &n->in[0]->value, *B = &n->in[1]->value;
     const nb_real *a = A->data, *b = B->data;
     int64_t my = n->value.size, mx = n->in[which]->value.size;
+    const bool flat = binary_flat(n);
     plan_make(&n->value, A, B, &p);
     for (int64_t k = 0; k < K; k++) {
         const nb_real *g = dy + k * my;
         nb_real *r = dx + k * mx;
+        if (flat) {
+            flat_vjp(code, which, my, a, b, g, r, acc);
+            continue;
+        }
         if (!acc) memset(r, 0, (size_t)mx * sizeof(nb_real));
         if (which == 0)
             BCAST_FOR(&p, r[ia] += g[iy] * partial(code, 0, a[ia], b[ib]));
@@ -142,10 +207,16 @@ static inline nb_status binary_jvp(nb_node *n, int code, int64_t K, nb_real *con
     const nb_tensor *A = &n->in[0]->value, *B = &n->in[1]->value;
     const nb_real *a = A->data, *b = B->data;
     int64_t my = n->value.size, ma = A->size, mb = B->size;
+    const bool flat = binary_flat(n);
     plan_make(&n->value, A, B, &p);
     for (int64_t k = 0; k < K; k++) {
         nb_real *r = dy + k * my;
         const nb_real *ta = dxs[0] ? dxs[0] + k * ma : NULL, *tb = dxs[1] ? dxs[1] + k * mb : NULL;
+        if (flat) {
+            FLAT_FOR(my, r[i] = (ta ? partial(code, 0, a[i], b[i]) * ta[i] : 0) +
+                                (tb ? partial(code, 1, a[i], b[i]) * tb[i] : 0));
+            continue;
+        }
         BCAST_FOR(&p, r[iy] = (ta ? partial(code, 0, a[ia], b[ib]) * ta[ia] : 0) +
                               (tb ? partial(code, 1, a[ia], b[ib]) * tb[ib] : 0));
     }

@@ -48,18 +48,28 @@ nb_status nb_infer_same_shape(nb_node *n)
                                 bool acc)                                                         \
     {                                                                                             \
         const nb_real *xs = n->in[0]->value.data, *ys = n->value.data;                            \
-        const nb_real a = unary_a(n);                                                          \
+        const nb_real a = unary_a(n);                                                             \
         const int64_t m = n->value.size;                                                          \
         (void)a;                                                                                  \
         for (int64_t k = 0; k < K; k++) {                                                         \
             const nb_real *gs = dy + k * m;                                                       \
             nb_real *r = dx + k * m;                                                              \
             const int64_t count = m;                                                              \
-            PAR_FOR for (int64_t i = 0; i < count; i++)                                           \
-            {                                                                                     \
-                const nb_real x = xs[i], y = ys[i], g = gs[i];                                    \
-                (void)x, (void)y;                                                                 \
-                NB_PUT(acc, r[i], (CHAIN));                                                       \
+            /* acc decided outside the loops, so both vectorise */                                \
+            if (acc) {                                                                            \
+                PAR_FOR for (int64_t i = 0; i < count; i++)                                       \
+                {                                                                                 \
+                    const nb_real x = xs[i], y = ys[i], g = gs[i];                                \
+                    (void)x, (void)y;                                                             \
+                    r[i] += (CHAIN);                                                              \
+                }                                                                                 \
+            } else {                                                                              \
+                PAR_FOR for (int64_t i = 0; i < count; i++)                                       \
+                {                                                                                 \
+                    const nb_real x = xs[i], y = ys[i], g = gs[i];                                \
+                    (void)x, (void)y;                                                             \
+                    r[i] = (CHAIN);                                                               \
+                }                                                                                 \
             }                                                                                     \
         }                                                                                         \
         return NB_OK;                                                                             \

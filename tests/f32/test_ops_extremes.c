@@ -322,6 +322,89 @@ static void test_conv2d_relu_nan_propagates(void **state)
     nb_set_num_threads(1);
 }
 
+/* Binary ops over inputs of the output's size run a flat loop split over
+ * threads (ops/binary.c): every element of the forward, the VJP into each
+ * input (overwriting, then accumulating a second seed) and the JVP is the
+ * formula of that element, on 1 and 2 threads alike, over (1, M) and (M)
+ * inputs (the same size, one with a leading 1) large enough to go parallel,
+ * with a NaN and a 1e30 among them. */
+static nb_node *flat_case(int code, nb_node *a, nb_node *b)
+{
+    return code == 0 ? nb_add(a, b) : code == 1 ? nb_sub(a, b) : code == 2 ? nb_mul(a, b) : nb_div(a, b);
+}
+
+static float flat_expect(int code, int which, float x, float y, float ga, float gb)
+{
+    /* which 0: y; 1: da; 2: db (partials); 3: the JVP with tangents ga, gb */
+    const float pa = code == 2 ? y : code == 3 ? 1 / y : 1;
+    const float pb = code == 0 ? 1 : code == 1 ? -1 : code == 2 ? x : -x / (y * y);
+    if (which == 0) return code == 0 ? x + y : code == 1 ? x - y : code == 2 ? x * y : x / y;
+    if (which == 1) return pa;
+    if (which == 2) return pb;
+    return pa * ga + pb * gb;
+}
+
+static void flat_check(int code, int threads)
+{
+    enum { M = 40000 };
+    nb_set_num_threads(threads);
+    nb_graph *g = nb_graph_new();
+    const int64_t sa[2] = {1, M}, sb[1] = {M}, ks[3] = {2, 1, M};
+    nb_node *a = nb_param(g, "a", 2, sa), *b = nb_param(g, "b", 1, sb);
+    nb_node *y = flat_case(code, a, b);
+    assert_non_null(y);
+    float *av = nb_value(a)->data, *bv = nb_value(b)->data;
+    for (int i = 0; i < M; i++) av[i] = (float)(i % 97) / 13 - 3, bv[i] = (float)(i % 89) / 11 + 0.5f;
+    av[5] = NAN, bv[9] = 1e30f;
+    assert_int_equal(nb_forward(g), NB_OK);
+    const float *yv = nb_value(y)->data;
+    for (int i = 0; i < M; i++) {
+        const float e = flat_expect(code, 0, av[i], bv[i], 0, 0);
+        assert_true(yv[i] == e || (isnan(yv[i]) && isnan(e)));
+    }
+    nb_tensor *seeds = nb_tensor_new(3, ks), *res[2] = {NULL, NULL}, *ta = nb_tensor_new(3, ks), *out = NULL;
+    const int64_t tbs[2] = {2, M};
+    nb_tensor *tb = nb_tensor_new(2, tbs);
+    for (int64_t i = 0; i < 2 * M; i++)
+        seeds->data[i] = (float)(i % 7) - 3, ta->data[i] = (float)(i % 5) / 4, tb->data[i] = (float)(i % 3) - 1;
+    nb_node *wrt[2] = {a, b};
+    assert_int_equal(nb_vjp(y, seeds, 2, wrt, res), NB_OK);
+    nb_tensor *tans[2] = {ta, tb};
+    assert_int_equal(nb_jvp(y, 2, wrt, (const nb_tensor *const *)tans, &out), NB_OK);
+    for (int64_t k = 0; k < 2; k++)
+        for (int64_t i = 0; i < M; i++) {
+            const float x = av[i], z = bv[i], g0 = seeds->data[k * M + i];
+            const float ea = g0 * flat_expect(code, 1, x, z, 0, 0), eb = g0 * flat_expect(code, 2, x, z, 0, 0);
+            const float ej = flat_expect(code, 3, x, z, ta->data[k * M + i], tb->data[k * M + i]);
+            const float va = res[0]->data[k * M + i], vb = res[1]->data[k * M + i], vj = out->data[k * M + i];
+            assert_true(va == ea || (isnan(va) && isnan(ea)));
+            assert_true(vb == eb || (isnan(vb) && isnan(eb)));
+            /* the JVP is a sum of two products: a contracted FMA may round it differently */
+            assert_true(fabsf(vj - ej) <= 1e-6f * fabsf(ej) || vj == ej || (isnan(vj) && isnan(ej)));
+        }
+    nb_tensor_free(res[0]), nb_tensor_free(res[1]), nb_tensor_free(out);
+    nb_tensor_free(seeds), nb_tensor_free(ta), nb_tensor_free(tb);
+    nb_graph_free(g);
+}
+
+static void test_binary_flat_loops(void **state)
+{
+    (void)state;
+    const int before = nb_get_num_threads();
+    for (int code = 0; code < 4; code++) flat_check(code, 1), flat_check(code, 2);
+    /* x + x: one node feeding both inputs, its adjoint accumulated */
+    nb_set_num_threads(2);
+    nb_graph *g = nb_graph_new();
+    const int64_t s1[1] = {40000};
+    nb_node *x = nb_param(g, "x", 1, s1), *loss = nb_sum(nb_add(x, x), 0, NULL, 0);
+    for (int i = 0; i < 40000; i++) nb_value(x)->data[i] = (float)i;
+    assert_int_equal(nb_forward(g), NB_OK);
+    assert_int_equal(nb_backward(loss), NB_OK);
+    for (int i = 0; i < 40000; i++) assert_true(nb_grad(x)->data[i] == 2.0f);
+    nb_graph_free(g);
+    nb_set_num_threads(before);
+}
+
 int main(void)
 {
     nb_set_num_threads(1);
@@ -333,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_bce_large_logits),
         cmocka_unit_test(test_relu_nan_propagates),
         cmocka_unit_test(test_conv2d_relu_nan_propagates),
+        cmocka_unit_test(test_binary_flat_loops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
