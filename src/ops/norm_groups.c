@@ -135,7 +135,7 @@ static void vjp_x_per_channel(const nb_norm_groups *L, int64_t K, const nb_real 
 {
     const int64_t C = L->C, n = L->rows, m = n * C;
     double *sums = tail_of(L); /* 2C sums, then 3C coefficients */
-    nb_real *q = (nb_real *)(sums + 2 * C), *r = q + C, *p = r + C;
+    double *q = sums + 2 * C, *r = q + C, *p = r + C;
     for (int64_t k = 0; k < K; k++) {
         const nb_real *g = dy + k * m;
         nb_real *o = dx + k * m;
@@ -146,7 +146,7 @@ static void vjp_x_per_channel(const nb_norm_groups *L, int64_t K, const nb_real 
         for (int64_t row = 0; row < n; row++)
             for (int64_t c = 0; c < C; c++) {
                 const int64_t e = row * C + c;
-                const nb_real xh = (x[e] - mu[c]) * s[c], v = p[c] * (g[e] - q[c] - xh * r[c]);
+                const nb_real xh = (x[e] - mu[c]) * s[c], v = (nb_real)(p[c] * (g[e] - q[c] - xh * r[c]));
                 NB_PUT(acc, o[e], v);
             }
     }
@@ -173,7 +173,7 @@ static void jvp_per_channel(const nb_norm_groups *L, int64_t K, const nb_real *x
 {
     const int64_t C = L->C, n = L->rows, m = n * C;
     double *sums = tail_of(L); /* 2C sums of SUM_DY over t, then 5 x C coefficients */
-    nb_real *p = (nb_real *)(sums + 2 * C), *m1 = p + C, *m2 = m1 + C, *gd = m2 + C, *bd = gd + C;
+    double *p = sums + 2 * C, *m1 = p + C, *m2 = m1 + C, *gd = m2 + C, *bd = gd + C;
     for (int64_t k = 0; k < K; k++) {
         const nb_real *t = dxs[0] ? dxs[0] + k * m : NULL;
         if (t) channel_sums(L, SUM_DY, x, mu, s, t, NULL, sums);
@@ -188,7 +188,7 @@ static void jvp_per_channel(const nb_norm_groups *L, int64_t K, const nb_real *x
             for (int64_t c = 0; c < C; c++) {
                 const int64_t e = r * C + c;
                 const nb_real xh = (x[e] - mu[c]) * s[c], te = t ? t[e] : 0;
-                o[e] = p[c] * (te - m1[c] - xh * m2[c]) + gd[c] * xh + bd[c];
+                o[e] = (nb_real)(p[c] * (te - m1[c] - xh * m2[c]) + gd[c] * xh + bd[c]);
             }
     }
 }
