@@ -4,8 +4,8 @@
 # batch 128, seed 1, EPOCHS epochs (default 10), checkpoints and the
 # training curve (resnet.svg) beside --out. Extra arguments go to
 # `nabla train` (e.g. --limit 1000 --epochs 1 for a quick look; --resume to
-# continue). The issue's goal, >= 93.0% test accuracy in 10 epochs, has not
-# been measured yet with this script.
+# continue). Measured 2026-12-02: test accuracy 0.9259 (0.9264 with
+# --augment flip, 0.9206 with --augment shift=2,flip); the goal is >= 0.930.
 set -eu
 cd "$(dirname "$0")/.."
 NABLA=${NABLA:-build/nabla}
