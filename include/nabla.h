@@ -392,7 +392,7 @@ int nb_opcheck_all(uint64_t seed, const nb_gradcheck_opts *opts,
  * (those are only the reference of nb_hessian_check). Like nb_vjp, each call
  * runs the forward pass with the random key of the last one (the same
  * dropout masks) and leaves nb_grad as it is. The wrt nodes are leaves
- * (inputs and parameters), 1 to 64 of them.
+ * (inputs and parameters), any number of them (a ResNet has hundreds).
  *
  * Hessian-vector products, batched: vectors[i] has shape (K,) + wrt[i].shape
  * (the K directions, split over the wrt nodes); results[i] gets a new tensor

@@ -423,14 +423,15 @@ nb_status nb_jvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *c
     if (!result || (nwrt && !tangents)) return nb_fail(NB_ERR_ARG, "jvp: result or tangents is NULL");
     if ((s = nb_forward_again(out->graph))) return s;
     int64_t K = -1;
-    const nb_real *tdata[64];
-    if (nwrt > 64) return nb_fail(NB_ERR_ARG, "jvp: at most 64 wrt nodes");
-    for (int i = 0; i < nwrt; i++) {
+    for (int i = 0; i < nwrt; i++)
         if ((s = check_stacked("jvp tangents", tangents[i], wrt[i], &K))) return s;
-        tdata[i] = tangents[i]->data;
-    }
+    const nb_real **tdata = malloc(sizeof *tdata * (size_t)(nwrt + 1)); /* any number of wrt nodes */
+    if (!tdata) return nb_fail(NB_ERR_NOMEM, "jvp: out of memory for %d wrt nodes", nwrt);
+    for (int i = 0; i < nwrt; i++) tdata[i] = tangents[i]->data;
     if (K < 0) K = 1;
-    if ((s = nb_jvp_raw(out, K, nwrt, wrt, tdata))) return s;
+    s = nb_jvp_raw(out, K, nwrt, wrt, tdata);
+    free(tdata);
+    if (s) return s;
     int64_t shape[NB_MAX_RANK + 1] = {K};
     memcpy(shape + 1, out->value.shape, sizeof(int64_t) * (size_t)out->value.rank);
     *result = nb_tensor_new(out->value.rank + 1, shape);

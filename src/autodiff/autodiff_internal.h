@@ -37,7 +37,7 @@ nb_status nb_hvp_raw(nb_node *out, const nb_real *seed, int64_t K, int nwrt, nb_
                      const nb_real *const *vectors);
 const nb_real *nb_hvp_result(const nb_node *wrt);
 
-/* NB_ERR_ARG unless wrt are 1..64 leaves of out's graph; NB_ERR_SHAPE when
+/* NB_ERR_ARG unless wrt are 1 or more leaves of out's graph; NB_ERR_SHAPE when
  * scalar and out is not a scalar (hvp.c; who names the caller). */
 nb_status nb_second_check_args(const char *who, nb_node *out, int nwrt, nb_node *const *wrt, bool scalar);
 

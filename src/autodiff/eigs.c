@@ -17,6 +17,13 @@
 
 enum { GUARD = 2 };
 
+static double dot_rows(const double *a, const double *b, int64_t n)
+{
+    double d = 0;
+    for (int64_t e = 0; e < n; e++) d += a[e] * b[e];
+    return d;
+}
+
 /* Eigen-decomposition of the symmetric b x b matrix T (overwritten) by
  * cyclic Jacobi rotations: T = Q diag(vals) Q^T, columns of Q (b x b,
  * row-major) the eigenvectors, sorted by |value|, largest first. */
@@ -65,23 +72,36 @@ static void jacobi_eigs(double *T, int b, double *vals, double *Q)
     }
 }
 
-/* Orthonormalises the b rows of V (b x n) in place (modified Gram-Schmidt,
- * twice for accuracy); a row that vanishes is replaced by a random one. */
+/* Orthonormalises the b rows of V (b x n) in place: modified Gram-Schmidt
+ * with re-orthogonalisation. A row is projected out of the rows before it
+ * until a pass keeps at least half its norm ("twice is enough", at most 4
+ * passes). A row that keeps less than DEPENDENT of its norm lay in their
+ * span: what is left is rounding error, which has components along them
+ * and is no direction at all (normalising it put copies of a vector in V,
+ * and the Ritz values of a rank-1 Hessian came out as 2 lambda). Such a
+ * row, or one that is zero, is replaced by a random one and done again:
+ * the basis stays orthonormal when A V has rank below b (a low-rank
+ * Hessian, one example), and the new directions give A's other Ritz
+ * values (zeros of a null space) instead of ghosts. b <= n, so the
+ * complement is never empty. */
 static void orthonormalise(double *V, int b, int64_t n, nb_rng *r)
 {
+    const double DEPENDENT = 1e-10;
     for (int i = 0; i < b; i++) {
         double *vi = V + i * n;
-        for (int pass = 0; pass < 2; pass++)
+        const double start = sqrt(dot_rows(vi, vi, n));
+        double norm = start;
+        for (int pass = 0; pass < 4 && i > 0; pass++) {
             for (int j = 0; j < i; j++) {
                 const double *vj = V + j * n;
-                double dot = 0;
-                for (int64_t e = 0; e < n; e++) dot += vi[e] * vj[e];
-                for (int64_t e = 0; e < n; e++) vi[e] -= dot * vj[e];
+                const double d = dot_rows(vi, vj, n);
+                for (int64_t e = 0; e < n; e++) vi[e] -= d * vj[e];
             }
-        double norm = 0;
-        for (int64_t e = 0; e < n; e++) norm += vi[e] * vi[e];
-        norm = sqrt(norm);
-        if (!(norm > 1e-300)) {
+            const double before = norm;
+            norm = sqrt(dot_rows(vi, vi, n));
+            if (pass > 0 && norm >= 0.5 * before) break;
+        }
+        if (!(norm > DEPENDENT * start) || !(norm > 1e-300)) {
             for (int64_t e = 0; e < n; e++) vi[e] = nb_rng_normal(r);
             i--; /* orthogonalise the new row again */
             continue;
@@ -280,8 +300,11 @@ static nb_status graph_hvp(void *user, int64_t K, const nb_real *x, nb_real *y)
 {
     graph_op *h = user;
     nb_real *split = nb_alloc((size_t)(K * h->n) * sizeof(nb_real) + 1);
-    if (!split) return NB_ERR_NOMEM;
-    const nb_real *vectors[64];
+    const nb_real **vectors = malloc(sizeof *vectors * (size_t)h->nwrt); /* any number of wrt nodes */
+    if (!split || !vectors) {
+        nb_free(split), free(vectors);
+        return NB_ERR_NOMEM;
+    }
     int64_t off = 0;
     for (int i = 0; i < h->nwrt; i++) { /* (K, n) -> per node (K, |wrt_i|) */
         const int64_t m = h->wrt[i]->value.size;
@@ -301,7 +324,7 @@ static nb_status graph_hvp(void *user, int64_t K, const nb_real *x, nb_real *y)
         }
         off += m;
     }
-    nb_free(split);
+    nb_free(split), free(vectors);
     return s;
 }
 

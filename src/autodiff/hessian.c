@@ -205,30 +205,35 @@ nb_status nb_gauss_newton_vp(nb_node *loss, int nwrt, nb_node *const *wrt, const
         return nb_fail(NB_ERR_ARG, "gauss-newton: '%s' is not a loss of logits (mse, bce or cce)", loss->name);
     nb_node *z = loss->in[0];
     int64_t K = -1;
-    const nb_real *vdata[64];
+    const nb_real **vdata = malloc(sizeof *vdata * (size_t)nwrt); /* any number of wrt nodes */
+    if (!vdata) return nb_fail(NB_ERR_NOMEM, "gauss-newton: out of memory for %d wrt nodes", nwrt);
     for (int i = 0; i < nwrt; i++) {
         const nb_tensor *v = vectors[i];
         bool ok = v && v->rank == wrt[i]->value.rank + 1 && (K < 0 || v->shape[0] == K);
         for (int d = 0; ok && d < wrt[i]->value.rank; d++) ok = v->shape[d + 1] == wrt[i]->value.shape[d];
-        if (!ok) return nb_fail(NB_ERR_SHAPE, "gauss-newton: vectors[%d] must have shape (K,) + the shape of '%s'", i,
-                                wrt[i]->name);
+        if (!ok) {
+            free(vdata);
+            return nb_fail(NB_ERR_SHAPE, "gauss-newton: vectors[%d] must have shape (K,) + the shape of '%s'", i,
+                           wrt[i]->name);
+        }
         K = v->shape[0];
         vdata[i] = v->data;
         results[i] = NULL;
     }
-    if ((s = nb_forward_again(loss->graph))) return s;
     const int64_t m = z->value.size;
-    if (m > 0 && K > INT64_MAX / 4 / m) return nb_fail(NB_ERR_TOO_LARGE, "gauss-newton: too many vectors");
-    nb_real *u = nb_calloc_real(2 * K * m + 1);
-    if (!u) return NB_ERR_NOMEM;
-    nb_real *hu = u + K * m;
-    if (!(s = nb_jvp_raw(z, K, nwrt, wrt, vdata))) { /* u = J v */
+    nb_real *u = NULL;
+    if (!(s = nb_forward_again(loss->graph)) && m > 0 && K > INT64_MAX / 4 / m)
+        s = nb_fail(NB_ERR_TOO_LARGE, "gauss-newton: too many vectors");
+    if (!s && !(u = nb_calloc_real(2 * K * m + 1))) s = NB_ERR_NOMEM;
+    if (!s && !(s = nb_jvp_raw(z, K, nwrt, wrt, vdata))) { /* u = J v */
         const nb_real *t = nb_pass_tangent(z, NB_PASS_SCRATCH);
         if (t) memcpy(u, t, (size_t)(K * m) * sizeof(nb_real));
-        s = loss_hessian_product(loss, K, u, hu); /* H_L u */
+        s = loss_hessian_product(loss, K, u, u + K * m); /* H_L u */
     }
-    if (!s) s = nb_vjp_raw(z, K, hu, nwrt, wrt); /* J^T H_L u */
+    if (!s) s = nb_vjp_raw(z, K, u + K * m, nwrt, wrt); /* J^T H_L u */
     nb_free(u);
+    free(vdata);
+    if (s) return s;
     for (int i = 0; i < nwrt && !s; i++) {
         int64_t shape[NB_MAX_RANK + 1] = {K};
         memcpy(shape + 1, wrt[i]->value.shape, sizeof(int64_t) * (size_t)wrt[i]->value.rank);

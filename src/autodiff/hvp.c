@@ -18,6 +18,7 @@
 #include "autodiff_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 /* Buffers of every node on the path: xdot (K x |n|) in the pass's tangent,
  * and in its adjoint ybar and d(ybar) stacked, (1 + K) x |n|: row 0 the
@@ -183,7 +184,7 @@ static nb_status check_vectors(const nb_tensor *t, const nb_node *n, int64_t *K)
 nb_status nb_second_check_args(const char *who, nb_node *out, int nwrt, nb_node *const *wrt, bool scalar)
 {
     if (!out) return nb_fail(NB_ERR_ARG, "%s: out node is NULL", who);
-    if (nwrt < 1 || nwrt > 64 || !wrt) return nb_fail(NB_ERR_ARG, "%s: give 1 to 64 wrt nodes", who);
+    if (nwrt < 1 || !wrt) return nb_fail(NB_ERR_ARG, "%s: give at least 1 wrt node", who);
     for (int i = 0; i < nwrt; i++) {
         if (!wrt[i] || wrt[i]->graph != out->graph)
             return nb_fail(NB_ERR_ARG, "%s: wrt node %d is NULL or from another graph", who, i);
@@ -206,13 +207,13 @@ nb_status nb_hvp(nb_node *out, int nwrt, nb_node *const *wrt, const nb_tensor *c
     if (!vectors || !results) return nb_fail(NB_ERR_ARG, "hvp: vectors or results is NULL");
     for (int i = 0; i < nwrt; i++) results[i] = NULL;
     int64_t K = -1;
-    const nb_real *vdata[64];
-    for (int i = 0; i < nwrt; i++) {
+    for (int i = 0; i < nwrt; i++)
         if ((s = check_vectors(vectors[i], wrt[i], &K))) return s;
-        vdata[i] = vectors[i]->data;
-    }
-    if ((s = nb_forward_again(out->graph))) return s;
+    const nb_real **vdata = malloc(sizeof *vdata * (size_t)nwrt); /* any number: a ResNet has hundreds */
+    if (!vdata) return nb_fail(NB_ERR_NOMEM, "hvp: out of memory for %d wrt nodes", nwrt);
+    for (int i = 0; i < nwrt; i++) vdata[i] = vectors[i]->data;
     const nb_real one = 1;
-    if ((s = nb_hvp_raw(out, &one, K, nwrt, wrt, vdata))) return s;
-    return nb_stacked_results(K, nwrt, wrt, nb_hvp_result, results);
+    if (!(s = nb_forward_again(out->graph))) s = nb_hvp_raw(out, &one, K, nwrt, wrt, vdata);
+    free(vdata);
+    return s ? s : nb_stacked_results(K, nwrt, wrt, nb_hvp_result, results);
 }

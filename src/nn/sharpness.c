@@ -15,6 +15,7 @@
 #include "../dist/dist_internal.h" /* nb_train_load_rows */
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 nb_status nb_train_sharpness_check(const nb_train_opts *opts)
@@ -31,19 +32,18 @@ nb_status nb_train_sharpness_check(const nb_train_opts *opts)
     return NB_OK;
 }
 
-/* The trainable parameters, at most 64 (nb_hessian_eigs' limit). */
-static nb_status trainable_params(nb_model *m, nb_node **params, int *np)
+/* The trainable parameters (any number: a ResNet has hundreds) into a new
+ * array *params (free it). */
+static nb_status trainable_params(nb_model *m, nb_node ***params, int *np)
 {
     *np = 0;
-    for (int i = 0; i < m->nparams; i++) {
-        if (!m->params[i]->requires_grad) continue;
-        if (*np == 64)
-            return nb_fail(NB_ERR_UNSUPPORTED,
-                           "train: sharpness: more than 64 parameter tensors (the Hessian's limit)");
-        params[(*np)++] = m->params[i];
-    }
-    if (!*np) return nb_fail(NB_ERR_ARG, "train: sharpness: the model has no trainable parameters");
-    return NB_OK;
+    if (!(*params = malloc(sizeof **params * (size_t)(m->nparams + 1))))
+        return nb_fail(NB_ERR_NOMEM, "train: sharpness: out of memory for %d parameter tensors", m->nparams);
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i]->requires_grad) (*params)[(*np)++] = m->params[i];
+    if (*np) return NB_OK;
+    free(*params), *params = NULL;
+    return nb_fail(NB_ERR_ARG, "train: sharpness: the model has no trainable parameters");
 }
 
 /* y = (H - shift I) x for K flat vectors over the parameters (nb_hvp). */
@@ -57,7 +57,8 @@ typedef struct {
 static nb_status shifted_hvp(void *user, int64_t K, const nb_real *x, nb_real *y)
 {
     shifted_op *h = user;
-    nb_tensor *vs[64] = {NULL}, *hv[64] = {NULL};
+    nb_tensor **vs = calloc((size_t)(2 * h->np), sizeof *vs), **hv = vs + h->np;
+    if (!vs) return nb_fail(NB_ERR_NOMEM, "train: sharpness: out of memory for %d parameter tensors", h->np);
     nb_status s = NB_OK;
     int64_t off = 0;
     for (int i = 0; i < h->np && !s; i++) { /* (K, n) -> per parameter (K,) + shape */
@@ -82,6 +83,7 @@ static nb_status shifted_hvp(void *user, int64_t K, const nb_real *x, nb_real *y
     }
     for (int i = 0; i < h->np; i++)
         nb_tensor_free(vs[i]), nb_tensor_free(hv[i]);
+    free(vs);
     return s;
 }
 
@@ -119,9 +121,9 @@ nb_status nb_train_sharpness(nb_model *m, nb_node *loss, const nb_dataset *d, co
     const int64_t n = d->x->shape[0];
     int64_t b = opts->sharpness_batch ? opts->sharpness_batch : opts->batch;
     if (b > n) b = n;
-    nb_node *params[64];
+    nb_node **params;
     int np;
-    nb_status s = trainable_params(m, params, &np);
+    nb_status s = trainable_params(m, &params, &np);
     if (s) return s;
     const bool was_training = m->g->training;
     nb_graph_set_training(m->g, 0, opts->seed); /* dropout off */
@@ -131,6 +133,7 @@ nb_status nb_train_sharpness(nb_model *m, nb_node *loss, const nb_dataset *d, co
         s = top_eigenvalue(loss, params, np, &opts->sharpness_eigs, &r);
     }
     nb_graph_set_training(m->g, was_training, opts->seed);
+    free(params);
     if (s) return s;
     if (opts->on_sharpness(&r, opts->user)) *stop = 1;
     return NB_OK;

@@ -310,17 +310,19 @@ double nbw_net_lambda_max(nbw_net *h, const float *x, const float *y, int n, dou
         nb_set_error(NB_ERR_ARG, "lambda_max: need a network, n >= 1 rows, tol > 0 and max_iter >= 1");
         return NAN;
     }
-    nb_node *params[64];
     const int np = nb_model_param_count(h->m);
-    if (np < 1 || np > 64) {
-        nb_set_error(NB_ERR_UNSUPPORTED, "lambda_max: %d parameter tensors (1..64 supported)", np);
+    nb_node **params = np > 0 ? malloc(sizeof *params * (size_t)np) : NULL;
+    if (!params) {
+        nb_set_error(np > 0 ? NB_ERR_NOMEM : NB_ERR_ARG, "lambda_max: %d parameter tensors", np);
         return NAN;
     }
     for (int i = 0; i < np; i++) params[i] = nb_model_param(h->m, i);
     nb_eigs_result e = {0};
     nb_eigs_opts o = {.k = 1, .max_iter = max_iter, .tol = tol, .seed = 1};
-    if (load_rows(h, x, y, NULL, n) || nb_forward(h->m->g) || nb_hessian_eigs(h->m->loss, np, params, &o, &e))
-        return NAN;
+    const bool failed =
+        load_rows(h, x, y, NULL, n) || nb_forward(h->m->g) || nb_hessian_eigs(h->m->loss, np, params, &o, &e);
+    free(params);
+    if (failed) return NAN;
     nb_tensor_free(e.vectors);
     if (iters) *iters = e.iterations;
     if (products) *products = (int)e.products;

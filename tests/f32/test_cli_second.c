@@ -533,6 +533,22 @@ static void test_train_sharpness(void **state)
     assert_int_not_equal(stat(TMP "x.safetensors", &sb), 0);
 }
 
+/* --sharpness on a model of 70 trainable tensors (35 dense layers): once
+ * refused by a limit of 64 (a ResNet with batchnorm has more). */
+static void test_sharpness_many_tensors(void **state)
+{
+    (void)state;
+    char spec[1024] = "";
+    for (int i = 0; i < 34; i++) strcat(spec, "dense 4 tanh; ");
+    strcat(spec, "dense 2");
+    assert_int_equal(run(CLI " train --data circles --model '%s' --epochs 1 --batch 64 --sharpness 2 --no-test --out " TMP
+                             "many.safetensors",
+                         spec),
+                     0);
+    assert_true(contains("sharpness at step 0: lambda_max "));
+    assert_true(contains("sharpness at step 2: lambda_max "));
+}
+
 static void test_demo_gd_second_order(void **state)
 {
     (void)state;
@@ -551,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_hvp_matches_library),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_curvature),
+        cmocka_unit_test(test_sharpness_many_tensors),
         cmocka_unit_test(test_demo_gd_second_order),
         cmocka_unit_test(test_sharpness_library),
         cmocka_unit_test(test_train_sharpness),
