@@ -454,7 +454,7 @@ typedef struct nb_eigs_opts {
 typedef struct nb_eigs_result {
     int k;
     double values[NB_EIGS_MAX];    /* largest |value| first (a Hessian's may be negative) */
-    double residuals[NB_EIGS_MAX]; /* |A u - l u| / |l| of each pair */
+    double residuals[NB_EIGS_MAX]; /* |A u - l u| / |l_1| of each pair (l_1: the largest |value|) */
     int iterations;
     int64_t products;              /* matrix-vector products used (HVPs) */
     int converged;                 /* the last relative change was <= tol */

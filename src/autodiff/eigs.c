@@ -159,7 +159,10 @@ static void rayleigh_ritz(eig_work *w)
         }
 }
 
-/* |A u_i - l_i u_i| / |l_i| of Ritz pair i (A u_i in row i of V). */
+/* |A u_i - l_i u_i| / |l_1| of Ritz pair i (A u_i in row i of V): the
+ * residual relative to the largest |value| (the operator's scale), so that
+ * a pair of a null space (l_i ~ 0) reads as small when it is, not as a
+ * rounding error divided by a rounding error. */
 static double residual(const eig_work *w, int i)
 {
     double r = 0;
@@ -167,7 +170,7 @@ static double residual(const eig_work *w, int i)
         const double d = w->V[i * w->n + e] - w->vals[i] * w->U[i * w->n + e];
         r += d * d;
     }
-    return sqrt(r) / (fabs(w->vals[i]) > 0 ? fabs(w->vals[i]) : 1);
+    return sqrt(r) / (fabs(w->vals[0]) > 0 ? fabs(w->vals[0]) : 1);
 }
 
 static nb_status eig_work_new(int64_t n, int b, eig_work *w)
