@@ -24,7 +24,9 @@
  * flattens in (c, h, w) order where nabla's flatten gives (h, w, c), so the
  * rows of the next dense kernel are permuted: nabla row r = (h*W + w)*C + c
  * takes ONNX row (c*H + h)*W + w (elementwise layers in between commute with
- * the permutation). Softmax must run over the channel axis (nabla's last).
+ * the permutation; a BatchNormalization or LayerNormalization in between
+ * takes its per-feature values through it). Softmax must run over the
+ * channel axis (nabla's last).
  *
  * An activation right after a Conv, Gemm or MatMul(+Add) becomes that
  * layer's activation ("conv2d 32 3 relu") unless the spec in the file's
@@ -942,6 +944,21 @@ static double shortest_decimal(float f, int one_minus)
     return want;
 }
 
+/* Per-feature values v (count) of a flat tensor with a pending Flatten
+ * permutation: nabla's feature r is ONNX's perm[r] (batchnorm and layernorm
+ * are not elementwise, but their statistics do not depend on the order). */
+static nb_status permute_features(imp_ctx *c, nb_real *v, int64_t count)
+{
+    if (!c->perm || count != c->nperm) return NB_OK;
+    nb_real *t = malloc(sizeof(nb_real) * (size_t)count);
+    if (!t) return nb_fail(NB_ERR_NOMEM, "onnx import: out of memory");
+    for (int64_t r = 0; r < count; r++)
+        t[r] = v[c->perm[r]];
+    memcpy(v, t, sizeof(nb_real) * (size_t)count);
+    free(t);
+    return NB_OK;
+}
+
 /* A float attribute (dflt when absent) in [lo, hi], else refused with
  * what it means to nabla. */
 static nb_status attr_real(const imp_ctx *c, const onnx_node *n, const char *name, float dflt, float lo, float hi,
@@ -959,7 +976,8 @@ static nb_status attr_real(const imp_ctx *c, const onnx_node *n, const char *nam
  * statistic, nabla's the new one) on an NCHW image or an (N, C) tensor,
  * whose axis 1 is nabla's channel axis; its constant inputs scale, B,
  * input_mean, input_var (C values each) become gamma, beta, moving_mean,
- * moving_variance. A Conv before it stays a conv2d: nothing is folded. */
+ * moving_variance (after a Flatten of an NCHW tensor, in nabla's feature
+ * order). A Conv before it stays a conv2d: nothing is folded. */
 static nb_status lower_batchnorm(imp_ctx *c, const onnx_node *n)
 {
     static const char *params[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
@@ -985,7 +1003,7 @@ static nb_status lower_batchnorm(imp_ctx *c, const onnx_node *n)
     const int64_t C = c->dims[1];
     nb_real *v[4] = {NULL};
     for (int i = 0; i < 4 && !s; i++)
-        s = const_values(c, n, 1 + i, C, &v[i]);
+        if (!(s = const_values(c, n, 1 + i, C, &v[i]))) s = permute_features(c, v[i], C);
     for (int64_t j = 0; !s && j < C; j++)
         if (v[3][j] < 0) s = node_fail(c, n, "input_var holds %g (channel %lld): a variance is not negative",
                                        (double)v[3][j], (long long)j);
@@ -1022,6 +1040,8 @@ static nb_status lower_layernorm(imp_ctx *c, const onnx_node *n)
     nb_real *g = NULL, *b = NULL;
     if (!s) s = const_values(c, n, 1, F, &g);
     if (!s && n->nin > 2 && n->in[2][0]) s = const_values(c, n, 2, F, &b);
+    if (!s) s = permute_features(c, g, F);
+    if (!s && b) s = permute_features(c, b, F);
     if (!s && !b && !(b = calloc((size_t)F, sizeof(nb_real)))) s = nb_fail(NB_ERR_NOMEM, "onnx import: out of memory");
     nb_layer_spec l = {.kind = NB_LAYER_LAYERNORM, .eps = shortest_decimal(eps, 0)};
     if (!s) s = add_layer(c, n, l);

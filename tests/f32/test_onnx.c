@@ -697,6 +697,71 @@ static void test_import_batchnorm_like_torch(void **state)
     }
 }
 
+/* Flatten of an NCHW tensor, then BatchNormalization (BatchNorm1d) and
+ * LayerNormalization of its 18 features, then Gemm: nabla's features are in
+ * (h, w, c) order, so their per-feature values are permuted like the Gemm's
+ * rows; compared with the direct computation in ONNX's (c, h, w) order. */
+static void test_import_norms_after_flatten(void **state)
+{
+    enum { F = 18, K = 3 };
+    nb_real bn[4 * F], ln[2 * F], w[K * F], x[N * F];
+    fill(bn, 4 * F, 51), fill(ln, 2 * F, 52), fill(w, K * F, 53), fill(x, N * F, 54);
+    for (int i = 0; i < F; i++)
+        bn[3 * F + i] += 1.0f;
+    gb g = {{0}};
+    const int64_t in[4] = {1, 2, 3, 3}, fd[1] = {F}, wd[2] = {K, F}, out[2] = {1, K};
+    onnx_w_value(&g.g, 11, "x", 4, in);
+    static const char *names[6] = {"s", "b", "m", "v", "lg", "lb"};
+    for (int i = 0; i < 6; i++)
+        onnx_w_initializer(&g.g, names[i], 1, fd, i < 4 ? bn + i * F : ln + (i - 4) * F);
+    onnx_w_initializer(&g.g, "W", 2, wd, w);
+    const char *fi[1] = {"x"}, *bi[5] = {"f", "s", "b", "m", "v"}, *li[3] = {"n", "lg", "lb"}, *gi[2] = {"l", "W"};
+    node(&g, "Flatten", "flat", 1, fi, "f");
+    node(&g, "BatchNormalization", "bn", 5, bi, "n");
+    node(&g, "LayerNormalization", "ln", 3, li, "l");
+    onnx_w_node n;
+    onnx_w_node_begin(&n, "Gemm", "fc", 2, gi, "y");
+    onnx_w_attr_int(&n, "transB", 1);
+    onnx_w_node_end(&n, &g.g);
+    onnx_w_value(&g.g, 12, "y", 2, out);
+    size_t len;
+    void *data = finish(&g, 17, &len);
+    nb_model *m = NULL;
+    if (nb_onnx_parse(data, len, 0, &m)) fprintf(stderr, "%s\n", nb_last_error());
+    assert_non_null(m);
+    assert_string_equal(nb_model_spec(m), "flatten; batchnorm; layernorm; dense 3");
+    const int64_t xs[4] = {N, 3, 3, 2};
+    nb_tensor *xt = nb_tensor_new(4, xs), *y = NULL;
+    for (int e = 0; e < N; e++) /* NCHW -> NHWC */
+        for (int ch = 0; ch < 2; ch++)
+            for (int p = 0; p < 9; p++)
+                xt->data[(e * 9 + p) * 2 + ch] = x[(e * 2 + ch) * 9 + p];
+    assert_int_equal(nb_model_predict(m, xt, N, &y), NB_OK);
+    double maxdiff = 0, mag = 0;
+    for (int e = 0; e < N; e++) {
+        double z[F], mean = 0, var = 0;
+        for (int i = 0; i < F; i++) {
+            z[i] = (x[e * F + i] - bn[2 * F + i]) / sqrt((double)bn[3 * F + i] + 1e-5) * bn[i] + bn[F + i];
+            mean += z[i] / F;
+        }
+        for (int i = 0; i < F; i++)
+            var += (z[i] - mean) * (z[i] - mean) / F;
+        for (int i = 0; i < F; i++)
+            z[i] = (z[i] - mean) / sqrt(var + 1e-5) * ln[i] + ln[F + i];
+        for (int k = 0; k < K; k++) {
+            double acc = 0;
+            for (int i = 0; i < F; i++)
+                acc += (double)w[k * F + i] * z[i];
+            maxdiff = fmax(maxdiff, fabs(y->data[e * K + k] - acc)), mag = fmax(mag, fabs(acc));
+        }
+    }
+    assert_true(maxdiff < 1e-5);
+    assert_true(mag > 1e-2);
+    nb_tensor_free(xt), nb_tensor_free(y);
+    nb_model_free(m);
+    free(data);
+}
+
 /* ---- bad inputs (docs/bad-inputs.md, "ONNX files") */
 
 static void expect_refused(const void *data, size_t len, nb_status want_status, const char *want)
@@ -1158,6 +1223,7 @@ int main(void)
         cmocka_unit_test(test_export_norm_nodes),
         cmocka_unit_test(test_import_batchnorm_like_torch),
         cmocka_unit_test(test_bad_norms),
+        cmocka_unit_test(test_import_norms_after_flatten),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
