@@ -1201,6 +1201,21 @@ static void test_cli(void **state)
     assert_has(out, "nabla import: 'nothere.onnx': no such file\n1\n");
     free(out);
     nb_model_free(back), nb_model_free(m);
+    /* A layernorm makes the file opset 17, and the CLI says so. */
+    m = model_of("dense 4; layernorm; batchnorm; dense 2", "3", 4);
+    tu_fmt(cmd, sizeof cmd, "%s/ln.safetensors", dir);
+    assert_int_equal(nb_model_save(m, cmd), NB_OK);
+    tu_fmt(cmd, sizeof cmd, "cd '%s' && %s export --model ln.safetensors -o ln.onnx >ln.txt", dir, NB_CLI);
+    assert_int_equal(system(cmd), 0);
+    tu_fmt(cmd, sizeof cmd, "%s/ln.txt", dir);
+    out = tu_read(cmd, &n);
+    assert_has(out, "wrote ln.onnx (ONNX opset 17): input 'input' (N, 3), output 'output'; spec: dense 4; layernorm; "
+                    "batchnorm; dense 2");
+    free(out);
+    tu_fmt(cmd, sizeof cmd, "%s/ln.onnx", dir);
+    assert_int_equal(nb_onnx_load(cmd, 0, &back), NB_OK);
+    assert_string_equal(nb_model_spec(back), "dense 4; layernorm; batchnorm; dense 2");
+    nb_model_free(back), nb_model_free(m);
     tu_rm_rf(dir);
 }
 
