@@ -26,7 +26,8 @@
     (its default, EVAL, folds them into the Conv weights; that file is
     checked too): imported as conv2d + batchnorm layers, torch's logits and
     input Jacobian as in 4, then `nabla hessian` and `nabla curvature` run
-    on it and give finite numbers of the right shape.
+    on it and give finite numbers of the right shape (and `nabla saliency` a
+    PNG).
 
 Each part is skipped, with a message, when its tool is missing (exit 0);
 any disagreement exits 1. Prints the largest differences.
@@ -206,8 +207,9 @@ def resnet_bn(torch):
 
 
 def check_second_order(nabla, tmp, model, x, tag):
-    """nabla hessian (w.r.t. the first batchnorm's gamma, batch statistics)
-    and nabla curvature on an imported model: finite, of the right shape."""
+    """nabla hessian (w.r.t. the first batchnorm's gamma, batch statistics),
+    nabla saliency and nabla curvature on an imported model: finite numbers of
+    the right shape, a PNG."""
     with open(model, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         header = json.loads(f.read(n))
@@ -226,6 +228,13 @@ def check_second_order(nabla, tmp, model, x, tag):
           f"asymmetry {np.abs(hess - hess.T).max():.3g} {'ok' if ok else 'FAIL'}")
     if not ok:
         failures.append(f"{tag}: nabla hessian gave shape {hess.shape} or non-finite/zero values:\n{out}")
+    png = os.path.join(tmp, "saliency.png")
+    out = run(nabla, "saliency", "--model", model, "--data", "fashion-mnist", "--count", "4", "-o", png)
+    with open(png, "rb") as f:
+        ok = f.read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(png) > 100
+    print(f"  {tag}: nabla saliency --count 4: {os.path.getsize(png)} bytes of PNG {'ok' if ok else 'FAIL'}")
+    if not ok:
+        failures.append(f"{tag}: nabla saliency wrote no PNG:\n{out}")
     out = run(nabla, "curvature", "--model", model, "--data", "fashion-mnist", "--count", "64", "--batch", "32",
               "--top", "2", "--iters", "30")
     lam = [float(v) for v in re.findall(r"lambda_\d+\s*[=:]?\s*(\S+)", out)]
