@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the seed corpus of fuzz_onnx under fuzz/corpus/onnx/ (run once; the
 files are committed): small models exported by nabla (NHWC and NCHW, every
-layer kind), small models from torch.onnx.export when python3-torch is there
+layer kind, batchnorm and layernorm too), small models from torch.onnx.export when python3-torch is there
 (a residual graph with a concat too, and nabla's export of its import),
 and a few broken ones. Needs a built nabla (build/nabla or --nabla)."""
 import json
@@ -21,6 +21,11 @@ models = {
     "options": ("conv2d 2 3 stride=2 padding=same; elu; conv2d 3 2 tanh dilation=2; avgpool 2 stride=1 padding=same; "
                 "maxpool 2; flatten; dropout 0.25; dense 2 softmax", "9,7,2"),
     "mlp": ("dense 4 leaky_relu; linear; dense 3 log_softmax; sigmoid; softplus", "5"),
+    # BatchNormalization after a Conv, in a residual block and on (N, C) (opset 13)
+    "batchnorm": ("conv2d 2 3 padding=same; batchnorm momentum=0.2; relu as a; conv2d 2 3 padding=same; "
+                  "batchnorm eps=0.001; add a; flatten; dense 3; batchnorm", "6,6,1"),
+    # LayerNormalization (opset 17) on NHWC images, after a Conv (a Transpose back) and on (N, C)
+    "layernorm": ("layernorm; conv2d 2 3; layernorm eps=1e-4; flatten; dense 3; layernorm", "5,5,2"),
 }
 
 
@@ -41,6 +46,9 @@ def param_shapes(spec, shape):
                        (f"{idx}.bias", [dims[-1]])]
         elif layer[0] in ("dense", "neuron"):
             params += [(f"{idx}.kernel", [prev[-1], dims[-1]]), (f"{idx}.bias", [dims[-1]])]
+        elif layer[0] in ("batchnorm", "layernorm"):
+            names = ("gamma", "beta", "moving_mean", "moving_variance") if layer[0] == "batchnorm" else ("gamma", "beta")
+            params += [(f"{idx}.{p}", [dims[-1]]) for p in names]
         prev = dims
     return params
 
@@ -52,7 +60,10 @@ def safetensors(spec, shape, path):
         n = 1
         for d in dims:
             n *= d
-        blob = struct.pack(f"<{n}f", *[((i * 7 + k) % 11 - 5) / 10 for i in range(n)])
+        v = [((i * 7 + k) % 11 - 5) / 10 for i in range(n)]
+        if name.endswith(".moving_variance"):  # a variance is positive (the import refuses a negative one)
+            v = [abs(x) + 0.5 for x in v]
+        blob = struct.pack(f"<{n}f", *v)
         header[name] = {"dtype": "F32", "shape": dims, "data_offsets": [off, off + len(blob)]}
         blobs.append(blob)
         off += len(blob)
@@ -100,6 +111,14 @@ try:
         for flag, suffix in (([], ""), (["--nchw"], "_nchw")):
             subprocess.run([nabla, "export", "--model", st, "-o", os.path.join(out, "resnet" + suffix + ".onnx")] + flag,
                            check=True, capture_output=True)
+    # BatchNorm2d kept as BatchNormalization (TrainingMode.PRESERVE), random moving statistics; LayerNorm
+    # (opset 17). Last, so that the seeds before it keep their random weights.
+    bn = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, bias=False), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
+                       nn.Linear(128, 3), nn.LayerNorm(3))
+    with torch.no_grad():
+        bn[1].running_mean.uniform_(-0.5, 0.5), bn[1].running_var.uniform_(0.5, 2.0)
+    torch.onnx.export(bn.eval(), torch.zeros(1, 1, 8, 8), os.path.join(out, "torch_batchnorm.onnx"), opset_version=17,
+                      training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
 except ImportError:
     print("make_corpus_onnx: no python3-torch: torch seeds skipped")
 for name in list(os.listdir(out)):

@@ -745,7 +745,8 @@ nb_status nb_model_export(nb_model *m, nb_safetensors *st);
 nb_status nb_model_import(const nb_safetensors *st, nb_model **out); /* flags 0 */
 nb_status nb_model_import_flags(const nb_safetensors *st, unsigned flags, nb_model **out);
 
-/* ONNX (src/io/onnx*.c): a model as an ONNX file (opset 13, the weights as
+/* ONNX (src/io/onnx*.c): a model as an ONNX file (opset 13, or 17 for a
+ * model with a layernorm: LayerNormalization; the weights as
  * initializers, the spec in metadata_props) and back. The exported graph
  * takes (N, H, W, C) images as nabla does, or (N, C, H, W) with
  * NB_ONNX_NCHW; the operators inside run in ONNX's NCHW layout. Importing
@@ -761,6 +762,9 @@ nb_status nb_onnx_serialize(nb_model *m, unsigned flags, void **data, size_t *le
 nb_status nb_onnx_save(nb_model *m, const char *path, unsigned flags);             /* atomic */
 nb_status nb_onnx_parse(const void *data, size_t len, unsigned flags, nb_model **out);
 nb_status nb_onnx_load(const char *path, unsigned flags, nb_model **out);
+/* The opset nb_onnx_serialize writes for m: 13, or 17 (LayerNormalization's
+ * first) when m has a layernorm; 0 for NULL. */
+int nb_onnx_opset(const nb_model *m);
 /* "Conv, Gemm, ...": the operators nb_onnx_parse reads. */
 const char *nb_onnx_supported_ops(void);
 

@@ -6,10 +6,11 @@
  2. ONNX Runtime (onnxruntime-node from npm, tests/onnx/) runs them and gives
     the outputs of `nabla predict --raw` within --tol-out (1e-5) on real
     Fashion-MNIST test images, for an NHWC and an NCHW (--nchw) export.
- 3. Graph models (as/from/add/concat/globalavgpool, padding=P): a residual
-    and a concat model trained briefly pass the checker, ONNX Runtime gives
-    nabla's outputs within --tol-out, and they import back to the same spec
-    and outputs.
+ 3. Graph models (as/from/add/concat/globalavgpool, padding=P, batchnorm,
+    layernorm): a residual, a concat and a BatchNorm/LayerNorm model trained
+    briefly (so the moving statistics are not 0 and 1) pass the checker, ONNX
+    Runtime gives nabla's outputs within --tol-out, and they import back to
+    the same spec and outputs.
  4. Models built here with Debian's python3-torch (the lecture CNN, an MLP
     with tanh and GELU, and a small ResNet-like module with identity and
     strided projection shortcuts, Conv2d(padding=1, stride=2) on even sizes,
@@ -19,6 +20,14 @@
     torch's logits within --tol-out (ONNX Runtime's too, on the same file)
     and torch.autograd's per-example input Jacobian within --tol-jac (2e-4);
     the ResNet-like one imports as a spec with `as`, `from`, `add`, `concat`.
+ 5. A ResNet with Conv2d + BatchNorm2d + ReLU residual blocks (eval mode,
+    random moving statistics and affine parameters), exported with
+    TrainingMode.PRESERVE so that torch keeps the BatchNormalization nodes
+    (its default, EVAL, folds them into the Conv weights; that file is
+    checked too): imported as conv2d + batchnorm layers, torch's logits and
+    input Jacobian as in 4, then `nabla hessian` and `nabla curvature` run
+    on it and give finite numbers of the right shape (and `nabla saliency` a
+    PNG).
 
 Each part is skipped, with a message, when its tool is missing (exit 0);
 any disagreement exits 1. Prints the largest differences.
@@ -45,6 +54,10 @@ GRAPH_SPECS = {
                 "from a; conv2d 16 1 stride=2 as short; add main; relu; globalavgpool; dense 10",
     "concat": "conv2d 8 3 relu padding=same as a; conv2d 4 1 relu as b; from a; conv2d 8 3 padding=same; concat b a; "
               "maxpool 2; flatten; dense 10",
+    # BatchNormalization after Conv (NCHW) and on (N, C), LayerNormalization (opset 17) on NHWC images and on (N, C)
+    "norms": "conv2d 8 3 padding=same; batchnorm momentum=0.2; relu as a; conv2d 8 3 padding=same; batchnorm eps=0.001; "
+             "add a; relu; maxpool 2; conv2d 8 3; layernorm; relu; globalavgpool; dense 16; batchnorm; layernorm eps=1e-4; "
+             "dense 10",
 }
 failures = []
 
@@ -146,7 +159,89 @@ def torch_models(torch):
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.Tanh(), nn.Linear(256, 128), nn.GELU(),
                         nn.Linear(128, 10))
     return {"lecture CNN": (cnn, (1, 1, 28, 28)), "MLP": (mlp, (1, 1, 28, 28)),
-            "ResNet-like": (resnet_like(torch), (1, 1, 28, 28))}
+            "ResNet-like": (resnet_like(torch), (1, 1, 28, 28)),
+            "BatchNorm ResNet": (resnet_bn(torch), (1, 1, 28, 28)),
+            "BatchNorm ResNet folded": (resnet_bn(torch), (1, 1, 28, 28))}
+
+
+def resnet_bn(torch):
+    """A small ResNet with BatchNorm: a Conv2d + BatchNorm2d + ReLU stem, an
+    identity block and a strided block with a Conv2d + BatchNorm2d projection
+    shortcut (convolutions without bias, as in torchvision), global average
+    pooling, a linear layer. In eval mode, with random moving statistics and
+    affine parameters so that every one of them changes the logits."""
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout)
+            self.c2, self.b2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)
+            self.short = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+                          if stride != 1 or cin != cout else None)
+
+        def forward(self, x):
+            y = self.b2(self.c2(torch.relu(self.b1(self.c1(x)))))
+            return torch.relu(y + (self.short(x) if self.short is not None else x))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+            self.b1, self.b2 = Block(8, 8, 1), Block(8, 16, 2)
+            self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(16, 10)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.pool(self.b2(self.b1(self.stem(x)))), 1))
+
+    torch.manual_seed(2)
+    net = Net()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    return net
+
+
+def check_second_order(nabla, tmp, model, x, tag):
+    """nabla hessian (w.r.t. the first batchnorm's gamma, batch statistics),
+    nabla saliency and nabla curvature on an imported model: finite numbers of
+    the right shape, a PNG."""
+    with open(model, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    gammas = sorted((k for k in header if k.endswith(".gamma")), key=lambda k: int(k.split(".")[0]))
+    if not gammas:
+        failures.append(f"{tag}: no batchnorm gamma in the imported model")
+        return
+    wrt, c = gammas[0], header[gammas[0]]["shape"][0]
+    xs, ys, h = os.path.join(tmp, "xh.npy"), os.path.join(tmp, "yh.npy"), os.path.join(tmp, "H.npy")
+    np.save(xs, x[:16])
+    np.save(ys, (np.arange(16) % 10).astype(np.int64))
+    out = run(nabla, "hessian", "--model", model, "--input", xs, "--labels", ys, "--loss", "cce", "--wrt", wrt, "-o", h)
+    hess = np.load(h)
+    ok = hess.shape == (c, c) and np.isfinite(hess).all() and np.abs(hess).max() > 0
+    print(f"  {tag}: nabla hessian --wrt {wrt}: shape {hess.shape}, max |H| {np.abs(hess).max():.3g}, "
+          f"asymmetry {np.abs(hess - hess.T).max():.3g} {'ok' if ok else 'FAIL'}")
+    if not ok:
+        failures.append(f"{tag}: nabla hessian gave shape {hess.shape} or non-finite/zero values:\n{out}")
+    png = os.path.join(tmp, "saliency.png")
+    out = run(nabla, "saliency", "--model", model, "--data", "fashion-mnist", "--count", "4", "-o", png)
+    with open(png, "rb") as f:
+        ok = f.read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(png) > 100
+    print(f"  {tag}: nabla saliency --count 4: {os.path.getsize(png)} bytes of PNG {'ok' if ok else 'FAIL'}")
+    if not ok:
+        failures.append(f"{tag}: nabla saliency wrote no PNG:\n{out}")
+    out = run(nabla, "curvature", "--model", model, "--data", "fashion-mnist", "--count", "64", "--batch", "32",
+              "--top", "2", "--iters", "30")
+    lam = [float(v) for v in re.findall(r"lambda_\d+\s*[=:]?\s*(\S+)", out)]
+    ok = len(lam) >= 2 and all(np.isfinite(lam)) and max(abs(v) for v in lam) > 0
+    print(f"  {tag}: nabla curvature --top 2: {lam} {'ok' if ok else 'FAIL'}")
+    if not ok:
+        failures.append(f"{tag}: nabla curvature printed no 2 finite eigenvalues:\n{out}")
 
 
 def resnet_like(torch):
@@ -197,10 +292,15 @@ def check_torch(nabla, tmp, x, x_npy):
     nj = min(len(x), 8)
     for name, (net, shape) in torch_models(torch).items():
         net.eval()
-        tag = name.split()[-1].lower()
+        tag = {"BatchNorm ResNet": "resnet_bn", "BatchNorm ResNet folded": "resnet_bn_folded"}.get(
+            name, name.split()[-1].lower())
+        # TrainingMode.PRESERVE keeps BatchNormalization nodes (in inference form: the module is in eval mode);
+        # the default (EVAL) folds them into the Conv weights, what the "folded" file checks.
+        keep = torch.onnx.TrainingMode.PRESERVE if name == "BatchNorm ResNet" else torch.onnx.TrainingMode.EVAL
         path, imported = os.path.join(tmp, f"{tag}.onnx"), os.path.join(tmp, f"{tag}.safetensors")
         torch.onnx.export(net, torch.zeros(shape), path, opset_version=13, input_names=["x"], output_names=["logits"],
-                          dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}})
+                          dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}}, training=keep,
+                          do_constant_folding=keep == torch.onnx.TrainingMode.EVAL)
         out = run(nabla, "import", path, "-o", imported).strip()
         print(f"  {name}: {out}")
         spec = spec_of(imported)
@@ -208,6 +308,10 @@ def check_torch(nabla, tmp, x, x_npy):
         words = re.split(r"[;\s]+", spec)
         if name == "ResNet-like" and not all(w in words for w in ("as", "from", "add", "concat", "globalavgpool")):
             failures.append(f"{name}: the imported spec lacks as/from/add/concat/globalavgpool: {spec}")
+        if name == "BatchNorm ResNet" and (words.count("batchnorm") != 6 or "add" not in words):
+            failures.append(f"{name}: the imported spec has not its 6 batchnorm layers and the adds: {spec}")
+        if name == "BatchNorm ResNet folded" and "batchnorm" in words:
+            failures.append(f"{name}: torch folded BatchNorm into the Conv weights, yet the spec has one: {spec}")
         with torch.no_grad():
             want = net(xt).numpy()
         if ort_ok():
@@ -228,8 +332,15 @@ def check_torch(nabla, tmp, x, x_npy):
             j = torch.autograd.functional.jacobian(net, xt[i:i + 1])  # (1, 10, 1, 1, 28, 28)
             ref.append(j[0, :, 0].permute(0, 2, 3, 1).numpy())  # (10, 28, 28, 1): NCHW -> NHWC, C = 1
         ref = np.stack(ref)
-        check(f"{name} input Jacobian {got.shape}, nabla jacobian --per-example vs torch.autograd, {nj} images",
-              float(np.abs(got - ref).max()), args.tol_jac)
+        check(f"{name} input Jacobian {got.shape} (max |J| {np.abs(ref).max():.3g}), nabla jacobian --per-example vs "
+              f"torch.autograd, {nj} images", float(np.abs(got - ref).max()), args.tol_jac)
+        if not np.abs(ref).max() > 0:
+            failures.append(f"{name}: torch's input Jacobian is all zero: the comparison would say nothing")
+        else:  # pooled networks have small entries (|J| ~ 1e-3), where 2e-4 alone would say little
+            check(f"{name} input Jacobian, relative to max |J|", float(np.abs(got - ref).max() / np.abs(ref).max()),
+                  1e-4)
+        if name == "BatchNorm ResNet":
+            check_second_order(nabla, tmp, imported, x, name)
 
 
 if __name__ == "__main__":

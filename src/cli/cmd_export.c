@@ -1,5 +1,5 @@
-/* nabla export: a model file as ONNX (opset 13), for ONNX Runtime and the
- * other tools of the field. */
+/* nabla export: a model file as ONNX (opset 13; 17 with a layernorm), for
+ * ONNX Runtime and the other tools of the field. */
 #include "cli.h"
 
 #include <stdio.h>
@@ -26,7 +26,8 @@ static const cli_opt export_opts[] = {
 
 static const cli_spec export_spec = {
     "export", "--model M.safetensors -o M.onnx [--nchw]",
-    "Writes the model as an ONNX file (opset 13): the weights as initializers, the\n"
+    "Writes the model as an ONNX file (opset 13; 17 for a model with a layernorm,\n"
+    "written as LayerNormalization): the weights as initializers, the\n"
     "spec under metadata_props (nabla.spec, nabla.input). The graph's input is called\n"
     "'input', its output 'output'; the batch dimension is symbolic (N).\n",
     export_opts, CLI_NOPTS(export_opts), NULL};
@@ -42,7 +43,7 @@ static void print_written(const nb_model *m, const char *out, unsigned flags)
 {
     int64_t shape[8];
     const int r = nb_model_input_shape(m, shape);
-    printf("wrote %s (ONNX opset 13): input 'input' (N", out);
+    printf("wrote %s (ONNX opset %d): input 'input' (N", out, nb_onnx_opset(m));
     if (r == 3 && (flags & NB_ONNX_NCHW))
         printf(", %lld, %lld, %lld", (long long)shape[2], (long long)shape[0], (long long)shape[1]);
     else

@@ -22,7 +22,7 @@ const cli_command cli_commands[] = {
     {"saliency", "test images beside d(predicted logit)/d(input), as a PNG grid", cmd_saliency,
      cmd_saliency_check_args},
     {"filters", "a convolution layer's kernels as a PNG", cmd_filters, cmd_filters_check_args},
-    {"export", "write a model as ONNX (opset 13), for ONNX Runtime and other tools", cmd_export,
+    {"export", "write a model as ONNX (opset 13, 17 with a layernorm), for ONNX Runtime and other tools", cmd_export,
      cmd_export_check_args},
     {"import", "convert an ONNX model (e.g. from torch.onnx.export) to a nabla model file", cmd_import,
      cmd_import_check_args},

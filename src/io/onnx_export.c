@@ -1,4 +1,5 @@
-/* nabla model -> ONNX (opset 13). One table entry per layer kind writes that
+/* nabla model -> ONNX (opset 13; 17, whose first operator set has
+ * LayerNormalization, for a model with a layernorm). One table entry per layer kind writes that
  * layer's nodes and initializers; a new layer kind adds one entry.
  *
  * Layout. nabla's tensors are NHWC; ONNX's Conv and pooling operators take
@@ -28,7 +29,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-enum { OPSET = 13, IR_VERSION = 7 };
+/* Opset 13 (IR 7) unless the model has a layernorm: then opset 17, the
+ * first with LayerNormalization, and IR 8, the first that allows opset 17.
+ * (Rather than opset 13's ReduceMean/Sub/Pow/... decomposition: one node
+ * that ONNX Runtime runs fused and the importer reads back as one layer;
+ * models without a layernorm keep opset 13 for older runtimes.) */
+enum { OPSET = 13, OPSET_LAYERNORM = 17, IR_VERSION = 7, IR_VERSION_17 = 8 };
+
+int nb_onnx_opset(const nb_model *m)
+{
+    if (!m) return 0;
+    for (int i = 0; i < nb_model_num_layers(m); i++)
+        if (nb_model_layer(m, i)->kind == NB_LAYER_LAYERNORM) return OPSET_LAYERNORM;
+    return OPSET;
+}
 
 /* A tensor of the graph: its name, nabla (NHWC) shape with the batch, and
  * whether a rank-4 one lies as NCHW. */
@@ -82,8 +96,9 @@ static void node_begin(exp_ctx *c, onnx_w_node *n, const char *op, const char *w
 {
     char name[64];
     snprintf(name, sizeof name, "%d.%s", c->layer, what);
-    const char *in[4] = {c->cur};
-    for (int i = 0; i < nextra && i < 3; i++) in[1 + i] = extra[i];
+    const char *in[5] = {c->cur}; /* BatchNormalization's 4 extra inputs at most */
+    if (nextra > 4) nextra = 4;
+    for (int i = 0; i < nextra; i++) in[1 + i] = extra[i];
     onnx_w_node_begin(n, op, name, 1 + nextra, in, name);
     snprintf(c->cur, sizeof c->cur, "%s", name);
 }
@@ -352,6 +367,57 @@ static nb_status put_act_layer(exp_ctx *c, const nb_layer_spec *l)
     return NB_OK;
 }
 
+/* batchnorm (inference form): ONNX BatchNormalization, inputs X, scale,
+ * B, input_mean, input_var (gamma, beta, moving_mean, moving_variance),
+ *   y = scale (x - mean) / sqrt(var + epsilon) + B   per channel of axis 1.
+ * nabla normalises the last axis, so a rank-4 tensor goes in as NCHW (a
+ * Transpose first if it lies as NHWC) and a (N, C) one as it is; ONNX has
+ * no form for a rank-3 one. ONNX's momentum weighs the old statistic,
+ * nabla's (PyTorch's) the new one: momentum = 1 - nabla's. */
+static nb_status put_batchnorm(exp_ctx *c, const nb_layer_spec *l)
+{
+    static const char *names[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
+    if (c->rank != 2 && c->rank != 4)
+        return nb_fail(NB_ERR_ARG,
+                       "onnx export: layer %d: batchnorm of a rank-%d tensor: ONNX's BatchNormalization normalises "
+                       "axis 1, nabla the last one; they agree only for (N, C) and image tensors (flatten first)",
+                       c->layer, c->rank);
+    const char *in[4];
+    for (int i = 0; i < 4; i++) {
+        nb_node *p = param(c, names[i]);
+        if (!p) return nb_fail(NB_ERR_ARG, "onnx export: layer %d: batchnorm without %s", c->layer, names[i]);
+        onnx_w_initializer(&c->graph, nb_node_name(p), 1, nb_value(p)->shape, nb_value(p)->data);
+        in[i] = nb_node_name(p);
+    }
+    if (c->rank == 4 && !c->nchw) put_transpose(c, 1);
+    onnx_w_node n;
+    node_begin(c, &n, "BatchNormalization", "batchnorm", 4, in);
+    onnx_w_attr_float(&n, "epsilon", (float)(l->eps ? l->eps : 1e-5));
+    onnx_w_attr_float(&n, "momentum", (float)(1 - (l->momentum ? l->momentum : 0.1)));
+    onnx_w_node_end(&n, &c->graph);
+    return NB_OK;
+}
+
+/* layernorm: ONNX LayerNormalization (opset 17) over axis -1, inputs X,
+ * Scale, B (gamma, beta): y = scale (x - mean) / sqrt(var + epsilon) + B
+ * over the last axis, which must be nabla's (the channels): an image
+ * tensor lying as NCHW is brought to NHWC first. */
+static nb_status put_layernorm(exp_ctx *c, const nb_layer_spec *l)
+{
+    nb_node *g = param(c, "gamma"), *b = param(c, "beta");
+    if (!g || !b) return nb_fail(NB_ERR_ARG, "onnx export: layer %d: layernorm without gamma and beta", c->layer);
+    onnx_w_initializer(&c->graph, nb_node_name(g), 1, nb_value(g)->shape, nb_value(g)->data);
+    onnx_w_initializer(&c->graph, nb_node_name(b), 1, nb_value(b)->shape, nb_value(b)->data);
+    if (c->rank == 4 && c->nchw) put_transpose(c, 0);
+    const char *in[2] = {nb_node_name(g), nb_node_name(b)};
+    onnx_w_node n;
+    node_begin(c, &n, "LayerNormalization", "layernorm", 2, in);
+    onnx_w_attr_int(&n, "axis", -1);
+    onnx_w_attr_float(&n, "epsilon", (float)(l->eps ? l->eps : 1e-5));
+    onnx_w_node_end(&n, &c->graph);
+    return NB_OK;
+}
+
 /* One entry per nb_layer_kind. */
 static nb_status (*const layer_writers[])(exp_ctx *, const nb_layer_spec *) = {
     [NB_LAYER_DENSE] = put_dense,
@@ -365,6 +431,8 @@ static nb_status (*const layer_writers[])(exp_ctx *, const nb_layer_spec *) = {
     [NB_LAYER_FROM] = put_from,
     [NB_LAYER_ADD] = put_add,
     [NB_LAYER_CONCAT] = put_concat,
+    [NB_LAYER_BATCHNORM] = put_batchnorm,
+    [NB_LAYER_LAYERNORM] = put_layernorm,
 };
 
 /* The graph's input, every layer, and the output "output". */
@@ -428,12 +496,13 @@ nb_status nb_onnx_serialize(nb_model *m, unsigned flags, void **data, size_t *le
         return s;
     }
     nb_pb_writer w = {0}, opset = {0};
-    nb_pb_put_varint(&w, 1, IR_VERSION);
+    const int opset_version = nb_onnx_opset(m);
+    nb_pb_put_varint(&w, 1, opset_version == OPSET ? IR_VERSION : IR_VERSION_17);
     nb_pb_put_string(&w, 2, "nabla");
     nb_pb_put_string(&w, 3, nb_version());
     nb_pb_put_message(&w, 7, &c.graph);
     nb_pb_put_string(&opset, 1, "");
-    nb_pb_put_varint(&opset, 2, OPSET);
+    nb_pb_put_varint(&opset, 2, (uint64_t)opset_version);
     nb_pb_put_message(&w, 8, &opset);
     char input[256];
     int64_t shape[NB_MAX_RANK];

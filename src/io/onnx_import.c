@@ -24,7 +24,9 @@
  * flattens in (c, h, w) order where nabla's flatten gives (h, w, c), so the
  * rows of the next dense kernel are permuted: nabla row r = (h*W + w)*C + c
  * takes ONNX row (c*H + h)*W + w (elementwise layers in between commute with
- * the permutation). Softmax must run over the channel axis (nabla's last).
+ * the permutation; a BatchNormalization or LayerNormalization in between
+ * takes its per-feature values through it). Softmax must run over the
+ * channel axis (nabla's last).
  *
  * An activation right after a Conv, Gemm or MatMul(+Add) becomes that
  * layer's activation ("conv2d 32 3 relu") unless the spec in the file's
@@ -227,9 +229,18 @@ static nb_status entry_name(imp_ctx *c, const onnx_node *n, int idx, char out[NB
     return NB_OK;
 }
 
+/* Whether two eps or momentum values (0: dflt) are equal within float
+ * rounding (ONNX stores them as floats). */
+static int same_real(double a, double b, double dflt)
+{
+    a = a ? a : dflt, b = b ? b : dflt;
+    return fabs(a - b) <= 1e-6 * fabs(b);
+}
+
 /* Appends layer l to the model (the metadata's spelling when it means the
  * same), fails with nabla's message on a shape mismatch, and updates the
  * current ONNX dims from nabla's output shape. */
+
 static int same_layer(const nb_layer_spec *a, const nb_layer_spec *b)
 {
     const int conv = a->kind == NB_LAYER_CONV2D, pool = a->kind == NB_LAYER_MAXPOOL || a->kind == NB_LAYER_AVGPOOL;
@@ -239,7 +250,8 @@ static int same_layer(const nb_layer_spec *a, const nb_layer_spec *b)
         refs = !strcmp(a->refs[i], b->refs[i]);
     return a->kind == b->kind && a->units == b->units && a->size == b->size && a->act == b->act &&
            a->padding == b->padding && a->pad == b->pad && (!(conv || pool) || sa == sb) &&
-           (a->dilation ? a->dilation : 1) == (b->dilation ? b->dilation : 1) && fabs(a->rate - b->rate) < 1e-7 && refs;
+           (a->dilation ? a->dilation : 1) == (b->dilation ? b->dilation : 1) && fabs(a->rate - b->rate) < 1e-7 && refs &&
+           same_real(a->eps, b->eps, 1e-5) && same_real(a->momentum, b->momentum, 0.1);
 }
 
 /* The entry's name: the metadata's when it is the metadata's entry, else
@@ -914,13 +926,134 @@ static nb_status lower_gap(imp_ctx *c, const onnx_node *n)
     return NB_OK;
 }
 
+/* ------------------------------------------------------------ normalisation */
+
+/* The shortest decimal whose float is f (an epsilon or momentum stored as
+ * a float): 1e-05 for 1e-5f, so a spec reads as it was written. With
+ * one_minus, the shortest d with (float)(1 - d) == f (nabla's momentum
+ * from ONNX's). */
+static double shortest_decimal(float f, int one_minus)
+{
+    const double want = one_minus ? 1 - (double)f : (double)f;
+    for (int digits = 1; digits <= 17; digits++) {
+        char buf[40];
+        snprintf(buf, sizeof buf, "%.*g", digits, want);
+        const double d = strtod(buf, NULL);
+        if ((float)(one_minus ? 1 - d : d) == f) return d;
+    }
+    return want;
+}
+
+/* Per-feature values v (count) of a flat tensor with a pending Flatten
+ * permutation: nabla's feature r is ONNX's perm[r] (batchnorm and layernorm
+ * are not elementwise, but their statistics do not depend on the order). */
+static nb_status permute_features(imp_ctx *c, nb_real *v, int64_t count)
+{
+    if (!c->perm || count != c->nperm) return NB_OK;
+    nb_real *t = malloc(sizeof(nb_real) * (size_t)count);
+    if (!t) return nb_fail(NB_ERR_NOMEM, "onnx import: out of memory");
+    for (int64_t r = 0; r < count; r++)
+        t[r] = v[c->perm[r]];
+    memcpy(v, t, sizeof(nb_real) * (size_t)count);
+    free(t);
+    return NB_OK;
+}
+
+/* A float attribute (dflt when absent) in [lo, hi], else refused with
+ * what it means to nabla. */
+static nb_status attr_real(const imp_ctx *c, const onnx_node *n, const char *name, float dflt, float lo, float hi,
+                           const char *why, float *v)
+{
+    const onnx_attr *a = onnx_node_attr(n, name);
+    *v = a ? a->f : dflt;
+    if (a && a->type != ONNX_ATTR_FLOAT) return node_fail(c, n, "%s must be a float", name);
+    if (!(*v >= lo && *v <= hi)) return node_fail(c, n, "%s %g is outside [%g, %g]: %s", name, *v, lo, hi, why);
+    return NB_OK;
+}
+
+/* BatchNormalization in inference form (training_mode 0, the output Y
+ * only): `batchnorm eps=E momentum=1-M` (ONNX's momentum weighs the old
+ * statistic, nabla's the new one) on an NCHW image or an (N, C) tensor,
+ * whose axis 1 is nabla's channel axis; its constant inputs scale, B,
+ * input_mean, input_var (C values each) become gamma, beta, moving_mean,
+ * moving_variance (after a Flatten of an NCHW tensor, in nabla's feature
+ * order). A Conv before it stays a conv2d: nothing is folded. */
+static nb_status lower_batchnorm(imp_ctx *c, const onnx_node *n)
+{
+    static const char *params[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
+    if (attr_int(n, "training_mode", 0))
+        return node_fail(c, n, "training_mode 1 (batch statistics) is not supported: export the model in eval "
+                               "mode (model.eval()), which uses the moving statistics");
+    for (int i = 1; i < n->nout; i++)
+        if (n->out[i][0])
+            return node_fail(c, n, "output %d ('%.100s', a training statistic) is not supported: export in eval mode",
+                             i, n->out[i]);
+    if (!(c->rank == 2 || (c->rank == 4 && c->layout == L_NCHW)))
+        return node_fail(c, n,
+                         "normalises axis 1 of a rank-%d%s tensor; nabla's batchnorm normalises the channels, "
+                         "axis 1 only of an NCHW image or an (N, C) tensor",
+                         c->rank, c->rank == 4 ? " NHWC" : "");
+    if (n->nin != 5) return node_fail(c, n, "needs 5 inputs (X, scale, B, input_mean, input_var), got %d", n->nin);
+    float eps = 0, mom = 0; /* set by attr_real; gcc cannot see it */
+    nb_status s = attr_real(c, n, "epsilon", 1e-5f, 1e-12f, 1, "nabla's batchnorm eps", &eps);
+    if (!s) s = attr_real(c, n, "momentum", 0.9f, 0, 0.999999f, "nabla's momentum, 1 - ONNX's, is at least 1e-6", &mom);
+    if (!s && mom == 0)
+        s = node_fail(c, n, "momentum 0 (each batch replaces the moving statistics) is not supported: nabla's "
+                            "momentum, 1 - ONNX's, is below 1");
+    const int64_t C = c->dims[1];
+    nb_real *v[4] = {NULL};
+    for (int i = 0; i < 4 && !s; i++)
+        if (!(s = const_values(c, n, 1 + i, C, &v[i]))) s = permute_features(c, v[i], C);
+    for (int64_t j = 0; !s && j < C; j++)
+        if (v[3][j] < 0) s = node_fail(c, n, "input_var holds %g (channel %lld): a variance is not negative",
+                                       (double)v[3][j], (long long)j);
+    nb_layer_spec l = {.kind = NB_LAYER_BATCHNORM, .eps = shortest_decimal(eps, 0), .momentum = shortest_decimal(mom, 1)};
+    if (!s) s = add_layer(c, n, l);
+    for (int i = 0; i < 4 && !s; i++)
+        s = set_param(c, n, params[i], v[i]);
+    for (int i = 0; i < 4; i++)
+        free(v[i]);
+    return s ? s : advance(c, n);
+}
+
+/* LayerNormalization over the last axis only (axis -1, or rank - 1), which
+ * must be nabla's channels (not W of an NCHW image): `layernorm eps=E`,
+ * Scale and B (optional: zeros) into gamma and beta. stash_type is read
+ * and allowed: nabla sums the statistics in double either way. */
+static nb_status lower_layernorm(imp_ctx *c, const onnx_node *n)
+{
+    int64_t axis = attr_int(n, "axis", -1);
+    if (axis < 0) axis += c->rank;
+    if (axis != c->rank - 1 || (c->rank == 4 && c->layout == L_NCHW))
+        return node_fail(c, n,
+                         "axis %lld of a rank-%d%s tensor: nabla's layernorm normalises the channels, the last axis "
+                         "of an NHWC or flat tensor (axis -1)",
+                         (long long)attr_int(n, "axis", -1), c->rank,
+                         c->rank == 4 ? c->layout == L_NCHW ? " NCHW" : " NHWC" : "");
+    for (int i = 1; i < n->nout; i++)
+        if (n->out[i][0])
+            return node_fail(c, n, "output %d ('%.100s', Mean or InvStdDev) is not supported", i, n->out[i]);
+    if (n->nin < 2 || n->nin > 3) return node_fail(c, n, "needs 2 or 3 inputs (X, Scale[, B]), got %d", n->nin);
+    float eps = 0;
+    nb_status s = attr_real(c, n, "epsilon", 1e-5f, 1e-12f, 1, "nabla's layernorm eps", &eps);
+    const int64_t F = c->dims[c->rank - 1];
+    nb_real *g = NULL, *b = NULL;
+    if (!s) s = const_values(c, n, 1, F, &g);
+    if (!s && n->nin > 2 && n->in[2][0]) s = const_values(c, n, 2, F, &b);
+    if (!s) s = permute_features(c, g, F);
+    if (!s && b) s = permute_features(c, b, F);
+    if (!s && !b && !(b = calloc((size_t)F, sizeof(nb_real)))) s = nb_fail(NB_ERR_NOMEM, "onnx import: out of memory");
+    nb_layer_spec l = {.kind = NB_LAYER_LAYERNORM, .eps = shortest_decimal(eps, 0)};
+    if (!s) s = add_layer(c, n, l);
+    if (!s) s = set_param(c, n, "gamma", g);
+    if (!s) s = set_param(c, n, "beta", b);
+    free(g);
+    free(b);
+    return s ? s : advance(c, n);
+}
+
 /* The operator table: every ONNX operator nabla imports. A new one is a
- * row and its lowering: e.g. BatchNormalization (once nabla has batchnorm)
- *   {"BatchNormalization", lower_batchnorm, {"epsilon", "momentum", "training_mode"}},
- * refusing training_mode 1, adding `batchnorm` with eps and momentum
- * 1 - ONNX's, and copying its constant inputs 1..4 (scale, B, mean, var;
- * C values each, const_values) into gamma, beta, moving_mean and
- * moving_variance (set_param) after add_layer. */
+ * row and its lowering. */
 static const onnx_op ops[] = {
     {"Conv", lower_conv, {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"}, IN_CURRENT},
     {"Gemm", lower_gemm, {"alpha", "beta", "transA", "transB"}, IN_CURRENT},
@@ -940,6 +1073,8 @@ static const onnx_op ops[] = {
     {"Sum", lower_add, {0}, IN_SELF},
     {"Concat", lower_concat, {"axis"}, IN_SELF},
     {"GlobalAveragePool", lower_gap, {0}, IN_CURRENT},
+    {"BatchNormalization", lower_batchnorm, {"epsilon", "momentum", "training_mode"}, IN_CURRENT},
+    {"LayerNormalization", lower_layernorm, {"axis", "epsilon", "stash_type"}, IN_CURRENT},
     {"Relu", lower_activation, {0}, IN_CURRENT},
     {"Sigmoid", lower_activation, {0}, IN_CURRENT},
     {"Tanh", lower_activation, {0}, IN_CURRENT},
@@ -957,6 +1092,7 @@ const char *nb_onnx_supported_ops(void)
 {
     return "Conv, Gemm, MatMul (+ Add of a bias), MaxPool, AveragePool, GlobalAveragePool (+ Flatten), Flatten, "
            "Reshape (to a flatten), Transpose (layout changes), Add and Sum (of equal shapes), Concat (channels), "
+           "BatchNormalization (inference), LayerNormalization (last axis), "
            "Relu, Sigmoid, Tanh, LeakyRelu, Elu, Softplus, Softmax, LogSoftmax, Dropout, Identity, Constant, and "
            "GELU as Div, Erf, Add, Mul, Mul (torch.onnx.export's form)";
 }

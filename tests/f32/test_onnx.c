@@ -38,6 +38,23 @@ static nb_tensor *random_input(nb_model *m, int64_t n, uint64_t seed)
     return x;
 }
 
+/* Random gamma, beta, moving_mean and moving_variance (in [0.5, 2]) for
+ * every batchnorm and layernorm layer, so that a swapped or dropped
+ * parameter changes the outputs. */
+static void randomize_norms(nb_model *m, uint64_t seed)
+{
+    static const char *names[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
+    nb_rng g;
+    nb_rng_seed(&g, seed);
+    for (int i = 0; i < nb_model_num_layers(m); i++)
+        for (int k = 0; k < 4; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "%d.%s", i, names[k]);
+            nb_node *p = nb_model_find_param(m, name);
+            if (p) nb_tensor_fill_uniform(nb_value(p), &g, k == 3 ? 0.5 : -1, k == 3 ? 2 : 1);
+        }
+}
+
 static void assert_same_bits(const nb_tensor *a, const nb_tensor *b)
 {
     assert_int_equal(a->rank, b->rank);
@@ -73,10 +90,21 @@ static void test_round_trip_exact(void **state)
         {"conv2d 2 3 padding=same; concat input; flatten; dense 2", "4,4,1"},
         {"conv2d 2 3 padding=1; conv2d 2 3 stride=2 padding=1; conv2d 2 3 padding=2 as p; add p p; flatten; dense 2",
          "6,6,1"},
+        /* batchnorm and layernorm: after a Conv (NCHW), on the NHWC input, on (N, C), on rank 3, in a residual block */
+        {"conv2d 4 3 padding=same; batchnorm; relu as a; conv2d 4 3 padding=same; batchnorm momentum=0.01 eps=0.001 "
+         "as main; from a; conv2d 4 1; batchnorm eps=2e-5; add main; relu; globalavgpool; dense 3",
+         "8,8,2"},
+        {"batchnorm momentum=0.3; conv2d 3 3; layernorm eps=0.001; flatten; dense 4; batchnorm eps=1e-4; layernorm; "
+         "dense 2",
+         "6,6,2"},
+        {"dense 5; layernorm; tanh; dense 3; batchnorm", "4"},
+        {"layernorm eps=2e-5; flatten; dense 2", "4,5"},
+        {"conv2d 3 3 relu; layernorm; conv2d 2 1; batchnorm; maxpool 2; flatten; dense 2", "6,6,1"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         for (unsigned flags = 0; flags <= NB_ONNX_NCHW; flags++) {
             nb_model *m = model_of(cases[i].spec, cases[i].input, 7 + i), *back = NULL;
+            randomize_norms(m, 70 + i);
             void *data = NULL;
             size_t len = 0;
             assert_int_equal(nb_onnx_serialize(m, flags, &data, &len), NB_OK);
@@ -493,6 +521,247 @@ static void test_export_graph_nodes(void **state)
     nb_model_free(m);
 }
 
+/* The nodes of batchnorm and layernorm: BatchNormalization in NCHW (a
+ * Transpose before it on the NHWC input) with ONNX's momentum 1 - nabla's,
+ * LayerNormalization over axis -1 in NHWC (a Transpose back first), opset
+ * 17 and IR 8 for it, opset 13 without a layernorm; a rank-3 batchnorm is
+ * refused (ONNX's axis 1 is not nabla's channels there). */
+static void test_export_norm_nodes(void **state)
+{
+    nb_model *m = model_of("batchnorm momentum=0.01 eps=0.001; layernorm eps=1e-4; flatten; dense 2", "4,4,2", 3);
+    void *data;
+    size_t len;
+    assert_int_equal(nb_onnx_opset(m), 17);
+    assert_int_equal(nb_onnx_serialize(m, 0, &data, &len), NB_OK);
+    onnx_model *om = NULL;
+    assert_int_equal(onnx_model_parse(data, len, &om), NB_OK);
+    assert_int_equal(om->opset, 17);
+    assert_int_equal(om->ir_version, 8);
+    static const char *want[] = {"Transpose", "BatchNormalization", "Transpose", "LayerNormalization",
+                                 "Flatten",   "Gemm",               "Identity"};
+    assert_int_equal(om->graph.nnodes, 7);
+    for (int i = 0; i < 7; i++)
+        assert_string_equal(om->graph.nodes[i].op_type, want[i]);
+    const onnx_node *bn = &om->graph.nodes[1], *ln = &om->graph.nodes[3];
+    assert_int_equal(bn->nin, 5);
+    static const char *bn_in[4] = {"0.gamma", "0.beta", "0.moving_mean", "0.moving_variance"};
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(bn->in[1 + i], bn_in[i]);
+    assert_true(onnx_node_attr(bn, "momentum")->f == 0.99f);
+    assert_true(onnx_node_attr(bn, "epsilon")->f == 0.001f);
+    assert_int_equal(onnx_node_attr(ln, "axis")->i, -1);
+    assert_true(onnx_node_attr(ln, "epsilon")->f == 1e-4f);
+    assert_string_equal(ln->in[1], "1.gamma"), assert_string_equal(ln->in[2], "1.beta");
+    onnx_model_free(om);
+    free(data);
+    nb_model_free(m);
+    m = model_of("conv2d 2 3; batchnorm; flatten; dense 2", "5,5,1", 3);
+    assert_int_equal(nb_onnx_opset(m), 13);
+    assert_int_equal(nb_onnx_serialize(m, 0, &data, &len), NB_OK);
+    assert_int_equal(onnx_model_parse(data, len, &om), NB_OK);
+    assert_int_equal(om->opset, 13);
+    assert_string_equal(om->graph.nodes[2].op_type, "BatchNormalization"); /* right after the Conv: no Transpose */
+    assert_string_equal(om->graph.nodes[2].in[0], om->graph.nodes[1].out[0]);
+    onnx_model_free(om);
+    free(data);
+    nb_model_free(m);
+    assert_int_equal(nb_onnx_opset(NULL), 0);
+    m = model_of("batchnorm; flatten; dense 2", "4,5", 3);
+    data = (void *)1;
+    assert_int_equal(nb_onnx_serialize(m, 0, &data, &len), NB_ERR_ARG);
+    assert_null(data);
+    assert_has(nb_last_error(), "onnx export: layer 0: batchnorm of a rank-3 tensor: ONNX's BatchNormalization "
+                                "normalises axis 1, nabla the last one; they agree only for (N, C) and image tensors "
+                                "(flatten first)");
+    nb_model_free(m);
+}
+
+enum { BC = 3, BH = 4, BU = 2 };
+
+/* As torch.onnx.export writes Conv2d + BatchNorm2d + ReLU, then Flatten,
+ * Linear and LayerNorm (opset 17, eval mode, TrainingMode.PRESERVE so the
+ * BatchNormalization is not folded): x (N, 1, 4, 4) -> Conv(3 filters, 3x3,
+ * pads 1) -> BN(eps, momentum) -> Relu -> Flatten -> Gemm(transB) -> LN. */
+static void *torch_like_bn(const nb_real *w, const nb_real *bn, const nb_real *fw, const nb_real *ln, float eps,
+                           float momentum, size_t *len)
+{
+    gb g = {{0}};
+    const int64_t in[4] = {1, 1, BH, BH}, wd[4] = {BC, 1, 3, 3}, cd[1] = {BC}, fwd[2] = {BU, BC * BH * BH};
+    const int64_t ud[1] = {BU}, out[2] = {1, BU};
+    onnx_w_value(&g.g, 11, "x", 4, in);
+    onnx_w_initializer(&g.g, "conv.weight", 4, wd, w);
+    static const char *bn_names[4] = {"bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"};
+    for (int i = 0; i < 4; i++)
+        onnx_w_initializer(&g.g, bn_names[i], 1, cd, bn + i * BC);
+    onnx_w_initializer(&g.g, "fc.weight", 2, fwd, fw);
+    onnx_w_initializer(&g.g, "ln.weight", 1, ud, ln), onnx_w_initializer(&g.g, "ln.bias", 1, ud, ln + BU);
+    onnx_w_node n;
+    const char *ci[2] = {"x", "conv.weight"};
+    const int64_t pads[4] = {1, 1, 1, 1};
+    onnx_w_node_begin(&n, "Conv", "/conv/Conv", 2, ci, "c");
+    onnx_w_attr_ints(&n, "pads", 4, pads);
+    onnx_w_node_end(&n, &g.g);
+    const char *bi[5] = {"c", bn_names[0], bn_names[1], bn_names[2], bn_names[3]};
+    onnx_w_node_begin(&n, "BatchNormalization", "/bn/BatchNormalization", 5, bi, "b");
+    onnx_w_attr_float(&n, "epsilon", eps), onnx_w_attr_float(&n, "momentum", momentum);
+    onnx_w_attr_int(&n, "training_mode", 0);
+    onnx_w_node_end(&n, &g.g);
+    const char *ri[1] = {"b"}, *fi[1] = {"r"}, *gi[2] = {"f", "fc.weight"}, *li[3] = {"m", "ln.weight", "ln.bias"};
+    node(&g, "Relu", "/relu/Relu", 1, ri, "r");
+    node(&g, "Flatten", "/Flatten", 1, fi, "f");
+    onnx_w_node_begin(&n, "Gemm", "/fc/Gemm", 2, gi, "m");
+    onnx_w_attr_int(&n, "transB", 1);
+    onnx_w_node_end(&n, &g.g);
+    onnx_w_node_begin(&n, "LayerNormalization", "/ln/LayerNormalization", 3, li, "y");
+    onnx_w_attr_int(&n, "axis", -1), onnx_w_attr_float(&n, "epsilon", eps);
+    onnx_w_node_end(&n, &g.g);
+    onnx_w_value(&g.g, 12, "y", 2, out);
+    return finish(&g, 17, len);
+}
+
+/* The same network directly on NCHW x, in double. */
+static void reference_bn(const nb_real *x, const nb_real *w, const nb_real *bn, const nb_real *fw, const nb_real *ln,
+                         double eps, double *y)
+{
+    for (int e = 0; e < N; e++) {
+        double xd[BH * BH], f[BC * BH * BH], z[BU];
+        int oh, ow;
+        for (int i = 0; i < BH * BH; i++)
+            xd[i] = x[e * BH * BH + i];
+        ref_conv(xd, 1, 1, BH, BH, w, NULL, BC, 3, 1, 1, 0, f, &oh, &ow);
+        for (int ch = 0; ch < BC; ch++)
+            for (int i = 0; i < BH * BH; i++) {
+                const double v = (f[ch * BH * BH + i] - bn[2 * BC + ch]) / sqrt((double)bn[3 * BC + ch] + eps) *
+                                     bn[ch] + bn[BC + ch];
+                f[ch * BH * BH + i] = v > 0 ? v : 0;
+            }
+        double mean = 0, var = 0;
+        for (int u = 0; u < BU; u++) {
+            z[u] = 0;
+            for (int k = 0; k < BC * BH * BH; k++)
+                z[u] += (double)fw[u * BC * BH * BH + k] * f[k];
+            mean += z[u] / BU;
+        }
+        for (int u = 0; u < BU; u++)
+            var += (z[u] - mean) * (z[u] - mean) / BU;
+        for (int u = 0; u < BU; u++)
+            y[e * BU + u] = (z[u] - mean) / sqrt(var + eps) * ln[u] + ln[BU + u];
+    }
+}
+
+/* Imported: conv2d, batchnorm, relu, flatten, dense, layernorm (nothing
+ * folded), computing what the reference computes; momentum 1 - ONNX's and
+ * eps as written (the shortest decimals of the floats); exported again,
+ * the same spec. */
+static void test_import_batchnorm_like_torch(void **state)
+{
+    nb_real w[BC * 9], bn[4 * BC], fw[BU * BC * BH * BH], ln[2 * BU], x[N * BH * BH];
+    fill(w, BC * 9, 41), fill(bn, 4 * BC, 42), fill(fw, BU * BC * BH * BH, 43), fill(ln, 2 * BU, 44);
+    fill(x, N * BH * BH, 45);
+    for (int ch = 0; ch < BC; ch++)
+        bn[3 * BC + ch] += 1.0f, bn[2 * BC + ch] *= 4; /* variances in [0.5, 1.5], means that matter */
+    static const struct {
+        float eps, momentum;
+        const char *spec;
+    } cases[] = {{1e-5f, 0.9f, "conv2d 3 3 padding=same; batchnorm; relu; flatten; dense 2; layernorm"},
+                 {1e-3f, 0.99f, "conv2d 3 3 padding=same; batchnorm momentum=0.01 eps=0.001; relu; flatten; dense 2; "
+                                "layernorm eps=0.001"}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        size_t len;
+        void *data = torch_like_bn(w, bn, fw, ln, cases[k].eps, cases[k].momentum, &len);
+        nb_model *m = NULL;
+        if (nb_onnx_parse(data, len, 0, &m)) fprintf(stderr, "%s\n", nb_last_error());
+        assert_non_null(m);
+        assert_string_equal(nb_model_spec(m), cases[k].spec);
+        const int64_t xs[4] = {N, BH, BH, 1};
+        nb_tensor *xt = nb_tensor_new(4, xs), *y = NULL;
+        memcpy(xt->data, x, sizeof x); /* C = 1: NCHW and NHWC are one order */
+        assert_int_equal(nb_model_predict(m, xt, N, &y), NB_OK);
+        double want[N * BU], maxdiff = 0, mag = 0;
+        reference_bn(x, w, bn, fw, ln, cases[k].eps, want);
+        for (int i = 0; i < N * BU; i++)
+            maxdiff = fmax(maxdiff, fabs(y->data[i] - want[i])), mag = fmax(mag, fabs(want[i]));
+        assert_true(maxdiff < 1e-5);
+        assert_true(mag > 1e-2);
+        void *again;
+        size_t alen;
+        nb_model *back = NULL;
+        assert_int_equal(nb_onnx_serialize(m, 0, &again, &alen), NB_OK);
+        assert_int_equal(nb_onnx_parse(again, alen, 0, &back), NB_OK);
+        assert_string_equal(nb_model_spec(back), cases[k].spec);
+        nb_model_free(back);
+        free(again);
+        nb_tensor_free(xt), nb_tensor_free(y);
+        nb_model_free(m);
+        free(data);
+    }
+}
+
+/* Flatten of an NCHW tensor, then BatchNormalization (BatchNorm1d) and
+ * LayerNormalization of its 18 features, then Gemm: nabla's features are in
+ * (h, w, c) order, so their per-feature values are permuted like the Gemm's
+ * rows; compared with the direct computation in ONNX's (c, h, w) order. */
+static void test_import_norms_after_flatten(void **state)
+{
+    enum { F = 18, K = 3 };
+    nb_real bn[4 * F], ln[2 * F], w[K * F], x[N * F];
+    fill(bn, 4 * F, 51), fill(ln, 2 * F, 52), fill(w, K * F, 53), fill(x, N * F, 54);
+    for (int i = 0; i < F; i++)
+        bn[3 * F + i] += 1.0f;
+    gb g = {{0}};
+    const int64_t in[4] = {1, 2, 3, 3}, fd[1] = {F}, wd[2] = {K, F}, out[2] = {1, K};
+    onnx_w_value(&g.g, 11, "x", 4, in);
+    static const char *names[6] = {"s", "b", "m", "v", "lg", "lb"};
+    for (int i = 0; i < 6; i++)
+        onnx_w_initializer(&g.g, names[i], 1, fd, i < 4 ? bn + i * F : ln + (i - 4) * F);
+    onnx_w_initializer(&g.g, "W", 2, wd, w);
+    const char *fi[1] = {"x"}, *bi[5] = {"f", "s", "b", "m", "v"}, *li[3] = {"n", "lg", "lb"}, *gi[2] = {"l", "W"};
+    node(&g, "Flatten", "flat", 1, fi, "f");
+    node(&g, "BatchNormalization", "bn", 5, bi, "n");
+    node(&g, "LayerNormalization", "ln", 3, li, "l");
+    onnx_w_node n;
+    onnx_w_node_begin(&n, "Gemm", "fc", 2, gi, "y");
+    onnx_w_attr_int(&n, "transB", 1);
+    onnx_w_node_end(&n, &g.g);
+    onnx_w_value(&g.g, 12, "y", 2, out);
+    size_t len;
+    void *data = finish(&g, 17, &len);
+    nb_model *m = NULL;
+    if (nb_onnx_parse(data, len, 0, &m)) fprintf(stderr, "%s\n", nb_last_error());
+    assert_non_null(m);
+    assert_string_equal(nb_model_spec(m), "flatten; batchnorm; layernorm; dense 3");
+    const int64_t xs[4] = {N, 3, 3, 2};
+    nb_tensor *xt = nb_tensor_new(4, xs), *y = NULL;
+    for (int e = 0; e < N; e++) /* NCHW -> NHWC */
+        for (int ch = 0; ch < 2; ch++)
+            for (int p = 0; p < 9; p++)
+                xt->data[(e * 9 + p) * 2 + ch] = x[(e * 2 + ch) * 9 + p];
+    assert_int_equal(nb_model_predict(m, xt, N, &y), NB_OK);
+    double maxdiff = 0, mag = 0;
+    for (int e = 0; e < N; e++) {
+        double z[F], mean = 0, var = 0;
+        for (int i = 0; i < F; i++) {
+            z[i] = (x[e * F + i] - bn[2 * F + i]) / sqrt((double)bn[3 * F + i] + 1e-5) * bn[i] + bn[F + i];
+            mean += z[i] / F;
+        }
+        for (int i = 0; i < F; i++)
+            var += (z[i] - mean) * (z[i] - mean) / F;
+        for (int i = 0; i < F; i++)
+            z[i] = (z[i] - mean) / sqrt(var + 1e-5) * ln[i] + ln[F + i];
+        for (int k = 0; k < K; k++) {
+            double acc = 0;
+            for (int i = 0; i < F; i++)
+                acc += (double)w[k * F + i] * z[i];
+            maxdiff = fmax(maxdiff, fabs(y->data[e * K + k] - acc)), mag = fmax(mag, fabs(acc));
+        }
+    }
+    assert_true(maxdiff < 1e-5);
+    assert_true(mag > 1e-2);
+    nb_tensor_free(xt), nb_tensor_free(y);
+    nb_model_free(m);
+    free(data);
+}
+
 /* ---- bad inputs (docs/bad-inputs.md, "ONNX files") */
 
 static void expect_refused(const void *data, size_t len, nb_status want_status, const char *want)
@@ -732,6 +1001,139 @@ static void test_bad_joins(void **state)
     free(data);
 }
 
+/* One BatchNormalization or LayerNormalization node on x of the given
+ * rank (2 channels or features last; a rank-4 x is NCHW (1, 2, 3, 3), or
+ * NHWC read through Transpose(0,3,1,2) and back when nhwc), with nin
+ * inputs of count values each (input 1 computed, not a constant, when
+ * scale_computed), an int attribute and a float one when named, and nout
+ * outputs. */
+typedef struct {
+    const char *op;
+    int rank, nhwc, nin;
+    int64_t count;
+    const char *iname, *fname;
+    int64_t ival;
+    float fval, var0;
+    int nout, scale_computed;
+} norm_case;
+
+static void *norm_graph(const norm_case *k, size_t *len)
+{
+    gb g = {{0}};
+    const int64_t x4[4] = {1, 2, 3, 3}, h4[4] = {1, 3, 3, 2}, x3[3] = {1, 3, 2}, x2[2] = {1, 2}, cd[1] = {k->count};
+    const int64_t *in = k->rank == 4 ? (k->nhwc ? h4 : x4) : k->rank == 3 ? x3 : x2;
+    onnx_w_value(&g.g, 11, "x", k->rank, in);
+    static const char *names[4] = {"s", "b", "m", "v"};
+    nb_real v[8] = {1, 0.5f, 2, 1, 1, 1, 1, 1};
+    for (int i = k->scale_computed; i < 4 && 1 + i < k->nin; i++) {
+        v[0] = i == 3 ? k->var0 : 1;
+        onnx_w_initializer(&g.g, names[i], 1, cd, v);
+    }
+    const char *t1[1] = {"x"}, *t2[1] = {"t"}, *cur = "x";
+    if (k->nhwc) {
+        static const int64_t to_nchw[4] = {0, 3, 1, 2}, to_nhwc[4] = {0, 2, 3, 1};
+        onnx_w_node t;
+        onnx_w_node_begin(&t, "Transpose", "t_in", 1, t1, "t");
+        onnx_w_attr_ints(&t, "perm", 4, to_nchw);
+        onnx_w_node_end(&t, &g.g);
+        onnx_w_node_begin(&t, "Transpose", "t_out", 1, t2, "u");
+        onnx_w_attr_ints(&t, "perm", 4, to_nhwc);
+        onnx_w_node_end(&t, &g.g);
+        cur = "u";
+    }
+    if (k->scale_computed) {
+        const char *ri[1] = {"x"};
+        node(&g, "Relu", "r", 1, ri, "s"); /* a computed tensor called s */
+    }
+    const char *ni[5] = {cur, "s", "b", "m", "v"};
+    onnx_w_node n;
+    onnx_w_node_begin(&n, k->op, "norm", k->nin, ni, "y");
+    if (k->iname) onnx_w_attr_int(&n, k->iname, k->ival);
+    if (k->fname) onnx_w_attr_float(&n, k->fname, k->fval);
+    for (int i = 1; i < k->nout; i++) nb_pb_put_string(&n.w, 2, i == 1 ? "saved_mean" : "saved_var"); /* NodeProto.output */
+    onnx_w_node_end(&n, &g.g);
+    onnx_w_value(&g.g, 12, "y", k->rank, in);
+    return finish(&g, 17, len);
+}
+
+/* Every refusal of BatchNormalization and LayerNormalization. */
+static void test_bad_norms(void **state)
+{
+    static const struct {
+        norm_case k;
+        const char *want;
+    } cases[] = {
+        {{"BatchNormalization", 4, 0, 5, 2, "training_mode", NULL, 1, 0, 1, 1, 0},
+         "onnx import: node 0 'norm' (BatchNormalization): training_mode 1 (batch statistics) is not supported: export "
+         "the model in eval mode (model.eval()), which uses the moving statistics"},
+        {{"BatchNormalization", 4, 0, 5, 2, NULL, NULL, 0, 0, 1, 3, 0},
+         "onnx import: node 0 'norm' (BatchNormalization): output 1 ('saved_mean', a training statistic) is not "
+         "supported: export in eval mode"},
+        {{"BatchNormalization", 4, 1, 5, 2, NULL, NULL, 0, 0, 1, 1, 0},
+         "onnx import: node 2 'norm' (BatchNormalization): normalises axis 1 of a rank-4 NHWC tensor; nabla's "
+         "batchnorm normalises the channels, axis 1 only of an NCHW image or an (N, C) tensor"},
+        {{"BatchNormalization", 3, 0, 5, 2, NULL, NULL, 0, 0, 1, 1, 0},
+         "onnx import: node 0 'norm' (BatchNormalization): normalises axis 1 of a rank-3 tensor; nabla's batchnorm"},
+        {{"BatchNormalization", 4, 0, 3, 2, NULL, NULL, 0, 0, 1, 1, 0},
+         "onnx import: node 0 'norm' (BatchNormalization): needs 5 inputs (X, scale, B, input_mean, input_var), got "
+         "3"},
+        {{"BatchNormalization", 4, 0, 5, 3, NULL, NULL, 0, 0, 1, 1, 0},
+         "onnx import: node 0 'norm' (BatchNormalization): input 1 ('s') has 3 values, expected 2"},
+        {{"BatchNormalization", 4, 0, 5, 2, NULL, NULL, 0, 0, 1, 1, 1},
+         "onnx import: node 1 'norm' (BatchNormalization): input 1 ('s') must be a constant (an initializer)"},
+        {{"BatchNormalization", 4, 0, 5, 2, NULL, NULL, 0, 0, -0.5f, 1, 0},
+         "onnx import: node 0 'norm' (BatchNormalization): input_var holds -0.5 (channel 0): a variance is not "
+         "negative"},
+        {{"BatchNormalization", 2, 0, 5, 2, NULL, "momentum", 0, 1.0f, 1, 1, 0},
+         "onnx import: node 0 'norm' (BatchNormalization): momentum 1 is outside [0, 0.999999]: nabla's momentum, 1 - "
+         "ONNX's, is at least 1e-6"},
+        {{"BatchNormalization", 2, 0, 5, 2, NULL, "momentum", 0, 0.0f, 1, 1, 0},
+         "onnx import: node 0 'norm' (BatchNormalization): momentum 0 (each batch replaces the moving statistics) is "
+         "not supported: nabla's momentum, 1 - ONNX's, is below 1"},
+        {{"BatchNormalization", 2, 0, 5, 2, NULL, "epsilon", 0, 0, 1, 1, 0},
+         "onnx import: node 0 'norm' (BatchNormalization): epsilon 0 is outside [1e-12, 1]: nabla's batchnorm eps"},
+        {{"BatchNormalization", 2, 0, 5, 2, NULL, "epsilon", 0, NAN, 1, 1, 0},
+         "onnx import: node 0 'norm' (BatchNormalization): epsilon nan is outside [1e-12, 1]"},
+        {{"LayerNormalization", 4, 0, 3, 2, NULL, NULL, 0, 0, 1, 1, 0},
+         "onnx import: node 0 'norm' (LayerNormalization): axis -1 of a rank-4 NCHW tensor: nabla's layernorm "
+         "normalises the channels, the last axis of an NHWC or flat tensor (axis -1)"},
+        {{"LayerNormalization", 3, 0, 3, 2, "axis", NULL, 1, 0, 1, 1, 0},
+         "onnx import: node 0 'norm' (LayerNormalization): axis 1 of a rank-3 tensor: nabla's layernorm"},
+        {{"LayerNormalization", 2, 0, 3, 3, NULL, NULL, 0, 0, 1, 1, 0},
+         "onnx import: node 0 'norm' (LayerNormalization): input 1 ('s') has 3 values, expected 2"},
+        {{"LayerNormalization", 2, 0, 1, 2, NULL, NULL, 0, 0, 1, 1, 0},
+         "onnx import: node 0 'norm' (LayerNormalization): needs 2 or 3 inputs (X, Scale[, B]), got 1"},
+        {{"LayerNormalization", 2, 0, 3, 2, NULL, NULL, 0, 0, 1, 2, 0},
+         "onnx import: node 0 'norm' (LayerNormalization): output 1 ('saved_mean', Mean or InvStdDev) is not "
+         "supported"},
+        {{"LayerNormalization", 2, 0, 3, 2, NULL, "epsilon", 0, -1, 1, 1, 0},
+         "onnx import: node 0 'norm' (LayerNormalization): epsilon -1 is outside [1e-12, 1]: nabla's layernorm eps"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len;
+        void *data = norm_graph(&cases[i].k, &len);
+        if (getenv("NB_SHOW")) fprintf(stderr, "case %zu\n", i);
+        expect_refused(data, len, NB_ERR_FORMAT, cases[i].want);
+        free(data);
+    }
+    /* The same graphs with what they lacked import: the builder is not what is refused. */
+    static const norm_case good[] = {{"BatchNormalization", 4, 0, 5, 2, "training_mode", NULL, 0, 0, 1, 1, 0},
+                                     {"BatchNormalization", 2, 0, 5, 2, NULL, "momentum", 0, 0.25f, 1, 1, 0},
+                                     {"LayerNormalization", 4, 1, 3, 2, NULL, NULL, 0, 0, 1, 1, 0},
+                                     {"LayerNormalization", 3, 0, 2, 2, "axis", NULL, 2, 0, 1, 1, 0}};
+    static const char *good_spec[] = {"batchnorm", "batchnorm momentum=0.75", "layernorm", "layernorm"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        size_t len;
+        void *data = norm_graph(&good[i], &len);
+        nb_model *m = NULL;
+        if (nb_onnx_parse(data, len, 0, &m)) fprintf(stderr, "good %zu: %s\n", i, nb_last_error());
+        assert_non_null(m);
+        assert_string_equal(nb_model_spec(m), good_spec[i]);
+        nb_model_free(m);
+        free(data);
+    }
+}
+
 /* Weights holding NaN are refused unless NB_LOAD_ALLOW_NONFINITE; a
  * symbolic input dimension is refused. */
 static void test_bad_values(void **state)
@@ -799,6 +1201,21 @@ static void test_cli(void **state)
     assert_has(out, "nabla import: 'nothere.onnx': no such file\n1\n");
     free(out);
     nb_model_free(back), nb_model_free(m);
+    /* A layernorm makes the file opset 17, and the CLI says so. */
+    m = model_of("dense 4; layernorm; batchnorm; dense 2", "3", 4);
+    tu_fmt(cmd, sizeof cmd, "%s/ln.safetensors", dir);
+    assert_int_equal(nb_model_save(m, cmd), NB_OK);
+    tu_fmt(cmd, sizeof cmd, "cd '%s' && %s export --model ln.safetensors -o ln.onnx >ln.txt", dir, NB_CLI);
+    assert_int_equal(system(cmd), 0);
+    tu_fmt(cmd, sizeof cmd, "%s/ln.txt", dir);
+    out = tu_read(cmd, &n);
+    assert_has(out, "wrote ln.onnx (ONNX opset 17): input 'input' (N, 3), output 'output'; spec: dense 4; layernorm; "
+                    "batchnorm; dense 2");
+    free(out);
+    tu_fmt(cmd, sizeof cmd, "%s/ln.onnx", dir);
+    assert_int_equal(nb_onnx_load(cmd, 0, &back), NB_OK);
+    assert_string_equal(nb_model_spec(back), "dense 4; layernorm; batchnorm; dense 2");
+    nb_model_free(back), nb_model_free(m);
     tu_rm_rf(dir);
 }
 
@@ -818,6 +1235,10 @@ int main(void)
         cmocka_unit_test(test_import_resnet_like),
         cmocka_unit_test(test_export_graph_nodes),
         cmocka_unit_test(test_bad_joins),
+        cmocka_unit_test(test_export_norm_nodes),
+        cmocka_unit_test(test_import_batchnorm_like_torch),
+        cmocka_unit_test(test_bad_norms),
+        cmocka_unit_test(test_import_norms_after_flatten),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
