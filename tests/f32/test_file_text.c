@@ -125,6 +125,30 @@ static void test_hostile_tensor_name(void **state)
     free(out);
 }
 
+/* Row H1 too: a .npy header's key and dtype are the file's text. */
+static void test_hostile_npy_header(void **state)
+{
+    (void)state;
+    const char *hdr[2] = {"{'d\x1b[2J': '<f4', 'fortran_order': False, 'shape': (2,), }",
+                          "{'descr': '<\x1b" "8', 'fortran_order': False, 'shape': (2,), }"};
+    const char *want[2] = {"header: unknown key 'd\\x1b[2J' (expected descr, fortran_order, shape)",
+                           "header: field 'descr': dtype '<\\x1b8' is not supported"};
+    for (int k = 0; k < 2; k++) {
+        unsigned char buf[256] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
+        size_t n = strlen(hdr[k]), len = 128 - 10; /* header padded to 128 bytes in all, ending in '\n' */
+        assert_true(n < len);
+        memset(buf + 10, ' ', len);
+        memcpy(buf + 10, hdr[k], n);
+        buf[10 + len - 1] = '\n';
+        buf[8] = (unsigned char)len, buf[9] = 0;
+        assert_int_equal(tu_write(path_in("h.npy"), buf, 128 + 8), 0);
+        nb_tensor *t = (nb_tensor *)1;
+        assert_int_equal(nb_npy_read(path_in("h.npy"), &t), NB_ERR_FORMAT);
+        assert_has(nb_last_error(), want[k]);
+        assert_no_controls(nb_last_error());
+    }
+}
+
 /* Row H2: a NUL inside a string of the header (nabla.gemm by \u0000, a raw
  * 0 byte in another value) is refused; an escaped backslash before "u0000"
  * is text and kept whole. */
@@ -321,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_escape_text),
         cmocka_unit_test(test_set_error_escapes_controls),
         cmocka_unit_test(test_hostile_tensor_name),
+        cmocka_unit_test(test_hostile_npy_header),
         cmocka_unit_test(test_nul_in_header_strings),
         cmocka_unit_test(test_csv_quoted_labels),
         cmocka_unit_test(test_csv_short_rows),
