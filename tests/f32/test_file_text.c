@@ -14,6 +14,8 @@
 
 #include "f32/nb_test_util.h"
 
+#include <sys/stat.h>
+
 static char dir[1024];
 
 static const char *path_in(const char *name) { return tu_path_in(dir, name); }
@@ -308,6 +310,43 @@ static void test_predict_label_range(void **state)
     free(out);
 }
 
+/* Row H5 too: an IDX data set whose test labels run past the model's 3
+ * classes (1..3): predict and saliency (which draws the "true" class
+ * under each image) refuse them; no picture is written. */
+static void test_data_set_labels_out_of_range(void **state)
+{
+    (void)state;
+    char ds[1200], m[1200], *out;
+    tu_fmt(ds, sizeof ds, "%s", path_in("ds"));
+    tu_fmt(m, sizeof m, "%s", path_in("ds.safetensors"));
+    assert_int_equal(mkdir(ds, 0755), 0);
+    tu_write_dataset(ds, "train", 12, 12, 4, 4, 3, 0);
+    tu_write_dataset(ds, "t10k", 12, 12, 4, 4, 3, 1);
+    assert_int_equal(CLI(&out, "train", "--data", ds, "--model", "flatten; dense 3", "--epochs", "1", "--no-test",
+                         "--out", m),
+                     0);
+    free(out);
+    assert_int_equal(CLI(&out, "predict", "--model", m, "--data", ds, "--count", "4"), 1);
+    assert_has(out, "labels: example 2 has label 3, not a class index 0..2 (3 classes)");
+    free(out);
+    assert_int_equal(CLI(&out, "saliency", "--model", m, "--data", ds, "--count", "4", "-o", path_in("s.png")), 1);
+    assert_has(out, "nabla saliency: the test labels: example 2 has label 3, not a class index 0..2 (3 classes) (the "
+                    "model's outputs are its classes)");
+    free(out);
+    assert_int_equal(access(path_in("s.png"), F_OK), -1);
+    /* the first two examples' labels (1, 2) are classes: both commands run */
+    assert_int_equal(CLI(&out, "saliency", "--model", m, "--data", ds, "--count", "2", "-o", path_in("s.png")), 0);
+    free(out);
+    size_t n = 0;
+    char *png = tu_read(path_in("s.png"), &n);
+    assert_non_null(png);
+    assert_true(n > 8 && !memcmp(png, "\x89PNG\r\n\x1a\n", 8));
+    free(png);
+    assert_int_equal(CLI(&out, "predict", "--model", m, "--data", ds, "--count", "2", "--top", "1"), 0);
+    assert_has(out, "of 2 right");
+    free(out);
+}
+
 /* Row H6: spec text with an escape sequence (from --model or a model
  * file's nabla.spec) is quoted escaped. */
 static void test_spec_text_escaped(void **state)
@@ -350,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_csv_quoted_labels),
         cmocka_unit_test(test_csv_short_rows),
         cmocka_unit_test(test_predict_label_range),
+        cmocka_unit_test(test_data_set_labels_out_of_range),
         cmocka_unit_test(test_spec_text_escaped),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
