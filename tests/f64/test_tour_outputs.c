@@ -229,7 +229,7 @@ static void check_file(const char *rel, size_t least)
 static void test_tour_blocks(void **state)
 {
     (void)state;
-    check_file("docs/tour.md", 5); /* models, gradient_descent, backprop_cnn, jacobians, curvature */
+    check_file("docs/tour.md", 6); /* models, gradient_descent, nabla demo gd, backprop_cnn, jacobians, curvature */
 }
 
 /* The README pastes commands and code, and one program's output: what
