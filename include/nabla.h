@@ -50,6 +50,16 @@ nb_status nb_set_error(nb_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* Text from a file (a tensor name, a label, spec text, an ONNX node name)
+ * made safe to quote in a message: printable ASCII and printable UTF-8 as
+ * they are, a backslash as \\, every other byte (newline, ESC and the other
+ * control characters, DEL, invalid UTF-8, C1 and bidirectional controls) as
+ * \xNN, so a hostile file cannot move the cursor, recolour the terminal or
+ * forge lines. Reads text up to its NUL or len bytes; writes at most cap
+ * bytes to buf, NUL included, ending with "..." when the text is cut.
+ * Returns buf. (nb_set_error also writes control characters as \xNN: a
+ * message is always one line.) */
+const char *nb_escape_text(char *buf, size_t cap, const char *text, size_t len);
 /* The name of a status code, e.g. "shape error". */
 const char *nb_status_name(nb_status s);
 const char *nb_version(void);

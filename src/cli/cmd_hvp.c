@@ -25,10 +25,10 @@ static nb_status vectors_of(nb_model *m, const nb_safetensors *v, const char *pa
         const char *name = nb_safetensors_name(v, i);
         const nb_tensor *t = nb_safetensors_get(v, name);
         nb_node *p = nb_model_find_param(m, name);
-        char s1[96], s2[96];
+        char s1[96], s2[96], shown[132];
         if (!p)
             return nb_set_error(NB_ERR_ARG, "%s: tensor '%s' is not a parameter of the model (see 'nabla summary')",
-                                path, name);
+                                path, nb_escape_text(shown, sizeof shown, name, SIZE_MAX));
         if (!nb_node_requires_grad(p))
             return nb_set_error(NB_ERR_ARG,
                                 "%s: tensor '%s' is batchnorm state (a moving statistic), not a trained parameter: "

@@ -160,6 +160,18 @@ static void print_top(const predict_args *a, const nb_tensor *y, const nb_tensor
     if (N > show) printf("... %lld more examples%s\n", (long long)(N - show), a->out ? "" : " (-o FILE writes them all)");
 }
 
+/* The labels printed beside the top classes: class indices of the model's
+ * outputs, or a refusal in the words of every other command (a label of 12,
+ * -1 or 1e30 would be printed as a class, and -1 read names[-1]). */
+static int check_labels(const predict_args *a, const nb_tensor *labels, int64_t classes, const char *what)
+{
+    char which[64] = "labels";
+    if (a->src.start > 0) snprintf(which, sizeof which, "labels (example 0 is example %lld)", a->src.start);
+    if (!labels || !nb_check_class_labels(which, labels->data, labels->size, classes)) return 0;
+    fprintf(stderr, "nabla predict: %s: %s\n", what, nb_last_error());
+    return 1;
+}
+
 /* y = m(x); under mpirun each rank predicts its contiguous share of the
  * rows, and rank 0 gathers them (y: all rows there). 0 or the exit code. */
 static int predict_shared(nb_model *m, const nb_tensor *x, long long batch, nb_tensor **y)
@@ -203,6 +215,7 @@ int cmd_predict(int argc, char **argv)
     const char *holds = rc ? NULL : to_probabilities(m, y, a.raw, &probs);
     if (!rc && probs && cli_names_for_model(a.classes, a.src.data, m, y->size / y->shape[0], &names))
         rc = cli_fail("predict", "--classes");
+    if (!rc && probs && y->shape[0] > 0 && check_labels(&a, labels, y->size / y->shape[0], what)) rc = 1;
     if (!rc && a.out && nb_npy_write(a.out, y)) rc = cli_fail("predict", "writing the output");
     if (!rc) {
         char sh[96];

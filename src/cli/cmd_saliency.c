@@ -136,6 +136,10 @@ static int compute(const saliency_args *a, saliency_run *r)
         return 1;
     }
     r->K = zv->shape[1];
+    if (r->y && nb_check_class_labels("the test labels", r->y->data, r->N, r->K)) {
+        fprintf(stderr, "nabla saliency: %s (the model's outputs are its classes)\n", nb_last_error());
+        return 1; /* (a "true" class the model does not have would be drawn under its image) */
+    }
     if (!(r->pred = calloc((size_t)r->N, sizeof *r->pred))) return cli_fail("saliency", NULL);
     for (int64_t n = 0; n < r->N; n++)
         for (int64_t k = 1; k < r->K; k++)

@@ -98,8 +98,9 @@ static void print_values(const nb_tensor *t, long long max)
 /* One tensor: "NAME  (2, 3)  DTYPE  6 values", its statistics and values. */
 static void print_tensor(const char *name, const nb_tensor *t, const char *dtype, long long max)
 {
-    char s[128];
-    printf("%s  %s  %s  %lld value%s\n", name, nb_shape_str(t->rank, t->shape, s, sizeof s),
+    char s[128], shown[1100]; /* a hostile file's name cannot reach the terminal raw */
+    printf("%s  %s  %s  %lld value%s\n", nb_escape_text(shown, sizeof shown, name, SIZE_MAX),
+           nb_shape_str(t->rank, t->shape, s, sizeof s),
            dtype && *dtype ? dtype : "?", (long long)t->size, t->size == 1 ? "" : "s");
     print_stats(t);
     print_values(t, max);

@@ -474,12 +474,12 @@ static nb_status renumber_labels(const char *data, const char *known, const char
         const char *p = names;
         for (int64_t j = 0; j < k; j++)
             p += strcspn(p, "\n") + 1;
-        char shown[256];
+        char shown[256], label[132];
         return nb_set_error(NB_ERR_ARG,
-                            "'%s': label '%.*s' is not one of the model's %lld classes (%s: the model file names "
+                            "'%s': label '%s' is not one of the model's %lld classes (%s: the model file names "
                             "them); train a new model (--model SPEC) for other classes",
-                            data, (int)strcspn(p, "\n"), p, (long long)count_names(known),
-                            names_shown(known, shown, sizeof shown));
+                            data, nb_escape_text(label, sizeof label, p, strcspn(p, "\n")),
+                            (long long)count_names(known), names_shown(known, shown, sizeof shown));
     }
     return NB_OK;
 }

@@ -92,13 +92,15 @@ static nb_status label_index(const char *path, const char *text, char **names, i
     for (int64_t c = 0; c < cols; c++)
         if (!strcmp(names[c], text)) return *lc = c, NB_OK;
     const char *guess = cli_did_you_mean(text, (const char *const *)names, cols > 1000 ? 1000 : (int)cols);
-    char list[256] = "";
+    char list[256] = "", shown[64], guessed[64];
     size_t u = 0;
     for (int64_t c = 0; c < cols && c < 4 && u < sizeof list; c++)
-        u += (size_t)snprintf(list + u, sizeof list - u, "%s%s", c ? ", " : "", names[c]);
+        u += (size_t)snprintf(list + u, sizeof list - u, "%s%s", c ? ", " : "",
+                              nb_escape_text(shown, sizeof shown, names[c], SIZE_MAX));
     if (cols > 4 && u < sizeof list) snprintf(list + u, sizeof list - u, ", ... (%lld in all)", (long long)cols);
     return nb_set_error(NB_ERR_ARG, "'%s': --label-col '%s': no column of that name%s%s%s (the columns: %s)", path,
-                        text, guess ? "; did you mean '" : "", guess ? guess : "", guess ? "'?" : "", list);
+                        text, guess ? "; did you mean '" : "",
+                        guess ? nb_escape_text(guessed, sizeof guessed, guess, SIZE_MAX) : "", guess ? "'?" : "", list);
 }
 
 /* The header decision: --header, --no-header, or from the first line. */
@@ -138,16 +140,23 @@ static void scale_inputs(const char *path, const cli_csv_opts *o, nb_tensor *x)
                 path, mx);
 }
 
-/* The field text a..a+n trimmed of blanks and one pair of quotes, copied. */
+/* The field text a..a+n trimmed of blanks and one pair of quotes, copied;
+ * inside the quotes "" stands for one quote (RFC 4180). */
 static char *field_copy(const char *a, size_t n)
 {
     while (n && isspace((unsigned char)*a))
         a++, n--;
     while (n && isspace((unsigned char)a[n - 1]))
         n--;
-    if (n >= 2 && a[0] == '"' && a[n - 1] == '"') a++, n -= 2;
+    const int quoted = n >= 2 && a[0] == '"' && a[n - 1] == '"';
+    if (quoted) a++, n -= 2;
     char *c = malloc(n + 1);
-    if (c) memcpy(c, a, n), c[n] = '\0';
+    size_t k = 0;
+    for (size_t i = 0; c && i < n; i++) {
+        c[k++] = a[i];
+        if (quoted && a[i] == '"' && i + 1 < n && a[i + 1] == '"') i++;
+    }
+    if (c) c[k] = '\0';
     return c;
 }
 
@@ -187,9 +196,10 @@ static nb_status read_labels(char *text, int header, int64_t lc, csv_labels *L)
         const char *q = L->lines[i], *a = NULL;
         size_t n = 0;
         int64_t c = 0;
-        while (next_field(&q, &a, &n) && c < lc)
-            c++;
-        if (c != lc || !a || !*L->lines[i]) continue; /* short or empty lines: the parser names them */
+        int reached = 0; /* field lc of this line itself, never the last field of a shorter one */
+        while (!reached && next_field(&q, &a, &n))
+            reached = c++ == lc;
+        if (!reached || !*L->lines[i]) continue; /* short or empty lines: the parser names them */
         if (!(L->label[i] = field_copy(a, n))) return nb_set_error(NB_ERR_NOMEM, "out of memory");
         L->strings |= !field_is_number(a, n);
     }
@@ -243,8 +253,9 @@ static void say_classes(const char *path, char **names, int64_t n, int known)
 {
     fprintf(stderr, "nabla: '%s': the labels are names: %s%lld classes%s:", path, known ? "the model's " : "",
             (long long)n, known ? " (from its file)" : ", numbered in sorted order");
+    char shown[132];
     for (int64_t c = 0; c < n && c < 12; c++)
-        fprintf(stderr, "%s %lld %s", c ? "," : "", (long long)c, names[c]);
+        fprintf(stderr, "%s %lld %s", c ? "," : "", (long long)c, nb_escape_text(shown, sizeof shown, names[c], SIZE_MAX));
     fprintf(stderr, "%s\n", n > 12 ? ", ..." : "");
 }
 
@@ -273,9 +284,11 @@ static nb_status map_labels(const char *path, char *text, int header, int64_t lc
             char **hit = known ? NULL : bsearch(&L.label[i], names, (size_t)n, sizeof *names, cmp_str);
             for (int64_t j = 0; known && !hit && j < n; j++)
                 hit = strcmp(names[j], L.label[i]) ? NULL : &names[j];
+            char shown[132];
             if (!hit)
                 s = nb_set_error(NB_ERR_ARG, "'%s': line %lld: label '%s' is not one of the model's %lld classes", path,
-                                 (long long)i + 1, L.label[i], (long long)n);
+                                 (long long)i + 1, nb_escape_text(shown, sizeof shown, L.label[i], SIZE_MAX),
+                                 (long long)n);
             c = hit ? hit - names : -1;
         }
         const char *q = L.lines[i], *a;

@@ -20,6 +20,10 @@ void nb_clear_error(void);
 /* NB_ERR_ARG "WHO: input I is NULL", naming the last earlier error (the
  * likely cause when calls are chained). */
 nb_status nb_fail_null_input(const char *who, int i);
+/* A file's text (a tensor or node name) as a message quotes it:
+ * nb_escape_text into a buffer that lives to the end of the enclosing
+ * block, at most 128 bytes ("..." when cut). */
+#define NB_QUOTED(text) nb_escape_text((char[132]){0}, 132, (text), SIZE_MAX)
 
 /* ---------------------------------------------------------------- memory */
 

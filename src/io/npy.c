@@ -127,7 +127,7 @@ static nb_status npy_parse_descr(const char *name, const char *descr, npy_dtype 
     const char *supported = "<f2 <f4 <f8 |u1 <u2 <u4 <u8 |i1 <i2 <i4 <i8 |b1, or '>' for big-endian";
     if (n < 3 || n > 4 || !strchr("<>|=", descr[0]) || !strchr("fiub", descr[1]))
         return nb_fail(NB_ERR_FORMAT, "%s: header: field 'descr': dtype '%s' is not supported (supported: %s)", name,
-                       descr, supported);
+                       NB_QUOTED(descr), supported);
     int size = 0;
     for (size_t i = 2; i < n; i++) {
         if (descr[i] < '0' || descr[i] > '9') size = -1000;
@@ -140,7 +140,7 @@ static nb_status npy_parse_descr(const char *name, const char *descr, npy_dtype 
     /* '|' (not applicable) only makes sense for one-byte types. */
     if (!ok || (descr[0] == '|' && size != 1))
         return nb_fail(NB_ERR_FORMAT, "%s: header: field 'descr': dtype '%s' is not supported (supported: %s)", name,
-                       descr, supported);
+                       NB_QUOTED(descr), supported);
     dt->kind = kind;
     dt->size = size;
     dt->big = descr[0] == '>' || (descr[0] == '=' && host_is_big_endian());
@@ -206,7 +206,7 @@ static nb_status npy_parse_dict(const char *name, const unsigned char *p, const 
         nb_status s = lex_string(&L, "a key", key, sizeof key);
         if (s) return s;
         lex_ws(&L);
-        if (lex_peek(&L) != ':') return nb_fail(NB_ERR_FORMAT, "%s: header: expected ':' after key '%s'", name, key);
+        if (lex_peek(&L) != ':') return nb_fail(NB_ERR_FORMAT, "%s: header: expected ':' after key '%s'", name, NB_QUOTED(key));
         L.p++;
         lex_ws(&L);
         if (!strcmp(key, "descr")) {
@@ -229,13 +229,13 @@ static nb_status npy_parse_dict(const char *name, const unsigned char *p, const 
             if ((s = lex_shape(&L, rank, shape))) return s;
         } else {
             return nb_fail(NB_ERR_FORMAT, "%s: header: unknown key '%s' (expected descr, fortran_order, shape)", name,
-                           key);
+                           NB_QUOTED(key));
         }
         lex_ws(&L);
         if (lex_peek(&L) == ',') {
             L.p++;
         } else if (lex_peek(&L) != '}') {
-            return nb_fail(NB_ERR_FORMAT, "%s: header: expected ',' or '}' after the value of '%s'", name, key);
+            return nb_fail(NB_ERR_FORMAT, "%s: header: expected ',' or '}' after the value of '%s'", name, NB_QUOTED(key));
         }
     }
     lex_ws(&L);

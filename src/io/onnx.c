@@ -181,10 +181,10 @@ static nb_status parse_tensor(onnx_model *m, const unsigned char *data, size_t l
     t->count = 1;
     for (int d = 0; d < t->rank; d++) {
         if (t->dims[d] < 0 || t->dims[d] > ((int64_t)1 << 40))
-            return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%.100s': dimension %d is %lld", t->name, d,
+            return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%s': dimension %d is %lld", NB_QUOTED(t->name), d,
                            (long long)t->dims[d]);
         if (t->dims[d] && t->count > ((int64_t)1 << 40) / t->dims[d])
-            return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%.100s' has more than 2^40 elements", t->name);
+            return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%s' has more than 2^40 elements", NB_QUOTED(t->name));
         t->count *= t->dims[d];
     }
     return NB_OK;
@@ -305,7 +305,7 @@ static nb_status parse_value(onnx_model *m, const unsigned char *data, size_t le
     {
         if (f.num != 1 || f.wire != NB_PB_BYTES) continue;
         if (v->rank == NB_MAX_RANK)
-            return nb_fail(NB_ERR_FORMAT, "onnx: value '%.100s' has more than %d dimensions", v->name, NB_MAX_RANK);
+            return nb_fail(NB_ERR_FORMAT, "onnx: value '%s' has more than %d dimensions", NB_QUOTED(v->name), NB_MAX_RANK);
         int64_t dim = -1;
         nb_pb_field g;
         nb_pb_reader rd = nb_pb_reader_of(f.data, f.len);
@@ -458,21 +458,21 @@ nb_status onnx_tensor_check_reals(const onnx_tensor *t)
 {
     const char *where = t->external ? "stored outside the file (external data)" : NULL;
     if (where)
-        return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%.100s' is %s: save the model with all tensors inside it "
-                                      "(onnx.save_model(m, path, save_as_external_data=False))", t->name, where);
+        return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%s' is %s: save the model with all tensors inside it "
+                                      "(onnx.save_model(m, path, save_as_external_data=False))", NB_QUOTED(t->name), where);
     const int isf = t->data_type == ONNX_FLOAT, isd = t->data_type == ONNX_DOUBLE;
     if (!isf && !isd)
-        return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%.100s' has data type %d; nabla reads FLOAT (1) and DOUBLE (11)",
-                       t->name, t->data_type);
+        return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%s' has data type %d; nabla reads FLOAT (1) and DOUBLE (11)",
+                       NB_QUOTED(t->name), t->data_type);
     const size_t esize = isf ? 4 : 8;
     if (t->raw) {
         if ((uint64_t)t->raw_len != (uint64_t)t->count * esize)
-            return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%.100s' has %zu bytes of raw_data, its %lld elements need %llu",
-                           t->name, t->raw_len, (long long)t->count, (unsigned long long)t->count * esize);
+            return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%s' has %zu bytes of raw_data, its %lld elements need %llu",
+                           NB_QUOTED(t->name), t->raw_len, (long long)t->count, (unsigned long long)t->count * esize);
         return NB_OK;
     }
     if (t->nvalues != t->count || (isf ? !t->floats && t->count : !t->doubles && t->count))
-        return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%.100s' holds %lld values, its shape needs %lld", t->name,
+        return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%s' holds %lld values, its shape needs %lld", NB_QUOTED(t->name),
                        (long long)t->nvalues, (long long)t->count);
     return NB_OK;
 }
@@ -480,22 +480,22 @@ nb_status onnx_tensor_check_reals(const onnx_tensor *t)
 nb_status onnx_tensor_ints(const onnx_tensor *t, int64_t *out, int64_t max)
 {
     if (t->data_type != ONNX_INT64 && t->data_type != ONNX_INT32)
-        return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%.100s' has data type %d, expected INT64 (7)", t->name,
+        return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%s' has data type %d, expected INT64 (7)", NB_QUOTED(t->name),
                        t->data_type);
     if (t->count > max || t->external)
-        return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%.100s' has %lld values, expected at most %lld", t->name,
+        return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%s' has %lld values, expected at most %lld", NB_QUOTED(t->name),
                        (long long)t->count, (long long)max);
     const size_t esize = t->data_type == ONNX_INT64 ? 8 : 4;
     if (t->raw) {
         if ((uint64_t)t->raw_len != (uint64_t)t->count * esize)
-            return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%.100s': raw_data of %zu bytes for %lld values", t->name,
+            return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%s': raw_data of %zu bytes for %lld values", NB_QUOTED(t->name),
                            t->raw_len, (long long)t->count);
         for (int64_t i = 0; i < t->count; i++)
             out[i] = esize == 8 ? (int64_t)nb_ld_le64(t->raw + 8 * i) : (int32_t)nb_ld_le32(t->raw + 4 * i);
         return NB_OK;
     }
     if (t->nvalues != t->count || (t->count && !t->ints))
-        return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%.100s' holds %lld values, its shape needs %lld", t->name,
+        return nb_fail(NB_ERR_FORMAT, "onnx: tensor '%s' holds %lld values, its shape needs %lld", NB_QUOTED(t->name),
                        (long long)t->nvalues, (long long)t->count);
     memcpy(out, t->ints, (size_t)t->count * sizeof *out);
     return NB_OK;

@@ -101,7 +101,9 @@ static nb_status node_fail(const imp_ctx *c, const onnx_node *n, const char *fmt
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return nb_fail(NB_ERR_FORMAT, "onnx import: node %d '%.100s' (%.60s): %s", c->node, n->name, n->op_type, msg);
+    char name[108], op[68]; /* as messages quote a file's text (nb_escape_text) */
+    return nb_fail(NB_ERR_FORMAT, "onnx import: node %d '%s' (%s): %s", c->node, nb_escape_text(name, sizeof name, n->name, 100),
+                   nb_escape_text(op, sizeof op, n->op_type, 60), msg);
 }
 
 /* A constant by name: an initializer or a Constant node's value. */
@@ -195,9 +197,9 @@ static nb_status check_permuted(const imp_ctx *c, const onnx_node *n, const imp_
 {
     if (!v->permuted || (c->perm && v->layer == nb_model_num_layers(c->m) - 1)) return NB_OK;
     return node_fail(c, n,
-                     "reads '%.100s', a Flatten of an NCHW tensor, after the Gemm or MatMul it feeds: nabla "
+                     "reads '%s', a Flatten of an NCHW tensor, after the Gemm or MatMul it feeds: nabla "
                      "flattens in (h, w, c) order, ONNX in (c, h, w); only that Gemm or MatMul may read it",
-                     v->name);
+                     NB_QUOTED(v->name));
 }
 
 /* A name for entry idx's output: the metadata's (a nabla export) when the
@@ -293,17 +295,17 @@ static nb_status make_current(imp_ctx *c, const onnx_node *n, const imp_val *v)
     if (v->layer != last) {
         if (c->perm)
             return node_fail(c, n,
-                             "reads '%.100s' while a Flatten of an NCHW tensor waits for the Gemm or MatMul "
+                             "reads '%s' while a Flatten of an NCHW tensor waits for the Gemm or MatMul "
                              "after it; nabla needs the Flatten's consumer right after it",
-                             v->name);
+                             NB_QUOTED(v->name));
         if (last >= 0 && c->pass == 2 && !c->referenced[last]) {
             const char *t = "";
             for (int i = c->nvals - 1; i >= 0 && !t[0]; i--)
                 if (c->vals[i].layer == last) t = c->vals[i].name;
             return node_fail(c, n,
-                             "the tensor '%.100s' before it (entry %d, %s) is read by no later node and is not "
+                             "the tensor '%s' before it (entry %d, %s) is read by no later node and is not "
                              "the graph's output: remove the dead branch",
-                             t, last, nb_layer_kind_name(nb_model_layer(c->m, last)->kind));
+                             NB_QUOTED(t), last, nb_layer_kind_name(nb_model_layer(c->m, last)->kind));
         }
         nb_layer_spec f = {.kind = NB_LAYER_FROM, .nrefs = 1};
         nb_status s = entry_name(c, n, v->layer, f.refs[0]);
@@ -335,9 +337,11 @@ static nb_status const_values(imp_ctx *c, const onnx_node *n, int i, int64_t cou
 {
     *out = NULL;
     const onnx_tensor *t = i < n->nin && n->in[i][0] ? find_const(c, n->in[i]) : NULL;
-    if (!t) return node_fail(c, n, "input %d ('%.100s') must be a constant (an initializer)", i, i < n->nin ? n->in[i] : "");
+    if (!t)
+        return node_fail(c, n, "input %d ('%s') must be a constant (an initializer)", i,
+                         NB_QUOTED(i < n->nin ? n->in[i] : ""));
     if (t->count != count)
-        return node_fail(c, n, "input %d ('%.100s') has %lld values, expected %lld", i, n->in[i], (long long)t->count,
+        return node_fail(c, n, "input %d ('%s') has %lld values, expected %lld", i, NB_QUOTED(n->in[i]), (long long)t->count,
                          (long long)count);
     nb_status s = onnx_tensor_check_reals(t);
     nb_real *v = s ? NULL : malloc(sizeof(nb_real) * (size_t)(count ? count : 1));
@@ -811,18 +815,18 @@ static nb_status joined_inputs(imp_ctx *c, const onnx_node *n, const imp_val **v
     for (int i = 0; i < n->nin; i++) {
         if (find_const(c, n->in[i]))
             return node_fail(c, n,
-                             "input %d ('%.100s') is a constant: nabla's %s joins computed tensors only (a "
+                             "input %d ('%s') is a constant: nabla's %s joins computed tensors only (a "
                              "bias is an Add right after a MatMul)",
-                             i, n->in[i], strcmp(n->op_type, "Concat") ? "add" : "concat");
+                             i, NB_QUOTED(n->in[i]), strcmp(n->op_type, "Concat") ? "add" : "concat");
         if (!(v[i] = find_val(c, n->in[i])))
-            return node_fail(c, n, "input %d ('%.100s') is computed by no earlier node", i, n->in[i]);
+            return node_fail(c, n, "input %d ('%s') is computed by no earlier node", i, NB_QUOTED(n->in[i]));
         nb_status s = check_permuted(c, n, v[i]);
         if (s) return s;
         if (v[i]->rank != v[0]->rank || (v[0]->rank == 4 && v[i]->layout != v[0]->layout))
             return node_fail(c, n,
-                             "input %d ('%.100s') is of rank %d%s, input 0 of rank %d%s: nabla joins tensors "
+                             "input %d ('%s') is of rank %d%s, input 0 of rank %d%s: nabla joins tensors "
                              "of one rank and layout",
-                             i, n->in[i], v[i]->rank, v[i]->layout == L_NHWC ? " (NHWC)" : "", v[0]->rank,
+                             i, NB_QUOTED(n->in[i]), v[i]->rank, v[i]->layout == L_NHWC ? " (NHWC)" : "", v[0]->rank,
                              v[0]->layout == L_NHWC ? " (NHWC)" : "");
     }
     return NB_OK;
@@ -1109,9 +1113,12 @@ static const onnx_op *find_op(const char *type)
 static nb_status lower_node(imp_ctx *c, const onnx_node *n)
 {
     if (strcmp(n->domain, "") && strcmp(n->domain, "ai.onnx"))
-        return node_fail(c, n, "operator domain '%.60s' is not supported (only the default ONNX domain)", n->domain);
+        return node_fail(c, n, "operator domain '%s' is not supported (only the default ONNX domain)",
+                         NB_QUOTED(n->domain));
     const onnx_op *op = find_op(n->op_type);
-    if (!op) return node_fail(c, n, "operator %.60s is not supported; nabla imports %s", n->op_type, nb_onnx_supported_ops());
+    if (!op)
+        return node_fail(c, n, "operator %s is not supported; nabla imports %s", NB_QUOTED(n->op_type),
+                         nb_onnx_supported_ops());
     for (int i = 0; i < n->nattrs; i++) {
         int known = 0;
         for (int j = 0; j < 8 && op->attrs[j] && !known; j++) known = !strcmp(op->attrs[j], n->attrs[i].name);
@@ -1119,16 +1126,16 @@ static nb_status lower_node(imp_ctx *c, const onnx_node *n)
             char list[256] = "";
             for (int j = 0, u = 0; j < 8 && op->attrs[j]; j++)
                 u += snprintf(list + u, sizeof list - (size_t)u, "%s%s", j ? ", " : "", op->attrs[j]);
-            return node_fail(c, n, "attribute '%.60s' is not supported (%s takes: %s)", n->attrs[i].name, op->type,
+            return node_fail(c, n, "attribute '%s' is not supported (%s takes: %s)", NB_QUOTED(n->attrs[i].name), op->type,
                              list[0] ? list : "none");
         }
     }
     const imp_val *v = n->nin >= 1 ? find_val(c, n->in[0]) : NULL;
     if (!v && op->inputs != IN_SELF)
         return node_fail(c, n,
-                         "reads '%.100s', which is neither the graph's input nor computed by an earlier node "
+                         "reads '%s', which is neither the graph's input nor computed by an earlier node "
                          "(nodes must be in topological order; constants are initializers)",
-                         n->nin ? n->in[0] : "");
+                         NB_QUOTED(n->nin ? n->in[0] : ""));
     nb_status s = v ? check_permuted(c, n, v) : NB_OK;
     if (s) return s;
     if (op->inputs == IN_CURRENT)
@@ -1164,15 +1171,18 @@ static nb_status graph_input(imp_ctx *c, int64_t *shape, int *rank)
     const onnx_value *in = NULL;
     for (int i = 0; i < c->g->ninputs; i++) {
         if (find_const(c, c->g->inputs[i].name)) continue;
-        if (in) return nb_fail(NB_ERR_FORMAT, "onnx import: the graph has more than one input ('%.100s', '%.100s'); nabla models take one", in->name, c->g->inputs[i].name);
+        if (in) return nb_fail(NB_ERR_FORMAT, "onnx import: the graph has more than one input ('%s', '%s'); nabla models take one",
+                              NB_QUOTED(in->name), NB_QUOTED(c->g->inputs[i].name));
         in = &c->g->inputs[i];
     }
     if (!in) return nb_fail(NB_ERR_FORMAT, "onnx import: the graph has no input");
     if (in->elem_type != ONNX_FLOAT || !in->has_shape || in->rank < 2 || in->rank > 4)
-        return nb_fail(NB_ERR_FORMAT, "onnx import: input '%.100s' must be a FLOAT tensor of rank 2 to 4 with a known shape (N, ...)", in->name);
+        return nb_fail(NB_ERR_FORMAT, "onnx import: input '%s' must be a FLOAT tensor of rank 2 to 4 with a known shape (N, ...)",
+                       NB_QUOTED(in->name));
     for (int d = 1; d < in->rank; d++)
         if (in->dims[d] < 1 || in->dims[d] > (1 << 24))
-            return nb_fail(NB_ERR_FORMAT, "onnx import: input '%.100s' dimension %d is unknown or out of range 1..2^24: export with a fixed input size", in->name, d);
+            return nb_fail(NB_ERR_FORMAT, "onnx import: input '%s' dimension %d is unknown or out of range 1..2^24: export with a fixed input size",
+                           NB_QUOTED(in->name), d);
     c->cur = in->name;
     c->rank = in->rank;
     c->dims[0] = 1;
@@ -1209,8 +1219,8 @@ static nb_status import_graph(imp_ctx *c, unsigned flags)
     for (int i = 0; i < c->g->nnodes; i++) c->done[i] = !strcmp(c->g->nodes[i].op_type, "Constant");
     for (int i = 0; i < c->g->nnodes; i++) /* ONNX tensors are single-assignment */
         if (c->g->nodes[i].nout >= 1 && (!strcmp(c->g->nodes[i].out[0], c->vals[0].name)))
-            return nb_fail(NB_ERR_FORMAT, "onnx import: node %d '%.100s' writes the graph's input '%.100s'", i,
-                           c->g->nodes[i].name, c->vals[0].name);
+            return nb_fail(NB_ERR_FORMAT, "onnx import: node %d '%s' writes the graph's input '%s'", i,
+                           NB_QUOTED(c->g->nodes[i].name), NB_QUOTED(c->vals[0].name));
     for (int i = 0; i < c->g->nnodes && !s; i++) {
         const onnx_node *n = &c->g->nodes[i];
         c->node = i;
@@ -1222,8 +1232,8 @@ static nb_status import_graph(imp_ctx *c, unsigned flags)
     if (!out || out->layer != nb_model_num_layers(c->m) - 1)
         return nb_fail(
             NB_ERR_FORMAT,
-            "onnx import: the graph's output must be the last node's ('%.100s') and the only one; it has %d%s%.100s%s",
-            c->cur, c->g->noutputs, c->g->noutputs ? " ('" : "", c->g->noutputs ? c->g->outputs[0].name : "",
+            "onnx import: the graph's output must be the last node's ('%s') and the only one; it has %d%s%s%s",
+            NB_QUOTED(c->cur), c->g->noutputs, c->g->noutputs ? " ('" : "", NB_QUOTED(c->g->noutputs ? c->g->outputs[0].name : ""),
             c->g->noutputs ? (c->g->noutputs > 1 ? "', ...)" : "')") : "");
     if (c->perm)
         return nb_fail(NB_ERR_FORMAT, "onnx import: the output is a flattened NCHW tensor in (c, h, w) order; nabla "

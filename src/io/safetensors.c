@@ -278,42 +278,45 @@ static int json_uint(const cJSON *j, uint64_t *v)
 static nb_status st_describe(const char *fname, const cJSON *item, size_t data_len, st_desc *d)
 {
     const char *name = item->string;
+    char shown[132]; /* the name as messages quote it (nb_escape_text) */
+    nb_escape_text(shown, sizeof shown, name, SIZE_MAX);
     d->name = name;
     if (!*name) return nb_fail(NB_ERR_FORMAT, "%s: header: a tensor has an empty name", fname);
     if (strlen(name) > ST_MAX_NAME)
-        return nb_fail(NB_ERR_FORMAT, "%s: header: tensor name '%.40s...' is longer than %d characters", fname, name,
-                       ST_MAX_NAME);
+        return nb_fail(NB_ERR_FORMAT, "%s: header: tensor name '%s' is longer than %d characters", fname,
+                       nb_escape_text(shown, 44, name, SIZE_MAX), ST_MAX_NAME);
     if (!cJSON_IsObject(item))
-        return nb_fail(NB_ERR_FORMAT, "%s: header: tensor '%s': expected an object", fname, name);
+        return nb_fail(NB_ERR_FORMAT, "%s: header: tensor '%s': expected an object", fname, shown);
     const cJSON *jd = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *jo = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
     if (!cJSON_IsString(jd))
-        return nb_fail(NB_ERR_FORMAT, "%s: header: tensor '%s': field 'dtype': missing or not a string", fname, name);
+        return nb_fail(NB_ERR_FORMAT, "%s: header: tensor '%s': field 'dtype': missing or not a string", fname, shown);
     size_t k = 0, nd = sizeof st_dtypes / sizeof st_dtypes[0];
     while (k < nd && strcmp(st_dtypes[k].name, jd->valuestring))
         k++;
+    char dt[48];
     if (k == nd)
         return nb_fail(NB_ERR_FORMAT,
                        "%s: header: tensor '%s': field 'dtype': '%.32s' is not supported "
                        "(F64 F32 F16 BF16 I64 I32 I16 I8 U64 U32 U16 U8 BOOL are)",
-                       fname, name, jd->valuestring);
+                       fname, shown, nb_escape_text(dt, sizeof dt, jd->valuestring, 32));
     d->dt = st_dtypes[k].dt;
     d->size = st_dtypes[k].size;
     if (!cJSON_IsArray(js))
-        return nb_fail(NB_ERR_FORMAT, "%s: header: tensor '%s': field 'shape': missing or not a list", fname, name);
+        return nb_fail(NB_ERR_FORMAT, "%s: header: tensor '%s': field 'shape': missing or not a list", fname, shown);
     d->rank = 0;
     uint64_t count = 1;
     int overflow = 0;
     for (const cJSON *c = js->child; c; c = c->next) {
         if (d->rank >= NB_MAX_RANK)
             return nb_fail(NB_ERR_FORMAT, "%s: header: tensor '%s': field 'shape': more than %d dimensions", fname,
-                           name, NB_MAX_RANK);
+                           shown, NB_MAX_RANK);
         uint64_t v;
         if (!json_uint(c, &v))
             return nb_fail(NB_ERR_FORMAT,
                            "%s: header: tensor '%s': field 'shape': dimension %d is not a non-negative integer", fname,
-                           name, d->rank);
+                           shown, d->rank);
         d->shape[d->rank++] = (int64_t)v;
         if (v != 0 && count > UINT64_MAX / v)
             overflow = 1;
@@ -324,29 +327,29 @@ static nb_status st_describe(const char *fname, const cJSON *item, size_t data_l
         !json_uint(jo->child->next, &d->end))
         return nb_fail(NB_ERR_FORMAT,
                        "%s: header: tensor '%s': field 'data_offsets': expected [begin, end] of non-negative integers",
-                       fname, name);
+                       fname, shown);
     char sbuf[200];
     nb_shape_str(d->rank, d->shape, sbuf, sizeof sbuf);
     if (overflow || count > (uint64_t)INT64_MAX || count > UINT64_MAX / (uint64_t)d->size)
-        return nb_fail(NB_ERR_FORMAT, "%s: header: tensor '%s': field 'shape': %s has too many elements", fname, name,
+        return nb_fail(NB_ERR_FORMAT, "%s: header: tensor '%s': field 'shape': %s has too many elements", fname, shown,
                        sbuf);
     if (d->begin > d->end)
         return nb_fail(NB_ERR_FORMAT,
                        "%s: header: tensor '%s': field 'data_offsets': begin %" PRIu64 " is after end %" PRIu64, fname,
-                       name, d->begin, d->end);
+                       shown, d->begin, d->end);
     if (d->end > data_len)
         return nb_fail(NB_ERR_FORMAT,
                        "%s: header: tensor '%s': field 'data_offsets': end %" PRIu64
                        " is past the end of the data (%zu bytes)",
-                       fname, name, d->end, data_len);
+                       fname, shown, d->end, data_len);
     uint64_t bytes = count * (uint64_t)d->size;
     if (bytes != d->end - d->begin)
         return nb_fail(NB_ERR_FORMAT,
                        "%s: header: tensor '%s': shape %s of %s = %" PRIu64 " bytes, but data_offsets [%" PRIu64
                        ", %" PRIu64 "] span %" PRIu64 " bytes",
-                       fname, name, sbuf, st_dtypes[k].name, bytes, d->begin, d->end, d->end - d->begin);
+                       fname, shown, sbuf, st_dtypes[k].name, bytes, d->begin, d->end, d->end - d->begin);
     if (count > (uint64_t)(SIZE_MAX / sizeof(nb_real)))
-        return nb_fail(NB_ERR_FORMAT, "%s: header: tensor '%s': %s is too large for memory", fname, name, sbuf);
+        return nb_fail(NB_ERR_FORMAT, "%s: header: tensor '%s': %s is too large for memory", fname, shown, sbuf);
     return NB_OK;
 }
 
@@ -392,7 +395,9 @@ static void st_convert(const st_desc *d, const unsigned char *src, nb_real *dst,
  * (a valid header needs 3: the root, a tensor, its shape) and the number of
  * JSON values (each costs cJSON about 64 bytes, so "[0,0,0,..." could
  * otherwise cost 30 times the header's size). A scan of the bytes outside
- * strings; the parse itself still validates everything. */
+ * strings; the parse itself still validates everything. Inside strings, a
+ * NUL (raw or \u0000) is refused: cJSON's C strings end there, so a tensor
+ * name or a metadata value such as nabla.gemm would lose its rest silently. */
 static nb_status st_prescan(const char *fname, const char *h, size_t n)
 {
     int depth = 0, in_str = 0;
@@ -400,6 +405,12 @@ static nb_status st_prescan(const char *fname, const char *h, size_t n)
     for (size_t i = 0; i < n; i++) {
         char c = h[i];
         if (in_str) {
+            const int nul = c == '\0' || (c == '\\' && i + 5 < n && !memcmp(h + i + 1, "u0000", 5));
+            if (nul)
+                return nb_fail(NB_ERR_FORMAT,
+                               "%s: header: a string holds a NUL byte (%s) at byte %zu of the header: names and "
+                               "metadata end at a NUL, so its rest would be lost (a damaged or hand-made file)",
+                               fname, c ? "\\u0000" : "a raw 0 byte", i);
             if (c == '\\') i++;
             else if (c == '"') in_str = 0;
             continue;
@@ -464,10 +475,11 @@ static nb_status st_parse_header(const char *fname, const unsigned char *p, size
 static nb_status st_read_meta(const char *fname, const cJSON *c, nb_safetensors *st)
 {
     if (!cJSON_IsObject(c)) return nb_fail(NB_ERR_FORMAT, "%s: header: '__metadata__' is not an object", fname);
+    char shown[80];
     for (const cJSON *m = c->child; m; m = m->next) {
         if (!m->string || !cJSON_IsString(m))
-            return nb_fail(NB_ERR_FORMAT, "%s: header: __metadata__ '%.64s': the value is not a string", fname,
-                           m->string ? m->string : "");
+            return nb_fail(NB_ERR_FORMAT, "%s: header: __metadata__ '%s': the value is not a string", fname,
+                           nb_escape_text(shown, sizeof shown, m->string, 64));
         nb_status s = meta_append(st, m->string, m->valuestring);
         if (s) return s;
     }
@@ -500,6 +512,7 @@ static nb_status st_check_meta_keys(const char *fname, const nb_safetensors *st)
 {
     if (st->nm < 2) return NB_OK;
     const st_meta **mk = malloc((size_t)st->nm * sizeof *mk);
+    char shown[80];
     if (!mk) return nb_fail(NB_ERR_NOMEM, "%s: out of memory", fname);
     for (int i = 0; i < st->nm; i++)
         mk[i] = &st->m[i];
@@ -507,7 +520,8 @@ static nb_status st_check_meta_keys(const char *fname, const nb_safetensors *st)
     nb_status s = NB_OK;
     for (int i = 1; i < st->nm && !s; i++)
         if (!strcmp(mk[i - 1]->key, mk[i]->key))
-            s = nb_fail(NB_ERR_FORMAT, "%s: header: __metadata__ key '%.64s' appears twice", fname, mk[i]->key);
+            s = nb_fail(NB_ERR_FORMAT, "%s: header: __metadata__ key '%s' appears twice", fname,
+                        nb_escape_text(shown, sizeof shown, mk[i]->key, 64));
     free(mk);
     return s;
 }
@@ -516,18 +530,21 @@ static nb_status st_check_meta_keys(const char *fname, const nb_safetensors *st)
  * pointers into the descriptions, sorted here). */
 static nb_status st_check_layout(const char *fname, const st_desc **order, size_t nd)
 {
+    char a[132], b[132]; /* names as messages quote them */
     qsort(order, nd, sizeof *order, cmp_desc_names);
     for (size_t i = 1; i < nd; i++)
         if (!strcmp(order[i - 1]->name, order[i]->name))
-            return nb_fail(NB_ERR_FORMAT, "%s: header: tensor name '%s' appears twice", fname, order[i]->name);
+            return nb_fail(NB_ERR_FORMAT, "%s: header: tensor name '%s' appears twice", fname,
+                           nb_escape_text(a, sizeof a, order[i]->name, SIZE_MAX));
     qsort(order, nd, sizeof *order, cmp_desc_offsets);
     for (size_t i = 1; i < nd; i++)
         if (order[i]->begin < order[i - 1]->end)
             return nb_fail(NB_ERR_FORMAT,
                            "%s: header: tensors '%s' [%" PRIu64 ", %" PRIu64 "] and '%s' [%" PRIu64 ", %" PRIu64
                            "] overlap",
-                           fname, order[i - 1]->name, order[i - 1]->begin, order[i - 1]->end, order[i]->name,
-                           order[i]->begin, order[i]->end);
+                           fname, nb_escape_text(a, sizeof a, order[i - 1]->name, SIZE_MAX), order[i - 1]->begin,
+                           order[i - 1]->end, nb_escape_text(b, sizeof b, order[i]->name, SIZE_MAX), order[i]->begin,
+                           order[i]->end);
     return NB_OK;
 }
 
@@ -538,7 +555,10 @@ static nb_status st_load_tensors(const char *fname, const st_desc *descs, size_t
     for (size_t i = 0; i < nd; i++) {
         const st_desc *d = &descs[i];
         nb_tensor *t = nb_tensor_new(d->rank, d->shape);
-        if (!t) return nb_fail(NB_ERR_NOMEM, "%s: tensor '%s': %s", fname, d->name, nb_last_error());
+        char shown[132];
+        if (!t)
+            return nb_fail(NB_ERR_NOMEM, "%s: tensor '%s': %s", fname, nb_escape_text(shown, sizeof shown, d->name, SIZE_MAX),
+                           nb_last_error());
         st_convert(d, base + d->begin, t->data, (size_t)t->size);
         nb_status s = st_append(st, d->name, t);
         if (!s) st->e[st->n - 1].dtype = st_dtype_name(d->dt);

@@ -90,7 +90,7 @@ static nb_status check_no_extra_tensors(const nb_model *m, const nb_safetensors 
         extra++;
     }
     if (!extra) return NB_OK;
-    char more[48] = "", params[160];
+    char more[48] = "", params[160], shown[108];
     if (extra > 1) snprintf(more, sizeof more, " (and %d more)", extra - 1);
     if (m->nparams)
         snprintf(params, sizeof params, "parameters %.60s to %.60s", m->params[0]->name,
@@ -98,8 +98,8 @@ static nb_status check_no_extra_tensors(const nb_model *m, const nb_safetensors 
     else
         snprintf(params, sizeof params, "no parameters");
     return nb_fail(NB_ERR_FORMAT,
-                   "model file: tensor '%.100s'%s is not a parameter of nabla.spec (%d layer%s, %s): " NOT_TOGETHER,
-                   first, more, m->nlayers, m->nlayers == 1 ? "" : "s", params);
+                   "model file: tensor '%s'%s is not a parameter of nabla.spec (%d layer%s, %s): " NOT_TOGETHER,
+                   nb_escape_text(shown, sizeof shown, first, 100), more, m->nlayers, m->nlayers == 1 ? "" : "s", params);
 }
 
 /* Refuses a parameter holding NaN or Inf (unless allowed): such weights

@@ -389,7 +389,7 @@ nb_status nb_spec_parse(const char *spec, nb_layer_spec **layers, int *nlayers)
     nb_status s = NB_OK;
     for (const char *p = spec; *p && !s;) {
         /* One entry: up to ';' or newline; a comment runs to the newline. */
-        char buf[MAX_LINE], *tok[MAX_TOKENS], why[512];
+        char buf[MAX_LINE], *tok[MAX_TOKENS], why[512], first[96]; /* first: tok[0] as quoted */
         size_t len = 0;
         int too_long = 0, entry_line = line;
         for (; *p && *p != ';' && *p != '\n' && *p != '#'; p++)
@@ -414,7 +414,8 @@ nb_status nb_spec_parse(const char *spec, nb_layer_spec **layers, int *nlayers)
         else if (!grow(&out, n, &cap))
             s = nb_fail(NB_ERR_NOMEM, "spec: out of memory");
         else if (!parse_layer(tok, ntok, &out[n], why, sizeof why))
-            s = nb_fail(NB_ERR_FORMAT, "spec layer %d (line %d, '%s'): %s", n, entry_line, tok[0], why);
+            s = nb_fail(NB_ERR_FORMAT, "spec layer %d (line %d, '%s'): %s", n, entry_line,
+                        nb_escape_text(first, sizeof first, tok[0], SIZE_MAX), why);
         else
             n++;
     }

@@ -828,6 +828,26 @@ static void test_bad_wire_format(void **state)
     free(data);
 }
 
+/* A node's name and operator are the file's text: quoted through
+ * nb_escape_text (a newline as \x0a, an ANSI escape as \x1b), never raw. */
+static void test_node_names_escaped(void **state)
+{
+    (void)state;
+    gb g = {{0}};
+    const int64_t in[4] = {1, 2, 6, 6};
+    onnx_w_value(&g.g, 11, "x", 4, in);
+    const char *xi[1] = {"x"};
+    node(&g, "LRN\x1b[2J", "bad\nname\x1b[31m", 1, xi, "y");
+    onnx_w_value(&g.g, 12, "y", 4, in);
+    size_t len;
+    void *data = finish(&g, 13, &len);
+    expect_refused(data, len, NB_ERR_FORMAT,
+                   "onnx import: node 0 'bad\\x0aname\\x1b[31m' (LRN\\x1b[2J): operator LRN\\x1b[2J is not supported");
+    assert_null(strchr(nb_last_error(), '\x1b'));
+    assert_null(strchr(nb_last_error(), '\n'));
+    free(data);
+}
+
 static void test_bad_operators(void **state)
 {
     size_t len;
@@ -1228,6 +1248,7 @@ int main(void)
         cmocka_unit_test(test_import_matmul_reshape),
         cmocka_unit_test(test_bad_wire_format),
         cmocka_unit_test(test_bad_operators),
+        cmocka_unit_test(test_node_names_escaped),
         cmocka_unit_test(test_bad_conv),
         cmocka_unit_test(test_bad_graphs),
         cmocka_unit_test(test_bad_values),
