@@ -416,7 +416,7 @@ static void test_plain_ranks_match_one_process(void **state)
 /* With dropout (masks keyed by step and rank) the ranks still end with the
  * same bits, and the net learns; an allreduce that hands rank 1 another sum
  * once is caught by the epoch's weight check on every rank; a rank whose
- * loss is NaN stops every rank at the first step. */
+ * loss is NaN stops every rank at the first step; batchnorm is refused. */
 static void test_plain_ranks_faults(void **state)
 {
     (void)state;
@@ -451,6 +451,18 @@ static void test_plain_ranks_faults(void **state)
     for (int r = 0; r < 2; r++) {
         assert_int_equal(ctx[r].st, NB_ERR_NUMERIC);
         assert_non_null(strstr(ctx[r].msg, "training diverged: the loss is NaN at step 1"));
+        nb_model_free(ctx[r].m);
+    }
+
+    /* Batchnorm under several ranks: refused on every rank before any
+     * collective (bad-inputs N9). */
+    w = (world){.plain = 1, .use_allreduce = 1, .spec = "conv2d 4 3; batchnorm; relu; maxpool 2; flatten; dense 3"};
+    run_ranks(&w, ctx, 2, &d);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(ctx[r].st, NB_ERR_ARG);
+        assert_string_equal(ctx[r].msg, "train: under MPI each rank would normalise its share of the batch with "
+                                        "batchnorm statistics of its own, and the ranks' moving statistics would "
+                                        "drift apart; train a batchnorm model on one process");
         nb_model_free(ctx[r].m);
     }
     nb_set_num_threads(0);
