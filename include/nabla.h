@@ -988,15 +988,17 @@ typedef struct nb_train_opts {
      * sums them to the batch's mean-loss gradient and every rank applies the
      * same update. Its bits depend on P and the threads (within float
      * rounding of one process); dropout masks follow (seed, step, rank).
-     * Reproducible training. With reproducible set the batch is cut into shards of `shard` examples
-     * (0: 16); each shard's gradient is computed by one thread on its own
+     * Batchnorm models are refused (each rank would use its own statistics).
+     * Reproducible training. With reproducible set (one process or a comm)
+     * the batch is cut into shards of `shard` examples (0: 16; ignored
+     * without reproducible); each shard's gradient is computed by one thread on its own
      * copy of the model, and the batch's gradient is their sum, weighted by
      * shard size / batch size, over a fixed binary tree of shards. Shards
      * are spread over ranks (contiguous runs) and threads, so the weights
      * and losses are bit-identical for any number of ranks and threads
      * (they depend on the seed, batch and shard size). Dropout masks then
-     * follow (seed, step, shard). With comm, ranks also compare a hash of
-     * their weights after every epoch and stop with NB_ERR_NUMERIC if they
+     * follow (seed, step, shard). With comm (either way), ranks compare a
+     * hash of their weights after every epoch and stop with NB_ERR_NUMERIC if they
      * differ; on_batch and on_epoch run on every rank. */
     const nb_comm *comm;   /* NULL: one process */
     int reproducible;

@@ -184,7 +184,8 @@ static void test_refusals(void **state)
 
 /* Rank 1 is killed (SIGKILL) once the first checkpoint exists: the job ends
  * well within 30 s, non-zero, saying so; the checkpoint is whole, and a
- * --resume on 3 processes ends with the bits of an uninterrupted run. */
+ * --resume on 3 processes ends with the bits of an uninterrupted run
+ * (--reproducible); the same kill on the plain path, and its resume. */
 static void test_kill_and_resume(void **state)
 {
     (void)state;
@@ -204,6 +205,18 @@ static void test_kill_and_resume(void **state)
     assert_true(contains("resuming after epoch"));
     assert_int_equal(run(CLI LONG TMP "whole.safetensors --reproducible"), 0);
     assert_true(same_file(TMP "k.safetensors", TMP "whole.safetensors"));
+    /* The plain (allreduce) path: a rank killed inside MPI_Allreduce ends
+     * the job the same way, and its checkpoint resumes on 3 processes. */
+    remove(TMP "kp.safetensors");
+    rc = run("timeout 30 " MPIRUN " -np 2 sh -c 'if [ $OMPI_COMM_WORLD_RANK = 1 ]; then (while [ ! -f " TMP
+             "kp.safetensors ]; do sleep 0.02; done; kill -9 $$) & fi; exec " CLI LONG TMP "kp.safetensors'");
+    assert_int_not_equal(rc, 0);
+    assert_int_not_equal(rc, 124);
+    assert_true(contains("signal 9"));
+    assert_int_equal(run(CLI " summary --model " TMP "kp.safetensors"), 0);
+    assert_int_equal(run(MPIRUN " -np 3 " CLI LONG TMP "kp.safetensors --resume"), 0);
+    assert_true(contains("resuming after epoch"));
+    assert_true(contains("epoch 4/4:"));
 #undef LONG
 }
 
