@@ -941,6 +941,13 @@ typedef struct nb_comm {
      * order (MPI_Gather of MPI_BYTE to root 0); recv is NULL elsewhere. The
      * Jacobians use it to bring their parts to rank 0. */
     nb_status (*gather)(const void *send, size_t bytes, void *recv, void *user);
+    /* Optional (NULL: allgather, then every rank sums the ranks' buffers in
+     * rank order): buf (count values) becomes the element-wise sum of every
+     * rank's buf, on every rank (MPI_Allreduce, MPI_IN_PLACE, MPI_SUM of
+     * MPI_FLOAT, MPI_DOUBLE in the double build). Data-parallel training
+     * without `reproducible` sums its gradients with it; every rank must
+     * receive the same bits (the weights are compared after every epoch). */
+    nb_status (*allreduce)(nb_real *buf, size_t count, void *user);
 } nb_comm;
 
 /* A sharpness measurement during training (nb_train_opts.sharpness_every):
@@ -988,16 +995,24 @@ typedef struct nb_train_opts {
     int (*on_batch)(const nb_epoch_stats *s, void *user);
     int (*on_epoch)(const nb_epoch_stats *s, nb_optim *o, void *user);
     void *user;
-    /* Reproducible and data-parallel training. With reproducible set (or a
-     * comm of size > 1) the batch is cut into shards of `shard` examples
-     * (0: 16); each shard's gradient is computed by one thread on its own
+    /* Data-parallel training (comm of size > 1, reproducible 0), as PyTorch
+     * DDP: rank r computes the gradient of its contiguous share [b r / P,
+     * b (r + 1) / P) of the global batch b in one pass on its model, weighted
+     * by share / b; comm->allreduce (or an allgather and a rank-order sum)
+     * sums them to the batch's mean-loss gradient and every rank applies the
+     * same update. Its bits depend on P and the threads (within float
+     * rounding of one process); dropout masks follow (seed, step, rank).
+     * Batchnorm models are refused (each rank would use its own statistics).
+     * Reproducible training. With reproducible set (one process or a comm)
+     * the batch is cut into shards of `shard` examples (0: 16; ignored
+     * without reproducible); each shard's gradient is computed by one thread on its own
      * copy of the model, and the batch's gradient is their sum, weighted by
      * shard size / batch size, over a fixed binary tree of shards. Shards
      * are spread over ranks (contiguous runs) and threads, so the weights
      * and losses are bit-identical for any number of ranks and threads
      * (they depend on the seed, batch and shard size). Dropout masks then
-     * follow (seed, step, shard). With comm, ranks also compare a hash of
-     * their weights after every epoch and stop with NB_ERR_NUMERIC if they
+     * follow (seed, step, shard). With comm (either way), ranks compare a
+     * hash of their weights after every epoch and stop with NB_ERR_NUMERIC if they
      * differ; on_batch and on_epoch run on every rank. */
     const nb_comm *comm;   /* NULL: one process */
     int reproducible;

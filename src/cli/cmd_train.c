@@ -92,10 +92,11 @@ static const cli_opt train_opts[] = {
     {"--reproducible", NULL, CLI_FLAG, F(reproducible), NULL, NULL,
      "the same weights for any --threads and any number of MPI processes: the\n"
      "batch's gradient is summed over shards of --shard examples in a fixed order\n"
-     "(always on under mpirun -np P > 1)",
+     "(without it, under mpirun each process takes its share of the batch in one\n"
+     "pass and MPI_Allreduce sums the gradients: faster, bits depending on P)",
      0, 0, 0, NULL},
-    {"--shard", NULL, CLI_INT, F(shard), "K", "16", "examples per shard (part of what fixes the bits)", 0, 1, 1 << 20,
-     NULL},
+    {"--shard", NULL, CLI_INT, F(shard), "K", NULL,
+     "examples per shard with --reproducible (16 when not given; part of what\nfixes the bits)", 0, 1, 1 << 20, NULL},
     {"--quiet", NULL, CLI_FLAG, F(quiet), NULL, NULL, "no per-epoch output", 0, 0, 0, NULL},
     {"--plot", NULL, CLI_STR, F(plot), "F.svg", NULL,
      "draw loss and accuracy per epoch (training and validation) as SVG", 0, 0, 0, NULL},
@@ -193,6 +194,9 @@ static int parse_args(int argc, char **argv, train_args *a)
                                a->patience ? "--patience" : "--keep-best");
     if (a->diagnose && a->reproducible)
         return cli_usage_error("train", "%s", "--diagnose measures the default path: leave out --reproducible");
+    if (a->shard && !a->reproducible)
+        return cli_usage_error("train", "%s", "--shard K cuts the batch for --reproducible: add --reproducible "
+                                              "(without it the batch is not cut into shards)");
     return parse_augment(a->augment_text, &a->augment);
 }
 
@@ -564,8 +568,9 @@ static void print_header(const train_args *a, const nb_model *m, const nb_optim_
                          const nb_dataset *val, int start_epoch, long long start_step)
 {
     if (cli_dist_size() > 1)
-        printf("%d processes x %d thread%s\n", cli_dist_size(), nb_get_num_threads(),
-               nb_get_num_threads() > 1 ? "s" : "");
+        printf("%d processes x %d thread%s, %s\n", cli_dist_size(), nb_get_num_threads(),
+               nb_get_num_threads() > 1 ? "s" : "",
+               a->reproducible ? "reproducible" : "allreduce (bits depend on P; --reproducible: the same on any P)");
     if (a->quiet) return;
     printf("training %s on %s: %lld examples (%lld validation), %lld parameters, %s lr %g, batch %lld, %d threads\n",
            nb_model_spec(m), a->data, (long long)train->x->shape[0], (long long)(val->x ? val->x->shape[0] : 0),

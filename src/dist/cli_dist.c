@@ -54,6 +54,21 @@ static nb_status mpi_gather(const void *send, size_t bytes, void *recv, void *us
     return rc == MPI_SUCCESS ? NB_OK : mpi_fail(rc, "Gather");
 }
 
+/* In place over the ranks (plain data-parallel training's gradients), in
+ * pieces of at most INT_MAX values. */
+static nb_status mpi_allreduce(nb_real *buf, size_t count, void *user)
+{
+    (void)user;
+    const MPI_Datatype type = sizeof(nb_real) == sizeof(float) ? MPI_FLOAT : MPI_DOUBLE;
+    for (size_t done = 0; done < count;) {
+        const int n = count - done > INT_MAX ? INT_MAX : (int)(count - done);
+        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + done, n, type, MPI_SUM, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "Allreduce");
+        done += (size_t)n;
+    }
+    return NB_OK;
+}
+
 /* Started by a launcher: OpenMPI's mpirun, or a PMI/PMIx one (srun, hydra). */
 static int launched(void)
 {
@@ -76,7 +91,7 @@ int cli_dist_start(const char *cmd)
     MPI_Comm_size(MPI_COMM_WORLD, &dist_size);
     /* Errors come back as codes (messages), not as an abort inside MPI. */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    dist_comm = (nb_comm){dist_rank, dist_size, mpi_allgather, mpi_alltoall, NULL, mpi_gather};
+    dist_comm = (nb_comm){dist_rank, dist_size, mpi_allgather, mpi_alltoall, NULL, mpi_gather, mpi_allreduce};
 #else
     (void)cmd;
 #endif

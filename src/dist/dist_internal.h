@@ -54,6 +54,35 @@ nb_status nb_shards_check_weights(nb_shards *e, int epoch);
 /* FNV-1a over the bytes of m's parameter values, in parameter order. */
 uint64_t nb_shards_weight_hash(const nb_model *m);
 
+/* Plain data-parallel training's gradient exchange (src/dist/grad_allreduce.c):
+ * each rank's weighted gradient of its share of the batch, summed over the
+ * ranks by comm->allreduce (or an allgather and a rank-order sum). */
+typedef struct nb_grad_allreduce {
+    const nb_comm *comm;
+    int rank, size;
+    int64_t L;      /* trainable values */
+    nb_real *flat;  /* L values (the sum); (1 + size) x L without comm->allreduce */
+    double seconds; /* in the exchanges, since init */
+    int64_t bytes;  /* sent by this rank since init (a ring allreduce's figure) */
+} nb_grad_allreduce;
+/* For m (and its loss node) over c (size > 1); runs one pass on d's first
+ * example so that every gradient buffer exists. */
+nb_status nb_grad_allreduce_init(nb_grad_allreduce *a, const nb_comm *c, nb_model *m, nb_node *loss,
+                                 const nb_dataset *d, int64_t xrow, int64_t yrow, uint64_t seed);
+void nb_grad_allreduce_free(nb_grad_allreduce *a);
+/* This rank's share [lo, hi) of a batch of b examples. */
+void nb_grad_allreduce_share(const nb_grad_allreduce *a, int64_t b, int64_t *lo, int64_t *hi);
+/* Every rank's status, loss sum and correct count (in: this rank's; out:
+ * the sums over all ranks, in rank order). Mine when it failed (its message
+ * kept), NB_ERR_ARG naming the first rank that failed, else NB_OK. */
+nb_status nb_grad_allreduce_stats(nb_grad_allreduce *a, nb_status mine, double *loss_sum, double *correct);
+/* m's gradients (of the mean loss over this rank's `own` examples) become
+ * the mean-loss gradient of the whole batch of b: sum_r (own_r / b) g_r. */
+nb_status nb_grad_allreduce_run(nb_grad_allreduce *a, nb_model *m, int64_t own, int64_t b);
+/* Every rank's hash of m's weights against rank 0's (NB_ERR_NUMERIC naming
+ * the first rank that differs); NB_OK for c NULL or of size 1. */
+nb_status nb_dist_check_weights(const nb_comm *c, const nb_model *m, int epoch);
+
 /* From src/nn/train.c: NB_OK when d fits m and its loss's target (what
  * names the data in messages), with the values per example. */
 nb_status nb_train_check_data(nb_model *m, const nb_dataset *d, const char *what, int64_t *xrow, int64_t *yrow);

@@ -299,21 +299,5 @@ uint64_t nb_shards_weight_hash(const nb_model *m)
 
 nb_status nb_shards_check_weights(nb_shards *e, int epoch)
 {
-    if (e->size < 2) return NB_OK;
-    uint64_t h = nb_shards_weight_hash(e->rep[0]), *all = calloc((size_t)e->size, sizeof *all);
-    if (!all) return nb_fail(NB_ERR_NOMEM, "train: out of memory");
-    nb_status s = e->comm->allgather(&h, sizeof h, all, e->comm->user);
-    if (s) {
-        free(all);
-        return comm_status(s, "comparing the weights");
-    }
-    for (int r = 1; r < e->size && !s; r++)
-        if (all[r] != all[0])
-            s = nb_fail(NB_ERR_NUMERIC,
-                        "after epoch %d the weights of rank %d differ from rank 0's (hash %016llx, rank 0 %016llx): "
-                        "the ranks no longer train the same model; run the same nabla build with the same data "
-                        "and options on every rank",
-                        epoch + 1, r, (unsigned long long)all[r], (unsigned long long)all[0]);
-    free(all);
-    return s;
+    return nb_dist_check_weights(e->comm, e->rep[0], epoch);
 }

@@ -147,21 +147,50 @@ static void epoch_permutation(int64_t *idx, int64_t n, uint64_t seed, int epoch,
 }
 
 /* One step on the graph of m itself (the default path): its bits depend on
- * the thread count (reductions are split per thread). */
+ * the thread count (reductions are split per thread). key: the dropout key. */
 static nb_status plain_step(nb_model *m, nb_node *loss, const nb_dataset *d, const int64_t *idx, int64_t start,
-                            int64_t b, int64_t step, const nb_train_opts *opts, int64_t xrow, int64_t yrow, double *l,
-                            double *correct)
+                            int64_t b, int64_t step, uint64_t key, const nb_train_opts *opts, int64_t xrow,
+                            int64_t yrow, double *l, double *correct)
 {
     nb_status s = nb_train_load_rows(m, d, idx, start, b, xrow, yrow);
     if (!s) s = nb_augment_batch(&opts->augment, opts->seed, step, idx, start, b, m);
     if (s) return s;
     /* Dropout masks follow (seed, step): the same after a resume. */
     nb_graph_set_training(m->g, 1, opts->seed);
-    if ((s = nb_forward_keyed(loss, (uint64_t)step + 1))) return s;
+    if ((s = nb_forward_keyed(loss, key))) return s;
     nb_batchnorm_update_moving(m->g); /* PyTorch updates them in the training forward */
     *l = loss->value.data[0];
     *correct = nb_train_count_correct(m, b, NULL);
     return isfinite(*l) ? nb_backward_leaves(loss) : NB_OK;
+}
+
+/* The plain data-parallel step (src/dist/grad_allreduce.c): the plain step
+ * on this rank's share of the batch, then the ranks' statuses, losses and
+ * weighted gradients summed over the ranks. Dropout keys (step + 1) P + r:
+ * those of one process for P = 1, distinct for every rank and step. */
+static nb_status dp_step(nb_model *m, nb_node *loss, nb_grad_allreduce *dp, const nb_dataset *d, const int64_t *idx,
+                         int64_t start, int64_t b, int64_t step, const nb_train_opts *opts, int64_t xrow,
+                         int64_t yrow, double *l, double *correct)
+{
+    int64_t lo, hi;
+    nb_grad_allreduce_share(dp, b, &lo, &hi);
+    const uint64_t key = ((uint64_t)step + 1) * (uint64_t)dp->size + (uint64_t)dp->rank;
+    double mean = 0, c = 0;
+    nb_status s = hi > lo ? plain_step(m, loss, d, idx, start + lo, hi - lo, step, key, opts, xrow, yrow, &mean, &c)
+                          : NB_OK;
+    double sum = mean * (double)(hi - lo);
+    if ((s = nb_grad_allreduce_stats(dp, s, &sum, &c))) return s;
+    *l = sum / (double)b, *correct = c;
+    if (!isfinite(*l)) return NB_OK; /* every rank stops at this step: no exchange */
+    return nb_grad_allreduce_run(dp, m, hi - lo, b);
+}
+
+/* Seconds in the gradient exchange and bytes sent, since the engine began. */
+static void exchange_stats(const nb_shards *sh, const nb_grad_allreduce *dp, double *seconds, int64_t *bytes)
+{
+    *seconds = 0, *bytes = 0;
+    if (sh) nb_shards_comm_stats(sh, seconds, bytes);
+    if (dp) *seconds = dp->seconds, *bytes = dp->bytes;
 }
 
 /* nb_train_opts.diagnose: the layers' entries and the weights before the
@@ -186,14 +215,14 @@ static nb_status step_measured(nb_model *m, nb_optim *o, diag_state *dg, bool la
     return NB_OK;
 }
 
-static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards *sh, const nb_dataset *train,
-                             const int64_t *idx, const nb_train_opts *opts, int64_t xrow, int64_t yrow,
-                             diag_state *dg, nb_epoch_stats *st, int *stop)
+static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards *sh, nb_grad_allreduce *dp,
+                             const nb_dataset *train, const int64_t *idx, const nb_train_opts *opts, int64_t xrow,
+                             int64_t yrow, diag_state *dg, nb_epoch_stats *st, int *stop)
 {
     const int64_t n = train->x->shape[0];
     double t0 = now_seconds(), loss_sum = 0, correct = 0, comm0 = 0;
     int64_t seen = 0, bytes0 = 0;
-    if (sh) nb_shards_comm_stats(sh, &comm0, &bytes0);
+    exchange_stats(sh, dp, &comm0, &bytes0);
     nb_status s = NB_OK;
     const int64_t every = opts->sharpness_every;
     if (every && st->step == opts->start_step && st->epoch == opts->start_epoch && st->step % every == 0 &&
@@ -202,8 +231,10 @@ static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards 
     for (int64_t bi = 0; bi < st->batches_total && !*stop; bi++) {
         int64_t start = bi * opts->batch, b = n - start < opts->batch ? n - start : opts->batch;
         double l, c;
-        s = sh ? nb_shards_step(sh, train, idx, start, b, st->step, &l, &c)
-               : plain_step(m, loss, train, idx, start, b, st->step, opts, xrow, yrow, &l, &c);
+        s = sh   ? nb_shards_step(sh, train, idx, start, b, st->step, &l, &c)
+            : dp ? dp_step(m, loss, dp, train, idx, start, b, st->step, opts, xrow, yrow, &l, &c)
+                 : plain_step(m, loss, train, idx, start, b, st->step, (uint64_t)st->step + 1, opts, xrow, yrow, &l,
+                              &c);
         if (s) break;
         if (!isfinite(l))
             return nb_fail(NB_ERR_NUMERIC,
@@ -222,10 +253,8 @@ static nb_status train_epoch(nb_model *m, nb_optim *o, nb_node *loss, nb_shards 
         st->accuracy = opts->loss == NB_LOSS_MSE ? NAN : correct / (double)seen;
         st->seconds = now_seconds() - t0;
         st->images_per_second = st->seconds > 0 ? (double)seen / st->seconds : 0;
-        if (sh) {
-            nb_shards_comm_stats(sh, &st->comm_seconds, &st->comm_bytes);
-            st->comm_seconds -= comm0, st->comm_bytes -= bytes0;
-        }
+        exchange_stats(sh, dp, &st->comm_seconds, &st->comm_bytes);
+        st->comm_seconds -= comm0, st->comm_bytes -= bytes0;
         if (opts->on_batch && opts->on_batch(st, opts->user)) *stop = 1;
         if (every && st->step % every == 0 &&
             (s = nb_train_sharpness(m, loss, train, opts, xrow, yrow, st->step, st->epoch, nb_optim_lr(o), stop)))
@@ -283,6 +312,24 @@ static nb_status diag_new(nb_model *m, const nb_train_opts *opts, diag_state *dg
     return NB_OK;
 }
 
+/* Batchnorm couples the examples of a batch: refused where a batch is cut
+ * into shards (reproducible) or shares (several ranks). */
+static nb_status check_batch_coupling(nb_model *m, const nb_train_opts *opts, bool reproducible, bool parallel)
+{
+    if (!reproducible && !parallel) return NB_OK;
+    nb_graph_set_training(m->g, NB_TRAINING, opts->seed);
+    const int couples = nb_graph_couples_batch(m->g);
+    nb_graph_set_training(m->g, NB_INFERENCE, opts->seed);
+    if (!couples) return NB_OK;
+    if (reproducible)
+        return nb_fail(NB_ERR_ARG, "train: reproducible and MPI training split each batch into shards, and batchnorm "
+                                   "would normalise each shard with its own statistics; train a batchnorm model "
+                                   "without --reproducible and on one process");
+    return nb_fail(NB_ERR_ARG, "train: under MPI each rank would normalise its share of the batch with batchnorm "
+                               "statistics of its own, and the ranks' moving statistics would drift apart; train a "
+                               "batchnorm model on one process");
+}
+
 nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_dataset *val,
                    const nb_train_opts *opts)
 {
@@ -300,20 +347,20 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     diag_state dg;
     if ((s = diag_new(m, opts, &dg))) return s;
     nb_shards *sh = NULL;
-    const bool reproducible = opts->reproducible || (opts->comm && opts->comm->size > 1);
-    nb_graph_set_training(m->g, NB_TRAINING, opts->seed);
-    const int couples = nb_graph_couples_batch(m->g);
-    nb_graph_set_training(m->g, NB_INFERENCE, opts->seed);
-    if (reproducible && couples)
-        return nb_fail(NB_ERR_ARG, "train: reproducible and MPI training split each batch into shards, and batchnorm "
-                                   "would normalise each shard with its own statistics; train a batchnorm model "
-                                   "without --reproducible and on one process");
+    nb_grad_allreduce dp = {0};
+    const bool reproducible = opts->reproducible, parallel = !reproducible && opts->comm && opts->comm->size > 1;
+    if ((s = check_batch_coupling(m, opts, reproducible, parallel))) {
+        free(dg.d), free(dg.before);
+        return s;
+    }
     if (reproducible) nb_gemm_select_fixed(); /* kernels by shape, not by this process's timings */
     int64_t n = train->x->shape[0];
     int64_t *idx = malloc((size_t)n * sizeof *idx);
     if (!idx) s = nb_fail(NB_ERR_NOMEM, "train: out of memory");
     if (!s && reproducible) s = nb_shards_new(m, loss, train, opts, xrow, yrow, &sh);
+    if (!s && parallel) s = nb_grad_allreduce_init(&dp, opts->comm, m, loss, train, xrow, yrow, opts->seed);
     if (s) {
+        nb_grad_allreduce_free(&dp);
         free(idx), free(dg.d), free(dg.before);
         return s;
     }
@@ -326,8 +373,10 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
         epoch_permutation(idx, n, opts->seed, e, opts->shuffle);
         st = (nb_epoch_stats){e, 0, nbatches, st.step, 0, 0, NAN, NAN, 0, 0, nb_optim_lr(o), 0, 0, 0, 0, NULL, 0};
         double t0 = now_seconds();
-        if ((s = train_epoch(m, o, loss, sh, train, idx, opts, xrow, yrow, dg.d ? &dg : NULL, &st, &stop))) break;
-        if (sh && (s = nb_shards_check_weights(sh, e))) break;
+        if ((s = train_epoch(m, o, loss, sh, parallel ? &dp : NULL, train, idx, opts, xrow, yrow, dg.d ? &dg : NULL,
+                             &st, &stop)))
+            break;
+        if ((s = nb_dist_check_weights(opts->comm, m, e))) break;
         nb_graph_set_training(m->g, 0, opts->seed);
         if (val && val->x && (s = nb_evaluate(m, val, opts->loss, 256, &st.val_loss, &st.val_accuracy, NULL))) break;
         st.seconds = now_seconds() - t0;
@@ -337,6 +386,7 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     }
     nb_graph_set_training(m->g, 0, opts->seed);
     nb_shards_free(sh);
+    nb_grad_allreduce_free(&dp);
     free(idx), free(dg.d), free(dg.before);
     return s;
 }

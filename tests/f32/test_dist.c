@@ -3,8 +3,11 @@
  * shared table (the two collectives of nb_comm), so the library's side of
  * issue 16 is tested in every build. The sharded step gives the same bits
  * for 1 or 2 threads and for 1, 2, 3 or 4 ranks (a conv net with dropout
- * and a last batch shorter than the others); ranks whose weights differ
- * stop training; bad communicators and shard sizes are refused. */
+ * and a last batch shorter than the others); the plain data-parallel step
+ * (reproducible 0: one pass per rank, gradients allreduced) leaves every
+ * rank with the same bits within float rounding of one process; ranks
+ * whose weights differ stop training; bad communicators and shard sizes
+ * are refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -46,13 +49,18 @@ static void make_data(nb_dataset *d)
     }
 }
 
-static nb_model *new_model(void)
+static nb_model *new_model_of(const char *spec)
 {
     int64_t in[3] = {8, 8, 1};
     nb_model *m = NULL;
-    assert_int_equal(nb_model_from_spec(SPEC, 3, in, &m), NB_OK);
+    assert_int_equal(nb_model_from_spec(spec, 3, in, &m), NB_OK);
     assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 7), NB_OK);
     return m;
+}
+
+static nb_model *new_model(void)
+{
+    return new_model_of(SPEC);
 }
 
 static nb_train_opts train_opts(void)
@@ -61,16 +69,21 @@ static nb_train_opts train_opts(void)
         .epochs = 3, .batch = BATCH, .loss = NB_LOSS_CCE, .seed = 11, .shuffle = 1, .reproducible = 1};
 }
 
-/* Trains a fresh model and returns it (the caller frees). */
-static nb_model *train(const nb_dataset *d, const nb_train_opts *to, nb_status *st)
+/* Trains a fresh model of spec and returns it (the caller frees). */
+static nb_model *train_spec(const char *spec, const nb_dataset *d, const nb_train_opts *to, nb_status *st)
 {
-    nb_model *m = new_model();
+    nb_model *m = new_model_of(spec);
     nb_optim *o = NULL;
     nb_optim_opts oo = {.kind = NB_OPT_ADAM, .lr = 1e-2};
     assert_int_equal(nb_optim_new(m, &oo, &o), NB_OK);
     *st = nb_train(m, o, d, NULL, to);
     nb_optim_free(o);
     return m;
+}
+
+static nb_model *train(const nb_dataset *d, const nb_train_opts *to, nb_status *st)
+{
+    return train_spec(SPEC, d, to, st);
 }
 
 /* 1 if every parameter holds the same bits. */
@@ -92,6 +105,14 @@ typedef struct {
     int use_gather;      /* give the ranks nb_comm.gather (else NULL: allgather) */
     int jac_case, batch; /* job 2 */
     int nan_rank;        /* job 2: this rank (if > 0) fails its forward pass */
+    int plain;           /* job 0: plain data-parallel training (reproducible 0) */
+    int use_allreduce;   /* give the ranks nb_comm.allreduce (else NULL: allgather and a sum) */
+    int skew_allreduce;  /* the allreduce hands rank 1 a sum one bit off at the first call */
+    const char *spec;    /* job 0: the model (NULL: SPEC) */
+    int64_t batch_size;  /* job 0: the global batch (0: BATCH) */
+    int epochs;          /* job 0: 0: train_opts()'s */
+    nb_real *sum;        /* the allreduce's result */
+    int64_t sum_len;
 } world;
 
 typedef struct {
@@ -147,6 +168,38 @@ static nb_status fake_alltoall(const void *send, size_t bytes, void *recv, void 
     pthread_barrier_wait(&w->bar);
     for (int r = 0; r < w->size; r++)
         memcpy((unsigned char *)recv + r * bytes, w->slot[r] + c->rank * bytes, bytes);
+    pthread_barrier_wait(&w->bar);
+    return NB_OK;
+}
+
+/* Sums buf over the ranks in rank order into w->sum (grown by rank 0),
+ * then every rank copies it. */
+static nb_status fake_allreduce(nb_real *buf, size_t count, void *user)
+{
+    rank_ctx *c = user;
+    world *w = c->w;
+    w->slot[c->rank] = (const unsigned char *)buf;
+    pthread_barrier_wait(&w->bar);
+    if (c->rank == 0) {
+        if ((int64_t)count > w->sum_len) {
+            free(w->sum);
+            w->sum = malloc(count * sizeof(nb_real));
+            w->sum_len = w->sum ? (int64_t)count : 0;
+        }
+        for (size_t k = 0; w->sum && k < count; k++) {
+            nb_real v = 0;
+            for (int r = 0; r < w->size; r++)
+                v += ((const nb_real *)w->slot[r])[k];
+            w->sum[k] = v;
+        }
+    }
+    pthread_barrier_wait(&w->bar);
+    if (!w->sum) return nb_set_error(NB_ERR_NOMEM, "fake allreduce: out of memory");
+    memcpy(buf, w->sum, count * sizeof(nb_real));
+    if (c->rank == 1 && w->skew_allreduce) { /* read and written by rank 1 alone */
+        buf[count / 2] += 1;
+        w->skew_allreduce = 0;
+    }
     pthread_barrier_wait(&w->bar);
     return NB_OK;
 }
@@ -212,9 +265,11 @@ static void *rank_main(void *arg)
         return NULL;
     }
     nb_train_opts to = train_opts();
-    to.reproducible = 0; /* implied by a comm of size > 1 */
+    to.reproducible = !c->w->plain;
     to.comm = &c->comm;
-    c->m = train(c->d, &to, &c->st);
+    if (c->w->batch_size) to.batch = c->w->batch_size;
+    if (c->w->epochs) to.epochs = c->w->epochs;
+    c->m = train_spec(c->w->spec ? c->w->spec : SPEC, c->d, &to, &c->st);
     snprintf(c->msg, sizeof c->msg, "%s", c->st ? nb_last_error() : "");
     return NULL;
 }
@@ -233,12 +288,15 @@ static void run_ranks_job(world *w, rank_ctx *ctx, int P, const nb_dataset *cons
                             .jac_case = w->jac_case,
                             .batch = w->batch,
                             .nan_here = w->nan_rank > 0 && r == w->nan_rank};
-        ctx[r].comm = (nb_comm){r, P, fake_allgather, fake_alltoall, &ctx[r], w->use_gather ? fake_gather : NULL};
+        ctx[r].comm = (nb_comm){r, P, fake_allgather, fake_alltoall, &ctx[r], w->use_gather ? fake_gather : NULL,
+                                w->use_allreduce ? fake_allreduce : NULL};
         assert_int_equal(pthread_create(&th[r], NULL, rank_main, &ctx[r]), 0);
     }
     for (int r = 0; r < P; r++)
         pthread_join(th[r], NULL);
     pthread_barrier_destroy(&w->bar);
+    free(w->sum);
+    w->sum = NULL, w->sum_len = 0;
 }
 
 /* Trains on P thread-ranks; ctx[r].m are their models. */
@@ -293,6 +351,125 @@ static void test_threads_and_ranks_same_bits(void **state)
     nb_dataset_free(&d);
 }
 
+/* The largest |a - b| over all parameters, relative to max(1, |b|). */
+static double max_rel_diff(nb_model *a, nb_model *b)
+{
+    double worst = 0;
+    for (int i = 0; i < nb_model_param_count(a); i++) {
+        const nb_tensor *x = nb_value(nb_model_param(a, i)), *y = nb_value(nb_model_param(b, i));
+        assert_int_equal(x->size, y->size);
+        for (int64_t k = 0; k < x->size; k++) {
+            double d = fabs((double)x->data[k] - (double)y->data[k]) / fmax(1, fabs((double)y->data[k]));
+            if (!(d <= worst)) worst = d; /* NaN wins */
+        }
+    }
+    return worst;
+}
+
+/* Plain data-parallel training (PyTorch DDP's: each rank's share of the
+ * batch in one pass, gradients summed by the allreduce or by an allgather):
+ * every rank ends with rank 0's bits, and within float rounding of one
+ * process on the default path (no dropout here: its masks follow the rank).
+ * Tolerance 1e-6 relative to max(1, |w|) after 3 epochs of Adam (15 steps);
+ * the differences seen are 3e-8 to 6e-8 (printed). Batch 3 on 4 ranks leaves
+ * one rank without examples at every step. */
+static void test_plain_ranks_match_one_process(void **state)
+{
+    (void)state;
+    nb_dataset d = {0};
+    make_data(&d);
+    const char *spec = "conv2d 4 3 relu; maxpool 2; flatten; dense 3";
+    static const struct {
+        int P, use_allreduce;
+        int64_t batch;
+    } cases[] = {{2, 1, BATCH}, {3, 1, BATCH}, {4, 1, BATCH}, {2, 0, BATCH}, {3, 0, BATCH}, {4, 1, 3}};
+    nb_set_num_threads(1);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nb_train_opts to = train_opts();
+        to.reproducible = 0, to.batch = cases[i].batch, to.epochs = cases[i].batch == 3 ? 1 : to.epochs;
+        nb_status st;
+        nb_model *ref = train_spec(spec, &d, &to, &st);
+        assert_int_equal(st, NB_OK);
+        world w = {.plain = 1, .use_allreduce = cases[i].use_allreduce, .spec = spec, .batch_size = to.batch,
+                   .epochs = to.epochs};
+        rank_ctx ctx[MAX_RANKS];
+        run_ranks(&w, ctx, cases[i].P, &d);
+        for (int r = 0; r < cases[i].P; r++)
+            assert_int_equal(ctx[r].st, NB_OK);
+        const double diff = max_rel_diff(ctx[0].m, ref);
+        print_message("P = %d, %s, batch %lld: max relative difference to one process %.3g\n", cases[i].P,
+                      cases[i].use_allreduce ? "allreduce" : "allgather", (long long)to.batch, diff);
+        assert_true(diff <= 1e-6);
+        nb_model *init = new_model_of(spec); /* training moved the weights: the match is not vacuous */
+        assert_true(max_rel_diff(ctx[0].m, init) > 1e-3);
+        nb_model_free(init);
+        for (int r = 1; r < cases[i].P; r++)
+            assert_true(same_weights(ctx[0].m, ctx[r].m));
+        for (int r = 0; r < cases[i].P; r++)
+            nb_model_free(ctx[r].m);
+        nb_model_free(ref);
+    }
+    nb_set_num_threads(0);
+    nb_dataset_free(&d);
+}
+
+/* With dropout (masks keyed by step and rank) the ranks still end with the
+ * same bits, and the net learns; an allreduce that hands rank 1 another sum
+ * once is caught by the epoch's weight check on every rank; a rank whose
+ * loss is NaN stops every rank at the first step; batchnorm is refused. */
+static void test_plain_ranks_faults(void **state)
+{
+    (void)state;
+    nb_dataset d = {0}, bad = {0};
+    make_data(&d);
+    make_data(&bad);
+    nb_set_num_threads(1);
+    world w = {.plain = 1, .use_allreduce = 1};
+    rank_ctx ctx[MAX_RANKS];
+    run_ranks(&w, ctx, 2, &d);
+    double loss, acc;
+    assert_int_equal(ctx[0].st, NB_OK);
+    assert_int_equal(ctx[1].st, NB_OK);
+    assert_true(same_weights(ctx[0].m, ctx[1].m));
+    assert_int_equal(nb_evaluate(ctx[0].m, &d, NB_LOSS_CCE, 64, &loss, &acc, NULL), NB_OK);
+    assert_true(acc > 0.6);
+    nb_model_free(ctx[0].m), nb_model_free(ctx[1].m);
+
+    w = (world){.plain = 1, .use_allreduce = 1, .skew_allreduce = 1};
+    run_ranks(&w, ctx, 2, &d);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(ctx[r].st, NB_ERR_NUMERIC);
+        assert_non_null(strstr(ctx[r].msg, "after epoch 1 the weights of rank 1 differ from rank 0's"));
+        nb_model_free(ctx[r].m);
+    }
+
+    for (int64_t k = 0; k < bad.x->size; k++)
+        bad.x->data[k] = NAN;
+    const nb_dataset *ds[MAX_RANKS] = {&d, &bad};
+    w = (world){.plain = 1, .use_allreduce = 1};
+    run_ranks_job(&w, ctx, 2, ds, 0);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(ctx[r].st, NB_ERR_NUMERIC);
+        assert_non_null(strstr(ctx[r].msg, "training diverged: the loss is NaN at step 1"));
+        nb_model_free(ctx[r].m);
+    }
+
+    /* Batchnorm under several ranks: refused on every rank before any
+     * collective (bad-inputs N9). */
+    w = (world){.plain = 1, .use_allreduce = 1, .spec = "conv2d 4 3; batchnorm; relu; maxpool 2; flatten; dense 3"};
+    run_ranks(&w, ctx, 2, &d);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(ctx[r].st, NB_ERR_ARG);
+        assert_string_equal(ctx[r].msg, "train: under MPI each rank would normalise its share of the batch with "
+                                        "batchnorm statistics of its own, and the ranks' moving statistics would "
+                                        "drift apart; train a batchnorm model on one process");
+        nb_model_free(ctx[r].m);
+    }
+    nb_set_num_threads(0);
+    nb_dataset_free(&bad);
+    nb_dataset_free(&d);
+}
+
 static void test_weights_differ_stops(void **state)
 {
     (void)state;
@@ -323,7 +500,7 @@ static void test_bad_options(void **state)
     assert_int_equal(st, NB_ERR_ARG);
     assert_string_equal(nb_last_error(), "train: shard size must be >= 1 (0: 16), got -1");
     nb_model_free(m);
-    nb_comm bad = {2, 2, fake_allgather, fake_alltoall, NULL, NULL};
+    nb_comm bad = {2, 2, fake_allgather, fake_alltoall, NULL, NULL, NULL};
     to = train_opts();
     to.comm = &bad;
     m = train(&d, &to, &st);
@@ -479,7 +656,7 @@ static void test_curvature_refusals(void **state)
     assert_int_equal(nb_model_data_hvp(m, &d, &o, 0, x, x), NB_ERR_ARG);
     assert_string_equal(nb_last_error(), "curvature: 0 vectors; give at least 1");
     assert_int_equal(nb_model_data_hvp(m, &d, &o, 1, NULL, x), NB_ERR_ARG);
-    nb_comm bad = {1, 1, fake_allgather, fake_alltoall, NULL, NULL};
+    nb_comm bad = {1, 1, fake_allgather, fake_alltoall, NULL, NULL, NULL};
     o.comm = &bad;
     assert_int_equal(nb_model_hessian_trace(m, &d, &o, 4, 1, &t), NB_ERR_ARG);
     assert_string_equal(nb_last_error(),
@@ -663,7 +840,7 @@ static void test_jacobian_refusals(void **state)
     world w1 = {.size = 1};
     rank_ctx c1 = {.w = &w1};
     assert_int_equal(pthread_barrier_init(&w1.bar, NULL, 1), 0);
-    const nb_comm one = {0, 1, fake_allgather, fake_alltoall, &c1, fake_gather};
+    const nb_comm one = {0, 1, fake_allgather, fake_alltoall, &c1, fake_gather, NULL};
     nb_tensor *J = NULL, *K = NULL;
     nb_jacobian_opts o = {.mode = NB_JAC_NUMERIC, .comm = &one};
     assert_int_equal(nb_jacobian(y, x, &o, &J), NB_ERR_UNSUPPORTED);
@@ -672,7 +849,7 @@ static void test_jacobian_refusals(void **state)
     assert_int_equal(nb_jacobian_kinks(y, x, &o, 0, 0, &J, &K, NULL), NB_ERR_UNSUPPORTED);
     assert_null(J);
     assert_null(K);
-    const nb_comm bad = {1, 1, fake_allgather, fake_alltoall, &c1, NULL};
+    const nb_comm bad = {1, 1, fake_allgather, fake_alltoall, &c1, NULL, NULL};
     o = (nb_jacobian_opts){.comm = &bad};
     assert_int_equal(nb_jacobian(y, x, &o, &J), NB_ERR_ARG);
     assert_string_equal(nb_last_error(),
@@ -700,6 +877,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads_and_ranks_same_bits),
         cmocka_unit_test(test_weights_differ_stops),
+        cmocka_unit_test(test_plain_ranks_match_one_process),
+        cmocka_unit_test(test_plain_ranks_faults),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_curvature_same_bits_any_P),
         cmocka_unit_test(test_curvature_refusals),

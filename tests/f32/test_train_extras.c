@@ -561,6 +561,10 @@ static void test_cli_training_refusals(void **state)
     assert_int_equal(access(path_in("five.safetensors"), F_OK), -1);
     EXPECT_CLI(2, "nabla train: --diagnose measures the default path: leave out --reproducible", TOY_TRAIN,
                "--diagnose", "--reproducible");
+    EXPECT_CLI(2,
+               "nabla train: --shard K cuts the batch for --reproducible: add --reproducible (without it the batch is "
+               "not cut into shards)",
+               TOY_TRAIN, "--shard", "4");
     EXPECT_CLI(2, "nabla train: unknown --monitor 'val_acc': did you mean val_accuracy?", TOY_TRAIN, "--patience", "1",
                "--monitor", "val_acc");
     EXPECT_CLI(2,
