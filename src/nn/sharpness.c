@@ -57,8 +57,9 @@ typedef struct {
 static nb_status shifted_hvp(void *user, int64_t K, const nb_real *x, nb_real *y)
 {
     shifted_op *h = user;
-    nb_tensor **vs = calloc((size_t)(2 * h->np), sizeof *vs), **hv = vs + h->np;
+    nb_tensor **vs = calloc((size_t)(2 * h->np), sizeof *vs);
     if (!vs) return nb_fail(NB_ERR_NOMEM, "train: sharpness: out of memory for %d parameter tensors", h->np);
+    nb_tensor **hv = vs + h->np;
     nb_status s = NB_OK;
     int64_t off = 0;
     for (int i = 0; i < h->np && !s; i++) { /* (K, n) -> per parameter (K,) + shape */
