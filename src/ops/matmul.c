@@ -123,12 +123,15 @@ static void stacked_back(int64_t K, int64_t rows, int64_t n, const nb_real *src,
 }
 
 /* For K > 1 matrices Y[s] (rows x n) = op(M) X[s] (M fixed, no batch):
- * Y (+)= op(M) [X[0] .. X[K-1]], the K matrices split into one run per
- * thread, each run's copies and product on its thread (one parallel
- * region, no barrier between them; every run through one kernel, chosen
- * as nb_gemm chooses, so the result does not depend on the run a column
- * fell in). Scratch in the node's workspace (matmul saves nothing in it).
- * inner: X's rows. */
+ * Y (+)= op(M) [X[s0] .. X[s0 + SB - 1]], blocks of SB matrices side by
+ * side, SB such that a block's copies (about 256 KiB) stay in cache while
+ * its product runs; the K matrices split into one run per thread, each
+ * run's copies and products on its thread (one parallel region, no barrier
+ * between them; every product through one kernel, chosen as nb_gemm
+ * chooses, so a column's result does not depend on its block). Where one
+ * matrix fills a block (n of a hundred or more) the product reads X[s] and
+ * writes Y[s] directly. Scratch: the node's workspace (matmul saves nothing
+ * in it). inner: X's rows. */
 static nb_status product_side_by_side(nb_node *nd, bool transM, const nb_real *M, int64_t ldm, int64_t K,
                                       int64_t rows, int64_t inner, int64_t n, const nb_real *X, nb_real *Y, bool acc)
 {
@@ -137,20 +140,28 @@ static nb_status product_side_by_side(nb_node *nd, bool transM, const nb_real *M
         if (!acc) memset(Y, 0, (size_t)(K * rows * n) * sizeof(nb_real));
         return NB_OK;
     }
-    nb_real *wide = nb_node_workspace(nd, (size_t)(K * n * (inner + rows)) * sizeof(nb_real));
-    if (!wide) return NB_ERR_NOMEM;
     const int T = 2.0 * (double)(K * n) * (double)rows * (double)inner < 1e6 ? 1 : nb_max_team();
-    const nb_gemm_kernel kern = nb_gemm_kernel_for(transM, false, rows, (K + T - 1) / T * n, inner, 0);
-    nb_real *wide_y = wide + K * n * inner;
+    const int64_t per_s = n * (inner + rows), fit = (int64_t)(256 * 1024 / sizeof(nb_real)) / per_s;
+    const int64_t SB = fit < 1 ? 1 : fit < (K + T - 1) / T ? fit : (K + T - 1) / T;
+    nb_real *wide = SB > 1 ? nb_node_workspace(nd, (size_t)(T * SB * per_s) * sizeof(nb_real)) : NULL;
+    if (SB > 1 && !wide) return NB_ERR_NOMEM;
+    const nb_gemm_kernel kern = nb_gemm_kernel_for(transM, false, rows, SB * n, inner, acc ? 1 : 0);
 #pragma omp parallel num_threads(T)
     {
         const int64_t per = (K + nb_team_size() - 1) / nb_team_size(), s0 = nb_thread_id() * per;
-        const int64_t ks = s0 + per < K ? per : K - s0;
-        if (ks > 0) {
-            nb_real *x = wide + s0 * n * inner, *y = wide_y + s0 * n * rows;
-            side_by_side(ks, inner, n, X + s0 * inner * n, x);
+        const int64_t s1 = s0 + per < K ? s0 + per : K;
+        nb_real *x = wide ? wide + nb_thread_id() * SB * per_s : NULL, *y = x ? x + SB * n * inner : NULL;
+        for (int64_t b = s0; b < s1; b += SB) {
+            const int64_t ks = b + SB < s1 ? SB : s1 - b;
+            if (!x) {
+                for (int64_t s = b; s < b + ks; s++)
+                    nb_gemm_with(kern, transM, false, rows, n, inner, 1, M, ldm, X + s * inner * n, n, acc ? 1 : 0,
+                                 Y + s * rows * n, n);
+                continue;
+            }
+            side_by_side(ks, inner, n, X + b * inner * n, x);
             nb_gemm_with(kern, transM, false, rows, ks * n, inner, 1, M, ldm, x, ks * n, 0, y, ks * n);
-            stacked_back(ks, rows, n, y, Y + s0 * rows * n, acc);
+            stacked_back(ks, rows, n, y, Y + b * rows * n, acc);
         }
     }
     return NB_OK;
