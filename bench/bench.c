@@ -1,7 +1,7 @@
 /* nabla's side of the benchmark (bench/run.sh prints it beside PyTorch's).
  * Each figure is the median of several timed repetitions after a warm-up.
  * Output: one "key value" line per figure, read by bench/run.sh.
- * Usage: bench [threads] [onethread|peak|jacobian|gemm|second [forward|hvp|hessian [REPS]]|hessian_peak|resnet [SPEC]|eigs [COUNT [MODEL_OUT]]] */
+ * Usage: bench [threads] [onethread|peak|jacobian|gemm|second [forward|grad|hvp|hessian [REPS]]|hessian_peak|resnet [SPEC]|eigs [COUNT [MODEL_OUT]]] */
 #include "nabla.h"
 /* In-tree: the benchmark calls the internal GEMM directly. */
 #include "../src/kernels/kernels.h"
@@ -318,14 +318,15 @@ static void second_order(nb_dataset *d, int reps)
     nb_model_free(m);
 }
 
-/* For profiling (perf record): only the forward pass, the HVP w.r.t. all
+/* For profiling (perf record): only the forward pass, the gradient (forward
+ * and backward, as second_order times it), the HVP w.r.t. all
  * parameters or the Hessian w.r.t. the last dense kernel, reps times in a
  * row, the medians of each call's wall and CPU time (the process's, all
- * threads) printed; what is "forward", "hvp" or "hessian". */
+ * threads) printed; what is "forward", "grad", "hvp" or "hessian". */
 static void second_alone(nb_dataset *d, const char *what, int reps)
 {
-    if (strcmp(what, "forward") && strcmp(what, "hvp") && strcmp(what, "hessian")) {
-        fprintf(stderr, "bench: second %s: expected forward, hvp or hessian\n", what);
+    if (strcmp(what, "forward") && strcmp(what, "grad") && strcmp(what, "hvp") && strcmp(what, "hessian")) {
+        fprintf(stderr, "bench: second %s: expected forward, grad, hvp or hessian\n", what);
         exit(2);
     }
     if (reps < 1) reps = 1;
@@ -353,6 +354,8 @@ static void second_alone(nb_dataset *d, const char *what, int reps)
         const double t0 = now(), c0 = cpu_now();
         if (!strcmp(what, "forward")) {
             if (nb_forward(nb_model_graph(m))) die("forward");
+        } else if (!strcmp(what, "grad")) {
+            if (nb_forward(nb_model_graph(m)) || nb_backward(loss)) die("gradient");
         } else if (!strcmp(what, "hvp")) {
             if (nb_hvp(loss, P, params, (const nb_tensor *const *)v, hv)) die("hvp");
             for (int i = 0; i < P; i++) nb_tensor_free(hv[i]);
@@ -535,7 +538,7 @@ int main(int argc, char **argv)
     nb_set_num_threads(threads);
     nb_dataset all;
     if (nb_dataset_load_mnist("/usr/share/datasets/fashion-mnist", "test", &all)) die("data");
-    if (argc > 3 && !strcmp(argv[2], "second")) { /* second forward|hvp|hessian [REPS]: one of them, to profile */
+    if (argc > 3 && !strcmp(argv[2], "second")) { /* second forward|grad|hvp|hessian [REPS]: one, to profile */
         second_alone(&all, argv[3], argc > 4 ? atoi(argv[4]) : 20);
         nb_dataset_free(&all);
         return 0;
