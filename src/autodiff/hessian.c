@@ -86,13 +86,13 @@ static int64_t hessian_chunk(const nb_graph *g, const nb_pass *p, int64_t cols, 
 
 /* H[i][k] = hv[k][i] (I x k1 of H's rows of J; zeros when hv is NULL: wrt
  * is on no path), in tiles of 32 x 32 so that neither side is walked with
- * a stride of a whole row per element. */
+ * a stride of a whole row per element. Threaded by one column's size (a
+ * region per pass costs a wake-up of the other thread on a loaded machine). */
 static void columns_into(const nb_real *hv, int64_t k1, int64_t I, int64_t J, nb_real *H)
 {
     enum { T = 32 };
-    const int64_t count = k1 * I;
-    (void)count;
-#pragma omp parallel for schedule(static) if (count > NB_PAR_COPY)
+    (void)k1;
+#pragma omp parallel for schedule(static) if (I > NB_PAR_COPY)
     for (int64_t i0 = 0; i0 < I; i0 += T)
         for (int64_t k0 = 0; k0 < k1; k0 += T) {
             const int64_t i1 = i0 + T < I ? i0 + T : I, kk1 = k0 + T < k1 ? k0 + T : k1;

@@ -312,8 +312,12 @@ static nb_status cce_vjp(nb_node *n, int i, int64_t K, const nb_real *dy, nb_rea
     const nb_real inv = (nb_real)(1.0 / (double)N);
     const int64_t count = N * C;
     (void)count;
-    const int64_t rows = K * N; /* the K seeds' rows in one loop (1 + K of them in a Hessian pass) */
-#pragma omp parallel for schedule(static) if (K * count > PAR_THRESHOLD)
+    /* The K seeds' rows in one loop (1 + K of them in a Hessian pass),
+     * threaded by the size of one seed as before: a Hessian pass's
+     * elementwise loops are short, and on a loaded machine every parallel
+     * region waits for the other thread to be scheduled (milliseconds). */
+    const int64_t rows = K * N;
+#pragma omp parallel for schedule(static) if (count > PAR_THRESHOLD)
     for (int64_t kr = 0; kr < rows; kr++) {
         const int64_t row = kr % N;
         const nb_real g = dy[kr / N] * inv;
@@ -331,7 +335,7 @@ static nb_status cce_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy
     const nb_real *s = n->ws;
     /* cppcheck-suppress invalidPointerCast ; malloc'ed workspace: these bytes are only ever int32 labels */
     const int32_t *lab = (const int32_t *)(s + N * C);
-    const int64_t count = K * N * C;
+    const int64_t count = N * C; /* threaded by one tangent's size, as cce_vjp */
     (void)count;
 #pragma omp parallel for schedule(static) if (count > PAR_THRESHOLD) /* each k summed in its own order */
     for (int64_t k = 0; k < K; k++) {
@@ -370,7 +374,7 @@ static nb_status cce_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *yb
     if (!xdots[0]) return nb_vjp_tangent_zero(n, i, K, ybar, xdots, out, acc);
     const nb_real *s = n->ws;
     const nb_real c = ybar[0] * (nb_real)(1.0 / (double)N);
-    const int64_t rows = K * N, count = rows * C;
+    const int64_t rows = K * N, count = N * C; /* threaded by one tangent's size, as cce_vjp */
     (void)count;
 #pragma omp parallel for schedule(static) if (count > PAR_THRESHOLD)
     for (int64_t kr = 0; kr < rows; kr++) {
