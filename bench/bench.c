@@ -1,7 +1,7 @@
 /* nabla's side of the benchmark (bench/run.sh prints it beside PyTorch's).
  * Each figure is the median of several timed repetitions after a warm-up.
  * Output: one "key value" line per figure, read by bench/run.sh.
- * Usage: bench [threads] [onethread|peak|jacobian|gemm|second|hessian_peak|resnet [SPEC]|eigs [COUNT [MODEL_OUT]]] */
+ * Usage: bench [threads] [onethread|peak|jacobian|gemm|second [forward|grad|hvp|hessian [REPS]]|hessian_peak|resnet [SPEC]|eigs [COUNT [MODEL_OUT]]] */
 #include "nabla.h"
 /* In-tree: the benchmark calls the internal GEMM directly. */
 #include "../src/kernels/kernels.h"
@@ -17,6 +17,15 @@ void openblas_set_num_threads(int n);
 
 static const char *CNN = "conv2d 32 3 relu; conv2d 64 3 relu; maxpool 2; flatten; dense 128 relu; dense 10";
 static const int64_t IMG[3] = {28, 28, 1};
+
+/* CPU seconds of the whole process (all threads): with one thread, the
+ * work of a call whatever the load of the machine (profiling only). */
+static double cpu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static double now(void)
 {
@@ -309,6 +318,60 @@ static void second_order(nb_dataset *d, int reps)
     nb_model_free(m);
 }
 
+/* For profiling (perf record): only the forward pass, the gradient (forward
+ * and backward, as second_order times it), the HVP w.r.t. all
+ * parameters or the Hessian w.r.t. the last dense kernel, reps times in a
+ * row, the medians of each call's wall and CPU time (the process's, all
+ * threads) printed; what is "forward", "grad", "hvp" or "hessian". */
+static void second_alone(nb_dataset *d, const char *what, int reps)
+{
+    if (strcmp(what, "forward") && strcmp(what, "grad") && strcmp(what, "hvp") && strcmp(what, "hessian")) {
+        fprintf(stderr, "bench: second %s: expected forward, grad, hvp or hessian\n", what);
+        exit(2);
+    }
+    if (reps < 1) reps = 1;
+    nb_model *m = cnn(128, d);
+    nb_node *target, *loss;
+    if (nb_model_loss(m, NB_LOSS_CCE, &target, &loss)) die("loss");
+    memcpy(nb_value(target)->data, d->y->data, 128 * sizeof(nb_real));
+    const int P = nb_model_param_count(m);
+    nb_node *params[16];
+    nb_tensor *v[16], *hv[16];
+    nb_rng r;
+    nb_rng_seed(&r, 1);
+    for (int i = 0; i < P; i++) {
+        params[i] = nb_model_param(m, i);
+        const nb_tensor *p = nb_value(params[i]);
+        int64_t s[NB_MAX_RANK + 1] = {1};
+        memcpy(s + 1, p->shape, sizeof(int64_t) * (size_t)p->rank);
+        v[i] = nb_tensor_new(p->rank + 1, s);
+        nb_tensor_fill_normal(v[i], &r, 0, 1);
+    }
+    if (nb_forward(nb_model_graph(m))) die("forward");
+    double *t = malloc(sizeof *t * (size_t)reps * 2), *c = t + reps;
+    if (!t) die("memory");
+    for (int k = 0; k < reps; k++) {
+        const double t0 = now(), c0 = cpu_now();
+        if (!strcmp(what, "forward")) {
+            if (nb_forward(nb_model_graph(m))) die("forward");
+        } else if (!strcmp(what, "grad")) {
+            if (nb_forward(nb_model_graph(m)) || nb_backward(loss)) die("gradient");
+        } else if (!strcmp(what, "hvp")) {
+            if (nb_hvp(loss, P, params, (const nb_tensor *const *)v, hv)) die("hvp");
+            for (int i = 0; i < P; i++) nb_tensor_free(hv[i]);
+        } else {
+            nb_tensor *H = NULL;
+            if (nb_hessian(loss, params[P - 2], NULL, NULL, &H)) die("hessian");
+            nb_tensor_free(H);
+        }
+        t[k] = now() - t0, c[k] = cpu_now() - c0;
+    }
+    printf("%s_b128_s %.4f\n%s_b128_cpu_s %.4f\n", what, median(t, reps), what, median(c, reps));
+    free(t);
+    for (int i = 0; i < P; i++) nb_tensor_free(v[i]);
+    nb_model_free(m);
+}
+
 /* Peak resident memory (MiB) of computing the Hessian w.r.t. the last dense
  * kernel (1280 x 1280) at batch 128, above the resident size before it: the
  * high-water mark is reset first (writing 5 to /proc/self/clear_refs), so
@@ -475,6 +538,11 @@ int main(int argc, char **argv)
     nb_set_num_threads(threads);
     nb_dataset all;
     if (nb_dataset_load_mnist("/usr/share/datasets/fashion-mnist", "test", &all)) die("data");
+    if (argc > 3 && !strcmp(argv[2], "second")) { /* second forward|grad|hvp|hessian [REPS]: one, to profile */
+        second_alone(&all, argv[3], argc > 4 ? atoi(argv[4]) : 20);
+        nb_dataset_free(&all);
+        return 0;
+    }
     if (argc > 2 && !strcmp(argv[2], "second")) { /* the second-order figures alone */
         second_order(&all, 5);
         nb_dataset_free(&all);

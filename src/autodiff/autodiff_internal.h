@@ -26,10 +26,12 @@ void nb_pass_mark(nb_pass *p, nb_node *out, int nwrt, nb_node *const *wrt);
 nb_status nb_check_forward_done(const char *who, const nb_node *out);
 /* The second-order pass (hvp.c), forward-over-reverse on raw buffers: for a
  * seed u on out (|out| values) and K tangents vectors[i] (K x |wrt[i]|) on
- * leaves, afterwards nb_pass_adjoint(wrt[i], NB_PASS_SECOND) is the VJP
- * u . d out / d wrt[i] (|wrt[i]|) and nb_hvp_result(wrt[i]) its derivative
- * along the tangents, sum_j d/dwrt[j] (u . d out / d wrt[i]) . v_j
- * (K x |wrt[i]|): for a scalar out and u = 1, K Hessian-vector products.
+ * leaves, afterwards nb_hvp_result(wrt[i]) is the derivative of the VJP
+ * u . d out / d wrt[i] along the tangents,
+ * sum_j d/dwrt[j] (u . d out / d wrt[i]) . v_j (K x |wrt[i]|): for a scalar
+ * out and u = 1, K Hessian-vector products. (That VJP itself, the first
+ * |wrt[i]| values of nb_pass_adjoint(wrt[i], NB_PASS_SECOND), is not
+ * computed for leaves: nothing reads it.)
  * NULL where wrt[i] is on no path. vectors[i] NULL: wrt[i] is only read (its
  * tangent is zero), for cross blocks of a Hessian. The forward pass must
  * have run. */

@@ -59,17 +59,46 @@ static nb_status hessian_shape(const nb_node *out, const nb_node *wrt, const nb_
     return NB_OK;
 }
 
-/* Tangents per pass: the K-stacked buffers of a pass (three per node: xdot,
- * d(ybar), and the op's scratch) near 256 MiB. */
-static int64_t hessian_chunk(const nb_graph *g, int64_t cols, int64_t chunk)
+/* Tangents per pass: the K-stacked buffers of a pass (three per node on a
+ * path from the wrt nodes to out: xdot, d(ybar), and the op's scratch) near
+ * 256 MiB, and at most NB_HESSIAN_CHUNK, in passes of equal size. Counting
+ * every node of the graph made it 5 tangents per pass for the lecture CNN's
+ * last dense kernel (1280 tangents, whose path is three small nodes): 256
+ * passes of GEMMs with 5 x 10 columns. Past a few hundred, the products
+ * gain nothing, the buffers grow (about 42 KiB per tangent there, beside
+ * the 6.25 MiB of H) and each pass still costs its parallel regions (on a
+ * loaded machine a wake-up each), so 3 passes of 427 there. */
+enum { NB_HESSIAN_CHUNK = 448 };
+static int64_t hessian_chunk(const nb_graph *g, const nb_pass *p, int64_t cols, int64_t chunk)
 {
     if (chunk > 0) return chunk < cols ? chunk : cols;
     double per = 0;
-    for (int i = 0; i < g->n; i++) per += 3.0 * (double)g->nodes[i]->value.size;
+    for (int i = 0; i < g->n; i++)
+        if (p->on_path[i]) per += 3.0 * (double)g->nodes[i]->value.size;
     per *= sizeof(nb_real);
     int64_t k = per > 0 ? (int64_t)((256.0 * 1024 * 1024) / per) : cols;
     if (k < 1) k = 1;
-    return k < cols ? k : cols;
+    if (k > NB_HESSIAN_CHUNK) k = NB_HESSIAN_CHUNK;
+    if (k >= cols) return cols > 0 ? cols : 1;
+    const int64_t passes = (cols + k - 1) / k;
+    return (cols + passes - 1) / passes;
+}
+
+/* H[i][k] = hv[k][i] (I x k1 of H's rows of J; zeros when hv is NULL: wrt
+ * is on no path), in tiles of 32 x 32 so that neither side is walked with
+ * a stride of a whole row per element. Threaded by one column's size (a
+ * region per pass costs a wake-up of the other thread on a loaded machine). */
+static void columns_into(const nb_real *hv, int64_t k1, int64_t I, int64_t J, nb_real *H)
+{
+    enum { T = 32 };
+    (void)k1;
+#pragma omp parallel for schedule(static) if (I > NB_PAR_COPY)
+    for (int64_t i0 = 0; i0 < I; i0 += T)
+        for (int64_t k0 = 0; k0 < k1; k0 += T) {
+            const int64_t i1 = i0 + T < I ? i0 + T : I, kk1 = k0 + T < k1 ? k0 + T : k1;
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t k = k0; k < kk1; k++) H[i * J + k] = hv ? hv[k * I + i] : 0;
+        }
 }
 
 /* Exact: for each output o, tangents e_j on wrt2 in chunks of K; the
@@ -77,12 +106,15 @@ static int64_t hessian_chunk(const nb_graph *g, int64_t cols, int64_t chunk)
 static nb_status hessian_exact(nb_node *out, nb_node *wrt, nb_node *wrt2, int64_t chunk, nb_real *H)
 {
     const int64_t O = out->value.size, I = wrt->value.size, J = wrt2->value.size;
-    const int64_t K = hessian_chunk(out->graph, J, chunk);
+    nb_node *nodes[2] = {wrt2, wrt};
+    nb_pass *p;
+    nb_status s = nb_pass_get(out->graph, NB_PASS_SECOND, &p);
+    if (s) return s;
+    nb_pass_mark(p, out, wrt == wrt2 ? 1 : 2, nodes); /* what nb_hvp_raw will mark: the path's size */
+    const int64_t K = hessian_chunk(out->graph, p, J, chunk);
     nb_real *seed = nb_calloc_real(O + K * J);
     if (!seed) return NB_ERR_NOMEM;
     nb_real *tangents = seed + O;
-    nb_node *nodes[2] = {wrt2, wrt};
-    nb_status s = NB_OK;
     for (int64_t o = 0; o < O && !s; o++) {
         memset(seed, 0, (size_t)O * sizeof(nb_real));
         seed[o] = 1;
@@ -92,9 +124,7 @@ static nb_status hessian_exact(nb_node *out, nb_node *wrt, nb_node *wrt2, int64_
             for (int64_t k = 0; k < k1; k++) tangents[k * J + j0 + k] = 1;
             const nb_real *vectors[2] = {tangents, NULL};
             if ((s = nb_hvp_raw(out, seed, k1, wrt == wrt2 ? 1 : 2, nodes, vectors))) break;
-            const nb_real *hv = nb_hvp_result(wrt); /* k1 x I */
-            for (int64_t i = 0; i < I; i++)
-                for (int64_t k = 0; k < k1; k++) H[(o * I + i) * J + j0 + k] = hv ? hv[k * I + i] : 0;
+            columns_into(nb_hvp_result(wrt), k1, I, J, H + o * I * J + j0);
         }
     }
     nb_free(seed);

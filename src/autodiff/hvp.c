@@ -83,7 +83,8 @@ static nb_status tangent_sweep(nb_pass *p, nb_node *out, int64_t K, int nwrt, nb
 }
 
 /* Reverse through one node n: for each input x on the path,
- *   [xbar; d(xbar)] += VJP([ybar; d(ybar)])   (1 + K seeds in one call),
+ *   [xbar; d(xbar)] += VJP([ybar; d(ybar)])   (1 + K seeds in one call;
+ *                                              d(xbar) alone for a leaf x),
  *   d(xbar) += rule(ybar, xdots)              (when some input moves). */
 static nb_status reverse_node(nb_pass *p, nb_node *n, int64_t K)
 {
@@ -100,7 +101,12 @@ static nb_status reverse_node(nb_pass *p, nb_node *n, int64_t K)
         if (!op->vjp_tangent)
             return nb_fail(NB_ERR_UNSUPPORTED, "%s: op %s has no second-order rule; Hessians cannot pass through it",
                            n->name, op->name);
-        nb_status s = op->vjp(n, j, 1 + K, p->adj[n->id].data, ax->data, ax->set);
+        /* A leaf's adjoint (the gradient) is read by no rule and returned by
+         * no caller: only its K tangents are computed (the conv2 kernel's
+         * VJP of the lecture CNN is one GEMM instead of two). */
+        const bool leaf = x->kind != NB_KIND_OP;
+        const int64_t skip_y = leaf ? n->value.size : 0, skip_x = leaf ? x->value.size : 0;
+        nb_status s = op->vjp(n, j, leaf ? K : 1 + K, p->adj[n->id].data + skip_y, ax->data + skip_x, ax->set);
         ax->set = true;
         if (!s && any_tangent)
             s = op->vjp_tangent(n, j, K, p->adj[n->id].data, xdots, ax->data + x->value.size, true);

@@ -184,6 +184,15 @@ static inline nb_status binary_vjp(nb_node *n, int code, int which, int64_t K, c
     const nb_real *a = A->data, *b = B->data;
     int64_t my = n->value.size, mx = n->in[which]->value.size;
     const bool flat = binary_flat(n);
+    if ((code == OP_ADD || code == OP_SUB) && mx == my) {
+        /* A partial of +-1 and an input of y's size (nothing of it broadcast,
+         * so ia = iy): the flat loop per seed, not the broadcast walk, e.g.
+         * a dense layer's bias add seeded with the 1 + K rows of a Hessian
+         * pass (threaded by one seed's size: a region per pass's loop costs
+         * a wake-up of the other thread, milliseconds on a loaded machine). */
+        for (int64_t k = 0; k < K; k++) flat_vjp(code, which, my, a, b, dy + k * my, dx + k * my, acc);
+        return NB_OK;
+    }
     plan_make(&n->value, A, B, &p);
     for (int64_t k = 0; k < K; k++) {
         const nb_real *g = dy + k * my;
@@ -208,6 +217,21 @@ static inline nb_status binary_jvp(nb_node *n, int code, int64_t K, nb_real *con
     const nb_real *a = A->data, *b = B->data;
     int64_t my = n->value.size, ma = A->size, mb = B->size;
     const bool flat = binary_flat(n);
+    if ((code == OP_ADD || code == OP_SUB) && (!dxs[0] || ma == my) && (!dxs[1] || mb == my)) {
+        /* Partials of +-1 and every moving input of y's size: the flat loop
+         * per tangent, as the VJP above (the same expressions as below:
+         * 1 * t and -1 * t are exact). */
+        const nb_real sb = code == OP_SUB ? -1 : 1;
+        for (int64_t k = 0; k < K; k++) {
+            const nb_real *ta = dxs[0] ? dxs[0] + k * my : NULL, *tb = dxs[1] ? dxs[1] + k * my : NULL;
+            nb_real *r = dy + k * my;
+            if (ta && tb) FLAT_FOR(my, r[i] = ta[i] + sb * tb[i]);
+            else if (ta) FLAT_FOR(my, r[i] = ta[i] + 0);
+            else if (tb) FLAT_FOR(my, r[i] = 0 + sb * tb[i]);
+            else if (my > 0) memset(r, 0, (size_t)my * sizeof(nb_real));
+        }
+        return NB_OK;
+    }
     plan_make(&n->value, A, B, &p);
     for (int64_t k = 0; k < K; k++) {
         nb_real *r = dy + k * my;

@@ -312,16 +312,19 @@ static nb_status cce_vjp(nb_node *n, int i, int64_t K, const nb_real *dy, nb_rea
     const nb_real inv = (nb_real)(1.0 / (double)N);
     const int64_t count = N * C;
     (void)count;
-    for (int64_t k = 0; k < K; k++) {
-        const nb_real g = dy[k] * inv;
-        nb_real *r = dx + k * N * C;
+    /* The K seeds' rows in one loop (1 + K of them in a Hessian pass),
+     * threaded by the size of one seed as before: a Hessian pass's
+     * elementwise loops are short, and on a loaded machine every parallel
+     * region waits for the other thread to be scheduled (milliseconds). */
+    const int64_t rows = K * N;
 #pragma omp parallel for schedule(static) if (count > PAR_THRESHOLD)
-        for (int64_t row = 0; row < N; row++) {
-            const nb_real *sr = s + row * C;
-            nb_real *rr = r + row * C;
-            for (int64_t c = 0; c < C; c++) NB_PUT(acc, rr[c], g * sr[c]);
-            rr[lab[row]] -= g;
-        }
+    for (int64_t kr = 0; kr < rows; kr++) {
+        const int64_t row = kr % N;
+        const nb_real g = dy[kr / N] * inv;
+        const nb_real *sr = s + row * C;
+        nb_real *rr = dx + kr * C;
+        for (int64_t c = 0; c < C; c++) NB_PUT(acc, rr[c], g * sr[c]);
+        rr[lab[row]] -= g;
     }
     return NB_OK;
 }
@@ -332,6 +335,9 @@ static nb_status cce_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real *dy
     const nb_real *s = n->ws;
     /* cppcheck-suppress invalidPointerCast ; malloc'ed workspace: these bytes are only ever int32 labels */
     const int32_t *lab = (const int32_t *)(s + N * C);
+    const int64_t count = N * C; /* threaded by one tangent's size, as cce_vjp */
+    (void)count;
+#pragma omp parallel for schedule(static) if (count > PAR_THRESHOLD) /* each k summed in its own order */
     for (int64_t k = 0; k < K; k++) {
         double acc = 0;
         if (dxs[0]) {
@@ -368,13 +374,15 @@ static nb_status cce_vjp_tangent(nb_node *n, int i, int64_t K, const nb_real *yb
     if (!xdots[0]) return nb_vjp_tangent_zero(n, i, K, ybar, xdots, out, acc);
     const nb_real *s = n->ws;
     const nb_real c = ybar[0] * (nb_real)(1.0 / (double)N);
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t row = 0; row < N; row++) {
-            const nb_real *sr = s + row * C, *t = xdots[0] + (k * N + row) * C;
-            nb_real *r = out + (k * N + row) * C, st = 0;
-            for (int64_t j = 0; j < C; j++) st += sr[j] * t[j];
-            for (int64_t j = 0; j < C; j++) NB_PUT(acc, r[j], c * sr[j] * (t[j] - st));
-        }
+    const int64_t rows = K * N, count = N * C; /* threaded by one tangent's size, as cce_vjp */
+    (void)count;
+#pragma omp parallel for schedule(static) if (count > PAR_THRESHOLD)
+    for (int64_t kr = 0; kr < rows; kr++) {
+        const nb_real *sr = s + (kr % N) * C, *t = xdots[0] + kr * C;
+        nb_real *r = out + kr * C, st = 0;
+        for (int64_t j = 0; j < C; j++) st += sr[j] * t[j];
+        for (int64_t j = 0; j < C; j++) NB_PUT(acc, r[j], c * sr[j] * (t[j] - st));
+    }
     return NB_OK;
 }
 

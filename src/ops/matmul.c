@@ -89,6 +89,84 @@ static nb_status matmul_forward(nb_node *n)
     return NB_OK;
 }
 
+/* K stacked (rows x n) matrices, src[s][r][j], side by side as one rows x
+ * (K n) matrix, dst[r][s n + j]; and back (adding when acc). A product with
+ * each of K matrices of n columns (n = 10 for a classifier's kernel: a GEMM
+ * far below the kernels' speed, K times) becomes one product with K n
+ * columns; the copies are 1 / (2 inner) of its work. Both walk RT rows at a
+ * time across all K, so that the side read with a stride (rows n or K n
+ * values) stays in cache. Plain loops, not memcpy: n is often 10 values. */
+enum { RT = 8 };
+static void side_by_side(int64_t K, int64_t rows, int64_t n, const nb_real *src, nb_real *dst)
+{
+    for (int64_t r0 = 0; r0 < rows; r0 += RT)
+        for (int64_t s = 0; s < K; s++)
+            for (int64_t r = r0; r < r0 + RT && r < rows; r++) {
+                const nb_real *a = src + (s * rows + r) * n;
+                nb_real *b = dst + (r * K + s) * n;
+                for (int64_t j = 0; j < n; j++) b[j] = a[j];
+            }
+}
+
+static void stacked_back(int64_t K, int64_t rows, int64_t n, const nb_real *src, nb_real *dst, bool acc)
+{
+    for (int64_t r0 = 0; r0 < rows; r0 += RT)
+        for (int64_t s = 0; s < K; s++)
+            for (int64_t r = r0; r < r0 + RT && r < rows; r++) {
+                const nb_real *a = src + (r * K + s) * n;
+                nb_real *b = dst + (s * rows + r) * n;
+                if (acc)
+                    for (int64_t j = 0; j < n; j++) b[j] += a[j];
+                else
+                    for (int64_t j = 0; j < n; j++) b[j] = a[j];
+            }
+}
+
+/* For K > 1 matrices Y[s] (rows x n) = op(M) X[s] (M fixed, no batch):
+ * Y (+)= op(M) [X[s0] .. X[s0 + SB - 1]], blocks of SB matrices side by
+ * side, SB such that a block's copies (about 256 KiB) stay in cache while
+ * its product runs; the K matrices split into one run per thread, each
+ * run's copies and products on its thread (one parallel region, no barrier
+ * between them; every product through one kernel, chosen as nb_gemm
+ * chooses, so a column's result does not depend on its block). Where one
+ * matrix fills a block (n of a hundred or more) the product reads X[s] and
+ * writes Y[s] directly. Scratch: the node's workspace (matmul saves nothing
+ * in it). inner: X's rows. */
+static nb_status product_side_by_side(nb_node *nd, bool transM, const nb_real *M, int64_t ldm, int64_t K,
+                                      int64_t rows, int64_t inner, int64_t n, const nb_real *X, nb_real *Y, bool acc)
+{
+    if (K * rows * n == 0) return NB_OK;
+    if (inner == 0) { /* a batch of 0 rows: a product of zeros (nothing is added) */
+        if (!acc) memset(Y, 0, (size_t)(K * rows * n) * sizeof(nb_real));
+        return NB_OK;
+    }
+    const int T = 2.0 * (double)(K * n) * (double)rows * (double)inner < 1e6 ? 1 : nb_max_team();
+    const int64_t per_s = n * (inner + rows), fit = (int64_t)(256 * 1024 / sizeof(nb_real)) / per_s;
+    const int64_t SB = fit < 1 ? 1 : fit < (K + T - 1) / T ? fit : (K + T - 1) / T;
+    nb_real *wide = SB > 1 ? nb_node_workspace(nd, (size_t)(T * SB * per_s) * sizeof(nb_real)) : NULL;
+    if (SB > 1 && !wide) return NB_ERR_NOMEM;
+    const nb_gemm_kernel kern = nb_gemm_kernel_for(transM, false, rows, SB * n, inner, acc ? 1 : 0);
+#pragma omp parallel num_threads(T)
+    {
+        const int64_t per = (K + nb_team_size() - 1) / nb_team_size(), s0 = nb_thread_id() * per;
+        const int64_t s1 = s0 + per < K ? s0 + per : K;
+        nb_real *x = wide ? wide + nb_thread_id() * SB * per_s : NULL, *y = x ? x + SB * n * inner : NULL;
+        for (int64_t b = s0; b < s1; b += SB) {
+            const int64_t ks = b + SB < s1 ? SB : s1 - b;
+            if (!x) {
+                for (int64_t s = b; s < b + ks; s++)
+                    nb_gemm_with(kern, transM, false, rows, n, inner, 1, M, ldm, X + s * inner * n, n, acc ? 1 : 0,
+                                 Y + s * rows * n, n);
+                continue;
+            }
+            side_by_side(ks, inner, n, X + b * inner * n, x);
+            nb_gemm_with(kern, transM, false, rows, ks * n, inner, 1, M, ldm, x, ks * n, 0, y, ks * n);
+            stacked_back(ks, rows, n, y, Y + b * rows * n, acc);
+        }
+    }
+    return NB_OK;
+}
+
 static nb_status matmul_vjp(nb_node *n, int which, int64_t K, const nb_real *dC, nb_real *dX, bool acc)
 {
     mm_plan p;
@@ -100,6 +178,8 @@ static nb_status matmul_vjp(nb_node *n, int which, int64_t K, const nb_real *dC,
         nb_gemm(false, true, K * p.m, p.k, p.n, 1, dC, p.n, B, p.n, acc ? 1 : 0, dX, p.k);
         return NB_OK;
     }
+    if (which == 1 && p.batch == 1 && K > 1) /* dB[s] = A^T dC[s], all K in one GEMM */
+        return product_side_by_side(n, true, A, p.k, K, p.k, p.m, p.n, dC, dX, acc);
     for (int64_t s = 0; s < K; s++) {
         const nb_real *g = dC + s * mc;
         nb_real *r = dX + s * mx;
@@ -125,8 +205,12 @@ static nb_status matmul_jvp(nb_node *n, int64_t K, nb_real *const *dxs, nb_real 
     mm_plan_make(n, &p, NULL, NULL);
     const nb_real *A = n->in[0]->value.data, *B = n->in[1]->value.data;
     int64_t mc = n->value.size, ma = n->in[0]->value.size, mb = n->in[1]->value.size;
-    if (dxs[0] && !dxs[1] && p.batch == 1) { /* dC = dA B for all K at once */
-        nb_gemm(false, false, K * p.m, p.n, p.k, 1, dxs[0], p.k, B, p.n, 0, dC, p.n);
+    if (p.batch == 1) { /* dC = dA B + A dB, each for all K at once */
+        if (dxs[0]) nb_gemm(false, false, K * p.m, p.n, p.k, 1, dxs[0], p.k, B, p.n, 0, dC, p.n);
+        else if (!dxs[1] && mc > 0) memset(dC, 0, (size_t)(K * mc) * sizeof(nb_real));
+        if (!dxs[1]) return NB_OK;
+        if (K > 1) return product_side_by_side(n, false, A, p.k, K, p.m, p.k, p.n, dxs[1], dC, dxs[0] != NULL);
+        nb_gemm(false, false, p.m, p.n, p.k, 1, A, p.k, dxs[1], p.n, dxs[0] ? 1 : 0, dC, p.n);
         return NB_OK;
     }
     for (int64_t s = 0; s < K; s++) {
