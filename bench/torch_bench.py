@@ -44,13 +44,14 @@ class ResNet(nn.Module):
         def cbr(i, o, s, relu=True):
             layers = [nn.Conv2d(i, o, 3, s, 1), nn.BatchNorm2d(o)]
             return nn.Sequential(*(layers + [nn.ReLU()] if relu else layers))
-        self.stem = cbr(1, 16, 1)
-        self.b1 = nn.Sequential(cbr(16, 16, 1), cbr(16, 16, 1, False))
-        self.b2 = nn.Sequential(cbr(16, 32, 2), cbr(32, 32, 1, False))
-        self.p2 = nn.Sequential(nn.Conv2d(16, 32, 1, 2), nn.BatchNorm2d(32))
-        self.b3 = nn.Sequential(cbr(32, 64, 2), cbr(64, 64, 1, False))
-        self.p3 = nn.Sequential(nn.Conv2d(32, 64, 1, 2), nn.BatchNorm2d(64))
-        self.head = nn.Linear(64, 10)
+        a, b, c = 24, 48, 96  # the channels of the three stages
+        self.stem = cbr(1, a, 1)
+        self.b1 = nn.Sequential(cbr(a, a, 1), cbr(a, a, 1, False))
+        self.b2 = nn.Sequential(cbr(a, b, 2), cbr(b, b, 1, False))
+        self.p2 = nn.Sequential(nn.Conv2d(a, b, 1, 2), nn.BatchNorm2d(b))
+        self.b3 = nn.Sequential(cbr(b, c, 2), cbr(c, c, 1, False))
+        self.p3 = nn.Sequential(nn.Conv2d(b, c, 1, 2), nn.BatchNorm2d(c))
+        self.head = nn.Linear(c, 10)
 
     def forward(self, x):
         s = self.stem(x)
