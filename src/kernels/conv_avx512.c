@@ -48,10 +48,11 @@ static inline __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : 
  * slice) or plus what is stored (later slices); without a bias the first
  * slice's sum is stored as it is, as the GEMM's beta 0 does (adding +0 would
  * turn a -0 sum into +0). */
-NB_AVX512 static inline __m512 tile_value(__m512 acc, const float *y, __mmask16 m, const float *bias, bool first)
+NB_AVX512 static inline __m512 tile_value(__m512 acc, const float *y, __mmask16 m, __m512 bias, bool first,
+                                          bool has_bias)
 {
     if (!first) return _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, y));
-    return bias ? _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, bias)) : acc;
+    return has_bias ? _mm512_add_ps(acc, bias) : acc;
 }
 
 /* z <= 0 ? 0 : z, lane by lane (false for NaN: NaN stays, as nb_relu). */
@@ -62,25 +63,39 @@ NB_AVX512 static inline __m512 relu_ps(__m512 z)
 
 #define NB_DROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 
-/* Output pixels [0, mr) of a tile whose first window starts at x0, channels
- * [0, nr) of the panel bp (P x DN, k-major), K range [k0, k1). bias: the
- * panel's biases or NULL; relu at the last slice. mr and wide (nr > 16) are
+/* One K slice [k0, k1) of one panel: the slice starts at value in0 of
+ * segment q0 of window row p0 (found once per slice, not per tile). */
+typedef struct {
+    const window_geom *g;
+    int64_t k0, k1, ldy;
+    int64_t p0, q0, in0;
+    const float *bp, *bias; /* the panel (P x DN, k-major), its biases or NULL */
+    int nr;                 /* its columns */
+    bool first, relu;       /* the first slice (bias), the last one with a ReLU */
+} tile_args;
+
+/* Output pixels [0, mr) of a tile whose first window starts at x0, for the
+ * slice and panel of t, into y (rows ldy apart). mr and wide (nr > 16) are
  * constants in every expansion, so rows past mr are neither loaded nor
  * computed (they may lie past the image). */
-NB_AVX512 static inline __attribute__((always_inline)) void
-tile_body(const window_geom *g, const float *x0, int64_t k0, int64_t k1, const float *restrict bp, float *restrict y,
-          int64_t ldy, int nr, const float *bias, bool first, bool relu, const int mr, const bool wide)
+NB_AVX512 static inline __attribute__((always_inline)) void tile_body(const tile_args *t, const float *x0,
+                                                                      float *restrict y, const int mr, const bool wide)
 {
+    const window_geom *g = t->g;
+    const float *restrict bp = t->bp, *bias = t->bias;
+    const int64_t ldy = t->ldy, k1 = t->k1;
+    const int nr = t->nr;
+    const bool first = t->first, relu = t->relu;
 #define NB_DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps();
     NB_DROWS(NB_DECL)
 #undef NB_DECL
     const int64_t pix = g->pix;
-    for (int64_t k = k0; k < k1;) {
-        const int64_t s = k / g->seg, in = k - s * g->seg;
+    int64_t p = t->p0, q = t->q0, in = t->in0;
+    for (int64_t k = t->k0; k < k1;) {
         const int64_t len = g->seg - in < k1 - k ? g->seg - in : k1 - k;
-        const float *a = x0 + s / g->nq * g->next_p + s % g->nq * g->next_q + in;
+        const float *a = x0 + p * g->next_p + q * g->next_q + in;
         const float *b = bp + k * DN;
-        for (int64_t t = 0; t < len; t++, a++, b += DN) {
+        for (int64_t u = 0; u < len; u++, a++, b += DN) {
             const __m512 b0 = _mm512_loadu_ps(b), b1 = wide ? _mm512_loadu_ps(b + 16) : b0;
 #define NB_FMA(i)                                                                                                  \
     if (i < mr) {                                                                                                  \
@@ -91,16 +106,20 @@ tile_body(const window_geom *g, const float *x0, int64_t k0, int64_t k1, const f
             NB_DROWS(NB_FMA)
 #undef NB_FMA
         }
-        k += len;
+        k += len, in = 0;
+        if (++q == g->nq) q = 0, p++;
     }
     const __mmask16 m0 = lanes(nr), m1 = nr > 16 ? lanes(nr - 16) : 0;
+    const bool has_bias = bias != NULL;
+    const __m512 bias0 = has_bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    const __m512 bias1 = has_bias && wide ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
 #define NB_STORE(i)                                                                                                \
     if (i < mr) {                                                                                                  \
         float *yi = y + (int64_t)i * ldy;                                                                          \
-        const __m512 lo = tile_value(c##i##a, yi, m0, bias, first);                                                \
+        const __m512 lo = tile_value(c##i##a, yi, m0, bias0, first, has_bias);                                     \
         _mm512_mask_storeu_ps(yi, m0, relu ? relu_ps(lo) : lo);                                                    \
         if (wide) {                                                                                                \
-            const __m512 hi = tile_value(c##i##b, yi + 16, m1, bias ? bias + 16 : NULL, first);                    \
+            const __m512 hi = tile_value(c##i##b, yi + 16, m1, bias1, first, has_bias);                            \
             _mm512_mask_storeu_ps(yi + 16, m1, relu ? relu_ps(hi) : hi);                                           \
         }                                                                                                          \
     }
@@ -108,13 +127,6 @@ tile_body(const window_geom *g, const float *x0, int64_t k0, int64_t k1, const f
 #undef NB_STORE
 }
 
-typedef struct {
-    const window_geom *g;
-    int64_t k0, k1, ldy;
-    const float *bp, *bias;
-    int nr;
-    bool first, relu;
-} tile_args;
 
 /* One tile of mr pixels (1..DR): the expansion of tile_body for that mr. */
 NB_AVX512 static void tile(const tile_args *t, const float *x0, float *y, int mr)
@@ -122,9 +134,9 @@ NB_AVX512 static void tile(const tile_args *t, const float *x0, float *y, int mr
 #define NB_CASE(m)                                                                                                 \
     case m:                                                                                                        \
         if (t->nr > 16)                                                                                            \
-            tile_body(t->g, x0, t->k0, t->k1, t->bp, y, t->ldy, t->nr, t->bias, t->first, t->relu, m, true);       \
+            tile_body(t, x0, y, m, true);                                                                          \
         else                                                                                                       \
-            tile_body(t->g, x0, t->k0, t->k1, t->bp, y, t->ldy, t->nr, t->bias, t->first, t->relu, m, false);      \
+            tile_body(t, x0, y, m, false);                                                                         \
         break;
     switch (mr) {
         NB_CASE(1) NB_CASE(2) NB_CASE(3) NB_CASE(4) NB_CASE(5) NB_CASE(6)
@@ -143,11 +155,13 @@ static void conv_rows(const nb_window *w, int64_t O, const float *x, const float
     const int64_t P = (int64_t)w->fh * w->fw * C, kc = nb_sgemm_avx512_kslice(P);
     const int64_t tiles = (OW + DR - 1) / DR;
     for (int64_t jr = 0; jr < O; jr += DN) {
-        tile_args t = {&g, 0, 0, O, packed + jr * P, bias ? bias + jr : NULL, (int)(O - jr < DN ? O - jr : DN),
-                       true, false};
+        tile_args t = {&g, 0, 0, O, 0, 0, 0, packed + jr * P, bias ? bias + jr : NULL,
+                       (int)(O - jr < DN ? O - jr : DN), true, false};
         for (t.k0 = 0; t.k0 < P; t.k0 += kc) {
             t.k1 = P - t.k0 < kc ? P : t.k0 + kc;
             t.first = t.k0 == 0, t.relu = relu && t.k1 == P;
+            const int64_t s0 = t.k0 / g.seg;
+            t.p0 = s0 / g.nq, t.q0 = s0 % g.nq, t.in0 = t.k0 - s0 * g.seg;
             for (int64_t i = r0; i < r1; i++)
                 for (int64_t u = 0; u < tiles; u++) {
                     const int64_t j0 = OW * u / tiles, j1 = OW * (u + 1) / tiles;

@@ -8,7 +8,9 @@
  * guard page (the last tile reads no further than its window) and outputs
  * too; and values known by hand. Then the cases it must refuse: padding
  * read, a window past the image, and a class whose kernel is not AVX-512
- * (NB_GEMM names another). */
+ * (NB_GEMM names another). Last, the op: conv2d's forward pass (image
+ * groups, bands of one image, one and two threads, and the im2col path it
+ * keeps for padding) gives the bits of the lowering it had before. */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "kernels/kernels.h"
+#include "nabla.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15u;
 static float uniform(void) /* in [-1, 1) */
@@ -196,12 +199,89 @@ static void test_refusals(void **state)
     assert_int_equal(nb_conv_inplace_usable(&w, 8, 64, true), have_avx512());
 }
 
+/* The forward pass the op had before: the whole batch lowered, one
+ * AVX-512 GEMM per image onto bias rows, the ReLU after. */
+static void lowered_forward(const nb_tensor *x, const nb_tensor *k, const nb_tensor *b, const nb_conv2d_opts *o,
+                            bool relu, const nb_tensor *y, float *want)
+{
+    nb_window w = {x->shape[1], x->shape[2], x->shape[3], y->shape[1], y->shape[2], (int)k->shape[0],
+                   (int)k->shape[1], o->stride ? o->stride : 1, o->dilation ? o->dilation : 1, 0, 0};
+    int ph, pw;
+    nb_window_dim(w.H, w.fh, w.stride, w.dilation, o->padding, &ph);
+    nb_window_dim(w.W, w.fw, w.stride, w.dilation, o->padding, &pw);
+    w.pad_top = ph, w.pad_left = pw;
+    const int64_t N = x->shape[0], O = k->shape[3], P = (int64_t)w.fh * w.fw * w.C, m = w.OH * w.OW;
+    float *cols = malloc((size_t)(m * P) * sizeof(float));
+    assert_non_null(cols);
+    for (int64_t n = 0; n < N; n++) {
+        float *yn = want + n * m * O;
+        nb_im2col(&w, 1, x->data + n * w.H * w.W * w.C, cols);
+        for (int64_t r = 0; r < m; r++) memcpy(yn + r * O, b->data, (size_t)O * sizeof(float));
+        nb_gemm_with(NB_GEMM_AVX512, false, false, m, O, P, 1, cols, P, k->data, O, 1, yn, O);
+        for (int64_t i = 0; relu && i < m * O; i++) yn[i] = yn[i] <= 0 ? 0 : yn[i];
+    }
+    free(cols);
+}
+
+static void op_case(int64_t N, int64_t H, int64_t C, int64_t O, nb_conv2d_opts o, bool relu, int threads)
+{
+    nb_set_num_threads(threads);
+    nb_graph *g = nb_graph_new();
+    nb_node *x = nb_input(g, "x", 4, (int64_t[]){N, H, H + 1, C});
+    nb_node *k = nb_param(g, "k", 4, (int64_t[]){3, 3, C, O}), *b = nb_param(g, "b", 1, (int64_t[]){O});
+    nb_rng r;
+    nb_rng_seed(&r, (uint64_t)(N * 131 + C));
+    nb_tensor_fill_uniform(nb_value(x), &r, -1, 1);
+    nb_tensor_fill_uniform(nb_value(k), &r, -0.5, 0.5);
+    nb_tensor_fill_uniform(nb_value(b), &r, -0.2, 0.2);
+    nb_value(x)->data[5] = NAN;
+    nb_node *y = relu ? nb_conv2d_relu(x, k, b, &o) : nb_conv2d(x, k, b, &o);
+    assert_non_null(y);
+    assert_int_equal(nb_forward(g), NB_OK);
+    const nb_tensor *v = nb_value(y);
+    float *want = malloc((size_t)v->size * sizeof(float));
+    assert_non_null(want);
+    lowered_forward(nb_value(x), nb_value(k), nb_value(b), &o, relu, v, want);
+    assert_memory_equal(v->data, want, (size_t)v->size * sizeof(float));
+    int64_t positive = 0, nans = 0;
+    for (int64_t i = 0; i < v->size; i++) positive += v->data[i] > 0, nans += isnan(v->data[i]) != 0;
+    assert_true(positive > v->size / 4);
+    assert_true(nans > 0 && nans <= 9 * O); /* the NaN pixel reached its windows, and only them */
+    /* a second pass after a reshape to another batch, on the same buffers */
+    if (N > 1) {
+        assert_int_equal(nb_input_reshape(x, 4, (int64_t[]){N - 1, H, H + 1, C}), NB_OK);
+        assert_int_equal(nb_forward(g), NB_OK);
+        lowered_forward(nb_value(x), nb_value(k), nb_value(b), &o, relu, nb_value(y), want);
+        assert_memory_equal(nb_value(y)->data, want, (size_t)nb_value(y)->size * sizeof(float));
+    }
+    free(want);
+    nb_graph_free(g);
+    nb_set_num_threads(0);
+}
+
+static void test_op_forward_as_before(void **state)
+{
+    (void)state;
+    if (!have_avx512()) skip();
+    const nb_conv2d_opts valid = {1, 1, NB_PAD_VALID, 0}, strided = {2, 1, NB_PAD_VALID, 0};
+    const nb_conv2d_opts same = {1, 1, NB_PAD_SAME, 0}, dilated = {1, 2, NB_PAD_VALID, 0};
+    for (int threads = 1; threads <= 2; threads++) {
+        op_case(50, 28, 1, 32, valid, true, threads); /* conv1 of mnist_cnn: groups of 43 images */
+        op_case(3, 26, 32, 64, valid, true, threads); /* conv2: one image a group */
+        op_case(1, 26, 32, 64, valid, false, threads); /* one image: bands of output rows */
+        op_case(2, 15, 3, 20, strided, true, threads);
+        op_case(2, 15, 3, 20, dilated, false, threads);
+        op_case(2, 12, 5, 8, same, true, threads); /* padding: the im2col path */
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_against_im2col_gemm),
         cmocka_unit_test(test_known_values),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_op_forward_as_before),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
