@@ -46,8 +46,7 @@ static inline __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : 
 
 /* The stored value of one half-row: the slice's sum plus the bias (first
  * slice) or plus what is stored (later slices); without a bias the first
- * slice's sum is stored as it is, as the GEMM's beta 0 does (adding +0 would
- * turn a -0 sum into +0). */
+ * slice's sum is stored as it is, as the GEMM's beta 0 does. */
 NB_AVX512 static inline __m512 tile_value(__m512 acc, const float *y, __mmask16 m, __m512 bias, bool first,
                                           bool has_bias)
 {

@@ -10,7 +10,10 @@
  * read, a window past the image, and a class whose kernel is not AVX-512
  * (NB_GEMM names another). Last, the op: conv2d's forward pass (image
  * groups, bands of one image, one and two threads, and the im2col path it
- * keeps for padding) gives the bits of the lowering it had before. */
+ * keeps for padding) gives the bits of the lowering it had before; and
+ * the max pool's window (which the fused op runs on each tile) against its
+ * definition: first maximum on ties (+0 before -0 and back), a NaN winning,
+ * the last NaN of the window when there are several. */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +29,7 @@
 
 #include "kernels/kernels.h"
 #include "nabla.h"
+#include "ops/ops_internal.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15u;
 static float uniform(void) /* in [-1, 1) */
@@ -275,6 +279,49 @@ static void test_op_forward_as_before(void **state)
     }
 }
 
+/* One window by the definition, channel by channel. */
+static void pool_by_definition(const float *x, int64_t W, int64_t C, int64_t h0, int64_t h1, int64_t w0, int64_t w1,
+                               float *y, int32_t *a)
+{
+    for (int64_t c = 0; c < C; c++) {
+        float best = x[(h0 * W + w0) * C + c];
+        int32_t arg = (int32_t)((h0 * W + w0) * C + c);
+        for (int64_t h = h0; h < h1; h++)
+            for (int64_t v = w0; v < w1; v++) {
+                const int32_t off = (int32_t)((h * W + v) * C + c);
+                if (x[off] > best || isnan(x[off])) best = x[off], arg = off;
+            }
+        y[c] = best, a[c] = arg;
+    }
+}
+
+static void test_max_pool_window(void **state)
+{
+    (void)state;
+    static const int64_t channels[] = {1, 15, 16, 17, 40, 64};
+    enum { H = 7, W = 6 };
+    float x[H * W * 64], y[64], want[64];
+    int32_t a[64], want_a[64];
+    for (size_t t = 0; t < sizeof channels / sizeof channels[0]; t++) {
+        const int64_t C = channels[t];
+        for (int64_t i = 0; i < H * W * C; i++) x[i] = (float)(int)(uniform() * 3); /* many ties */
+        x[C + 2 % C] = -0.0f, x[2 * C] = NAN, x[(W + 1) * C + C - 1] = NAN, x[(2 * W + 2) * C] = NAN;
+        x[(W + 1) * C] = INFINITY, x[(3 * W + 3) * C + C / 2] = -INFINITY;
+        for (int f = 1; f <= 3; f++)
+            for (int64_t h0 = 0; h0 + f <= H; h0 += f)
+                for (int64_t w0 = 0; w0 + f <= W; w0 += f) {
+                    pool_by_definition(x, W, C, h0, h0 + f, w0, w0 + f, want, want_a);
+                    /* from a band starting at row h0 (h_first) and from the whole image */
+                    for (int band = 0; band < 2; band++) {
+                        const int64_t h_first = band ? h0 : 0;
+                        nb_max_pool_window(x + h_first * W * C, h_first, W, C, h0, h0 + f, w0, w0 + f, y, a);
+                        assert_memory_equal(y, want, (size_t)C * sizeof(float));
+                        assert_memory_equal(a, want_a, (size_t)C * sizeof(int32_t));
+                    }
+                }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_known_values),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_op_forward_as_before),
+        cmocka_unit_test(test_max_pool_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
