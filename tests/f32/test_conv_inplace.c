@@ -258,6 +258,11 @@ static void op_case(int64_t N, int64_t H, int64_t C, int64_t O, nb_conv2d_opts o
         lowered_forward(nb_value(x), nb_value(k), nb_value(b), &o, relu, nb_value(y), want);
         assert_memory_equal(nb_value(y)->data, want, (size_t)nb_value(y)->size * sizeof(float));
     }
+    /* batch 0: nothing to compute, nothing packed, an empty output */
+    assert_int_equal(nb_input_reshape(x, 4, (int64_t[]){0, H, H + 1, C}), NB_OK);
+    assert_int_equal(nb_forward(g), NB_OK);
+    assert_int_equal(nb_value(y)->size, 0);
+    assert_int_equal(nb_value(y)->shape[0], 0);
     free(want);
     nb_graph_free(g);
     nb_set_num_threads(0);
