@@ -76,47 +76,22 @@ static nb_status pool_infer(nb_node *n)
 
 /* ------------------------------------------------------------------- max */
 
-/* Channels [c0, c0 + CB) of one window with the running maximum and argmax
- * in local arrays of a constant length (registers: the loops vectorise with
- * no stores inside). Before, the loop kept them in yo and ao, which GCC 12
- * left scalar since they might overlap the image (a compare and a branch per
- * value: 5-7% of an inference pass of mnist_cnn in perf). Same comparisons
- * in the same order, so the same values and argmaxes. */
-enum { POOL_CB = 16 };
-static inline void max_pool_block(const nb_real *restrict xr, int64_t W, int64_t C, int64_t c0, int64_t h0, int64_t h1,
-                                  int64_t w0, int64_t w1, nb_real *restrict yo, int32_t *restrict ao)
-{
-    nb_real best[POOL_CB];
-    int32_t arg[POOL_CB];
-    const int32_t first = (int32_t)((h0 * W + w0) * C + c0);
-    for (int c = 0; c < POOL_CB; c++) best[c] = xr[first + c], arg[c] = first + c;
-    for (int64_t h = h0; h < h1; h++)
-        for (int64_t v = w0; v < w1; v++) {
-            const int32_t off = (int32_t)((h * W + v) * C + c0);
-            for (int c = 0; c < POOL_CB; c++) {
-                const nb_real xv = xr[off + c];
-                const bool take = xv > best[c] || xv != xv;
-                best[c] = take ? xv : best[c];
-                arg[c] = take ? off + c : arg[c];
-            }
-        }
-    for (int c = 0; c < POOL_CB; c++) yo[c0 + c] = best[c], ao[c0 + c] = arg[c];
-}
-
+/* restrict: without it GCC 12 kept the channel loop scalar (a compare and a
+ * branch per value; 7% of an inference pass of mnist_cnn in perf), since yo
+ * and ao might overlap the image. (Channels in blocks of 16 with the running
+ * max and argmax in local arrays was worse: GCC unrolled the block into
+ * scalar compares and branches, 24% of a 2-thread pass.) */
 void nb_max_pool_window(const nb_real *restrict xb, int64_t h_first, int64_t W, int64_t C, int64_t h0, int64_t h1,
                         int64_t w0, int64_t w1, nb_real *restrict yo, int32_t *restrict ao)
 {
     const nb_real *xr = xb - h_first * W * C; /* xr + offset in the image = the value */
-    const int64_t blocked = C / POOL_CB * POOL_CB;
-    for (int64_t c0 = 0; c0 < blocked; c0 += POOL_CB) max_pool_block(xr, W, C, c0, h0, h1, w0, w1, yo, ao);
-    if (blocked == C) return;
     const int32_t first = (int32_t)((h0 * W + w0) * C);
-    for (int64_t c = blocked; c < C; c++) yo[c] = xr[first + c], ao[c] = first + (int32_t)c;
+    for (int64_t c = 0; c < C; c++) yo[c] = xr[first + c], ao[c] = first + (int32_t)c;
     for (int64_t h = h0; h < h1; h++)
         for (int64_t v = w0; v < w1; v++) {
             const int32_t off = (int32_t)((h * W + v) * C);
             const nb_real *xs = xr + off;
-            for (int64_t c = blocked; c < C; c++) {
+            for (int64_t c = 0; c < C; c++) {
                 const nb_real xv = xs[c];
                 const bool take = xv > yo[c] || xv != xv;
                 yo[c] = take ? xv : yo[c];
