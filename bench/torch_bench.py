@@ -311,6 +311,9 @@ def main():
         print("epoch_s %.3f" % epoch_seconds())
         return
     x, y = load("t10k")
+    if mode == "infer":  # inference alone (bench/ab_infer.sh pairs it with nabla_bench T infer)
+        print("infer_b128_ips %.1f" % infer_ips(x, 128, 64, 5))
+        return
     if mode == "second":
         second_order(x, y, 5)
         return

@@ -154,4 +154,22 @@ int64_t nb_window_dim(int64_t in, int f, int stride, int dilation, nb_padding pa
 void nb_im2col(const nb_window *w, int64_t nimg, const nb_real *x, nb_real *cols);
 void nb_col2im(const nb_window *w, int64_t nimg, const nb_real *cols, nb_real *x, bool accumulate);
 
+/* Convolution rows without im2col (kernels/conv_avx512.c): the AVX-512 GEMM
+ * with its left operand, the im2col rows, read from the NHWC image in place
+ * (no copy, no packing of A), the bias and a ReLU applied at its stores.
+ * Y = bias + im2col(x) Kmat (then relu) is that GEMM's bit for bit.
+ * nb_conv_inplace_usable: whether this build and CPU can, the windows lie
+ * inside the image (no padding read), and the GEMM of the same product
+ * (m x O x fh*fw*C, B not transposed, beta 1 with a bias) runs the AVX-512
+ * kernel by its class's choice (measured, or NB_GEMM), so the choice stays
+ * the kernels layer's. The kernel matrix Kmat (P x O) is packed once
+ * (nb_conv_inplace_packed_reals reals, 64-byte aligned for speed), then
+ * nb_conv_inplace_rows writes output rows [r0, r1) of one image x into y
+ * ((r1 - r0) * OW pixels x O, row-major). bias may be NULL. */
+bool nb_conv_inplace_usable(const nb_window *w, int64_t O, int64_t m, bool bias);
+int64_t nb_conv_inplace_packed_reals(const nb_window *w, int64_t O);
+void nb_conv_inplace_pack(const nb_window *w, int64_t O, const nb_real *kmat, nb_real *packed);
+void nb_conv_inplace_rows(const nb_window *w, int64_t O, const nb_real *x, const nb_real *packed,
+                          const nb_real *bias, bool relu, int64_t r0, int64_t r1, nb_real *y);
+
 #endif

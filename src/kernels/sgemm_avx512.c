@@ -275,6 +275,8 @@ static int64_t block_size(int64_t n, int64_t max, int64_t unit)
     return (b + unit - 1) / unit * unit;
 }
 
+int64_t nb_sgemm_avx512_kslice(int64_t K) { return block_size(K, KC_MAX, 1); }
+
 NB_AVX512 void nb_sgemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
@@ -284,7 +286,7 @@ NB_AVX512 void nb_sgemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K
             for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
         return;
     }
-    const int64_t kcb = block_size(K, KC_MAX, 1), ncb = block_size(N, NC_MAX, NR);
+    const int64_t kcb = nb_sgemm_avx512_kslice(K), ncb = block_size(N, NC_MAX, NR);
     const int64_t mcb = block_size(M, MC_MAX, MR);
     float *ap = scratch((size_t)(mcb * kcb + kcb * ncb + 16));
     if (!ap) {

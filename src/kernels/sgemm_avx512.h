@@ -14,6 +14,11 @@
 bool nb_sgemm_avx512_usable(void);
 void nb_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The K slice nb_sgemm_avx512 uses for a product of this K: K is cut into
+ * slices of this many (the last one shorter), the first written (or added
+ * to beta C), the others added. conv_avx512.c slices alike, so its sums are
+ * this kernel's bit for bit. */
+int64_t nb_sgemm_avx512_kslice(int64_t K);
 #endif
 
 #endif

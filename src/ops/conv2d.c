@@ -262,24 +262,57 @@ static void pool_rows(const conv_plan *c, const nb_real *z, int64_t img, int64_t
         }
 }
 
-/* Output rows [r0, r1) of image img, lowered into cols (after the group's
- * tile when pooled): forward_block, then for conv2d_relu_maxpool the pool
- * of those rows (r0, r1 multiples of the window) from the tile in cache, so
- * the convolution's whole output is never stored. */
-static void forward_rows(const nb_node *n, const conv_plan *c, const conv_split *sp, const nb_real *x, int64_t img,
-                         int64_t g, int64_t r0, int64_t r1, nb_real *scratch, int32_t *arg)
+/* Output rows [r0, r1) of g images from img on (g = 1 for a band) into z:
+ * read in place from the images where the kernels layer can (packed: the
+ * kernel matrix packed for it), else lowered into cols and forward_block. */
+static void conv_rows(const nb_node *n, const conv_plan *c, const conv_split *sp, const nb_real *x, int64_t img,
+                      int64_t g, int64_t r0, int64_t r1, const nb_real *packed, nb_real *cols, nb_real *z)
 {
-    nb_window band = c->w; /* output rows r0..r1 of g images (g = 1 for a band) */
+    const int64_t m = g * (r1 - r0) * c->w.OW;
+    const nb_real *b = n->ninputs == 3 ? n->in[2]->value.data : NULL;
+    if (packed && nb_conv_inplace_usable(&c->w, c->O, m, b != NULL)) {
+        for (int64_t i = 0; i < g; i++)
+            nb_conv_inplace_rows(&c->w, c->O, x + (img + i) * sp->img, packed, b, conv_at(n)->fused_relu, r0, r1,
+                                 z + i * (r1 - r0) * c->w.OW * c->O);
+        return;
+    }
+    nb_window band = c->w;
     band.OH = r1 - r0;
     band.pad_top = c->w.pad_top - (int)(r0 * c->w.stride);
-    nb_real *tile = scratch, *cols = c->pooled ? scratch + sp->mask : scratch;
     nb_im2col(&band, g, x + img * sp->img, cols);
+    forward_block(n, c, cols, m, z);
+}
+
+/* Output rows [r0, r1) of image img (after the group's tile in scratch
+ * when pooled): conv_rows, then for conv2d_relu_maxpool the pool of those
+ * rows (r0, r1 multiples of the window) from the tile in cache, so the
+ * convolution's whole output is never stored. */
+static void forward_rows(const nb_node *n, const conv_plan *c, const conv_split *sp, const nb_real *x, int64_t img,
+                         int64_t g, int64_t r0, int64_t r1, const nb_real *packed, nb_real *scratch, int32_t *arg)
+{
+    nb_real *tile = scratch, *cols = c->pooled ? scratch + sp->mask : scratch;
     nb_real *z = c->pooled ? tile : n->value.data + (img * sp->rows + r0 * c->w.OW) * c->O;
-    forward_block(n, c, cols, g * band.OH * c->w.OW, z);
+    conv_rows(n, c, sp, x, img, g, r0, r1, packed, cols, z);
     if (!c->pooled) return;
-    const int64_t f = c->route.w.fh, per_img = band.OH * c->w.OW * c->O;
+    const int64_t f = c->route.w.fh, per_img = (r1 - r0) * c->w.OW * c->O;
     for (int64_t b = 0; b < g; b++)
         pool_rows(c, z + b * per_img, img + b, r0, r0 / f, r1 / f, n->value.data, arg);
+}
+
+/* The kernel matrix packed for nb_conv_inplace_rows in the node's
+ * workspace after the per-thread scratch (64-byte aligned), or NULL where
+ * the kernels layer cannot read this convolution in place. */
+static const nb_real *pack_for_inplace(nb_node *n, const conv_plan *c, const conv_split *sp, nb_real **ws)
+{
+    const int64_t m = (c->N < sp->G ? c->N : sp->G) * sp->rows;
+    if (c->N <= 0 || !nb_conv_inplace_usable(&c->w, c->O, m, n->ninputs == 3)) return NULL;
+    const size_t before = sp->per_thread * (size_t)sp->T, reals = (size_t)nb_conv_inplace_packed_reals(&c->w, c->O);
+    nb_real *grown = nb_node_workspace(n, (before + reals + 64) * sizeof(nb_real));
+    if (!grown) return NULL; /* the im2col path needs no more than it had */
+    *ws = grown;
+    nb_real *packed = (nb_real *)(((uintptr_t)(grown + before) + 63) & ~(uintptr_t)63);
+    nb_conv_inplace_pack(&c->w, c->O, n->in[1]->value.data, packed);
+    return packed;
 }
 
 static nb_status conv2d_forward(nb_node *n)
@@ -290,6 +323,7 @@ static nb_status conv2d_forward(nb_node *n)
     nb_status s;
     nb_real *ws = conv_scratch(n, &c, 0, c.pooled, &sp, &s);
     if (!ws) return s;
+    const nb_real *packed = pack_for_inplace(n, &c, &sp, &ws);
     int32_t *arg = NULL;
     if (c.pooled && !(arg = nb_node_saved(n, (size_t)(n->value.size > 0 ? n->value.size : 1) * sizeof(int32_t))))
         return nb_fail(NB_ERR_NOMEM, "%s: no memory for the argmax indices", n->op->name);
@@ -309,14 +343,14 @@ static nb_status conv2d_forward(nb_node *n)
             thread_range(c.N, &i0, &i1);
             for (int64_t i = i0; i < i1; i += sp.G) {
                 const int64_t g = i1 - i < sp.G ? i1 - i : sp.G;
-                forward_rows(n, &c, &sp, x, i, g, 0, c.pooled ? rows_out * f : c.w.OH, scratch, arg);
+                forward_rows(n, &c, &sp, x, i, g, 0, c.pooled ? rows_out * f : c.w.OH, packed, scratch, arg);
             }
         } else {
             thread_range(c.N * S, &i0, &i1);
             for (int64_t u = i0; u < i1; u++) {
                 const int64_t img = u / S, part = u % S;
                 const int64_t r0 = rows_out * part / S * f, r1 = rows_out * (part + 1) / S * f;
-                forward_rows(n, &c, &sp, x, img, 1, r0, r1, scratch, arg);
+                forward_rows(n, &c, &sp, x, img, 1, r0, r1, packed, scratch, arg);
             }
         }
     }

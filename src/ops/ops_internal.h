@@ -73,8 +73,8 @@ nb_node *nb_fuse_conv2d_maxpool(nb_node *conv, int size, int stride, nb_padding 
  * image's x (NHWC, W columns, C channels), the first maximum on ties and a
  * NaN winning; ao[c] = its offset inside the image. xb holds the image's
  * rows from h_first on (a band of it, or all of it with h_first = 0). */
-void nb_max_pool_window(const nb_real *xb, int64_t h_first, int64_t W, int64_t C, int64_t h0, int64_t h1, int64_t w0,
-                        int64_t w1, nb_real *yo, int32_t *ao);
+void nb_max_pool_window(const nb_real *restrict xb, int64_t h_first, int64_t W, int64_t C, int64_t h0, int64_t h1,
+                        int64_t w0, int64_t w1, nb_real *restrict yo, int32_t *restrict ao);
 
 /* How a max pool with stride = window routes its adjoint to its input z:
  * the window w over z (H, W, C: z's image; OH, OW: the pooled), the argmax

@@ -205,9 +205,20 @@ static nb_status flatten_infer(nb_node *n)
     return NB_OK;
 }
 
+/* In blocks over the threads: a flatten before a dense layer copies the
+ * whole batch (4.7 MB for mnist_cnn at batch 128), and one thread's memcpy
+ * left the other waiting (2-3% of an inference pass in perf). */
 static nb_status copy_forward(nb_node *n)
 {
-    if (n->value.size) memcpy(n->value.data, n->in[0]->value.data, (size_t)n->value.size * sizeof(nb_real));
+    enum { BLOCK = 16384 };
+    const int64_t size = n->value.size, blocks = (size + BLOCK - 1) / BLOCK;
+    nb_real *y = n->value.data;
+    const nb_real *x = n->in[0]->value.data;
+#pragma omp parallel for schedule(static) if (size > NB_PAR_COPY)
+    for (int64_t b = 0; b < blocks; b++) {
+        const int64_t i0 = b * BLOCK, len = size - i0 < BLOCK ? size - i0 : BLOCK;
+        memcpy(y + i0, x + i0, (size_t)len * sizeof(nb_real));
+    }
     return NB_OK;
 }
 
