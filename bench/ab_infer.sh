@@ -15,18 +15,8 @@
 # On a loaded machine one thread gives steadier ratios than two (no thread
 # waits at a barrier for a descheduled partner). Nothing here is a test.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-base=${1:-main}
-rounds=${2:-5}
-threads=${3:-2}
+source "$(dirname "$0")/ab_build.sh"
 mode=${4:-infer}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-git archive "$base" | tar -x -C "$work"
-cmake -S "$work" -B "$work/build-bench" -DCMAKE_BUILD_TYPE=Release -DNB_BUILD_TESTS=OFF >/dev/null
-cmake --build "$work/build-bench" -j"$(nproc)" --target nabla_bench >/dev/null
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DNB_BUILD_TESTS=OFF >/dev/null
-cmake --build build-bench -j"$(nproc)" --target nabla_bench >/dev/null
 torch=0
 args=("$threads")
 figures="train_b128_ips train_b32_ips infer_b128_ips jacobian_one_s jacobian_per_example64_s"

@@ -9,18 +9,7 @@
 # Usage: [TORCH=1] bench/ab_second.sh [BASE (default main)] [ROUNDS (default 5)] [THREADS (default 2)]
 # Nothing here is a test: tests never time anything.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-base=${1:-main}
-rounds=${2:-5}
-threads=${3:-2}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-git archive "$base" | tar -x -C "$work"
-cmake -S "$work" -B "$work/build-bench" -DCMAKE_BUILD_TYPE=Release -DNB_BUILD_TESTS=OFF >/dev/null
-cmake --build "$work/build-bench" -j"$(nproc)" --target nabla_bench >/dev/null
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DNB_BUILD_TESTS=OFF >/dev/null
-cmake --build build-bench -j"$(nproc)" --target nabla_bench >/dev/null
-get() { awk -v k="$1" '$1 == k {print $2}'; }
+source "$(dirname "$0")/ab_build.sh"
 keys="grad_b128_s hvp_b128_s hvp_over_grad hessian_dense2_b128_s"
 echo "round side              grad_s   hvp_s  hvp/grad  hessian_s"
 for r in $(seq "$rounds"); do

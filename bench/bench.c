@@ -271,29 +271,55 @@ static void gemm_kernels(void)
 /* Peak resident memory growth (KiB) of building the CNN and running 3
  * training steps at batch 128, from /proc/self/status. */
 
+/* What the second-order figures share: the lecture CNN at batch 128 with
+ * its mean CCE loss, its P parameters and one random direction v (K = 1)
+ * per parameter, seeded. */
+typedef struct {
+    nb_model *m;
+    nb_node *loss;
+    int P;
+    nb_node *params[16];
+    nb_tensor *v[16], *hv[16];
+} second_setup;
+
+static void second_setup_new(nb_dataset *d, second_setup *q)
+{
+    nb_node *target;
+    q->m = cnn(128, d);
+    if (nb_model_loss(q->m, NB_LOSS_CCE, &target, &q->loss)) die("loss");
+    memcpy(nb_value(target)->data, d->y->data, 128 * sizeof(nb_real));
+    q->P = nb_model_param_count(q->m);
+    if (q->P > 16) die("more than 16 parameter tensors");
+    nb_rng r;
+    nb_rng_seed(&r, 1);
+    for (int i = 0; i < q->P; i++) {
+        q->params[i] = nb_model_param(q->m, i);
+        const nb_tensor *p = nb_value(q->params[i]);
+        int64_t s[NB_MAX_RANK + 1] = {1};
+        memcpy(s + 1, p->shape, sizeof(int64_t) * (size_t)p->rank);
+        q->v[i] = nb_tensor_new(p->rank + 1, s);
+        nb_tensor_fill_normal(q->v[i], &r, 0, 1);
+    }
+}
+
+static void second_setup_free(second_setup *q)
+{
+    for (int i = 0; i < q->P; i++) nb_tensor_free(q->v[i]);
+    nb_model_free(q->m);
+}
+
 /* Second order at batch 128 (issue 12): one gradient (forward + backward of
  * the mean CCE), one HVP w.r.t. all parameters (nb_hvp, K = 1), and the
  * full Hessian w.r.t. the last dense kernel (128 x 10: 1280 x 1280), each
  * the median of reps, on the same model, batch and threads. */
 static void second_order(nb_dataset *d, int reps)
 {
-    nb_model *m = cnn(128, d);
-    nb_node *target, *loss;
-    if (nb_model_loss(m, NB_LOSS_CCE, &target, &loss)) die("loss");
-    memcpy(nb_value(target)->data, d->y->data, 128 * sizeof(nb_real));
-    const int P = nb_model_param_count(m);
-    nb_node *params[16];
-    nb_tensor *v[16], *hv[16];
-    nb_rng r;
-    nb_rng_seed(&r, 1);
-    for (int i = 0; i < P; i++) {
-        params[i] = nb_model_param(m, i);
-        const nb_tensor *p = nb_value(params[i]);
-        int64_t s[NB_MAX_RANK + 1] = {1};
-        memcpy(s + 1, p->shape, sizeof(int64_t) * (size_t)p->rank);
-        v[i] = nb_tensor_new(p->rank + 1, s);
-        nb_tensor_fill_normal(v[i], &r, 0, 1);
-    }
+    second_setup q;
+    second_setup_new(d, &q);
+    nb_model *m = q.m;
+    nb_node *loss = q.loss, **params = q.params;
+    nb_tensor **v = q.v, **hv = q.hv;
+    const int P = q.P;
     double tg[16], th[16], tH[16];
     for (int k = -1; k < reps; k++) { /* paired: gradient and HVP alternate; k = -1 warms up */
         double t0 = now();
@@ -314,8 +340,7 @@ static void second_order(nb_dataset *d, int reps)
     const double g = median(tg, reps), h = median(th, reps);
     printf("grad_b128_s %.4f\nhvp_b128_s %.4f\nhvp_over_grad %.2f\n", g, h, h / g);
     printf("hessian_dense2_b128_s %.4f\n", median(tH, reps < 3 ? reps : 3));
-    for (int i = 0; i < P; i++) nb_tensor_free(v[i]);
-    nb_model_free(m);
+    second_setup_free(&q);
 }
 
 /* For profiling (perf record): only the forward pass, the gradient (forward
@@ -330,23 +355,12 @@ static void second_alone(nb_dataset *d, const char *what, int reps)
         exit(2);
     }
     if (reps < 1) reps = 1;
-    nb_model *m = cnn(128, d);
-    nb_node *target, *loss;
-    if (nb_model_loss(m, NB_LOSS_CCE, &target, &loss)) die("loss");
-    memcpy(nb_value(target)->data, d->y->data, 128 * sizeof(nb_real));
-    const int P = nb_model_param_count(m);
-    nb_node *params[16];
-    nb_tensor *v[16], *hv[16];
-    nb_rng r;
-    nb_rng_seed(&r, 1);
-    for (int i = 0; i < P; i++) {
-        params[i] = nb_model_param(m, i);
-        const nb_tensor *p = nb_value(params[i]);
-        int64_t s[NB_MAX_RANK + 1] = {1};
-        memcpy(s + 1, p->shape, sizeof(int64_t) * (size_t)p->rank);
-        v[i] = nb_tensor_new(p->rank + 1, s);
-        nb_tensor_fill_normal(v[i], &r, 0, 1);
-    }
+    second_setup q;
+    second_setup_new(d, &q);
+    nb_model *m = q.m;
+    nb_node *loss = q.loss, **params = q.params;
+    nb_tensor **v = q.v, **hv = q.hv;
+    const int P = q.P;
     if (nb_forward(nb_model_graph(m))) die("forward");
     double *t = malloc(sizeof *t * (size_t)reps * 2), *c = t + reps;
     if (!t) die("memory");
@@ -368,8 +382,7 @@ static void second_alone(nb_dataset *d, const char *what, int reps)
     }
     printf("%s_b128_s %.4f\n%s_b128_cpu_s %.4f\n", what, median(t, reps), what, median(c, reps));
     free(t);
-    for (int i = 0; i < P; i++) nb_tensor_free(v[i]);
-    nb_model_free(m);
+    second_setup_free(&q);
 }
 
 /* Peak resident memory (MiB) of computing the Hessian w.r.t. the last dense
