@@ -201,6 +201,7 @@ static nb_status reverse_sweep(nb_pass *p, nb_node *out, int64_t K, bool lend)
         if (!p->on_path[i] || n->kind != NB_KIND_OP || !an->set) continue;
         s = nb_graph_check_value(n, an->data, K * n->value.size, "gradient");
         if (s) return s;
+        n->seed_serial++;
         for (int j = 0; j < n->ninputs; j++) {
             nb_node *x = n->in[j];
             nb_adjoint *ax = &p->adj[x->id];

@@ -93,6 +93,7 @@ static nb_status reverse_node(nb_pass *p, nb_node *n, int64_t K)
     input_tangents(p, n, xdots);
     bool any_tangent = false;
     for (int j = 0; j < n->ninputs; j++) any_tangent |= xdots[j] != NULL;
+    n->seed_serial++;
     for (int j = 0; j < n->ninputs; j++) {
         nb_node *x = n->in[j];
         nb_adjoint *ax = &p->adj[x->id];

@@ -99,6 +99,9 @@ struct nb_node {
     void *saved;           /* what forward saves for vjp/jvp when ws is the op's scratch (an argmax) */
     size_t saved_cap;
     nb_node *fused_into;   /* computed inside this node (a graph pass fused it): no value of its own */
+    uint32_t seed_serial;  /* bumped by a reverse pass before it runs the VJPs of this node's inputs, one
+                            * after the other with one seed: an op may keep what those calls share
+                            * (batchnorm's per-channel sums of the seed) for as long as it is unchanged */
     bool requires_grad;    /* leaves: whether nb_backward fills the gradient */
 };
 

@@ -41,7 +41,16 @@ typedef struct {
     int batch_stats; /* 1: the batch's statistics (training mode) */
     int fresh;       /* a training-mode forward since the last moving update */
     int64_t n;       /* values per channel of that forward */
+    /* The seeds' per-channel sums in n->saved (K x 2C doubles), shared by
+     * the VJPs of x, gamma and beta of one seed (each needs them: dbeta is
+     * the sum of dy, dgamma of dy xh, dx both), valid while sums_ok and the
+     * seed is the same: node serial, pointer and count. */
+    int sums_ok;
+    uint32_t sums_serial;
+    const nb_real *sums_dy;
+    int64_t sums_k;
 } bn_header;
+_Static_assert(sizeof(bn_header) <= STATS_OFFSET, "batchnorm: the header must fit before the statistics");
 
 static const batchnorm_attrs *attrs_of(const nb_node *n)
 {
@@ -110,7 +119,7 @@ static nb_status batchnorm_forward(nb_node *n)
     if (!nb_node_workspace(n, STATS_OFFSET + stats_bytes(C) + nb_norm_scratch_bytes(C))) return NB_ERR_NOMEM;
     const nb_norm_groups L = groups_of(n);
     bn_header *h = n->ws;
-    h->batch_stats = n->graph->batch_stats, h->fresh = 0, h->n = L.rows;
+    h->batch_stats = n->graph->batch_stats, h->fresh = 0, h->n = L.rows, h->sums_ok = 0;
     nb_real *mu = stats_of(n), *s = mu + C, *var = s + C;
     if (!h->batch_stats) return forward_inference(n, s);
     if (L.rows == 1) {
@@ -152,6 +161,25 @@ static void vjp_inference(const nb_node *n, int i, int64_t K, const nb_real *dy,
         }
 }
 
+/* The per-channel sums of K seeds dy (training mode): kept from the VJP
+ * of another input of the same seed, else formed (one pass over x and dy)
+ * and kept. NULL when out of memory. */
+static const double *seed_sums(nb_node *n, int64_t K, const nb_real *dy)
+{
+    bn_header *h = n->ws;
+    const int64_t C = channels(n);
+    if (h->sums_ok && h->sums_serial == n->seed_serial && h->sums_dy == dy && h->sums_k == K) return n->saved;
+    h->sums_ok = 0;
+    if (K > INT64_MAX / 16 / (C > 0 ? C : 1)) return NULL;
+    double *sums = nb_node_saved(n, (size_t)(2 * (K > 0 ? K : 1) * (C > 0 ? C : 1)) * sizeof(double));
+    if (!sums) return NULL;
+    const nb_norm_groups L = groups_of(n);
+    const nb_real *mu = stats_of(n);
+    nb_norm_seed_sums(&L, K, n->in[0]->value.data, mu, mu + C, dy, sums);
+    h->sums_ok = 1, h->sums_serial = n->seed_serial, h->sums_dy = dy, h->sums_k = K;
+    return sums;
+}
+
 static nb_status batchnorm_vjp(nb_node *n, int i, int64_t K, const nb_real *dy, nb_real *dx, bool acc)
 {
     const int64_t C = channels(n);
@@ -163,12 +191,15 @@ static nb_status batchnorm_vjp(nb_node *n, int i, int64_t K, const nb_real *dy, 
         vjp_inference(n, i, K, dy, dx, acc);
         return NB_OK;
     }
-    const nb_norm_groups L = groups_of(n);
-    const nb_real *mu = stats_of(n), *s = mu + C, *x = n->in[0]->value.data;
-    if (i == 0)
-        nb_norm_vjp_x(&L, K, x, n->in[1]->value.data, mu, s, dy, dx, acc);
-    else
-        nb_norm_vjp_affine(&L, i, K, x, mu, s, dy, dx, acc);
+    const double *sums = seed_sums(n, K, dy);
+    if (!sums) return nb_fail(NB_ERR_NOMEM, "batchnorm: no memory for the sums of %lld seeds", (long long)K);
+    if (i == 0) {
+        const nb_norm_groups L = groups_of(n);
+        const nb_real *mu = stats_of(n);
+        nb_norm_vjp_x(&L, K, n->in[0]->value.data, n->in[1]->value.data, mu, mu + C, dy, sums, dx, acc);
+    } else {
+        nb_norm_vjp_affine_of_sums(i, K, C, sums, dx, acc);
+    }
     return NB_OK;
 }
 

@@ -68,7 +68,7 @@ static nb_status layernorm_vjp(nb_node *n, int i, int64_t K, const nb_real *dy, 
     const nb_norm_groups L = groups_of(n);
     const nb_real *mu = stats_of(n), *s = mu + L.rows, *x = n->in[0]->value.data;
     if (i == 0)
-        nb_norm_vjp_x(&L, K, x, n->in[1]->value.data, mu, s, dy, dx, acc);
+        nb_norm_vjp_x(&L, K, x, n->in[1]->value.data, mu, s, dy, NULL, dx, acc);
     else
         nb_norm_vjp_affine(&L, i, K, x, mu, s, dy, dx, acc);
     return NB_OK;

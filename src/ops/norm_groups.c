@@ -45,12 +45,11 @@ static double *tail_of(const nb_norm_groups *L)
 }
 
 typedef enum {
-    SUM_X,       /* x */
-    SUM_SQDEV,   /* (x - mu)^2 */
+    SUM_SHIFTED, /* d, d^2 with d = x - mu (mu: a per-channel shift, the first row) */
     SUM_DY,      /* a, a xh (a: a seed dy) */
     SUM_TANGENT, /* a, a xh, b, b xh, a b (a: ybar, b: a tangent t) */
 } sum_kind;
-static const int sum_count[] = {1, 1, 2, 5};
+static const int sum_count[] = {2, 2, 5};
 
 /* Adds row r's terms of kind to acc (sum_count[kind] arrays of C). */
 static inline void row_terms(const nb_norm_groups *L, sum_kind kind, int64_t r, const nb_real *x, const nb_real *mu,
@@ -62,14 +61,10 @@ static inline void row_terms(const nb_norm_groups *L, sum_kind kind, int64_t r, 
     const nb_real mr = pc ? 0 : mu[r], sr = pc ? 1 : s[r];
     double *acc1 = acc + C, *acc2 = acc + 2 * C, *acc3 = acc + 3 * C, *acc4 = acc + 4 * C;
     switch (kind) {
-    case SUM_X:
-        for (int64_t c = 0; c < C; c++)
-            acc[c] += xr[c];
-        break;
-    case SUM_SQDEV:
+    case SUM_SHIFTED: /* batchnorm's forward only: per channel */
         for (int64_t c = 0; c < C; c++) {
-            const double d = (double)xr[c] - (pc ? mu[c] : mr);
-            acc[c] += d * d;
+            const double d = (double)xr[c] - mu[c];
+            acc[c] += d, acc1[c] += d * d;
         }
         break;
     case SUM_DY:
@@ -109,19 +104,25 @@ static void channel_sums(const nb_norm_groups *L, sum_kind kind, const nb_real *
             out[i] += part[(int64_t)q * nq * C + i];
 }
 
-/* Batchnorm's forward: mu, var per channel by two passes of sums, then y. */
+/* Batchnorm's forward: mu, var per channel from one pass of shifted sums,
+ * then y. With the shift K_c = x[0, c] (a value of the channel, so near
+ * its mean on the scale of its spread) and d = x - K in double,
+ *   mu = K + S_d / n,  var = S_dd / n - (S_d / n)^2,
+ * which loses nothing a float input can show (the cancellation is
+ * (mu - K)^2 / var, a few units at most, against double's 1e-16), and
+ * reads x once instead of twice. */
 static void forward_per_channel(const nb_norm_groups *L, const nb_real *x, const nb_real *gamma, const nb_real *beta,
                                 double eps, nb_real *mu, nb_real *s, nb_real *var, nb_real *y)
 {
     const int64_t C = L->C, n = L->rows;
     double *sum = tail_of(L);
-    channel_sums(L, SUM_X, x, NULL, NULL, NULL, NULL, sum);
     for (int64_t c = 0; c < C; c++)
-        mu[c] = (nb_real)(n ? sum[c] / (double)n : 0);
-    channel_sums(L, SUM_SQDEV, x, mu, NULL, NULL, NULL, sum);
+        mu[c] = n ? x[c] : 0; /* the shift, for SUM_SHIFTED */
+    channel_sums(L, SUM_SHIFTED, x, mu, NULL, NULL, NULL, sum);
     for (int64_t c = 0; c < C; c++) {
-        const double v = n ? sum[c] / (double)n : 0;
-        var[c] = (nb_real)v, s[c] = (nb_real)(1 / sqrt(v + eps));
+        const double m1 = n ? sum[c] / (double)n : 0, v0 = n ? sum[C + c] / (double)n - m1 * m1 : 0;
+        const double v = v0 > 0 ? v0 : 0;
+        mu[c] = (nb_real)(mu[c] + m1), var[c] = (nb_real)v, s[c] = (nb_real)(1 / sqrt(v + eps));
     }
 #pragma omp parallel for schedule(static) if (n * C > NB_PAR_MAP)
     for (int64_t r = 0; r < n; r++)
@@ -129,17 +130,26 @@ static void forward_per_channel(const nb_norm_groups *L, const nb_real *x, const
             y[r * C + c] = gamma[c] * ((x[r * C + c] - mu[c]) * s[c]) + beta[c];
 }
 
-/* dx = s gamma (dy - Sdy/n - xh Sdyxh/n) per channel, for each seed. */
+void nb_norm_seed_sums(const nb_norm_groups *L, int64_t K, const nb_real *x, const nb_real *mu, const nb_real *s,
+                       const nb_real *dy, double *sums)
+{
+    const int64_t C = L->C, m = L->rows * C;
+    for (int64_t k = 0; k < K; k++)
+        channel_sums(L, SUM_DY, x, mu, s, dy + k * m, NULL, sums + 2 * k * C);
+}
+
+/* dx = s gamma (dy - Sdy/n - xh Sdyxh/n) per channel, for each seed, from
+ * its sums (nb_norm_seed_sums). */
 static void vjp_x_per_channel(const nb_norm_groups *L, int64_t K, const nb_real *x, const nb_real *gamma,
-                              const nb_real *mu, const nb_real *s, const nb_real *dy, nb_real *dx, bool acc)
+                              const nb_real *mu, const nb_real *s, const nb_real *dy, const double *seed_sums,
+                              nb_real *dx, bool acc)
 {
     const int64_t C = L->C, n = L->rows, m = n * C;
-    double *sums = tail_of(L); /* 2C sums, then 3C coefficients */
-    double *q = sums + 2 * C, *r = q + C, *p = r + C;
+    double *q = tail_of(L), *r = q + C, *p = r + C; /* 3C coefficients */
     for (int64_t k = 0; k < K; k++) {
         const nb_real *g = dy + k * m;
+        const double *sums = seed_sums + 2 * k * C;
         nb_real *o = dx + k * m;
-        channel_sums(L, SUM_DY, x, mu, s, g, NULL, sums);
         for (int64_t c = 0; c < C; c++)
             q[c] = (nb_real)(sums[c] / (double)n), r[c] = (nb_real)(sums[C + c] / (double)n), p[c] = s[c] * gamma[c];
 #pragma omp parallel for schedule(static) if (m > NB_PAR_MAP)
@@ -152,18 +162,26 @@ static void vjp_x_per_channel(const nb_norm_groups *L, int64_t K, const nb_real 
     }
 }
 
+void nb_norm_vjp_affine_of_sums(int which, int64_t K, int64_t C, const double *sums, nb_real *out, bool acc)
+{
+    for (int64_t k = 0; k < K; k++) {
+        const double *want = sums + 2 * k * C + (which == 1 ? C : 0);
+        for (int64_t c = 0; c < C; c++)
+            NB_PUT(acc, out[k * C + c], (nb_real)want[c]);
+    }
+}
+
 /* dgamma (which 1) or dbeta (which 2) per channel for each seed: the sums
- * of dy xh and dy (per-channel or per-row mu and s). */
+ * of dy xh and dy (per-channel or per-row mu and s), seed by seed in the
+ * scratch's tail. */
 static void vjp_affine_sums(const nb_norm_groups *L, int which, int64_t K, const nb_real *x, const nb_real *mu,
                             const nb_real *s, const nb_real *dy, nb_real *out, bool acc)
 {
     const int64_t C = L->C, m = L->rows * C;
     double *sums = tail_of(L);
     for (int64_t k = 0; k < K; k++) {
-        channel_sums(L, SUM_DY, x, mu, s, dy + k * m, NULL, sums);
-        const double *want = which == 1 ? sums + C : sums;
-        for (int64_t c = 0; c < C; c++)
-            NB_PUT(acc, out[k * C + c], (nb_real)want[c]);
+        nb_norm_seed_sums(L, 1, x, mu, s, dy + k * m, sums);
+        nb_norm_vjp_affine_of_sums(which, 1, C, sums, out + k * C, acc);
     }
 }
 
@@ -293,10 +311,10 @@ static void sums_ab(const nb_norm_groups *L, int64_t gi, const nb_real *x, const
 }
 
 void nb_norm_vjp_x(const nb_norm_groups *L, int64_t K, const nb_real *x, const nb_real *gamma, const nb_real *mu,
-                   const nb_real *s, const nb_real *dy, nb_real *dx, bool acc)
+                   const nb_real *s, const nb_real *dy, const double *seed_sums, nb_real *dx, bool acc)
 {
     if (L->per_channel) {
-        vjp_x_per_channel(L, K, x, gamma, mu, s, dy, dx, acc);
+        vjp_x_per_channel(L, K, x, gamma, mu, s, dy, seed_sums, dx, acc);
         return;
     }
     const int64_t G = nb_norm_group_count(L), n = group_size(L), m = L->rows * L->C;

@@ -132,8 +132,17 @@ int64_t nb_norm_group_count(const nb_norm_groups *L);
 size_t nb_norm_scratch_bytes(int64_t C);
 void nb_norm_forward(const nb_norm_groups *L, const nb_real *x, const nb_real *gamma, const nb_real *beta, double eps,
                      nb_real *mu, nb_real *s, nb_real *var, nb_real *y);
+/* The per-channel sums of K seeds dy (K x 2C doubles): for seed k,
+ * sums[2kC + c] = sum dy (dbeta_c) and sums[2kC + C + c] = sum dy xh
+ * (dgamma_c) over the elements of channel c. */
+void nb_norm_seed_sums(const nb_norm_groups *L, int64_t K, const nb_real *x, const nb_real *mu, const nb_real *s,
+                       const nb_real *dy, double *sums);
+/* dx for K seeds; per_channel groups read their seeds' sums (seed_sums,
+ * nb_norm_seed_sums), row groups form their own (seed_sums unused). */
 void nb_norm_vjp_x(const nb_norm_groups *L, int64_t K, const nb_real *x, const nb_real *gamma, const nb_real *mu,
-                   const nb_real *s, const nb_real *dy, nb_real *dx, bool acc);
+                   const nb_real *s, const nb_real *dy, const double *seed_sums, nb_real *dx, bool acc);
+/* dgamma (which 1) or dbeta (which 2) of K seeds from their sums. */
+void nb_norm_vjp_affine_of_sums(int which, int64_t K, int64_t C, const double *sums, nb_real *out, bool acc);
 /* which: 1 gamma, 2 beta. */
 void nb_norm_vjp_affine(const nb_norm_groups *L, int which, int64_t K, const nb_real *x, const nb_real *mu,
                         const nb_real *s, const nb_real *dy, nb_real *out, bool acc);

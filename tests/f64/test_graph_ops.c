@@ -134,6 +134,56 @@ static void test_bn_three_branches_inference(void **state)
     bn_three_branches(NB_INFERENCE);
 }
 
+/* Batchnorm's VJPs of x, gamma and beta share the seed's per-channel sums
+ * (ops/batchnorm.c): a second nb_backward whose seed differs only in its
+ * values (loss = sum(y * t) with the constant t changed between the two,
+ * no new forward, the same buffers) must not reuse the first one's sums.
+ * Its gradients are compared with those of a fresh forward and backward. */
+static void test_bn_second_backward_fresh_sums(void **state)
+{
+    (void)state;
+    nb_model *m;
+    assert_int_equal(nb_model_from_spec("dense 3; batchnorm; dense 2", 1, (const int64_t[]){4}, &m), NB_OK);
+    assert_int_equal(nb_model_init(m, NB_INIT_GLOROT_UNIFORM, 5), NB_OK);
+    assert_int_equal(nb_model_set_batch(m, 5), NB_OK);
+    nb_graph *g = nb_model_graph(m);
+    nb_graph_set_training(g, NB_TRAINING_NO_DROPOUT, 1);
+    nb_tensor *x = nb_value(nb_model_input(m));
+    for (int64_t i = 0; i < x->size; i++)
+        x->data[i] = cos(0.9 * (double)i + 0.2);
+    nb_node *t = nb_input(g, "t", 2, (const int64_t[]){5, 2});
+    assert_non_null(t);
+    nb_tensor *tv = nb_value(t);
+    for (int64_t i = 0; i < tv->size; i++)
+        tv->data[i] = sin(1.3 * (double)i);
+    nb_node *loss = nb_sum(nb_mul(nb_model_output(m), t), 0, NULL, 0);
+    assert_non_null(loss);
+    nb_node *gamma = NULL, *beta = NULL;
+    for (int i = 0; i < nb_model_param_count(m); i++) {
+        nb_node *p = nb_model_param(m, i);
+        if (!strcmp(nb_node_name(p), "1.gamma")) gamma = p;
+        if (!strcmp(nb_node_name(p), "1.beta")) beta = p;
+    }
+    assert_non_null(gamma), assert_non_null(beta);
+    assert_int_equal(nb_forward(g), NB_OK);
+    assert_int_equal(nb_backward(loss), NB_OK);
+    const double first = nb_grad(gamma)->data[0];
+    for (int64_t i = 0; i < tv->size; i++)
+        tv->data[i] = cos(0.7 * (double)i) - 0.5; /* the seed at the batchnorm changes; its forward state does not */
+    assert_int_equal(nb_backward(loss), NB_OK);
+    double again[6];
+    for (int c = 0; c < 3; c++)
+        again[c] = nb_grad(gamma)->data[c], again[3 + c] = nb_grad(beta)->data[c];
+    assert_int_equal(nb_forward(g), NB_OK);
+    assert_int_equal(nb_backward(loss), NB_OK);
+    assert_true(fabs(again[0] - first) > 1e-6); /* the seed did change */
+    for (int c = 0; c < 3; c++) {
+        assert_float_equal(again[c], nb_grad(gamma)->data[c], 1e-12);
+        assert_float_equal(again[3 + c], nb_grad(beta)->data[c], 1e-12);
+    }
+    nb_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -141,6 +191,7 @@ int main(void)
         cmocka_unit_test(test_three_branches_values),
         cmocka_unit_test(test_bn_three_branches_training),
         cmocka_unit_test(test_bn_three_branches_inference),
+        cmocka_unit_test(test_bn_second_backward_fresh_sums),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
