@@ -23,6 +23,9 @@
 # build-fuzz/artifacts-<target>/. Prints executions per target and in
 # total; exits non-zero if any target failed.
 set -u
+# The GEMM kernel fixed by shape, not measured (src/kernels/gemm_select.c):
+# an input then runs the same code on every run, so a crash reproduces.
+export NB_GEMM="${NB_GEMM:-fixed}"
 
 secs=${1:-60}
 [ $# -gt 0 ] && shift
