@@ -330,6 +330,20 @@ static nb_status check_batch_coupling(nb_model *m, const nb_train_opts *opts, bo
                                "batchnorm model on one process");
 }
 
+/* The checks of nb_train's arguments and data that each rank makes alone. */
+static nb_status check_all(nb_model *m, const nb_train_opts *opts, const nb_dataset *train, const nb_dataset *val,
+                           bool reproducible, bool parallel, nb_node **loss, int64_t *xrow, int64_t *yrow)
+{
+    int64_t vx, vy;
+    nb_status s = check_early(opts, val);
+    if (s || (s = nb_train_sharpness_check(opts))) return s;
+    if ((s = nb_augment_check(&opts->augment, m->in_rank, m->in_shape))) return s;
+    if ((s = nb_model_loss(m, opts->loss, NULL, loss))) return s;
+    if ((s = check_data(m, train, "training", xrow, yrow))) return s;
+    if (val && val->x && (s = check_data(m, val, "validation", &vx, &vy))) return s;
+    return check_batch_coupling(m, opts, reproducible, parallel);
+}
+
 nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_dataset *val,
                    const nb_train_opts *opts)
 {
@@ -337,22 +351,21 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     if (opts->epochs < 1) return nb_fail(NB_ERR_ARG, "train: epochs must be >= 1, got %d", opts->epochs);
     if (opts->batch < 1) return nb_fail(NB_ERR_ARG, "train: batch size must be >= 1, got %lld", (long long)opts->batch);
     nb_node *loss;
-    int64_t xrow, yrow, vx, vy;
-    nb_status s = check_early(opts, val);
-    if (s || (s = nb_train_sharpness_check(opts))) return s;
-    if ((s = nb_augment_check(&opts->augment, m->in_rank, m->in_shape))) return s;
-    if ((s = nb_model_loss(m, opts->loss, NULL, &loss))) return s;
-    if ((s = check_data(m, train, "training", &xrow, &yrow))) return s;
-    if (val && val->x && (s = check_data(m, val, "validation", &vx, &vy))) return s;
-    diag_state dg;
-    if ((s = diag_new(m, opts, &dg))) return s;
-    nb_shards *sh = NULL;
-    nb_grad_allreduce dp = {0};
+    int64_t xrow, yrow;
     const bool reproducible = opts->reproducible, parallel = !reproducible && opts->comm && opts->comm->size > 1;
-    if ((s = check_batch_coupling(m, opts, reproducible, parallel))) {
+    nb_status s = check_all(m, opts, train, val, reproducible, parallel, &loss, &xrow, &yrow);
+    diag_state dg = {0};
+    if (!s) s = diag_new(m, opts, &dg);
+    /* Every rank agrees here, before the first collective: a rank whose own
+     * checks failed (its data, its memory) would otherwise leave the others
+     * waiting in that collective for ever. */
+    if (nb_comm_usable(opts->comm) && opts->comm->size > 1) s = nb_comm_any_failed(opts->comm, s, "train");
+    if (s) {
         free(dg.d), free(dg.before);
         return s;
     }
+    nb_shards *sh = NULL;
+    nb_grad_allreduce dp = {0};
     if (reproducible) nb_gemm_select_fixed(); /* kernels by shape, not by this process's timings */
     int64_t n = train->x->shape[0];
     int64_t *idx = malloc((size_t)n * sizeof *idx);

@@ -101,7 +101,7 @@ typedef struct {
     int size;
     pthread_barrier_t bar;
     const unsigned char *slot[MAX_RANKS];
-    int corrupt_hash;    /* rank 1 reports another weight hash */
+    int corrupt_hash;    /* rank 1 reports another weight hash (any 8-byte value over 255) */
     int use_gather;      /* give the ranks nb_comm.gather (else NULL: allgather) */
     int jac_case, batch; /* job 2 */
     int nan_rank;        /* job 2: this rank (if > 0) fails its forward pass */
@@ -139,7 +139,10 @@ static nb_status fake_allgather(const void *send, size_t bytes, void *recv, void
     pthread_barrier_wait(&w->bar);
     for (int r = 0; r < w->size; r++)
         memcpy((unsigned char *)recv + r * bytes, w->slot[r], bytes);
-    if (w->corrupt_hash && bytes == 8 && w->size > 1) ((unsigned char *)recv)[8] ^= 1;
+    /* a hash, not the ranks' statuses (small numbers: nb_comm_any_failed) */
+    uint64_t theirs;
+    if (w->corrupt_hash && bytes == 8 && w->size > 1 && (memcpy(&theirs, (unsigned char *)recv + 8, 8), theirs > 255))
+        ((unsigned char *)recv)[8] ^= 1;
     pthread_barrier_wait(&w->bar);
     return NB_OK;
 }
@@ -453,6 +456,27 @@ static void test_plain_ranks_faults(void **state)
         assert_non_null(strstr(ctx[r].msg, "training diverged: the loss is NaN at step 1"));
         nb_model_free(ctx[r].m);
     }
+
+    /* Only rank 1's data is bad (fewer labels than images): it fails its
+     * own check, and rank 0 learns of it in the agreement before the first
+     * collective instead of waiting there for ever (both modes). */
+    nb_dataset short_y = {0};
+    make_data(&short_y);
+    nb_tensor_free(short_y.y);
+    short_y.y = nb_tensor_new(1, (const int64_t[]){N - 1});
+    assert_non_null(short_y.y);
+    const nb_dataset *uneven[MAX_RANKS] = {&d, &short_y};
+    for (int plain = 0; plain < 2; plain++) {
+        w = (world){.plain = plain, .use_allreduce = plain};
+        run_ranks_job(&w, ctx, 2, uneven, 0);
+        assert_int_equal(ctx[0].st, NB_ERR_ARG);
+        assert_string_equal(ctx[0].msg, "train: rank 1 failed (its own message says why)");
+        assert_int_equal(ctx[1].st, NB_ERR_SHAPE);
+        assert_non_null(strstr(ctx[1].msg, "training data: "));
+        assert_non_null(strstr(ctx[1].msg, " targets"));
+        nb_model_free(ctx[0].m), nb_model_free(ctx[1].m);
+    }
+    nb_dataset_free(&short_y);
 
     /* Batchnorm under several ranks: refused on every rank before any
      * collective (bad-inputs N9). */
