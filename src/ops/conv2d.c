@@ -175,6 +175,7 @@ typedef struct {
     int64_t rows;     /* output pixels per image */
     int64_t img;      /* input values per image */
     int64_t mask;     /* reals of one group's ReLU-masked seeds (0 if unused) */
+    int64_t extra;    /* reals of the caller's at the start of each thread's scratch */
     size_t per_thread;/* reals of scratch per thread */
     int T;            /* threads */
 } conv_split;
@@ -190,6 +191,7 @@ static nb_status conv_split_make(const conv_plan *c, int64_t extra_reals, bool m
     if (sp->G < 1) sp->G = 1;
     sp->T = nb_max_team();
     sp->mask = mask ? sp->G * sp->rows * c->O : 0;
+    sp->extra = extra_reals;
     if (per_img > 0 && sp->G > (INT64_MAX / 4 - extra_reals - sp->mask) / per_img)
         return nb_fail(NB_ERR_TOO_LARGE, "conv2d: im2col buffer too large");
     sp->per_thread = (size_t)(sp->G * per_img + extra_reals + sp->mask + 16) / 16 * 16;
@@ -262,18 +264,39 @@ static void pool_rows(const conv_plan *c, const nb_real *z, int64_t img, int64_t
         }
 }
 
+/* The window the in-place rows read: the image's own where no window
+ * reads padding, else that of a zero-bordered copy of the image (all its
+ * output rows: the largest band, which sizes the copy's buffer). */
+static nb_window inplace_window(const nb_window *w)
+{
+    return nb_window_reads_padding(w) ? nb_window_padded_band(w, 0, w->OH) : *w;
+}
+
 /* Output rows [r0, r1) of g images from img on (g = 1 for a band) into z:
- * read in place from the images where the kernels layer can (packed: the
- * kernel matrix packed for it), else lowered into cols and forward_block. */
+ * read in place where the kernels layer can (packed: the kernel matrix
+ * packed for it), from the images or, where the windows read padding, from
+ * a zero-bordered copy of each image's band in padbuf (about 1/fh*fw of
+ * what im2col copies); else lowered into cols and forward_block. */
 static void conv_rows(const nb_node *n, const conv_plan *c, const conv_split *sp, const nb_real *x, int64_t img,
-                      int64_t g, int64_t r0, int64_t r1, const nb_real *packed, nb_real *cols, nb_real *z)
+                      int64_t g, int64_t r0, int64_t r1, const nb_real *packed, nb_real *padbuf, nb_real *cols,
+                      nb_real *z)
 {
     const int64_t m = g * (r1 - r0) * c->w.OW;
     const nb_real *b = n->ninputs == 3 ? n->in[2]->value.data : NULL;
-    if (packed && nb_conv_inplace_usable(&c->w, c->O, m, b != NULL)) {
-        for (int64_t i = 0; i < g; i++)
-            nb_conv_inplace_rows(&c->w, c->O, x + (img + i) * sp->img, packed, b, conv_at(n)->fused_relu, r0, r1,
-                                 z + i * (r1 - r0) * c->w.OW * c->O);
+    const bool copy = nb_window_reads_padding(&c->w);
+    const nb_window wb = copy ? nb_window_padded_band(&c->w, r0, r1) : c->w;
+    if (packed && nb_conv_inplace_usable(&wb, c->O, m, b != NULL)) {
+        const bool relu = conv_at(n)->fused_relu;
+        for (int64_t i = 0; i < g; i++) {
+            const nb_real *xi = x + (img + i) * sp->img;
+            nb_real *zi = z + i * (r1 - r0) * c->w.OW * c->O;
+            if (!copy) {
+                nb_conv_inplace_rows(&c->w, c->O, xi, packed, b, relu, r0, r1, zi);
+                continue;
+            }
+            nb_pad_band(&c->w, xi, r0, r1, padbuf);
+            nb_conv_inplace_rows(&wb, c->O, padbuf, packed, b, relu, 0, r1 - r0, zi);
+        }
         return;
     }
     nb_window band = c->w;
@@ -290,22 +313,29 @@ static void conv_rows(const nb_node *n, const conv_plan *c, const conv_split *sp
 static void forward_rows(const nb_node *n, const conv_plan *c, const conv_split *sp, const nb_real *x, int64_t img,
                          int64_t g, int64_t r0, int64_t r1, const nb_real *packed, nb_real *scratch, int32_t *arg)
 {
-    nb_real *tile = scratch, *cols = c->pooled ? scratch + sp->mask : scratch;
+    nb_real *padbuf = scratch, *tile = scratch + sp->extra, *cols = c->pooled ? tile + sp->mask : tile;
     nb_real *z = c->pooled ? tile : n->value.data + (img * sp->rows + r0 * c->w.OW) * c->O;
-    conv_rows(n, c, sp, x, img, g, r0, r1, packed, cols, z);
+    conv_rows(n, c, sp, x, img, g, r0, r1, packed, padbuf, cols, z);
     if (!c->pooled) return;
     const int64_t f = c->route.w.fh, per_img = (r1 - r0) * c->w.OW * c->O;
     for (int64_t b = 0; b < g; b++)
         pool_rows(c, z + b * per_img, img + b, r0, r0 / f, r1 / f, n->value.data, arg);
 }
 
-/* The kernel matrix packed for nb_conv_inplace_rows in the node's
- * workspace after the per-thread scratch (64-byte aligned), or NULL where
- * the kernels layer cannot read this convolution in place. */
-static const nb_real *pack_for_inplace(nb_node *n, const conv_plan *c, const conv_split *sp, nb_real **ws)
+/* Whether the forward pass reads this convolution's rows in place (from
+ * the images or their zero-bordered copies); sp from conv_split_make. */
+static bool forward_inplace(const nb_node *n, const conv_plan *c, const conv_split *sp)
 {
     const int64_t m = (c->N < sp->G ? c->N : sp->G) * sp->rows;
-    if (c->N <= 0 || !nb_conv_inplace_usable(&c->w, c->O, m, n->ninputs == 3)) return NULL;
+    const nb_window w = inplace_window(&c->w);
+    return c->N > 0 && nb_conv_inplace_usable(&w, c->O, m, n->ninputs == 3);
+}
+
+/* The kernel matrix packed for nb_conv_inplace_rows in the node's
+ * workspace after the per-thread scratch (64-byte aligned), or NULL (the
+ * im2col path then runs: it needs no more than it had). */
+static const nb_real *pack_for_inplace(nb_node *n, const conv_plan *c, const conv_split *sp, nb_real **ws)
+{
     const size_t before = sp->per_thread * (size_t)sp->T, reals = (size_t)nb_conv_inplace_packed_reals(&c->w, c->O);
     nb_real *grown = nb_node_workspace(n, (before + reals + 64) * sizeof(nb_real));
     if (!grown) return NULL; /* the im2col path needs no more than it had */
@@ -321,9 +351,14 @@ static nb_status conv2d_forward(nb_node *n)
     conv_plan_get(n, &c);
     conv_split sp;
     nb_status s;
-    nb_real *ws = conv_scratch(n, &c, 0, c.pooled, &sp, &s);
+    if ((s = conv_split_make(&c, 0, c.pooled, &sp))) return s; /* for G and rows */
+    const bool inplace = forward_inplace(n, &c, &sp);
+    const nb_window wi = inplace_window(&c.w);
+    /* one zero-bordered image per thread where the windows read padding */
+    const int64_t pad_reals = inplace && nb_window_reads_padding(&c.w) ? (wi.H * wi.W * wi.C + 15) / 16 * 16 : 0;
+    nb_real *ws = conv_scratch(n, &c, pad_reals, c.pooled, &sp, &s);
     if (!ws) return s;
-    const nb_real *packed = pack_for_inplace(n, &c, &sp, &ws);
+    const nb_real *packed = inplace ? pack_for_inplace(n, &c, &sp, &ws) : NULL;
     int32_t *arg = NULL;
     if (c.pooled && !(arg = nb_node_saved(n, (size_t)(n->value.size > 0 ? n->value.size : 1) * sizeof(int32_t))))
         return nb_fail(NB_ERR_NOMEM, "%s: no memory for the argmax indices", n->op->name);
