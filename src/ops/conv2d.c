@@ -576,6 +576,78 @@ static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_r
     return NB_OK;
 }
 
+/* The input VJP of a stride-1 convolution as a convolution, read in place
+ * (no dcols GEMM, no col2im). With stride 1,
+ *   dX[h,w,c] = sum_{p,q,o} dZ[h + pt - p*d, w + pl - q*d, o] k[p,q,c,o]
+ * (dZ = 0 outside its OH x OW), and with p' = fh-1-p, q' = fw-1-q,
+ *   dX[h,w,c] = sum_{p',q',o} dZ[h - pt' + p'*d, w - pl' + q'*d, o] kr[p',q',o,c],
+ *   pt' = (fh-1)d - pt, pl' = (fw-1)d - pl, kr[p',q',o,c] = k[fh-1-p', fw-1-q', c, o]:
+ * the convolution of dZ (an OH x OW image of O channels) by the kernel
+ * rotated 180 degrees with its C and O axes swapped, stride 1, dilation d,
+ * padding pt', pl', giving H x W x C. nb_conv_inplace_rows runs it over
+ * zero-bordered copies of dZ's rows (nb_pad_band). Its sums differ from the
+ * lowering's in the last bits (each dX value summed in another order), so
+ * the choice depends on the shape alone: the window's class for a whole
+ * image (H*W x C x fh*fw*O), never the thread count or the bands.
+ * Where the padding is wider than the window reaches (pt' < 0: explicit
+ * padding), at stride > 1, for C = 1 (the transposed GEMM below is better)
+ * and where dZ goes through a fused ReLU or max pool (mostly zero: the
+ * sparse product wins) the lowering stays. */
+static bool transposed_window(const nb_node *n, const conv_plan *c, nb_window *t)
+{
+    const nb_window *w = &c->w;
+    *t = (nb_window){w->OH, w->OW, c->O, w->H, w->W, w->fh, w->fw, 1, w->dilation,
+                     (w->fh - 1) * w->dilation - w->pad_top, (w->fw - 1) * w->dilation - w->pad_left};
+    if (w->stride != 1 || w->C < 2 || c->pooled || conv_at(n)->fused_relu || t->pad_top < 0 || t->pad_left < 0)
+        return false;
+    const nb_window whole = nb_window_padded_band(t, 0, t->OH);
+    return nb_conv_inplace_usable(&whole, w->C, w->H * w->W, false);
+}
+
+/* dX[k*N + i] (+)= conv(dZ[k, i], kr) as above: the K*N seed images split
+ * among the threads, each in S bands of rows when there are fewer than
+ * twice the threads (a Jacobian of one image). */
+static nb_status input_vjp_inplace(nb_node *n, const conv_plan *c, const nb_window *t, int64_t K,
+                                   const nb_real *dy, nb_real *dx, bool acc)
+{
+    const nb_window whole = nb_window_padded_band(t, 0, t->OH);
+    /* kr is fh*fw*O x C: as many values as the kernel, P x O */
+    const int64_t C = c->w.C, O = c->O, P = c->P, img = c->w.H * c->w.W * C, zimg = c->w.OH * c->w.OW * O;
+    const int64_t pad = (whole.H * whole.W * whole.C + 15) / 16 * 16, per_thread = pad + (acc ? (img + 15) / 16 * 16 : 0);
+    const int64_t T = nb_max_team(), packed_reals = nb_conv_inplace_packed_reals(t, C);
+    if (per_thread > (INT64_MAX / 8 - P * O - packed_reals) / T)
+        return nb_fail(NB_ERR_TOO_LARGE, "conv2d: input gradient buffers too large");
+    nb_real *ws = nb_node_workspace(n, (size_t)(T * per_thread + P * O + packed_reals + 16) * sizeof(nb_real));
+    if (!ws) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the input gradient");
+    nb_real *kr = ws + T * per_thread, *packed = (nb_real *)(((uintptr_t)(kr + P * O) + 63) & ~(uintptr_t)63);
+    const nb_real *k = n->in[1]->value.data;
+    const int fh = c->w.fh, fw = c->w.fw;
+    for (int p = 0; p < fh; p++)
+        for (int q = 0; q < fw; q++)
+            for (int64_t ch = 0; ch < C; ch++)
+                for (int64_t o = 0; o < O; o++)
+                    kr[(((int64_t)(fh - 1 - p) * fw + (fw - 1 - q)) * O + o) * C + ch] = k[(((int64_t)p * fw + q) * C + ch) * O + o];
+    nb_conv_inplace_pack(t, C, kr, packed);
+    const int64_t total = K * c->N, H = c->w.H, rowlen = c->w.W * C;
+    int64_t S = total < 2 * T ? (2 * T + total - 1) / total : 1;
+    if (S > H) S = H;
+#pragma omp parallel
+    {
+        int64_t u0, u1;
+        thread_range(total * S, &u0, &u1);
+        nb_real *padbuf = ws + nb_thread_id() * per_thread, *out = padbuf + pad;
+        for (int64_t u = u0; u < u1; u++) {
+            const int64_t i = u / S, r0 = H * (u % S) / S, r1 = H * (u % S + 1) / S;
+            const nb_window band = nb_window_padded_band(t, r0, r1);
+            nb_real *dst = dx + i * img + r0 * rowlen;
+            nb_pad_band(t, dy + i * zimg, r0, r1, padbuf);
+            nb_conv_inplace_rows(&band, C, padbuf, packed, NULL, false, 0, r1 - r0, acc ? out : dst);
+            for (int64_t e = 0; acc && e < (r1 - r0) * rowlen; e++) dst[e] += out[e];
+        }
+    }
+    return NB_OK;
+}
+
 /* The input VJP for single-channel images (C = 1, the first layer of a
  * grayscale network). Here P = fh*fw is tiny (9) and dcols = dZ Kmat^T
  * would be a GEMM with N = 9 columns, most of every register tile wasted.
@@ -653,8 +725,10 @@ static nb_status conv2d_vjp(nb_node *n, int which, int64_t K, const nb_real *dy,
         if (!acc && which > 0) memset(dx, 0, (size_t)(K * size) * sizeof(nb_real));
         return NB_OK;
     }
-    if (which == 0)
-        return c.w.C == 1 ? input_vjp_single_channel(n, &c, K, dy, dx, acc) : input_vjp(n, &c, K, dy, dx, acc);
+    nb_window t;
+    if (which == 0 && c.w.C == 1) return input_vjp_single_channel(n, &c, K, dy, dx, acc);
+    if (which == 0 && transposed_window(n, &c, &t)) return input_vjp_inplace(n, &c, &t, K, dy, dx, acc);
+    if (which == 0) return input_vjp(n, &c, K, dy, dx, acc);
     if (which == 1) return kernel_vjp(n, &c, K, dy, dx, acc);
     return bias_vjp(n, &c, K, dy, dx, acc);
 }

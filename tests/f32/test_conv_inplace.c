@@ -402,6 +402,116 @@ static void test_padded_copy(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_padded_case(&cases[i]);
 }
 
+/* The input VJP: dX = sum over the taps of dZ's pixels times the kernel,
+ * by its definition in double: the gradient of sum(dZ * conv(x, k)). */
+static void input_vjp_by_definition(const nb_window *w, int64_t O, const float *k, const float *dz, double *dx,
+                                    double *mag)
+{
+    const int64_t C = w->C;
+    for (int64_t e = 0; e < w->H * w->W * C; e++) dx[e] = 0, mag[e] = 0;
+    for (int64_t i = 0; i < w->OH; i++)
+        for (int64_t j = 0; j < w->OW; j++)
+            for (int p = 0; p < w->fh; p++)
+                for (int q = 0; q < w->fw; q++) {
+                    const int64_t h = i * w->stride + (int64_t)p * w->dilation - w->pad_top;
+                    const int64_t v = j * w->stride + (int64_t)q * w->dilation - w->pad_left;
+                    if (h < 0 || h >= w->H || v < 0 || v >= w->W) continue;
+                    for (int64_t c = 0; c < C; c++)
+                        for (int64_t o = 0; o < O; o++) {
+                            const double t = (double)dz[(i * w->OW + j) * O + o] * k[((p * w->fw + q) * C + c) * O + o];
+                            dx[(h * w->W + v) * C + c] += t, mag[(h * w->W + v) * C + c] += fabs(t);
+                        }
+                }
+}
+
+/* conv2d's input VJP (the op's own function, K = 2 seeds) against the
+ * definition, as the kernels choose it (NB_GEMM=fixed: read in place where
+ * the stride is 1) and with the lowering (NB_GEMM=builtin: no in-place
+ * rows): within float rounding of the terms' magnitudes, the same bits at 1
+ * and 2 threads, accumulating onto what dx holds, NaN in dZ reaching only
+ * the pixels whose windows hold it. Stride 2, explicit padding wider than
+ * the window and C = 1 keep the lowering (same checks). */
+static void input_vjp_case(int64_t N, int64_t H, int64_t W, int64_t C, int64_t O, int fh, int fw,
+                           nb_conv2d_opts o)
+{
+    nb_graph *g = nb_graph_new();
+    nb_node *x = nb_input(g, "x", 4, (int64_t[]){N, H, W, C});
+    nb_node *kn = nb_param(g, "k", 4, (int64_t[]){fh, fw, C, O});
+    nb_rng r;
+    nb_rng_seed(&r, (uint64_t)(H * 7 + C * 3 + O));
+    nb_tensor_fill_uniform(nb_value(x), &r, -1, 1);
+    nb_tensor_fill_uniform(nb_value(kn), &r, -1, 1);
+    nb_node *y = nb_conv2d(x, kn, NULL, &o);
+    assert_non_null(y);
+    assert_int_equal(nb_forward(g), NB_OK);
+    const nb_tensor *yv = nb_value(y);
+    const int64_t K = 2, zsize = yv->size, img = H * W * C, zimg = zsize / (N > 0 ? N : 1);
+    nb_window w = {H, W, C, yv->shape[1], yv->shape[2], fh, fw, o.stride, o.dilation, 0, 0};
+    if (o.padding == NB_PAD_EXPLICIT) {
+        w.pad_top = w.pad_left = o.pad;
+    } else {
+        nb_window_dim(H, fh, o.stride, o.dilation, o.padding, &w.pad_top);
+        nb_window_dim(W, fw, o.stride, o.dilation, o.padding, &w.pad_left);
+    }
+    float *dz = malloc((size_t)(K * zsize + 1) * sizeof(float)), *dx[3];
+    double *want = malloc((size_t)(img + 1) * sizeof(double)), *mag = malloc((size_t)(img + 1) * sizeof(double));
+    for (int v = 0; v < 3; v++) dx[v] = malloc((size_t)(K * N * img + 1) * sizeof(float));
+    assert_true(dz && want && mag && dx[0] && dx[1] && dx[2]);
+    for (int64_t e = 0; e < K * zsize; e++) dz[e] = uniform();
+    if (N > 0) /* seed 1, the last image, its centre pixel (whose windows hold image pixels) */
+        dz[K * zsize - zimg + (w.OH / 2 * w.OW + w.OW / 2) * O] = NAN;
+    const char *spec[3] = {"fixed", "fixed", "builtin"};
+    for (int v = 0; v < 3; v++) { /* in place at 1 and 2 threads, then the lowering */
+        nb_set_num_threads(v == 1 ? 2 : 1);
+        nb_gemm_select_reset(spec[v], NULL, NULL);
+        for (int64_t e = 0; e < K * N * img; e++) dx[v][e] = 0.25f; /* accumulated onto */
+        assert_int_equal(y->op->vjp(y, 0, K, dz, dx[v], true), NB_OK);
+    }
+    nb_gemm_select_reset("fixed", NULL, NULL);
+    nb_set_num_threads(0);
+    assert_memory_equal(dx[0], dx[1], (size_t)(K * N * img) * sizeof(float));
+    int64_t nans = 0, nonzero = 0;
+    for (int64_t s = 0; s < K * N; s++) {
+        input_vjp_by_definition(&w, O, nb_value(kn)->data, dz + s * zimg, want, mag);
+        for (int64_t e = 0; e < img; e++)
+            for (int v = 0; v < 3; v += 2) {
+                const float got = dx[v][s * img + e] - 0.25f;
+                if (isnan(want[e])) {
+                    assert_true(isnan(got));
+                    nans += v == 0;
+                    continue;
+                }
+                assert_false(isnan(got));
+                nonzero += v == 0 && got != 0;
+                assert_true(fabs(got - want[e]) <= 2e-6 * mag[e] + 1e-6);
+            }
+    }
+    if (N > 0) assert_true(nans > 0 && nans <= (int64_t)fh * fw * C); /* its windows' pixels only */
+    if (N > 0) assert_true(nonzero > K * N * img / 2);
+    for (int v = 0; v < 3; v++) free(dx[v]);
+    free(dz), free(want), free(mag);
+    nb_graph_free(g);
+}
+
+static void test_input_vjp_inplace(void **state)
+{
+    (void)state;
+    const nb_conv2d_opts same = {1, 1, NB_PAD_SAME, 0}, valid = {1, 1, NB_PAD_VALID, 0};
+    input_vjp_case(1, 3, 3, 2, 17, 1, 1, valid);                    /* 1x1, O > C: kr's size is the kernel's */
+    input_vjp_case(1, 3, 4, 17, 5, 1, 2, valid);                    /* O < C */
+    input_vjp_case(3, 28, 28, 24, 24, 3, 3, same);                    /* the ResNet's stage 1 */
+    input_vjp_case(2, 7, 7, 96, 96, 3, 3, same);                      /* stage 3: K = 864 */
+    input_vjp_case(1, 9, 11, 5, 17, 3, 3, same);                      /* one image: bands of rows */
+    input_vjp_case(2, 9, 8, 3, 20, 3, 2, valid);                      /* valid, O past 16 */
+    input_vjp_case(2, 6, 7, 4, 33, 2, 2, same);                       /* even window: padding below */
+    input_vjp_case(2, 9, 10, 3, 9, 3, 3, (nb_conv2d_opts){1, 2, NB_PAD_SAME, 0});     /* dilation 2 */
+    input_vjp_case(2, 8, 9, 2, 7, 3, 3, (nb_conv2d_opts){1, 1, NB_PAD_EXPLICIT, 1}); /* padding 1 */
+    input_vjp_case(1, 4, 5, 2, 3, 3, 3, (nb_conv2d_opts){1, 1, NB_PAD_EXPLICIT, 3}); /* wider: lowering */
+    input_vjp_case(2, 9, 9, 3, 24, 3, 3, (nb_conv2d_opts){2, 1, NB_PAD_SAME, 0});    /* stride 2: lowering */
+    input_vjp_case(2, 8, 8, 1, 24, 3, 3, same);                       /* C = 1: its own path */
+    input_vjp_case(0, 8, 8, 3, 24, 3, 3, same);                       /* batch 0 */
+}
+
 /* One window by the definition, channel by channel. */
 static void pool_by_definition(const float *x, int64_t W, int64_t C, int64_t h0, int64_t h1, int64_t w0, int64_t w1,
                                float *y, int32_t *a)
@@ -452,6 +562,7 @@ int main(void)
         cmocka_unit_test(test_known_values),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_padded_copy),
+        cmocka_unit_test(test_input_vjp_inplace),
         cmocka_unit_test(test_op_forward_as_before),
         cmocka_unit_test(test_max_pool_window),
     };
