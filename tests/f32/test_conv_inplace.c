@@ -424,6 +424,94 @@ static void input_vjp_by_definition(const nb_window *w, int64_t O, const float *
                 }
 }
 
+/* The kernel VJP by its definition in double: dK[p,q,c,o] = sum over the
+ * images and pixels of x at the tap times dZ (x: N images). */
+static void kernel_vjp_by_definition(const nb_window *w, int64_t N, int64_t O, const float *x, const float *dz,
+                                     double *dk, double *mag)
+{
+    const int64_t C = w->C, P = (int64_t)w->fh * w->fw * C;
+    for (int64_t e = 0; e < P * O; e++) dk[e] = 0, mag[e] = 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < w->OH; i++)
+            for (int64_t j = 0; j < w->OW; j++)
+                for (int p = 0; p < w->fh; p++)
+                    for (int q = 0; q < w->fw; q++) {
+                        const int64_t h = i * w->stride + (int64_t)p * w->dilation - w->pad_top;
+                        const int64_t v = j * w->stride + (int64_t)q * w->dilation - w->pad_left;
+                        if (h < 0 || h >= w->H || v < 0 || v >= w->W) continue;
+                        for (int64_t c = 0; c < C; c++)
+                            for (int64_t o = 0; o < O; o++) {
+                                const double t = (double)x[((n * w->H + h) * w->W + v) * C + c] *
+                                                 dz[((n * w->OH + i) * w->OW + j) * O + o];
+                                dk[((p * w->fw + q) * C + c) * O + o] += t;
+                                mag[((p * w->fw + q) * C + c) * O + o] += fabs(t);
+                            }
+                    }
+}
+
+/* conv2d's kernel VJP (the op's function, K = 2 seeds, accumulating)
+ * against the definition, at 1 and 2 threads (its per-thread partials make
+ * the bits a function of the thread count: twice at 2 threads, the same
+ * bits): formed
+ * transposed where O < 32 and P >= 128 (a 3x3x24 window, 24 channels),
+ * else as cols^T dZ. */
+static void kernel_vjp_case(int64_t N, int64_t H, int64_t C, int64_t O, nb_conv2d_opts o)
+{
+    nb_graph *g = nb_graph_new();
+    nb_node *x = nb_input(g, "x", 4, (int64_t[]){N, H, H + 1, C});
+    nb_node *kn = nb_param(g, "k", 4, (int64_t[]){3, 3, C, O});
+    nb_rng r;
+    nb_rng_seed(&r, (uint64_t)(H * 5 + C + O));
+    nb_tensor_fill_uniform(nb_value(x), &r, -1, 1);
+    nb_tensor_fill_uniform(nb_value(kn), &r, -1, 1);
+    nb_node *y = nb_conv2d(x, kn, NULL, &o);
+    assert_non_null(y);
+    assert_int_equal(nb_forward(g), NB_OK);
+    const nb_tensor *yv = nb_value(y);
+    nb_window w = {H, H + 1, C, yv->shape[1], yv->shape[2], 3, 3, o.stride, o.dilation, 0, 0};
+    nb_window_dim(w.H, 3, o.stride, o.dilation, o.padding, &w.pad_top);
+    nb_window_dim(w.W, 3, o.stride, o.dilation, o.padding, &w.pad_left);
+    const int64_t K = 2, PO = 9 * C * O;
+    float *dz = malloc((size_t)(K * yv->size) * sizeof(float)), *dk[3];
+    double *want = malloc((size_t)PO * sizeof(double)), *mag = malloc((size_t)PO * sizeof(double));
+    for (int v = 0; v < 3; v++) dk[v] = malloc((size_t)(K * PO) * sizeof(float));
+    assert_true(dz && want && mag && dk[0] && dk[1] && dk[2]);
+    for (int64_t e = 0; e < K * yv->size; e++) dz[e] = uniform();
+    for (int v = 0; v < 3; v++) {
+        nb_set_num_threads(v ? 2 : 1);
+        for (int64_t e = 0; e < K * PO; e++) dk[v][e] = -0.5f;
+        assert_int_equal(y->op->vjp(y, 1, K, dz, dk[v], true), NB_OK);
+    }
+    nb_set_num_threads(0);
+    assert_memory_equal(dk[1], dk[2], (size_t)(K * PO) * sizeof(float));
+    for (int64_t s = 0; s < K; s++) {
+        kernel_vjp_by_definition(&w, N, O, nb_value(x)->data, dz + s * yv->size, want, mag);
+        int64_t nonzero = 0;
+        for (int64_t e = 0; e < PO; e++)
+            for (int v = 0; v < 2; v++) {
+                const float got = dk[v][s * PO + e] + 0.5f;
+                nonzero += v == 0 && got != 0;
+                assert_true(fabs(got - want[e]) <= 2e-6 * mag[e] + 1e-5);
+            }
+        assert_true(nonzero > PO / 2);
+    }
+    for (int v = 0; v < 3; v++) free(dk[v]);
+    free(dz), free(want), free(mag);
+    nb_graph_free(g);
+}
+
+static void test_kernel_vjp(void **state)
+{
+    (void)state;
+    const nb_conv2d_opts same = {1, 1, NB_PAD_SAME, 0};
+    kernel_vjp_case(3, 12, 24, 24, same);                               /* transposed: P = 216, O = 24 */
+    kernel_vjp_case(2, 9, 16, 5, (nb_conv2d_opts){2, 1, NB_PAD_SAME, 0}); /* transposed, O = 5, stride 2 */
+    kernel_vjp_case(2, 8, 15, 17, (nb_conv2d_opts){1, 1, NB_PAD_VALID, 0}); /* P = 135, O = 17 */
+    kernel_vjp_case(2, 7, 14, 24, same);                                /* P = 126: cols^T dZ */
+    kernel_vjp_case(2, 7, 8, 48, same);                                 /* O = 48: cols^T dZ */
+    kernel_vjp_case(1, 5, 1, 24, same);                                 /* C = 1, P = 9 */
+}
+
 /* conv2d's input VJP (the op's own function, K = 2 seeds) against the
  * definition, as the kernels choose it (NB_GEMM=fixed: read in place where
  * the stride is 1) and with the lowering (NB_GEMM=builtin: no in-place
@@ -563,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_padded_copy),
         cmocka_unit_test(test_input_vjp_inplace),
+        cmocka_unit_test(test_kernel_vjp),
         cmocka_unit_test(test_op_forward_as_before),
         cmocka_unit_test(test_max_pool_window),
     };
