@@ -173,9 +173,7 @@ static void conv_rows(const nb_window *w, int64_t O, const float *x, const float
 /* The windows lie inside the image: no padding is ever read. */
 static bool windows_inside(const nb_window *w)
 {
-    return w->pad_top == 0 && w->pad_left == 0 && w->OH > 0 && w->OW > 0 &&
-           (w->OH - 1) * w->stride + (int64_t)(w->fh - 1) * w->dilation < w->H &&
-           (w->OW - 1) * w->stride + (int64_t)(w->fw - 1) * w->dilation < w->W;
+    return w->OH > 0 && w->OW > 0 && !nb_window_reads_padding(w);
 }
 
 #endif

@@ -66,6 +66,47 @@ void nb_im2col(const nb_window *w, int64_t nimg, const nb_real *x, nb_real *cols
     }
 }
 
+bool nb_window_reads_padding(const nb_window *w)
+{
+    return w->pad_top > 0 || w->pad_left > 0 ||
+           (w->OH > 0 && (w->OH - 1) * w->stride + (int64_t)(w->fh - 1) * w->dilation >= w->H) ||
+           (w->OW > 0 && (w->OW - 1) * w->stride + (int64_t)(w->fw - 1) * w->dilation >= w->W);
+}
+
+/* The buffer holds exactly the pixels the band's windows span: buffer row t
+ * is image row r0*s - pt + t, buffer column u image column u - pl. */
+nb_window nb_window_padded_band(const nb_window *w, int64_t r0, int64_t r1)
+{
+    nb_window b = *w;
+    b.OH = r1 > r0 ? r1 - r0 : 0;
+    b.H = b.OH > 0 ? (b.OH - 1) * w->stride + (int64_t)(w->fh - 1) * w->dilation + 1 : 0;
+    b.W = w->OW > 0 ? (w->OW - 1) * w->stride + (int64_t)(w->fw - 1) * w->dilation + 1 : 0;
+    b.pad_top = b.pad_left = 0;
+    return b;
+}
+
+void nb_pad_band(const nb_window *w, const nb_real *x, int64_t r0, int64_t r1, nb_real *buf)
+{
+    const nb_window b = nb_window_padded_band(w, r0, r1);
+    const int64_t C = w->C, h0 = r0 * w->stride - w->pad_top;
+    /* buffer columns [u0, u1) hold image columns [u0 - pl, u1 - pl) */
+    int64_t u0 = w->pad_left > 0 ? w->pad_left : 0, u1 = w->pad_left + w->W;
+    if (u0 > b.W) u0 = b.W;
+    if (u1 > b.W) u1 = b.W;
+    if (u1 < u0) u1 = u0;
+    for (int64_t t = 0; t < b.H; t++) {
+        nb_real *row = buf + t * b.W * C;
+        const int64_t ih = h0 + t;
+        if (ih < 0 || ih >= w->H) {
+            memset(row, 0, (size_t)(b.W * C) * sizeof(nb_real));
+            continue;
+        }
+        memset(row, 0, (size_t)(u0 * C) * sizeof(nb_real));
+        memcpy(row + u0 * C, x + (ih * w->W + u0 - w->pad_left) * C, (size_t)((u1 - u0) * C) * sizeof(nb_real));
+        memset(row + u1 * C, 0, (size_t)((b.W - u1) * C) * sizeof(nb_real));
+    }
+}
+
 void nb_col2im(const nb_window *w, int64_t nimg, const nb_real *cols, nb_real *x, bool accumulate)
 {
     const int64_t H = w->H, W = w->W, C = w->C, OH = w->OH, OW = w->OW;

@@ -153,6 +153,17 @@ typedef struct nb_window {
 int64_t nb_window_dim(int64_t in, int f, int stride, int dilation, nb_padding padding, int *pad_before);
 void nb_im2col(const nb_window *w, int64_t nimg, const nb_real *x, nb_real *cols);
 void nb_col2im(const nb_window *w, int64_t nimg, const nb_real *cols, nb_real *x, bool accumulate);
+/* Whether some window of w reads padding (a zero outside the image). */
+bool nb_window_reads_padding(const nb_window *w);
+/* Padding made explicit, for kernels that read windows in place: the
+ * window over a zero-bordered copy of the input rows that output rows
+ * [r0, r1) of w read (H, W the copy's rows and columns, OH = r1 - r0, no
+ * padding, the rest as w), and nb_pad_band writing that copy of one image x
+ * into buf (H * W * C reals of the returned window). The windows of output
+ * row r0 + i over the copy are those of row r0 + i over x, zeros included,
+ * so a convolution of the copy's rows [0, r1 - r0) gives the same sums. */
+nb_window nb_window_padded_band(const nb_window *w, int64_t r0, int64_t r1);
+void nb_pad_band(const nb_window *w, const nb_real *x, int64_t r0, int64_t r1, nb_real *buf);
 
 /* Convolution rows without im2col (kernels/conv_avx512.c): the AVX-512 GEMM
  * with its left operand, the im2col rows, read from the NHWC image in place

@@ -175,6 +175,7 @@ typedef struct {
     int64_t rows;     /* output pixels per image */
     int64_t img;      /* input values per image */
     int64_t mask;     /* reals of one group's ReLU-masked seeds (0 if unused) */
+    int64_t extra;    /* reals of the caller's at the start of each thread's scratch */
     size_t per_thread;/* reals of scratch per thread */
     int T;            /* threads */
 } conv_split;
@@ -190,6 +191,7 @@ static nb_status conv_split_make(const conv_plan *c, int64_t extra_reals, bool m
     if (sp->G < 1) sp->G = 1;
     sp->T = nb_max_team();
     sp->mask = mask ? sp->G * sp->rows * c->O : 0;
+    sp->extra = extra_reals;
     if (per_img > 0 && sp->G > (INT64_MAX / 4 - extra_reals - sp->mask) / per_img)
         return nb_fail(NB_ERR_TOO_LARGE, "conv2d: im2col buffer too large");
     sp->per_thread = (size_t)(sp->G * per_img + extra_reals + sp->mask + 16) / 16 * 16;
@@ -262,18 +264,39 @@ static void pool_rows(const conv_plan *c, const nb_real *z, int64_t img, int64_t
         }
 }
 
+/* The window the in-place rows read: the image's own where no window
+ * reads padding, else that of a zero-bordered copy of the image (all its
+ * output rows: the largest band, which sizes the copy's buffer). */
+static nb_window inplace_window(const nb_window *w)
+{
+    return nb_window_reads_padding(w) ? nb_window_padded_band(w, 0, w->OH) : *w;
+}
+
 /* Output rows [r0, r1) of g images from img on (g = 1 for a band) into z:
- * read in place from the images where the kernels layer can (packed: the
- * kernel matrix packed for it), else lowered into cols and forward_block. */
+ * read in place where the kernels layer can (packed: the kernel matrix
+ * packed for it), from the images or, where the windows read padding, from
+ * a zero-bordered copy of each image's band in padbuf (about 1/fh*fw of
+ * what im2col copies); else lowered into cols and forward_block. */
 static void conv_rows(const nb_node *n, const conv_plan *c, const conv_split *sp, const nb_real *x, int64_t img,
-                      int64_t g, int64_t r0, int64_t r1, const nb_real *packed, nb_real *cols, nb_real *z)
+                      int64_t g, int64_t r0, int64_t r1, const nb_real *packed, nb_real *padbuf, nb_real *cols,
+                      nb_real *z)
 {
     const int64_t m = g * (r1 - r0) * c->w.OW;
     const nb_real *b = n->ninputs == 3 ? n->in[2]->value.data : NULL;
-    if (packed && nb_conv_inplace_usable(&c->w, c->O, m, b != NULL)) {
-        for (int64_t i = 0; i < g; i++)
-            nb_conv_inplace_rows(&c->w, c->O, x + (img + i) * sp->img, packed, b, conv_at(n)->fused_relu, r0, r1,
-                                 z + i * (r1 - r0) * c->w.OW * c->O);
+    const bool copy = nb_window_reads_padding(&c->w);
+    const nb_window wb = copy ? nb_window_padded_band(&c->w, r0, r1) : c->w;
+    if (packed && nb_conv_inplace_usable(&wb, c->O, m, b != NULL)) {
+        const bool relu = conv_at(n)->fused_relu;
+        for (int64_t i = 0; i < g; i++) {
+            const nb_real *xi = x + (img + i) * sp->img;
+            nb_real *zi = z + i * (r1 - r0) * c->w.OW * c->O;
+            if (!copy) {
+                nb_conv_inplace_rows(&c->w, c->O, xi, packed, b, relu, r0, r1, zi);
+                continue;
+            }
+            nb_pad_band(&c->w, xi, r0, r1, padbuf);
+            nb_conv_inplace_rows(&wb, c->O, padbuf, packed, b, relu, 0, r1 - r0, zi);
+        }
         return;
     }
     nb_window band = c->w;
@@ -290,22 +313,29 @@ static void conv_rows(const nb_node *n, const conv_plan *c, const conv_split *sp
 static void forward_rows(const nb_node *n, const conv_plan *c, const conv_split *sp, const nb_real *x, int64_t img,
                          int64_t g, int64_t r0, int64_t r1, const nb_real *packed, nb_real *scratch, int32_t *arg)
 {
-    nb_real *tile = scratch, *cols = c->pooled ? scratch + sp->mask : scratch;
+    nb_real *padbuf = scratch, *tile = scratch + sp->extra, *cols = c->pooled ? tile + sp->mask : tile;
     nb_real *z = c->pooled ? tile : n->value.data + (img * sp->rows + r0 * c->w.OW) * c->O;
-    conv_rows(n, c, sp, x, img, g, r0, r1, packed, cols, z);
+    conv_rows(n, c, sp, x, img, g, r0, r1, packed, padbuf, cols, z);
     if (!c->pooled) return;
     const int64_t f = c->route.w.fh, per_img = (r1 - r0) * c->w.OW * c->O;
     for (int64_t b = 0; b < g; b++)
         pool_rows(c, z + b * per_img, img + b, r0, r0 / f, r1 / f, n->value.data, arg);
 }
 
-/* The kernel matrix packed for nb_conv_inplace_rows in the node's
- * workspace after the per-thread scratch (64-byte aligned), or NULL where
- * the kernels layer cannot read this convolution in place. */
-static const nb_real *pack_for_inplace(nb_node *n, const conv_plan *c, const conv_split *sp, nb_real **ws)
+/* Whether the forward pass reads this convolution's rows in place (from
+ * the images or their zero-bordered copies); sp from conv_split_make. */
+static bool forward_inplace(const nb_node *n, const conv_plan *c, const conv_split *sp)
 {
     const int64_t m = (c->N < sp->G ? c->N : sp->G) * sp->rows;
-    if (c->N <= 0 || !nb_conv_inplace_usable(&c->w, c->O, m, n->ninputs == 3)) return NULL;
+    const nb_window w = inplace_window(&c->w);
+    return c->N > 0 && nb_conv_inplace_usable(&w, c->O, m, n->ninputs == 3);
+}
+
+/* The kernel matrix packed for nb_conv_inplace_rows in the node's
+ * workspace after the per-thread scratch (64-byte aligned), or NULL (the
+ * im2col path then runs: it needs no more than it had). */
+static const nb_real *pack_for_inplace(nb_node *n, const conv_plan *c, const conv_split *sp, nb_real **ws)
+{
     const size_t before = sp->per_thread * (size_t)sp->T, reals = (size_t)nb_conv_inplace_packed_reals(&c->w, c->O);
     nb_real *grown = nb_node_workspace(n, (before + reals + 64) * sizeof(nb_real));
     if (!grown) return NULL; /* the im2col path needs no more than it had */
@@ -321,9 +351,14 @@ static nb_status conv2d_forward(nb_node *n)
     conv_plan_get(n, &c);
     conv_split sp;
     nb_status s;
-    nb_real *ws = conv_scratch(n, &c, 0, c.pooled, &sp, &s);
+    if ((s = conv_split_make(&c, 0, c.pooled, &sp))) return s; /* for G and rows */
+    const bool inplace = forward_inplace(n, &c, &sp);
+    const nb_window wi = inplace_window(&c.w);
+    /* one zero-bordered image per thread where the windows read padding */
+    const int64_t pad_reals = inplace && nb_window_reads_padding(&c.w) ? (wi.H * wi.W * wi.C + 15) / 16 * 16 : 0;
+    nb_real *ws = conv_scratch(n, &c, pad_reals, c.pooled, &sp, &s);
     if (!ws) return s;
-    const nb_real *packed = pack_for_inplace(n, &c, &sp, &ws);
+    const nb_real *packed = inplace ? pack_for_inplace(n, &c, &sp, &ws) : NULL;
     int32_t *arg = NULL;
     if (c.pooled && !(arg = nb_node_saved(n, (size_t)(n->value.size > 0 ? n->value.size : 1) * sizeof(int32_t))))
         return nb_fail(NB_ERR_NOMEM, "%s: no memory for the argmax indices", n->op->name);
@@ -420,8 +455,17 @@ static nb_status bias_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_re
     return NB_OK;
 }
 
-/* dK[k] = cols^T dY[k]: every thread sums its images into its own partial
- * (K x P x O), then the partials are added in thread order. */
+/* dK[k] = cols^T dY[k]. Where O is under one 32-column panel of the GEMM
+ * and the window long (O < 32, P >= 128: a 3x3x24 window and 24 channels)
+ * it is formed transposed, dK[k]^T (O x P) = dY[k]^T cols, with N = P in
+ * whole vectors instead of N = O (a quarter of each tile idle at O = 24):
+ * the same sums, 1.1-1.2x faster there (one thread, 28x28x24 -> 24 and
+ * 28x28x48 -> 24), 0.85-0.95x at O = 32, 48, 96 and for P = 9, which keep
+ * cols^T dY. A choice by shape alone. Every thread sums its images into
+ * its own partial (K x P x O, or K x O x P transposed), then the partials
+ * are added in thread order (and transposed) into dK. */
+static bool kernel_vjp_transposed(const conv_plan *c) { return c->O < 32 && c->P >= 128; }
+
 static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_real *dy, nb_real *dk, bool acc)
 {
     conv_split sp;
@@ -432,6 +476,7 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
     if (!ws) return s;
     const nb_real *x = n->in[0]->value.data;
     const int64_t O = c->O, P = c->P;
+    const bool transposed = kernel_vjp_transposed(c);
     int used = 1;
 #pragma omp parallel
     {
@@ -446,15 +491,19 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
             nb_im2col(&c->w, g, x + i * sp.img, cols);
             for (int64_t k = 0; k < K; k++) {
                 const nb_real *dz = dz_rows(n, c, dy, k, i * sp.rows, m, masked);
-                nb_gemm_serial(true, false, P, O, m, 1, cols, P, dz, O, 1, part + k * PO, O);
+                if (transposed)
+                    nb_gemm_serial(true, false, O, P, m, 1, dz, O, cols, P, 1, part + k * PO, P);
+                else
+                    nb_gemm_serial(true, false, P, O, m, 1, cols, P, dz, O, 1, part + k * PO, O);
             }
         }
     }
     const int64_t total = K * PO;
 #pragma omp parallel for schedule(static) if (total > NB_PAR_MAP)
-    for (int64_t e = 0; e < total; e++) {
+    for (int64_t e = 0; e < total; e++) { /* e = (k, p, o) of dK, from (k, o, p) of the partials if transposed */
+        const int64_t from = transposed ? e / PO * PO + e % O * P + e % PO / O : e;
         nb_real v = 0;
-        for (int t = 0; t < used; t++) v += ws[(size_t)t * sp.per_thread + (size_t)e];
+        for (int t = 0; t < used; t++) v += ws[(size_t)t * sp.per_thread + (size_t)from];
         NB_PUT(acc, dk[e], v);
     }
     return NB_OK;
@@ -541,6 +590,78 @@ static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_r
     return NB_OK;
 }
 
+/* The input VJP of a stride-1 convolution as a convolution, read in place
+ * (no dcols GEMM, no col2im). With stride 1,
+ *   dX[h,w,c] = sum_{p,q,o} dZ[h + pt - p*d, w + pl - q*d, o] k[p,q,c,o]
+ * (dZ = 0 outside its OH x OW), and with p' = fh-1-p, q' = fw-1-q,
+ *   dX[h,w,c] = sum_{p',q',o} dZ[h - pt' + p'*d, w - pl' + q'*d, o] kr[p',q',o,c],
+ *   pt' = (fh-1)d - pt, pl' = (fw-1)d - pl, kr[p',q',o,c] = k[fh-1-p', fw-1-q', c, o]:
+ * the convolution of dZ (an OH x OW image of O channels) by the kernel
+ * rotated 180 degrees with its C and O axes swapped, stride 1, dilation d,
+ * padding pt', pl', giving H x W x C. nb_conv_inplace_rows runs it over
+ * zero-bordered copies of dZ's rows (nb_pad_band). Its sums differ from the
+ * lowering's in the last bits (each dX value summed in another order), so
+ * the choice depends on the shape alone: the window's class for a whole
+ * image (H*W x C x fh*fw*O), never the thread count or the bands.
+ * Where the padding is wider than the window reaches (pt' < 0: explicit
+ * padding), at stride > 1, for C = 1 (the transposed GEMM below is better)
+ * and where dZ goes through a fused ReLU or max pool (mostly zero: the
+ * sparse product wins) the lowering stays. */
+static bool transposed_window(const nb_node *n, const conv_plan *c, nb_window *t)
+{
+    const nb_window *w = &c->w;
+    *t = (nb_window){w->OH, w->OW, c->O, w->H, w->W, w->fh, w->fw, 1, w->dilation,
+                     (w->fh - 1) * w->dilation - w->pad_top, (w->fw - 1) * w->dilation - w->pad_left};
+    if (w->stride != 1 || w->C < 2 || c->pooled || conv_at(n)->fused_relu || t->pad_top < 0 || t->pad_left < 0)
+        return false;
+    const nb_window whole = nb_window_padded_band(t, 0, t->OH);
+    return nb_conv_inplace_usable(&whole, w->C, w->H * w->W, false);
+}
+
+/* dX[k*N + i] (+)= conv(dZ[k, i], kr) as above: the K*N seed images split
+ * among the threads, each in S bands of rows when there are fewer than
+ * twice the threads (a Jacobian of one image). */
+static nb_status input_vjp_inplace(nb_node *n, const conv_plan *c, const nb_window *t, int64_t K,
+                                   const nb_real *dy, nb_real *dx, bool acc)
+{
+    const nb_window whole = nb_window_padded_band(t, 0, t->OH);
+    /* kr is fh*fw*O x C: as many values as the kernel, P x O */
+    const int64_t C = c->w.C, O = c->O, P = c->P, img = c->w.H * c->w.W * C, zimg = c->w.OH * c->w.OW * O;
+    const int64_t pad = (whole.H * whole.W * whole.C + 15) / 16 * 16, per_thread = pad + (acc ? (img + 15) / 16 * 16 : 0);
+    const int64_t T = nb_max_team(), packed_reals = nb_conv_inplace_packed_reals(t, C);
+    if (per_thread > (INT64_MAX / 8 - P * O - packed_reals) / T)
+        return nb_fail(NB_ERR_TOO_LARGE, "conv2d: input gradient buffers too large");
+    nb_real *ws = nb_node_workspace(n, (size_t)(T * per_thread + P * O + packed_reals + 16) * sizeof(nb_real));
+    if (!ws) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the input gradient");
+    nb_real *kr = ws + T * per_thread, *packed = (nb_real *)(((uintptr_t)(kr + P * O) + 63) & ~(uintptr_t)63);
+    const nb_real *k = n->in[1]->value.data;
+    const int fh = c->w.fh, fw = c->w.fw;
+    for (int p = 0; p < fh; p++)
+        for (int q = 0; q < fw; q++)
+            for (int64_t ch = 0; ch < C; ch++)
+                for (int64_t o = 0; o < O; o++)
+                    kr[(((int64_t)(fh - 1 - p) * fw + (fw - 1 - q)) * O + o) * C + ch] = k[(((int64_t)p * fw + q) * C + ch) * O + o];
+    nb_conv_inplace_pack(t, C, kr, packed);
+    const int64_t total = K * c->N, H = c->w.H, rowlen = c->w.W * C;
+    int64_t S = total < 2 * T ? (2 * T + total - 1) / total : 1;
+    if (S > H) S = H;
+#pragma omp parallel
+    {
+        int64_t u0, u1;
+        thread_range(total * S, &u0, &u1);
+        nb_real *padbuf = ws + nb_thread_id() * per_thread, *out = padbuf + pad;
+        for (int64_t u = u0; u < u1; u++) {
+            const int64_t i = u / S, r0 = H * (u % S) / S, r1 = H * (u % S + 1) / S;
+            const nb_window band = nb_window_padded_band(t, r0, r1);
+            nb_real *dst = dx + i * img + r0 * rowlen;
+            nb_pad_band(t, dy + i * zimg, r0, r1, padbuf);
+            nb_conv_inplace_rows(&band, C, padbuf, packed, NULL, false, 0, r1 - r0, acc ? out : dst);
+            for (int64_t e = 0; acc && e < (r1 - r0) * rowlen; e++) dst[e] += out[e];
+        }
+    }
+    return NB_OK;
+}
+
 /* The input VJP for single-channel images (C = 1, the first layer of a
  * grayscale network). Here P = fh*fw is tiny (9) and dcols = dZ Kmat^T
  * would be a GEMM with N = 9 columns, most of every register tile wasted.
@@ -618,8 +739,10 @@ static nb_status conv2d_vjp(nb_node *n, int which, int64_t K, const nb_real *dy,
         if (!acc && which > 0) memset(dx, 0, (size_t)(K * size) * sizeof(nb_real));
         return NB_OK;
     }
-    if (which == 0)
-        return c.w.C == 1 ? input_vjp_single_channel(n, &c, K, dy, dx, acc) : input_vjp(n, &c, K, dy, dx, acc);
+    nb_window t;
+    if (which == 0 && c.w.C == 1) return input_vjp_single_channel(n, &c, K, dy, dx, acc);
+    if (which == 0 && transposed_window(n, &c, &t)) return input_vjp_inplace(n, &c, &t, K, dy, dx, acc);
+    if (which == 0) return input_vjp(n, &c, K, dy, dx, acc);
     if (which == 1) return kernel_vjp(n, &c, K, dy, dx, acc);
     return bias_vjp(n, &c, K, dy, dx, acc);
 }
@@ -725,6 +848,8 @@ CONV_CASE(conv_stride2_same, NB_CHECK_X("x", -1, 1, 1, 7, 6, 2), 4, 3, 2, 1, 2, 
 CONV_CASE(conv_stride2_valid, NB_CHECK_X("x", -1, 1, 2, 7, 6, 1), 3, 3, 2, 0, 2, 1, NB_PAD_VALID)
 CONV_CASE(conv_dilation2, NB_CHECK_X("x", -1, 1, 1, 7, 6, 2), 3, 2, 2, 1, 1, 2, NB_PAD_VALID)
 CONV_CASE(conv_dilation2_same, NB_CHECK_X("x", -1, 1, 1, 5, 5, 3), 3, 3, 1, 0, 2, 2, NB_PAD_SAME)
+/* P = 144 >= 128 and O = 3 < 32: the kernel VJP formed transposed */
+CONV_CASE(conv_long_window, NB_CHECK_X("x", -1, 1, 2, 4, 5, 16), 3, 3, 3, 1, 1, 1, NB_PAD_SAME)
 /* PyTorch's padding=1 at stride 2 on an even size: one zero row above and
  * one below, of which only the top one is read (TensorFlow's same would pad
  * below only), and padding 2 on a 3x3 kernel, whose corner outputs see one
@@ -754,6 +879,7 @@ static const nb_op_case conv2d_cases[] = {
     {"valid 3x3 s2 7x6", case_conv_stride2_valid},
     {"valid 3x2 d2 +bias", case_conv_dilation2},
     {"same 3x3 s2 d2", case_conv_dilation2_same},
+    {"same 3x3 C_in 16 +bias", case_conv_long_window},
     {"pad 1 3x3 s2 6x6 +bias", case_conv_pad1_stride2},
     {"pad 2 3x3 4x5 C_in 1", case_conv_pad2},
     {"conv-tanh-conv", case_conv_tanh_conv},
