@@ -126,7 +126,16 @@ static nb_status apply_op(nb_linop op, void *user, eig_work *w, int64_t *product
     nb_status s = op(user, w->b, w->x, w->y);
     if (s) return s;
     *products += w->b;
-    for (int64_t e = 0; e < count; e++) w->W[e] = (double)w->y[e];
+    for (int64_t e = 0; e < count; e++) {
+        /* A NaN would stop the iteration as converged (every comparison
+         * with it is false) with NaN values: refuse it here. */
+        if (!isfinite(w->y[e]))
+            return nb_fail(NB_ERR_NUMERIC,
+                           "eigs: a product of the operator holds %s (vector %lld, element %lld); check the model "
+                           "and its data for NaN or Inf (a NaN input, or weights that diverged)",
+                           isnan(w->y[e]) ? "NaN" : "Inf", (long long)(e / w->n), (long long)(e % w->n));
+        w->W[e] = (double)w->y[e];
+    }
     return NB_OK;
 }
 
@@ -232,9 +241,14 @@ nb_status nb_linop_eigs(int64_t n, nb_linop op, void *user, const nb_eigs_opts *
         if ((s = apply_op(op, user, &w, &res->products))) break;
         rayleigh_ritz(&w);
         res->iterations = it;
-        double change = 0;
+        /* Changes on the operator's scale, the largest |value| (as the
+         * residuals): a value of the null space is rounding noise, and its
+         * change relative to itself never settles (a low-rank Hessian). */
+        double change = 0, scale = 0;
+        for (int i = 0; i < o.k; i++)
+            if (fabs(w.vals[i]) > scale) scale = fabs(w.vals[i]);
         for (int i = 0; i < o.k; i++) {
-            const double d = fabs(w.vals[i] - w.prev[i]) / (fabs(w.vals[i]) > 0 ? fabs(w.vals[i]) : 1);
+            const double d = fabs(w.vals[i] - w.prev[i]) / (scale > 0 ? scale : 1);
             if (d > change) change = d;
             w.prev[i] = w.vals[i];
         }

@@ -351,6 +351,16 @@ static nb_status read_csv_mapped(const char *path, const cli_csv_opts *o, int he
     const size_t bom = len >= 3 && !memcmp(buf, UTF8_BOM, 3) ? 3 : 0; /* else the first header name holds it */
     memcpy(text, (const char *)buf + bom, len - bom), text[len - bom] = '\0';
     free(buf);
+    /* The label pass reads C strings: a NUL would end the file there and
+     * drop every row after it without a word. */
+    const char *nul = memchr(text, 0, len - bom);
+    if (nul) {
+        int64_t line = 1;
+        for (const char *p = text; p < nul; p++) line += *p == '\n';
+        free(text);
+        return nb_set_error(NB_ERR_FORMAT, "%s: line %lld holds a NUL byte: a CSV file is text; remove it", path,
+                            (long long)line);
+    }
     int64_t cols = 0;
     s = header_names(text, header, &names, &cols);
     if (!s) s = label_index(path, o->label_col ? o->label_col : "-1", names, cols, lc);

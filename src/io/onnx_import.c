@@ -1000,6 +1000,8 @@ static nb_status lower_batchnorm(imp_ctx *c, const onnx_node *n)
     if (n->nin != 5) return node_fail(c, n, "needs 5 inputs (X, scale, B, input_mean, input_var), got %d", n->nin);
     float eps = 0, mom = 0; /* set by attr_real; gcc cannot see it */
     nb_status s = attr_real(c, n, "epsilon", 1e-5f, 1e-12f, 1, "nabla's batchnorm eps", &eps);
+    if (!s && eps >= 1) /* nabla's eps excludes 1 (attr_real's range is closed) */
+        s = node_fail(c, n, "epsilon %g is outside [1e-12, 1): nabla's batchnorm eps", eps);
     if (!s) s = attr_real(c, n, "momentum", 0.9f, 0, 0.999999f, "nabla's momentum, 1 - ONNX's, is at least 1e-6", &mom);
     if (!s && mom == 0)
         s = node_fail(c, n, "momentum 0 (each batch replaces the moving statistics) is not supported: nabla's "
@@ -1040,6 +1042,8 @@ static nb_status lower_layernorm(imp_ctx *c, const onnx_node *n)
     if (n->nin < 2 || n->nin > 3) return node_fail(c, n, "needs 2 or 3 inputs (X, Scale[, B]), got %d", n->nin);
     float eps = 0;
     nb_status s = attr_real(c, n, "epsilon", 1e-5f, 1e-12f, 1, "nabla's layernorm eps", &eps);
+    if (!s && eps >= 1) /* nabla's eps excludes 1 (attr_real's range is closed) */
+        s = node_fail(c, n, "epsilon %g is outside [1e-12, 1): nabla's layernorm eps", eps);
     const int64_t F = c->dims[c->rank - 1];
     nb_real *g = NULL, *b = NULL;
     if (!s) s = const_values(c, n, 1, F, &g);

@@ -271,6 +271,17 @@ static void test_csv_short_rows(void **state)
     assert_has(out, want);
     assert_null(strstr(out, "label '7'"));
     free(out);
+    /* a NUL byte inside a label (review): the rows after it were dropped
+     * without a word; refused with its line (row H8) */
+    static const char nul_csv[] = "a,b,label\n1,2,c\0at\n3,4,dog\n5,6,dog\n7,8,cat\n";
+    assert_int_equal(tu_write(path_in("nul.csv"), nul_csv, sizeof nul_csv - 1), 0);
+    assert_int_equal(CLI(&out, "train", "--data", path_in("nul.csv"), "--model", "dense 2", "--epochs", "1", "--out",
+                         path_in("nulcsv.safetensors")),
+                     1);
+    tu_fmt(want, sizeof want, "%s: line 2 holds a NUL byte: a CSV file is text; remove it", path_in("nul.csv"));
+    assert_has(out, want);
+    free(out);
+    assert_int_equal(access(path_in("nulcsv.safetensors"), F_OK), -1);
 }
 
 /* Row H5: predict's labels (from --data) must be class indices of the

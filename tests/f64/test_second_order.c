@@ -571,6 +571,32 @@ static void test_eigs_of_low_rank_operators(void **state)
     }
 }
 
+/* Review findings: with k past the rank, the null space's Ritz values are
+ * rounding noise whose change relative to themselves never settles; the
+ * iteration judged them so and ran to max_iter. On the operator's scale
+ * (the largest |value|) it converges at once. And an operator whose
+ * product holds a NaN stopped as "converged" with NaN values: refused. */
+static nb_status nan_apply(void *user, int64_t K, const nb_real *x, nb_real *y)
+{
+    nb_status s = low_rank_apply(user, K, x, y);
+    y[K * LR_DIM - 1] = NAN;
+    return s;
+}
+static void test_eigs_past_the_rank_and_nan(void **state)
+{
+    (void)state;
+    low_rank_op a = low_rank_new(1, 0);
+    const nb_eigs_opts o = {3, 200, 1e-8, 5};
+    nb_eigs_result e;
+    assert_ok(nb_linop_eigs(LR_DIM, low_rank_apply, &a, &o, &e));
+    assert_true(e.converged);
+    assert_true(e.iterations < 20);
+    NEAR(e.values[0], 3, 1e-12);
+    nb_tensor_free(e.vectors);
+    assert_int_equal(nb_linop_eigs(LR_DIM, nan_apply, &a, &o, &e), NB_ERR_NUMERIC);
+    assert_non_null(strstr(nb_last_error(), "eigs: a product of the operator holds NaN (vector "));
+}
+
 /* The reviewer's case on a graph: `dense 2` on the one example (0.5, -1)
  * with label 1. Its CCE Hessian w.r.t. (kernel, bias) has rank 1 (one
  * example, two classes), so lambda_1 is its trace, and the other values
@@ -700,6 +726,7 @@ int main(void)
         cmocka_unit_test(test_eigs_and_trace_of_known_hessian),
         cmocka_unit_test(test_eigs_of_relu_net),
         cmocka_unit_test(test_eigs_of_low_rank_operators),
+        cmocka_unit_test(test_eigs_past_the_rank_and_nan),
         cmocka_unit_test(test_eigs_of_one_example_model),
         cmocka_unit_test(test_many_wrt_nodes),
         cmocka_unit_test(test_refusals),
