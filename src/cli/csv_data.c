@@ -177,7 +177,7 @@ static void csv_labels_free(csv_labels *L)
 }
 
 /* Splits text into lines and reads field lc of every data line. */
-static nb_status read_labels(char *text, int header, int64_t lc, csv_labels *L)
+static nb_status read_labels(const char *path, char *text, int header, int64_t lc, csv_labels *L)
 {
     *L = (csv_labels){0};
     int64_t cap = 1;
@@ -200,6 +200,11 @@ static nb_status read_labels(char *text, int header, int64_t lc, csv_labels *L)
         while (!reached && next_field(&q, &a, &n))
             reached = c++ == lc;
         if (!reached || !*L->lines[i]) continue; /* short or empty lines: the parser names them */
+        size_t quotes = 0;
+        for (size_t j = 0; j < n; j++) quotes += a[j] == '"';
+        if (quotes % 2) /* as the parser says of one (src/io/csv.c); a name would keep the quote */
+            return nb_set_error(NB_ERR_FORMAT, "%s: line %lld, column %lld: unterminated quoted field", path,
+                                (long long)i + 1, (long long)lc + 1);
         if (!(L->label[i] = field_copy(a, n))) return nb_set_error(NB_ERR_NOMEM, "out of memory");
         L->strings |= !field_is_number(a, n);
     }
@@ -267,7 +272,7 @@ static nb_status map_labels(const char *path, char *text, int header, int64_t lc
     csv_labels L;
     char **names = NULL, *store = NULL;
     int64_t n = 0;
-    nb_status s = read_labels(text, header, lc, &L);
+    nb_status s = read_labels(path, text, header, lc, &L);
     *mapped = *classes = NULL;
     if (!s && L.strings) s = class_list(path, &L, known, &names, &n, &store);
     size_t total = 1;

@@ -13,8 +13,9 @@ static _Thread_local char nb_error_cause[512];
 
 /* The length of the UTF-8 sequence at s (at most n bytes) when it is valid
  * and prints as a character: no overlong form, surrogate, C1 control
- * (U+0080..U+009F) or bidirectional control (U+202A..U+202E,
- * U+2066..U+2069, which reorder the text around them); else 0. */
+ * (U+0080..U+009F), bidirectional control (U+061C, U+200E, U+200F,
+ * U+202A..U+202E, U+2066..U+2069, which reorder the text around them) or
+ * line/paragraph separator (U+2028, U+2029); else 0. */
 static size_t printable_utf8(const unsigned char *s, size_t n)
 {
     const size_t len = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 && s[0] < 0xE0 ? 2 : 0;
@@ -27,6 +28,9 @@ static size_t printable_utf8(const unsigned char *s, size_t n)
     const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000};
     if (cp < least[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp <= 0x9F) return 0;
     if ((cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069)) return 0;
+    /* the other bidirectional marks (U+061C, U+200E, U+200F) and the line
+     * and paragraph separators, which end a line for Unicode */
+    if (cp == 0x061C || cp == 0x200E || cp == 0x200F || cp == 0x2028 || cp == 0x2029) return 0;
     return len;
 }
 

@@ -69,6 +69,11 @@ static void test_escape_text(void **state)
     assert_string_equal(nb_escape_text(b, sizeof b, "\xff\xc0\xaf\xe2\x82", SIZE_MAX), "\\xff\\xc0\\xaf\\xe2\\x82");
     assert_string_equal(nb_escape_text(b, sizeof b, "\xc2\x9b" "2J\xe2\x80\xae", SIZE_MAX), "\\xc2\\x9b2J\\xe2\\x80\\xae");
     assert_string_equal(nb_escape_text(b, sizeof b, "\xed\xa0\x80", SIZE_MAX), "\\xed\\xa0\\x80");
+    /* U+2028 and U+2029 end a line for Unicode; U+061C, U+200E, U+200F are bidi marks (review) */
+    assert_string_equal(nb_escape_text(b, sizeof b, "a\xe2\x80\xa8" "b\xe2\x80\xa9", SIZE_MAX),
+                        "a\\xe2\\x80\\xa8b\\xe2\\x80\\xa9");
+    assert_string_equal(nb_escape_text(b, sizeof b, "\xd8\x9c\xe2\x80\x8e\xe2\x80\x8f", SIZE_MAX),
+                        "\\xd8\\x9c\\xe2\\x80\\x8e\\xe2\\x80\\x8f");
     /* len bounds the text; cap cuts it with "..." and never splits an escape */
     assert_string_equal(nb_escape_text(b, sizeof b, "abcdef", 3), "abc"); /* a line of a longer text: not cut */
     assert_string_equal(nb_escape_text(b, 8, "abcdefghij", SIZE_MAX), "abcd...");
@@ -282,6 +287,14 @@ static void test_csv_short_rows(void **state)
     assert_has(out, want);
     free(out);
     assert_int_equal(access(path_in("nulcsv.safetensors"), F_OK), -1);
+    /* an unterminated quote in the label column became a class named '"cat' (review; row H9) */
+    put_text("quote.csv", "a,b,label\n1,2,\"cat\n3,4,dog\n");
+    assert_int_equal(CLI(&out, "train", "--data", path_in("quote.csv"), "--model", "dense 2", "--epochs", "1", "--out",
+                         path_in("quote.safetensors")),
+                     1);
+    tu_fmt(want, sizeof want, "%s: line 2, column 3: unterminated quoted field", path_in("quote.csv"));
+    assert_has(out, want);
+    free(out);
 }
 
 /* Row H5: predict's labels (from --data) must be class indices of the
