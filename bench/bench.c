@@ -526,6 +526,7 @@ int main(int argc, char **argv)
         const long base = status_kib("VmRSS");
         printf("resnet_train_b128_ips %.1f\n", train_ips_of(spec, &small, 128, 4, 5));
         printf("resnet_train_b128_peak_mib %.1f\n", (double)(status_kib("VmHWM") - base) / 1024);
+        print_choices();
         nb_dataset_free(&small);
         return 0;
     }

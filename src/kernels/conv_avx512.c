@@ -74,17 +74,21 @@ typedef struct {
 } tile_args;
 
 /* Output pixels [0, mr) of a tile whose first window starts at x0, for the
- * slice and panel of t, into y (rows ldy apart). mr and wide (nr > 16) are
- * constants in every expansion, so rows past mr are neither loaded nor
- * computed (they may lie past the image). */
+ * slice and panel of t, into y (rows ldy apart). mr and width are constants
+ * in every expansion, so rows past mr are neither loaded nor computed (they
+ * may lie past the image). width is the panel's columns rounded up to 16, 24
+ * or 32: at 24 (O = 24, the ResNet's first stage) the right half of each row
+ * is a 256-bit FMA, which a Zen 4 (512-bit FMAs double-pumped on 256-bit
+ * units) runs at half the cost of a 512-bit one; the lanes it computes are
+ * the same FMAs, so the sums are the same bits. */
 NB_AVX512 static inline __attribute__((always_inline)) void tile_body(const tile_args *t, const float *x0,
-                                                                      float *restrict y, const int mr, const bool wide)
+                                                                      float *restrict y, const int mr, const int width)
 {
     const window_geom *g = t->g;
     const float *restrict bp = t->bp, *bias = t->bias;
     const int64_t ldy = t->ldy, k1 = t->k1;
     const int nr = t->nr;
-    const bool first = t->first, relu = t->relu;
+    const bool first = t->first, relu = t->relu, wide = width > 16;
 #define NB_DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps();
     NB_DROWS(NB_DECL)
 #undef NB_DECL
@@ -100,7 +104,11 @@ NB_AVX512 static inline __attribute__((always_inline)) void tile_body(const tile
     if (i < mr) {                                                                                                  \
         const __m512 ai = _mm512_set1_ps(a[i * pix]);                                                              \
         c##i##a = _mm512_fmadd_ps(ai, b0, c##i##a);                                                                \
-        if (wide) c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);                                                      \
+        if (width == 24)                                                                                           \
+            c##i##b = _mm512_castps256_ps512(_mm256_fmadd_ps(                                                      \
+                _mm512_castps512_ps256(ai), _mm512_castps512_ps256(b1), _mm512_castps512_ps256(c##i##b)));         \
+        else if (wide)                                                                                             \
+            c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);                                                            \
     }
             NB_DROWS(NB_FMA)
 #undef NB_FMA
@@ -132,10 +140,12 @@ NB_AVX512 static void tile(const tile_args *t, const float *x0, float *y, int mr
 {
 #define NB_CASE(m)                                                                                                 \
     case m:                                                                                                        \
-        if (t->nr > 16)                                                                                            \
-            tile_body(t, x0, y, m, true);                                                                          \
+        if (t->nr > 24)                                                                                            \
+            tile_body(t, x0, y, m, 32);                                                                            \
+        else if (t->nr > 16)                                                                                       \
+            tile_body(t, x0, y, m, 24);                                                                            \
         else                                                                                                       \
-            tile_body(t, x0, y, m, false);                                                                         \
+            tile_body(t, x0, y, m, 16);                                                                            \
         break;
     switch (mr) {
         NB_CASE(1) NB_CASE(2) NB_CASE(3) NB_CASE(4) NB_CASE(5) NB_CASE(6)

@@ -207,12 +207,17 @@ NB_AVX512 static inline void store_row(float *c, __m512 lo, __m512 hi, __mmask16
 }
 
 /* C[0..mr) x [0..nr) (mode as store_row) from kc steps of the panels a
- * (kc x MR) and b (kc x NR, aligned); wide: nr > 16, else the right half of
- * the tile is neither computed nor stored. */
+ * (kc x MR) and b (kc x NR, aligned). mr and width are constants in every
+ * expansion, so rows past mr (zero in the panel) are not computed. width is
+ * nr rounded up to 16, 24 or 32: at 16 the right half of the tile is neither
+ * computed nor stored; at 24 it is a 256-bit FMA, which a Zen 4 (512-bit
+ * FMAs double-pumped on 256-bit units) runs at half the cost of a 512-bit
+ * one. The lanes stored are the same FMAs in every variant: the same bits. */
 NB_AVX512 static inline __attribute__((always_inline)) void
-micro_body(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c, int64_t ldc, int mr,
-           int nr, float alpha, float beta, int mode, const bool wide)
+micro_body(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c, int64_t ldc, const int mr,
+           int nr, float alpha, float beta, int mode, const int width)
 {
+    const bool wide = width > 16;
 #define NB_DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps();
     NB_ROWS(NB_DECL)
 #undef NB_DECL
@@ -224,10 +229,14 @@ micro_body(int64_t kc, const float *restrict a, const float *restrict b, float *
     for (int64_t k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_load_ps(b), b1 = wide ? _mm512_load_ps(b + 16) : b0;
 #define NB_FMA(i)                                                                                                  \
-    {                                                                                                              \
+    if (i < mr) {                                                                                                  \
         const __m512 ai = _mm512_set1_ps(a[i]);                                                                    \
         c##i##a = _mm512_fmadd_ps(ai, b0, c##i##a);                                                                \
-        if (wide) c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);                                                      \
+        if (width == 24)                                                                                           \
+            c##i##b = _mm512_castps256_ps512(_mm256_fmadd_ps(                                                      \
+                _mm512_castps512_ps256(ai), _mm512_castps512_ps256(b1), _mm512_castps512_ps256(c##i##b)));         \
+        else if (wide)                                                                                             \
+            c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);                                                            \
     }
         NB_ROWS(NB_FMA)
 #undef NB_FMA
@@ -242,13 +251,25 @@ micro_body(int64_t kc, const float *restrict a, const float *restrict b, float *
 #undef NB_STORE
 }
 
+/* The expansion of micro_body for mr (1..MR) and nr's width. */
 NB_AVX512 static void micro_kernel(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
                                    int64_t ldc, int mr, int nr, float alpha, float beta, int mode)
 {
-    if (nr > 16)
-        micro_body(kc, a, b, c, ldc, mr, nr, alpha, beta, mode, true);
-    else
-        micro_body(kc, a, b, c, ldc, mr, nr, alpha, beta, mode, false);
+#define NB_CASE(m)                                                                                                 \
+    case m:                                                                                                        \
+        if (nr > 24)                                                                                               \
+            micro_body(kc, a, b, c, ldc, m, nr, alpha, beta, mode, 32);                                            \
+        else if (nr > 16)                                                                                          \
+            micro_body(kc, a, b, c, ldc, m, nr, alpha, beta, mode, 24);                                            \
+        else                                                                                                       \
+            micro_body(kc, a, b, c, ldc, m, nr, alpha, beta, mode, 16);                                            \
+        break;
+    switch (mr) {
+        NB_CASE(1) NB_CASE(2) NB_CASE(3) NB_CASE(4) NB_CASE(5) NB_CASE(6) NB_CASE(7)
+        NB_CASE(8) NB_CASE(9) NB_CASE(10) NB_CASE(11) NB_CASE(12) NB_CASE(13) NB_CASE(14)
+    default: break;
+    }
+#undef NB_CASE
 }
 
 /* ------------------------------------------------------------- driver */
