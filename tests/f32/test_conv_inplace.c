@@ -140,6 +140,7 @@ static void test_against_im2col_gemm(void **state)
         {11, 12, 5, 24, 3, 2, 2, 2},  /* both */
         {5, 40, 32, 1, 1, 1, 1, 1},   /* 1x1, one output channel, OW 40 -> 4 tiles of 10 */
         {3, 3, 4, 8, 3, 3, 1, 1},     /* a single output pixel */
+        {10, 10, 8, 56, 3, 3, 1, 1},  /* a full panel and a 24-column one (256-bit right half) */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i]);
 }

@@ -153,7 +153,7 @@ enum { NKERNELS = sizeof KERNELS / sizeof KERNELS[0] };
 static void test_small_shapes(void **state)
 {
     (void)state;
-    static const int64_t dims[] = {1, 2, 3, 5, 13, 14, 15, 16, 17, 29, 31, 32, 33, 47, 64, 70};
+    static const int64_t dims[] = {1, 2, 3, 5, 13, 14, 15, 16, 17, 24, 29, 31, 32, 33, 47, 56, 64, 70};
     static const float alphas[] = {1, -0.75f, 2.5f}, betas[] = {0, 1, 0.5f, -1.25f};
     const int nd = sizeof dims / sizeof dims[0];
     int bad = 0, n = 0;
