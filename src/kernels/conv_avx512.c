@@ -180,6 +180,110 @@ static void conv_rows(const nb_window *w, int64_t O, const float *x, const float
     }
 }
 
+/* ------------------------------------------------ the kernel's gradient */
+
+/* dK^T[o, k] += sum over the pixels (i, j) of dz[(i, j), o] A[(i, j), k],
+ * A the im2col rows of the forward pass (the same window_geom), dz the
+ * gradient of the output rows (pixels x O, row-major), dK^T the kernel
+ * matrix's gradient transposed (O x P). A tile is up to KR = 12 output
+ * channels (broadcast from dz: 12 consecutive values of a pixel's row)
+ * times up to 32 consecutive k of one window segment (loaded from x, where
+ * they are contiguous): 24 accumulators summed over every pixel of the rows
+ * in order (rows, then pixels along a row), then added to dK^T. No im2col
+ * and no packing; the sums are over the same products as cols^T dZ but in
+ * another grouping, so the choice between the two is by shape alone. */
+enum { KR = 12 };
+
+typedef struct {
+    const window_geom *g;
+    int64_t OW, rows, O, P;
+    const float *x, *dz;
+    float *dkt;
+} kernel_grad_args;
+
+/* The tile of channels [o0, o0 + mr) and columns [k0, k0 + len) of dK^T,
+ * whose values lie at xoff in every window. mr and width (len rounded up to
+ * 16, 24 or 32, as tile_body) are constants in every expansion. */
+NB_AVX512 static inline __attribute__((always_inline)) void kernel_grad_body(const kernel_grad_args *t, int64_t o0,
+                                                                             int64_t xoff, int64_t k0, int len,
+                                                                             const int mr, const int width)
+{
+    const window_geom *g = t->g;
+    const bool wide = width > 16;
+#define NB_DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps();
+    NB_DROWS(NB_DECL)
+#undef NB_DECL
+    const __mmask16 m0 = lanes(len), m1 = len > 16 ? lanes(len - 16) : 0;
+    const int64_t O = t->O, pix = g->pix;
+    for (int64_t i = 0; i < t->rows; i++) {
+        const float *xr = t->x + i * g->row + xoff;
+        const float *dr = t->dz + i * t->OW * O + o0;
+        for (int64_t j = 0; j < t->OW; j++, xr += pix, dr += O) {
+            const __m512 b0 = _mm512_maskz_loadu_ps(m0, xr), b1 = wide ? _mm512_maskz_loadu_ps(m1, xr + 16) : b0;
+#define NB_FMA(i)                                                                                                  \
+    if (i < mr) {                                                                                                  \
+        const __m512 ai = _mm512_set1_ps(dr[i]);                                                                   \
+        c##i##a = _mm512_fmadd_ps(ai, b0, c##i##a);                                                                \
+        if (width == 24)                                                                                           \
+            c##i##b = _mm512_castps256_ps512(_mm256_fmadd_ps(                                                      \
+                _mm512_castps512_ps256(ai), _mm512_castps512_ps256(b1), _mm512_castps512_ps256(c##i##b)));         \
+        else if (wide)                                                                                             \
+            c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);                                                            \
+    }
+            NB_DROWS(NB_FMA)
+#undef NB_FMA
+        }
+    }
+#define NB_STORE(i)                                                                                                \
+    if (i < mr) {                                                                                                  \
+        float *d = t->dkt + (o0 + i) * t->P + k0;                                                                  \
+        _mm512_mask_storeu_ps(d, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, d), c##i##a));                        \
+        if (wide) _mm512_mask_storeu_ps(d + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, d + 16), c##i##b));    \
+    }
+    NB_DROWS(NB_STORE)
+#undef NB_STORE
+}
+
+NB_AVX512 static void kernel_grad_tile(const kernel_grad_args *t, int64_t o0, int64_t xoff, int64_t k0, int len,
+                                       int mr)
+{
+#define NB_CASE(m)                                                                                                 \
+    case m:                                                                                                        \
+        if (len > 24)                                                                                              \
+            kernel_grad_body(t, o0, xoff, k0, len, m, 32);                                                         \
+        else if (len > 16)                                                                                         \
+            kernel_grad_body(t, o0, xoff, k0, len, m, 24);                                                         \
+        else                                                                                                       \
+            kernel_grad_body(t, o0, xoff, k0, len, m, 16);                                                         \
+        break;
+    switch (mr) {
+        NB_CASE(1) NB_CASE(2) NB_CASE(3) NB_CASE(4) NB_CASE(5) NB_CASE(6)
+        NB_CASE(7) NB_CASE(8) NB_CASE(9) NB_CASE(10) NB_CASE(11) NB_CASE(12)
+    default: break;
+    }
+#undef NB_CASE
+}
+
+/* Every tile of dK^T for output rows [0, rows) of one image x: the O
+ * channels in ceil(O/KR) balanced blocks, each window segment in columns of
+ * 32 (the last one shorter). */
+static void kernel_grad_rows(const nb_window *w, int64_t O, const float *x, const float *dz, int64_t rows, float *dkt)
+{
+    const int64_t C = w->C, s = w->stride, d = w->dilation;
+    const window_geom g = {s * C, s * w->W * C, d == 1 ? w->fw * C : C, d == 1 ? 1 : w->fw, d * w->W * C, d * C};
+    const kernel_grad_args t = {&g, w->OW, rows, O, (int64_t)w->fh * w->fw * C, x, dz, dkt};
+    const int64_t blocks = (O + KR - 1) / KR, segments = w->fh * g.nq;
+    for (int64_t b = 0; b < blocks; b++) {
+        const int64_t o0 = O * b / blocks, o1 = O * (b + 1) / blocks;
+        for (int64_t sg = 0; sg < segments; sg++) {
+            const int64_t xoff = sg / g.nq * g.next_p + sg % g.nq * g.next_q;
+            for (int64_t in = 0; in < g.seg; in += 32)
+                kernel_grad_tile(&t, o0, xoff + in, sg * g.seg + in, (int)(g.seg - in < 32 ? g.seg - in : 32),
+                                 (int)(o1 - o0));
+        }
+    }
+}
+
 /* The windows lie inside the image: no padding is ever read. */
 static bool windows_inside(const nb_window *w)
 {
@@ -222,5 +326,28 @@ void nb_conv_inplace_rows(const nb_window *w, int64_t O, const nb_real *x, const
     conv_rows(w, O, x, packed, bias, relu, r0, r1, y);
 #else
     (void)w, (void)O, (void)x, (void)packed, (void)bias, (void)relu, (void)r0, (void)r1, (void)y;
+#endif
+}
+
+
+bool nb_conv_kernel_grad_usable(const nb_window *w, int64_t O, int64_t m)
+{
+#ifdef NB_HAVE_SGEMM_AVX512
+    const int64_t P = (int64_t)w->fh * w->fw * w->C, seg = w->dilation == 1 ? (int64_t)w->fw * w->C : w->C;
+    return O > 0 && P > 0 && seg >= 16 && windows_inside(w) &&
+           nb_gemm_kernel_for(true, false, O, P, m, 1) == NB_GEMM_AVX512;
+#else
+    (void)w, (void)O, (void)m;
+    return false;
+#endif
+}
+
+void nb_conv_kernel_grad_rows(const nb_window *w, int64_t O, const nb_real *x, const nb_real *dz, int64_t rows,
+                              nb_real *dkt)
+{
+#ifdef NB_HAVE_SGEMM_AVX512
+    kernel_grad_rows(w, O, x, dz, rows, dkt);
+#else
+    (void)w, (void)O, (void)x, (void)dz, (void)rows, (void)dkt;
 #endif
 }

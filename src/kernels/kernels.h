@@ -182,5 +182,17 @@ int64_t nb_conv_inplace_packed_reals(const nb_window *w, int64_t O);
 void nb_conv_inplace_pack(const nb_window *w, int64_t O, const nb_real *kmat, nb_real *packed);
 void nb_conv_inplace_rows(const nb_window *w, int64_t O, const nb_real *x, const nb_real *packed,
                           const nb_real *bias, bool relu, int64_t r0, int64_t r1, nb_real *y);
+/* The kernel's gradient without im2col (kernels/conv_avx512.c): for output
+ * rows [0, rows) of one image x (windows as nb_conv_inplace_rows: inside the
+ * image, padding made explicit by nb_pad_band), dkt (O x P, the gradient of
+ * the P x O kernel matrix transposed) += dz^T im2col(x), dz the rows'
+ * gradient (rows*OW x O). nb_conv_kernel_grad_usable: whether this build and
+ * CPU can, the windows lie inside the image, a window segment holds at
+ * least 16 values (fw*C, or C with dilation) and the GEMM it replaces
+ * (dK^T = dZ^T cols: O x P x m, A transposed) runs the AVX-512 kernel by
+ * its class's choice, as nb_conv_inplace_usable. */
+bool nb_conv_kernel_grad_usable(const nb_window *w, int64_t O, int64_t m);
+void nb_conv_kernel_grad_rows(const nb_window *w, int64_t O, const nb_real *x, const nb_real *dz, int64_t rows,
+                              nb_real *dkt);
 
 #endif

@@ -466,8 +466,71 @@ static nb_status bias_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_re
  * are added in thread order (and transposed) into dK. */
 static bool kernel_vjp_transposed(const conv_plan *c) { return c->O < 32 && c->P >= 128; }
 
+/* The partials of the threads (K x P x O each, or K x O x P transposed)
+ * added in thread order into dK[k] (P x O, transposed back). */
+static void kernel_vjp_reduce(const nb_real *ws, size_t per_thread, int used, int64_t K, int64_t P, int64_t O,
+                              bool transposed, nb_real *dk, bool acc)
+{
+    const int64_t PO = P * O, total = K * PO;
+#pragma omp parallel for schedule(static) if (total > NB_PAR_MAP)
+    for (int64_t e = 0; e < total; e++) { /* e = (k, p, o) of dK, from (k, o, p) of the partials if transposed */
+        const int64_t from = transposed ? e / PO * PO + e % O * P + e % PO / O : e;
+        nb_real v = 0;
+        for (int t = 0; t < used; t++) v += ws[(size_t)t * per_thread + (size_t)from];
+        NB_PUT(acc, dk[e], v);
+    }
+}
+
+/* The kernel VJP with the windows read in place (nb_conv_kernel_grad_rows:
+ * no im2col, no packing), from the images or, where the windows read
+ * padding, from a zero-bordered copy of each: a choice by shape (the
+ * window's class for one image, H*W pixels), as the forward's. Per thread:
+ * its partial dK^T (K x O x P), the copy, the masked dZ of one image. */
+static bool kernel_vjp_inplace(const conv_plan *c, nb_window *wi)
+{
+    *wi = inplace_window(&c->w);
+    return nb_conv_kernel_grad_usable(wi, c->O, c->w.OH * c->w.OW);
+}
+
+static nb_status kernel_vjp_inplace_run(nb_node *n, const conv_plan *c, const nb_window *wi, int64_t K,
+                                        const nb_real *dy, nb_real *dk, bool acc)
+{
+    const int64_t O = c->O, P = c->P, PO = P * O, rows = c->w.OH * c->w.OW;
+    const int64_t img = c->w.H * c->w.W * c->w.C, T = nb_max_team();
+    const bool copy = nb_window_reads_padding(&c->w), masked = conv_at(n)->fused_relu || c->pooled;
+    const int64_t part = (K * PO + 15) / 16 * 16, pad = copy ? (wi->H * wi->W * wi->C + 15) / 16 * 16 : 0;
+    const int64_t mask = masked ? (rows * O + 15) / 16 * 16 : 0;
+    if (K > (INT64_MAX / 8 / T - pad - mask) / (PO ? PO : 1))
+        return nb_fail(NB_ERR_TOO_LARGE, "conv2d: kernel gradient buffers too large");
+    const size_t per_thread = (size_t)(part + pad + mask);
+    nb_real *ws = nb_node_workspace(n, per_thread * (size_t)T * sizeof(nb_real));
+    if (!ws) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the kernel gradient");
+    const nb_real *x = n->in[0]->value.data;
+    int used = 1;
+#pragma omp parallel
+    {
+        const int t = nb_thread_id();
+        if (t == 0) used = nb_team_size();
+        int64_t i0, i1;
+        thread_range(c->N, &i0, &i1);
+        nb_real *dkt = ws + (size_t)t * per_thread, *padbuf = dkt + part, *scratch = padbuf + pad;
+        memset(dkt, 0, (size_t)(K * PO) * sizeof(nb_real));
+        for (int64_t i = i0; i < i1; i++) {
+            const nb_real *xi = x + i * img;
+            if (copy) nb_pad_band(&c->w, xi, 0, c->w.OH, padbuf), xi = padbuf;
+            for (int64_t k = 0; k < K; k++)
+                nb_conv_kernel_grad_rows(wi, O, xi, dz_rows(n, c, dy, k, i * rows, rows, scratch), c->w.OH,
+                                         dkt + k * PO);
+        }
+    }
+    kernel_vjp_reduce(ws, per_thread, used, K, P, O, true, dk, acc);
+    return NB_OK;
+}
+
 static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_real *dy, nb_real *dk, bool acc)
 {
+    nb_window wi;
+    if (kernel_vjp_inplace(c, &wi)) return kernel_vjp_inplace_run(n, c, &wi, K, dy, dk, acc);
     conv_split sp;
     const int64_t PO = c->P * c->O;
     if (K > (INT64_MAX / 4) / (PO ? PO : 1)) return nb_fail(NB_ERR_TOO_LARGE, "conv2d: too many seeds");
@@ -498,14 +561,7 @@ static nb_status kernel_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_
             }
         }
     }
-    const int64_t total = K * PO;
-#pragma omp parallel for schedule(static) if (total > NB_PAR_MAP)
-    for (int64_t e = 0; e < total; e++) { /* e = (k, p, o) of dK, from (k, o, p) of the partials if transposed */
-        const int64_t from = transposed ? e / PO * PO + e % O * P + e % PO / O : e;
-        nb_real v = 0;
-        for (int t = 0; t < used; t++) v += ws[(size_t)t * sp.per_thread + (size_t)from];
-        NB_PUT(acc, dk[e], v);
-    }
+    kernel_vjp_reduce(ws, sp.per_thread, used, K, P, O, transposed, dk, acc);
     return NB_OK;
 }
 

@@ -453,8 +453,9 @@ static void kernel_vjp_by_definition(const nb_window *w, int64_t N, int64_t O, c
 /* conv2d's kernel VJP (the op's function, K = 2 seeds, accumulating)
  * against the definition, at 1 and 2 threads (its per-thread partials make
  * the bits a function of the thread count: twice at 2 threads, the same
- * bits): formed
- * transposed where O < 32 and P >= 128 (a 3x3x24 window, 24 channels),
+ * bits). With AVX-512 it reads the windows in place where a window segment
+ * holds 16 values or more (nb_conv_kernel_grad_rows: fw*C, or C with
+ * dilation); else it is a GEMM, formed transposed where O < 32 and P >= 128,
  * else as cols^T dZ. */
 static void kernel_vjp_case(int64_t N, int64_t H, int64_t C, int64_t O, nb_conv2d_opts o)
 {
@@ -511,6 +512,9 @@ static void test_kernel_vjp(void **state)
     kernel_vjp_case(2, 7, 14, 24, same);                                /* P = 126: cols^T dZ */
     kernel_vjp_case(2, 7, 8, 48, same);                                 /* O = 48: cols^T dZ */
     kernel_vjp_case(1, 5, 1, 24, same);                                 /* C = 1, P = 9 */
+    kernel_vjp_case(2, 9, 16, 20, (nb_conv2d_opts){1, 2, NB_PAD_SAME, 0}); /* dilation 2: segments of C */
+    kernel_vjp_case(2, 6, 32, 100, same);  /* segments of 96 (3 x 32), 9 blocks of 11-12 channels */
+    kernel_vjp_case(1, 6, 6, 10, (nb_conv2d_opts){1, 1, NB_PAD_VALID, 0}); /* 18-value segments, one block of 10 */
 }
 
 /* conv2d's input VJP (the op's own function, K = 2 seeds) against the

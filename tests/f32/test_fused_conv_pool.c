@@ -117,6 +117,7 @@ static void test_fused_equals_conv_then_pool(void **state)
     compare(false, 3, 13, 11, 1, 6, 2, 2); /* no ReLU, one channel, rows left over (11x9 -> 5x4) */
     compare(true, 2, 14, 14, 4, 5, 3, 1);  /* window 3, one thread */
     compare(true, 1, 30, 30, 2, 4, 4, 2);  /* window 4, 7 pooled rows in bands */
+    compare(true, 3, 12, 12, 8, 24, 2, 2); /* C = 8: the kernel VJP reads its windows in place (segments of 24) */
 }
 
 /* The builder's fusion: only a conv2d that is the graph's last node, and
