@@ -296,8 +296,9 @@ bool nb_conv_inplace_usable(const nb_window *w, int64_t O, int64_t m, bool bias)
 {
 #ifdef NB_HAVE_SGEMM_AVX512
     const int64_t P = (int64_t)w->fh * w->fw * w->C;
-    return O > 0 && P > 0 && windows_inside(w) &&
-           nb_gemm_kernel_for(false, false, m, O, P, bias ? 1 : 0) == NB_GEMM_AVX512;
+    (void)bias;
+    return O > 0 && P > 0 && windows_inside(w) && nb_sgemm_avx512_usable() &&
+           nb_gemm_inplace_allowed(false, false, m, O, P);
 #else
     (void)w, (void)O, (void)m, (void)bias;
     return false;
@@ -334,8 +335,8 @@ bool nb_conv_kernel_grad_usable(const nb_window *w, int64_t O, int64_t m)
 {
 #ifdef NB_HAVE_SGEMM_AVX512
     const int64_t P = (int64_t)w->fh * w->fw * w->C, seg = w->dilation == 1 ? (int64_t)w->fw * w->C : w->C;
-    return O > 0 && P > 0 && seg >= 16 && windows_inside(w) &&
-           nb_gemm_kernel_for(true, false, O, P, m, 1) == NB_GEMM_AVX512;
+    return O > 0 && P > 0 && seg >= 16 && windows_inside(w) && nb_sgemm_avx512_usable() &&
+           nb_gemm_inplace_allowed(true, false, O, P, m);
 #else
     (void)w, (void)O, (void)m;
     return false;

@@ -82,8 +82,10 @@ void nb_gemm_class_key(int cls, char out[32])
 
 /* A policy word: auto, fixed or a kernel's name (two spellings each for
  * the portable kernel and OpenBLAS); -3 when it is none of them. */
-static int policy_word(const char *w, size_t n)
+static int policy_word(const char *w, size_t n, bool *only)
 {
+    *only = n > 5 && !strncmp(w + n - 5, "-only", 5);
+    if (*only) n -= 5;
     static const struct {
         const char *word;
         int policy;
@@ -91,7 +93,8 @@ static int policy_word(const char *w, size_t n)
                  {"portable", NB_GEMM_PORTABLE}, {"openblas", NB_GEMM_OPENBLAS}, {"blas", NB_GEMM_OPENBLAS},
                  {"avx512", NB_GEMM_AVX512},     {"rows", NB_GEMM_ROWS}};
     for (size_t i = 0; i < sizeof WORDS / sizeof WORDS[0]; i++)
-        if (strlen(WORDS[i].word) == n && !strncmp(WORDS[i].word, w, n)) return WORDS[i].policy;
+        if (strlen(WORDS[i].word) == n && !strncmp(WORDS[i].word, w, n))
+            return *only && WORDS[i].policy < 0 ? -3 : WORDS[i].policy; /* "auto-only": no word */
     return -3;
 }
 
@@ -117,33 +120,44 @@ static void complain(char prob[160], const char *what, const char *w, size_t n)
 
 /* spec: ITEM[,ITEM...], ITEM = WORD or CLASS=WORD; a bare WORD sets every
  * class, CLASS=WORD one class (later items win). Into pol, and what was
- * not understood into prob ("" when all was). */
-static void parse_spec_into(const char *spec, int8_t pol[NB_GEMM_NCLASSES], char prob[160])
+ * not understood into prob ("" when all was). Into inplace, whether the
+ * in-place convolutions may run for the class (nb_gemm_inplace_allowed):
+ * yes for auto, fixed and avx512; for another kernel named in NB_GEMM, no;
+ * for one a checkpoint names (followed), yes unless written KERNEL-only
+ * (nb_gemm_choices_spec writes a kernel NB_GEMM named so, and a measured one
+ * plain: the measurement chose among GEMM kernels, not against the
+ * in-place paths). */
+static void parse_spec_into(const char *spec, bool followed, int8_t pol[NB_GEMM_NCLASSES],
+                            bool inplace[NB_GEMM_NCLASSES], char prob[160])
 {
     prob[0] = 0;
-    for (int c = 0; c < NB_GEMM_NCLASSES; c++) pol[c] = POLICY_AUTO;
+    for (int c = 0; c < NB_GEMM_NCLASSES; c++) pol[c] = POLICY_AUTO, inplace[c] = true;
     for (const char *p = spec; p && *p;) {
         const char *end = strchr(p, ','), *eq;
         const size_t n = end ? (size_t)(end - p) : strlen(p);
         eq = memchr(p, '=', n);
+        bool only;
         if (!eq) {
-            const int w = policy_word(p, n);
+            const int w = policy_word(p, n, &only);
             if (w == -3) complain(prob, "unknown kernel", p, n);
             else
-                for (int c = 0; c < NB_GEMM_NCLASSES; c++) pol[c] = (int8_t)w;
+                for (int c = 0; c < NB_GEMM_NCLASSES; c++)
+                    pol[c] = (int8_t)w, inplace[c] = w < 0 || w == NB_GEMM_AVX512 || (followed && !only);
         } else {
-            const int c = class_word(p, (size_t)(eq - p)), w = policy_word(eq + 1, n - (size_t)(eq + 1 - p));
+            const int c = class_word(p, (size_t)(eq - p)), w = policy_word(eq + 1, n - (size_t)(eq + 1 - p), &only);
             if (c < 0) complain(prob, "unknown class", p, (size_t)(eq - p));
             else if (w == -3) complain(prob, "unknown kernel", eq + 1, n - (size_t)(eq + 1 - p));
-            else pol[c] = (int8_t)w;
+            else pol[c] = (int8_t)w, inplace[c] = w < 0 || w == NB_GEMM_AVX512 || (followed && !only);
         }
         p = end ? end + 1 : p + n;
     }
 }
 
+static bool inplace_ok[NB_GEMM_NCLASSES];
+
 static void parse_spec(const char *spec)
 {
-    parse_spec_into(spec, policy, problem);
+    parse_spec_into(spec, false, policy, inplace_ok, problem);
 }
 
 static void init(void)
@@ -152,6 +166,12 @@ static void init(void)
     for (int c = 0; c < NB_GEMM_NCLASSES; c++)
         nb_gemm_class_key(c, class_keys[c]);
     parse_spec(getenv("NB_GEMM"));
+}
+
+bool nb_gemm_inplace_allowed(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
+{
+    call_once(&init_once, init);
+    return inplace_ok[nb_gemm_class_of(ta, tb, M, N, K)];
 }
 
 const char *nb_gemm_spec_problem(void)
@@ -188,11 +208,13 @@ int nb_gemm_follow(const char *spec)
     for (int c = 0; c < NB_GEMM_NCLASSES; c++)
         if (policy[c] != POLICY_AUTO) return 0; /* an explicit NB_GEMM wins */
     int8_t pol[NB_GEMM_NCLASSES];
+    bool inplace[NB_GEMM_NCLASSES];
     char prob[160];
-    parse_spec_into(spec, pol, prob);
+    parse_spec_into(spec, true, pol, inplace, prob);
     if (prob[0]) /* (a checkpoint of another build or CPU: measure here rather than half-follow it) */
         return nb_set_error(NB_ERR_ARG, "GEMM kernels '%.60s': %s", spec, prob + strlen("NB_GEMM: ")), -1;
     memcpy(policy, pol, sizeof policy);
+    memcpy(inplace_ok, inplace, sizeof inplace_ok);
     for (int c = 0; c < NB_GEMM_NCLASSES; c++) atomic_store(&used[c], false);
     memset(info, 0, sizeof info);
     return 1;
@@ -378,7 +400,7 @@ size_t nb_gemm_choices_spec(char *out, size_t n)
             nb_gemm_class_key(c, key);
             /* auto: what was measured; a named kernel: itself (where it cannot run, fixed decides anyway) */
             const nb_gemm_kernel k = p == POLICY_AUTO ? info[c].kernel : (nb_gemm_kernel)p;
-            w = snprintf(item, sizeof item, ",%s=%s", key, nb_gemm_kernel_name(k));
+            w = snprintf(item, sizeof item, ",%s=%s%s", key, nb_gemm_kernel_name(k), inplace_ok[c] ? "" : "-only");
         }
         if (n > 0 && len < n - 1) snprintf(out + len, n - len, "%s", item);
         len += (size_t)w;

@@ -65,6 +65,14 @@ void nb_gemm_class_key(int cls, char out[32]);
  * Thread-safe; a class is decided once, and a thread that meets a class
  * being measured waits for the decision. */
 nb_gemm_kernel nb_gemm_kernel_for(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, nb_real beta);
+/* Whether kernels that compute a product of this class with the AVX-512
+ * GEMM's tiles but without its packing (the in-place convolutions of
+ * conv_avx512.c) may: unless NB_GEMM names another kernel for the class
+ * (or a followed checkpoint does, as KERNEL-only). Not a measurement: an
+ * im2col and a packing saved are worth more than the few percent between
+ * GEMM kernels, so where the CPU has AVX-512 the in-place paths run by
+ * shape alone, the same in every process and in a resumption. */
+bool nb_gemm_inplace_allowed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K);
 #define NB_GEMM_MARGIN 0.05
 /* A measurement: the median seconds of one trial per kernel (0 where a
  * kernel was not a candidate, or was dropped after the first round for
@@ -170,10 +178,8 @@ void nb_pad_band(const nb_window *w, const nb_real *x, int64_t r0, int64_t r1, n
  * (no copy, no packing of A), the bias and a ReLU applied at its stores.
  * Y = bias + im2col(x) Kmat (then relu) is that GEMM's bit for bit.
  * nb_conv_inplace_usable: whether this build and CPU can, the windows lie
- * inside the image (no padding read), and the GEMM of the same product
- * (m x O x fh*fw*C, B not transposed, beta 1 with a bias) runs the AVX-512
- * kernel by its class's choice (measured, or NB_GEMM), so the choice stays
- * the kernels layer's. The kernel matrix Kmat (P x O) is packed once
+ * inside the image (no padding read), and nb_gemm_inplace_allowed for the
+ * GEMM of the same product (m x O x fh*fw*C, B not transposed). The kernel matrix Kmat (P x O) is packed once
  * (nb_conv_inplace_packed_reals reals, 64-byte aligned for speed), then
  * nb_conv_inplace_rows writes output rows [r0, r1) of one image x into y
  * ((r1 - r0) * OW pixels x O, row-major). bias may be NULL. */
@@ -188,9 +194,8 @@ void nb_conv_inplace_rows(const nb_window *w, int64_t O, const nb_real *x, const
  * the P x O kernel matrix transposed) += dz^T im2col(x), dz the rows'
  * gradient (rows*OW x O). nb_conv_kernel_grad_usable: whether this build and
  * CPU can, the windows lie inside the image, a window segment holds at
- * least 16 values (fw*C, or C with dilation) and the GEMM it replaces
- * (dK^T = dZ^T cols: O x P x m, A transposed) runs the AVX-512 kernel by
- * its class's choice, as nb_conv_inplace_usable. */
+ * least 16 values (fw*C, or C with dilation) and nb_gemm_inplace_allowed
+ * for the GEMM it replaces (dK^T = dZ^T cols: O x P x m, A transposed). */
 bool nb_conv_kernel_grad_usable(const nb_window *w, int64_t O, int64_t m);
 void nb_conv_kernel_grad_rows(const nb_window *w, int64_t O, const nb_real *x, const nb_real *dz, int64_t rows,
                               nb_real *dkt);

@@ -417,6 +417,49 @@ static void test_follow(void **state)
     nb_gemm_select_reset(NULL, NULL, NULL);
 }
 
+/* nb_gemm_inplace_allowed: the in-place convolutions run under auto, fixed
+ * and avx512 whatever was measured; not where NB_GEMM names another kernel,
+ * which the checkpoint's spec keeps as KERNEL-only, so that following it
+ * decides as the run it came from did; a measured kernel is written plain
+ * and followed with the in-place paths allowed. */
+static void test_inplace_allowed(void **state)
+{
+    (void)state;
+    char key[32], spec[96], back[96];
+    const int cls = nb_gemm_class_of(false, false, 784, 24, 216);
+    nb_gemm_class_key(cls, key);
+    for (int i = 0; i < 3; i++) {
+        nb_gemm_select_reset((const char *[]){"auto", "fixed", "avx512"}[i], NULL, NULL);
+        assert_true(nb_gemm_inplace_allowed(false, false, 784, 24, 216));
+    }
+    nb_gemm_select_reset("builtin", NULL, NULL);
+    assert_false(nb_gemm_inplace_allowed(false, false, 784, 24, 216));
+    assert_int_equal(nb_gemm_kernel_for(false, false, 784, 24, 216, 0), NB_GEMM_PORTABLE);
+    nb_gemm_choices_spec(back, sizeof back);
+    snprintf(spec, sizeof spec, "fixed,%s=builtin-only", key);
+    assert_string_equal(back, spec);
+    nb_gemm_select_reset("auto", NULL, NULL);
+    assert_int_equal(nb_gemm_follow(spec), 1);
+    assert_false(nb_gemm_inplace_allowed(false, false, 784, 24, 216)); /* as the run it resumes */
+    assert_true(nb_gemm_inplace_allowed(true, false, 784, 24, 216));   /* another class */
+    assert_int_equal(nb_gemm_kernel_for(false, false, 784, 24, 216, 0), NB_GEMM_PORTABLE);
+    nb_gemm_choices_spec(back, sizeof back);
+    assert_string_equal(back, spec); /* and its checkpoint says the same */
+    snprintf(spec, sizeof spec, "fixed,%s=builtin", key); /* as a measured choice is written */
+    nb_gemm_select_reset("auto", NULL, NULL);
+    assert_int_equal(nb_gemm_follow(spec), 1);
+    assert_true(nb_gemm_inplace_allowed(false, false, 784, 24, 216));
+    assert_int_equal(nb_gemm_kernel_for(false, false, 784, 24, 216, 0), NB_GEMM_PORTABLE);
+    snprintf(spec, sizeof spec, "%s=openblas-only", key); /* NB_GEMM may say it too */
+    nb_gemm_select_reset(spec, NULL, NULL);
+    assert_null(nb_gemm_spec_problem());
+    assert_false(nb_gemm_inplace_allowed(false, false, 784, 24, 216));
+    nb_gemm_select_reset("auto-only", NULL, NULL);
+    assert_non_null(nb_gemm_spec_problem());
+    assert_non_null(strstr(nb_gemm_spec_problem(), "unknown kernel 'auto-only'"));
+    nb_gemm_select_reset(NULL, NULL, NULL);
+}
+
 /* nb_gemm_choices_spec: another process given it runs the same kernels. */
 static void test_choices_spec(void **state)
 {
@@ -574,7 +617,7 @@ int main(void)
         cmocka_unit_test(test_concurrent),   cmocka_unit_test(test_pick),
         cmocka_unit_test(test_measured_choice), cmocka_unit_test(test_fixed_and_named),
         cmocka_unit_test(test_choices_spec),
-        cmocka_unit_test(test_follow),
+        cmocka_unit_test(test_follow),        cmocka_unit_test(test_inplace_allowed),
         cmocka_unit_test(test_spec_problems), cmocka_unit_test(test_class_keys),
         cmocka_unit_test(test_decided_once), cmocka_unit_test(test_auto_real),
     };
