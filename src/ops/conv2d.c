@@ -718,6 +718,131 @@ static nb_status input_vjp_inplace(nb_node *n, const conv_plan *c, const nb_wind
     return NB_OK;
 }
 
+/* The input VJP of a strided convolution as s*s stride-1 convolutions,
+ * read in place (no dcols GEMM, no col2im). With stride s (dilation 1),
+ * the input pixels h with (h + pt) mod s = a receive only the taps
+ * p = a + s t (t < Ta = ceil((fh - a)/s)): writing h = h0 + s v (h0 the
+ * first such h >= 0) and u0 = (h0 + pt - a)/s,
+ *   dX[h0 + s v] = sum_t dZ[u0 + v - t] k[a + s t],
+ * a stride-1 convolution of dZ with the sub-kernel flipped (tap t' =
+ * Ta-1-t), padding Ta-1-u0 (negative: the windows start inside dZ), C and O
+ * swapped; in two dimensions one such convolution per parity class (a, b),
+ * each giving a sub-grid of dX (every s-th row and column) that no other
+ * class touches. A class without taps (a 1x1 kernel at stride 2: three of
+ * its four classes) gets no gradient. Each class runs nb_conv_inplace_rows
+ * over a zero-bordered copy of dZ into a buffer, scattered into its
+ * sub-grid. Its sums differ from the lowering's in the last bits, so, as
+ * for stride 1, the choice is by shape alone. */
+enum { MAX_STRIDE_CLASSES = 16 }; /* strides up to 4 */
+
+typedef struct {
+    nb_window w;    /* the class's stride-1 convolution over dZ (C = O in, the input's C out) */
+    int64_t h0, w0; /* its first input pixel */
+    int a, b;       /* its parities: taps p = a + s t, q = b + s t' */
+    bool empty;     /* no taps or no pixels: no gradient */
+} stride_class;
+
+static stride_class stride_class_make(const nb_window *w, int64_t O, int a, int b)
+{
+    const int s = w->stride;
+    const int Ta = a < w->fh ? (w->fh - a + s - 1) / s : 0, Tb = b < w->fw ? (w->fw - b + s - 1) / s : 0;
+    stride_class sc = {.a = a, .b = b};
+    sc.h0 = ((a - w->pad_top) % s + s) % s, sc.w0 = ((b - w->pad_left) % s + s) % s;
+    const int64_t nu = sc.h0 < w->H ? (w->H - sc.h0 + s - 1) / s : 0, nv = sc.w0 < w->W ? (w->W - sc.w0 + s - 1) / s : 0;
+    const int64_t u0 = (sc.h0 + w->pad_top - a) / s, v0 = (sc.w0 + w->pad_left - b) / s;
+    sc.empty = Ta == 0 || Tb == 0 || nu == 0 || nv == 0;
+    sc.w = (nb_window){w->OH, w->OW, O, nu, nv, Ta > 0 ? Ta : 1, Tb > 0 ? Tb : 1, 1, 1,
+                       (int)(Ta - 1 - u0), (int)(Tb - 1 - v0)};
+    return sc;
+}
+
+/* The classes of a convolution whose input VJP runs strided (into cls,
+ * their count), or 0: stride 2..4, dilation 1, C >= 2, no fused ReLU or
+ * pool (their dZ is mostly zero: the sparse product wins), every class's
+ * window usable in place. */
+static int stride_classes(const nb_node *n, const conv_plan *c, stride_class cls[MAX_STRIDE_CLASSES])
+{
+    const nb_window *w = &c->w;
+    const int s = w->stride;
+    if (s < 2 || s > 4 || w->dilation != 1 || w->C < 2 || c->pooled || conv_at(n)->fused_relu) return 0;
+    for (int a = 0; a < s; a++)
+        for (int b = 0; b < s; b++) {
+            stride_class *sc = &cls[a * s + b];
+            *sc = stride_class_make(w, c->O, a, b);
+            if (sc->empty) continue;
+            const nb_window whole = nb_window_padded_band(&sc->w, 0, sc->w.OH);
+            if (!nb_conv_inplace_usable(&whole, w->C, sc->w.OH * sc->w.OW, false)) return 0;
+        }
+    return s * s;
+}
+
+/* dX[k*N + i] (+)= the classes' convolutions of dZ[k, i], scattered. */
+static nb_status input_vjp_strided(nb_node *n, const conv_plan *c, const stride_class *cls, int ncls, int64_t K,
+                                   const nb_real *dy, nb_real *dx, bool acc)
+{
+    const nb_window *w = &c->w;
+    const int64_t C = w->C, O = c->O, s = w->stride, img = w->H * w->W * C, zimg = w->OH * w->OW * O;
+    int64_t pad = 0, out = 0, packed_at[MAX_STRIDE_CLASSES], packed_total = 0, kr_reals = 0;
+    for (int k = 0; k < ncls; k++) {
+        packed_at[k] = packed_total;
+        if (cls[k].empty) continue;
+        const nb_window whole = nb_window_padded_band(&cls[k].w, 0, cls[k].w.OH);
+        const int64_t pr = (whole.H * whole.W * O + 15) / 16 * 16, orr = (cls[k].w.OH * cls[k].w.OW * C + 15) / 16 * 16;
+        pad = pr > pad ? pr : pad, out = orr > out ? orr : out;
+        packed_total += (nb_conv_inplace_packed_reals(&cls[k].w, C) + 15) / 16 * 16;
+        const int64_t kr = (int64_t)cls[k].w.fh * cls[k].w.fw * O * C;
+        kr_reals = kr > kr_reals ? kr : kr_reals;
+    }
+    const int64_t T = nb_max_team(), per_thread = pad + out;
+    if (per_thread > (INT64_MAX / 8 - packed_total - kr_reals) / T)
+        return nb_fail(NB_ERR_TOO_LARGE, "conv2d: input gradient buffers too large");
+    nb_real *ws = nb_node_workspace(n, (size_t)(T * per_thread + kr_reals + packed_total + 16) * sizeof(nb_real));
+    if (!ws) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the input gradient");
+    nb_real *kr = ws + T * per_thread, *packed = (nb_real *)(((uintptr_t)(kr + kr_reals) + 63) & ~(uintptr_t)63);
+    const nb_real *k = n->in[1]->value.data;
+    for (int q = 0; q < ncls; q++) { /* kr[(t', u', o), c] = k[a + s (Ta-1-t'), b + s (Tb-1-u'), c, o] */
+        const stride_class *sc = &cls[q];
+        if (sc->empty) continue;
+        const int Ta = sc->w.fh, Tb = sc->w.fw;
+        for (int tp = 0; tp < Ta; tp++)
+            for (int tq = 0; tq < Tb; tq++) {
+                const int64_t p = sc->a + s * (Ta - 1 - tp), qq = sc->b + s * (Tb - 1 - tq);
+                for (int64_t o = 0; o < O; o++)
+                    for (int64_t ch = 0; ch < C; ch++)
+                        kr[(((int64_t)tp * Tb + tq) * O + o) * C + ch] = k[((p * w->fw + qq) * C + ch) * O + o];
+            }
+        nb_conv_inplace_pack(&sc->w, C, kr, packed + packed_at[q]);
+    }
+    const int64_t total = K * c->N;
+#pragma omp parallel
+    {
+        int64_t u0, u1;
+        thread_range(total * ncls, &u0, &u1);
+        nb_real *padbuf = ws + nb_thread_id() * per_thread, *res = padbuf + pad;
+        for (int64_t u = u0; u < u1; u++) {
+            const int64_t i = u / ncls;
+            const stride_class *sc = &cls[u % ncls];
+            nb_real *dxi = dx + i * img;
+            const int64_t nu = sc->empty ? 0 : sc->w.OH, nv = sc->empty ? 0 : sc->w.OW;
+            if (sc->empty) { /* no taps reach these pixels */
+                for (int64_t h = sc->h0; !acc && h < w->H; h += s)
+                    for (int64_t v = sc->w0; v < w->W; v += s) memset(dxi + (h * w->W + v) * C, 0, (size_t)C * sizeof(nb_real));
+                continue;
+            }
+            const nb_window band = nb_window_padded_band(&sc->w, 0, nu);
+            nb_pad_band(&sc->w, dy + i * zimg, 0, nu, padbuf);
+            nb_conv_inplace_rows(&band, C, padbuf, packed + packed_at[u % ncls], NULL, false, 0, nu, res);
+            for (int64_t a = 0; a < nu; a++)
+                for (int64_t b = 0; b < nv; b++) {
+                    nb_real *d = dxi + ((sc->h0 + s * a) * w->W + sc->w0 + s * b) * C;
+                    const nb_real *r = res + (a * nv + b) * C;
+                    for (int64_t ch = 0; ch < C; ch++) NB_PUT(acc, d[ch], r[ch]);
+                }
+        }
+    }
+    return NB_OK;
+}
+
 /* The input VJP for single-channel images (C = 1, the first layer of a
  * grayscale network). Here P = fh*fw is tiny (9) and dcols = dZ Kmat^T
  * would be a GEMM with N = 9 columns, most of every register tile wasted.
@@ -798,6 +923,9 @@ static nb_status conv2d_vjp(nb_node *n, int which, int64_t K, const nb_real *dy,
     nb_window t;
     if (which == 0 && c.w.C == 1) return input_vjp_single_channel(n, &c, K, dy, dx, acc);
     if (which == 0 && transposed_window(n, &c, &t)) return input_vjp_inplace(n, &c, &t, K, dy, dx, acc);
+    stride_class cls[MAX_STRIDE_CLASSES];
+    const int ncls = which == 0 ? stride_classes(n, &c, cls) : 0;
+    if (ncls) return input_vjp_strided(n, &c, cls, ncls, K, dy, dx, acc);
     if (which == 0) return input_vjp(n, &c, K, dy, dx, acc);
     if (which == 1) return kernel_vjp(n, &c, K, dy, dx, acc);
     return bias_vjp(n, &c, K, dy, dx, acc);

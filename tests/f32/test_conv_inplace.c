@@ -518,12 +518,14 @@ static void test_kernel_vjp(void **state)
 }
 
 /* conv2d's input VJP (the op's own function, K = 2 seeds) against the
- * definition, as the kernels choose it (NB_GEMM=fixed: read in place where
- * the stride is 1) and with the lowering (NB_GEMM=builtin: no in-place
- * rows): within float rounding of the terms' magnitudes, the same bits at 1
- * and 2 threads, accumulating onto what dx holds, NaN in dZ reaching only
- * the pixels whose windows hold it. Stride 2, explicit padding wider than
- * the window and C = 1 keep the lowering (same checks). */
+ * definition, as the kernels choose it (NB_GEMM=fixed: read in place, as
+ * one convolution at stride 1 and as one per parity class at strides 2-4)
+ * and with the lowering (NB_GEMM=builtin: no in-place rows): within float
+ * rounding of the terms' magnitudes, the same bits at 1 and 2 threads,
+ * accumulating onto what dx holds and (once more in place) overwriting what
+ * it holds, NaN in dZ reaching only the pixels whose windows hold it.
+ * Dilation with a stride, explicit padding wider than the window and C = 1
+ * keep the lowering (same checks). */
 static void input_vjp_case(int64_t N, int64_t H, int64_t W, int64_t C, int64_t O, int fh, int fw,
                            nb_conv2d_opts o)
 {
@@ -546,29 +548,30 @@ static void input_vjp_case(int64_t N, int64_t H, int64_t W, int64_t C, int64_t O
         nb_window_dim(H, fh, o.stride, o.dilation, o.padding, &w.pad_top);
         nb_window_dim(W, fw, o.stride, o.dilation, o.padding, &w.pad_left);
     }
-    float *dz = malloc((size_t)(K * zsize + 1) * sizeof(float)), *dx[3];
+    float *dz = malloc((size_t)(K * zsize + 1) * sizeof(float)), *dx[4];
     double *want = malloc((size_t)(img + 1) * sizeof(double)), *mag = malloc((size_t)(img + 1) * sizeof(double));
-    for (int v = 0; v < 3; v++) dx[v] = malloc((size_t)(K * N * img + 1) * sizeof(float));
-    assert_true(dz && want && mag && dx[0] && dx[1] && dx[2]);
+    for (int v = 0; v < 4; v++) dx[v] = malloc((size_t)(K * N * img + 1) * sizeof(float));
+    assert_true(dz && want && mag && dx[0] && dx[1] && dx[2] && dx[3]);
     for (int64_t e = 0; e < K * zsize; e++) dz[e] = uniform();
     if (N > 0) /* seed 1, the last image, its centre pixel (whose windows hold image pixels) */
         dz[K * zsize - zimg + (w.OH / 2 * w.OW + w.OW / 2) * O] = NAN;
-    const char *spec[3] = {"fixed", "fixed", "builtin"};
-    for (int v = 0; v < 3; v++) { /* in place at 1 and 2 threads, then the lowering */
+    const char *spec[4] = {"fixed", "fixed", "builtin", "fixed"};
+    const float before[4] = {0.25f, 0.25f, 0.25f, 0}; /* what each check subtracts */
+    for (int v = 0; v < 4; v++) { /* in place at 1 and 2 threads, the lowering, in place overwriting */
         nb_set_num_threads(v == 1 ? 2 : 1);
         nb_gemm_select_reset(spec[v], NULL, NULL);
-        for (int64_t e = 0; e < K * N * img; e++) dx[v][e] = 0.25f; /* accumulated onto */
-        assert_int_equal(y->op->vjp(y, 0, K, dz, dx[v], true), NB_OK);
+        for (int64_t e = 0; e < K * N * img; e++) dx[v][e] = v < 3 ? 0.25f : 7.0f; /* accumulated onto, or not */
+        assert_int_equal(y->op->vjp(y, 0, K, dz, dx[v], v < 3), NB_OK);
     }
     nb_gemm_select_reset("fixed", NULL, NULL);
     nb_set_num_threads(0);
     assert_memory_equal(dx[0], dx[1], (size_t)(K * N * img) * sizeof(float));
-    int64_t nans = 0, nonzero = 0;
+    int64_t nans = 0, nonzero = 0, reached = 0;
     for (int64_t s = 0; s < K * N; s++) {
         input_vjp_by_definition(&w, O, nb_value(kn)->data, dz + s * zimg, want, mag);
         for (int64_t e = 0; e < img; e++)
-            for (int v = 0; v < 3; v += 2) {
-                const float got = dx[v][s * img + e] - 0.25f;
+            for (int v = 0; v < 4; v += v == 0 ? 2 : 1) {
+                const float got = dx[v][s * img + e] - before[v];
                 if (isnan(want[e])) {
                     assert_true(isnan(got));
                     nans += v == 0;
@@ -576,12 +579,14 @@ static void input_vjp_case(int64_t N, int64_t H, int64_t W, int64_t C, int64_t O
                 }
                 assert_false(isnan(got));
                 nonzero += v == 0 && got != 0;
+                reached += v == 0 && mag[e] != 0;
                 assert_true(fabs(got - want[e]) <= 2e-6 * mag[e] + 1e-6);
             }
     }
     if (N > 0) assert_true(nans > 0 && nans <= (int64_t)fh * fw * C); /* its windows' pixels only */
-    if (N > 0) assert_true(nonzero > K * N * img / 2);
-    for (int v = 0; v < 3; v++) free(dx[v]);
+    /* not all zero: at a stride past the window, pixels no window reads have none */
+    if (N > 0) assert_true(5 * reached >= K * N * img && nonzero > reached / 2);
+    for (int v = 0; v < 4; v++) free(dx[v]);
     free(dz), free(want), free(mag);
     nb_graph_free(g);
 }
@@ -600,7 +605,13 @@ static void test_input_vjp_inplace(void **state)
     input_vjp_case(2, 9, 10, 3, 9, 3, 3, (nb_conv2d_opts){1, 2, NB_PAD_SAME, 0});     /* dilation 2 */
     input_vjp_case(2, 8, 9, 2, 7, 3, 3, (nb_conv2d_opts){1, 1, NB_PAD_EXPLICIT, 1}); /* padding 1 */
     input_vjp_case(1, 4, 5, 2, 3, 3, 3, (nb_conv2d_opts){1, 1, NB_PAD_EXPLICIT, 3}); /* wider: lowering */
-    input_vjp_case(2, 9, 9, 3, 24, 3, 3, (nb_conv2d_opts){2, 1, NB_PAD_SAME, 0});    /* stride 2: lowering */
+    input_vjp_case(2, 9, 9, 3, 24, 3, 3, (nb_conv2d_opts){2, 1, NB_PAD_SAME, 0});    /* stride 2, odd: pt = 1 */
+    input_vjp_case(2, 28, 28, 24, 48, 3, 3, (nb_conv2d_opts){2, 1, NB_PAD_SAME, 0});  /* the ResNet's: pt = 0 */
+    input_vjp_case(2, 8, 10, 24, 48, 1, 1, (nb_conv2d_opts){2, 1, NB_PAD_VALID, 0});  /* 1x1: 3 classes empty */
+    input_vjp_case(1, 10, 11, 5, 7, 2, 2, (nb_conv2d_opts){3, 1, NB_PAD_VALID, 0});   /* stride 3 > window */
+    input_vjp_case(2, 9, 8, 4, 10, 3, 3, (nb_conv2d_opts){2, 1, NB_PAD_EXPLICIT, 1}); /* PyTorch's padding 1 */
+    input_vjp_case(1, 13, 13, 3, 5, 5, 5, (nb_conv2d_opts){4, 1, NB_PAD_SAME, 0});    /* stride 4, 16 classes */
+    input_vjp_case(1, 9, 9, 3, 5, 3, 3, (nb_conv2d_opts){2, 2, NB_PAD_SAME, 0});      /* with dilation: lowering */
     input_vjp_case(2, 8, 8, 1, 24, 3, 3, same);                       /* C = 1: its own path */
     input_vjp_case(0, 8, 8, 3, 24, 3, 3, same);                       /* batch 0 */
 }
