@@ -25,21 +25,23 @@ uint64_t nb_hash_bytes(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-/* Every rank's 8 bytes into a new array (NULL on failure, *s set). */
-static uint64_t *gather_all(const nb_comm *c, uint64_t mine, const char *who, nb_status *s)
+nb_status nb_comm_gather_u64(const nb_comm *c, uint64_t mine, const char *who, nb_comm_gathered *g)
 {
-    uint64_t *all = calloc((size_t)c->size, sizeof *all);
-    if (!all) {
-        *s = nb_set_error(NB_ERR_NOMEM, "%s: out of memory", who);
-        return NULL;
-    }
-    if ((*s = c->allgather(&mine, sizeof mine, all, c->user))) {
+    g->all = c->size <= NB_COMM_STACK_RANKS ? g->stack : calloc((size_t)c->size, sizeof *g->all);
+    if (!g->all) return nb_set_error(NB_ERR_NOMEM, "%s: out of memory", who);
+    nb_status s = c->allgather(&mine, sizeof mine, g->all, c->user);
+    if (s) {
         const char *m = nb_last_error();
-        nb_set_error(*s, "%s: comparing the ranks failed%s%s", who, m && *m ? ": " : "", m ? m : "");
-        free(all);
-        return NULL;
+        nb_set_error(s, "%s: comparing the ranks failed%s%s", who, m && *m ? ": " : "", m ? m : "");
+        nb_comm_gathered_free(g);
     }
-    return all;
+    return s;
+}
+
+void nb_comm_gathered_free(nb_comm_gathered *g)
+{
+    if (g->all != g->stack) free(g->all);
+    g->all = NULL;
 }
 
 nb_status nb_comm_any_failed(const nb_comm *c, nb_status mine, const char *who)
@@ -48,10 +50,11 @@ nb_status nb_comm_any_failed(const nb_comm *c, nb_status mine, const char *who)
     char msg[512];
     snprintf(msg, sizeof msg, "%s", mine ? nb_last_error() : "");
     nb_status s = NB_OK;
-    uint64_t *all = gather_all(c, (uint64_t)mine, who, &s);
-    for (int r = 0; all && r < c->size && !s && !mine; r++)
-        if (all[r]) s = nb_set_error(NB_ERR_ARG, "%s: rank %d failed (its own message says why)", who, r);
-    free(all);
+    nb_comm_gathered g;
+    s = nb_comm_gather_u64(c, (uint64_t)mine, who, &g);
+    for (int r = 0; g.all && r < c->size && !s && !mine; r++)
+        if (g.all[r]) s = nb_set_error(NB_ERR_ARG, "%s: rank %d failed (its own message says why)", who, r);
+    nb_comm_gathered_free(&g);
     if (mine) return nb_set_error(mine, "%s", msg);
     return s;
 }
@@ -60,10 +63,11 @@ nb_status nb_comm_same_hash(const nb_comm *c, uint64_t h, const char *who, const
 {
     if (!c || c->size < 2) return NB_OK;
     nb_status s = NB_OK;
-    uint64_t *all = gather_all(c, h, who, &s);
-    for (int r = 1; all && r < c->size && !s; r++)
-        if (all[r] != all[0])
+    nb_comm_gathered g;
+    s = nb_comm_gather_u64(c, h, who, &g);
+    for (int r = 1; g.all && r < c->size && !s; r++)
+        if (g.all[r] != g.all[0])
             s = nb_set_error(NB_ERR_ARG, "%s: rank %d's %s differ from rank 0's: %s", who, r, what, hint);
-    free(all);
+    nb_comm_gathered_free(&g);
     return s;
 }

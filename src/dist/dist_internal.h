@@ -62,6 +62,7 @@ typedef struct nb_grad_allreduce {
     int rank, size;
     int64_t L;      /* trainable values */
     nb_real *flat;  /* L values (the sum); (1 + size) x L without comm->allreduce */
+    double *all_stats; /* size x 3: every rank's status, loss sum and correct count (nb_grad_allreduce_stats) */
     double seconds; /* in the exchanges, since init */
     int64_t bytes;  /* sent by this rank since init (a ring allreduce's figure) */
 } nb_grad_allreduce;

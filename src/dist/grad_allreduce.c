@@ -60,16 +60,18 @@ nb_status nb_grad_allreduce_init(nb_grad_allreduce *a, const nb_comm *c, nb_mode
         if (m->params[i]->requires_grad) a->L += m->params[i]->value.size;
     const int64_t copies = c->allreduce ? 1 : 1 + c->size;
     a->flat = malloc((size_t)(a->L * copies > 0 ? a->L * copies : 1) * sizeof(nb_real));
-    if (!a->flat) return nb_fail(NB_ERR_NOMEM, "train: out of memory for the gradient exchange (%lld values)",
-                                 (long long)(a->L * copies));
+    a->all_stats = calloc((size_t)c->size * 3, sizeof(double));
+    if (!a->flat || !a->all_stats)
+        return nb_fail(NB_ERR_NOMEM, "train: out of memory for the gradient exchange (%lld values)",
+                       (long long)(a->L * copies));
     return warm_gradients(m, loss, d, xrow, yrow, seed);
 }
 
 void nb_grad_allreduce_free(nb_grad_allreduce *a)
 {
     if (!a) return;
-    free(a->flat);
-    a->flat = NULL;
+    free(a->flat), free(a->all_stats);
+    a->flat = NULL, a->all_stats = NULL;
 }
 
 void nb_grad_allreduce_share(const nb_grad_allreduce *a, int64_t b, int64_t *lo, int64_t *hi)
@@ -80,16 +82,14 @@ void nb_grad_allreduce_share(const nb_grad_allreduce *a, int64_t b, int64_t *lo,
 
 nb_status nb_grad_allreduce_stats(nb_grad_allreduce *a, nb_status mine, double *loss_sum, double *correct)
 {
-    double send[3] = {(double)mine, *loss_sum, *correct}, *all = calloc((size_t)a->size * 3, sizeof(double));
+    double send[3] = {(double)mine, *loss_sum, *correct}, *all = a->all_stats; /* from init: nothing to fail here */
     char msg[512];
     snprintf(msg, sizeof msg, "%s", mine ? nb_last_error() : "");
-    if (!all) return nb_fail(mine ? mine : NB_ERR_NOMEM, "%s", mine ? msg : "train: out of memory");
     const double t0 = now_seconds();
     nb_status s = a->comm->allgather(send, sizeof send, all, a->comm->user);
     a->seconds += now_seconds() - t0;
     if (s) {
         const char *m = nb_last_error();
-        free(all);
         return nb_fail(s, "train: exchanging the losses between ranks failed%s%s", m && *m ? ": " : "", m ? m : "");
     }
     *loss_sum = 0, *correct = 0;
@@ -98,7 +98,6 @@ nb_status nb_grad_allreduce_stats(nb_grad_allreduce *a, nb_status mine, double *
         if (all[3 * r] != 0 && failed < 0) failed = r;
         *loss_sum += all[3 * r + 1], *correct += all[3 * r + 2];
     }
-    free(all);
     if (mine) return nb_fail(mine, "%s", msg);
     if (failed >= 0) return nb_fail(NB_ERR_ARG, "train: rank %d failed (its own message says why)", failed);
     return NB_OK;
@@ -170,14 +169,10 @@ nb_status nb_grad_allreduce_run(nb_grad_allreduce *a, nb_model *m, int64_t own, 
 nb_status nb_dist_check_weights(const nb_comm *c, const nb_model *m, int epoch)
 {
     if (!c || c->size < 2) return NB_OK;
-    uint64_t h = nb_shards_weight_hash(m), *all = calloc((size_t)c->size, sizeof *all);
-    if (!all) return nb_fail(NB_ERR_NOMEM, "train: out of memory");
-    nb_status s = c->allgather(&h, sizeof h, all, c->user);
-    if (s) {
-        const char *msg = nb_last_error();
-        free(all);
-        return nb_fail(s, "comparing the weights between ranks failed%s%s", msg && *msg ? ": " : "", msg ? msg : "");
-    }
+    nb_comm_gathered g;
+    nb_status s = nb_comm_gather_u64(c, nb_shards_weight_hash(m), "train: comparing the weights between ranks", &g);
+    if (s) return s;
+    const uint64_t *all = g.all;
     for (int r = 1; r < c->size && !s; r++)
         if (all[r] != all[0])
             s = nb_fail(NB_ERR_NUMERIC,
@@ -185,6 +180,6 @@ nb_status nb_dist_check_weights(const nb_comm *c, const nb_model *m, int epoch)
                         "the ranks no longer train the same model; run the same nabla build with the same data "
                         "and options on every rank",
                         epoch + 1, r, (unsigned long long)all[r], (unsigned long long)all[0]);
-    free(all);
+    nb_comm_gathered_free(&g);
     return s;
 }

@@ -372,6 +372,9 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     if (!idx) s = nb_fail(NB_ERR_NOMEM, "train: out of memory");
     if (!s && reproducible) s = nb_shards_new(m, loss, train, opts, xrow, yrow, &sh);
     if (!s && parallel) s = nb_grad_allreduce_init(&dp, opts->comm, m, loss, train, xrow, yrow, opts->seed);
+    /* And again after this rank's own allocations and warm-up passes (none
+     * of them collective): one that failed here says so to all. */
+    if (nb_comm_usable(opts->comm) && opts->comm->size > 1) s = nb_comm_any_failed(opts->comm, s, "train");
     if (s) {
         nb_grad_allreduce_free(&dp);
         free(idx), free(dg.d), free(dg.before);

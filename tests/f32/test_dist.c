@@ -97,6 +97,14 @@ static int same_weights(nb_model *a, nb_model *b)
 }
 
 /* ------------------------------------------------- ranks as threads */
+/* Linked with -Wl,--wrap=malloc,--wrap=calloc (tests/CMakeLists.txt): a
+ * thread (a rank) that sets out_of_memory sees every later allocation fail. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t s);
+static _Thread_local int out_of_memory;
+void *__wrap_malloc(size_t n) { return out_of_memory ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t s) { return out_of_memory ? NULL : __real_calloc(n, s); }
+
 typedef struct {
     int size;
     pthread_barrier_t bar;
@@ -108,6 +116,7 @@ typedef struct {
     int plain;           /* job 0: plain data-parallel training (reproducible 0) */
     int use_allreduce;   /* give the ranks nb_comm.allreduce (else NULL: allgather and a sum) */
     int skew_allreduce;  /* the allreduce hands rank 1 a sum one bit off at the first call */
+    int oom_after;       /* rank 1's allocations fail after its oom_after-th allgather (0: never) */
     const char *spec;    /* job 0: the model (NULL: SPEC) */
     int64_t batch_size;  /* job 0: the global batch (0: BATCH) */
     int epochs;          /* job 0: 0: train_opts()'s */
@@ -129,6 +138,7 @@ typedef struct {
     int jac_case, batch; /* job 2: a Jacobian (jac_cases[jac_case]) at this batch */
     int nan_here;        /* job 2: a NaN input with the numerics check on */
     nb_tensor *J;
+    int allgathers;      /* made so far */
 } rank_ctx;
 
 static nb_status fake_allgather(const void *send, size_t bytes, void *recv, void *user)
@@ -144,6 +154,7 @@ static nb_status fake_allgather(const void *send, size_t bytes, void *recv, void
     if (w->corrupt_hash && bytes == 8 && w->size > 1 && (memcpy(&theirs, (unsigned char *)recv + 8, 8), theirs > 255))
         ((unsigned char *)recv)[8] ^= 1;
     pthread_barrier_wait(&w->bar);
+    if (c->rank == 1 && ++c->allgathers == w->oom_after) out_of_memory = 1;
     return NB_OK;
 }
 
@@ -477,6 +488,27 @@ static void test_plain_ranks_faults(void **state)
         nb_model_free(ctx[0].m), nb_model_free(ctx[1].m);
     }
     nb_dataset_free(&short_y);
+
+    /* Rank 1 runs out of memory right after the agreement before the first
+     * collective (its allocations for training: the permutation, the
+     * gradient exchange, the shards): it says so in the second agreement,
+     * after those allocations, and rank 0 stops there instead of waiting in
+     * the first step's exchange for ever (bad-inputs N11, both modes). */
+    for (int plain = 0; plain < 2; plain++) {
+        w = (world){.plain = plain, .use_allreduce = plain};
+        run_ranks(&w, ctx, 2, &d); /* the allgathers of a run up to its agreement */
+        const int before = ctx[1].allgathers;
+        nb_model_free(ctx[0].m), nb_model_free(ctx[1].m);
+        w = (world){.plain = plain, .use_allreduce = plain, .oom_after = 1};
+        run_ranks(&w, ctx, 2, &d);
+        assert_true(before > 2);
+        assert_int_equal(ctx[0].st, NB_ERR_ARG);
+        assert_string_equal(ctx[0].msg, "train: rank 1 failed (its own message says why)");
+        assert_int_equal(ctx[1].st, NB_ERR_NOMEM);
+        assert_non_null(strstr(ctx[1].msg, "out of memory"));
+        assert_int_equal(ctx[1].allgathers, 2); /* the two agreements, nothing after */
+        nb_model_free(ctx[0].m), nb_model_free(ctx[1].m);
+    }
 
     /* Batchnorm under several ranks: refused on every rank before any
      * collective (bad-inputs N9). */
