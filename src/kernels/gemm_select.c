@@ -154,6 +154,11 @@ static void parse_spec_into(const char *spec, bool followed, int8_t pol[NB_GEMM_
 }
 
 static bool inplace_ok[NB_GEMM_NCLASSES];
+/* A class whose in-place paths were refused here: the product those paths
+ * stand for may never run as a GEMM of this class (the lowering runs other
+ * classes), so nb_gemm_choices_spec writes it from this, as KERNEL-only, and
+ * a resumed run refuses it too. */
+static atomic_bool refused[NB_GEMM_NCLASSES];
 
 static void parse_spec(const char *spec)
 {
@@ -171,7 +176,10 @@ static void init(void)
 bool nb_gemm_inplace_allowed(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
 {
     call_once(&init_once, init);
-    return inplace_ok[nb_gemm_class_of(ta, tb, M, N, K)];
+    const int cls = nb_gemm_class_of(ta, tb, M, N, K);
+    if (inplace_ok[cls]) return true;
+    atomic_store_explicit(&refused[cls], true, memory_order_release);
+    return false;
 }
 
 const char *nb_gemm_spec_problem(void)
@@ -184,7 +192,7 @@ void nb_gemm_select_reset(const char *spec, nb_gemm_trial_fn *trial, void *ctx)
 {
     call_once(&init_once, init);
     parse_spec(spec ? spec : getenv("NB_GEMM"));
-    for (int c = 0; c < NB_GEMM_NCLASSES; c++) atomic_store(&used[c], false);
+    for (int c = 0; c < NB_GEMM_NCLASSES; c++) atomic_store(&used[c], false), atomic_store(&refused[c], false);
     memset(info, 0, sizeof info);
     trial_hook = trial, trial_ctx = ctx;
 }
@@ -215,7 +223,7 @@ int nb_gemm_follow(const char *spec)
         return nb_set_error(NB_ERR_ARG, "GEMM kernels '%.60s': %s", spec, prob + strlen("NB_GEMM: ")), -1;
     memcpy(policy, pol, sizeof policy);
     memcpy(inplace_ok, inplace, sizeof inplace_ok);
-    for (int c = 0; c < NB_GEMM_NCLASSES; c++) atomic_store(&used[c], false);
+    for (int c = 0; c < NB_GEMM_NCLASSES; c++) atomic_store(&used[c], false), atomic_store(&refused[c], false);
     memset(info, 0, sizeof info);
     return 1;
 }
@@ -389,14 +397,17 @@ size_t nb_gemm_choices_spec(char *out, size_t n)
 {
     call_once(&init_once, init);
     size_t len = 0;
-    char key[32], item[48];
+    char key[32], item[64]; /* "," key "=" kernel "-only": at most 46 characters */
     for (int c = -1; c < NB_GEMM_NCLASSES; c++) {
         int w;
         if (c < 0) {
             w = snprintf(item, sizeof item, "fixed");
         } else {
             const int p = policy[c];
-            if (!atomic_load_explicit(&used[c], memory_order_acquire) || p == POLICY_FIXED) continue;
+            const bool ran = atomic_load_explicit(&used[c], memory_order_acquire);
+            /* a refused class has a kernel named (inplace_ok is false only then) */
+            if ((!ran && !atomic_load_explicit(&refused[c], memory_order_acquire)) || p == POLICY_FIXED) continue;
+            if (!ran && p < 0) continue;
             nb_gemm_class_key(c, key);
             /* auto: what was measured; a named kernel: itself (where it cannot run, fixed decides anyway) */
             const nb_gemm_kernel k = p == POLICY_AUTO ? info[c].kernel : (nb_gemm_kernel)p;

@@ -498,10 +498,11 @@ static nb_status kernel_vjp_inplace_run(nb_node *n, const conv_plan *c, const nb
     const int64_t O = c->O, P = c->P, PO = P * O, rows = c->w.OH * c->w.OW;
     const int64_t img = c->w.H * c->w.W * c->w.C, T = nb_max_team();
     const bool copy = nb_window_reads_padding(&c->w), masked = conv_at(n)->fused_relu || c->pooled;
-    const int64_t part = (K * PO + 15) / 16 * 16, pad = copy ? (wi->H * wi->W * wi->C + 15) / 16 * 16 : 0;
+    const int64_t pad = copy ? (wi->H * wi->W * wi->C + 15) / 16 * 16 : 0;
     const int64_t mask = masked ? (rows * O + 15) / 16 * 16 : 0;
-    if (K > (INT64_MAX / 8 / T - pad - mask) / (PO ? PO : 1))
+    if (K > (INT64_MAX / 8 / T - pad - mask - 16) / (PO ? PO : 1))
         return nb_fail(NB_ERR_TOO_LARGE, "conv2d: kernel gradient buffers too large");
+    const int64_t part = (K * PO + 15) / 16 * 16;
     const size_t per_thread = (size_t)(part + pad + mask);
     nb_real *ws = nb_node_workspace(n, per_thread * (size_t)T * sizeof(nb_real));
     if (!ws) return nb_fail(NB_ERR_NOMEM, "conv2d: no memory for the kernel gradient");
@@ -646,6 +647,17 @@ static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_r
     return NB_OK;
 }
 
+/* dZ of seed image i (seed i / N, image i % N: OH x OW x O): dY's own rows,
+ * or for conv2d_relu_maxpool its pooled seeds scattered through the argmax
+ * into buf (dense, as max_pool2d's VJP gives an unfused convolution), so the
+ * fused op takes the in-place paths below exactly where conv2d + pool would
+ * and gives its bits. (A fused ReLU keeps the lowering on both sides.) */
+static const nb_real *image_dz(const nb_node *n, const conv_plan *c, const nb_real *dy, int64_t i, nb_real *buf)
+{
+    const int64_t rows = c->w.OH * c->w.OW;
+    return dz_rows(n, c, dy, i / c->N, i % c->N * rows, rows, buf);
+}
+
 /* The input VJP of a stride-1 convolution as a convolution, read in place
  * (no dcols GEMM, no col2im). With stride 1,
  *   dX[h,w,c] = sum_{p,q,o} dZ[h + pt - p*d, w + pl - q*d, o] k[p,q,c,o]
@@ -661,14 +673,15 @@ static nb_status input_vjp(nb_node *n, const conv_plan *c, int64_t K, const nb_r
  * image (H*W x C x fh*fw*O), never the thread count or the bands.
  * Where the padding is wider than the window reaches (pt' < 0: explicit
  * padding), at stride > 1, for C = 1 (the transposed GEMM below is better)
- * and where dZ goes through a fused ReLU or max pool (mostly zero: the
- * sparse product wins) the lowering stays. */
+ * and where dZ goes through a fused ReLU (mostly zero: the sparse product
+ * wins; conv2d_relu unfused lowers too) the lowering stays. A fused max pool
+ * without a ReLU reads its dense dZ (image_dz), as conv2d + max_pool2d. */
 static bool transposed_window(const nb_node *n, const conv_plan *c, nb_window *t)
 {
     const nb_window *w = &c->w;
     *t = (nb_window){w->OH, w->OW, c->O, w->H, w->W, w->fh, w->fw, 1, w->dilation,
                      (w->fh - 1) * w->dilation - w->pad_top, (w->fw - 1) * w->dilation - w->pad_left};
-    if (w->stride != 1 || w->C < 2 || c->pooled || conv_at(n)->fused_relu || t->pad_top < 0 || t->pad_left < 0)
+    if (w->stride != 1 || w->C < 2 || conv_at(n)->fused_relu || t->pad_top < 0 || t->pad_left < 0)
         return false;
     const nb_window whole = nb_window_padded_band(t, 0, t->OH);
     return nb_conv_inplace_usable(&whole, w->C, w->H * w->W, false);
@@ -683,7 +696,8 @@ static nb_status input_vjp_inplace(nb_node *n, const conv_plan *c, const nb_wind
     const nb_window whole = nb_window_padded_band(t, 0, t->OH);
     /* kr is fh*fw*O x C: as many values as the kernel, P x O */
     const int64_t C = c->w.C, O = c->O, P = c->P, img = c->w.H * c->w.W * C, zimg = c->w.OH * c->w.OW * O;
-    const int64_t pad = (whole.H * whole.W * whole.C + 15) / 16 * 16, per_thread = pad + (acc ? (img + 15) / 16 * 16 : 0);
+    const int64_t pad = (whole.H * whole.W * whole.C + 15) / 16 * 16, dense = c->pooled ? (zimg + 15) / 16 * 16 : 0;
+    const int64_t per_thread = pad + dense + (acc ? (img + 15) / 16 * 16 : 0);
     const int64_t T = nb_max_team(), packed_reals = nb_conv_inplace_packed_reals(t, C);
     if (per_thread > (INT64_MAX / 8 - P * O - packed_reals) / T)
         return nb_fail(NB_ERR_TOO_LARGE, "conv2d: input gradient buffers too large");
@@ -705,12 +719,12 @@ static nb_status input_vjp_inplace(nb_node *n, const conv_plan *c, const nb_wind
     {
         int64_t u0, u1;
         thread_range(total * S, &u0, &u1);
-        nb_real *padbuf = ws + nb_thread_id() * per_thread, *out = padbuf + pad;
+        nb_real *padbuf = ws + nb_thread_id() * per_thread, *zbuf = padbuf + pad, *out = zbuf + dense;
         for (int64_t u = u0; u < u1; u++) {
             const int64_t i = u / S, r0 = H * (u % S) / S, r1 = H * (u % S + 1) / S;
             const nb_window band = nb_window_padded_band(t, r0, r1);
             nb_real *dst = dx + i * img + r0 * rowlen;
-            nb_pad_band(t, dy + i * zimg, r0, r1, padbuf);
+            nb_pad_band(t, image_dz(n, c, dy, i, zbuf), r0, r1, padbuf);
             nb_conv_inplace_rows(&band, C, padbuf, packed, NULL, false, 0, r1 - r0, acc ? out : dst);
             for (int64_t e = 0; acc && e < (r1 - r0) * rowlen; e++) dst[e] += out[e];
         }
@@ -757,14 +771,14 @@ static stride_class stride_class_make(const nb_window *w, int64_t O, int a, int 
 }
 
 /* The classes of a convolution whose input VJP runs strided (into cls,
- * their count), or 0: stride 2..4, dilation 1, C >= 2, no fused ReLU or
- * pool (their dZ is mostly zero: the sparse product wins), every class's
- * window usable in place. */
+ * their count), or 0: stride 2..4, dilation 1, C >= 2, no fused ReLU (its
+ * dZ is mostly zero: the sparse product wins; a fused pool alone reads its
+ * dense dZ, image_dz), every class's window usable in place. */
 static int stride_classes(const nb_node *n, const conv_plan *c, stride_class cls[MAX_STRIDE_CLASSES])
 {
     const nb_window *w = &c->w;
     const int s = w->stride;
-    if (s < 2 || s > 4 || w->dilation != 1 || w->C < 2 || c->pooled || conv_at(n)->fused_relu) return 0;
+    if (s < 2 || s > 4 || w->dilation != 1 || w->C < 2 || conv_at(n)->fused_relu) return 0;
     for (int a = 0; a < s; a++)
         for (int b = 0; b < s; b++) {
             stride_class *sc = &cls[a * s + b];
@@ -793,7 +807,7 @@ static nb_status input_vjp_strided(nb_node *n, const conv_plan *c, const stride_
         const int64_t kr = (int64_t)cls[k].w.fh * cls[k].w.fw * O * C;
         kr_reals = kr > kr_reals ? kr : kr_reals;
     }
-    const int64_t T = nb_max_team(), per_thread = pad + out;
+    const int64_t dense = c->pooled ? (zimg + 15) / 16 * 16 : 0, T = nb_max_team(), per_thread = pad + out + dense;
     if (per_thread > (INT64_MAX / 8 - packed_total - kr_reals) / T)
         return nb_fail(NB_ERR_TOO_LARGE, "conv2d: input gradient buffers too large");
     nb_real *ws = nb_node_workspace(n, (size_t)(T * per_thread + kr_reals + packed_total + 16) * sizeof(nb_real));
@@ -818,7 +832,7 @@ static nb_status input_vjp_strided(nb_node *n, const conv_plan *c, const stride_
     {
         int64_t u0, u1;
         thread_range(total * ncls, &u0, &u1);
-        nb_real *padbuf = ws + nb_thread_id() * per_thread, *res = padbuf + pad;
+        nb_real *padbuf = ws + nb_thread_id() * per_thread, *res = padbuf + pad, *zbuf = res + out;
         for (int64_t u = u0; u < u1; u++) {
             const int64_t i = u / ncls;
             const stride_class *sc = &cls[u % ncls];
@@ -830,7 +844,7 @@ static nb_status input_vjp_strided(nb_node *n, const conv_plan *c, const stride_
                 continue;
             }
             const nb_window band = nb_window_padded_band(&sc->w, 0, nu);
-            nb_pad_band(&sc->w, dy + i * zimg, 0, nu, padbuf);
+            nb_pad_band(&sc->w, image_dz(n, c, dy, i, zbuf), 0, nu, padbuf);
             nb_conv_inplace_rows(&band, C, padbuf, packed + packed_at[u % ncls], NULL, false, 0, nu, res);
             for (int64_t a = 0; a < nu; a++)
                 for (int64_t b = 0; b < nv; b++) {

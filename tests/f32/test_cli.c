@@ -718,6 +718,19 @@ static void test_resume_follows_gemm_choices(void **state)
     assert_int_equal(run("NB_GEMM=fixed " CLI GEMM_TRAIN "--epochs 2 --resume --out " TMP "gD.safetensors"), 0);
     if (nb_gemm_fixed_kernel(false, false, 64, 10, 338) != NB_GEMM_PORTABLE)
         assert_false(same_weights(TMP "gD.safetensors", TMP "gC.safetensors"));
+    /* The same with a strided convolution of 16 channels: the in-place paths
+     * (kernel VJP, strided input VJP) refused under builtin are written to
+     * the checkpoint as builtin-only and stay refused when followed (they
+     * ask about GEMM classes the lowering never runs). */
+#define GEMM_TRAIN2                                                                                                   \
+    " train --data fashion-mnist --model 'conv2d 16 3 relu; conv2d 16 3 stride=2 padding=same; flatten; dense 10' "  \
+    "--limit 256 --batch 64 --no-test --seed 5 --quiet "
+    assert_int_equal(run("NB_GEMM=builtin " CLI GEMM_TRAIN2 "--epochs 1 --out " TMP "gF.safetensors"), 0);
+    assert_int_equal(run("cp " TMP "gF.safetensors " TMP "gG.safetensors"), 0);
+    assert_int_equal(run("NB_GEMM=auto " CLI GEMM_TRAIN2 "--epochs 2 --resume --out " TMP "gG.safetensors"), 0);
+    assert_int_equal(run("NB_GEMM=builtin " CLI GEMM_TRAIN2 "--epochs 2 --out " TMP "gH.safetensors"), 0);
+    assert_true(same_weights(TMP "gG.safetensors", TMP "gH.safetensors"));
+    assert_false(same_weights(TMP "gF.safetensors", TMP "gH.safetensors"));
     /* A nabla.gemm this build does not understand: a note (then it would
      * measure; here the epochs are done, so nothing runs). */
     assert_int_equal(nb_safetensors_read(TMP "gA.safetensors", &st), NB_OK);

@@ -25,6 +25,8 @@ typedef struct {
 
 /* x (N, H, W, C) -> conv2d 3x3 (+ ReLU) -> max pool f, then sum(out * w)
  * as a scalar loss with a fixed weighting w (so every seed differs). */
+static int conv_stride = 1; /* of the convolution in build */
+
 static void build(net *t, bool fused, bool relu, int64_t N, int64_t H, int64_t W, int64_t C, int64_t O, int f,
                   uint64_t seed)
 {
@@ -38,7 +40,7 @@ static void build(net *t, bool fused, bool relu, int64_t N, int64_t H, int64_t W
     nb_tensor_fill_uniform(nb_value(t->k), &r, -0.5, 0.5);
     nb_tensor_fill_uniform(nb_value(t->b), &r, -0.1, 0.1);
     nb_set_requires_grad(t->x, 1);
-    const nb_conv2d_opts o = {1, 1, NB_PAD_VALID, 0};
+    const nb_conv2d_opts o = {conv_stride, 1, NB_PAD_VALID, 0};
     t->conv = relu ? nb_conv2d_relu(t->x, t->k, t->b, &o) : nb_conv2d(t->x, t->k, t->b, &o);
     assert_non_null(t->conv);
     t->out = fused ? nb_fuse_conv2d_maxpool(t->conv, f, 0, NB_PAD_VALID) : nb_max_pool2d(t->conv, f, 0, NB_PAD_VALID);
@@ -118,6 +120,11 @@ static void test_fused_equals_conv_then_pool(void **state)
     compare(true, 2, 14, 14, 4, 5, 3, 1);  /* window 3, one thread */
     compare(true, 1, 30, 30, 2, 4, 4, 2);  /* window 4, 7 pooled rows in bands */
     compare(true, 3, 12, 12, 8, 24, 2, 2); /* C = 8: the kernel VJP reads its windows in place (segments of 24) */
+    compare(false, 3, 13, 11, 8, 13, 2, 2); /* no ReLU, C = 8: the input VJP in place on the dense dZ */
+    conv_stride = 2;
+    compare(false, 2, 17, 17, 4, 8, 2, 2);  /* and at stride 2: by parity classes */
+    compare(true, 2, 17, 17, 4, 8, 2, 2);   /* with a ReLU: lowered on both sides */
+    conv_stride = 1;
 }
 
 /* The builder's fusion: only a conv2d that is the graph's last node, and

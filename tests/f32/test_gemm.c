@@ -425,7 +425,7 @@ static void test_follow(void **state)
 static void test_inplace_allowed(void **state)
 {
     (void)state;
-    char key[32], spec[96], back[96];
+    char key[32], spec[96], back[160];
     const int cls = nb_gemm_class_of(false, false, 784, 24, 216);
     nb_gemm_class_key(cls, key);
     for (int i = 0; i < 3; i++) {
@@ -445,6 +445,26 @@ static void test_inplace_allowed(void **state)
     assert_int_equal(nb_gemm_kernel_for(false, false, 784, 24, 216, 0), NB_GEMM_PORTABLE);
     nb_gemm_choices_spec(back, sizeof back);
     assert_string_equal(back, spec); /* and its checkpoint says the same */
+    /* A class only asked about (the in-place paths stand for a product the
+     * lowering runs as GEMMs of other classes) is written too, and refused
+     * after following. */
+    const int asked = nb_gemm_class_of(true, false, 48, 144, 64);
+    char akey[32], both[160];
+    nb_gemm_class_key(asked, akey);
+    nb_gemm_select_reset("builtin", NULL, NULL);
+    assert_int_equal(nb_gemm_kernel_for(false, false, 784, 24, 216, 0), NB_GEMM_PORTABLE);
+    assert_false(nb_gemm_inplace_allowed(true, false, 48, 144, 64));
+    nb_gemm_choices_spec(both, sizeof both);
+    assert_non_null(strstr(both, spec + strlen("fixed")));
+    char aitem[64];
+    snprintf(aitem, sizeof aitem, ",%s=builtin-only", akey);
+    assert_non_null(strstr(both, aitem));
+    nb_gemm_select_reset("auto", NULL, NULL);
+    assert_int_equal(nb_gemm_follow(both), 1);
+    assert_false(nb_gemm_inplace_allowed(true, false, 48, 144, 64));
+    assert_int_equal(nb_gemm_kernel_for(false, false, 784, 24, 216, 0), NB_GEMM_PORTABLE);
+    nb_gemm_choices_spec(back, sizeof back);
+    assert_string_equal(back, both);
     snprintf(spec, sizeof spec, "fixed,%s=builtin", key); /* as a measured choice is written */
     nb_gemm_select_reset("auto", NULL, NULL);
     assert_int_equal(nb_gemm_follow(spec), 1);
