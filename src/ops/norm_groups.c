@@ -82,6 +82,38 @@ static inline void row_terms(const nb_norm_groups *L, sum_kind kind, int64_t r, 
     }
 }
 
+/* Rows r..r+3's terms of SUM_SHIFTED or SUM_DY, per channel: formed and
+ * added in pairs in nb_real, and only their sum of four widened to double
+ * for acc. Batchnorm's sums are compute-bound (they scale with the threads)
+ * and the conversions and double arithmetic per value were most of them;
+ * a group of four carries a relative error of a few float ulps of its own
+ * magnitude (about 2.4e-7), far below what mu and var keep as floats, and
+ * the groups are still summed in double over all rows. */
+static inline void rows4_terms(const nb_norm_groups *L, sum_kind kind, int64_t r, const nb_real *x, const nb_real *mu,
+                               const nb_real *s, const nb_real *a, double *restrict acc)
+{
+    const int64_t C = L->C;
+    const nb_real *x0 = x + r * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+    double *restrict acc1 = acc + C;
+    if (kind == SUM_SHIFTED) {
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) {
+            const nb_real d0 = x0[c] - mu[c], d1 = x1[c] - mu[c], d2 = x2[c] - mu[c], d3 = x3[c] - mu[c];
+            acc[c] += (double)((d0 + d1) + (d2 + d3));
+            acc1[c] += (double)((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3));
+        }
+        return;
+    }
+    const nb_real *a0 = a + r * C, *a1 = a0 + C, *a2 = a1 + C, *a3 = a2 + C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++) {
+        const nb_real sc = s[c], m = mu[c];
+        const nb_real h0 = (x0[c] - m) * sc, h1 = (x1[c] - m) * sc, h2 = (x2[c] - m) * sc, h3 = (x3[c] - m) * sc;
+        acc[c] += (double)((a0[c] + a1[c]) + (a2[c] + a3[c]));
+        acc1[c] += (double)((a0[c] * h0 + a1[c] * h1) + (a2[c] * h2 + a3[c] * h3));
+    }
+}
+
 /* out (sum_count[kind] x C) = the sums of kind over all rows. */
 static void channel_sums(const nb_norm_groups *L, sum_kind kind, const nb_real *x, const nb_real *mu, const nb_real *s,
                          const nb_real *a, const nb_real *b, double *out)
@@ -94,7 +126,10 @@ static void channel_sums(const nb_norm_groups *L, sum_kind kind, const nb_real *
         for (int64_t i = 0; i < nq * C; i++)
             acc[i] = 0;
         const int64_t r1 = (q + 1) * per < rows ? (q + 1) * per : rows;
-        for (int64_t r = q * per; r < r1; r++)
+        int64_t r = q * per;
+        if (L->per_channel && kind != SUM_TANGENT)
+            for (; r + 4 <= r1; r += 4) rows4_terms(L, kind, r, x, mu, s, a, acc);
+        for (; r < r1; r++)
             row_terms(L, kind, r, x, mu, s, a, b, acc);
     }
     for (int64_t i = 0; i < nq * C; i++)
