@@ -144,8 +144,9 @@ static void channel_sums(const nb_norm_groups *L, sum_kind kind, const nb_real *
  * its mean on the scale of its spread) and d = x - K in double,
  *   mu = K + S_d / n,  var = S_dd / n - (S_d / n)^2,
  * which loses nothing a float input can show (the cancellation is
- * (mu - K)^2 / var, a few units at most, against double's 1e-16), and
- * reads x once instead of twice. */
+ * (mu - K)^2 / var, a few units at most, against double's 1e-16; the
+ * groups of four rows formed in float, rows4_terms, add a few float ulps of
+ * each group), and reads x once instead of twice. */
 static void forward_per_channel(const nb_norm_groups *L, const nb_real *x, const nb_real *gamma, const nb_real *beta,
                                 double eps, nb_real *mu, nb_real *s, nb_real *var, nb_real *y)
 {
