@@ -4,6 +4,7 @@
 # Usage: bench/run.sh [THREADS] [EPOCH_RUNS]    (defaults 2 and 3)
 #   EIGS_IMAGES=N: the top-eigenvalue rows on N training images (default 10000)
 #   TORCH_EIGS=1: PyTorch's side of those rows too (functional.hvp: hours on 10000 images)
+#   RESNET_ROUNDS=N: alternating rounds of the paired ResNet comparison at the end (default 5)
 # Prints a table of figures and ratios (higher is better for nabla unless the
 # column says otherwise). Nothing here is a test: tests never time anything.
 set -euo pipefail
@@ -117,4 +118,9 @@ echo "NB_GEMM that makes another process choose the same: $(get "$out/nabla.txt"
 if [ $have_torch = 0 ]; then
   echo
   echo "PyTorch is not installed: apt-get install python3-torch for the comparison columns."
+else
+  # The ResNet rows above are one run each; the ratio to quote is the paired one.
+  echo
+  echo "ResNet training, batch 128, paired (bench/vs_torch_resnet.sh ${RESNET_ROUNDS:-5} $threads):"
+  bash bench/vs_torch_resnet.sh "${RESNET_ROUNDS:-5}" "$threads"
 fi
