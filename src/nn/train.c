@@ -375,7 +375,8 @@ nb_status nb_train(nb_model *m, nb_optim *o, const nb_dataset *train, const nb_d
     /* And again after this rank's own allocations and warm-up passes (none
      * of them collective): one that failed here says so to all. */
     if (nb_comm_usable(opts->comm) && opts->comm->size > 1) s = nb_comm_any_failed(opts->comm, s, "train");
-    if (s) {
+    if (s) { /* (this rank's own setup may have succeeded: another failed) */
+        nb_shards_free(sh);
         nb_grad_allreduce_free(&dp);
         free(idx), free(dg.d), free(dg.before);
         return s;
