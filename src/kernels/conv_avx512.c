@@ -104,11 +104,7 @@ NB_AVX512 static inline __attribute__((always_inline)) void tile_body(const tile
     if (i < mr) {                                                                                                  \
         const __m512 ai = _mm512_set1_ps(a[i * pix]);                                                              \
         c##i##a = _mm512_fmadd_ps(ai, b0, c##i##a);                                                                \
-        if (width == 24)                                                                                           \
-            c##i##b = _mm512_castps256_ps512(_mm256_fmadd_ps(                                                      \
-                _mm512_castps512_ps256(ai), _mm512_castps512_ps256(b1), _mm512_castps512_ps256(c##i##b)));         \
-        else if (wide)                                                                                             \
-            c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);                                                            \
+        if (wide) c##i##b = nb_fma_right_half(ai, b1, c##i##b, width);                                          \
     }
             NB_DROWS(NB_FMA)
 #undef NB_FMA
@@ -224,11 +220,7 @@ NB_AVX512 static inline __attribute__((always_inline)) void kernel_grad_body(con
     if (i < mr) {                                                                                                  \
         const __m512 ai = _mm512_set1_ps(dr[i]);                                                                   \
         c##i##a = _mm512_fmadd_ps(ai, b0, c##i##a);                                                                \
-        if (width == 24)                                                                                           \
-            c##i##b = _mm512_castps256_ps512(_mm256_fmadd_ps(                                                      \
-                _mm512_castps512_ps256(ai), _mm512_castps512_ps256(b1), _mm512_castps512_ps256(c##i##b)));         \
-        else if (wide)                                                                                             \
-            c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);                                                            \
+        if (wide) c##i##b = nb_fma_right_half(ai, b1, c##i##b, width);                                          \
     }
             NB_DROWS(NB_FMA)
 #undef NB_FMA

@@ -232,11 +232,7 @@ micro_body(int64_t kc, const float *restrict a, const float *restrict b, float *
     if (i < mr) {                                                                                                  \
         const __m512 ai = _mm512_set1_ps(a[i]);                                                                    \
         c##i##a = _mm512_fmadd_ps(ai, b0, c##i##a);                                                                \
-        if (width == 24)                                                                                           \
-            c##i##b = _mm512_castps256_ps512(_mm256_fmadd_ps(                                                      \
-                _mm512_castps512_ps256(ai), _mm512_castps512_ps256(b1), _mm512_castps512_ps256(c##i##b)));         \
-        else if (wide)                                                                                             \
-            c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);                                                            \
+        if (wide) c##i##b = nb_fma_right_half(ai, b1, c##i##b, width);                                          \
     }
         NB_ROWS(NB_FMA)
 #undef NB_FMA
