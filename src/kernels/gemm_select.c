@@ -405,9 +405,9 @@ size_t nb_gemm_choices_spec(char *out, size_t n)
         } else {
             const int p = policy[c];
             const bool ran = atomic_load_explicit(&used[c], memory_order_acquire);
-            /* a refused class has a kernel named (inplace_ok is false only then) */
-            if ((!ran && !atomic_load_explicit(&refused[c], memory_order_acquire)) || p == POLICY_FIXED) continue;
-            if (!ran && p < 0) continue;
+            /* a class refused in place but never run has a kernel named (inplace_ok is false only then) */
+            if (p == POLICY_FIXED || (!ran && (p < 0 || !atomic_load_explicit(&refused[c], memory_order_acquire))))
+                continue;
             nb_gemm_class_key(c, key);
             /* auto: what was measured; a named kernel: itself (where it cannot run, fixed decides anyway) */
             const nb_gemm_kernel k = p == POLICY_AUTO ? info[c].kernel : (nb_gemm_kernel)p;
